@@ -1,0 +1,38 @@
+/* config.h - parley's settings (SPEC §6): built-in defaults, then the config
+ * file (parley.conf.lua, or the file PARLEY_CONFIG names), then the
+ * environment. Every value is checked; a bad one is refused with its name. */
+#ifndef PARLEY_CONFIG_H
+#define PARLEY_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct config {
+	int port;                /* PORT, 3000 */
+	char *data_dir;          /* PARLEY_DATA_DIR, "./data" */
+	char *frontend_url;      /* FRONTEND_URL, NULL = any origin (dev) */
+	char *jwt_secret;        /* JWT_SECRET, NULL = dev auth */
+	char *api_key;           /* PARLEY_API_KEY, NULL = HTTP API refused */
+	int ping_interval_ms;    /* PARLEY_PING_INTERVAL, 25000 */
+	int ping_timeout_ms;     /* PARLEY_PING_TIMEOUT, 20000 */
+	size_t max_payload;      /* PARLEY_MAX_PAYLOAD, 1000000 bytes */
+	char *scripts_dir;       /* PARLEY_SCRIPTS, "scripts" */
+	char *plugins;           /* PARLEY_PLUGINS, "" (comma-separated names) */
+	char *plugin_path;       /* PARLEY_PLUGIN_PATH, "plugins" (';'-separated dirs) */
+	int log_level;           /* PARLEY_LOG, info */
+	char *config_file;       /* the file that was read, or NULL */
+};
+
+/* Fills `c` from defaults, the config file and the environment, then the
+ * command line (`--help`, `--version`). Returns 0 to run, 1 when the command
+ * line asked only for help or the version (printed to stdout), or -1 with a
+ * message in `err` naming the setting at fault. On -1 or 1, `c` is released. */
+int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Releases the strings `c` owns. */
+void config_fini(struct config *c);
+
+/* Prints every setting with its environment name, default and meaning. */
+void config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,20 @@
+/* log.h - leveled logging to stderr, one line per record, with a timestamp.
+ * The level comes from PARLEY_LOG (error, warn, info, debug). */
+#ifndef PARLEY_LOG_H
+#define PARLEY_LOG_H
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+extern enum log_level log_threshold;
+
+/* Parses "error", "warn", "info" or "debug"; returns the level or -1. */
+int log_level_parse(const char *name);
+void log_write(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_write(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) do { if (log_threshold >= LOG_WARN) log_write(LOG_WARN, __VA_ARGS__); } while (0)
+#define log_info(...) do { if (log_threshold >= LOG_INFO) log_write(LOG_INFO, __VA_ARGS__); } while (0)
+#define log_debug(...) do { if (log_threshold >= LOG_DEBUG) log_write(LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif
