@@ -1,0 +1,624 @@
+/* config.c - parley's settings (see config.h): one table describes every
+ * setting; defaults, the Lua config file (run as data in a bare LuaJIT state
+ * with no libraries) and the environment all pass through the same checks. */
+#include "config.h"
+
+#include "alloc.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <luajit.h>
+
+#ifndef PARLEY_VERSION
+#define PARLEY_VERSION "0.1.0"
+#endif
+
+#define CONFIG_DEFAULT_FILE "./parley.conf.lua"
+/* A config file is data: a few thousand instructions build any sane table.
+ * The budget only stops a file that loops, so startup cannot hang. */
+#define CONFIG_MAX_INSTRUCTIONS 10000000
+/* Values quoted in messages are cut here, so a stray blob stays readable. */
+#define CONFIG_QUOTE_MAX 64
+
+enum setting_type {
+	SETTING_INT,      /* int, decimal in min..max */
+	SETTING_SIZE,     /* size_t, decimal in min..max */
+	SETTING_PATH,     /* string, not empty */
+	SETTING_OPTIONAL, /* string, empty = NULL */
+	SETTING_SECRET,   /* string, empty = NULL, else at least min bytes */
+	SETTING_PLUGINS,  /* comma-separated plugin names, normalised */
+	SETTING_LOG,      /* int, a log level name */
+};
+
+struct setting {
+	const char *key;       /* key in the config file */
+	const char *env;       /* environment variable */
+	enum setting_type type;
+	size_t offset;         /* field in struct config */
+	const char *def;       /* default; NULL = unset */
+	long long min, max;
+	const char *unit;      /* appended to range messages, or "" */
+	const char *meaning;   /* one line for --help */
+};
+
+#define FIELD(f) offsetof(struct config, f)
+
+static const struct setting settings[] = {
+	{ "port", "PORT", SETTING_INT, FIELD(port), "3000", 1, 65535, "",
+	  "TCP port to listen on, 1..65535" },
+	{ "data_dir", "PARLEY_DATA_DIR", SETTING_PATH, FIELD(data_dir), "./data", 0, 0, "",
+	  "directory of the database" },
+	{ "frontend_url", "FRONTEND_URL", SETTING_OPTIONAL, FIELD(frontend_url), NULL, 0, 0, "",
+	  "origin allowed to connect (CORS); unset: any origin (development)" },
+	{ "jwt_secret", "JWT_SECRET", SETTING_SECRET, FIELD(jwt_secret), NULL, 16, 0, "",
+	  "HS256 secret for client tokens, 16+ bytes; unset: development auth" },
+	{ "api_key", "PARLEY_API_KEY", SETTING_OPTIONAL, FIELD(api_key), NULL, 0, 0, "",
+	  "key for the HTTP API; unset: the HTTP API is refused" },
+	{ "ping_interval", "PARLEY_PING_INTERVAL", SETTING_INT, FIELD(ping_interval_ms), "25000",
+	  100, 3600000, " (ms)", "milliseconds between pings, 100..3600000" },
+	{ "ping_timeout", "PARLEY_PING_TIMEOUT", SETTING_INT, FIELD(ping_timeout_ms), "20000",
+	  100, 3600000, " (ms)", "milliseconds to wait for a pong, 100..3600000" },
+	{ "max_payload", "PARLEY_MAX_PAYLOAD", SETTING_SIZE, FIELD(max_payload), "1000000",
+	  64, 104857600, " (bytes)", "largest message in bytes, 64..104857600" },
+	{ "scripts", "PARLEY_SCRIPTS", SETTING_PATH, FIELD(scripts_dir), "scripts", 0, 0, "",
+	  "directory of the Lua scripts" },
+	{ "plugins", "PARLEY_PLUGINS", SETTING_PLUGINS, FIELD(plugins), "", 0, 0, "",
+	  "plugins to enable, comma-separated (file: \"a,b\" or {\"a\",\"b\"})" },
+	{ "plugin_path", "PARLEY_PLUGIN_PATH", SETTING_PATH, FIELD(plugin_path), "plugins", 0, 0, "",
+	  "directories searched for plugins, ';'-separated" },
+	{ "log", "PARLEY_LOG", SETTING_LOG, FIELD(log_level), "info", 0, 0, "",
+	  "log level: error, warn, info or debug" },
+};
+
+#define SETTING_COUNT (sizeof(settings) / sizeof(settings[0]))
+
+/* Writes "file: name: message", dropping the parts that are NULL. */
+static void __attribute__((format(printf, 5, 6)))
+config_fail(char *err, size_t errlen, const char *file, const char *name, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n = 0;
+	int w;
+
+	if (!err || errlen == 0)
+		return;
+	err[0] = '\0';
+	if (file) {
+		w = snprintf(err, errlen, "%s: ", file);
+		n = w < 0 ? 0 : (size_t)w;
+	}
+	if (name && n < errlen) {
+		w = snprintf(err + n, errlen - n, "%s: ", name);
+		n += w < 0 ? 0 : (size_t)w;
+	}
+	if (n < errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err + n, errlen - n, fmt, ap);
+		va_end(ap);
+	}
+}
+
+/* Parses a plain decimal integer: an optional '-', then digits, nothing else
+ * (no spaces, '+', hex or trailing junk). Returns 0 or -1. */
+static int config_parse_integer(const char *s, long long *out)
+{
+	const char *digits = s[0] == '-' ? s + 1 : s;
+	char *end;
+
+	if (*digits < '0' || *digits > '9')
+		return -1;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno == ERANGE || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* True when `name` (len bytes) is a plugin name: [a-z0-9_-]+. */
+static int config_is_plugin_name(const char *name, size_t len)
+{
+	if (len == 0)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* True when the comma-separated `list` already holds `name`. */
+static int config_list_has(const char *list, const char *name, size_t len)
+{
+	const char *p = list;
+
+	while (*p) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		if (n == len && memcmp(p, name, len) == 0)
+			return 1;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	return 0;
+}
+
+/* Checks a comma-separated plugin list and stores it as "a,b" (blanks around
+ * names dropped) in *out, which the caller frees. Returns 0 or -1. */
+static int config_parse_plugins(const char *value, char **out, const char *file,
+				const char *name, char *err, size_t errlen)
+{
+	size_t cap = strlen(value) + 1;
+	char *list = xmalloc(cap);
+	size_t used = 0;
+	const char *p = value;
+	int rc = -1;
+
+	list[0] = '\0';
+	/* A value of only blanks is an empty list, not one empty name. */
+	if (p[strspn(p, " \t")] == '\0') {
+		rc = 0;
+		goto out;
+	}
+	for (;;) {
+		const char *end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		const char *stop = end;
+		while (stop > p && (stop[-1] == ' ' || stop[-1] == '\t'))
+			stop--;
+		size_t len = (size_t)(stop - p);
+		if (len == 0) {
+			config_fail(err, errlen, file, name, "empty plugin name in \"%.*s\"",
+				    CONFIG_QUOTE_MAX, value);
+			goto out;
+		}
+		if (!config_is_plugin_name(p, len)) {
+			config_fail(err, errlen, file, name,
+				    "\"%.*s\" is not a plugin name (a-z, 0-9, '_' and '-')",
+				    len > CONFIG_QUOTE_MAX ? CONFIG_QUOTE_MAX : (int)len, p);
+			goto out;
+		}
+		if (config_list_has(list, p, len)) {
+			config_fail(err, errlen, file, name, "plugin \"%.*s\" is listed twice",
+				    (int)len, p);
+			goto out;
+		}
+		/* The normalised list is never longer than the input. */
+		if (used > 0)
+			list[used++] = ',';
+		memcpy(list + used, p, len);
+		used += len;
+		list[used] = '\0';
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+	rc = 0;
+out:
+	if (rc == 0) {
+		*out = list;
+	} else {
+		free(list);
+	}
+	return rc;
+}
+
+/* Replaces the string field at `field` with a copy of value[0..len), or NULL. */
+static void config_set_string(char **field, const char *value, size_t len)
+{
+	free(*field);
+	*field = value ? xstrndup(value, len) : NULL;
+}
+
+/* Checks `value` (len bytes) for setting `s` and stores it in `c`. `file` is
+ * the config file or NULL; `name` is the file key or the environment name;
+ * both prefix any message. Returns 0 or -1. */
+static int config_apply(struct config *c, const struct setting *s, const char *value,
+			size_t len, const char *file, const char *name, char *err, size_t errlen)
+{
+	char *base = (char *)c + s->offset;
+	long long n;
+
+	if (strlen(value) != len) {
+		config_fail(err, errlen, file, name, "contains a NUL byte");
+		return -1;
+	}
+	switch (s->type) {
+	case SETTING_INT:
+	case SETTING_SIZE:
+		if (config_parse_integer(value, &n) != 0 || n < s->min || n > s->max) {
+			config_fail(err, errlen, file, name, "\"%.*s\" is not an integer in %lld..%lld%s",
+				    CONFIG_QUOTE_MAX, value, s->min, s->max, s->unit);
+			return -1;
+		}
+		if (s->type == SETTING_INT)
+			*(int *)base = (int)n;
+		else
+			*(size_t *)base = (size_t)n;
+		return 0;
+	case SETTING_PATH:
+		if (len == 0) {
+			config_fail(err, errlen, file, name, "must not be empty");
+			return -1;
+		}
+		config_set_string((char **)base, value, len);
+		return 0;
+	case SETTING_OPTIONAL:
+		config_set_string((char **)base, len ? value : NULL, len);
+		return 0;
+	case SETTING_SECRET:
+		/* The value is a secret: messages give its length, never its bytes. */
+		if (len > 0 && len < (size_t)s->min) {
+			config_fail(err, errlen, file, name,
+				    "too short (%zu bytes): an HS256 secret needs at least %lld bytes",
+				    len, s->min);
+			return -1;
+		}
+		config_set_string((char **)base, len ? value : NULL, len);
+		return 0;
+	case SETTING_PLUGINS: {
+		char *list;
+		if (config_parse_plugins(value, &list, file, name, err, errlen) != 0)
+			return -1;
+		free(*(char **)base);
+		*(char **)base = list;
+		return 0;
+	}
+	case SETTING_LOG: {
+		int level = log_level_parse(value);
+		if (level < 0) {
+			config_fail(err, errlen, file, name,
+				    "\"%.*s\" is not a log level (error, warn, info or debug)",
+				    CONFIG_QUOTE_MAX, value);
+			return -1;
+		}
+		*(int *)base = level;
+		return 0;
+	}
+	}
+	return -1;
+}
+
+/* Joins the array of plugin names on top of L's stack into "a,b" in *out
+ * (caller frees). Each element must be a plugin name. Returns 0 or -1. */
+static int config_join_plugins(lua_State *L, char **out, const char *file, char *err,
+			       size_t errlen)
+{
+	int t = lua_gettop(L);
+	size_t count = lua_objlen(L, t);
+	size_t entries = 0;
+	size_t used = 0;
+	char *list = xmalloc(1);
+	int rc = -1;
+
+	list[0] = '\0';
+	/* Only the keys 1..n may be present: anything else is not a list. */
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		entries++;
+		lua_pop(L, 1);
+	}
+	if (entries != count) {
+		config_fail(err, errlen, file, "plugins",
+			    "expected a string or an array of strings");
+		goto out;
+	}
+	for (size_t i = 1; i <= count; i++) {
+		size_t len;
+		lua_rawgeti(L, t, (int)i);
+		if (lua_type(L, -1) != LUA_TSTRING) {
+			config_fail(err, errlen, file, "plugins", "element %zu is a %s, not a string",
+				    i, luaL_typename(L, -1));
+			goto out;
+		}
+		const char *name = lua_tolstring(L, -1, &len);
+		/* Checked here so an element such as "a,b" cannot pass as two names. */
+		if (!config_is_plugin_name(name, len)) {
+			config_fail(err, errlen, file, "plugins",
+				    "\"%.*s\" is not a plugin name (a-z, 0-9, '_' and '-')",
+				    CONFIG_QUOTE_MAX, name);
+			goto out;
+		}
+		list = xrealloc(list, used + len + 2);
+		if (used > 0)
+			list[used++] = ',';
+		memcpy(list + used, name, len);
+		used += len;
+		list[used] = '\0';
+		lua_pop(L, 1);
+	}
+	rc = 0;
+out:
+	lua_settop(L, t);
+	if (rc == 0) {
+		*out = list;
+	} else {
+		free(list);
+	}
+	return rc;
+}
+
+/* Applies the value on top of L's stack to setting `s`. Returns 0 or -1. */
+static int config_apply_lua(struct config *c, const struct setting *s, lua_State *L,
+			    const char *file, char *err, size_t errlen)
+{
+	int type = lua_type(L, -1);
+	const char *value;
+	size_t len;
+
+	if (s->type == SETTING_PLUGINS && type == LUA_TTABLE) {
+		char *list;
+		int rc;
+		if (config_join_plugins(L, &list, file, err, errlen) != 0)
+			return -1;
+		rc = config_apply(c, s, list, strlen(list), file, s->key, err, errlen);
+		free(list);
+		return rc;
+	}
+	if ((s->type == SETTING_INT || s->type == SETTING_SIZE) && type == LUA_TNUMBER) {
+		/* Through the decimal parser, so 1.5 or 1e99 get the usual message. */
+		lua_pushvalue(L, -1);
+		value = lua_tolstring(L, -1, &len);
+		int rc = config_apply(c, s, value, len, file, s->key, err, errlen);
+		lua_pop(L, 1);
+		return rc;
+	}
+	if (type != LUA_TSTRING) {
+		config_fail(err, errlen, file, s->key, "expected %s, got a %s",
+			    s->type == SETTING_INT || s->type == SETTING_SIZE ? "an integer"
+			    : s->type == SETTING_PLUGINS ? "a string or an array of strings"
+			    : "a string",
+			    lua_typename(L, type));
+		return -1;
+	}
+	value = lua_tolstring(L, -1, &len);
+	return config_apply(c, s, value, len, file, s->key, err, errlen);
+}
+
+/* Applies every key of the table on top of L's stack. Returns 0 or -1. */
+static int config_apply_table(struct config *c, lua_State *L, const char *file, char *err,
+			      size_t errlen)
+{
+	int t = lua_gettop(L);
+
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		const struct setting *s = NULL;
+		size_t len;
+
+		if (lua_type(L, -2) != LUA_TSTRING) {
+			config_fail(err, errlen, file, NULL,
+				    "setting names must be strings, found a %s key",
+				    luaL_typename(L, -2));
+			return -1;
+		}
+		const char *key = lua_tolstring(L, -2, &len);
+		if (strlen(key) == len && strcmp(key, "plugin_config") == 0) {
+			/* Read by the Lua runtime when it loads plugins, not here. */
+			if (lua_type(L, -1) != LUA_TTABLE) {
+				config_fail(err, errlen, file, "plugin_config",
+					    "expected a table, got a %s", luaL_typename(L, -1));
+				return -1;
+			}
+			lua_pop(L, 1);
+			continue;
+		}
+		for (size_t i = 0; i < SETTING_COUNT && strlen(key) == len; i++)
+			if (strcmp(key, settings[i].key) == 0)
+				s = &settings[i];
+		if (!s) {
+			config_fail(err, errlen, file, NULL, "unknown setting \"%.*s\" (see --help)",
+				    CONFIG_QUOTE_MAX, key);
+			return -1;
+		}
+		if (config_apply_lua(c, s, L, file, err, errlen) != 0)
+			return -1;
+		lua_pop(L, 1);
+	}
+	return 0;
+}
+
+struct config_reader {
+	FILE *fp;
+	int error;             /* errno of a failed read, or 0 */
+	char buf[4096];
+};
+
+static const char *config_read_chunk(lua_State *L, void *data, size_t *size)
+{
+	struct config_reader *r = data;
+
+	(void)L;
+	*size = fread(r->buf, 1, sizeof(r->buf), r->fp);
+	if (*size == 0 && ferror(r->fp))
+		r->error = errno ? errno : EIO;
+	return *size ? r->buf : NULL;
+}
+
+/* Stops a config file that runs too long; the error unwinds to lua_pcall. */
+static void config_on_budget(lua_State *L, lua_Debug *ar)
+{
+	lua_getinfo(L, "Sl", ar);
+	luaL_error(L, "%s:%d: runs for over %d instructions; a config file should only build a table",
+		   ar->short_src, ar->currentline, CONFIG_MAX_INSTRUCTIONS);
+}
+
+/* Reads the config file, if any, into `c`. Returns 0 or -1. */
+static int config_load_file(struct config *c, char *err, size_t errlen)
+{
+	const char *path = getenv("PARLEY_CONFIG");
+	int required = path && *path;
+	struct config_reader *reader = NULL;
+	lua_State *L = NULL;
+	FILE *fp = NULL;
+	int rc = -1;
+
+	if (!required)
+		path = CONFIG_DEFAULT_FILE;
+	fp = fopen(path, "r");
+	if (!fp) {
+		if (!required && errno == ENOENT) {
+			rc = 0;
+			goto out;
+		}
+		config_fail(err, errlen, required ? "PARLEY_CONFIG" : NULL, NULL,
+			    "cannot open \"%s\": %s", path, strerror(errno));
+		goto out;
+	}
+	c->config_file = xstrdup(path);
+	L = luaL_newstate();
+	if (!L) {
+		config_fail(err, errlen, path, NULL, "cannot create a Lua state");
+		goto out;
+	}
+	/* No library is opened: the file builds a table and nothing else. The
+	 * interpreter runs it, because LuaJIT skips hooks in compiled loops. */
+	luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+	lua_sethook(L, config_on_budget, LUA_MASKCOUNT, CONFIG_MAX_INSTRUCTIONS);
+
+	reader = xcalloc(1, sizeof(*reader));
+	reader->fp = fp;
+	const char *chunkname = lua_pushfstring(L, "@%s", path);
+	/* Mode "t": text only, a precompiled chunk is refused. */
+	int status = lua_loadx(L, config_read_chunk, reader, chunkname, "t");
+	if (reader->error) {
+		config_fail(err, errlen, path, NULL, "cannot read: %s", strerror(reader->error));
+		goto out;
+	}
+	if (status == 0)
+		status = lua_pcall(L, 0, 1, 0);
+	if (status != 0) {
+		/* Lua's messages mostly start with "file:line:"; the rest get the
+		 * file name here. */
+		const char *msg = lua_tostring(L, -1);
+		size_t plen = strlen(path);
+		if (!msg)
+			msg = "error without a message";
+		if (strncmp(msg, path, plen) == 0 && msg[plen] == ':')
+			config_fail(err, errlen, NULL, NULL, "%s", msg);
+		else
+			config_fail(err, errlen, path, NULL, "%s", msg);
+		goto out;
+	}
+	if (lua_type(L, -1) != LUA_TTABLE) {
+		config_fail(err, errlen, path, NULL,
+			    "must return a table of settings (return { port = 3000 }), it returned %s",
+			    lua_isnil(L, -1) ? "nothing" : luaL_typename(L, -1));
+		goto out;
+	}
+	rc = config_apply_table(c, L, path, err, errlen);
+out:
+	if (L)
+		lua_close(L);
+	if (fp)
+		fclose(fp);
+	free(reader);
+	return rc;
+}
+
+int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen)
+{
+	int rc = -1;
+
+	memset(c, 0, sizeof(*c));
+	if (err && errlen)
+		err[0] = '\0';
+
+	/* The command line is read first so that --help and --version work even
+	 * when the settings are broken. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			config_usage(stdout);
+			rc = 1;
+			goto out;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("parley %s\n", PARLEY_VERSION);
+			rc = 1;
+			goto out;
+		}
+		config_fail(err, errlen, NULL, NULL, "unknown argument: %s (see --help)", argv[i]);
+		goto out;
+	}
+
+	/* Defaults go through the same checks as every other source. */
+	for (size_t i = 0; i < SETTING_COUNT; i++) {
+		const struct setting *s = &settings[i];
+		if (s->def && config_apply(c, s, s->def, strlen(s->def), "default", s->key,
+					   err, errlen) != 0)
+			goto out;
+	}
+	if (config_load_file(c, err, errlen) != 0)
+		goto out;
+	for (size_t i = 0; i < SETTING_COUNT; i++) {
+		const struct setting *s = &settings[i];
+		const char *value = getenv(s->env);
+		/* An empty variable counts as unset, as in most shells' defaults. */
+		if (!value || !*value)
+			continue;
+		if (config_apply(c, s, value, strlen(value), NULL, s->env, err, errlen) != 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	if (rc != 0)
+		config_fini(c);
+	return rc;
+}
+
+void config_fini(struct config *c)
+{
+	if (!c)
+		return;
+	free(c->data_dir);
+	free(c->frontend_url);
+	free(c->jwt_secret);
+	free(c->api_key);
+	free(c->scripts_dir);
+	free(c->plugins);
+	free(c->plugin_path);
+	free(c->config_file);
+	memset(c, 0, sizeof(*c));
+}
+
+void config_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: parley [--help | --version]\n"
+		"\n"
+		"Settings: each comes from the environment or from the config file.\n"
+		"  %-21s %-14s %-9s %s\n",
+		"ENVIRONMENT", "FILE KEY", "DEFAULT", "MEANING");
+	for (size_t i = 0; i < SETTING_COUNT; i++) {
+		const struct setting *s = &settings[i];
+		fprintf(out, "  %-21s %-14s %-9s %s\n", s->env, s->key,
+			!s->def ? "(unset)" : !*s->def ? "(none)" : s->def, s->meaning);
+	}
+	fprintf(out,
+		"  %-21s %-14s %-9s %s\n"
+		"\n"
+		"Precedence: built-in defaults < config file < environment. An empty\n"
+		"environment variable counts as unset. The config file is Lua run as data\n"
+		"(no libraries) and returns a table keyed by the FILE KEY names, e.g.\n"
+		"  return { port = 8080, plugins = { \"chat\" }, plugin_config = { chat = { } } }\n"
+		"where plugin_config holds each plugin's own settings.\n"
+		"\n"
+		"Signals: SIGHUP reloads the scripts; SIGTERM drains (no new connections,\n"
+		"in-flight writes committed, clients told) and exits 0.\n",
+		"PARLEY_CONFIG", "-", "-", "config file to read; unset: " CONFIG_DEFAULT_FILE
+		" if it exists");
+}

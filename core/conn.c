@@ -1,0 +1,265 @@
+/* conn.c - one client's transport: its output queue, its WebSocket writer,
+ * the Engine.IO heartbeat, and a close that disconnects its sockets and
+ * defers the free until the lws callback that caused it has returned. */
+#include <string.h>
+#include <sys/random.h>
+
+#include "alloc.h"
+#include "base64.h"
+#include "eio.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+
+/* A socket that stops reading is cut off once this much waits for it. */
+#define OUTQ_MAX_BYTES (16u << 20)
+
+void conn_new_sid(char out[24])
+{
+	unsigned char raw[15];
+
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+		/* getrandom on Linux does not fail for 15 bytes once seeded. */
+		log_error("getrandom failed");
+		abort();
+	}
+	base64url_encode(raw, sizeof(raw), out);
+}
+
+struct conn *conn_new(enum conn_kind kind, enum conn_transport transport)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+
+	c->kind = kind;
+	c->transport = transport;
+	c->state = CONN_OPEN;
+	do
+		conn_new_sid(c->sid);
+	while (map_get(&srv.conns, c->sid, strlen(c->sid)));
+	map_put(&srv.conns, c->sid, strlen(c->sid), c);
+	metrics_connection(kind == CONN_PLAIN ? METRICS_PLAIN :
+			   transport == TRANSPORT_POLLING ? METRICS_POLLING :
+			   METRICS_WEBSOCKET, +1);
+	return c;
+}
+
+static void wake_writer(struct conn *c)
+{
+	if (c->transport == TRANSPORT_WEBSOCKET) {
+		if (c->ws)
+			lws_callback_on_writable(c->ws);
+	} else if (c->poll) {
+		lws_callback_on_writable(c->poll);
+	}
+}
+
+void conn_send(struct conn *c, struct frame *f)
+{
+	if (c->state != CONN_OPEN) {
+		frame_unref(f);
+		return;
+	}
+	if (c->doomed) {
+		frame_unref(f);
+		return;
+	}
+	outq_push(&c->out, f);
+	if (c->out.bytes > OUTQ_MAX_BYTES) {
+		/* Closing here could change rooms under a broadcast walk: the
+		 * connection is closed after the current callback instead. */
+		metrics_protocol_error("slow_consumer");
+		log_warn("%s: %zu bytes wait unread: closing the slow consumer",
+			 c->sid, c->out.bytes);
+		outq_clear(&c->out);
+		c->doomed = 1;
+		c->doomed_next = srv.doomed;
+		srv.doomed = c;
+		return;
+	}
+	if (c->out.count == 1)
+		wake_writer(c);
+}
+
+/* Tells lws to close a socket of ours from outside its own callback. */
+static void kill_wsi(struct lws *wsi)
+{
+	struct pss *pss = lws_wsi_user(wsi);
+
+	if (pss)
+		pss->conn = NULL;
+	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+void conn_close(struct conn *c, const char *reason)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	log_debug("%s: closed (%s)", c->sid, reason);
+	/* Closed first, so that the disconnect hooks' emits to it are dropped
+	 * and freeing its sockets cannot close it again. */
+	c->state = CONN_CLOSED;
+	while (c->clients)
+		client_free(c->clients, reason);
+	lws_sul_cancel(&c->heartbeat);
+	map_del(&srv.conns, c->sid, strlen(c->sid));
+	metrics_connection(c->kind == CONN_PLAIN ? METRICS_PLAIN :
+			   c->transport == TRANSPORT_POLLING ? METRICS_POLLING :
+			   METRICS_WEBSOCKET, -1);
+	if (c->ws) {
+		kill_wsi(c->ws);
+		c->ws = NULL;
+	}
+	if (c->probe) {
+		kill_wsi(c->probe);
+		c->probe = NULL;
+	}
+	if (c->poll) {
+		/* A parked poll is answered with a close packet, not dropped. */
+		struct pss *pss = lws_wsi_user(c->poll);
+		pss->conn = NULL;
+		pss->dead_poll = 1;
+		lws_callback_on_writable(c->poll);
+		c->poll = NULL;
+	}
+	c->reap_next = srv.reap;
+	srv.reap = c;
+}
+
+static void pending_binary_free(struct pending_binary *b)
+{
+	if (!b)
+		return;
+	for (unsigned i = 0; i < b->count; i++)
+		frame_unref(b->att[i]);
+	free(b->att);
+	free(b->json);
+	free(b);
+}
+
+void conn_reap(void)
+{
+	while (srv.doomed) {
+		struct conn *c = srv.doomed;
+		srv.doomed = c->doomed_next;
+		conn_close(c, "slow consumer");
+	}
+	while (srv.reap) {
+		struct conn *c = srv.reap;
+		srv.reap = c->reap_next;
+		outq_clear(&c->out);
+		pending_binary_free(c->bin);
+		free(c->rx);
+		free(c->hs.query);
+		free(c->hs.authorization);
+		free(c->hs.origin);
+		free(c);
+	}
+}
+
+/* The heartbeat: a ping every pingInterval, and a session that has not
+ * answered the last one within pingTimeout is closed. */
+static void on_heartbeat(lws_sorted_usec_list_t *sul)
+{
+	struct conn *c = lws_container_of(sul, struct conn, heartbeat);
+	static const char ping[] = "2";
+
+	if (c->pong_due) {
+		metrics_protocol_error("ping_timeout");
+		conn_close(c, "ping timeout");
+		return;
+	}
+	c->pong_due = 1;
+	conn_send(c, frame_new(ping, 1, 0));
+	lws_sul_schedule(srv.ctx, 0, &c->heartbeat, on_heartbeat,
+			 (lws_usec_t)srv.cfg->ping_timeout_ms * 1000);
+}
+
+void conn_heartbeat_start(struct conn *c)
+{
+	c->pong_due = 0;
+	lws_sul_schedule(srv.ctx, 0, &c->heartbeat, on_heartbeat,
+			 (lws_usec_t)srv.cfg->ping_interval_ms * 1000);
+}
+
+void conn_on_message(struct conn *c, struct lws *wsi, const char *data,
+		     size_t len, int binary)
+{
+	if (c->kind == CONN_PLAIN) {
+		if (binary) {
+			metrics_protocol_error("plain_binary");
+			client_error(c->clients, 400, "binary frames are not accepted here", -1);
+			return;
+		}
+		plain_on_message(c, data, len);
+		return;
+	}
+	engine_on_packet(c, wsi, data, len, binary);
+}
+
+int conn_on_ws_writable(struct conn *c, struct lws *wsi)
+{
+	struct frame *f;
+
+	if (c->state != CONN_OPEN || wsi != c->ws)
+		return c->state == CONN_OPEN ? 0 : -1;
+	f = outq_pop(&c->out);
+	if (!f) {
+		if (c->close_code) {
+			/* Everything before the close is out: now close. */
+			lws_close_reason(wsi, (enum lws_close_status)c->close_code,
+					 (unsigned char *)c->close_text, strlen(c->close_text));
+			conn_close(c, c->close_text);
+			return -1;
+		}
+		return 0;
+	}
+	int n = lws_write(wsi, frame_data(f), f->len,
+			  f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+	frame_unref(f);
+	if (n < 0) {
+		conn_close(c, "write error");
+		return -1;
+	}
+	if (c->out.count || c->close_code)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+void conn_close_after_flush(struct conn *c, int code, const char *text)
+{
+	c->close_code = code;
+	snprintf(c->close_text, sizeof(c->close_text), "%s", text);
+	if (c->ws)
+		lws_callback_on_writable(c->ws);
+}
+
+/* Encodes the whole queue as one polling payload: packets joined by the
+ * record separator, binary ones as "b" + base64. */
+char *conn_drain_payload(struct conn *c, size_t *len)
+{
+	size_t cap = 0, n = 0;
+	char *out;
+	struct frame *f;
+
+	for (uint32_t i = 0; i < c->out.count; i++) {
+		struct frame *g = c->out.slot[(c->out.head + i) & (c->out.cap - 1)];
+		cap += 1 + (g->binary ? 1 + base64_encoded_len(g->len) : g->len);
+	}
+	out = xmalloc(LWS_PRE + cap + 1);
+	while ((f = outq_pop(&c->out))) {
+		char *p = out + LWS_PRE + n;
+		if (n)
+			*p++ = EIO_SEPARATOR, n++;
+		if (f->binary) {
+			*p++ = 'b';
+			n += 1 + base64_encode(frame_data(f), f->len, p);
+		} else {
+			memcpy(p, frame_data(f), f->len);
+			n += f->len;
+		}
+		frame_unref(f);
+	}
+	*len = n;
+	return out;
+}

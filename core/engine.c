@@ -1,0 +1,503 @@
+/* engine.c - Engine.IO v4 and Socket.IO v5 on a connection: the polling
+ * handshake, long-poll GET and POST, the upgrade to WebSocket, heartbeats,
+ * and the Socket.IO packets (connect, disconnect, events, acks, binary). */
+#include <string.h>
+
+#include "alloc.h"
+#include "base64.h"
+#include "eio.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "script.h"
+#include "server.h"
+#include "sio.h"
+
+#define MAX_ATTACHMENTS 64
+#define JSON_MAX_DEPTH 32
+
+struct frame *engine_open_frame(struct conn *c)
+{
+	char buf[256];
+	int n = snprintf(buf, sizeof(buf),
+			 "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%d,"
+			 "\"pingTimeout\":%d,\"maxPayload\":%zu}",
+			 c->sid, c->transport == TRANSPORT_POLLING ? "\"websocket\"" : "",
+			 srv.cfg->ping_interval_ms, srv.cfg->ping_timeout_ms,
+			 srv.cfg->max_payload);
+	return frame_new(buf, (size_t)n, 0);
+}
+
+static const char ok_body[] = "ok";
+
+/* Responds to a parked or immediate poll with everything queued. */
+static int poll_flush(struct lws *wsi, struct pss *pss, struct conn *c)
+{
+	size_t len;
+	char *payload = conn_drain_payload(c, &len);
+	int rc = http_respond(wsi, pss, 200, "text/plain; charset=UTF-8",
+			      payload + LWS_PRE, len);
+
+	free(payload);
+	return rc;
+}
+
+static int handshake(struct lws *wsi, struct pss *pss)
+{
+	char buf[64];
+	const char *transport = lws_get_urlarg_by_name(wsi, "transport=", buf, sizeof(buf));
+	struct conn *c;
+
+	if (!transport || strcmp(transport, "polling") != 0) {
+		metrics_protocol_error("bad_transport");
+		return http_engine_error(wsi, pss, 0, "Transport unknown");
+	}
+	if (pss->method != HTTP_GET) {
+		metrics_protocol_error("bad_handshake_method");
+		return http_engine_error(wsi, pss, 2, "Bad handshake method");
+	}
+	c = conn_new(CONN_EIO, TRANSPORT_POLLING);
+	http_handshake_copy(&c->hs, wsi);
+	conn_send(c, engine_open_frame(c));
+	conn_heartbeat_start(c);
+	return poll_flush(wsi, pss, c);
+}
+
+int engine_http_request(struct lws *wsi, struct pss *pss)
+{
+	char buf[64];
+	const char *v;
+	struct conn *c;
+
+	if (pss->method == HTTP_OPTIONS)
+		return http_respond(wsi, pss, 204, "text/plain", "", 0);
+	v = lws_get_urlarg_by_name(wsi, "EIO=", buf, sizeof(buf));
+	if (!v || strcmp(v, "4") != 0) {
+		metrics_protocol_error("bad_eio_version");
+		return http_engine_error(wsi, pss, 5, "Unsupported protocol version");
+	}
+	v = lws_get_urlarg_by_name(wsi, "sid=", buf, sizeof(buf));
+	if (!v)
+		return handshake(wsi, pss);
+
+	c = map_get(&srv.conns, v, strlen(v));
+	v = lws_get_urlarg_by_name(wsi, "transport=", buf, sizeof(buf));
+	if (!v || strcmp(v, "polling") != 0) {
+		metrics_protocol_error("bad_transport");
+		return http_engine_error(wsi, pss, 0, "Transport unknown");
+	}
+	if (!c || c->kind != CONN_EIO) {
+		metrics_protocol_error("unknown_sid");
+		return http_engine_error(wsi, pss, 1, "Session ID unknown");
+	}
+	if (c->transport != TRANSPORT_POLLING) {
+		metrics_protocol_error("poll_after_upgrade");
+		return http_engine_error(wsi, pss, 3, "Bad request");
+	}
+	if (pss->method == HTTP_POST) {
+		/* The body arrives in HTTP_BODY callbacks; answered at completion. */
+		pss->conn = c;
+		pss->role = ROLE_POLL_POST;
+		return 0;
+	}
+	if (pss->method != HTTP_GET) {
+		metrics_protocol_error("bad_method");
+		return http_engine_error(wsi, pss, 2, "Bad method");
+	}
+	if (c->poll) {
+		/* Two polls at once break the protocol: end the session. */
+		metrics_protocol_error("poll_overlap");
+		conn_close(c, "poll overlap");
+		return http_engine_error(wsi, pss, 3, "Bad request");
+	}
+	pss->conn = c;
+	pss->role = ROLE_POLL_GET;
+	if (c->out.count)
+		return poll_flush(wsi, pss, c);
+	/* Park the request; lws would drop a deferred response after 5 s. */
+	c->poll = wsi;
+	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	return 0;
+}
+
+/* Feeds one segment of a POST body to the connection. */
+static void post_segment(struct conn *c, const char *seg, size_t len)
+{
+	struct eio_packet pkt;
+
+	if (len && seg[0] == 'b') {
+		unsigned char *raw = xmalloc(base64_decoded_max(len - 1));
+		long n = base64_decode(seg + 1, len - 1, raw);
+		if (n < 0) {
+			metrics_protocol_error("bad_base64");
+			conn_close(c, "invalid base64 packet");
+		} else {
+			engine_on_packet(c, NULL, (const char *)raw, (size_t)n, 1);
+		}
+		free(raw);
+		return;
+	}
+	if (eio_parse(seg, len, &pkt) < 0) {
+		metrics_protocol_error("bad_eio_packet");
+		conn_close(c, "invalid packet");
+		return;
+	}
+	engine_on_packet(c, NULL, seg, len, 0);
+}
+
+int engine_http_body_done(struct lws *wsi, struct pss *pss)
+{
+	struct conn *c = pss->conn;
+	const char *cur, *end, *seg;
+	size_t seglen;
+
+	if (pss->role != ROLE_POLL_POST) {
+		metrics_http_error(404);
+		return http_respond(wsi, pss, 404, "text/plain", "not found", 9);
+	}
+	if (!c || c->state != CONN_OPEN) {
+		metrics_protocol_error("unknown_sid");
+		return http_engine_error(wsi, pss, 1, "Session ID unknown");
+	}
+	if (pss->body_too_large) {
+		metrics_protocol_error("payload_too_large");
+		metrics_http_error(413);
+		conn_close(c, "payload too large");
+		return http_respond(wsi, pss, 413, "text/plain", "payload too large", 17);
+	}
+	cur = pss->body;
+	end = pss->body + pss->body_len;
+	while (c->state == CONN_OPEN && eio_payload_next(&cur, end, &seg, &seglen))
+		post_segment(c, seg, seglen);
+	pss->conn = NULL;
+	return http_respond(wsi, pss, 200, "text/html", ok_body, 2);
+}
+
+int engine_poll_writable(struct lws *wsi, struct pss *pss)
+{
+	struct conn *c = pss->conn;
+
+	if (pss->dead_poll) {
+		pss->dead_poll = 0;
+		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "1", 1);
+	}
+	if (pss->role != ROLE_POLL_GET || !c || c->poll != wsi)
+		return 0;
+	c->poll = NULL;
+	pss->conn = NULL;
+	if (c->transport == TRANSPORT_WEBSOCKET)
+		/* Upgraded: the parked poll is released with a noop. */
+		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "6", 1);
+	return poll_flush(wsi, pss, c);
+}
+
+/* ---- Socket.IO ---- */
+
+static struct client *client_of(struct conn *c, const struct nsp *n)
+{
+	for (struct client *cl = c->clients; cl; cl = cl->next)
+		if (cl->nsp == n)
+			return cl;
+	return NULL;
+}
+
+static void send_packet(struct conn *c, enum sio_type type, const char *nsp,
+			size_t nsp_len, const char *json, size_t json_len)
+{
+	char head[1 + SIO_HEADER_MAX(256)];
+	size_t n;
+
+	if (nsp_len > 256)
+		return;
+	head[0] = '4';
+	n = 1 + sio_write_header(head + 1, type, 0, nsp, nsp_len, -1);
+	conn_send(c, frame_new2(head, n, json, json_len));
+}
+
+/* CONNECT_ERROR with a message and, for refusals, data.statusCode. */
+static void connect_error(struct conn *c, const char *nsp, size_t nsp_len,
+			  const char *msg, int code)
+{
+	char esc[json_escaped_max(200)];
+	char body[sizeof(esc) + 64];
+	size_t mlen = strnlen(msg, 200);
+	int n;
+
+	esc[json_escape(msg, mlen, esc)] = '\0';
+	if (code)
+		n = snprintf(body, sizeof(body), "{\"message\":%s,\"data\":{\"statusCode\":%d}}",
+			     esc, code);
+	else
+		n = snprintf(body, sizeof(body), "{\"message\":%s}", esc);
+	send_packet(c, SIO_CONNECT_ERROR, nsp, nsp_len, body, (size_t)n);
+}
+
+static void on_connect(struct conn *c, const struct sio_packet *pkt)
+{
+	struct nsp *n = nsp_lookup(pkt->nsp, pkt->nsp_len);
+	struct client *cl;
+	char msg[256], body[64];
+	int code = 0;
+
+	if (pkt->len && json_validate(pkt->data, pkt->len, JSON_MAX_DEPTH) != JSON_OBJECT) {
+		metrics_protocol_error("bad_connect_payload");
+		conn_close(c, "invalid connect payload");
+		return;
+	}
+	if (!n) {
+		metrics_protocol_error("unknown_namespace");
+		connect_error(c, pkt->nsp, pkt->nsp_len, "Invalid namespace", 0);
+		return;
+	}
+	cl = client_of(c, n);
+	if (cl) {
+		/* Already connected: confirm again, as a retry would expect. */
+		int len = snprintf(body, sizeof(body), "{\"sid\":\"%s\"}", cl->id);
+		send_packet(c, SIO_CONNECT, n->name, n->name_len, body, (size_t)len);
+		return;
+	}
+	cl = client_new(c, n);
+	if (script_connect(cl, pkt->len ? pkt->data : NULL, pkt->len, &code,
+			   msg, sizeof(msg)) < 0) {
+		metrics_error(code);
+		client_free(cl, NULL);
+		connect_error(c, pkt->nsp, pkt->nsp_len, msg, code);
+		return;
+	}
+	int len = snprintf(body, sizeof(body), "{\"sid\":\"%s\"}", cl->id);
+	send_packet(c, SIO_CONNECT, n->name, n->name_len, body, (size_t)len);
+	script_connected(cl);
+}
+
+/* Checks an EVENT payload: an array whose first element is the name. */
+static int split_event(const char *data, size_t len, struct json_span *name,
+		       struct json_span *args)
+{
+	struct json_iter it;
+	struct json_span first;
+
+	if (json_validate(data, len, JSON_MAX_DEPTH) != JSON_ARRAY)
+		return -1;
+	if (json_iter_begin((struct json_span){ data, len }, &it) < 0 ||
+	    json_array_next(&it, &first) != 1 || json_kind_of(first) != JSON_STRING)
+		return -1;
+	*name = first;
+	/* The arguments as an array of their own: "[" + the rest. The byte
+	 * before the rest is the comma or the name's closing quote. */
+	const char *rest = first.p + first.len;
+	const char *end = data + len;
+	while (rest < end && *rest != ',' && *rest != ']')
+		rest++;
+	if (rest < end && *rest == ',') {
+		args->p = rest; /* ",a,b]" : the caller swaps the comma for "[" */
+		args->len = (size_t)(end - rest);
+	} else {
+		args->p = NULL;
+		args->len = 0;
+	}
+	return 0;
+}
+
+static void dispatch_event(struct client *cl, const char *data, size_t len,
+			   struct frame **att, unsigned natt, int64_t id)
+{
+	struct json_span name, args;
+	char namebuf[256];
+	char *argv = NULL;
+	long nlen;
+
+	if (split_event(data, len, &name, &args) < 0) {
+		metrics_protocol_error("bad_event");
+		conn_close(cl->conn, "invalid event packet");
+		return;
+	}
+	nlen = json_string_unescape(name, namebuf, sizeof(namebuf));
+	if (nlen < 0) {
+		client_error(cl, 400, "event name too long", id);
+		return;
+	}
+	if (args.p) {
+		/* Trim trailing spaces before the final ']' is kept as is. */
+		argv = xmalloc(args.len);
+		memcpy(argv, args.p, args.len);
+		argv[0] = '[';
+		script_event(cl, namebuf, (size_t)nlen, argv, args.len, att, natt, id);
+		free(argv);
+	} else {
+		script_event(cl, namebuf, (size_t)nlen, "[]", 2, att, natt, id);
+	}
+}
+
+static void dispatch_ack(struct client *cl, const char *data, size_t len,
+			 struct frame **att, unsigned natt, int64_t id)
+{
+	if (id < 0 || json_validate(data, len, JSON_MAX_DEPTH) != JSON_ARRAY) {
+		metrics_protocol_error("bad_ack");
+		conn_close(cl->conn, "invalid ack packet");
+		return;
+	}
+	script_ack(cl, (uint64_t)id, data, len, att, natt, NULL);
+}
+
+static void finish_binary(struct conn *c)
+{
+	struct pending_binary *b = c->bin;
+
+	c->bin = NULL;
+	if (b->client && b->client->conn == c) {
+		if (b->type == SIO_BINARY_EVENT)
+			dispatch_event(b->client, b->json, b->json_len, b->att, b->count, b->id);
+		else
+			dispatch_ack(b->client, b->json, b->json_len, b->att, b->count, b->id);
+	}
+	for (unsigned i = 0; i < b->count; i++)
+		frame_unref(b->att[i]);
+	free(b->att);
+	free(b->json);
+	free(b);
+}
+
+static void on_sio_packet(struct conn *c, const char *p, size_t len)
+{
+	struct sio_packet pkt;
+	struct client *cl;
+	struct nsp *n;
+
+	if (c->bin) {
+		metrics_protocol_error("missing_attachment");
+		conn_close(c, "text packet while attachments were due");
+		return;
+	}
+	if (sio_parse(p, len, MAX_ATTACHMENTS, &pkt) < 0) {
+		metrics_protocol_error("bad_sio_packet");
+		conn_close(c, "invalid packet");
+		return;
+	}
+	if (pkt.type == SIO_CONNECT) {
+		on_connect(c, &pkt);
+		return;
+	}
+	n = nsp_lookup(pkt.nsp, pkt.nsp_len);
+	cl = n ? client_of(c, n) : NULL;
+	switch (pkt.type) {
+	case SIO_DISCONNECT:
+		if (cl)
+			client_free(cl, "client namespace disconnect");
+		return;
+	case SIO_EVENT:
+	case SIO_ACK:
+		if (!cl) {
+			/* Socket.IO ignores packets for a namespace not joined. */
+			metrics_protocol_error("not_connected");
+			return;
+		}
+		if (pkt.type == SIO_EVENT)
+			dispatch_event(cl, pkt.data, pkt.len, NULL, 0, pkt.id);
+		else
+			dispatch_ack(cl, pkt.data, pkt.len, NULL, 0, pkt.id);
+		return;
+	case SIO_BINARY_EVENT:
+	case SIO_BINARY_ACK: {
+		struct pending_binary *b = xcalloc(1, sizeof(*b));
+		b->client = cl;
+		b->type = pkt.type;
+		b->id = pkt.id;
+		b->json = xstrndup(pkt.data, pkt.len);
+		b->json_len = pkt.len;
+		b->expected = pkt.attachments;
+		b->att = xcalloc(pkt.attachments ? pkt.attachments : 1, sizeof(*b->att));
+		c->bin = b;
+		if (pkt.attachments == 0)
+			finish_binary(c);
+		return;
+	}
+	default:
+		metrics_protocol_error("bad_sio_type");
+		conn_close(c, "unexpected packet type");
+		return;
+	}
+}
+
+static void on_attachment(struct conn *c, const char *p, size_t len)
+{
+	struct pending_binary *b = c->bin;
+
+	if (!b) {
+		metrics_protocol_error("unexpected_binary");
+		conn_close(c, "binary packet without a binary event");
+		return;
+	}
+	b->att[b->count++] = frame_new(p, len, 1);
+	if (b->count == b->expected)
+		finish_binary(c);
+}
+
+/* A WebSocket that is probing an upgrade: "2probe", then "5". */
+static void on_probe_packet(struct conn *c, struct lws *wsi, const char *p, size_t len)
+{
+	struct pss *pss = lws_wsi_user(wsi);
+
+	if (len == 6 && memcmp(p, "2probe", 6) == 0) {
+		frame_unref(pss->probe_reply);
+		pss->probe_reply = frame_new("3probe", 6, 0);
+		lws_callback_on_writable(wsi);
+		return;
+	}
+	if (len == 1 && p[0] == '5') {
+		c->probe = NULL;
+		c->ws = wsi;
+		c->transport = TRANSPORT_WEBSOCKET;
+		pss->role = ROLE_WS;
+		metrics_upgrade();
+		if (c->poll)
+			lws_callback_on_writable(c->poll);
+		if (c->out.count)
+			lws_callback_on_writable(wsi);
+		return;
+	}
+	metrics_protocol_error("bad_probe");
+	c->probe = NULL;
+	pss->conn = NULL;
+	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+void engine_on_packet(struct conn *c, struct lws *wsi, const char *p,
+		      size_t len, int binary)
+{
+	struct eio_packet pkt;
+
+	if (wsi && wsi == c->probe) {
+		on_probe_packet(c, wsi, p, len);
+		return;
+	}
+	if (binary) {
+		on_attachment(c, p, len);
+		return;
+	}
+	if (eio_parse(p, len, &pkt) < 0 || pkt.base64) {
+		metrics_protocol_error("bad_eio_packet");
+		conn_close(c, "invalid packet");
+		return;
+	}
+	switch (pkt.type) {
+	case EIO_MESSAGE:
+		on_sio_packet(c, pkt.data, pkt.len);
+		return;
+	case EIO_PONG:
+		conn_heartbeat_start(c);
+		return;
+	case EIO_PING:
+		conn_send(c, frame_new2("3", 1, pkt.data, pkt.len));
+		return;
+	case EIO_CLOSE:
+		conn_close(c, "client close");
+		return;
+	case EIO_NOOP:
+		return;
+	default:
+		metrics_protocol_error("bad_eio_type");
+		conn_close(c, "unexpected packet type");
+		return;
+	}
+}

@@ -1,0 +1,56 @@
+/* frame.h - outbound frames and per-connection output queues. A frame is
+ * encoded once and shared by reference by every socket it goes to, so a
+ * broadcast to N sockets costs one encoding and N queue slots. */
+#ifndef PARLEY_FRAME_H
+#define PARLEY_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+struct frame {
+	uint32_t refs;
+	uint32_t len;
+	uint8_t binary; /* a WebSocket binary message (an attachment) */
+	/* LWS_PRE bytes of headroom for lws's framing, then the payload. */
+	unsigned char buf[];
+};
+
+#define frame_data(f) ((f)->buf + LWS_PRE)
+
+/* A new frame of `len` bytes copied from `data` (or left for the caller to
+ * fill when `data` is NULL), holding one reference. */
+struct frame *frame_new(const void *data, size_t len, int binary);
+/* The same, from two pieces: `a` then `b`. */
+struct frame *frame_new2(const void *a, size_t alen, const void *b, size_t blen);
+static inline struct frame *frame_ref(struct frame *f)
+{
+	f->refs++;
+	return f;
+}
+/* Drops one reference; frees at zero. NULL is a no-op. */
+void frame_unref(struct frame *f);
+
+/* A ring of frame references, empty until first used. */
+struct outq {
+	struct frame **slot;
+	uint32_t head;
+	uint32_t count;
+	uint32_t cap; /* a power of two, or 0 */
+	size_t bytes; /* payload bytes queued */
+};
+
+/* Appends a reference to `f` (the queue takes it: callers frame_ref first). */
+void outq_push(struct outq *q, struct frame *f);
+/* Returns the oldest frame without removing it, or NULL. */
+static inline struct frame *outq_peek(const struct outq *q)
+{
+	return q->count ? q->slot[q->head] : NULL;
+}
+/* Removes the oldest frame and returns the reference the queue held. */
+struct frame *outq_pop(struct outq *q);
+/* Drops every queued reference and the ring itself. */
+void outq_clear(struct outq *q);
+
+#endif

@@ -1,0 +1,60 @@
+/* http.h - the HTTP half of the lws protocol handler: per-request state,
+ * responses with CORS, and the routes that are not Engine.IO. */
+#ifndef PARLEY_HTTP_H
+#define PARLEY_HTTP_H
+
+#include <stddef.h>
+
+#include <libwebsockets.h>
+
+struct conn;
+
+enum http_method { HTTP_OTHER, HTTP_GET, HTTP_POST, HTTP_OPTIONS, HTTP_PUT,
+		   HTTP_PATCH, HTTP_DELETE, HTTP_HEAD };
+
+enum pss_role {
+	ROLE_NONE,
+	ROLE_POLL_GET,  /* a long-poll GET, parked until there is something */
+	ROLE_POLL_POST, /* a POST of Engine.IO packets */
+	ROLE_PROBE,     /* a WebSocket probing an upgrade */
+	ROLE_WS,        /* an Engine.IO WebSocket, or the plain endpoint */
+};
+
+/* Per-connection state lws keeps for us; reused across keep-alive requests,
+ * so everything about one request is reset when the next begins. */
+struct pss {
+	struct conn *conn;
+	enum pss_role role;
+	enum http_method method;
+	char *body;
+	size_t body_len;
+	size_t body_cap;
+	int body_too_large;
+	int dead_poll; /* the poll's session closed: answer with a close packet */
+	struct frame *probe_reply;
+	char origin[256];
+};
+
+enum http_method http_method(struct lws *wsi);
+/* Copies the Origin header into pss->origin (empty when absent). */
+void http_read_origin(struct lws *wsi, struct pss *pss);
+/* Whether FRONTEND_URL allows this Origin (always, when unset). */
+int http_origin_allowed(const char *origin);
+/* Writes a whole response, with CORS headers for an allowed origin, and
+ * finishes the transaction. Returns what the lws callback should return. */
+int http_respond(struct lws *wsi, struct pss *pss, int status,
+		 const char *content_type, const char *body, size_t len);
+/* The Engine.IO error body {"code":N,"message":"..."} with status 400. */
+int http_engine_error(struct lws *wsi, struct pss *pss, int code, const char *msg);
+
+struct handshake;
+/* Copies the query, Authorization, Origin and peer address of the request
+ * (they are gone once its callback returns). */
+void http_handshake_copy(struct handshake *hs, struct lws *wsi);
+
+/* engine.c's HTTP side */
+int engine_http_request(struct lws *wsi, struct pss *pss);
+int engine_http_body_done(struct lws *wsi, struct pss *pss);
+int engine_poll_writable(struct lws *wsi, struct pss *pss);
+
+#endif

@@ -1,0 +1,59 @@
+/* main.c - parley's entry point: settings, the Lua scripts, the server loop,
+ * and the signals that stop it. */
+#include <signal.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "map.h"
+#include "metrics.h"
+#include "script.h"
+#include "server.h"
+
+static struct config cfg;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	server_stop();
+}
+
+int main(int argc, char **argv)
+{
+	char err[512];
+	int rc;
+
+	rc = config_load(&cfg, argc, argv, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "parley: %s\n", err);
+		return 2;
+	}
+	log_threshold = (enum log_level)cfg.log_level;
+	map_seed();
+	signal(SIGPIPE, SIG_IGN);
+
+	if (server_start(&cfg) < 0) {
+		rc = 1;
+		goto out;
+	}
+	if (script_init() < 0) {
+		rc = 1;
+		goto out;
+	}
+	signal(SIGINT, on_stop_signal);
+	signal(SIGTERM, on_stop_signal);
+	log_info("parley listening on port %d (scripts: %s%s%s)", cfg.port,
+		 cfg.scripts_dir, cfg.plugins && *cfg.plugins ? ", plugins: " : "",
+		 cfg.plugins ? cfg.plugins : "");
+	server_run();
+	log_info("parley stopping");
+	rc = 0;
+out:
+	server_fini();
+	script_fini();
+	metrics_fini();
+	config_fini(&cfg);
+	return rc;
+}

@@ -1,0 +1,649 @@
+-- runtime.lua - the Lua half of parley's seam, embedded in the binary.
+-- It loads the scripts folder and the enabled plugins into a registry of
+-- hooks in a deterministic order, builds the `parley` API that scripts see,
+-- and dispatches what the core hands it. `core` is the C host API (script.c).
+local core = ...
+local cjson = require("cjson")
+
+local json_null = cjson.null
+cjson.encode_sparse_array(true)
+cjson.decode_max_depth(64)
+cjson.encode_max_depth(64)
+
+local R = {}            -- what the core calls
+local reg               -- the registry in force: modules and their hooks
+local sockets = {}      -- socket id -> socket table
+local timers = {}       -- timer id -> { fn, owner, every }
+local next_timer = 0
+local current_module    -- the module whose hook is running (for logging)
+local default_nsp = "/"
+
+-- ---- helpers ----
+
+local function log(level, msg)
+	core.log(level, msg)
+end
+
+local function module_tag(m)
+	return m and m.name or "runtime"
+end
+
+-- Calls a hook with the module's name in force; returns pcall's results.
+local function call(m, fn, ...)
+	local saved = current_module
+	current_module = m
+	local res = { xpcall(fn, debug.traceback, ...) }
+	current_module = saved
+	return unpack(res, 1, table.maxn(res))
+end
+
+-- ---- binary values ----
+
+local Binary = {}
+Binary.__index = Binary
+local function binary(data)
+	return setmetatable({ data = data }, Binary)
+end
+local function is_binary(v)
+	return getmetatable(v) == Binary
+end
+
+-- Replaces {_placeholder=true, num=N} with the attachments they stand for.
+local function resolve_placeholders(v, att, depth)
+	if type(v) ~= "table" or depth > 32 then
+		return v
+	end
+	if v._placeholder == true and type(v.num) == "number" then
+		local a = att[v.num + 1]
+		if a == nil then
+			error({ status = 400, message = "attachment placeholder out of range" })
+		end
+		return binary(a)
+	end
+	for k, x in pairs(v) do
+		v[k] = resolve_placeholders(x, att, depth + 1)
+	end
+	return v
+end
+
+local function has_binary(v, depth)
+	if type(v) ~= "table" or depth > 32 then
+		return false
+	end
+	if is_binary(v) then
+		return true
+	end
+	for _, x in pairs(v) do
+		if type(x) == "table" and has_binary(x, depth + 1) then
+			return true
+		end
+	end
+	return false
+end
+
+-- A copy of v with binaries replaced: by placeholders (collecting the
+-- attachments) when att is a table, by base64 strings otherwise.
+local function strip_binary(v, att, depth)
+	if type(v) ~= "table" or depth > 32 then
+		return v
+	end
+	if is_binary(v) then
+		if att then
+			att[#att + 1] = v.data
+			return { _placeholder = true, num = #att - 1 }
+		end
+		return core.base64(v.data)
+	end
+	local out = {}
+	for k, x in pairs(v) do
+		out[k] = strip_binary(x, att, depth + 1)
+	end
+	return out
+end
+
+-- Encodes one payload: JSON, and for binary data the attachments and the
+-- JSON plain WebSocket clients get instead.
+local function encode(data)
+	if data == nil then
+		return nil
+	end
+	if type(data) == "table" and has_binary(data, 0) then
+		local att = {}
+		local sio = cjson.encode(strip_binary(data, att, 0))
+		local plain = cjson.encode(strip_binary(data, nil, 0))
+		return sio, att, plain
+	end
+	return cjson.encode(data)
+end
+
+-- ---- sockets ----
+
+local Socket = {}
+Socket.__index = Socket
+
+local Broadcast = {}
+Broadcast.__index = Broadcast
+
+local function broadcast_new(nsp)
+	return setmetatable({ nsp = nsp, rooms = {} }, Broadcast)
+end
+
+function Broadcast:to(room)
+	self.rooms[#self.rooms + 1] = room
+	return self
+end
+
+-- Skips a socket (a socket table) or everyone in a room (a string).
+function Broadcast:except(x)
+	if type(x) == "table" then
+		self.except_sids = self.except_sids or {}
+		self.except_sids[#self.except_sids + 1] = x.id
+	else
+		self.except_rooms = self.except_rooms or {}
+		self.except_rooms[#self.except_rooms + 1] = x
+	end
+	return self
+end
+
+-- Emits to the rooms (every socket of the namespace when none was named).
+-- Returns the number of sockets reached.
+function Broadcast:emit(event, data)
+	local json, att, plain = encode(data)
+	local rooms = #self.rooms > 0 and self.rooms or nil
+	return core.broadcast(self.nsp, rooms, self.except_sids, self.except_rooms,
+		event, json, att, plain)
+end
+
+function Socket:emit(event, data)
+	local json, att, plain = encode(data)
+	return core.emit(self.id, event, json, att, plain)
+end
+
+-- Emits and waits for the client's ack: cb(err, ...) with err nil, or
+-- "timeout" / "disconnected".
+function Socket:request(event, data, timeout_ms, cb)
+	local json, att, plain = encode(data)
+	local id = core.request(self.id, event, json, att, plain, timeout_ms or 5000)
+	if not id then
+		return nil, "socket is gone"
+	end
+	self.pending = self.pending or {}
+	self.pending[id] = { cb = cb, owner = current_module }
+	return id
+end
+
+-- Joins a room after every join hook agreed; returns true or nil, err.
+function Socket:join(room)
+	if type(room) ~= "string" or room == "" then
+		return nil, "room must be a non-empty string"
+	end
+	for _, h in ipairs(reg.join) do
+		local ok, allowed, status, message = call(h.module, h.fn, self, room)
+		if not ok then
+			log("error", module_tag(h.module) .. ": join hook failed: " .. tostring(allowed))
+			return nil, { status = 500, message = "a script failed" }
+		end
+		if allowed == false then
+			return nil, { status = status or 403, message = message or "forbidden" }
+		end
+	end
+	return core.join(self.id, room)
+end
+
+function Socket:leave(room)
+	return core.leave(self.id, room)
+end
+
+function Socket:rooms()
+	return core.rooms(self.id)
+end
+
+-- A broadcast to `room` that skips this socket.
+function Socket:to(room)
+	return broadcast_new(self.namespace):to(room):except(self)
+end
+
+function Socket:disconnect()
+	return core.disconnect(self.id)
+end
+
+function Socket:error(status, message, ack)
+	core.error(self.id, status, message, ack)
+end
+
+-- ---- the API scripts see ----
+
+local parley = {}
+
+parley.null = json_null
+parley.binary = binary
+parley.is_binary = is_binary
+parley.json = {
+	encode = function(v) return cjson.encode(v) end,
+	decode = function(s)
+		local ok, v = pcall(cjson.decode, s)
+		if ok then return v end
+		return nil, v
+	end,
+}
+
+function parley.namespace()
+	return default_nsp
+end
+
+-- A broadcast to a room of the default namespace (parley.of for another).
+function parley.to(room)
+	return broadcast_new(default_nsp):to(room)
+end
+
+function parley.of(nsp)
+	return { to = function(_, room) return broadcast_new(nsp):to(room) end,
+		 emit = function(_, event, data) return broadcast_new(nsp):emit(event, data) end }
+end
+
+-- Every socket of the default namespace.
+function parley.everyone()
+	return broadcast_new(default_nsp)
+end
+
+function parley.socket(id)
+	return sockets[id]
+end
+
+-- The ids of the sockets in a room.
+function parley.room_sockets(room, nsp)
+	return core.room_sockets(nsp or default_nsp, room)
+end
+
+function parley.room_size(room, nsp)
+	return core.room_size(nsp or default_nsp, room)
+end
+
+-- How many sockets a user has connected in the namespace.
+function parley.user_sockets(user_id, nsp)
+	return core.room_size(nsp or default_nsp, "user:" .. user_id)
+end
+
+function parley.now()
+	return core.now()
+end
+
+-- Runs fn after ms milliseconds (every ms milliseconds with every = true);
+-- returns a handle for parley.cancel. Timers belong to the module that set
+-- them.
+function parley.timer(ms, fn, every)
+	if type(ms) ~= "number" or ms < 0 or type(fn) ~= "function" then
+		return nil, "usage: parley.timer(ms, fn[, every])"
+	end
+	next_timer = next_timer + 1
+	local id = next_timer
+	timers[id] = { fn = fn, owner = current_module, every = every and ms or nil }
+	core.timer(id, ms)
+	return id
+end
+
+function parley.cancel(id)
+	if timers[id] then
+		timers[id] = nil
+		core.cancel(id)
+		return true
+	end
+	return nil, "no such timer"
+end
+
+parley.log = {}
+for _, level in ipairs({ "error", "warn", "info", "debug" }) do
+	parley.log[level] = function(fmt, ...)
+		local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+		log(level, module_tag(current_module) .. ": " .. msg)
+	end
+end
+
+-- ---- loading ----
+
+-- What a script may see: no io, os, debug, jit, ffi, require or load.
+local safe = {
+	assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+	pcall = pcall, select = select, tonumber = tonumber, tostring = tostring,
+	type = type, unpack = unpack, xpcall = xpcall, setmetatable = setmetatable,
+	getmetatable = getmetatable, rawget = rawget, rawset = rawset,
+	rawequal = rawequal, string = string, table = table, math = math,
+	parley = parley,
+}
+string.dump = nil
+
+local function sandbox_env(name)
+	local env = setmetatable({}, { __index = safe })
+	env.print = function(...)
+		local parts = {}
+		for i = 1, select("#", ...) do
+			parts[#parts + 1] = tostring((select(i, ...)))
+		end
+		log("info", name .. ": " .. table.concat(parts, "\t"))
+	end
+	return env
+end
+
+-- Compiles and runs one module file; returns its hook table or nil, err.
+local function load_module(path, name, config)
+	local src, err = core.read_file(path)
+	if not src then
+		return nil, err
+	end
+	local chunk, cerr = loadstring(src, "@" .. path)
+	if not chunk then
+		return nil, cerr
+	end
+	local env = sandbox_env(name)
+	env.config = config or {}
+	setfenv(chunk, env)
+	local m = { name = name, path = path }
+	local ok, hooks = call(m, chunk)
+	if not ok then
+		return nil, hooks
+	end
+	if type(hooks) ~= "table" then
+		return nil, path .. ": must return a table of hooks"
+	end
+	m.hooks = hooks
+	m.priority = tonumber(hooks.priority) or 0
+	return m
+end
+
+local hook_names = { "connect", "connected", "disconnect", "join", "filter" }
+
+local function registry_new(modules)
+	local r = { modules = modules, events = {}, namespaces = {}, default = nil }
+	for _, n in ipairs(hook_names) do
+		r[n] = {}
+	end
+	-- Priority first (higher runs first), then configuration order.
+	for i, m in ipairs(modules) do
+		m.order = i
+	end
+	table.sort(modules, function(a, b)
+		if a.priority ~= b.priority then
+			return a.priority > b.priority
+		end
+		return a.order < b.order
+	end)
+	for _, m in ipairs(modules) do
+		local h = m.hooks
+		for _, n in ipairs(hook_names) do
+			if h[n] ~= nil then
+				if type(h[n]) ~= "function" then
+					return nil, m.path .. ": hook '" .. n .. "' must be a function"
+				end
+				r[n][#r[n] + 1] = { module = m, fn = h[n] }
+			end
+		end
+		if h.events ~= nil then
+			if type(h.events) ~= "table" then
+				return nil, m.path .. ": 'events' must be a table of handlers"
+			end
+			for event, fn in pairs(h.events) do
+				if type(event) ~= "string" or type(fn) ~= "function" then
+					return nil, m.path .. ": events must map names to functions"
+				end
+				r.events[event] = r.events[event] or {}
+				local list = r.events[event]
+				list[#list + 1] = { module = m, fn = fn }
+			end
+		end
+		for _, nsp in ipairs(h.namespaces or {}) do
+			if type(nsp) ~= "string" or nsp:sub(1, 1) ~= "/" then
+				return nil, m.path .. ": namespaces must be strings starting with '/'"
+			end
+			r.namespaces[nsp] = true
+			if not r.default and nsp ~= "/" then
+				r.default = nsp
+			end
+		end
+	end
+	return r
+end
+
+-- Finds plugin `name` on the ';'-separated search path.
+local function find_plugin(name, path)
+	for dir in string.gmatch(path, "[^;]+") do
+		local file = dir .. "/" .. name .. "/init.lua"
+		if core.read_file(file) then
+			return file
+		end
+	end
+	return nil
+end
+
+-- Loads the scripts folder and the plugins into a new registry and, only if
+-- all of it loaded, puts it in force. Returns true or nil, err.
+function R.load(scripts_dir, plugins, plugin_path, plugin_config)
+	local modules = {}
+	local list_src, err = core.read_file(scripts_dir .. "/init.lua")
+	if not list_src then
+		return nil, err
+	end
+	local list_chunk, lerr = loadstring(list_src, "@" .. scripts_dir .. "/init.lua")
+	if not list_chunk then
+		return nil, lerr
+	end
+	setfenv(list_chunk, {})
+	local ok, names = pcall(list_chunk)
+	if not ok or type(names) ~= "table" then
+		return nil, scripts_dir .. "/init.lua: must return a list of script names"
+			.. (ok and "" or (": " .. tostring(names)))
+	end
+	for _, name in ipairs(names) do
+		local m, merr = load_module(scripts_dir .. "/" .. name .. ".lua", name,
+			plugin_config and plugin_config[name])
+		if not m then
+			return nil, merr
+		end
+		modules[#modules + 1] = m
+	end
+	for name in string.gmatch(plugins or "", "[^,]+") do
+		local file = find_plugin(name, plugin_path)
+		if not file then
+			return nil, "plugin '" .. name .. "' not found in " .. plugin_path
+		end
+		local m, merr = load_module(file, name, plugin_config and plugin_config[name])
+		if not m then
+			return nil, merr
+		end
+		modules[#modules + 1] = m
+	end
+	local r, rerr = registry_new(modules)
+	if not r then
+		return nil, rerr
+	end
+	for nsp in pairs(r.namespaces) do
+		core.namespace(nsp)
+	end
+	reg = r
+	default_nsp = r.default or "/"
+	return true
+end
+
+-- ---- dispatch from the core ----
+
+local function decode_args(args_json, att)
+	local ok, args = pcall(cjson.decode, args_json)
+	if not ok then
+		return nil, { status = 400, message = "invalid JSON" }
+	end
+	if att then
+		local rok, resolved = pcall(resolve_placeholders, args, att, 0)
+		if not rok then
+			return nil, type(resolved) == "table" and resolved
+				or { status = 400, message = "invalid attachments" }
+		end
+		args = resolved
+	end
+	return args
+end
+
+-- A hook's failure: a Lua error is a 500 and logged; a returned refusal
+-- (nil/false, status, message) is the client's fault and not logged.
+local function script_failed(m, what, err)
+	log("error", module_tag(m) .. ": " .. what .. " failed: " .. tostring(err))
+	return 500, "a script failed"
+end
+
+-- A new socket: runs the connect hooks. Returns the user id, or nil with a
+-- status and a message.
+function R.connect(id, nsp, transport, query, auth_json, authorization, address)
+	local auth = nil
+	if auth_json then
+		local ok, v = pcall(cjson.decode, auth_json)
+		auth = ok and v or nil
+	end
+	local sock = setmetatable({
+		id = id, namespace = nsp, transport = transport,
+		handshake = { query = query, auth = auth or {}, address = address,
+			      headers = { authorization = authorization } },
+	}, Socket)
+	local identity
+	for _, h in ipairs(reg.connect) do
+		local ok, res, status, message = call(h.module, h.fn, sock, sock.handshake)
+		if not ok then
+			return nil, script_failed(h.module, "connect hook", res)
+		end
+		if res == false then
+			return nil, status or 401, message or "unauthorized"
+		end
+		if type(res) == "table" and not identity then
+			if type(res.userId) ~= "string" or res.userId == "" then
+				return nil, script_failed(h.module, "connect hook",
+					"the identity it returned has no string userId")
+			end
+			identity = res
+			sock.userId = res.userId
+			sock.user = { id = res.userId, name = res.name, avatar = res.avatar,
+				      phoneNumber = res.phoneNumber }
+		end
+	end
+	if not identity then
+		return nil, 401, "unauthorized"
+	end
+	sockets[id] = sock
+	return identity.userId
+end
+
+-- The socket is in its user's room: run the connected hooks.
+function R.connected(id)
+	local sock = sockets[id]
+	for _, h in ipairs(reg.connected) do
+		local ok, err = call(h.module, h.fn, sock)
+		if not ok then
+			script_failed(h.module, "connected hook", err)
+		end
+	end
+end
+
+function R.disconnect(id, reason)
+	local sock = sockets[id]
+	if not sock then
+		return
+	end
+	for _, h in ipairs(reg.disconnect) do
+		local ok, err = call(h.module, h.fn, sock, reason)
+		if not ok then
+			script_failed(h.module, "disconnect hook", err)
+		end
+	end
+	sockets[id] = nil
+end
+
+-- A client event. Returns false for an event no script handles.
+function R.event(id, name, args_json, att, ack)
+	local sock = sockets[id]
+	if not sock then
+		return true
+	end
+	local handlers = reg.events[name]
+	if not handlers then
+		core.error(id, 404, "unknown event: " .. name, ack)
+		return false
+	end
+	local args, derr = decode_args(args_json, att)
+	if not args then
+		core.error(id, derr.status, derr.message, ack)
+		return true
+	end
+	local data = args[1]
+	for _, h in ipairs(reg.filter) do
+		local ok, res, status, message = call(h.module, h.fn, sock, name, data)
+		if not ok then
+			local st, msg = script_failed(h.module, "filter for " .. name, res)
+			core.error(id, st, msg, ack)
+			return true
+		end
+		if res == nil and status then
+			core.error(id, status, message or "rejected", ack)
+			return true
+		end
+		if res ~= nil then
+			data = res
+		end
+	end
+	local result
+	for _, h in ipairs(handlers) do
+		local ok, res, status, message = call(h.module, h.fn, sock, data)
+		if not ok then
+			local st, msg = script_failed(h.module, "handler for " .. name, res)
+			core.error(id, st, msg, ack)
+			return true
+		end
+		if res == nil and status then
+			core.error(id, status, message or "failed", ack)
+			return true
+		end
+		if result == nil then
+			result = res
+		end
+	end
+	if ack then
+		local json, att_out = encode(result)
+		core.ack(id, ack, json, att_out)
+	end
+	return true
+end
+
+-- The client answered (or did not) a Socket:request.
+function R.ack(id, ack_id, args_json, att, why)
+	local sock = sockets[id]
+	local p = sock and sock.pending and sock.pending[ack_id]
+	if not p then
+		return
+	end
+	sock.pending[ack_id] = nil
+	if why then
+		local ok, err = call(p.owner, p.cb, why)
+		if not ok then
+			script_failed(p.owner, "ack callback", err)
+		end
+		return
+	end
+	local args = decode_args(args_json, att) or {}
+	local ok, err = call(p.owner, p.cb, nil, unpack(args, 1, table.maxn(args)))
+	if not ok then
+		script_failed(p.owner, "ack callback", err)
+	end
+end
+
+function R.timer(id)
+	local t = timers[id]
+	if not t then
+		return
+	end
+	if t.every then
+		core.timer(id, t.every)
+	else
+		timers[id] = nil
+	end
+	local ok, err = call(t.owner, t.fn)
+	if not ok then
+		script_failed(t.owner, "timer", err)
+	end
+end
+
+return R

@@ -1,0 +1,732 @@
+/* script.c - the C half of the Lua seam: the LuaJIT state, the calls into
+ * the embedded runtime (core/runtime.lua) for connections, events, acks and
+ * timers, and the `core` table of host functions the runtime builds on. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "alloc.h"
+#include "base64.h"
+#include "log.h"
+#include "metrics.h"
+#include "script.h"
+#include "server.h"
+
+extern const char runtime_lua[];
+extern const size_t runtime_lua_len;
+int luaopen_cjson(lua_State *L);
+
+/* Scripts are small: a file larger than this is a mistake. */
+#define SCRIPT_FILE_MAX (4u << 20)
+
+uint64_t script_usec;
+uint64_t script_calls;
+
+static lua_State *L;
+static int runtime_ref = LUA_NOREF; /* the table runtime.lua returned */
+static struct map timers;           /* timer id -> struct script_timer */
+
+struct script_timer {
+	lws_sorted_usec_list_t sul;
+	lua_Number id;
+	char key[24];
+};
+
+static uint64_t usec_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Pushes runtime[name]. */
+static void push_entry(const char *name)
+{
+	lua_rawgeti(L, LUA_REGISTRYINDEX, runtime_ref);
+	lua_getfield(L, -1, name);
+	lua_remove(L, -2);
+}
+
+/* Calls the function under `nargs` arguments, timing it. Returns 0, or -1
+ * after logging the error (the stack then holds no results). */
+static int call_runtime(const char *what, int nargs, int nresults)
+{
+	uint64_t start = usec_now();
+	int rc = lua_pcall(L, nargs, nresults, 0);
+
+	script_usec += usec_now() - start;
+	script_calls++;
+	if (rc != 0) {
+		log_error("lua: %s: %s", what, lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return -1;
+	}
+	return 0;
+}
+
+static struct client *check_client(lua_State *S, int idx)
+{
+	size_t len;
+	const char *id = luaL_checklstring(S, idx, &len);
+
+	return map_get(&srv.clients, id, len);
+}
+
+/* Reads the optional attachments table at `idx` into new frames. */
+static unsigned read_attachments(lua_State *S, int idx, struct frame ***out)
+{
+	unsigned n;
+
+	*out = NULL;
+	if (lua_isnoneornil(S, idx))
+		return 0;
+	luaL_checktype(S, idx, LUA_TTABLE);
+	n = (unsigned)lua_objlen(S, idx);
+	if (!n)
+		return 0;
+	*out = xcalloc(n, sizeof(**out));
+	for (unsigned i = 0; i < n; i++) {
+		size_t len;
+		lua_rawgeti(S, idx, (int)i + 1);
+		const char *p = lua_tolstring(S, -1, &len);
+		(*out)[i] = frame_new(p ? p : "", p ? len : 0, 1);
+		lua_pop(S, 1);
+	}
+	return n;
+}
+
+static void free_attachments(struct frame **att, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		frame_unref(att[i]);
+	free(att);
+}
+
+/* Fills an emit from (event, json, att, plain) at `idx`..idx+3. */
+static void read_emit(lua_State *S, int idx, struct emit *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->name = luaL_checklstring(S, idx, &e->name_len);
+	e->data = luaL_optlstring(S, idx + 1, NULL, &e->data_len);
+	e->natt = read_attachments(S, idx + 2, &e->att);
+	e->plain_data = luaL_optlstring(S, idx + 3, NULL, &e->plain_len);
+}
+
+static void release_emit(struct emit *e)
+{
+	emit_fini(e);
+	free_attachments(e->att, e->natt);
+}
+
+/* ---- core.* ---- */
+
+static int l_log(lua_State *S)
+{
+	int level = log_level_parse(luaL_checkstring(S, 1));
+	const char *msg = luaL_checkstring(S, 2);
+
+	if (level < 0)
+		level = LOG_INFO;
+	if ((int)log_threshold >= level)
+		log_write((enum log_level)level, "%s", msg);
+	return 0;
+}
+
+/* read_file(path) -> contents | nil, err */
+static int l_read_file(lua_State *S)
+{
+	const char *path = luaL_checkstring(S, 1);
+	FILE *f = fopen(path, "rb");
+	struct stat st;
+	char *buf;
+
+	if (!f) {
+		lua_pushnil(S);
+		lua_pushfstring(S, "%s: %s", path, strerror(errno));
+		return 2;
+	}
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (size_t)st.st_size > SCRIPT_FILE_MAX) {
+		fclose(f);
+		lua_pushnil(S);
+		lua_pushfstring(S, "%s: not a regular file under 4 MiB", path);
+		return 2;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	size_t n = fread(buf, 1, (size_t)st.st_size, f);
+	fclose(f);
+	lua_pushlstring(S, buf, n);
+	free(buf);
+	return 1;
+}
+
+static int l_namespace(lua_State *S)
+{
+	size_t len;
+	const char *name = luaL_checklstring(S, 1, &len);
+
+	if (!map_get(&srv.nsps, name, len))
+		map_put(&srv.nsps, name, len, nsp_new(name, len));
+	return 0;
+}
+
+/* emit(sid, event, json, att, plain) -> true | false */
+static int l_emit(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+	struct emit e;
+
+	if (!cl) {
+		lua_pushboolean(S, 0);
+		return 1;
+	}
+	read_emit(S, 2, &e);
+	client_emit(cl, &e);
+	metrics_event_out(e.name, e.name_len, 1);
+	release_emit(&e);
+	lua_pushboolean(S, 1);
+	return 1;
+}
+
+/* Reads the strings of the table at `idx` (or none for nil). */
+static size_t read_strings(lua_State *S, int idx, const char ***v, size_t **lens)
+{
+	size_t n;
+
+	*v = NULL;
+	*lens = NULL;
+	if (lua_isnoneornil(S, idx))
+		return 0;
+	luaL_checktype(S, idx, LUA_TTABLE);
+	n = lua_objlen(S, idx);
+	*v = xcalloc(n ? n : 1, sizeof(**v));
+	*lens = xcalloc(n ? n : 1, sizeof(**lens));
+	for (size_t i = 0; i < n; i++) {
+		lua_rawgeti(S, idx, (int)i + 1);
+		/* The strings stay referenced by the table during the call. */
+		(*v)[i] = lua_tolstring(S, -1, &(*lens)[i]);
+		if (!(*v)[i])
+			(*v)[i] = "", (*lens)[i] = 0;
+		lua_pop(S, 1);
+	}
+	return n;
+}
+
+/* Every socket of a namespace: for broadcasts that name no room. */
+static size_t broadcast_all(struct nsp *n, const struct room_target *t, struct emit *e)
+{
+	uint64_t epoch = room_mark_except(n, t);
+	struct map_iter it;
+	struct map_entry *ent;
+	size_t count = 0;
+
+	map_iter_init(&it, &srv.clients);
+	while ((ent = map_next(&it))) {
+		struct client *cl = ent->value;
+		if (cl->nsp != n || !cl->user_id || cl->rooms.mark == epoch)
+			continue;
+		client_emit(cl, e);
+		count++;
+	}
+	if (count)
+		metrics_event_out(e->name, e->name_len, count);
+	return count;
+}
+
+/* broadcast(nsp, rooms|nil, except_sids|nil, except_rooms|nil, event, json,
+ *           att, plain) -> count */
+static int l_broadcast(lua_State *S)
+{
+	size_t nlen;
+	const char *nsp_name = luaL_checklstring(S, 1, &nlen);
+	struct nsp *n = nsp_lookup(nsp_name, nlen);
+	struct room_target t;
+	const char **sids;
+	size_t *sid_lens, nsids;
+	struct room_set **except_sets = NULL;
+	struct emit e;
+	size_t count;
+
+	if (!n)
+		return luaL_error(S, "unknown namespace %s", nsp_name);
+	memset(&t, 0, sizeof(t));
+	t.nrooms = read_strings(S, 2, (const char ***)&t.rooms, (size_t **)&t.room_lens);
+	nsids = read_strings(S, 3, &sids, &sid_lens);
+	t.nexcept_rooms = read_strings(S, 4, (const char ***)&t.except_rooms,
+				       (size_t **)&t.except_lens);
+	if (nsids) {
+		except_sets = xcalloc(nsids, sizeof(*except_sets));
+		for (size_t i = 0; i < nsids; i++) {
+			struct client *cl = map_get(&srv.clients, sids[i], sid_lens[i]);
+			if (cl)
+				except_sets[t.nexcept_sets++] = &cl->rooms;
+		}
+		t.except_sets = except_sets;
+	}
+	read_emit(S, 5, &e);
+	if (lua_isnoneornil(S, 2))
+		count = broadcast_all(n, &t, &e);
+	else
+		count = client_broadcast(n, &t, &e);
+	release_emit(&e);
+	free((void *)t.rooms);
+	free((void *)t.room_lens);
+	free((void *)t.except_rooms);
+	free((void *)t.except_lens);
+	free(sids);
+	free(sid_lens);
+	free(except_sets);
+	lua_pushinteger(S, (lua_Integer)count);
+	return 1;
+}
+
+/* ack(sid, id, json|nil, att) */
+static int l_ack(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+	int64_t id = (int64_t)luaL_checknumber(S, 2);
+	size_t len = 0;
+	const char *json = luaL_optlstring(S, 3, NULL, &len);
+	struct frame **att;
+	unsigned natt;
+
+	if (!cl)
+		return 0;
+	natt = read_attachments(S, 4, &att);
+	client_ack(cl, id, json, len, att, natt);
+	free_attachments(att, natt);
+	return 0;
+}
+
+/* request(sid, event, json, att, plain, timeout_ms) -> id | nil */
+static int l_request(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+	int timeout = (int)luaL_optinteger(S, 6, 5000);
+	struct emit e;
+
+	if (!cl) {
+		lua_pushnil(S);
+		return 1;
+	}
+	if (timeout < 1)
+		timeout = 1;
+	read_emit(S, 2, &e);
+	uint64_t id = client_request(cl, &e, timeout);
+	metrics_event_out(e.name, e.name_len, 1);
+	release_emit(&e);
+	lua_pushnumber(S, (lua_Number)id);
+	return 1;
+}
+
+/* error(sid, status, message, ack|nil) */
+static int l_error(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+	int status = (int)luaL_checkinteger(S, 2);
+	const char *msg = luaL_optstring(S, 3, "error");
+	int64_t ack = lua_isnoneornil(S, 4) ? -1 : (int64_t)luaL_checknumber(S, 4);
+
+	if (cl)
+		client_error(cl, status, msg, ack);
+	return 0;
+}
+
+/* join(sid, room) -> true | nil, err */
+static int l_join(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+	size_t len;
+	const char *room = luaL_checklstring(S, 2, &len);
+
+	if (!cl) {
+		lua_pushnil(S);
+		lua_pushliteral(S, "socket is gone");
+		return 2;
+	}
+	room_join(cl->nsp, &cl->rooms, room, len);
+	lua_pushboolean(S, 1);
+	return 1;
+}
+
+static int l_leave(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+	size_t len;
+	const char *room = luaL_checklstring(S, 2, &len);
+
+	if (!cl) {
+		lua_pushnil(S);
+		lua_pushliteral(S, "socket is gone");
+		return 2;
+	}
+	lua_pushboolean(S, room_leave(cl->nsp, &cl->rooms, room, len) == 0);
+	return 1;
+}
+
+static int l_rooms(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+
+	lua_newtable(S);
+	for (uint32_t i = 0; cl && i < cl->rooms.count; i++) {
+		struct room *r = cl->rooms.v[i].room;
+		lua_pushlstring(S, r->name, r->name_len);
+		lua_rawseti(S, -2, (int)i + 1);
+	}
+	return 1;
+}
+
+static struct room *check_room(lua_State *S)
+{
+	size_t nlen, rlen;
+	const char *nsp = luaL_checklstring(S, 1, &nlen);
+	const char *room = luaL_checklstring(S, 2, &rlen);
+	struct nsp *n = nsp_lookup(nsp, nlen);
+
+	return n ? room_find(n, room, rlen) : NULL;
+}
+
+static int l_room_size(lua_State *S)
+{
+	struct room *r = check_room(S);
+
+	lua_pushinteger(S, r ? (lua_Integer)r->count : 0);
+	return 1;
+}
+
+static int l_room_sockets(lua_State *S)
+{
+	struct room *r = check_room(S);
+
+	lua_newtable(S);
+	for (uint32_t i = 0; r && i < r->count; i++) {
+		struct client *cl = r->members[i].set->owner;
+		lua_pushstring(S, cl->id);
+		lua_rawseti(S, -2, (int)i + 1);
+	}
+	return 1;
+}
+
+/* disconnect(sid): the server ends the socket (and a plain connection). */
+static int l_disconnect(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+	struct conn *c;
+
+	if (!cl)
+		return 0;
+	c = cl->conn;
+	if (c->kind == CONN_PLAIN) {
+		conn_close_after_flush(c, 1000, "server disconnect");
+		client_free(cl, NULL);
+		return 0;
+	}
+	/* "41" + "/nsp," (nothing for the main namespace "/"). */
+	if (cl->nsp->name_len > 1)
+		conn_send(c, frame_new2("41", 2, cl->nsp->name, cl->nsp->name_len));
+	else
+		conn_send(c, frame_new("41", 2, 0));
+	if (cl->nsp->name_len > 1)
+		conn_send(c, frame_new(",", 1, 0));
+	client_free(cl, "server namespace disconnect");
+	return 0;
+}
+
+static void on_timer(lws_sorted_usec_list_t *sul)
+{
+	struct script_timer *t = lws_container_of(sul, struct script_timer, sul);
+	lua_Number id = t->id;
+
+	map_del(&timers, t->key, strlen(t->key));
+	free(t);
+	push_entry("timer");
+	lua_pushnumber(L, id);
+	call_runtime("timer", 1, 0);
+}
+
+/* timer(id, ms): (re)arms timer `id`. */
+static int l_timer(lua_State *S)
+{
+	lua_Number id = luaL_checknumber(S, 1);
+	lua_Number ms = luaL_checknumber(S, 2);
+	struct script_timer *t;
+	char key[24];
+
+	snprintf(key, sizeof(key), "%.0f", id);
+	t = map_get(&timers, key, strlen(key));
+	if (!t) {
+		t = xcalloc(1, sizeof(*t));
+		t->id = id;
+		memcpy(t->key, key, sizeof(key));
+		map_put(&timers, key, strlen(key), t);
+	}
+	if (ms < 0)
+		ms = 0;
+	lws_sul_schedule(srv.ctx, 0, &t->sul, on_timer, (lws_usec_t)(ms * 1000));
+	return 0;
+}
+
+static int l_cancel(lua_State *S)
+{
+	char key[24];
+	struct script_timer *t;
+
+	snprintf(key, sizeof(key), "%.0f", luaL_checknumber(S, 1));
+	t = map_del(&timers, key, strlen(key));
+	if (t) {
+		lws_sul_cancel(&t->sul);
+		free(t);
+	}
+	return 0;
+}
+
+/* now() -> milliseconds since the epoch */
+static int l_now(lua_State *S)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	lua_pushnumber(S, (lua_Number)ts.tv_sec * 1000 + (lua_Number)(ts.tv_nsec / 1000000));
+	return 1;
+}
+
+static int l_base64(lua_State *S)
+{
+	size_t len;
+	const char *s = luaL_checklstring(S, 1, &len);
+	char *out = xmalloc(base64_encoded_len(len) + 1);
+	size_t n = base64_encode((const unsigned char *)s, len, out);
+
+	lua_pushlstring(S, out, n);
+	free(out);
+	return 1;
+}
+
+static const luaL_Reg core_functions[] = {
+	{ "log", l_log },
+	{ "read_file", l_read_file },
+	{ "namespace", l_namespace },
+	{ "emit", l_emit },
+	{ "broadcast", l_broadcast },
+	{ "ack", l_ack },
+	{ "request", l_request },
+	{ "error", l_error },
+	{ "join", l_join },
+	{ "leave", l_leave },
+	{ "rooms", l_rooms },
+	{ "room_size", l_room_size },
+	{ "room_sockets", l_room_sockets },
+	{ "disconnect", l_disconnect },
+	{ "timer", l_timer },
+	{ "cancel", l_cancel },
+	{ "now", l_now },
+	{ "base64", l_base64 },
+	{ NULL, NULL },
+};
+
+/* ---- calls in ---- */
+
+int script_init(void)
+{
+	struct config *cfg = srv.cfg;
+
+	map_init(&timers);
+	L = luaL_newstate();
+	if (!L) {
+		log_error("lua: cannot create a state");
+		return -1;
+	}
+	luaL_openlibs(L);
+	/* cjson is linked in: preload it so require finds this copy. */
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, "preload");
+	lua_pushcfunction(L, luaopen_cjson);
+	lua_setfield(L, -2, "cjson");
+	lua_pop(L, 2);
+
+	if (luaL_loadbuffer(L, runtime_lua, runtime_lua_len, "@core/runtime.lua") != 0) {
+		log_error("lua: %s", lua_tostring(L, -1));
+		return -1;
+	}
+	lua_newtable(L);
+	luaL_register(L, NULL, core_functions);
+	if (call_runtime("runtime", 1, 1) < 0)
+		return -1;
+	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+	push_entry("load");
+	lua_pushstring(L, cfg->scripts_dir);
+	lua_pushstring(L, cfg->plugins ? cfg->plugins : "");
+	lua_pushstring(L, cfg->plugin_path);
+	lua_pushnil(L);
+	if (call_runtime("load", 4, 2) < 0)
+		return -1;
+	if (lua_isnil(L, -2)) {
+		log_error("scripts: %s", lua_tostring(L, -1));
+		lua_pop(L, 2);
+		return -1;
+	}
+	lua_pop(L, 2);
+	return 0;
+}
+
+void script_fini(void)
+{
+	struct map_iter it;
+	struct map_entry *e;
+
+	map_iter_init(&it, &timers);
+	while ((e = map_next(&it))) {
+		struct script_timer *t = e->value;
+		lws_sul_cancel(&t->sul);
+		free(t);
+	}
+	map_fini(&timers);
+	if (L)
+		lua_close(L);
+	L = NULL;
+}
+
+/* Pushes the handshake query as a table of strings. */
+static void push_query(const struct handshake *hs)
+{
+	const char *p = hs->query;
+
+	lua_createtable(L, 0, hs->nquery);
+	for (int i = 0; i < hs->nquery; i++) {
+		size_t klen = strlen(p);
+		const char *v = p + klen + 1;
+		size_t vlen = strlen(v);
+		lua_pushlstring(L, p, klen);
+		lua_pushlstring(L, v, vlen);
+		lua_rawset(L, -3);
+		p = v + vlen + 1;
+	}
+}
+
+static void push_optstring(const char *s)
+{
+	if (s)
+		lua_pushstring(L, s);
+	else
+		lua_pushnil(L);
+}
+
+int script_connect(struct client *cl, const char *auth, size_t auth_len,
+		   int *code, char *msg, size_t msg_cap)
+{
+	const struct handshake *hs = &cl->conn->hs;
+
+	push_entry("connect");
+	lua_pushstring(L, cl->id);
+	lua_pushlstring(L, cl->nsp->name, cl->nsp->name_len);
+	lua_pushstring(L, cl->conn->kind == CONN_PLAIN ? "plain" :
+		       cl->conn->transport == TRANSPORT_POLLING ? "polling" : "websocket");
+	push_query(hs);
+	if (auth)
+		lua_pushlstring(L, auth, auth_len);
+	else
+		lua_pushnil(L);
+	push_optstring(hs->authorization);
+	lua_pushstring(L, hs->addr);
+	if (call_runtime("connect", 7, 3) < 0) {
+		*code = 500;
+		snprintf(msg, msg_cap, "a script failed");
+		return -1;
+	}
+	if (lua_type(L, -3) == LUA_TSTRING) {
+		size_t len;
+		const char *user = lua_tolstring(L, -3, &len);
+		client_set_user(cl, user, len);
+		lua_pop(L, 3);
+		return 0;
+	}
+	*code = lua_isnumber(L, -2) ? (int)lua_tointeger(L, -2) : 401;
+	snprintf(msg, msg_cap, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "unauthorized");
+	lua_pop(L, 3);
+	return -1;
+}
+
+void script_connected(struct client *cl)
+{
+	push_entry("connected");
+	lua_pushstring(L, cl->id);
+	call_runtime("connected", 1, 0);
+}
+
+void script_disconnect(struct client *cl, const char *reason)
+{
+	push_entry("disconnect");
+	lua_pushstring(L, cl->id);
+	lua_pushstring(L, reason);
+	call_runtime("disconnect", 2, 0);
+}
+
+static void push_attachments(struct frame **att, unsigned natt)
+{
+	if (!natt) {
+		lua_pushnil(L);
+		return;
+	}
+	lua_createtable(L, (int)natt, 0);
+	for (unsigned i = 0; i < natt; i++) {
+		lua_pushlstring(L, (const char *)frame_data(att[i]), att[i]->len);
+		lua_rawseti(L, -2, (int)i + 1);
+	}
+}
+
+void script_event(struct client *cl, const char *name, size_t name_len,
+		  const char *args, size_t args_len, struct frame **att,
+		  unsigned natt, int64_t ack_id)
+{
+	int known = 1;
+
+	push_entry("event");
+	lua_pushstring(L, cl->id);
+	lua_pushlstring(L, name, name_len);
+	lua_pushlstring(L, args, args_len);
+	push_attachments(att, natt);
+	if (ack_id >= 0)
+		lua_pushnumber(L, (lua_Number)ack_id);
+	else
+		lua_pushnil(L);
+	if (call_runtime("event", 5, 1) == 0) {
+		known = lua_toboolean(L, -1);
+		lua_pop(L, 1);
+	} else {
+		/* The runtime itself failed: the client still gets its answer. */
+		struct client *still = map_get(&srv.clients, cl->id, strlen(cl->id));
+		if (still)
+			client_error(still, 500, "a script failed", ack_id);
+	}
+	if (known)
+		metrics_event_in(name, name_len);
+	else
+		metrics_event_in("_unknown", 8);
+}
+
+void script_ack(struct client *cl, uint64_t id, const char *args,
+		size_t args_len, struct frame **att, unsigned natt,
+		const char *why)
+{
+	if (args && client_take_ack(cl, id) < 0)
+		return;
+	push_entry("ack");
+	lua_pushstring(L, cl->id);
+	lua_pushnumber(L, (lua_Number)id);
+	if (args)
+		lua_pushlstring(L, args, args_len);
+	else
+		lua_pushnil(L);
+	push_attachments(att, natt);
+	push_optstring(why);
+	call_runtime("ack", 5, 0);
+}

@@ -1,0 +1,531 @@
+/* server.c - the lws context and the one protocol handler that serves every
+ * path on the port: Engine.IO polling and WebSocket under /socket.io/, the
+ * plain WebSocket endpoint at a namespace's path, /healthz and /metrics. */
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "eio.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "script.h"
+#include "server.h"
+
+struct server srv;
+
+int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int is_engine_path(const char *path)
+{
+	return strcmp(path, "/socket.io/") == 0 || strcmp(path, "/socket.io") == 0;
+}
+
+enum http_method http_method(struct lws *wsi)
+{
+	static const struct {
+		enum lws_token_indexes token;
+		enum http_method method;
+	} methods[] = {
+		{ WSI_TOKEN_GET_URI, HTTP_GET },     { WSI_TOKEN_POST_URI, HTTP_POST },
+		{ WSI_TOKEN_OPTIONS_URI, HTTP_OPTIONS }, { WSI_TOKEN_PUT_URI, HTTP_PUT },
+		{ WSI_TOKEN_PATCH_URI, HTTP_PATCH }, { WSI_TOKEN_DELETE_URI, HTTP_DELETE },
+		{ WSI_TOKEN_HEAD_URI, HTTP_HEAD },
+	};
+
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (lws_hdr_total_length(wsi, methods[i].token) > 0)
+			return methods[i].method;
+	return HTTP_OTHER;
+}
+
+void http_read_origin(struct lws *wsi, struct pss *pss)
+{
+	if (lws_hdr_copy(wsi, pss->origin, sizeof(pss->origin), WSI_TOKEN_ORIGIN) < 0)
+		pss->origin[0] = '\0';
+}
+
+int http_origin_allowed(const char *origin)
+{
+	const char *list = srv.cfg->frontend_url;
+	size_t olen = strlen(origin);
+
+	if (!list)
+		return 1;
+	for (const char *p = list; *p;) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		while (n && *p == ' ')
+			p++, n--;
+		while (n && p[n - 1] == ' ')
+			n--;
+		/* A trailing slash in the setting is a common way to write it. */
+		if (n && p[n - 1] == '/')
+			n--;
+		if (n == olen && strncmp(p, origin, n) == 0)
+			return 1;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	return 0;
+}
+
+static int add_header(struct lws *wsi, const char *name, const char *value,
+		      unsigned char **p, unsigned char *end)
+{
+	return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+					   (const unsigned char *)value,
+					   (int)strlen(value), p, end);
+}
+
+int http_respond(struct lws *wsi, struct pss *pss, int status,
+		 const char *content_type, const char *body, size_t len)
+{
+	unsigned char head[LWS_PRE + 1024];
+	unsigned char *start = head + LWS_PRE, *p = start;
+	unsigned char *end = head + sizeof(head) - 1;
+	unsigned char *out = NULL;
+	int rc = -1;
+
+	if (lws_add_http_common_headers(wsi, (unsigned)status, content_type,
+					(lws_filepos_t)len, &p, end))
+		goto out;
+	if (pss && pss->origin[0] && http_origin_allowed(pss->origin)) {
+		if (add_header(wsi, "access-control-allow-origin:", pss->origin, &p, end) ||
+		    add_header(wsi, "access-control-allow-credentials:", "true", &p, end) ||
+		    add_header(wsi, "vary:", "Origin", &p, end))
+			goto out;
+		if (pss->method == HTTP_OPTIONS) {
+			char req[256];
+			if (add_header(wsi, "access-control-allow-methods:",
+				       "GET, POST, PUT, PATCH, DELETE, OPTIONS", &p, end))
+				goto out;
+			if (lws_hdr_copy(wsi, req, sizeof(req),
+					 WSI_TOKEN_HTTP_AC_REQUEST_HEADERS) > 0 &&
+			    add_header(wsi, "access-control-allow-headers:", req, &p, end))
+				goto out;
+		}
+	}
+	if (lws_finalize_write_http_header(wsi, start, &p, end))
+		goto out;
+	if (len) {
+		/* lws_write wants LWS_PRE bytes of headroom before the body. */
+		out = xmalloc(LWS_PRE + len);
+		memcpy(out + LWS_PRE, body, len);
+		if (lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
+			goto out;
+	}
+	rc = lws_http_transaction_completed(wsi) ? -1 : 0;
+out:
+	free(out);
+	return rc;
+}
+
+int http_engine_error(struct lws *wsi, struct pss *pss, int code, const char *msg)
+{
+	char body[128];
+	int n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", code, msg);
+
+	metrics_http_error(400);
+	return http_respond(wsi, pss, 400, "application/json", body, (size_t)n);
+}
+
+static int serve_plain_http(struct lws *wsi, struct pss *pss, const char *path)
+{
+	if (strcmp(path, "/healthz") == 0) {
+		char body[128];
+		int n = snprintf(body, sizeof(body),
+				 "{\"status\":\"ok\",\"uptimeMs\":%lld,\"sockets\":%llu}",
+				 (long long)(now_ms() - srv.started_ms),
+				 (unsigned long long)srv.sockets);
+		return http_respond(wsi, pss, 200, "application/json", body, (size_t)n);
+	}
+	if (strcmp(path, "/metrics") == 0) {
+		size_t len;
+		char *text = metrics_render(&len);
+		int rc = http_respond(wsi, pss, 200, "text/plain; version=0.0.4", text, len);
+		free(text);
+		return rc;
+	}
+	metrics_http_error(404);
+	static const char nf[] = "{\"status\":\"error\",\"statusCode\":404,\"message\":\"not found\"}";
+	return http_respond(wsi, pss, 404, "application/json", nf, sizeof(nf) - 1);
+}
+
+/* Starts a request: the per-request half of the pss is reset here, since lws
+ * reuses it across keep-alive requests. */
+static int on_http(struct lws *wsi, struct pss *pss, const char *path)
+{
+	free(pss->body);
+	memset(pss, 0, sizeof(*pss));
+	pss->method = http_method(wsi);
+	http_read_origin(wsi, pss);
+	if (is_engine_path(path))
+		return engine_http_request(wsi, pss);
+	return serve_plain_http(wsi, pss, path);
+}
+
+static int on_http_body(struct lws *wsi, struct pss *pss, const char *in, size_t len)
+{
+	(void)wsi;
+	if (pss->body_too_large)
+		return 0;
+	if (pss->body_len + len > srv.cfg->max_payload) {
+		/* Keep reading to the end, then answer 413 once. */
+		pss->body_too_large = 1;
+		return 0;
+	}
+	if (pss->body_len + len > pss->body_cap) {
+		pss->body_cap = (pss->body_len + len) * 2;
+		if (pss->body_cap > srv.cfg->max_payload + 1)
+			pss->body_cap = srv.cfg->max_payload + 1;
+		pss->body = xrealloc(pss->body, pss->body_cap);
+	}
+	memcpy(pss->body + pss->body_len, in, len);
+	pss->body_len += len;
+	return 0;
+}
+
+/* Decides whether a WebSocket upgrade may proceed; a refusal is a real HTTP
+ * status (returning non-zero earlier would drop the socket without one). */
+static int on_confirm_upgrade(struct lws *wsi)
+{
+	char path[256], buf[64], origin[256];
+	const char *v;
+
+	/* The pss may not exist yet: lws allocates it for the WebSocket. */
+	if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) < 0)
+		origin[0] = '\0';
+	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) < 0)
+		goto bad;
+	if (origin[0] && !http_origin_allowed(origin)) {
+		metrics_http_error(403);
+		lws_return_http_status(wsi, 403, "origin not allowed");
+		return 1;
+	}
+	if (is_engine_path(path)) {
+		v = lws_get_urlarg_by_name(wsi, "EIO=", buf, sizeof(buf));
+		if (!v || strcmp(v, "4") != 0)
+			goto bad;
+		v = lws_get_urlarg_by_name(wsi, "transport=", buf, sizeof(buf));
+		if (!v || strcmp(v, "websocket") != 0)
+			goto bad;
+		v = lws_get_urlarg_by_name(wsi, "sid=", buf, sizeof(buf));
+		if (v) {
+			struct conn *c = map_get(&srv.conns, v, strlen(v));
+			if (!c || c->transport != TRANSPORT_POLLING || c->probe)
+				goto bad;
+		}
+		return 0;
+	}
+	if (path[0] == '/' && path[1] && nsp_lookup(path, strlen(path)))
+		return 0;
+	metrics_http_error(404);
+	lws_return_http_status(wsi, 404, NULL);
+	return 1;
+bad:
+	metrics_http_error(400);
+	lws_return_http_status(wsi, 400, NULL);
+	return 1;
+}
+
+/* Copies what the upgrade request said; its headers are gone after this
+ * callback. */
+void http_handshake_copy(struct handshake *hs, struct lws *wsi)
+{
+	char frag[1024];
+	size_t cap = 0;
+	int len;
+
+	for (int i = 0; (len = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
+						     WSI_TOKEN_HTTP_URI_ARGS, i)) >= 0; i++) {
+		char *eq = memchr(frag, '=', (size_t)len);
+		size_t need = (size_t)len + 2;
+		if (hs->query_len + need > cap) {
+			cap = (hs->query_len + need) * 2;
+			hs->query = xrealloc(hs->query, cap);
+		}
+		char *dst = hs->query + hs->query_len;
+		if (eq) {
+			*eq = '\0';
+			memcpy(dst, frag, (size_t)len);
+			dst[len] = '\0';
+		} else {
+			memcpy(dst, frag, (size_t)len);
+			dst[len] = '\0';
+			dst[len + 1] = '\0';
+		}
+		hs->query_len += need;
+		hs->nquery++;
+	}
+	len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+	if (len > 0 && len < 8192) {
+		hs->authorization = xmalloc((size_t)len + 1);
+		if (lws_hdr_copy(wsi, hs->authorization, len + 1,
+				 WSI_TOKEN_HTTP_AUTHORIZATION) < 0) {
+			free(hs->authorization);
+			hs->authorization = NULL;
+		}
+	}
+	len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+	if (len > 0 && len < 1024) {
+		hs->origin = xmalloc((size_t)len + 1);
+		if (lws_hdr_copy(wsi, hs->origin, len + 1, WSI_TOKEN_ORIGIN) < 0) {
+			free(hs->origin);
+			hs->origin = NULL;
+		}
+	}
+	lws_get_peer_simple(wsi, hs->addr, sizeof(hs->addr));
+}
+
+static int on_established(struct lws *wsi, struct pss *pss)
+{
+	char path[256], buf[64];
+	const char *sid;
+	struct conn *c;
+
+	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) < 0)
+		return -1;
+	if (!is_engine_path(path)) {
+		struct nsp *n = nsp_lookup(path, strlen(path));
+		if (!n)
+			return -1;
+		c = conn_new(CONN_PLAIN, TRANSPORT_WEBSOCKET);
+		c->ws = wsi;
+		pss->conn = c;
+		pss->role = ROLE_WS;
+		http_handshake_copy(&c->hs, wsi);
+		plain_on_open(c, n);
+		return 0;
+	}
+	sid = lws_get_urlarg_by_name(wsi, "sid=", buf, sizeof(buf));
+	if (sid) {
+		c = map_get(&srv.conns, sid, strlen(sid));
+		if (!c || c->transport != TRANSPORT_POLLING || c->probe)
+			return -1;
+		c->probe = wsi;
+		pss->conn = c;
+		pss->role = ROLE_PROBE;
+		return 0;
+	}
+	c = conn_new(CONN_EIO, TRANSPORT_WEBSOCKET);
+	c->ws = wsi;
+	pss->conn = c;
+	pss->role = ROLE_WS;
+	http_handshake_copy(&c->hs, wsi);
+	conn_send(c, engine_open_frame(c));
+	conn_heartbeat_start(c);
+	return 0;
+}
+
+/* Collects a WebSocket message that may arrive in fragments. */
+static int on_receive(struct lws *wsi, struct pss *pss, const char *in, size_t len)
+{
+	struct conn *c = pss->conn;
+	int final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+
+	if (!c || c->state != CONN_OPEN)
+		return 0;
+	if (c->rx_len == 0 && final) {
+		/* The common case: a whole message in one piece, no copy. */
+		if (len > srv.cfg->max_payload)
+			goto too_big;
+		conn_on_message(c, wsi, in, len, lws_frame_is_binary(wsi));
+		return 0;
+	}
+	if (c->rx_len + len > srv.cfg->max_payload)
+		goto too_big;
+	if (c->rx_len + len > c->rx_cap) {
+		c->rx_cap = (c->rx_len + len) * 2;
+		if (c->rx_cap > srv.cfg->max_payload)
+			c->rx_cap = srv.cfg->max_payload;
+		c->rx = xrealloc(c->rx, c->rx_cap);
+	}
+	memcpy(c->rx + c->rx_len, in, len);
+	c->rx_len += len;
+	if (final) {
+		size_t n = c->rx_len;
+		c->rx_len = 0;
+		conn_on_message(c, wsi, c->rx, n, lws_frame_is_binary(wsi));
+	}
+	return 0;
+too_big:
+	metrics_protocol_error("payload_too_large");
+	log_info("%s: message over maxPayload (%zu bytes): closing", c->sid, srv.cfg->max_payload);
+	lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+			 (unsigned char *)"message too large", 17);
+	conn_close(c, "payload too large");
+	return -1;
+}
+
+static int on_ws_writable(struct lws *wsi, struct pss *pss)
+{
+	if (pss->role == ROLE_PROBE) {
+		struct frame *f = pss->probe_reply;
+		pss->probe_reply = NULL;
+		if (f) {
+			int n = lws_write(wsi, frame_data(f), f->len, LWS_WRITE_TEXT);
+			frame_unref(f);
+			if (n < 0)
+				return -1;
+		}
+		return 0;
+	}
+	if (!pss->conn)
+		return -1;
+	return conn_on_ws_writable(pss->conn, wsi);
+}
+
+static void on_ws_closed(struct lws *wsi, struct pss *pss)
+{
+	struct conn *c = pss->conn;
+
+	frame_unref(pss->probe_reply);
+	pss->probe_reply = NULL;
+	if (!c)
+		return;
+	pss->conn = NULL;
+	if (c->probe == wsi) {
+		c->probe = NULL;
+		return;
+	}
+	if (c->ws == wsi) {
+		c->ws = NULL;
+		conn_close(c, "transport close");
+	}
+}
+
+static void on_http_closed(struct lws *wsi, struct pss *pss)
+{
+	struct conn *c = pss->conn;
+
+	if (c && c->poll == wsi)
+		c->poll = NULL;
+	pss->conn = NULL;
+	free(pss->body);
+	pss->body = NULL;
+}
+
+static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
+		       void *user, void *in, size_t len)
+{
+	struct pss *pss = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_HTTP:
+		return on_http(wsi, pss, in);
+	case LWS_CALLBACK_HTTP_BODY:
+		return on_http_body(wsi, pss, in, len);
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		return engine_http_body_done(wsi, pss);
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		return engine_poll_writable(wsi, pss);
+	case LWS_CALLBACK_CLOSED_HTTP:
+		on_http_closed(wsi, pss);
+		return 0;
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+		return on_confirm_upgrade(wsi);
+	case LWS_CALLBACK_ESTABLISHED:
+		return on_established(wsi, pss);
+	case LWS_CALLBACK_RECEIVE:
+		return on_receive(wsi, pss, in, len);
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return on_ws_writable(wsi, pss);
+	case LWS_CALLBACK_CLOSED:
+		on_ws_closed(wsi, pss);
+		return 0;
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		return 0;
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+	{ "parley", on_callback, sizeof(struct pss), 4096, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static void on_lws_log(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && line[n - 1] == '\n')
+		n--;
+	if (level & LLL_ERR)
+		log_warn("lws: %.*s", (int)n, line);
+	else
+		log_debug("lws: %.*s", (int)n, line);
+}
+
+int server_start(struct config *cfg)
+{
+	struct lws_context_creation_info info;
+	struct rlimit rl;
+
+	srv.cfg = cfg;
+	srv.started_ms = now_ms();
+	map_init(&srv.conns);
+	map_init(&srv.clients);
+	map_init(&srv.nsps);
+	lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
+
+	memset(&info, 0, sizeof(info));
+	info.port = cfg->port;
+	info.protocols = protocols;
+	/* At the open-files limit lws would spin on accept() failing: keep its
+	 * table below the limit (NOTES.md). */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 64)
+		info.fd_limit_per_thread = (unsigned)(rl.rlim_cur - 32);
+	info.timeout_secs = 20;
+	info.max_http_header_data = 4096;
+	info.max_http_header_pool = 256;
+	srv.ctx = lws_create_context(&info);
+	if (!srv.ctx) {
+		log_error("cannot listen on port %d", cfg->port);
+		return -1;
+	}
+	return 0;
+}
+
+void server_run(void)
+{
+	while (!srv.stopping) {
+		if (lws_service(srv.ctx, 0) < 0)
+			break;
+		conn_reap();
+	}
+}
+
+void server_stop(void)
+{
+	srv.stopping = 1;
+	if (srv.ctx)
+		lws_cancel_service(srv.ctx);
+}
+
+void server_fini(void)
+{
+	struct map_iter it;
+	struct map_entry *e;
+
+	/* Destroying the context closes every socket through the callbacks. */
+	if (srv.ctx)
+		lws_context_destroy(srv.ctx);
+	srv.ctx = NULL;
+	conn_reap();
+	map_iter_init(&it, &srv.nsps);
+	while ((e = map_next(&it)))
+		nsp_free(e->value);
+	map_fini(&srv.nsps);
+	map_fini(&srv.conns);
+	map_fini(&srv.clients);
+}

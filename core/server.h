@@ -1,0 +1,196 @@
+/* server.h - the running server: its settings, the lws context, and the
+ * connections and sockets it serves. A `conn` is one client's transport (an
+ * Engine.IO session over polling and/or WebSocket, or a plain WebSocket); a
+ * `client` is one socket on it: a Socket.IO namespace connection, or the
+ * plain WebSocket's single peer. One server per process, in `srv`. */
+#ifndef PARLEY_SERVER_H
+#define PARLEY_SERVER_H
+
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+#include "config.h"
+#include "frame.h"
+#include "map.h"
+#include "room.h"
+
+enum conn_kind { CONN_EIO, CONN_PLAIN };
+enum conn_transport { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
+enum conn_state { CONN_OPEN, CONN_CLOSED };
+
+/* What the handshake request said, kept for each namespace CONNECT. */
+struct handshake {
+	char *query;       /* decoded "key\0value\0" pairs */
+	size_t query_len;
+	int nquery;
+	char *authorization; /* the Authorization header, or NULL */
+	char *origin;        /* the Origin header, or NULL */
+	char addr[48];       /* the peer's address */
+};
+
+/* A binary packet waiting for its attachments. */
+struct pending_binary {
+	struct client *client;
+	int type;      /* SIO_BINARY_EVENT or SIO_BINARY_ACK */
+	int64_t id;
+	char *json;    /* the packet's payload */
+	size_t json_len;
+	unsigned expected;
+	unsigned count;
+	struct frame **att;
+};
+
+struct conn {
+	enum conn_kind kind;
+	enum conn_transport transport;
+	enum conn_state state;
+	char sid[24];
+	struct lws *ws;    /* the WebSocket: websocket transport, or plain */
+	struct lws *probe; /* a WebSocket being upgraded to, until "5" */
+	struct lws *poll;  /* the pending long-poll GET */
+	struct outq out;
+	struct client *clients;
+	struct handshake hs;
+	lws_sorted_usec_list_t heartbeat;
+	int pong_due;
+	/* A WebSocket message arriving in fragments. */
+	char *rx;
+	size_t rx_len;
+	size_t rx_cap;
+	struct pending_binary *bin;
+	int close_code; /* close the WebSocket with this once the queue drains */
+	char close_text[64];
+	int doomed; /* over its output cap: closed after the current callback */
+	struct conn *doomed_next;
+	struct conn *reap_next;
+};
+
+/* A server-to-client ack the server is waiting for. */
+struct ack_wait {
+	struct ack_wait *next;
+	struct client *client;
+	uint64_t id;
+	lws_sorted_usec_list_t timeout;
+};
+
+struct client {
+	char id[24];
+	struct conn *conn;
+	struct nsp *nsp;
+	struct room_set rooms;
+	char *user_id;
+	struct client *next; /* in conn->clients */
+	uint64_t next_ack;
+	struct ack_wait *acks;
+};
+
+struct server {
+	struct config *cfg;
+	struct lws_context *ctx;
+	struct map conns;   /* Engine.IO sid -> struct conn */
+	struct map clients; /* socket id -> struct client */
+	struct map nsps;    /* namespace name -> struct nsp */
+	struct conn *reap;  /* closed, freed after the callback returns */
+	struct conn *doomed; /* to close after the callback returns */
+	int stopping;
+	int64_t started_ms;
+	uint64_t sockets;   /* connected clients */
+};
+
+extern struct server srv;
+
+/* Milliseconds on a monotonic clock. */
+int64_t now_ms(void);
+
+/* ---- server.c: the lws side ---- */
+
+/* Starts listening with `cfg`; returns 0 or -1 (logged). */
+int server_start(struct config *cfg);
+/* Serves until server_stop(); frees what was reaped after each wake-up. */
+void server_run(void);
+void server_stop(void);
+void server_fini(void);
+
+/* ---- conn.c: transports, output, lifecycle ---- */
+
+/* A new connection of `kind`, registered under a fresh sid when Engine.IO. */
+struct conn *conn_new(enum conn_kind kind, enum conn_transport transport);
+/* Queues `f` for the connection (takes a reference of the caller's) and
+ * wakes its writer. A queue over the cap closes the connection. */
+void conn_send(struct conn *c, struct frame *f);
+/* Closes the connection: disconnects its sockets, releases its transports
+ * and queues it for freeing after the current callback. Idempotent. */
+void conn_close(struct conn *c, const char *reason);
+/* Sends what is queued, then closes the WebSocket with `code`. */
+void conn_close_after_flush(struct conn *c, int code, const char *text);
+/* Writes a fresh random id (20 url-safe characters) into `out`. */
+void conn_new_sid(char out[24]);
+/* Takes the whole queue as one polling payload (packets joined by 0x1e,
+ * binary as "b" + base64), in a buffer with LWS_PRE bytes of headroom that
+ * the caller frees. */
+char *conn_drain_payload(struct conn *c, size_t *len);
+/* Frees connections closed since the last call. */
+void conn_reap(void);
+/* Starts or restarts the Engine.IO heartbeat. */
+void conn_heartbeat_start(struct conn *c);
+/* Feeds one complete WebSocket message from `wsi` to the connection. */
+void conn_on_message(struct conn *c, struct lws *wsi, const char *data,
+		     size_t len, int binary);
+/* Writes what the WebSocket may take now; returns -1 to close it. */
+int conn_on_ws_writable(struct conn *c, struct lws *wsi);
+
+/* ---- engine.c: Engine.IO / Socket.IO over a connection ---- */
+
+/* Handles one Engine.IO packet from the client. */
+void engine_on_packet(struct conn *c, struct lws *wsi, const char *p,
+		      size_t len, int binary);
+/* The Engine.IO open packet for `c`, as a new frame. */
+struct frame *engine_open_frame(struct conn *c);
+
+/* ---- plain.c: the plain WebSocket endpoint ---- */
+void plain_on_message(struct conn *c, const char *p, size_t len);
+/* Authenticates a new plain connection; returns 0, or -1 after sending the
+ * error frame and arranging the 4401 close. */
+int plain_on_open(struct conn *c, struct nsp *n);
+
+/* ---- client.c: sockets, emits and acks ---- */
+
+/* A payload to send: one event with at most one argument, encoded once per
+ * wire format and shared by every recipient. */
+struct emit {
+	const char *name;
+	size_t name_len;
+	const char *data; /* JSON of the argument, or NULL for none */
+	size_t data_len;
+	const char *plain_data; /* JSON for plain sockets when it differs */
+	size_t plain_len;
+	struct frame **att; /* binary attachments for Socket.IO */
+	unsigned natt;
+	struct frame *sio[1]; /* encoded lazily; [0] for the namespace */
+	struct frame *plain;
+	struct nsp *nsp;
+};
+
+struct client *client_new(struct conn *c, struct nsp *n);
+/* Disconnects the socket: Lua's disconnect hook, rooms, pending acks. */
+void client_free(struct client *cl, const char *reason);
+/* Sets the user and joins the room "user:{id}". */
+void client_set_user(struct client *cl, const char *user_id, size_t len);
+void client_emit(struct client *cl, struct emit *e);
+size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e);
+/* Releases the frames an emit encoded. */
+void emit_fini(struct emit *e);
+/* Answers the client's ack `id` with `data` (JSON, one value). */
+void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
+		struct frame **att, unsigned natt);
+/* Removes a pending server-to-client ack; 0 if it was pending, else -1. */
+int client_take_ack(struct client *cl, uint64_t id);
+/* Emits with an ack request; the answer or the timeout goes to Lua. Returns
+ * the ack id. */
+uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms);
+/* Sends the Socket.IO `error` event or plain error frame. */
+void client_error(struct client *cl, int status, const char *message, int64_t ack_id);
+struct nsp *nsp_lookup(const char *name, size_t len);
+
+#endif

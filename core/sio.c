@@ -1,0 +1,83 @@
+/* sio.c - Socket.IO v5 packet codec (see sio.h). */
+#include "sio.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+int sio_parse(const char *p, size_t len, unsigned max_attachments,
+	      struct sio_packet *pkt)
+{
+	size_t i = 0;
+
+	if (len == 0 || p[0] < '0' || p[0] > '6')
+		return -1;
+	pkt->type = (enum sio_type)(p[0] - '0');
+	pkt->attachments = 0;
+	pkt->nsp = "/";
+	pkt->nsp_len = 1;
+	pkt->id = -1;
+	i = 1;
+
+	if (pkt->type == SIO_BINARY_EVENT || pkt->type == SIO_BINARY_ACK) {
+		uint64_t n = 0;
+		size_t start = i;
+		while (i < len && is_digit(p[i])) {
+			n = n * 10 + (uint64_t)(p[i] - '0');
+			if (n > max_attachments)
+				return -1;
+			i++;
+		}
+		if (i == start || i >= len || p[i] != '-')
+			return -1;
+		pkt->attachments = (unsigned)n;
+		i++;
+	}
+
+	if (i < len && p[i] == '/') {
+		size_t start = i;
+		while (i < len && p[i] != ',')
+			i++;
+		pkt->nsp = p + start;
+		pkt->nsp_len = i - start;
+		if (i < len)
+			i++; /* the comma */
+	}
+
+	if (i < len && is_digit(p[i])) {
+		uint64_t id = 0;
+		while (i < len && is_digit(p[i])) {
+			id = id * 10 + (uint64_t)(p[i] - '0');
+			if (id > SIO_MAX_ACK_ID)
+				return -1;
+			i++;
+		}
+		pkt->id = (int64_t)id;
+	}
+
+	pkt->data = p + i;
+	pkt->len = len - i;
+	return 0;
+}
+
+size_t sio_write_header(char *out, enum sio_type type, unsigned attachments,
+			const char *nsp, size_t nsp_len, int64_t id)
+{
+	size_t n = 0;
+
+	out[n++] = (char)('0' + type);
+	if (type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK)
+		n += (size_t)sprintf(out + n, "%u-", attachments);
+	if (!(nsp_len == 1 && nsp[0] == '/')) {
+		memcpy(out + n, nsp, nsp_len);
+		n += nsp_len;
+		out[n++] = ',';
+	}
+	if (id >= 0)
+		n += (size_t)sprintf(out + n, "%lld", (long long)id);
+	return n;
+}

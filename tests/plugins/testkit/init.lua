@@ -1,0 +1,79 @@
+-- testkit - events the integration tests use to reach protocol features the
+-- chat scripts have no use for: echoes, binary bounces, server-to-client
+-- acks, arbitrary rooms and broadcasts, failures. Enabled only in tests:
+--   PARLEY_PLUGIN_PATH=tests/plugins PARLEY_PLUGINS=testkit
+
+return {
+	namespaces = { "/admin" },
+
+	events = {
+		-- Acks back the payload as received (binary included).
+		["test:echo"] = function(sock, data)
+			return data
+		end,
+
+		-- Emits the payload back to the sender as "test:bounced".
+		["test:bounce"] = function(sock, data)
+			sock:emit("test:bounced", data)
+			return true
+		end,
+
+		-- Asks the client with an ack: {event, data, timeout}; the outcome
+		-- comes back as "test:answer" {error, args}.
+		["test:ask"] = function(sock, data)
+			sock:request(data.event, data.data, data.timeout or 2000, function(err, ...)
+				sock:emit("test:answer", { error = err or parley.null, args = { ... } })
+			end)
+			return true
+		end,
+
+		["test:join"] = function(sock, data)
+			local ok, err = sock:join(data.room)
+			if not ok then
+				return nil, 400, tostring(err)
+			end
+			return sock:rooms()
+		end,
+
+		["test:leave"] = function(sock, data)
+			sock:leave(data.room)
+			return sock:rooms()
+		end,
+
+		["test:rooms"] = function(sock)
+			return sock:rooms()
+		end,
+
+		-- {rooms, exceptRooms, exceptSelf, event, data} -> sockets reached
+		["test:broadcast"] = function(sock, data)
+			local b = parley.of(sock.namespace):to(data.rooms[1])
+			for i = 2, #data.rooms do
+				b:to(data.rooms[i])
+			end
+			for _, r in ipairs(data.exceptRooms or {}) do
+				b:except(r)
+			end
+			if data.exceptSelf then
+				b:except(sock)
+			end
+			return b:emit(data.event, data.data)
+		end,
+
+		["test:whoami"] = function(sock)
+			return { id = sock.id, userId = sock.userId, namespace = sock.namespace,
+				 transport = sock.transport, user = sock.user }
+		end,
+
+		["test:fail"] = function()
+			error("boom")
+		end,
+
+		["test:refuse"] = function()
+			return nil, 418, "refused on purpose"
+		end,
+
+		["test:disconnect-me"] = function(sock)
+			sock:disconnect()
+		end,
+	},
+}
