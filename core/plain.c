@@ -12,6 +12,25 @@
 
 #define JSON_MAX_DEPTH 32
 
+/* The envelope's "data" as a one-element argument array ("[]" without it),
+ * the shape Socket.IO events and acks have. The caller frees it. */
+static char *data_as_args(struct json_span env, size_t *len)
+{
+	struct json_span data;
+	char *args;
+
+	if (json_object_get(env, "data", &data) != 1) {
+		*len = 2;
+		return xstrdup("[]");
+	}
+	args = xmalloc(data.len + 2);
+	args[0] = '[';
+	memcpy(args + 1, data.p, data.len);
+	args[data.len + 1] = ']';
+	*len = data.len + 2;
+	return args;
+}
+
 int plain_on_open(struct conn *c, struct nsp *n)
 {
 	struct client *cl = client_new(c, n);
@@ -32,7 +51,7 @@ int plain_on_open(struct conn *c, struct nsp *n)
 void plain_on_message(struct conn *c, const char *p, size_t len)
 {
 	struct client *cl = c->clients;
-	struct json_span env = { p, len }, name, data, ack;
+	struct json_span env = { p, len }, name, ack;
 	char namebuf[256];
 	int64_t ack_id = -1;
 	long nlen;
@@ -53,20 +72,22 @@ void plain_on_message(struct conn *c, const char *p, size_t len)
 		}
 		ack_id = (int64_t)id;
 	}
+	if (json_object_get(env, "event", &name) != 1 && ack_id >= 0) {
+		/* {"ack": N, "data": X}: the answer to a server request. */
+		size_t alen;
+		char *args = data_as_args(env, &alen);
+		script_ack(cl, (uint64_t)ack_id, args, alen, NULL, 0, NULL);
+		free(args);
+		return;
+	}
 	if (json_object_get(env, "event", &name) != 1 || json_kind_of(name) != JSON_STRING ||
 	    (nlen = json_string_unescape(name, namebuf, sizeof(namebuf))) <= 0) {
 		metrics_protocol_error("plain_bad_event");
 		client_error(cl, 400, "event must be a non-empty string", ack_id);
 		return;
 	}
-	if (json_object_get(env, "data", &data) == 1) {
-		char *args = xmalloc(data.len + 2);
-		args[0] = '[';
-		memcpy(args + 1, data.p, data.len);
-		args[data.len + 1] = ']';
-		script_event(cl, namebuf, (size_t)nlen, args, data.len + 2, NULL, 0, ack_id);
-		free(args);
-	} else {
-		script_event(cl, namebuf, (size_t)nlen, "[]", 2, NULL, 0, ack_id);
-	}
+	size_t alen;
+	char *args = data_as_args(env, &alen);
+	script_event(cl, namebuf, (size_t)nlen, args, alen, NULL, 0, ack_id);
+	free(args);
 }

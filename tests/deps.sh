@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# deps.sh - installs what parley needs on Debian 12 and is missing: the build
+# tools and libraries (apt), and with --test the npm packages of the test
+# clients (tests/node_modules, from tests/package-lock.json).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+packages=(build-essential cmake pkg-config libwebsockets-dev libluajit-5.1-dev
+	luajit lua-cjson lua-cjson-dev liblmdb-dev libssl-dev curl)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	echo "deps: installing ${missing[*]}"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "--test" ]; then
+	# Node comes with the machine (NOTES.md: do not apt-get install nodejs).
+	command -v node >/dev/null || { echo "deps: node is required for the tests" >&2; exit 1; }
+	if [ ! -d "$here/node_modules/socket.io-client" ] ||
+		[ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
+		(cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+fi

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# run.sh - the whole test suite from a fresh checkout: installs what is
+# missing, builds parley (and an ASan+UBSan build), runs the unit tests
+# under ctest, then the integration tests against the real binary on
+# loopback, first the normal build and then the sanitizer build.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+bash tests/deps.sh --test
+
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSANITIZER=address,undefined >/dev/null
+cmake --build build-asan -j"$jobs"
+
+echo "== unit tests (ctest)"
+(cd build && ctest --output-on-failure)
+(cd build-asan && ctest --output-on-failure)
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+echo "== integration tests (build/parley)"
+(cd tests && PARLEY_BIN="$root/build/parley" node --test --test-concurrency=1 integration/)
+if [ "${PARLEY_SKIP_ASAN:-0}" != "1" ]; then
+	echo "== integration tests under ASan+UBSan (build-asan/parley)"
+	(cd tests && PARLEY_BIN="$root/build-asan/parley" node --test --test-concurrency=1 integration/)
+fi
