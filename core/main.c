@@ -18,6 +18,12 @@ static void on_stop_signal(int sig)
 	server_stop();
 }
 
+static void on_reload_signal(int sig)
+{
+	(void)sig;
+	server_request_reload();
+}
+
 int main(int argc, char **argv)
 {
 	char err[512];
@@ -44,6 +50,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGINT, on_stop_signal);
 	signal(SIGTERM, on_stop_signal);
+	signal(SIGHUP, on_reload_signal);
 	log_info("parley listening on port %d (scripts: %s%s%s)", cfg.port,
 		 cfg.scripts_dir, cfg.plugins && *cfg.plugins ? ", plugins: " : "",
 		 cfg.plugins ? cfg.plugins : "");

@@ -536,8 +536,6 @@ static const luaL_Reg core_functions[] = {
 
 int script_init(void)
 {
-	struct config *cfg = srv.cfg;
-
 	map_init(&timers);
 	L = luaL_newstate();
 	if (!L) {
@@ -562,6 +560,13 @@ int script_init(void)
 		return -1;
 	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
+	return script_reload();
+}
+
+int script_reload(void)
+{
+	struct config *cfg = srv.cfg;
+
 	push_entry("load");
 	lua_pushstring(L, cfg->scripts_dir);
 	lua_pushstring(L, cfg->plugins ? cfg->plugins : "");
@@ -570,7 +575,7 @@ int script_init(void)
 	if (call_runtime("load", 4, 2) < 0)
 		return -1;
 	if (lua_isnil(L, -2)) {
-		log_error("scripts: %s", lua_tostring(L, -1));
+		log_error("scripts not loaded: %s", lua_tostring(L, -1));
 		lua_pop(L, 2);
 		return -1;
 	}

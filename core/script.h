@@ -16,6 +16,10 @@ struct frame;
  * (logged with file and line). */
 int script_init(void);
 void script_fini(void);
+/* Loads the scripts and plugins again beside the ones in force and swaps
+ * them in only if everything loaded; otherwise the old keep running and the
+ * error is logged with its file and line. Returns 0 or -1. */
+int script_reload(void);
 
 /* Asks the connect hooks about a new socket. `auth` is the CONNECT payload
  * (JSON object) or NULL. On acceptance sets the socket's user and returns 0;

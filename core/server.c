@@ -466,6 +466,11 @@ static void on_lws_log(int level, const char *line)
 		log_debug("lws: %.*s", (int)n, line);
 }
 
+/* Plain WebSockets have no Engine.IO heartbeat: lws pings a connection that
+ * has been silent for a ping interval and drops it if nothing comes back
+ * within the ping timeout. Engine.IO traffic counts as activity. */
+static lws_retry_bo_t idle_policy;
+
 int server_start(struct config *cfg)
 {
 	struct lws_context_creation_info info;
@@ -486,6 +491,10 @@ int server_start(struct config *cfg)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 64)
 		info.fd_limit_per_thread = (unsigned)(rl.rlim_cur - 32);
 	info.timeout_secs = 20;
+	idle_policy.secs_since_valid_ping = (uint16_t)((cfg->ping_interval_ms + 999) / 1000);
+	idle_policy.secs_since_valid_hangup = (uint16_t)(idle_policy.secs_since_valid_ping +
+						       (cfg->ping_timeout_ms + 999) / 1000);
+	info.retry_and_idle_policy = &idle_policy;
 	info.max_http_header_data = 4096;
 	info.max_http_header_pool = 256;
 	srv.ctx = lws_create_context(&info);
@@ -502,7 +511,20 @@ void server_run(void)
 		if (lws_service(srv.ctx, 0) < 0)
 			break;
 		conn_reap();
+		if (srv.reload_requested) {
+			/* Between loop iterations: no hook is running. */
+			srv.reload_requested = 0;
+			if (script_reload() == 0)
+				log_info("scripts reloaded");
+		}
 	}
+}
+
+void server_request_reload(void)
+{
+	srv.reload_requested = 1;
+	if (srv.ctx)
+		lws_cancel_service(srv.ctx);
 }
 
 void server_stop(void)

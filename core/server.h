@@ -6,6 +6,7 @@
 #ifndef PARLEY_SERVER_H
 #define PARLEY_SERVER_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include <libwebsockets.h>
@@ -93,7 +94,8 @@ struct server {
 	struct map nsps;    /* namespace name -> struct nsp */
 	struct conn *reap;  /* closed, freed after the callback returns */
 	struct conn *doomed; /* to close after the callback returns */
-	int stopping;
+	volatile sig_atomic_t stopping;
+	volatile sig_atomic_t reload_requested;
 	int64_t started_ms;
 	uint64_t sockets;   /* connected clients */
 };
@@ -109,7 +111,9 @@ int64_t now_ms(void);
 int server_start(struct config *cfg);
 /* Serves until server_stop(); frees what was reaped after each wake-up. */
 void server_run(void);
+/* Both are safe to call from a signal handler. */
 void server_stop(void);
+void server_request_reload(void);
 void server_fini(void);
 
 /* ---- conn.c: transports, output, lifecycle ---- */
