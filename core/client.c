@@ -100,6 +100,7 @@ static struct frame *encode_sio(struct emit *e, struct nsp *n)
 	struct frame *f;
 	unsigned char *p;
 
+	metrics_encoding();
 	head[0] = '4';
 	hlen = 1 + sio_write_header(head + 1, e->natt ? SIO_BINARY_EVENT : SIO_EVENT,
 				    e->natt, "/", 1, -1);
@@ -137,6 +138,7 @@ static struct frame *encode_plain(struct emit *e)
 		data = "null";
 		dlen = 4;
 	}
+	metrics_encoding();
 	f = frame_new(NULL, 9 + json_escaped_max(e->name_len) + 8 + dlen + 1, 0);
 	p = frame_data(f);
 	memcpy(p, "{\"event\":", 9);

@@ -17,6 +17,7 @@
 static int64_t connections[METRICS_NTRANSPORTS];
 static uint64_t connections_total[METRICS_NTRANSPORTS];
 static uint64_t upgrades;
+static uint64_t encodings;
 static struct map events_in, events_out, errors, http_errors, protocol_errors;
 static int maps_ready;
 
@@ -66,6 +67,11 @@ void metrics_upgrade(void)
 	connections[METRICS_POLLING]--;
 	connections[METRICS_WEBSOCKET]++;
 	upgrades++;
+}
+
+void metrics_encoding(void)
+{
+	encodings++;
 }
 
 void metrics_event_in(const char *name, size_t len)
@@ -175,6 +181,10 @@ char *metrics_render(size_t *len)
 	put(&t, "# HELP parley_sockets Connected sockets (namespace connections).\n"
 		"# TYPE parley_sockets gauge\nparley_sockets %llu\n",
 	    (unsigned long long)srv.sockets);
+	put(&t, "# HELP parley_event_encodings_total Event frames encoded (a broadcast "
+		"encodes once per wire format, whatever its audience).\n"
+		"# TYPE parley_event_encodings_total counter\nparley_event_encodings_total %llu\n",
+	    (unsigned long long)encodings);
 	put_family(&t, &events_in, "parley_events_in_total", "event",
 		   "Client events received, by name.");
 	put_family(&t, &events_out, "parley_events_out_total", "event",

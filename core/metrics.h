@@ -21,6 +21,8 @@ void metrics_error(int status);
 void metrics_http_error(int status);
 /* A malformed packet or request of this kind. */
 void metrics_protocol_error(const char *kind);
+/* An event frame was encoded (once per wire format per emit). */
+void metrics_encoding(void);
 /* Renders every metric; the caller frees the text. */
 char *metrics_render(size_t *len);
 void metrics_fini(void);

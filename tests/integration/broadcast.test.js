@@ -1,0 +1,80 @@
+// broadcast.test.js - what a broadcast costs and who it waits for: one
+// encoding per wire format whatever the audience, and a socket that stops
+// reading is cut off without holding up the others.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert');
+const h = require('./harness');
+
+let srv;
+test.before(async () => { srv = await h.startParley(); });
+test.after(async () => { assert.strictEqual((await srv.stop()).code, 0); });
+
+async function metric(name) {
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+async function sioIn(room, userId) {
+  const s = h.sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'] });
+  await h.connected(s);
+  await s.emitWithAck('test:join', { room });
+  return s;
+}
+
+async function plainIn(room, userId) {
+  const p = h.plainClient(srv, `userId=${userId}`);
+  await p.opened;
+  p.sendJson({ event: 'test:join', data: { room }, ack: 1 });
+  await p.next((f) => f.ack === 1);
+  return p;
+}
+
+test('a broadcast to 40 Socket.IO and 10 plain sockets is encoded once per wire format', async () => {
+  const sio = await Promise.all(Array.from({ length: 40 }, (_, i) => sioIn('room:enc', `enc-s${i}`)));
+  const plain = await Promise.all(Array.from({ length: 10 }, (_, i) => plainIn('room:enc', `enc-p${i}`)));
+  const before = await metric('parley_event_encodings_total');
+  const got = Promise.all([
+    ...sio.map((s) => h.once(s, 'enc:hello')),
+    ...plain.map((p) => p.next((f) => f.event === 'enc:hello')),
+  ]);
+  const reached = await sio[0].emitWithAck('test:broadcast', {
+    rooms: ['room:enc'], event: 'enc:hello', data: { n: 1 },
+  });
+  assert.strictEqual(reached, 50);
+  const payloads = await got;
+  assert.deepStrictEqual(payloads[0], { n: 1 });
+  assert.deepStrictEqual(payloads[45], { event: 'enc:hello', data: { n: 1 } });
+  const after = await metric('parley_event_encodings_total');
+  assert.strictEqual(after - before, 2, 'one Socket.IO encoding and one plain encoding');
+  sio.forEach((s) => s.close());
+  plain.forEach((p) => p.close());
+});
+
+test('a socket that stops reading is disconnected and the others get every message', async () => {
+  const readers = await Promise.all([0, 1, 2].map((i) => sioIn('room:slow', `reader${i}`)));
+  const stalled = await plainIn('room:slow', 'stalled');
+  // Stop reading: the kernel buffers fill, then parley's queue for it grows.
+  stalled._socket.pause();
+  const sender = await sioIn('room:other', 'sender');
+  const count = 2000;
+  const big = 'x'.repeat(10000);
+  const received = readers.map(() => 0);
+  readers.forEach((r, i) => r.on('slow:msg', () => { received[i]++; }));
+  for (let i = 0; i < count; i += 100) {
+    await Promise.all(Array.from({ length: 100 }, (_, k) =>
+      sender.emitWithAck('test:broadcast', { rooms: ['room:slow'], event: 'slow:msg', data: { i: i + k, big } })));
+  }
+  const deadline = Date.now() + 20000;
+  while (received.some((n) => n < count) && Date.now() < deadline) await h.sleep(50);
+  assert.deepStrictEqual(received, [count, count, count], 'every reader got every message');
+  assert.strictEqual(await metric('parley_protocol_errors_total{kind="slow_consumer"}'), 1);
+  // The stalled socket was closed by the server; resuming shows the close.
+  stalled._socket.resume();
+  const closed = await stalled.closed;
+  assert.ok(closed.code !== undefined);
+  const r = await readers[0].emitWithAck('test:echo', { still: 'alive' });
+  assert.deepStrictEqual(r, { still: 'alive' });
+  [...readers, sender].forEach((s) => s.close());
+});
