@@ -59,6 +59,9 @@ void client_free(struct client *cl, const char *reason)
 	struct client **pp;
 	struct conn *c = cl->conn;
 
+	if (cl->closing)
+		return;
+	cl->closing = 1;
 	/* Hooks run only for sockets Lua accepted (they have a user). */
 	if (reason && cl->user_id)
 		script_disconnect(cl, reason);
@@ -85,8 +88,9 @@ void client_free(struct client *cl, const char *reason)
 	}
 	free(cl->user_id);
 	free(cl);
-	/* A plain WebSocket is its socket: without it the connection ends. */
-	if (c->kind == CONN_PLAIN && reason)
+	/* A plain WebSocket is its socket: without it the connection ends,
+	 * unless it is already closing after a last frame. */
+	if (c->kind == CONN_PLAIN && reason && !c->close_code)
 		conn_close(c, reason);
 }
 
@@ -157,6 +161,10 @@ void client_emit(struct client *cl, struct emit *e)
 {
 	struct conn *c = cl->conn;
 
+	/* A socket on its way out gets nothing more, not even its own
+	 * disconnect hooks' broadcasts. */
+	if (cl->closing)
+		return;
 	if (c->kind == CONN_PLAIN) {
 		if (!e->plain)
 			e->plain = encode_plain(e);

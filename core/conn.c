@@ -206,9 +206,13 @@ int conn_on_ws_writable(struct conn *c, struct lws *wsi)
 	f = outq_pop(&c->out);
 	if (!f) {
 		if (c->close_code) {
-			/* Everything before the close is out: now close. */
+			/* Everything before the close is out: now close. Returning
+			 * -1 closes this WebSocket, so conn_close must not. */
+			struct pss *pss = lws_wsi_user(wsi);
 			lws_close_reason(wsi, (enum lws_close_status)c->close_code,
 					 (unsigned char *)c->close_text, strlen(c->close_text));
+			c->ws = NULL;
+			pss->conn = NULL;
 			conn_close(c, c->close_text);
 			return -1;
 		}

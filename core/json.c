@@ -82,6 +82,19 @@ static const unsigned char *scan_utf8(const unsigned char *s, const unsigned cha
 	return s + 1 + more;
 }
 
+int json_utf8_valid(const char *p, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)p, *end = s + len;
+
+	while (s < end) {
+		if (*s < 0x80)
+			s++;
+		else if (!(s = scan_utf8(s, end)))
+			return 0;
+	}
+	return 1;
+}
+
 /* Validates the string token whose opening quote is at `s`; returns the byte
  * after the closing quote, or NULL. */
 static const unsigned char *scan_string(const unsigned char *s, const unsigned char *end)

@@ -69,6 +69,10 @@ long json_string_unescape(struct json_span s, char *out, size_t cap);
  * `*out`, or -1 (not a number, negative, fractional, exponent, or too large). */
 int json_uint(struct json_span v, uint64_t *out);
 
+/* Whether the `len` bytes at `p` are valid UTF-8 by the rules json_validate
+ * applies inside strings. */
+int json_utf8_valid(const char *p, size_t len);
+
 /* Writes `s` (`len` bytes of UTF-8) as a JSON string token with quotes into
  * `out`, which must hold json_escaped_max(len) bytes. Escapes '"', '\\' and
  * control characters; leaves '/' and non-ASCII alone. Returns bytes written. */

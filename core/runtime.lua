@@ -3,12 +3,9 @@
 -- hooks in a deterministic order, builds the `parley` API that scripts see,
 -- and dispatches what the core hands it. `core` is the C host API (script.c).
 local core = ...
-local cjson = require("cjson")
-
-local json_null = cjson.null
-cjson.encode_sparse_array(true)
-cjson.decode_max_depth(64)
-cjson.encode_max_depth(64)
+-- JSON that keeps arrays as arrays and numbers exact (core/jsonlua.c).
+local json = core.json
+local json_null = json.null
 
 local R = {}            -- what the core calls
 local reg               -- the registry in force: modules and their hooks
@@ -94,7 +91,7 @@ local function strip_binary(v, att, depth)
 		end
 		return core.base64(v.data)
 	end
-	local out = {}
+	local out = json.is_array(v) and json.array() or {}
 	for k, x in pairs(v) do
 		out[k] = strip_binary(x, att, depth + 1)
 	end
@@ -109,11 +106,11 @@ local function encode(data)
 	end
 	if type(data) == "table" and has_binary(data, 0) then
 		local att = {}
-		local sio = cjson.encode(strip_binary(data, att, 0))
-		local plain = cjson.encode(strip_binary(data, nil, 0))
+		local sio = json.encode(strip_binary(data, att, 0))
+		local plain = json.encode(strip_binary(data, nil, 0))
 		return sio, att, plain
 	end
-	return cjson.encode(data)
+	return json.encode(data)
 end
 
 -- ---- sockets ----
@@ -218,13 +215,16 @@ local parley = {}
 parley.null = json_null
 parley.binary = binary
 parley.is_binary = is_binary
+-- encode(v) -> text (raises on values with no JSON form); decode(text) ->
+-- value | nil, err. Decoded arrays are marked (json.is_array), so an empty
+-- one stays []; json.array(t) marks a table of a script's own.
 parley.json = {
-	encode = function(v) return cjson.encode(v) end,
-	decode = function(s)
-		local ok, v = pcall(cjson.decode, s)
-		if ok then return v end
-		return nil, v
-	end,
+	encode = json.encode,
+	decode = json.decode,
+	array = json.array,
+	is_array = json.is_array,
+	number = json.number,
+	null = json_null,
 }
 
 function parley.namespace()
@@ -466,8 +466,8 @@ end
 -- ---- dispatch from the core ----
 
 local function decode_args(args_json, att)
-	local ok, args = pcall(cjson.decode, args_json)
-	if not ok then
+	local args = json.decode(args_json)
+	if args == nil then
 		return nil, { status = 400, message = "invalid JSON" }
 	end
 	if att then
@@ -493,8 +493,7 @@ end
 function R.connect(id, nsp, transport, query, auth_json, authorization, address)
 	local auth = nil
 	if auth_json then
-		local ok, v = pcall(cjson.decode, auth_json)
-		auth = ok and v or nil
+		auth = json.decode(auth_json)
 	end
 	local sock = setmetatable({
 		id = id, namespace = nsp, transport = transport,

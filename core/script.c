@@ -13,6 +13,7 @@
 
 #include "alloc.h"
 #include "base64.h"
+#include "jsonlua.h"
 #include "log.h"
 #include "metrics.h"
 #include "script.h"
@@ -20,7 +21,6 @@
 
 extern const char runtime_lua[];
 extern const size_t runtime_lua_len;
-int luaopen_cjson(lua_State *L);
 
 /* Scripts are small: a file larger than this is a mistake. */
 #define SCRIPT_FILE_MAX (4u << 20)
@@ -71,12 +71,14 @@ static int call_runtime(const char *what, int nargs, int nresults)
 	return 0;
 }
 
+/* The socket named by the id at `idx`, or NULL when it is gone or going. */
 static struct client *check_client(lua_State *S, int idx)
 {
 	size_t len;
 	const char *id = luaL_checklstring(S, idx, &len);
+	struct client *cl = map_get(&srv.clients, id, len);
 
-	return map_get(&srv.clients, id, len);
+	return cl && !cl->closing ? cl : NULL;
 }
 
 /* Reads the optional attachments table at `idx` into new frames. */
@@ -376,6 +378,7 @@ static int l_rooms(lua_State *S)
 	struct client *cl = check_client(S, 1);
 
 	lua_newtable(S);
+	jsonlua_mark_array(S);
 	for (uint32_t i = 0; cl && i < cl->rooms.count; i++) {
 		struct room *r = cl->rooms.v[i].room;
 		lua_pushlstring(S, r->name, r->name_len);
@@ -407,6 +410,7 @@ static int l_room_sockets(lua_State *S)
 	struct room *r = check_room(S);
 
 	lua_newtable(S);
+	jsonlua_mark_array(S);
 	for (uint32_t i = 0; r && i < r->count; i++) {
 		struct client *cl = r->members[i].set->owner;
 		lua_pushstring(S, cl->id);
@@ -426,16 +430,19 @@ static int l_disconnect(lua_State *S)
 	c = cl->conn;
 	if (c->kind == CONN_PLAIN) {
 		conn_close_after_flush(c, 1000, "server disconnect");
-		client_free(cl, NULL);
+		client_free(cl, "server disconnect");
 		return 0;
 	}
-	/* "41" + "/nsp," (nothing for the main namespace "/"). */
-	if (cl->nsp->name_len > 1)
-		conn_send(c, frame_new2("41", 2, cl->nsp->name, cl->nsp->name_len));
-	else
+	/* One packet: "41" + "/nsp," (nothing after "41" for "/"). */
+	if (cl->nsp->name_len > 1) {
+		struct frame *f = frame_new(NULL, 2 + cl->nsp->name_len + 1, 0);
+		memcpy(frame_data(f), "41", 2);
+		memcpy(frame_data(f) + 2, cl->nsp->name, cl->nsp->name_len);
+		frame_data(f)[2 + cl->nsp->name_len] = ',';
+		conn_send(c, f);
+	} else {
 		conn_send(c, frame_new("41", 2, 0));
-	if (cl->nsp->name_len > 1)
-		conn_send(c, frame_new(",", 1, 0));
+	}
 	client_free(cl, "server namespace disconnect");
 	return 0;
 }
@@ -543,12 +550,6 @@ int script_init(void)
 		return -1;
 	}
 	luaL_openlibs(L);
-	/* cjson is linked in: preload it so require finds this copy. */
-	lua_getglobal(L, "package");
-	lua_getfield(L, -1, "preload");
-	lua_pushcfunction(L, luaopen_cjson);
-	lua_setfield(L, -2, "cjson");
-	lua_pop(L, 2);
 
 	if (luaL_loadbuffer(L, runtime_lua, runtime_lua_len, "@core/runtime.lua") != 0) {
 		log_error("lua: %s", lua_tostring(L, -1));
@@ -556,6 +557,8 @@ int script_init(void)
 	}
 	lua_newtable(L);
 	luaL_register(L, NULL, core_functions);
+	jsonlua_open(L);
+	lua_setfield(L, -2, "json");
 	if (call_runtime("runtime", 1, 1) < 0)
 		return -1;
 	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -693,7 +696,10 @@ void script_event(struct client *cl, const char *name, size_t name_len,
 		  unsigned natt, int64_t ack_id)
 {
 	int known = 1;
+	char id[sizeof(cl->id)];
 
+	/* A handler may disconnect the socket: keep its id, not the pointer. */
+	memcpy(id, cl->id, sizeof(id));
 	push_entry("event");
 	lua_pushstring(L, cl->id);
 	lua_pushlstring(L, name, name_len);
@@ -708,8 +714,8 @@ void script_event(struct client *cl, const char *name, size_t name_len,
 		lua_pop(L, 1);
 	} else {
 		/* The runtime itself failed: the client still gets its answer. */
-		struct client *still = map_get(&srv.clients, cl->id, strlen(cl->id));
-		if (still)
+		struct client *still = map_get(&srv.clients, id, strlen(id));
+		if (still && !still->closing)
 			client_error(still, 500, "a script failed", ack_id);
 	}
 	if (known)

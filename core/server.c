@@ -419,6 +419,12 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	struct pss *pss = user;
 
+	/* A connection that never got as far as a request (it waited for a
+	 * header table and timed out, say) has no pss: nothing of ours. */
+	if (!pss && reason != LWS_CALLBACK_HTTP_CONFIRM_UPGRADE &&
+	    reason != LWS_CALLBACK_EVENT_WAIT_CANCELLED)
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
 		return on_http(wsi, pss, in);
@@ -495,8 +501,11 @@ int server_start(struct config *cfg)
 	idle_policy.secs_since_valid_hangup = (uint16_t)(idle_policy.secs_since_valid_ping +
 						       (cfg->ping_timeout_ms + 999) / 1000);
 	info.retry_and_idle_policy = &idle_policy;
+	/* A parked long-poll holds its header table until it is answered, so
+	 * the pool bounds how many polling clients can wait at once. lws
+	 * allocates tables on demand: a large bound costs nothing unused. */
 	info.max_http_header_data = 4096;
-	info.max_http_header_pool = 256;
+	info.max_http_header_pool = 8192;
 	srv.ctx = lws_create_context(&info);
 	if (!srv.ctx) {
 		log_error("cannot listen on port %d", cfg->port);

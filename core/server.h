@@ -84,6 +84,7 @@ struct client {
 	struct client *next; /* in conn->clients */
 	uint64_t next_ack;
 	struct ack_wait *acks;
+	int closing; /* client_free has begun: hooks must not free it again */
 };
 
 struct server {

@@ -4,6 +4,7 @@
 -- the last one closes.
 
 local TYPING_TTL_MS = 8000
+local NAMESPACE = "/messages"
 
 local typing = {} -- "conversationId\0userId" -> timer
 
@@ -23,15 +24,21 @@ local function stop_typing(sock, conversation_id, key)
 end
 
 return {
-	namespaces = { "/messages" },
+	namespaces = { NAMESPACE },
 
 	connected = function(sock)
+		if sock.namespace ~= NAMESPACE then
+			return
+		end
 		if parley.user_sockets(sock.userId, sock.namespace) == 1 then
 			parley.of(sock.namespace):emit("user:online", { userId = sock.userId })
 		end
 	end,
 
 	disconnect = function(sock)
+		if sock.namespace ~= NAMESPACE then
+			return
+		end
 		-- The socket is still counted while its disconnect hooks run.
 		if parley.user_sockets(sock.userId, sock.namespace) == 1 then
 			for key, t in pairs(typing) do

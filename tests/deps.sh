@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(build-essential cmake pkg-config libwebsockets-dev libluajit-5.1-dev
-	luajit lua-cjson lua-cjson-dev liblmdb-dev libssl-dev curl)
+	luajit liblmdb-dev libssl-dev curl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,468 @@
+/* jsonlua.c - JSON for the Lua side (see jsonlua.h). Decoding validates with
+ * json.h, then builds tables by walking the validated text; encoding writes
+ * into a C buffer so that a Lua error never strands half an output. */
+#include "jsonlua.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "alloc.h"
+#include "json.h"
+
+#define JSONLUA_MAX_DEPTH 64
+
+/* Registry keys: the addresses are unique, the values unused. */
+static const char array_mt_key = 'a';
+static const char number_mt_key = 'n';
+
+static void push_registry(lua_State *L, const char *key)
+{
+	lua_pushlightuserdata(L, (void *)key);
+	lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
+void jsonlua_mark_array(lua_State *L)
+{
+	push_registry(L, &array_mt_key);
+	lua_setmetatable(L, -2);
+}
+
+/* ---- decoding ---- */
+
+static struct json_span trim(struct json_span v)
+{
+	while (v.len && (*v.p == ' ' || *v.p == '\t' || *v.p == '\n' || *v.p == '\r'))
+		v.p++, v.len--;
+	while (v.len && (v.p[v.len - 1] == ' ' || v.p[v.len - 1] == '\t' ||
+			 v.p[v.len - 1] == '\n' || v.p[v.len - 1] == '\r'))
+		v.len--;
+	return v;
+}
+
+/* Pushes the string token `v` unescaped; unescaping never lengthens it. */
+static void push_string(lua_State *L, struct json_span v)
+{
+	char small[256];
+	char *buf = small;
+	long n;
+
+	if (v.len > sizeof(small))
+		buf = lua_newuserdata(L, v.len);
+	n = json_string_unescape(v, buf, v.len > sizeof(small) ? v.len : sizeof(small));
+	lua_pushlstring(L, buf, n > 0 ? (size_t)n : 0);
+	if (buf != small)
+		lua_remove(L, -2);
+}
+
+/* Pushes a boxed number that keeps its text (an integer beyond 2^53). */
+static void push_boxed_number(lua_State *L, const char *p, size_t len)
+{
+	char *box = lua_newuserdata(L, len + 1);
+
+	memcpy(box, p, len);
+	box[len] = '\0';
+	push_registry(L, &number_mt_key);
+	lua_setmetatable(L, -2);
+}
+
+static void push_number(lua_State *L, struct json_span v)
+{
+	char text[64];
+	size_t digits = 0;
+	int integer = 1;
+
+	for (size_t i = 0; i < v.len; i++) {
+		char c = v.p[i];
+		if (c == '.' || c == 'e' || c == 'E')
+			integer = 0;
+		else if (c >= '0' && c <= '9')
+			digits++;
+	}
+	if (integer && digits > 15) {
+		/* Past 15 digits a double may not hold the integer: keep its text
+		 * unless it reads back exactly. */
+		if (v.len >= sizeof(text) || digits > 17) {
+			push_boxed_number(L, v.p, v.len);
+			return;
+		}
+		char back[64];
+		memcpy(text, v.p, v.len);
+		text[v.len] = '\0';
+		double d = strtod(text, NULL);
+		/* JSON integers have no leading zeros or '+', so the token is
+		 * canonical: the double is exact iff it prints the same. */
+		snprintf(back, sizeof(back), "%.0f", d);
+		if (strcmp(back, text) != 0) {
+			push_boxed_number(L, v.p, v.len);
+			return;
+		}
+		lua_pushnumber(L, d);
+		return;
+	}
+	if (v.len < sizeof(text)) {
+		memcpy(text, v.p, v.len);
+		text[v.len] = '\0';
+		lua_pushnumber(L, strtod(text, NULL));
+	} else {
+		/* A very long fraction: strtod needs a terminated copy. */
+		char *big = xstrndup(v.p, v.len);
+		lua_pushnumber(L, strtod(big, NULL));
+		free(big);
+	}
+}
+
+static void push_value(lua_State *L, struct json_span v)
+{
+	struct json_iter it;
+	struct json_span key, val;
+
+	luaL_checkstack(L, 4, "JSON nested too deeply");
+	v = trim(v);
+	switch (json_kind_of(v)) {
+	case JSON_OBJECT:
+		lua_createtable(L, 0, 4);
+		json_iter_begin(v, &it);
+		while (json_object_next(&it, &key, &val) == 1) {
+			push_string(L, key);
+			push_value(L, val);
+			lua_rawset(L, -3);
+		}
+		return;
+	case JSON_ARRAY: {
+		int i = 0;
+		lua_createtable(L, 4, 0);
+		json_iter_begin(v, &it);
+		while (json_array_next(&it, &val) == 1) {
+			push_value(L, val);
+			lua_rawseti(L, -2, ++i);
+		}
+		jsonlua_mark_array(L);
+		return;
+	}
+	case JSON_STRING:
+		push_string(L, v);
+		return;
+	case JSON_NUMBER:
+		push_number(L, v);
+		return;
+	case JSON_TRUE:
+		lua_pushboolean(L, 1);
+		return;
+	case JSON_FALSE:
+		lua_pushboolean(L, 0);
+		return;
+	default:
+		lua_pushlightuserdata(L, NULL);
+		return;
+	}
+}
+
+/* decode(text) -> value | nil, err */
+static int l_decode(lua_State *L)
+{
+	size_t len;
+	const char *p = luaL_checklstring(L, 1, &len);
+
+	if (json_validate(p, len, JSONLUA_MAX_DEPTH) == JSON_INVALID) {
+		lua_pushnil(L);
+		lua_pushliteral(L, "invalid JSON");
+		return 2;
+	}
+	push_value(L, (struct json_span){ p, len });
+	return 1;
+}
+
+/* ---- encoding ---- */
+
+struct out {
+	char *p;
+	size_t len, cap;
+	const char *err; /* set on failure; the walk then unwinds */
+};
+
+static void out_reserve(struct out *o, size_t n)
+{
+	if (o->len + n <= o->cap)
+		return;
+	o->cap = (o->len + n) * 2;
+	o->p = xrealloc(o->p, o->cap);
+}
+
+static void out_put(struct out *o, const char *s, size_t n)
+{
+	out_reserve(o, n);
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+static void out_string(struct out *o, const char *s, size_t len)
+{
+	if (!json_utf8_valid(s, len)) {
+		o->err = "a string is not valid UTF-8 (send bytes as parley.binary)";
+		return;
+	}
+	out_reserve(o, json_escaped_max(len));
+	o->len += json_escape(s, len, o->p + o->len);
+}
+
+/* Writes `d` with the fewest digits that read back as the same double. */
+static void out_number(struct out *o, double d)
+{
+	char text[40];
+	int n = 0;
+
+	if (isnan(d) || isinf(d)) {
+		o->err = "NaN and infinity have no JSON form";
+		return;
+	}
+	if (d == floor(d) && fabs(d) < 1e16) {
+		n = snprintf(text, sizeof(text), "%.0f", d);
+	} else {
+		for (int prec = 15; prec <= 17; prec++) {
+			n = snprintf(text, sizeof(text), "%.*g", prec, d);
+			if (strtod(text, NULL) == d)
+				break;
+		}
+	}
+	out_put(o, text, (size_t)n);
+}
+
+static int has_metatable(lua_State *L, int idx, const char *key)
+{
+	int same;
+
+	if (!lua_getmetatable(L, idx))
+		return 0;
+	push_registry(L, key);
+	same = lua_rawequal(L, -1, -2);
+	lua_pop(L, 2);
+	return same;
+}
+
+static void encode_value(lua_State *L, int idx, struct out *o, int depth);
+
+/* How a plain table (no array mark) is written: an object, unless it is a
+ * non-empty sequence 1..n. Returns n for an array, -1 for an object. */
+static long table_shape(lua_State *L, int idx)
+{
+	long count = 0;
+	double max = 0;
+	int sequence = 1;
+
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		lua_pop(L, 1);
+		count++;
+		if (sequence && lua_type(L, -1) == LUA_TNUMBER) {
+			double k = lua_tonumber(L, -1);
+			if (k >= 1 && k == floor(k))
+				max = k > max ? k : max;
+			else
+				sequence = 0;
+		} else {
+			sequence = 0;
+		}
+	}
+	return sequence && count > 0 && (double)count == max ? count : -1;
+}
+
+static void encode_array(lua_State *L, int idx, long n, struct out *o, int depth)
+{
+	out_put(o, "[", 1);
+	for (long i = 1; i <= n && !o->err; i++) {
+		if (i > 1)
+			out_put(o, ",", 1);
+		lua_rawgeti(L, idx, (int)i);
+		encode_value(L, lua_gettop(L), o, depth + 1);
+		lua_pop(L, 1);
+	}
+	out_put(o, "]", 1);
+}
+
+static void encode_object(lua_State *L, int idx, struct out *o, int depth)
+{
+	int first = 1;
+
+	out_put(o, "{", 1);
+	lua_pushnil(L);
+	while (!o->err && lua_next(L, idx)) {
+		int top = lua_gettop(L);
+		if (!first)
+			out_put(o, ",", 1);
+		first = 0;
+		if (lua_type(L, top - 1) == LUA_TSTRING) {
+			size_t klen;
+			const char *k = lua_tolstring(L, top - 1, &klen);
+			out_string(o, k, klen);
+		} else if (lua_type(L, top - 1) == LUA_TNUMBER) {
+			/* A number key becomes its text: {[1]=..,x=..} -> {"1":..}. */
+			struct out num = { 0 };
+			out_number(&num, lua_tonumber(L, top - 1));
+			out_string(o, num.p, num.len);
+			free(num.p);
+		} else {
+			o->err = "object keys must be strings or numbers";
+		}
+		out_put(o, ":", 1);
+		encode_value(L, top, o, depth + 1);
+		lua_pop(L, 1);
+	}
+	if (o->err)
+		lua_settop(L, idx); /* lua_next stopped early: drop its key */
+	out_put(o, "}", 1);
+}
+
+static void encode_value(lua_State *L, int idx, struct out *o, int depth)
+{
+	if (o->err)
+		return;
+	if (depth > JSONLUA_MAX_DEPTH) {
+		o->err = "nested deeper than 64 levels (a cycle?)";
+		return;
+	}
+	luaL_checkstack(L, 4, "JSON nested too deeply");
+	switch (lua_type(L, idx)) {
+	case LUA_TNIL:
+		out_put(o, "null", 4);
+		return;
+	case LUA_TLIGHTUSERDATA:
+		if (lua_touserdata(L, idx) == NULL) {
+			out_put(o, "null", 4);
+			return;
+		}
+		break;
+	case LUA_TBOOLEAN:
+		if (lua_toboolean(L, idx))
+			out_put(o, "true", 4);
+		else
+			out_put(o, "false", 5);
+		return;
+	case LUA_TNUMBER:
+		out_number(o, lua_tonumber(L, idx));
+		return;
+	case LUA_TSTRING: {
+		size_t len;
+		const char *s = lua_tolstring(L, idx, &len);
+		out_string(o, s, len);
+		return;
+	}
+	case LUA_TUSERDATA:
+		if (has_metatable(L, idx, &number_mt_key)) {
+			const char *text = lua_touserdata(L, idx);
+			out_put(o, text, strlen(text));
+			return;
+		}
+		break;
+	case LUA_TTABLE:
+		if (has_metatable(L, idx, &array_mt_key)) {
+			encode_array(L, idx, (long)lua_objlen(L, idx), o, depth);
+		} else {
+			long n = table_shape(L, idx);
+			if (n > 0)
+				encode_array(L, idx, n, o, depth);
+			else
+				encode_object(L, idx, o, depth);
+		}
+		return;
+	default:
+		break;
+	}
+	o->err = "a value of this type has no JSON form";
+}
+
+/* encode(value) -> text; raises on a value with no JSON form. */
+static int l_encode(lua_State *L)
+{
+	struct out o = { 0 };
+
+	luaL_checkany(L, 1);
+	lua_settop(L, 1);
+	encode_value(L, 1, &o, 0);
+	if (o.err) {
+		free(o.p);
+		return luaL_error(L, "json.encode: %s", o.err);
+	}
+	lua_pushlstring(L, o.p ? o.p : "", o.len);
+	free(o.p);
+	return 1;
+}
+
+/* array([t]) -> t marked as an array (a new empty one without t). */
+static int l_array(lua_State *L)
+{
+	if (lua_isnoneornil(L, 1))
+		lua_newtable(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	jsonlua_mark_array(L);
+	return 1;
+}
+
+static int l_is_array(lua_State *L)
+{
+	lua_pushboolean(L, lua_type(L, 1) == LUA_TTABLE && has_metatable(L, 1, &array_mt_key));
+	return 1;
+}
+
+/* number(text) -> a boxed number written as `text` (digits only). */
+static int l_number(lua_State *L)
+{
+	size_t len;
+	const char *text = luaL_checklstring(L, 1, &len);
+
+	if (json_validate(text, len, 1) != JSON_NUMBER || text[0] == ' ')
+		return luaL_error(L, "json.number: not a JSON number: %s", text);
+	push_boxed_number(L, text, len);
+	return 1;
+}
+
+static int l_number_tostring(lua_State *L)
+{
+	lua_pushstring(L, lua_touserdata(L, 1));
+	return 1;
+}
+
+static int l_number_eq(lua_State *L)
+{
+	const char *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
+
+	lua_pushboolean(L, a && b && strcmp(a, b) == 0);
+	return 1;
+}
+
+int jsonlua_open(lua_State *L)
+{
+	static const luaL_Reg functions[] = {
+		{ "decode", l_decode }, { "encode", l_encode }, { "array", l_array },
+		{ "is_array", l_is_array }, { "number", l_number }, { NULL, NULL },
+	};
+
+	/* The array metatable carries a name so that a script can tell it. */
+	lua_pushlightuserdata(L, (void *)&array_mt_key);
+	lua_createtable(L, 0, 1);
+	lua_pushliteral(L, "array");
+	lua_setfield(L, -2, "__name");
+	lua_rawset(L, LUA_REGISTRYINDEX);
+
+	lua_pushlightuserdata(L, (void *)&number_mt_key);
+	lua_createtable(L, 0, 3);
+	lua_pushcfunction(L, l_number_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pushcfunction(L, l_number_eq);
+	lua_setfield(L, -2, "__eq");
+	lua_pushliteral(L, "number");
+	lua_setfield(L, -2, "__name");
+	lua_rawset(L, LUA_REGISTRYINDEX);
+
+	lua_newtable(L);
+	luaL_register(L, NULL, functions);
+	lua_pushlightuserdata(L, NULL);
+	lua_setfield(L, -2, "null");
+	push_registry(L, &array_mt_key);
+	lua_setfield(L, -2, "array_mt");
+	return 1;
+}

@@ -1,0 +1,18 @@
+/* jsonlua.h - JSON for the Lua side, exact where Debian's lua-cjson 2.1.0 is
+ * not (NOTES.md): arrays keep their kind through a metatable (empty ones
+ * too), numbers are written with the fewest digits that read back as the
+ * same double, and integers beyond 2^53 stay exact as boxed values. It
+ * validates with json.h, the scanner the core itself trusts. */
+#ifndef PARLEY_JSONLUA_H
+#define PARLEY_JSONLUA_H
+
+#include <lua.h>
+
+/* Pushes the module table: decode, encode, null, array (marks a table as
+ * an array), array_mt, is_array, number (box a big integer's text). */
+int jsonlua_open(lua_State *L);
+
+/* Sets the array metatable on the table at the top of the stack. */
+void jsonlua_mark_array(lua_State *L);
+
+#endif

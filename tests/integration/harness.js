@@ -1,0 +1,156 @@
+// harness.js - starts the real parley binary on a loopback port for a test
+// file, and gives tests small helpers for real clients. Nothing here stands
+// in for parley: every test talks to the built binary over TCP.
+'use strict';
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { io } = require('socket.io-client');
+const WebSocket = require('ws');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BINARY = process.env.PARLEY_BIN || path.join(ROOT, 'build', 'parley');
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Starts parley with the default scripts plus the testkit plugin (unless
+// opts.env overrides). Resolves to { port, url, proc, logs(), stop(), kill() }.
+async function startParley(opts = {}) {
+  const port = opts.port || await freePort();
+  const dataDir = opts.dataDir || fs.mkdtempSync(path.join(os.tmpdir(), 'parley-test-'));
+  const env = {
+    PATH: process.env.PATH,
+    PORT: String(port),
+    PARLEY_DATA_DIR: dataDir,
+    PARLEY_SCRIPTS: path.join(ROOT, 'scripts'),
+    PARLEY_PLUGIN_PATH: path.join(ROOT, 'tests', 'plugins') + ';' + path.join(ROOT, 'plugins'),
+    PARLEY_PLUGINS: 'testkit',
+    PARLEY_LOG: 'info',
+    ...(process.env.ASAN_OPTIONS ? { ASAN_OPTIONS: process.env.ASAN_OPTIONS } : {}),
+    ...(process.env.UBSAN_OPTIONS ? { UBSAN_OPTIONS: process.env.UBSAN_OPTIONS } : {}),
+    ...(opts.env || {}),
+  };
+  const proc = spawn(BINARY, opts.args || [], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`parley exited at start (${proc.exitCode}):\n${out}`);
+    try {
+      const r = await fetch(`${url}/healthz`);
+      if (r.ok) break;
+    } catch (_) { /* not listening yet */ }
+    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`parley did not start:\n${out}`); }
+    await sleep(25);
+  }
+  return {
+    port, url, proc, dataDir, exited,
+    logs: () => out,
+    // Stops with SIGTERM and resolves to the exit status; a crash fails loudly.
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      const st = await exited;
+      if (st.signal && st.signal !== 'SIGTERM') throw new Error(`parley died by ${st.signal}:\n${out}`);
+      if (/ERROR: (Address|Undefined|Leak)Sanitizer|runtime error:/.test(out)) {
+        throw new Error(`sanitizer report:\n${out}`);
+      }
+      return st;
+    },
+    kill(signal = 'SIGKILL') { proc.kill(signal); return exited; },
+  };
+}
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+// A socket.io-client socket that is not yet connected; tests call connect().
+function sioClient(srv, nsp = '/messages', opts = {}) {
+  return io(`${srv.url}${nsp}`, { autoConnect: false, reconnection: false, forceNew: true, ...opts });
+}
+
+// Connects and resolves once 'connect' fired (rejects on connect_error).
+function connected(socket, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('connect timed out')), timeoutMs);
+    socket.once('connect', () => { clearTimeout(t); resolve(socket); });
+    socket.once('connect_error', (e) => { clearTimeout(t); reject(e); });
+    if (!socket.connected && !socket.active) socket.connect();
+  });
+}
+
+// Resolves with the next `event` payload on an EventEmitter-like socket.
+function once(emitter, event, timeoutMs = 3000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no '${event}' within ${timeoutMs} ms`)), timeoutMs);
+    emitter.once(event, (...args) => {
+      clearTimeout(t);
+      // Trailing undefined arguments (socket.io's 'disconnect' passes two) do not count.
+      while (args.length > 1 && args[args.length - 1] === undefined) args.pop();
+      resolve(args.length > 1 ? args : args[0]);
+    });
+  });
+}
+
+// Resolves true if `event` does NOT arrive within ms (for "nobody else got it").
+function silent(emitter, event, ms = 300) {
+  return new Promise((resolve) => {
+    const on = () => { clearTimeout(t); resolve(false); };
+    const t = setTimeout(() => { emitter.off(event, on); resolve(true); }, ms);
+    emitter.once(event, on);
+  });
+}
+
+// A plain WebSocket to the /messages endpoint with a queue of parsed frames.
+function plainClient(srv, query = '', path = '/messages') {
+  const ws = new WebSocket(`ws://127.0.0.1:${srv.port}${path}${query ? '?' + query : ''}`);
+  ws.frames = [];
+  ws.waiters = [];
+  ws.on('message', (data, isBinary) => {
+    const frame = isBinary ? data : JSON.parse(String(data));
+    const w = ws.waiters.findIndex((x) => x.match(frame));
+    if (w >= 0) { const [x] = ws.waiters.splice(w, 1); x.resolve(frame); } else ws.frames.push(frame);
+  });
+  // Resolves with the first frame (queued or future) that satisfies match.
+  ws.next = (match = () => true, timeoutMs = 3000) => {
+    const i = ws.frames.findIndex(match);
+    if (i >= 0) return Promise.resolve(ws.frames.splice(i, 1)[0]);
+    return new Promise((resolve, reject) => {
+      const entry = { match, resolve };
+      ws.waiters.push(entry);
+      setTimeout(() => {
+        const k = ws.waiters.indexOf(entry);
+        if (k >= 0) { ws.waiters.splice(k, 1); reject(new Error('no matching frame within ' + timeoutMs + ' ms')); }
+      }, timeoutMs);
+    });
+  };
+  ws.opened = new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  ws.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })));
+  ws.sendJson = (obj) => ws.send(JSON.stringify(obj));
+  return ws;
+}
+
+// Raw Engine.IO over HTTP long-polling, for protocol-level tests.
+async function pollHandshake(srv, extra = '') {
+  const r = await fetch(`${srv.url}/socket.io/?EIO=4&transport=polling${extra}`);
+  const body = await r.text();
+  if (r.status !== 200 || body[0] !== '0') throw new Error(`handshake failed: ${r.status} ${body}`);
+  return JSON.parse(body.slice(1));
+}
+
+module.exports = {
+  ROOT, BINARY, startParley, sleep, sioClient, connected, once, silent, plainClient, pollHandshake, freePort,
+};
