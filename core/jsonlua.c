@@ -222,7 +222,10 @@ static void out_number(struct out *o, double d)
 	if (d == floor(d) && fabs(d) < 1e16) {
 		n = snprintf(text, sizeof(text), "%.0f", d);
 	} else {
-		for (int prec = 15; prec <= 17; prec++) {
+		/* %g drops trailing zeros, so 15 digits is already short for
+		 * normal doubles; subnormals hold fewer digits than they print. */
+		int prec = fabs(d) < 2.2250738585072014e-308 ? 1 : 15;
+		for (; prec <= 17; prec++) {
 			n = snprintf(text, sizeof(text), "%.*g", prec, d);
 			if (strtod(text, NULL) == d)
 				break;
