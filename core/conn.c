@@ -81,13 +81,17 @@ void conn_send(struct conn *c, struct frame *f)
 		wake_writer(c);
 }
 
-/* Tells lws to close a socket of ours from outside its own callback. */
-static void kill_wsi(struct lws *wsi)
+/* Tells lws to close a WebSocket of ours from outside its own callback,
+ * with a close frame carrying `code` and `reason`. */
+static void kill_wsi(struct lws *wsi, int code, const char *reason)
 {
 	struct pss *pss = lws_wsi_user(wsi);
+	size_t len = strlen(reason);
 
 	if (pss)
 		pss->conn = NULL;
+	lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason,
+			 len > 100 ? 100 : len);
 	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
 
@@ -106,12 +110,14 @@ void conn_close(struct conn *c, const char *reason)
 	metrics_connection(c->kind == CONN_PLAIN ? METRICS_PLAIN :
 			   c->transport == TRANSPORT_POLLING ? METRICS_POLLING :
 			   METRICS_WEBSOCKET, -1);
+	int code = c->ws_close_code ? c->ws_close_code :
+		   srv.stopping ? LWS_CLOSE_STATUS_GOINGAWAY : LWS_CLOSE_STATUS_NORMAL;
 	if (c->ws) {
-		kill_wsi(c->ws);
+		kill_wsi(c->ws, code, reason);
 		c->ws = NULL;
 	}
 	if (c->probe) {
-		kill_wsi(c->probe);
+		kill_wsi(c->probe, code, reason);
 		c->probe = NULL;
 	}
 	if (c->poll) {
@@ -152,7 +158,6 @@ void conn_reap(void)
 		free(c->rx);
 		free(c->hs.query);
 		free(c->hs.authorization);
-		free(c->hs.origin);
 		free(c);
 	}
 }

@@ -31,6 +31,15 @@ struct frame *engine_open_frame(struct conn *c)
 
 static const char ok_body[] = "ok";
 
+/* A client broke the protocol: count it, and close its connection only
+ * (a WebSocket with close code 1002). */
+static void protocol_error(struct conn *c, const char *kind, const char *reason)
+{
+	metrics_protocol_error(kind);
+	c->ws_close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
+	conn_close(c, reason);
+}
+
 /* Responds to a parked or immediate poll with everything queued. */
 static int poll_flush(struct lws *wsi, struct pss *pss, struct conn *c)
 {
@@ -107,14 +116,18 @@ int engine_http_request(struct lws *wsi, struct pss *pss)
 	}
 	if (c->poll) {
 		/* Two polls at once break the protocol: end the session. */
-		metrics_protocol_error("poll_overlap");
-		conn_close(c, "poll overlap");
+		protocol_error(c, "poll_overlap", "poll overlap");
 		return http_engine_error(wsi, pss, 3, "Bad request");
 	}
 	pss->conn = c;
 	pss->role = ROLE_POLL_GET;
 	if (c->out.count)
 		return poll_flush(wsi, pss, c);
+	if (c->upgrading) {
+		/* Probing: do not hold a poll the client must finish first. */
+		pss->conn = NULL;
+		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "6", 1);
+	}
 	/* Park the request; lws would drop a deferred response after 5 s. */
 	c->poll = wsi;
 	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
@@ -129,18 +142,15 @@ static void post_segment(struct conn *c, const char *seg, size_t len)
 	if (len && seg[0] == 'b') {
 		unsigned char *raw = xmalloc(base64_decoded_max(len - 1));
 		long n = base64_decode(seg + 1, len - 1, raw);
-		if (n < 0) {
-			metrics_protocol_error("bad_base64");
-			conn_close(c, "invalid base64 packet");
-		} else {
+		if (n < 0)
+			protocol_error(c, "bad_base64", "invalid base64 packet");
+		else
 			engine_on_packet(c, NULL, (const char *)raw, (size_t)n, 1);
-		}
 		free(raw);
 		return;
 	}
 	if (eio_parse(seg, len, &pkt) < 0) {
-		metrics_protocol_error("bad_eio_packet");
-		conn_close(c, "invalid packet");
+		protocol_error(c, "bad_eio_packet", "invalid packet");
 		return;
 	}
 	engine_on_packet(c, NULL, seg, len, 0);
@@ -186,8 +196,8 @@ int engine_poll_writable(struct lws *wsi, struct pss *pss)
 		return 0;
 	c->poll = NULL;
 	pss->conn = NULL;
-	if (c->transport == TRANSPORT_WEBSOCKET)
-		/* Upgraded: the parked poll is released with a noop. */
+	if (c->transport == TRANSPORT_WEBSOCKET || (c->upgrading && !c->out.count))
+		/* Upgrading or upgraded: the parked poll is released with a noop. */
 		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "6", 1);
 	return poll_flush(wsi, pss, c);
 }
@@ -241,8 +251,7 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 	int code = 0;
 
 	if (pkt->len && json_validate(pkt->data, pkt->len, JSON_MAX_DEPTH) != JSON_OBJECT) {
-		metrics_protocol_error("bad_connect_payload");
-		conn_close(c, "invalid connect payload");
+		protocol_error(c, "bad_connect_payload", "invalid connect payload");
 		return;
 	}
 	if (!n) {
@@ -308,8 +317,7 @@ static void dispatch_event(struct client *cl, const char *data, size_t len,
 	long nlen;
 
 	if (split_event(data, len, &name, &args) < 0) {
-		metrics_protocol_error("bad_event");
-		conn_close(cl->conn, "invalid event packet");
+		protocol_error(cl->conn, "bad_event", "invalid event packet");
 		return;
 	}
 	nlen = json_string_unescape(name, namebuf, sizeof(namebuf));
@@ -333,8 +341,7 @@ static void dispatch_ack(struct client *cl, const char *data, size_t len,
 			 struct frame **att, unsigned natt, int64_t id)
 {
 	if (id < 0 || json_validate(data, len, JSON_MAX_DEPTH) != JSON_ARRAY) {
-		metrics_protocol_error("bad_ack");
-		conn_close(cl->conn, "invalid ack packet");
+		protocol_error(cl->conn, "bad_ack", "invalid ack packet");
 		return;
 	}
 	script_ack(cl, (uint64_t)id, data, len, att, natt, NULL);
@@ -365,13 +372,11 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 	struct nsp *n;
 
 	if (c->bin) {
-		metrics_protocol_error("missing_attachment");
-		conn_close(c, "text packet while attachments were due");
+		protocol_error(c, "missing_attachment", "text packet while attachments were due");
 		return;
 	}
 	if (sio_parse(p, len, MAX_ATTACHMENTS, &pkt) < 0) {
-		metrics_protocol_error("bad_sio_packet");
-		conn_close(c, "invalid packet");
+		protocol_error(c, "bad_sio_packet", "invalid packet");
 		return;
 	}
 	if (pkt.type == SIO_CONNECT) {
@@ -413,8 +418,7 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 		return;
 	}
 	default:
-		metrics_protocol_error("bad_sio_type");
-		conn_close(c, "unexpected packet type");
+		protocol_error(c, "bad_sio_type", "unexpected packet type");
 		return;
 	}
 }
@@ -424,8 +428,7 @@ static void on_attachment(struct conn *c, const char *p, size_t len)
 	struct pending_binary *b = c->bin;
 
 	if (!b) {
-		metrics_protocol_error("unexpected_binary");
-		conn_close(c, "binary packet without a binary event");
+		protocol_error(c, "unexpected_binary", "binary packet without a binary event");
 		return;
 	}
 	b->att[b->count++] = frame_new(p, len, 1);
@@ -442,14 +445,22 @@ static void on_probe_packet(struct conn *c, struct lws *wsi, const char *p, size
 		frame_unref(pss->probe_reply);
 		pss->probe_reply = frame_new("3probe", 6, 0);
 		lws_callback_on_writable(wsi);
+		/* The client sends "5" only once its current poll returns: a
+		 * parked poll is released with a noop (as engine.io does). */
+		c->upgrading = 1;
+		if (c->poll)
+			lws_callback_on_writable(c->poll);
 		return;
 	}
 	if (len == 1 && p[0] == '5') {
+		c->upgrading = 0;
 		c->probe = NULL;
 		c->ws = wsi;
 		c->transport = TRANSPORT_WEBSOCKET;
 		pss->role = ROLE_WS;
 		metrics_upgrade();
+		for (struct client *cl = c->clients; cl; cl = cl->next)
+			script_transport(cl, "websocket");
 		if (c->poll)
 			lws_callback_on_writable(c->poll);
 		if (c->out.count)
@@ -457,6 +468,7 @@ static void on_probe_packet(struct conn *c, struct lws *wsi, const char *p, size
 		return;
 	}
 	metrics_protocol_error("bad_probe");
+	c->upgrading = 0;
 	c->probe = NULL;
 	pss->conn = NULL;
 	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
@@ -476,8 +488,7 @@ void engine_on_packet(struct conn *c, struct lws *wsi, const char *p,
 		return;
 	}
 	if (eio_parse(p, len, &pkt) < 0 || pkt.base64) {
-		metrics_protocol_error("bad_eio_packet");
-		conn_close(c, "invalid packet");
+		protocol_error(c, "bad_eio_packet", "invalid packet");
 		return;
 	}
 	switch (pkt.type) {
@@ -496,8 +507,7 @@ void engine_on_packet(struct conn *c, struct lws *wsi, const char *p,
 	case EIO_NOOP:
 		return;
 	default:
-		metrics_protocol_error("bad_eio_type");
-		conn_close(c, "unexpected packet type");
+		protocol_error(c, "bad_eio_type", "unexpected packet type");
 		return;
 	}
 }

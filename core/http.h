@@ -32,11 +32,13 @@ struct pss {
 	int body_too_large;
 	int dead_poll; /* the poll's session closed: answer with a close packet */
 	struct frame *probe_reply;
-	char origin[256];
+	char *origin; /* the request's Origin header, or NULL */
 };
 
 enum http_method http_method(struct lws *wsi);
-/* Copies the Origin header into pss->origin (empty when absent). */
+/* Frees what the current request allocated in the pss (body, origin). */
+void http_release(struct pss *pss);
+/* Copies the Origin header into pss->origin (NULL when absent). */
 void http_read_origin(struct lws *wsi, struct pss *pss);
 /* Whether FRONTEND_URL allows this Origin (always, when unset). */
 int http_origin_allowed(const char *origin);
@@ -48,7 +50,7 @@ int http_respond(struct lws *wsi, struct pss *pss, int status,
 int http_engine_error(struct lws *wsi, struct pss *pss, int code, const char *msg);
 
 struct handshake;
-/* Copies the query, Authorization, Origin and peer address of the request
+/* Copies the query, Authorization and peer address of the request
  * (they are gone once its callback returns). */
 void http_handshake_copy(struct handshake *hs, struct lws *wsi);
 

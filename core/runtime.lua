@@ -538,6 +538,13 @@ function R.connected(id)
 	end
 end
 
+function R.transport(id, transport)
+	local sock = sockets[id]
+	if sock then
+		sock.transport = transport
+	end
+end
+
 function R.disconnect(id, reason)
 	local sock = sockets[id]
 	if not sock then

@@ -670,6 +670,16 @@ void script_connected(struct client *cl)
 	call_runtime("connected", 1, 0);
 }
 
+void script_transport(struct client *cl, const char *transport)
+{
+	if (!cl->user_id)
+		return;
+	push_entry("transport");
+	lua_pushstring(L, cl->id);
+	lua_pushstring(L, transport);
+	call_runtime("transport", 2, 0);
+}
+
 void script_disconnect(struct client *cl, const char *reason)
 {
 	push_entry("disconnect");

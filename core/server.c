@@ -48,8 +48,17 @@ enum http_method http_method(struct lws *wsi)
 
 void http_read_origin(struct lws *wsi, struct pss *pss)
 {
-	if (lws_hdr_copy(wsi, pss->origin, sizeof(pss->origin), WSI_TOKEN_ORIGIN) < 0)
-		pss->origin[0] = '\0';
+	int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+
+	free(pss->origin);
+	pss->origin = NULL;
+	if (len <= 0 || len > 1024)
+		return;
+	pss->origin = xmalloc((size_t)len + 1);
+	if (lws_hdr_copy(wsi, pss->origin, len + 1, WSI_TOKEN_ORIGIN) < 0) {
+		free(pss->origin);
+		pss->origin = NULL;
+	}
 }
 
 int http_origin_allowed(const char *origin)
@@ -98,7 +107,7 @@ int http_respond(struct lws *wsi, struct pss *pss, int status,
 	if (lws_add_http_common_headers(wsi, (unsigned)status, content_type,
 					(lws_filepos_t)len, &p, end))
 		goto out;
-	if (pss && pss->origin[0] && http_origin_allowed(pss->origin)) {
+	if (pss && pss->origin && http_origin_allowed(pss->origin)) {
 		if (add_header(wsi, "access-control-allow-origin:", pss->origin, &p, end) ||
 		    add_header(wsi, "access-control-allow-credentials:", "true", &p, end) ||
 		    add_header(wsi, "vary:", "Origin", &p, end))
@@ -123,10 +132,26 @@ int http_respond(struct lws *wsi, struct pss *pss, int status,
 		if (lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
 			goto out;
 	}
+	/* The request is answered: what it allocated goes now, because
+	 * completing the transaction frees the pss itself. */
+	if (pss)
+		http_release(pss);
 	rc = lws_http_transaction_completed(wsi) ? -1 : 0;
-out:
 	free(out);
 	return rc;
+out:
+	if (pss)
+		http_release(pss);
+	free(out);
+	return rc;
+}
+
+void http_release(struct pss *pss)
+{
+	free(pss->body);
+	free(pss->origin);
+	pss->body = pss->origin = NULL;
+	pss->body_len = pss->body_cap = 0;
 }
 
 int http_engine_error(struct lws *wsi, struct pss *pss, int code, const char *msg)
@@ -164,7 +189,7 @@ static int serve_plain_http(struct lws *wsi, struct pss *pss, const char *path)
  * reuses it across keep-alive requests. */
 static int on_http(struct lws *wsi, struct pss *pss, const char *path)
 {
-	free(pss->body);
+	http_release(pss);
 	memset(pss, 0, sizeof(*pss));
 	pss->method = http_method(wsi);
 	http_read_origin(wsi, pss);
@@ -275,14 +300,6 @@ void http_handshake_copy(struct handshake *hs, struct lws *wsi)
 			hs->authorization = NULL;
 		}
 	}
-	len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
-	if (len > 0 && len < 1024) {
-		hs->origin = xmalloc((size_t)len + 1);
-		if (lws_hdr_copy(wsi, hs->origin, len + 1, WSI_TOKEN_ORIGIN) < 0) {
-			free(hs->origin);
-			hs->origin = NULL;
-		}
-	}
 	lws_get_peer_simple(wsi, hs->addr, sizeof(hs->addr));
 }
 
@@ -292,6 +309,9 @@ static int on_established(struct lws *wsi, struct pss *pss)
 	const char *sid;
 	struct conn *c;
 
+	/* A keep-alive connection that upgrades may bring its HTTP pss along. */
+	http_release(pss);
+	memset(pss, 0, sizeof(*pss));
 	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) < 0)
 		return -1;
 	if (!is_engine_path(path)) {
@@ -360,9 +380,8 @@ static int on_receive(struct lws *wsi, struct pss *pss, const char *in, size_t l
 too_big:
 	metrics_protocol_error("payload_too_large");
 	log_info("%s: message over maxPayload (%zu bytes): closing", c->sid, srv.cfg->max_payload);
-	lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-			 (unsigned char *)"message too large", 17);
-	conn_close(c, "payload too large");
+	c->ws_close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+	conn_close(c, "message too large");
 	return -1;
 }
 
@@ -390,11 +409,13 @@ static void on_ws_closed(struct lws *wsi, struct pss *pss)
 
 	frame_unref(pss->probe_reply);
 	pss->probe_reply = NULL;
+	http_release(pss);
 	if (!c)
 		return;
 	pss->conn = NULL;
 	if (c->probe == wsi) {
 		c->probe = NULL;
+		c->upgrading = 0;
 		return;
 	}
 	if (c->ws == wsi) {
@@ -410,8 +431,7 @@ static void on_http_closed(struct lws *wsi, struct pss *pss)
 	if (c && c->poll == wsi)
 		c->poll = NULL;
 	pss->conn = NULL;
-	free(pss->body);
-	pss->body = NULL;
+	http_release(pss);
 }
 
 static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
@@ -435,6 +455,7 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return engine_poll_writable(wsi, pss);
 	case LWS_CALLBACK_CLOSED_HTTP:
+	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 		on_http_closed(wsi, pss);
 		return 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -496,6 +517,8 @@ int server_start(struct config *cfg)
 	 * table below the limit (NOTES.md). */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 64)
 		info.fd_limit_per_thread = (unsigned)(rl.rlim_cur - 32);
+	/* lws closes a text frame of invalid UTF-8 with 1007 itself. */
+	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
 	info.timeout_secs = 20;
 	idle_policy.secs_since_valid_ping = (uint16_t)((cfg->ping_interval_ms + 999) / 1000);
 	idle_policy.secs_since_valid_hangup = (uint16_t)(idle_policy.secs_since_valid_ping +
@@ -548,7 +571,12 @@ void server_fini(void)
 	struct map_iter it;
 	struct map_entry *e;
 
-	/* Destroying the context closes every socket through the callbacks. */
+	/* Sessions between polls have no socket for lws to close: close every
+	 * connection here (their scripts' disconnect hooks run), then let the
+	 * context close the sockets. */
+	map_iter_init(&it, &srv.conns);
+	while ((e = map_next(&it)))
+		conn_close(e->value, "server shutdown");
 	if (srv.ctx)
 		lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;

@@ -26,7 +26,6 @@ struct handshake {
 	size_t query_len;
 	int nquery;
 	char *authorization; /* the Authorization header, or NULL */
-	char *origin;        /* the Origin header, or NULL */
 	char addr[48];       /* the peer's address */
 };
 
@@ -55,6 +54,8 @@ struct conn {
 	struct handshake hs;
 	lws_sorted_usec_list_t heartbeat;
 	int pong_due;
+	int upgrading;     /* "2probe" seen on the probe, "5" not yet */
+	int ws_close_code; /* the WebSocket close code conn_close sends */
 	/* A WebSocket message arriving in fragments. */
 	char *rx;
 	size_t rx_len;
