@@ -341,8 +341,8 @@ static int l_error(lua_State *S)
 	return 0;
 }
 
-/* join(sid, room) -> true | nil, err */
-static int l_join(lua_State *S)
+/* join(sid, room) / leave(sid, room) -> true (false: was not in it) | nil, err */
+static int join_or_leave(lua_State *S, int join)
 {
 	struct client *cl = check_client(S, 1);
 	size_t len;
@@ -353,24 +353,20 @@ static int l_join(lua_State *S)
 		lua_pushliteral(S, "socket is gone");
 		return 2;
 	}
-	room_join(cl->nsp, &cl->rooms, room, len);
-	lua_pushboolean(S, 1);
+	if (join)
+		room_join(cl->nsp, &cl->rooms, room, len);
+	lua_pushboolean(S, join || room_leave(cl->nsp, &cl->rooms, room, len) == 0);
 	return 1;
+}
+
+static int l_join(lua_State *S)
+{
+	return join_or_leave(S, 1);
 }
 
 static int l_leave(lua_State *S)
 {
-	struct client *cl = check_client(S, 1);
-	size_t len;
-	const char *room = luaL_checklstring(S, 2, &len);
-
-	if (!cl) {
-		lua_pushnil(S);
-		lua_pushliteral(S, "socket is gone");
-		return 2;
-	}
-	lua_pushboolean(S, room_leave(cl->nsp, &cl->rooms, room, len) == 0);
-	return 1;
+	return join_or_leave(S, 0);
 }
 
 static int l_rooms(lua_State *S)

@@ -9,7 +9,7 @@ const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const WebSocket = require('ws');
-const { startParley, sleep, sioClient, connected, once, pollHandshake } = require('./harness');
+const { startParley, sleep, sioClient, connected, once, pollHandshake, rawEngineWs } = require('./harness');
 
 const SEP = '\x1e';
 
@@ -29,36 +29,7 @@ function pollUrl(srv, extra = '') {
 
 // A raw Engine.IO websocket that answers pings; frames queue for next().
 function rawWs(srv) {
-  const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`);
-  ws.frames = [];
-  ws.waiters = [];
-  ws.clientErrors = [];
-  ws.on('error', (e) => ws.clientErrors.push(e.message));
-  ws.on('message', (data, isBinary) => {
-    const f = isBinary ? data : String(data);
-    if (f === '2' && ws.readyState === WebSocket.OPEN) ws.send('3');
-    const i = ws.waiters.findIndex((w) => w.match(f));
-    if (i >= 0) ws.waiters.splice(i, 1)[0].resolve(f);
-    else ws.frames.push(f);
-  });
-  ws.next = (match = () => true, timeoutMs = 3000) => {
-    const i = ws.frames.findIndex(match);
-    if (i >= 0) return Promise.resolve(ws.frames.splice(i, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const entry = { match, resolve };
-      ws.waiters.push(entry);
-      setTimeout(() => {
-        const k = ws.waiters.indexOf(entry);
-        if (k >= 0) {
-          ws.waiters.splice(k, 1);
-          reject(new Error(`no matching frame within ${timeoutMs} ms; queued: ${JSON.stringify(ws.frames.map(String))}`));
-        }
-      }, timeoutMs);
-    });
-  };
-  ws.opened = new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
-  ws.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })));
-  return ws;
+  return rawEngineWs(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`);
 }
 
 // A raw websocket with the Engine.IO open done and, unless nsp is null,

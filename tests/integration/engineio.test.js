@@ -6,7 +6,7 @@
 const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const WebSocket = require('ws');
-const { startParley, sleep, pollHandshake } = require('./harness');
+const { startParley, sleep, pollHandshake, rawEngineWs } = require('./harness');
 
 const SEP = '\x1e';
 
@@ -68,43 +68,7 @@ function within(promise, ms, what) {
   ]);
 }
 
-// A raw Engine.IO websocket: text frames as strings, binary as Buffers,
-// queued for next(match). Answers pings unless autoPong is false.
-function rawWs(url, { autoPong = true, headers, origin } = {}) {
-  const ws = new WebSocket(url, { headers, origin });
-  ws.frames = [];
-  ws.waiters = [];
-  ws.pings = 0;
-  ws.on('message', (data, isBinary) => {
-    const f = isBinary ? data : String(data);
-    if (f === '2') {
-      ws.pings++;
-      if (autoPong && ws.readyState === WebSocket.OPEN) ws.send('3');
-    }
-    const i = ws.waiters.findIndex((w) => w.match(f));
-    if (i >= 0) ws.waiters.splice(i, 1)[0].resolve(f);
-    else ws.frames.push(f);
-  });
-  ws.next = (match = () => true, timeoutMs = 3000) => {
-    const i = ws.frames.findIndex(match);
-    if (i >= 0) return Promise.resolve(ws.frames.splice(i, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const entry = { match, resolve };
-      ws.waiters.push(entry);
-      setTimeout(() => {
-        const k = ws.waiters.indexOf(entry);
-        if (k >= 0) {
-          ws.waiters.splice(k, 1);
-          reject(new Error(`no matching frame within ${timeoutMs} ms; queued: ${JSON.stringify(ws.frames.map(String))}`));
-        }
-      }, timeoutMs);
-    });
-  };
-  ws.opened = new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
-  ws.opened.catch(() => {});
-  ws.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })));
-  return ws;
-}
+const rawWs = rawEngineWs;
 
 function closeWs(ws) {
   if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.terminate();

@@ -114,17 +114,23 @@ function silent(emitter, event, ms = 300) {
   });
 }
 
-// A plain WebSocket to the /messages endpoint with a queue of parsed frames.
-function plainClient(srv, query = '', path = '/messages') {
-  const ws = new WebSocket(`ws://127.0.0.1:${srv.port}${path}${query ? '?' + query : ''}`);
+// Queues a WebSocket's incoming frames, each turned by `parse`, and adds:
+// ws.next(match, timeoutMs) (the first queued or future frame that matches),
+// ws.opened, ws.closed ({code, reason}), ws.frames, and ws.clientErrors (the
+// ws library's own errors: a frame the server sent that it refused).
+// onFrame(frame) sees every frame first (to answer pings, say).
+function frameQueue(ws, parse, onFrame = () => {}) {
   ws.frames = [];
   ws.waiters = [];
+  ws.clientErrors = [];
+  ws.on('error', (e) => ws.clientErrors.push(e.message));
   ws.on('message', (data, isBinary) => {
-    const frame = isBinary ? data : JSON.parse(String(data));
+    const frame = isBinary ? data : parse(String(data));
+    onFrame(frame);
     const w = ws.waiters.findIndex((x) => x.match(frame));
-    if (w >= 0) { const [x] = ws.waiters.splice(w, 1); x.resolve(frame); } else ws.frames.push(frame);
+    if (w >= 0) ws.waiters.splice(w, 1)[0].resolve(frame);
+    else ws.frames.push(frame);
   });
-  // Resolves with the first frame (queued or future) that satisfies match.
   ws.next = (match = () => true, timeoutMs = 3000) => {
     const i = ws.frames.findIndex(match);
     if (i >= 0) return Promise.resolve(ws.frames.splice(i, 1)[0]);
@@ -133,14 +139,36 @@ function plainClient(srv, query = '', path = '/messages') {
       ws.waiters.push(entry);
       setTimeout(() => {
         const k = ws.waiters.indexOf(entry);
-        if (k >= 0) { ws.waiters.splice(k, 1); reject(new Error('no matching frame within ' + timeoutMs + ' ms')); }
+        if (k >= 0) {
+          ws.waiters.splice(k, 1);
+          reject(new Error(`no matching frame within ${timeoutMs} ms; queued: ${JSON.stringify(ws.frames.map(String))}`));
+        }
       }, timeoutMs);
     });
   };
   ws.opened = new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  ws.opened.catch(() => {});
   ws.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })));
+  return ws;
+}
+
+// A plain WebSocket to the /messages endpoint; frames are parsed JSON.
+function plainClient(srv, query = '', path = '/messages') {
+  const ws = frameQueue(new WebSocket(`ws://127.0.0.1:${srv.port}${path}${query ? '?' + query : ''}`), JSON.parse);
   ws.sendJson = (obj) => ws.send(JSON.stringify(obj));
   return ws;
+}
+
+// A raw Engine.IO WebSocket: text frames as strings, binary as Buffers.
+// It answers the server's pings unless autoPong is false; ws.pings counts them.
+function rawEngineWs(url, { autoPong = true, headers, origin } = {}) {
+  const ws = new WebSocket(url, { headers, origin });
+  ws.pings = 0;
+  return frameQueue(ws, (f) => f, (f) => {
+    if (f !== '2') return;
+    ws.pings++;
+    if (autoPong && ws.readyState === WebSocket.OPEN) ws.send('3');
+  });
 }
 
 // Raw Engine.IO over HTTP long-polling, for protocol-level tests.
@@ -152,5 +180,6 @@ async function pollHandshake(srv, extra = '') {
 }
 
 module.exports = {
-  ROOT, BINARY, startParley, sleep, sioClient, connected, once, silent, plainClient, pollHandshake, freePort,
+  ROOT, BINARY, startParley, sleep, sioClient, connected, once, silent, frameQueue, plainClient,
+  rawEngineWs, pollHandshake, freePort,
 };
