@@ -1,0 +1,1324 @@
+/* loadgen.c - parley's load generator: N Socket.IO clients over the raw
+ * WebSocket transport (Engine.IO v4 / Socket.IO v5, namespace /messages) in
+ * one epoll loop, joined in rooms of K, driving one of the benchmark modes:
+ *
+ *   idle     connect rate, and the server's memory per idle connection
+ *   fanout   bench:send with at most W unacked per sender, maximum throughput
+ *   latency  bench:send at a fixed total rate; delivery latency percentiles
+ *   send     message:send (durable in parley) acks per second
+ *   typing   typing:start relays per second
+ *
+ * Every expected delivery is counted and losses are reported. Output: one
+ * `RESULT key=value ...` line for scripts and one human line. libc + Linux
+ * epoll/timerfd only; the WebSocket pieces are in wsproto.c. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wsproto.h"
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define NS_PER_S 1000000000ULL
+#define TIMER_TOKEN UINT32_MAX
+#define MAX_MESSAGE (64u << 20) /* a server frame above this is a protocol error */
+#define JOIN_ACK_ID 0
+
+enum mode { MODE_IDLE, MODE_FANOUT, MODE_LATENCY, MODE_SEND, MODE_TYPING };
+static const char *const mode_names[] = { "idle", "fanout", "latency", "send", "typing" };
+
+enum state {
+	ST_CONNECTING, /* socket being set up */
+	ST_HTTP,       /* connecting; upgrade request queued or sent, waiting for the 101 */
+	ST_WS,         /* WebSocket open, waiting for the Engine.IO open packet */
+	ST_SIO,        /* Socket.IO CONNECT sent, waiting for its answer */
+	ST_CONNECTED,  /* connected to /messages, not in a room yet */
+	ST_JOINING,    /* conversation:join sent, waiting for its ack */
+	ST_READY,      /* in its room */
+	ST_CLOSED,
+};
+
+struct client {
+	int fd;
+	uint32_t idx;
+	uint8_t state;
+	uint8_t pollout; /* EPOLLOUT is registered */
+	uint8_t dirty;   /* on the flush list */
+	uint8_t frag_op; /* opcode of a fragmented message being reassembled */
+	uint32_t room;
+	char accept[29]; /* the Sec-WebSocket-Accept the server must answer */
+	uint8_t *rbuf;   /* bytes of an incomplete frame (or HTTP head) */
+	uint32_t rlen, rcap;
+	uint8_t *wbuf; /* bytes not yet written */
+	uint32_t wlen, woff, wcap;
+	uint8_t *frag; /* a fragmented message being reassembled */
+	uint32_t frag_len, frag_cap;
+	/* As a sender. */
+	uint32_t inflight;
+	uint32_t next_ack;
+	uint64_t seq;
+};
+
+struct options {
+	enum mode mode;
+	int port;
+	int clients;
+	int room;
+	int senders;
+	int window;
+	double rate;
+	double duration;
+	double warmup;
+	double hold;
+	double drain;
+	int concurrency;
+	int pad;
+	int sources;
+	int users;
+	int server_pid;
+	const char *label;
+	int verbose;
+};
+
+/* Latency histogram: 1 µs buckets up to 100 ms, then 100 µs buckets up to 10 s. */
+#define HIST_FINE 100000
+#define HIST_COARSE 100000
+struct histogram {
+	uint32_t fine[HIST_FINE];
+	uint32_t coarse[HIST_COARSE];
+	uint64_t over;
+	uint64_t count;
+	uint64_t max_ns;
+	double sum_us;
+};
+
+static struct options opt = {
+	.mode = MODE_IDLE, .port = 3000, .clients = 1000, .room = 10, .senders = 0,
+	.window = 8, .rate = 2000, .duration = 10, .warmup = 1, .hold = 2, .drain = 5,
+	.concurrency = 200, .pad = 0, .sources = 250, .users = 0, .server_pid = 0, .label = "server",
+};
+
+static struct client *clients;
+static int ep;
+static int timer_fd = -1;
+static uint32_t *dirty_list;
+static uint32_t dirty_count;
+static uint8_t *sbuf; /* the shared read buffer */
+static size_t sbuf_cap;
+static uint64_t t_start;
+static uint64_t rng_state;
+static struct histogram *hist;
+
+/* Counters. */
+static int n_started, n_inflight_connects, n_connected, n_joined, n_failed, n_closed_late;
+static uint64_t t_first_connect, t_last_connected, t_first_join, t_last_joined;
+static uint64_t t_ready; /* first connect to last join ack: everything settled */
+static uint64_t c_sent, c_acked, c_ack_err, c_recv, c_recv_window, c_acked_window;
+static uint64_t c_sent_window; /* sends in the measured window */
+static uint64_t c_other_events, c_pings, c_expected;
+static uint64_t c_recv_other_names[8];
+static int sending;       /* the load phase is running */
+static uint64_t t_load0, t_load1; /* the measured window */
+static uint64_t t_lat0;   /* latency samples count from here (after the warm-up) */
+static uint32_t *sender_list;
+static int n_senders;
+static uint32_t *room_members; /* joined members per room */
+static int n_rooms;
+static const char *fail_reason_first;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t rng(void)
+{
+	/* xorshift64*: masks and handshake keys need to vary, not to be secret. */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 2685821657736338717ULL;
+}
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "loadgen: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(2);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n);
+	if (!q && n)
+		die("out of memory (%zu bytes)", n);
+	return q;
+}
+
+static void note(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "[%7.3f] ", (double)(now_ns() - t_start) / 1e9);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+}
+
+/* ---- the server process: RSS and CPU from /proc ---- */
+
+static long server_rss_kb(void)
+{
+	char path[64], line[256];
+	long kb = -1;
+	if (!opt.server_pid)
+		return -1;
+	snprintf(path, sizeof path, "/proc/%d/status", opt.server_pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (strncmp(line, "VmRSS:", 6) == 0) {
+			kb = strtol(line + 6, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return kb;
+}
+
+/* utime + stime of the server (all its threads) in seconds; -1 if unknown. */
+static double server_cpu_s(void)
+{
+	char path[64], buf[1024];
+	if (!opt.server_pid)
+		return -1;
+	snprintf(path, sizeof path, "/proc/%d/stat", opt.server_pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* The command name may hold spaces: fields count from the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	p += 2; /* field 3, the state */
+	unsigned long long utime = 0, stime = 0;
+	for (int field = 3; field <= 15 && *p; field++) {
+		if (field == 14)
+			utime = strtoull(p, NULL, 10);
+		if (field == 15)
+			stime = strtoull(p, NULL, 10);
+		p = strchr(p, ' ');
+		if (!p)
+			break;
+		p++;
+	}
+	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- output buffers ---- */
+
+static void mark_dirty(struct client *c)
+{
+	if (!c->dirty) {
+		c->dirty = 1;
+		dirty_list[dirty_count++] = c->idx;
+	}
+}
+
+static uint8_t *wb_reserve(struct client *c, size_t n)
+{
+	if (c->woff && c->woff == c->wlen)
+		c->woff = c->wlen = 0;
+	if (c->wlen + n > c->wcap) {
+		if (c->woff) {
+			memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+			c->wlen -= c->woff;
+			c->woff = 0;
+		}
+		if (c->wlen + n > c->wcap) {
+			size_t cap = c->wcap ? c->wcap : 256;
+			while (cap < c->wlen + n)
+				cap *= 2;
+			c->wbuf = xrealloc(c->wbuf, cap);
+			c->wcap = (uint32_t)cap;
+		}
+	}
+	return c->wbuf + c->wlen;
+}
+
+/* Queues one masked client frame. */
+static void send_frame(struct client *c, int opcode, const void *payload, size_t len)
+{
+	uint8_t mask[4];
+	uint64_t r = rng();
+	memcpy(mask, &r, 4);
+	uint8_t *p = wb_reserve(c, WSP_MAX_HEADER + len);
+	size_t hl = wsp_write_header(p, opcode, len, mask);
+	memcpy(p + hl, payload, len);
+	wsp_apply_mask(p + hl, len, mask);
+	c->wlen += (uint32_t)(hl + len);
+	mark_dirty(c);
+}
+
+static void send_text(struct client *c, const char *fmt, ...)
+{
+	char buf[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		die("cannot format a frame");
+	if ((size_t)n < sizeof buf) {
+		send_frame(c, WSP_OP_TEXT, buf, (size_t)n);
+		return;
+	}
+	/* Padded payloads: format again into a buffer of the right size. */
+	char *big = xrealloc(NULL, (size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	send_frame(c, WSP_OP_TEXT, big, (size_t)n);
+	free(big);
+}
+
+static void set_pollout(struct client *c, int on)
+{
+	if (c->pollout == on || c->fd < 0)
+		return;
+	struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.u32 = c->idx };
+	if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+		die("epoll_ctl: %s", strerror(errno));
+	c->pollout = (uint8_t)on;
+}
+
+static void client_fail(struct client *c, const char *why);
+
+static void flush(struct client *c)
+{
+	while (c->woff < c->wlen) {
+		ssize_t n = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			/* ENOTCONN: the TCP handshake is still in flight. */
+			if (errno == EAGAIN || (errno == ENOTCONN && c->state == ST_HTTP)) {
+				set_pollout(c, 1);
+				return;
+			}
+			client_fail(c, strerror(errno));
+			return;
+		}
+		c->woff += (uint32_t)n;
+	}
+	c->woff = c->wlen = 0;
+	set_pollout(c, 0);
+}
+
+static void flush_dirty(void)
+{
+	for (uint32_t i = 0; i < dirty_count; i++) {
+		struct client *c = &clients[dirty_list[i]];
+		c->dirty = 0;
+		if (c->state != ST_CLOSED)
+			flush(c);
+	}
+	dirty_count = 0;
+}
+
+/* ---- connection lifecycle ---- */
+
+static void start_next_connect(void);
+
+static void client_close(struct client *c)
+{
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	if (c->state < ST_CONNECTED)
+		n_inflight_connects--;
+	c->state = ST_CLOSED;
+	free(c->rbuf);
+	free(c->wbuf);
+	free(c->frag);
+	c->rbuf = c->wbuf = c->frag = NULL;
+	c->rlen = c->rcap = c->wlen = c->woff = c->wcap = c->frag_len = c->frag_cap = 0;
+}
+
+static void client_fail(struct client *c, const char *why)
+{
+	if (c->state == ST_CLOSED)
+		return;
+	int was = c->state;
+	if (opt.verbose || !fail_reason_first)
+		note("client %u failed in state %d: %s", c->idx, was, why);
+	if (!fail_reason_first)
+		fail_reason_first = why;
+	if (was == ST_READY && room_members[c->room])
+		room_members[c->room]--;
+	if (was >= ST_CONNECTED)
+		n_closed_late++;
+	else
+		n_failed++;
+	client_close(c);
+	if (was < ST_CONNECTED)
+		start_next_connect();
+}
+
+static void send_upgrade(struct client *c)
+{
+	uint8_t raw[16];
+	char key[25];
+	uint64_t a = rng(), b = rng();
+	memcpy(raw, &a, 8);
+	memcpy(raw + 8, &b, 8);
+	wsp_base64(raw, 16, key);
+	wsp_accept_key(key, 24, c->accept);
+	char req[512];
+	int n = snprintf(req, sizeof req,
+			 "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+			 "Host: 127.0.0.1:%d\r\n"
+			 "Upgrade: websocket\r\n"
+			 "Connection: Upgrade\r\n"
+			 "Sec-WebSocket-Key: %s\r\n"
+			 "Sec-WebSocket-Version: 13\r\n\r\n",
+			 opt.port, key);
+	memcpy(wb_reserve(c, (size_t)n), req, (size_t)n);
+	c->wlen += (uint32_t)n;
+	c->state = ST_HTTP;
+	mark_dirty(c);
+}
+
+static void start_connect(struct client *c)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket: %s (client %u; is the open-files limit too low?)", strerror(errno), c->idx);
+	int one = 1;
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	/* Spread the clients over 127.0.0.1..250 so that no source address
+	 * needs more than a few hundred ephemeral ports. */
+	struct sockaddr_in src = { .sin_family = AF_INET };
+	src.sin_addr.s_addr = htonl(0x7F000000u | (1 + c->idx % (uint32_t)opt.sources));
+	if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0)
+		die("bind 127.0.0.%u: %s", 1 + c->idx % (uint32_t)opt.sources, strerror(errno));
+	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port) };
+	dst.sin_addr.s_addr = htonl(0x7F000001u);
+	c->fd = fd;
+	c->state = ST_CONNECTING;
+	n_inflight_connects++;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = c->idx };
+	c->pollout = 0;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+		die("epoll_ctl add: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS) {
+		client_fail(c, strerror(errno));
+		return;
+	}
+	/* Over loopback the handshake is usually complete by now: queue the
+	 * upgrade request at once and let the flush find out. A write that
+	 * says EAGAIN waits for EPOLLOUT; a refused connect shows as an error
+	 * on the socket. This saves a wake-up and two epoll_ctl per client. */
+	send_upgrade(c);
+}
+
+static void start_next_connect(void)
+{
+	while (n_started < opt.clients && n_inflight_connects < opt.concurrency) {
+		struct client *c = &clients[n_started++];
+		if (!t_first_connect)
+			t_first_connect = now_ns();
+		start_connect(c);
+	}
+}
+
+/* ---- Socket.IO packets ---- */
+
+static void on_connected(struct client *c, uint64_t now)
+{
+	c->state = ST_CONNECTED;
+	n_inflight_connects--;
+	n_connected++;
+	t_last_connected = now;
+	start_next_connect();
+}
+
+static void send_join(struct client *c)
+{
+	send_text(c, "42/messages,%d[\"conversation:join\",{\"conversationId\":\"r%u\"}]",
+		  JOIN_ACK_ID, c->room);
+	c->state = ST_JOINING;
+}
+
+static void send_load(struct client *c, uint64_t now)
+{
+	uint32_t ack = ++c->next_ack;
+	uint64_t seq = c->seq++;
+	uint64_t t = now - t_start;
+	static char *pad;
+	int padn = opt.pad;
+	if (padn && !pad) {
+		pad = xrealloc(NULL, (size_t)padn);
+		memset(pad, 'x', (size_t)padn);
+	}
+	switch (opt.mode) {
+	case MODE_FANOUT:
+	case MODE_LATENCY:
+		if (padn)
+			send_text(c, "42/messages,%u[\"bench:send\",{\"conversationId\":\"r%u\","
+				  "\"t\":%" PRIu64 ",\"s\":%u,\"n\":%" PRIu64 ",\"p\":\"%.*s\"}]",
+				  ack, c->room, t, c->idx, seq, padn, pad);
+		else
+			send_text(c, "42/messages,%u[\"bench:send\",{\"conversationId\":\"r%u\","
+				  "\"t\":%" PRIu64 ",\"s\":%u,\"n\":%" PRIu64 "}]",
+				  ack, c->room, t, c->idx, seq);
+		break;
+	case MODE_TYPING:
+		send_text(c, "42/messages,%u[\"typing:start\",{\"conversationId\":\"r%u\","
+			  "\"isTyping\":true}]", ack, c->room);
+		break;
+	case MODE_SEND:
+		send_text(c, "42/messages,%u[\"message:send\",{\"conversationId\":\"r%u\","
+			  "\"clientMessageId\":\"lg-%u-%" PRIu64 "-%" PRIu64 "\",\"type\":\"text\","
+			  "\"content\":\"benchmark message %" PRIu64 " t=%" PRIu64 "\"}]",
+			  ack, c->room, c->idx, t_start, seq, seq, t);
+		break;
+	case MODE_IDLE:
+		return;
+	}
+	c->inflight++;
+	c_sent++;
+	c_expected += (uint64_t)(opt.mode == MODE_SEND ? room_members[c->room]
+						       : room_members[c->room] - 1);
+}
+
+static void hist_add(uint64_t ns)
+{
+	uint64_t us = ns / 1000;
+	if (us < HIST_FINE)
+		hist->fine[us]++;
+	else if (us / 100 < HIST_FINE / 100 + HIST_COARSE)
+		hist->coarse[us / 100 - HIST_FINE / 100]++;
+	else
+		hist->over++;
+	hist->count++;
+	hist->sum_us += (double)ns / 1000.0;
+	if (ns > hist->max_ns)
+		hist->max_ns = ns;
+}
+
+/* The latency (µs) at quantile q of the recorded samples. */
+static double hist_quantile(double q)
+{
+	if (!hist->count)
+		return 0;
+	uint64_t rank = (uint64_t)(q * (double)hist->count);
+	if (rank >= hist->count)
+		rank = hist->count - 1;
+	uint64_t seen = 0;
+	for (int i = 0; i < HIST_FINE; i++) {
+		seen += hist->fine[i];
+		if (seen > rank)
+			return i;
+	}
+	for (int i = 0; i < HIST_COARSE; i++) {
+		seen += hist->coarse[i];
+		if (seen > rank)
+			return (double)(HIST_FINE + i * 100);
+	}
+	return (double)hist->max_ns / 1000.0;
+}
+
+/* Reads an unsigned integer after key (e.g. "\"t\":") in p[0..len); -1 if absent. */
+static int64_t json_uint_field(const char *p, size_t len, const char *key)
+{
+	size_t kl = strlen(key);
+	const char *k = memmem(p, len, key, kl);
+	if (!k)
+		return -1;
+	const char *v = k + kl, *end = p + len;
+	while (v < end && *v == ' ')
+		v++;
+	int64_t x = 0;
+	const char *d = v;
+	while (d < end && *d >= '0' && *d <= '9')
+		x = x * 10 + (*d++ - '0');
+	if (d == v)
+		return -1;
+	if (d < end && (*d == '.' || *d == 'e' || *d == 'E')) {
+		/* A server that re-encodes numbers may write 1.5e+10. */
+		char tmp[64];
+		size_t n = (size_t)(end - v) < sizeof tmp - 1 ? (size_t)(end - v) : sizeof tmp - 1;
+		memcpy(tmp, v, n);
+		tmp[n] = '\0';
+		x = (int64_t)strtod(tmp, NULL);
+	}
+	return x;
+}
+
+static int name_is(const char *name, size_t len, const char *lit)
+{
+	return strlen(lit) == len && memcmp(name, lit, len) == 0;
+}
+
+/* The ack payload that means success for the current mode. */
+static int ack_ok(const char *p, size_t len)
+{
+	if (memmem(p, len, "\"status\":\"error\"", 16))
+		return 0;
+	switch (opt.mode) {
+	case MODE_FANOUT:
+	case MODE_LATENCY:
+		return len >= 6 && memcmp(p, "[true]", 6) == 0;
+	case MODE_SEND:
+		return memmem(p, len, "\"status\":\"sent\"", 15) != NULL;
+	case MODE_TYPING:
+		return memmem(p, len, "\"success\":true", 14) != NULL;
+	default:
+		return 1;
+	}
+}
+
+static void on_event(const char *p, size_t len, uint64_t now)
+{
+	/* p: ["name",payload] */
+	if (len < 4 || p[0] != '[' || p[1] != '"') {
+		c_other_events++;
+		return;
+	}
+	const char *name = p + 2;
+	const char *q = memchr(name, '"', len - 2);
+	if (!q) {
+		c_other_events++;
+		return;
+	}
+	size_t nl = (size_t)(q - name);
+	const char *body = q + 1;
+	size_t bl = len - (size_t)(body - p);
+	int counts = 0;
+	if (opt.mode == MODE_FANOUT || opt.mode == MODE_LATENCY) {
+		if (name_is(name, nl, "bench:recv")) {
+			counts = 1;
+			int64_t t = json_uint_field(body, bl, "\"t\":");
+			if (t >= 0 && now >= t_lat0) {
+				uint64_t sent_at = t_start + (uint64_t)t;
+				hist_add(now > sent_at ? now - sent_at : 0);
+			}
+		}
+	} else if (opt.mode == MODE_TYPING) {
+		counts = name_is(name, nl, "typing:start");
+	} else if (opt.mode == MODE_SEND) {
+		counts = name_is(name, nl, "message:received");
+	}
+	if (counts) {
+		c_recv++;
+		if (sending && now <= t_load1)
+			c_recv_window++;
+		return;
+	}
+	if (name_is(name, nl, "conversation:joined"))
+		c_recv_other_names[0]++;
+	else if (name_is(name, nl, "user:online"))
+		c_recv_other_names[1]++;
+	else if (name_is(name, nl, "user:offline"))
+		c_recv_other_names[2]++;
+	else if (name_is(name, nl, "typing:stop"))
+		c_recv_other_names[3]++;
+	else if (name_is(name, nl, "error"))
+		c_recv_other_names[4]++;
+	else
+		c_other_events++;
+}
+
+static void on_ack(struct client *c, uint64_t id, const char *p, size_t len, uint64_t now)
+{
+	if (c->state == ST_JOINING && id == JOIN_ACK_ID) {
+		if (!memmem(p, len, "\"success\":true", 14)) {
+			client_fail(c, "conversation:join was refused");
+			return;
+		}
+		c->state = ST_READY;
+		room_members[c->room]++;
+		n_joined++;
+		t_last_joined = now;
+		return;
+	}
+	if (!c->inflight) {
+		c_other_events++;
+		return;
+	}
+	c->inflight--;
+	if (!ack_ok(p, len)) {
+		if (!c_ack_err)
+			note("first error ack: %.*s", (int)(len > 200 ? 200 : len), p);
+		c_ack_err++;
+		/* A refused send delivers nothing. */
+		c_expected -= (uint64_t)(opt.mode == MODE_SEND ? room_members[c->room]
+							       : room_members[c->room] - 1);
+		return;
+	}
+	c_acked++;
+	if (sending && now <= t_load1)
+		c_acked_window++;
+}
+
+static void on_message(struct client *c, const uint8_t *data, size_t len, uint64_t now)
+{
+	const char *p = (const char *)data;
+	if (len == 0)
+		return;
+	switch (p[0]) {
+	case '0': /* Engine.IO open */
+		if (c->state == ST_WS) {
+			send_text(c, "40/messages,{\"userId\":\"u%u\"}",
+				  opt.users > 0 ? c->idx % (uint32_t)opt.users : c->idx);
+			c->state = ST_SIO;
+		}
+		return;
+	case '1':
+		client_fail(c, "server sent Engine.IO close");
+		return;
+	case '2': /* ping: answer pong, with the same probe data if any */
+		c_pings++;
+		{
+			char pong[64];
+			size_t n = len < sizeof pong ? len : sizeof pong;
+			memcpy(pong, p, n);
+			pong[0] = '3';
+			send_frame(c, WSP_OP_TEXT, pong, n);
+		}
+		return;
+	case '4':
+		break;
+	default:
+		c_other_events++;
+		return;
+	}
+	if (len < 2) {
+		c_other_events++;
+		return;
+	}
+	char type = p[1];
+	size_t pos = 2;
+	/* Namespace: "/messages," */
+	if (pos < len && p[pos] == '/') {
+		const char *comma = memchr(p + pos, ',', len - pos);
+		pos = comma ? (size_t)(comma - p) + 1 : len;
+	}
+	uint64_t id = 0;
+	int has_id = 0;
+	while (pos < len && p[pos] >= '0' && p[pos] <= '9') {
+		id = id * 10 + (uint64_t)(p[pos++] - '0');
+		has_id = 1;
+	}
+	const char *body = p + pos;
+	size_t bl = len - pos;
+	switch (type) {
+	case '0':
+		if (c->state == ST_SIO && memmem(body, bl, "\"sid\"", 5))
+			on_connected(c, now);
+		else
+			c_other_events++;
+		return;
+	case '4':
+		client_fail(c, "CONNECT_ERROR from the server");
+		return;
+	case '2':
+		on_event(body, bl, now);
+		return;
+	case '3':
+		if (has_id)
+			on_ack(c, id, body, bl, now);
+		else
+			c_other_events++;
+		return;
+	case '1':
+		client_fail(c, "server disconnected the namespace");
+		return;
+	default:
+		c_other_events++;
+	}
+}
+
+/* Handles complete frames in buf[0..len); returns bytes consumed, -1 on error. */
+static ssize_t parse_frames(struct client *c, uint8_t *buf, size_t len, uint64_t now)
+{
+	size_t pos = 0;
+	while (pos < len && c->state != ST_CLOSED) {
+		struct wsp_frame f;
+		int r = wsp_parse_header(buf + pos, len - pos, &f);
+		if (r == 0)
+			break;
+		if (r < 0 || f.masked) {
+			client_fail(c, r < 0 ? "bad frame header" : "server frame is masked");
+			return -1;
+		}
+		if (f.payload_len > MAX_MESSAGE) {
+			client_fail(c, "server frame too large");
+			return -1;
+		}
+		if (len - pos - f.header_len < f.payload_len)
+			break;
+		uint8_t *payload = buf + pos + f.header_len;
+		size_t plen = (size_t)f.payload_len;
+		pos += f.header_len + plen;
+		switch (f.opcode) {
+		case WSP_OP_TEXT:
+		case WSP_OP_BINARY:
+			if (f.fin) {
+				on_message(c, payload, plen, now);
+			} else {
+				c->frag_op = (uint8_t)f.opcode;
+				c->frag_len = 0;
+				goto append;
+			}
+			break;
+		case WSP_OP_CONT:
+		append:
+			if ((size_t)c->frag_len + plen > MAX_MESSAGE) {
+				client_fail(c, "fragmented message too large");
+				return -1;
+			}
+			if (c->frag_len + plen > c->frag_cap) {
+				c->frag_cap = (uint32_t)(c->frag_len + plen) * 2;
+				c->frag = xrealloc(c->frag, c->frag_cap);
+			}
+			memcpy(c->frag + c->frag_len, payload, plen);
+			c->frag_len += (uint32_t)plen;
+			if (f.fin && f.opcode == WSP_OP_CONT) {
+				on_message(c, c->frag, c->frag_len, now);
+				c->frag_len = 0;
+			}
+			break;
+		case WSP_OP_PING:
+			send_frame(c, WSP_OP_PONG, payload, plen);
+			break;
+		case WSP_OP_CLOSE:
+			client_fail(c, "server closed the WebSocket");
+			return -1;
+		default:
+			break;
+		}
+	}
+	return (ssize_t)pos;
+}
+
+static int header_eq(const char *line, size_t len, const char *name, const char **value)
+{
+	size_t nl = strlen(name);
+	if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+		return 0;
+	const char *v = line + nl + 1;
+	while (*v == ' ')
+		v++;
+	*value = v;
+	return 1;
+}
+
+/* Checks the upgrade response in buf[0..len) (ending with CRLFCRLF). */
+static int check_upgrade(struct client *c, const char *buf, size_t len)
+{
+	if (len < 12 || memcmp(buf, "HTTP/1.1 101", 12) != 0)
+		return -1;
+	const char *line = memchr(buf, '\n', len);
+	int accept_ok = 0;
+	while (line && (size_t)(line - buf) < len) {
+		line++;
+		const char *eol = memchr(line, '\r', len - (size_t)(line - buf));
+		if (!eol || eol == line)
+			break;
+		const char *v;
+		if (header_eq(line, (size_t)(eol - line), "Sec-WebSocket-Accept", &v) &&
+		    (size_t)(eol - v) == 28 && memcmp(v, c->accept, 28) == 0)
+			accept_ok = 1;
+		line = memchr(eol, '\n', len - (size_t)(eol - buf));
+	}
+	return accept_ok ? 0 : -2;
+}
+
+static void on_readable(struct client *c)
+{
+	size_t have = c->rlen;
+	if (sbuf_cap < have + 65536) {
+		sbuf_cap = (have + 65536) * 2;
+		sbuf = xrealloc(sbuf, sbuf_cap);
+	}
+	if (have)
+		memcpy(sbuf, c->rbuf, have);
+	ssize_t n = read(c->fd, sbuf + have, sbuf_cap - have);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		client_fail(c, strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		client_fail(c, "server closed the connection");
+		return;
+	}
+	uint64_t now = now_ns();
+	size_t len = have + (size_t)n, pos = 0;
+	if (c->state == ST_HTTP) {
+		uint8_t *end = memmem(sbuf, len, "\r\n\r\n", 4);
+		if (!end) {
+			if (len > 8192) {
+				client_fail(c, "upgrade response too long");
+				return;
+			}
+			goto keep;
+		}
+		size_t hl = (size_t)(end - sbuf) + 4;
+		int r = check_upgrade(c, (const char *)sbuf, hl);
+		if (r < 0) {
+			note("bad upgrade response: %.*s", (int)(hl > 300 ? 300 : hl), sbuf);
+			client_fail(c, r == -1 ? "no 101 to the upgrade" : "bad Sec-WebSocket-Accept");
+			return;
+		}
+		c->state = ST_WS;
+		pos = hl;
+	}
+	{
+		ssize_t used = parse_frames(c, sbuf + pos, len - pos, now);
+		if (used < 0 || c->state == ST_CLOSED)
+			return;
+		pos += (size_t)used;
+	}
+keep:
+	c->rlen = (uint32_t)(len - pos);
+	if (c->rlen) {
+		if (c->rlen > c->rcap) {
+			c->rcap = c->rlen < 256 ? 256 : c->rlen;
+			c->rbuf = xrealloc(c->rbuf, c->rcap);
+		}
+		memmove(c->rbuf, sbuf + pos, c->rlen);
+	}
+}
+
+static void on_writable(struct client *c)
+{
+	flush(c);
+}
+
+/* ---- the event loop ---- */
+
+static void pump_window(void)
+{
+	uint64_t now = now_ns();
+	for (int i = 0; i < n_senders; i++) {
+		struct client *c = &clients[sender_list[i]];
+		if (c->state != ST_READY)
+			continue;
+		while (c->inflight < (uint32_t)opt.window)
+			send_load(c, now);
+	}
+}
+
+static uint64_t rate_rr;
+
+static void pump_rate(void)
+{
+	uint64_t now = now_ns();
+	uint64_t due = (uint64_t)(opt.rate * (double)(now - t_load0) / 1e9);
+	while (c_sent < due) {
+		struct client *c = &clients[sender_list[rate_rr++ % (uint64_t)n_senders]];
+		if (c->state != ST_READY) {
+			c_sent++; /* keeps the schedule; counted as unacked below */
+			continue;
+		}
+		send_load(c, now);
+	}
+}
+
+static void loop_once(int timeout_ms)
+{
+	struct epoll_event evs[512];
+	int n = epoll_wait(ep, evs, 512, timeout_ms);
+	if (n < 0) {
+		if (errno == EINTR)
+			return;
+		die("epoll_wait: %s", strerror(errno));
+	}
+	for (int i = 0; i < n; i++) {
+		uint32_t id = evs[i].data.u32;
+		if (id == TIMER_TOKEN) {
+			uint64_t ticks;
+			if (read(timer_fd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
+				die("timerfd read: %s", strerror(errno));
+			if (sending && opt.mode == MODE_LATENCY)
+				pump_rate();
+			continue;
+		}
+		struct client *c = &clients[id];
+		if (c->state == ST_CLOSED)
+			continue;
+		uint32_t e = evs[i].events;
+		if (e & EPOLLOUT)
+			on_writable(c);
+		if (c->state != ST_CLOSED && (e & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+			on_readable(c);
+	}
+	if (sending && opt.mode != MODE_LATENCY && opt.mode != MODE_IDLE)
+		pump_window();
+	flush_dirty();
+}
+
+static int ms_until(uint64_t deadline)
+{
+	uint64_t now = now_ns();
+	if (now >= deadline)
+		return 0;
+	uint64_t ms = (deadline - now) / 1000000 + 1;
+	return ms > 100 ? 100 : (int)ms;
+}
+
+/* ---- the run ---- */
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: loadgen --mode idle|fanout|latency|send|typing [options]\n"
+		"  --port P          server port on 127.0.0.1 (3000)\n"
+		"  --clients N       Socket.IO clients (1000)\n"
+		"  --room K          clients per room; client i joins conversation r<i/K> (10)\n"
+		"  --senders M       clients that send (default: one per room)\n"
+		"  --window W        unacked sends per sender in fanout/send/typing (8)\n"
+		"  --rate R          total sends/s in latency mode (2000)\n"
+		"  --duration S      measured seconds of load (10)\n"
+		"  --warmup S        latency samples before this are dropped (1)\n"
+		"  --hold S          idle: seconds connected and idle before the RSS (2)\n"
+		"  --drain S         at most this long to wait for the last deliveries (5)\n"
+		"  --concurrency C   handshakes in flight while connecting (200)\n"
+		"  --pad B           extra payload bytes in bench:send, up to 16 MB (0)\n"
+		"  --sources S       spread clients over 127.0.0.1..S (250)\n"
+		"  --users U         client i is user u<i %% U> (default: every client its own user)\n"
+		"  --server-pid PID  read the server's RSS and CPU from /proc\n"
+		"  --label NAME      server name printed in the result line\n"
+		"  --verbose\n");
+	exit(2);
+}
+
+static void parse_args(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "mode", 1, 0, 'm' },	   { "port", 1, 0, 'p' },	  { "clients", 1, 0, 'n' },
+		{ "room", 1, 0, 'k' },	   { "senders", 1, 0, 's' },	  { "window", 1, 0, 'w' },
+		{ "rate", 1, 0, 'r' },	   { "duration", 1, 0, 'd' },	  { "warmup", 1, 0, 'u' },
+		{ "hold", 1, 0, 'H' },	   { "drain", 1, 0, 'D' },	  { "concurrency", 1, 0, 'c' },
+		{ "pad", 1, 0, 'P' },	   { "sources", 1, 0, 'S' },	  { "server-pid", 1, 0, 'i' },
+		{ "users", 1, 0, 'U' },
+		{ "label", 1, 0, 'l' },	   { "verbose", 0, 0, 'v' },	  { "help", 0, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'm': {
+			int found = -1;
+			for (int i = 0; i < 5; i++)
+				if (strcmp(optarg, mode_names[i]) == 0)
+					found = i;
+			if (found < 0)
+				usage();
+			opt.mode = (enum mode)found;
+			break;
+		}
+		case 'p': opt.port = atoi(optarg); break;
+		case 'n': opt.clients = atoi(optarg); break;
+		case 'k': opt.room = atoi(optarg); break;
+		case 's': opt.senders = atoi(optarg); break;
+		case 'w': opt.window = atoi(optarg); break;
+		case 'r': opt.rate = atof(optarg); break;
+		case 'd': opt.duration = atof(optarg); break;
+		case 'u': opt.warmup = atof(optarg); break;
+		case 'H': opt.hold = atof(optarg); break;
+		case 'D': opt.drain = atof(optarg); break;
+		case 'c': opt.concurrency = atoi(optarg); break;
+		case 'P': opt.pad = atoi(optarg); break;
+		case 'S': opt.sources = atoi(optarg); break;
+		case 'U': opt.users = atoi(optarg); break;
+		case 'i': opt.server_pid = atoi(optarg); break;
+		case 'l': opt.label = optarg; break;
+		case 'v': opt.verbose = 1; break;
+		default: usage();
+		}
+	}
+	if (opt.clients < 1 || opt.room < 1 || opt.window < 1 || opt.port < 1 ||
+	    opt.port > 65535 || opt.concurrency < 1 || opt.sources < 1 || opt.sources > 254 ||
+	    opt.duration <= 0 || opt.rate <= 0 || opt.pad < 0 || opt.pad > (16 << 20))
+		usage();
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if ((rlim_t)opt.clients + 16 > rl.rlim_cur)
+		die("%d clients need more open files than the limit (%llu): lower --clients",
+		    opt.clients, (unsigned long long)rl.rlim_cur);
+}
+
+static void pick_senders(void)
+{
+	n_rooms = (opt.clients + opt.room - 1) / opt.room;
+	int m = opt.senders > 0 ? opt.senders : n_rooms;
+	if (m > opt.clients)
+		m = opt.clients;
+	sender_list = calloc((size_t)m, sizeof *sender_list);
+	/* Sender j: room j % rooms, and the (j / rooms)-th member of that room. */
+	for (int j = 0; j < m; j++) {
+		int room = j % n_rooms, member = (j / n_rooms) % opt.room;
+		int idx = room * opt.room + member;
+		if (idx >= opt.clients)
+			idx = room * opt.room;
+		sender_list[j] = (uint32_t)idx;
+	}
+	n_senders = m;
+}
+
+int main(int argc, char **argv)
+{
+	parse_args(argc, argv);
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	raise_fd_limit();
+	t_start = now_ns();
+	rng_state = t_start ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
+	if (!rng_state)
+		rng_state = 1;
+
+	clients = calloc((size_t)opt.clients, sizeof *clients);
+	dirty_list = calloc((size_t)opt.clients, sizeof *dirty_list);
+	hist = calloc(1, sizeof *hist);
+	if (!clients || !dirty_list || !hist)
+		die("out of memory");
+	pick_senders();
+	room_members = calloc((size_t)n_rooms, sizeof *room_members);
+	for (int i = 0; i < opt.clients; i++) {
+		clients[i].fd = -1;
+		clients[i].idx = (uint32_t)i;
+		clients[i].room = (uint32_t)(i / opt.room);
+		clients[i].state = ST_CLOSED;
+	}
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		die("epoll_create1: %s", strerror(errno));
+
+	long rss0 = server_rss_kb();
+	double scpu0 = server_cpu_s(), lcpu0 = self_cpu_s();
+
+	/* Phase 1: connect everyone, at most --concurrency handshakes at once. */
+	note("%s: connecting %d clients to 127.0.0.1:%d", opt.label, opt.clients, opt.port);
+	start_next_connect();
+	uint64_t deadline = now_ns() + 180 * NS_PER_S;
+	while (n_connected + n_failed < opt.clients && now_ns() < deadline)
+		loop_once(100);
+	uint64_t t_conn = t_last_connected > t_first_connect ? t_last_connected - t_first_connect : 1;
+	double connect_rate = (double)n_connected / ((double)t_conn / 1e9);
+	double scpu1 = server_cpu_s(), lcpu1 = self_cpu_s();
+	note("connected %d/%d in %.3f s (%.0f/s), %d failed", n_connected, opt.clients,
+	     (double)t_conn / 1e9, connect_rate, n_failed + (opt.clients - n_connected - n_failed));
+
+	/* Phase 2: everyone joins its room; all joins are pipelined. */
+	t_first_join = now_ns();
+	for (int i = 0; i < opt.clients; i++)
+		if (clients[i].state == ST_CONNECTED)
+			send_join(&clients[i]);
+	flush_dirty();
+	deadline = now_ns() + 120 * NS_PER_S;
+	while (n_joined < n_connected - n_closed_late && now_ns() < deadline)
+		loop_once(100);
+	t_ready = (t_last_joined > t_first_join ? t_last_joined : now_ns()) - t_first_connect;
+	double join_s = (double)((t_last_joined > t_first_join ? t_last_joined : now_ns()) - t_first_join) / 1e9;
+	note("joined %d rooms of %d: %d clients in %.3f s", n_rooms, opt.room, n_joined, join_s);
+
+	/* Phase 3: the load. */
+	long rss1 = -1;
+	double scpu2, lcpu2, scpu3, lcpu3, idle_scpu = -1;
+	double load_s = opt.duration;
+	if (opt.mode == MODE_IDLE) {
+		scpu2 = server_cpu_s();
+		lcpu2 = self_cpu_s();
+		uint64_t until = now_ns() + (uint64_t)(opt.hold * 1e9);
+		while (now_ns() < until)
+			loop_once(ms_until(until));
+		rss1 = server_rss_kb();
+		scpu3 = server_cpu_s();
+		lcpu3 = self_cpu_s();
+		idle_scpu = scpu3 - scpu2;
+		load_s = opt.hold;
+	} else {
+		if (opt.mode == MODE_LATENCY) {
+			timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+			if (timer_fd < 0)
+				die("timerfd_create: %s", strerror(errno));
+			struct epoll_event ev = { .events = EPOLLIN, .data.u32 = TIMER_TOKEN };
+			epoll_ctl(ep, EPOLL_CTL_ADD, timer_fd, &ev);
+			struct itimerspec its = { .it_interval = { 0, 500000 }, .it_value = { 0, 500000 } };
+			timerfd_settime(timer_fd, 0, &its, NULL);
+		}
+		t_load0 = now_ns();
+		double warm = opt.mode == MODE_LATENCY ? opt.warmup : 0;
+		t_lat0 = t_load0 + (uint64_t)(warm * 1e9);
+		t_load1 = t_load0 + (uint64_t)((warm + opt.duration) * 1e9);
+		scpu2 = server_cpu_s();
+		lcpu2 = self_cpu_s();
+		sending = 1;
+		/* Window counters count from the end of the warm-up. */
+		uint64_t sent_at_warm = 0, acked_at_warm = 0, recv_at_warm = 0;
+		int warmed = warm == 0;
+		uint64_t next_note = t_load0 + NS_PER_S;
+		while (now_ns() < t_load1) {
+			loop_once(ms_until(t_load1));
+			uint64_t now = now_ns();
+			if (!warmed && now >= t_lat0) {
+				warmed = 1;
+				sent_at_warm = c_sent;
+				acked_at_warm = c_acked_window;
+				recv_at_warm = c_recv_window;
+				scpu2 = server_cpu_s();
+				lcpu2 = self_cpu_s();
+			}
+			if (opt.verbose && now >= next_note) {
+				note("sent %" PRIu64 " acked %" PRIu64 " recv %" PRIu64, c_sent, c_acked, c_recv);
+				next_note += NS_PER_S;
+			}
+		}
+		scpu3 = server_cpu_s();
+		lcpu3 = self_cpu_s();
+		c_sent_window = c_sent - sent_at_warm;
+		c_acked_window -= acked_at_warm;
+		c_recv_window -= recv_at_warm;
+		sending = 0;
+		if (timer_fd >= 0) {
+			struct itimerspec off = { 0 };
+			timerfd_settime(timer_fd, 0, &off, NULL);
+		}
+		/* Drain: the last acks and deliveries, until complete or quiet. */
+		uint64_t drain_end = now_ns() + (uint64_t)(opt.drain * 1e9);
+		while (now_ns() < drain_end) {
+			int inflight = 0;
+			for (int i = 0; i < n_senders; i++)
+				if (clients[sender_list[i]].state == ST_READY)
+					inflight += (int)clients[sender_list[i]].inflight;
+			if (!inflight && c_recv >= c_expected)
+				break;
+			loop_once(ms_until(drain_end));
+		}
+	}
+
+	/* The report. */
+	double scpu = scpu0 >= 0 ? scpu3 - scpu2 : -1;
+	double lcpu = lcpu3 - lcpu2;
+	double conn_scpu = scpu0 >= 0 ? scpu1 - scpu0 : -1;
+	double conn_lcpu = lcpu1 - lcpu0;
+	int64_t lost = (int64_t)c_expected - (int64_t)c_recv;
+	uint64_t unacked = c_sent - c_acked - c_ack_err;
+	printf("RESULT mode=%s server=%s clients=%d users=%d room=%d senders=%d window=%d",
+	       mode_names[opt.mode], opt.label, opt.clients,
+	       opt.users > 0 && opt.users < opt.clients ? opt.users : opt.clients, opt.room,
+	       n_senders, opt.window);
+	printf(" connected=%d failed=%d closed_later=%d joined=%d connect_s=%.3f connect_rate=%.0f"
+	       " connect_server_cpu_s=%.2f connect_loadgen_cpu_s=%.2f join_s=%.3f ready_s=%.3f",
+	       n_connected, opt.clients - n_connected, n_closed_late, n_joined,
+	       (double)t_conn / 1e9, connect_rate, conn_scpu, conn_lcpu, join_s,
+	       (double)t_ready / 1e9);
+	if (opt.mode == MODE_IDLE) {
+		double per = rss0 > 0 && rss1 > 0 && n_connected
+				     ? (double)(rss1 - rss0) * 1024.0 / n_connected
+				     : -1;
+		printf(" rss_before_kb=%ld rss_after_kb=%ld mem_per_conn_b=%.0f idle_server_cpu_s=%.2f",
+		       rss0, rss1, per, idle_scpu);
+	} else {
+		if (opt.mode == MODE_LATENCY)
+			printf(" rate=%.0f warmup_s=%.1f", opt.rate, opt.warmup);
+		printf(" duration_s=%.2f sent=%" PRIu64 " acked=%" PRIu64 " ack_err=%" PRIu64
+		       " unacked=%" PRIu64 " sends_per_s=%.0f acks_per_s=%.0f deliveries=%" PRIu64
+		       " deliveries_per_s=%.0f expected=%" PRIu64 " lost=%" PRId64,
+		       load_s, c_sent, c_acked, c_ack_err, unacked, (double)c_sent_window / load_s,
+		       (double)c_acked_window / load_s, c_recv, (double)c_recv_window / load_s,
+		       c_expected, lost);
+		if (opt.mode == MODE_FANOUT || opt.mode == MODE_LATENCY)
+			printf(" lat_samples=%" PRIu64 " lat_mean_us=%.0f lat_p50_us=%.0f lat_p90_us=%.0f"
+			       " lat_p99_us=%.0f lat_p999_us=%.0f lat_max_us=%.0f",
+			       hist->count, hist->count ? hist->sum_us / (double)hist->count : 0,
+			       hist_quantile(0.50), hist_quantile(0.90), hist_quantile(0.99),
+			       hist_quantile(0.999), (double)hist->max_ns / 1000.0);
+	}
+	printf(" server_cpu_s=%.2f server_cpu_pct=%.0f loadgen_cpu_s=%.2f loadgen_cpu_pct=%.0f",
+	       scpu, scpu >= 0 ? 100.0 * scpu / load_s : -1, lcpu, 100.0 * lcpu / load_s);
+	printf(" pings=%" PRIu64 " joined_events=%" PRIu64 " online_events=%" PRIu64
+	       " offline_events=%" PRIu64 " typing_stop_events=%" PRIu64 " error_events=%" PRIu64
+	       " other=%" PRIu64 "\n",
+	       c_pings, c_recv_other_names[0], c_recv_other_names[1], c_recv_other_names[2],
+	       c_recv_other_names[3], c_recv_other_names[4], c_other_events);
+
+	/* The human line. */
+	printf("%s %s: %d/%d connected at %.0f/s", opt.label, mode_names[opt.mode], n_connected,
+	       opt.clients, connect_rate);
+	if (opt.mode == MODE_IDLE) {
+		if (rss0 > 0 && rss1 > 0 && n_connected)
+			printf(", server RSS %ld -> %ld kB = %.0f B per connection",
+			       rss0, rss1, (double)(rss1 - rss0) * 1024.0 / n_connected);
+	} else {
+		printf(", %.0f sends/s, %.0f acks/s, %.0f deliveries/s, lost %" PRId64 " of %" PRIu64,
+		       (double)c_sent_window / load_s, (double)c_acked_window / load_s,
+		       (double)c_recv_window / load_s, lost, c_expected);
+		if (c_ack_err)
+			printf(", %" PRIu64 " error acks", c_ack_err);
+		if (hist->count)
+			printf(", latency p50 %.0f p90 %.0f p99 %.0f max %.0f us", hist_quantile(0.5),
+			       hist_quantile(0.9), hist_quantile(0.99), (double)hist->max_ns / 1000.0);
+	}
+	printf("; CPU server %.2f s, loadgen %.2f s over %.1f s\n", scpu, lcpu, load_s);
+	if (n_connected < opt.clients || n_closed_late)
+		printf("%s: WARNING %d clients never connected, %d dropped later (first reason: %s)\n",
+		       opt.label, opt.clients - n_connected, n_closed_late,
+		       fail_reason_first ? fail_reason_first : "timeout");
+	for (int i = 0; i < opt.clients; i++)
+		if (clients[i].fd >= 0)
+			close(clients[i].fd);
+	return n_connected < opt.clients ? 1 : 0;
+}

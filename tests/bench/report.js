@@ -1,0 +1,183 @@
+// report.js - turns the raw result lines run.sh collects into the
+// side-by-side table: the median over rounds for parley, the Socket.IO
+// reference and the loadgen's ceiling, the ratio parley/reference, the
+// issue's targets, and alerts for every run that lost, dropped or failed.
+// Usage: node report.js RAW_FILE   (lines: SCEN=.. ROUND=.. SERVER=.. RC=.. ALIVE=.. RESULT k=v ...)
+'use strict';
+
+const fs = require('fs');
+
+const raw = fs.readFileSync(process.argv[2], 'utf8').split('\n').filter((l) => l.startsWith('SCEN='));
+const runs = raw.map((line) => {
+  const r = {};
+  for (const kv of line.replace(' RESULT ', ' ').split(' ')) {
+    const i = kv.indexOf('=');
+    if (i > 0) r[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return r;
+});
+
+function pick(scen, server) {
+  return runs.filter((r) => r.SCEN === scen && r.SERVER === server);
+}
+
+function median(xs) {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+// The median of a metric; f maps one run to a number.
+function med(scen, server, f) {
+  return median(pick(scen, server).filter((r) => r.mode).map(f));
+}
+
+const num = (k) => (r) => (r[k] === undefined ? NaN : Number(r[k]));
+
+function fmt(x, digits = 0) {
+  if (!Number.isFinite(x)) return '—';
+  if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString('en-US');
+  return x.toFixed(digits);
+}
+
+function ratio(a, b) {
+  if (!Number.isFinite(a) || !Number.isFinite(b) || b === 0) return '—';
+  const q = a / b;
+  return (q >= 10 ? q.toFixed(1) : q.toFixed(2)) + '×';
+}
+
+const rows = [];
+function section(title) {
+  rows.push({ section: title });
+}
+function row(label, scen, f, opts = {}) {
+  const p = med(scen, 'parley', f);
+  const s = med(scen, 'socketio', f);
+  const c = opts.ceiling ? med(scen, 'ceiling', f) : NaN;
+  const d = opts.digits || 0;
+  let met = '';
+  if (opts.target) met = opts.target(p, s);
+  rows.push({
+    label,
+    parley: opts.na && opts.na(scen) ? 'n/a' : fmt(p, d),
+    ref: fmt(s, d),
+    ratio: opts.na && opts.na(scen) ? '—' : opts.noratio ? '' : ratio(p, s),
+    ceiling: opts.ceiling ? fmt(c, d) : '',
+    target: opts.targetText || '',
+    met,
+  });
+}
+
+const yes = (ok) => (ok === undefined ? '' : ok ? 'met' : 'NOT met');
+const perConnUs = (r) => (1e6 * Number(r.connect_server_cpu_s)) / Number(r.connected);
+const perDeliveryUs = (r) => {
+  const d = Number(r.deliveries_per_s) * Number(r.duration_s);
+  return d > 0 ? (1e6 * Number(r.server_cpu_s)) / d : NaN;
+};
+const has = (scen) => runs.some((r) => r.SCEN === scen);
+const desc = (scen) => {
+  const r = runs.find((x) => x.SCEN === scen && x.mode);
+  if (!r) return '';
+  let d = `N=${r.clients}, rooms of ${r.room}`;
+  if (r.users && r.users !== r.clients) d += `, ${r.users} user id(s)`;
+  if (r.mode !== 'idle') d += `, ${r.senders} senders`;
+  if (r.mode === 'latency') d += ` at ${r.rate} sends/s total, ${r.duration_s} s after ${r.warmup_s} s warm-up`;
+  else if (r.mode !== 'idle') d += ` × window ${r.window}, ${r.duration_s} s`;
+  return d;
+};
+// parley has no message:send yet (issue 4): every ack is an error.
+const sendNA = (scen) => med(scen, 'parley', num('acked')) === 0 && med(scen, 'parley', num('ack_err')) > 0;
+
+if (has('idle')) {
+  section(`idle: connect, join, hold (${desc('idle')})`);
+  row('connect rate (Socket.IO connects/s)', 'idle', num('connect_rate'), {
+    targetText: '≥ 5× ref', target: (p, s) => yes(p >= 5 * s) });
+  row('server CPU per connect (µs)', 'idle', perConnUs);
+  row('memory per idle connection (B, RSS)', 'idle', num('mem_per_conn_b'), {
+    targetText: '≤ ref/5 and ≤ 3 KB', target: (p, s) => yes(p <= s / 5 && p <= 3072) });
+  row('join phase (s, all conversation:join acked)', 'idle', num('join_s'), { digits: 2 });
+}
+if (has('fanout')) {
+  section(`fan-out at maximum throughput (${desc('fanout')})`);
+  row('bench:send acked/s', 'fanout', num('acks_per_s'), { ceiling: true });
+  row('deliveries/s (bench:recv)', 'fanout', num('deliveries_per_s'), { ceiling: true,
+    targetText: '≥ 10× ref', target: (p, s) => yes(p >= 10 * s) });
+  row('lost deliveries (after drain)', 'fanout', num('lost'), { ceiling: true, noratio: true });
+  row('latency p50 under this load (µs)', 'fanout', num('lat_p50_us'), { ceiling: true });
+  row('latency p99 under this load (µs)', 'fanout', num('lat_p99_us'), { ceiling: true });
+  row('server CPU (% of one core)', 'fanout', num('server_cpu_pct'), { ceiling: true });
+  row('server CPU per delivery (µs)', 'fanout', perDeliveryUs, { ceiling: true, digits: 2 });
+  row('loadgen CPU (% of one core)', 'fanout', num('loadgen_cpu_pct'), { ceiling: true, noratio: true });
+}
+if (has('latency')) {
+  section(`latency at a fixed rate (${desc('latency')})`);
+  row('deliveries/s', 'latency', num('deliveries_per_s'), { ceiling: true });
+  row('p50 (µs)', 'latency', num('lat_p50_us'), { ceiling: true });
+  row('p90 (µs)', 'latency', num('lat_p90_us'), { ceiling: true });
+  row('p99 (µs)', 'latency', num('lat_p99_us'), { ceiling: true,
+    targetText: '≤ 1,000 µs', target: (p) => yes(p <= 1000) });
+  row('p99.9 (µs)', 'latency', num('lat_p999_us'), { ceiling: true });
+  row('max (µs)', 'latency', num('lat_max_us'), { ceiling: true });
+  row('lost deliveries', 'latency', num('lost'), { ceiling: true, noratio: true });
+  row('server CPU (% of one core)', 'latency', num('server_cpu_pct'), { ceiling: true });
+  row('loadgen CPU (% of one core)', 'latency', num('loadgen_cpu_pct'), { ceiling: true, noratio: true });
+}
+if (has('typing')) {
+  section(`typing:start relay (${desc('typing')})`);
+  row('typing:start acked/s', 'typing', num('acks_per_s'), { ceiling: true });
+  row('relays/s', 'typing', num('deliveries_per_s'), { ceiling: true });
+  row('lost relays', 'typing', num('lost'), { ceiling: true, noratio: true });
+  row('server CPU (% of one core)', 'typing', num('server_cpu_pct'), { ceiling: true });
+  row('server CPU per relay (µs)', 'typing', perDeliveryUs, { ceiling: true, digits: 2 });
+}
+if (has('send')) {
+  section(`message:send with ack (${desc('send')})`);
+  row('acks/s (status "sent")', 'send', num('acks_per_s'), { ceiling: true, na: sendNA,
+    targetText: '≥ 100,000/s', target: (p) => yes(p >= 100000) });
+  row('error acks (whole run)', 'send', num('ack_err'), { ceiling: true, noratio: true });
+  row('message:received lost', 'send', num('lost'), { ceiling: true, noratio: true, na: sendNA });
+  row('server CPU (% of one core)', 'send', num('server_cpu_pct'), { ceiling: true });
+}
+if (has('presence')) {
+  section(`presence broadcast: distinct users, user:online to the whole namespace (${desc('presence')}; reference with REF_PRESENCE=1; one round)`);
+  row('first connect → last join ack (s)', 'presence', num('ready_s'), { digits: 2 });
+  row('user:online events delivered', 'presence', num('online_events'), { noratio: true });
+  row('connects/s (CONNECT acks)', 'presence', num('connect_rate'));
+  row('server CPU while connecting (s)', 'presence', num('connect_server_cpu_s'), { digits: 2 });
+  row('clients dropped by the server', 'presence', num('closed_later'), { noratio: true });
+}
+
+// The table.
+const head = { label: 'measure', parley: 'parley', ref: 'Socket.IO', ratio: 'parley/ref', ceiling: 'loadgen ceiling', target: 'target', met: '' };
+const cols = ['label', 'parley', 'ref', 'ratio', 'ceiling', 'target', 'met'];
+const width = {};
+for (const c of cols) width[c] = Math.max(head[c].length, ...rows.filter((r) => !r.section).map((r) => String(r[c]).length));
+const line = (r) => cols.map((c, i) => (i === 0 ? String(r[c]).padEnd(width[c]) : String(r[c]).padStart(width[c]))).join('  ').trimEnd();
+const out = [line(head)];
+for (const r of rows) out.push(r.section ? '\n' + r.section : line(r));
+const rounds = Math.max(0, ...runs.map((r) => Number(r.ROUND)));
+out.push('');
+out.push(`Medians over ${rounds} round(s) (presence: one round). Ratio = parley / Socket.IO. ` +
+  '"loadgen ceiling" = the same loadgen against tests/bench/ceiling, a minimal epoll server: ' +
+  'the most the loadgen itself can drive and absorb.');
+
+// Alerts: every run that lost, dropped, failed or crashed.
+const alerts = [];
+for (const r of runs) {
+  const what = [];
+  if (r.ALIVE === '0') what.push('SERVER PROCESS DIED');
+  if (!r.mode) what.push(`no result (loadgen exit ${r.RC})`);
+  if (Number(r.failed) > 0) what.push(`${r.failed} clients never connected`);
+  if (Number(r.closed_later) > 0) what.push(`${r.closed_later} clients dropped after connecting`);
+  if (Number(r.lost) !== 0 && r.lost !== undefined) what.push(`lost ${r.lost} of ${r.expected} deliveries`);
+  if (Number(r.unacked) > 0) what.push(`${r.unacked} sends never acked`);
+  if (Number(r.ack_err) > 0) what.push(`${r.ack_err} error acks`);
+  if (what.length) alerts.push(`  ${r.SCEN} round ${r.ROUND} ${r.SERVER}: ${what.join('; ')}`);
+}
+if (alerts.length) {
+  out.push('');
+  out.push('Alerts:');
+  out.push(...alerts);
+}
+console.log(out.join('\n'));

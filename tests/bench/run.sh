@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# run.sh - parley against the Node Socket.IO 4.8.1 reference, under the same
+# loads: builds parley, the loadgen and its ceiling server, then for each
+# scenario and round starts each server fresh pinned to core 0 (taskset -c 0)
+# and drives it with the loadgen pinned to core 1, and prints the side-by-side
+# table (medians over rounds, ratios, targets). The table, the machine and the
+# raw per-run results are also written to tests/bench/last-run.txt.
+#
+#   bash tests/bench/run.sh                 # 3 rounds, full sizes (~8 minutes)
+#   bash tests/bench/run.sh --quick         # 1 round, smaller sizes (~1 minute)
+#   options: --rounds N  --only idle,fanout,latency,typing,send,presence  --out FILE
+#
+# Sizes respect the machine: 20000 open files per process, so at most ~19.8k
+# sockets on each side (the idle scenario uses 10,000 clients).
+set -u
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BENCH=$ROOT/tests/bench
+BUILD=${PARLEY_BUILD_DIR:-$ROOT/build}
+ROUNDS=3
+QUICK=0
+ONLY="idle,fanout,latency,typing,send,presence"
+OUT=$BENCH/last-run.txt
+PORT_BASE=${BENCH_PORT_BASE:-4301}
+SERVER_CPU=0
+LOADGEN_CPU=1
+COMMAND="bash tests/bench/run.sh $*"
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) QUICK=1; ROUNDS=1 ;;
+	--rounds) ROUNDS=$2; shift ;;
+	--only) ONLY=$2; shift ;;
+	--out) OUT=$2; shift ;;
+	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+# Sizes: full, or --quick.
+if [ "$QUICK" = 1 ]; then
+	IDLE_N=2000 N=500 DUR=3 LAT_DUR=3 SEND_N=100 PRES_N=1000
+else
+	IDLE_N=10000 N=1000 DUR=5 LAT_DUR=10 SEND_N=200 PRES_N=2000
+fi
+FANOUT_DUR=$([ "$QUICK" = 1 ] && echo 3 || echo 10)
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+want() { case ",$ONLY," in *",$1,"*) return 0 ;; esac; return 1; }
+
+cd "$ROOT" || die "no $ROOT"
+command -v taskset >/dev/null || die "taskset is missing (util-linux)"
+command -v node >/dev/null || die "node is missing"
+[ "$(nproc)" -ge 2 ] || die "needs 2 cores: the server on core $SERVER_CPU, the loadgen on core $LOADGEN_CPU"
+(cd "$BENCH/reference" && node -e "require.resolve('socket.io')" 2>/dev/null) ||
+	die "socket.io is not installed: run 'npm ci --prefix tests' (or 'npm ci' in tests/bench/reference)"
+
+# Build: parley, loadgen, ceiling (the root CMakeLists adds tests/bench).
+echo "== build ($BUILD)"
+if grep -q '^SANITIZER:STRING=.\+' "$BUILD/CMakeCache.txt" 2>/dev/null; then
+	die "$BUILD is a sanitizer build: benchmark a normal build (PARLEY_BUILD_DIR=...)"
+fi
+cmake -S "$ROOT" -B "$BUILD" >/dev/null || die "cmake configure failed"
+cmake --build "$BUILD" --target parley loadgen ceiling -j 2 >/dev/null ||
+	die "build failed (cmake --build $BUILD --target parley loadgen ceiling)"
+PARLEY=$BUILD/parley
+LOADGEN=$BUILD/tests/bench/loadgen
+CEILING=$BUILD/tests/bench/ceiling
+for b in "$PARLEY" "$LOADGEN" "$CEILING"; do [ -x "$b" ] || die "missing $b"; done
+
+TMP=$(mktemp -d /tmp/parley-bench.XXXXXX)
+RAW=$TMP/raw.txt
+LOG=$TMP/runs.log
+: >"$RAW"
+SPID=""
+cleanup() {
+	[ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
+	rm -rf "$TMP/data"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start_server KIND PORT [ENV...]: starts it pinned to core 0; sets SPID.
+start_server() {
+	local kind=$1 port=$2
+	shift 2
+	port_open "$port" && die "port $port is already in use (set BENCH_PORT_BASE)"
+	case $kind in
+	parley)
+		mkdir -p "$TMP/data"
+		env "$@" PORT=$port PARLEY_PLUGIN_PATH=tests/plugins PARLEY_PLUGINS=bench PARLEY_LOG=warn \
+			PARLEY_DATA_DIR="$TMP/data/$port-$RANDOM" \
+			taskset -c $SERVER_CPU "$PARLEY" >>"$TMP/parley.log" 2>&1 &
+		;;
+	socketio)
+		env "$@" PORT=$port taskset -c $SERVER_CPU node "$BENCH/reference/server.js" \
+			>>"$TMP/reference.log" 2>&1 &
+		;;
+	ceiling)
+		taskset -c $SERVER_CPU "$CEILING" "$port" >>"$TMP/ceiling.log" 2>&1 &
+		;;
+	esac
+	SPID=$!
+	for _ in $(seq 100); do
+		port_open "$port" && return 0
+		kill -0 "$SPID" 2>/dev/null || break
+		sleep 0.1
+	done
+	die "$kind did not start on port $port (see $TMP/$kind.log)"
+}
+
+stop_server() {
+	[ -n "$SPID" ] || return 0
+	kill -TERM "$SPID" 2>/dev/null
+	for _ in $(seq 100); do
+		kill -0 "$SPID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$SPID" 2>/dev/null
+	wait "$SPID" 2>/dev/null
+	SPID=""
+	rm -rf "$TMP/data"
+}
+
+# measure SCEN ROUND KIND [ENV...] -- LOADGEN ARGS...
+measure() {
+	local scen=$1 round=$2 kind=$3 port
+	shift 3
+	local envs=()
+	while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+	shift
+	case $kind in parley) port=$PORT_BASE ;; socketio) port=$((PORT_BASE + 1)) ;; *) port=$((PORT_BASE + 2)) ;; esac
+	start_server "$kind" "$port" "${envs[@]}"
+	local out rc alive=1
+	out=$(timeout 600 taskset -c $LOADGEN_CPU "$LOADGEN" --port "$port" --server-pid "$SPID" \
+		--label "$kind" "$@" 2>>"$TMP/loadgen.err")
+	rc=$?
+	kill -0 "$SPID" 2>/dev/null || alive=0
+	stop_server
+	local result
+	result=$(grep '^RESULT ' <<<"$out" | head -1)
+	echo "SCEN=$scen ROUND=$round SERVER=$kind RC=$rc ALIVE=$alive ${result:-RESULT}" >>"$RAW"
+	grep -v '^RESULT ' <<<"$out" | sed "s/^/  [$scen r$round] /" | tee -a "$LOG"
+	[ $alive = 1 ] || echo "  [$scen r$round] $kind: THE SERVER PROCESS DIED" | tee -a "$LOG"
+}
+
+# One scenario: parley, the reference, and (for load modes) the ceiling.
+scenario() {
+	local scen=$1 round=$2 ceiling=$3
+	shift 3
+	measure "$scen" "$round" parley -- "$@"
+	measure "$scen" "$round" socketio -- "$@"
+	[ "$ceiling" = 1 ] && measure "$scen" "$round" ceiling -- "$@"
+}
+
+START=$(date +%s)
+echo "== $ROUNDS round(s); servers on core $SERVER_CPU, loadgen on core $LOADGEN_CPU; logs in $TMP"
+for round in $(seq "$ROUNDS"); do
+	echo "== round $round"
+	want idle && scenario idle "$round" 0 --mode idle --clients $IDLE_N --room 10 --users 1 --hold 2
+	want fanout && scenario fanout "$round" 1 --mode fanout --clients $N --room 10 --window 8 \
+		--duration $FANOUT_DUR
+	want latency && scenario latency "$round" 1 --mode latency --clients $N --room 10 --rate 2000 \
+		--duration $LAT_DUR --warmup 1
+	want typing && scenario typing "$round" 1 --mode typing --clients $N --room 10 --window 8 \
+		--duration $DUR
+	want send && scenario send "$round" 1 --mode send --clients $SEND_N --room 1 --window 8 \
+		--duration $DUR
+done
+if want presence; then
+	echo "== presence (one round)"
+	measure presence 1 parley -- --mode idle --clients $PRES_N --room 10 --hold 1
+	measure presence 1 socketio REF_PRESENCE=1 -- --mode idle --clients $PRES_N --room 10 --hold 1
+fi
+ELAPSED=$(( $(date +%s) - START ))
+
+# The report.
+COMMIT=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git -C "$ROOT" status --porcelain -- core scripts plugins CMakeLists.txt 2>/dev/null | wc -l)
+SIO_DIR=$(cd "$BENCH/reference" && node -e "const p=require('path');let d=p.dirname(require.resolve('socket.io'));while(!require('fs').existsSync(p.join(d,'package.json')))d=p.dirname(d);console.log(d)")
+SIO_VERSION=$(node -e "console.log(require('$SIO_DIR/package.json').version)")
+{
+	echo "parley benchmark: parley vs Node Socket.IO $SIO_VERSION"
+	echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "command:  $COMMAND   ($ROUNDS round(s), ${ELAPSED} s)"
+	echo "commit:   $COMMIT$([ "$DIRTY" -gt 0 ] && echo " + uncommitted changes in $DIRTY file(s) under core/ scripts/ plugins/")"
+	echo "machine:  $(uname -a)"
+	echo "cpu:      $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; open files $(ulimit -Sn)/$(ulimit -Hn)"
+	echo "node:     $(node --version), socket.io $SIO_VERSION ($SIO_DIR)"
+	echo "pinning:  servers taskset -c $SERVER_CPU, loadgen taskset -c $LOADGEN_CPU"
+	echo "parley:   PARLEY_PLUGIN_PATH=tests/plugins PARLEY_PLUGINS=bench PARLEY_LOG=warn (default scripts)"
+	echo
+	node "$BENCH/report.js" "$RAW"
+	echo
+	echo "Per run (RESULT lines of tests/bench/loadgen):"
+	cat "$RAW"
+} >"$TMP/report.txt"
+cp "$TMP/report.txt" "$OUT"
+echo
+sed '/^Per run/,$d' "$TMP/report.txt"
+echo "(written to $OUT)"
