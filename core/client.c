@@ -253,6 +253,7 @@ static void on_ack_timeout(lws_sorted_usec_list_t *sul)
 	uint64_t id = w->id;
 	free(w);
 	script_ack(cl, id, NULL, 0, NULL, 0, "timeout");
+	conn_flush();
 }
 
 /* Takes the pending ack `id` off the socket's list; 0 if it was there. */

@@ -4,6 +4,7 @@
 #include "jsonlua.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,7 +221,17 @@ static void out_number(struct out *o, double d)
 		return;
 	}
 	if (d == floor(d) && fabs(d) < 1e16) {
-		n = snprintf(text, sizeof(text), "%.0f", d);
+		/* Integers (ids, counts, timestamps) are most numbers: digits by
+		 * hand, since snprintf's float path is slow. -0 keeps its sign. */
+		uint64_t u = (uint64_t)fabs(d);
+		char *p = text + sizeof(text);
+		do
+			*--p = (char)('0' + u % 10);
+		while (u /= 10);
+		if (signbit(d))
+			*--p = '-';
+		out_put(o, p, (size_t)(text + sizeof(text) - p));
+		return;
 	} else {
 		/* %g drops trailing zeros, so 15 digits is already short for
 		 * normal doubles; subnormals hold fewer digits than they print. */

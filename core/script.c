@@ -453,6 +453,7 @@ static void on_timer(lws_sorted_usec_list_t *sul)
 	push_entry("timer");
 	lua_pushnumber(L, id);
 	call_runtime("timer", 1, 0);
+	conn_flush();
 }
 
 /* timer(id, ms): (re)arms timer `id`. */

@@ -477,7 +477,7 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 }
 
 static const struct lws_protocols protocols[] = {
-	{ "parley", on_callback, sizeof(struct pss), 4096, 0, NULL, 0 },
+	{ "parley", on_callback, sizeof(struct pss), 4096, 0, NULL, CONN_WRITE_BATCH },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
@@ -542,6 +542,7 @@ void server_run(void)
 	while (!srv.stopping) {
 		if (lws_service(srv.ctx, 0) < 0)
 			break;
+		conn_flush();
 		conn_reap();
 		if (srv.reload_requested) {
 			/* Between loop iterations: no hook is running. */
@@ -580,6 +581,7 @@ void server_fini(void)
 	if (srv.ctx)
 		lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
+	srv.dirty = NULL; /* every connection is closed: nothing to write */
 	conn_reap();
 	map_iter_init(&it, &srv.nsps);
 	while ((e = map_next(&it)))

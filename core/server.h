@@ -63,6 +63,8 @@ struct conn {
 	struct pending_binary *bin;
 	int close_code; /* close the WebSocket with this once the queue drains */
 	char close_text[64];
+	int dirty; /* on srv.dirty: frames queued since the last flush */
+	struct conn *dirty_next;
 	int doomed; /* over its output cap: closed after the current callback */
 	struct conn *doomed_next;
 	struct conn *reap_next;
@@ -96,6 +98,7 @@ struct server {
 	struct map nsps;    /* namespace name -> struct nsp */
 	struct conn *reap;  /* closed, freed after the callback returns */
 	struct conn *doomed; /* to close after the callback returns */
+	struct conn *dirty; /* WebSockets with frames to write this iteration */
 	volatile sig_atomic_t stopping;
 	volatile sig_atomic_t reload_requested;
 	int64_t started_ms;
@@ -120,6 +123,10 @@ void server_fini(void);
 
 /* ---- conn.c: transports, output, lifecycle ---- */
 
+/* The most a WebSocket writer hands lws in one write (frames gathered in one
+ * loop iteration); lws's tx_packet_size must allow it. */
+#define CONN_WRITE_BATCH (64u << 10)
+
 /* A new connection of `kind`, registered under a fresh sid when Engine.IO. */
 struct conn *conn_new(enum conn_kind kind, enum conn_transport transport);
 /* Queues `f` for the connection (takes a reference of the caller's) and
@@ -136,6 +143,11 @@ void conn_new_sid(char out[24]);
  * binary as "b" + base64), in a buffer with LWS_PRE bytes of headroom that
  * the caller frees. */
 char *conn_drain_payload(struct conn *c, size_t *len);
+/* Writes what each WebSocket queued during this loop iteration, one write
+ * per socket. Called between iterations, before conn_reap, and at the end of
+ * every timer callback: lws runs timers before it waits for I/O, so what a
+ * timer queues would otherwise wait for the next wake-up. */
+void conn_flush(void);
 /* Frees connections closed since the last call. */
 void conn_reap(void);
 /* Starts or restarts the Engine.IO heartbeat. */
@@ -143,7 +155,8 @@ void conn_heartbeat_start(struct conn *c);
 /* Feeds one complete WebSocket message from `wsi` to the connection. */
 void conn_on_message(struct conn *c, struct lws *wsi, const char *data,
 		     size_t len, int binary);
-/* Writes what the WebSocket may take now; returns -1 to close it. */
+/* Writes what the WebSocket may take now (lws called back: it held output
+ * back, or a close waits for the queue); returns -1 to close it. */
 int conn_on_ws_writable(struct conn *c, struct lws *wsi);
 
 /* ---- engine.c: Engine.IO / Socket.IO over a connection ---- */
