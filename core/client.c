@@ -50,7 +50,7 @@ void client_set_user(struct client *cl, const char *user_id, size_t len)
 
 static void ack_wait_free(struct ack_wait *w)
 {
-	lws_sul_cancel(&w->timeout);
+	timer_stop(&w->timeout);
 	free(w);
 }
 
@@ -239,12 +239,14 @@ void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
 		conn_send(c, frame_ref(att[i]));
 }
 
-static void on_ack_timeout(lws_sorted_usec_list_t *sul)
+static void on_ack_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct ack_wait *w = lws_container_of(sul, struct ack_wait, timeout);
+	struct ack_wait *w = lws_container_of(t, struct ack_wait, timeout);
 	struct client *cl = w->client;
 	struct ack_wait **pp;
 
+	(void)loop;
+	(void)revents;
 	for (pp = &cl->acks; *pp; pp = &(*pp)->next)
 		if (*pp == w) {
 			*pp = w->next;
@@ -253,7 +255,6 @@ static void on_ack_timeout(lws_sorted_usec_list_t *sul)
 	uint64_t id = w->id;
 	free(w);
 	script_ack(cl, id, NULL, 0, NULL, 0, "timeout");
-	conn_flush();
 }
 
 /* Takes the pending ack `id` off the socket's list; 0 if it was there. */
@@ -281,8 +282,7 @@ uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms)
 	w->id = id;
 	w->next = cl->acks;
 	cl->acks = w;
-	lws_sul_schedule(srv.ctx, 0, &w->timeout, on_ack_timeout,
-			 (lws_usec_t)timeout_ms * 1000);
+	timer_start(&w->timeout, on_ack_timeout, timeout_ms);
 
 	int idlen = snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)id);
 	if (c->kind == CONN_PLAIN) {

@@ -99,6 +99,9 @@ static void kill_wsi(struct lws *wsi, int code, const char *reason)
 	lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason,
 			 len > 100 ? 100 : len);
 	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+	/* lws's own timer may be armed for later (its libev glue does not
+	 * re-arm it earlier); a wake-up makes it handle the kill now. */
+	lws_cancel_service(srv.ctx);
 }
 
 void conn_close(struct conn *c, const char *reason)
@@ -111,7 +114,7 @@ void conn_close(struct conn *c, const char *reason)
 	c->state = CONN_CLOSED;
 	while (c->clients)
 		client_free(c->clients, reason);
-	lws_sul_cancel(&c->heartbeat);
+	timer_stop(&c->heartbeat);
 	map_del(&srv.conns, c->sid, strlen(c->sid));
 	metrics_connection(c->kind == CONN_PLAIN ? METRICS_PLAIN :
 			   c->transport == TRANSPORT_POLLING ? METRICS_POLLING :
@@ -170,11 +173,13 @@ void conn_reap(void)
 
 /* The heartbeat: a ping every pingInterval, and a session that has not
  * answered the last one within pingTimeout is closed. */
-static void on_heartbeat(lws_sorted_usec_list_t *sul)
+static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct conn *c = lws_container_of(sul, struct conn, heartbeat);
+	struct conn *c = lws_container_of(t, struct conn, heartbeat);
 	static const char ping[] = "2";
 
+	(void)loop;
+	(void)revents;
 	if (c->pong_due) {
 		metrics_protocol_error("ping_timeout");
 		conn_close(c, "ping timeout");
@@ -182,16 +187,13 @@ static void on_heartbeat(lws_sorted_usec_list_t *sul)
 	}
 	c->pong_due = 1;
 	conn_send(c, frame_new(ping, 1, 0));
-	lws_sul_schedule(srv.ctx, 0, &c->heartbeat, on_heartbeat,
-			 (lws_usec_t)srv.cfg->ping_timeout_ms * 1000);
-	conn_flush();
+	timer_start(&c->heartbeat, on_heartbeat, srv.cfg->ping_timeout_ms);
 }
 
 void conn_heartbeat_start(struct conn *c)
 {
 	c->pong_due = 0;
-	lws_sul_schedule(srv.ctx, 0, &c->heartbeat, on_heartbeat,
-			 (lws_usec_t)srv.cfg->ping_interval_ms * 1000);
+	timer_start(&c->heartbeat, on_heartbeat, srv.cfg->ping_interval_ms);
 }
 
 void conn_on_message(struct conn *c, struct lws *wsi, const char *data,

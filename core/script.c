@@ -33,7 +33,7 @@ static int runtime_ref = LUA_NOREF; /* the table runtime.lua returned */
 static struct map timers;           /* timer id -> struct script_timer */
 
 struct script_timer {
-	lws_sorted_usec_list_t sul;
+	ev_timer timer;
 	lua_Number id;
 	char key[24];
 };
@@ -443,17 +443,18 @@ static int l_disconnect(lua_State *S)
 	return 0;
 }
 
-static void on_timer(lws_sorted_usec_list_t *sul)
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct script_timer *t = lws_container_of(sul, struct script_timer, sul);
+	struct script_timer *t = lws_container_of(w, struct script_timer, timer);
 	lua_Number id = t->id;
 
+	(void)loop;
+	(void)revents;
 	map_del(&timers, t->key, strlen(t->key));
 	free(t);
 	push_entry("timer");
 	lua_pushnumber(L, id);
 	call_runtime("timer", 1, 0);
-	conn_flush();
 }
 
 /* timer(id, ms): (re)arms timer `id`. */
@@ -474,7 +475,7 @@ static int l_timer(lua_State *S)
 	}
 	if (ms < 0)
 		ms = 0;
-	lws_sul_schedule(srv.ctx, 0, &t->sul, on_timer, (lws_usec_t)(ms * 1000));
+	timer_start(&t->timer, on_timer, ms);
 	return 0;
 }
 
@@ -486,7 +487,7 @@ static int l_cancel(lua_State *S)
 	snprintf(key, sizeof(key), "%.0f", luaL_checknumber(S, 1));
 	t = map_del(&timers, key, strlen(key));
 	if (t) {
-		lws_sul_cancel(&t->sul);
+		timer_stop(&t->timer);
 		free(t);
 	}
 	return 0;
@@ -591,7 +592,7 @@ void script_fini(void)
 	map_iter_init(&it, &timers);
 	while ((e = map_next(&it))) {
 		struct script_timer *t = e->value;
-		lws_sul_cancel(&t->sul);
+		timer_stop(&t->timer);
 		free(t);
 	}
 	map_fini(&timers);

@@ -1,9 +1,13 @@
 /* server.c - the lws context and the one protocol handler that serves every
  * path on the port: Engine.IO polling and WebSocket under /socket.io/, the
- * plain WebSocket endpoint at a namespace's path, /healthz and /metrics. */
+ * plain WebSocket endpoint at a namespace's path, /healthz and /metrics.
+ * lws runs on a libev loop of ours (epoll: a wake-up costs what is ready,
+ * not what is connected), and between iterations we write and reap. */
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+
+#include <ev.h>
 
 #include "alloc.h"
 #include "eio.h"
@@ -498,10 +502,43 @@ static void on_lws_log(int level, const char *line)
  * within the ping timeout. Engine.IO traffic counts as activity. */
 static lws_retry_bo_t idle_policy;
 
+static ev_prepare between_iterations;
+
+void timer_start(ev_timer *t, void (*cb)(struct ev_loop *, ev_timer *, int), double ms)
+{
+	ev_timer_stop(srv.loop, t);
+	ev_timer_init(t, cb, ms / 1000.0, 0.);
+	ev_timer_start(srv.loop, t);
+}
+
+void timer_stop(ev_timer *t)
+{
+	ev_timer_stop(srv.loop, t);
+}
+
+/* Runs after each iteration's callbacks, before the loop waits again: what
+ * the iteration queued is written, closed connections are freed, and the
+ * flags the signal handlers set are acted on. */
+static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	conn_flush();
+	conn_reap();
+	if (srv.reload_requested) {
+		srv.reload_requested = 0;
+		if (script_reload() == 0)
+			log_info("scripts reloaded");
+	}
+	if (srv.stopping)
+		ev_break(l, EVBREAK_ALL);
+}
+
 int server_start(struct config *cfg)
 {
 	struct lws_context_creation_info info;
 	struct rlimit rl;
+	void *loops[1];
 
 	srv.cfg = cfg;
 	srv.started_ms = now_ms();
@@ -510,15 +547,25 @@ int server_start(struct config *cfg)
 	map_init(&srv.nsps);
 	lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
 
+	srv.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+	if (!srv.loop) {
+		log_error("cannot create the event loop (epoll)");
+		return -1;
+	}
+	ev_prepare_init(&between_iterations, on_between_iterations);
+	ev_prepare_start(srv.loop, &between_iterations);
+	loops[0] = srv.loop;
+
 	memset(&info, 0, sizeof(info));
 	info.port = cfg->port;
 	info.protocols = protocols;
+	info.foreign_loops = loops;
 	/* At the open-files limit lws would spin on accept() failing: keep its
 	 * table below the limit (NOTES.md). */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 64)
 		info.fd_limit_per_thread = (unsigned)(rl.rlim_cur - 32);
 	/* lws closes a text frame of invalid UTF-8 with 1007 itself. */
-	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_LIBEV;
 	info.timeout_secs = 20;
 	idle_policy.secs_since_valid_ping = (uint16_t)((cfg->ping_interval_ms + 999) / 1000);
 	idle_policy.secs_since_valid_hangup = (uint16_t)(idle_policy.secs_since_valid_ping +
@@ -539,18 +586,8 @@ int server_start(struct config *cfg)
 
 void server_run(void)
 {
-	while (!srv.stopping) {
-		if (lws_service(srv.ctx, 0) < 0)
-			break;
-		conn_flush();
-		conn_reap();
-		if (srv.reload_requested) {
-			/* Between loop iterations: no hook is running. */
-			srv.reload_requested = 0;
-			if (script_reload() == 0)
-				log_info("scripts reloaded");
-		}
-	}
+	if (!srv.stopping)
+		ev_run(srv.loop, 0);
 }
 
 void server_request_reload(void)
@@ -583,6 +620,11 @@ void server_fini(void)
 	srv.ctx = NULL;
 	srv.dirty = NULL; /* every connection is closed: nothing to write */
 	conn_reap();
+	if (srv.loop) {
+		ev_prepare_stop(srv.loop, &between_iterations);
+		ev_loop_destroy(srv.loop);
+		srv.loop = NULL;
+	}
 	map_iter_init(&it, &srv.nsps);
 	while ((e = map_next(&it)))
 		nsp_free(e->value);

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include "config.h"
@@ -52,7 +53,7 @@ struct conn {
 	struct outq out;
 	struct client *clients;
 	struct handshake hs;
-	lws_sorted_usec_list_t heartbeat;
+	ev_timer heartbeat;
 	int pong_due;
 	int upgrading;     /* "2probe" seen on the probe, "5" not yet */
 	int ws_close_code; /* the WebSocket close code conn_close sends */
@@ -75,7 +76,7 @@ struct ack_wait {
 	struct ack_wait *next;
 	struct client *client;
 	uint64_t id;
-	lws_sorted_usec_list_t timeout;
+	ev_timer timeout;
 };
 
 struct client {
@@ -93,6 +94,7 @@ struct client {
 struct server {
 	struct config *cfg;
 	struct lws_context *ctx;
+	struct ev_loop *loop;
 	struct map conns;   /* Engine.IO sid -> struct conn */
 	struct map clients; /* socket id -> struct client */
 	struct map nsps;    /* namespace name -> struct nsp */
@@ -110,11 +112,18 @@ extern struct server srv;
 /* Milliseconds on a monotonic clock. */
 int64_t now_ms(void);
 
+/* (Re)arms `t` to call `cb` once, `ms` from now. Our timers are libev's (a
+ * heap: O(log n) however many connections have a heartbeat), not lws's. */
+void timer_start(ev_timer *t, void (*cb)(struct ev_loop *, ev_timer *, int), double ms);
+/* Disarms `t`; a timer that is not armed is left alone. */
+void timer_stop(ev_timer *t);
+
 /* ---- server.c: the lws side ---- */
 
 /* Starts listening with `cfg`; returns 0 or -1 (logged). */
 int server_start(struct config *cfg);
-/* Serves until server_stop(); frees what was reaped after each wake-up. */
+/* Serves until server_stop(): runs the event loop, and between iterations
+ * writes what was queued, frees what was closed and reloads on request. */
 void server_run(void);
 /* Both are safe to call from a signal handler. */
 void server_stop(void);
@@ -144,9 +153,7 @@ void conn_new_sid(char out[24]);
  * the caller frees. */
 char *conn_drain_payload(struct conn *c, size_t *len);
 /* Writes what each WebSocket queued during this loop iteration, one write
- * per socket. Called between iterations, before conn_reap, and at the end of
- * every timer callback: lws runs timers before it waits for I/O, so what a
- * timer queues would otherwise wait for the next wake-up. */
+ * per socket. Called between iterations (timers included), before conn_reap. */
 void conn_flush(void);
 /* Frees connections closed since the last call. */
 void conn_reap(void);

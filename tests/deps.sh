@@ -5,8 +5,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-packages=(build-essential cmake pkg-config libwebsockets-dev libluajit-5.1-dev
-	luajit liblmdb-dev libssl-dev curl)
+packages=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev
+	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev curl)
 
 missing=()
 for p in "${packages[@]}"; do
