@@ -87,6 +87,7 @@ void client_free(struct client *cl, const char *reason)
 		srv.sockets--;
 	}
 	free(cl->user_id);
+	free(cl->auth);
 	free(cl);
 	/* A plain WebSocket is its socket: without it the connection ends,
 	 * unless it is already closing after a last frame. */

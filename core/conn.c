@@ -37,7 +37,14 @@ struct conn *conn_new(enum conn_kind kind, enum conn_transport transport)
 	do
 		conn_new_sid(c->sid);
 	while (map_get(&srv.conns, c->sid, strlen(c->sid)));
-	map_put(&srv.conns, c->sid, strlen(c->sid), c);
+	if (transport == TRANSPORT_POLLING) {
+		map_put(&srv.conns, c->sid, strlen(c->sid), c);
+		c->in_sid_map = 1;
+	}
+	c->all_next = srv.all;
+	if (srv.all)
+		srv.all->all_prev = c;
+	srv.all = c;
 	metrics_connection(kind == CONN_PLAIN ? METRICS_PLAIN :
 			   transport == TRANSPORT_POLLING ? METRICS_POLLING :
 			   METRICS_WEBSOCKET, +1);
@@ -115,7 +122,14 @@ void conn_close(struct conn *c, const char *reason)
 	while (c->clients)
 		client_free(c->clients, reason);
 	timer_stop(&c->heartbeat);
-	map_del(&srv.conns, c->sid, strlen(c->sid));
+	if (c->in_sid_map)
+		map_del(&srv.conns, c->sid, strlen(c->sid));
+	if (c->all_prev)
+		c->all_prev->all_next = c->all_next;
+	else
+		srv.all = c->all_next;
+	if (c->all_next)
+		c->all_next->all_prev = c->all_prev;
 	metrics_connection(c->kind == CONN_PLAIN ? METRICS_PLAIN :
 			   c->transport == TRANSPORT_POLLING ? METRICS_POLLING :
 			   METRICS_WEBSOCKET, -1);
@@ -167,6 +181,7 @@ void conn_reap(void)
 		free(c->rx);
 		free(c->hs.query);
 		free(c->hs.authorization);
+		free(c->close_text);
 		free(c);
 	}
 }
@@ -326,8 +341,9 @@ int conn_on_ws_writable(struct conn *c, struct lws *wsi)
 
 void conn_close_after_flush(struct conn *c, int code, const char *text)
 {
-	c->close_code = code;
-	snprintf(c->close_text, sizeof(c->close_text), "%s", text);
+	c->close_code = (uint16_t)code;
+	free(c->close_text);
+	c->close_text = xstrndup(text, strnlen(text, 100));
 	if (c->ws)
 		lws_callback_on_writable(c->ws);
 }

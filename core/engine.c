@@ -459,8 +459,6 @@ static void on_probe_packet(struct conn *c, struct lws *wsi, const char *p, size
 		c->transport = TRANSPORT_WEBSOCKET;
 		pss->role = ROLE_WS;
 		metrics_upgrade();
-		for (struct client *cl = c->clients; cl; cl = cl->next)
-			script_transport(cl, "websocket");
 		if (c->poll)
 			lws_callback_on_writable(c->poll);
 		if (c->out.count)

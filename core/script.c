@@ -515,6 +515,60 @@ static int l_base64(lua_State *S)
 	return 1;
 }
 
+/* Pushes the handshake query as a table of strings. */
+static void push_query(lua_State *S, const struct handshake *hs)
+{
+	const char *p = hs->query;
+
+	lua_createtable(S, 0, hs->nquery);
+	for (int i = 0; i < hs->nquery; i++) {
+		size_t klen = strlen(p);
+		const char *v = p + klen + 1;
+		size_t vlen = strlen(v);
+		lua_pushlstring(S, p, klen);
+		lua_pushlstring(S, v, vlen);
+		lua_rawset(S, -3);
+		p = v + vlen + 1;
+	}
+}
+
+static void push_optstring(lua_State *S, const char *s)
+{
+	if (s)
+		lua_pushstring(S, s);
+	else
+		lua_pushnil(S);
+}
+
+/* handshake(sid) -> query, auth json|nil, authorization|nil, address */
+static int l_handshake(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+
+	if (!cl)
+		return 0;
+	push_query(S, &cl->conn->hs);
+	if (cl->auth)
+		lua_pushstring(S, cl->auth);
+	else
+		lua_pushnil(S);
+	push_optstring(S, cl->conn->hs.authorization);
+	lua_pushstring(S, cl->conn->hs.addr);
+	return 4;
+}
+
+/* transport(sid) -> "websocket" | "polling" | "plain" | nil */
+static int l_transport(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+
+	if (!cl)
+		return 0;
+	lua_pushstring(S, cl->conn->kind == CONN_PLAIN ? "plain" :
+		       cl->conn->transport == TRANSPORT_POLLING ? "polling" : "websocket");
+	return 1;
+}
+
 static const luaL_Reg core_functions[] = {
 	{ "log", l_log },
 	{ "read_file", l_read_file },
@@ -534,6 +588,8 @@ static const luaL_Reg core_functions[] = {
 	{ "cancel", l_cancel },
 	{ "now", l_now },
 	{ "base64", l_base64 },
+	{ "handshake", l_handshake },
+	{ "transport", l_transport },
 	{ NULL, NULL },
 };
 
@@ -601,49 +657,26 @@ void script_fini(void)
 	L = NULL;
 }
 
-/* Pushes the handshake query as a table of strings. */
-static void push_query(const struct handshake *hs)
-{
-	const char *p = hs->query;
-
-	lua_createtable(L, 0, hs->nquery);
-	for (int i = 0; i < hs->nquery; i++) {
-		size_t klen = strlen(p);
-		const char *v = p + klen + 1;
-		size_t vlen = strlen(v);
-		lua_pushlstring(L, p, klen);
-		lua_pushlstring(L, v, vlen);
-		lua_rawset(L, -3);
-		p = v + vlen + 1;
-	}
-}
-
-static void push_optstring(const char *s)
-{
-	if (s)
-		lua_pushstring(L, s);
-	else
-		lua_pushnil(L);
-}
 
 int script_connect(struct client *cl, const char *auth, size_t auth_len,
 		   int *code, char *msg, size_t msg_cap)
 {
 	const struct handshake *hs = &cl->conn->hs;
 
+	/* Kept for the socket's handshake, which scripts may read later. */
+	if (auth && auth_len > 2)
+		cl->auth = xstrndup(auth, auth_len);
 	push_entry("connect");
 	lua_pushstring(L, cl->id);
 	lua_pushlstring(L, cl->nsp->name, cl->nsp->name_len);
-	lua_pushstring(L, cl->conn->kind == CONN_PLAIN ? "plain" :
-		       cl->conn->transport == TRANSPORT_POLLING ? "polling" : "websocket");
-	push_query(hs);
+	push_query(L, hs);
 	if (auth)
 		lua_pushlstring(L, auth, auth_len);
 	else
 		lua_pushnil(L);
-	push_optstring(hs->authorization);
+	push_optstring(L, hs->authorization);
 	lua_pushstring(L, hs->addr);
-	if (call_runtime("connect", 7, 3) < 0) {
+	if (call_runtime("connect", 6, 3) < 0) {
 		*code = 500;
 		snprintf(msg, msg_cap, "a script failed");
 		return -1;
@@ -666,16 +699,6 @@ void script_connected(struct client *cl)
 	push_entry("connected");
 	lua_pushstring(L, cl->id);
 	call_runtime("connected", 1, 0);
-}
-
-void script_transport(struct client *cl, const char *transport)
-{
-	if (!cl->user_id)
-		return;
-	push_entry("transport");
-	lua_pushstring(L, cl->id);
-	lua_pushstring(L, transport);
-	call_runtime("transport", 2, 0);
 }
 
 void script_disconnect(struct client *cl, const char *reason)
@@ -746,6 +769,6 @@ void script_ack(struct client *cl, uint64_t id, const char *args,
 	else
 		lua_pushnil(L);
 	push_attachments(att, natt);
-	push_optstring(why);
+	push_optstring(L, why);
 	call_runtime("ack", 5, 0);
 }

@@ -28,8 +28,6 @@ int script_connect(struct client *cl, const char *auth, size_t auth_len,
 		   int *code, char *msg, size_t msg_cap);
 /* Runs the connected hooks, once the client knows it is connected. */
 void script_connected(struct client *cl);
-/* Tells the scripts the socket's transport changed (an upgrade). */
-void script_transport(struct client *cl, const char *transport);
 /* Runs the disconnect hooks. */
 void script_disconnect(struct client *cl, const char *reason);
 /* Dispatches a client event. `args` is the JSON array of the arguments after

@@ -277,7 +277,8 @@ void http_handshake_copy(struct handshake *hs, struct lws *wsi)
 	for (int i = 0; (len = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
 						     WSI_TOKEN_HTTP_URI_ARGS, i)) >= 0; i++) {
 		char *eq = memchr(frag, '=', (size_t)len);
-		size_t need = (size_t)len + 2;
+		/* "key\0value\0", or "key\0\0" for a bare key. */
+		size_t need = (size_t)len + (eq ? 1 : 2);
 		if (hs->query_len + need > cap) {
 			cap = (hs->query_len + need) * 2;
 			hs->query = xrealloc(hs->query, cap);
@@ -480,8 +481,11 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	}
 }
 
-static const struct lws_protocols protocols[] = {
-	{ "parley", on_callback, sizeof(struct pss), 4096, 0, NULL, CONN_WRITE_BATCH },
+/* Each WebSocket has a read buffer of rx_buffer bytes for its whole life,
+ * and lws reads no more than that per read(): the setting trades memory per
+ * idle connection against syscalls per busy one (docs/benchmarks.md). */
+static struct lws_protocols protocols[] = {
+	{ "parley", on_callback, sizeof(struct pss), 512, 0, NULL, CONN_WRITE_BATCH },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
@@ -558,6 +562,7 @@ int server_start(struct config *cfg)
 
 	memset(&info, 0, sizeof(info));
 	info.port = cfg->port;
+	protocols[0].rx_buffer_size = cfg->rx_buffer;
 	info.protocols = protocols;
 	info.foreign_loops = loops;
 	/* At the open-files limit lws would spin on accept() failing: keep its
@@ -612,9 +617,8 @@ void server_fini(void)
 	/* Sessions between polls have no socket for lws to close: close every
 	 * connection here (their scripts' disconnect hooks run), then let the
 	 * context close the sockets. */
-	map_iter_init(&it, &srv.conns);
-	while ((e = map_next(&it)))
-		conn_close(e->value, "server shutdown");
+	while (srv.all)
+		conn_close(srv.all, "server shutdown");
 	if (srv.ctx)
 		lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;

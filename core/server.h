@@ -42,10 +42,18 @@ struct pending_binary {
 	struct frame **att;
 };
 
+/* Small fields are bit-fields: an idle connection should cost little. */
 struct conn {
-	enum conn_kind kind;
-	enum conn_transport transport;
-	enum conn_state state;
+	enum conn_kind kind : 2;
+	enum conn_transport transport : 2;
+	enum conn_state state : 2;
+	unsigned pong_due : 1;
+	unsigned upgrading : 1; /* "2probe" seen on the probe, "5" not yet */
+	unsigned in_sid_map : 1; /* found by sid (it began on polling) */
+	unsigned dirty : 1;      /* on srv.dirty: frames queued since the last flush */
+	unsigned doomed : 1;     /* over its output cap: closed after the callback */
+	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
+	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
 	char sid[24];
 	struct lws *ws;    /* the WebSocket: websocket transport, or plain */
 	struct lws *probe; /* a WebSocket being upgraded to, until "5" */
@@ -54,19 +62,14 @@ struct conn {
 	struct client *clients;
 	struct handshake hs;
 	ev_timer heartbeat;
-	int pong_due;
-	int upgrading;     /* "2probe" seen on the probe, "5" not yet */
-	int ws_close_code; /* the WebSocket close code conn_close sends */
 	/* A WebSocket message arriving in fragments. */
 	char *rx;
 	size_t rx_len;
 	size_t rx_cap;
 	struct pending_binary *bin;
-	int close_code; /* close the WebSocket with this once the queue drains */
-	char close_text[64];
-	int dirty; /* on srv.dirty: frames queued since the last flush */
+	char *close_text; /* the reason sent with close_code */
+	struct conn *all_prev, *all_next; /* srv.all */
 	struct conn *dirty_next;
-	int doomed; /* over its output cap: closed after the current callback */
 	struct conn *doomed_next;
 	struct conn *reap_next;
 };
@@ -85,6 +88,7 @@ struct client {
 	struct nsp *nsp;
 	struct room_set rooms;
 	char *user_id;
+	char *auth; /* the CONNECT payload (JSON), or NULL when empty */
 	struct client *next; /* in conn->clients */
 	uint64_t next_ack;
 	struct ack_wait *acks;
@@ -95,7 +99,9 @@ struct server {
 	struct config *cfg;
 	struct lws_context *ctx;
 	struct ev_loop *loop;
-	struct map conns;   /* Engine.IO sid -> struct conn */
+	struct map conns;   /* Engine.IO sid -> struct conn, for sessions that
+			     * began on polling (the others are never looked up) */
+	struct conn *all;   /* every open connection */
 	struct map clients; /* socket id -> struct client */
 	struct map nsps;    /* namespace name -> struct nsp */
 	struct conn *reap;  /* closed, freed after the callback returns */

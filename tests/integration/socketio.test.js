@@ -284,6 +284,12 @@ test('auth: userId from the auth payload or the query identifies the socket (tes
     assert.deepStrictEqual({ userId: a.userId, user: { id: a.user.id, name: a.user.name } },
       { userId: 'alice', user: { id: 'alice', name: 'Alice A.' } });
     assert.deepStrictEqual({ userId: b.userId, id: b.id }, { userId: 'bob', id: viaQuery.id });
+    // The handshake is not kept on the socket after connect: it is rebuilt
+    // from the core when a handler reads it, and says the same.
+    assert.deepStrictEqual(a.handshake.auth, { userId: 'alice', name: 'Alice A.' });
+    assert.strictEqual(b.handshake.query.userId, 'bob');
+    assert.strictEqual(b.handshake.query.transport, 'websocket');
+    assert.match(b.handshake.address, /^127\.0\.0\.1$|^::ffff:127\.0\.0\.1$/);
   } finally {
     closeAll(viaAuth, viaQuery);
   }

@@ -61,7 +61,7 @@ return {
 
 		["test:whoami"] = function(sock)
 			return { id = sock.id, userId = sock.userId, namespace = sock.namespace,
-				 transport = sock.transport, user = sock.user }
+				 transport = sock.transport, user = sock.user, handshake = sock.handshake }
 		end,
 
 		["test:fail"] = function()
