@@ -186,8 +186,10 @@ void conn_reap(void)
 	}
 }
 
-/* The heartbeat: a ping every pingInterval, and a session that has not
- * answered the last one within pingTimeout is closed. */
+/* The heartbeat: a ping every pingInterval, and a connection that has not
+ * answered the last one within pingTimeout is closed. Engine.IO pings with
+ * its "2" packet; a plain WebSocket with a WebSocket ping, and anything it
+ * sends counts as the answer. */
 static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct conn *c = lws_container_of(t, struct conn, heartbeat);
@@ -201,7 +203,14 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 		return;
 	}
 	c->pong_due = 1;
-	conn_send(c, frame_new(ping, 1, 0));
+	if (c->kind == CONN_PLAIN) {
+		/* lws tells us of a pong only when it carries a payload. */
+		struct frame *f = frame_new("p", 1, 0);
+		f->opcode = 0x9;
+		conn_send(c, f);
+	} else {
+		conn_send(c, frame_new(ping, 1, 0));
+	}
 	timer_start(&c->heartbeat, on_heartbeat, srv.cfg->ping_timeout_ms);
 }
 
@@ -233,7 +242,7 @@ void conn_on_message(struct conn *c, struct lws *wsi, const char *data,
 static unsigned char *ws_frame_start(struct frame *f, size_t *len)
 {
 	unsigned char *p = frame_data(f);
-	uint8_t op = 0x80 | (f->binary ? 0x2 : 0x1);
+	uint8_t op = 0x80 | (f->opcode ? f->opcode : f->binary ? 0x2 : 0x1);
 
 	if (f->len < 126) {
 		p -= 2;

@@ -9,6 +9,7 @@ struct frame *frame_new(const void *data, size_t len, int binary)
 	f->refs = 1;
 	f->len = (uint32_t)len;
 	f->binary = (uint8_t)binary;
+	f->opcode = 0;
 	if (data)
 		memcpy(frame_data(f), data, len);
 	frame_data(f)[len] = '\0';

@@ -5,7 +5,7 @@
 const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const WebSocket = require('ws');
-const { startParley, sioClient, connected, once, plainClient } = require('./harness');
+const { startParley, sioClient, connected, once, plainClient, frameQueue } = require('./harness');
 
 function within(promise, ms, what) {
   let t;
@@ -165,6 +165,58 @@ describe('plain WebSocket endpoint /messages', () => {
     assert.ok(Number.isInteger(q.ack), `request frame: ${JSON.stringify(q)}`);
     const answer = await ws.next((x) => x.event === 'test:answer');
     assert.equal(answer.data.error, 'timeout', `test:answer: ${JSON.stringify(answer)}`);
+    closePlain(ws);
+  });
+});
+
+describe('plain WebSocket liveness with PARLEY_PING_INTERVAL=300 PARLEY_PING_TIMEOUT=300', () => {
+  let srv;
+  before(async () => {
+    srv = await startParley({ env: { PARLEY_PING_INTERVAL: '300', PARLEY_PING_TIMEOUT: '300' } });
+  });
+  after(async () => { assert.equal((await srv.stop()).code, 0); });
+
+  function counted(ws) {
+    ws.pings = 0;
+    ws.on('ping', () => { ws.pings++; });
+    return ws;
+  }
+
+  test('a client that answers WebSocket pings (ws answers them itself) stays connected for 1.5 s and can still talk', async () => {
+    const ws = counted(plainClient(srv, 'userId=ponger'));
+    await ws.opened;
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(ws.readyState, WebSocket.OPEN, 'the answering client was closed');
+    assert.ok(ws.pings >= 2, `expected repeated pings, got ${ws.pings}`);
+    ws.sendJson({ event: 'test:echo', data: 'still here', ack: 1 });
+    assert.deepEqual(await ws.next(isAck(1)), { ack: 1, data: 'still here' });
+    closePlain(ws);
+  });
+
+  // A plain client whose WebSocket library does not answer pings.
+  function mute(userId) {
+    const ws = frameQueue(new WebSocket(`ws://127.0.0.1:${srv.port}/messages?userId=${userId}`,
+      { autoPong: false }), JSON.parse);
+    ws.sendJson = (obj) => ws.send(JSON.stringify(obj));
+    return ws;
+  }
+
+  test('a client that never answers pings and sends nothing is closed by the server (bound: 3 s)', async () => {
+    const ws = counted(mute('mute'));
+    await ws.opened;
+    await within(new Promise((r) => ws.once('close', r)), 3000, 'the silent client was not closed');
+    assert.ok(ws.pings >= 1, `expected a ping before the close, got ${ws.pings}`);
+  });
+
+  test('a client that does not answer pings but keeps sending counts as alive', async () => {
+    const ws = mute('chatty');
+    await ws.opened;
+    for (let i = 0; i < 8; i++) {
+      ws.sendJson({ event: 'test:echo', data: i, ack: 100 + i });
+      assert.deepEqual(await ws.next(isAck(100 + i)), { ack: 100 + i, data: i });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(ws.readyState, WebSocket.OPEN, 'a client that talks was closed');
     closePlain(ws);
   });
 });
