@@ -17,6 +17,8 @@ struct config {
 	int ping_timeout_ms;     /* PARLEY_PING_TIMEOUT, 20000 */
 	size_t max_payload;      /* PARLEY_MAX_PAYLOAD, 1000000 bytes */
 	size_t rx_buffer;        /* PARLEY_RX_BUFFER, 512 bytes */
+	int script_timeout_ms;   /* PARLEY_SCRIPT_TIMEOUT, 250 */
+	size_t script_memory;    /* PARLEY_SCRIPT_MEMORY, 64 MiB */
 	char *scripts_dir;       /* PARLEY_SCRIPTS, "scripts" */
 	char *plugins;           /* PARLEY_PLUGINS, "" (comma-separated names) */
 	char *plugin_path;       /* PARLEY_PLUGIN_PATH, "plugins" (';'-separated dirs) */

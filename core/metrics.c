@@ -2,6 +2,7 @@
  * metrics.h). Event names are client-chosen, so at most METRICS_MAX_NAMES
  * distinct names get their own series; the rest count under "_other". */
 #include "metrics.h"
+#include "guard.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -200,6 +201,14 @@ char *metrics_render(size_t *len)
 		"# HELP parley_lua_calls_total Calls into Lua.\n"
 		"# TYPE parley_lua_calls_total counter\nparley_lua_calls_total %llu\n",
 	    (double)script_usec / 1e6, (unsigned long long)script_calls);
+	put(&t, "# HELP parley_lua_stopped_total Calls into Lua the guard stopped for running "
+		"past PARLEY_SCRIPT_TIMEOUT.\n"
+		"# TYPE parley_lua_stopped_total counter\nparley_lua_stopped_total %llu\n"
+		"# HELP parley_lua_memory_refusals_total Allocations refused for growing the Lua "
+		"heap past PARLEY_SCRIPT_MEMORY in one call.\n"
+		"# TYPE parley_lua_memory_refusals_total counter\n"
+		"parley_lua_memory_refusals_total %llu\n",
+	    (unsigned long long)guard_timeouts, (unsigned long long)guard_memory_refusals);
 	*len = t.len;
 	return t.p;
 }

@@ -11,6 +11,10 @@ collectgarbage("setpause", 150)
 -- JSON that keeps arrays as arrays and numbers exact (core/jsonlua.c).
 local json = core.json
 local json_null = json.null
+-- What the guard raises to stop a script that ran past its time budget
+-- (core/guard.c); the scripts' pcall and xpcall give it back.
+local STOP = core.stop_token
+local jit = jit
 
 local R = {}            -- what the core calls
 local reg               -- the registry in force: modules and their hooks
@@ -354,11 +358,32 @@ end
 
 -- ---- loading ----
 
+-- A script's pcall cannot keep the guard's stop: it raises it again.
+local function pass_stop(ok, ...)
+	if not ok and (...) == STOP then
+		error(STOP, 0)
+	end
+	return ok, ...
+end
+
+local function safe_pcall(f, ...)
+	return pass_stop(pcall(f, ...))
+end
+
+local function safe_xpcall(f, handler, ...)
+	return pass_stop(xpcall(f, function(e)
+		if e == STOP then
+			return STOP
+		end
+		return handler(e)
+	end, ...))
+end
+
 -- What a script may see: no io, os, debug, jit, ffi, require or load.
 local safe = {
 	assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-	pcall = pcall, select = select, tonumber = tonumber, tostring = tostring,
-	type = type, unpack = unpack, xpcall = xpcall, setmetatable = setmetatable,
+	pcall = safe_pcall, select = select, tonumber = tonumber, tostring = tostring,
+	type = type, unpack = unpack, xpcall = safe_xpcall, setmetatable = setmetatable,
 	getmetatable = getmetatable, rawget = rawget, rawset = rawset,
 	rawequal = rawequal, string = string, table = table, math = math,
 	parley = parley,
@@ -387,12 +412,18 @@ local function load_module(path, name, config)
 	if not chunk then
 		return nil, cerr
 	end
+	-- LuaJIT runs no hooks in compiled code, so the guard could not stop a
+	-- hot loop: every function of a script stays interpreted.
+	jit.off(chunk, true)
 	local env = sandbox_env(name)
 	env.config = config or {}
 	setfenv(chunk, env)
 	local m = { name = name, path = path }
 	local ok, hooks = call(m, chunk)
 	if not ok then
+		if hooks == STOP then
+			return nil, path .. ": stopped: loading it ran longer than the script time budget"
+		end
 		return nil, hooks
 	end
 	if type(hooks) ~= "table" then
@@ -537,6 +568,11 @@ end
 -- A hook's failure: a Lua error is a 500 and logged; a returned refusal
 -- (nil/false, status, message) is the client's fault and not logged.
 local function script_failed(m, what, err)
+	if err == STOP then
+		log("error", module_tag(m) .. ": " .. what .. " was stopped: it ran longer than "
+			.. "the script time budget (PARLEY_SCRIPT_TIMEOUT)")
+		return 500, "a script took too long"
+	end
 	log("error", module_tag(m) .. ": " .. what .. " failed: " .. tostring(err))
 	return 500, "a script failed"
 end

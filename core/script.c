@@ -13,6 +13,7 @@
 
 #include "alloc.h"
 #include "base64.h"
+#include "guard.h"
 #include "jsonlua.h"
 #include "log.h"
 #include "metrics.h"
@@ -59,8 +60,11 @@ static void push_entry(const char *name)
 static int call_runtime(const char *what, int nargs, int nresults)
 {
 	uint64_t start = usec_now();
-	int rc = lua_pcall(L, nargs, nresults, 0);
+	int rc;
 
+	guard_enter();
+	rc = lua_pcall(L, nargs, nresults, 0);
+	guard_leave(L);
 	script_usec += usec_now() - start;
 	script_calls++;
 	if (rc != 0) {
@@ -598,11 +602,10 @@ static const luaL_Reg core_functions[] = {
 int script_init(void)
 {
 	map_init(&timers);
-	L = luaL_newstate();
-	if (!L) {
-		log_error("lua: cannot create a state");
+	L = guard_newstate(srv.cfg->script_timeout_ms, srv.cfg->script_memory,
+			   "@core/runtime.lua");
+	if (!L)
 		return -1;
-	}
 	luaL_openlibs(L);
 
 	if (luaL_loadbuffer(L, runtime_lua, runtime_lua_len, "@core/runtime.lua") != 0) {
@@ -613,6 +616,8 @@ int script_init(void)
 	luaL_register(L, NULL, core_functions);
 	jsonlua_open(L);
 	lua_setfield(L, -2, "json");
+	lua_pushlightuserdata(L, guard_stop_token());
+	lua_setfield(L, -2, "stop_token");
 	if (call_runtime("runtime", 1, 1) < 0)
 		return -1;
 	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -652,8 +657,7 @@ void script_fini(void)
 		free(t);
 	}
 	map_fini(&timers);
-	if (L)
-		lua_close(L);
+	guard_close(L);
 	L = NULL;
 }
 

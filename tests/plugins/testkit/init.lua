@@ -68,6 +68,54 @@ return {
 			error("boom")
 		end,
 
+		-- Runaway scripts, for the guard (tests/integration/guard.test.js).
+		["test:spin"] = function()
+			while true do end
+		end,
+
+		-- A loop LuaJIT would compile if it could: no hooks run in traces.
+		["test:hot"] = function()
+			local x = 0
+			for i = 1, 1e15 do
+				x = x + i % 7
+			end
+			return x
+		end,
+
+		-- Catches whatever stops the inner loop, and loops again.
+		["test:spin-pcall"] = function()
+			while true do
+				pcall(function() while true do end end)
+				xpcall(function() while true do end end, function(e) return e end)
+			end
+		end,
+
+		["test:hog"] = function()
+			local t = {}
+			while true do
+				t[#t + 1] = string.rep("x", 4096) .. #t
+			end
+		end,
+
+		-- Catches the memory error and tries again, forever.
+		["test:hog-pcall"] = function()
+			local t = {}
+			while true do
+				pcall(function()
+					while true do
+						t[#t + 1] = string.rep("y", 4096) .. #t
+					end
+				end)
+				t = {}
+			end
+		end,
+
+		-- A script may still catch its own errors.
+		["test:catch"] = function()
+			local ok, err = pcall(error, "mine")
+			return { ok = ok, err = err }
+		end,
+
 		["test:refuse"] = function()
 			return nil, 418, "refused on purpose"
 		end,

@@ -1,0 +1,37 @@
+/* guard.h - stops runaway Lua. Every call from the core into Lua has a time
+ * budget and an allocation budget. Time: a ticking timer signal notices a
+ * call that has run past its budget and installs a count hook, which stops
+ * the script's code (not the runtime's) with an error that the script's own
+ * pcall cannot keep (runtime.lua rethrows it). Script code runs with the JIT
+ * off for its functions, since LuaJIT runs no hooks inside compiled loops.
+ * Memory: the state's allocator refuses what would grow the heap by more
+ * than the budget during one call. */
+#ifndef PARLEY_GUARD_H
+#define PARLEY_GUARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+/* Sets the budgets and creates the Lua state (with the guard's allocator),
+ * or returns NULL (logged). `source` is the chunk name of the code the
+ * guard never stops (the runtime), e.g. "@core/runtime.lua". */
+lua_State *guard_newstate(int timeout_ms, size_t memory_budget, const char *source);
+/* Closes the state and stops the ticker. */
+void guard_close(lua_State *L);
+
+/* Brackets a call into Lua; calls nest, and the budgets belong to the
+ * outermost. guard_leave returns 1 when the guard stopped script code
+ * during the call, else 0. */
+void guard_enter(void);
+int guard_leave(lua_State *L);
+
+/* The error value a stop raises (a light userdata no script can make). */
+void *guard_stop_token(void);
+
+/* Counters for /metrics. */
+extern uint64_t guard_timeouts;         /* calls stopped for running too long */
+extern uint64_t guard_memory_refusals;  /* allocations refused over the budget */
+
+#endif
