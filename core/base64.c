@@ -1,6 +1,6 @@
 /* base64.c - RFC 4648 base64 as declared in base64.h: the padded standard
- * alphabet both ways (strict decoding: no whitespace, canonical padding) and
- * the unpadded url-safe alphabet for encoding. Uses only libc. */
+ * alphabet and the unpadded url-safe alphabet, both ways (strict decoding:
+ * no whitespace, canonical trailing bits). Uses only libc. */
 #include "base64.h"
 
 static const char std_alphabet[] =
@@ -57,8 +57,9 @@ size_t base64url_encode(const unsigned char *in, size_t len, char *out)
 	return n;
 }
 
-/* The value of a standard-alphabet character, or -1. */
-static int decode_char(unsigned char c)
+/* The value of a character of the alphabet whose last two are c62, c63,
+ * or -1. */
+static int decode_in(unsigned char c, char c62, char c63)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -66,11 +67,16 @@ static int decode_char(unsigned char c)
 		return c - 'a' + 26;
 	if (c >= '0' && c <= '9')
 		return c - '0' + 52;
-	if (c == '+')
+	if (c == (unsigned char)c62)
 		return 62;
-	if (c == '/')
+	if (c == (unsigned char)c63)
 		return 63;
 	return -1;
+}
+
+static int decode_char(unsigned char c)
+{
+	return decode_in(c, '+', '/');
 }
 
 /* Strict padded decoding: -1 unless len is a multiple of 4, '=' appears only
@@ -111,6 +117,39 @@ long base64_decode(const char *in, size_t len, unsigned char *out)
 		*o++ = (unsigned char)(a << 2 | b >> 4);
 		*o++ = (unsigned char)((b & 0x0F) << 4 | c >> 2);
 		*o++ = (unsigned char)((c & 0x03) << 6 | d);
+	}
+	return (long)(o - out);
+}
+
+/* Unpadded url-safe decoding: -1 for a length of 4n+1, any character
+ * outside the alphabet ('=' included), or trailing bits that are not zero. */
+long base64url_decode(const char *in, size_t len, unsigned char *out)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	unsigned char *o = out;
+	int v[4];
+	size_t i = 0;
+
+	if (len % 4 == 1)
+		return -1;
+	for (; i < len; i += 4) {
+		size_t n = len - i < 4 ? len - i : 4;
+		for (size_t k = 0; k < n; k++)
+			if ((v[k] = decode_in(s[i + k], '-', '_')) < 0)
+				return -1;
+		*o++ = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		if (n == 2) {
+			if (v[1] & 0x0F)
+				return -1;
+			break;
+		}
+		*o++ = (unsigned char)((v[1] & 0x0F) << 4 | v[2] >> 2);
+		if (n == 3) {
+			if (v[2] & 0x03)
+				return -1;
+			break;
+		}
+		*o++ = (unsigned char)((v[2] & 0x03) << 6 | v[3]);
 	}
 	return (long)(o - out);
 }

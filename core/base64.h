@@ -21,4 +21,10 @@ long base64_decode(const char *in, size_t len, unsigned char *out);
  * `out` holds base64_encoded_len(len) + 1 bytes. Returns the length. */
 size_t base64url_encode(const unsigned char *in, size_t len, char *out);
 
+/* Decodes unpadded url-safe base64 (JWT segments) into `out`
+ * (base64_decoded_max(len) bytes). Returns the decoded length, or -1 on a
+ * character outside the alphabet, a length of 4n+1, or non-zero trailing
+ * bits (so that each byte string has one encoding). */
+long base64url_decode(const char *in, size_t len, unsigned char *out);
+
 #endif

@@ -55,7 +55,7 @@ static int poll_flush(struct lws *wsi, struct pss *pss, struct conn *c)
 static int handshake(struct lws *wsi, struct pss *pss)
 {
 	char buf[64];
-	const char *transport = lws_get_urlarg_by_name(wsi, "transport=", buf, sizeof(buf));
+	const char *transport = http_query_arg(wsi, "transport=", buf, sizeof(buf));
 	struct conn *c;
 
 	if (!transport || strcmp(transport, "polling") != 0) {
@@ -81,17 +81,17 @@ int engine_http_request(struct lws *wsi, struct pss *pss)
 
 	if (pss->method == HTTP_OPTIONS)
 		return http_respond(wsi, pss, 204, "text/plain", "", 0);
-	v = lws_get_urlarg_by_name(wsi, "EIO=", buf, sizeof(buf));
+	v = http_query_arg(wsi, "EIO=", buf, sizeof(buf));
 	if (!v || strcmp(v, "4") != 0) {
 		metrics_protocol_error("bad_eio_version");
 		return http_engine_error(wsi, pss, 5, "Unsupported protocol version");
 	}
-	v = lws_get_urlarg_by_name(wsi, "sid=", buf, sizeof(buf));
+	v = http_query_arg(wsi, "sid=", buf, sizeof(buf));
 	if (!v)
 		return handshake(wsi, pss);
 
 	c = map_get(&srv.conns, v, strlen(v));
-	v = lws_get_urlarg_by_name(wsi, "transport=", buf, sizeof(buf));
+	v = http_query_arg(wsi, "transport=", buf, sizeof(buf));
 	if (!v || strcmp(v, "polling") != 0) {
 		metrics_protocol_error("bad_transport");
 		return http_engine_error(wsi, pss, 0, "Transport unknown");

@@ -40,6 +40,11 @@ enum http_method http_method(struct lws *wsi);
 void http_release(struct pss *pss);
 /* Copies the Origin header into pss->origin (NULL when absent). */
 void http_read_origin(struct lws *wsi, struct pss *pss);
+/* The value of query argument `name` ("sid=": keep the '='), copied into
+ * `out`; NULL when absent or longer than outlen - 1. */
+const char *http_query_arg(struct lws *wsi, const char *name, char *out, size_t outlen);
+/* The request's header table holds at most this much (max_http_header_data). */
+#define LWS_QUERY_FRAGMENT_MAX 4096
 /* Whether FRONTEND_URL allows this Origin (always, when unset). */
 int http_origin_allowed(const char *origin);
 /* Writes a whole response, with CORS headers for an allowed origin, and

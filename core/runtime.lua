@@ -284,6 +284,31 @@ parley.json = {
 	null = json_null,
 }
 
+-- Hashes, MACs and encodings, for tokens and signatures. Byte strings in,
+-- byte strings out; decoders return nil, err on bad input.
+parley.crypto = {
+	hmac_sha256 = core.hmac_sha256,
+	sha256 = core.sha256,
+	equals = core.secure_equals,
+	random = core.random,
+	base64_encode = core.base64,
+	base64_decode = core.base64_decode,
+	base64url_encode = core.base64url_encode,
+	base64url_decode = core.base64url_decode,
+}
+
+local function read_only(t, what)
+	return setmetatable({}, {
+		__index = t,
+		__newindex = function() error(what .. " is read-only", 2) end,
+		__metatable = false,
+	})
+end
+
+-- The server's settings a script may read: jwt_secret (when JWT mode is
+-- on), ping_interval, ping_timeout, max_payload.
+parley.settings = read_only(core.settings, "parley.settings")
+
 function parley.namespace()
 	return default_nsp
 end

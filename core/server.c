@@ -91,6 +91,24 @@ int http_origin_allowed(const char *origin)
 	return 0;
 }
 
+const char *http_query_arg(struct lws *wsi, const char *name, char *out, size_t outlen)
+{
+	/* lws copies each query fragment whole into the buffer to compare it,
+	 * and stops at the first that does not fit: a long token before EIO=
+	 * would hide EIO=. So the scratch holds any fragment a request can. */
+	static char scratch[LWS_QUERY_FRAGMENT_MAX];
+	const char *v = lws_get_urlarg_by_name(wsi, name, scratch, sizeof(scratch));
+	size_t vlen;
+
+	if (!v)
+		return NULL;
+	vlen = strlen(v);
+	if (vlen >= outlen)
+		return NULL;
+	memcpy(out, v, vlen + 1);
+	return out;
+}
+
 static int add_header(struct lws *wsi, const char *name, const char *value,
 		      unsigned char **p, unsigned char *end)
 {
@@ -241,13 +259,13 @@ static int on_confirm_upgrade(struct lws *wsi)
 		return 1;
 	}
 	if (is_engine_path(path)) {
-		v = lws_get_urlarg_by_name(wsi, "EIO=", buf, sizeof(buf));
+		v = http_query_arg(wsi, "EIO=", buf, sizeof(buf));
 		if (!v || strcmp(v, "4") != 0)
 			goto bad;
-		v = lws_get_urlarg_by_name(wsi, "transport=", buf, sizeof(buf));
+		v = http_query_arg(wsi, "transport=", buf, sizeof(buf));
 		if (!v || strcmp(v, "websocket") != 0)
 			goto bad;
-		v = lws_get_urlarg_by_name(wsi, "sid=", buf, sizeof(buf));
+		v = http_query_arg(wsi, "sid=", buf, sizeof(buf));
 		if (v) {
 			struct conn *c = map_get(&srv.conns, v, strlen(v));
 			if (!c || c->transport != TRANSPORT_POLLING || c->probe)
@@ -332,7 +350,7 @@ static int on_established(struct lws *wsi, struct pss *pss)
 		plain_on_open(c, n);
 		return 0;
 	}
-	sid = lws_get_urlarg_by_name(wsi, "sid=", buf, sizeof(buf));
+	sid = http_query_arg(wsi, "sid=", buf, sizeof(buf));
 	if (sid) {
 		c = map_get(&srv.conns, sid, strlen(sid));
 		if (!c || c->transport != TRANSPORT_POLLING || c->probe)
@@ -597,7 +615,7 @@ int server_start(struct config *cfg)
 	/* A parked long-poll holds its header table until it is answered, so
 	 * the pool bounds how many polling clients can wait at once. lws
 	 * allocates tables on demand: a large bound costs nothing unused. */
-	info.max_http_header_data = 4096;
+	info.max_http_header_data = LWS_QUERY_FRAGMENT_MAX;
 	info.max_http_header_pool = 8192;
 	srv.ctx = lws_create_context(&info);
 	if (have_rl)

@@ -295,6 +295,19 @@ test('auth: userId from the auth payload or the query identifies the socket (tes
   }
 });
 
+test('a query parameter of 1,000 characters before EIO= (socket.io-client puts custom query first) does not hide EIO or transport', async () => {
+  for (const transports of [['websocket'], ['polling']]) {
+    const s = sioClient(srv, '/messages', { transports, query: { note: 'n'.repeat(1000), userId: 'long-query' } });
+    try {
+      await connected(s);
+      const who = await s.timeout(3000).emitWithAck('test:whoami');
+      assert.equal(who.handshake.query.note.length, 1000, `${transports}`);
+    } finally {
+      closeAll(s);
+    }
+  }
+});
+
 test('reconnection: after parley restarts on the same port the client reconnects by itself and can emit again', async () => {
   let first = await startParley();
   const { port } = first;

@@ -165,11 +165,55 @@ static void test_round_trip(void)
 	CHECK_MEM(url, u, enc, n);
 }
 
+static long url_decode(const char *in, unsigned char *out)
+{
+	return base64url_decode(in, strlen(in), out);
+}
+
+static void test_url_decode(void)
+{
+	unsigned char out[64], bytes[256];
+	char url[base64_encoded_len(256) + 1];
+	int bad = 0;
+
+	CHECK_INT(url_decode("", out), 0);
+	CHECK_INT(url_decode("Zg", out), 1);
+	CHECK_MEM(out, 1, "f", 1);
+	CHECK_INT(url_decode("Zm8", out), 2);
+	CHECK_MEM(out, 2, "fo", 2);
+	CHECK_INT(url_decode("Zm9vYg", out), 4);
+	CHECK_MEM(out, 4, "foob", 4);
+	CHECK_INT(url_decode("-_8", out), 2);
+	CHECK_MEM(out, 2, "\xfb\xff", 2);
+	/* A JWT header: {"alg":"HS256","typ":"JWT"} */
+	CHECK_INT(url_decode("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", out), 27);
+	CHECK_MEM(out, 27, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", 27);
+	/* Refused: padding, the standard alphabet, 4n+1 lengths, stray bits. */
+	CHECK_INT(url_decode("Zg==", out), -1);
+	CHECK_INT(url_decode("+/8", out), -1);
+	CHECK_INT(url_decode("Z", out), -1);
+	CHECK_INT(url_decode("Zm9vY", out), -1);
+	CHECK_INT(url_decode("Zh", out), -1);
+	CHECK_INT(url_decode("Zm9", out), -1);
+	CHECK_INT(url_decode("Zm 8", out), -1);
+	/* Every length round-trips through the url-safe encoder. */
+	for (int i = 0; i < 256; i++)
+		bytes[i] = (unsigned char)(i * 7);
+	for (size_t len = 0; len <= 256; len++) {
+		unsigned char back[base64_decoded_max(base64_encoded_len(256))];
+		size_t n = base64url_encode(bytes, len, url);
+		if (base64url_decode(url, n, back) != (long)len || memcmp(back, bytes, len) != 0)
+			bad++;
+	}
+	CHECK_INT(bad, 0);
+}
+
 int main(void)
 {
 	test_rfc4648_vectors();
 	test_invalid();
 	test_url_safe();
+	test_url_decode();
 	test_round_trip();
 	return check_report("test_base64");
 }
