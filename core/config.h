@@ -10,6 +10,7 @@
 struct config {
 	int port;                /* PORT, 3000 */
 	char *data_dir;          /* PARLEY_DATA_DIR, "./data" */
+	size_t map_size;         /* PARLEY_MAP_SIZE, 4 GiB */
 	char *frontend_url;      /* FRONTEND_URL, NULL = any origin (dev) */
 	char *jwt_secret;        /* JWT_SECRET, NULL = dev auth */
 	char *api_key;           /* PARLEY_API_KEY, NULL = HTTP API refused */

@@ -9,6 +9,7 @@
 #include "metrics.h"
 #include "script.h"
 #include "server.h"
+#include "store.h"
 
 static struct config cfg;
 
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
 	map_seed();
 	signal(SIGPIPE, SIG_IGN);
 
-	if (server_start(&cfg) < 0) {
+	if (server_start(&cfg) < 0 || store_open(cfg.data_dir, cfg.map_size, srv.loop) < 0) {
 		rc = 1;
 		goto out;
 	}
@@ -58,8 +59,12 @@ int main(int argc, char **argv)
 	log_info("parley stopping");
 	rc = 0;
 out:
+	/* Connections close first (their disconnect hooks may write), then the
+	 * store commits what is left, then Lua and the loop go. */
 	server_fini();
+	store_close();
 	script_fini();
+	server_loop_fini();
 	metrics_fini();
 	config_fini(&cfg);
 	return rc;

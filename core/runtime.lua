@@ -43,6 +43,58 @@ local function call(m, fn, ...)
 	return unpack(res, 1, table.maxn(res))
 end
 
+-- ---- jobs: work that may wait ----
+-- Event handlers, routes, timers and ack callbacks run as jobs, each in a
+-- coroutine (reused from a pool), so that a script can wait for what the
+-- core does in the background (parley.kv.wait, the store's writes) without
+-- blocking anyone: the job yields, and the core resumes it with the result.
+-- Connect, disconnect and join hooks answer at once and cannot wait.
+
+local WAIT = {}        -- what a waiting job yields, with its ticket
+local waiting = {}     -- ticket -> the job's coroutine
+local idle_workers = {}
+
+-- A worker runs a job, offers itself for the next, and runs that one: the
+-- tail call keeps its stack flat however many jobs it runs.
+local function worker_body(job, ...)
+	job(...)
+	idle_workers[#idle_workers + 1] = coroutine.running()
+	return worker_body(coroutine.yield())
+end
+
+-- Runs a resumed or started job until it ends or waits again.
+local function step(co, ok, tag, ticket)
+	if not ok then
+		log("error", "runtime: a job failed: " .. tostring(tag))
+	elseif tag == WAIT then
+		waiting[ticket] = co
+	end
+end
+
+local function run_job(job, ...)
+	local co = idle_workers[#idle_workers]
+	if co then
+		idle_workers[#idle_workers] = nil
+	else
+		co = coroutine.create(worker_body)
+	end
+	local saved = current_module
+	step(co, coroutine.resume(co, job, ...))
+	current_module = saved
+end
+
+-- Inside a job: waits for the core to resume `ticket`; returns what it
+-- passed (nil, or an error message).
+local function wait_for(ticket, what)
+	if not coroutine.running() then
+		error(what .. " can only wait in an event handler, a route, a timer or an ack callback", 3)
+	end
+	local saved = current_module
+	local err = coroutine.yield(WAIT, ticket)
+	current_module = saved
+	return err
+end
+
 -- ---- binary values ----
 
 local Binary = {}
@@ -373,6 +425,103 @@ function parley.cancel(id)
 	return nil, "no such timer"
 end
 
+-- Key-value storage for the running script or plugin (its own namespace,
+-- kept in the store across restarts and reloads). Values are anything JSON
+-- can hold; ttl_ms makes an entry expire. Writes are visible to reads at
+-- once and durable shortly after; kv.wait() waits until they are.
+local kv = {}
+parley.kv = kv
+
+local function kv_namespace()
+	if not current_module then
+		error("parley.kv is for scripts and plugins", 3)
+	end
+	return current_module.name
+end
+
+local function check_key(key)
+	if type(key) ~= "string" or key == "" then
+		error("parley.kv: keys are non-empty strings", 3)
+	end
+end
+
+local function expiry_of(ttl_ms)
+	if ttl_ms == nil then
+		return 0
+	end
+	if type(ttl_ms) ~= "number" or ttl_ms <= 0 then
+		error("parley.kv: ttl_ms must be a positive number", 3)
+	end
+	return core.now() + ttl_ms
+end
+
+function kv.get(key)
+	check_key(key)
+	local text, err = core.kv_get(kv_namespace(), key)
+	if text == nil then
+		return nil, err
+	end
+	return json.decode(text)
+end
+
+function kv.set(key, value, ttl_ms)
+	check_key(key)
+	if value == nil then
+		return core.kv_delete(kv_namespace(), key)
+	end
+	local ok, text = pcall(json.encode, value)
+	if not ok then
+		return nil, "parley.kv: " .. tostring(text)
+	end
+	return core.kv_set(kv_namespace(), key, text, expiry_of(ttl_ms))
+end
+
+-- Adds delta (default 1) to a number (absent counts as 0) and returns the
+-- new value. Without ttl_ms the entry keeps the expiry it had.
+function kv.incr(key, delta, ttl_ms)
+	check_key(key)
+	delta = delta or 1
+	if type(delta) ~= "number" then
+		error("parley.kv.incr: delta must be a number", 2)
+	end
+	local ns = kv_namespace()
+	local text, expiry = core.kv_get(ns, key)
+	local value = 0
+	if text ~= nil then
+		value = json.decode(text)
+		if type(value) ~= "number" then
+			return nil, "parley.kv.incr: the value is not a number"
+		end
+	end
+	value = value + delta
+	local ok, err = core.kv_set(ns, key, json.encode(value),
+		ttl_ms ~= nil and expiry_of(ttl_ms) or (expiry or 0))
+	if not ok then
+		return nil, err
+	end
+	return value
+end
+
+function kv.delete(key)
+	check_key(key)
+	return core.kv_delete(kv_namespace(), key)
+end
+
+-- The keys that start with prefix, in order (durable ones only).
+function kv.keys(prefix, limit)
+	return core.kv_keys(kv_namespace(), prefix or "", limit or 1000)
+end
+
+-- Waits until everything written so far is on disk. Returns true, or nil
+-- and the store's error.
+function kv.wait()
+	local err = wait_for(core.store_wait(), "parley.kv.wait")
+	if err then
+		return nil, err
+	end
+	return true
+end
+
 parley.log = {}
 for _, level in ipairs({ "error", "warn", "info", "debug" }) do
 	parley.log[level] = function(fmt, ...)
@@ -664,6 +813,47 @@ function R.disconnect(id, reason)
 end
 
 -- A client event. Returns false for an event no script handles.
+-- An event's filters, then its handlers, then the ack: one job.
+local function event_job(sock, handlers, name, data, ack)
+	local id = sock.id
+	for _, h in ipairs(reg.filter) do
+		local ok, res, status, message = call(h.module, h.fn, sock, name, data)
+		if not ok then
+			local st, msg = script_failed(h.module, "filter for " .. name, res)
+			core.error(id, st, msg, ack)
+			return
+		end
+		if res == nil and status then
+			core.error(id, status, message or "rejected", ack)
+			return
+		end
+		if res ~= nil then
+			data = res
+		end
+	end
+	local result
+	for _, h in ipairs(handlers) do
+		local ok, res, status, message = call(h.module, h.fn, sock, data)
+		if not ok then
+			local st, msg = script_failed(h.module, "handler for " .. name, res)
+			core.error(id, st, msg, ack)
+			return
+		end
+		if res == nil and status then
+			core.error(id, status, message or "failed", ack)
+			return
+		end
+		if result == nil then
+			result = res
+		end
+	end
+	if ack then
+		local json, att_out = encode(result)
+		core.ack(id, ack, json, att_out)
+	end
+end
+
+-- A client event. Returns false for an event no script handles.
 function R.event(id, name, args_json, att, ack)
 	local sock = sockets[id]
 	if not sock then
@@ -679,43 +869,15 @@ function R.event(id, name, args_json, att, ack)
 		core.error(id, derr.status, derr.message, ack)
 		return true
 	end
-	local data = args[1]
-	for _, h in ipairs(reg.filter) do
-		local ok, res, status, message = call(h.module, h.fn, sock, name, data)
-		if not ok then
-			local st, msg = script_failed(h.module, "filter for " .. name, res)
-			core.error(id, st, msg, ack)
-			return true
-		end
-		if res == nil and status then
-			core.error(id, status, message or "rejected", ack)
-			return true
-		end
-		if res ~= nil then
-			data = res
-		end
-	end
-	local result
-	for _, h in ipairs(handlers) do
-		local ok, res, status, message = call(h.module, h.fn, sock, data)
-		if not ok then
-			local st, msg = script_failed(h.module, "handler for " .. name, res)
-			core.error(id, st, msg, ack)
-			return true
-		end
-		if res == nil and status then
-			core.error(id, status, message or "failed", ack)
-			return true
-		end
-		if result == nil then
-			result = res
-		end
-	end
-	if ack then
-		local json, att_out = encode(result)
-		core.ack(id, ack, json, att_out)
-	end
+	run_job(event_job, sock, handlers, name, args[1], ack)
 	return true
+end
+
+local function callback_job(owner, cb, what, ...)
+	local ok, err = call(owner, cb, ...)
+	if not ok then
+		script_failed(owner, what, err)
+	end
 end
 
 -- The client answered (or did not) a Socket:request.
@@ -727,17 +889,24 @@ function R.ack(id, ack_id, args_json, att, why)
 	end
 	sock.pending[ack_id] = nil
 	if why then
-		local ok, err = call(p.owner, p.cb, why)
-		if not ok then
-			script_failed(p.owner, "ack callback", err)
-		end
+		run_job(callback_job, p.owner, p.cb, "ack callback", why)
 		return
 	end
 	local args = decode_args(args_json, att) or {}
-	local ok, err = call(p.owner, p.cb, nil, unpack(args, 1, table.maxn(args)))
-	if not ok then
-		script_failed(p.owner, "ack callback", err)
+	run_job(callback_job, p.owner, p.cb, "ack callback", nil,
+		unpack(args, 1, table.maxn(args)))
+end
+
+-- The core finished what a job waited for.
+function R.resume(ticket, err)
+	local co = waiting[ticket]
+	if not co then
+		return
 	end
+	waiting[ticket] = nil
+	local saved = current_module
+	step(co, coroutine.resume(co, err))
+	current_module = saved
 end
 
 function R.timer(id)
@@ -750,10 +919,7 @@ function R.timer(id)
 	else
 		timers[id] = nil
 	end
-	local ok, err = call(t.owner, t.fn)
-	if not ok then
-		script_failed(t.owner, "timer", err)
-	end
+	run_job(callback_job, t.owner, t.fn, "timer")
 end
 
 return R

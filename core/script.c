@@ -23,12 +23,20 @@
 #include "metrics.h"
 #include "script.h"
 #include "server.h"
+#include "store.h"
 
 extern const char runtime_lua[];
 extern const size_t runtime_lua_len;
 
 /* Scripts are small: a file larger than this is a mistake. */
 #define SCRIPT_FILE_MAX (4u << 20)
+/* A plugin's key-value keys (after its name) and values. */
+#define KV_KEY_MAX 400
+#define KV_VALUE_MAX (1u << 20)
+/* How often expired key-value entries are swept, and how many are looked
+ * at per sweep. */
+#define KV_SWEEP_MS 30000
+#define KV_SWEEP_BATCH 2000
 
 uint64_t script_usec;
 uint64_t script_calls;
@@ -628,6 +636,234 @@ static int l_random(lua_State *S)
 	return 1;
 }
 
+/* ---- plugin key-value storage (in the store's "kv" database) ---- */
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Builds "namespace \0 key" into `out`; returns its length, or 0 (with an
+ * error message pushed) when the key is unusable. */
+static size_t kv_key(lua_State *S, char *out)
+{
+	size_t nlen, klen;
+	const char *ns = luaL_checklstring(S, 1, &nlen);
+	const char *key = luaL_checklstring(S, 2, &klen);
+
+	if (klen == 0 || klen > KV_KEY_MAX || nlen > 64) {
+		lua_pushnil(S);
+		lua_pushfstring(S, "keys are 1 to %d bytes", KV_KEY_MAX);
+		return 0;
+	}
+	memcpy(out, ns, nlen);
+	out[nlen] = '\0';
+	memcpy(out + nlen + 1, key, klen);
+	return nlen + 1 + klen;
+}
+
+/* kv_get(ns, key) -> value json, expiry ms (0: none) | nil */
+static int l_kv_get(lua_State *S)
+{
+	char key[64 + 1 + KV_KEY_MAX];
+	size_t klen = kv_key(S, key), vlen;
+	const void *val;
+	int rc;
+
+	if (!klen)
+		return 2;
+	rc = store_get(STORE_KV, key, klen, &val, &vlen);
+	if (rc < 0) {
+		lua_pushnil(S);
+		lua_pushstring(S, store_strerror(-rc));
+		return 2;
+	}
+	if (rc == 0 || vlen < 8)
+		return 0;
+	uint64_t expiry = get_u64(val);
+	if (expiry && (int64_t)expiry <= wall_ms())
+		return 0;
+	lua_pushlstring(S, (const char *)val + 8, vlen - 8);
+	lua_pushnumber(S, (lua_Number)expiry);
+	return 2;
+}
+
+/* kv_set(ns, key, json, expiry ms or 0) -> true | nil, err */
+static int l_kv_set(lua_State *S)
+{
+	char key[64 + 1 + KV_KEY_MAX];
+	size_t klen = kv_key(S, key), vlen;
+	const char *v = luaL_checklstring(S, 3, &vlen);
+	lua_Number expiry = luaL_optnumber(S, 4, 0);
+
+	if (!klen)
+		return 2;
+	if (vlen > KV_VALUE_MAX) {
+		lua_pushnil(S);
+		lua_pushliteral(S, "values are at most 1 MiB");
+		return 2;
+	}
+	unsigned char *buf = xmalloc(8 + vlen);
+	put_u64(buf, expiry > 0 ? (uint64_t)expiry : 0);
+	memcpy(buf + 8, v, vlen);
+	struct store_batch *b = store_batch_new();
+	store_put(b, STORE_KV, key, klen, buf, 8 + vlen);
+	store_submit(b, NULL, NULL);
+	free(buf);
+	lua_pushboolean(S, 1);
+	return 1;
+}
+
+/* kv_delete(ns, key) -> true | nil, err */
+static int l_kv_delete(lua_State *S)
+{
+	char key[64 + 1 + KV_KEY_MAX];
+	size_t klen = kv_key(S, key);
+
+	if (!klen)
+		return 2;
+	struct store_batch *b = store_batch_new();
+	store_del(b, STORE_KV, key, klen);
+	store_submit(b, NULL, NULL);
+	lua_pushboolean(S, 1);
+	return 1;
+}
+
+struct kv_keys {
+	lua_State *S;
+	size_t skip; /* the namespace and its NUL */
+	int n;
+	int64_t now;
+};
+
+static int collect_key(void *arg, const void *k, size_t kl, const void *v, size_t vl)
+{
+	struct kv_keys *c = arg;
+
+	if (vl >= 8) {
+		uint64_t expiry = get_u64(v);
+		if (expiry && (int64_t)expiry <= c->now)
+			return 0;
+	}
+	lua_pushlstring(c->S, (const char *)k + c->skip, kl - c->skip);
+	lua_rawseti(c->S, -2, ++c->n);
+	return 0;
+}
+
+/* kv_keys(ns, prefix, limit) -> { keys } (committed ones, in order) */
+static int l_kv_keys(lua_State *S)
+{
+	size_t nlen, plen;
+	const char *ns = luaL_checklstring(S, 1, &nlen);
+	const char *prefix = luaL_optlstring(S, 2, "", &plen);
+	lua_Integer limit = luaL_optinteger(S, 3, 1000);
+	char key[64 + 1 + KV_KEY_MAX];
+	struct kv_keys c = { S, nlen + 1, 0, wall_ms() };
+
+	if (nlen > 64 || plen > KV_KEY_MAX)
+		return luaL_error(S, "kv: prefix too long");
+	memcpy(key, ns, nlen);
+	key[nlen] = '\0';
+	memcpy(key + nlen + 1, prefix, plen);
+	lua_newtable(S);
+	jsonlua_mark_array(S);
+	store_scan(STORE_KV, key, nlen + 1 + plen, NULL, 0, limit < 1 ? 1 : limit, collect_key,
+		   &c);
+	return 1;
+}
+
+/* ---- waiting for durability ---- */
+
+static void on_durable(void *arg, int err)
+{
+	lua_Number ticket = (lua_Number)(uintptr_t)arg;
+
+	push_entry("resume");
+	lua_pushnumber(L, ticket);
+	if (err)
+		lua_pushstring(L, store_strerror(err));
+	else
+		lua_pushnil(L);
+	call_runtime("resume", 2, 0);
+}
+
+/* store_wait() -> ticket: the runtime resumes the waiting job with it once
+ * everything written so far is committed and synced. */
+static int l_store_wait(lua_State *S)
+{
+	static uintptr_t next_ticket;
+	uintptr_t ticket = ++next_ticket;
+
+	store_submit(store_batch_new(), on_durable, (void *)ticket);
+	lua_pushnumber(S, (lua_Number)ticket);
+	return 1;
+}
+
+/* Deletes expired key-value entries, a slice of the database at a time. */
+static char sweep_from[64 + 1 + KV_KEY_MAX];
+static size_t sweep_from_len;
+static ev_timer sweep_timer;
+
+struct sweep {
+	struct store_batch *b;
+	int64_t now;
+	int expired;
+};
+
+static int sweep_one(void *arg, const void *k, size_t kl, const void *v, size_t vl)
+{
+	struct sweep *w = arg;
+
+	if (vl >= 8) {
+		uint64_t expiry = get_u64(v);
+		if (expiry && (int64_t)expiry <= w->now) {
+			store_del(w->b, STORE_KV, k, kl);
+			w->expired++;
+		}
+	}
+	if (kl <= sizeof(sweep_from)) {
+		memcpy(sweep_from, k, kl);
+		sweep_from_len = kl;
+	}
+	return 0;
+}
+
+static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct sweep w = { store_batch_new(), wall_ms(), 0 };
+	long n;
+
+	(void)loop;
+	(void)revents;
+	n = store_scan(STORE_KV, "", 0, sweep_from_len ? sweep_from : NULL, sweep_from_len,
+		       KV_SWEEP_BATCH, sweep_one, &w);
+	if (n < KV_SWEEP_BATCH)
+		sweep_from_len = 0; /* the end: the next sweep starts over */
+	if (w.expired)
+		store_submit(w.b, NULL, NULL);
+	else
+		store_batch_free(w.b);
+	timer_start(t, on_sweep, KV_SWEEP_MS);
+}
+
 /* Pushes the handshake query as a table of strings. */
 static void push_query(lua_State *S, const struct handshake *hs)
 {
@@ -708,6 +944,11 @@ static const luaL_Reg core_functions[] = {
 	{ "sha256", l_sha256 },
 	{ "secure_equals", l_secure_equals },
 	{ "random", l_random },
+	{ "kv_get", l_kv_get },
+	{ "kv_set", l_kv_set },
+	{ "kv_delete", l_kv_delete },
+	{ "kv_keys", l_kv_keys },
+	{ "store_wait", l_store_wait },
 	{ "handshake", l_handshake },
 	{ "transport", l_transport },
 	{ NULL, NULL },
@@ -750,6 +991,7 @@ int script_init(void)
 	if (call_runtime("runtime", 1, 1) < 0)
 		return -1;
 	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	timer_start(&sweep_timer, on_sweep, KV_SWEEP_MS);
 
 	return script_reload();
 }
@@ -786,6 +1028,7 @@ void script_fini(void)
 		free(t);
 	}
 	map_fini(&timers);
+	timer_stop(&sweep_timer);
 	guard_close(L);
 	L = NULL;
 }

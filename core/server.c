@@ -633,6 +633,15 @@ void server_run(void)
 		ev_run(srv.loop, 0);
 }
 
+void server_loop_fini(void)
+{
+	if (srv.loop) {
+		ev_prepare_stop(srv.loop, &between_iterations);
+		ev_loop_destroy(srv.loop);
+		srv.loop = NULL;
+	}
+}
+
 void server_request_reload(void)
 {
 	srv.reload_requested = 1;
@@ -662,11 +671,6 @@ void server_fini(void)
 	srv.ctx = NULL;
 	srv.dirty = NULL; /* every connection is closed: nothing to write */
 	conn_reap();
-	if (srv.loop) {
-		ev_prepare_stop(srv.loop, &between_iterations);
-		ev_loop_destroy(srv.loop);
-		srv.loop = NULL;
-	}
 	map_iter_init(&it, &srv.nsps);
 	while ((e = map_next(&it)))
 		nsp_free(e->value);

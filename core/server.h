@@ -134,7 +134,11 @@ void server_run(void);
 /* Both are safe to call from a signal handler. */
 void server_stop(void);
 void server_request_reload(void);
+/* Closes every connection and the lws context; the loop stays for what
+ * still has to run (the store's last completions, Lua's teardown). */
 void server_fini(void);
+/* Destroys the event loop, last of all. */
+void server_loop_fini(void);
 
 /* ---- conn.c: transports, output, lifecycle ---- */
 

@@ -110,6 +110,43 @@ return {
 			end
 		end,
 
+		-- Key-value storage (tests/integration/kv.test.js).
+		["test:kv-set"] = function(sock, data)
+			local ok, err = parley.kv.set(data.key, data.value, data.ttl)
+			if not ok then
+				return nil, 400, err
+			end
+			-- Read back at once: the write is visible before it is durable.
+			return { value = parley.kv.get(data.key) }
+		end,
+
+		["test:kv-get"] = function(sock, data)
+			return { value = parley.kv.get(data.key) }
+		end,
+
+		["test:kv-incr"] = function(sock, data)
+			local v, err = parley.kv.incr(data.key, data.delta, data.ttl)
+			if not v then
+				return nil, 400, err
+			end
+			return { value = v }
+		end,
+
+		-- Acked only once the write is on disk.
+		["test:kv-durable-set"] = function(sock, data)
+			parley.kv.set(data.key, data.value)
+			local ok, err = parley.kv.wait()
+			if not ok then
+				return nil, 500, err
+			end
+			return { durable = true }
+		end,
+
+		["test:kv-keys"] = function(sock, data)
+			parley.kv.wait()
+			return parley.kv.keys(data.prefix)
+		end,
+
 		-- A script may still catch its own errors.
 		["test:catch"] = function()
 			local ok, err = pcall(error, "mine")

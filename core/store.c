@@ -1,0 +1,539 @@
+/* store.c - the LMDB store (see store.h): the environment and its named
+ * databases, write batches with an overlay of pending writes for point reads,
+ * the writer thread that group-commits them, and short read transactions in
+ * the loop thread. Uses LMDB, pthreads and libev (to wake the loop). */
+#define _GNU_SOURCE
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <ev.h>
+#include <lmdb.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "map.h"
+
+#define KEY_MAX 511 /* LMDB's default largest key */
+
+uint64_t store_commits;
+uint64_t store_batches;
+uint64_t store_failures;
+
+static const char *const db_names[STORE_DB_COUNT] = {
+	"kv", "messages", "conv", "status", "members", "idem", "users", "seen", "meta",
+};
+
+/* One write, packed in its batch's buffer: the header, the key, the value. */
+struct op {
+	uint8_t db;
+	uint8_t del;
+	uint16_t klen;
+	uint32_t vlen;
+};
+
+struct store_batch {
+	struct store_batch *next;
+	uint64_t seq;
+	void (*done)(void *arg, int err);
+	void *arg;
+	int err;
+	unsigned char *buf; /* packed ops */
+	size_t len, cap;
+};
+
+/* A write not yet committed, as point reads must see it. Points into the
+ * batch's buffer, which lives until the batch completes. */
+struct pending {
+	uint64_t seq;
+	int deleted;
+	const void *val;
+	size_t vlen;
+};
+
+static MDB_env *env;
+static MDB_dbi dbis[STORE_DB_COUNT];
+static MDB_txn *rtxn; /* the loop thread's read transaction, reset between reads */
+static struct map overlay; /* db byte + key -> struct pending */
+static uint64_t next_seq = 1;
+static unsigned char *scratch; /* a copy of the last value read */
+static size_t scratch_cap;
+
+static pthread_t writer;
+static int writer_running;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static struct store_batch *queue_head, *queue_tail; /* submitted, guarded by mu */
+static struct store_batch *done_head, *done_tail;   /* committed, guarded by mu */
+static int stopping;                                 /* guarded by mu */
+static struct ev_loop *loop;
+static ev_async wake;
+
+const char *store_strerror(int err)
+{
+	return mdb_strerror(err);
+}
+
+/* ---- batches ---- */
+
+struct store_batch *store_batch_new(void)
+{
+	return xcalloc(1, sizeof(struct store_batch));
+}
+
+static void batch_add(struct store_batch *b, enum store_db db, int del, const void *key,
+		      size_t klen, const void *val, size_t vlen)
+{
+	struct op op = { (uint8_t)db, (uint8_t)del, (uint16_t)klen, (uint32_t)vlen };
+	size_t need = sizeof(op) + klen + vlen;
+
+	if (klen == 0 || klen > KEY_MAX || vlen > UINT32_MAX) {
+		/* A caller bug, not client input: keys are built by the core. */
+		log_error("store: refused a key of %zu bytes", klen);
+		abort();
+	}
+	if (b->len + need > b->cap) {
+		b->cap = (b->len + need) * 2;
+		b->buf = xrealloc(b->buf, b->cap);
+	}
+	memcpy(b->buf + b->len, &op, sizeof(op));
+	memcpy(b->buf + b->len + sizeof(op), key, klen);
+	if (vlen)
+		memcpy(b->buf + b->len + sizeof(op) + klen, val, vlen);
+	b->len += need;
+}
+
+void store_batch_free(struct store_batch *b)
+{
+	if (!b)
+		return;
+	free(b->buf);
+	free(b);
+}
+
+void store_put(struct store_batch *b, enum store_db db, const void *key, size_t klen,
+	       const void *val, size_t vlen)
+{
+	batch_add(b, db, 0, key, klen, val, vlen);
+}
+
+void store_del(struct store_batch *b, enum store_db db, const void *key, size_t klen)
+{
+	batch_add(b, db, 1, key, klen, NULL, 0);
+}
+
+/* Walks the ops of a batch: calls `fn` with each. */
+static void batch_each(struct store_batch *b,
+		       void (*fn)(struct store_batch *b, const struct op *op, const unsigned char *key,
+				  const unsigned char *val, void *arg),
+		       void *arg)
+{
+	size_t at = 0;
+
+	while (at < b->len) {
+		struct op op;
+		memcpy(&op, b->buf + at, sizeof(op));
+		const unsigned char *key = b->buf + at + sizeof(op);
+		fn(b, &op, key, key + op.klen, arg);
+		at += sizeof(op) + op.klen + op.vlen;
+	}
+}
+
+static size_t overlay_key(unsigned char *out, enum store_db db, const void *key, size_t klen)
+{
+	out[0] = (unsigned char)db;
+	memcpy(out + 1, key, klen);
+	return klen + 1;
+}
+
+static void overlay_add(struct store_batch *b, const struct op *op, const unsigned char *key,
+			const unsigned char *val, void *arg)
+{
+	unsigned char k[1 + KEY_MAX];
+	size_t klen = overlay_key(k, op->db, key, op->klen);
+	struct pending *p = map_get(&overlay, (const char *)k, klen);
+
+	(void)arg;
+	if (!p) {
+		p = xmalloc(sizeof(*p));
+		map_put(&overlay, (const char *)k, klen, p);
+	}
+	p->seq = b->seq;
+	p->deleted = op->del;
+	p->val = val;
+	p->vlen = op->vlen;
+}
+
+/* The batch is committed (or failed): its writes are what the database says
+ * now, unless a later batch wrote the same key. */
+static void overlay_drop(struct store_batch *b, const struct op *op, const unsigned char *key,
+			 const unsigned char *val, void *arg)
+{
+	unsigned char k[1 + KEY_MAX];
+	size_t klen = overlay_key(k, op->db, key, op->klen);
+	struct pending *p = map_get(&overlay, (const char *)k, klen);
+
+	(void)val;
+	(void)arg;
+	if (p && p->seq == b->seq)
+		free(map_del(&overlay, (const char *)k, klen));
+}
+
+uint64_t store_submit(struct store_batch *b, void (*done)(void *arg, int err), void *arg)
+{
+	b->seq = next_seq++;
+	b->done = done;
+	b->arg = arg;
+	batch_each(b, overlay_add, NULL);
+	pthread_mutex_lock(&mu);
+	if (queue_tail)
+		queue_tail->next = b;
+	else
+		queue_head = b;
+	queue_tail = b;
+	pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
+	return b->seq;
+}
+
+/* ---- the writer thread ---- */
+
+struct apply {
+	MDB_txn *txn;
+	int err;
+};
+
+static void apply_op(struct store_batch *b, const struct op *op, const unsigned char *key,
+		     const unsigned char *val, void *arg)
+{
+	struct apply *a = arg;
+	MDB_val k = { op->klen, (void *)key };
+	MDB_val v = { op->vlen, (void *)val };
+	int rc;
+
+	(void)b;
+	if (a->err)
+		return;
+	if (op->del) {
+		rc = mdb_del(a->txn, dbis[op->db], &k, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+	} else {
+		rc = mdb_put(a->txn, dbis[op->db], &k, &v, 0);
+	}
+	a->err = rc;
+}
+
+/* Writes every batch of the list in one transaction. Returns 0 or the LMDB
+ * error that aborted it (nothing of the list is then written). */
+static int commit_list(struct store_batch *list)
+{
+	struct apply a = { NULL, 0 };
+	int rc = mdb_txn_begin(env, NULL, 0, &a.txn);
+
+	if (rc)
+		return rc;
+	for (struct store_batch *b = list; b && !a.err; b = b->next)
+		batch_each(b, apply_op, &a);
+	if (a.err) {
+		mdb_txn_abort(a.txn);
+		return a.err;
+	}
+	return mdb_txn_commit(a.txn); /* writes and fsyncs */
+}
+
+static void *writer_main(void *unused)
+{
+	sigset_t all;
+
+	(void)unused;
+	/* Signals are the loop thread's (the guard's ticker above all). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&mu);
+	for (;;) {
+		while (!queue_head && !stopping)
+			pthread_cond_wait(&cv, &mu);
+		if (!queue_head)
+			break;
+		struct store_batch *list = queue_head, *last = queue_tail;
+		queue_head = queue_tail = NULL;
+		pthread_mutex_unlock(&mu);
+
+		int err = commit_list(list);
+		uint64_t n = 0;
+		for (struct store_batch *b = list; b; b = b->next, n++)
+			b->err = err;
+
+		pthread_mutex_lock(&mu);
+		if (err) {
+			store_failures += n;
+		} else {
+			store_commits++;
+			store_batches += n;
+		}
+		if (done_tail)
+			done_tail->next = list;
+		else
+			done_head = list;
+		done_tail = last;
+		pthread_mutex_unlock(&mu);
+		ev_async_send(loop, &wake);
+		pthread_mutex_lock(&mu);
+	}
+	pthread_mutex_unlock(&mu);
+	return NULL;
+}
+
+/* In the loop thread: the batches the writer finished. */
+static void run_completions(void)
+{
+	struct store_batch *list;
+
+	pthread_mutex_lock(&mu);
+	list = done_head;
+	done_head = done_tail = NULL;
+	pthread_mutex_unlock(&mu);
+	while (list) {
+		struct store_batch *b = list;
+		list = b->next;
+		if (b->err)
+			log_warn("store: a write failed: %s", mdb_strerror(b->err));
+		batch_each(b, overlay_drop, NULL);
+		if (b->done)
+			b->done(b->arg, b->err);
+		free(b->buf);
+		free(b);
+	}
+}
+
+static void on_wake(struct ev_loop *l, ev_async *w, int revents)
+{
+	(void)l;
+	(void)w;
+	(void)revents;
+	run_completions();
+}
+
+/* ---- reading ---- */
+
+static int read_begin(void)
+{
+	return mdb_txn_renew(rtxn);
+}
+
+static const void *keep(const void *p, size_t n)
+{
+	if (n > scratch_cap) {
+		scratch_cap = n * 2;
+		scratch = xrealloc(scratch, scratch_cap);
+	}
+	memcpy(scratch, p, n);
+	return scratch;
+}
+
+int store_get(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen)
+{
+	unsigned char k[1 + KEY_MAX];
+	struct pending *p;
+	MDB_val mk = { klen, (void *)key }, mv;
+	int rc;
+
+	if (klen == 0 || klen > KEY_MAX)
+		return 0;
+	p = map_get(&overlay, (const char *)k, overlay_key(k, db, key, klen));
+	if (p) {
+		if (p->deleted)
+			return 0;
+		*val = p->val;
+		*vlen = p->vlen;
+		return 1;
+	}
+	if ((rc = read_begin()) != 0)
+		return -rc;
+	rc = mdb_get(rtxn, dbis[db], &mk, &mv);
+	if (rc == 0) {
+		/* Copied: once the transaction ends the page may be reused. */
+		*val = keep(mv.mv_data, mv.mv_size);
+		*vlen = mv.mv_size;
+	}
+	mdb_txn_reset(rtxn);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return rc ? -rc : 1;
+}
+
+static int has_prefix(const MDB_val *k, const void *prefix, size_t plen)
+{
+	return k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0;
+}
+
+long store_scan(enum store_db db, const void *prefix, size_t plen, const void *start,
+		size_t slen, long limit,
+		int (*each)(void *arg, const void *k, size_t kl, const void *v, size_t vl),
+		void *arg)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	long n = 0;
+	int rc;
+
+	if ((rc = read_begin()) != 0)
+		return -rc;
+	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0) {
+		mdb_txn_reset(rtxn);
+		return -rc;
+	}
+	if (start && slen) {
+		k.mv_size = slen;
+		k.mv_data = (void *)start;
+	} else {
+		k.mv_size = plen;
+		k.mv_data = (void *)prefix;
+	}
+	rc = k.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) :
+			 mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (rc == 0 && n < limit && has_prefix(&k, prefix, plen)) {
+		n++;
+		if (each(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size))
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_reset(rtxn);
+	if (rc && rc != MDB_NOTFOUND)
+		return -rc;
+	return n;
+}
+
+int store_last(enum store_db db, const void *prefix, size_t plen, void *out, size_t cap,
+	       size_t *olen)
+{
+	unsigned char bound[KEY_MAX];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, found = 0;
+
+	if (plen == 0 || plen >= KEY_MAX)
+		return 0;
+	/* Just past every key with the prefix: the prefix, then 0xff bytes. */
+	memcpy(bound, prefix, plen);
+	memset(bound + plen, 0xff, KEY_MAX - plen);
+	if ((rc = read_begin()) != 0)
+		return -rc;
+	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0) {
+		mdb_txn_reset(rtxn);
+		return -rc;
+	}
+	k.mv_size = KEY_MAX;
+	k.mv_data = bound;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	rc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV) :
+	     rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST) : rc;
+	if (rc == 0 && has_prefix(&k, prefix, plen) && k.mv_size <= cap) {
+		memcpy(out, k.mv_data, k.mv_size);
+		*olen = k.mv_size;
+		found = 1;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_reset(rtxn);
+	if (rc && rc != MDB_NOTFOUND)
+		return -rc;
+	return found;
+}
+
+/* ---- open and close ---- */
+
+int store_open(const char *dir, size_t map_size, struct ev_loop *l)
+{
+	MDB_txn *txn;
+	struct stat st;
+	int rc, dead;
+
+	loop = l;
+	map_init(&overlay);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		log_error("store: cannot create the data directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		log_error("store: the data directory %s is not a directory", dir);
+		return -1;
+	}
+	if ((rc = mdb_env_create(&env)) != 0 ||
+	    (rc = mdb_env_set_mapsize(env, map_size)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(env, STORE_DB_COUNT + 4)) != 0)
+		goto fail;
+	/* MDB_NOTLS: read transactions belong to no thread, so the loop keeps
+	 * one and renews it for each read. */
+	if ((rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) != 0)
+		goto fail;
+	mdb_reader_check(env, &dead);
+	if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0)
+		goto fail;
+	for (int i = 0; i < STORE_DB_COUNT; i++)
+		if ((rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &dbis[i])) != 0) {
+			mdb_txn_abort(txn);
+			goto fail;
+		}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		goto fail;
+	if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &rtxn)) != 0)
+		goto fail;
+	mdb_txn_reset(rtxn);
+
+	ev_async_init(&wake, on_wake);
+	ev_async_start(loop, &wake);
+	stopping = 0;
+	if (pthread_create(&writer, NULL, writer_main, NULL) != 0) {
+		log_error("store: cannot start the writer thread");
+		ev_async_stop(loop, &wake);
+		goto out;
+	}
+	writer_running = 1;
+	return 0;
+fail:
+	log_error("store: cannot open the database in %s: %s", dir, mdb_strerror(rc));
+out:
+	if (rtxn)
+		mdb_txn_abort(rtxn);
+	rtxn = NULL;
+	if (env)
+		mdb_env_close(env);
+	env = NULL;
+	return -1;
+}
+
+void store_close(void)
+{
+	struct map_iter it;
+	struct map_entry *e;
+
+	if (writer_running) {
+		pthread_mutex_lock(&mu);
+		stopping = 1;
+		pthread_cond_signal(&cv);
+		pthread_mutex_unlock(&mu);
+		pthread_join(writer, NULL);
+		writer_running = 0;
+		run_completions();
+		ev_async_stop(loop, &wake);
+	}
+	if (rtxn)
+		mdb_txn_abort(rtxn);
+	rtxn = NULL;
+	if (env)
+		mdb_env_close(env);
+	env = NULL;
+	map_iter_init(&it, &overlay);
+	while ((e = map_next(&it)))
+		free(e->value);
+	map_fini(&overlay);
+	free(scratch);
+	scratch = NULL;
+	scratch_cap = 0;
+}

@@ -1,0 +1,87 @@
+/* store.h - the LMDB store: one environment under PARLEY_DATA_DIR. The loop
+ * thread reads (each read is a short read-only transaction, never held across
+ * a return to the loop) and builds write batches; one writer thread commits
+ * every batch queued since its last commit in one transaction, so many
+ * writes share one fsync (group commit), and reports each batch back to the
+ * loop once it is durable. Until then a point read sees the batch's writes
+ * (an overlay of pending writes); scans see committed data only. */
+#ifndef PARLEY_STORE_H
+#define PARLEY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+
+/* The named databases. */
+enum store_db {
+	STORE_KV,       /* plugin key-value: plugin "\0" key -> expiry(8) value */
+	STORE_MESSAGES, /* message id -> message record */
+	STORE_CONV,     /* conversation id "\0" seq(8) -> message id */
+	STORE_STATUS,   /* message id "\0" user id -> status(1) */
+	STORE_MEMBERS,  /* conversation id "\0" user id -> "" */
+	STORE_IDEM,     /* sender "\0" client message id -> message id */
+	STORE_USERS,    /* user id -> profile JSON */
+	STORE_SEEN,     /* user id -> last seen ms(8) */
+	STORE_META,     /* counters that survive restarts */
+	STORE_DB_COUNT
+};
+
+/* Opens (creating) the environment in `dir` with a map of `map_size` bytes.
+ * Completions of committed batches run in `loop`. Returns 0, or -1 after
+ * logging why (a directory that cannot be created or read, a file that is
+ * not an LMDB database, a map size the data does not fit). */
+int store_open(const char *dir, size_t map_size, struct ev_loop *loop);
+/* Waits for the writer to commit what is queued, then closes. */
+void store_close(void);
+
+/* ---- writing ---- */
+
+struct store_batch;
+
+/* A new, empty batch. */
+struct store_batch *store_batch_new(void);
+/* Adds a write; the key and value are copied. Keys are 1..511 bytes. */
+void store_put(struct store_batch *b, enum store_db db, const void *key, size_t klen,
+	       const void *val, size_t vlen);
+void store_del(struct store_batch *b, enum store_db db, const void *key, size_t klen);
+/* Frees a batch that will not be submitted. NULL is a no-op. */
+void store_batch_free(struct store_batch *b);
+/* Hands the batch (ownership included) to the writer. `done(arg, err)` runs
+ * in the loop thread once it is committed and synced (err 0) or failed (an
+ * LMDB error code: MDB_MAP_FULL when the map is full; nothing of the batch
+ * was written). An empty batch completes after everything queued before
+ * it: a way to wait until earlier writes are durable. Returns the batch's
+ * sequence number. */
+uint64_t store_submit(struct store_batch *b, void (*done)(void *arg, int err), void *arg);
+
+/* ---- reading ---- */
+
+/* Looks a key up, pending writes first. Returns 1 with `*val`/`*vlen` set
+ * (valid until the next store call from this thread), 0 when absent, or a
+ * negative error. */
+int store_get(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen);
+
+/* Calls `each(arg, key, klen, val, vlen)` for the committed keys that start
+ * with `prefix`, in key order, from `start` (a key at or after which to
+ * begin; NULL for the first), until it returns non-zero or `limit` calls.
+ * Returns the number of calls, or a negative error. Pointers are valid only
+ * during the call. */
+long store_scan(enum store_db db, const void *prefix, size_t plen, const void *start,
+		size_t slen, long limit,
+		int (*each)(void *arg, const void *k, size_t kl, const void *v, size_t vl),
+		void *arg);
+/* The last committed key that starts with `prefix`: 1 and its key copied to
+ * `out` (`*olen` bytes, at most `cap`), 0 when none, or a negative error. */
+int store_last(enum store_db db, const void *prefix, size_t plen, void *out, size_t cap,
+	       size_t *olen);
+
+/* A message for a store error code (LMDB's, or errno's). */
+const char *store_strerror(int err);
+
+/* For /metrics. */
+extern uint64_t store_commits;   /* transactions committed */
+extern uint64_t store_batches;   /* batches they carried */
+extern uint64_t store_failures;  /* batches that failed */
+
+#endif

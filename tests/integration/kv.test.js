@@ -1,0 +1,84 @@
+// kv.test.js - key-value storage for scripts and plugins (parley.kv), in
+// the LMDB store under PARLEY_DATA_DIR: read-your-writes, TTL, atomic
+// increments, one namespace per plugin, kv.wait() acking only once the
+// write is durable, and values that survive kill -9 and a restart.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const h = require('./harness');
+
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-kv-'));
+const env = { PARLEY_PLUGINS: 'testkit,kvpeer' };
+let srv;
+let s;
+
+async function connect() {
+  s = h.sioClient(srv, '/messages', { query: { userId: 'kv-user' }, transports: ['websocket'] });
+  await h.connected(s);
+}
+const ask = (event, data) => s.timeout(5000).emitWithAck(event, data);
+
+test.before(async () => {
+  srv = await h.startParley({ dataDir, env });
+  await connect();
+});
+test.after(async () => {
+  s.close();
+  assert.equal((await srv.stop()).code, 0);
+});
+
+test('a value set is read back at once, with its JSON type: string, number, object with an empty array, big integer', async () => {
+  for (const value of ['hello', 42, { list: [], n: 12345678901234567890n.toString() }, [1, 'two'], true]) {
+    assert.deepEqual(await ask('test:kv-set', { key: 'k', value }), { value });
+  }
+});
+
+test('an entry set with ttl 150 ms is gone 300 ms later', async () => {
+  assert.deepEqual(await ask('test:kv-set', { key: 'short', value: 'x', ttl: 150 }), { value: 'x' });
+  await h.sleep(300);
+  assert.deepEqual(await ask('test:kv-get', { key: 'short' }), {});
+});
+
+test('200 concurrent increments from 4 sockets end at exactly 200; incr of a string is an error', async () => {
+  const others = await Promise.all([1, 2, 3].map(async (i) => {
+    const o = h.sioClient(srv, '/messages', { query: { userId: `inc${i}` }, transports: ['websocket'] });
+    await h.connected(o);
+    return o;
+  }));
+  const all = [s, ...others];
+  await Promise.all(Array.from({ length: 200 }, (_, i) =>
+    all[i % 4].timeout(5000).emitWithAck('test:kv-incr', { key: 'counter' })));
+  assert.deepEqual(await ask('test:kv-get', { key: 'counter' }), { value: 200 });
+  await ask('test:kv-set', { key: 'word', value: 'abc' });
+  const err = await ask('test:kv-incr', { key: 'word' });
+  assert.equal(err.statusCode, 400);
+  others.forEach((o) => o.close());
+});
+
+test('each plugin has its own namespace: kvpeer does not see testkit\'s key', async () => {
+  await ask('test:kv-set', { key: 'mine', value: 'testkit' });
+  assert.deepEqual(await ask('peer:get', { key: 'mine' }), {});
+  await ask('peer:set', { key: 'mine', value: 'peer' });
+  assert.deepEqual(await ask('peer:get', { key: 'mine' }), { value: 'peer' });
+  assert.deepEqual(await ask('test:kv-get', { key: 'mine' }), { value: 'testkit' });
+});
+
+test('kv.keys lists keys by prefix, in order', async () => {
+  for (const k of ['list:b', 'list:a', 'list:c', 'other']) await ask('test:kv-set', { key: k, value: 1 });
+  assert.deepEqual(await ask('test:kv-keys', { prefix: 'list:' }), ['list:a', 'list:b', 'list:c']);
+});
+
+test('a value acked after kv.wait() survives kill -9; so does an earlier expiring one until its time', async () => {
+  assert.deepEqual(await ask('test:kv-durable-set', { key: 'durable', value: { saved: [1, 2, 3] } }),
+    { durable: true });
+  s.close();
+  srv.kill();
+  await srv.exited;
+  srv = await h.startParley({ dataDir, env });
+  await connect();
+  assert.deepEqual(await ask('test:kv-get', { key: 'durable' }), { value: { saved: [1, 2, 3] } });
+  assert.deepEqual(await ask('test:kv-get', { key: 'counter' }), { value: 200 });
+});
