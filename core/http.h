@@ -18,6 +18,7 @@ enum pss_role {
 	ROLE_POLL_POST, /* a POST of Engine.IO packets */
 	ROLE_PROBE,     /* a WebSocket probing an upgrade */
 	ROLE_WS,        /* an Engine.IO WebSocket, or the plain endpoint */
+	ROLE_API,       /* a request to the HTTP API, maybe waiting for Lua */
 };
 
 /* Per-connection state lws keeps for us; reused across keep-alive requests,
@@ -33,6 +34,7 @@ struct pss {
 	int dead_poll; /* the poll's session closed: answer with a close packet */
 	struct frame *probe_reply;
 	char *origin; /* the request's Origin header, or NULL */
+	struct api_request *api; /* an HTTP API request in progress */
 };
 
 enum http_method http_method(struct lws *wsi);
@@ -60,6 +62,21 @@ struct handshake;
 void http_handshake_copy(struct handshake *hs, struct lws *wsi);
 
 /* engine.c's HTTP side */
+/* ---- api.c: the HTTP API under /api/ ---- */
+struct api_request;
+void api_init(void);
+void api_fini(void);
+/* Starts a request: checks the key, then waits for the body or hands it to
+ * the Lua routes. Returns what the lws callback should. */
+int api_request_begin(struct lws *wsi, struct pss *pss, const char *path);
+int api_body_done(struct lws *wsi, struct pss *pss);
+/* Writes Lua's answer once it is there. */
+int api_writable(struct lws *wsi, struct pss *pss);
+/* The connection closed: the request is forgotten. */
+void api_closed(struct pss *pss);
+/* Lua's answer to request `id`; 0, or -1 when it is gone or answered. */
+int api_respond(const char *id, int status, const char *body, size_t len);
+
 int engine_http_request(struct lws *wsi, struct pss *pss);
 int engine_http_body_done(struct lws *wsi, struct pss *pss);
 int engine_poll_writable(struct lws *wsi, struct pss *pss);

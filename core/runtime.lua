@@ -610,8 +610,22 @@ end
 
 local hook_names = { "connect", "connected", "disconnect", "join", "filter" }
 
+-- "GET /api/users/:id" -> method, segments ({"api", "users", ":id"}).
+local function parse_route(spec)
+	local method, path = spec:match("^(%u+)%s+(/api/%S*)$")
+	if not method then
+		return nil
+	end
+	local parts = {}
+	for seg in path:gmatch("[^/]+") do
+		parts[#parts + 1] = seg
+	end
+	return method, parts
+end
+
 local function registry_new(modules)
-	local r = { modules = modules, events = {}, namespaces = {}, default = nil }
+	local r = { modules = modules, events = {}, namespaces = {}, default = nil, routes = {} }
+	local route_owner = {}
 	for _, n in ipairs(hook_names) do
 		r[n] = {}
 	end
@@ -646,6 +660,28 @@ local function registry_new(modules)
 				r.events[event] = r.events[event] or {}
 				local list = r.events[event]
 				list[#list + 1] = { module = m, fn = fn }
+			end
+		end
+		if h.routes ~= nil then
+			if type(h.routes) ~= "table" then
+				return nil, m.path .. ": 'routes' must be a table of handlers"
+			end
+			for spec, fn in pairs(h.routes) do
+				local method, parts
+				if type(spec) == "string" then
+					method, parts = parse_route(spec)
+				end
+				if not method or type(fn) ~= "function" then
+					return nil, m.path .. ": route '" .. tostring(spec)
+						.. "' must be \"METHOD /api/...\" mapped to a function"
+				end
+				local shape = method .. " /" .. table.concat(parts, "/"):gsub(":[^/]+", ":")
+				if route_owner[shape] then
+					return nil, m.path .. ": route '" .. spec .. "' is already served by "
+						.. route_owner[shape]
+				end
+				route_owner[shape] = m.name
+				r.routes[#r.routes + 1] = { method = method, parts = parts, module = m, fn = fn }
 			end
 		end
 		for _, nsp in ipairs(h.namespaces or {}) do
@@ -895,6 +931,88 @@ function R.ack(id, ack_id, args_json, att, why)
 	local args = decode_args(args_json, att) or {}
 	run_job(callback_job, p.owner, p.cb, "ack callback", nil,
 		unpack(args, 1, table.maxn(args)))
+end
+
+-- ---- HTTP routes ----
+
+local function http_error(id, status, message)
+	core.http_respond(id, status, json.encode({ status = "error", statusCode = status,
+		message = message }))
+end
+
+-- Finds the route for a path: the route and its params, or nil and the
+-- status (404: no such path; 405: the path exists for other methods).
+local function match_route(method, path)
+	local parts = {}
+	for seg in path:gmatch("[^/]+") do
+		parts[#parts + 1] = seg
+	end
+	local path_found = false
+	for _, route in ipairs(reg.routes) do
+		if #route.parts == #parts then
+			local params = {}
+			local ok = true
+			for i, seg in ipairs(route.parts) do
+				if seg:sub(1, 1) == ":" then
+					params[seg:sub(2)] = parts[i]
+				elseif seg ~= parts[i] then
+					ok = false
+					break
+				end
+			end
+			if ok then
+				path_found = true
+				if route.method == method then
+					return route, params
+				end
+			end
+		end
+	end
+	return nil, path_found and 405 or 404
+end
+
+local function route_job(id, route, req)
+	local ok, a, b, c = call(route.module, route.fn, req)
+	if not ok then
+		local st, msg = script_failed(route.module, "route " .. req.method .. " " .. req.path, a)
+		return http_error(id, st, msg)
+	end
+	local status, body = 200, a
+	if a == nil and b ~= nil then
+		return http_error(id, tonumber(b) or 500, c or "failed")
+	end
+	if type(a) == "number" then
+		status, body = a, b
+	end
+	if body == nil then
+		return core.http_respond(id, status, "")
+	end
+	local eok, text = pcall(json.encode, body)
+	if not eok then
+		local st, msg = script_failed(route.module, "route " .. req.method .. " " .. req.path, text)
+		return http_error(id, st, msg)
+	end
+	core.http_respond(id, status, text)
+end
+
+-- An HTTP API request (the key was checked by the core).
+function R.http(id, method, path, query, body)
+	local route, params = match_route(method, path)
+	if not route then
+		if params == 405 then
+			return http_error(id, 405, "method " .. method .. " not allowed on " .. path)
+		end
+		return http_error(id, 404, "no such route: " .. method .. " " .. path)
+	end
+	local data
+	if body ~= nil then
+		data = json.decode(body)
+		if data == nil then
+			return http_error(id, 400, "the body is not valid JSON")
+		end
+	end
+	run_job(route_job, id, route, { method = method, path = path, params = params,
+		query = query, body = data })
 end
 
 -- The core finished what a job waited for.

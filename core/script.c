@@ -18,6 +18,7 @@
 #include "alloc.h"
 #include "base64.h"
 #include "guard.h"
+#include "http.h"
 #include "jsonlua.h"
 #include "log.h"
 #include "metrics.h"
@@ -918,6 +919,20 @@ static int l_transport(lua_State *S)
 	return 1;
 }
 
+/* http_respond(request id, status, json) -> true | false (gone) */
+static int l_http_respond(lua_State *S)
+{
+	const char *id = luaL_checkstring(S, 1);
+	int status = (int)luaL_checkinteger(S, 2);
+	size_t len;
+	const char *body = luaL_checklstring(S, 3, &len);
+
+	if (status < 100 || status > 599)
+		status = 500;
+	lua_pushboolean(S, api_respond(id, status, body, len) == 0);
+	return 1;
+}
+
 static const luaL_Reg core_functions[] = {
 	{ "log", l_log },
 	{ "read_file", l_read_file },
@@ -949,6 +964,7 @@ static const luaL_Reg core_functions[] = {
 	{ "kv_delete", l_kv_delete },
 	{ "kv_keys", l_kv_keys },
 	{ "store_wait", l_store_wait },
+	{ "http_respond", l_http_respond },
 	{ "handshake", l_handshake },
 	{ "transport", l_transport },
 	{ NULL, NULL },
@@ -1129,6 +1145,25 @@ void script_event(struct client *cl, const char *name, size_t name_len,
 		metrics_event_in(name, name_len);
 	else
 		metrics_event_in("_unknown", 8);
+}
+
+void script_http(const char *id, const char *method, const char *path,
+		 const struct handshake *query, const char *body, size_t body_len)
+{
+	push_entry("http");
+	lua_pushstring(L, id);
+	lua_pushstring(L, method);
+	lua_pushstring(L, path);
+	push_query(L, query);
+	if (body)
+		lua_pushlstring(L, body, body_len);
+	else
+		lua_pushnil(L);
+	if (call_runtime("http", 5, 0) < 0) {
+		static const char failed[] =
+			"{\"status\":\"error\",\"statusCode\":500,\"message\":\"a script failed\"}";
+		api_respond(id, 500, failed, sizeof(failed) - 1);
+	}
 }
 
 void script_ack(struct client *cl, uint64_t id, const char *args,

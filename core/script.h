@@ -42,6 +42,12 @@ void script_ack(struct client *cl, uint64_t id, const char *args,
 		size_t args_len, struct frame **att, unsigned natt,
 		const char *why);
 
+/* Hands an HTTP API request to the Lua routes; the answer comes through
+ * api_respond under `id`, now or later. `body` is NULL when there is none. */
+struct handshake;
+void script_http(const char *id, const char *method, const char *path,
+		 const struct handshake *query, const char *body, size_t body_len);
+
 /* Microseconds spent in Lua, and calls made, since start (for /metrics). */
 extern uint64_t script_usec;
 extern uint64_t script_calls;

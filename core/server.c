@@ -170,6 +170,7 @@ out:
 
 void http_release(struct pss *pss)
 {
+	api_closed(pss);
 	free(pss->body);
 	free(pss->origin);
 	pss->body = pss->origin = NULL;
@@ -217,6 +218,8 @@ static int on_http(struct lws *wsi, struct pss *pss, const char *path)
 	http_read_origin(wsi, pss);
 	if (is_engine_path(path))
 		return engine_http_request(wsi, pss);
+	if (strncmp(path, "/api/", 5) == 0)
+		return api_request_begin(wsi, pss, path);
 	return serve_plain_http(wsi, pss, path);
 }
 
@@ -478,8 +481,12 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_HTTP_BODY:
 		return on_http_body(wsi, pss, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		if (pss->role == ROLE_API)
+			return api_body_done(wsi, pss);
 		return engine_http_body_done(wsi, pss);
 	case LWS_CALLBACK_HTTP_WRITEABLE:
+		if (pss->role == ROLE_API)
+			return api_writable(wsi, pss);
 		return engine_poll_writable(wsi, pss);
 	case LWS_CALLBACK_CLOSED_HTTP:
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
@@ -576,6 +583,7 @@ int server_start(struct config *cfg)
 	map_init(&srv.conns);
 	map_init(&srv.clients);
 	map_init(&srv.nsps);
+	api_init();
 	lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
 
 	srv.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
@@ -671,6 +679,7 @@ void server_fini(void)
 	srv.ctx = NULL;
 	srv.dirty = NULL; /* every connection is closed: nothing to write */
 	conn_reap();
+	api_fini();
 	map_iter_init(&it, &srv.nsps);
 	while ((e = map_next(&it)))
 		nsp_free(e->value);

@@ -6,6 +6,31 @@
 return {
 	namespaces = { "/admin" },
 
+	-- HTTP routes (tests/integration/api.test.js).
+	routes = {
+		["GET /api/test/echo/:id"] = function(req)
+			return { id = req.params.id, query = req.query, method = req.method }
+		end,
+		["POST /api/test/things"] = function(req)
+			return 201, { got = req.body }
+		end,
+		["DELETE /api/test/things/:id"] = function(req)
+			return 204
+		end,
+		-- Answers only once the store has synced: a parked request.
+		["GET /api/test/durable"] = function(req)
+			parley.kv.set("api", "written")
+			local ok, err = parley.kv.wait()
+			return { waited = ok, err = err }
+		end,
+		["GET /api/test/fail"] = function()
+			error("route boom")
+		end,
+		["GET /api/test/refuse"] = function()
+			return nil, 409, "already there"
+		end,
+	},
+
 	events = {
 		-- Acks back the payload as received (binary included).
 		["test:echo"] = function(sock, data)
