@@ -86,6 +86,8 @@ static const struct setting settings[] = {
 	  "plugins to enable, comma-separated (file: \"a,b\" or {\"a\",\"b\"})" },
 	{ "plugin_path", "PARLEY_PLUGIN_PATH", SETTING_PATH, FIELD(plugin_path), "plugins", 0, 0, "",
 	  "directories searched for plugins, ';'-separated" },
+	{ "watch", "PARLEY_WATCH", SETTING_INT, FIELD(watch), "1", 0, 1, "",
+	  "1: reload the scripts when one of their files changes; 0: on SIGHUP only" },
 	{ "log", "PARLEY_LOG", SETTING_LOG, FIELD(log_level), "info", 0, 0, "",
 	  "log level: error, warn, info or debug" },
 };

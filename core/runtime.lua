@@ -416,6 +416,20 @@ function parley.timer(ms, fn, every)
 	return id
 end
 
+-- Cancels every timer the given module instances own.
+local function cancel_timers_of(modules)
+	local owned = {}
+	for _, m in ipairs(modules) do
+		owned[m] = true
+	end
+	for id, t in pairs(timers) do
+		if t.owner and owned[t.owner] then
+			timers[id] = nil
+			core.cancel(id)
+		end
+	end
+end
+
 function parley.cancel(id)
 	if timers[id] then
 		timers[id] = nil
@@ -522,6 +536,30 @@ function kv.wait()
 	return true
 end
 
+-- A table that survives reloads of the running script or plugin: state a
+-- new version takes over from the old one (Prosody's module:shared).
+local shared = {} -- module name -> name -> table
+
+function parley.shared(name)
+	if not current_module then
+		error("parley.shared is for scripts and plugins", 2)
+	end
+	if type(name) ~= "string" then
+		error("parley.shared(name): name must be a string", 2)
+	end
+	local mine = shared[current_module.name]
+	if not mine then
+		mine = {}
+		shared[current_module.name] = mine
+	end
+	local t = mine[name]
+	if not t then
+		t = {}
+		mine[name] = t
+	end
+	return t
+end
+
 parley.log = {}
 for _, level in ipairs({ "error", "warn", "info", "debug" }) do
 	parley.log[level] = function(fmt, ...)
@@ -576,6 +614,123 @@ local function sandbox_env(name)
 	return env
 end
 
+-- ---- plugin configuration ----
+-- A plugin may declare its configuration in plugins/<name>/schema.lua: a
+-- table of field -> { type = "number"|"integer"|"string"|"boolean"|"table",
+-- default, required, min, max, one_of = {...}, fields = {schema} (a record),
+-- values = {spec} (a map), items = {spec} (an array) }. The configuration
+-- (the config file's plugin_config[name]) is checked against it and filled
+-- with defaults before the plugin runs; what it got is its global `config`.
+
+local function deep_copy(v)
+	if type(v) ~= "table" then
+		return v
+	end
+	local out = {}
+	for k, x in pairs(v) do
+		out[k] = deep_copy(x)
+	end
+	return out
+end
+
+local check_record
+
+local function check_value(spec, v, where)
+	if v == nil then
+		if spec.default ~= nil then
+			return deep_copy(spec.default)
+		end
+		if spec.required then
+			return nil, where .. " is required"
+		end
+		return nil
+	end
+	local t = spec.type
+	local ok = (t == "integer" and type(v) == "number" and v == math.floor(v))
+		or (t ~= "integer" and type(v) == t)
+	if not ok then
+		return nil, where .. ": expected " .. (t == "integer" and "an integer" or "a " .. t)
+			.. ", got " .. type(v)
+	end
+	if type(v) == "number" then
+		if spec.min and v < spec.min then
+			return nil, where .. ": at least " .. spec.min
+		end
+		if spec.max and v > spec.max then
+			return nil, where .. ": at most " .. spec.max
+		end
+	end
+	if spec.one_of then
+		local found = false
+		for _, x in ipairs(spec.one_of) do
+			found = found or x == v
+		end
+		if not found then
+			return nil, where .. ": must be one of " .. table.concat(spec.one_of, ", ")
+		end
+	end
+	if t == "table" then
+		if spec.fields then
+			return check_record(spec.fields, v, where)
+		end
+		local out = {}
+		for k, x in pairs(v) do
+			local sub = spec.values or (spec.items and type(k) == "number" and spec.items)
+			if spec.items and type(k) ~= "number" then
+				return nil, where .. ": expected an array"
+			end
+			if sub then
+				local cv, err = check_value(sub, x, where .. "[" .. tostring(k) .. "]")
+				if err then
+					return nil, err
+				end
+				out[k] = cv
+			else
+				out[k] = deep_copy(x)
+			end
+		end
+		return out
+	end
+	return v
+end
+
+function check_record(schema, given, where)
+	local out = {}
+	given = given or {}
+	for k in pairs(given) do
+		if schema[k] == nil then
+			return nil, where .. ": unknown setting '" .. tostring(k) .. "'"
+		end
+	end
+	for k, spec in pairs(schema) do
+		local v, err = check_value(spec, given[k], where .. "." .. k)
+		if err then
+			return nil, err
+		end
+		out[k] = v
+	end
+	return out
+end
+
+-- The plugin's schema.lua beside its init.lua, if there is one.
+local function load_schema(dir)
+	local src = core.read_file(dir .. "/schema.lua")
+	if not src then
+		return nil
+	end
+	local chunk, err = loadstring(src, "@" .. dir .. "/schema.lua")
+	if not chunk then
+		return false, err
+	end
+	setfenv(chunk, {})
+	local ok, schema = pcall(chunk)
+	if not ok or type(schema) ~= "table" then
+		return false, dir .. "/schema.lua: must return a table of fields"
+			.. (ok and "" or ": " .. tostring(schema))
+	end
+	return schema
+end
+
 -- Compiles and runs one module file; returns its hook table or nil, err.
 local function load_module(path, name, config)
 	local src, err = core.read_file(path)
@@ -589,6 +744,20 @@ local function load_module(path, name, config)
 	-- LuaJIT runs no hooks in compiled code, so the guard could not stop a
 	-- hot loop: every function of a script stays interpreted.
 	jit.off(chunk, true)
+	local dir = path:match("^(.*)/init%.lua$")
+	if dir then
+		local schema, serr = load_schema(dir)
+		if schema == false then
+			return nil, serr
+		end
+		if schema then
+			local checked, cerr2 = check_record(schema, config, "plugin_config." .. name)
+			if not checked then
+				return nil, "plugin '" .. name .. "': " .. cerr2
+			end
+			config = checked
+		end
+	end
 	local env = sandbox_env(name)
 	env.config = config or {}
 	setfenv(chunk, env)
@@ -608,7 +777,7 @@ local function load_module(path, name, config)
 	return m
 end
 
-local hook_names = { "connect", "connected", "disconnect", "join", "filter" }
+local hook_names = { "connect", "connected", "disconnect", "join", "filter", "load", "unload" }
 
 -- "GET /api/users/:id" -> method, segments ({"api", "users", ":id"}).
 local function parse_route(spec)
@@ -708,14 +877,50 @@ local function find_plugin(name, path)
 	return nil
 end
 
--- Loads the scripts folder and the plugins into a new registry and, only if
--- all of it loaded, puts it in force. Returns true or nil, err.
-function R.load(scripts_dir, plugins, plugin_path, plugin_config)
-	local modules = {}
+-- The config file's plugin_config table (read again at each load, so that
+-- a reload picks up changes), or nil.
+local function read_plugin_config(file)
+	if not file then
+		return nil
+	end
+	local src = core.read_file(file)
+	if not src then
+		return nil
+	end
+	local chunk = loadstring(src, "@" .. file)
+	if not chunk then
+		return nil
+	end
+	setfenv(chunk, {})
+	local ok, t = pcall(chunk)
+	if ok and type(t) == "table" and type(t.plugin_config) == "table" then
+		return t.plugin_config
+	end
+	return nil
+end
+
+-- Runs a load or unload hook of each module; logs failures.
+local function run_lifecycle(modules, hook)
+	for _, m in ipairs(modules) do
+		local fn = m.hooks[hook]
+		if type(fn) == "function" then
+			local ok, err = call(m, fn)
+			if not ok then
+				script_failed(m, hook .. " hook", err)
+			end
+		end
+	end
+end
+
+local files_loaded = {}
+
+-- Builds every module of a load; nil, err at the first that fails.
+local function build(scripts_dir, plugins, plugin_path, plugin_config, modules, files)
 	local list_src, err = core.read_file(scripts_dir .. "/init.lua")
 	if not list_src then
 		return nil, err
 	end
+	files[#files + 1] = scripts_dir .. "/init.lua"
 	local list_chunk, lerr = loadstring(list_src, "@" .. scripts_dir .. "/init.lua")
 	if not list_chunk then
 		return nil, lerr
@@ -727,8 +932,9 @@ function R.load(scripts_dir, plugins, plugin_path, plugin_config)
 			.. (ok and "" or (": " .. tostring(names)))
 	end
 	for _, name in ipairs(names) do
-		local m, merr = load_module(scripts_dir .. "/" .. name .. ".lua", name,
-			plugin_config and plugin_config[name])
+		local file = scripts_dir .. "/" .. name .. ".lua"
+		files[#files + 1] = file
+		local m, merr = load_module(file, name, plugin_config and plugin_config[name])
 		if not m then
 			return nil, merr
 		end
@@ -739,22 +945,47 @@ function R.load(scripts_dir, plugins, plugin_path, plugin_config)
 		if not file then
 			return nil, "plugin '" .. name .. "' not found in " .. plugin_path
 		end
+		files[#files + 1] = file
 		local m, merr = load_module(file, name, plugin_config and plugin_config[name])
 		if not m then
 			return nil, merr
 		end
 		modules[#modules + 1] = m
 	end
-	local r, rerr = registry_new(modules)
+	return registry_new(modules)
+end
+
+-- Loads the scripts folder and the plugins into a new registry beside the
+-- one in force and, only if all of it loaded, swaps it in: the old modules
+-- get their unload hook and lose their timers, the new ones get their load
+-- hook. On any error the old registry stays and the new modules' timers go.
+-- Returns true or nil, err.
+function R.load(scripts_dir, plugins, plugin_path, config_file)
+	local modules, files = {}, {}
+	local r, err = build(scripts_dir, plugins, plugin_path,
+		read_plugin_config(config_file), modules, files)
 	if not r then
-		return nil, rerr
+		cancel_timers_of(modules)
+		return nil, err
 	end
 	for nsp in pairs(r.namespaces) do
 		core.namespace(nsp)
 	end
+	local old = reg
+	if old then
+		run_lifecycle(old.modules, "unload")
+		cancel_timers_of(old.modules)
+	end
 	reg = r
 	default_nsp = r.default or "/"
+	files_loaded = files
+	run_lifecycle(r.modules, "load")
 	return true
+end
+
+-- The files the registry in force came from (the core watches them).
+function R.files()
+	return files_loaded
 end
 
 -- ---- dispatch from the core ----

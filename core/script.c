@@ -25,6 +25,7 @@
 #include "script.h"
 #include "server.h"
 #include "store.h"
+#include "watch.h"
 
 extern const char runtime_lua[];
 extern const size_t runtime_lua_len;
@@ -1008,6 +1009,8 @@ int script_init(void)
 		return -1;
 	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	timer_start(&sweep_timer, on_sweep, KV_SWEEP_MS);
+	if (srv.cfg->watch)
+		watch_init(srv.loop);
 
 	return script_reload();
 }
@@ -1020,7 +1023,10 @@ int script_reload(void)
 	lua_pushstring(L, cfg->scripts_dir);
 	lua_pushstring(L, cfg->plugins ? cfg->plugins : "");
 	lua_pushstring(L, cfg->plugin_path);
-	lua_pushnil(L);
+	if (cfg->config_file)
+		lua_pushstring(L, cfg->config_file);
+	else
+		lua_pushnil(L);
 	if (call_runtime("load", 4, 2) < 0)
 		return -1;
 	if (lua_isnil(L, -2)) {
@@ -1029,6 +1035,20 @@ int script_reload(void)
 		return -1;
 	}
 	lua_pop(L, 2);
+	if (cfg->watch) {
+		/* Watch what was loaded, for the next change. */
+		push_entry("files");
+		if (call_runtime("files", 0, 1) == 0) {
+			size_t n = lua_objlen(L, -1);
+			for (size_t i = 1; i <= n; i++) {
+				lua_rawgeti(L, -1, (int)i);
+				if (lua_isstring(L, -1))
+					watch_file(lua_tostring(L, -1));
+				lua_pop(L, 1);
+			}
+			lua_pop(L, 1);
+		}
+	}
 	return 0;
 }
 
@@ -1045,6 +1065,7 @@ void script_fini(void)
 	}
 	map_fini(&timers);
 	timer_stop(&sweep_timer);
+	watch_fini();
 	guard_close(L);
 	L = NULL;
 }

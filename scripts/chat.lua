@@ -2,29 +2,51 @@
 -- conversation's room, typing indicators (with the user, and expiry when not
 -- refreshed), and presence when a user's first socket connects and after
 -- the last one closes.
+--
+-- Who is typing is shared state (parley.shared), so a reload of this script
+-- takes it over; a sweep every second ends what was not refreshed in time.
 
-local TYPING_TTL_MS = 8000
+local TYPING_TTL_MS = tonumber(config.typing_ttl_ms) or 8000
+local SWEEP_MS = 1000
 local NAMESPACE = "/messages"
 
-local typing = {} -- "conversationId\0userId" -> timer
+-- "conversationId\0userId" -> { expires, conv, user, sid }
+local typing = parley.shared("typing")
 
 local function room_of(conversation_id)
 	return "conversation:" .. conversation_id
 end
 
-local function stop_typing(sock, conversation_id, key)
+-- Tells the room a typing indicator ended; the typer's socket is spared.
+local function end_typing(key)
 	local t = typing[key]
-	if t then
-		parley.cancel(t)
-		typing[key] = nil
+	if not t then
+		return
 	end
-	sock:to(room_of(conversation_id)):emit("typing:stop", {
-		conversationId = conversation_id, userId = sock.userId, isTyping = false,
-	})
+	typing[key] = nil
+	local b = parley.of(NAMESPACE):to(room_of(t.conv))
+	local typer = parley.socket(t.sid)
+	if typer then
+		b:except(typer)
+	end
+	b:emit("typing:stop", { conversationId = t.conv, userId = t.user, isTyping = false })
+end
+
+local function sweep()
+	local now = parley.now()
+	for key, t in pairs(typing) do
+		if t.expires <= now then
+			end_typing(key)
+		end
+	end
 end
 
 return {
 	namespaces = { NAMESPACE },
+
+	load = function()
+		parley.timer(SWEEP_MS, sweep, true)
+	end,
 
 	connected = function(sock)
 		if sock.namespace ~= NAMESPACE then
@@ -42,13 +64,8 @@ return {
 		-- The socket is still counted while its disconnect hooks run.
 		if parley.user_sockets(sock.userId, sock.namespace) == 1 then
 			for key, t in pairs(typing) do
-				local conv, user = key:match("^(.*)%z(.*)$")
-				if user == sock.userId then
-					parley.cancel(t)
-					typing[key] = nil
-					parley.of(sock.namespace):to(room_of(conv)):emit("typing:stop", {
-						conversationId = conv, userId = user, isTyping = false,
-					})
+				if t.user == sock.userId then
+					end_typing(key)
 				end
 			end
 			parley.of(sock.namespace):emit("user:offline", { userId = sock.userId })
@@ -75,16 +92,10 @@ return {
 
 		["typing:start"] = function(sock, data)
 			local conv = data.conversationId
-			local key = conv .. "\0" .. sock.userId
-			if typing[key] then
-				parley.cancel(typing[key])
-			end
-			typing[key] = parley.timer(TYPING_TTL_MS, function()
-				typing[key] = nil
-				parley.of(sock.namespace):to(room_of(conv)):except(sock):emit("typing:stop", {
-					conversationId = conv, userId = sock.userId, isTyping = false,
-				})
-			end)
+			typing[conv .. "\0" .. sock.userId] = {
+				expires = parley.now() + TYPING_TTL_MS, conv = conv, user = sock.userId,
+				sid = sock.id,
+			}
 			sock:to(room_of(conv)):emit("typing:start", {
 				conversationId = conv, userId = sock.userId, isTyping = true,
 				user = { id = sock.user.id, name = sock.user.name, avatar = sock.user.avatar },
@@ -93,7 +104,11 @@ return {
 		end,
 
 		["typing:stop"] = function(sock, data)
-			stop_typing(sock, data.conversationId, data.conversationId .. "\0" .. sock.userId)
+			local conv = data.conversationId
+			typing[conv .. "\0" .. sock.userId] = nil
+			sock:to(room_of(conv)):emit("typing:stop", {
+				conversationId = conv, userId = sock.userId, isTyping = false,
+			})
 			return { success = true }
 		end,
 	},

@@ -1,0 +1,98 @@
+// plugins.test.js - plugins are folders enabled by configuration
+// (PARLEY_PLUGINS), each with its own environment; a plugin's configuration
+// (plugin_config in the config file) is checked against its schema.lua and
+// filled with defaults, and a bad one stops parley at start with a message
+// that names the plugin and the field. What a plugin registers goes when it
+// unloads: its timers stop, its unload hook runs.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+const h = require('./harness');
+
+function configFile(pluginConfig) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-conf-'));
+  const file = path.join(dir, 'parley.conf.lua');
+  fs.writeFileSync(file, `return { plugin_config = ${pluginConfig} }\n`);
+  return file;
+}
+
+function env(file) {
+  return { PARLEY_CONFIG: file, PARLEY_PLUGINS: 'testkit,configured' };
+}
+
+test('a valid plugin_config reaches the plugin checked and with its defaults filled in', async () => {
+  const file = configFile('{ configured = { limit = 42, rates = { send = 5 }, owner = { name = "ops" } } }');
+  const srv = await h.startParley({ env: env(file) });
+  const s = h.sioClient(srv, '/messages', { query: { userId: 'cfg' }, transports: ['websocket'] });
+  try {
+    await h.connected(s);
+    assert.deepEqual(await s.timeout(3000).emitWithAck('cfg:get'), {
+      greeting: 'hello', limit: 42, mode: 'safe', rates: { send: 5 }, owner: { name: 'ops', admin: false },
+    });
+  } finally {
+    s.close();
+    await srv.stop();
+  }
+});
+
+for (const [conf, message] of [
+  ['{ configured = { limit = "ten" } }', /plugin 'configured': plugin_config\.configured\.limit: expected an integer, got string/],
+  ['{ configured = { limit = 1000 } }', /plugin_config\.configured\.limit: at most 100/],
+  ['{ configured = { mode = "reckless" } }', /plugin_config\.configured\.mode: must be one of fast, safe/],
+  ['{ configured = { colour = "red" } }', /plugin_config\.configured: unknown setting 'colour'/],
+  ['{ configured = { owner = { admin = true } } }', /plugin_config\.configured\.owner\.name is required/],
+  ['{ configured = { rates = { send = -1 } } }', /plugin_config\.configured\.rates\[send\]: at least 0/],
+]) {
+  test(`a bad plugin_config stops parley at start, naming the field: ${conf}`, async () => {
+    const file = configFile(conf);
+    const port = await h.freePort();
+    const r = spawnSync(h.BINARY, [], {
+      cwd: h.ROOT, timeout: 10000, encoding: 'utf8',
+      env: { PATH: process.env.PATH, PORT: String(port), PARLEY_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'parley-d-')),
+        PARLEY_PLUGIN_PATH: path.join(h.ROOT, 'tests', 'plugins'), ...env(file) },
+    });
+    assert.notEqual(r.status, 0, 'parley started with a bad plugin_config');
+    assert.match(r.stderr + r.stdout, message);
+  });
+}
+
+test('a plugin\'s timers stop and its unload hook runs when a new version replaces it', { timeout: 30000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-own-'));
+  fs.mkdirSync(path.join(dir, 'ticker'));
+  const file = path.join(dir, 'ticker', 'init.lua');
+  const source = (v) => `local t = parley.shared("ticks")
+return {
+	load = function()
+		parley.timer(20, function() t[${v}] = (t[${v}] or 0) + 1 end, true)
+	end,
+	unload = function() t.unloaded = ${v} end,
+	events = { ["tick:counts"] = function() return { one = t[1] or 0, two = t[2] or 0, unloaded = t.unloaded } end },
+}
+`;
+  fs.writeFileSync(file, source(1));
+  const srv = await h.startParley({ env: { PARLEY_PLUGIN_PATH: `${dir};${path.join(h.ROOT, 'tests', 'plugins')}`,
+    PARLEY_PLUGINS: 'testkit,ticker', PARLEY_WATCH: '0' } });
+  const s = h.sioClient(srv, '/messages', { query: { userId: 'ticker' }, transports: ['websocket'] });
+  try {
+    await h.connected(s);
+    await h.sleep(200);
+    const before = await s.timeout(3000).emitWithAck('tick:counts');
+    assert.ok(before.one > 0 && before.two === 0, JSON.stringify(before));
+    fs.writeFileSync(file, source(2));
+    srv.proc.kill('SIGHUP');
+    await h.sleep(300);
+    const mid = await s.timeout(3000).emitWithAck('tick:counts');
+    await h.sleep(300);
+    const after = await s.timeout(3000).emitWithAck('tick:counts');
+    assert.equal(after.unloaded, 1, 'the old version\'s unload hook did not run');
+    assert.equal(after.one, mid.one, 'the old version\'s timer is still running');
+    assert.ok(after.two > mid.two, 'the new version\'s timer is not running');
+  } finally {
+    s.close();
+    await srv.stop();
+  }
+});
