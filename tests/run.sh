@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # run.sh - the whole test suite from a fresh checkout: installs what is
 # missing, builds parley (and an ASan+UBSan build), runs the unit tests
-# under ctest, then the integration tests against the real binary on
-# loopback, first the normal build and then the sanitizer build.
+# under ctest, then the integration tests and the plugin tests
+# (tests/plugin-test.sh) against the real binary on loopback, first the
+# normal build and then the sanitizer build.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -23,7 +24,10 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 echo "== integration tests (build/parley)"
 (cd tests && PARLEY_BIN="$root/build/parley" node --test --test-concurrency=1 integration/)
+echo "== plugin tests (tests/plugin-test.sh, build/parley)"
+PARLEY_BIN="$root/build/parley" bash tests/plugin-test.sh
 if [ "${PARLEY_SKIP_ASAN:-0}" != "1" ]; then
-	echo "== integration tests under ASan+UBSan (build-asan/parley)"
+	echo "== integration and plugin tests under ASan+UBSan (build-asan/parley)"
 	(cd tests && PARLEY_BIN="$root/build-asan/parley" node --test --test-concurrency=1 integration/)
+	PARLEY_BIN="$root/build-asan/parley" bash tests/plugin-test.sh
 fi
