@@ -313,6 +313,14 @@ function Socket:disconnect()
 	return core.disconnect(self.id)
 end
 
+-- Logs with the module and the socket in the line:
+-- "chat: socket Xy (user-1): text".
+function Socket:log(level, fmt, ...)
+	local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+	log(level, module_tag(current_module) .. ": socket " .. self.id .. " ("
+		.. tostring(self.userId) .. "): " .. msg)
+end
+
 function Socket:error(status, message, ack)
 	core.error(self.id, status, message, ack)
 end
