@@ -7,6 +7,7 @@
  *   latency  bench:send at a fixed total rate; delivery latency percentiles
  *   send     message:send (durable in parley) acks per second
  *   typing   typing:start relays per second
+ *   noop     bench:noop acks per second: an event whose handler does nothing
  *
  * Every expected delivery is counted and losses are reported. Output: one
  * `RESULT key=value ...` line for scripts and one human line. libc + Linux
@@ -42,8 +43,8 @@
 #define MAX_MESSAGE (64u << 20) /* a server frame above this is a protocol error */
 #define JOIN_ACK_ID 0
 
-enum mode { MODE_IDLE, MODE_FANOUT, MODE_LATENCY, MODE_SEND, MODE_TYPING };
-static const char *const mode_names[] = { "idle", "fanout", "latency", "send", "typing" };
+enum mode { MODE_IDLE, MODE_FANOUT, MODE_LATENCY, MODE_SEND, MODE_TYPING, MODE_NOOP };
+static const char *const mode_names[] = { "idle", "fanout", "latency", "send", "typing", "noop" };
 
 enum state {
 	ST_CONNECTING, /* socket being set up */
@@ -489,6 +490,19 @@ static void send_join(struct client *c)
 	c->state = ST_JOINING;
 }
 
+/* Deliveries one send of the current mode should cause. */
+static uint64_t expected_per_send(const struct client *c)
+{
+	switch (opt.mode) {
+	case MODE_SEND:
+		return room_members[c->room];
+	case MODE_NOOP:
+		return 0;
+	default:
+		return room_members[c->room] - 1;
+	}
+}
+
 static void send_load(struct client *c, uint64_t now)
 {
 	uint32_t ack = ++c->next_ack;
@@ -516,6 +530,10 @@ static void send_load(struct client *c, uint64_t now)
 		send_text(c, "42/messages,%u[\"typing:start\",{\"conversationId\":\"r%u\","
 			  "\"isTyping\":true}]", ack, c->room);
 		break;
+	case MODE_NOOP:
+		send_text(c, "42/messages,%u[\"bench:noop\",{\"conversationId\":\"r%u\","
+			  "\"isTyping\":true}]", ack, c->room);
+		break;
 	case MODE_SEND:
 		send_text(c, "42/messages,%u[\"message:send\",{\"conversationId\":\"r%u\","
 			  "\"clientMessageId\":\"lg-%u-%" PRIu64 "-%" PRIu64 "\",\"type\":\"text\","
@@ -527,8 +545,7 @@ static void send_load(struct client *c, uint64_t now)
 	}
 	c->inflight++;
 	c_sent++;
-	c_expected += (uint64_t)(opt.mode == MODE_SEND ? room_members[c->room]
-						       : room_members[c->room] - 1);
+	c_expected += expected_per_send(c);
 }
 
 static void hist_add(uint64_t ns)
@@ -613,6 +630,8 @@ static int ack_ok(const char *p, size_t len)
 		return memmem(p, len, "\"status\":\"sent\"", 15) != NULL;
 	case MODE_TYPING:
 		return memmem(p, len, "\"success\":true", 14) != NULL;
+	case MODE_NOOP:
+		return len >= 6 && memcmp(p, "[true]", 6) == 0;
 	default:
 		return 1;
 	}
@@ -692,8 +711,7 @@ static void on_ack(struct client *c, uint64_t id, const char *p, size_t len, uin
 			note("first error ack: %.*s", (int)(len > 200 ? 200 : len), p);
 		c_ack_err++;
 		/* A refused send delivers nothing. */
-		c_expected -= (uint64_t)(opt.mode == MODE_SEND ? room_members[c->room]
-							       : room_members[c->room] - 1);
+		c_expected -= expected_per_send(c);
 		return;
 	}
 	c_acked++;
@@ -1015,7 +1033,7 @@ static int ms_until(uint64_t deadline)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: loadgen --mode idle|fanout|latency|send|typing [options]\n"
+		"usage: loadgen --mode idle|fanout|latency|send|typing|noop [options]\n"
 		"  --port P          server port on 127.0.0.1 (3000)\n"
 		"  --clients N       Socket.IO clients (1000)\n"
 		"  --room K          clients per room; client i joins conversation r<i/K> (10)\n"
@@ -1053,7 +1071,7 @@ static void parse_args(int argc, char **argv)
 		switch (ch) {
 		case 'm': {
 			int found = -1;
-			for (int i = 0; i < 5; i++)
+			for (int i = 0; i < (int)(sizeof(mode_names) / sizeof(mode_names[0])); i++)
 				if (strcmp(optarg, mode_names[i]) == 0)
 					found = i;
 			if (found < 0)
