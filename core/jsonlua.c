@@ -19,6 +19,7 @@
 /* Registry keys: the addresses are unique, the values unused. */
 static const char array_mt_key = 'a';
 static const char number_mt_key = 'n';
+static const char raw_mt_key = 'r';
 
 static void push_registry(lua_State *L, const char *key)
 {
@@ -370,6 +371,11 @@ static void encode_value(lua_State *L, int idx, struct out *o, int depth)
 			out_put(o, text, strlen(text));
 			return;
 		}
+		if (has_metatable(L, idx, &raw_mt_key)) {
+			/* Validated when it was made: written as it is. */
+			out_put(o, (const char *)lua_touserdata(L, idx), lua_objlen(L, idx));
+			return;
+		}
 		break;
 	case LUA_TTABLE:
 		if (has_metatable(L, idx, &array_mt_key)) {
@@ -388,6 +394,34 @@ static void encode_value(lua_State *L, int idx, struct out *o, int depth)
 	o->err = "a value of this type has no JSON form";
 }
 
+char *jsonlua_encode(lua_State *L, int idx, size_t *len, const char **err)
+{
+	struct out o = { 0 };
+	int top = lua_gettop(L);
+
+	if (idx < 0)
+		idx = top + idx + 1;
+	encode_value(L, idx, &o, 0);
+	lua_settop(L, top);
+	if (o.err) {
+		free(o.p);
+		*err = o.err;
+		return NULL;
+	}
+	out_put(&o, "", 1); /* a NUL after the text, not counted */
+	*len = o.len - 1;
+	return o.p;
+}
+
+void jsonlua_push_raw(lua_State *L, const char *json, size_t len)
+{
+	char *box = lua_newuserdata(L, len ? len : 1);
+
+	memcpy(box, json, len);
+	push_registry(L, &raw_mt_key);
+	lua_setmetatable(L, -2);
+}
+
 /* encode(value) -> text; raises on a value with no JSON form. */
 static int l_encode(lua_State *L)
 {
@@ -402,6 +436,35 @@ static int l_encode(lua_State *L)
 	}
 	lua_pushlstring(L, o.p ? o.p : "", o.len);
 	free(o.p);
+	return 1;
+}
+
+/* raw(text) -> a value that encodes as `text`, which must be one JSON
+ * value (checked here, once). */
+static int l_raw(lua_State *L)
+{
+	size_t len;
+	const char *text = luaL_checklstring(L, 1, &len);
+
+	if (json_validate(text, len, JSONLUA_MAX_DEPTH) == JSON_INVALID)
+		return luaL_error(L, "json.raw: not one JSON value");
+	jsonlua_push_raw(L, text, len);
+	return 1;
+}
+
+static int l_is_raw(lua_State *L)
+{
+	lua_pushboolean(L, lua_type(L, 1) == LUA_TUSERDATA && has_metatable(L, 1, &raw_mt_key));
+	return 1;
+}
+
+/* raw_text(v) -> the text of a raw value */
+static int l_raw_text(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TUSERDATA);
+	if (!has_metatable(L, 1, &raw_mt_key))
+		return luaL_error(L, "json.raw_text: not a raw JSON value");
+	lua_pushlstring(L, lua_touserdata(L, 1), lua_objlen(L, 1));
 	return 1;
 }
 
@@ -452,13 +515,20 @@ int jsonlua_open(lua_State *L)
 {
 	static const luaL_Reg functions[] = {
 		{ "decode", l_decode }, { "encode", l_encode }, { "array", l_array },
-		{ "is_array", l_is_array }, { "number", l_number }, { NULL, NULL },
+		{ "is_array", l_is_array }, { "number", l_number }, { "raw", l_raw },
+		{ "is_raw", l_is_raw }, { "raw_text", l_raw_text }, { NULL, NULL },
 	};
 
 	/* The array metatable carries a name so that a script can tell it. */
 	lua_pushlightuserdata(L, (void *)&array_mt_key);
 	lua_createtable(L, 0, 1);
 	lua_pushliteral(L, "array");
+	lua_setfield(L, -2, "__name");
+	lua_rawset(L, LUA_REGISTRYINDEX);
+
+	lua_pushlightuserdata(L, (void *)&raw_mt_key);
+	lua_createtable(L, 0, 1);
+	lua_pushliteral(L, "json");
 	lua_setfield(L, -2, "__name");
 	lua_rawset(L, LUA_REGISTRYINDEX);
 

@@ -15,4 +15,13 @@ int jsonlua_open(lua_State *L);
 /* Sets the array metatable on the table at the top of the stack. */
 void jsonlua_mark_array(lua_State *L);
 
+/* Encodes the value at `idx` as JSON: a malloc'd, NUL-terminated text the
+ * caller frees, its length in `*len`; or NULL with `*err` set (a value with
+ * no JSON form, too deep). Leaves the stack as it was. */
+char *jsonlua_encode(lua_State *L, int idx, size_t *len, const char **err);
+
+/* Pushes a value that encodes as `json` verbatim (the caller vouches that
+ * it is one valid JSON value): JSON the core built, passed through. */
+void jsonlua_push_raw(lua_State *L, const char *json, size_t len);
+
 #endif

@@ -9,6 +9,7 @@
 #include "metrics.h"
 #include "script.h"
 #include "server.h"
+#include "messages.h"
 #include "store.h"
 
 static struct config cfg;
@@ -41,7 +42,8 @@ int main(int argc, char **argv)
 	map_seed();
 	signal(SIGPIPE, SIG_IGN);
 
-	if (server_start(&cfg) < 0 || store_open(cfg.data_dir, cfg.map_size, srv.loop) < 0) {
+	if (server_start(&cfg) < 0 || store_open(cfg.data_dir, cfg.map_size, srv.loop) < 0 ||
+	    messages_init() < 0) {
 		rc = 1;
 		goto out;
 	}
@@ -63,6 +65,7 @@ out:
 	 * store commits what is left, then Lua and the loop go. */
 	server_fini();
 	store_close();
+	messages_fini();
 	script_fini();
 	server_loop_fini();
 	metrics_fini();

@@ -341,6 +341,9 @@ parley.json = {
 	array = json.array,
 	is_array = json.is_array,
 	number = json.number,
+	raw = json.raw,
+	is_raw = json.is_raw,
+	raw_text = json.raw_text,
 	null = json_null,
 }
 
@@ -404,6 +407,11 @@ end
 -- How many sockets a user has connected in the namespace.
 function parley.user_sockets(user_id, nsp)
 	return core.room_size(nsp or default_nsp, "user:" .. user_id)
+end
+
+-- The users with a socket connected to the namespace (an array).
+function parley.online_users(nsp)
+	return core.online_users(nsp or default_nsp)
 end
 
 function parley.now()
@@ -538,6 +546,75 @@ end
 -- and the store's error.
 function kv.wait()
 	local err = wait_for(core.store_wait(), "parley.kv.wait")
+	if err then
+		return nil, err
+	end
+	return true
+end
+
+-- The message store (core/messages.c): messages in per-conversation
+-- sequence, per-recipient status, membership, profiles, last seen. Records
+-- come back as raw JSON values (parley.json.raw_text to read them), which
+-- emit as they are. Writes are visible at once; send waits until its
+-- message is durable, the others return at once and parley.store.wait()
+-- waits for everything so far.
+local store = {}
+parley.store = store
+
+-- send{conversationId, senderId, clientMessageId?, type, content, replyTo?,
+-- sender?, recipients} -> record, created, messageId, timestamp, seq
+-- (created false: the sender's clientMessageId was seen, nothing new)
+-- | nil, err
+function store.send(msg)
+	local rec, created, id, ts, seq, ticket = core.store_send(msg)
+	local err = wait_for(ticket, "parley.store.send")
+	if err then
+		return nil, err
+	end
+	return rec, created, id, ts, seq
+end
+
+-- message(id) -> record, conversationId, senderId, seq, recipients | nil
+store.message = core.store_message
+-- sync(conversationId, after_seq, limit) -> raw JSON {messages, hasMore}
+store.sync = core.store_sync
+
+-- set_status(messageId, userId, "delivered"|"read", open) -> change
+-- {messageId, conversationId, senderId, status, changed, updatedAt}
+-- | nil, "not found" | "not a recipient". `open`: the conversation has no
+-- registered members, so anyone may become a recipient.
+function store.set_status(id, user, status, open)
+	local change, err = core.store_set_status(id, user, status, open)
+	return change, err
+end
+
+-- read(conversationId, userId, upto_seq|nil, open) -> { changes }, count
+function store.read(conv, user, upto, open)
+	local changes, count = core.store_read_upto(conv, user, upto, open)
+	return changes, count
+end
+
+store.members = core.store_members
+store.is_member = core.store_is_member
+store.conversations_of = core.store_conversations_of
+store.profile = core.store_profile
+store.last_seen = core.store_last_seen
+store.set_last_seen = core.store_set_last_seen
+store.iso_time = core.iso_time
+
+function store.set_members(conv, members)
+	core.store_set_members(conv, members)
+	return true
+end
+
+function store.set_profile(user, profile)
+	core.store_set_profile(user, profile)
+	return true
+end
+
+-- Waits until every write so far is durable: true | nil, err.
+function store.wait()
+	local err = wait_for(core.store_wait(), "parley.store.wait")
 	if err then
 		return nil, err
 	end

@@ -21,6 +21,7 @@
 #include "http.h"
 #include "jsonlua.h"
 #include "log.h"
+#include "messages.h"
 #include "metrics.h"
 #include "script.h"
 #include "server.h"
@@ -433,6 +434,37 @@ static int l_room_sockets(lua_State *S)
 	return 1;
 }
 
+/* online_users(nsp) -> { user ids with a socket in the namespace } */
+static int l_online_users(lua_State *S)
+{
+	size_t nlen;
+	const char *name = luaL_checklstring(S, 1, &nlen);
+	struct nsp *n = nsp_lookup(name, nlen);
+	struct map_iter it;
+	struct map_entry *e;
+	int count = 0;
+
+	lua_newtable(S); /* the set of users seen */
+	lua_newtable(S);
+	jsonlua_mark_array(S);
+	map_iter_init(&it, &srv.clients);
+	while (n && (e = map_next(&it))) {
+		struct client *cl = e->value;
+		if (cl->nsp != n || !cl->user_id || cl->closing)
+			continue;
+		lua_getfield(S, -2, cl->user_id);
+		int seen = lua_toboolean(S, -1);
+		lua_pop(S, 1);
+		if (seen)
+			continue;
+		lua_pushboolean(S, 1);
+		lua_setfield(S, -3, cl->user_id);
+		lua_pushstring(S, cl->user_id);
+		lua_rawseti(S, -2, ++count);
+	}
+	return 1;
+}
+
 /* disconnect(sid): the server ends the socket (and a plain connection). */
 static int l_disconnect(lua_State *S)
 {
@@ -794,7 +826,7 @@ static int l_kv_keys(lua_State *S)
 
 /* ---- waiting for durability ---- */
 
-static void on_durable(void *arg, int err)
+void script_durable(void *arg, int err)
 {
 	lua_Number ticket = (lua_Number)(uintptr_t)arg;
 
@@ -809,12 +841,18 @@ static void on_durable(void *arg, int err)
 
 /* store_wait() -> ticket: the runtime resumes the waiting job with it once
  * everything written so far is committed and synced. */
-static int l_store_wait(lua_State *S)
+uintptr_t script_new_ticket(void)
 {
 	static uintptr_t next_ticket;
-	uintptr_t ticket = ++next_ticket;
 
-	store_submit(store_batch_new(), on_durable, (void *)ticket);
+	return ++next_ticket;
+}
+
+static int l_store_wait(lua_State *S)
+{
+	uintptr_t ticket = script_new_ticket();
+
+	store_submit(store_batch_new(), script_durable, (void *)ticket);
 	lua_pushnumber(S, (lua_Number)ticket);
 	return 1;
 }
@@ -949,6 +987,7 @@ static const luaL_Reg core_functions[] = {
 	{ "room_size", l_room_size },
 	{ "room_sockets", l_room_sockets },
 	{ "disconnect", l_disconnect },
+	{ "online_users", l_online_users },
 	{ "timer", l_timer },
 	{ "cancel", l_cancel },
 	{ "now", l_now },
@@ -988,6 +1027,7 @@ int script_init(void)
 	}
 	lua_newtable(L);
 	luaL_register(L, NULL, core_functions);
+	messages_register(L);
 	jsonlua_open(L);
 	lua_setfield(L, -2, "json");
 	lua_pushlightuserdata(L, guard_stop_token());

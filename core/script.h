@@ -48,6 +48,11 @@ struct handshake;
 void script_http(const char *id, const char *method, const char *path,
 		 const struct handshake *query, const char *body, size_t body_len);
 
+/* Waiting for the store: a job yields a ticket from script_new_ticket, and
+ * script_durable(ticket, err) - a store batch's completion - resumes it. */
+uintptr_t script_new_ticket(void);
+void script_durable(void *ticket, int err);
+
 /* Microseconds spent in Lua, and calls made, since start (for /metrics). */
 extern uint64_t script_usec;
 extern uint64_t script_calls;

@@ -25,7 +25,7 @@ uint64_t store_batches;
 uint64_t store_failures;
 
 static const char *const db_names[STORE_DB_COUNT] = {
-	"kv", "messages", "conv", "status", "members", "idem", "users", "seen", "meta",
+	"kv", "messages", "conv", "status", "members", "userconv", "idem", "users", "seen", "meta",
 };
 
 /* One write, packed in its batch's buffer: the header, the key, the value. */

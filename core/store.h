@@ -18,12 +18,13 @@ enum store_db {
 	STORE_KV,       /* plugin key-value: plugin "\0" key -> expiry(8) value */
 	STORE_MESSAGES, /* message id -> message record */
 	STORE_CONV,     /* conversation id "\0" seq(8) -> message id */
-	STORE_STATUS,   /* message id "\0" user id -> status(1) */
+	STORE_STATUS,   /* message id "\0" user id -> status(1) updated ms(8) */
 	STORE_MEMBERS,  /* conversation id "\0" user id -> "" */
+	STORE_USERCONV, /* user id "\0" conversation id -> "" (members, the other way) */
 	STORE_IDEM,     /* sender "\0" client message id -> message id */
 	STORE_USERS,    /* user id -> profile JSON */
 	STORE_SEEN,     /* user id -> last seen ms(8) */
-	STORE_META,     /* counters that survive restarts */
+	STORE_META,     /* counters that survive restarts; read cursors */
 	STORE_DB_COUNT
 };
 

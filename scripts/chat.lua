@@ -1,20 +1,68 @@
--- chat.lua - the seed's events that need no storage: joining and leaving a
--- conversation's room, typing indicators (with the user, and expiry when not
--- refreshed), and presence when a user's first socket connects and after
--- the last one closes.
+-- chat.lua - conversations, typing and presence:
+--   conversation:join / :leave   the room conversation:{id} (members only,
+--                                when the conversation has registered members)
+--   typing:start / :stop         relayed to the room but the sender, with the
+--                                user; a typing not refreshed in time ends
+--   user:online / user:offline   on a user's first socket, and after the last
+--                                closes and a grace period passes (a quick
+--                                reconnect fires neither), to the sockets that
+--                                share a conversation with the user; the time
+--                                they went is kept as lastSeen
 --
--- Who is typing is shared state (parley.shared), so a reload of this script
--- takes it over; a sweep every second ends what was not refreshed in time.
+-- Who is typing and who is about to go offline is shared state
+-- (parley.shared), so a reload of this script takes it over.
 
+local store = parley.store
 local TYPING_TTL_MS = tonumber(config.typing_ttl_ms) or 8000
-local SWEEP_MS = 1000
+local GRACE_MS = tonumber(config.presence_grace_ms) or 5000
+local SWEEP_MS = tonumber(config.sweep_ms) or 250
 local NAMESPACE = "/messages"
 
 -- "conversationId\0userId" -> { expires, conv, user, sid }
 local typing = parley.shared("typing")
+-- userId -> { at (when offline takes effect), gone (when the last socket
+-- closed), convs = { conversation ids } }
+local leaving = parley.shared("leaving")
+-- userId -> { conversation id -> true }: the conversations the user's
+-- sockets joined, remembered after they go (for user:offline)
+local joined = parley.shared("joined")
 
 local function room_of(conversation_id)
 	return "conversation:" .. conversation_id
+end
+
+-- May `user` be in `conv`? Registered conversations are for members only.
+local function allowed(conv, user)
+	local member, registered = store.is_member(conv, user)
+	return member or not registered
+end
+
+-- The conversations a user shares with others: registered memberships and
+-- the conversations the user's sockets joined.
+local function conversations_of(user)
+	local set, list = {}, {}
+	for _, c in ipairs(store.conversations_of(user)) do
+		set[c] = true
+	end
+	for c in pairs(joined[user] or {}) do
+		set[c] = true
+	end
+	for c in pairs(set) do
+		list[#list + 1] = c
+	end
+	return list
+end
+
+-- Tells the sockets in the user's conversations about the user.
+local function tell(event, user, convs)
+	if #convs == 0 then
+		return
+	end
+	local b = parley.of(NAMESPACE):to(room_of(convs[1]))
+	for i = 2, #convs do
+		b:to(room_of(convs[i]))
+	end
+	b:except("user:" .. user):emit(event, { userId = user })
 end
 
 -- Tells the room a typing indicator ended; the typer's socket is spared.
@@ -32,11 +80,23 @@ local function end_typing(key)
 	b:emit("typing:stop", { conversationId = t.conv, userId = t.user, isTyping = false })
 end
 
+local function go_offline(user, entry)
+	leaving[user] = nil
+	joined[user] = nil
+	store.set_last_seen(user, entry.gone)
+	tell("user:offline", user, entry.convs)
+end
+
 local function sweep()
 	local now = parley.now()
 	for key, t in pairs(typing) do
 		if t.expires <= now then
 			end_typing(key)
+		end
+	end
+	for user, entry in pairs(leaving) do
+		if entry.at <= now then
+			go_offline(user, entry)
 		end
 	end
 end
@@ -49,12 +109,15 @@ return {
 	end,
 
 	connected = function(sock)
-		if sock.namespace ~= NAMESPACE then
+		if sock.namespace ~= NAMESPACE or parley.user_sockets(sock.userId, NAMESPACE) ~= 1 then
 			return
 		end
-		if parley.user_sockets(sock.userId, sock.namespace) == 1 then
-			parley.of(sock.namespace):emit("user:online", { userId = sock.userId })
+		-- Back within the grace period: as if never gone.
+		if leaving[sock.userId] then
+			leaving[sock.userId] = nil
+			return
 		end
+		tell("user:online", sock.userId, conversations_of(sock.userId))
 	end,
 
 	disconnect = function(sock)
@@ -62,23 +125,36 @@ return {
 			return
 		end
 		-- The socket is still counted while its disconnect hooks run.
-		if parley.user_sockets(sock.userId, sock.namespace) == 1 then
-			for key, t in pairs(typing) do
-				if t.user == sock.userId then
-					end_typing(key)
-				end
+		if parley.user_sockets(sock.userId, NAMESPACE) ~= 1 then
+			return
+		end
+		for key, t in pairs(typing) do
+			if t.user == sock.userId then
+				end_typing(key)
 			end
-			parley.of(sock.namespace):emit("user:offline", { userId = sock.userId })
+		end
+		local now = parley.now()
+		local entry = { at = now + GRACE_MS, gone = now, convs = conversations_of(sock.userId) }
+		if GRACE_MS <= 0 then
+			go_offline(sock.userId, entry)
+		else
+			leaving[sock.userId] = entry
 		end
 	end,
 
 	events = {
 		["conversation:join"] = function(sock, data)
-			local ok, err = sock:join(room_of(data.conversationId))
+			local conv = data.conversationId
+			if not allowed(conv, sock.userId) then
+				return nil, 403, "not a member of this conversation"
+			end
+			local ok, err = sock:join(room_of(conv))
 			if not ok then
 				return nil, err.status or 403, err.message or tostring(err)
 			end
-			local reply = { conversationId = data.conversationId, success = true }
+			joined[sock.userId] = joined[sock.userId] or {}
+			joined[sock.userId][conv] = true
+			local reply = { conversationId = conv, success = true }
 			sock:emit("conversation:joined", reply)
 			return reply
 		end,
@@ -92,6 +168,9 @@ return {
 
 		["typing:start"] = function(sock, data)
 			local conv = data.conversationId
+			if not allowed(conv, sock.userId) then
+				return nil, 403, "not a member of this conversation"
+			end
 			typing[conv .. "\0" .. sock.userId] = {
 				expires = parley.now() + TYPING_TTL_MS, conv = conv, user = sock.userId,
 				sid = sock.id,

@@ -1,48 +1,64 @@
--- validate.lua - payload checks shared by the chat events: a clear 400 that
--- names the field, and a 403 for a userId that is not the socket's own.
+-- validate.lua - payload checks before any handler: for every event, a 403
+-- for a userId that is not the socket's own; for the conversation and
+-- typing events, a 400 that names the field that is missing, mistyped or
+-- too long. (messages.lua checks the message events itself, since its HTTP
+-- routes take the same payloads.)
 
 local MAX_ID = 128
 
-local function check_id(data, field)
+local function id_field(data, field, optional)
 	local v = data[field]
+	if v == nil and optional then
+		return true
+	end
 	if type(v) ~= "string" or v == "" then
-		return nil, 400, field .. " is required and must be a non-empty string"
+		return nil, field .. " is required and must be a non-empty string"
 	end
 	if #v > MAX_ID then
-		return nil, 400, field .. " is longer than " .. MAX_ID .. " characters"
+		return nil, field .. " is longer than " .. MAX_ID .. " characters"
+	end
+	if v:find("%z") then
+		return nil, field .. " must not contain NUL"
 	end
 	return true
 end
 
--- Events that carry a conversationId, and what else they need.
+local function is_typing(data)
+	if data.isTyping ~= nil and type(data.isTyping) ~= "boolean" then
+		return nil, "isTyping must be a boolean"
+	end
+	return true
+end
+
+-- The checks of each event, in order; each returns true or nil, message.
+local conversation = function(d) return id_field(d, "conversationId") end
 local rules = {
-	["conversation:join"] = {},
-	["conversation:leave"] = {},
-	["typing:start"] = { typing = true },
-	["typing:stop"] = { typing = true },
+	["conversation:join"] = { conversation },
+	["conversation:leave"] = { conversation },
+	["typing:start"] = { conversation, is_typing },
+	["typing:stop"] = { conversation, is_typing },
 }
 
 return {
 	priority = 50,
 
 	filter = function(sock, event, data)
-		local rule = rules[event]
-		if not rule then
-			return nil
+		local checks = rules[event]
+		if checks then
+			if type(data) ~= "table" or parley.json.is_array(data) then
+				return nil, 400, "payload must be an object"
+			end
+			for _, check in ipairs(checks) do
+				local ok, message = check(data)
+				if not ok then
+					return nil, 400, message
+				end
+			end
 		end
-		if type(data) ~= "table" then
-			return nil, 400, "payload must be an object"
-		end
-		local ok, status, message = check_id(data, "conversationId")
-		if not ok then
-			return nil, status, message
-		end
-		if data.userId ~= nil and data.userId ~= sock.userId then
+		-- The authenticated user is the only identity a payload may name.
+		if type(data) == "table" and data.userId ~= nil and data.userId ~= sock.userId then
 			return nil, 403, "userId does not match the authenticated user"
 		end
-		if rule.typing and data.isTyping ~= nil and type(data.isTyping) ~= "boolean" then
-			return nil, 400, "isTyping must be a boolean"
-		end
-		return data
+		return nil
 	end,
 }

@@ -1,6 +1,6 @@
 // chat.test.js - the default chat scripts (scripts/auth, validate, chat)
 // end to end through socket.io-client against the real parley binary:
-// conversation rooms, typing relay and expiry, presence, payload
+// conversation rooms, typing relay and expiry, payload
 // validation, and room broadcasts (via the testkit plugin's test:broadcast).
 'use strict';
 const { test, before, after } = require('node:test');
@@ -61,7 +61,6 @@ function collect(sock, event, pred, ms = 300) {
   });
 }
 
-const forUser = (userId) => (d) => d && d.userId === userId;
 
 test('conversation:join replies conversation:joined {conversationId, success:true} and acks it; conversation:leave replies conversation:left', async () => {
   const a = await client('join-a');
@@ -189,50 +188,7 @@ test('typing ends with typing:stop to the room when the typer\'s last socket dis
   }
 });
 
-test('user:online fires on a user\'s first socket only; user:offline only after the user\'s last socket closes', async () => {
-  const observer = await client('presence-observer');
-  let s1 = null;
-  let s2 = null;
-  try {
-    const online = onceMatching(observer, 'user:online', forUser('presence-u'));
-    s1 = await client('presence-u');
-    assert.deepStrictEqual(await online, { userId: 'presence-u' });
-
-    const secondOnline = collect(observer, 'user:online', forUser('presence-u'), 400);
-    s2 = await client('presence-u');
-    assert.deepStrictEqual(await secondOnline, [], 'a second socket of the same user must not announce user:online again');
-
-    const earlyOffline = collect(observer, 'user:offline', forUser('presence-u'), 400);
-    s1.disconnect();
-    assert.deepStrictEqual(await earlyOffline, [], 'user:offline must wait for the user\'s last socket');
-    // The remaining socket still works.
-    assert.deepStrictEqual(await s2.timeout(3000).emitWithAck('test:echo', 'still online'), 'still online');
-
-    const offline = onceMatching(observer, 'user:offline', forUser('presence-u'), 5000);
-    s2.disconnect();
-    assert.deepStrictEqual(await offline, { userId: 'presence-u' });
-  } finally {
-    closeAll(s1, s2, observer);
-  }
-});
-
-test('user:online is announced again when a user comes back after going offline', async () => {
-  const observer = await client('presence-observer-2');
-  let s = null;
-  try {
-    let online = onceMatching(observer, 'user:online', forUser('presence-back'));
-    s = await client('presence-back');
-    await online;
-    const offline = onceMatching(observer, 'user:offline', forUser('presence-back'), 5000);
-    s.disconnect();
-    await offline;
-    online = onceMatching(observer, 'user:online', forUser('presence-back'));
-    s = await client('presence-back');
-    assert.deepStrictEqual(await online, { userId: 'presence-back' });
-  } finally {
-    closeAll(s, observer);
-  }
-});
+// Presence (user:online / user:offline, lastSeen) is tested in presence.test.js.
 
 test('validation: missing conversationId -> 400 naming conversationId (ack and error event); payload not an object -> 400', async () => {
   const a = await client('validate-a');

@@ -1,0 +1,1021 @@
+/* messages.c - the message store (see messages.h). Keys and values:
+ *   messages  id(16 hex) -> u32 json length, the record's JSON, then the
+ *             recipients, each followed by a NUL
+ *   conv      conversation "\0" seq(8, big-endian) -> id
+ *   status    id "\0" user -> level(1) updated ms(8)
+ *   members   conversation "\0" user -> ""      userconv  user "\0" conversation -> ""
+ *   idem      sender "\0" client message id -> id
+ *   users     user -> profile JSON              seen      user -> ms(8)
+ *   meta      "msgid" -> last id(8); "rc" "\0" conversation "\0" user -> seq(8)
+ * A conversation's next sequence number is cached after its first message. */
+#include "messages.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+
+#include "alloc.h"
+#include "json.h"
+#include "jsonlua.h"
+#include "log.h"
+#include "map.h"
+#include "script.h"
+#include "store.h"
+
+#define ID_LEN 16
+#define NAME_MAX_BYTES 200   /* ids, user ids, conversation ids */
+#define RECIPIENTS_MAX 10000
+#define SYNC_MAX 500
+#define READ_MAX 5000
+
+static uint64_t last_id;
+static struct map seqs; /* conversation -> (uintptr_t) last seq, once known */
+
+static const char *const status_names[] = { "none", "sent", "delivered", "read" };
+
+/* ---- small helpers ---- */
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void buf_put(struct buf *b, const void *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		b->cap = (b->len + n + 1) * 2;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+	buf_put(b, s, strlen(s));
+}
+
+/* A JSON string token for `s`. */
+static void buf_json_string(struct buf *b, const char *s, size_t n)
+{
+	char small[256];
+	char *tmp = json_escaped_max(n) <= sizeof(small) ? small : xmalloc(json_escaped_max(n));
+	size_t m = json_escape(s, n, tmp);
+
+	buf_put(b, tmp, m);
+	if (tmp != small)
+		free(tmp);
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "2026-11-25T23:27:00.123Z" into out[25]. */
+static void iso_time(int64_t ms, char out[64])
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* a "\0" b into out; returns the length, or 0 when it would not fit. */
+static size_t pair_key(char *out, size_t cap, const char *a, size_t alen, const char *b,
+		       size_t blen)
+{
+	if (alen + 1 + blen > cap)
+		return 0;
+	memcpy(out, a, alen);
+	out[alen] = '\0';
+	memcpy(out + alen + 1, b, blen);
+	return alen + 1 + blen;
+}
+
+static const char *check_name(lua_State *L, int idx, const char *what, size_t *len)
+{
+	const char *s = luaL_checklstring(L, idx, len);
+
+	if (*len == 0 || *len > NAME_MAX_BYTES || memchr(s, '\0', *len))
+		luaL_error(L, "store: %s must be 1 to %d bytes without NUL", what, NAME_MAX_BYTES);
+	return s;
+}
+
+/* A string field of the table at `t`, or NULL when absent. */
+static const char *field_string(lua_State *L, int t, const char *name, size_t *len)
+{
+	const char *s;
+
+	lua_getfield(L, t, name);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		*len = 0;
+		return NULL;
+	}
+	if (lua_type(L, -1) != LUA_TSTRING)
+		luaL_error(L, "store.send: %s must be a string", name);
+	s = lua_tolstring(L, -1, len);
+	/* The table keeps the string alive while we use it. */
+	lua_pop(L, 1);
+	return s;
+}
+
+/* Called when one of our batches is done: a failure may leave the cached
+ * sequence numbers ahead of what is stored, so they are read again. */
+static void on_written(void *ticket, int err)
+{
+	struct map_iter it;
+	struct map_entry *e;
+
+	if (err) {
+		map_iter_init(&it, &seqs);
+		while ((e = map_next(&it)))
+			map_del(&seqs, e->key, e->klen);
+	}
+	if (ticket)
+		script_durable(ticket, err);
+}
+
+/* Submits `b`; returns the ticket its completion resumes (pushes it). */
+static void submit_and_push_ticket(lua_State *L, struct store_batch *b)
+{
+	uintptr_t ticket = script_new_ticket();
+
+	store_submit(b, on_written, (void *)ticket);
+	lua_pushnumber(L, (lua_Number)ticket);
+}
+
+/* ---- records ---- */
+
+struct record {
+	const char *json;
+	size_t json_len;
+	const char *recipients; /* NUL-terminated names, back to back */
+	size_t recipients_len;
+};
+
+/* Reads a stored message value into `r` (pointers into `v`). */
+static int record_parse(const void *v, size_t vlen, struct record *r)
+{
+	const unsigned char *p = v;
+	uint32_t n;
+
+	if (vlen < 4)
+		return -1;
+	n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	if (4 + (size_t)n > vlen)
+		return -1;
+	r->json = (const char *)p + 4;
+	r->json_len = n;
+	r->recipients = (const char *)p + 4 + n;
+	r->recipients_len = vlen - 4 - n;
+	return 0;
+}
+
+/* The message `id` copied into `out` (a buffer the caller frees). */
+static int message_load(const char *id, size_t idlen, struct buf *out, struct record *r)
+{
+	const void *v;
+	size_t vlen;
+	int rc = store_get(STORE_MESSAGES, id, idlen, &v, &vlen);
+
+	if (rc <= 0)
+		return rc;
+	out->len = 0;
+	buf_put(out, v, vlen);
+	return record_parse(out->p, vlen, r) < 0 ? -1 : 1;
+}
+
+static void record_value(struct buf *v, const char *json, size_t jlen, const char *rec,
+			 size_t rlen)
+{
+	unsigned char head[4] = { (unsigned char)(jlen >> 24), (unsigned char)(jlen >> 16),
+				  (unsigned char)(jlen >> 8), (unsigned char)jlen };
+
+	buf_put(v, head, 4);
+	buf_put(v, json, jlen);
+	if (rlen)
+		buf_put(v, rec, rlen);
+}
+
+/* A JSON string field's value in a record (the core wrote it: no escapes
+ * in ids), copied into `out`; its length, or 0. */
+static size_t record_field(const struct record *r, const char *field, char *out, size_t cap)
+{
+	struct json_span v;
+	long n;
+
+	if (json_object_get((struct json_span){ r->json, r->json_len }, field, &v) != 1)
+		return 0;
+	n = json_string_unescape(v, out, cap);
+	return n > 0 ? (size_t)n : 0;
+}
+
+static int status_of(const char *id, const char *user, size_t ulen, int64_t *updated)
+{
+	char key[ID_LEN + 1 + NAME_MAX_BYTES];
+	size_t klen = pair_key(key, sizeof(key), id, ID_LEN, user, ulen);
+	const void *v;
+	size_t vlen;
+
+	*updated = 0;
+	if (!klen || store_get(STORE_STATUS, key, klen, &v, &vlen) != 1 || vlen < 9)
+		return 0;
+	*updated = (int64_t)get_u64((const unsigned char *)v + 1);
+	return ((const unsigned char *)v)[0];
+}
+
+/* The least advanced status over the recipients (sent without any), with
+ * `user` (if not NULL) counted at `level` whatever is stored: the caller is
+ * about to write that. */
+static int aggregate_with(const char *id, const struct record *r, const char *user,
+			  size_t ulen, int level)
+{
+	int least = MSG_READ, any = 0;
+	int64_t updated;
+
+	for (const char *p = r->recipients; p < r->recipients + r->recipients_len;
+	     p += strlen(p) + 1) {
+		size_t plen = strlen(p);
+		int s = user && plen == ulen && memcmp(p, user, ulen) == 0 ?
+			level : status_of(id, p, plen, &updated);
+		any = 1;
+		if (s < least)
+			least = s;
+	}
+	if (!any || least < MSG_SENT)
+		least = MSG_SENT;
+	return least;
+}
+
+static int aggregate_of(const char *id, const struct record *r)
+{
+	return aggregate_with(id, r, NULL, 0, 0);
+}
+
+/* Appends ,"status":..,"statuses":{..}} to a record's JSON (without its
+ * closing brace) for sync answers. */
+static void record_with_statuses(struct buf *out, const char *id, const struct record *r)
+{
+	int64_t updated;
+	int first = 1;
+
+	buf_put(out, r->json, r->json_len - 1);
+	buf_str(out, ",\"status\":\"");
+	buf_str(out, status_names[aggregate_of(id, r)]);
+	buf_str(out, "\",\"statuses\":{");
+	for (const char *p = r->recipients; p < r->recipients + r->recipients_len;
+	     p += strlen(p) + 1) {
+		int s = status_of(id, p, strlen(p), &updated);
+		if (!first)
+			buf_put(out, ",", 1);
+		first = 0;
+		buf_json_string(out, p, strlen(p));
+		buf_str(out, ":\"");
+		buf_str(out, status_names[s ? s : MSG_SENT]);
+		buf_put(out, "\"", 1);
+	}
+	buf_str(out, "}}");
+}
+
+/* Pushes a record as clients see it: with its status. */
+static void push_record(lua_State *L, const char *json, size_t len, int status)
+{
+	struct buf out = { 0 };
+
+	buf_put(&out, json, len - 1);
+	buf_str(&out, ",\"status\":\"");
+	buf_str(&out, status_names[status]);
+	buf_str(&out, "\"}");
+	jsonlua_push_raw(L, out.p, out.len);
+	free(out.p);
+}
+
+/* ---- sequence numbers and ids ---- */
+
+static uint64_t next_seq(const char *conv, size_t clen)
+{
+	uintptr_t cached = (uintptr_t)map_get(&seqs, conv, clen);
+	uint64_t seq;
+
+	if (cached) {
+		seq = cached;
+	} else {
+		char prefix[NAME_MAX_BYTES + 1], last[NAME_MAX_BYTES + 9];
+		size_t plen = pair_key(prefix, sizeof(prefix), conv, clen, "", 0), llen;
+		seq = 0;
+		if (store_last(STORE_CONV, prefix, plen, last, sizeof(last), &llen) == 1 &&
+		    llen == plen + 8)
+			seq = get_u64((unsigned char *)last + plen);
+	}
+	seq++;
+	map_put(&seqs, conv, clen, (void *)(uintptr_t)seq);
+	return seq;
+}
+
+static void new_id(char out[ID_LEN + 1], int64_t now)
+{
+	/* Time-ordered and never repeated, even if the clock steps back. */
+	uint64_t id = (uint64_t)now << 20;
+
+	if (id <= last_id)
+		id = last_id + 1;
+	last_id = id;
+	snprintf(out, ID_LEN + 1, "%016llx", (unsigned long long)id);
+}
+
+int messages_init(void)
+{
+	const void *v;
+	size_t vlen;
+
+	map_init(&seqs);
+	if (store_get(STORE_META, "msgid", 5, &v, &vlen) == 1 && vlen == 8)
+		last_id = get_u64(v);
+	return 0;
+}
+
+void messages_fini(void)
+{
+	map_fini(&seqs);
+}
+
+/* ---- host functions: core.store_* ---- */
+
+/* store_send({conversationId, senderId, clientMessageId?, type, content,
+ *             replyTo?, sender?, recipients}) ->
+ *   record (raw JSON), created, messageId, timestamp, seq, ticket|nil
+ * A clientMessageId seen before from the same sender gives back that
+ * message (created false) and creates nothing. */
+static int l_send(lua_State *L)
+{
+	size_t clen, slen, cidlen, tlen, rlen, content_len, sender_len = 0;
+	const char *conv, *sender, *cid, *type, *reply;
+	char *content_json, *sender_json = NULL;
+	const char *err = NULL;
+	char idem[NAME_MAX_BYTES * 2 + 2], id[ID_LEN + 1], when[64], convkey[NAME_MAX_BYTES + 9];
+	size_t idemlen = 0;
+	struct buf json = { 0 }, value = { 0 }, rec = { 0 };
+	int64_t now = wall_ms();
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	conv = field_string(L, 1, "conversationId", &clen);
+	sender = field_string(L, 1, "senderId", &slen);
+	cid = field_string(L, 1, "clientMessageId", &cidlen);
+	type = field_string(L, 1, "type", &tlen);
+	reply = field_string(L, 1, "replyTo", &rlen);
+	if (!conv || !sender || !type || clen > NAME_MAX_BYTES || slen > NAME_MAX_BYTES ||
+	    cidlen > NAME_MAX_BYTES || rlen > NAME_MAX_BYTES || tlen > 32)
+		return luaL_error(L, "store.send: conversationId, senderId and type are required");
+
+	/* An idempotent retry: the first result again. */
+	if (cid && cidlen) {
+		const void *v;
+		size_t vlen;
+		struct record r;
+		idemlen = pair_key(idem, sizeof(idem), sender, slen, cid, cidlen);
+		if (store_get(STORE_IDEM, idem, idemlen, &v, &vlen) == 1 && vlen == ID_LEN) {
+			struct buf old = { 0 };
+			char prior[ID_LEN + 1], ts[40];
+			memcpy(prior, v, ID_LEN);
+			prior[ID_LEN] = '\0';
+			if (message_load(prior, ID_LEN, &old, &r) == 1) {
+				size_t n = record_field(&r, "timestamp", ts, sizeof(ts));
+				struct json_span sv;
+				uint64_t seq = 0;
+				if (json_object_get((struct json_span){ r.json, r.json_len }, "seq", &sv) == 1)
+					json_uint(sv, &seq);
+				push_record(L, r.json, r.json_len, aggregate_of(prior, &r));
+				lua_pushboolean(L, 0);
+				lua_pushlstring(L, prior, ID_LEN);
+				lua_pushlstring(L, ts, n);
+				lua_pushnumber(L, (lua_Number)seq);
+				/* It may not be durable yet: wait behind it. */
+				submit_and_push_ticket(L, store_batch_new());
+				free(old.p);
+				return 6;
+			}
+			free(old.p);
+		}
+	}
+
+	lua_getfield(L, 1, "content");
+	content_json = jsonlua_encode(L, -1, &content_len, &err);
+	lua_pop(L, 1);
+	if (!content_json)
+		return luaL_error(L, "store.send: content: %s", err);
+	lua_getfield(L, 1, "sender");
+	if (!lua_isnil(L, -1)) {
+		sender_json = jsonlua_encode(L, -1, &sender_len, &err);
+		if (!sender_json) {
+			free(content_json);
+			return luaL_error(L, "store.send: sender: %s", err);
+		}
+	}
+	lua_pop(L, 1);
+	/* The recipients, NUL-terminated, back to back. */
+	lua_getfield(L, 1, "recipients");
+	if (lua_istable(L, -1)) {
+		size_t n = lua_objlen(L, -1);
+		for (size_t i = 1; i <= n && i <= RECIPIENTS_MAX; i++) {
+			size_t ulen;
+			lua_rawgeti(L, -1, (int)i);
+			const char *u = lua_tolstring(L, -1, &ulen);
+			if (u && ulen && ulen <= NAME_MAX_BYTES && !memchr(u, '\0', ulen) &&
+			    !(ulen == slen && memcmp(u, sender, slen) == 0))
+				buf_put(&rec, u, ulen + 1);
+			lua_pop(L, 1);
+		}
+	}
+	lua_pop(L, 1);
+
+	uint64_t seq = next_seq(conv, clen);
+	new_id(id, now);
+	iso_time(now, when);
+
+	buf_str(&json, "{\"messageId\":\"");
+	buf_str(&json, id);
+	buf_str(&json, "\",\"conversationId\":");
+	buf_json_string(&json, conv, clen);
+	buf_str(&json, ",\"senderId\":");
+	buf_json_string(&json, sender, slen);
+	if (cid) {
+		buf_str(&json, ",\"clientMessageId\":");
+		buf_json_string(&json, cid, cidlen);
+	}
+	buf_str(&json, ",\"type\":");
+	buf_json_string(&json, type, tlen);
+	buf_str(&json, ",\"content\":");
+	buf_put(&json, content_json, content_len);
+	if (reply) {
+		buf_str(&json, ",\"replyTo\":");
+		buf_json_string(&json, reply, rlen);
+	}
+	buf_str(&json, ",\"timestamp\":\"");
+	buf_str(&json, when);
+	buf_str(&json, "\"");
+	char seqtext[24];
+	snprintf(seqtext, sizeof(seqtext), ",\"seq\":%llu", (unsigned long long)seq);
+	buf_str(&json, seqtext);
+	if (sender_json) {
+		buf_str(&json, ",\"sender\":");
+		buf_put(&json, sender_json, sender_len);
+	}
+	buf_put(&json, "}", 1);
+
+	struct store_batch *b = store_batch_new();
+	unsigned char word[9];
+	record_value(&value, json.p, json.len, rec.p, rec.len);
+	store_put(b, STORE_MESSAGES, id, ID_LEN, value.p, value.len);
+	size_t cklen = pair_key(convkey, sizeof(convkey), conv, clen, "", 0);
+	put_u64((unsigned char *)convkey + cklen, seq);
+	store_put(b, STORE_CONV, convkey, cklen + 8, id, ID_LEN);
+	if (idemlen)
+		store_put(b, STORE_IDEM, idem, idemlen, id, ID_LEN);
+	word[0] = MSG_SENT;
+	put_u64(word + 1, (uint64_t)now);
+	for (const char *p = rec.p; rec.p && p < rec.p + rec.len; p += strlen(p) + 1) {
+		char skey[ID_LEN + 1 + NAME_MAX_BYTES];
+		size_t sklen = pair_key(skey, sizeof(skey), id, ID_LEN, p, strlen(p));
+		store_put(b, STORE_STATUS, skey, sklen, word, 9);
+	}
+	put_u64(word, last_id);
+	store_put(b, STORE_META, "msgid", 5, word, 8);
+
+	push_record(L, json.p, json.len, MSG_SENT);
+	lua_pushboolean(L, 1);
+	lua_pushstring(L, id);
+	lua_pushstring(L, when);
+	lua_pushnumber(L, (lua_Number)seq);
+	submit_and_push_ticket(L, b);
+	free(content_json);
+	free(sender_json);
+	free(json.p);
+	free(value.p);
+	free(rec.p);
+	return 6;
+}
+
+/* store_message(id) -> record (raw JSON), conversationId, senderId, seq,
+ *                      recipients | nil */
+static int l_message(lua_State *L)
+{
+	size_t idlen;
+	const char *id = luaL_checklstring(L, 1, &idlen);
+	struct buf b = { 0 };
+	struct record r;
+	char conv[NAME_MAX_BYTES + 1], sender[NAME_MAX_BYTES + 1];
+	size_t n = 0;
+
+	if (idlen != ID_LEN || message_load(id, idlen, &b, &r) != 1) {
+		free(b.p);
+		return 0;
+	}
+	push_record(L, r.json, r.json_len, aggregate_of(id, &r));
+	lua_pushlstring(L, conv, record_field(&r, "conversationId", conv, sizeof(conv)));
+	lua_pushlstring(L, sender, record_field(&r, "senderId", sender, sizeof(sender)));
+	struct json_span sv;
+	uint64_t seq = 0;
+	if (json_object_get((struct json_span){ r.json, r.json_len }, "seq", &sv) == 1)
+		json_uint(sv, &seq);
+	lua_pushnumber(L, (lua_Number)seq);
+	lua_newtable(L);
+	jsonlua_mark_array(L);
+	for (const char *p = r.recipients; p < r.recipients + r.recipients_len; p += strlen(p) + 1) {
+		lua_pushstring(L, p);
+		lua_rawseti(L, -2, (int)++n);
+	}
+	free(b.p);
+	return 5;
+}
+
+struct collect_ids {
+	char (*ids)[ID_LEN + 1];
+	uint64_t *seqs;
+	size_t n, cap;
+	size_t prefix;
+};
+
+static int collect_id(void *arg, const void *k, size_t kl, const void *v, size_t vl)
+{
+	struct collect_ids *c = arg;
+
+	if (vl != ID_LEN || kl != c->prefix + 8 || c->n == c->cap)
+		return 0;
+	memcpy(c->ids[c->n], v, ID_LEN);
+	c->ids[c->n][ID_LEN] = '\0';
+	c->seqs[c->n] = get_u64((const unsigned char *)k + c->prefix);
+	c->n++;
+	return 0;
+}
+
+/* The ids of a conversation's messages with seq in (after, upto], at most
+ * `limit` (+1 to tell whether there are more). */
+static size_t conversation_ids(const char *conv, size_t clen, uint64_t after, size_t limit,
+			       struct collect_ids *c)
+{
+	char prefix[NAME_MAX_BYTES + 1], start[NAME_MAX_BYTES + 9];
+	size_t plen = pair_key(prefix, sizeof(prefix), conv, clen, "", 0);
+
+	memcpy(start, prefix, plen);
+	put_u64((unsigned char *)start + plen, after + 1);
+	c->cap = limit;
+	c->ids = xmalloc(limit * sizeof(*c->ids));
+	c->seqs = xmalloc(limit * sizeof(*c->seqs));
+	c->n = 0;
+	c->prefix = plen;
+	store_scan(STORE_CONV, prefix, plen, start, plen + 8, (long)limit, collect_id, c);
+	return c->n;
+}
+
+/* store_sync(conversationId, after seq, limit) -> raw JSON
+ *   {"messages":[record + status + statuses...], "hasMore": bool}
+ * Messages are durable ones, oldest first. */
+static int l_sync(lua_State *L)
+{
+	size_t clen;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+	uint64_t after = (uint64_t)luaL_optnumber(L, 2, 0);
+	lua_Integer limit = luaL_optinteger(L, 3, 50);
+	struct collect_ids c;
+	struct buf out = { 0 }, rec = { 0 };
+	struct record r;
+
+	if (limit < 1)
+		limit = 1;
+	if (limit > SYNC_MAX)
+		limit = SYNC_MAX;
+	conversation_ids(conv, clen, after, (size_t)limit + 1, &c);
+	buf_str(&out, "{\"messages\":[");
+	for (size_t i = 0; i < c.n && i < (size_t)limit; i++) {
+		if (message_load(c.ids[i], ID_LEN, &rec, &r) != 1)
+			continue;
+		if (out.p[out.len - 1] != '[')
+			buf_put(&out, ",", 1);
+		record_with_statuses(&out, c.ids[i], &r);
+	}
+	buf_str(&out, c.n > (size_t)limit ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
+	jsonlua_push_raw(L, out.p, out.len);
+	free(out.p);
+	free(rec.p);
+	free(c.ids);
+	free(c.seqs);
+	return 1;
+}
+
+/* Sets `user`'s status of message `id` to `level` if that advances it,
+ * adding the user as a recipient when `open` (a conversation without
+ * registered members). Fills what the caller reports; returns 1 changed,
+ * 0 unchanged, -1 no such message, -2 not a recipient. */
+struct status_change {
+	char conv[NAME_MAX_BYTES + 1];
+	char sender[NAME_MAX_BYTES + 1];
+	int aggregate_before, aggregate;
+	int64_t at;
+};
+
+static int set_status(struct store_batch *b, const char *id, const char *user, size_t ulen,
+		      int level, int open, struct status_change *ch)
+{
+	struct buf rec = { 0 }, value = { 0 };
+	struct record r;
+	int64_t updated;
+	int current, recipient = 0, rc = 0;
+	char key[ID_LEN + 1 + NAME_MAX_BYTES];
+	unsigned char word[9];
+	char *grown = NULL;
+
+	if (message_load(id, ID_LEN, &rec, &r) != 1) {
+		rc = -1;
+		goto out;
+	}
+	ch->conv[record_field(&r, "conversationId", ch->conv, sizeof(ch->conv) - 1)] = '\0';
+	ch->sender[record_field(&r, "senderId", ch->sender, sizeof(ch->sender) - 1)] = '\0';
+	ch->at = wall_ms();
+	if (strlen(ch->sender) == ulen && memcmp(ch->sender, user, ulen) == 0)
+		goto out; /* a sender's own message has no status for them */
+	for (const char *p = r.recipients; p < r.recipients + r.recipients_len; p += strlen(p) + 1)
+		if (strlen(p) == ulen && memcmp(p, user, ulen) == 0)
+			recipient = 1;
+	ch->aggregate_before = aggregate_of(id, &r);
+	ch->aggregate = ch->aggregate_before;
+	if (!recipient && !open) {
+		rc = -2;
+		goto out;
+	}
+	current = recipient ? status_of(id, user, ulen, &updated) : 0;
+	if (level <= current)
+		goto out;
+	if (!recipient) {
+		/* A newcomer to an open conversation becomes a recipient. */
+		grown = xmalloc(r.recipients_len + ulen + 1);
+		memcpy(grown, r.recipients, r.recipients_len);
+		memcpy(grown + r.recipients_len, user, ulen);
+		grown[r.recipients_len + ulen] = '\0';
+		record_value(&value, r.json, r.json_len, grown, r.recipients_len + ulen + 1);
+		store_put(b, STORE_MESSAGES, id, ID_LEN, value.p, value.len);
+		r.recipients = grown;
+		r.recipients_len += ulen + 1;
+	}
+	word[0] = (unsigned char)level;
+	put_u64(word + 1, (uint64_t)ch->at);
+	store_put(b, STORE_STATUS, key, pair_key(key, sizeof(key), id, ID_LEN, user, ulen), word, 9);
+	/* The batch is not visible yet: count this user at the new level. */
+	ch->aggregate = aggregate_with(id, &r, user, ulen, level);
+	rc = 1;
+out:
+	free(grown);
+	free(rec.p);
+	free(value.p);
+	return rc;
+}
+
+static void push_change(lua_State *L, const char *id, const struct status_change *ch)
+{
+	char when[64];
+
+	iso_time(ch->at, when);
+	lua_createtable(L, 0, 6);
+	lua_pushstring(L, id);
+	lua_setfield(L, -2, "messageId");
+	lua_pushstring(L, ch->conv);
+	lua_setfield(L, -2, "conversationId");
+	lua_pushstring(L, ch->sender);
+	lua_setfield(L, -2, "senderId");
+	lua_pushstring(L, status_names[ch->aggregate]);
+	lua_setfield(L, -2, "status");
+	lua_pushboolean(L, ch->aggregate != ch->aggregate_before);
+	lua_setfield(L, -2, "changed");
+	lua_pushstring(L, when);
+	lua_setfield(L, -2, "updatedAt");
+}
+
+static int level_of(lua_State *L, int idx)
+{
+	const char *s = luaL_checkstring(L, idx);
+
+	for (int i = MSG_SENT; i <= MSG_READ; i++)
+		if (strcmp(s, status_names[i]) == 0)
+			return i;
+	return luaL_error(L, "store: status must be sent, delivered or read");
+}
+
+/* store_set_status(messageId, userId, status, open) ->
+ *   change {messageId, conversationId, senderId, status (the aggregate),
+ *           changed (the aggregate moved), updatedAt}, ticket
+ *   | nil, "not found" | "not a recipient" */
+static int l_set_status(lua_State *L)
+{
+	size_t idlen, ulen;
+	const char *id = luaL_checklstring(L, 1, &idlen);
+	const char *user = check_name(L, 2, "userId", &ulen);
+	int level = level_of(L, 3);
+	int open = lua_toboolean(L, 4);
+	struct status_change ch = { 0 };
+	struct store_batch *b;
+	int rc;
+
+	if (idlen != ID_LEN) {
+		lua_pushnil(L);
+		lua_pushliteral(L, "not found");
+		return 2;
+	}
+	b = store_batch_new();
+	rc = set_status(b, id, user, ulen, level, open, &ch);
+	if (rc < 0) {
+		store_batch_free(b);
+		lua_pushnil(L);
+		lua_pushstring(L, rc == -1 ? "not found" : "not a recipient");
+		return 2;
+	}
+	push_change(L, id, &ch);
+	submit_and_push_ticket(L, b);
+	return 2;
+}
+
+/* store_read_upto(conversationId, userId, upto seq or nil, open) ->
+ *   { changes whose aggregate moved }, count of messages now read, ticket
+ * Marks read every message of the conversation after the user's read
+ * cursor up to `upto` (at most 5000 at a time). */
+static int l_read_upto(lua_State *L)
+{
+	size_t clen, ulen;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *user = check_name(L, 2, "userId", &ulen);
+	uint64_t upto = lua_isnoneornil(L, 3) ? UINT64_MAX : (uint64_t)luaL_checknumber(L, 3);
+	int open = lua_toboolean(L, 4);
+	char cur[2 + 2 * NAME_MAX_BYTES + 2];
+	size_t curlen = 0;
+	uint64_t from = 0, last = 0;
+	const void *v;
+	size_t vlen;
+	struct collect_ids c;
+	struct store_batch *b = store_batch_new();
+	int n = 0, count = 0;
+
+	/* "rc" \0 conversation \0 user: where the user had read to. */
+	memcpy(cur, "rc", 3);
+	curlen = 3 + pair_key(cur + 3, sizeof(cur) - 3, conv, clen, user, ulen);
+	if (store_get(STORE_META, cur, curlen, &v, &vlen) == 1 && vlen == 8)
+		from = get_u64(v);
+	lua_newtable(L);
+	jsonlua_mark_array(L);
+	conversation_ids(conv, clen, from, READ_MAX, &c);
+	for (size_t i = 0; i < c.n && c.seqs[i] <= upto; i++) {
+		struct status_change ch = { 0 };
+		int rc = set_status(b, c.ids[i], user, ulen, MSG_READ, open, &ch);
+		last = c.seqs[i];
+		if (rc == 1)
+			count++;
+		if (rc == 1 && ch.aggregate != ch.aggregate_before) {
+			push_change(L, c.ids[i], &ch);
+			lua_rawseti(L, -2, ++n);
+		}
+	}
+	if (last > from) {
+		unsigned char word[8];
+		put_u64(word, last);
+		store_put(b, STORE_META, cur, curlen, word, 8);
+	}
+	free(c.ids);
+	free(c.seqs);
+	lua_pushinteger(L, count);
+	submit_and_push_ticket(L, b);
+	return 3;
+}
+
+/* ---- membership ---- */
+
+struct collect_names {
+	lua_State *L;
+	size_t skip;
+	int n;
+};
+
+static int collect_name(void *arg, const void *k, size_t kl, const void *v, size_t vl)
+{
+	struct collect_names *c = arg;
+
+	(void)v;
+	(void)vl;
+	lua_pushlstring(c->L, (const char *)k + c->skip, kl - c->skip);
+	lua_rawseti(c->L, -2, ++c->n);
+	return 0;
+}
+
+static int push_names(lua_State *L, enum store_db db, const char *a, size_t alen, long limit)
+{
+	char prefix[NAME_MAX_BYTES + 1];
+	size_t plen = pair_key(prefix, sizeof(prefix), a, alen, "", 0);
+	struct collect_names c = { L, plen, 0 };
+
+	lua_newtable(L);
+	jsonlua_mark_array(L);
+	store_scan(db, prefix, plen, NULL, 0, limit, collect_name, &c);
+	return 1;
+}
+
+/* store_members(conversationId) -> { userIds } (empty: not registered) */
+static int l_members(lua_State *L)
+{
+	size_t clen;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+
+	return push_names(L, STORE_MEMBERS, conv, clen, RECIPIENTS_MAX);
+}
+
+/* store_conversations_of(userId) -> { conversationIds } */
+static int l_conversations_of(lua_State *L)
+{
+	size_t ulen;
+	const char *user = check_name(L, 1, "userId", &ulen);
+
+	return push_names(L, STORE_USERCONV, user, ulen, 100000);
+}
+
+/* store_is_member(conversationId, userId) -> member, registered (whether
+ * the conversation has members at all) */
+static int l_is_member(lua_State *L)
+{
+	size_t clen, ulen, vlen;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *user = check_name(L, 2, "userId", &ulen);
+	char key[2 * NAME_MAX_BYTES + 2];
+	const void *v;
+	int member = store_get(STORE_MEMBERS, key, pair_key(key, sizeof(key), conv, clen, user, ulen),
+			       &v, &vlen) == 1;
+	int registered = member;
+
+	if (!member) {
+		char prefix[NAME_MAX_BYTES + 1];
+		size_t plen = pair_key(prefix, sizeof(prefix), conv, clen, "", 0), olen;
+		char any[2 * NAME_MAX_BYTES + 2];
+		registered = store_last(STORE_MEMBERS, prefix, plen, any, sizeof(any), &olen) == 1;
+	}
+	lua_pushboolean(L, member);
+	lua_pushboolean(L, registered);
+	return 2;
+}
+
+/* store_set_members(conversationId, { userIds }) -> ticket: the list
+ * replaces the conversation's members. */
+static int l_set_members(lua_State *L)
+{
+	size_t clen;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+	struct store_batch *b = store_batch_new();
+	char key[2 * NAME_MAX_BYTES + 2];
+	size_t n, klen;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	/* Out with the old... */
+	push_names(L, STORE_MEMBERS, conv, clen, RECIPIENTS_MAX);
+	n = lua_objlen(L, -1);
+	for (size_t i = 1; i <= n; i++) {
+		size_t ulen;
+		lua_rawgeti(L, -1, (int)i);
+		const char *u = lua_tolstring(L, -1, &ulen);
+		store_del(b, STORE_MEMBERS, key, pair_key(key, sizeof(key), conv, clen, u, ulen));
+		store_del(b, STORE_USERCONV, key, pair_key(key, sizeof(key), u, ulen, conv, clen));
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	/* ...in with the new (a later put of the same key wins). */
+	n = lua_objlen(L, 2);
+	for (size_t i = 1; i <= n && i <= RECIPIENTS_MAX; i++) {
+		size_t ulen;
+		lua_rawgeti(L, 2, (int)i);
+		const char *u = lua_tolstring(L, -1, &ulen);
+		if (!u || !ulen || ulen > NAME_MAX_BYTES || memchr(u, '\0', ulen)) {
+			store_batch_free(b);
+			return luaL_error(L, "store.set_members: member %d is not a user id", (int)i);
+		}
+		klen = pair_key(key, sizeof(key), conv, clen, u, ulen);
+		store_put(b, STORE_MEMBERS, key, klen, "", 0);
+		klen = pair_key(key, sizeof(key), u, ulen, conv, clen);
+		store_put(b, STORE_USERCONV, key, klen, "", 0);
+		lua_pop(L, 1);
+	}
+	submit_and_push_ticket(L, b);
+	return 1;
+}
+
+/* ---- profiles and last seen ---- */
+
+/* store_profile(userId) -> profile (raw JSON) | nil */
+static int l_profile(lua_State *L)
+{
+	size_t ulen, vlen;
+	const char *user = check_name(L, 1, "userId", &ulen);
+	const void *v;
+
+	if (store_get(STORE_USERS, user, ulen, &v, &vlen) != 1)
+		return 0;
+	jsonlua_push_raw(L, v, vlen);
+	return 1;
+}
+
+/* store_set_profile(userId, profile table) -> ticket */
+static int l_set_profile(lua_State *L)
+{
+	size_t ulen, len;
+	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *err = NULL;
+	char *json;
+	struct store_batch *b;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	json = jsonlua_encode(L, 2, &len, &err);
+	if (!json)
+		return luaL_error(L, "store.set_profile: %s", err);
+	b = store_batch_new();
+	store_put(b, STORE_USERS, user, ulen, json, len);
+	free(json);
+	submit_and_push_ticket(L, b);
+	return 1;
+}
+
+/* store_last_seen(userId) -> ms | nil */
+static int l_last_seen(lua_State *L)
+{
+	size_t ulen, vlen;
+	const char *user = check_name(L, 1, "userId", &ulen);
+	const void *v;
+
+	if (store_get(STORE_SEEN, user, ulen, &v, &vlen) != 1 || vlen != 8)
+		return 0;
+	lua_pushnumber(L, (lua_Number)get_u64(v));
+	return 1;
+}
+
+/* store_set_last_seen(userId, ms) */
+static int l_set_last_seen(lua_State *L)
+{
+	size_t ulen;
+	const char *user = check_name(L, 1, "userId", &ulen);
+	lua_Number ms = luaL_checknumber(L, 2);
+	unsigned char word[8];
+	struct store_batch *b = store_batch_new();
+
+	put_u64(word, ms > 0 ? (uint64_t)ms : 0);
+	store_put(b, STORE_SEEN, user, ulen, word, 8);
+	store_submit(b, on_written, NULL);
+	return 0;
+}
+
+/* iso_time(ms) -> "YYYY-MM-DDTHH:MM:SS.mmmZ" */
+static int l_iso_time(lua_State *L)
+{
+	char when[64];
+
+	iso_time((int64_t)luaL_checknumber(L, 1), when);
+	lua_pushstring(L, when);
+	return 1;
+}
+
+void messages_register(lua_State *L)
+{
+	static const luaL_Reg functions[] = {
+		{ "store_send", l_send },
+		{ "store_message", l_message },
+		{ "store_sync", l_sync },
+		{ "store_set_status", l_set_status },
+		{ "store_read_upto", l_read_upto },
+		{ "store_members", l_members },
+		{ "store_set_members", l_set_members },
+		{ "store_is_member", l_is_member },
+		{ "store_conversations_of", l_conversations_of },
+		{ "store_profile", l_profile },
+		{ "store_set_profile", l_set_profile },
+		{ "store_last_seen", l_last_seen },
+		{ "store_set_last_seen", l_set_last_seen },
+		{ "iso_time", l_iso_time },
+		{ NULL, NULL },
+	};
+
+	luaL_register(L, NULL, functions);
+}

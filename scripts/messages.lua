@@ -1,0 +1,544 @@
+-- messages.lua - messages that are never lost (SPEC §3, §4, §5), over
+-- Socket.IO, the plain WebSocket and the HTTP API alike:
+--   message:send       stored durably before its ack; a repeated
+--                      clientMessageId is acked again and creates nothing;
+--                      message:received to the conversation and to its
+--                      members' user rooms, each socket once
+--   message:delivered, message:read, conversation:read
+--                      per-recipient status that never goes back; when a
+--                      message's status over all its recipients (the least
+--                      advanced) moves, message:status to the conversation
+--                      and the sender
+--   messages:sync      the messages after a point, with their statuses
+--   presence:query     online, and last seen
+-- A conversation with registered members (PUT /api/conversations/{id}/
+-- members) is for them only; one without is open: its recipients are whoever
+-- is in its room when a message is sent, and whoever marks it later.
+
+local store = parley.store
+local json = parley.json
+local NAMESPACE = "/messages"
+local MAX_ID = 128
+local MAX_IDS = 500
+local MAX_CONTENT = tonumber(config.max_content) or 65536
+
+local TYPES = {
+	text = true, image = true, video = true, audio = true, document = true,
+	location = true, contact = true, sticker = true,
+}
+
+-- ---- payload checks: true, or nil and a message naming the field ----
+
+local function id_field(d, field, optional)
+	local v = d[field]
+	if v == nil and optional then
+		return true
+	end
+	if type(v) ~= "string" or v == "" then
+		return nil, field .. " is required and must be a non-empty string"
+	end
+	if #v > MAX_ID then
+		return nil, field .. " is longer than " .. MAX_ID .. " characters"
+	end
+	if v:find("%z") then
+		return nil, field .. " must not contain NUL"
+	end
+	return true
+end
+
+local function id_list(d, field)
+	local v = d[field]
+	if type(v) ~= "table" or not json.is_array(v) or #v == 0 then
+		return nil, field .. " must be a non-empty array of ids"
+	end
+	if #v > MAX_IDS then
+		return nil, field .. " has more than " .. MAX_IDS .. " entries"
+	end
+	for i = 1, #v do
+		if type(v[i]) ~= "string" or v[i] == "" or #v[i] > MAX_ID then
+			return nil, field .. "[" .. i .. "] must be a non-empty string of at most "
+				.. MAX_ID .. " characters"
+		end
+	end
+	return true
+end
+
+local function content_field(d)
+	local c, t = d.content, d.type
+	if type(t) ~= "string" or not TYPES[t] then
+		return nil, "type must be one of text, image, video, audio, document, location, "
+			.. "contact, sticker"
+	end
+	if c == nil or c == json.null then
+		return nil, "content is required"
+	end
+	if t == "text" then
+		if type(c) ~= "string" or c == "" then
+			return nil, "content must be a non-empty string for a text message"
+		end
+		if #c > MAX_CONTENT then
+			return nil, "content is longer than " .. MAX_CONTENT .. " bytes"
+		end
+	elseif type(c) ~= "string" and type(c) ~= "table" then
+		return nil, "content must be a string or an object"
+	elseif #json.encode(c) > MAX_CONTENT then
+		return nil, "content is larger than " .. MAX_CONTENT .. " bytes"
+	end
+	return true
+end
+
+local function limit_field(d)
+	local v = d.limit
+	if v ~= nil and (type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > MAX_IDS) then
+		return nil, "limit must be an integer from 1 to " .. MAX_IDS
+	end
+	return true
+end
+
+local function field(name, optional)
+	return function(d) return id_field(d, name, optional) end
+end
+
+local checks = {
+	send = { field("conversationId"), field("clientMessageId", true), content_field,
+		field("replyTo", true) },
+	mark = { field("conversationId"), function(d) return id_list(d, "messageIds") end },
+	read = { field("conversationId"), field("upTo", true) },
+	sync = { field("conversationId"), field("after", true), limit_field },
+	presence = { function(d) return id_list(d, "userIds") end },
+}
+
+-- Runs a list of checks on a payload: true, or nil, 400, message.
+local function check(list, d)
+	if type(d) ~= "table" or json.is_array(d) then
+		return nil, 400, "payload must be an object"
+	end
+	for _, c in ipairs(list) do
+		local ok, message = c(d)
+		if not ok then
+			return nil, 400, message
+		end
+	end
+	return true
+end
+
+-- ---- the operations ----
+
+local function room_of(conv)
+	return "conversation:" .. conv
+end
+
+-- Whether the user may act in the conversation: true and whether it is
+-- open; or nil, 403, message.
+local function access(conv, user)
+	local member, registered = store.is_member(conv, user)
+	if registered and not member then
+		return nil, 403, "not a member of this conversation"
+	end
+	return true, not registered
+end
+
+-- The users whose sockets are in the conversation's room.
+local function users_in_room(conv)
+	local seen, users = {}, {}
+	for _, sid in ipairs(parley.room_sockets(room_of(conv), NAMESPACE)) do
+		local s = parley.socket(sid)
+		if s and not seen[s.userId] then
+			seen[s.userId] = true
+			users[#users + 1] = s.userId
+		end
+	end
+	return users
+end
+
+local function store_error(err)
+	if tostring(err):find("MDB_MAP_FULL", 1, true) then
+		return 507, "the message store is full"
+	end
+	return 500, "the message could not be stored"
+end
+
+-- What clients see of a sender: the given profile, completed by the stored
+-- one (PUT /api/users/{id}).
+local function sender_profile(id, given)
+	local p = { id = id }
+	given = given or {}
+	p.name, p.avatar, p.phoneNumber = given.name, given.avatar, given.phoneNumber
+	if not (p.name and p.avatar and p.phoneNumber) then
+		local stored = store.profile(id)
+		if stored then
+			local t = json.decode(json.raw_text(stored)) or {}
+			p.name = p.name or t.name
+			p.avatar = p.avatar or t.avatar
+			p.phoneNumber = p.phoneNumber or t.phoneNumber
+		end
+	end
+	return p
+end
+
+-- Stores and announces a message. Returns the record, created, messageId,
+-- timestamp; or nil, status, message.
+local function send(sender_id, profile, d)
+	local ok, open, message = access(d.conversationId, sender_id)
+	if not ok then
+		return nil, open, message
+	end
+	local conv = d.conversationId
+	local members = not open and store.members(conv) or nil
+	local rec, created, id, ts = store.send({
+		conversationId = conv, senderId = sender_id, clientMessageId = d.clientMessageId,
+		type = d.type, content = d.content, replyTo = d.replyTo,
+		sender = sender_profile(sender_id, profile),
+		recipients = members or users_in_room(conv),
+	})
+	if not rec then
+		return nil, store_error(created)
+	end
+	if created then
+		local b = parley.of(NAMESPACE):to(room_of(conv)):to("user:" .. sender_id)
+		for _, u in ipairs(members or {}) do
+			b:to("user:" .. u)
+		end
+		b:emit("message:received", rec)
+	end
+	return rec, created, id, ts
+end
+
+-- Tells the conversation and the sender that a message's status moved.
+local function announce(change, by)
+	parley.of(NAMESPACE):to(room_of(change.conversationId)):to("user:" .. change.senderId)
+		:emit("message:status", {
+			messageId = change.messageId, conversationId = change.conversationId,
+			status = change.status, updatedAt = change.updatedAt, userId = by,
+		})
+end
+
+-- Sets `user`'s status of messages of one conversation; announces the moves
+-- once durable. Returns how many, or nil, status, message.
+local function mark(user, conv, ids, status)
+	local ok, open, message = access(conv, user)
+	if not ok then
+		return nil, open, message
+	end
+	local changes = {}
+	for _, id in ipairs(ids) do
+		local change, err = store.set_status(id, user, status, open)
+		if not change or change.conversationId ~= conv then
+			if err == "not a recipient" then
+				return nil, 403, "message " .. id .. " is not addressed to you"
+			end
+			return nil, 404, "message " .. id .. " not found in this conversation"
+		end
+		changes[#changes + 1] = change
+	end
+	local done, err = store.wait()
+	if not done then
+		return nil, store_error(err)
+	end
+	for _, change in ipairs(changes) do
+		if change.changed then
+			announce(change, user)
+		end
+	end
+	return #changes
+end
+
+-- The sequence number of message `id` in `conv`, or nil, 404, message.
+local function seq_in(conv, id)
+	local rec, rconv, _, seq = store.message(id)
+	if not rec or rconv ~= conv then
+		return nil, 404, "message " .. id .. " not found in this conversation"
+	end
+	return seq
+end
+
+-- Marks read everything up to a message (all when up_to is nil).
+local function read_conversation(user, conv, up_to)
+	local ok, open, message = access(conv, user)
+	if not ok then
+		return nil, open, message
+	end
+	local upto_seq
+	if up_to then
+		local seq, status, msg = seq_in(conv, up_to)
+		if not seq then
+			return nil, status, msg
+		end
+		upto_seq = seq
+	end
+	local changes, count = store.read(conv, user, upto_seq, open)
+	local done, err = store.wait()
+	if not done then
+		return nil, store_error(err)
+	end
+	for _, change in ipairs(changes) do
+		announce(change, user)
+	end
+	return count
+end
+
+-- The messages after `after` (a message id), oldest first, with statuses.
+local function sync(user, conv, after, limit)
+	local ok, status, message = access(conv, user)
+	if not ok then
+		return nil, status, message
+	end
+	local after_seq = 0
+	if after then
+		local seq, st, msg = seq_in(conv, after)
+		if not seq then
+			return nil, st, msg
+		end
+		after_seq = seq
+	end
+	return store.sync(conv, after_seq, limit or 50)
+end
+
+local function presence_of(user)
+	local online = parley.user_sockets(user, NAMESPACE) > 0
+	local seen = store.last_seen(user)
+	return { userId = user, online = online,
+		lastSeen = seen and store.iso_time(seen) or json.null }
+end
+
+-- An operation's result as a handler's: nil, status, message passes through.
+local function answer(ok, ...)
+	if ok == nil then
+		return nil, ...
+	end
+	return ok, ...
+end
+
+-- ---- the HTTP API: request bodies checked like socket payloads ----
+
+local function body_of(req, list)
+	local d = req.body
+	if d == nil then
+		return nil, 400, "a JSON body is required"
+	end
+	local ok, status, message = check(list, d)
+	if not ok then
+		return nil, status, message
+	end
+	return d
+end
+
+local function with_conv(req, list)
+	local d = req.body
+	if d == nil then
+		d = {}
+	end
+	if type(d) ~= "table" or json.is_array(d) then
+		return nil, 400, "the body must be a JSON object"
+	end
+	d.conversationId = req.params.id
+	local ok, status, message = check(list, d)
+	if not ok then
+		return nil, status, message
+	end
+	return d
+end
+
+local user_check = { field("userId") }
+
+return {
+	namespaces = { NAMESPACE },
+
+	events = {
+		["message:send"] = function(sock, d)
+			local ok, status, message = check(checks.send, d)
+			if not ok then
+				return nil, status, message
+			end
+			local rec, created, id, ts = send(sock.userId, sock.user, d)
+			if not rec then
+				return nil, created, id
+			end
+			return { messageId = id, status = "sent", timestamp = ts }
+		end,
+
+		["message:delivered"] = function(sock, d)
+			local ok, status, message = check(checks.mark, d)
+			if not ok then
+				return nil, status, message
+			end
+			local n, st, msg = mark(sock.userId, d.conversationId, d.messageIds, "delivered")
+			if not n then
+				return nil, st, msg
+			end
+			return { success = true, updated = n }
+		end,
+
+		["message:read"] = function(sock, d)
+			local ok, status, message = check(checks.mark, d)
+			if not ok then
+				return nil, status, message
+			end
+			local n, st, msg = mark(sock.userId, d.conversationId, d.messageIds, "read")
+			if not n then
+				return nil, st, msg
+			end
+			return { success = true, updated = n }
+		end,
+
+		["conversation:read"] = function(sock, d)
+			local ok, status, message = check(checks.read, d)
+			if not ok then
+				return nil, status, message
+			end
+			local n, st, msg = read_conversation(sock.userId, d.conversationId, d.upTo)
+			if not n then
+				return nil, st, msg
+			end
+			return { success = true, updated = n }
+		end,
+
+		["messages:sync"] = function(sock, d)
+			local ok, status, message = check(checks.sync, d)
+			if not ok then
+				return nil, status, message
+			end
+			return answer(sync(sock.userId, d.conversationId, d.after, d.limit))
+		end,
+
+		["presence:query"] = function(sock, d)
+			local ok, status, message = check(checks.presence, d)
+			if not ok then
+				return nil, status, message
+			end
+			local users = json.array({})
+			for i, u in ipairs(d.userIds) do
+				users[i] = presence_of(u)
+			end
+			return { users = users }
+		end,
+	},
+
+	routes = {
+		-- A message from senderId, as if sent over a socket.
+		["POST /api/conversations/:id/messages"] = function(req)
+			local d, status, message = with_conv(req, checks.send)
+			if not d then
+				return nil, status, message
+			end
+			local ok, err = id_field(d, "senderId")
+			if not ok then
+				return nil, 400, err
+			end
+			local rec, created, id, ts = send(d.senderId, d.sender, d)
+			if not rec then
+				return nil, created, id
+			end
+			return created and 201 or 200, rec
+		end,
+
+		["GET /api/conversations/:id/messages"] = function(req)
+			local q = req.query
+			local limit = q.limit and tonumber(q.limit)
+			local d = { conversationId = req.params.id, after = q.after, limit = limit }
+			if q.limit and not limit then
+				return nil, 400, "limit must be an integer from 1 to " .. MAX_IDS
+			end
+			local ok, status, message = check(checks.sync, d)
+			if not ok then
+				return nil, status, message
+			end
+			-- The API sees every conversation: it answers for the backend.
+			local after_seq = 0
+			if d.after then
+				local seq, st, msg = seq_in(d.conversationId, d.after)
+				if not seq then
+					return nil, st, msg
+				end
+				after_seq = seq
+			end
+			return store.sync(d.conversationId, after_seq, d.limit or 50)
+		end,
+
+		["PATCH /api/messages/:id/status"] = function(req)
+			local d, status, message = body_of(req, user_check)
+			if not d then
+				return nil, status, message
+			end
+			if d.status ~= "delivered" and d.status ~= "read" then
+				return nil, 400, "status must be delivered or read"
+			end
+			local rec, conv = store.message(req.params.id)
+			if not rec then
+				return nil, 404, "message " .. req.params.id .. " not found"
+			end
+			local n, st, msg = mark(d.userId, conv, { req.params.id }, d.status)
+			if not n then
+				return nil, st, msg
+			end
+			local now = store.message(req.params.id)
+			return now
+		end,
+
+		["POST /api/conversations/:id/read"] = function(req)
+			local d, status, message = with_conv(req, { field("conversationId"), field("upTo", true),
+				field("userId") })
+			if not d then
+				return nil, status, message
+			end
+			local n, st, msg = read_conversation(d.userId, d.conversationId, d.upTo)
+			if not n then
+				return nil, st, msg
+			end
+			return { success = true, updated = n }
+		end,
+
+		["PUT /api/conversations/:id/members"] = function(req)
+			local d, status, message = body_of(req, { function(b) return id_list(b, "members") end })
+			if not d then
+				return nil, status, message
+			end
+			if #req.params.id > MAX_ID then
+				return nil, 400, "the conversation id is longer than " .. MAX_ID .. " characters"
+			end
+			store.set_members(req.params.id, d.members)
+			local done, err = store.wait()
+			if not done then
+				return nil, store_error(err)
+			end
+			return { conversationId = req.params.id, members = store.members(req.params.id) }
+		end,
+
+		["GET /api/conversations/:id/members"] = function(req)
+			return { conversationId = req.params.id, members = store.members(req.params.id) }
+		end,
+
+		["GET /api/users/online"] = function()
+			return { users = parley.online_users(NAMESPACE) }
+		end,
+
+		["GET /api/users/:id/presence"] = function(req)
+			local p = presence_of(req.params.id)
+			p.sockets = parley.user_sockets(req.params.id, NAMESPACE)
+			return p
+		end,
+
+		["PUT /api/users/:id"] = function(req)
+			local d = req.body
+			if type(d) ~= "table" or json.is_array(d) then
+				return nil, 400, "the body must be a JSON object"
+			end
+			local profile = {}
+			for _, f in ipairs({ "name", "phoneNumber", "avatar" }) do
+				if d[f] ~= nil then
+					if type(d[f]) ~= "string" or #d[f] > 1024 then
+						return nil, 400, f .. " must be a string of at most 1024 characters"
+					end
+					profile[f] = d[f]
+				end
+			end
+			store.set_profile(req.params.id, profile)
+			local done, err = store.wait()
+			if not done then
+				return nil, store_error(err)
+			end
+			profile.id = req.params.id
+			return profile
+		end,
+	},
+}
