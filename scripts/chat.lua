@@ -53,14 +53,20 @@ local function conversations_of(user)
 	return list
 end
 
--- Tells the sockets in the user's conversations about the user.
+-- Tells those who share a conversation with the user: the sockets in its
+-- rooms, and the registered members wherever they are (each socket once).
 local function tell(event, user, convs)
 	if #convs == 0 then
 		return
 	end
 	local b = parley.of(NAMESPACE):to(room_of(convs[1]))
-	for i = 2, #convs do
-		b:to(room_of(convs[i]))
+	for i, conv in ipairs(convs) do
+		if i > 1 then
+			b:to(room_of(conv))
+		end
+		for _, member in ipairs(store.members(conv)) do
+			b:to("user:" .. member)
+		end
 	end
 	b:except("user:" .. user):emit(event, { userId = user })
 end
