@@ -6,8 +6,10 @@
  *   members   conversation "\0" user -> ""      userconv  user "\0" conversation -> ""
  *   idem      sender "\0" client message id -> id
  *   users     user -> profile JSON              seen      user -> ms(8)
- *   meta      "msgid" -> last id(8); "rc" "\0" conversation "\0" user -> seq(8)
- * A conversation's next sequence number is cached after its first message. */
+ *   meta      "rc" "\0" conversation "\0" user -> seq(8) (a user's read cursor)
+ * Ids are time-ordered, so the last key of `messages` is the last id given.
+ * A conversation's next sequence number is cached after its first message,
+ * and whether it has registered members after the first question. */
 #include "messages.h"
 
 #include <stdio.h>
@@ -32,6 +34,10 @@
 
 static uint64_t last_id;
 static struct map seqs; /* conversation -> (uintptr_t) last seq, once known */
+/* conversation -> (uintptr_t) 1 + whether it has registered members, once
+ * asked; a fresh map when it grows past REGISTERED_CACHE_MAX. */
+static struct map registered_cache;
+#define REGISTERED_CACHE_MAX 100000
 
 static const char *const status_names[] = { "none", "sent", "delivered", "read" };
 
@@ -145,7 +151,7 @@ static const char *field_string(lua_State *L, int t, const char *name, size_t *l
 }
 
 /* Called when one of our batches is done: a failure may leave the cached
- * sequence numbers ahead of what is stored, so they are read again. */
+ * sequence numbers and membership ahead of what is stored: read again. */
 static void on_written(void *ticket, int err)
 {
 	struct map_iter it;
@@ -155,6 +161,9 @@ static void on_written(void *ticket, int err)
 		map_iter_init(&it, &seqs);
 		while ((e = map_next(&it)))
 			map_del(&seqs, e->key, e->klen);
+		map_iter_init(&it, &registered_cache);
+		while ((e = map_next(&it)))
+			map_del(&registered_cache, e->key, e->klen);
 	}
 	if (ticket)
 		script_durable(ticket, err);
@@ -350,18 +359,23 @@ static void new_id(char out[ID_LEN + 1], int64_t now)
 
 int messages_init(void)
 {
-	const void *v;
-	size_t vlen;
+	char last[ID_LEN + 1];
+	size_t len;
 
 	map_init(&seqs);
-	if (store_get(STORE_META, "msgid", 5, &v, &vlen) == 1 && vlen == 8)
-		last_id = get_u64(v);
+	map_init(&registered_cache);
+	/* Keys are hex of time-ordered ids: the last one is the newest. */
+	if (store_last(STORE_MESSAGES, "", 0, last, sizeof(last), &len) == 1 && len == ID_LEN) {
+		last[ID_LEN] = '\0';
+		last_id = strtoull(last, NULL, 16);
+	}
 	return 0;
 }
 
 void messages_fini(void)
 {
 	map_fini(&seqs);
+	map_fini(&registered_cache);
 }
 
 /* ---- host functions: core.store_* ---- */
@@ -503,8 +517,6 @@ static int l_send(lua_State *L)
 		size_t sklen = pair_key(skey, sizeof(skey), id, ID_LEN, p, strlen(p));
 		store_put(b, STORE_STATUS, skey, sklen, word, 9);
 	}
-	put_u64(word, last_id);
-	store_put(b, STORE_META, "msgid", 5, word, 8);
 
 	push_record(L, json.p, json.len, MSG_SENT);
 	lua_pushboolean(L, 1);
@@ -857,6 +869,27 @@ static int l_conversations_of(lua_State *L)
 	return push_names(L, STORE_USERCONV, user, ulen, 100000);
 }
 
+/* Whether the conversation has registered members (cached: membership is
+ * set through store_set_members, which keeps the cache right). */
+static int has_members(const char *conv, size_t clen)
+{
+	uintptr_t known = (uintptr_t)map_get(&registered_cache, conv, clen);
+	char prefix[NAME_MAX_BYTES + 1], any[2 * NAME_MAX_BYTES + 2];
+	size_t plen, olen;
+	int yes;
+
+	if (known)
+		return (int)known - 1;
+	plen = pair_key(prefix, sizeof(prefix), conv, clen, "", 0);
+	yes = store_last(STORE_MEMBERS, prefix, plen, any, sizeof(any), &olen) == 1;
+	if (registered_cache.count >= REGISTERED_CACHE_MAX) {
+		map_fini(&registered_cache);
+		map_init(&registered_cache);
+	}
+	map_put(&registered_cache, conv, clen, (void *)(uintptr_t)(yes + 1));
+	return yes;
+}
+
 /* store_is_member(conversationId, userId) -> member, registered (whether
  * the conversation has members at all) */
 static int l_is_member(lua_State *L)
@@ -866,18 +899,13 @@ static int l_is_member(lua_State *L)
 	const char *user = check_name(L, 2, "userId", &ulen);
 	char key[2 * NAME_MAX_BYTES + 2];
 	const void *v;
-	int member = store_get(STORE_MEMBERS, key, pair_key(key, sizeof(key), conv, clen, user, ulen),
+	int closed = has_members(conv, clen);
+	int member = closed &&
+		     store_get(STORE_MEMBERS, key, pair_key(key, sizeof(key), conv, clen, user, ulen),
 			       &v, &vlen) == 1;
-	int registered = member;
 
-	if (!member) {
-		char prefix[NAME_MAX_BYTES + 1];
-		size_t plen = pair_key(prefix, sizeof(prefix), conv, clen, "", 0), olen;
-		char any[2 * NAME_MAX_BYTES + 2];
-		registered = store_last(STORE_MEMBERS, prefix, plen, any, sizeof(any), &olen) == 1;
-	}
 	lua_pushboolean(L, member);
-	lua_pushboolean(L, registered);
+	lua_pushboolean(L, closed);
 	return 2;
 }
 
@@ -920,6 +948,7 @@ static int l_set_members(lua_State *L)
 		store_put(b, STORE_USERCONV, key, klen, "", 0);
 		lua_pop(L, 1);
 	}
+	map_put(&registered_cache, conv, clen, (void *)(uintptr_t)(n > 0 ? 2 : 1));
 	submit_and_push_ticket(L, b);
 	return 1;
 }

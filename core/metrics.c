@@ -3,6 +3,7 @@
  * distinct names get their own series; the rest count under "_other". */
 #include "metrics.h"
 #include "guard.h"
+#include "store.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -209,6 +210,15 @@ char *metrics_render(size_t *len)
 		"# TYPE parley_lua_memory_refusals_total counter\n"
 		"parley_lua_memory_refusals_total %llu\n",
 	    (unsigned long long)guard_timeouts, (unsigned long long)guard_memory_refusals);
+	put(&t, "# HELP parley_store_commits_total Transactions the store's writer committed "
+		"(and synced).\n"
+		"# TYPE parley_store_commits_total counter\nparley_store_commits_total %llu\n"
+		"# HELP parley_store_batches_total Write batches those transactions carried.\n"
+		"# TYPE parley_store_batches_total counter\nparley_store_batches_total %llu\n"
+		"# HELP parley_store_failures_total Write batches that failed (full map, I/O).\n"
+		"# TYPE parley_store_failures_total counter\nparley_store_failures_total %llu\n",
+	    (unsigned long long)store_commits, (unsigned long long)store_batches,
+	    (unsigned long long)store_failures);
 	*len = t.len;
 	return t.p;
 }

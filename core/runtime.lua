@@ -35,12 +35,16 @@ local function module_tag(m)
 end
 
 -- Calls a hook with the module's name in force; returns pcall's results.
+-- (No table for the results: this runs for every hook of every event.)
+local function restore_module(saved, ...)
+	current_module = saved
+	return ...
+end
+
 local function call(m, fn, ...)
 	local saved = current_module
 	current_module = m
-	local res = { xpcall(fn, debug.traceback, ...) }
-	current_module = saved
-	return unpack(res, 1, table.maxn(res))
+	return restore_module(saved, xpcall(fn, debug.traceback, ...))
 end
 
 -- ---- jobs: work that may wait ----
@@ -381,9 +385,26 @@ function parley.to(room)
 	return broadcast_new(default_nsp):to(room)
 end
 
+-- parley.of(nsp):to(room) / :emit(event, data): one object per namespace.
+local Namespace = {}
+Namespace.__index = Namespace
+local namespaces = {}
+
+function Namespace:to(room)
+	return broadcast_new(self.name):to(room)
+end
+
+function Namespace:emit(event, data)
+	return broadcast_new(self.name):emit(event, data)
+end
+
 function parley.of(nsp)
-	return { to = function(_, room) return broadcast_new(nsp):to(room) end,
-		 emit = function(_, event, data) return broadcast_new(nsp):emit(event, data) end }
+	local n = namespaces[nsp]
+	if not n then
+		n = setmetatable({ name = nsp }, Namespace)
+		namespaces[nsp] = n
+	end
+	return n
 end
 
 -- Every socket of the default namespace.
@@ -1341,6 +1362,14 @@ function R.resume(ticket, err)
 	local saved = current_module
 	step(co, coroutine.resume(co, err))
 	current_module = saved
+end
+
+-- A round of store completions: { ticket, err or false, ... }.
+function R.resume_all(list)
+	for i = 1, #list, 2 do
+		local err = list[i + 1]
+		R.resume(list[i], err or nil)
+	end
 end
 
 function R.timer(id)

@@ -826,17 +826,45 @@ static int l_kv_keys(lua_State *S)
 
 /* ---- waiting for durability ---- */
 
+/* Jobs to resume, gathered over a round of store completions and resumed
+ * by one call into Lua (script_resume_durable). */
+static struct {
+	uintptr_t *tickets;
+	int *errs;
+	size_t n, cap;
+} durable;
+
 void script_durable(void *arg, int err)
 {
-	lua_Number ticket = (lua_Number)(uintptr_t)arg;
+	if (durable.n == durable.cap) {
+		durable.cap = durable.cap ? durable.cap * 2 : 64;
+		durable.tickets = xrealloc(durable.tickets, durable.cap * sizeof(*durable.tickets));
+		durable.errs = xrealloc(durable.errs, durable.cap * sizeof(*durable.errs));
+	}
+	durable.tickets[durable.n] = (uintptr_t)arg;
+	durable.errs[durable.n] = err;
+	durable.n++;
+}
 
-	push_entry("resume");
-	lua_pushnumber(L, ticket);
-	if (err)
-		lua_pushstring(L, store_strerror(err));
-	else
-		lua_pushnil(L);
-	call_runtime("resume", 2, 0);
+/* Resumes every job whose writes became durable: R.resume_all({ticket,
+ * err|false, ticket, err|false, ...}). */
+static void resume_durable(void)
+{
+	if (!durable.n || !L)
+		return;
+	push_entry("resume_all");
+	lua_createtable(L, (int)(2 * durable.n), 0);
+	for (size_t i = 0; i < durable.n; i++) {
+		lua_pushnumber(L, (lua_Number)durable.tickets[i]);
+		lua_rawseti(L, -2, (int)(2 * i + 1));
+		if (durable.errs[i])
+			lua_pushstring(L, store_strerror(durable.errs[i]));
+		else
+			lua_pushboolean(L, 0);
+		lua_rawseti(L, -2, (int)(2 * i + 2));
+	}
+	durable.n = 0;
+	call_runtime("resume_all", 1, 0);
 }
 
 /* store_wait() -> ticket: the runtime resumes the waiting job with it once
@@ -1049,6 +1077,7 @@ int script_init(void)
 		return -1;
 	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	timer_start(&sweep_timer, on_sweep, KV_SWEEP_MS);
+	store_on_completions(resume_durable);
 	if (srv.cfg->watch)
 		watch_init(srv.loop);
 
@@ -1105,6 +1134,10 @@ void script_fini(void)
 	}
 	map_fini(&timers);
 	timer_stop(&sweep_timer);
+	store_on_completions(NULL);
+	free(durable.tickets);
+	free(durable.errs);
+	memset(&durable, 0, sizeof(durable));
 	watch_fini();
 	guard_close(L);
 	L = NULL;

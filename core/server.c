@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "script.h"
 #include "server.h"
+#include "store.h"
 
 struct server srv;
 
@@ -567,6 +568,8 @@ static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 		if (script_reload() == 0)
 			log_info("scripts reloaded");
 	}
+	/* Last: no read transaction is held while the loop waits. */
+	store_read_done();
 	if (srv.stopping)
 		ev_break(l, EVBREAK_ALL);
 }

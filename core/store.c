@@ -57,7 +57,10 @@ struct pending {
 
 static MDB_env *env;
 static MDB_dbi dbis[STORE_DB_COUNT];
-static MDB_txn *rtxn; /* the loop thread's read transaction, reset between reads */
+static MDB_txn *rtxn; /* the loop thread's read transaction, live between
+		       * its first read of a loop iteration and the iteration's end */
+static int reading;   /* rtxn is renewed */
+static void (*after_completions)(void);
 static struct map overlay; /* db byte + key -> struct pending */
 static uint64_t next_seq = 1;
 static unsigned char *scratch; /* a copy of the last value read */
@@ -298,6 +301,9 @@ static void run_completions(void)
 	list = done_head;
 	done_head = done_tail = NULL;
 	pthread_mutex_unlock(&mu);
+	/* The committed writes leave the overlay: reads from here on must see
+	 * them in the database, so the next read takes a new snapshot. */
+	store_read_done();
 	while (list) {
 		struct store_batch *b = list;
 		list = b->next;
@@ -309,6 +315,13 @@ static void run_completions(void)
 		free(b->buf);
 		free(b);
 	}
+	if (after_completions)
+		after_completions();
+}
+
+void store_on_completions(void (*fn)(void))
+{
+	after_completions = fn;
 }
 
 static void on_wake(struct ev_loop *l, ev_async *w, int revents)
@@ -323,7 +336,21 @@ static void on_wake(struct ev_loop *l, ev_async *w, int revents)
 
 static int read_begin(void)
 {
-	return mdb_txn_renew(rtxn);
+	int rc;
+
+	if (reading)
+		return 0;
+	rc = mdb_txn_renew(rtxn);
+	reading = rc == 0;
+	return rc;
+}
+
+void store_read_done(void)
+{
+	if (reading) {
+		mdb_txn_reset(rtxn);
+		reading = 0;
+	}
 }
 
 static const void *keep(const void *p, size_t n)
@@ -361,7 +388,6 @@ int store_get(enum store_db db, const void *key, size_t klen, const void **val, 
 		*val = keep(mv.mv_data, mv.mv_size);
 		*vlen = mv.mv_size;
 	}
-	mdb_txn_reset(rtxn);
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	return rc ? -rc : 1;
@@ -384,10 +410,8 @@ long store_scan(enum store_db db, const void *prefix, size_t plen, const void *s
 
 	if ((rc = read_begin()) != 0)
 		return -rc;
-	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0) {
-		mdb_txn_reset(rtxn);
+	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0)
 		return -rc;
-	}
 	if (start && slen) {
 		k.mv_size = slen;
 		k.mv_data = (void *)start;
@@ -404,7 +428,6 @@ long store_scan(enum store_db db, const void *prefix, size_t plen, const void *s
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
 	mdb_cursor_close(cur);
-	mdb_txn_reset(rtxn);
 	if (rc && rc != MDB_NOTFOUND)
 		return -rc;
 	return n;
@@ -425,10 +448,8 @@ int store_last(enum store_db db, const void *prefix, size_t plen, void *out, siz
 	memset(bound + plen, 0xff, KEY_MAX - plen);
 	if ((rc = read_begin()) != 0)
 		return -rc;
-	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0) {
-		mdb_txn_reset(rtxn);
+	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0)
 		return -rc;
-	}
 	k.mv_size = KEY_MAX;
 	k.mv_data = bound;
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -440,7 +461,6 @@ int store_last(enum store_db db, const void *prefix, size_t plen, void *out, siz
 		found = 1;
 	}
 	mdb_cursor_close(cur);
-	mdb_txn_reset(rtxn);
 	if (rc && rc != MDB_NOTFOUND)
 		return -rc;
 	return found;
@@ -523,6 +543,7 @@ void store_close(void)
 		run_completions();
 		ev_async_stop(loop, &wake);
 	}
+	store_read_done();
 	if (rtxn)
 		mdb_txn_abort(rtxn);
 	rtxn = NULL;

@@ -77,6 +77,13 @@ long store_scan(enum store_db db, const void *prefix, size_t plen, const void *s
 int store_last(enum store_db db, const void *prefix, size_t plen, void *out, size_t cap,
 	       size_t *olen);
 
+/* Ends the loop thread's read transaction: reads share one snapshot from
+ * the first read of a loop iteration until this, which the loop calls
+ * between iterations (and the store itself when commits land). */
+void store_read_done(void);
+/* `fn` runs after each round of batch completions (to act on them at once). */
+void store_on_completions(void (*fn)(void));
+
 /* A message for a store error code (LMDB's, or errno's). */
 const char *store_strerror(int err);
 
