@@ -86,7 +86,7 @@ const desc = (scen) => {
   else if (r.mode !== 'idle') d += ` × window ${r.window}, ${r.duration_s} s`;
   return d;
 };
-// parley has no message:send yet (issue 4): every ack is an error.
+// A server whose every message:send ack is an error has no message:send.
 const sendNA = (scen) => med(scen, 'parley', num('acked')) === 0 && med(scen, 'parley', num('ack_err')) > 0;
 
 if (has('idle')) {
@@ -138,6 +138,13 @@ if (has('send')) {
   row('error acks (whole run)', 'send', num('ack_err'), { ceiling: true, noratio: true });
   row('message:received lost', 'send', num('lost'), { ceiling: true, noratio: true, na: sendNA });
   row('server CPU (% of one core)', 'send', num('server_cpu_pct'), { ceiling: true });
+}
+if (has('sendroom')) {
+  section(`message:send into rooms of 10: fan-out with storage on (${desc('sendroom')}; parley stores every message durably, Socket.IO keeps nothing)`);
+  row('acks/s (status "sent")', 'sendroom', num('acks_per_s'), { ceiling: true, na: sendNA });
+  row('message:received deliveries/s', 'sendroom', num('deliveries_per_s'), { ceiling: true, na: sendNA });
+  row('message:received lost', 'sendroom', num('lost'), { ceiling: true, noratio: true, na: sendNA });
+  row('server CPU (% of one core)', 'sendroom', num('server_cpu_pct'), { ceiling: true });
 }
 if (has('presence')) {
   section(`presence broadcast: distinct users, user:online to the whole namespace (${desc('presence')}; reference with REF_PRESENCE=1; one round)`);

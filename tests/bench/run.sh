@@ -8,7 +8,9 @@
 #
 #   bash tests/bench/run.sh                 # 3 rounds, full sizes (~8 minutes)
 #   bash tests/bench/run.sh --quick         # 1 round, smaller sizes (~1 minute)
-#   options: --rounds N  --only idle,fanout,latency,typing,send,presence  --out FILE
+#   options: --rounds N  --only idle,fanout,latency,typing,send,sendroom,presence  --out FILE
+#   (presence is not in the default set: parley scopes user:online to shared
+#   conversations, the reference tells the whole namespace)
 #
 # Sizes respect the machine: 20000 open files per process, so at most ~19.8k
 # sockets on each side (the idle scenario uses 10,000 clients).
@@ -19,7 +21,7 @@ BENCH=$ROOT/tests/bench
 BUILD=${PARLEY_BUILD_DIR:-$ROOT/build}
 ROUNDS=3
 QUICK=0
-ONLY="idle,fanout,latency,typing,send,presence"
+ONLY="idle,fanout,latency,typing,send,sendroom"
 OUT=$BENCH/last-run.txt
 PORT_BASE=${BENCH_PORT_BASE:-4301}
 SERVER_CPU=0
@@ -168,6 +170,8 @@ for round in $(seq "$ROUNDS"); do
 	want typing && scenario typing "$round" 1 --mode typing --clients $N --room 10 --window 8 \
 		--duration $DUR
 	want send && scenario send "$round" 1 --mode send --clients $SEND_N --room 1 --window 8 \
+		--duration $DUR
+	want sendroom && scenario sendroom "$round" 1 --mode send --clients $N --room 10 --window 8 \
 		--duration $DUR
 done
 if want presence; then
