@@ -15,6 +15,12 @@
 /* A socket that stops reading is cut off once this much waits for it. */
 #define OUTQ_MAX_BYTES (16u << 20)
 
+/* A connection whose reading is paused (conn_throttle). */
+struct throttle {
+	ev_timer timer;
+	struct conn *conn;
+};
+
 void conn_new_sid(char out[24])
 {
 	unsigned char raw[15];
@@ -122,6 +128,11 @@ void conn_close(struct conn *c, const char *reason)
 	while (c->clients)
 		client_free(c->clients, reason);
 	timer_stop(&c->heartbeat);
+	if (c->throttle) {
+		timer_stop(&c->throttle->timer);
+		free(c->throttle);
+		c->throttle = NULL;
+	}
 	if (c->in_sid_map)
 		map_del(&srv.conns, c->sid, strlen(c->sid));
 	if (c->all_prev)
@@ -346,6 +357,31 @@ int conn_on_ws_writable(struct conn *c, struct lws *wsi)
 		return -1;
 	}
 	return 0;
+}
+
+static void on_throttle_end(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct throttle *th = lws_container_of(t, struct throttle, timer);
+	struct conn *c = th->conn;
+
+	(void)loop;
+	(void)revents;
+	c->throttle = NULL;
+	if (c->ws)
+		lws_rx_flow_control(c->ws, 1);
+	free(th);
+}
+
+void conn_throttle(struct conn *c, int ms)
+{
+	if (c->state != CONN_OPEN || !c->ws || c->transport != TRANSPORT_WEBSOCKET)
+		return;
+	if (!c->throttle) {
+		c->throttle = xcalloc(1, sizeof(*c->throttle));
+		c->throttle->conn = c;
+		lws_rx_flow_control(c->ws, 0);
+	}
+	timer_start(&c->throttle->timer, on_throttle_end, ms);
 }
 
 void conn_close_after_flush(struct conn *c, int code, const char *text)

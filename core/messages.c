@@ -7,6 +7,8 @@
  *   idem      sender "\0" client message id -> id
  *   users     user -> profile JSON              seen      user -> ms(8)
  *   meta      "rc" "\0" conversation "\0" user -> seq(8) (a user's read cursor)
+ *   annot     id "\0" name -> JSON: a plugin's field of the message, shown with it
+ *   hidden    id "\0" user -> "": deleted for that user only
  * Ids are time-ordered, so the last key of `messages` is the last id given.
  * A conversation's next sequence number is cached after its first message,
  * and whether it has registered members after the first question. */
@@ -288,12 +290,34 @@ static int aggregate_of(const char *id, const struct record *r)
 
 /* Appends ,"status":..,"statuses":{..}} to a record's JSON (without its
  * closing brace) for sync answers. */
+static int append_annotation(void *arg, const void *k, size_t kl, const void *v, size_t vl)
+{
+	struct buf *out = arg;
+
+	buf_put(out, ",", 1);
+	buf_json_string(out, (const char *)k + ID_LEN + 1, kl - ID_LEN - 1);
+	buf_put(out, ":", 1);
+	buf_put(out, v, vl);
+	return 0;
+}
+
+/* ,"name":value for each annotation of the message (committed ones). */
+static void append_annotations(struct buf *out, const char *id)
+{
+	char prefix[ID_LEN + 1];
+
+	memcpy(prefix, id, ID_LEN);
+	prefix[ID_LEN] = '\0';
+	store_scan(STORE_ANNOT, prefix, ID_LEN + 1, NULL, 0, 64, append_annotation, out);
+}
+
 static void record_with_statuses(struct buf *out, const char *id, const struct record *r)
 {
 	int64_t updated;
 	int first = 1;
 
 	buf_put(out, r->json, r->json_len - 1);
+	append_annotations(out, id);
 	buf_str(out, ",\"status\":\"");
 	buf_str(out, status_names[aggregate_of(id, r)]);
 	buf_str(out, "\",\"statuses\":{");
@@ -311,12 +335,15 @@ static void record_with_statuses(struct buf *out, const char *id, const struct r
 	buf_str(out, "}}");
 }
 
-/* Pushes a record as clients see it: with its status. */
-static void push_record(lua_State *L, const char *json, size_t len, int status)
+/* Pushes a record as clients see it: with its status (and annotations,
+ * for a message that has an id already stored: NULL for a new one). */
+static void push_record(lua_State *L, const char *id, const char *json, size_t len, int status)
 {
 	struct buf out = { 0 };
 
 	buf_put(&out, json, len - 1);
+	if (id)
+		append_annotations(&out, id);
 	buf_str(&out, ",\"status\":\"");
 	buf_str(&out, status_names[status]);
 	buf_str(&out, "\"}");
@@ -423,7 +450,7 @@ static int l_send(lua_State *L)
 				uint64_t seq = 0;
 				if (json_object_get((struct json_span){ r.json, r.json_len }, "seq", &sv) == 1)
 					json_uint(sv, &seq);
-				push_record(L, r.json, r.json_len, aggregate_of(prior, &r));
+				push_record(L, prior, r.json, r.json_len, aggregate_of(prior, &r));
 				lua_pushboolean(L, 0);
 				lua_pushlstring(L, prior, ID_LEN);
 				lua_pushlstring(L, ts, n);
@@ -518,7 +545,7 @@ static int l_send(lua_State *L)
 		store_put(b, STORE_STATUS, skey, sklen, word, 9);
 	}
 
-	push_record(L, json.p, json.len, MSG_SENT);
+	push_record(L, NULL, json.p, json.len, MSG_SENT);
 	lua_pushboolean(L, 1);
 	lua_pushstring(L, id);
 	lua_pushstring(L, when);
@@ -547,7 +574,7 @@ static int l_message(lua_State *L)
 		free(b.p);
 		return 0;
 	}
-	push_record(L, r.json, r.json_len, aggregate_of(id, &r));
+	push_record(L, id, r.json, r.json_len, aggregate_of(id, &r));
 	lua_pushlstring(L, conv, record_field(&r, "conversationId", conv, sizeof(conv)));
 	lua_pushlstring(L, sender, record_field(&r, "senderId", sender, sizeof(sender)));
 	struct json_span sv;
@@ -604,15 +631,27 @@ static size_t conversation_ids(const char *conv, size_t clen, uint64_t after, si
 	return c->n;
 }
 
-/* store_sync(conversationId, after seq, limit) -> raw JSON
- *   {"messages":[record + status + statuses...], "hasMore": bool}
- * Messages are durable ones, oldest first. */
+static int hidden_for(const char *id, const char *viewer, size_t vlen)
+{
+	char key[ID_LEN + 1 + NAME_MAX_BYTES];
+	const void *v;
+	size_t n;
+
+	return viewer && store_get(STORE_HIDDEN, key, pair_key(key, sizeof(key), id, ID_LEN, viewer,
+								  vlen), &v, &n) == 1;
+}
+
+/* store_sync(conversationId, after seq, limit[, viewer]) -> raw JSON
+ *   {"messages":[record + annotations + status + statuses...], "hasMore": bool}
+ * Messages are durable ones, oldest first; those the viewer deleted for
+ * themselves are left out. */
 static int l_sync(lua_State *L)
 {
-	size_t clen;
+	size_t clen, vlen = 0;
 	const char *conv = check_name(L, 1, "conversationId", &clen);
 	uint64_t after = (uint64_t)luaL_optnumber(L, 2, 0);
 	lua_Integer limit = luaL_optinteger(L, 3, 50);
+	const char *viewer = luaL_optlstring(L, 4, NULL, &vlen);
 	struct collect_ids c;
 	struct buf out = { 0 }, rec = { 0 };
 	struct record r;
@@ -624,7 +663,7 @@ static int l_sync(lua_State *L)
 	conversation_ids(conv, clen, after, (size_t)limit + 1, &c);
 	buf_str(&out, "{\"messages\":[");
 	for (size_t i = 0; i < c.n && i < (size_t)limit; i++) {
-		if (message_load(c.ids[i], ID_LEN, &rec, &r) != 1)
+		if (hidden_for(c.ids[i], viewer, vlen) || message_load(c.ids[i], ID_LEN, &rec, &r) != 1)
 			continue;
 		if (out.p[out.len - 1] != '[')
 			buf_put(&out, ",", 1);
@@ -1016,6 +1055,142 @@ static int l_set_last_seen(lua_State *L)
 	return 0;
 }
 
+/* Fields of a record an annotation may not take. */
+static int reserved_name(const char *name, size_t len)
+{
+	static const char *const names[] = {
+		"messageId", "conversationId", "senderId", "clientMessageId", "type", "content",
+		"replyTo", "timestamp", "seq", "sender", "status", "statuses", "editedAt", "deleted",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* store_annotate(messageId, name, value|nil) -> ticket: a plugin's field
+ * of the message (reactions, ...), shown with it by sync and message();
+ * nil removes it. Names are 1-32 letters, digits or underscores. */
+static int l_annotate(lua_State *L)
+{
+	size_t idlen, nlen, len;
+	const char *id = luaL_checklstring(L, 1, &idlen);
+	const char *name = luaL_checklstring(L, 2, &nlen);
+	char key[ID_LEN + 1 + 33];
+	const char *err = NULL;
+	struct store_batch *b;
+
+	if (idlen != ID_LEN)
+		return luaL_error(L, "store.annotate: not a message id");
+	if (nlen == 0 || nlen > 32 || reserved_name(name, nlen))
+		return luaL_error(L, "store.annotate: '%s' cannot be an annotation's name", name);
+	for (size_t i = 0; i < nlen; i++)
+		if (!(name[i] == '_' || (name[i] >= '0' && name[i] <= '9') ||
+		      (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z')))
+			return luaL_error(L, "store.annotate: names are letters, digits and _");
+	b = store_batch_new();
+	size_t klen = pair_key(key, sizeof(key), id, ID_LEN, name, nlen);
+	if (lua_isnoneornil(L, 3)) {
+		store_del(b, STORE_ANNOT, key, klen);
+	} else {
+		char *json = jsonlua_encode(L, 3, &len, &err);
+		if (!json) {
+			store_batch_free(b);
+			return luaL_error(L, "store.annotate: %s", err);
+		}
+		store_put(b, STORE_ANNOT, key, klen, json, len);
+		free(json);
+	}
+	submit_and_push_ticket(L, b);
+	return 1;
+}
+
+/* store_edit(messageId, content|nil) -> editedAt, ticket | nil, "not found"
+ * Rewrites the stored message: the new content and "editedAt", or, with
+ * nil, a tombstone (content null, "deleted": true) - deleted for everyone. */
+static int l_edit(lua_State *L)
+{
+	size_t idlen, clen = 0;
+	const char *id = luaL_checklstring(L, 1, &idlen);
+	struct buf rec = { 0 }, json = { 0 }, value = { 0 };
+	struct record r;
+	struct json_iter it;
+	struct json_span k, v;
+	char *content = NULL, when[64];
+	const char *err = NULL;
+	int first = 1;
+
+	if (idlen != ID_LEN || message_load(id, ID_LEN, &rec, &r) != 1) {
+		free(rec.p);
+		lua_pushnil(L);
+		lua_pushliteral(L, "not found");
+		return 2;
+	}
+	if (!lua_isnoneornil(L, 2)) {
+		content = jsonlua_encode(L, 2, &clen, &err);
+		if (!content) {
+			free(rec.p);
+			return luaL_error(L, "store.edit: content: %s", err);
+		}
+	}
+	iso_time(wall_ms(), when);
+	buf_put(&json, "{", 1);
+	json_iter_begin((struct json_span){ r.json, r.json_len }, &it);
+	while (json_object_next(&it, &k, &v) == 1) {
+		char name[32];
+		long n = json_string_unescape(k, name, sizeof(name));
+		if (n > 0 && (strcmp(name, "content") == 0 || strcmp(name, "editedAt") == 0 ||
+			      strcmp(name, "deleted") == 0))
+			continue;
+		if (!first)
+			buf_put(&json, ",", 1);
+		first = 0;
+		buf_put(&json, k.p, k.len);
+		buf_put(&json, ":", 1);
+		buf_put(&json, v.p, v.len);
+	}
+	if (content) {
+		buf_str(&json, ",\"content\":");
+		buf_put(&json, content, clen);
+		buf_str(&json, ",\"editedAt\":\"");
+		buf_str(&json, when);
+		buf_str(&json, "\"}");
+	} else {
+		buf_str(&json, ",\"content\":null,\"deleted\":true,\"editedAt\":\"");
+		buf_str(&json, when);
+		buf_str(&json, "\"}");
+	}
+	struct store_batch *b = store_batch_new();
+	record_value(&value, json.p, json.len, r.recipients, r.recipients_len);
+	store_put(b, STORE_MESSAGES, id, ID_LEN, value.p, value.len);
+	lua_pushstring(L, when);
+	submit_and_push_ticket(L, b);
+	free(content);
+	free(rec.p);
+	free(json.p);
+	free(value.p);
+	return 2;
+}
+
+/* store_hide(messageId, userId) -> ticket: deleted for that user only
+ * (sync with that viewer leaves it out). */
+static int l_hide(lua_State *L)
+{
+	size_t idlen, ulen;
+	const char *id = luaL_checklstring(L, 1, &idlen);
+	const char *user = check_name(L, 2, "userId", &ulen);
+	char key[ID_LEN + 1 + NAME_MAX_BYTES];
+	struct store_batch *b;
+
+	if (idlen != ID_LEN)
+		return luaL_error(L, "store.hide: not a message id");
+	b = store_batch_new();
+	store_put(b, STORE_HIDDEN, key, pair_key(key, sizeof(key), id, ID_LEN, user, ulen), "", 0);
+	submit_and_push_ticket(L, b);
+	return 1;
+}
+
 /* iso_time(ms) -> "YYYY-MM-DDTHH:MM:SS.mmmZ" */
 static int l_iso_time(lua_State *L)
 {
@@ -1043,6 +1218,9 @@ void messages_register(lua_State *L)
 		{ "store_last_seen", l_last_seen },
 		{ "store_set_last_seen", l_set_last_seen },
 		{ "iso_time", l_iso_time },
+		{ "store_annotate", l_annotate },
+		{ "store_edit", l_edit },
+		{ "store_hide", l_hide },
 		{ NULL, NULL },
 	};
 

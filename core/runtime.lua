@@ -313,6 +313,12 @@ function Socket:to(room)
 	return broadcast_new(self.namespace):to(room):except(self)
 end
 
+-- Stops reading from this socket's connection for ms (at most 60 s): its
+-- client's further events wait in TCP, and it slows down.
+function Socket:throttle(ms)
+	core.throttle(self.id, ms)
+end
+
 function Socket:disconnect()
 	return core.disconnect(self.id)
 end
@@ -597,7 +603,8 @@ end
 
 -- message(id) -> record, conversationId, senderId, seq, recipients | nil
 store.message = core.store_message
--- sync(conversationId, after_seq, limit) -> raw JSON {messages, hasMore}
+-- sync(conversationId, after_seq, limit[, viewer]) -> raw JSON {messages,
+-- hasMore}; messages the viewer deleted for themselves are left out
 store.sync = core.store_sync
 
 -- set_status(messageId, userId, "delivered"|"read", open) -> change
@@ -613,6 +620,29 @@ end
 function store.read(conv, user, upto, open)
 	local changes, count = core.store_read_upto(conv, user, upto, open)
 	return changes, count
+end
+
+-- annotate(messageId, name, value|nil): a plugin's field of the message,
+-- shown with it by sync and message() ("reactions", ...).
+function store.annotate(id, name, value)
+	core.store_annotate(id, name, value)
+	return true
+end
+
+-- edit(messageId, content|nil) -> editedAt | nil, "not found": new content,
+-- or with nil a tombstone (content null, deleted true).
+function store.edit(id, content)
+	local edited_at, err = core.store_edit(id, content)
+	if not edited_at then
+		return nil, err
+	end
+	return edited_at
+end
+
+-- hide(messageId, userId): deleted for that user only.
+function store.hide(id, user)
+	core.store_hide(id, user)
+	return true
 end
 
 store.members = core.store_members

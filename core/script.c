@@ -434,6 +434,17 @@ static int l_room_sockets(lua_State *S)
 	return 1;
 }
 
+/* throttle(sid, ms): stop reading from the socket's connection for a while */
+static int l_throttle(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+	lua_Integer ms = luaL_checkinteger(S, 2);
+
+	if (cl && ms > 0)
+		conn_throttle(cl->conn, (int)(ms > 60000 ? 60000 : ms));
+	return 0;
+}
+
 /* online_users(nsp) -> { user ids with a socket in the namespace } */
 static int l_online_users(lua_State *S)
 {
@@ -1016,6 +1027,7 @@ static const luaL_Reg core_functions[] = {
 	{ "room_sockets", l_room_sockets },
 	{ "disconnect", l_disconnect },
 	{ "online_users", l_online_users },
+	{ "throttle", l_throttle },
 	{ "timer", l_timer },
 	{ "cancel", l_cancel },
 	{ "now", l_now },

@@ -68,6 +68,7 @@ struct conn {
 	size_t rx_cap;
 	struct pending_binary *bin;
 	char *close_text; /* the reason sent with close_code */
+	struct throttle *throttle; /* reading paused until its timer fires */
 	struct conn *all_prev, *all_next; /* srv.all */
 	struct conn *dirty_next;
 	struct conn *doomed_next;
@@ -154,6 +155,9 @@ void conn_send(struct conn *c, struct frame *f);
 /* Closes the connection: disconnects its sockets, releases its transports
  * and queues it for freeing after the current callback. Idempotent. */
 void conn_close(struct conn *c, const char *reason);
+/* Stops reading from the connection's WebSocket for `ms` (TCP then slows
+ * the sender down): what a rate limit does with a flood. */
+void conn_throttle(struct conn *c, int ms);
 /* Sends what is queued, then closes the WebSocket with `code`. */
 void conn_close_after_flush(struct conn *c, int code, const char *text);
 /* Writes a fresh random id (20 url-safe characters) into `out`. */

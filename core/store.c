@@ -26,6 +26,7 @@ uint64_t store_failures;
 
 static const char *const db_names[STORE_DB_COUNT] = {
 	"kv", "messages", "conv", "status", "members", "userconv", "idem", "users", "seen", "meta",
+	"annot", "hidden",
 };
 
 /* One write, packed in its batch's buffer: the header, the key, the value. */

@@ -25,6 +25,8 @@ enum store_db {
 	STORE_USERS,    /* user id -> profile JSON */
 	STORE_SEEN,     /* user id -> last seen ms(8) */
 	STORE_META,     /* counters that survive restarts; read cursors */
+	STORE_ANNOT,    /* message id "\0" name -> JSON (reactions, ... of plugins) */
+	STORE_HIDDEN,   /* message id "\0" user id -> "" (deleted for that user) */
 	STORE_DB_COUNT
 };
 

@@ -1,0 +1,54 @@
+// ratelimit: a token bucket per user and event, 429 over it, throttling of
+// a socket that keeps pushing. `bash tests/plugin-test.sh plugins/ratelimit`
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const parley = require('parley-testing');
+
+let srv;
+test.before(async () => {
+  srv = await parley.start({ plugins: ['ratelimit'], config: `{ plugin_config = { ratelimit = {
+    events = { ["typing:start"] = { rate = 2, burst = 3 } },
+    throttle_after = 5, throttle_ms = 400 } } }` });
+});
+test.after(() => srv.stop());
+
+const typing = (c) => c.request('typing:start', { conversationId: 'rl', isTyping: true });
+
+test('the burst passes, the next is refused with 429 (ack and error event), and the bucket refills at the rate', async () => {
+  const a = await srv.client('rl-a');
+  for (let i = 0; i < 3; i++) assert.deepEqual(await typing(a), { success: true });
+  const refused = await typing(a);
+  assert.deepEqual(refused, { status: 'error', statusCode: 429, message: 'rate limited: at most 2 typing:start per second' });
+  assert.equal((await a.next('error')).statusCode, 429);
+  await parley.sleep(600); // one token back at 2 per second
+  assert.deepEqual(await typing(a), { success: true });
+  assert.equal((await typing(a)).statusCode, 429);
+});
+
+test('each user has their own bucket, shared by the user\'s devices; events without a limit are not limited', async () => {
+  const b1 = await srv.client('rl-b');
+  const b2 = await srv.client('rl-b');
+  const c = await srv.client('rl-c');
+  await typing(b1); await typing(b2); await typing(b1);
+  assert.equal((await typing(b2)).statusCode, 429, 'the second device had its own bucket');
+  assert.deepEqual(await typing(c), { success: true });
+  for (let i = 0; i < 20; i++) assert.equal((await b1.request('conversation:join', { conversationId: `j${i}` })).success, true);
+});
+
+test('a socket that keeps pushing past the limit is not read for a while: its events wait in TCP', async () => {
+  const f = await srv.client('rl-flood');
+  const started = Date.now();
+  const acks = await Promise.all(Array.from({ length: 40 }, () => typing(f)));
+  const took = Date.now() - started;
+  assert.ok(acks.filter((a) => a.statusCode === 429).length >= 30);
+  assert.ok(took >= 350, `40 refused events answered in ${took} ms: the socket was not throttled`);
+  const other = await srv.client('rl-calm');
+  assert.deepEqual(await typing(other), { success: true });
+});
+
+test('a bad ratelimit configuration stops parley at start', async () => {
+  await assert.rejects(parley.start({ plugins: ['ratelimit'],
+    config: '{ plugin_config = { ratelimit = { events = { ["x"] = { burst = 3 } } } } }' }),
+  /plugin_config\.ratelimit\.events\[x\]\.rate is required/);
+});

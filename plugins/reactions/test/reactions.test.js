@@ -1,0 +1,50 @@
+// reactions: one per user per message, replaced by a new one, removed,
+// broadcast as message:reaction, and returned by messages:sync.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const parley = require('parley-testing');
+
+let srv;
+test.before(async () => { srv = await parley.start({ plugins: ['reactions'] }); });
+test.after(() => srv.stop());
+
+async function pairWithMessage(conv) {
+  const a = await srv.client(`${conv}-a`);
+  const b = await srv.client(`${conv}-b`);
+  await a.join(conv);
+  await b.join(conv);
+  const { messageId } = await a.request('message:send', { conversationId: conv, type: 'text', content: 'react to me' });
+  await b.next('message:received');
+  return { a, b, messageId };
+}
+
+test('a reaction is broadcast to the conversation and stored with the message; a new emoji replaces it; remove takes it away', async () => {
+  const { a, b, messageId } = await pairWithMessage('rx');
+  assert.deepEqual(await b.request('reaction:add', { conversationId: 'rx', messageId, emoji: '👍' }),
+    { success: true, changed: true });
+  assert.deepEqual(await a.next('message:reaction'),
+    { conversationId: 'rx', messageId, userId: 'rx-b', emoji: '👍', action: 'add' });
+  await b.request('reaction:add', { conversationId: 'rx', messageId, emoji: '🎉' });
+  assert.equal((await a.next('message:reaction')).emoji, '🎉');
+  await a.request('reaction:add', { conversationId: 'rx', messageId, emoji: '❤️' });
+  assert.equal((await a.next('message:reaction')).userId, 'rx-a', 'the reactor is in the room too');
+  let [m] = (await a.request('messages:sync', { conversationId: 'rx' })).messages;
+  assert.deepEqual(m.reactions, { 'rx-b': '🎉', 'rx-a': '❤️' });
+
+  await b.request('reaction:remove', { conversationId: 'rx', messageId });
+  assert.deepEqual(await a.next('message:reaction'),
+    { conversationId: 'rx', messageId, userId: 'rx-b', emoji: null, action: 'remove' });
+  [m] = (await a.request('messages:sync', { conversationId: 'rx' })).messages;
+  assert.deepEqual(m.reactions, { 'rx-a': '❤️' });
+  // The same emoji again changes nothing and tells nobody.
+  assert.deepEqual(await a.request('reaction:add', { conversationId: 'rx', messageId, emoji: '❤️' }),
+    { success: true, changed: false });
+});
+
+test('bad reactions: no emoji 400, unknown message 404, a message of another conversation 404', async () => {
+  const { b, messageId } = await pairWithMessage('rx2');
+  assert.equal((await b.request('reaction:add', { conversationId: 'rx2', messageId })).statusCode, 400);
+  assert.equal((await b.request('reaction:add', { conversationId: 'rx2', messageId: 'ffffffffffffffff', emoji: 'x' })).statusCode, 404);
+  assert.equal((await b.request('reaction:add', { conversationId: 'elsewhere', messageId, emoji: 'x' })).statusCode, 404);
+});
