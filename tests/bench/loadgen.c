@@ -94,6 +94,7 @@ struct options {
 	int pad;
 	int sources;
 	int users;
+	const char *prefix; /* before every user id and room name */
 	int server_pid;
 	const char *label;
 	int verbose;
@@ -114,7 +115,7 @@ struct histogram {
 static struct options opt = {
 	.mode = MODE_IDLE, .port = 3000, .clients = 1000, .room = 10, .senders = 0,
 	.window = 8, .rate = 2000, .duration = 10, .warmup = 1, .hold = 2, .drain = 5,
-	.concurrency = 200, .pad = 0, .sources = 250, .users = 0, .server_pid = 0, .label = "server",
+	.concurrency = 200, .pad = 0, .sources = 250, .users = 0, .server_pid = 0, .label = "server", .prefix = "",
 };
 
 static struct client *clients;
@@ -485,8 +486,8 @@ static void on_connected(struct client *c, uint64_t now)
 
 static void send_join(struct client *c)
 {
-	send_text(c, "42/messages,%d[\"conversation:join\",{\"conversationId\":\"r%u\"}]",
-		  JOIN_ACK_ID, c->room);
+	send_text(c, "42/messages,%d[\"conversation:join\",{\"conversationId\":\"%sr%u\"}]",
+		  JOIN_ACK_ID, opt.prefix, c->room);
 	c->state = ST_JOINING;
 }
 
@@ -518,27 +519,27 @@ static void send_load(struct client *c, uint64_t now)
 	case MODE_FANOUT:
 	case MODE_LATENCY:
 		if (padn)
-			send_text(c, "42/messages,%u[\"bench:send\",{\"conversationId\":\"r%u\","
+			send_text(c, "42/messages,%u[\"bench:send\",{\"conversationId\":\"%sr%u\","
 				  "\"t\":%" PRIu64 ",\"s\":%u,\"n\":%" PRIu64 ",\"p\":\"%.*s\"}]",
-				  ack, c->room, t, c->idx, seq, padn, pad);
+				  ack, opt.prefix, c->room, t, c->idx, seq, padn, pad);
 		else
-			send_text(c, "42/messages,%u[\"bench:send\",{\"conversationId\":\"r%u\","
+			send_text(c, "42/messages,%u[\"bench:send\",{\"conversationId\":\"%sr%u\","
 				  "\"t\":%" PRIu64 ",\"s\":%u,\"n\":%" PRIu64 "}]",
-				  ack, c->room, t, c->idx, seq);
+				  ack, opt.prefix, c->room, t, c->idx, seq);
 		break;
 	case MODE_TYPING:
-		send_text(c, "42/messages,%u[\"typing:start\",{\"conversationId\":\"r%u\","
-			  "\"isTyping\":true}]", ack, c->room);
+		send_text(c, "42/messages,%u[\"typing:start\",{\"conversationId\":\"%sr%u\","
+			  "\"isTyping\":true}]", ack, opt.prefix, c->room);
 		break;
 	case MODE_NOOP:
-		send_text(c, "42/messages,%u[\"bench:noop\",{\"conversationId\":\"r%u\","
-			  "\"isTyping\":true}]", ack, c->room);
+		send_text(c, "42/messages,%u[\"bench:noop\",{\"conversationId\":\"%sr%u\","
+			  "\"isTyping\":true}]", ack, opt.prefix, c->room);
 		break;
 	case MODE_SEND:
-		send_text(c, "42/messages,%u[\"message:send\",{\"conversationId\":\"r%u\","
+		send_text(c, "42/messages,%u[\"message:send\",{\"conversationId\":\"%sr%u\","
 			  "\"clientMessageId\":\"lg-%u-%" PRIu64 "-%" PRIu64 "\",\"type\":\"text\","
 			  "\"content\":\"benchmark message %" PRIu64 " t=%" PRIu64 "\"}]",
-			  ack, c->room, c->idx, t_start, seq, seq, t);
+			  ack, opt.prefix, c->room, c->idx, t_start, seq, seq, t);
 		break;
 	case MODE_IDLE:
 		return;
@@ -727,7 +728,7 @@ static void on_message(struct client *c, const uint8_t *data, size_t len, uint64
 	switch (p[0]) {
 	case '0': /* Engine.IO open */
 		if (c->state == ST_WS) {
-			send_text(c, "40/messages,{\"userId\":\"u%u\"}",
+			send_text(c, "40/messages,{\"userId\":\"%su%u\"}", opt.prefix,
 				  opt.users > 0 ? c->idx % (uint32_t)opt.users : c->idx);
 			c->state = ST_SIO;
 		}
@@ -1062,7 +1063,7 @@ static void parse_args(int argc, char **argv)
 		{ "rate", 1, 0, 'r' },	   { "duration", 1, 0, 'd' },	  { "warmup", 1, 0, 'u' },
 		{ "hold", 1, 0, 'H' },	   { "drain", 1, 0, 'D' },	  { "concurrency", 1, 0, 'c' },
 		{ "pad", 1, 0, 'P' },	   { "sources", 1, 0, 'S' },	  { "server-pid", 1, 0, 'i' },
-		{ "users", 1, 0, 'U' },
+		{ "users", 1, 0, 'U' },	   { "prefix", 1, 0, 'X' },
 		{ "label", 1, 0, 'l' },	   { "verbose", 0, 0, 'v' },	  { "help", 0, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -1093,6 +1094,7 @@ static void parse_args(int argc, char **argv)
 		case 'P': opt.pad = atoi(optarg); break;
 		case 'S': opt.sources = atoi(optarg); break;
 		case 'U': opt.users = atoi(optarg); break;
+		case 'X': opt.prefix = optarg; break;
 		case 'i': opt.server_pid = atoi(optarg); break;
 		case 'l': opt.label = optarg; break;
 		case 'v': opt.verbose = 1; break;
