@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -88,6 +89,8 @@ static const struct setting settings[] = {
 	  "directories searched for plugins, ';'-separated" },
 	{ "watch", "PARLEY_WATCH", SETTING_INT, FIELD(watch), "1", 0, 1, "",
 	  "1: reload the scripts when one of their files changes; 0: on SIGHUP only" },
+	{ "static", "PARLEY_STATIC", SETTING_OPTIONAL, FIELD(static_mount), NULL, 0, 0, "",
+	  "files to serve: \"/prefix=directory\" (e.g. /app=examples/web); unset: none" },
 	{ "log", "PARLEY_LOG", SETTING_LOG, FIELD(log_level), "info", 0, 0, "",
 	  "log level: error, warn, info or debug" },
 };
@@ -543,6 +546,37 @@ out:
 	return rc;
 }
 
+/* PARLEY_STATIC is "/prefix=directory": a prefix of its own (not one of
+ * parley's paths) and a directory that exists. */
+static int config_check_static(const struct config *c, char *err, size_t errlen)
+{
+	static const char *const taken[] = { "/socket.io", "/api", "/messages", "/healthz",
+					     "/metrics" };
+	const char *v = c->static_mount, *eq;
+	struct stat st;
+
+	if (!v)
+		return 0;
+	eq = strchr(v, '=');
+	if (v[0] != '/' || !eq || eq == v + 1 || !eq[1] || eq - v > 100) {
+		config_fail(err, errlen, NULL, "PARLEY_STATIC",
+			    "expected \"/prefix=directory\", got \"%.*s\"", CONFIG_QUOTE_MAX, v);
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+		size_t n = strlen(taken[i]);
+		if ((size_t)(eq - v) >= n && strncmp(v, taken[i], n) == 0) {
+			config_fail(err, errlen, NULL, "PARLEY_STATIC", "%s is parley's own path", taken[i]);
+			return -1;
+		}
+	}
+	if (stat(eq + 1, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		config_fail(err, errlen, NULL, "PARLEY_STATIC", "%s is not a directory", eq + 1);
+		return -1;
+	}
+	return 0;
+}
+
 int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen)
 {
 	int rc = -1;
@@ -586,6 +620,8 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
 		if (config_apply(c, s, value, strlen(value), NULL, s->env, err, errlen) != 0)
 			goto out;
 	}
+	if (config_check_static(c, err, errlen) != 0)
+		goto out;
 	rc = 0;
 out:
 	if (rc != 0)
@@ -598,6 +634,7 @@ void config_fini(struct config *c)
 	if (!c)
 		return;
 	free(c->data_dir);
+	free(c->static_mount);
 	free(c->frontend_url);
 	free(c->jwt_secret);
 	free(c->api_key);

@@ -24,6 +24,7 @@ struct config {
 	char *plugins;           /* PARLEY_PLUGINS, "" (comma-separated names) */
 	char *plugin_path;       /* PARLEY_PLUGIN_PATH, "plugins" (';'-separated dirs) */
 	int watch;               /* PARLEY_WATCH, 1: reload when a script file changes */
+	char *static_mount;      /* PARLEY_STATIC, NULL; "/prefix=directory": files served */
 	int log_level;           /* PARLEY_LOG, info */
 	char *config_file;       /* the file that was read, or NULL */
 };

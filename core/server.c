@@ -538,6 +538,7 @@ static void on_lws_log(int level, const char *line)
 static ev_prepare between_iterations;
 
 static const lws_retry_bo_t no_validity_timer;
+static struct lws_http_mount static_mount;
 
 /* Files kept out of lws's reach for ours: the database, logs, the loop. */
 #define FD_RESERVE 64
@@ -603,6 +604,21 @@ int server_start(struct config *cfg)
 	protocols[0].rx_buffer_size = cfg->rx_buffer;
 	info.protocols = protocols;
 	info.foreign_loops = loops;
+	if (cfg->static_mount) {
+		/* Files under a prefix of their own, served by lws (which keeps
+		 * requests inside the directory). */
+		static char prefix[128];
+		const char *eq = strchr(cfg->static_mount, '=');
+		size_t plen = (size_t)(eq - cfg->static_mount);
+		memcpy(prefix, cfg->static_mount, plen);
+		prefix[plen] = '\0';
+		static_mount.mountpoint = prefix;
+		static_mount.mountpoint_len = (unsigned char)plen;
+		static_mount.origin = eq + 1;
+		static_mount.def = "index.html";
+		static_mount.origin_protocol = LWSMPRO_FILE;
+		info.mounts = &static_mount;
+	}
 	/* At the open-files limit lws would spin on accept() failing (NOTES.md),
 	 * so its table must stop short of the limit, leaving room for our own
 	 * files. Its fd_limit_per_thread would do that, but below the limit it

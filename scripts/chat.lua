@@ -158,8 +158,18 @@ return {
 			if not ok then
 				return nil, err.status or 403, err.message or tostring(err)
 			end
+			-- In an open conversation, those in it learn the user is here
+			-- when the user first joins it (nobody knew to tell them at
+			-- connect time).
 			joined[sock.userId] = joined[sock.userId] or {}
-			joined[sock.userId][conv] = true
+			if not joined[sock.userId][conv] then
+				joined[sock.userId][conv] = true
+				local _, registered = store.is_member(conv, sock.userId)
+				if not registered then
+					sock:to(room_of(conv)):except("user:" .. sock.userId)
+						:emit("user:online", { userId = sock.userId })
+				end
+			end
 			local reply = { conversationId = conv, success = true }
 			sock:emit("conversation:joined", reply)
 			return reply

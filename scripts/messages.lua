@@ -291,7 +291,7 @@ local function sync(user, conv, after, limit)
 		end
 		after_seq = seq
 	end
-	return store.sync(conv, after_seq, limit or 50)
+	return store.sync(conv, after_seq, limit or 50, user)
 end
 
 local function presence_of(user)

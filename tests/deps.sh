@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # deps.sh - installs what parley needs on Debian 12 and is missing: the build
-# tools and libraries (apt), and with --test the npm packages of the test
-# clients (tests/node_modules, from tests/package-lock.json).
+# tools and libraries (apt), and with --test what the tests use: Chromium
+# (apt, for the browser test) and the npm packages of the test clients
+# (tests/node_modules) and of the example page (examples/web/node_modules),
+# each from its package-lock.json.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev
 	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev curl)
+
+if [ "${1:-}" = "--test" ]; then
+	packages+=(chromium)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,8 +30,10 @@ fi
 if [ "${1:-}" = "--test" ]; then
 	# Node comes with the machine (NOTES.md: do not apt-get install nodejs).
 	command -v node >/dev/null || { echo "deps: node is required for the tests" >&2; exit 1; }
-	if [ ! -d "$here/node_modules/socket.io-client" ] ||
-		[ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
-		(cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-	fi
+	for dir in "$here" "$here/../examples/web"; do
+		if [ ! -d "$dir/node_modules" ] ||
+			[ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+			(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+		fi
+	done
 fi
