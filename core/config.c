@@ -22,6 +22,9 @@
 #ifndef PARLEY_VERSION
 #define PARLEY_VERSION "0.1.0"
 #endif
+#ifndef PARLEY_SANITIZER
+#define PARLEY_SANITIZER ""
+#endif
 
 #define CONFIG_DEFAULT_FILE "./parley.conf.lua"
 /* A config file is data: a few thousand instructions build any sane table.
@@ -76,6 +79,18 @@ static const struct setting settings[] = {
 	{ "rx_buffer", "PARLEY_RX_BUFFER", SETTING_SIZE, FIELD(rx_buffer), "512",
 	  128, 65536, " (bytes)",
 	  "WebSocket read buffer per connection, 128..65536: memory vs throughput" },
+	{ "max_buffer", "PARLEY_MAX_BUFFER", SETTING_SIZE, FIELD(max_buffer), "16777216",
+	  65536, 1073741824, " (bytes)",
+	  "most queued for one connection that does not read; past it it is closed" },
+	{ "max_user_sockets", "PARLEY_MAX_USER_SOCKETS", SETTING_INT, FIELD(max_user_sockets), "100",
+	  0, 1000000, "", "sockets one user may have in a namespace, 0: no limit" },
+	{ "max_rooms", "PARLEY_MAX_ROOMS", SETTING_INT, FIELD(max_rooms), "1000", 1, 1000000, "",
+	  "rooms one socket may be in" },
+	{ "max_conns_per_ip", "PARLEY_MAX_CONNS_PER_IP", SETTING_INT, FIELD(max_conns_per_ip), "0",
+	  0, 1000000, "", "TCP connections from one address, 0: no limit (behind a proxy)" },
+	{ "connect_timeout", "PARLEY_CONNECT_TIMEOUT", SETTING_INT, FIELD(connect_timeout_ms), "10000",
+	  100, 600000, " (ms)",
+	  "time to finish a handshake (HTTP, WebSocket, Socket.IO CONNECT), 100..600000 ms" },
 	{ "script_timeout", "PARLEY_SCRIPT_TIMEOUT", SETTING_INT, FIELD(script_timeout_ms), "250",
 	  10, 60000, " (ms)", "time one hook or handler may run before it is stopped, 10..60000 ms" },
 	{ "script_memory", "PARLEY_SCRIPT_MEMORY", SETTING_SIZE, FIELD(script_memory), "67108864",
@@ -594,7 +609,8 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
 			goto out;
 		}
 		if (strcmp(argv[i], "--version") == 0) {
-			printf("parley %s\n", PARLEY_VERSION);
+			printf("parley %s%s%s\n", PARLEY_VERSION,
+			       PARLEY_SANITIZER[0] ? " sanitizer=" : "", PARLEY_SANITIZER);
 			rc = 1;
 			goto out;
 		}

@@ -18,6 +18,11 @@ struct config {
 	int ping_timeout_ms;     /* PARLEY_PING_TIMEOUT, 20000 */
 	size_t max_payload;      /* PARLEY_MAX_PAYLOAD, 1000000 bytes */
 	size_t rx_buffer;        /* PARLEY_RX_BUFFER, 512 bytes */
+	size_t max_buffer;       /* PARLEY_MAX_BUFFER, 16 MiB queued for one connection */
+	int max_user_sockets;    /* PARLEY_MAX_USER_SOCKETS, 100 per user and namespace */
+	int max_rooms;           /* PARLEY_MAX_ROOMS, 1000 per socket */
+	int max_conns_per_ip;    /* PARLEY_MAX_CONNS_PER_IP, 0 = unlimited */
+	int connect_timeout_ms;  /* PARLEY_CONNECT_TIMEOUT, 10000 */
 	int script_timeout_ms;   /* PARLEY_SCRIPT_TIMEOUT, 250 */
 	size_t script_memory;    /* PARLEY_SCRIPT_MEMORY, 64 MiB */
 	char *scripts_dir;       /* PARLEY_SCRIPTS, "scripts" */

@@ -12,8 +12,6 @@
 #include "metrics.h"
 #include "server.h"
 
-/* A socket that stops reading is cut off once this much waits for it. */
-#define OUTQ_MAX_BYTES (16u << 20)
 
 /* A connection whose reading is paused (conn_throttle). */
 struct throttle {
@@ -84,11 +82,12 @@ void conn_send(struct conn *c, struct frame *f)
 		return;
 	}
 	outq_push(&c->out, f);
-	if (c->out.bytes > OUTQ_MAX_BYTES) {
+	if (c->out.bytes > srv.cfg->max_buffer) {
 		/* Closing here could change rooms under a broadcast walk: the
 		 * connection is closed after the current callback instead. */
 		metrics_protocol_error("slow_consumer");
-		log_warn("%s: %zu bytes wait unread: closing the slow consumer",
+		metrics_limit("max_buffer");
+		log_warn("%s: %zu bytes wait unread (PARLEY_MAX_BUFFER): closing the slow consumer",
 			 c->sid, c->out.bytes);
 		outq_clear(&c->out);
 		c->doomed = 1;
@@ -208,6 +207,21 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (c->awaiting_connect) {
+		/* The first timer of an Engine.IO session is its deadline to
+		 * connect a namespace (Socket.IO's connectTimeout). */
+		c->awaiting_connect = 0;
+		if (!c->clients) {
+			metrics_limit("connect_timeout");
+			log_info("%s: no namespace connected within PARLEY_CONNECT_TIMEOUT: closing",
+				 c->sid);
+			conn_close(c, "connect timeout");
+			return;
+		}
+		int rest = srv.cfg->ping_interval_ms - srv.cfg->connect_timeout_ms;
+		timer_start(&c->heartbeat, on_heartbeat, rest > 0 ? rest : 0);
+		return;
+	}
 	if (c->pong_due) {
 		metrics_protocol_error("ping_timeout");
 		conn_close(c, "ping timeout");
@@ -227,8 +241,22 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 
 void conn_heartbeat_start(struct conn *c)
 {
+	/* An unasked pong does not put off the deadline to connect. */
+	if (c->awaiting_connect)
+		return;
 	c->pong_due = 0;
 	timer_start(&c->heartbeat, on_heartbeat, srv.cfg->ping_interval_ms);
+}
+
+void conn_heartbeat_open(struct conn *c)
+{
+	if (c->kind == CONN_EIO && srv.cfg->connect_timeout_ms < srv.cfg->ping_interval_ms) {
+		c->pong_due = 0;
+		c->awaiting_connect = 1;
+		timer_start(&c->heartbeat, on_heartbeat, srv.cfg->connect_timeout_ms);
+		return;
+	}
+	conn_heartbeat_start(c);
 }
 
 void conn_on_message(struct conn *c, struct lws *wsi, const char *data,

@@ -69,7 +69,7 @@ static int handshake(struct lws *wsi, struct pss *pss)
 	c = conn_new(CONN_EIO, TRANSPORT_POLLING);
 	http_handshake_copy(&c->hs, wsi);
 	conn_send(c, engine_open_frame(c));
-	conn_heartbeat_start(c);
+	conn_heartbeat_open(c);
 	return poll_flush(wsi, pss, c);
 }
 

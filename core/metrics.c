@@ -20,7 +20,7 @@ static int64_t connections[METRICS_NTRANSPORTS];
 static uint64_t connections_total[METRICS_NTRANSPORTS];
 static uint64_t upgrades;
 static uint64_t encodings;
-static struct map events_in, events_out, errors, http_errors, protocol_errors;
+static struct map events_in, events_out, errors, http_errors, protocol_errors, limits;
 static int maps_ready;
 
 static void ensure_maps(void)
@@ -32,6 +32,7 @@ static void ensure_maps(void)
 	map_init(&errors);
 	map_init(&http_errors);
 	map_init(&protocol_errors);
+	map_init(&limits);
 	maps_ready = 1;
 }
 
@@ -105,6 +106,11 @@ void metrics_http_error(int status)
 void metrics_protocol_error(const char *kind)
 {
 	count(&protocol_errors, kind, strlen(kind), 1);
+}
+
+void metrics_limit(const char *which)
+{
+	count(&limits, which, strlen(which), 1);
 }
 
 struct text {
@@ -195,6 +201,8 @@ char *metrics_render(size_t *len)
 		   "error events sent to clients, by status code.");
 	put_family(&t, &http_errors, "parley_http_errors_total", "code",
 		   "HTTP error responses, by status code.");
+	put_family(&t, &limits, "parley_limits_total", "limit",
+		   "Times a limit tripped, by limit.");
 	put_family(&t, &protocol_errors, "parley_protocol_errors_total", "kind",
 		   "Malformed packets and requests, by kind.");
 	put(&t, "# HELP parley_lua_seconds_total Time spent running Lua.\n"
@@ -243,5 +251,6 @@ void metrics_fini(void)
 	free_counters(&errors);
 	free_counters(&http_errors);
 	free_counters(&protocol_errors);
+	free_counters(&limits);
 	maps_ready = 0;
 }

@@ -21,6 +21,8 @@ void metrics_error(int status);
 void metrics_http_error(int status);
 /* A malformed packet or request of this kind. */
 void metrics_protocol_error(const char *kind);
+/* A limit tripped (connections per IP, sockets per user, ...). */
+void metrics_limit(const char *which);
 /* An event frame was encoded (once per wire format per emit). */
 void metrics_encoding(void);
 /* Renders every metric; the caller frees the text. */

@@ -297,7 +297,11 @@ function Socket:join(room)
 			return nil, { status = status or 403, message = message or "forbidden" }
 		end
 	end
-	return core.join(self.id, room)
+	local ok, err = core.join(self.id, room)
+	if ok == nil and err == "too many rooms" then
+		return nil, { status = 429, message = "too many rooms for one socket" }
+	end
+	return ok, err
 end
 
 function Socket:leave(room)
@@ -1182,6 +1186,12 @@ function R.connect(id, nsp, query, auth_json, authorization, address)
 	end
 	if not identity then
 		return nil, 401, "unauthorized"
+	end
+	local most = core.settings.max_user_sockets
+	if most > 0 and core.room_size(nsp, "user:" .. identity.userId) >= most then
+		core.limit("max_user_sockets", "user " .. identity.userId .. " has " .. most
+			.. " sockets already (PARLEY_MAX_USER_SOCKETS): connect refused")
+		return nil, 429, "too many connections for this user"
 	end
 	if rawget(sock, "handshake") == hs then
 		rawset(sock, "handshake", nil)

@@ -372,6 +372,15 @@ static int join_or_leave(lua_State *S, int join)
 		lua_pushliteral(S, "socket is gone");
 		return 2;
 	}
+	if (join && cl->rooms.count >= (uint32_t)srv.cfg->max_rooms &&
+	    !room_has(cl->nsp, &cl->rooms, room, len)) {
+		metrics_limit("max_rooms");
+		log_info("%s (%s): in %u rooms already (PARLEY_MAX_ROOMS): join refused", cl->id,
+			 cl->user_id ? cl->user_id : "?", cl->rooms.count);
+		lua_pushnil(S);
+		lua_pushliteral(S, "too many rooms");
+		return 2;
+	}
 	if (join)
 		room_join(cl->nsp, &cl->rooms, room, len);
 	lua_pushboolean(S, join || room_leave(cl->nsp, &cl->rooms, room, len) == 0);
@@ -442,6 +451,17 @@ static int l_throttle(lua_State *S)
 
 	if (cl && ms > 0)
 		conn_throttle(cl->conn, (int)(ms > 60000 ? 60000 : ms));
+	return 0;
+}
+
+/* limit(which, message): counts a tripped limit and logs why */
+static int l_limit(lua_State *S)
+{
+	const char *which = luaL_checkstring(S, 1);
+	const char *msg = luaL_checkstring(S, 2);
+
+	metrics_limit(which);
+	log_info("%s", msg);
 	return 0;
 }
 
@@ -1028,6 +1048,7 @@ static const luaL_Reg core_functions[] = {
 	{ "disconnect", l_disconnect },
 	{ "online_users", l_online_users },
 	{ "throttle", l_throttle },
+	{ "limit", l_limit },
 	{ "timer", l_timer },
 	{ "cancel", l_cancel },
 	{ "now", l_now },
@@ -1084,6 +1105,8 @@ int script_init(void)
 	lua_setfield(L, -2, "ping_timeout");
 	lua_pushnumber(L, (lua_Number)srv.cfg->max_payload);
 	lua_setfield(L, -2, "max_payload");
+	lua_pushinteger(L, srv.cfg->max_user_sockets);
+	lua_setfield(L, -2, "max_user_sockets");
 	lua_setfield(L, -2, "settings");
 	if (call_runtime("runtime", 1, 1) < 0)
 		return -1;

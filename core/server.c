@@ -14,6 +14,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "peers.h"
 #include "script.h"
 #include "server.h"
 #include "store.h"
@@ -370,7 +371,7 @@ static int on_established(struct lws *wsi, struct pss *pss)
 	pss->role = ROLE_WS;
 	http_handshake_copy(&c->hs, wsi);
 	conn_send(c, engine_open_frame(c));
-	conn_heartbeat_start(c);
+	conn_heartbeat_open(c);
 	return 0;
 }
 
@@ -469,6 +470,20 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		       void *user, void *in, size_t len)
 {
 	struct pss *pss = user;
+
+	/* Connections per address: counted from accept to destruction. */
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+		return peers_admit(&((struct lws_filter_network_conn_args *)user)->cli_addr) ? 1 : 0;
+	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+		peers_opened(wsi);
+		return 0;
+	case LWS_CALLBACK_WSI_DESTROY:
+		peers_closed(wsi);
+		return 0;
+	default:
+		break;
+	}
 
 	/* A connection that never got as far as a request (it waited for a
 	 * header table and timed out, say) has no pss: nothing of ours. */
@@ -588,6 +603,7 @@ int server_start(struct config *cfg)
 	map_init(&srv.clients);
 	map_init(&srv.nsps);
 	api_init();
+	peers_init(cfg->max_conns_per_ip);
 	lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
 
 	srv.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
@@ -633,7 +649,9 @@ int server_start(struct config *cfg)
 	}
 	/* lws closes a text frame of invalid UTF-8 with 1007 itself. */
 	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_LIBEV;
-	info.timeout_secs = 20;
+	/* A handshake (HTTP request, WebSocket upgrade) gets this long. */
+	info.timeout_secs = (unsigned)((cfg->connect_timeout_ms + 999) / 1000);
+	info.timeout_secs_ah_idle = info.timeout_secs; /* a request's headers, too */
 	/* Liveness is ours (conn.c heartbeats, on libev's timer heap). lws's
 	 * own per-connection validity timer would go into its sorted list, a
 	 * walk of every connection for each new one (a third of the CPU of a
@@ -699,6 +717,7 @@ void server_fini(void)
 	srv.dirty = NULL; /* every connection is closed: nothing to write */
 	conn_reap();
 	api_fini();
+	peers_fini();
 	map_iter_init(&it, &srv.nsps);
 	while ((e = map_next(&it)))
 		nsp_free(e->value);

@@ -52,6 +52,7 @@ struct conn {
 	unsigned in_sid_map : 1; /* found by sid (it began on polling) */
 	unsigned dirty : 1;      /* on srv.dirty: frames queued since the last flush */
 	unsigned doomed : 1;     /* over its output cap: closed after the callback */
+	unsigned awaiting_connect : 1; /* no namespace connected yet (its deadline runs) */
 	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
 	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
 	char sid[24];
@@ -173,6 +174,9 @@ void conn_flush(void);
 void conn_reap(void);
 /* Starts or restarts the Engine.IO heartbeat. */
 void conn_heartbeat_start(struct conn *c);
+/* Starts the timers of a new connection: for Engine.IO, first the deadline
+ * to connect a namespace (PARLEY_CONNECT_TIMEOUT), then the heartbeat. */
+void conn_heartbeat_open(struct conn *c);
 /* Feeds one complete WebSocket message from `wsi` to the connection. */
 void conn_on_message(struct conn *c, struct lws *wsi, const char *data,
 		     size_t len, int binary);

@@ -1,0 +1,190 @@
+// limits.test.js - every limit is a setting, trips with a log line and a
+// parley_limits_total count, and harms nobody else: sockets per user, rooms
+// per socket, the handshake deadline, connections per address, and the
+// outbound buffer of a client that stops reading (memory stays bounded).
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const net = require('node:net');
+const h = require('./harness');
+
+async function metric(srv, name) {
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+const limitCount = (srv, which) => metric(srv, `parley_limits_total{limit="${which}"}`);
+
+// RSS says nothing under ASan, which keeps freed memory in quarantine.
+const sanitized = /sanitizer=/.test(require('node:child_process')
+  .execFileSync(h.BINARY, ['--version'], { encoding: 'utf8' }));
+
+function rssKb(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m[1]);
+}
+
+async function connectAs(srv, userId) {
+  const s = h.sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'] });
+  return new Promise((resolve) => {
+    s.on('connect', () => resolve({ s }));
+    s.on('connect_error', (e) => resolve({ s, error: e }));
+    s.connect();
+  });
+}
+
+test('PARLEY_MAX_USER_SOCKETS=3: a user\'s 4th socket is refused with 429; other users are not', async () => {
+  const srv = await h.startParley({ env: { PARLEY_MAX_USER_SOCKETS: '3' } });
+  const open = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = await connectAs(srv, 'many');
+      assert.ok(!r.error);
+      open.push(r.s);
+    }
+    const fourth = await connectAs(srv, 'many');
+    open.push(fourth.s);
+    assert.equal(fourth.error.data.statusCode, 429);
+    assert.match(fourth.error.message, /too many connections/);
+    const other = await connectAs(srv, 'someone-else');
+    open.push(other.s);
+    assert.ok(!other.error);
+    assert.equal(await limitCount(srv, 'max_user_sockets'), 1);
+    assert.match(srv.logs(), /user many has 3 sockets already \(PARLEY_MAX_USER_SOCKETS\)/);
+    // One leaves: there is room again.
+    open[0].close();
+    await h.sleep(100);
+    const again = await connectAs(srv, 'many');
+    open.push(again.s);
+    assert.ok(!again.error, again.error && again.error.message);
+  } finally {
+    open.forEach((s) => s.close());
+    await srv.stop();
+  }
+});
+
+test('PARLEY_MAX_ROOMS=5: a socket in 5 rooms (its user room counts) cannot join a 6th (429) until it leaves one', async () => {
+  const srv = await h.startParley({ env: { PARLEY_MAX_ROOMS: '5' } });
+  const { s } = await connectAs(srv, 'roomy');
+  try {
+    for (let i = 0; i < 4; i++) {
+      assert.equal((await s.timeout(3000).emitWithAck('conversation:join', { conversationId: `r${i}` })).success, true);
+    }
+    const refused = await s.timeout(3000).emitWithAck('conversation:join', { conversationId: 'r4' });
+    assert.equal(refused.statusCode, 429);
+    // Joining a room it is in already is no new room.
+    assert.equal((await s.timeout(3000).emitWithAck('conversation:join', { conversationId: 'r0' })).success, true);
+    await s.timeout(3000).emitWithAck('conversation:leave', { conversationId: 'r0' });
+    assert.equal((await s.timeout(3000).emitWithAck('conversation:join', { conversationId: 'r4' })).success, true);
+    assert.equal(await limitCount(srv, 'max_rooms'), 1);
+  } finally {
+    s.close();
+    await srv.stop();
+  }
+});
+
+test('PARLEY_CONNECT_TIMEOUT=300: an Engine.IO session that connects no namespace is closed; a half-sent HTTP request too', async () => {
+  const srv = await h.startParley({ env: { PARLEY_CONNECT_TIMEOUT: '300' } });
+  try {
+    const ws = h.rawEngineWs(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`);
+    await ws.opened;
+    const started = Date.now();
+    await ws.closed;
+    assert.ok(Date.now() - started < 2000, 'closed too late');
+    assert.equal(await limitCount(srv, 'connect_timeout'), 1);
+    assert.match(srv.logs(), /no namespace connected within PARLEY_CONNECT_TIMEOUT/);
+
+    // A client that connects in time is kept.
+    const { s } = await connectAs(srv, 'prompt');
+    await h.sleep(600);
+    assert.equal(s.connected, true);
+    s.close();
+
+    // Half an HTTP request: dropped after the (second-granular) deadline.
+    const t0 = Date.now();
+    await new Promise((resolve) => {
+      const sock = net.connect(srv.port, '127.0.0.1', () => sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
+      sock.on('close', resolve);
+      sock.on('error', resolve);
+    });
+    assert.ok(Date.now() - t0 < 4000, `a half-open request was kept ${Date.now() - t0} ms`);
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('PARLEY_MAX_CONNS_PER_IP=5: the 6th connection from 127.0.0.1 is refused at accept; another address still gets in', async () => {
+  const srv = await h.startParley({ env: { PARLEY_MAX_CONNS_PER_IP: '5' } });
+  const socks = [];
+  try {
+    for (let i = 0; i < 5; i++) {
+      const sock = net.connect(srv.port, '127.0.0.1');
+      await new Promise((r) => sock.on('connect', r));
+      socks.push(sock);
+    }
+    await h.sleep(100);
+    const sixth = net.connect(srv.port, '127.0.0.1');
+    const closed = await new Promise((resolve) => {
+      sixth.on('close', () => resolve(true));
+      sixth.on('error', () => resolve(true));
+      setTimeout(() => resolve(false), 2000);
+    });
+    assert.equal(closed, true, 'the 6th connection was kept');
+    // From 127.0.0.2 (a source address of its own on loopback).
+    const reply = await new Promise((resolve) => {
+      let out = '';
+      const sock = net.connect({ port: srv.port, host: '127.0.0.1', localAddress: '127.0.0.2' },
+        () => sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      sock.on('data', (d) => { out += d; });
+      sock.on('close', () => resolve(out));
+      sock.on('error', () => resolve(out));
+    });
+    assert.match(reply, /^HTTP\/1\.1 200/);
+    assert.ok(await limitCount(srv, 'max_conns_per_ip') >= 1);
+    // When one goes, the address may connect again.
+    socks.shift().destroy();
+    await h.sleep(200);
+    const again = await fetch(`${srv.url}/healthz`).then((x) => x.status, () => 0);
+    assert.equal(again, 200);
+  } finally {
+    socks.forEach((s) => s.destroy());
+    await srv.stop();
+  }
+});
+
+test('PARLEY_MAX_BUFFER=1 MiB: a client that stops reading while 10,000 messages come is cut off, memory stays bounded, the others get everything', { timeout: 60000 }, async () => {
+  const srv = await h.startParley({ env: { PARLEY_MAX_BUFFER: String(1 << 20) } });
+  try {
+    const reader = (await connectAs(srv, 'reader')).s;
+    await reader.timeout(3000).emitWithAck('test:join', { room: 'firehose' });
+    const stalled = h.plainClient(srv, 'userId=stalled');
+    await stalled.opened;
+    stalled.sendJson({ event: 'test:join', data: { room: 'firehose' }, ack: 1 });
+    await stalled.next((f) => f.ack === 1);
+    stalled._socket.pause();
+    const sender = (await connectAs(srv, 'sender')).s;
+    let got = 0;
+    reader.on('fire', () => { got++; });
+    const before = rssKb(srv.proc.pid);
+    const payload = 'x'.repeat(2000);
+    for (let i = 0; i < 10000; i += 200) {
+      await Promise.all(Array.from({ length: 200 }, (_, k) =>
+        sender.timeout(10000).emitWithAck('test:broadcast', { rooms: ['firehose'], event: 'fire', data: { i: i + k, payload } })));
+    }
+    const deadline = Date.now() + 20000;
+    while (got < 10000 && Date.now() < deadline) await h.sleep(50);
+    assert.equal(got, 10000, 'the reading client missed messages');
+    const grew = rssKb(srv.proc.pid) - before;
+    if (!sanitized) {
+      assert.ok(grew < 30 * 1024, `parley grew by ${grew} kB for 20 MB sent to a client that did not read`);
+    }
+    assert.equal(await limitCount(srv, 'max_buffer'), 1);
+    stalled._socket.resume();
+    assert.ok((await stalled.closed).code !== undefined);
+    [reader, sender].forEach((s) => s.close());
+  } finally {
+    await srv.stop();
+  }
+});
