@@ -129,7 +129,11 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 	if (!srv.cfg->api_key)
 		return api_error(wsi, pss, 403, "the HTTP API is off: set PARLEY_API_KEY");
 	if (!key_ok(wsi)) {
+		char addr[64];
+		lws_get_peer_simple(wsi, addr, sizeof(addr));
 		metrics_protocol_error("api_bad_key");
+		log_info("HTTP API %s %s from %s refused (401): no valid key", method_name(pss->method),
+			 path, addr);
 		return api_error(wsi, pss, 401, "a valid API key is required (Authorization: Bearer)");
 	}
 	if (body && content_length(wsi) > 0 && !json_content_type(wsi))

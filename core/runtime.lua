@@ -1172,6 +1172,8 @@ function R.connect(id, nsp, query, auth_json, authorization, address)
 			return nil, script_failed(h.module, "connect hook", res)
 		end
 		if res == false then
+			log("info", "connect refused (" .. tostring(status or 401) .. ", " .. nsp .. ", "
+				.. tostring(address) .. "): " .. tostring(message or "unauthorized"))
 			return nil, status or 401, message or "unauthorized"
 		end
 		if type(res) == "table" and not identity then
@@ -1185,6 +1187,8 @@ function R.connect(id, nsp, query, auth_json, authorization, address)
 		end
 	end
 	if not identity then
+		log("info", "connect refused (401, " .. nsp .. ", " .. tostring(address)
+			.. "): nobody identified the socket")
 		return nil, 401, "unauthorized"
 	end
 	local most = core.settings.max_user_sockets
@@ -1226,6 +1230,15 @@ function R.disconnect(id, reason)
 end
 
 -- A client event. Returns false for an event no script handles.
+-- A refusal a server operator wants to see: someone acting as somebody
+-- else, or where they do not belong.
+local function log_refusal(sock, event, status, message)
+	if status == 401 or status == 403 then
+		log("info", "refused (" .. status .. ") " .. event .. " from socket " .. sock.id .. " ("
+			.. tostring(sock.userId) .. "): " .. tostring(message))
+	end
+end
+
 -- An event's filters, then its handlers, then the ack: one job.
 local function event_job(sock, handlers, name, data, ack)
 	local id = sock.id
@@ -1237,6 +1250,7 @@ local function event_job(sock, handlers, name, data, ack)
 			return
 		end
 		if res == nil and status then
+			log_refusal(sock, name, status, message)
 			core.error(id, status, message or "rejected", ack)
 			return
 		end
@@ -1253,6 +1267,7 @@ local function event_job(sock, handlers, name, data, ack)
 			return
 		end
 		if res == nil and status then
+			log_refusal(sock, name, status, message)
 			core.error(id, status, message or "failed", ack)
 			return
 		end
