@@ -105,16 +105,23 @@ static void push_number(lua_State *L, struct json_span v)
 		lua_pushnumber(L, d);
 		return;
 	}
+	double d;
 	if (v.len < sizeof(text)) {
 		memcpy(text, v.p, v.len);
 		text[v.len] = '\0';
-		lua_pushnumber(L, strtod(text, NULL));
+		d = strtod(text, NULL);
 	} else {
 		/* A very long fraction: strtod needs a terminated copy. */
 		char *big = xstrndup(v.p, v.len);
-		lua_pushnumber(L, strtod(big, NULL));
+		d = strtod(big, NULL);
 		free(big);
 	}
+	/* Beyond a double's range (1e400): keep the text, which encodes back
+	 * as it came, where infinity has no JSON form at all. */
+	if (isinf(d))
+		push_boxed_number(L, v.p, v.len);
+	else
+		lua_pushnumber(L, d);
 }
 
 static void push_value(lua_State *L, struct json_span v)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "envelope.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
@@ -14,20 +15,19 @@
 
 /* The envelope's "data" as a one-element argument array ("[]" without it),
  * the shape Socket.IO events and acks have. The caller frees it. */
-static char *data_as_args(struct json_span env, size_t *len)
+static char *data_as_args(const struct envelope *e, size_t *len)
 {
-	struct json_span data;
 	char *args;
 
-	if (json_object_get(env, "data", &data) != 1) {
+	if (!e->data.p) {
 		*len = 2;
 		return xstrdup("[]");
 	}
-	args = xmalloc(data.len + 2);
+	args = xmalloc(e->data.len + 2);
 	args[0] = '[';
-	memcpy(args + 1, data.p, data.len);
-	args[data.len + 1] = ']';
-	*len = data.len + 2;
+	memcpy(args + 1, e->data.p, e->data.len);
+	args[e->data.len + 1] = ']';
+	*len = e->data.len + 2;
 	return args;
 }
 
@@ -51,43 +51,32 @@ int plain_on_open(struct conn *c, struct nsp *n)
 void plain_on_message(struct conn *c, const char *p, size_t len)
 {
 	struct client *cl = c->clients;
-	struct json_span env = { p, len }, name, ack;
-	char namebuf[256];
-	int64_t ack_id = -1;
-	long nlen;
+	struct envelope e;
+	size_t alen;
+	char *args;
 
 	if (!cl || c->close_code)
 		return;
-	if (json_validate(p, len, JSON_MAX_DEPTH) != JSON_OBJECT) {
+	switch (envelope_parse(p, len, JSON_MAX_DEPTH, &e)) {
+	case ENVELOPE_NOT_OBJECT:
 		metrics_protocol_error("plain_bad_json");
 		client_error(cl, 400, "invalid JSON: expected {\"event\": NAME, \"data\": ...}", -1);
 		return;
-	}
-	if (json_object_get(env, "ack", &ack) == 1) {
-		uint64_t id;
-		if (json_uint(ack, &id) < 0) {
-			metrics_protocol_error("plain_bad_ack");
-			client_error(cl, 400, "ack must be a non-negative integer", -1);
-			return;
-		}
-		ack_id = (int64_t)id;
-	}
-	if (json_object_get(env, "event", &name) != 1 && ack_id >= 0) {
-		/* {"ack": N, "data": X}: the answer to a server request. */
-		size_t alen;
-		char *args = data_as_args(env, &alen);
-		script_ack(cl, (uint64_t)ack_id, args, alen, NULL, 0, NULL);
-		free(args);
+	case ENVELOPE_BAD_ACK:
+		metrics_protocol_error("plain_bad_ack");
+		client_error(cl, 400, "ack must be a non-negative integer", -1);
 		return;
-	}
-	if (json_object_get(env, "event", &name) != 1 || json_kind_of(name) != JSON_STRING ||
-	    (nlen = json_string_unescape(name, namebuf, sizeof(namebuf))) <= 0) {
+	case ENVELOPE_BAD_EVENT:
 		metrics_protocol_error("plain_bad_event");
-		client_error(cl, 400, "event must be a non-empty string", ack_id);
+		client_error(cl, 400, "event must be a non-empty string", e.ack);
 		return;
+	default:
+		break;
 	}
-	size_t alen;
-	char *args = data_as_args(env, &alen);
-	script_event(cl, namebuf, (size_t)nlen, args, alen, NULL, 0, ack_id);
+	args = data_as_args(&e, &alen);
+	if (e.kind == ENVELOPE_REPLY)
+		script_ack(cl, (uint64_t)e.ack, args, alen, NULL, 0, NULL);
+	else
+		script_event(cl, e.name, e.name_len, args, alen, NULL, 0, e.ack);
 	free(args);
 }

@@ -1,0 +1,118 @@
+// seed.js - writes the starting inputs of each fuzz corpus
+// (tests/fuzz/corpus/<target>/seed-*): well-formed and near-miss examples
+// of what clients send. Inputs the fuzzer found worth keeping sit beside
+// them under their hash names. Run: node tests/fuzz/seed.js
+'use strict';
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const corpus = path.join(__dirname, 'corpus');
+
+function put(target, name, data) {
+	const dir = path.join(corpus, target);
+	fs.mkdirSync(dir, { recursive: true });
+	fs.writeFileSync(path.join(dir, `seed-${name}`), data);
+}
+
+const sioPackets = {
+	connect: '0',
+	'connect-auth': '0{"userId":"alice","token":"x"}',
+	'connect-nsp': '0/messages,{"userId":"bob"}',
+	event: '2["message:send",{"roomId":"r1","content":"hi","clientMsgId":"c1"}]',
+	'event-ack': '217["room:join",{"roomId":"r1"}]',
+	'event-nsp-ack': '2/messages,5["typing:start",{"roomId":"r1"}]',
+	ack: '35[{"ok":true}]',
+	binary: '451-["upload",{"_placeholder":true,"num":0}]',
+	'binary-nsp': '52-/messages,9[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]',
+	disconnect: '1/messages,',
+	'connect-error': '4{"message":"unauthorized"}',
+	'huge-ack': '29007199254740993["x"]',
+	'bad-type': '9["x"]',
+	'no-close': '2/messages["x"]',
+};
+for (const [name, text] of Object.entries(sioPackets)) put('sio', name, text);
+
+const eioPackets = {
+	open: '0{"sid":"abc","upgrades":["websocket"],"pingInterval":25000}',
+	ping: '2', pong: '3', probe: '2probe', upgrade: '5', noop: '6', close: '1',
+	message: '42["message:send",{"content":"x"}]',
+	binary: 'bAQIDBA==',
+	'bad-base64': 'b@@@',
+	payload: '42["a"]\x1e42["b",1]\x1e3\x1ebaGVsbG8=',
+	'payload-empty': '\x1e\x1e4',
+};
+for (const [name, text] of Object.entries(eioPackets)) put('eio', name, text);
+
+const jsonDocs = {
+	object: '{"roomId":"r1","content":"hello","n":42,"ok":true,"none":null}',
+	nested: '{"a":[1,2,{"b":[[],{}]}],"c":{"d":{"e":-1.5e-3}}}',
+	escapes: '"quote \\" backslash \\\\ \\/ \\b\\f\\n\\r\\t \\u00e9 \\ud83d\\ude00"',
+	'lone-surrogate': '"\\ud800"',
+	utf8: '"h\u00e9llo \u4e16\u754c \ud83d\ude00"',
+	numbers: '[0,-0,1e400,-1e-400,12345678901234567890,9007199254740993,0.1,1E+2]',
+	deep: '['.repeat(40) + ']'.repeat(40),
+	'dup-keys': '{"a":1,"a":2,"1":3}',
+	'bad-leading-zero': '[01]',
+	'trailing-comma': '[1,]',
+	'bad-utf8': Buffer.from([0x22, 0xc3, 0x28, 0x22]),
+	'nul-in-string': '"a\\u0000b"',
+	whitespace: ' \t\n{ "a" : [ 1 , 2 ] } \r\n',
+};
+for (const [name, text] of Object.entries(jsonDocs)) {
+	put('json', name, text);
+	put('jsonlua', name, text);
+}
+
+const envelopes = {
+	event: '{"event":"message:send","data":{"roomId":"r1","content":"hi"}}',
+	'event-ack': '{"event":"room:join","data":{"roomId":"r1"},"ack":7}',
+	reply: '{"ack":3,"data":{"ok":true}}',
+	'no-event': '{"data":1}',
+	'event-not-string': '{"event":5}',
+	'event-empty': '{"event":""}',
+	'ack-negative': '{"event":"x","ack":-1}',
+	'ack-float': '{"event":"x","ack":1.5}',
+	'ack-huge': '{"event":"x","ack":9007199254740993}',
+	'event-escaped': '{"event":"typing\\u003astart"}',
+	'long-name': `{"event":"${'x'.repeat(300)}"}`,
+	array: '["message:send",{}]',
+};
+for (const [name, text] of Object.entries(envelopes)) put('envelope', name, text);
+
+const base64s = {
+	hello: 'aGVsbG8=', short: 'YQ', pad: 'YQ==', url: '-_8', std: '+/8=',
+	'non-canonical': 'YR==', 'bad-char': 'aGV*bG8=', empty: '',
+};
+for (const [name, text] of Object.entries(base64s)) put('base64', name, text);
+
+// JWTs: the driver (fuzz_jwt.c) treats the first byte as where the token
+// goes (0 auth.token, 1 query, 2 bearer header, 3 the raw header) and
+// accepts only the three genuine claim texts it lists.
+const secret = 'fuzz-secret';
+const b64url = (s) => Buffer.from(s).toString('base64url');
+function sign(header, claims, key = secret) {
+	const signed = `${b64url(header)}.${b64url(claims)}`;
+	const sig = crypto.createHmac('sha256', key).update(signed).digest('base64url');
+	return `${signed}.${sig}`;
+}
+const hs256 = '{"alg":"HS256","typ":"JWT"}';
+const tokens = {
+	alice: [0, sign(hs256, '{"sub":"alice"}')],
+	bob: [1, sign(hs256, '{"sub":"bob","exp":1800000100,"name":"Bob"}')],
+	carol: [2, sign(hs256, '{"userId":"carol","nbf":1700000000}')],
+	'alice-raw-header': [3, 'bearer ' + sign(hs256, '{"sub":"alice"}')],
+	expired: [0, sign(hs256, '{"sub":"dave","exp":1700000000}')],
+	early: [0, sign(hs256, '{"sub":"erin","nbf":1900000000}')],
+	'exp-string': [0, sign(hs256, '{"sub":"frank","exp":"never"}')],
+	'no-sub': [0, sign(hs256, '{"name":"nobody"}')],
+	'sub-number': [0, sign(hs256, '{"sub":12}')],
+	'alg-none': [0, `${b64url('{"alg":"none"}')}.${b64url('{"sub":"alice"}')}.`],
+	'alg-hs512': [0, sign('{"alg":"HS512"}', '{"sub":"alice"}')],
+	'wrong-key': [0, sign(hs256, '{"sub":"alice"}', 'other-secret')],
+	'claims-array': [0, sign(hs256, '[1,2]')],
+	'header-not-json': [0, sign('alg', '{"sub":"alice"}')],
+	'two-parts': [0, `${b64url(hs256)}.${b64url('{"sub":"alice"}')}`],
+};
+for (const [name, [where, token]] of Object.entries(tokens))
+	put('jwt', name, Buffer.concat([Buffer.from([where]), Buffer.from(token)]));
