@@ -325,6 +325,10 @@ static void dispatch_event(struct client *cl, const char *data, size_t len,
 		client_error(cl, 400, "event name too long", id);
 		return;
 	}
+	if (nlen == 0) {
+		client_error(cl, 400, "event name must not be empty", id);
+		return;
+	}
 	if (args.p) {
 		/* Trim trailing spaces before the final ']' is kept as is. */
 		argv = xmalloc(args.len);

@@ -12,6 +12,7 @@
 #include "alloc.h"
 #include "eio.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "metrics.h"
 #include "peers.h"
@@ -375,6 +376,24 @@ static int on_established(struct lws *wsi, struct pss *pss)
 	return 0;
 }
 
+/* Hands a whole message to its connection. Text must be UTF-8 (RFC 6455
+ * §8.1): checked here, on the whole message, rather than by lws, so that a
+ * violation is counted like every other and closes with 1007. */
+static int deliver(struct conn *c, struct lws *wsi, const char *p, size_t len)
+{
+	int binary = lws_frame_is_binary(wsi);
+
+	if (!binary && !json_utf8_valid(p, len)) {
+		metrics_protocol_error("bad_utf8");
+		log_info("%s: text message of invalid UTF-8: closing", c->sid);
+		c->ws_close_code = LWS_CLOSE_STATUS_INVALID_PAYLOAD;
+		conn_close(c, "invalid UTF-8");
+		return -1;
+	}
+	conn_on_message(c, wsi, p, len, binary);
+	return 0;
+}
+
 /* Collects a WebSocket message that may arrive in fragments. */
 static int on_receive(struct lws *wsi, struct pss *pss, const char *in, size_t len)
 {
@@ -390,8 +409,7 @@ static int on_receive(struct lws *wsi, struct pss *pss, const char *in, size_t l
 		/* The common case: a whole message in one piece, no copy. */
 		if (len > srv.cfg->max_payload)
 			goto too_big;
-		conn_on_message(c, wsi, in, len, lws_frame_is_binary(wsi));
-		return 0;
+		return deliver(c, wsi, in, len);
 	}
 	if (c->rx_len + len > srv.cfg->max_payload)
 		goto too_big;
@@ -406,7 +424,7 @@ static int on_receive(struct lws *wsi, struct pss *pss, const char *in, size_t l
 	if (final) {
 		size_t n = c->rx_len;
 		c->rx_len = 0;
-		conn_on_message(c, wsi, c->rx, n, lws_frame_is_binary(wsi));
+		return deliver(c, wsi, c->rx, n);
 	}
 	return 0;
 too_big:
@@ -647,8 +665,8 @@ int server_start(struct config *cfg)
 		lower.rlim_cur -= FD_RESERVE;
 		setrlimit(RLIMIT_NOFILE, &lower);
 	}
-	/* lws closes a text frame of invalid UTF-8 with 1007 itself. */
-	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_LIBEV;
+	/* UTF-8 is checked per message in deliver(), not by lws. */
+	info.options = LWS_SERVER_OPTION_LIBEV;
 	/* A handshake (HTTP request, WebSocket upgrade) gets this long. */
 	info.timeout_secs = (unsigned)((cfg->connect_timeout_ms + 999) / 1000);
 	info.timeout_secs_ah_idle = info.timeout_secs; /* a request's headers, too */
