@@ -13,16 +13,27 @@
 #include "alloc.h"
 #include "base64.h"
 
-static int l_base64(lua_State *S)
+/* base64(bytes) / base64url_encode(bytes) -> text */
+static int encode_base64_with(lua_State *S, size_t (*encode)(const unsigned char *, size_t, char *))
 {
 	size_t len;
 	const char *s = luaL_checklstring(S, 1, &len);
 	char *out = xmalloc(base64_encoded_len(len) + 1);
-	size_t n = base64_encode((const unsigned char *)s, len, out);
+	size_t n = encode((const unsigned char *)s, len, out);
 
 	lua_pushlstring(S, out, n);
 	free(out);
 	return 1;
+}
+
+static int l_base64(lua_State *S)
+{
+	return encode_base64_with(S, base64_encode);
+}
+
+static int l_base64url_encode(lua_State *S)
+{
+	return encode_base64_with(S, base64url_encode);
 }
 
 /* base64_decode(text) / base64url_decode(text) -> bytes | nil, err */
@@ -52,18 +63,6 @@ static int l_base64_decode(lua_State *S)
 static int l_base64url_decode(lua_State *S)
 {
 	return decode_base64_with(S, base64url_decode);
-}
-
-static int l_base64url_encode(lua_State *S)
-{
-	size_t len;
-	const char *s = luaL_checklstring(S, 1, &len);
-	char *out = xmalloc(base64_encoded_len(len) + 1);
-	size_t n = base64url_encode((const unsigned char *)s, len, out);
-
-	lua_pushlstring(S, out, n);
-	free(out);
-	return 1;
 }
 
 /* hmac_sha256(key, message) -> 32 raw bytes */

@@ -55,6 +55,11 @@ void *guard_stop_token(void)
 	return &stop_token;
 }
 
+long long guard_heap_bytes(void)
+{
+	return heap_bytes;
+}
+
 static void *guard_alloc(void *ud, void *p, size_t osize, size_t nsize)
 {
 	void *q;

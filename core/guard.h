@@ -34,4 +34,7 @@ void *guard_stop_token(void);
 extern uint64_t guard_timeouts;         /* calls stopped for running too long */
 extern uint64_t guard_memory_refusals;  /* allocations refused over the budget */
 
+/* The Lua heap's size now, in bytes (a gauge for /metrics). */
+long long guard_heap_bytes(void);
+
 #endif

@@ -218,6 +218,9 @@ char *metrics_render(size_t *len)
 		"# TYPE parley_lua_memory_refusals_total counter\n"
 		"parley_lua_memory_refusals_total %llu\n",
 	    (unsigned long long)guard_timeouts, (unsigned long long)guard_memory_refusals);
+	put(&t, "# HELP parley_lua_heap_bytes The Lua state's heap.\n"
+		"# TYPE parley_lua_heap_bytes gauge\nparley_lua_heap_bytes %lld\n",
+	    guard_heap_bytes());
 	put(&t, "# HELP parley_store_commits_total Transactions the store's writer committed "
 		"(and synced).\n"
 		"# TYPE parley_store_commits_total counter\nparley_store_commits_total %llu\n"
