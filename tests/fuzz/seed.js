@@ -116,3 +116,28 @@ const tokens = {
 };
 for (const [name, [where, token]] of Object.entries(tokens))
 	put('jwt', name, Buffer.concat([Buffer.from([where]), Buffer.from(token)]));
+
+// HTTP API requests for fuzz_api.c: a method byte (0 GET, 1 POST, 2 PUT,
+// 3 PATCH, 4 DELETE), the path below /api/, a newline, the body.
+const GET = 0, POST = 1, PUT = 2, PATCH = 3, DELETE = 4;
+const requests = {
+	'send': [POST, 'conversations/c1/messages', '{"senderId":"ann","clientMessageId":"m1","type":"text","content":"hi"}'],
+	'send-bad-type': [POST, 'conversations/c1/messages', '{"senderId":"ann","clientMessageId":"m2","type":5,"content":"hi"}'],
+	'send-array': [POST, 'conversations/c1/messages', '[1,2,3]'],
+	'send-reply': [POST, 'conversations/c1/messages', '{"senderId":"ann","clientMessageId":"m3","type":"text","content":{"text":"x"},"replyTo":"0000000000000001"}'],
+	'list': [GET, 'conversations/c1/messages?limit=5', ''],
+	'list-after': [GET, 'conversations/c1/messages?after=0000000000000001&limit=abc', ''],
+	'status': [PATCH, 'messages/0000000000000001/status', '{"userId":"bob","status":"read"}'],
+	'read': [POST, 'conversations/c1/read', '{"userId":"bob","upTo":"0000000000000001"}'],
+	'members': [PUT, 'conversations/c1/members', '{"members":["ann","bob"]}'],
+	'members-get': [GET, 'conversations/c1/members', ''],
+	'online': [GET, 'users/online', ''],
+	'presence': [GET, 'users/ann/presence', ''],
+	'profile': [PUT, 'users/ann', '{"name":"Ann","phoneNumber":"+1","avatar":"a.png"}'],
+	'no-route': [GET, 'no/such/route', ''],
+	'wrong-method': [DELETE, 'conversations/c1/messages', ''],
+	'encoded': [GET, 'conversations/%2e%2e%2fx/messages', ''],
+	'deep-body': [POST, 'conversations/c1/messages', '['.repeat(100) + ']'.repeat(100)],
+};
+for (const [name, [method, p, body]] of Object.entries(requests))
+	put('api', name, Buffer.concat([Buffer.from([method]), Buffer.from(`${p}\n${body}`)]));

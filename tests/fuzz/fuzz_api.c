@@ -1,0 +1,186 @@
+/* fuzz_api.c - the HTTP API end to end, in one process: the real server
+ * (lws's HTTP parser, api.c, the Lua runtime's router, the default scripts'
+ * routes, the LMDB store in a scratch directory) is started once, and each
+ * input becomes one request over loopback, the driver pumping the server's
+ * loop until the answer is read. The input is a method (first byte), a path
+ * below /api/ (to the first newline; bytes a request line cannot carry are
+ * percent-encoded) and a JSON body (the rest).
+ *
+ * Every request must be answered, within 5 s, with a status that is not a
+ * server error (507, the store full, excepted), and an error's JSON body
+ * must carry a message. A 500 means a route's script failed on the input:
+ * a finding. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "map.h"
+#include "messages.h"
+#include "script.h"
+#include "server.h"
+#include "store.h"
+
+#ifndef PARLEY_SOURCE_DIR
+#define PARLEY_SOURCE_DIR "."
+#endif
+
+#define KEY "fuzz-key"
+#define MAX_PATH 2048
+#define DEADLINE_MS 5000
+
+static struct config cfg;
+static int port;
+
+static void setup(void)
+{
+	static char data_dir[] = "/tmp/parley-fuzz-api.XXXXXX";
+	char *argv[] = { "fuzz_api", NULL };
+	char err[512], portbuf[16];
+
+	if (!mkdtemp(data_dir))
+		abort();
+	port = 20000 + getpid() % 20000;
+	snprintf(portbuf, sizeof(portbuf), "%d", port);
+	setenv("PORT", portbuf, 1);
+	setenv("PARLEY_DATA_DIR", data_dir, 1);
+	setenv("PARLEY_MAP_SIZE", "67108864", 1); /* small: a full store is a case too */
+	setenv("PARLEY_API_KEY", KEY, 1);
+	setenv("PARLEY_SCRIPTS", PARLEY_SOURCE_DIR "/scripts", 1);
+	setenv("PARLEY_WATCH", "0", 1);
+	setenv("PARLEY_LOG", "error", 1);
+	unsetenv("PARLEY_CONFIG"); /* and no parley.conf.lua where it runs */
+	if (config_load(&cfg, 1, argv, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fuzz_api: %s\n", err);
+		abort();
+	}
+	log_threshold = (enum log_level)cfg.log_level;
+	map_seed();
+	signal(SIGPIPE, SIG_IGN);
+	if (server_start(&cfg) < 0 || store_open(cfg.data_dir, cfg.map_size, srv.loop) < 0 ||
+	    messages_init() < 0 || script_init() < 0) {
+		fprintf(stderr, "fuzz_api: the server did not start\n");
+		abort();
+	}
+}
+
+/* Builds the request for `data` into `out`; returns its length. */
+static size_t build_request(const uint8_t *data, size_t size, char *out, size_t cap)
+{
+	static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE" };
+	static const char hex[] = "0123456789ABCDEF";
+	const char *method = methods[data[0] % 5];
+	const uint8_t *p = data + 1, *end = data + size;
+	const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+	const uint8_t *path_end = nl ? nl : end;
+	const uint8_t *body = nl ? nl + 1 : end;
+	size_t body_len = (size_t)(end - body), n;
+	char path[3 * MAX_PATH + 1];
+	size_t plen = 0;
+
+	for (const uint8_t *q = p; q < path_end && plen < 3 * MAX_PATH - 3; q++) {
+		if (*q > 0x20 && *q < 0x7f) {
+			path[plen++] = (char)*q;
+		} else {
+			path[plen++] = '%';
+			path[plen++] = hex[*q >> 4];
+			path[plen++] = hex[*q & 15];
+		}
+	}
+	path[plen] = '\0';
+	n = (size_t)snprintf(out, cap,
+			     "%s /api/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+			     "Authorization: Bearer " KEY "\r\nConnection: close\r\n"
+			     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+			     method, path, body_len);
+	if (n + body_len > cap)
+		abort();
+	memcpy(out + n, body, body_len);
+	return n + body_len;
+}
+
+/* Sends the request and pumps the server until it has answered and closed;
+ * returns the answer's length in `resp`. */
+static size_t exchange(const char *req, size_t len, char *resp, size_t cap)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	size_t sent = 0, got = 0;
+	int64_t deadline = now_ms() + DEADLINE_MS;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS))
+		abort();
+	for (;;) {
+		ev_run(srv.loop, EVRUN_NOWAIT);
+		if (sent < len) {
+			ssize_t w = send(fd, req + sent, len - sent, 0);
+			if (w > 0)
+				sent += (size_t)w;
+			else if (w < 0 && errno != EAGAIN && errno != ENOTCONN)
+				sent = len; /* the server closed early: read what it said */
+		}
+		ssize_t r = recv(fd, resp + got, cap - got - 1, 0);
+		if (r == 0 || (r < 0 && errno == ECONNRESET))
+			break;
+		if (r > 0) {
+			got += (size_t)r;
+			if (got == cap - 1)
+				break;
+		}
+		if (now_ms() > deadline) {
+			fprintf(stderr, "fuzz_api: no answer within %d ms to:\n%.*s\n", DEADLINE_MS,
+				(int)(len > 400 ? 400 : len), req);
+			abort();
+		}
+	}
+	close(fd);
+	resp[got] = '\0';
+	return got;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static char req[1 << 17], resp[1 << 17];
+	size_t len, n;
+	int status;
+	const char *body;
+
+	if (!srv.loop)
+		setup();
+	if (size < 1 || size > 65536)
+		return 0;
+	len = build_request(data, size, req, sizeof(req));
+	n = exchange(req, len, resp, sizeof(resp));
+	if (n < 12 || sscanf(resp, "HTTP/1.%*c %d", &status) != 1) {
+		fprintf(stderr, "fuzz_api: no status line in %zu bytes:\n%.200s\n", n, resp);
+		abort();
+	}
+	if (getenv("FUZZ_API_TRACE"))
+		fprintf(stderr, "%.*s -> %d\n", (int)(strchr(req, '\r') - req), req, status);
+	if (status >= 500 && status != 507) {
+		fprintf(stderr, "fuzz_api: %d for:\n%.*s\n---\n%s\n", status,
+			(int)(len > 600 ? 600 : len), req, resp);
+		abort();
+	}
+	body = strstr(resp, "\r\n\r\n");
+	if (status >= 400 && body && strstr(resp, "application/json")) {
+		body += 4;
+		if (json_validate(body, strlen(body), 32) != JSON_OBJECT || !strstr(body, "\"message\"")) {
+			fprintf(stderr, "fuzz_api: error %d without a JSON message:\n%s\n", status, resp);
+			abort();
+		}
+	}
+	return 0;
+}
