@@ -152,17 +152,18 @@ static const char *field_string(lua_State *L, int t, const char *name, size_t *l
 	return s;
 }
 
-/* Called when one of our batches is done: a failure may leave the cached
- * sequence numbers and membership ahead of what is stored: read again. */
+/* Called when one of our batches is done. A failure may leave the cached
+ * membership ahead of what is stored: read it again. The cached sequence
+ * numbers stay: batches queued behind the failed one hold higher numbers
+ * and may still commit, so reading the last committed number again could
+ * give one of theirs to a new message and overwrite its place in the
+ * conversation. A failed write leaves a gap in the sequence instead. */
 static void on_written(void *ticket, int err)
 {
 	struct map_iter it;
 	struct map_entry *e;
 
 	if (err) {
-		map_iter_init(&it, &seqs);
-		while ((e = map_next(&it)))
-			map_del(&seqs, e->key, e->klen);
 		map_iter_init(&it, &registered_cache);
 		while ((e = map_next(&it)))
 			map_del(&registered_cache, e->key, e->klen);
@@ -718,11 +719,14 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 		rc = -2;
 		goto out;
 	}
-	current = recipient ? status_of(id, user, ulen, &updated) : 0;
+	current = status_of(id, user, ulen, &updated);
 	if (level <= current)
 		goto out;
-	if (!recipient) {
-		/* A newcomer to an open conversation becomes a recipient. */
+	if (!recipient && level >= ch->aggregate_before) {
+		/* A newcomer to an open conversation becomes a recipient once its
+		 * status is at least the message's: counted earlier, a newcomer's
+		 * `delivered` would take a message everyone has read back from
+		 * read. Until then its own status is kept, outside the aggregate. */
 		grown = xmalloc(r.recipients_len + ulen + 1);
 		memcpy(grown, r.recipients, r.recipients_len);
 		memcpy(grown + r.recipients_len, user, ulen);

@@ -168,6 +168,31 @@ test('a group message\'s status is the least advanced over its recipients; each 
   assert.deepEqual(messages[0].statuses, { g2: 'read', g3: 'read' });
 });
 
+
+test('open conversation: a newcomer marking a message everyone has read does not take it back from read', async () => {
+  const oa = await srv.client('oa');
+  const ob = await srv.client('ob');
+  await oa.join('open-late');
+  await ob.join('open-late');
+  const { messageId } = await oa.request('message:send', text('open-late', 'before oc came', 'late-1'));
+  await ob.request('message:read', { conversationId: 'open-late', messageIds: [messageId] });
+  assert.equal((await oa.next('message:status')).status, 'read');
+
+  const oc = await srv.client('oc');
+  await oc.join('open-late');
+  assert.deepEqual(await oc.request('message:delivered', { conversationId: 'open-late', messageIds: [messageId] }),
+    { success: true, updated: 1 });
+  assert.equal(await oa.none('message:status', 300), true, 'a newcomer\'s delivered moved the status');
+  let { messages } = await oa.request('messages:sync', { conversationId: 'open-late' });
+  assert.equal(messages[0].status, 'read');
+  assert.deepEqual(messages[0].statuses, { ob: 'read' });
+
+  // Reading it too makes the newcomer a recipient, at read.
+  await oc.request('message:read', { conversationId: 'open-late', messageIds: [messageId] });
+  ({ messages } = await oa.request('messages:sync', { conversationId: 'open-late' }));
+  assert.equal(messages[0].status, 'read');
+  assert.deepEqual(messages[0].statuses, { ob: 'read', oc: 'read' });
+});
 test('conversation:read marks everything (or up to a message) read, with a message:status for each message that moved', async () => {
   await api('PUT', '/api/conversations/reads/members', { members: ['r1', 'r2'] });
   const r1 = await srv.client('r1');
