@@ -591,7 +591,18 @@ long json_string_unescape(struct json_span s, char *out, size_t cap)
 	if (p == end || *p != '"' || cap == 0)
 		return -1;
 	p++;
-	while ((n = unescape_next(&p, end, buf)) > 0) {
+	for (;;) {
+		/* A run of plain bytes is copied at once: most strings have no
+		 * escape at all. */
+		const unsigned char *run = p;
+		while (p < end && *p != '"' && *p != '\\')
+			p++;
+		if ((size_t)(p - run) > cap - 1 - len)
+			return -1;
+		memcpy(out + len, run, (size_t)(p - run));
+		len += (size_t)(p - run);
+		if ((n = unescape_next(&p, end, buf)) <= 0)
+			break;
 		/* Keep one byte for the NUL. */
 		if ((size_t)n > cap - 1 - len)
 			return -1;

@@ -35,26 +35,44 @@ void jsonlua_mark_array(lua_State *L)
 
 /* ---- decoding ---- */
 
-static struct json_span trim(struct json_span v)
+/* Decoding reads text that json_validate has accepted, in one pass: a
+ * cursor moves over each value once, so nothing is scanned again to find
+ * where a member ends. */
+struct reader {
+	const char *p;
+	const char *end;
+};
+
+static void skip_ws(struct reader *r)
 {
-	while (v.len && (*v.p == ' ' || *v.p == '\t' || *v.p == '\n' || *v.p == '\r'))
-		v.p++, v.len--;
-	while (v.len && (v.p[v.len - 1] == ' ' || v.p[v.len - 1] == '\t' ||
-			 v.p[v.len - 1] == '\n' || v.p[v.len - 1] == '\r'))
-		v.len--;
-	return v;
+	while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+		r->p++;
 }
 
-/* Pushes the string token `v` unescaped; unescaping never lengthens it. */
-static void push_string(lua_State *L, struct json_span v)
+/* Pushes the string token at the cursor (its opening quote) and moves past
+ * it. Most strings have no escape and are pushed straight from the text;
+ * unescaping never lengthens a string. */
+static void read_string(lua_State *L, struct reader *r)
 {
-	char small[256];
-	char *buf = small;
-	long n;
+	const char *start = r->p + 1, *q = start;
+	int escaped = 0;
 
-	if (v.len > sizeof(small))
-		buf = lua_newuserdata(L, v.len);
-	n = json_string_unescape(v, buf, v.len > sizeof(small) ? v.len : sizeof(small));
+	while (*q != '"') {
+		if (*q == '\\') {
+			escaped = 1;
+			q++;
+		}
+		q++;
+	}
+	r->p = q + 1;
+	if (!escaped) {
+		lua_pushlstring(L, start, (size_t)(q - start));
+		return;
+	}
+	struct json_span token = { start - 1, (size_t)(r->p - start + 1) };
+	char small[256];
+	char *buf = token.len > sizeof(small) ? lua_newuserdata(L, token.len) : small;
+	long n = json_string_unescape(token, buf, token.len > sizeof(small) ? token.len : sizeof(small));
 	lua_pushlstring(L, buf, n > 0 ? (size_t)n : 0);
 	if (buf != small)
 		lua_remove(L, -2);
@@ -77,12 +95,24 @@ static void push_number(lua_State *L, struct json_span v)
 	size_t digits = 0;
 	int integer = 1;
 
+	uint64_t u = 0;
+
 	for (size_t i = 0; i < v.len; i++) {
 		char c = v.p[i];
-		if (c == '.' || c == 'e' || c == 'E')
+		if (c == '.' || c == 'e' || c == 'E') {
 			integer = 0;
-		else if (c >= '0' && c <= '9')
+		} else if (c >= '0' && c <= '9') {
 			digits++;
+			u = u * 10 + (uint64_t)(c - '0');
+		}
+	}
+	if (integer && digits <= 15) {
+		/* Most numbers are ids, counts and timestamps: no strtod for them.
+		 * Fifteen digits are below 2^53, so the double is exact; -0 keeps
+		 * its sign. */
+		double d = (double)u;
+		lua_pushnumber(L, v.p[0] == '-' ? -d : d);
+		return;
 	}
 	if (integer && digits > 15) {
 		/* Past 15 digits a double may not hold the integer: keep its text
@@ -124,49 +154,71 @@ static void push_number(lua_State *L, struct json_span v)
 		lua_pushnumber(L, d);
 }
 
-static void push_value(lua_State *L, struct json_span v)
+static void read_value(lua_State *L, struct reader *r)
 {
-	struct json_iter it;
-	struct json_span key, val;
-
 	luaL_checkstack(L, 4, "JSON nested too deeply");
-	v = trim(v);
-	switch (json_kind_of(v)) {
-	case JSON_OBJECT:
+	skip_ws(r);
+	switch (*r->p) {
+	case '{':
 		lua_createtable(L, 0, 4);
-		json_iter_begin(v, &it);
-		while (json_object_next(&it, &key, &val) == 1) {
-			push_string(L, key);
-			push_value(L, val);
+		r->p++;
+		for (;;) {
+			skip_ws(r);
+			if (*r->p == '}')
+				break;
+			if (*r->p == ',') {
+				r->p++;
+				skip_ws(r);
+			}
+			read_string(L, r);
+			skip_ws(r);
+			r->p++; /* ':' */
+			read_value(L, r);
 			lua_rawset(L, -3);
 		}
+		r->p++;
 		return;
-	case JSON_ARRAY: {
+	case '[': {
 		int i = 0;
 		lua_createtable(L, 4, 0);
-		json_iter_begin(v, &it);
-		while (json_array_next(&it, &val) == 1) {
-			push_value(L, val);
+		r->p++;
+		for (;;) {
+			skip_ws(r);
+			if (*r->p == ']')
+				break;
+			if (*r->p == ',')
+				r->p++;
+			read_value(L, r);
 			lua_rawseti(L, -2, ++i);
 		}
+		r->p++;
 		jsonlua_mark_array(L);
 		return;
 	}
-	case JSON_STRING:
-		push_string(L, v);
+	case '"':
+		read_string(L, r);
 		return;
-	case JSON_NUMBER:
-		push_number(L, v);
-		return;
-	case JSON_TRUE:
+	case 't':
+		r->p += 4;
 		lua_pushboolean(L, 1);
 		return;
-	case JSON_FALSE:
+	case 'f':
+		r->p += 5;
 		lua_pushboolean(L, 0);
 		return;
-	default:
+	case 'n':
+		r->p += 4;
 		lua_pushlightuserdata(L, NULL);
 		return;
+	default: {
+		const char *start = r->p;
+		while (r->p < r->end && (*r->p == '-' || *r->p == '+' || *r->p == '.' ||
+					 *r->p == 'e' || *r->p == 'E' ||
+					 (*r->p >= '0' && *r->p <= '9')))
+			r->p++;
+		push_number(L, (struct json_span){ start, (size_t)(r->p - start) });
+		return;
+	}
 	}
 }
 
@@ -181,7 +233,8 @@ static int l_decode(lua_State *L)
 		lua_pushliteral(L, "invalid JSON");
 		return 2;
 	}
-	push_value(L, (struct json_span){ p, len });
+	struct reader r = { p, p + len };
+	read_value(L, &r);
 	return 1;
 }
 
@@ -273,23 +326,20 @@ static long table_shape(lua_State *L, int idx)
 {
 	long count = 0;
 	double max = 0;
-	int sequence = 1;
 
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		lua_pop(L, 1);
 		count++;
-		if (sequence && lua_type(L, -1) == LUA_TNUMBER) {
-			double k = lua_tonumber(L, -1);
-			if (k >= 1 && k == floor(k))
-				max = k > max ? k : max;
-			else
-				sequence = 0;
-		} else {
-			sequence = 0;
+		double k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+		if (k < 1 || k != floor(k)) {
+			/* An object, whatever the other keys are. */
+			lua_pop(L, 1);
+			return -1;
 		}
+		max = k > max ? k : max;
 	}
-	return sequence && count > 0 && (double)count == max ? count : -1;
+	return count > 0 && (double)count == max ? count : -1;
 }
 
 static void encode_array(lua_State *L, int idx, long n, struct out *o, int depth)

@@ -101,15 +101,49 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* "2026-11-25T23:27:00.123Z" into out[25]. */
+/* Writes `v` as `width` decimal digits. */
+static void put_digits(char *out, unsigned v, int width)
+{
+	for (int i = width - 1; i >= 0; i--, v /= 10)
+		out[i] = (char)('0' + v % 10);
+}
+
+/* "2026-11-25T23:27:00.123Z" into out[25]. The date and time of the last
+ * second asked for are kept: every message of a second shares them, and
+ * formatting them anew cost more than the rest of a send's record. */
 static void iso_time(int64_t ms, char out[64])
 {
-	time_t s = (time_t)(ms / 1000);
-	struct tm tm;
+	static int64_t cached_s = -1;
+	static char cached[20];
+	int64_t s = ms / 1000, frac = ms % 1000;
 
-	gmtime_r(&s, &tm);
-	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	if (frac < 0) {
+		frac += 1000;
+		s--;
+	}
+
+	if (s != cached_s) {
+		time_t t = (time_t)s;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		put_digits(cached, (unsigned)(tm.tm_year + 1900) % 10000, 4);
+		cached[4] = '-';
+		put_digits(cached + 5, (unsigned)tm.tm_mon + 1, 2);
+		cached[7] = '-';
+		put_digits(cached + 8, (unsigned)tm.tm_mday, 2);
+		cached[10] = 'T';
+		put_digits(cached + 11, (unsigned)tm.tm_hour, 2);
+		cached[13] = ':';
+		put_digits(cached + 14, (unsigned)tm.tm_min, 2);
+		cached[16] = ':';
+		put_digits(cached + 17, (unsigned)tm.tm_sec, 2);
+		cached[19] = '.';
+		cached_s = s;
+	}
+	memcpy(out, cached, 20);
+	put_digits(out + 20, (unsigned)frac, 3);
+	out[23] = 'Z';
+	out[24] = '\0';
 }
 
 /* a "\0" b into out; returns the length, or 0 when it would not fit. */
@@ -382,7 +416,9 @@ static void new_id(char out[ID_LEN + 1], int64_t now)
 	if (id <= last_id)
 		id = last_id + 1;
 	last_id = id;
-	snprintf(out, ID_LEN + 1, "%016llx", (unsigned long long)id);
+	for (int i = ID_LEN - 1; i >= 0; i--, id >>= 4)
+		out[i] = "0123456789abcdef"[id & 15];
+	out[ID_LEN] = '\0';
 }
 
 int messages_init(void)
@@ -520,9 +556,12 @@ static int l_send(lua_State *L)
 	buf_str(&json, ",\"timestamp\":\"");
 	buf_str(&json, when);
 	buf_str(&json, "\"");
-	char seqtext[24];
-	snprintf(seqtext, sizeof(seqtext), ",\"seq\":%llu", (unsigned long long)seq);
-	buf_str(&json, seqtext);
+	char digits[20];
+	int nd = 0;
+	for (uint64_t v = seq; nd == 0 || v; v /= 10)
+		digits[sizeof(digits) - 1 - nd++] = (char)('0' + v % 10);
+	buf_str(&json, ",\"seq\":");
+	buf_put(&json, digits + sizeof(digits) - nd, (size_t)nd);
 	if (sender_json) {
 		buf_str(&json, ",\"sender\":");
 		buf_put(&json, sender_json, sender_len);
