@@ -116,11 +116,66 @@ describe('HTTP operations endpoints', () => {
     assert.equal(n1, n0 + 1, `${series}: before ${n0}, after one unknown event ${n1}`);
   });
 
-  test('/metrics has parley_lua_seconds_total as a number', async () => {
-    const { text } = await metrics(srv);
-    const v = sample(text, 'parley_lua_seconds_total');
-    assert.notEqual(v, null, `no parley_lua_seconds_total in:\n${text}`);
-    assert.ok(Number.isFinite(v) && v >= 0, `parley_lua_seconds_total = ${v}`);
+  test('/metrics: parley_events_out_total{event="test:bounced"} grows by the events delivered', async () => {
+    const series = 'parley_events_out_total{event="test:bounced"}';
+    const n0 = sample((await metrics(srv)).text, series) || 0;
+    const s = sioClient(srv, '/messages', { query: { userId: 'metrics-out' } });
+    try {
+      await connected(s);
+      for (let i = 0; i < 4; i++) {
+        const got = once(s, 'test:bounced', 3000);
+        s.emit('test:bounce', { i });
+        assert.deepEqual(await got, { i });
+      }
+    } finally {
+      s.disconnect();
+    }
+    const n1 = sample((await metrics(srv)).text, series);
+    assert.equal(n1, n0 + 4, `${series}: before ${n0}, after 4 bounces ${n1}`);
+  });
+
+  test('/metrics: parley_lua_seconds_total and parley_lua_calls_total grow while Lua runs', async () => {
+    const before = (await metrics(srv)).text;
+    const t0 = sample(before, 'parley_lua_seconds_total');
+    const c0 = sample(before, 'parley_lua_calls_total');
+    assert.ok(Number.isFinite(t0) && t0 >= 0, `parley_lua_seconds_total = ${t0}`);
+    const s = sioClient(srv, '/messages', { query: { userId: 'metrics-lua' } });
+    try {
+      await connected(s);
+      for (let i = 0; i < 200; i++) await s.timeout(3000).emitWithAck('test:echo', 'x'.repeat(1000));
+    } finally {
+      s.disconnect();
+    }
+    const after = (await metrics(srv)).text;
+    assert.ok(sample(after, 'parley_lua_calls_total') >= c0 + 200, 'fewer Lua calls than events');
+    assert.ok(sample(after, 'parley_lua_seconds_total') > t0,
+      `parley_lua_seconds_total did not grow over 200 events: ${t0}`);
+  });
+
+  test('/metrics: sends that arrive together share store commits (group commit: batches > commits)', async () => {
+    const before = (await metrics(srv)).text;
+    const b0 = sample(before, 'parley_store_batches_total');
+    const k0 = sample(before, 'parley_store_commits_total');
+    const clients = [];
+    try {
+      for (let i = 0; i < 10; i++) {
+        const s = sioClient(srv, '/messages', { query: { userId: `group-${i}` } });
+        clients.push(s);
+        await connected(s);
+      }
+      await Promise.all(clients.flatMap((s, i) => Array.from({ length: 20 }, (_, j) =>
+        s.timeout(5000).emitWithAck('message:send', {
+          conversationId: `group-commit-${i}`, clientMessageId: `g-${j}`, type: 'text', content: `m${j}`,
+        }).then((ack) => assert.equal(ack.status, 'sent', JSON.stringify(ack))))));
+    } finally {
+      for (const s of clients) s.disconnect();
+    }
+    const after = (await metrics(srv)).text;
+    const batches = sample(after, 'parley_store_batches_total') - b0;
+    const commits = sample(after, 'parley_store_commits_total') - k0;
+    assert.ok(batches >= 200, `200 acked sends, ${batches} batches`);
+    assert.ok(commits > 0 && commits < batches,
+      `200 concurrent sends: ${batches} batches in ${commits} commits (one fsync each?)`);
   });
 
   test('an unknown path answers 404 JSON', async () => {
@@ -150,6 +205,23 @@ describe('settings', () => {
       assert.equal(r.signal, null, `parley did not exit by itself (killed by ${r.signal}): it started with ${name}=${value}`);
       assert.notEqual(r.status, 0, `exit status: expected non-zero, got ${r.status}`);
       assert.match(r.stderr + r.stdout, new RegExp(`\\b${name}\\b`), `message does not name ${name}: ${r.stderr}`);
+    });
+  }
+
+  for (const [what, body, name] of [
+    ['a bad value', 'return { ping_interval = 5 }', 'ping_interval'],
+    ['a value of the wrong type', 'return { port = "high" }', 'port'],
+    ['an unknown setting', 'return { prot = 3000 }', 'prot'],
+    ['a file that does not compile', 'return { port = ', 'parley.conf.lua'],
+  ]) {
+    test(`a config file with ${what} is refused at start, naming ${name}`, () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-badconf-'));
+      const file = path.join(dir, 'parley.conf.lua');
+      fs.writeFileSync(file, body + '\n');
+      const r = runParley([], { PORT: String(40000 + Math.floor(Math.random() * 20000)), PARLEY_CONFIG: file });
+      assert.equal(r.signal, null, `parley did not exit by itself: it started with ${body}`);
+      assert.notEqual(r.status, 0, `exit status: expected non-zero, got ${r.status}`);
+      assert.ok((r.stderr + r.stdout).includes(name), `message does not name ${name}: ${r.stderr}`);
     });
   }
 
