@@ -81,3 +81,27 @@ test('a party\'s disconnect ends the call for the other; a conversation rings it
   assert.deepEqual(await b.next('call:ended'), { callId, reason: 'disconnected', by: 'd-a' });
   assert.equal((await b.request('call:invite', { kind: 'fax', toUserId: 'x' })).statusCode, 400);
 });
+
+test('the callee\'s disconnect ends an active call for the caller; a caller who leaves while it rings stops every ringing device', async () => {
+  const a = await srv.client('e-a');
+  const b = await srv.client('e-b');
+  const { callId } = await a.request('call:invite', { toUserId: 'e-b', kind: 'voice' });
+  await b.next('call:incoming');
+  await b.request('call:accept', { callId });
+  await a.next('call:accepted');
+  b.close();
+  assert.deepEqual(await a.next('call:ended'), { callId, reason: 'disconnected', by: 'e-b' });
+  // The call is over: both are free to call again.
+  const c = await srv.client('e-c');
+  const phone = await srv.client('e-d');
+  const laptop = await srv.client('e-d');
+  const again = await a.request('call:invite', { toUserId: 'e-d', kind: 'video' });
+  assert.equal(again.busy, undefined, JSON.stringify(again));
+  await phone.next('call:incoming');
+  await laptop.next('call:incoming');
+  a.close();
+  for (const dev of [phone, laptop]) {
+    assert.deepEqual(await dev.next('call:ended'), { callId: again.callId, reason: 'disconnected', by: 'e-a' });
+  }
+  assert.equal(await c.none('call:ended', 100), true, 'a bystander heard the call end');
+});

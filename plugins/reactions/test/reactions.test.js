@@ -48,3 +48,32 @@ test('bad reactions: no emoji 400, unknown message 404, a message of another con
   assert.equal((await b.request('reaction:add', { conversationId: 'rx2', messageId: 'ffffffffffffffff', emoji: 'x' })).statusCode, 404);
   assert.equal((await b.request('reaction:add', { conversationId: 'elsewhere', messageId, emoji: 'x' })).statusCode, 404);
 });
+
+test('reactions are stored: they come back with messages:sync after a restart on the same data directory', async () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-reactions-'));
+  const first = await parley.start({ plugins: ['reactions'], env: { PARLEY_DATA_DIR: dataDir } });
+  let messageId;
+  try {
+    const a = await first.client('keep-a');
+    const b = await first.client('keep-b');
+    await a.join('keep');
+    await b.join('keep');
+    ({ messageId } = await a.request('message:send', { conversationId: 'keep', type: 'text', content: 'stay' }));
+    assert.deepEqual(await b.request('reaction:add', { conversationId: 'keep', messageId, emoji: '🔥' }),
+      { success: true, changed: true });
+  } finally {
+    await first.stop();
+  }
+  const second = await parley.start({ plugins: ['reactions'], env: { PARLEY_DATA_DIR: dataDir } });
+  try {
+    const a = await second.client('keep-a');
+    const [m] = (await a.request('messages:sync', { conversationId: 'keep' })).messages;
+    assert.equal(m.messageId, messageId);
+    assert.deepEqual(m.reactions, { 'keep-b': '🔥' });
+  } finally {
+    await second.stop();
+  }
+});
