@@ -1109,17 +1109,48 @@ local function read_plugin_config(file)
 	return nil
 end
 
--- Runs a load or unload hook of each module; logs failures.
-local function run_lifecycle(modules, hook)
+-- A hook's failure: a Lua error is a 500 and logged; a returned refusal
+-- (nil/false, status, message) is the client's fault and not logged.
+local function script_failed(m, what, err)
+	if err == STOP then
+		log("error", module_tag(m) .. ": " .. what .. " was stopped: it ran longer than "
+			.. "the script time budget (PARLEY_SCRIPT_TIMEOUT)")
+		return 500, "a script took too long"
+	end
+	log("error", module_tag(m) .. ": " .. what .. " failed: " .. tostring(err))
+	return 500, "a script failed"
+end
+
+-- Runs the unload hook of each module of the version going away; logs
+-- failures and goes on (it goes either way).
+local function run_unload(modules)
 	for _, m in ipairs(modules) do
-		local fn = m.hooks[hook]
-		if type(fn) == "function" then
-			local ok, err = call(m, fn)
+		if m.hooks.unload then
+			local ok, err = call(m, m.hooks.unload)
 			if not ok then
-				script_failed(m, hook .. " hook", err)
+				script_failed(m, "unload hook", err)
 			end
 		end
 	end
+end
+
+-- Runs the load hook of each module of a new version, while the old one
+-- is still in force; nil, err (the module, the file and line) at the
+-- first that fails.
+local function run_load(modules)
+	for _, m in ipairs(modules) do
+		if m.hooks.load then
+			local ok, err = call(m, m.hooks.load)
+			if not ok then
+				if err == STOP then
+					return nil, m.path .. ": load hook stopped: it ran longer than the "
+						.. "script time budget (PARLEY_SCRIPT_TIMEOUT)"
+				end
+				return nil, m.name .. ": load hook failed: " .. tostring(err)
+			end
+		end
+	end
+	return true
 end
 
 local files_loaded = {}
@@ -1165,15 +1196,28 @@ local function build(scripts_dir, plugins, plugin_path, plugin_config, modules, 
 	return registry_new(modules)
 end
 
--- Loads the scripts folder and the plugins into a new registry beside the
--- one in force and, only if all of it loaded, swaps it in: the old modules
--- get their unload hook and lose their timers, the new ones get their load
--- hook. On any error the old registry stays and the new modules' timers go.
+-- Brings a new version up beside the one in force (STYLE.md 15): compiles
+-- and runs every module, builds the registry, runs the new load hooks,
+-- and only if all of that succeeded swaps it in; then the old modules get
+-- their unload hook and lose their timers. On any error the old version
+-- goes on untouched (its timers, its registry) and the new modules'
+-- timers go. The core calls this between loop iterations.
 -- Returns true or nil, err.
 function R.load(scripts_dir, plugins, plugin_path, config_file)
 	local modules, files = {}, {}
 	local r, err = build(scripts_dir, plugins, plugin_path,
 		read_plugin_config(config_file), modules, files)
+	if r then
+		-- The load hooks see the namespace they will serve as the default
+		-- (parley.to, parley.namespace).
+		local old_nsp = default_nsp
+		default_nsp = r.default or "/"
+		local ok, lerr = run_load(r.modules)
+		if not ok then
+			default_nsp = old_nsp
+			r, err = nil, lerr
+		end
+	end
 	if not r then
 		cancel_timers_of(modules)
 		return nil, err
@@ -1182,14 +1226,12 @@ function R.load(scripts_dir, plugins, plugin_path, config_file)
 		core.namespace(nsp)
 	end
 	local old = reg
+	reg = r
+	files_loaded = files
 	if old then
-		run_lifecycle(old.modules, "unload")
+		run_unload(old.modules)
 		cancel_timers_of(old.modules)
 	end
-	reg = r
-	default_nsp = r.default or "/"
-	files_loaded = files
-	run_lifecycle(r.modules, "load")
 	return true
 end
 
@@ -1214,18 +1256,6 @@ local function decode_args(args_json, att)
 		args = resolved
 	end
 	return args
-end
-
--- A hook's failure: a Lua error is a 500 and logged; a returned refusal
--- (nil/false, status, message) is the client's fault and not logged.
-local function script_failed(m, what, err)
-	if err == STOP then
-		log("error", module_tag(m) .. ": " .. what .. " was stopped: it ran longer than "
-			.. "the script time budget (PARLEY_SCRIPT_TIMEOUT)")
-		return 500, "a script took too long"
-	end
-	log("error", module_tag(m) .. ": " .. what .. " failed: " .. tostring(err))
-	return 500, "a script failed"
 end
 
 -- A new socket: runs the connect hooks. Returns the user id, or nil with a
