@@ -15,6 +15,9 @@ local json_null = json.null
 -- (core/guard.c); the scripts' pcall and xpcall give it back.
 local STOP = core.stop_token
 local jit = jit
+-- The metatable as it is, past a __metatable field: the runtime's metatables
+-- are hidden from scripts (see the sandbox below), not from the runtime.
+local metatable_of = debug.getmetatable
 
 local R = {}            -- what the core calls
 local reg               -- the registry in force: modules and their hooks
@@ -101,13 +104,13 @@ end
 
 -- ---- binary values ----
 
-local Binary = {}
+local Binary = { __metatable = false }
 Binary.__index = Binary
 local function binary(data)
 	return setmetatable({ data = data }, Binary)
 end
 local function is_binary(v)
-	return getmetatable(v) == Binary
+	return metatable_of(v) == Binary
 end
 
 -- Replaces {_placeholder=true, num=N} with the attachments they stand for.
@@ -216,6 +219,18 @@ Socket.__index = function(sock, k)
 	return nil
 end
 
+-- A socket is shared by every module, and a script may keep fields of its
+-- own on it; but one module cannot replace a method, or a field the core
+-- answers, for the others (sock.emit = ... is refused).
+Socket.__newindex = function(sock, k, v)
+	if Socket[k] ~= nil or lazy[k] then
+		error("sock." .. tostring(k) .. " belongs to the server and cannot be replaced", 2)
+	end
+	rawset(sock, k, v)
+end
+-- getmetatable(sock) is false: the methods are not a script's to patch.
+Socket.__metatable = false
+
 -- One profile table per connected user, shared by the user's sockets and
 -- refreshed by each new connect (the latest profile wins).
 local profiles = setmetatable({}, { __mode = "v" })
@@ -231,7 +246,7 @@ local function profile_of(identity)
 	return user
 end
 
-local Broadcast = {}
+local Broadcast = { __metatable = false }
 Broadcast.__index = Broadcast
 
 local function broadcast_new(nsp)
@@ -374,17 +389,10 @@ parley.crypto = {
 	base64url_decode = core.base64url_decode,
 }
 
-local function read_only(t, what)
-	return setmetatable({}, {
-		__index = t,
-		__newindex = function() error(what .. " is read-only", 2) end,
-		__metatable = false,
-	})
-end
-
 -- The server's settings a script may read: jwt_secret (when JWT mode is
--- on), ping_interval, ping_timeout, max_payload.
-parley.settings = read_only(core.settings, "parley.settings")
+-- on), ping_interval, ping_timeout, max_payload. Read-only, like all of
+-- `parley` as a module sees it (sandbox_env).
+parley.settings = core.settings
 
 function parley.namespace()
 	return default_nsp
@@ -395,10 +403,11 @@ function parley.to(room)
 	return broadcast_new(default_nsp):to(room)
 end
 
--- parley.of(nsp):to(room) / :emit(event, data): one object per namespace.
-local Namespace = {}
+-- parley.of(nsp):to(room) / :emit(event, data). A new object each call,
+-- as cheap as a broadcast: a cached one would be shared by every module,
+-- and one could change it for the others.
+local Namespace = { __metatable = false }
 Namespace.__index = Namespace
-local namespaces = {}
 
 function Namespace:to(room)
 	return broadcast_new(self.name):to(room)
@@ -409,12 +418,7 @@ function Namespace:emit(event, data)
 end
 
 function parley.of(nsp)
-	local n = namespaces[nsp]
-	if not n then
-		n = setmetatable({ name = nsp }, Namespace)
-		namespaces[nsp] = n
-	end
-	return n
+	return setmetatable({ name = nsp }, Namespace)
 end
 
 -- Every socket of the default namespace.
@@ -731,19 +735,85 @@ local function safe_xpcall(f, handler, ...)
 	end, ...))
 end
 
--- What a script may see: no io, os, debug, jit, ffi, require or load.
-local safe = {
-	assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-	pcall = safe_pcall, select = select, tonumber = tonumber, tostring = tostring,
-	type = type, unpack = unpack, xpcall = safe_xpcall, setmetatable = setmetatable,
-	getmetatable = getmetatable, rawget = rawget, rawset = rawset,
-	rawequal = rawequal, string = string, table = table, math = math,
-	parley = parley,
-}
+-- ---- the sandbox ----
+-- Every module runs in an environment of its own (STYLE.md 12): its own
+-- globals, its own copies of string, table and math, and its own read-only
+-- view of `parley`. What a module does to them (string.upper = ..., even
+-- rawset on its view of parley) it does to itself alone, and its next
+-- version starts afresh. What modules share on purpose is explicit:
+-- parley.shared (one module's state across its versions), parley.kv, the
+-- store, and the socket tables. The views are built once per module load;
+-- a call through one costs a metatable __index step, no function call.
+-- No io, os, debug, jit, ffi, require or load.
+
+local viewed = setmetatable({}, { __mode = "k" }) -- view -> the table it shows
+
+local function read_only(t, what)
+	local view = setmetatable({}, {
+		__index = t,
+		__newindex = function(_, k)
+			error(what .. " is read-only (setting " .. tostring(k) .. ")", 2)
+		end,
+		__metatable = false,
+	})
+	viewed[view] = t
+	return view
+end
+
+-- A read-only view of t, whose tables are views too (parley.store, ...).
+local function view_of(t, what)
+	local shown = {}
+	for k, v in pairs(t) do
+		if type(v) == "table" then
+			v = view_of(v, what .. "." .. k)
+		end
+		shown[k] = v
+	end
+	return read_only(shown, what)
+end
+
+-- next and pairs see through a view (LuaJIT has no __pairs) without
+-- handing out the table behind it; other tables go to the real ones.
+local function view_next(t, k)
+	return next(viewed[t] or t, k)
+end
+
+local function view_pairs(t)
+	if viewed[t] then
+		return view_next, t, nil
+	end
+	return pairs(t)
+end
+
+-- Strings keep the real metatable, so s:find() reaches the real string
+-- functions (the C ones included); but getmetatable("") gives a script
+-- false, not the table every module's strings go through. The same for
+-- the metatables the JSON values share (arrays, big numbers, raw JSON).
 string.dump = nil
+metatable_of("").__metatable = false
+json.array_mt.__metatable = false
+metatable_of(json.number("1")).__metatable = false
+metatable_of(json.raw("1")).__metatable = false
+
+local function copy(t)
+	local out = {}
+	for k, v in pairs(t) do
+		out[k] = v
+	end
+	return out
+end
 
 local function sandbox_env(name)
-	local env = setmetatable({}, { __index = safe })
+	local env = {
+		assert = assert, error = error, ipairs = ipairs, next = view_next,
+		pairs = view_pairs, pcall = safe_pcall, select = select,
+		tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
+		xpcall = safe_xpcall, setmetatable = setmetatable,
+		getmetatable = getmetatable, rawget = rawget, rawset = rawset,
+		rawequal = rawequal,
+		string = copy(string), table = copy(table), math = copy(math),
+		parley = view_of(parley, "parley"),
+	}
 	env.print = function(...)
 		local parts = {}
 		for i = 1, select("#", ...) do
@@ -1039,17 +1109,48 @@ local function read_plugin_config(file)
 	return nil
 end
 
--- Runs a load or unload hook of each module; logs failures.
-local function run_lifecycle(modules, hook)
+-- A hook's failure: a Lua error is a 500 and logged; a returned refusal
+-- (nil/false, status, message) is the client's fault and not logged.
+local function script_failed(m, what, err)
+	if err == STOP then
+		log("error", module_tag(m) .. ": " .. what .. " was stopped: it ran longer than "
+			.. "the script time budget (PARLEY_SCRIPT_TIMEOUT)")
+		return 500, "a script took too long"
+	end
+	log("error", module_tag(m) .. ": " .. what .. " failed: " .. tostring(err))
+	return 500, "a script failed"
+end
+
+-- Runs the unload hook of each module of the version going away; logs
+-- failures and goes on (it goes either way).
+local function run_unload(modules)
 	for _, m in ipairs(modules) do
-		local fn = m.hooks[hook]
-		if type(fn) == "function" then
-			local ok, err = call(m, fn)
+		if m.hooks.unload then
+			local ok, err = call(m, m.hooks.unload)
 			if not ok then
-				script_failed(m, hook .. " hook", err)
+				script_failed(m, "unload hook", err)
 			end
 		end
 	end
+end
+
+-- Runs the load hook of each module of a new version, while the old one
+-- is still in force; nil, err (the module, the file and line) at the
+-- first that fails.
+local function run_load(modules)
+	for _, m in ipairs(modules) do
+		if m.hooks.load then
+			local ok, err = call(m, m.hooks.load)
+			if not ok then
+				if err == STOP then
+					return nil, m.path .. ": load hook stopped: it ran longer than the "
+						.. "script time budget (PARLEY_SCRIPT_TIMEOUT)"
+				end
+				return nil, m.name .. ": load hook failed: " .. tostring(err)
+			end
+		end
+	end
+	return true
 end
 
 local files_loaded = {}
@@ -1095,15 +1196,28 @@ local function build(scripts_dir, plugins, plugin_path, plugin_config, modules, 
 	return registry_new(modules)
 end
 
--- Loads the scripts folder and the plugins into a new registry beside the
--- one in force and, only if all of it loaded, swaps it in: the old modules
--- get their unload hook and lose their timers, the new ones get their load
--- hook. On any error the old registry stays and the new modules' timers go.
+-- Brings a new version up beside the one in force (STYLE.md 15): compiles
+-- and runs every module, builds the registry, runs the new load hooks,
+-- and only if all of that succeeded swaps it in; then the old modules get
+-- their unload hook and lose their timers. On any error the old version
+-- goes on untouched (its timers, its registry) and the new modules'
+-- timers go. The core calls this between loop iterations.
 -- Returns true or nil, err.
 function R.load(scripts_dir, plugins, plugin_path, config_file)
 	local modules, files = {}, {}
 	local r, err = build(scripts_dir, plugins, plugin_path,
 		read_plugin_config(config_file), modules, files)
+	if r then
+		-- The load hooks see the namespace they will serve as the default
+		-- (parley.to, parley.namespace).
+		local old_nsp = default_nsp
+		default_nsp = r.default or "/"
+		local ok, lerr = run_load(r.modules)
+		if not ok then
+			default_nsp = old_nsp
+			r, err = nil, lerr
+		end
+	end
 	if not r then
 		cancel_timers_of(modules)
 		return nil, err
@@ -1112,14 +1226,12 @@ function R.load(scripts_dir, plugins, plugin_path, config_file)
 		core.namespace(nsp)
 	end
 	local old = reg
+	reg = r
+	files_loaded = files
 	if old then
-		run_lifecycle(old.modules, "unload")
+		run_unload(old.modules)
 		cancel_timers_of(old.modules)
 	end
-	reg = r
-	default_nsp = r.default or "/"
-	files_loaded = files
-	run_lifecycle(r.modules, "load")
 	return true
 end
 
@@ -1146,18 +1258,6 @@ local function decode_args(args_json, att)
 	return args
 end
 
--- A hook's failure: a Lua error is a 500 and logged; a returned refusal
--- (nil/false, status, message) is the client's fault and not logged.
-local function script_failed(m, what, err)
-	if err == STOP then
-		log("error", module_tag(m) .. ": " .. what .. " was stopped: it ran longer than "
-			.. "the script time budget (PARLEY_SCRIPT_TIMEOUT)")
-		return 500, "a script took too long"
-	end
-	log("error", module_tag(m) .. ": " .. what .. " failed: " .. tostring(err))
-	return 500, "a script failed"
-end
-
 -- A new socket: runs the connect hooks. Returns the user id, or nil with a
 -- status and a message.
 function R.connect(id, nsp, query, auth_json, authorization, address)
@@ -1182,8 +1282,8 @@ function R.connect(id, nsp, query, auth_json, authorization, address)
 					"the identity it returned has no string userId")
 			end
 			identity = res
-			sock.userId = res.userId
-			sock.user = profile_of(res)
+			rawset(sock, "userId", res.userId)
+			rawset(sock, "user", profile_of(res))
 		end
 	end
 	if not identity then

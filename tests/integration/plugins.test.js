@@ -3,7 +3,8 @@
 // (plugin_config in the config file) is checked against its schema.lua and
 // filled with defaults, and a bad one stops parley at start with a message
 // that names the plugin and the field. What a plugin registers goes when it
-// unloads: its timers stop, its unload hook runs.
+// unloads: its timers stop, its unload hook runs. Several modules' hooks run
+// by priority, then configuration order (tests/plugins/order_{a,b,c}).
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -96,3 +97,28 @@ return {
     await srv.stop();
   }
 });
+
+// tests/plugins/order_{a,b,c}: b has priority 10, a and c 0. Each one's
+// connected hook, filter and handler emit "order:ran" as they run, and
+// each handler returns its name (the first value returned is the ack).
+for (const [plugins, expected] of [
+  ['order_c,order_a,order_b', ['b', 'c', 'a']],
+  ['order_a,order_c,order_b', ['b', 'a', 'c']],
+]) {
+  test(`hooks of several modules run by priority, then configuration order: PARLEY_PLUGINS=${plugins} runs ${expected.join(', ')}`, async () => {
+    const srv = await h.startParley({ env: { PARLEY_PLUGINS: `testkit,${plugins}` } });
+    const s = h.sioClient(srv, '/messages', { query: { userId: 'order' }, transports: ['websocket'] });
+    const ran = [];
+    s.on('order:ran', (what) => ran.push(what));
+    try {
+      await h.connected(s);
+      const ack = await s.timeout(3000).emitWithAck('order:probe', {});
+      await h.sleep(50);
+      assert.deepEqual(ran, ['connected', 'filter', 'event'].flatMap((hook) => expected.map((m) => `${hook}:${m}`)));
+      assert.equal(ack, expected[0], 'the ack is not the first handler\'s value');
+    } finally {
+      s.close();
+      await srv.stop();
+    }
+  });
+}

@@ -3,8 +3,12 @@
 // iterations, on a file change or SIGHUP; a broken version is refused with
 // its file and line and the old one keeps running. Under load: 200 clients
 // in rooms of 10 keep talking while the plugin is reloaded 10 times (one
-// broken): no disconnect, no lost event or ack, the new version answering
-// right after each good reload, and shared state carried over.
+// broken): no disconnect, no lost or duplicated event or ack, the new
+// version answering right after each good reload, and shared state carried
+// over. A version whose load hook throws is refused the same way, the old
+// one still running (timers too). And the default scripts reload while
+// their state is live: typing and presence kept in parley.shared by
+// scripts/chat.lua are finished by the new version.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -12,6 +16,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const h = require('./harness');
+const parley = require('../harness/parley-testing');
 
 // A plugin whose every reply says which version answered.
 function pluginSource(version, broken = false) {
@@ -90,7 +95,9 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
   const N = 200, ROOM = 10;
   const clients = [];
   let disconnects = 0;
-  const heard = new Map(); // "from:n" -> count
+  // "receiver<-from:n" -> how many times that receiver heard that message
+  const heard = new Map();
+  const said = []; // { from, n } of every rl:say sent (from: the client index)
   let sent = 0, acked = 0, ackErrors = 0;
   try {
     for (let i = 0; i < N; i += 20) {
@@ -99,7 +106,7 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
         await h.connected(s);
         s.on('disconnect', () => { disconnects++; });
         s.on('rl:heard', (m) => {
-          const key = `${m.from}:${m.n}`;
+          const key = `u${i + k}<-${m.from}:${m.n}`;
           heard.set(key, (heard.get(key) || 0) + 1);
         });
         await s.timeout(3000).emitWithAck('test:join', { room: `r${Math.floor((i + k) / ROOM)}` });
@@ -111,6 +118,7 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
     const loops = clients.map(async (s, i) => {
       for (let n = 0; talking; n++) {
         sent++;
+        said.push({ from: i, n });
         s.timeout(10000).emitWithAck('rl:say', { room: `r${Math.floor(i / ROOM)}`, n })
           .then((r) => { if (typeof r.version === 'number') acked++; else ackErrors++; },
             () => { ackErrors++; });
@@ -143,15 +151,143 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
     assert.equal(disconnects, 0, 'a client was disconnected');
     assert.equal(ackErrors, 0, 'an event failed or timed out');
     assert.equal(acked, sent, 'an ack was lost');
-    let lost = 0;
-    for (const count of heard.values()) lost += ROOM - 1 - count;
-    assert.equal(heard.size, sent, 'a message was heard by nobody');
-    assert.equal(lost, 0, `${lost} deliveries lost`);
+    // Each message exactly once at each other member of its room: counted
+    // per receiver, so a duplicate somewhere cannot hide a loss elsewhere.
+    let lost = 0, duplicated = 0, expected = 0;
+    const missing = [];
+    for (const { from, n } of said) {
+      const first = Math.floor(from / ROOM) * ROOM;
+      for (let r = first; r < first + ROOM; r++) {
+        if (r === from) continue;
+        expected++;
+        const count = heard.get(`u${r}<-u${from}:${n}`) || 0;
+        if (count === 0) {
+          lost++;
+          if (missing.length < 5) missing.push(`u${r} did not hear u${from}:${n}`);
+        }
+        if (count > 1) duplicated += count - 1;
+      }
+    }
+    assert.equal(lost, 0, `${lost} deliveries lost: ${missing.join('; ')}`);
+    assert.equal(duplicated, 0, `${duplicated} deliveries duplicated`);
+    assert.equal(heard.size, expected, 'a client heard a message not meant for it');
     const status = await observer.timeout(3000).emitWithAck('rl:version');
     assert.equal(status.total, sent, 'the shared counter did not survive the reloads');
     console.log(`# reload: ${sent} events, 9 reloads swapped in after ${took.join(', ')} ms`);
   } finally {
     clients.forEach((s) => s.close());
     assert.equal((await srv.stop()).code, 0);
+  }
+});
+
+// A plugin whose load hook starts a timer counting for its version, and
+// fails on purpose when told to (after starting the timer).
+function loadHookSource(version, fail) {
+  return `-- loadhook v${version}: written by tests/integration/reload.test.js
+local ticks = parley.shared("ticks")
+return {
+	load = function()
+		parley.timer(20, function() ticks[${version}] = (ticks[${version}] or 0) + 1 end, true)
+		${fail ? 'error("load failed on purpose")' : ''}
+	end,
+	events = {
+		["lh:state"] = function()
+			return { version = ${version}, one = ticks[1] or 0, two = ticks[2] or 0, three = ticks[3] or 0 }
+		end,
+	},
+}
+`;
+}
+
+test('a version whose load hook throws is refused: the old one keeps running, its timers too, the new one\'s timers are cancelled, and the error is logged with file and line', { timeout: 30000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-loadhook-'));
+  fs.mkdirSync(path.join(dir, 'loadhook'));
+  const file = path.join(dir, 'loadhook', 'init.lua');
+  fs.writeFileSync(file, loadHookSource(1, false));
+  const srv = await h.startParley({ env: { PARLEY_PLUGIN_PATH: `${dir};${path.join(h.ROOT, 'tests', 'plugins')}`,
+    PARLEY_PLUGINS: 'testkit,loadhook', PARLEY_WATCH: '0' } });
+  const s = h.sioClient(srv, '/messages', { query: { userId: 'loadhook' }, transports: ['websocket'] });
+  let disconnects = 0;
+  s.on('disconnect', () => { disconnects++; });
+  const state = () => s.timeout(3000).emitWithAck('lh:state');
+  try {
+    await h.connected(s);
+    await h.sleep(200);
+    assert.ok((await state()).one > 0, 'version 1\'s timer is not running');
+
+    fs.writeFileSync(file, loadHookSource(2, true));
+    srv.proc.kill('SIGHUP');
+    await h.sleep(300);
+    const mid = await state();
+    await h.sleep(300);
+    const after = await state();
+    assert.equal(after.version, 1, 'the version whose load hook failed was swapped in');
+    assert.ok(after.one > mid.one, 'the old version\'s timer stopped');
+    assert.equal(after.two, 0, 'the failed version\'s timer runs');
+    assert.match(srv.logs(), /scripts not loaded: loadhook: load hook failed: .*loadhook\/init\.lua:6: load failed on purpose/);
+
+    // A good version afterwards takes over as usual.
+    fs.writeFileSync(file, loadHookSource(3, false));
+    srv.proc.kill('SIGHUP');
+    await h.sleep(300);
+    const third = await state();
+    await h.sleep(300);
+    const last = await state();
+    assert.equal(last.version, 3);
+    assert.equal(last.one, third.one, 'version 1\'s timer outlived its replacement');
+    assert.ok(last.three > third.three, 'version 3\'s timer is not running');
+    assert.equal(last.two, 0);
+    assert.equal(disconnects, 0, 'the client was disconnected');
+  } finally {
+    s.close();
+    assert.equal((await srv.stop()).code, 0);
+  }
+});
+
+test('scripts/chat.lua reloaded while typing and presence are live: connections stay, and the new version finishes the typing and the offline the old one started (parley.shared)', { timeout: 30000 }, async () => {
+  const { dir } = makeTree();
+  const chat = path.join(dir, 'scripts', 'chat.lua');
+  const srv = await parley.start({ plugins: ['testkit'], pluginPath: [path.join(h.ROOT, 'tests', 'plugins')],
+    env: { PARLEY_SCRIPTS: path.join(dir, 'scripts'), PARLEY_WATCH: '0' },
+    config: '{ plugin_config = { chat = { typing_ttl_ms = 3000, presence_grace_ms = 3000 } } }' });
+  try {
+    const ann = await srv.client('live-ann');
+    const bob = await srv.client('live-bob');
+    const cy = await srv.client('live-cy');
+    let disconnects = 0;
+    for (const c of [ann, bob]) c.socket.on('disconnect', () => { disconnects++; });
+    for (const c of [ann, bob, cy]) await c.join('live');
+    assert.deepEqual(await ann.request('typing:start', { conversationId: 'live' }), { success: true });
+    assert.equal((await bob.next('typing:start')).version, undefined);
+    cy.close(); // offline after the grace period
+    await h.sleep(100);
+
+    // The new version marks what it sends.
+    let src = fs.readFileSync(chat, 'utf8');
+    const edits = [
+      ['isTyping = true,', 'isTyping = true, version = 2,'],
+      ['isTyping = false', 'isTyping = false, version = 2'],
+      ['emit(event, { userId = user })', 'emit(event, { userId = user, version = 2 })'],
+    ];
+    for (const [from, to] of edits) {
+      assert.ok(src.includes(from), `scripts/chat.lua no longer has ${from}`);
+      src = src.split(from).join(to);
+    }
+    fs.writeFileSync(chat, src);
+    await srv.reload();
+    assert.match(srv.logs(), /scripts reloaded/);
+
+    // Nobody refreshed ann's typing: the new version's sweep ends it, and
+    // cy's grace period ends under the new version too.
+    assert.deepEqual(await bob.next('typing:stop', 6000),
+      { conversationId: 'live', userId: 'live-ann', isTyping: false, version: 2 });
+    assert.deepEqual(await ann.next('user:offline', 6000), { userId: 'live-cy', version: 2 });
+    assert.deepEqual(await bob.next('user:offline', 6000), { userId: 'live-cy', version: 2 });
+    // The connections and their rooms are still there.
+    assert.deepEqual(await bob.request('typing:start', { conversationId: 'live' }), { success: true });
+    assert.equal((await ann.next('typing:start')).version, 2);
+    assert.equal(disconnects, 0, 'a client was disconnected by the reload');
+  } finally {
+    await srv.stop();
   }
 });
