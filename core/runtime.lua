@@ -201,8 +201,16 @@ local function handshake_table(query, auth_json, authorization, address)
 		 address = address, headers = { authorization = authorization } }
 end
 
+-- The handshake of a socket whose connect hooks are running: they see it
+-- as sock.handshake without the socket table growing a field for it.
+local connecting = setmetatable({}, { __mode = "k" })
+
 function lazy.handshake(sock)
-	local hs = handshake_table(core.handshake(sock.id))
+	local hs = connecting[sock]
+	if hs then
+		return hs
+	end
+	hs = handshake_table(core.handshake(sock.id))
 	rawset(sock, "handshake", hs)
 	return hs
 end
@@ -1260,11 +1268,9 @@ end
 
 -- A new socket: runs the connect hooks. Returns the user id, or nil with a
 -- status and a message.
-function R.connect(id, nsp, query, auth_json, authorization, address)
-	local hs = handshake_table(query, auth_json, authorization, address)
-	local sock = setmetatable({ id = id, namespace = nsp }, Socket)
-	-- The hooks see the handshake on the socket too; it is not kept there.
-	rawset(sock, "handshake", hs)
+-- Runs the connect hooks in order: the identity the first one gave, or
+-- nil, status, message (a refusal, or a hook that failed).
+local function identify(sock, hs, nsp, address)
 	local identity
 	for _, h in ipairs(reg.connect) do
 		local ok, res, status, message = call(h.module, h.fn, sock, hs)
@@ -1291,14 +1297,24 @@ function R.connect(id, nsp, query, auth_json, authorization, address)
 			.. "): nobody identified the socket")
 		return nil, 401, "unauthorized"
 	end
+	return identity
+end
+
+function R.connect(id, nsp, query, auth_json, authorization, address)
+	local hs = handshake_table(query, auth_json, authorization, address)
+	-- Sized for the fields every socket gets: one allocation, no rehash.
+	local sock = setmetatable({ id = id, namespace = nsp, userId = nil, user = nil }, Socket)
+	connecting[sock] = hs
+	local identity, status, message = identify(sock, hs, nsp, address)
+	connecting[sock] = nil
+	if not identity then
+		return nil, status, message
+	end
 	local most = core.settings.max_user_sockets
 	if most > 0 and core.room_size(nsp, "user:" .. identity.userId) >= most then
 		core.limit("max_user_sockets", "user " .. identity.userId .. " has " .. most
 			.. " sockets already (PARLEY_MAX_USER_SOCKETS): connect refused")
 		return nil, 429, "too many connections for this user"
-	end
-	if rawget(sock, "handshake") == hs then
-		rawset(sock, "handshake", nil)
 	end
 	sockets[id] = sock
 	return identity.userId
