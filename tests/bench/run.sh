@@ -162,7 +162,7 @@ START=$(date +%s)
 echo "== $ROUNDS round(s); servers on core $SERVER_CPU, loadgen on core $LOADGEN_CPU; logs in $TMP"
 for round in $(seq "$ROUNDS"); do
 	echo "== round $round"
-	want idle && scenario idle "$round" 0 --mode idle --clients $IDLE_N --room 10 --users 1 --hold 2
+	want idle && scenario idle "$round" 0 --mode idle --clients $IDLE_N --room 10 --hold 2
 	want fanout && scenario fanout "$round" 1 --mode fanout --clients $N --room 10 --window 8 \
 		--duration $FANOUT_DUR
 	want latency && scenario latency "$round" 1 --mode latency --clients $N --room 10 --rate 2000 \
