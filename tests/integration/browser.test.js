@@ -1,8 +1,9 @@
 // browser.test.js - the example chat page (examples/web), served by parley
 // (PARLEY_STATIC) and driven in headless Chromium (Debian's package, through
 // playwright-core): two users chat; each sees the other's messages, the
-// typing indicator and presence; the sender's ticks turn from ✓ to blue ✓✓
-// once read - checked on a screenshot of the tick, pixel by pixel.
+// typing indicator and presence; the sender's ticks turn from ✓ to grey ✓✓
+// once delivered and blue ✓✓ once read - checked on screenshots of the
+// ticks, pixel by pixel.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -25,7 +26,8 @@ function pixelsNear(png, [r, g, b], tolerance = 40) {
 }
 
 test('two users chat in the example page in headless Chromium: messages, typing, presence, ticks turning blue', {
-  skip: ready ? false : 'needs /usr/bin/chromium and examples/web/node_modules (tests/deps.sh --test installs both)',
+  // In CI (tests/run.sh installs both) a missing browser is a failure, not a skip.
+  skip: ready || process.env.CI ? false : 'needs /usr/bin/chromium and examples/web/node_modules (tests/deps.sh --test installs both)',
   timeout: 60000,
 }, async () => {
   const { chromium } = require('playwright-core');
@@ -34,9 +36,10 @@ test('two users chat in the example page in headless Chromium: messages, typing,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
   try {
-    const page = async (me, peer) => {
+    assert.ok(ready, 'chromium or examples/web/node_modules is missing');
+    const page = async (me, peer, conversation = 'web-demo') => {
       const p = await (await browser.newContext({ viewport: { width: 480, height: 640 } })).newPage();
-      await p.goto(`${srv.url}/app/?me=${me}&peer=${peer}&conversation=web-demo`);
+      await p.goto(`${srv.url}/app/?me=${me}&peer=${peer}&conversation=${conversation}`);
       await p.waitForSelector('body[data-ready="true"]', { timeout: 10000 });
       return p;
     };
@@ -69,6 +72,23 @@ test('two users chat in the example page in headless Chromium: messages, typing,
     // bob leaves: after the grace period ann sees him offline.
     await bob.context().close();
     await ann.waitForSelector('#presence.offline', { timeout: 10000 });
+
+    // carl (a socket.io client, not a page) only acknowledges delivery: ann's
+    // tick turns grey ✓✓, and not blue.
+    const carl = h.sioClient(srv, '/messages', { query: { userId: 'carl' } });
+    await h.connected(carl);
+    await carl.emitWithAck('conversation:join', { conversationId: 'web-grey' });
+    carl.on('message:received', (m) => carl.emit('message:delivered',
+      { conversationId: m.conversationId, messageIds: [m.messageId] }));
+    const ann2 = await page('ann', 'carl', 'web-grey');
+    await ann2.type('#text', 'hello carl');
+    await ann2.press('#text', 'Enter');
+    const grey = await ann2.waitForSelector('#messages li.mine .ticks.delivered');
+    assert.equal(await grey.textContent(), '✓✓');
+    const gpng = PNG.sync.read(await grey.screenshot());
+    assert.ok(pixelsNear(gpng, [0x99, 0x99, 0x99], 60) >= 8, 'the delivered ticks are not grey on screen');
+    assert.ok(pixelsNear(gpng, [0x34, 0xb7, 0xf1], 60) < 3, 'the delivered ticks are blue: shown as read');
+    carl.disconnect();
   } finally {
     await browser.close();
     await srv.stop();
