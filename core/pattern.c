@@ -23,8 +23,9 @@
  * short subject is done sooner without it. */
 #define SCAN_AFTER 4
 
-/* What a subject byte is, for the classes %a %c %d %l %p %s %u %x %w %z:
- * ASCII whatever the locale, as LuaJIT's own tables. */
+/* What a subject byte is, for the classes %a %c %d %g %l %p %s %u %w %x %z
+ * (%g, printable but not space, is LuaJIT's too, from Lua 5.2): ASCII
+ * whatever the locale, as LuaJIT's own tables. */
 enum {
 	K_ALPHA = 1 << 0,
 	K_CNTRL = 1 << 1,
@@ -35,6 +36,7 @@ enum {
 	K_UPPER = 1 << 6,
 	K_XDIGIT = 1 << 7,
 	K_ZERO = 1 << 8,
+	K_GRAPH = 1 << 9,
 };
 
 /* A set of bytes, for scanning a run of one item fast. */
@@ -113,6 +115,8 @@ static void tables_init(void)
 			k |= K_CNTRL;
 		if (c == ' ' || (c >= '\t' && c <= '\r'))
 			k |= K_SPACE;
+		if (c > 32 && c < 127)
+			k |= K_GRAPH;
 		if (c > 32 && c < 127 && !(k & (K_ALPHA | K_DIGIT)))
 			k |= K_PUNCT;
 		if (c == 0)
@@ -122,6 +126,7 @@ static void tables_init(void)
 	class_kinds['a'] = K_ALPHA;
 	class_kinds['c'] = K_CNTRL;
 	class_kinds['d'] = K_DIGIT;
+	class_kinds['g'] = K_GRAPH;
 	class_kinds['l'] = K_LOWER;
 	class_kinds['p'] = K_PUNCT;
 	class_kinds['s'] = K_SPACE;
