@@ -1,7 +1,8 @@
 /* guard.c - the runaway-script guard (see guard.h): a per-call allocation
  * budget in the Lua state's allocator, and a time budget enforced by a count
  * hook that a ticking SIGALRM installs once a call has run too long (the way
- * luajit.c stops a script on Ctrl-C). The ticker runs only while Lua does. */
+ * luajit.c stops a script on Ctrl-C), and by guard_check for C code that runs
+ * long (pattern matching). The ticker runs only while Lua does. */
 #define _GNU_SOURCE
 #include "guard.h"
 
@@ -78,15 +79,52 @@ static void *guard_alloc(void *ud, void *p, size_t osize, size_t nsize)
 	return q;
 }
 
+/* Raises the stop in L: the error the runtime knows and passes on. */
+static void stop_script(lua_State *L)
+{
+	stopped = 1;
+	lua_pushlightuserdata(L, &stop_token);
+	lua_error(L);
+}
+
+/* Whether the function at `level` of L's stack runs for the runtime: it is
+ * the runtime's code, or a Lua helper of the host's that the runtime called.
+ * Scripts and the runtime are files ("@path"); a Lua chunk named "=..." is
+ * such a helper (gmatch's iterator, core/pattern.c) and runs for its caller.
+ * A C function counts as a script's: the runtime calls scripts through
+ * xpcall, so what a script tail-calls looks called by xpcall. */
+static int runs_for_runtime(lua_State *L, int level)
+{
+	lua_Debug ar;
+
+	while (lua_getstack(L, level, &ar) && lua_getinfo(L, "S", &ar)) {
+		if (ar.what[0] == 'C' || ar.source[0] != '=')
+			return strcmp(ar.source, protected_source) == 0;
+		level++;
+	}
+	return 0;
+}
+
 /* Runs every STOP_EVERY instructions once the budget is spent: stops the
  * script's code wherever it is, but lets the runtime finish its work. */
 static void on_stop_hook(lua_State *L, lua_Debug *ar)
 {
-	if (!lua_getinfo(L, "S", ar) || strcmp(ar->source, protected_source) == 0)
-		return;
-	stopped = 1;
-	lua_pushlightuserdata(L, &stop_token);
-	lua_error(L);
+	(void)ar;
+	if (!runs_for_runtime(L, 0))
+		stop_script(L);
+}
+
+int guard_expired(void)
+{
+	return hooked;
+}
+
+void guard_check(lua_State *L)
+{
+	/* Level 1 is what called the running C function: the runtime's own
+	 * calls finish, as under the hook. */
+	if (guard_expired() && !runs_for_runtime(L, 1))
+		stop_script(L);
 }
 
 static void ticker_set(long ms)

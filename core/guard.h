@@ -4,6 +4,8 @@
  * the script's code (not the runtime's) with an error that the script's own
  * pcall cannot keep (runtime.lua rethrows it). Script code runs with the JIT
  * off for its functions, since LuaJIT runs no hooks inside compiled loops.
+ * A hook runs only between Lua instructions, so C functions that can run
+ * long ask guard_check themselves (pattern matching, core/pattern.c).
  * Memory: the state's allocator refuses what would grow the heap by more
  * than the budget during one call. */
 #ifndef PARLEY_GUARD_H
@@ -29,6 +31,16 @@ int guard_leave(lua_State *L);
 
 /* The error value a stop raises (a light userdata no script can make). */
 void *guard_stop_token(void);
+
+/* 1 when the running call has spent its time budget, else 0. Cheap: reads
+ * the flag the ticker sets. */
+int guard_expired(void);
+
+/* For C functions that scripts call and that can run long: once the budget
+ * is spent, stops the script there as the hook would (raises the stop
+ * token in L, counted as a stop), unless the runtime called the function;
+ * otherwise returns. Call it every few thousand steps. */
+void guard_check(lua_State *L);
 
 /* Counters for /metrics. */
 extern uint64_t guard_timeouts;         /* calls stopped for running too long */

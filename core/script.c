@@ -20,6 +20,7 @@
 #include "log.h"
 #include "messages.h"
 #include "metrics.h"
+#include "pattern.h"
 #include "script.h"
 #include "server.h"
 #include "store.h"
@@ -953,6 +954,11 @@ int script_init(void)
 	if (!L)
 		return -1;
 	luaL_openlibs(L);
+	/* string.find, match, gmatch and gsub that the guard can stop (also
+	 * s:find: strings index this table), before any Lua code runs. */
+	lua_getglobal(L, "string");
+	pattern_register(L, guard_check);
+	lua_pop(L, 1);
 
 	if (luaL_loadbuffer(L, runtime_lua, runtime_lua_len, "@core/runtime.lua") != 0) {
 		log_error("lua: %s", lua_tostring(L, -1));

@@ -141,3 +141,26 @@ const requests = {
 };
 for (const [name, [method, p, body]] of Object.entries(requests))
 	put('api', name, Buffer.concat([Buffer.from([method]), Buffer.from(`${p}\n${body}`)]));
+
+// Pattern matching (fuzz_pattern.c): [call | init << 3, pattern length],
+// the pattern, the subject. Calls: 0 find, 1 plain find, 2 find from init,
+// 3 match, 4 gsub with a template, 5 with a function, 6 with a table,
+// 7 gmatch; init is the byte's high bits minus 8.
+const patterns = {
+	'find-class': [0, '%d+', 'abc 123 def'],
+	'find-plain': [1 | (9 << 3), 'a.b', 'xxa.bxxa.b'],
+	'find-init': [2 | (4 << 3), '[^/]+', '/api/rooms/lobby'],
+	'match-captures': [3 | (8 << 3), '^(%w+)=(%w*)$', 'key=value'],
+	'match-position': [3 | (8 << 3), '()a()', 'xxaxx'],
+	'match-backref': [3 | (8 << 3), '(["\'])(.-)%1', 'say "hi" now'],
+	'gsub-template': [4 | (10 << 3), '(%w+) (%w+)', 'hello world from parley'],
+	'gsub-function': [5, '%a', 'abc(ab'],
+	'gsub-table': [6, '.', 'abxab'],
+	'gmatch-empty': [7, 'a*', 'baaac'],
+	'balance-frontier': [3 | (8 << 3), '%f[%a]%b()', 'x (a(b)c) y'],
+	'malformed': [0, '[a%', 'abc'],
+	'nul-in-pattern': [0, '.\0x', 'a\0b'],
+	'backtracking': [0, '.-.-.-.-.-x', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaa'],
+};
+for (const [name, [op, p, s]] of Object.entries(patterns))
+	put('pattern', name, Buffer.concat([Buffer.from([op, Buffer.byteLength(p)]), Buffer.from(p), Buffer.from(s)]));

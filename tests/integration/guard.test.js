@@ -1,7 +1,8 @@
 // guard.test.js - runaway scripts are stopped (STYLE.md 16): a handler that
 // loops forever (an interpreted loop, a loop LuaJIT would compile, a loop
-// that catches the stop with pcall) or allocates without bound fails only its
-// own event, with a 500 error, within its budget; everyone else is served.
+// that catches the stop with pcall, a pattern that backtracks without end)
+// or allocates without bound fails only its own event, with a 500 error,
+// within its budget; everyone else is served.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -56,6 +57,26 @@ for (const [event, what] of [
     assert.ok(took >= BUDGET_MS * 0.9 && took < 2000, `stopped after ${took} ms`);
     assert.equal(await metric('parley_lua_stopped_total'), stoppedBefore + 1);
     assert.equal(await bystander.timeout(2000).emitWithAck('test:echo', 'hi'), 'hi');
+  });
+}
+
+// Inside one call of a C function no hook runs: parley's own pattern
+// matcher asks the guard as it goes (core/pattern.c). No timing assertion
+// here: that the 500 arrives at all is the proof (without it, the server
+// hung: LuaJIT's matcher would take years on these).
+for (const [event, what] of [
+  ['test:pattern', 'string.find backtracking without end (".-" six times on 2000 bytes)'],
+  ['test:pattern-pcall', 'the same find, and a match, behind pcall and xpcall'],
+  ['test:gsub-spin', 'gsub whose replacement function loops forever'],
+]) {
+  test(`${what} (${event}) is stopped: ack and error event are 500, the stop is counted, the bystander still talks`, async () => {
+    const stoppedBefore = await metric('parley_lua_stopped_total');
+    const { ack, err } = await runaway(event);
+    assert.deepEqual(ack, { status: 'error', message: 'a script took too long', statusCode: 500 });
+    assert.equal(err.statusCode, 500);
+    assert.equal(await metric('parley_lua_stopped_total'), stoppedBefore + 1);
+    assert.equal(await bystander.timeout(2000).emitWithAck('test:echo', 'hi'), 'hi');
+    assert.equal((await fetch(`${srv.url}/healthz`)).status, 200);
   });
 }
 

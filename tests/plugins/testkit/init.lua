@@ -115,6 +115,27 @@ return {
 			end
 		end,
 
+		-- Pattern matching that backtracks without end, all inside one C
+		-- call where no hook runs: parley's own matcher asks the guard.
+		["test:pattern"] = function()
+			return (string.rep("a", 2000)):find(".-.-.-.-.-.-x")
+		end,
+
+		-- The same behind pcall and xpcall: what they catch is returned,
+		-- which happens only if the stop was kept.
+		["test:pattern-pcall"] = function()
+			local s = string.rep("a", 2000)
+			local _, err = pcall(string.find, s, ".-.-.-.-.-.-x")
+			local _, err2 = xpcall(function() return s:match("(.-)(.-)(.-)(.-)(.-)x") end,
+				function(e) return e end)
+			return { caught = tostring(err), caught2 = tostring(err2) }
+		end,
+
+		-- gsub calling a replacement function that never returns.
+		["test:gsub-spin"] = function()
+			return (("abc"):gsub(".", function() while true do end end))
+		end,
+
 		["test:hog"] = function()
 			local t = {}
 			while true do
