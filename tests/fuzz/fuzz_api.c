@@ -10,6 +10,7 @@
  * server error (507, the store full, excepted), and an error's JSON body
  * must carry a message. A 500 means a route's script failed on the input:
  * a finding. */
+#define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -162,6 +163,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1 || size > 65536)
 		return 0;
 	len = build_request(data, size, req, sizeof(req));
+	/* lws refuses a URI carrying %00 by closing the connection, before
+	 * parley sees the request: no answer to check. */
+	if (memmem(req, (size_t)(strchr(req, '\r') - req), "%00", 3))
+		return 0;
 	n = exchange(req, len, resp, sizeof(resp));
 	if (n < 12 || sscanf(resp, "HTTP/1.%*c %d", &status) != 1) {
 		fprintf(stderr, "fuzz_api: no status line in %zu bytes:\n%.200s\n", n, resp);
