@@ -26,7 +26,7 @@ uint64_t guard_timeouts;
 uint64_t guard_memory_refusals;
 
 static lua_State *state;
-static const char *protected_source;
+static const char *const *protected_sources;
 static char stop_token;
 
 /* Bytes the Lua state has allocated since the guard began counting (signed:
@@ -82,8 +82,11 @@ static void *guard_alloc(void *ud, void *p, size_t osize, size_t nsize)
  * script's code wherever it is, but lets the runtime finish its work. */
 static void on_stop_hook(lua_State *L, lua_Debug *ar)
 {
-	if (!lua_getinfo(L, "S", ar) || strcmp(ar->source, protected_source) == 0)
+	if (!lua_getinfo(L, "S", ar))
 		return;
+	for (const char *const *s = protected_sources; *s; s++)
+		if (strcmp(ar->source, *s) == 0)
+			return;
 	stopped = 1;
 	lua_pushlightuserdata(L, &stop_token);
 	lua_error(L);
@@ -127,13 +130,13 @@ out:
 	errno = saved;
 }
 
-lua_State *guard_newstate(int timeout_ms, size_t budget, const char *source)
+lua_State *guard_newstate(int timeout_ms, size_t budget, const char *const *sources)
 {
 	struct sigevent sev;
 	struct sigaction sa;
 
 	memory_budget = (long long)budget;
-	protected_source = source;
+	protected_sources = sources;
 	tick_ms = timeout_ms / 4;
 	if (tick_ms < 5)
 		tick_ms = 5;
