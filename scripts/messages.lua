@@ -523,6 +523,11 @@ return {
 			if type(d) ~= "table" or json.is_array(d) then
 				return nil, 400, "the body must be a JSON object"
 			end
+			-- The store refuses a longer id with an error: a 400 here.
+			local ok, err = id_field(req.params, "id")
+			if not ok then
+				return nil, 400, "the user " .. err
+			end
 			local profile = {}
 			for _, f in ipairs({ "name", "phoneNumber", "avatar" }) do
 				if d[f] ~= nil then
