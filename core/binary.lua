@@ -16,13 +16,17 @@ local function is_binary(v)
 end
 
 -- Replaces {_placeholder=true, num=N} with the attachments they stand for.
+-- As socket.io-parser decides: every object whose _placeholder is true is
+-- one, and its num must be the index of an attachment; a placeholder with
+-- any other num refuses the packet rather than reach a script as a table.
 local function resolve_placeholders(v, att, depth)
 	if type(v) ~= "table" or depth > 32 then
 		return v
 	end
-	if v._placeholder == true and type(v.num) == "number" then
-		local a = att[v.num + 1]
-		if a == nil then
+	if v._placeholder == true then
+		local n = v.num
+		local a = type(n) == "number" and n % 1 == 0 and att[n + 1]
+		if not a then
 			error({ status = 400, message = "attachment placeholder out of range" })
 		end
 		return binary(a)
