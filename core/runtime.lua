@@ -1232,7 +1232,13 @@ function R.ack(id, ack_id, args_json, att, why)
 		run_job(callback_job, p.owner, p.cb, "ack callback", why)
 		return
 	end
-	local args = decode_args(args_json, att) or {}
+	-- An answer whose placeholders name no attachment is no answer: the
+	-- callback is told so rather than handed nothing as a success.
+	local args = decode_args(args_json, att)
+	if not args then
+		run_job(callback_job, p.owner, p.cb, "ack callback", "invalid")
+		return
+	end
 	run_job(callback_job, p.owner, p.cb, "ack callback", nil,
 		unpack(args, 1, table.maxn(args)))
 end
