@@ -25,6 +25,7 @@
 #include <ev.h>
 
 #include "config.h"
+#include "http.h"
 #include "json.h"
 #include "log.h"
 #include "map.h"
@@ -112,14 +113,16 @@ static size_t build_request(const uint8_t *data, size_t size, char *out, size_t 
 }
 
 /* Request lines lws 4.1 answers by closing the connection, before parley
- * sees the request: a URI carrying %00, or more than 88 argument
- * separators ('&' or ';': its table of header fragments is full; the
- * driver skips past 80, a margin). No answer to check. */
+ * sees the request: a URI carrying %00, more than 88 argument separators
+ * ('&' or ';': its table of header fragments is full; the driver skips
+ * past 80, a margin), or a URI that with the headers overflows the header
+ * space parley gives lws (LWS_QUERY_FRAGMENT_MAX; the driver's headers take
+ * under 100 bytes of it). No answer to check. */
 static int lws_drops(const char *line, size_t len)
 {
 	size_t separators = 0;
 
-	if (memmem(line, len, "%00", 3))
+	if (len > LWS_QUERY_FRAGMENT_MAX - 200 || memmem(line, len, "%00", 3))
 		return 1;
 	for (size_t i = 0; i < len; i++)
 		separators += line[i] == '&' || line[i] == ';';
