@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "map.h"
 #include "metrics.h"
@@ -138,13 +139,22 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 	}
 	if (body && content_length(wsi) > 0 && !json_content_type(wsi))
 		return api_error(wsi, pss, 415, "the body must be application/json");
+	/* The path and the query reach the routes as strings, and come back in
+	 * their answers (JSON: UTF-8 only); ids and names are text. */
 	r = xcalloc(1, sizeof(*r));
+	http_handshake_copy(&r->query, wsi);
+	if (!json_utf8_valid(path, strlen(path)) ||
+	    !json_utf8_valid(r->query.query ? r->query.query : "", r->query.query_len)) {
+		free(r->query.query);
+		free(r->query.authorization);
+		free(r);
+		return api_error(wsi, pss, 400, "the path and the query must be valid UTF-8");
+	}
 	r->id = ++next_request;
 	snprintf(r->key, sizeof(r->key), "%llu", (unsigned long long)r->id);
 	r->wsi = wsi;
 	r->method = pss->method;
 	r->path = xstrdup(path);
-	http_handshake_copy(&r->query, wsi);
 	map_put(&requests, r->key, strlen(r->key), r);
 	pss->api = r;
 	pss->role = ROLE_API;

@@ -165,14 +165,11 @@ void conn_close(struct conn *c, const char *reason)
 	srv.reap = c;
 }
 
-static void pending_binary_free(struct pending_binary *b)
+void pending_binary_free(struct pending_binary *b)
 {
 	if (!b)
 		return;
-	for (unsigned i = 0; i < b->count; i++)
-		frame_unref(b->att[i]);
-	free(b->att);
-	free(b->json);
+	sio_binary_fini(&b->pkt);
 	free(b);
 }
 

@@ -279,44 +279,15 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 	script_connected(cl);
 }
 
-/* Checks an EVENT payload: an array whose first element is the name. */
-static int split_event(const char *data, size_t len, struct json_span *name,
-		       struct json_span *args)
-{
-	struct json_iter it;
-	struct json_span first;
-
-	if (json_validate(data, len, JSON_MAX_DEPTH) != JSON_ARRAY)
-		return -1;
-	if (json_iter_begin((struct json_span){ data, len }, &it) < 0 ||
-	    json_array_next(&it, &first) != 1 || json_kind_of(first) != JSON_STRING)
-		return -1;
-	*name = first;
-	/* The arguments as an array of their own: "[" + the rest. The byte
-	 * before the rest is the comma or the name's closing quote. */
-	const char *rest = first.p + first.len;
-	const char *end = data + len;
-	while (rest < end && *rest != ',' && *rest != ']')
-		rest++;
-	if (rest < end && *rest == ',') {
-		args->p = rest; /* ",a,b]" : the caller swaps the comma for "[" */
-		args->len = (size_t)(end - rest);
-	} else {
-		args->p = NULL;
-		args->len = 0;
-	}
-	return 0;
-}
-
 static void dispatch_event(struct client *cl, const char *data, size_t len,
-			   struct frame **att, unsigned natt, int64_t id)
+			   const struct sio_attachment *att, unsigned natt, int64_t id)
 {
 	struct json_span name, args;
 	char namebuf[256];
 	char *argv = NULL;
 	long nlen;
 
-	if (split_event(data, len, &name, &args) < 0) {
+	if (sio_event_split(data, len, JSON_MAX_DEPTH, &name, &args) < 0) {
 		protocol_error(cl->conn, "bad_event", "invalid event packet");
 		return;
 	}
@@ -342,7 +313,7 @@ static void dispatch_event(struct client *cl, const char *data, size_t len,
 }
 
 static void dispatch_ack(struct client *cl, const char *data, size_t len,
-			 struct frame **att, unsigned natt, int64_t id)
+			 const struct sio_attachment *att, unsigned natt, int64_t id)
 {
 	if (id < 0 || json_validate(data, len, JSON_MAX_DEPTH) != JSON_ARRAY) {
 		protocol_error(cl->conn, "bad_ack", "invalid ack packet");
@@ -354,19 +325,16 @@ static void dispatch_ack(struct client *cl, const char *data, size_t len,
 static void finish_binary(struct conn *c)
 {
 	struct pending_binary *b = c->bin;
+	struct sio_binary *pkt = &b->pkt;
 
 	c->bin = NULL;
 	if (b->client && b->client->conn == c) {
-		if (b->type == SIO_BINARY_EVENT)
-			dispatch_event(b->client, b->json, b->json_len, b->att, b->count, b->id);
+		if (pkt->type == SIO_BINARY_EVENT)
+			dispatch_event(b->client, pkt->json, pkt->json_len, pkt->att, pkt->count, pkt->id);
 		else
-			dispatch_ack(b->client, b->json, b->json_len, b->att, b->count, b->id);
+			dispatch_ack(b->client, pkt->json, pkt->json_len, pkt->att, pkt->count, pkt->id);
 	}
-	for (unsigned i = 0; i < b->count; i++)
-		frame_unref(b->att[i]);
-	free(b->att);
-	free(b->json);
-	free(b);
+	pending_binary_free(b);
 }
 
 static void on_sio_packet(struct conn *c, const char *p, size_t len)
@@ -410,14 +378,9 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 	case SIO_BINARY_ACK: {
 		struct pending_binary *b = xcalloc(1, sizeof(*b));
 		b->client = cl;
-		b->type = pkt.type;
-		b->id = pkt.id;
-		b->json = xstrndup(pkt.data, pkt.len);
-		b->json_len = pkt.len;
-		b->expected = pkt.attachments;
-		b->att = xcalloc(pkt.attachments ? pkt.attachments : 1, sizeof(*b->att));
+		sio_binary_init(&b->pkt, &pkt);
 		c->bin = b;
-		if (pkt.attachments == 0)
+		if (sio_binary_complete(&b->pkt))
 			finish_binary(c);
 		return;
 	}
@@ -435,8 +398,9 @@ static void on_attachment(struct conn *c, const char *p, size_t len)
 		protocol_error(c, "unexpected_binary", "binary packet without a binary event");
 		return;
 	}
-	b->att[b->count++] = frame_new(p, len, 1);
-	if (b->count == b->expected)
+	/* The header's count is what is due: once it is complete, c->bin is
+	 * gone, so an extra attachment lands above as a stray one. */
+	if (sio_binary_add(&b->pkt, p, len) == 1)
 		finish_binary(c);
 }
 

@@ -27,7 +27,7 @@ uint64_t guard_timeouts;
 uint64_t guard_memory_refusals;
 
 static lua_State *state;
-static const char *protected_source;
+static const char *const *protected_sources;
 static char stop_token;
 
 /* Bytes the Lua state has allocated since the guard began counting (signed:
@@ -98,8 +98,12 @@ static int runs_for_runtime(lua_State *L, int level)
 	lua_Debug ar;
 
 	while (lua_getstack(L, level, &ar) && lua_getinfo(L, "S", &ar)) {
-		if (ar.what[0] == 'C' || ar.source[0] != '=')
-			return strcmp(ar.source, protected_source) == 0;
+		if (ar.what[0] == 'C' || ar.source[0] != '=') {
+			for (const char *const *s = protected_sources; *s; s++)
+				if (strcmp(ar.source, *s) == 0)
+					return 1;
+			return 0;
+		}
 		level++;
 	}
 	return 0;
@@ -165,13 +169,13 @@ out:
 	errno = saved;
 }
 
-lua_State *guard_newstate(int timeout_ms, size_t budget, const char *source)
+lua_State *guard_newstate(int timeout_ms, size_t budget, const char *const *sources)
 {
 	struct sigevent sev;
 	struct sigaction sa;
 
 	memory_budget = (long long)budget;
-	protected_source = source;
+	protected_sources = sources;
 	tick_ms = timeout_ms / 4;
 	if (tick_ms < 5)
 		tick_ms = 5;

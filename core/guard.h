@@ -17,9 +17,11 @@
 #include <lua.h>
 
 /* Sets the budgets and creates the Lua state (with the guard's allocator),
- * or returns NULL (logged). `source` is the chunk name of the code the
- * guard never stops (the runtime), e.g. "@core/runtime.lua". */
-lua_State *guard_newstate(int timeout_ms, size_t memory_budget, const char *source);
+ * or returns NULL (logged). `sources` is a NULL-terminated list, kept by
+ * reference, of the chunk names of the code the guard never stops (the
+ * runtime), e.g. "@core/runtime.lua". */
+lua_State *guard_newstate(int timeout_ms, size_t memory_budget,
+			  const char *const *sources);
 /* Closes the state and stops the ticker. */
 void guard_close(lua_State *L);
 

@@ -225,13 +225,15 @@ static const unsigned char *scan_member_name(const unsigned char *s, const unsig
 enum json_kind json_validate(const char *p, size_t len, int max_depth)
 {
 	const unsigned char *s = (const unsigned char *)p;
-	const unsigned char *end = s + len;
+	const unsigned char *end;
 	unsigned char is_object[JSON_DEPTH_CEILING / 8];
 	enum json_kind top;
 	int depth = 0;
 
+	/* Before any pointer arithmetic: an empty span may be NULL. */
 	if (len == 0)
 		return JSON_INVALID;
+	end = s + len;
 	if (max_depth < 0)
 		max_depth = 0;
 	if (max_depth > JSON_DEPTH_CEILING)

@@ -102,84 +102,12 @@ local function wait_for(ticket, what)
 	return err
 end
 
--- ---- binary values ----
+-- ---- binary values (core/binary.lua) ----
 
-local Binary = { __metatable = false }
-Binary.__index = Binary
-local function binary(data)
-	return setmetatable({ data = data }, Binary)
-end
-local function is_binary(v)
-	return metatable_of(v) == Binary
-end
-
--- Replaces {_placeholder=true, num=N} with the attachments they stand for.
-local function resolve_placeholders(v, att, depth)
-	if type(v) ~= "table" or depth > 32 then
-		return v
-	end
-	if v._placeholder == true and type(v.num) == "number" then
-		local a = att[v.num + 1]
-		if a == nil then
-			error({ status = 400, message = "attachment placeholder out of range" })
-		end
-		return binary(a)
-	end
-	for k, x in pairs(v) do
-		v[k] = resolve_placeholders(x, att, depth + 1)
-	end
-	return v
-end
-
-local function has_binary(v, depth)
-	if type(v) ~= "table" or depth > 32 then
-		return false
-	end
-	if is_binary(v) then
-		return true
-	end
-	for _, x in pairs(v) do
-		if type(x) == "table" and has_binary(x, depth + 1) then
-			return true
-		end
-	end
-	return false
-end
-
--- A copy of v with binaries replaced: by placeholders (collecting the
--- attachments) when att is a table, by base64 strings otherwise.
-local function strip_binary(v, att, depth)
-	if type(v) ~= "table" or depth > 32 then
-		return v
-	end
-	if is_binary(v) then
-		if att then
-			att[#att + 1] = v.data
-			return { _placeholder = true, num = #att - 1 }
-		end
-		return core.base64(v.data)
-	end
-	local out = json.is_array(v) and json.array() or {}
-	for k, x in pairs(v) do
-		out[k] = strip_binary(x, att, depth + 1)
-	end
-	return out
-end
-
--- Encodes one payload: JSON, and for binary data the attachments and the
--- JSON plain WebSocket clients get instead.
-local function encode(data)
-	if data == nil then
-		return nil
-	end
-	if type(data) == "table" and has_binary(data, 0) then
-		local att = {}
-		local sio = json.encode(strip_binary(data, att, 0))
-		local plain = json.encode(strip_binary(data, nil, 0))
-		return sio, att, plain
-	end
-	return json.encode(data)
-end
+local binary = core.binary.binary
+local is_binary = core.binary.is_binary
+local encode = core.binary.encode
+local decode_args = core.binary.decode_args
 
 -- ---- sockets ----
 
@@ -1250,24 +1178,6 @@ end
 
 -- ---- dispatch from the core ----
 
-local function decode_args(args_json, att)
-	local args = json.decode(args_json)
-	if args == nil then
-		return nil, { status = 400, message = "invalid JSON" }
-	end
-	if att then
-		local rok, resolved = pcall(resolve_placeholders, args, att, 0)
-		if not rok then
-			return nil, type(resolved) == "table" and resolved
-				or { status = 400, message = "invalid attachments" }
-		end
-		args = resolved
-	end
-	return args
-end
-
--- A new socket: runs the connect hooks. Returns the user id, or nil with a
--- status and a message.
 -- Runs the connect hooks in order: the identity the first one gave, or
 -- nil, status, message (a refusal, or a hook that failed).
 local function identify(sock, hs, nsp, address)
@@ -1300,6 +1210,8 @@ local function identify(sock, hs, nsp, address)
 	return identity
 end
 
+-- A new socket: runs the connect hooks. Returns the user id, or nil with a
+-- status and a message.
 function R.connect(id, nsp, query, auth_json, authorization, address)
 	local hs = handshake_table(query, auth_json, authorization, address)
 	-- Sized for the fields every socket gets: one allocation, no rehash.
@@ -1436,7 +1348,13 @@ function R.ack(id, ack_id, args_json, att, why)
 		run_job(callback_job, p.owner, p.cb, "ack callback", why)
 		return
 	end
-	local args = decode_args(args_json, att) or {}
+	-- An answer whose placeholders name no attachment is no answer: the
+	-- callback is told so rather than handed nothing as a success.
+	local args = decode_args(args_json, att)
+	if not args then
+		run_job(callback_job, p.owner, p.cb, "ack callback", "invalid")
+		return
+	end
 	run_job(callback_job, p.owner, p.cb, "ack callback", nil,
 		unpack(args, 1, table.maxn(args)))
 end

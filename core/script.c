@@ -28,6 +28,10 @@
 
 extern const char runtime_lua[];
 extern const size_t runtime_lua_len;
+extern const char binary_lua[];
+extern const size_t binary_lua_len;
+/* The runtime's chunks: the guard never stops them. */
+static const char *const runtime_sources[] = { "@core/runtime.lua", "@core/binary.lua", NULL };
 
 /* Scripts are small: a file larger than this is a mistake. */
 #define SCRIPT_FILE_MAX (4u << 20)
@@ -950,7 +954,7 @@ int script_init(void)
 {
 	map_init(&timers);
 	L = guard_newstate(srv.cfg->script_timeout_ms, srv.cfg->script_memory,
-			   "@core/runtime.lua");
+			   runtime_sources);
 	if (!L)
 		return -1;
 	luaL_openlibs(L);
@@ -972,6 +976,18 @@ int script_init(void)
 	lua_setfield(L, -2, "json");
 	lua_pushlightuserdata(L, guard_stop_token());
 	lua_setfield(L, -2, "stop_token");
+	/* Binary values and placeholders (core/binary.lua): JSON and base64. */
+	if (luaL_loadbuffer(L, binary_lua, binary_lua_len, "@core/binary.lua") != 0) {
+		log_error("lua: %s", lua_tostring(L, -1));
+		return -1;
+	}
+	lua_getfield(L, -2, "json");
+	lua_getfield(L, -3, "base64");
+	if (lua_pcall(L, 2, 1, 0) != 0) {
+		log_error("lua: %s", lua_tostring(L, -1));
+		return -1;
+	}
+	lua_setfield(L, -2, "binary");
 	/* The settings scripts may read (parley.settings). */
 	lua_newtable(L);
 	if (srv.cfg->jwt_secret) {
@@ -1109,7 +1125,7 @@ void script_disconnect(struct client *cl, const char *reason)
 	call_runtime("disconnect", 2, 0);
 }
 
-static void push_attachments(struct frame **att, unsigned natt)
+static void push_attachments(const struct sio_attachment *att, unsigned natt)
 {
 	if (!natt) {
 		lua_pushnil(L);
@@ -1117,14 +1133,14 @@ static void push_attachments(struct frame **att, unsigned natt)
 	}
 	lua_createtable(L, (int)natt, 0);
 	for (unsigned i = 0; i < natt; i++) {
-		lua_pushlstring(L, (const char *)frame_data(att[i]), att[i]->len);
+		lua_pushlstring(L, (const char *)att[i].data, att[i].len);
 		lua_rawseti(L, -2, (int)i + 1);
 	}
 }
 
 void script_event(struct client *cl, const char *name, size_t name_len,
-		  const char *args, size_t args_len, struct frame **att,
-		  unsigned natt, int64_t ack_id)
+		  const char *args, size_t args_len,
+		  const struct sio_attachment *att, unsigned natt, int64_t ack_id)
 {
 	int known = 1;
 	char id[sizeof(cl->id)];
@@ -1175,7 +1191,7 @@ void script_http(const char *id, const char *method, const char *path,
 }
 
 void script_ack(struct client *cl, uint64_t id, const char *args,
-		size_t args_len, struct frame **att, unsigned natt,
+		size_t args_len, const struct sio_attachment *att, unsigned natt,
 		const char *why)
 {
 	if (args && client_take_ack(cl, id) < 0)

@@ -10,7 +10,7 @@
 
 struct client;
 struct conn;
-struct frame;
+struct sio_attachment;
 
 /* Creates the state, loads the runtime and the scripts. Returns 0 or -1
  * (logged with file and line). */
@@ -33,13 +33,13 @@ void script_disconnect(struct client *cl, const char *reason);
 /* Dispatches a client event. `args` is the JSON array of the arguments after
  * the name (possibly "[]"); `ack_id` is -1 when none was asked for. */
 void script_event(struct client *cl, const char *name, size_t name_len,
-		  const char *args, size_t args_len, struct frame **att,
-		  unsigned natt, int64_t ack_id);
+		  const char *args, size_t args_len,
+		  const struct sio_attachment *att, unsigned natt, int64_t ack_id);
 /* Delivers the client's answer to a server ack request (`args` NULL on a
  * timeout or disconnection, with `why` saying which). An answer to an ack
  * that is not pending is dropped. */
 void script_ack(struct client *cl, uint64_t id, const char *args,
-		size_t args_len, struct frame **att, unsigned natt,
+		size_t args_len, const struct sio_attachment *att, unsigned natt,
 		const char *why);
 
 /* Hands an HTTP API request to the Lua routes; the answer comes through

@@ -229,7 +229,9 @@ static int on_http(struct lws *wsi, struct pss *pss, const char *path)
 static int on_http_body(struct lws *wsi, struct pss *pss, const char *in, size_t len)
 {
 	(void)wsi;
-	if (pss->body_too_large)
+	/* lws may hand an empty piece (a POST with no body) before any buffer
+	 * exists: there is nothing to copy, and NULL + 0 is undefined. */
+	if (pss->body_too_large || len == 0)
 		return 0;
 	if (pss->body_len + len > srv.cfg->max_payload) {
 		/* Keep reading to the end, then answer 413 once. */

@@ -16,6 +16,7 @@
 #include "frame.h"
 #include "map.h"
 #include "room.h"
+#include "sio.h"
 
 enum conn_kind { CONN_EIO, CONN_PLAIN };
 enum conn_transport { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
@@ -30,17 +31,14 @@ struct handshake {
 	char addr[48];       /* the peer's address */
 };
 
-/* A binary packet waiting for its attachments. */
+/* A binary packet waiting for its attachments, and the client (of the
+ * packet's namespace, or NULL) it goes to once complete. */
 struct pending_binary {
 	struct client *client;
-	int type;      /* SIO_BINARY_EVENT or SIO_BINARY_ACK */
-	int64_t id;
-	char *json;    /* the packet's payload */
-	size_t json_len;
-	unsigned expected;
-	unsigned count;
-	struct frame **att;
+	struct sio_binary pkt;
 };
+/* Frees `b` and what it holds. NULL is a no-op. */
+void pending_binary_free(struct pending_binary *b);
 
 /* Small fields are bit-fields: an idle connection should cost little. */
 struct conn {

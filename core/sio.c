@@ -1,8 +1,11 @@
-/* sio.c - Socket.IO v5 packet codec (see sio.h). */
+/* sio.c - Socket.IO v5 packet codec (see sio.h): the header, an event's
+ * name and arguments (with json.c), binary packets' reassembly. */
 #include "sio.h"
 
 #include <stdio.h>
 #include <string.h>
+
+#include "alloc.h"
 
 static int is_digit(char c)
 {
@@ -80,4 +83,71 @@ size_t sio_write_header(char *out, enum sio_type type, unsigned attachments,
 	if (id >= 0)
 		n += (size_t)sprintf(out + n, "%lld", (long long)id);
 	return n;
+}
+
+int sio_event_split(const char *data, size_t len, int max_depth,
+		    struct json_span *name, struct json_span *args)
+{
+	struct json_iter it;
+	struct json_span first;
+
+	if (json_validate(data, len, max_depth) != JSON_ARRAY)
+		return -1;
+	if (json_iter_begin((struct json_span){ data, len }, &it) < 0 ||
+	    json_array_next(&it, &first) != 1 || json_kind_of(first) != JSON_STRING)
+		return -1;
+	*name = first;
+	/* The byte after the name (and any whitespace) is the comma or the
+	 * array's closing bracket. */
+	const char *rest = first.p + first.len;
+	const char *end = data + len;
+	while (rest < end && *rest != ',' && *rest != ']')
+		rest++;
+	if (rest < end && *rest == ',') {
+		args->p = rest;
+		args->len = (size_t)(end - rest);
+	} else {
+		args->p = NULL;
+		args->len = 0;
+	}
+	return 0;
+}
+
+int sio_binary_init(struct sio_binary *b, const struct sio_packet *pkt)
+{
+	if (pkt->type != SIO_BINARY_EVENT && pkt->type != SIO_BINARY_ACK)
+		return -1;
+	b->type = pkt->type;
+	b->id = pkt->id;
+	b->json = xstrndup(pkt->data, pkt->len);
+	b->json_len = pkt->len;
+	b->expected = pkt->attachments;
+	b->count = 0;
+	b->att = xcalloc(pkt->attachments, sizeof(*b->att));
+	return 0;
+}
+
+int sio_binary_add(struct sio_binary *b, const void *data, size_t len)
+{
+	struct sio_attachment *a;
+
+	if (b->count >= b->expected)
+		return -1;
+	a = &b->att[b->count++];
+	a->data = xmalloc(len);
+	if (len)
+		memcpy(a->data, data, len);
+	a->len = len;
+	return b->count == b->expected;
+}
+
+void sio_binary_fini(struct sio_binary *b)
+{
+	for (unsigned i = 0; i < b->count; i++)
+		free(b->att[i].data);
+	free(b->att);
+	free(b->json);
+	b->att = NULL;
+	b->json = NULL;
+	b->count = b->expected = 0;
 }

@@ -1,12 +1,16 @@
 /* sio.h - Socket.IO v5 packet codec:
  *   <type>[<attachments>-][<namespace>,][<ack id>][<JSON payload>]
  * Parsing splits a packet into views; the payload is validated by the caller
- * (json.h). Encoding writes a packet's header; the payload is appended. */
+ * (json.h). Encoding writes a packet's header; the payload is appended. A
+ * binary packet's attachments are collected by sio_binary_*; the runtime
+ * (core/binary.lua) puts them in place of their placeholders. */
 #ifndef PARLEY_SIO_H
 #define PARLEY_SIO_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "json.h"
 
 enum sio_type {
 	SIO_CONNECT = 0,
@@ -47,5 +51,51 @@ int sio_parse(const char *p, size_t len, unsigned max_attachments,
  * the id unless it is negative. Returns the bytes written. */
 size_t sio_write_header(char *out, enum sio_type type, unsigned attachments,
 			const char *nsp, size_t nsp_len, int64_t id);
+
+/* Splits an EVENT payload (`data`, validated here to `max_depth`): a JSON
+ * array whose first element is a string, the event's name (`*name`, the
+ * string token). `*args` is the rest after the name: ",a,b]" - the caller
+ * swaps the comma for '[' to have the arguments as an array of their own -
+ * or p NULL, len 0 when there are none. Returns 0, or -1 when the payload
+ * is not such an array. */
+int sio_event_split(const char *data, size_t len, int max_depth,
+		    struct json_span *name, struct json_span *args);
+
+/* One attachment of a binary packet: a copy of its bytes. */
+struct sio_attachment {
+	unsigned char *data;
+	size_t len;
+};
+
+/* A binary packet (BINARY_EVENT or BINARY_ACK) being reassembled: its header
+ * and JSON payload, then the attachments the header announced, in order. */
+struct sio_binary {
+	enum sio_type type;
+	int64_t id;
+	char *json;      /* the payload, NUL-terminated; owned */
+	size_t json_len;
+	unsigned expected; /* the header's attachment count */
+	unsigned count;    /* attachments received so far */
+	struct sio_attachment *att; /* `expected` slots; owned */
+};
+
+/* Starts reassembling the parsed binary packet `pkt`, copying its payload
+ * (its attachment count was capped by sio_parse). Returns 0, or -1 when
+ * `pkt` is not a binary type (nothing is allocated then). */
+int sio_binary_init(struct sio_binary *b, const struct sio_packet *pkt);
+
+/* Adds the next attachment, copying its `len` bytes. Returns 1 when that
+ * was the last one announced, 0 while more are due, and -1 (nothing kept)
+ * when none was due any more. */
+int sio_binary_add(struct sio_binary *b, const void *data, size_t len);
+
+/* Whether every attachment announced has arrived (at once for a count 0). */
+static inline int sio_binary_complete(const struct sio_binary *b)
+{
+	return b->count == b->expected;
+}
+
+/* Frees what `b` holds. */
+void sio_binary_fini(struct sio_binary *b);
 
 #endif

@@ -366,6 +366,10 @@ void store_read_done(void)
 
 static const void *keep(const void *p, size_t n)
 {
+	/* An empty value (a set's member) may come first, before the scratch
+	 * buffer exists: memcpy must not see its NULL. */
+	if (n == 0)
+		return "";
 	if (n > scratch_cap) {
 		scratch_cap = n * 2;
 		scratch = xrealloc(scratch, scratch_cap);

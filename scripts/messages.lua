@@ -505,6 +505,10 @@ return {
 		end,
 
 		["GET /api/conversations/:id/members"] = function(req)
+			local ok, err = id_field(req.params, "id")
+			if not ok then
+				return nil, 400, "the conversation " .. err
+			end
 			return { conversationId = req.params.id, members = store.members(req.params.id) }
 		end,
 
@@ -513,6 +517,10 @@ return {
 		end,
 
 		["GET /api/users/:id/presence"] = function(req)
+			local ok, err = id_field(req.params, "id")
+			if not ok then
+				return nil, 400, "the user " .. err
+			end
 			local p = presence_of(req.params.id)
 			p.sockets = parley.user_sockets(req.params.id, NAMESPACE)
 			return p
@@ -522,6 +530,11 @@ return {
 			local d = req.body
 			if type(d) ~= "table" or json.is_array(d) then
 				return nil, 400, "the body must be a JSON object"
+			end
+			-- The store raises for an id it cannot hold: a 400 here.
+			local ok, err = id_field(req.params, "id")
+			if not ok then
+				return nil, 400, "the user " .. err
 			end
 			local profile = {}
 			for _, f in ipairs({ "name", "phoneNumber", "avatar" }) do

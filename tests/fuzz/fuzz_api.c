@@ -10,6 +10,7 @@
  * server error (507, the store full, excepted), and an error's JSON body
  * must carry a message. A 500 means a route's script failed on the input:
  * a finding. */
+#define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 #include <ev.h>
 
 #include "config.h"
+#include "http.h"
 #include "json.h"
 #include "log.h"
 #include "map.h"
@@ -110,6 +112,23 @@ static size_t build_request(const uint8_t *data, size_t size, char *out, size_t 
 	return n + body_len;
 }
 
+/* Request lines lws 4.1 answers by closing the connection, before parley
+ * sees the request: a URI carrying %00, more than 88 argument separators
+ * ('&' or ';': its table of header fragments is full; the driver skips
+ * past 80, a margin), or a URI that with the headers overflows the header
+ * space parley gives lws (LWS_QUERY_FRAGMENT_MAX; the driver's headers take
+ * under 100 bytes of it). No answer to check. */
+static int lws_drops(const char *line, size_t len)
+{
+	size_t separators = 0;
+
+	if (len > LWS_QUERY_FRAGMENT_MAX - 200 || memmem(line, len, "%00", 3))
+		return 1;
+	for (size_t i = 0; i < len; i++)
+		separators += line[i] == '&' || line[i] == ';';
+	return separators > 80;
+}
+
 /* Sends the request and pumps the server until it has answered and closed;
  * returns the answer's length in `resp`. */
 static size_t exchange(const char *req, size_t len, char *resp, size_t cap)
@@ -162,6 +181,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1 || size > 65536)
 		return 0;
 	len = build_request(data, size, req, sizeof(req));
+	if (lws_drops(req, (size_t)(strchr(req, '\r') - req)))
+		return 0;
 	n = exchange(req, len, resp, sizeof(resp));
 	if (n < 12 || sscanf(resp, "HTTP/1.%*c %d", &status) != 1) {
 		fprintf(stderr, "fuzz_api: no status line in %zu bytes:\n%.200s\n", n, resp);

@@ -1,6 +1,8 @@
 /* replay_main.c - runs a fuzz target over files, without libFuzzer: each
- * argument is a file or a directory of files (the regression corpus). The
- * normal test run replays every target's corpus this way under ctest. */
+ * argument is a file or a directory of files (the regression corpus),
+ * replayed in name order - a driver that keeps state across inputs (the
+ * HTTP API's store) sees them in the same order every run. The normal test
+ * run replays every target's corpus this way under ctest. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,19 +53,25 @@ int main(int argc, char **argv)
 			files++;
 			continue;
 		}
-		DIR *d = opendir(argv[i]);
-		struct dirent *e;
-		while (d && (e = readdir(d))) {
-			char path[4096];
-			if (e->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
-			if (replay_file(path) < 0)
-				return 1;
-			files++;
+		struct dirent **names;
+		int n = scandir(argv[i], &names, NULL, alphasort);
+		if (n < 0) {
+			perror(argv[i]);
+			return 1;
 		}
-		if (d)
-			closedir(d);
+		int failed = 0;
+		for (int j = 0; j < n; j++) {
+			char path[4096];
+			if (!failed && names[j]->d_name[0] != '.') {
+				snprintf(path, sizeof(path), "%s/%s", argv[i], names[j]->d_name);
+				failed = replay_file(path) < 0;
+				files++;
+			}
+			free(names[j]);
+		}
+		free(names);
+		if (failed)
+			return 1;
 	}
 	printf("replayed %d inputs\n", files);
 	return files > 0 ? 0 : 1;

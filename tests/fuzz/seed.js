@@ -164,3 +164,48 @@ const patterns = {
 };
 for (const [name, [op, p, s]] of Object.entries(patterns))
 	put('pattern', name, Buffer.concat([Buffer.from([op, Buffer.byteLength(p)]), Buffer.from(p), Buffer.from(s)]));
+// Binary packets for fuzz_binary.c: a connection's messages separated by
+// 0x1e, a binary one (an attachment) marked by a leading 'b', then the
+// bytes; any other is a text Socket.IO packet.
+const RS = '\x1e';
+const att = (...bytes) => 'b' + Buffer.from(bytes).toString('latin1');
+const ph = (num) => `{"_placeholder":true,"num":${num}}`;
+const binaries = {
+	'event-one': ['51-["upload",' + ph(0) + ']', att(1, 2, 3)],
+	'event-two-nsp': ['52-/messages,9["files",{"a":' + ph(0) + ',"b":[' + ph(1) + ']}]',
+		att(0, 255), att(0xde, 0xad)],
+	'event-no-args': ['51-["ping"]', att(7)],
+	'event-spaces': ['51- [ "x" , ' + ph(0) + ' ] ', att(9)],
+	ack: ['61-7[' + ph(0) + ']', att(0x41)],
+	'ack-nsp-two': ['62-/messages,12[{"ok":true,"file":' + ph(1) + '},' + ph(0) + ']', att(1), att(2)],
+	'ack-no-id': ['61-[' + ph(0) + ']', att(1)],
+	'attachment-empty': ['51-["x",' + ph(0) + ']', 'b'],
+	'num-out-of-range': ['51-["x",' + ph(3) + ']', att(1)],
+	'num-negative': ['51-["x",' + ph(-1) + ']', att(1)],
+	'num-negative-zero': ['51-["x",' + ph('-0') + ']', att(1)],
+	'num-fraction': ['52-["x",' + ph(0.5) + ']', att(1), att(2)],
+	'num-exponent': ['52-["x",' + ph('1e0') + ']', att(1), att(2)],
+	'num-string': ['51-["x",' + ph('"0"') + ']', att(1)],
+	'num-missing': ['51-["x",{"_placeholder":true}]', att(1)],
+	'num-huge': ['51-["x",' + ph('9007199254740993') + ']', att(1)],
+	'placeholder-false': ['51-["x",{"_placeholder":false,"num":0}]', att(1)],
+	'placeholder-string': ['51-["x",{"_placeholder":"true","num":0}]', att(1)],
+	duplicate: ['51-["x",[' + ph(0) + ',' + ph(0) + ']]', att(5)],
+	unused: ['52-["x",' + ph(1) + ']', att(1), att(2)],
+	'nested-in-placeholder': ['51-["x",{"_placeholder":true,"num":0,"more":' + ph(4) + '}]', att(1)],
+	'nested-deep': ['51-["x",' + '['.repeat(29) + ph(0) + ']'.repeat(29) + ']', att(1)],
+	'too-deep': ['51-["x",' + '['.repeat(31) + ph(0) + ']'.repeat(31) + ']', att(1)],
+	'dup-keys': ['51-["x",{"_placeholder":true,"num":5,"num":0}]', att(1)],
+	'too-few': ['52-["x",' + ph(0) + ',' + ph(1) + ']', att(1), '2["next"]'],
+	'too-many': ['51-["x",' + ph(0) + ']', att(1), att(2)],
+	stray: [att(1, 2), '51-["x",' + ph(0) + ']', att(1)],
+	'zero-attachments': ['50-["x",' + ph(0) + ']', '2["after"]'],
+	'no-dash': ['51["x",' + ph(0) + ']', att(1)],
+	'over-cap': ['565-["x"]', att(1)],
+	'name-not-string': ['51-[' + ph(0) + ']', att(1)],
+	'two-packets': ['51-["a",' + ph(0) + ']', att(1), '61-3[' + ph(0) + ']', att(2)],
+	'event-between': ['2["plain",1]', '51-["a",' + ph(0) + ']', att(3)],
+	'max-attachments': ['564-["many",[' + Array.from({ length: 64 }, (_, i) => ph(63 - i)).join(',') + ']]',
+		...Array.from({ length: 64 }, (_, i) => att(i))],
+};
+for (const [name, msgs] of Object.entries(binaries)) put('binary', name, Buffer.from(msgs.join(RS), 'latin1'));

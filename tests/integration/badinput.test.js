@@ -87,6 +87,23 @@ describe('malformed input never hurts other clients or the server', () => {
     await closesConnection('stray binary frame', (ws) => ws.send(Buffer.from([0xde, 0xad, 0xbe, 0xef])));
   });
 
+  test('BINARY_ACK whose placeholder names no attachment: the server\'s ack callback gets err "invalid", not an empty success', async () => {
+    const ws = await rawSio(ctx.srv, 'bad-acker');
+    try {
+      ws.send('42/messages,["test:ask",{"event":"quiz","data":1,"timeout":2000}]');
+      const ask = await ws.next((f) => typeof f === 'string' && /^42\/messages,\d+\["quiz"/.test(f));
+      const id = /^42\/messages,(\d+)/.exec(ask)[1];
+      ws.send(`461-/messages,${id}[{"_placeholder":true,"num":3}]`);
+      ws.send(Buffer.from([1]));
+      const answer = await ws.next((f) => typeof f === 'string' && f.startsWith('42/messages,["test:answer"'));
+      const [, body] = JSON.parse(answer.slice('42/messages,'.length));
+      assert.equal(body.error, 'invalid', `test:answer: ${answer}`);
+    } finally {
+      terminate(ws);
+    }
+    await bystanderUnharmed('binary ack with a bad placeholder');
+  });
+
   test('ACK for an unknown id is ignored: the connection stays open and answers the next event', async () => {
     const ws = await rawSio(ctx.srv, 'stray-acker');
     try {

@@ -175,6 +175,7 @@ const cases = [
   ['socket.io', 'an EVENT whose array is empty (no name)', (s) => sioCloses(s, `${NSP}[]`)],
   ['socket.io', 'an attachment count with no dash', (s) => sioCloses(s, '451/messages,["test:echo",{"_placeholder":true,"num":0}]')],
   ['socket.io', 'a placeholder for an attachment that was not sent', (s) => sioError(s, ['451-/messages,["test:echo",{"_placeholder":true,"num":3}]', Buffer.from([1])], 400)],
+  ['socket.io', 'a placeholder whose num is not a number', (s) => sioError(s, ['451-/messages,["test:echo",{"_placeholder":true,"num":"0"}]', Buffer.from([1])], 400)],
   ['socket.io', 'a CONNECT payload that is a string', (s) => sioCloses(s, '40/messages,"alice"', { nsp: null })],
   ['socket.io', 'a text frame over PARLEY_MAX_PAYLOAD (close 1009)', (s) => sioCloses(s, `${NSP}["test:echo","${'x'.repeat(MAX_PAYLOAD + 10)}"]`, { code: 1009 })],
   ['socket.io', 'Engine.IO "upgrade" on an already-websocket connection', (s) => sioCloses(s, '5')],

@@ -1,5 +1,6 @@
 /* test_sio.c - the Socket.IO packet codec: every packet type, namespaces,
- * ack ids, attachment counts, and the header writer round-tripping. */
+ * ack ids, attachment counts, the header writer round-tripping, an event's
+ * name and arguments, and a binary packet's reassembly. */
 #include <stdint.h>
 
 #include "check.h"
@@ -105,10 +106,61 @@ static void test_write_header(void)
 	CHECK_MEM(p.data, p.len, "[1]", 3);
 }
 
+static void test_event_split(void)
+{
+	struct json_span name, args;
+	static const char ev[] = "[\"send\" , 1,{\"a\":2}]";
+
+	CHECK_INT(sio_event_split(ev, sizeof(ev) - 1, 32, &name, &args), 0);
+	CHECK_MEM(name.p, name.len, "\"send\"", 6);
+	CHECK_MEM(args.p, args.len, ", 1,{\"a\":2}]", 12);
+	CHECK_INT(sio_event_split("[\"ping\"]", 8, 32, &name, &args), 0);
+	CHECK(args.p == NULL && args.len == 0);
+	CHECK_INT(sio_event_split("[1,\"x\"]", 7, 32, &name, &args), -1);
+	CHECK_INT(sio_event_split("[]", 2, 32, &name, &args), -1);
+	CHECK_INT(sio_event_split("{\"a\":1}", 7, 32, &name, &args), -1);
+	CHECK_INT(sio_event_split("[\"x\",[[1]]]", 11, 2, &name, &args), -1);
+}
+
+static void test_binary(void)
+{
+	struct sio_packet p;
+	struct sio_binary b;
+
+	/* Two attachments announced: complete at the second, none after. */
+	CHECK_INT(PARSE("52-/m,4[\"up\",{\"_placeholder\":true,\"num\":1}]", &p), 0);
+	CHECK_INT(sio_binary_init(&b, &p), 0);
+	CHECK_INT(b.type, SIO_BINARY_EVENT);
+	CHECK_INT(b.id, 4);
+	CHECK_MEM(b.json, b.json_len, p.data, p.len);
+	CHECK_INT(sio_binary_complete(&b), 0);
+	CHECK_INT(sio_binary_add(&b, "\x00\x01", 2), 0);
+	CHECK_INT(sio_binary_add(&b, "", 0), 1);
+	CHECK_INT(sio_binary_complete(&b), 1);
+	CHECK_INT(sio_binary_add(&b, "x", 1), -1);
+	CHECK_UINT(b.count, 2);
+	CHECK_MEM(b.att[0].data, b.att[0].len, "\x00\x01", 2);
+	CHECK_UINT(b.att[1].len, 0);
+	sio_binary_fini(&b);
+
+	/* A count of 0 is complete at once. */
+	CHECK_INT(PARSE("60-7[1]", &p), 0);
+	CHECK_INT(sio_binary_init(&b, &p), 0);
+	CHECK_INT(sio_binary_complete(&b), 1);
+	CHECK_INT(sio_binary_add(&b, "x", 1), -1);
+	sio_binary_fini(&b);
+
+	/* Not a binary type: nothing to reassemble. */
+	CHECK_INT(PARSE("2[\"x\"]", &p), 0);
+	CHECK_INT(sio_binary_init(&b, &p), -1);
+}
+
 int main(void)
 {
 	test_parse_valid();
 	test_parse_invalid();
 	test_write_header();
+	test_event_split();
+	test_binary();
 	return check_report("test_sio");
 }
