@@ -136,6 +136,9 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 			 path, addr);
 		return api_error(wsi, pss, 401, "a valid API key is required (Authorization: Bearer)");
 	}
+	/* Shutting down: what was asked before is answered, nothing new starts. */
+	if (srv.draining)
+		return api_error(wsi, pss, 503, "the server is shutting down");
 	if (body && content_length(wsi) > 0 && !json_content_type(wsi))
 		return api_error(wsi, pss, 415, "the body must be application/json");
 	r = xcalloc(1, sizeof(*r));
@@ -189,6 +192,11 @@ int api_writable(struct lws *wsi, struct pss *pss)
 	rc = http_respond(wsi, pss, r->status, "application/json", r->resp, r->resp_len);
 	request_free(r);
 	return rc;
+}
+
+size_t api_pending(void)
+{
+	return requests.count;
 }
 
 void api_init(void)

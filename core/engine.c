@@ -49,6 +49,9 @@ static int poll_flush(struct lws *wsi, struct pss *pss, struct conn *c)
 			      payload + LWS_PRE, len);
 
 	free(payload);
+	/* The payload carried the close packet: the session ends here. */
+	if (c->poll_close)
+		conn_close(c, "server shutting down");
 	return rc;
 }
 
@@ -65,6 +68,11 @@ static int handshake(struct lws *wsi, struct pss *pss)
 	if (pss->method != HTTP_GET) {
 		metrics_protocol_error("bad_handshake_method");
 		return http_engine_error(wsi, pss, 2, "Bad handshake method");
+	}
+	if (srv.draining) {
+		/* A keep-alive connection may still ask: the client retries. */
+		metrics_http_error(503);
+		return http_respond(wsi, pss, 503, "text/plain", "server shutting down", 20);
 	}
 	c = conn_new(CONN_EIO, TRANSPORT_POLLING);
 	http_handshake_copy(&c->hs, wsi);
@@ -259,6 +267,12 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 		connect_error(c, pkt->nsp, pkt->nsp_len, "Invalid namespace", 0);
 		return;
 	}
+	if (srv.draining) {
+		/* Unanswered: the session closes within the drain, and the client
+		 * reconnects and connects the namespace again. A CONNECT_ERROR
+		 * would end its retries for this namespace. */
+		return;
+	}
 	cl = client_of(c, n);
 	if (cl) {
 		/* Already connected: confirm again, as a retry would expect. */
@@ -327,6 +341,10 @@ static void dispatch_event(struct client *cl, const char *data, size_t len,
 	}
 	if (nlen == 0) {
 		client_error(cl, 400, "event name must not be empty", id);
+		return;
+	}
+	if (srv.draining) {
+		client_error(cl, 503, "the server is shutting down", id);
 		return;
 	}
 	if (args.p) {

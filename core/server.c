@@ -3,9 +3,16 @@
  * plain WebSocket endpoint at a namespace's path, /healthz and /metrics.
  * lws runs on a libev loop of ours (epoll: a wake-up costs what is ready,
  * not what is connected), and between iterations we write and reap. */
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ev.h>
 
@@ -191,6 +198,11 @@ int http_engine_error(struct lws *wsi, struct pss *pss, int code, const char *ms
 
 static int serve_plain_http(struct lws *wsi, struct pss *pss, const char *path)
 {
+	if (strcmp(path, "/healthz") == 0 && srv.draining) {
+		/* A load balancer on a kept-alive connection learns to look elsewhere. */
+		static const char going[] = "{\"status\":\"shutting down\"}";
+		return http_respond(wsi, pss, 503, "application/json", going, sizeof(going) - 1);
+	}
 	if (strcmp(path, "/healthz") == 0) {
 		char body[128];
 		int n = snprintf(body, sizeof(body),
@@ -264,6 +276,11 @@ static int on_confirm_upgrade(struct lws *wsi)
 		lws_return_http_status(wsi, 403, "origin not allowed");
 		return 1;
 	}
+	if (srv.draining) {
+		metrics_http_error(503);
+		lws_return_http_status(wsi, 503, "server shutting down");
+		return 1;
+	}
 	if (is_engine_path(path)) {
 		v = http_query_arg(wsi, "EIO=", buf, sizeof(buf));
 		if (!v || strcmp(v, "4") != 0)
@@ -332,6 +349,14 @@ void http_handshake_copy(struct handshake *hs, struct lws *wsi)
 	lws_get_peer_simple(wsi, hs->addr, sizeof(hs->addr));
 }
 
+/* WebSockets are counted from establishment until lws reports them closed,
+ * which is after the closing handshake: the drain waits for that. */
+static void count_ws(struct pss *pss)
+{
+	pss->ws_counted = 1;
+	srv.ws_open++;
+}
+
 static int on_established(struct lws *wsi, struct pss *pss)
 {
 	char path[256], buf[64];
@@ -353,6 +378,7 @@ static int on_established(struct lws *wsi, struct pss *pss)
 		pss->role = ROLE_WS;
 		http_handshake_copy(&c->hs, wsi);
 		conn_heartbeat_start(c);
+		count_ws(pss);
 		plain_on_open(c, n);
 		return 0;
 	}
@@ -364,6 +390,7 @@ static int on_established(struct lws *wsi, struct pss *pss)
 		c->probe = wsi;
 		pss->conn = c;
 		pss->role = ROLE_PROBE;
+		count_ws(pss);
 		return 0;
 	}
 	c = conn_new(CONN_EIO, TRANSPORT_WEBSOCKET);
@@ -373,6 +400,7 @@ static int on_established(struct lws *wsi, struct pss *pss)
 	http_handshake_copy(&c->hs, wsi);
 	conn_send(c, engine_open_frame(c));
 	conn_heartbeat_open(c);
+	count_ws(pss);
 	return 0;
 }
 
@@ -456,6 +484,11 @@ static int on_ws_writable(struct lws *wsi, struct pss *pss)
 static void on_ws_closed(struct lws *wsi, struct pss *pss)
 {
 	struct conn *c = pss->conn;
+
+	if (pss->ws_counted) {
+		pss->ws_counted = 0;
+		srv.ws_open--;
+	}
 
 	frame_unref(pss->probe_reply);
 	pss->probe_reply = NULL;
@@ -588,13 +621,185 @@ void timer_stop(ev_timer *t)
 	ev_timer_stop(srv.loop, t);
 }
 
+/* ---- the drain: what SIGTERM (or SIGINT) starts ----
+ * 1. settle: the listen socket closes (a new connection is refused by the
+ *    kernel); client events get 503 "the server is shutting down"; the
+ *    writes already handed to the store commit, and the jobs that waited for
+ *    them run, so their acks and emits are queued. Settled is when a store
+ *    barrier completes and nothing was submitted after it.
+ * 2. close: every connection is told (conn_shutdown), after what is queued
+ *    for it; the loop runs until each is closed, each WebSocket's closing
+ *    handshake is done and each parked API request is answered.
+ * Each step is bounded by its share of PARLEY_SHUTDOWN_TIMEOUT; what is
+ * left then is closed by server_fini. */
+enum drain_step { DRAIN_OFF, DRAIN_SETTLE, DRAIN_CLOSE };
+
+static struct {
+	enum drain_step step;
+	uint64_t barrier;  /* the store sequence number of the last barrier */
+	int barrier_done;  /* it completed (its callback ran) */
+	int expired;       /* the current step's time is up */
+	int64_t started;
+	ev_timer timer;
+} drain;
+
+/* The listening sockets lws opened. lws 4.1.6 cannot close them for us:
+ * lws_context_deprecate reads the listen wsi it has just freed (it crashes
+ * here), and lws_vhost_destroy closes every connection with them. */
+static int listen_fds[4];
+static int nlisten;
+
+static int port_of(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)a)->sin_port);
+	if (a->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+	return -1;
+}
+
+/* Finds them among our descriptors: sockets listening on `port`. */
+static void find_listen_sockets(int port)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	nlisten = 0;
+	if (!d)
+		return;
+	while ((e = readdir(d)) && nlisten < (int)(sizeof(listen_fds) / sizeof(listen_fds[0]))) {
+		struct sockaddr_storage a;
+		socklen_t alen = sizeof(a), olen;
+		int fd = atoi(e->d_name), on = 0;
+
+		olen = sizeof(on);
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d))
+			continue;
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) == 0 && on &&
+		    getsockname(fd, (struct sockaddr *)&a, &alen) == 0 && port_of(&a) == port)
+			listen_fds[nlisten++] = fd;
+	}
+	closedir(d);
+}
+
+/* Closes the listening sockets, so that the kernel refuses new connections.
+ * Each number is taken over by a descriptor that never becomes readable:
+ * lws and libev still hold it, and lws closes it with the context. */
+static void stop_listening(void)
+{
+	for (int i = 0; i < nlisten; i++) {
+		int idle = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (idle < 0 || dup2(idle, listen_fds[i]) < 0)
+			log_warn("stopping: cannot close the listening socket: %s", strerror(errno));
+		if (idle >= 0)
+			close(idle);
+	}
+	nlisten = 0;
+}
+
+static size_t conn_count(void)
+{
+	size_t n = 0;
+
+	for (struct conn *c = srv.all; c; c = c->all_next)
+		n++;
+	return n;
+}
+
+static void on_drain_barrier(void *arg, int err)
+{
+	(void)arg;
+	(void)err;
+	drain.barrier_done = 1;
+}
+
+static void on_drain_timer(struct ev_loop *l, ev_timer *t, int revents)
+{
+	(void)l;
+	(void)t;
+	(void)revents;
+	drain.expired = 1;
+}
+
+/* Whether the store has settled: called between iterations, after the
+ * completions of a round and the Lua jobs they resumed (which may have
+ * written again). Submits the next barrier when the last one is done. */
+static int drain_settled(void)
+{
+	uint64_t seq;
+
+	if (!drain.barrier_done)
+		return 0;
+	drain.barrier_done = 0;
+	seq = store_submit(store_batch_new(), on_drain_barrier, NULL);
+	/* Nothing came between the two barriers: every write is durable and
+	 * every job waiting for one has run. */
+	if (seq == drain.barrier + 1)
+		return 1;
+	drain.barrier = seq;
+	return 0;
+}
+
+/* Advances the drain; returns 1 once the loop may stop. */
+static int drain_advance(void)
+{
+	int budget = srv.cfg->shutdown_timeout_ms;
+
+	switch (drain.step) {
+	case DRAIN_OFF:
+		log_info("stopping: new connections are refused; waiting for the store, then "
+			 "closing %zu connections (PARLEY_SHUTDOWN_TIMEOUT %d ms)",
+			 conn_count(), budget);
+		srv.draining = 1;
+		drain.started = now_ms();
+		stop_listening();
+		drain.barrier = store_submit(store_batch_new(), on_drain_barrier, NULL);
+		drain.step = DRAIN_SETTLE;
+		/* Two thirds to settle, the rest for the closing handshakes. */
+		timer_start(&drain.timer, on_drain_timer, budget * 2 / 3);
+		return 0;
+	case DRAIN_SETTLE:
+		if (!drain.expired && !drain_settled())
+			return 0;
+		if (drain.expired)
+			log_warn("stopping: the store did not settle within PARLEY_SHUTDOWN_TIMEOUT: "
+				 "closing the connections anyway");
+		drain.expired = 0;
+		drain.step = DRAIN_CLOSE;
+		timer_start(&drain.timer, on_drain_timer, budget - budget * 2 / 3);
+		for (struct conn *c = srv.all, *next; c; c = next) {
+			next = c->all_next;
+			conn_shutdown(c);
+		}
+		return 0;
+	case DRAIN_CLOSE:
+		if (!srv.all && !srv.ws_open && !api_pending()) {
+			timer_stop(&drain.timer);
+			log_info("stopping: every client told, in %lld ms",
+				 (long long)(now_ms() - drain.started));
+			return 1;
+		}
+		if (!drain.expired)
+			return 0;
+		log_warn("stopping: %zu connections, %u WebSockets and %zu API requests left "
+			 "after PARLEY_SHUTDOWN_TIMEOUT: closing them", conn_count(), srv.ws_open,
+			 api_pending());
+		return 1;
+	}
+	return 1;
+}
+
 /* Runs after each iteration's callbacks, before the loop waits again: what
  * the iteration queued is written, closed connections are freed, and the
  * flags the signal handlers set are acted on. */
 static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 {
+	int stop;
+
 	(void)w;
 	(void)revents;
+	/* First, so that what the drain queues is written in this pass. */
+	stop = srv.stopping && drain_advance();
 	conn_flush();
 	conn_reap();
 	if (srv.reload_requested) {
@@ -604,7 +809,7 @@ static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 	}
 	/* Last: no read transaction is held while the loop waits. */
 	store_read_done();
-	if (srv.stopping)
+	if (stop)
 		ev_break(l, EVBREAK_ALL);
 }
 
@@ -687,6 +892,9 @@ int server_start(struct config *cfg)
 		log_error("cannot listen on port %d", cfg->port);
 		return -1;
 	}
+	find_listen_sockets(cfg->port);
+	if (!nlisten)
+		log_warn("the listening socket was not found: SIGTERM will not close it early");
 	return 0;
 }
 
@@ -699,6 +907,7 @@ void server_run(void)
 void server_loop_fini(void)
 {
 	if (srv.loop) {
+		timer_stop(&drain.timer);
 		ev_prepare_stop(srv.loop, &between_iterations);
 		ev_loop_destroy(srv.loop);
 		srv.loop = NULL;

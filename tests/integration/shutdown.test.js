@@ -5,30 +5,66 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const h = require('./harness');
 
-test('SIGTERM while clients send: exit 0, every client hears the server go, and every acked message is there after a restart', { timeout: 60000 }, async () => {
+// Resolves to the error code of a TCP connection attempt (null: it connected).
+function tryConnect(port) {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.on('connect', () => { c.destroy(); resolve(null); });
+    c.on('error', (e) => resolve(e.code));
+  });
+}
+
+// Every message of a conversation, read back through messages:sync.
+async function storedIds(srv, conversationId) {
+  const r = h.sioClient(srv, '/messages', { query: { userId: 'reader' }, transports: ['websocket'] });
+  await h.connected(r);
+  const ids = new Set();
+  let after;
+  for (;;) {
+    const page = await r.timeout(5000).emitWithAck('messages:sync', { conversationId, after, limit: 500 });
+    page.messages.forEach((m) => ids.add(m.messageId));
+    if (!page.hasMore) break;
+    after = page.messages[page.messages.length - 1].messageId;
+  }
+  r.close();
+  return ids;
+}
+
+test('SIGTERM while clients send: exit 0; websocket and polling Socket.IO clients see "transport close", a plain WebSocket 1001; every acked message is there after a restart', { timeout: 60000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-term-'));
   let srv = await h.startParley({ dataDir });
   const acked = [];
-  let disconnects = 0;
+  const reasons = {};
   const clients = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
-    const s = h.sioClient(srv, '/messages', { query: { userId: `t${i}` }, transports: ['websocket'] });
-    s.on('disconnect', () => { disconnects++; });
+    const transport = i === 0 ? 'polling' : 'websocket';
+    const s = h.sioClient(srv, '/messages', { query: { userId: `t${i}` }, transports: [transport] });
+    s.on('disconnect', (why) => { reasons[`t${i}`] = `${transport}: ${why}`; });
     await h.connected(s);
     return s;
   }));
+  const plain = h.plainClient(srv, 'userId=plain');
+  await plain.opened;
   let stop = false;
+  const refused = [];
   const loops = clients.map(async (s, i) => {
     for (let n = 0; !stop; n++) {
       try {
-        const ack = await s.timeout(3000).emitWithAck('message:send',
+        const ack = await s.timeout(5000).emitWithAck('message:send',
           { conversationId: 'term', clientMessageId: `t${i}-${n}`, type: 'text', content: `${i}/${n}` });
         if (ack.status === 'sent') acked.push(ack.messageId);
-      } catch (_) { return; }
+        // Sent while the server drained: refused, and said so.
+        else if (ack.statusCode === 503) refused.push(ack.message);
+        else throw new Error(`unexpected ack ${JSON.stringify(ack)}`);
+      } catch (e) {
+        if (!/disconnected/.test(e.message)) throw e;
+        return;
+      }
     }
   });
   await h.sleep(500);
@@ -39,23 +75,61 @@ test('SIGTERM while clients send: exit 0, every client hears the server go, and 
   stop = true;
   await Promise.all(loops);
   assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null }, srv.logs());
-  assert.equal(disconnects, clients.length, 'a client was not told the server went');
+  const expected = {};
+  clients.forEach((_, i) => { expected[`t${i}`] = `${i === 0 ? 'polling' : 'websocket'}: transport close`; });
+  assert.deepEqual(reasons, expected, 'how each Socket.IO client heard the server go');
+  const pc = await plain.closed;
+  assert.deepEqual(pc, { code: 1001, reason: 'server shutting down' }, 'the plain WebSocket close');
   assert.ok(acked.length > 50, `only ${acked.length} messages were acked before SIGTERM`);
+  refused.forEach((m) => assert.equal(m, 'the server is shutting down'));
   clients.forEach((s) => s.close());
 
   srv = await h.startParley({ dataDir });
-  const r = h.sioClient(srv, '/messages', { query: { userId: 'reader' }, transports: ['websocket'] });
-  await h.connected(r);
-  const ids = new Set();
-  let after;
-  for (;;) {
-    const page = await r.timeout(5000).emitWithAck('messages:sync', { conversationId: 'term', after, limit: 500 });
-    page.messages.forEach((m) => ids.add(m.messageId));
-    if (!page.hasMore) break;
-    after = page.messages[page.messages.length - 1].messageId;
-  }
-  assert.equal(acked.filter((id) => !ids.has(id)).length, 0, 'acked messages were lost in the drain');
-  r.close();
+  const ids = await storedIds(srv, 'term');
+  assert.deepEqual(acked.filter((id) => !ids.has(id)), [], 'acked messages were lost in the drain');
+  await srv.stop();
+});
+
+test('SIGTERM with a send in flight (its write queued behind others): the listening socket closes at once, new events get 503, the send is acked before the close and is stored', { timeout: 60000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-inflight-'));
+  let srv = await h.startParley({ dataDir, env: { PARLEY_SHUTDOWN_TIMEOUT: '30000' } });
+  const s = h.sioClient(srv, '/messages', { query: { userId: 'inflight' }, transports: ['websocket'] });
+  await h.connected(s);
+  const order = [];
+  s.on('disconnect', (why) => order.push(`disconnect: ${why}`));
+  // Keep the store's writer busy: 40 MB of writes queued ahead of the send.
+  for (let i = 0; i < 10; i++) await s.timeout(10000).emitWithAck('test:kv-flood', { n: 2000, size: 2000 });
+  let ack = null;
+  const acking = s.timeout(30000).emitWithAck('message:send',
+    { conversationId: 'inflight', clientMessageId: 'm1', type: 'text', content: 'in flight' })
+    .then((a) => { ack = a; order.push(`ack: ${a.status}`); return a; });
+  // Events are taken in order: once this answers, the send was handed to the store.
+  assert.equal(await s.timeout(5000).emitWithAck('test:echo', 'after the send'), 'after the send');
+  assert.equal(ack, null, 'the store committed the send before SIGTERM: nothing was in flight (the flood was too small)');
+  srv.proc.kill('SIGTERM');
+
+  // The drain refuses new connections at the kernel (the listening socket is
+  // closed), while the server is still there for the clients it has.
+  const deadline = Date.now() + 5000;
+  let code;
+  while ((code = await tryConnect(srv.port)) !== 'ECONNREFUSED' && Date.now() < deadline) await h.sleep(10);
+  assert.equal(code, 'ECONNREFUSED', 'a connection attempted after SIGTERM was not refused');
+  assert.equal(srv.proc.exitCode, null, 'parley exited before the send was acked');
+  // A send made during the drain is refused with 503: the client knows to send it again.
+  const late = await s.timeout(5000).emitWithAck('message:send',
+    { conversationId: 'inflight', clientMessageId: 'm2', type: 'text', content: 'too late' });
+  assert.deepEqual({ statusCode: late.statusCode, message: late.message }, { statusCode: 503, message: 'the server is shutting down' });
+
+  assert.equal((await acking).status, 'sent');
+  const st = await srv.exited;
+  assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null }, srv.logs());
+  assert.deepEqual(order, ['ack: sent', 'disconnect: transport close']);
+  assert.match(srv.logs(), /stopping: new connections are refused; waiting for the store, then closing 1 connections/);
+  s.close();
+
+  srv = await h.startParley({ dataDir });
+  const ids = await storedIds(srv, 'inflight');
+  assert.deepEqual([...ids], [ack.messageId], 'the send acked during the drain is stored, the refused one is not');
   await srv.stop();
 });
 
