@@ -917,7 +917,8 @@ local function load_module(path, name, config)
 	return m
 end
 
-local hook_names = { "connect", "connected", "disconnect", "join", "filter", "load", "unload" }
+local hook_names = { "connect", "connected", "disconnect", "join", "filter", "load", "unload",
+	"shutdown" }
 
 -- "GET /api/users/:id" -> method, segments ({"api", "users", ":id"}).
 local function parse_route(spec)
@@ -1121,6 +1122,14 @@ function R.load(scripts_dir, plugins, plugin_path, config_file)
 	files_loaded = files
 	run_lifecycle(r.modules, "load")
 	return true
+end
+
+-- The server is stopping: every socket has disconnected, and the store
+-- commits what the shutdown hooks write before it closes.
+function R.shutdown()
+	if reg then
+		run_lifecycle(reg.modules, "shutdown")
+	end
 end
 
 -- The files the registry in force came from (the core watches them).

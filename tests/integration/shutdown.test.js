@@ -11,6 +11,20 @@ const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const h = require('./harness');
 
+// A test that fails midway must not leave a parley running (it would keep
+// the test process alive).
+const running = [];
+async function start(opts) {
+  const srv = await h.startParley(opts);
+  running.push(srv);
+  return srv;
+}
+test.afterEach(() => {
+  for (const srv of running.splice(0)) {
+    if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGKILL');
+  }
+});
+
 // Resolves to the error code of a TCP connection attempt (null: it connected).
 function tryConnect(port) {
   return new Promise((resolve) => {
@@ -38,7 +52,7 @@ async function storedIds(srv, conversationId) {
 
 test('SIGTERM while clients send: exit 0; websocket and polling Socket.IO clients see "transport close", a plain WebSocket 1001; every acked message is there after a restart', { timeout: 60000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-term-'));
-  let srv = await h.startParley({ dataDir });
+  let srv = await start({ dataDir });
   const acked = [];
   const reasons = {};
   const clients = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
@@ -84,7 +98,7 @@ test('SIGTERM while clients send: exit 0; websocket and polling Socket.IO client
   refused.forEach((m) => assert.equal(m, 'the server is shutting down'));
   clients.forEach((s) => s.close());
 
-  srv = await h.startParley({ dataDir });
+  srv = await start({ dataDir });
   const ids = await storedIds(srv, 'term');
   assert.deepEqual(acked.filter((id) => !ids.has(id)), [], 'acked messages were lost in the drain');
   await srv.stop();
@@ -92,7 +106,7 @@ test('SIGTERM while clients send: exit 0; websocket and polling Socket.IO client
 
 test('SIGTERM with a send in flight (its write queued behind others): the listening socket closes at once, new events get 503, the send is acked before the close and is stored', { timeout: 60000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-inflight-'));
-  let srv = await h.startParley({ dataDir, env: { PARLEY_SHUTDOWN_TIMEOUT: '30000' } });
+  let srv = await start({ dataDir, env: { PARLEY_SHUTDOWN_TIMEOUT: '30000' } });
   const s = h.sioClient(srv, '/messages', { query: { userId: 'inflight' }, transports: ['websocket'] });
   await h.connected(s);
   const order = [];
@@ -127,9 +141,43 @@ test('SIGTERM with a send in flight (its write queued behind others): the listen
   assert.match(srv.logs(), /stopping: new connections are refused; waiting for the store, then closing 1 connections/);
   s.close();
 
-  srv = await h.startParley({ dataDir });
+  srv = await start({ dataDir });
   const ids = await storedIds(srv, 'inflight');
   assert.deepEqual([...ids], [ack.messageId], 'the send acked during the drain is stored, the refused one is not');
+  await srv.stop();
+});
+
+test('lastSeen survives SIGTERM: a user online at shutdown and one inside the grace period both have one after a restart', { timeout: 30000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-seen-'));
+  const KEY = 'seen-api-key';
+  let srv = await start({ dataDir, env: { PARLEY_API_KEY: KEY } });
+  const online = h.sioClient(srv, '/messages', { query: { userId: 'still-online' }, transports: ['websocket'] });
+  const leaving = h.sioClient(srv, '/messages', { query: { userId: 'just-left' }, transports: ['websocket'] });
+  await Promise.all([h.connected(online), h.connected(leaving)]);
+  const before = Date.now();
+  leaving.close(); // inside the 5 s grace when SIGTERM comes: no sweep has written it
+  await h.sleep(200);
+  const st = await srv.stop();
+  assert.equal(st.code, 0, srv.logs());
+  online.close();
+
+  srv = await start({ dataDir, env: { PARLEY_API_KEY: KEY } });
+  const q = h.sioClient(srv, '/messages', { query: { userId: 'asker' }, transports: ['websocket'] });
+  await h.connected(q);
+  const { users } = await q.timeout(3000).emitWithAck('presence:query', { userIds: ['still-online', 'just-left', 'never-seen'] });
+  q.close();
+  const byId = Object.fromEntries(users.map((u) => [u.userId, u]));
+  for (const id of ['still-online', 'just-left']) {
+    assert.equal(byId[id].online, false, id);
+    assert.equal(typeof byId[id].lastSeen, 'string', `${id} has no lastSeen after the restart: ${JSON.stringify(byId[id])}`);
+    const t = Date.parse(byId[id].lastSeen);
+    assert.ok(t >= before - 1000 && t <= Date.now(), `${id}: lastSeen ${byId[id].lastSeen} is not the time it went`);
+  }
+  assert.equal(byId['never-seen'].lastSeen, null);
+  // The HTTP API reads the same.
+  const r = await fetch(`${srv.url}/api/users/still-online/presence`, { headers: { Authorization: `Bearer ${KEY}` } });
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).lastSeen, byId['still-online'].lastSeen);
   await srv.stop();
 });
 
