@@ -33,6 +33,8 @@ struct pss {
 	int body_too_large;
 	int dead_poll; /* the poll's session closed: answer with a close packet */
 	int ws_counted; /* an established WebSocket, counted in srv.ws_open */
+	int close_after; /* answer with "connection: close": the rest of the
+			  * request cannot be read */
 	struct frame *probe_reply;
 	char *origin; /* the request's Origin header, or NULL */
 	struct api_request *api; /* an HTTP API request in progress */

@@ -139,6 +139,8 @@ int http_respond(struct lws *wsi, struct pss *pss, int status,
 	if (lws_add_http_common_headers(wsi, (unsigned)status, content_type,
 					(lws_filepos_t)len, &p, end))
 		goto out;
+	if (pss && pss->close_after && add_header(wsi, "connection:", "close", &p, end))
+		goto out;
 	if (pss && pss->origin && http_origin_allowed(pss->origin)) {
 		if (add_header(wsi, "access-control-allow-origin:", pss->origin, &p, end) ||
 		    add_header(wsi, "access-control-allow-credentials:", "true", &p, end) ||
