@@ -136,8 +136,12 @@ static int dispatch(struct lws *wsi, struct pss *pss)
 {
 	struct api_request *r = pss->api;
 
-	if (pss->body_too_large)
+	if (pss->body_too_large) {
+		metrics_limit("max_payload");
+		log_info("HTTP API %s %s from %s: a body over %zu bytes (PARLEY_MAX_PAYLOAD): 413",
+			 method_name(r->method), r->path, r->query.addr, srv.cfg->max_payload);
 		return api_error(wsi, pss, 413, "the body is larger than PARLEY_MAX_PAYLOAD");
+	}
 	/* Parked until Lua answers: lws would drop it after its timeout. */
 	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
 	script_http(r->key, method_name(r->method), r->path, &r->query,

@@ -180,6 +180,9 @@ int engine_http_body_done(struct lws *wsi, struct pss *pss)
 	}
 	if (pss->body_too_large) {
 		metrics_protocol_error("payload_too_large");
+		metrics_limit("max_payload");
+		log_info("%s (%s): a polling POST body over %zu bytes (PARLEY_MAX_PAYLOAD): 413, "
+			 "session closed", c->sid, c->hs.addr, srv.cfg->max_payload);
 		metrics_http_error(413);
 		conn_close(c, "payload too large");
 		return http_respond(wsi, pss, 413, "text/plain", "payload too large", 17);

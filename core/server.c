@@ -459,7 +459,9 @@ static int on_receive(struct lws *wsi, struct pss *pss, const char *in, size_t l
 	return 0;
 too_big:
 	metrics_protocol_error("payload_too_large");
-	log_info("%s: message over maxPayload (%zu bytes): closing", c->sid, srv.cfg->max_payload);
+	metrics_limit("max_payload");
+	log_info("%s (%s): a WebSocket message over %zu bytes (PARLEY_MAX_PAYLOAD): closing with 1009",
+		 c->sid, c->hs.addr, srv.cfg->max_payload);
 	c->ws_close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
 	conn_close(c, "message too large");
 	return -1;

@@ -1,7 +1,8 @@
 // limits.test.js - every limit is a setting, trips with a log line and a
 // parley_limits_total count, and harms nobody else: sockets per user, rooms
-// per socket, the handshake deadline, connections per address, and the
-// outbound buffer of a client that stops reading (memory stays bounded).
+// per socket, the handshake deadline, the largest message (WebSocket, plain
+// WebSocket, polling, HTTP API), connections per address, and the outbound
+// buffer of a client that stops reading (memory stays bounded).
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -111,6 +112,60 @@ test('PARLEY_CONNECT_TIMEOUT=300: an Engine.IO session that connects no namespac
     });
     assert.ok(Date.now() - t0 < 4000, `a half-open request was kept ${Date.now() - t0} ms`);
   } finally {
+    await srv.stop();
+  }
+});
+
+test('PARLEY_MAX_PAYLOAD=4096: a larger message is refused on every path (WebSocket 1009, plain WebSocket 1009, polling 413, HTTP API 413), each counted and logged; a bystander is untouched', async () => {
+  const KEY = 'limits-api-key';
+  const srv = await h.startParley({ env: { PARLEY_MAX_PAYLOAD: '4096', PARLEY_API_KEY: KEY } });
+  const big = 'x'.repeat(5000);
+  const { s: bystander } = await connectAs(srv, 'bystander');
+  let bystanderLeft = null;
+  bystander.on('disconnect', (why) => { bystanderLeft = why; });
+  try {
+    // Socket.IO over WebSocket: the connection is closed with 1009.
+    const ws = h.rawEngineWs(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`);
+    await ws.opened;
+    await ws.next((f) => f[0] === '0');
+    ws.send('40/messages,{"userId":"big-ws"}');
+    await ws.next((f) => f.startsWith('40/messages,'));
+    ws.send(`42/messages,["test:echo","${big}"]`);
+    assert.equal((await ws.closed).code, 1009);
+    assert.equal(await limitCount(srv, 'max_payload'), 1);
+    assert.match(srv.logs(), /\(::ffff:127\.0\.0\.1\): a WebSocket message over 4096 bytes \(PARLEY_MAX_PAYLOAD\): closing with 1009/);
+
+    // The plain WebSocket endpoint: the same.
+    const plain = h.plainClient(srv, 'userId=big-plain');
+    await plain.opened;
+    plain.sendJson({ event: 'test:echo', data: big });
+    assert.equal((await plain.closed).code, 1009);
+    assert.equal(await limitCount(srv, 'max_payload'), 2);
+
+    // Polling: the POST is answered 413 and its session ends.
+    const { sid } = await h.pollHandshake(srv);
+    const post = await fetch(`${srv.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: 'POST', body: `4${big}` });
+    assert.equal(post.status, 413);
+    assert.equal(await limitCount(srv, 'max_payload'), 3);
+    assert.match(srv.logs(), new RegExp(`${sid} \\(::ffff:127\\.0\\.0\\.1\\): a polling POST body over 4096 bytes \\(PARLEY_MAX_PAYLOAD\\): 413, session closed`));
+
+    // The HTTP API: 413, and the request is logged with its route.
+    const api = await fetch(`${srv.url}/api/conversations/c1/messages`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ senderId: 'a', type: 'text', content: big }),
+    });
+    assert.equal(api.status, 413);
+    assert.equal((await api.json()).statusCode, 413);
+    assert.equal(await limitCount(srv, 'max_payload'), 4);
+    assert.match(srv.logs(), /HTTP API POST \/api\/conversations\/c1\/messages from ::ffff:127\.0\.0\.1: a body over 4096 bytes \(PARLEY_MAX_PAYLOAD\): 413/);
+
+    // Within the limit, all is well; the bystander saw nothing.
+    assert.equal(bystanderLeft, null);
+    const fits = 'y'.repeat(3000);
+    assert.equal(await bystander.timeout(3000).emitWithAck('test:echo', fits), fits);
+  } finally {
+    bystander.close();
     await srv.stop();
   }
 });
