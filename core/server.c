@@ -521,21 +521,101 @@ static void on_http_closed(struct lws *wsi, struct pss *pss)
 	http_release(pss);
 }
 
+/* Connections accepted whose first request's headers are not in yet: wsi
+ * pointer -> struct handshake_wait. lws drops one that takes longer than
+ * its timeout_secs; that is PARLEY_CONNECT_TIMEOUT tripping, counted and
+ * logged like the limit's other cases when the connection goes. */
+struct handshake_wait {
+	int64_t since;
+	char addr[48];
+};
+
+static struct map handshakes;
+
+/* lws keeps its timeouts in a list served by one libev timer, which its glue
+ * never re-arms earlier (ev_timer_start on an active timer does nothing): a
+ * new connection's deadline is served only when lws next wakes for some
+ * other reason, which on a quiet server may be half a minute later. While a
+ * handshake is pending, a wake-up now and then lets lws serve it in time. */
+static ev_timer nudge;
+
+static void on_nudge(struct ev_loop *l, ev_timer *t, int revents)
+{
+	(void)l;
+	(void)revents;
+	if (!handshakes.count || !srv.ctx)
+		return;
+	lws_cancel_service(srv.ctx);
+	timer_start(t, on_nudge, 250);
+}
+
+static void handshake_begin(struct lws *wsi)
+{
+	struct handshake_wait *w = xmalloc(sizeof(*w));
+
+	if (!ev_is_active(&nudge))
+		timer_start(&nudge, on_nudge, 250);
+
+	w->since = now_ms();
+	/* Taken now: the socket is gone by the time the wsi is destroyed. */
+	lws_get_peer_simple(wsi, w->addr, sizeof(w->addr));
+	free(map_put(&handshakes, (const char *)&wsi, sizeof(wsi), w));
+}
+
+/* The first request's headers are in (`destroyed` 0), or the connection
+ * went before they were (1): if that took the whole deadline, lws dropped it. */
+static void handshake_end(struct lws *wsi, int destroyed)
+{
+	struct handshake_wait *w = map_del(&handshakes, (const char *)&wsi, sizeof(wsi));
+	int64_t waited;
+
+	if (!w)
+		return;
+	waited = now_ms() - w->since;
+	if (destroyed && !srv.stopping && waited >= srv.cfg->connect_timeout_ms) {
+		metrics_limit("connect_timeout");
+		log_info("%s: no complete HTTP request within PARLEY_CONNECT_TIMEOUT (%lld ms): "
+			 "connection dropped", w->addr, (long long)waited);
+	}
+	free(w);
+}
+
+static void handshakes_fini(void)
+{
+	struct map_iter it;
+	struct map_entry *e;
+
+	if (srv.loop)
+		timer_stop(&nudge);
+	map_iter_init(&it, &handshakes);
+	while ((e = map_next(&it)))
+		free(e->value);
+	map_fini(&handshakes);
+}
+
 static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		       void *user, void *in, size_t len)
 {
 	struct pss *pss = user;
 
-	/* Connections per address: counted from accept to destruction. */
+	/* Connections per address: counted from accept to destruction; and
+	 * each connection's first request, watched until its headers are in. */
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
 		return peers_admit(&((struct lws_filter_network_conn_args *)user)->cli_addr) ? 1 : 0;
 	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
 		peers_opened(wsi);
+		handshake_begin(wsi);
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		peers_closed(wsi);
+		handshake_end(wsi, 1);
 		return 0;
+	case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+	case LWS_CALLBACK_HTTP:
+		handshake_end(wsi, 0);
+		break;
 	default:
 		break;
 	}
@@ -831,6 +911,7 @@ int server_start(struct config *cfg)
 	map_init(&srv.nsps);
 	api_init();
 	peers_init(cfg->max_conns_per_ip);
+	map_init(&handshakes);
 	lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
 
 	srv.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
@@ -949,6 +1030,7 @@ void server_fini(void)
 	conn_reap();
 	api_fini();
 	peers_fini();
+	handshakes_fini();
 	map_iter_init(&it, &srv.nsps);
 	while ((e = map_next(&it)))
 		nsp_free(e->value);

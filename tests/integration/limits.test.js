@@ -1,6 +1,7 @@
 // limits.test.js - every limit is a setting, trips with a log line and a
 // parley_limits_total count, and harms nobody else: sockets per user, rooms
-// per socket, the handshake deadline, the largest message (WebSocket, plain
+// per socket, the handshake deadline (Engine.IO and half-sent HTTP), the
+// largest message (WebSocket, plain
 // WebSocket, polling, HTTP API), connections per address, and the outbound
 // buffer of a client that stops reading (memory stays bounded).
 'use strict';
@@ -86,7 +87,7 @@ test('PARLEY_MAX_ROOMS=5: a socket in 5 rooms (its user room counts) cannot join
   }
 });
 
-test('PARLEY_CONNECT_TIMEOUT=300: an Engine.IO session that connects no namespace is closed; a half-sent HTTP request too', async () => {
+test('PARLEY_CONNECT_TIMEOUT=300: an Engine.IO session that connects no namespace is closed, and so is a half-sent HTTP request; each counted and logged, a bystander untouched', async () => {
   const srv = await h.startParley({ env: { PARLEY_CONNECT_TIMEOUT: '300' } });
   try {
     const ws = h.rawEngineWs(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`);
@@ -97,13 +98,15 @@ test('PARLEY_CONNECT_TIMEOUT=300: an Engine.IO session that connects no namespac
     assert.equal(await limitCount(srv, 'connect_timeout'), 1);
     assert.match(srv.logs(), /no namespace connected within PARLEY_CONNECT_TIMEOUT/);
 
-    // A client that connects in time is kept.
+    // A client that connects in time is kept: the bystander of what follows.
     const { s } = await connectAs(srv, 'prompt');
     await h.sleep(600);
     assert.equal(s.connected, true);
-    s.close();
+    let bystanderLeft = null;
+    s.on('disconnect', (why) => { bystanderLeft = why; });
 
-    // Half an HTTP request: dropped after the (second-granular) deadline.
+    // Half an HTTP request: dropped after the (second-granular) deadline,
+    // counted and logged; the bystander notices nothing.
     const t0 = Date.now();
     await new Promise((resolve) => {
       const sock = net.connect(srv.port, '127.0.0.1', () => sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
@@ -111,6 +114,15 @@ test('PARLEY_CONNECT_TIMEOUT=300: an Engine.IO session that connects no namespac
       sock.on('error', resolve);
     });
     assert.ok(Date.now() - t0 < 4000, `a half-open request was kept ${Date.now() - t0} ms`);
+    await h.sleep(100);
+    assert.equal(await limitCount(srv, 'connect_timeout'), 2);
+    assert.match(srv.logs(), /127\.0\.0\.1: no complete HTTP request within PARLEY_CONNECT_TIMEOUT \(\d+ ms\): connection dropped/);
+    assert.equal(bystanderLeft, null, 'the bystander was disconnected');
+    assert.deepEqual(await s.timeout(3000).emitWithAck('test:echo', { still: 'here' }), { still: 'here' });
+    // A request sent whole, even slowly, is no timeout.
+    assert.equal((await fetch(`${srv.url}/healthz`)).status, 200);
+    assert.equal(await limitCount(srv, 'connect_timeout'), 2);
+    s.close();
   } finally {
     await srv.stop();
   }
