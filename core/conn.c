@@ -446,8 +446,8 @@ void conn_shutdown(struct conn *c)
 			conn_close_after_flush(c, LWS_CLOSE_STATUS_GOINGAWAY, why);
 		return;
 	}
-	/* Polling: the close packet goes last in the queue; the poll that
-	 * takes it ends the session (engine.c). */
+	/* Polling: the close packet goes last in the queue; once a poll has
+	 * taken it (engine.c), the session waits for the drain to end. */
 	conn_send(c, frame_new("1", 1, 0));
 	c->poll_close = 1;
 	if (c->poll)

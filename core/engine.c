@@ -49,9 +49,12 @@ static int poll_flush(struct lws *wsi, struct pss *pss, struct conn *c)
 			      payload + LWS_PRE, len);
 
 	free(payload);
-	/* The payload carried the close packet: the session ends here. */
+	/* The payload carried the close packet. The session stays until the
+	 * drain ends all: a POST the client sent meanwhile is still answered
+	 * "ok", where an unknown sid would show the client a transport error
+	 * if that answer came in before this one. */
 	if (c->poll_close)
-		conn_close(c, "server shutting down");
+		c->close_sent = 1;
 	return rc;
 }
 

@@ -555,7 +555,6 @@ static void handshake_begin(struct lws *wsi)
 
 	if (!ev_is_active(&nudge))
 		timer_start(&nudge, on_nudge, 250);
-
 	w->since = now_ms();
 	/* Taken now: the socket is gone by the time the wsi is destroyed. */
 	lws_get_peer_simple(wsi, w->addr, sizeof(w->addr));
@@ -707,24 +706,32 @@ void timer_stop(ev_timer *t)
 
 /* ---- the drain: what SIGTERM (or SIGINT) starts ----
  * 1. settle: the listen socket closes (a new connection is refused by the
- *    kernel); client events get 503 "the server is shutting down"; the
+ *    kernel; see drain_listening for polling); client events, new sessions,
+ *    upgrades and API requests get 503 "the server is shutting down"; the
  *    writes already handed to the store commit, and the jobs that waited for
  *    them run, so their acks and emits are queued. Settled is when a store
  *    barrier completes and nothing was submitted after it.
  * 2. close: every connection is told (conn_shutdown), after what is queued
- *    for it; the loop runs until each is closed, each WebSocket's closing
- *    handshake is done and each parked API request is answered.
+ *    for it; the loop runs until each WebSocket's closing handshake is done,
+ *    each polling session's close packet has gone out in a poll and each
+ *    parked API request is answered.
  * Each step is bounded by its share of PARLEY_SHUTDOWN_TIMEOUT; what is
  * left then is closed by server_fini. */
 enum drain_step { DRAIN_OFF, DRAIN_SETTLE, DRAIN_CLOSE };
+
+/* How long the port stays open after the last polling session was told. */
+#define DRAIN_POLL_LINGER_MS 250
 
 static struct {
 	enum drain_step step;
 	uint64_t barrier;  /* the store sequence number of the last barrier */
 	int barrier_done;  /* it completed (its callback ran) */
 	int expired;       /* the current step's time is up */
+	size_t polling_told; /* polling sessions sent a close packet */
+	int linger_done;
 	int64_t started;
 	ev_timer timer;
+	ev_timer linger;
 } drain;
 
 /* The listening sockets lws opened. lws 4.1.6 cannot close them for us:
@@ -781,13 +788,45 @@ static void stop_listening(void)
 	nlisten = 0;
 }
 
-static size_t conn_count(void)
+enum conn_filter { CONN_ANY, CONN_UNTOLD, CONN_POLLING_UNTOLD };
+
+/* Open connections; those not told yet (a polling session whose close
+ * packet a poll has taken is told); the polling ones among those. */
+static size_t conn_count(enum conn_filter which)
 {
 	size_t n = 0;
 
 	for (struct conn *c = srv.all; c; c = c->all_next)
-		n++;
+		n += which == CONN_ANY ||
+		     (!c->close_sent && (which == CONN_UNTOLD ||
+					 (c->kind == CONN_EIO && c->transport == TRANSPORT_POLLING)));
 	return n;
+}
+
+static void on_drain_linger(struct ev_loop *l, ev_timer *t, int revents)
+{
+	(void)l;
+	(void)t;
+	(void)revents;
+	drain.linger_done = 1;
+}
+
+/* When to close the listening socket. A polling client may open a new
+ * connection for any poll, so the port stays open while a polling session
+ * waits to be told (new sessions, upgrades and API requests get 503
+ * meanwhile), and a little longer once told: a POST it sent before it read
+ * the close packet must not find the port closed, or the client reports a
+ * transport error instead of the close. */
+static void drain_listening(void)
+{
+	if (!nlisten || conn_count(CONN_POLLING_UNTOLD))
+		return;
+	if (!drain.polling_told || drain.linger_done) {
+		stop_listening();
+		return;
+	}
+	if (!ev_is_active(&drain.linger))
+		timer_start(&drain.linger, on_drain_linger, DRAIN_POLL_LINGER_MS);
 }
 
 static void on_drain_barrier(void *arg, int err)
@@ -833,16 +872,17 @@ static int drain_advance(void)
 	case DRAIN_OFF:
 		log_info("stopping: new connections are refused; waiting for the store, then "
 			 "closing %zu connections (PARLEY_SHUTDOWN_TIMEOUT %d ms)",
-			 conn_count(), budget);
+			 conn_count(CONN_ANY), budget);
 		srv.draining = 1;
 		drain.started = now_ms();
-		stop_listening();
+		drain_listening();
 		drain.barrier = store_submit(store_batch_new(), on_drain_barrier, NULL);
 		drain.step = DRAIN_SETTLE;
 		/* Two thirds to settle, the rest for the closing handshakes. */
 		timer_start(&drain.timer, on_drain_timer, budget * 2 / 3);
 		return 0;
 	case DRAIN_SETTLE:
+		drain_listening();
 		if (!drain.expired && !drain_settled())
 			return 0;
 		if (drain.expired)
@@ -851,13 +891,15 @@ static int drain_advance(void)
 		drain.expired = 0;
 		drain.step = DRAIN_CLOSE;
 		timer_start(&drain.timer, on_drain_timer, budget - budget * 2 / 3);
+		drain.polling_told = conn_count(CONN_POLLING_UNTOLD);
 		for (struct conn *c = srv.all, *next; c; c = next) {
 			next = c->all_next;
 			conn_shutdown(c);
 		}
 		return 0;
 	case DRAIN_CLOSE:
-		if (!srv.all && !srv.ws_open && !api_pending()) {
+		drain_listening();
+		if (!conn_count(CONN_UNTOLD) && !srv.ws_open && !api_pending() && !nlisten) {
 			timer_stop(&drain.timer);
 			log_info("stopping: every client told, in %lld ms",
 				 (long long)(now_ms() - drain.started));
@@ -866,7 +908,7 @@ static int drain_advance(void)
 		if (!drain.expired)
 			return 0;
 		log_warn("stopping: %zu connections, %u WebSockets and %zu API requests left "
-			 "after PARLEY_SHUTDOWN_TIMEOUT: closing them", conn_count(), srv.ws_open,
+			 "after PARLEY_SHUTDOWN_TIMEOUT: closing them", conn_count(CONN_UNTOLD), srv.ws_open,
 			 api_pending());
 		return 1;
 	}
@@ -993,6 +1035,7 @@ void server_loop_fini(void)
 {
 	if (srv.loop) {
 		timer_stop(&drain.timer);
+		timer_stop(&drain.linger);
 		ev_prepare_stop(srv.loop, &between_iterations);
 		ev_loop_destroy(srv.loop);
 		srv.loop = NULL;

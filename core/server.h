@@ -53,8 +53,8 @@ struct conn {
 	unsigned dirty : 1;      /* on srv.dirty: frames queued since the last flush */
 	unsigned doomed : 1;     /* over its output cap: closed after the callback */
 	unsigned awaiting_connect : 1; /* no namespace connected yet (its deadline runs) */
-	unsigned poll_close : 1; /* shutting down: the Engine.IO close packet is queued,
-				  * the session ends once a poll has taken it */
+	unsigned poll_close : 1; /* shutting down: the Engine.IO close packet is queued */
+	unsigned close_sent : 1; /* ... and a poll has taken it: the session is done */
 	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
 	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
 	char sid[24];

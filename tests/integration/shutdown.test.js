@@ -82,10 +82,20 @@ test('SIGTERM while clients send: exit 0; websocket and polling Socket.IO client
     }
   });
   await h.sleep(500);
-  const st = await new Promise((resolve) => {
-    srv.exited.then(resolve);
-    srv.proc.kill('SIGTERM');
+  srv.proc.kill('SIGTERM');
+  // A newcomer is turned away while the others drain: refused by the
+  // kernel, or (while polling sessions wait to be told) answered 503.
+  const late = h.sioClient(srv, '/messages', { query: { userId: 'late' }, transports: ['websocket'] });
+  const lateError = await new Promise((resolve) => {
+    late.on('connect', () => resolve(null));
+    late.on('connect_error', (e) => resolve(e));
+    late.connect();
   });
+  late.close();
+  assert.ok(lateError, 'a client connected after SIGTERM');
+  const health = await fetch(`${srv.url}/healthz`).then((r) => r.status, (e) => e.cause && e.cause.code);
+  assert.ok(health === 503 || health === 'ECONNREFUSED', `/healthz after SIGTERM: ${health}`);
+  const st = await srv.exited;
   stop = true;
   await Promise.all(loops);
   assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null }, srv.logs());
