@@ -207,6 +207,10 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 
 int api_body_done(struct lws *wsi, struct pss *pss)
 {
+	/* Without a body the request was dispatched at its headers already
+	 * (and may be answered and gone). */
+	if (!pss->api || !pss->api->has_body)
+		return 0;
 	return dispatch(wsi, pss);
 }
 

@@ -243,7 +243,8 @@ static int on_http(struct lws *wsi, struct pss *pss, const char *path)
 static int on_http_body(struct lws *wsi, struct pss *pss, const char *in, size_t len)
 {
 	(void)wsi;
-	if (pss->body_too_large)
+	/* lws reports an empty body (Content-Length: 0) as one empty piece. */
+	if (pss->body_too_large || !len)
 		return 0;
 	if (pss->body_len + len > srv.cfg->max_payload) {
 		/* Keep reading to the end, then answer 413 once. */
@@ -633,7 +634,12 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
 		if (pss->role == ROLE_API)
 			return api_body_done(wsi, pss);
-		return engine_http_body_done(wsi, pss);
+		if (pss->role == ROLE_POLL_POST)
+			return engine_http_body_done(wsi, pss);
+		/* The request was answered at its headers (a refusal, a route
+		 * without a body, a parked poll): a second answer would be
+		 * garbage on the connection. */
+		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		if (pss->role == ROLE_API)
 			return api_writable(wsi, pss);

@@ -136,12 +136,15 @@ test('bodies parley cannot read are refused with 411 (chunked, or a POST/PUT/PAT
   assert.ok(await metricValue('parley_http_errors_total{code="411"}') >= 5);
 });
 
-test('a DELETE with a JSON body runs its route once, with the body', async () => {
+test('a route runs once per request: a DELETE with a JSON body (and gets it), a request with Content-Length: 0', async () => {
   const body = '{"reason":"spam"}';
   const r = await rawRequest(head('DELETE', '/api/test/count/del1', ['Content-Type: application/json', `Content-Length: ${body.length}`]), body);
   assert.deepEqual({ status: r.status, body: r.body }, { status: 200, body: { n: 1, body: { reason: 'spam' } } });
+  const empty = await rawRequest(head('DELETE', '/api/test/count/del2', ['Content-Length: 0']));
+  assert.deepEqual({ status: empty.status, body: empty.body }, { status: 200, body: { n: 1 } });
   await new Promise((resolve) => setTimeout(resolve, 200));
-  assert.deepEqual((await call('GET', '/api/test/count/del1')).body, { n: 1 }, 'the route ran twice');
+  assert.deepEqual((await call('GET', '/api/test/count/del1')).body, { n: 1 }, 'the route ran twice for a body');
+  assert.deepEqual((await call('GET', '/api/test/count/del2')).body, { n: 1 }, 'the route ran twice for an empty body');
 });
 
 async function metricValue(name) {
