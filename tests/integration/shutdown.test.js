@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { spawnSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const h = require('./harness');
 
 // A test that fails midway must not leave a parley running (it would keep
@@ -19,10 +19,12 @@ async function start(opts) {
   running.push(srv);
   return srv;
 }
+const holders = [];
 test.afterEach(() => {
   for (const srv of running.splice(0)) {
     if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGKILL');
   }
+  for (const proc of holders.splice(0)) if (proc.exitCode === null) proc.kill('SIGKILL');
 });
 
 // Resolves to the error code of a TCP connection attempt (null: it connected).
@@ -114,40 +116,65 @@ test('SIGTERM while clients send: exit 0; websocket and polling Socket.IO client
   await srv.stop();
 });
 
-test('SIGTERM with a send in flight (its write queued behind others): the listening socket closes at once, new events get 503, the send is acked before the close and is stored', { timeout: 60000 }, async () => {
+// Holds the store's write lock from another process (build/lmdb_hold):
+// parley's writer cannot commit until release() is called.
+async function holdStore(dataDir) {
+  const proc = spawn(path.join(path.dirname(h.BINARY), 'lmdb_hold'), [dataDir], { stdio: ['pipe', 'pipe', 'inherit'] });
+  holders.push(proc);
+  await new Promise((resolve, reject) => {
+    proc.stdout.once('data', (d) => (String(d).startsWith('held') ? resolve() : reject(new Error(String(d)))));
+    proc.once('exit', (code) => reject(new Error(`lmdb_hold exited with ${code}`)));
+  });
+  return { release: () => { proc.stdin.end(); return new Promise((resolve) => proc.once('exit', resolve)); } };
+}
+
+test('SIGTERM with a send in flight (its commit held back): new connections are refused at once, a send made during the drain gets 503, the in-flight send is acked before the close and is stored', { timeout: 60000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-inflight-'));
   let srv = await start({ dataDir, env: { PARLEY_SHUTDOWN_TIMEOUT: '30000' } });
   const s = h.sioClient(srv, '/messages', { query: { userId: 'inflight' }, transports: ['websocket'] });
   await h.connected(s);
+  const t0 = Date.now();
+  const timeline = [];
+  const mark = (what) => timeline.push(`${Date.now() - t0} ms: ${what}`);
   const order = [];
-  s.on('disconnect', (why) => order.push(`disconnect: ${why}`));
-  // Keep the store's writer busy: 40 MB of writes queued ahead of the send.
-  for (let i = 0; i < 10; i++) await s.timeout(10000).emitWithAck('test:kv-flood', { n: 2000, size: 2000 });
+  s.on('disconnect', (why) => { order.push(`disconnect: ${why}`); mark(`disconnect: ${why}`); });
+  const explain = () => `${timeline.join('\n')}\n${srv.logs()}`;
+
+  const lock = await holdStore(dataDir);
   let ack = null;
   const acking = s.timeout(30000).emitWithAck('message:send',
     { conversationId: 'inflight', clientMessageId: 'm1', type: 'text', content: 'in flight' })
-    .then((a) => { ack = a; order.push(`ack: ${a.status}`); return a; });
-  // Events are taken in order: once this answers, the send was handed to the store.
+    .then((a) => { ack = a; order.push(`ack: ${a.status}`); mark(`ack: ${a.status}`); return a; });
+  // Events are taken in order: once this answers, the send waits for its commit.
   assert.equal(await s.timeout(5000).emitWithAck('test:echo', 'after the send'), 'after the send');
-  assert.equal(ack, null, 'the store committed the send before SIGTERM: nothing was in flight (the flood was too small)');
+  mark('SIGTERM');
   srv.proc.kill('SIGTERM');
 
-  // The drain refuses new connections at the kernel (the listening socket is
-  // closed), while the server is still there for the clients it has.
+  // The listening socket closes, while the server stays for the clients it has.
   const deadline = Date.now() + 5000;
   let code;
   while ((code = await tryConnect(srv.port)) !== 'ECONNREFUSED' && Date.now() < deadline) await h.sleep(10);
-  assert.equal(code, 'ECONNREFUSED', 'a connection attempted after SIGTERM was not refused');
-  assert.equal(srv.proc.exitCode, null, 'parley exited before the send was acked');
+  mark(`connect: ${code}`);
+  assert.equal(code, 'ECONNREFUSED', `a connection attempted after SIGTERM was not refused\n${explain()}`);
+  assert.equal(srv.proc.exitCode, null, 'parley exited with a write in flight');
   // A send made during the drain is refused with 503: the client knows to send it again.
-  const late = await s.timeout(5000).emitWithAck('message:send',
-    { conversationId: 'inflight', clientMessageId: 'm2', type: 'text', content: 'too late' });
+  let late;
+  try {
+    late = await s.timeout(5000).emitWithAck('message:send',
+      { conversationId: 'inflight', clientMessageId: 'm2', type: 'text', content: 'too late' });
+  } catch (e) {
+    assert.fail(`the send during the drain got no answer (${e.message}):\n${explain()}`);
+  }
   assert.deepEqual({ statusCode: late.statusCode, message: late.message }, { statusCode: 503, message: 'the server is shutting down' });
+  await h.sleep(300);
+  assert.equal(ack, null, `acked before its write was committed\n${explain()}`);
 
+  mark('commit released');
+  await lock.release();
   assert.equal((await acking).status, 'sent');
   const st = await srv.exited;
   assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null }, srv.logs());
-  assert.deepEqual(order, ['ack: sent', 'disconnect: transport close']);
+  assert.deepEqual(order, ['ack: sent', 'disconnect: transport close'], explain());
   assert.match(srv.logs(), /stopping: new connections are refused; waiting for the store, then closing 1 connections/);
   s.close();
 

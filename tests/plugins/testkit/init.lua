@@ -164,16 +164,6 @@ return {
 			return { value = v }
 		end,
 
-		-- Queues n writes of `size` bytes each, without waiting: the store's
-		-- writer is busy for a while (a write in flight at SIGTERM).
-		["test:kv-flood"] = function(sock, data)
-			local v = string.rep("f", data.size or 100)
-			for i = 1, data.n do
-				parley.kv.set("flood:" .. i, v)
-			end
-			return { queued = data.n }
-		end,
-
 		-- Acked only once the write is on disk.
 		["test:kv-durable-set"] = function(sock, data)
 			parley.kv.set(data.key, data.value)
