@@ -77,7 +77,9 @@ void conn_send(struct conn *c, struct frame *f)
 		frame_unref(f);
 		return;
 	}
-	if (c->doomed) {
+	/* Nothing goes after the Engine.IO close packet: the client stops
+	 * reading there. */
+	if (c->doomed || c->poll_close) {
 		frame_unref(f);
 		return;
 	}
@@ -416,6 +418,37 @@ void conn_close_after_flush(struct conn *c, int code, const char *text)
 	c->close_text = xstrndup(text, strnlen(text, 100));
 	if (c->ws)
 		lws_callback_on_writable(c->ws);
+}
+
+void conn_shutdown(struct conn *c)
+{
+	static const char why[] = "server shutting down";
+
+	if (c->state != CONN_OPEN || c->doomed)
+		return;
+	/* socket.io-client reports either way of closing as "transport close"
+	 * and reconnects on its own, with backoff: to this server once it is
+	 * back, or to another behind the same address. A Socket.IO DISCONNECT
+	 * packet would read "io server disconnect", which socket.io-client
+	 * takes for "you were kicked" and does not reconnect from: the seed's
+	 * client, which never calls connect() again, would stay offline. */
+	if (c->probe) {
+		kill_wsi(c->probe, LWS_CLOSE_STATUS_GOINGAWAY, why);
+		c->probe = NULL;
+		c->upgrading = 0;
+	}
+	if (c->transport == TRANSPORT_WEBSOCKET) {
+		/* A close already arranged (a refused plain socket's 4401) stands. */
+		if (!c->close_code)
+			conn_close_after_flush(c, LWS_CLOSE_STATUS_GOINGAWAY, why);
+		return;
+	}
+	/* Polling: the close packet goes last in the queue; once a poll has
+	 * taken it (engine.c), the session waits for the drain to end. */
+	conn_send(c, frame_new("1", 1, 0));
+	c->poll_close = 1;
+	if (c->poll)
+		lws_callback_on_writable(c->poll);
 }
 
 /* Encodes the whole queue as one polling payload: packets joined by the

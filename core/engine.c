@@ -49,6 +49,12 @@ static int poll_flush(struct lws *wsi, struct pss *pss, struct conn *c)
 			      payload + LWS_PRE, len);
 
 	free(payload);
+	/* The payload carried the close packet. The session stays until the
+	 * drain ends all: a POST the client sent meanwhile is still answered
+	 * "ok", where an unknown sid would show the client a transport error
+	 * if that answer came in before this one. */
+	if (c->poll_close)
+		c->close_sent = 1;
 	return rc;
 }
 
@@ -65,6 +71,11 @@ static int handshake(struct lws *wsi, struct pss *pss)
 	if (pss->method != HTTP_GET) {
 		metrics_protocol_error("bad_handshake_method");
 		return http_engine_error(wsi, pss, 2, "Bad handshake method");
+	}
+	if (srv.draining) {
+		/* A keep-alive connection may still ask: the client retries. */
+		metrics_http_error(503);
+		return http_respond(wsi, pss, 503, "text/plain", "server shutting down", 20);
 	}
 	c = conn_new(CONN_EIO, TRANSPORT_POLLING);
 	http_handshake_copy(&c->hs, wsi);
@@ -172,6 +183,9 @@ int engine_http_body_done(struct lws *wsi, struct pss *pss)
 	}
 	if (pss->body_too_large) {
 		metrics_protocol_error("payload_too_large");
+		metrics_limit("max_payload");
+		log_info("%s (%s): a polling POST body over %zu bytes (PARLEY_MAX_PAYLOAD): 413, "
+			 "session closed", c->sid, c->hs.addr, srv.cfg->max_payload);
 		metrics_http_error(413);
 		conn_close(c, "payload too large");
 		return http_respond(wsi, pss, 413, "text/plain", "payload too large", 17);
@@ -259,6 +273,12 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 		connect_error(c, pkt->nsp, pkt->nsp_len, "Invalid namespace", 0);
 		return;
 	}
+	if (srv.draining) {
+		/* Unanswered: the session closes within the drain, and the client
+		 * reconnects and connects the namespace again. A CONNECT_ERROR
+		 * would end its retries for this namespace. */
+		return;
+	}
 	cl = client_of(c, n);
 	if (cl) {
 		/* Already connected: confirm again, as a retry would expect. */
@@ -298,6 +318,10 @@ static void dispatch_event(struct client *cl, const char *data, size_t len,
 	}
 	if (nlen == 0) {
 		client_error(cl, 400, "event name must not be empty", id);
+		return;
+	}
+	if (srv.draining) {
+		client_error(cl, 503, "the server is shutting down", id);
 		return;
 	}
 	if (args.p) {

@@ -32,6 +32,9 @@ struct pss {
 	size_t body_cap;
 	int body_too_large;
 	int dead_poll; /* the poll's session closed: answer with a close packet */
+	int ws_counted; /* an established WebSocket, counted in srv.ws_open */
+	int close_after; /* answer with "connection: close": the rest of the
+			  * request cannot be read */
 	struct frame *probe_reply;
 	char *origin; /* the request's Origin header, or NULL */
 	struct api_request *api; /* an HTTP API request in progress */
@@ -76,6 +79,8 @@ int api_writable(struct lws *wsi, struct pss *pss);
 void api_closed(struct pss *pss);
 /* Lua's answer to request `id`; 0, or -1 when it is gone or answered. */
 int api_respond(const char *id, int status, const char *body, size_t len);
+/* Requests handed to Lua and not answered yet. */
+size_t api_pending(void);
 
 int engine_http_request(struct lws *wsi, struct pss *pss);
 int engine_http_body_done(struct lws *wsi, struct pss *pss);

@@ -61,9 +61,11 @@ int main(int argc, char **argv)
 	log_info("parley stopping");
 	rc = 0;
 out:
-	/* Connections close first (their disconnect hooks may write), then the
-	 * store commits what is left, then Lua and the loop go. */
+	/* Connections the drain left close first (their disconnect hooks may
+	 * write), then the shutdown hooks write what lives only in memory, then
+	 * the store commits what is left, then Lua and the loop go. */
 	server_fini();
+	script_shutdown();
 	store_close();
 	messages_fini();
 	script_fini();

@@ -73,6 +73,10 @@ void plain_on_message(struct conn *c, const char *p, size_t len)
 	default:
 		break;
 	}
+	if (srv.draining && e.kind != ENVELOPE_REPLY) {
+		client_error(cl, 503, "the server is shutting down", e.ack);
+		return;
+	}
 	args = data_as_args(&e, &alen);
 	if (e.kind == ENVELOPE_REPLY)
 		script_ack(cl, (uint64_t)e.ack, args, alen, NULL, 0, NULL);

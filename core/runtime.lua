@@ -923,7 +923,8 @@ local function load_module(path, name, config)
 	return m
 end
 
-local hook_names = { "connect", "connected", "disconnect", "join", "filter", "load", "unload" }
+local hook_names = { "connect", "connected", "disconnect", "join", "filter", "load", "unload",
+	"shutdown" }
 
 -- "GET /api/users/:id" -> method, segments ({"api", "users", ":id"}).
 local function parse_route(spec)
@@ -1057,14 +1058,14 @@ local function script_failed(m, what, err)
 	return 500, "a script failed"
 end
 
--- Runs the unload hook of each module of the version going away; logs
--- failures and goes on (it goes either way).
-local function run_unload(modules)
+-- Runs a hook of each module that has it (unload of the version going
+-- away, shutdown); logs failures and goes on (it goes either way).
+local function run_each(modules, hook)
 	for _, m in ipairs(modules) do
-		if m.hooks.unload then
-			local ok, err = call(m, m.hooks.unload)
+		if m.hooks[hook] then
+			local ok, err = call(m, m.hooks[hook])
 			if not ok then
-				script_failed(m, "unload hook", err)
+				script_failed(m, hook .. " hook", err)
 			end
 		end
 	end
@@ -1165,10 +1166,18 @@ function R.load(scripts_dir, plugins, plugin_path, config_file)
 	reg = r
 	files_loaded = files
 	if old then
-		run_unload(old.modules)
+		run_each(old.modules, "unload")
 		cancel_timers_of(old.modules)
 	end
 	return true
+end
+
+-- The server is stopping: every socket has disconnected, and the store
+-- commits what the shutdown hooks write before it closes.
+function R.shutdown()
+	if reg then
+		run_each(reg.modules, "shutdown")
+	end
 end
 
 -- The files the registry in force came from (the core watches them).

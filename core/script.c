@@ -1051,6 +1051,14 @@ int script_reload(void)
 	return 0;
 }
 
+void script_shutdown(void)
+{
+	if (!L)
+		return;
+	push_entry("shutdown");
+	call_runtime("shutdown", 0, 0);
+}
+
 void script_fini(void)
 {
 	struct map_iter it;

@@ -16,6 +16,10 @@ struct sio_attachment;
  * (logged with file and line). */
 int script_init(void);
 void script_fini(void);
+/* Runs the scripts' shutdown hooks: the server is stopping, every socket
+ * is gone, and the store is still open for what they write. A no-op when
+ * the scripts never loaded. */
+void script_shutdown(void);
 /* Loads the scripts and plugins again beside the ones in force and swaps
  * them in only if everything loaded; otherwise the old keep running and the
  * error is logged with its file and line. Returns 0 or -1. */

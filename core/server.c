@@ -3,9 +3,16 @@
  * plain WebSocket endpoint at a namespace's path, /healthz and /metrics.
  * lws runs on a libev loop of ours (epoll: a wake-up costs what is ready,
  * not what is connected), and between iterations we write and reap. */
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ev.h>
 
@@ -132,6 +139,8 @@ int http_respond(struct lws *wsi, struct pss *pss, int status,
 	if (lws_add_http_common_headers(wsi, (unsigned)status, content_type,
 					(lws_filepos_t)len, &p, end))
 		goto out;
+	if (pss && pss->close_after && add_header(wsi, "connection:", "close", &p, end))
+		goto out;
 	if (pss && pss->origin && http_origin_allowed(pss->origin)) {
 		if (add_header(wsi, "access-control-allow-origin:", pss->origin, &p, end) ||
 		    add_header(wsi, "access-control-allow-credentials:", "true", &p, end) ||
@@ -191,6 +200,11 @@ int http_engine_error(struct lws *wsi, struct pss *pss, int code, const char *ms
 
 static int serve_plain_http(struct lws *wsi, struct pss *pss, const char *path)
 {
+	if (strcmp(path, "/healthz") == 0 && srv.draining) {
+		/* A load balancer on a kept-alive connection learns to look elsewhere. */
+		static const char going[] = "{\"status\":\"shutting down\"}";
+		return http_respond(wsi, pss, 503, "application/json", going, sizeof(going) - 1);
+	}
 	if (strcmp(path, "/healthz") == 0) {
 		char body[128];
 		int n = snprintf(body, sizeof(body),
@@ -266,6 +280,11 @@ static int on_confirm_upgrade(struct lws *wsi)
 		lws_return_http_status(wsi, 403, "origin not allowed");
 		return 1;
 	}
+	if (srv.draining) {
+		metrics_http_error(503);
+		lws_return_http_status(wsi, 503, "server shutting down");
+		return 1;
+	}
 	if (is_engine_path(path)) {
 		v = http_query_arg(wsi, "EIO=", buf, sizeof(buf));
 		if (!v || strcmp(v, "4") != 0)
@@ -334,6 +353,14 @@ void http_handshake_copy(struct handshake *hs, struct lws *wsi)
 	lws_get_peer_simple(wsi, hs->addr, sizeof(hs->addr));
 }
 
+/* WebSockets are counted from establishment until lws reports them closed,
+ * which is after the closing handshake: the drain waits for that. */
+static void count_ws(struct pss *pss)
+{
+	pss->ws_counted = 1;
+	srv.ws_open++;
+}
+
 static int on_established(struct lws *wsi, struct pss *pss)
 {
 	char path[256], buf[64];
@@ -355,6 +382,7 @@ static int on_established(struct lws *wsi, struct pss *pss)
 		pss->role = ROLE_WS;
 		http_handshake_copy(&c->hs, wsi);
 		conn_heartbeat_start(c);
+		count_ws(pss);
 		plain_on_open(c, n);
 		return 0;
 	}
@@ -366,6 +394,7 @@ static int on_established(struct lws *wsi, struct pss *pss)
 		c->probe = wsi;
 		pss->conn = c;
 		pss->role = ROLE_PROBE;
+		count_ws(pss);
 		return 0;
 	}
 	c = conn_new(CONN_EIO, TRANSPORT_WEBSOCKET);
@@ -375,6 +404,7 @@ static int on_established(struct lws *wsi, struct pss *pss)
 	http_handshake_copy(&c->hs, wsi);
 	conn_send(c, engine_open_frame(c));
 	conn_heartbeat_open(c);
+	count_ws(pss);
 	return 0;
 }
 
@@ -431,7 +461,9 @@ static int on_receive(struct lws *wsi, struct pss *pss, const char *in, size_t l
 	return 0;
 too_big:
 	metrics_protocol_error("payload_too_large");
-	log_info("%s: message over maxPayload (%zu bytes): closing", c->sid, srv.cfg->max_payload);
+	metrics_limit("max_payload");
+	log_info("%s (%s): a WebSocket message over %zu bytes (PARLEY_MAX_PAYLOAD): closing with 1009",
+		 c->sid, c->hs.addr, srv.cfg->max_payload);
 	c->ws_close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
 	conn_close(c, "message too large");
 	return -1;
@@ -458,6 +490,11 @@ static int on_ws_writable(struct lws *wsi, struct pss *pss)
 static void on_ws_closed(struct lws *wsi, struct pss *pss)
 {
 	struct conn *c = pss->conn;
+
+	if (pss->ws_counted) {
+		pss->ws_counted = 0;
+		srv.ws_open--;
+	}
 
 	frame_unref(pss->probe_reply);
 	pss->probe_reply = NULL;
@@ -486,21 +523,100 @@ static void on_http_closed(struct lws *wsi, struct pss *pss)
 	http_release(pss);
 }
 
+/* Connections accepted whose first request's headers are not in yet: wsi
+ * pointer -> struct handshake_wait. lws drops one that takes longer than
+ * its timeout_secs; that is PARLEY_CONNECT_TIMEOUT tripping, counted and
+ * logged like the limit's other cases when the connection goes. */
+struct handshake_wait {
+	int64_t since;
+	char addr[48];
+};
+
+static struct map handshakes;
+
+/* lws keeps its timeouts in a list served by one libev timer, which its glue
+ * never re-arms earlier (ev_timer_start on an active timer does nothing): a
+ * new connection's deadline is served only when lws next wakes for some
+ * other reason, which on a quiet server may be half a minute later. While a
+ * handshake is pending, a wake-up now and then lets lws serve it in time. */
+static ev_timer nudge;
+
+static void on_nudge(struct ev_loop *l, ev_timer *t, int revents)
+{
+	(void)l;
+	(void)revents;
+	if (!handshakes.count || !srv.ctx)
+		return;
+	lws_cancel_service(srv.ctx);
+	timer_start(t, on_nudge, 250);
+}
+
+static void handshake_begin(struct lws *wsi)
+{
+	struct handshake_wait *w = xmalloc(sizeof(*w));
+
+	if (!ev_is_active(&nudge))
+		timer_start(&nudge, on_nudge, 250);
+	w->since = now_ms();
+	/* Taken now: the socket is gone by the time the wsi is destroyed. */
+	lws_get_peer_simple(wsi, w->addr, sizeof(w->addr));
+	free(map_put(&handshakes, (const char *)&wsi, sizeof(wsi), w));
+}
+
+/* The first request's headers are in (`destroyed` 0), or the connection
+ * went before they were (1): if that took the whole deadline, lws dropped it. */
+static void handshake_end(struct lws *wsi, int destroyed)
+{
+	struct handshake_wait *w = map_del(&handshakes, (const char *)&wsi, sizeof(wsi));
+	int64_t waited;
+
+	if (!w)
+		return;
+	waited = now_ms() - w->since;
+	if (destroyed && !srv.stopping && waited >= srv.cfg->connect_timeout_ms) {
+		metrics_limit("connect_timeout");
+		log_info("%s: no complete HTTP request within PARLEY_CONNECT_TIMEOUT (%lld ms): "
+			 "connection dropped", w->addr, (long long)waited);
+	}
+	free(w);
+}
+
+static void handshakes_fini(void)
+{
+	struct map_iter it;
+	struct map_entry *e;
+
+	if (srv.loop)
+		timer_stop(&nudge);
+	map_iter_init(&it, &handshakes);
+	while ((e = map_next(&it)))
+		free(e->value);
+	map_fini(&handshakes);
+}
+
 static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		       void *user, void *in, size_t len)
 {
 	struct pss *pss = user;
 
-	/* Connections per address: counted from accept to destruction. */
+	/* Connections per address: counted from accept to destruction; and
+	 * each connection's first request, watched until its headers are in. */
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
 		return peers_admit(&((struct lws_filter_network_conn_args *)user)->cli_addr) ? 1 : 0;
 	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
 		peers_opened(wsi);
+		handshake_begin(wsi);
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		peers_closed(wsi);
+		handshake_end(wsi, 1);
 		return 0;
+	case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+	case LWS_CALLBACK_HTTP:
+		handshake_end(wsi, 0);
+		break;
 	default:
 		break;
 	}
@@ -519,7 +635,12 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
 		if (pss->role == ROLE_API)
 			return api_body_done(wsi, pss);
-		return engine_http_body_done(wsi, pss);
+		if (pss->role == ROLE_POLL_POST)
+			return engine_http_body_done(wsi, pss);
+		/* The request was answered at its headers (a refusal, a route
+		 * without a body, a parked poll): a second answer would be
+		 * garbage on the connection. */
+		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		if (pss->role == ROLE_API)
 			return api_writable(wsi, pss);
@@ -590,13 +711,228 @@ void timer_stop(ev_timer *t)
 	ev_timer_stop(srv.loop, t);
 }
 
+/* ---- the drain: what SIGTERM (or SIGINT) starts ----
+ * 1. settle: the listen socket closes (a new connection is refused by the
+ *    kernel; see drain_listening for polling); client events, new sessions,
+ *    upgrades and API requests get 503 "the server is shutting down"; the
+ *    writes already handed to the store commit, and the jobs that waited for
+ *    them run, so their acks and emits are queued. Settled is when a store
+ *    barrier completes and nothing was submitted after it.
+ * 2. close: every connection is told (conn_shutdown), after what is queued
+ *    for it; the loop runs until each WebSocket's closing handshake is done,
+ *    each polling session's close packet has gone out in a poll and each
+ *    parked API request is answered.
+ * Each step is bounded by its share of PARLEY_SHUTDOWN_TIMEOUT; what is
+ * left then is closed by server_fini. */
+enum drain_step { DRAIN_OFF, DRAIN_SETTLE, DRAIN_CLOSE };
+
+/* How long the port stays open after the last polling session was told. */
+#define DRAIN_POLL_LINGER_MS 250
+
+static struct {
+	enum drain_step step;
+	uint64_t barrier;  /* the store sequence number of the last barrier */
+	int barrier_done;  /* it completed (its callback ran) */
+	int expired;       /* the current step's time is up */
+	size_t polling_told; /* polling sessions sent a close packet */
+	int linger_done;
+	int64_t started;
+	ev_timer timer;
+	ev_timer linger;
+} drain;
+
+/* The listening sockets lws opened. lws 4.1.6 cannot close them for us:
+ * lws_context_deprecate reads the listen wsi it has just freed (it crashes
+ * here), and lws_vhost_destroy closes every connection with them. */
+static int listen_fds[4];
+static int nlisten;
+
+static int port_of(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)a)->sin_port);
+	if (a->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+	return -1;
+}
+
+/* Finds them among our descriptors: sockets listening on `port`. */
+static void find_listen_sockets(int port)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	nlisten = 0;
+	if (!d)
+		return;
+	while ((e = readdir(d)) && nlisten < (int)(sizeof(listen_fds) / sizeof(listen_fds[0]))) {
+		struct sockaddr_storage a;
+		socklen_t alen = sizeof(a), olen;
+		int fd = atoi(e->d_name), on = 0;
+
+		olen = sizeof(on);
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d))
+			continue;
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) == 0 && on &&
+		    getsockname(fd, (struct sockaddr *)&a, &alen) == 0 && port_of(&a) == port)
+			listen_fds[nlisten++] = fd;
+	}
+	closedir(d);
+}
+
+/* Closes the listening sockets, so that the kernel refuses new connections.
+ * Each number is taken over by a descriptor that never becomes readable:
+ * lws and libev still hold it, and lws closes it with the context. */
+static void stop_listening(void)
+{
+	for (int i = 0; i < nlisten; i++) {
+		int idle = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (idle < 0 || dup2(idle, listen_fds[i]) < 0)
+			log_warn("stopping: cannot close the listening socket: %s", strerror(errno));
+		if (idle >= 0)
+			close(idle);
+	}
+	nlisten = 0;
+}
+
+enum conn_filter { CONN_ANY, CONN_UNTOLD, CONN_POLLING_UNTOLD };
+
+/* Open connections; those not told yet (a polling session whose close
+ * packet a poll has taken is told); the polling ones among those. */
+static size_t conn_count(enum conn_filter which)
+{
+	size_t n = 0;
+
+	for (struct conn *c = srv.all; c; c = c->all_next)
+		n += which == CONN_ANY ||
+		     (!c->close_sent && (which == CONN_UNTOLD ||
+					 (c->kind == CONN_EIO && c->transport == TRANSPORT_POLLING)));
+	return n;
+}
+
+static void on_drain_linger(struct ev_loop *l, ev_timer *t, int revents)
+{
+	(void)l;
+	(void)t;
+	(void)revents;
+	drain.linger_done = 1;
+}
+
+/* When to close the listening socket. A polling client may open a new
+ * connection for any poll, so the port stays open while a polling session
+ * waits to be told (new sessions, upgrades and API requests get 503
+ * meanwhile), and a little longer once told: a POST it sent before it read
+ * the close packet must not find the port closed, or the client reports a
+ * transport error instead of the close. */
+static void drain_listening(void)
+{
+	if (!nlisten || conn_count(CONN_POLLING_UNTOLD))
+		return;
+	if (!drain.polling_told || drain.linger_done) {
+		stop_listening();
+		return;
+	}
+	if (!ev_is_active(&drain.linger))
+		timer_start(&drain.linger, on_drain_linger, DRAIN_POLL_LINGER_MS);
+}
+
+static void on_drain_barrier(void *arg, int err)
+{
+	(void)arg;
+	(void)err;
+	drain.barrier_done = 1;
+}
+
+static void on_drain_timer(struct ev_loop *l, ev_timer *t, int revents)
+{
+	(void)l;
+	(void)t;
+	(void)revents;
+	drain.expired = 1;
+}
+
+/* Whether the store has settled: called between iterations, after the
+ * completions of a round and the Lua jobs they resumed (which may have
+ * written again). Submits the next barrier when the last one is done. */
+static int drain_settled(void)
+{
+	uint64_t seq;
+
+	if (!drain.barrier_done)
+		return 0;
+	drain.barrier_done = 0;
+	seq = store_submit(store_batch_new(), on_drain_barrier, NULL);
+	/* Nothing came between the two barriers: every write is durable and
+	 * every job waiting for one has run. */
+	if (seq == drain.barrier + 1)
+		return 1;
+	drain.barrier = seq;
+	return 0;
+}
+
+/* Advances the drain; returns 1 once the loop may stop. */
+static int drain_advance(void)
+{
+	int budget = srv.cfg->shutdown_timeout_ms;
+
+	switch (drain.step) {
+	case DRAIN_OFF:
+		log_info("stopping: new connections are refused; waiting for the store, then "
+			 "closing %zu connections (PARLEY_SHUTDOWN_TIMEOUT %d ms)",
+			 conn_count(CONN_ANY), budget);
+		srv.draining = 1;
+		drain.started = now_ms();
+		drain_listening();
+		drain.barrier = store_submit(store_batch_new(), on_drain_barrier, NULL);
+		drain.step = DRAIN_SETTLE;
+		/* Two thirds to settle, the rest for the closing handshakes. */
+		timer_start(&drain.timer, on_drain_timer, budget * 2 / 3);
+		return 0;
+	case DRAIN_SETTLE:
+		drain_listening();
+		if (!drain.expired && !drain_settled())
+			return 0;
+		if (drain.expired)
+			log_warn("stopping: the store did not settle within PARLEY_SHUTDOWN_TIMEOUT: "
+				 "closing the connections anyway");
+		drain.expired = 0;
+		drain.step = DRAIN_CLOSE;
+		timer_start(&drain.timer, on_drain_timer, budget - budget * 2 / 3);
+		drain.polling_told = conn_count(CONN_POLLING_UNTOLD);
+		for (struct conn *c = srv.all, *next; c; c = next) {
+			next = c->all_next;
+			conn_shutdown(c);
+		}
+		return 0;
+	case DRAIN_CLOSE:
+		drain_listening();
+		if (!conn_count(CONN_UNTOLD) && !srv.ws_open && !api_pending() && !nlisten) {
+			timer_stop(&drain.timer);
+			log_info("stopping: every client told, in %lld ms",
+				 (long long)(now_ms() - drain.started));
+			return 1;
+		}
+		if (!drain.expired)
+			return 0;
+		log_warn("stopping: %zu connections, %u WebSockets and %zu API requests left "
+			 "after PARLEY_SHUTDOWN_TIMEOUT: closing them", conn_count(CONN_UNTOLD), srv.ws_open,
+			 api_pending());
+		return 1;
+	}
+	return 1;
+}
+
 /* Runs after each iteration's callbacks, before the loop waits again: what
  * the iteration queued is written, closed connections are freed, and the
  * flags the signal handlers set are acted on. */
 static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 {
+	int stop;
+
 	(void)w;
 	(void)revents;
+	/* First, so that what the drain queues is written in this pass. */
+	stop = srv.stopping && drain_advance();
 	conn_flush();
 	conn_reap();
 	if (srv.reload_requested) {
@@ -606,7 +942,7 @@ static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 	}
 	/* Last: no read transaction is held while the loop waits. */
 	store_read_done();
-	if (srv.stopping)
+	if (stop)
 		ev_break(l, EVBREAK_ALL);
 }
 
@@ -624,6 +960,7 @@ int server_start(struct config *cfg)
 	map_init(&srv.nsps);
 	api_init();
 	peers_init(cfg->max_conns_per_ip);
+	map_init(&handshakes);
 	lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
 
 	srv.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
@@ -689,6 +1026,9 @@ int server_start(struct config *cfg)
 		log_error("cannot listen on port %d", cfg->port);
 		return -1;
 	}
+	find_listen_sockets(cfg->port);
+	if (!nlisten)
+		log_warn("the listening socket was not found: SIGTERM will not close it early");
 	return 0;
 }
 
@@ -701,6 +1041,8 @@ void server_run(void)
 void server_loop_fini(void)
 {
 	if (srv.loop) {
+		timer_stop(&drain.timer);
+		timer_stop(&drain.linger);
 		ev_prepare_stop(srv.loop, &between_iterations);
 		ev_loop_destroy(srv.loop);
 		srv.loop = NULL;
@@ -738,6 +1080,7 @@ void server_fini(void)
 	conn_reap();
 	api_fini();
 	peers_fini();
+	handshakes_fini();
 	map_iter_init(&it, &srv.nsps);
 	while ((e = map_next(&it)))
 		nsp_free(e->value);

@@ -51,6 +51,8 @@ struct conn {
 	unsigned dirty : 1;      /* on srv.dirty: frames queued since the last flush */
 	unsigned doomed : 1;     /* over its output cap: closed after the callback */
 	unsigned awaiting_connect : 1; /* no namespace connected yet (its deadline runs) */
+	unsigned poll_close : 1; /* shutting down: the Engine.IO close packet is queued */
+	unsigned close_sent : 1; /* ... and a poll has taken it: the session is done */
 	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
 	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
 	char sid[24];
@@ -109,6 +111,8 @@ struct server {
 	struct conn *dirty; /* WebSockets with frames to write this iteration */
 	volatile sig_atomic_t stopping;
 	volatile sig_atomic_t reload_requested;
+	int draining;       /* SIGTERM seen: no new work, see server.c's drain */
+	unsigned ws_open;   /* WebSockets established and not yet closed by lws */
 	int64_t started_ms;
 	uint64_t sockets;   /* connected clients */
 };
@@ -134,8 +138,9 @@ void server_run(void);
 /* Both are safe to call from a signal handler. */
 void server_stop(void);
 void server_request_reload(void);
-/* Closes every connection and the lws context; the loop stays for what
- * still has to run (the store's last completions, Lua's teardown). */
+/* Closes every connection still open (the drain may have left some) and
+ * the lws context; the loop stays for what still has to run (the store's
+ * last completions, Lua's teardown). */
 void server_fini(void);
 /* Destroys the event loop, last of all. */
 void server_loop_fini(void);
@@ -159,6 +164,10 @@ void conn_close(struct conn *c, const char *reason);
 void conn_throttle(struct conn *c, int ms);
 /* Sends what is queued, then closes the WebSocket with `code`. */
 void conn_close_after_flush(struct conn *c, int code, const char *text);
+/* Tells the client the server is going, after what is queued for it: a
+ * WebSocket closes with 1001, a polling session gets the Engine.IO close
+ * packet in its next poll response and ends there. */
+void conn_shutdown(struct conn *c);
 /* Writes a fresh random id (20 url-safe characters) into `out`. */
 void conn_new_sid(char out[24]);
 /* Takes the whole queue as one polling payload (packets joined by 0x1e,

@@ -7,7 +7,8 @@
 --                                closes and a grace period passes (a quick
 --                                reconnect fires neither), to the sockets that
 --                                share a conversation with the user; the time
---                                they went is kept as lastSeen
+--                                they went is kept as lastSeen (at shutdown
+--                                too, for those online or in the grace period)
 --
 -- Who is typing and who is about to go offline is shared state
 -- (parley.shared), so a reload of this script takes it over.
@@ -112,6 +113,18 @@ return {
 
 	load = function()
 		parley.timer(SWEEP_MS, sweep, true)
+	end,
+
+	-- The server is stopping, and the sweep will not run again: everyone
+	-- still in the grace period (by now, everyone who was online: the drain
+	-- disconnected them) gets the time they went as lastSeen, or it would be
+	-- lost. Nobody is left to tell they went offline.
+	shutdown = function()
+		for user, entry in pairs(leaving) do
+			leaving[user] = nil
+			joined[user] = nil
+			store.set_last_seen(user, entry.gone)
+		end
 	end,
 
 	connected = function(sock)

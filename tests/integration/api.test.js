@@ -5,6 +5,8 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const net = require('node:net');
+const { spawnSync } = require('node:child_process');
 const h = require('./harness');
 
 const KEY = 'api-test-key-0123456789';
@@ -64,6 +66,92 @@ test('errors: no key 401, wrong key 401, unknown route 404, wrong method 405, no
   // And the server is fine.
   assert.equal((await call('GET', '/api/test/echo/ok')).status, 200);
 });
+
+// One request written as is on a fresh connection; resolves to {status,
+// headers (lower-case), body (parsed JSON or null)} once the response is in.
+function rawRequest(head, body = '') {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(srv.port, '127.0.0.1', () => sock.write(head + body));
+    let buf = '';
+    const done = () => {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return false;
+      const lines = buf.slice(0, end).split('\r\n');
+      const headers = {};
+      for (const l of lines.slice(1)) {
+        const i = l.indexOf(':');
+        headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
+      }
+      const len = Number(headers['content-length'] || 0);
+      if (buf.length < end + 4 + len) return false;
+      const text = buf.slice(end + 4, end + 4 + len);
+      sock.destroy();
+      resolve({ status: Number(lines[0].split(' ')[1]), headers, body: text ? JSON.parse(text) : null });
+      return true;
+    };
+    sock.on('data', (d) => { buf += d; done(); });
+    sock.on('error', reject);
+    sock.on('close', () => { if (!done()) reject(new Error(`connection closed before a whole response: ${JSON.stringify(buf)}`)); });
+  });
+}
+
+const head = (method, path, lines) =>
+  `${method} ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\n${lines.map((l) => l + '\r\n').join('')}\r\n`;
+const chunkedBody = (text) => `${text.length.toString(16)}\r\n${text}\r\n0\r\n\r\n`;
+
+test('bodies parley cannot read are refused with 411 (chunked, or a POST/PUT/PATCH without Content-Length); the Content-Type is checked whenever a body is claimed', async () => {
+  const json = '{"name":"x"}';
+  const cases = [
+    ['chunked JSON POST (lws would drop the body)', head('POST', '/api/test/things', ['Content-Type: application/json', 'Transfer-Encoding: chunked']), chunkedBody(json), 411, /chunked bodies are not accepted: send the body with a Content-Length/],
+    ['chunked PATCH', head('PATCH', '/api/test/things', ['Content-Type: application/json', 'Transfer-Encoding: gzip, chunked']), chunkedBody(json), 411, /chunked/],
+    ['chunked text POST', head('POST', '/api/test/things', ['Content-Type: text/plain', 'Transfer-Encoding: chunked']), chunkedBody('hello'), 415, /application\/json/],
+    ['chunked POST without a Content-Type', head('POST', '/api/test/things', ['Transfer-Encoding: chunked']), chunkedBody(json), 415, /application\/json/],
+    ['POST without Content-Length or chunks', head('POST', '/api/test/things', ['Content-Type: application/json']), '', 411, /needs a Content-Length \(0 for no body\)/],
+    ['PUT without Content-Length', head('PUT', '/api/test/echo/1', []), '', 411, /Content-Length/],
+    ['a Content-Length that is not a number', head('POST', '/api/test/things', ['Content-Type: application/json', 'Content-Length: 12x']), json, 400, /Content-Length/],
+    ['a text body on a DELETE', head('DELETE', '/api/test/things/1', ['Content-Type: text/plain', 'Content-Length: 5']), 'hello', 415, /application\/json/],
+  ];
+  for (const [what, h1, body, status, message] of cases) {
+    let r;
+    try {
+      r = await rawRequest(h1, body);
+    } catch (e) {
+      // lws itself may refuse a request it cannot parse: then not with a 2xx.
+      assert.fail(`${what}: ${e.message}`);
+    }
+    assert.equal(r.status, status, `${what}: ${JSON.stringify(r)}`);
+    assert.deepEqual({ status: r.body.status, statusCode: r.body.statusCode }, { status: 'error', statusCode: status }, what);
+    assert.match(r.body.message, message, what);
+    if (/chunked/i.test(h1)) assert.equal(r.headers.connection, 'close', `${what}: the chunks left unread must end the connection`);
+  }
+  // curl's own chunked upload, as a client would send one.
+  const c = spawnSync('curl', ['-s', '-w', '\n%{http_code}', '-X', 'POST', '-H', `Authorization: Bearer ${KEY}`,
+    '-H', 'Content-Type: application/json', '-H', 'Transfer-Encoding: chunked', '--data-binary', json,
+    `${srv.url}/api/test/things`], { encoding: 'utf8' });
+  assert.equal(c.stdout.trim().split('\n').pop(), '411', c.stdout + c.stderr);
+  // Controls: Content-Length 0 without a type, and a JSON body, reach the route.
+  assert.equal((await rawRequest(head('POST', '/api/test/things', ['Content-Length: 0']))).status, 201);
+  const ok = await rawRequest(head('POST', '/api/test/things', ['Content-Type: application/json', `Content-Length: ${json.length}`]), json);
+  assert.deepEqual({ status: ok.status, body: ok.body }, { status: 201, body: { got: { name: 'x' } } });
+  assert.ok(await metricValue('parley_http_errors_total{code="411"}') >= 5);
+});
+
+test('a route runs once per request: a DELETE with a JSON body (and gets it), a request with Content-Length: 0', async () => {
+  const body = '{"reason":"spam"}';
+  const r = await rawRequest(head('DELETE', '/api/test/count/del1', ['Content-Type: application/json', `Content-Length: ${body.length}`]), body);
+  assert.deepEqual({ status: r.status, body: r.body }, { status: 200, body: { n: 1, body: { reason: 'spam' } } });
+  const empty = await rawRequest(head('DELETE', '/api/test/count/del2', ['Content-Length: 0']));
+  assert.deepEqual({ status: empty.status, body: empty.body }, { status: 200, body: { n: 1 } });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.deepEqual((await call('GET', '/api/test/count/del1')).body, { n: 1 }, 'the route ran twice for a body');
+  assert.deepEqual((await call('GET', '/api/test/count/del2')).body, { n: 1 }, 'the route ran twice for an empty body');
+});
+
+async function metricValue(name) {
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
 
 test('without PARLEY_API_KEY the API is off: 403', async () => {
   const off = await h.startParley();

@@ -5,57 +5,216 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { spawnSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const h = require('./harness');
 
-test('SIGTERM while clients send: exit 0, every client hears the server go, and every acked message is there after a restart', { timeout: 60000 }, async () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-term-'));
-  let srv = await h.startParley({ dataDir });
-  const acked = [];
-  let disconnects = 0;
-  const clients = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
-    const s = h.sioClient(srv, '/messages', { query: { userId: `t${i}` }, transports: ['websocket'] });
-    s.on('disconnect', () => { disconnects++; });
-    await h.connected(s);
-    return s;
-  }));
-  let stop = false;
-  const loops = clients.map(async (s, i) => {
-    for (let n = 0; !stop; n++) {
-      try {
-        const ack = await s.timeout(3000).emitWithAck('message:send',
-          { conversationId: 'term', clientMessageId: `t${i}-${n}`, type: 'text', content: `${i}/${n}` });
-        if (ack.status === 'sent') acked.push(ack.messageId);
-      } catch (_) { return; }
-    }
-  });
-  await h.sleep(500);
-  const st = await new Promise((resolve) => {
-    srv.exited.then(resolve);
-    srv.proc.kill('SIGTERM');
-  });
-  stop = true;
-  await Promise.all(loops);
-  assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null }, srv.logs());
-  assert.equal(disconnects, clients.length, 'a client was not told the server went');
-  assert.ok(acked.length > 50, `only ${acked.length} messages were acked before SIGTERM`);
-  clients.forEach((s) => s.close());
+// A test that fails midway must not leave a parley running (it would keep
+// the test process alive).
+const running = [];
+async function start(opts) {
+  const srv = await h.startParley(opts);
+  running.push(srv);
+  return srv;
+}
+const holders = [];
+test.afterEach(() => {
+  for (const srv of running.splice(0)) {
+    if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGKILL');
+  }
+  for (const proc of holders.splice(0)) if (proc.exitCode === null) proc.kill('SIGKILL');
+});
 
-  srv = await h.startParley({ dataDir });
+// Resolves to the error code of a TCP connection attempt (null: it connected).
+function tryConnect(port) {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.on('connect', () => { c.destroy(); resolve(null); });
+    c.on('error', (e) => resolve(e.code));
+  });
+}
+
+// Every message of a conversation, read back through messages:sync.
+async function storedIds(srv, conversationId) {
   const r = h.sioClient(srv, '/messages', { query: { userId: 'reader' }, transports: ['websocket'] });
   await h.connected(r);
   const ids = new Set();
   let after;
   for (;;) {
-    const page = await r.timeout(5000).emitWithAck('messages:sync', { conversationId: 'term', after, limit: 500 });
+    const page = await r.timeout(5000).emitWithAck('messages:sync', { conversationId, after, limit: 500 });
     page.messages.forEach((m) => ids.add(m.messageId));
     if (!page.hasMore) break;
     after = page.messages[page.messages.length - 1].messageId;
   }
-  assert.equal(acked.filter((id) => !ids.has(id)).length, 0, 'acked messages were lost in the drain');
   r.close();
+  return ids;
+}
+
+test('SIGTERM while clients send: exit 0; websocket and polling Socket.IO clients see "transport close", a plain WebSocket 1001; every acked message is there after a restart', { timeout: 60000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-term-'));
+  let srv = await start({ dataDir });
+  const acked = [];
+  const reasons = {};
+  const clients = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+    const transport = i === 0 ? 'polling' : 'websocket';
+    const s = h.sioClient(srv, '/messages', { query: { userId: `t${i}` }, transports: [transport] });
+    s.on('disconnect', (why) => { reasons[`t${i}`] = `${transport}: ${why}`; });
+    await h.connected(s);
+    return s;
+  }));
+  const plain = h.plainClient(srv, 'userId=plain');
+  await plain.opened;
+  let stop = false;
+  const refused = [];
+  const loops = clients.map(async (s, i) => {
+    for (let n = 0; !stop; n++) {
+      try {
+        const ack = await s.timeout(5000).emitWithAck('message:send',
+          { conversationId: 'term', clientMessageId: `t${i}-${n}`, type: 'text', content: `${i}/${n}` });
+        if (ack.status === 'sent') acked.push(ack.messageId);
+        // Sent while the server drained: refused, and said so.
+        else if (ack.statusCode === 503) refused.push(ack.message);
+        else throw new Error(`unexpected ack ${JSON.stringify(ack)}`);
+      } catch (e) {
+        if (!/disconnected/.test(e.message)) throw e;
+        return;
+      }
+    }
+  });
+  await h.sleep(500);
+  srv.proc.kill('SIGTERM');
+  // A newcomer is turned away while the others drain: refused by the
+  // kernel, or (while polling sessions wait to be told) answered 503.
+  const late = h.sioClient(srv, '/messages', { query: { userId: 'late' }, transports: ['websocket'] });
+  const lateError = await new Promise((resolve) => {
+    late.on('connect', () => resolve(null));
+    late.on('connect_error', (e) => resolve(e));
+    late.connect();
+  });
+  late.close();
+  assert.ok(lateError, 'a client connected after SIGTERM');
+  const health = await fetch(`${srv.url}/healthz`).then((r) => r.status, (e) => e.cause && e.cause.code);
+  assert.ok(health === 503 || health === 'ECONNREFUSED', `/healthz after SIGTERM: ${health}`);
+  const st = await srv.exited;
+  stop = true;
+  await Promise.all(loops);
+  assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null }, srv.logs());
+  const expected = {};
+  clients.forEach((_, i) => { expected[`t${i}`] = `${i === 0 ? 'polling' : 'websocket'}: transport close`; });
+  assert.deepEqual(reasons, expected, 'how each Socket.IO client heard the server go');
+  const pc = await plain.closed;
+  assert.deepEqual(pc, { code: 1001, reason: 'server shutting down' }, 'the plain WebSocket close');
+  assert.ok(acked.length > 50, `only ${acked.length} messages were acked before SIGTERM`);
+  refused.forEach((m) => assert.equal(m, 'the server is shutting down'));
+  clients.forEach((s) => s.close());
+
+  srv = await start({ dataDir });
+  const ids = await storedIds(srv, 'term');
+  assert.deepEqual(acked.filter((id) => !ids.has(id)), [], 'acked messages were lost in the drain');
+  await srv.stop();
+});
+
+// Holds the store's write lock from another process (build/lmdb_hold):
+// parley's writer cannot commit until release() is called.
+async function holdStore(dataDir) {
+  const proc = spawn(path.join(path.dirname(h.BINARY), 'lmdb_hold'), [dataDir], { stdio: ['pipe', 'pipe', 'inherit'] });
+  holders.push(proc);
+  await new Promise((resolve, reject) => {
+    proc.stdout.once('data', (d) => (String(d).startsWith('held') ? resolve() : reject(new Error(String(d)))));
+    proc.once('exit', (code) => reject(new Error(`lmdb_hold exited with ${code}`)));
+  });
+  return { release: () => { proc.stdin.end(); return new Promise((resolve) => proc.once('exit', resolve)); } };
+}
+
+test('SIGTERM with a send in flight (its commit held back): new connections are refused at once, a send made during the drain gets 503, the in-flight send is acked before the close and is stored', { timeout: 60000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-inflight-'));
+  let srv = await start({ dataDir, env: { PARLEY_SHUTDOWN_TIMEOUT: '30000' } });
+  const s = h.sioClient(srv, '/messages', { query: { userId: 'inflight' }, transports: ['websocket'] });
+  await h.connected(s);
+  const t0 = Date.now();
+  const timeline = [];
+  const mark = (what) => timeline.push(`${Date.now() - t0} ms: ${what}`);
+  const order = [];
+  s.on('disconnect', (why) => { order.push(`disconnect: ${why}`); mark(`disconnect: ${why}`); });
+  const explain = () => `${timeline.join('\n')}\n${srv.logs()}`;
+
+  const lock = await holdStore(dataDir);
+  let ack = null;
+  const acking = s.timeout(30000).emitWithAck('message:send',
+    { conversationId: 'inflight', clientMessageId: 'm1', type: 'text', content: 'in flight' })
+    .then((a) => { ack = a; order.push(`ack: ${a.status}`); mark(`ack: ${a.status}`); return a; });
+  // Events are taken in order: once this answers, the send waits for its commit.
+  assert.equal(await s.timeout(5000).emitWithAck('test:echo', 'after the send'), 'after the send');
+  mark('SIGTERM');
+  srv.proc.kill('SIGTERM');
+
+  // The listening socket closes, while the server stays for the clients it has.
+  const deadline = Date.now() + 5000;
+  let code;
+  while ((code = await tryConnect(srv.port)) !== 'ECONNREFUSED' && Date.now() < deadline) await h.sleep(10);
+  mark(`connect: ${code}`);
+  assert.equal(code, 'ECONNREFUSED', `a connection attempted after SIGTERM was not refused\n${explain()}`);
+  assert.equal(srv.proc.exitCode, null, 'parley exited with a write in flight');
+  // A send made during the drain is refused with 503: the client knows to send it again.
+  let late;
+  try {
+    late = await s.timeout(5000).emitWithAck('message:send',
+      { conversationId: 'inflight', clientMessageId: 'm2', type: 'text', content: 'too late' });
+  } catch (e) {
+    assert.fail(`the send during the drain got no answer (${e.message}):\n${explain()}`);
+  }
+  assert.deepEqual({ statusCode: late.statusCode, message: late.message }, { statusCode: 503, message: 'the server is shutting down' });
+  await h.sleep(300);
+  assert.equal(ack, null, `acked before its write was committed\n${explain()}`);
+
+  mark('commit released');
+  await lock.release();
+  assert.equal((await acking).status, 'sent');
+  const st = await srv.exited;
+  assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null }, srv.logs());
+  assert.deepEqual(order, ['ack: sent', 'disconnect: transport close'], explain());
+  assert.match(srv.logs(), /stopping: new connections are refused; waiting for the store, then closing 1 connections/);
+  s.close();
+
+  srv = await start({ dataDir });
+  const ids = await storedIds(srv, 'inflight');
+  assert.deepEqual([...ids], [ack.messageId], 'the send acked during the drain is stored, the refused one is not');
+  await srv.stop();
+});
+
+test('lastSeen survives SIGTERM: a user online at shutdown and one inside the grace period both have one after a restart', { timeout: 30000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-seen-'));
+  const KEY = 'seen-api-key';
+  let srv = await start({ dataDir, env: { PARLEY_API_KEY: KEY } });
+  const online = h.sioClient(srv, '/messages', { query: { userId: 'still-online' }, transports: ['websocket'] });
+  const leaving = h.sioClient(srv, '/messages', { query: { userId: 'just-left' }, transports: ['websocket'] });
+  await Promise.all([h.connected(online), h.connected(leaving)]);
+  const before = Date.now();
+  leaving.close(); // inside the 5 s grace when SIGTERM comes: no sweep has written it
+  await h.sleep(200);
+  const st = await srv.stop();
+  assert.equal(st.code, 0, srv.logs());
+  online.close();
+
+  srv = await start({ dataDir, env: { PARLEY_API_KEY: KEY } });
+  const q = h.sioClient(srv, '/messages', { query: { userId: 'asker' }, transports: ['websocket'] });
+  await h.connected(q);
+  const { users } = await q.timeout(3000).emitWithAck('presence:query', { userIds: ['still-online', 'just-left', 'never-seen'] });
+  q.close();
+  const byId = Object.fromEntries(users.map((u) => [u.userId, u]));
+  for (const id of ['still-online', 'just-left']) {
+    assert.equal(byId[id].online, false, id);
+    assert.equal(typeof byId[id].lastSeen, 'string', `${id} has no lastSeen after the restart: ${JSON.stringify(byId[id])}`);
+    const t = Date.parse(byId[id].lastSeen);
+    assert.ok(t >= before - 1000 && t <= Date.now(), `${id}: lastSeen ${byId[id].lastSeen} is not the time it went`);
+  }
+  assert.equal(byId['never-seen'].lastSeen, null);
+  // The HTTP API reads the same.
+  const r = await fetch(`${srv.url}/api/users/still-online/presence`, { headers: { Authorization: `Bearer ${KEY}` } });
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).lastSeen, byId['still-online'].lastSeen);
   await srv.stop();
 });
 

@@ -23,6 +23,13 @@ return {
 			local ok, err = parley.kv.wait()
 			return { waited = ok, err = err }
 		end,
+		-- Counts the calls under :id: a route must run once per request.
+		["DELETE /api/test/count/:id"] = function(req)
+			return { n = parley.kv.incr("api-count:" .. req.params.id, 1), body = req.body }
+		end,
+		["GET /api/test/count/:id"] = function(req)
+			return { n = tonumber(parley.kv.get("api-count:" .. req.params.id)) or 0 }
+		end,
 		["GET /api/test/fail"] = function()
 			error("route boom")
 		end,
