@@ -432,10 +432,21 @@ void conn_shutdown(struct conn *c)
 	 * packet would read "io server disconnect", which socket.io-client
 	 * takes for "you were kicked" and does not reconnect from: the seed's
 	 * client, which never calls connect() again, would stay offline. */
+	if (c->probe && c->upgrading) {
+		/* "3probe" is answered or on its way: the client may have paused
+		 * its polling for the upgrade, and then hears nothing but the
+		 * probe - a close packet queued for polling would never reach it,
+		 * nor would the probe's own close (its polling stays paused until
+		 * the ping timeout). The upgrade finishes; the WebSocket it makes
+		 * is told (engine.c, on "5"). */
+		c->close_on_upgrade = 1;
+		return;
+	}
 	if (c->probe) {
+		/* No "2probe" yet: the client still polls, and hears the close
+		 * there after this probe fails. */
 		kill_wsi(c->probe, LWS_CLOSE_STATUS_GOINGAWAY, why);
 		c->probe = NULL;
-		c->upgrading = 0;
 	}
 	if (c->transport == TRANSPORT_WEBSOCKET) {
 		/* A close already arranged (a refused plain socket's 4401) stands. */

@@ -453,7 +453,9 @@ static void on_probe_packet(struct conn *c, struct lws *wsi, const char *p, size
 		metrics_upgrade();
 		if (c->poll)
 			lws_callback_on_writable(c->poll);
-		if (c->out.count)
+		if (c->close_on_upgrade)
+			conn_shutdown(c);
+		else if (c->out.count)
 			lws_callback_on_writable(wsi);
 		return;
 	}

@@ -53,6 +53,7 @@ struct conn {
 	unsigned awaiting_connect : 1; /* no namespace connected yet (its deadline runs) */
 	unsigned poll_close : 1; /* shutting down: the Engine.IO close packet is queued */
 	unsigned close_sent : 1; /* ... and a poll has taken it: the session is done */
+	unsigned close_on_upgrade : 1; /* shutting down mid-upgrade: close once "5" comes */
 	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
 	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
 	char sid[24];

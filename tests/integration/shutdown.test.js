@@ -184,6 +184,29 @@ test('SIGTERM with a send in flight (its commit held back): new connections are 
   await srv.stop();
 });
 
+test('SIGTERM at any moment of the polling->websocket upgrade: the seed\'s client (default transports) is told "transport close", never left waiting', { timeout: 60000 }, async () => {
+  // socket.io-client pauses its polling once the probe answers "3probe" and
+  // listens only on the probe until it sends "5": a close queued for polling
+  // then reaches nobody. Stop the server at delays that land before, inside
+  // and after the upgrade.
+  const outcomes = [];
+  for (const delay of Array.from({ length: 24 }, (_, i) => i % 4)) {
+    const srv = await start();
+    const s = h.sioClient(srv, '/messages', { query: { userId: 'upgrader' }, reconnection: false });
+    await h.connected(s);
+    if (delay) await h.sleep(delay);
+    const transport = s.io.engine.transport.name;
+    const told = new Promise((resolve) => s.on('disconnect', resolve));
+    srv.proc.kill('SIGTERM');
+    const why = await Promise.race([told, h.sleep(5000).then(() => 'nothing within 5 s')]);
+    s.close();
+    const st = await srv.exited;
+    outcomes.push(`${delay} ms (${transport}): ${why}, exit ${st.code}`);
+    assert.equal(why, 'transport close', outcomes.join('\n'));
+    assert.equal(st.code, 0, outcomes.join('\n'));
+  }
+});
+
 test('lastSeen survives SIGTERM: a user online at shutdown and one inside the grace period both have one after a restart', { timeout: 30000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-seen-'));
   const KEY = 'seen-api-key';
