@@ -78,8 +78,10 @@ end
 -- Encodes one payload: JSON, and for binary data the attachments and the
 -- JSON plain WebSocket clients get instead.
 local function encode(data)
-	if data == nil then
-		return nil
+	if data == nil or json.is_raw(data) then
+		-- Raw JSON (a stored message the core built) goes to the core as
+		-- it is: no Lua string copy of it is made.
+		return data
 	end
 	if type(data) == "table" and has_binary(data, 0) then
 		local att = {}

@@ -25,6 +25,7 @@
 
 uint64_t guard_timeouts;
 uint64_t guard_memory_refusals;
+uint64_t guard_allocated_bytes;
 
 static lua_State *state;
 static const char *const *protected_sources;
@@ -76,6 +77,8 @@ static void *guard_alloc(void *ud, void *p, size_t osize, size_t nsize)
 	q = inner_alloc(inner_ud, p, osize, nsize);
 	if (q || nsize == 0)
 		heap_bytes += (long long)nsize - (long long)osize;
+	if (q && nsize > osize)
+		guard_allocated_bytes += nsize - osize;
 	return q;
 }
 

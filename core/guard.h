@@ -47,6 +47,7 @@ void guard_check(lua_State *L);
 /* Counters for /metrics. */
 extern uint64_t guard_timeouts;         /* calls stopped for running too long */
 extern uint64_t guard_memory_refusals;  /* allocations refused over the budget */
+extern uint64_t guard_allocated_bytes;  /* bytes the Lua heap grew by, ever (garbage to collect) */
 
 /* The Lua heap's size now, in bytes (a gauge for /metrics). */
 long long guard_heap_bytes(void);

@@ -479,6 +479,15 @@ void jsonlua_push_raw(lua_State *L, const char *json, size_t len)
 	lua_setmetatable(L, -2);
 }
 
+const char *jsonlua_opt_text(lua_State *L, int idx, size_t *len)
+{
+	if (lua_type(L, idx) == LUA_TUSERDATA && has_metatable(L, idx, &raw_mt_key)) {
+		*len = lua_objlen(L, idx);
+		return lua_touserdata(L, idx);
+	}
+	return luaL_optlstring(L, idx, NULL, len);
+}
+
 /* encode(value) -> text; raises on a value with no JSON form. */
 static int l_encode(lua_State *L)
 {

@@ -24,4 +24,9 @@ char *jsonlua_encode(lua_State *L, int idx, size_t *len, const char **err);
  * it is one valid JSON value): JSON the core built, passed through. */
 void jsonlua_push_raw(lua_State *L, const char *json, size_t len);
 
+/* The JSON text at `idx`: a string's bytes, or a raw value's (no copy: valid
+ * while the value is on the stack), with its length in `*len`; NULL (and 0)
+ * for nil or none. Raises for any other type. */
+const char *jsonlua_opt_text(lua_State *L, int idx, size_t *len);
+
 #endif

@@ -219,8 +219,12 @@ char *metrics_render(size_t *len)
 		"parley_lua_memory_refusals_total %llu\n",
 	    (unsigned long long)guard_timeouts, (unsigned long long)guard_memory_refusals);
 	put(&t, "# HELP parley_lua_heap_bytes The Lua state's heap.\n"
-		"# TYPE parley_lua_heap_bytes gauge\nparley_lua_heap_bytes %lld\n",
-	    guard_heap_bytes());
+		"# TYPE parley_lua_heap_bytes gauge\nparley_lua_heap_bytes %lld\n"
+		"# HELP parley_lua_allocated_bytes_total Bytes the Lua heap has grown by: what "
+		"its collector has had to take back, and how fast.\n"
+		"# TYPE parley_lua_allocated_bytes_total counter\n"
+		"parley_lua_allocated_bytes_total %llu\n",
+	    guard_heap_bytes(), (unsigned long long)guard_allocated_bytes);
 	put(&t, "# HELP parley_store_commits_total Transactions the store's writer committed "
 		"(and synced).\n"
 		"# TYPE parley_store_commits_total counter\nparley_store_commits_total %llu\n"

@@ -137,7 +137,7 @@ static void read_emit(lua_State *S, int idx, struct emit *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->name = luaL_checklstring(S, idx, &e->name_len);
-	e->data = luaL_optlstring(S, idx + 1, NULL, &e->data_len);
+	e->data = jsonlua_opt_text(S, idx + 1, &e->data_len);
 	e->natt = read_attachments(S, idx + 2, &e->att);
 	e->plain_data = luaL_optlstring(S, idx + 3, NULL, &e->plain_len);
 }
@@ -316,7 +316,7 @@ static int l_ack(lua_State *S)
 	struct client *cl = check_client(S, 1);
 	int64_t id = (int64_t)luaL_checknumber(S, 2);
 	size_t len = 0;
-	const char *json = luaL_optlstring(S, 3, NULL, &len);
+	const char *json = jsonlua_opt_text(S, 3, &len);
 	struct frame **att;
 	unsigned natt;
 

@@ -134,7 +134,7 @@ describe('HTTP operations endpoints', () => {
     assert.equal(n1, n0 + 4, `${series}: before ${n0}, after 4 bounces ${n1}`);
   });
 
-  test('/metrics: parley_lua_seconds_total and parley_lua_calls_total grow while Lua runs', async () => {
+  test('/metrics: parley_lua_seconds_total, parley_lua_calls_total and parley_lua_allocated_bytes_total grow while Lua runs', async () => {
     const before = (await metrics(srv)).text;
     const t0 = sample(before, 'parley_lua_seconds_total');
     const c0 = sample(before, 'parley_lua_calls_total');
@@ -142,7 +142,7 @@ describe('HTTP operations endpoints', () => {
     const s = sioClient(srv, '/messages', { query: { userId: 'metrics-lua' } });
     try {
       await connected(s);
-      for (let i = 0; i < 200; i++) await s.timeout(3000).emitWithAck('test:echo', 'x'.repeat(1000));
+      for (let i = 0; i < 200; i++) await s.timeout(3000).emitWithAck('test:echo', `${i}`.padEnd(1000, 'x'));
     } finally {
       s.disconnect();
     }
@@ -150,6 +150,11 @@ describe('HTTP operations endpoints', () => {
     assert.ok(sample(after, 'parley_lua_calls_total') >= c0 + 200, 'fewer Lua calls than events');
     assert.ok(sample(after, 'parley_lua_seconds_total') > t0,
       `parley_lua_seconds_total did not grow over 200 events: ${t0}`);
+    // 200 distinct 1,000-character strings (Lua interns equal ones): at
+    // least that much was allocated.
+    assert.ok(sample(after, 'parley_lua_allocated_bytes_total') >=
+      sample(before, 'parley_lua_allocated_bytes_total') + 200 * 1000,
+      'parley_lua_allocated_bytes_total grew by less than the payloads decoded');
   });
 
   test('/metrics: sends that arrive together share store commits (group commit: batches > commits)', async () => {
