@@ -848,7 +848,10 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 	timer_start(t, on_sweep, KV_SWEEP_MS);
 }
 
-/* Pushes the handshake query as a table of strings. */
+/* Pushes the handshake query as a table of strings. A parameter whose name
+ * or value is not UTF-8 is left out: scripts take names and ids from here,
+ * and text that no JSON can carry would fail every event that echoes it
+ * (a userId=%FF is then no userId at all: 401). */
 static void push_query(lua_State *S, const struct handshake *hs)
 {
 	const char *p = hs->query;
@@ -858,9 +861,11 @@ static void push_query(lua_State *S, const struct handshake *hs)
 		size_t klen = strlen(p);
 		const char *v = p + klen + 1;
 		size_t vlen = strlen(v);
-		lua_pushlstring(S, p, klen);
-		lua_pushlstring(S, v, vlen);
-		lua_rawset(S, -3);
+		if (json_utf8_valid(p, klen) && json_utf8_valid(v, vlen)) {
+			lua_pushlstring(S, p, klen);
+			lua_pushlstring(S, v, vlen);
+			lua_rawset(S, -3);
+		}
 		p = v + vlen + 1;
 	}
 }

@@ -250,6 +250,16 @@ const cases = [
       terminate(ws);
     }
   }],
+  ['plain ws', 'a userId that is not UTF-8 (userId=%FF): no identity, an error frame, then close 4401', async (s) => {
+    const ws = plainClient(s, 'userId=%FF');
+    try {
+      const f = await ws.next((x) => x && x.event === 'error');
+      assert.equal(f.data.statusCode, 401);
+      assert.equal((await assertClosedByServer(ws, 'userId=%FF')).code, 4401);
+    } finally {
+      terminate(ws);
+    }
+  }],
   // The HTTP API.
   ['http api', 'no key', (s) => httpStatus(s, 'GET', `/api/conversations/${conv}/messages`, { key: null, status: 401 })],
   ['http api', 'a wrong key', (s) => httpStatus(s, 'GET', `/api/conversations/${conv}/messages`, { key: 'wrong', status: 401 })],
