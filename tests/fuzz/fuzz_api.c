@@ -44,15 +44,29 @@
 
 static struct config cfg;
 static int port;
+static char data_dir[] = "/tmp/parley-fuzz-api.XXXXXX";
+
+/* The scratch store goes with the process (the replay runs on every ctest). */
+static void remove_data_dir(void)
+{
+	static const char *const files[] = { "data.mdb", "lock.mdb" };
+	char path[sizeof(data_dir) + 16];
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", data_dir, files[i]);
+		unlink(path);
+	}
+	rmdir(data_dir);
+}
 
 static void setup(void)
 {
-	static char data_dir[] = "/tmp/parley-fuzz-api.XXXXXX";
 	char *argv[] = { "fuzz_api", NULL };
 	char err[512], portbuf[16];
 
 	if (!mkdtemp(data_dir))
 		abort();
+	atexit(remove_data_dir);
 	port = 20000 + getpid() % 20000;
 	snprintf(portbuf, sizeof(portbuf), "%d", port);
 	setenv("PORT", portbuf, 1);
