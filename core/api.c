@@ -55,8 +55,7 @@ static void request_free(struct api_request *r)
 		return;
 	map_del(&requests, r->key, strlen(r->key));
 	free(r->path);
-	free(r->query.query);
-	free(r->query.authorization);
+	http_handshake_fini(&r->query);
 	free(r->resp);
 	free(r);
 }
@@ -192,8 +191,7 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 	http_handshake_copy(&r->query, wsi);
 	if (!json_utf8_valid(path, strlen(path)) ||
 	    !json_utf8_valid(r->query.query ? r->query.query : "", r->query.query_len)) {
-		free(r->query.query);
-		free(r->query.authorization);
+		http_handshake_fini(&r->query);
 		free(r);
 		return api_error(wsi, pss, 400, "the path and the query must be valid UTF-8");
 	}
@@ -273,8 +271,7 @@ void api_fini(void)
 	while ((e = map_next(&it))) {
 		struct api_request *r = e->value;
 		free(r->path);
-		free(r->query.query);
-		free(r->query.authorization);
+		http_handshake_fini(&r->query);
 		free(r->resp);
 		free(r);
 	}

@@ -188,8 +188,7 @@ void conn_reap(void)
 		outq_clear(&c->out);
 		pending_binary_free(c->bin);
 		free(c->rx);
-		free(c->hs.query);
-		free(c->hs.authorization);
+		http_handshake_fini(&c->hs);
 		free(c->close_text);
 		free(c);
 	}

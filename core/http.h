@@ -63,6 +63,8 @@ struct handshake;
 /* Copies the query, Authorization and peer address of the request
  * (they are gone once its callback returns). */
 void http_handshake_copy(struct handshake *hs, struct lws *wsi);
+/* Frees what http_handshake_copy allocated. */
+void http_handshake_fini(struct handshake *hs);
 
 /* engine.c's HTTP side */
 /* ---- api.c: the HTTP API under /api/ ---- */

@@ -313,6 +313,13 @@ bad:
 
 /* Copies what the upgrade request said; its headers are gone after this
  * callback. */
+void http_handshake_fini(struct handshake *hs)
+{
+	free(hs->query);
+	free(hs->authorization);
+	hs->query = hs->authorization = NULL;
+}
+
 void http_handshake_copy(struct handshake *hs, struct lws *wsi)
 {
 	char frag[1024];

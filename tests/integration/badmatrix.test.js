@@ -141,6 +141,19 @@ const send = (change) => `${NSP}${JSON.stringify(['message:send',
 
 // ---- the matrix ----
 
+// A plain WebSocket whose query identifies nobody: an error frame with 401,
+// then close 4401.
+async function plainUnidentified(s, query) {
+  const ws = plainClient(s, query);
+  try {
+    const f = await ws.next((x) => x && x.event === 'error');
+    assert.equal(f.data.statusCode, 401);
+    assert.equal((await assertClosedByServer(ws, `query "${query}"`)).code, 4401);
+  } finally {
+    terminate(ws);
+  }
+}
+
 const cases = [
   // Socket.IO: payloads the scripts refuse (error event, connection stays).
   ['socket.io', 'message:send with no conversationId', (s) => sioError(s, send({ conversationId: undefined }), 400)],
@@ -240,26 +253,9 @@ const cases = [
   ['plain ws', 'conversation:join as another user', (s) => plainError(s, JSON.stringify({ event: 'conversation:join', data: { conversationId: conv, userId: 'not-me' } }), 403)],
   ['plain ws', 'invalid UTF-8 (close 1007)', (s) => plainCloses(s, Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), 1007, { binary: false })],
   ['plain ws', 'a frame over PARLEY_MAX_PAYLOAD (close 1009)', (s) => plainCloses(s, JSON.stringify({ event: 'test:echo', data: 'x'.repeat(MAX_PAYLOAD + 10) }), 1009)],
-  ['plain ws', 'no userId: an error frame, then close 4401', async (s) => {
-    const ws = plainClient(s, '');
-    try {
-      const f = await ws.next((x) => x && x.event === 'error');
-      assert.equal(f.data.statusCode, 401);
-      assert.equal((await assertClosedByServer(ws, 'no userId')).code, 4401);
-    } finally {
-      terminate(ws);
-    }
-  }],
-  ['plain ws', 'a userId that is not UTF-8 (userId=%FF): no identity, an error frame, then close 4401', async (s) => {
-    const ws = plainClient(s, 'userId=%FF');
-    try {
-      const f = await ws.next((x) => x && x.event === 'error');
-      assert.equal(f.data.statusCode, 401);
-      assert.equal((await assertClosedByServer(ws, 'userId=%FF')).code, 4401);
-    } finally {
-      terminate(ws);
-    }
-  }],
+  ['plain ws', 'no userId: an error frame, then close 4401', (s) => plainUnidentified(s, '')],
+  ['plain ws', 'a userId that is not UTF-8 (userId=%FF): no identity, an error frame, then close 4401',
+    (s) => plainUnidentified(s, 'userId=%FF')],
   // The HTTP API.
   ['http api', 'no key', (s) => httpStatus(s, 'GET', `/api/conversations/${conv}/messages`, { key: null, status: 401 })],
   ['http api', 'a wrong key', (s) => httpStatus(s, 'GET', `/api/conversations/${conv}/messages`, { key: 'wrong', status: 401 })],
