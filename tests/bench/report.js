@@ -110,18 +110,25 @@ if (has('fanout')) {
   row('server CPU per delivery (µs)', 'fanout', perDeliveryUs, { ceiling: true, digits: 2 });
   row('loadgen CPU (% of one core)', 'fanout', num('loadgen_cpu_pct'), { ceiling: true, noratio: true });
 }
+function latencyRows(scen) {
+  row('deliveries/s', scen, num('deliveries_per_s'), { ceiling: true });
+  row('p50 (µs)', scen, num('lat_p50_us'), { ceiling: true });
+  row('p90 (µs)', scen, num('lat_p90_us'), { ceiling: true });
+  row('p99 (µs)', scen, num('lat_p99_us'), { ceiling: true,
+    targetText: '≤ 1,000 µs', target: (p) => yes(p <= 1000) });
+  row('p99.9 (µs)', scen, num('lat_p999_us'), { ceiling: true });
+  row('max (µs)', scen, num('lat_max_us'), { ceiling: true });
+  row('lost deliveries', scen, num('lost'), { ceiling: true, noratio: true });
+  row('server CPU (% of one core)', scen, num('server_cpu_pct'), { ceiling: true });
+  row('loadgen CPU (% of one core)', scen, num('loadgen_cpu_pct'), { ceiling: true, noratio: true });
+}
 if (has('latency')) {
   section(`latency at a fixed rate (${desc('latency')})`);
-  row('deliveries/s', 'latency', num('deliveries_per_s'), { ceiling: true });
-  row('p50 (µs)', 'latency', num('lat_p50_us'), { ceiling: true });
-  row('p90 (µs)', 'latency', num('lat_p90_us'), { ceiling: true });
-  row('p99 (µs)', 'latency', num('lat_p99_us'), { ceiling: true,
-    targetText: '≤ 1,000 µs', target: (p) => yes(p <= 1000) });
-  row('p99.9 (µs)', 'latency', num('lat_p999_us'), { ceiling: true });
-  row('max (µs)', 'latency', num('lat_max_us'), { ceiling: true });
-  row('lost deliveries', 'latency', num('lost'), { ceiling: true, noratio: true });
-  row('server CPU (% of one core)', 'latency', num('server_cpu_pct'), { ceiling: true });
-  row('loadgen CPU (% of one core)', 'latency', num('loadgen_cpu_pct'), { ceiling: true, noratio: true });
+  latencyRows('latency');
+}
+if (has('awake')) {
+  section(`the same, both cores kept out of idle by a nice-19 busy loop (${desc('awake')}): what the servers add, without the vCPUs' wake-ups`);
+  latencyRows('awake');
 }
 if (has('typing')) {
   section(`typing:start relay (${desc('typing')})`);
