@@ -27,7 +27,6 @@ void nsp_free(struct nsp *n)
 	while ((e = map_next(&it))) {
 		struct room *r = e->value;
 		free(r->members);
-		free(r->name);
 		free(r);
 	}
 	map_fini(&n->rooms);
@@ -61,19 +60,24 @@ int room_join(struct nsp *n, struct room_set *set, const char *name, size_t len)
 	struct room *r = room_find(n, name, len);
 
 	if (!r) {
-		r = xcalloc(1, sizeof(*r));
-		r->name = xstrndup(name, len);
+		if (len > SIZE_MAX - sizeof(*r) - 1)
+			alloc_fail(SIZE_MAX);
+		r = xcalloc(1, sizeof(*r) + len + 1);
+		memcpy(r->name, name, len);
 		r->name_len = len;
 		map_put(&n->rooms, name, len, r);
 	} else if (set_find(set, r) >= 0) {
 		return 1;
 	}
+	/* Both lists start small: most rooms are a user's, with one or two
+	 * sockets in it, and most sockets are in their user's room and one
+	 * conversation. An idle connection pays for what it holds. */
 	if (r->count == r->cap) {
-		r->cap = r->cap ? r->cap * 2 : 4;
+		r->cap = r->cap ? r->cap * 2 : 1;
 		r->members = xrealloc(r->members, r->cap * sizeof(*r->members));
 	}
 	if (set->count == set->cap) {
-		set->cap = set->cap ? set->cap * 2 : 4;
+		set->cap = set->cap ? set->cap * 2 : 2;
 		set->v = xrealloc(set->v, set->cap * sizeof(*set->v));
 	}
 	r->members[r->count] = (struct room_member){ set, set->count };
@@ -116,7 +120,6 @@ static void drop_if_empty(struct nsp *n, struct room *r)
 		return;
 	map_del(&n->rooms, r->name, r->name_len);
 	free(r->members);
-	free(r->name);
 	free(r);
 }
 

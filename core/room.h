@@ -32,11 +32,11 @@ struct room_member {
 };
 
 struct room {
-	char *name;
-	size_t name_len;
 	struct room_member *members;
 	uint32_t count;
 	uint32_t cap;
+	size_t name_len;
+	char name[]; /* NUL-terminated */
 };
 
 struct nsp {
