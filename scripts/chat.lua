@@ -24,9 +24,29 @@ local typing = parley.shared("typing")
 -- userId -> { at (when offline takes effect), gone (when the last socket
 -- closed), convs = { conversation ids } }
 local leaving = parley.shared("leaving")
--- userId -> { conversation id -> true }: the conversations the user's
--- sockets joined, remembered after they go (for user:offline)
+-- userId -> the conversations the user's sockets joined, remembered after
+-- they go (for user:offline): one conversation id, or a set of them
+-- ({ id -> true }) once there are two. Most users are in one conversation
+-- at a time, and a table per idle user would cost more than the string.
 local joined = parley.shared("joined")
+
+local function has_joined(user, conv)
+	local j = joined[user]
+	return j == conv or (type(j) == "table" and j[conv] == true)
+end
+
+local function add_joined(user, conv)
+	local j = joined[user]
+	if j == nil then
+		joined[user] = conv
+	elseif type(j) == "string" then
+		if j ~= conv then
+			joined[user] = { [j] = true, [conv] = true }
+		end
+	else
+		j[conv] = true
+	end
+end
 
 local function room_of(conversation_id)
 	return "conversation:" .. conversation_id
@@ -45,8 +65,13 @@ local function conversations_of(user)
 	for _, c in ipairs(store.conversations_of(user)) do
 		set[c] = true
 	end
-	for c in pairs(joined[user] or {}) do
-		set[c] = true
+	local j = joined[user]
+	if type(j) == "string" then
+		set[j] = true
+	elseif j then
+		for c in pairs(j) do
+			set[c] = true
+		end
 	end
 	for c in pairs(set) do
 		list[#list + 1] = c
@@ -174,9 +199,8 @@ return {
 			-- In an open conversation, those in it learn the user is here
 			-- when the user first joins it (nobody knew to tell them at
 			-- connect time).
-			joined[sock.userId] = joined[sock.userId] or {}
-			if not joined[sock.userId][conv] then
-				joined[sock.userId][conv] = true
+			if not has_joined(sock.userId, conv) then
+				add_joined(sock.userId, conv)
 				local _, registered = store.is_member(conv, sock.userId)
 				if not registered then
 					sock:to(room_of(conv)):except("user:" .. sock.userId)

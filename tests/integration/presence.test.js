@@ -77,6 +77,27 @@ test('in an open conversation, those who were in it with the user hear the user 
   assert.deepEqual(await y.next('user:offline', 2000), { userId: 'open-x' });
 });
 
+test('a user in two open conversations: each hears user:online once, and user:offline after the last socket', async () => {
+  const w1 = await srv.client('two-w1');
+  const w2 = await srv.client('two-w2');
+  await w1.join('two-1');
+  await w2.join('two-2');
+  const a1 = await srv.client('two-a');
+  await a1.join('two-1');
+  assert.deepEqual(await w1.next('user:online'), { userId: 'two-a' });
+  const a2 = await srv.client('two-a');
+  await a2.join('two-2');
+  assert.deepEqual(await w2.next('user:online'), { userId: 'two-a' });
+  await a2.join('two-1');
+  assert.equal(await w1.none('user:online', 200), true, 'a conversation the user was in heard it again');
+  // The socket that joined two-2 goes first: two-2 must still hear it.
+  a2.close();
+  await parley.sleep(50);
+  a1.close();
+  assert.deepEqual(await w1.next('user:offline', 2000), { userId: 'two-a' });
+  assert.deepEqual(await w2.next('user:offline', 2000), { userId: 'two-a' });
+});
+
 test('presence:query and the API: online users, a user\'s presence; lastSeen survives a restart', async () => {
   const q = await srv.client('query-me');
   const [me] = (await q.request('presence:query', { userIds: ['query-me'] })).users;
