@@ -127,7 +127,7 @@ if (has('latency')) {
   latencyRows('latency');
 }
 if (has('awake')) {
-  section(`the same, both cores kept out of idle by a nice-19 busy loop (${desc('awake')}): what the servers add, without the vCPUs' wake-ups`);
+  section(`the same, both cores kept out of idle by a SCHED_IDLE busy loop (${desc('awake')}): what the servers add, without the vCPUs' wake-ups`);
   latencyRows('awake');
 }
 if (has('typing')) {

@@ -87,15 +87,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# keep_awake on|off: a busy loop at nice 19 on each core. It yields to the
-# server and the loadgen whenever they run, but the core never goes idle,
-# so a wake-up costs a context switch instead of a trip through the
-# hypervisor (on this VM's halting vCPUs, milliseconds at the tail).
+# keep_awake on|off: a busy loop on each core at SCHED_IDLE, which runs
+# only when nothing else wants the core and gives way at once when the server
+# or the loadgen wakes; but the core never goes idle, so a wake-up costs a
+# context switch instead of a trip through the hypervisor (on this VM's
+# halting vCPUs, milliseconds at the tail).
 keep_awake() {
 	local cpu
 	if [ "$1" = on ]; then
 		for cpu in $SERVER_CPU $LOADGEN_CPU; do
-			taskset -c "$cpu" nice -n 19 bash -c 'while :; do :; done' &
+			taskset -c "$cpu" chrt --idle 0 bash -c 'while :; do :; done' &
 			AWAKE="$AWAKE $!"
 		done
 	elif [ -n "$AWAKE" ]; then
