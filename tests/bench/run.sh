@@ -6,7 +6,7 @@
 # table (medians over rounds, ratios, targets). The table, the machine and the
 # raw per-run results are also written to tests/bench/last-run.txt.
 #
-#   bash tests/bench/run.sh                 # 3 rounds, full sizes (~8 minutes)
+#   bash tests/bench/run.sh                 # 3 rounds, full sizes (~9 minutes)
 #   bash tests/bench/run.sh --quick         # 1 round, smaller sizes (~1 minute)
 #   options: --rounds N  --only idle,fanout,latency,awake,typing,send,sendroom,presence  --out FILE
 #   (awake is the latency scenario again with both cores kept out of idle:
