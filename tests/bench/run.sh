@@ -55,6 +55,10 @@ want() { case ",$ONLY," in *",$1,"*) return 0 ;; esac; return 1; }
 
 cd "$ROOT" || die "no $ROOT"
 command -v taskset >/dev/null || die "taskset is missing (util-linux)"
+if want awake; then
+	chrt --idle 0 true 2>/dev/null ||
+		die "chrt --idle does not run here (util-linux; needed by the awake scenario: --only without awake)"
+fi
 command -v node >/dev/null || die "node is missing"
 [ "$(nproc)" -ge 2 ] || die "needs 2 cores: the server on core $SERVER_CPU, the loadgen on core $LOADGEN_CPU"
 (cd "$BENCH/reference" && node -e "require.resolve('socket.io')" 2>/dev/null) ||
