@@ -10,8 +10,8 @@ local core = ...
 collectgarbage("setpause", 150)
 -- And finish it in fewer, larger steps (each about 10 KB of work instead of
 -- 2 KB): the heap then grows less while a cycle is under way. Measured
--- against the default of 200: 115 bytes less per idle connection, durable
--- message:send acks/s +22-29%, fan-out and p99 latency unchanged
+-- against the default of 200: 120 bytes less per idle connection; fan-out,
+-- durable sends and p99 latency unchanged within the noise
 -- (docs/benchmarks.md).
 collectgarbage("setstepmul", 1000)
 -- JSON that keeps arrays as arrays and numbers exact (core/jsonlua.c).
