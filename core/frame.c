@@ -59,8 +59,9 @@ struct frame *outq_pop(struct outq *q)
 	q->head = (q->head + 1) & (q->cap - 1);
 	q->count--;
 	q->bytes -= f->len;
-	if (q->count == 0 && q->cap > 64) {
-		/* A burst is over: give the big ring back. */
+	if (q->count == 0) {
+		/* Drained: an idle connection keeps no ring (malloc keeps small
+		 * blocks at hand for the next burst). */
 		free(q->slot);
 		q->slot = NULL;
 		q->cap = 0;
