@@ -17,7 +17,6 @@ struct config {
 	int ping_interval_ms;    /* PARLEY_PING_INTERVAL, 25000 */
 	int ping_timeout_ms;     /* PARLEY_PING_TIMEOUT, 20000 */
 	size_t max_payload;      /* PARLEY_MAX_PAYLOAD, 1000000 bytes */
-	size_t rx_buffer;        /* PARLEY_RX_BUFFER, 512 bytes */
 	size_t max_buffer;       /* PARLEY_MAX_BUFFER, 16 MiB queued for one connection */
 	int max_user_sockets;    /* PARLEY_MAX_USER_SOCKETS, 100 per user and namespace */
 	int max_rooms;           /* PARLEY_MAX_ROOMS, 1000 per socket */

@@ -11,6 +11,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "websocket.h"
+#include "ws.h"
 
 
 /* A connection whose reading is paused (conn_throttle). */
@@ -101,23 +103,6 @@ void conn_send(struct conn *c, struct frame *f)
 		wake_writer(c);
 }
 
-/* Tells lws to close a WebSocket of ours from outside its own callback,
- * with a close frame carrying `code` and `reason`. */
-static void kill_wsi(struct lws *wsi, int code, const char *reason)
-{
-	struct pss *pss = lws_wsi_user(wsi);
-	size_t len = strlen(reason);
-
-	if (pss)
-		pss->conn = NULL;
-	lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason,
-			 len > 100 ? 100 : len);
-	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-	/* lws's own timer may be armed for later (its libev glue does not
-	 * re-arm it earlier); a wake-up makes it handle the kill now. */
-	lws_cancel_service(srv.ctx);
-}
-
 void conn_close(struct conn *c, const char *reason)
 {
 	if (c->state == CONN_CLOSED)
@@ -146,13 +131,13 @@ void conn_close(struct conn *c, const char *reason)
 			   c->transport == TRANSPORT_POLLING ? METRICS_POLLING :
 			   METRICS_WEBSOCKET, -1);
 	int code = c->ws_close_code ? c->ws_close_code :
-		   srv.stopping ? LWS_CLOSE_STATUS_GOINGAWAY : LWS_CLOSE_STATUS_NORMAL;
+		   srv.stopping ? WS_GOING_AWAY : WS_NORMAL;
 	if (c->ws) {
-		kill_wsi(c->ws, code, reason);
+		ws_close(c->ws, code, reason);
 		c->ws = NULL;
 	}
 	if (c->probe) {
-		kill_wsi(c->probe, code, reason);
+		ws_close(c->probe, code, reason);
 		c->probe = NULL;
 	}
 	if (c->poll) {
@@ -187,7 +172,6 @@ void conn_reap(void)
 		srv.reap = c->reap_next;
 		outq_clear(&c->out);
 		pending_binary_free(c->bin);
-		free(c->rx);
 		http_handshake_fini(&c->hs);
 		free(c->close_text);
 		free(c);
@@ -257,7 +241,7 @@ void conn_heartbeat_open(struct conn *c)
 	conn_heartbeat_start(c);
 }
 
-void conn_on_message(struct conn *c, struct lws *wsi, const char *data,
+void conn_on_message(struct conn *c, struct ws *w, const char *data,
 		     size_t len, int binary)
 {
 	if (c->kind == CONN_PLAIN) {
@@ -269,7 +253,7 @@ void conn_on_message(struct conn *c, struct lws *wsi, const char *data,
 		plain_on_message(c, data, len);
 		return;
 	}
-	engine_on_packet(c, wsi, data, len, binary);
+	engine_on_packet(c, w, data, len, binary);
 }
 
 /* Writes the WebSocket header of `f` into its headroom and returns where
@@ -303,18 +287,15 @@ static unsigned char *ws_frame_start(struct frame *f, size_t *len)
 /* What goes out in one write(): the frames a socket gathered during one
  * loop iteration leave together, which is what lets a broadcast cost less
  * than one system call per delivery (NOTES.md: ~150k writes/s per core). */
-static unsigned char batch[LWS_PRE + CONN_WRITE_BATCH];
+static unsigned char batch[CONN_WRITE_BATCH];
 
-/* Writes queued frames, as many as one batch holds, to the WebSocket. Whole
- * frames, header included, are handed to lws as raw bytes: what the socket
- * does not take lws keeps and writes before anything else (its own pongs and
- * close frames included), asking for a writable callback itself. Returns 0,
- * or -1 after closing the connection on a write error. */
-static int write_queued(struct conn *c, struct lws *wsi)
+/* Writes queued frames, as many as one batch holds, to the WebSocket, whole
+ * frames with their headers. What the socket does not take the WebSocket
+ * keeps, and it calls back (conn_on_ws_writable) once that is out. */
+static void write_queued(struct conn *c)
 {
 	struct frame *f;
 	size_t total = 0;
-	int n;
 
 	while ((f = outq_peek(&c->out))) {
 		size_t len;
@@ -323,24 +304,20 @@ static int write_queued(struct conn *c, struct lws *wsi)
 			if (total)
 				break;
 			/* Too big to batch: straight from the frame. */
-			n = lws_write(wsi, start, len, LWS_WRITE_HTTP);
+			ws_write(c->ws, start, len);
 			frame_unref(outq_pop(&c->out));
 			goto written;
 		}
-		memcpy(batch + LWS_PRE + total, start, len);
+		memcpy(batch + total, start, len);
 		total += len;
 		frame_unref(outq_pop(&c->out));
 	}
-	n = lws_write(wsi, batch + LWS_PRE, total, LWS_WRITE_HTTP);
+	ws_write(c->ws, batch, total);
 written:
-	if (n < 0) {
-		conn_close(c, "write error");
-		return -1;
-	}
-	/* More than a batch: the rest waits until the socket takes more. */
-	if (c->out.count && !lws_partial_buffered(wsi))
-		lws_callback_on_writable(wsi);
-	return 0;
+	/* A failed write has closed the connection (c->ws is gone). More than
+	 * a batch: the rest waits until the socket takes more. */
+	if (c->ws && c->out.count && !ws_busy(c->ws))
+		ws_want_writable(c->ws);
 }
 
 void conn_flush(void)
@@ -351,38 +328,30 @@ void conn_flush(void)
 		c->dirty = 0;
 		if (c->state != CONN_OPEN || !c->ws || !c->out.count)
 			continue;
-		/* Output lws holds back goes first: it calls back when done. */
-		if (lws_partial_buffered(c->ws))
-			lws_callback_on_writable(c->ws);
-		else
-			write_queued(c, c->ws);
+		/* Output the socket has not taken goes first: the WebSocket
+		 * calls back when it is out. */
+		if (!ws_busy(c->ws))
+			write_queued(c);
 	}
 }
 
-int conn_on_ws_writable(struct conn *c, struct lws *wsi)
+void conn_on_ws_writable(struct conn *c, struct ws *w)
 {
-	if (c->state != CONN_OPEN || wsi != c->ws)
-		return c->state == CONN_OPEN ? 0 : -1;
+	if (c->state != CONN_OPEN || w != c->ws)
+		return;
 	if (c->out.count) {
-		if (write_queued(c, wsi) < 0)
-			return -1;
+		write_queued(c);
 		/* The close comes on the next callback, after these frames. */
-		if (c->close_code && !c->out.count)
-			lws_callback_on_writable(wsi);
-		return 0;
+		if (c->ws && c->close_code && !c->out.count)
+			ws_want_writable(c->ws);
+		return;
 	}
 	if (c->close_code) {
-		/* Everything before the close is out: now close. Returning -1
-		 * closes this WebSocket, so conn_close must not. */
-		struct pss *pss = lws_wsi_user(wsi);
-		lws_close_reason(wsi, (enum lws_close_status)c->close_code,
-				 (unsigned char *)c->close_text, strlen(c->close_text));
+		/* Everything before the close is out: now close. */
 		c->ws = NULL;
-		pss->conn = NULL;
+		ws_close(w, c->close_code, c->close_text);
 		conn_close(c, c->close_text);
-		return -1;
 	}
-	return 0;
 }
 
 static void on_throttle_end(struct ev_loop *loop, ev_timer *t, int revents)
@@ -394,7 +363,7 @@ static void on_throttle_end(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 	c->throttle = NULL;
 	if (c->ws)
-		lws_rx_flow_control(c->ws, 1);
+		ws_pause(c->ws, 0);
 	free(th);
 }
 
@@ -405,7 +374,7 @@ void conn_throttle(struct conn *c, int ms)
 	if (!c->throttle) {
 		c->throttle = xcalloc(1, sizeof(*c->throttle));
 		c->throttle->conn = c;
-		lws_rx_flow_control(c->ws, 0);
+		ws_pause(c->ws, 1);
 	}
 	timer_start(&c->throttle->timer, on_throttle_end, ms);
 }
@@ -416,7 +385,7 @@ void conn_close_after_flush(struct conn *c, int code, const char *text)
 	free(c->close_text);
 	c->close_text = xstrndup(text, strnlen(text, 100));
 	if (c->ws)
-		lws_callback_on_writable(c->ws);
+		ws_want_writable(c->ws);
 }
 
 void conn_shutdown(struct conn *c)
@@ -444,13 +413,13 @@ void conn_shutdown(struct conn *c)
 	if (c->probe) {
 		/* No "2probe" yet: the client still polls, and hears the close
 		 * there after this probe fails. */
-		kill_wsi(c->probe, LWS_CLOSE_STATUS_GOINGAWAY, why);
+		ws_close(c->probe, WS_GOING_AWAY, why);
 		c->probe = NULL;
 	}
 	if (c->transport == TRANSPORT_WEBSOCKET) {
 		/* A close already arranged (a refused plain socket's 4401) stands. */
 		if (!c->close_code)
-			conn_close_after_flush(c, LWS_CLOSE_STATUS_GOINGAWAY, why);
+			conn_close_after_flush(c, WS_GOING_AWAY, why);
 		return;
 	}
 	/* Polling: the close packet goes last in the queue; once a poll has

@@ -13,6 +13,8 @@
 #include "script.h"
 #include "server.h"
 #include "sio.h"
+#include "websocket.h"
+#include "ws.h"
 
 #define MAX_ATTACHMENTS 64
 #define JSON_MAX_DEPTH 32
@@ -36,7 +38,7 @@ static const char ok_body[] = "ok";
 static void protocol_error(struct conn *c, const char *kind, const char *reason)
 {
 	metrics_protocol_error(kind);
-	c->ws_close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
+	c->ws_close_code = WS_PROTOCOL_ERROR;
 	conn_close(c, reason);
 }
 
@@ -429,14 +431,10 @@ static void on_attachment(struct conn *c, const char *p, size_t len)
 }
 
 /* A WebSocket that is probing an upgrade: "2probe", then "5". */
-static void on_probe_packet(struct conn *c, struct lws *wsi, const char *p, size_t len)
+static void on_probe_packet(struct conn *c, struct ws *w, const char *p, size_t len)
 {
-	struct pss *pss = lws_wsi_user(wsi);
-
 	if (len == 6 && memcmp(p, "2probe", 6) == 0) {
-		frame_unref(pss->probe_reply);
-		pss->probe_reply = frame_new("3probe", 6, 0);
-		lws_callback_on_writable(wsi);
+		ws_send_text(w, "3probe", 6);
 		/* The client sends "5" only once its current poll returns: a
 		 * parked poll is released with a noop (as engine.io does). */
 		c->upgrading = 1;
@@ -447,32 +445,30 @@ static void on_probe_packet(struct conn *c, struct lws *wsi, const char *p, size
 	if (len == 1 && p[0] == '5') {
 		c->upgrading = 0;
 		c->probe = NULL;
-		c->ws = wsi;
+		c->ws = w;
 		c->transport = TRANSPORT_WEBSOCKET;
-		pss->role = ROLE_WS;
 		metrics_upgrade();
 		if (c->poll)
 			lws_callback_on_writable(c->poll);
 		if (c->close_on_upgrade)
 			conn_shutdown(c);
 		else if (c->out.count)
-			lws_callback_on_writable(wsi);
+			ws_want_writable(w);
 		return;
 	}
 	metrics_protocol_error("bad_probe");
 	c->upgrading = 0;
 	c->probe = NULL;
-	pss->conn = NULL;
-	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+	ws_close(w, WS_PROTOCOL_ERROR, "bad probe");
 }
 
-void engine_on_packet(struct conn *c, struct lws *wsi, const char *p,
+void engine_on_packet(struct conn *c, struct ws *w, const char *p,
 		      size_t len, int binary)
 {
 	struct eio_packet pkt;
 
-	if (wsi && wsi == c->probe) {
-		on_probe_packet(c, wsi, p, len);
+	if (w && w == c->probe) {
+		on_probe_packet(c, w, p, len);
 		return;
 	}
 	if (binary) {

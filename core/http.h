@@ -16,8 +16,6 @@ enum pss_role {
 	ROLE_NONE,
 	ROLE_POLL_GET,  /* a long-poll GET, parked until there is something */
 	ROLE_POLL_POST, /* a POST of Engine.IO packets */
-	ROLE_PROBE,     /* a WebSocket probing an upgrade */
-	ROLE_WS,        /* an Engine.IO WebSocket, or the plain endpoint */
 	ROLE_API,       /* a request to the HTTP API, maybe waiting for Lua */
 };
 
@@ -32,10 +30,8 @@ struct pss {
 	size_t body_cap;
 	int body_too_large;
 	int dead_poll; /* the poll's session closed: answer with a close packet */
-	int ws_counted; /* an established WebSocket, counted in srv.ws_open */
 	int close_after; /* answer with "connection: close": the rest of the
 			  * request cannot be read */
-	struct frame *probe_reply;
 	char *origin; /* the request's Origin header, or NULL */
 	struct api_request *api; /* an HTTP API request in progress */
 };

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -13,7 +14,7 @@
 
 static int limit;
 static struct map counts; /* address text -> (uintptr_t) connections */
-static struct map owners; /* wsi pointer bytes -> address text (malloc'd) */
+static struct map owners; /* owner pointer bytes -> address text (malloc'd) */
 
 void peers_init(int max)
 {
@@ -64,28 +65,24 @@ int peers_admit(const struct sockaddr_storage *addr)
 	return -1;
 }
 
-void peers_opened(struct lws *wsi)
+void peers_opened(const void *owner, const struct sockaddr_storage *addr)
 {
-	struct sockaddr_storage addr;
-	socklen_t len = sizeof(addr);
 	char ip[INET6_ADDRSTRLEN];
-	int fd = lws_get_socket_fd(wsi);
 	size_t iplen;
 
-	if (limit <= 0 || fd < 0 || getpeername(fd, (struct sockaddr *)&addr, &len) < 0 ||
-	    address_text(&addr, ip) < 0)
+	if (limit <= 0 || address_text(addr, ip) < 0)
 		return;
 	iplen = strlen(ip);
 	map_put(&counts, ip, iplen, (void *)((uintptr_t)map_get(&counts, ip, iplen) + 1));
-	map_put(&owners, (const char *)&wsi, sizeof(wsi), xstrdup(ip));
+	map_put(&owners, (const char *)&owner, sizeof(owner), xstrdup(ip));
 }
 
-void peers_closed(struct lws *wsi)
+void peers_closed(const void *owner)
 {
 	char *ip;
 	uintptr_t n;
 
-	if (limit <= 0 || !(ip = map_del(&owners, (const char *)&wsi, sizeof(wsi))))
+	if (limit <= 0 || !(ip = map_del(&owners, (const char *)&owner, sizeof(owner))))
 		return;
 	n = (uintptr_t)map_get(&counts, ip, strlen(ip));
 	if (n > 1)
@@ -93,4 +90,22 @@ void peers_closed(struct lws *wsi)
 	else
 		map_del(&counts, ip, strlen(ip));
 	free(ip);
+}
+
+void peers_address(int fd, char *out, size_t outlen)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof(addr);
+	char ip[INET6_ADDRSTRLEN];
+
+	/* As lws writes it for the HTTP side: IPv4 on the dual-stack socket
+	 * reads "::ffff:a.b.c.d" there too. */
+	if (getpeername(fd, (struct sockaddr *)&addr, &len) < 0 ||
+	    !inet_ntop(addr.ss_family, addr.ss_family == AF_INET6 ?
+			       (const void *)&((struct sockaddr_in6 *)&addr)->sin6_addr :
+			       (const void *)&((struct sockaddr_in *)&addr)->sin_addr,
+		       ip, sizeof(ip)))
+		snprintf(out, outlen, "?");
+	else
+		snprintf(out, outlen, "%s", ip);
 }

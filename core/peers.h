@@ -4,16 +4,18 @@
 #ifndef PARLEY_PEERS_H
 #define PARLEY_PEERS_H
 
+#include <stddef.h>
 #include <sys/socket.h>
-
-#include <libwebsockets.h>
 
 void peers_init(int limit);
 void peers_fini(void);
 /* At accept: 0 to let the connection in, -1 to refuse it (counted, logged). */
 int peers_admit(const struct sockaddr_storage *addr);
-/* The accepted connection's wsi exists / is gone. */
-void peers_opened(struct lws *wsi);
-void peers_closed(struct lws *wsi);
+/* An accepted connection, known by `owner` (our struct ws, or lws's wsi),
+ * opened from `addr` / is gone. Closing one not counted is a no-op. */
+void peers_opened(const void *owner, const struct sockaddr_storage *addr);
+void peers_closed(const void *owner);
+/* The peer address of socket `fd` as text, or "?" when it cannot be read. */
+void peers_address(int fd, char *out, size_t outlen);
 
 #endif

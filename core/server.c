@@ -3,13 +3,10 @@
  * plain WebSocket endpoint at a namespace's path, /healthz and /metrics.
  * lws runs on a libev loop of ours (epoll: a wake-up costs what is ready,
  * not what is connected), and between iterations we write and reap. */
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +23,8 @@
 #include "script.h"
 #include "server.h"
 #include "store.h"
+#include "websocket.h"
+#include "ws.h"
 
 struct server srv;
 
@@ -263,36 +262,64 @@ static int on_http_body(struct lws *wsi, struct pss *pss, const char *in, size_t
 	return 0;
 }
 
-/* Decides whether a WebSocket upgrade may proceed; a refusal is a real HTTP
- * status (returning non-zero earlier would drop the socket without one). */
-static int on_confirm_upgrade(struct lws *wsi)
+/* The value of query argument `name` of an upgrade request, decoded into
+ * `out`; NULL when absent or longer than outlen - 1. */
+static const char *head_query_arg(const struct http_head *h, const char *name, char *out,
+				  size_t outlen)
 {
-	char path[256], buf[64], origin[256];
+	const char *k, *v;
+	size_t pos = 0, klen, vlen;
+
+	while (query_next(h->query, h->query_len, &pos, &k, &klen, &v, &vlen)) {
+		if (klen != strlen(name) || memcmp(k, name, klen) != 0)
+			continue;
+		if (!v || vlen >= outlen)
+			return NULL;
+		out[url_decode(v, vlen, out)] = '\0';
+		return out;
+	}
+	return NULL;
+}
+
+/* The target's path, decoded, into `out`; -1 when it does not fit. */
+static int head_path(const struct http_head *h, char *out, size_t outlen)
+{
+	if (h->path_len >= outlen)
+		return -1;
+	out[url_decode(h->path, h->path_len, out)] = '\0';
+	return 0;
+}
+
+int server_ws_check(const struct http_head *h, const char **why)
+{
+	const struct http_field *origin = http_head_field(h, "origin");
+	char path[256], buf[64], o[256];
 	const char *v;
 
-	/* The pss may not exist yet: lws allocates it for the WebSocket. */
-	if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) < 0)
-		origin[0] = '\0';
-	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) < 0)
-		goto bad;
-	if (origin[0] && !http_origin_allowed(origin)) {
-		metrics_http_error(403);
-		lws_return_http_status(wsi, 403, "origin not allowed");
-		return 1;
+	if (origin && origin->value_len) {
+		if (origin->value_len >= sizeof(o))
+			goto bad;
+		memcpy(o, origin->value, origin->value_len);
+		o[origin->value_len] = '\0';
+		if (!http_origin_allowed(o)) {
+			*why = "origin not allowed";
+			return 403;
+		}
 	}
 	if (srv.draining) {
-		metrics_http_error(503);
-		lws_return_http_status(wsi, 503, "server shutting down");
-		return 1;
+		*why = "server shutting down";
+		return 503;
 	}
+	if (head_path(h, path, sizeof(path)) < 0)
+		goto bad;
 	if (is_engine_path(path)) {
-		v = http_query_arg(wsi, "EIO=", buf, sizeof(buf));
+		v = head_query_arg(h, "EIO", buf, sizeof(buf));
 		if (!v || strcmp(v, "4") != 0)
 			goto bad;
-		v = http_query_arg(wsi, "transport=", buf, sizeof(buf));
+		v = head_query_arg(h, "transport", buf, sizeof(buf));
 		if (!v || strcmp(v, "websocket") != 0)
 			goto bad;
-		v = http_query_arg(wsi, "sid=", buf, sizeof(buf));
+		v = head_query_arg(h, "sid", buf, sizeof(buf));
 		if (v) {
 			struct conn *c = map_get(&srv.conns, v, strlen(v));
 			if (!c || c->transport != TRANSPORT_POLLING || c->probe)
@@ -302,13 +329,11 @@ static int on_confirm_upgrade(struct lws *wsi)
 	}
 	if (path[0] == '/' && path[1] && nsp_lookup(path, strlen(path)))
 		return 0;
-	metrics_http_error(404);
-	lws_return_http_status(wsi, 404, NULL);
-	return 1;
+	*why = "not found";
+	return 404;
 bad:
-	metrics_http_error(400);
-	lws_return_http_status(wsi, 400, NULL);
-	return 1;
+	*why = "bad request";
+	return 400;
 }
 
 /* Copies what the upgrade request said; its headers are gone after this
@@ -360,164 +385,87 @@ void http_handshake_copy(struct handshake *hs, struct lws *wsi)
 	lws_get_peer_simple(wsi, hs->addr, sizeof(hs->addr));
 }
 
-/* WebSockets are counted from establishment until lws reports them closed,
- * which is after the closing handshake: the drain waits for that. */
-static void count_ws(struct pss *pss)
+/* The same from an upgrade request that parley read itself. */
+static void handshake_from_head(struct handshake *hs, const struct http_head *h,
+				const char *addr)
 {
-	pss->ws_counted = 1;
-	srv.ws_open++;
+	const struct http_field *auth = http_head_field(h, "authorization");
+	const char *k, *v;
+	size_t pos = 0, klen, vlen;
+
+	/* "key\0value\0" per pair, decoded: never longer than the raw query
+	 * plus two terminators per pair. */
+	hs->query = h->query_len ? xmalloc((size_t)h->query_len * 2 + 2) : NULL;
+	while (query_next(h->query, h->query_len, &pos, &k, &klen, &v, &vlen)) {
+		char *dst = hs->query + hs->query_len;
+		size_t n = url_decode(k, klen, dst);
+		dst[n++] = '\0';
+		if (v)
+			n += url_decode(v, vlen, dst + n);
+		dst[n++] = '\0';
+		hs->query_len += n;
+		hs->nquery++;
+	}
+	if (auth && auth->value_len < 8192)
+		hs->authorization = xstrndup(auth->value, auth->value_len);
+	snprintf(hs->addr, sizeof(hs->addr), "%s", addr);
 }
 
-static int on_established(struct lws *wsi, struct pss *pss)
+int server_ws_open(struct ws *w, const struct http_head *h, const char *addr)
 {
 	char path[256], buf[64];
 	const char *sid;
 	struct conn *c;
 
-	/* A keep-alive connection that upgrades may bring its HTTP pss along. */
-	http_release(pss);
-	memset(pss, 0, sizeof(*pss));
-	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) < 0)
+	if (head_path(h, path, sizeof(path)) < 0)
 		return -1;
 	if (!is_engine_path(path)) {
 		struct nsp *n = nsp_lookup(path, strlen(path));
 		if (!n)
 			return -1;
 		c = conn_new(CONN_PLAIN, TRANSPORT_WEBSOCKET);
-		c->ws = wsi;
-		pss->conn = c;
-		pss->role = ROLE_WS;
-		http_handshake_copy(&c->hs, wsi);
+		c->ws = w;
+		ws_attach(w, c);
+		handshake_from_head(&c->hs, h, addr);
 		conn_heartbeat_start(c);
-		count_ws(pss);
 		plain_on_open(c, n);
 		return 0;
 	}
-	sid = http_query_arg(wsi, "sid=", buf, sizeof(buf));
+	sid = head_query_arg(h, "sid", buf, sizeof(buf));
 	if (sid) {
 		c = map_get(&srv.conns, sid, strlen(sid));
 		if (!c || c->transport != TRANSPORT_POLLING || c->probe)
 			return -1;
-		c->probe = wsi;
-		pss->conn = c;
-		pss->role = ROLE_PROBE;
-		count_ws(pss);
+		c->probe = w;
+		ws_attach(w, c);
 		return 0;
 	}
 	c = conn_new(CONN_EIO, TRANSPORT_WEBSOCKET);
-	c->ws = wsi;
-	pss->conn = c;
-	pss->role = ROLE_WS;
-	http_handshake_copy(&c->hs, wsi);
+	c->ws = w;
+	ws_attach(w, c);
+	handshake_from_head(&c->hs, h, addr);
 	conn_send(c, engine_open_frame(c));
 	conn_heartbeat_open(c);
-	count_ws(pss);
 	return 0;
 }
 
-/* Hands a whole message to its connection. Text must be UTF-8 (RFC 6455
- * §8.1): checked here, on the whole message, rather than by lws, so that a
- * violation is counted like every other and closes with 1007. */
-static int deliver(struct conn *c, struct lws *wsi, const char *p, size_t len)
+void server_ws_closed(struct conn *c, struct ws *w)
 {
-	int binary = lws_frame_is_binary(wsi);
-
-	if (!binary && !json_utf8_valid(p, len)) {
-		metrics_protocol_error("bad_utf8");
-		log_info("%s: text message of invalid UTF-8: closing", c->sid);
-		c->ws_close_code = LWS_CLOSE_STATUS_INVALID_PAYLOAD;
-		conn_close(c, "invalid UTF-8");
-		return -1;
-	}
-	conn_on_message(c, wsi, p, len, binary);
-	return 0;
-}
-
-/* Collects a WebSocket message that may arrive in fragments. */
-static int on_receive(struct lws *wsi, struct pss *pss, const char *in, size_t len)
-{
-	struct conn *c = pss->conn;
-	int final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
-
-	if (!c || c->state != CONN_OPEN)
-		return 0;
-	/* A plain WebSocket that talks is alive: no need for the pong. */
-	if (c->kind == CONN_PLAIN && c->pong_due)
-		conn_heartbeat_start(c);
-	if (c->rx_len == 0 && final) {
-		/* The common case: a whole message in one piece, no copy. */
-		if (len > srv.cfg->max_payload)
-			goto too_big;
-		return deliver(c, wsi, in, len);
-	}
-	if (c->rx_len + len > srv.cfg->max_payload)
-		goto too_big;
-	if (c->rx_len + len > c->rx_cap) {
-		c->rx_cap = (c->rx_len + len) * 2;
-		if (c->rx_cap > srv.cfg->max_payload)
-			c->rx_cap = srv.cfg->max_payload;
-		c->rx = xrealloc(c->rx, c->rx_cap);
-	}
-	memcpy(c->rx + c->rx_len, in, len);
-	c->rx_len += len;
-	if (final) {
-		size_t n = c->rx_len;
-		c->rx_len = 0;
-		return deliver(c, wsi, c->rx, n);
-	}
-	return 0;
-too_big:
-	metrics_protocol_error("payload_too_large");
-	metrics_limit("max_payload");
-	log_info("%s (%s): a WebSocket message over %zu bytes (PARLEY_MAX_PAYLOAD): closing with 1009",
-		 c->sid, c->hs.addr, srv.cfg->max_payload);
-	c->ws_close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
-	conn_close(c, "message too large");
-	return -1;
-}
-
-static int on_ws_writable(struct lws *wsi, struct pss *pss)
-{
-	if (pss->role == ROLE_PROBE) {
-		struct frame *f = pss->probe_reply;
-		pss->probe_reply = NULL;
-		if (f) {
-			int n = lws_write(wsi, frame_data(f), f->len, LWS_WRITE_TEXT);
-			frame_unref(f);
-			if (n < 0)
-				return -1;
-		}
-		return 0;
-	}
-	if (!pss->conn)
-		return -1;
-	return conn_on_ws_writable(pss->conn, wsi);
-}
-
-static void on_ws_closed(struct lws *wsi, struct pss *pss)
-{
-	struct conn *c = pss->conn;
-
-	if (pss->ws_counted) {
-		pss->ws_counted = 0;
-		srv.ws_open--;
-	}
-
-	frame_unref(pss->probe_reply);
-	pss->probe_reply = NULL;
-	http_release(pss);
-	if (!c)
-		return;
-	pss->conn = NULL;
-	if (c->probe == wsi) {
+	if (c->probe == w) {
 		c->probe = NULL;
 		c->upgrading = 0;
 		return;
 	}
-	if (c->ws == wsi) {
+	if (c->ws == w) {
 		c->ws = NULL;
 		conn_close(c, "transport close");
 	}
+}
+
+void server_ws_pong(struct conn *c)
+{
+	if (c->kind == CONN_PLAIN && c->state == CONN_OPEN)
+		conn_heartbeat_start(c);
 }
 
 static void on_http_closed(struct lws *wsi, struct pss *pss)
@@ -530,108 +478,38 @@ static void on_http_closed(struct lws *wsi, struct pss *pss)
 	http_release(pss);
 }
 
-/* Connections accepted whose first request's headers are not in yet: wsi
- * pointer -> struct handshake_wait. lws drops one that takes longer than
- * its timeout_secs; that is PARLEY_CONNECT_TIMEOUT tripping, counted and
- * logged like the limit's other cases when the connection goes. */
-struct handshake_wait {
-	int64_t since;
-	char addr[48];
-};
-
-static struct map handshakes;
-
-/* lws keeps its timeouts in a list served by one libev timer, which its glue
- * never re-arms earlier (ev_timer_start on an active timer does nothing): a
- * new connection's deadline is served only when lws next wakes for some
- * other reason, which on a quiet server may be half a minute later. While a
- * handshake is pending, a wake-up now and then lets lws serve it in time. */
-static ev_timer nudge;
-
-static void on_nudge(struct ev_loop *l, ev_timer *t, int revents)
-{
-	(void)l;
-	(void)revents;
-	if (!handshakes.count || !srv.ctx)
-		return;
-	lws_cancel_service(srv.ctx);
-	timer_start(t, on_nudge, 250);
-}
-
-static void handshake_begin(struct lws *wsi)
-{
-	struct handshake_wait *w = xmalloc(sizeof(*w));
-
-	if (!ev_is_active(&nudge))
-		timer_start(&nudge, on_nudge, 250);
-	w->since = now_ms();
-	/* Taken now: the socket is gone by the time the wsi is destroyed. */
-	lws_get_peer_simple(wsi, w->addr, sizeof(w->addr));
-	free(map_put(&handshakes, (const char *)&wsi, sizeof(wsi), w));
-}
-
-/* The first request's headers are in (`destroyed` 0), or the connection
- * went before they were (1): if that took the whole deadline, lws dropped it. */
-static void handshake_end(struct lws *wsi, int destroyed)
-{
-	struct handshake_wait *w = map_del(&handshakes, (const char *)&wsi, sizeof(wsi));
-	int64_t waited;
-
-	if (!w)
-		return;
-	waited = now_ms() - w->since;
-	if (destroyed && !srv.stopping && waited >= srv.cfg->connect_timeout_ms) {
-		metrics_limit("connect_timeout");
-		log_info("%s: no complete HTTP request within PARLEY_CONNECT_TIMEOUT (%lld ms): "
-			 "connection dropped", w->addr, (long long)waited);
-	}
-	free(w);
-}
-
-static void handshakes_fini(void)
-{
-	struct map_iter it;
-	struct map_entry *e;
-
-	if (srv.loop)
-		timer_stop(&nudge);
-	map_iter_init(&it, &handshakes);
-	while ((e = map_next(&it)))
-		free(e->value);
-	map_fini(&handshakes);
-}
-
 static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		       void *user, void *in, size_t len)
 {
 	struct pss *pss = user;
 
-	/* Connections per address: counted from accept to destruction; and
-	 * each connection's first request, watched until its headers are in. */
+	/* Connections per address: ws.c admitted this one at accept and
+	 * handed it over; from here it is counted as lws's. */
 	switch (reason) {
-	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-		return peers_admit(&((struct lws_filter_network_conn_args *)user)->cli_addr) ? 1 : 0;
-	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
-		peers_opened(wsi);
-		handshake_begin(wsi);
+	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: {
+		struct sockaddr_storage addr;
+		socklen_t alen = sizeof(addr);
+		if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&addr, &alen) == 0)
+			peers_opened(wsi, &addr);
 		return 0;
+	}
 	case LWS_CALLBACK_WSI_DESTROY:
 		peers_closed(wsi);
-		handshake_end(wsi, 1);
 		return 0;
-	case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-	case LWS_CALLBACK_HTTP:
-		handshake_end(wsi, 0);
-		break;
+		/* An upgrade on a connection that served HTTP before: browsers
+		 * and socket.io-client open a new one for a WebSocket, which
+		 * ws.c serves. */
+		metrics_http_error(400);
+		lws_return_http_status(wsi, 400, "a WebSocket needs a connection of its own");
+		return 1;
 	default:
 		break;
 	}
 
 	/* A connection that never got as far as a request (it waited for a
 	 * header table and timed out, say) has no pss: nothing of ours. */
-	if (!pss && reason != LWS_CALLBACK_HTTP_CONFIRM_UPGRADE &&
-	    reason != LWS_CALLBACK_EVENT_WAIT_CANCELLED)
+	if (!pss && reason != LWS_CALLBACK_EVENT_WAIT_CANCELLED)
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
 
 	switch (reason) {
@@ -656,21 +534,6 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 		on_http_closed(wsi, pss);
 		return 0;
-	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-		return on_confirm_upgrade(wsi);
-	case LWS_CALLBACK_ESTABLISHED:
-		return on_established(wsi, pss);
-	case LWS_CALLBACK_RECEIVE:
-		return on_receive(wsi, pss, in, len);
-	case LWS_CALLBACK_RECEIVE_PONG:
-		if (pss->conn && pss->conn->kind == CONN_PLAIN && pss->conn->state == CONN_OPEN)
-			conn_heartbeat_start(pss->conn);
-		return 0;
-	case LWS_CALLBACK_SERVER_WRITEABLE:
-		return on_ws_writable(wsi, pss);
-	case LWS_CALLBACK_CLOSED:
-		on_ws_closed(wsi, pss);
-		return 0;
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		return 0;
 	default:
@@ -678,11 +541,9 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	}
 }
 
-/* Each WebSocket has a read buffer of rx_buffer bytes for its whole life,
- * and lws reads no more than that per read(): the setting trades memory per
- * idle connection against syscalls per busy one (docs/benchmarks.md). */
+/* HTTP only: WebSockets are ws.c's. */
 static struct lws_protocols protocols[] = {
-	{ "parley", on_callback, sizeof(struct pss), 512, 0, NULL, CONN_WRITE_BATCH },
+	{ "parley", on_callback, sizeof(struct pss), 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
@@ -702,9 +563,6 @@ static ev_prepare between_iterations;
 
 static const lws_retry_bo_t no_validity_timer;
 static struct lws_http_mount static_mount;
-
-/* Files kept out of lws's reach for ours: the database, logs, the loop. */
-#define FD_RESERVE 64
 
 void timer_start(ev_timer *t, void (*cb)(struct ev_loop *, ev_timer *, int), double ms)
 {
@@ -748,60 +606,6 @@ static struct {
 	ev_timer linger;
 } drain;
 
-/* The listening sockets lws opened. lws 4.1.6 cannot close them for us:
- * lws_context_deprecate reads the listen wsi it has just freed (it crashes
- * here), and lws_vhost_destroy closes every connection with them. */
-static int listen_fds[4];
-static int nlisten;
-
-static int port_of(const struct sockaddr_storage *a)
-{
-	if (a->ss_family == AF_INET)
-		return ntohs(((const struct sockaddr_in *)a)->sin_port);
-	if (a->ss_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
-	return -1;
-}
-
-/* Finds them among our descriptors: sockets listening on `port`. */
-static void find_listen_sockets(int port)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-
-	nlisten = 0;
-	if (!d)
-		return;
-	while ((e = readdir(d)) && nlisten < (int)(sizeof(listen_fds) / sizeof(listen_fds[0]))) {
-		struct sockaddr_storage a;
-		socklen_t alen = sizeof(a), olen;
-		int fd = atoi(e->d_name), on = 0;
-
-		olen = sizeof(on);
-		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d))
-			continue;
-		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) == 0 && on &&
-		    getsockname(fd, (struct sockaddr *)&a, &alen) == 0 && port_of(&a) == port)
-			listen_fds[nlisten++] = fd;
-	}
-	closedir(d);
-}
-
-/* Closes the listening sockets, so that the kernel refuses new connections.
- * Each number is taken over by a descriptor that never becomes readable:
- * lws and libev still hold it, and lws closes it with the context. */
-static void stop_listening(void)
-{
-	for (int i = 0; i < nlisten; i++) {
-		int idle = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (idle < 0 || dup2(idle, listen_fds[i]) < 0)
-			log_warn("stopping: cannot close the listening socket: %s", strerror(errno));
-		if (idle >= 0)
-			close(idle);
-	}
-	nlisten = 0;
-}
-
 enum conn_filter { CONN_ANY, CONN_UNTOLD, CONN_POLLING_UNTOLD };
 
 /* Open connections; those not told yet (a polling session whose close
@@ -833,10 +637,10 @@ static void on_drain_linger(struct ev_loop *l, ev_timer *t, int revents)
  * transport error instead of the close. */
 static void drain_listening(void)
 {
-	if (!nlisten || conn_count(CONN_POLLING_UNTOLD))
+	if (!ws_is_listening() || conn_count(CONN_POLLING_UNTOLD))
 		return;
 	if (!drain.polling_told || drain.linger_done) {
-		stop_listening();
+		ws_stop_listening();
 		return;
 	}
 	if (!ev_is_active(&drain.linger))
@@ -913,7 +717,8 @@ static int drain_advance(void)
 		return 0;
 	case DRAIN_CLOSE:
 		drain_listening();
-		if (!conn_count(CONN_UNTOLD) && !srv.ws_open && !api_pending() && !nlisten) {
+		if (!conn_count(CONN_UNTOLD) && !srv.ws_open && !api_pending() &&
+		    !ws_is_listening()) {
 			timer_stop(&drain.timer);
 			log_info("stopping: every client told, in %lld ms",
 				 (long long)(now_ms() - drain.started));
@@ -956,8 +761,6 @@ static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 int server_start(struct config *cfg)
 {
 	struct lws_context_creation_info info;
-	struct rlimit rl;
-	int have_rl;
 	void *loops[1];
 
 	srv.cfg = cfg;
@@ -967,7 +770,6 @@ int server_start(struct config *cfg)
 	map_init(&srv.nsps);
 	api_init();
 	peers_init(cfg->max_conns_per_ip);
-	map_init(&handshakes);
 	lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
 
 	srv.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
@@ -980,8 +782,8 @@ int server_start(struct config *cfg)
 	loops[0] = srv.loop;
 
 	memset(&info, 0, sizeof(info));
-	info.port = cfg->port;
-	protocols[0].rx_buffer_size = cfg->rx_buffer;
+	/* parley listens and accepts (ws.c); lws gets the HTTP connections. */
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
 	info.foreign_loops = loops;
 	if (cfg->static_mount) {
@@ -999,19 +801,6 @@ int server_start(struct config *cfg)
 		static_mount.origin_protocol = LWSMPRO_FILE;
 		info.mounts = &static_mount;
 	}
-	/* At the open-files limit lws would spin on accept() failing (NOTES.md),
-	 * so its table must stop short of the limit, leaving room for our own
-	 * files. Its fd_limit_per_thread would do that, but below the limit it
-	 * also makes every fd lookup a scan of the whole table (20% of the CPU
-	 * of a connect burst at 10,000 sockets). Instead lws is created under a
-	 * lower soft limit, which sizes its table, and the limit is restored. */
-	have_rl = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 2 * FD_RESERVE;
-	if (have_rl) {
-		struct rlimit lower = rl;
-		lower.rlim_cur -= FD_RESERVE;
-		setrlimit(RLIMIT_NOFILE, &lower);
-	}
-	/* UTF-8 is checked per message in deliver(), not by lws. */
 	info.options = LWS_SERVER_OPTION_LIBEV;
 	/* A handshake (HTTP request, WebSocket upgrade) gets this long. */
 	info.timeout_secs = (unsigned)((cfg->connect_timeout_ms + 999) / 1000);
@@ -1027,16 +816,11 @@ int server_start(struct config *cfg)
 	info.max_http_header_data = LWS_QUERY_FRAGMENT_MAX;
 	info.max_http_header_pool = 8192;
 	srv.ctx = lws_create_context(&info);
-	if (have_rl)
-		setrlimit(RLIMIT_NOFILE, &rl);
 	if (!srv.ctx) {
-		log_error("cannot listen on port %d", cfg->port);
+		log_error("cannot create the lws context");
 		return -1;
 	}
-	find_listen_sockets(cfg->port);
-	if (!nlisten)
-		log_warn("the listening socket was not found: SIGTERM will not close it early");
-	return 0;
+	return ws_listen(cfg->port);
 }
 
 void server_run(void)
@@ -1080,6 +864,7 @@ void server_fini(void)
 	 * context close the sockets. */
 	while (srv.all)
 		conn_close(srv.all, "server shutdown");
+	ws_fini();
 	if (srv.ctx)
 		lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
@@ -1087,7 +872,6 @@ void server_fini(void)
 	conn_reap();
 	api_fini();
 	peers_fini();
-	handshakes_fini();
 	map_iter_init(&it, &srv.nsps);
 	while ((e = map_next(&it)))
 		nsp_free(e->value);

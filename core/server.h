@@ -18,6 +18,8 @@
 #include "room.h"
 #include "sio.h"
 
+struct ws;
+
 enum conn_kind { CONN_EIO, CONN_PLAIN };
 enum conn_transport { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
 enum conn_state { CONN_OPEN, CONN_CLOSED };
@@ -57,17 +59,13 @@ struct conn {
 	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
 	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
 	char sid[24];
-	struct lws *ws;    /* the WebSocket: websocket transport, or plain */
-	struct lws *probe; /* a WebSocket being upgraded to, until "5" */
+	struct ws *ws;     /* the WebSocket: websocket transport, or plain */
+	struct ws *probe;  /* a WebSocket being upgraded to, until "5" */
 	struct lws *poll;  /* the pending long-poll GET */
 	struct outq out;
 	struct client *clients;
 	struct handshake hs;
 	ev_timer heartbeat;
-	/* A WebSocket message arriving in fragments. */
-	char *rx;
-	size_t rx_len;
-	size_t rx_cap;
 	struct pending_binary *bin;
 	char *close_text; /* the reason sent with close_code */
 	struct throttle *throttle; /* reading paused until its timer fires */
@@ -113,7 +111,7 @@ struct server {
 	volatile sig_atomic_t stopping;
 	volatile sig_atomic_t reload_requested;
 	int draining;       /* SIGTERM seen: no new work, see server.c's drain */
-	unsigned ws_open;   /* WebSockets established and not yet closed by lws */
+	unsigned ws_open;   /* WebSockets upgraded and not yet closed (ws.c) */
 	int64_t started_ms;
 	uint64_t sockets;   /* connected clients */
 };
@@ -185,17 +183,17 @@ void conn_heartbeat_start(struct conn *c);
 /* Starts the timers of a new connection: for Engine.IO, first the deadline
  * to connect a namespace (PARLEY_CONNECT_TIMEOUT), then the heartbeat. */
 void conn_heartbeat_open(struct conn *c);
-/* Feeds one complete WebSocket message from `wsi` to the connection. */
-void conn_on_message(struct conn *c, struct lws *wsi, const char *data,
+/* Feeds one complete WebSocket message from `w` to the connection. */
+void conn_on_message(struct conn *c, struct ws *w, const char *data,
 		     size_t len, int binary);
-/* Writes what the WebSocket may take now (lws called back: it held output
- * back, or a close waits for the queue); returns -1 to close it. */
-int conn_on_ws_writable(struct conn *c, struct lws *wsi);
+/* Writes what the WebSocket may take now (it held output back, or a close
+ * waits for the queue). */
+void conn_on_ws_writable(struct conn *c, struct ws *w);
 
 /* ---- engine.c: Engine.IO / Socket.IO over a connection ---- */
 
 /* Handles one Engine.IO packet from the client. */
-void engine_on_packet(struct conn *c, struct lws *wsi, const char *p,
+void engine_on_packet(struct conn *c, struct ws *w, const char *p,
 		      size_t len, int binary);
 /* The Engine.IO open packet for `c`, as a new frame. */
 struct frame *engine_open_frame(struct conn *c);

@@ -1,0 +1,94 @@
+/* websocket.h - the WebSocket wire format (RFC 6455) as far as a server
+ * needs it: the HTTP request head that asks for the upgrade, the headers of
+ * client frames, masking, and the query string. Pure codecs: no I/O and no
+ * server state, unit tested and fuzzed alone. */
+#ifndef PARLEY_WEBSOCKET_H
+#define PARLEY_WEBSOCKET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- the request head ---- */
+
+struct http_field {
+	const char *name;
+	const char *value; /* surrounding blanks trimmed */
+	uint16_t name_len;
+	uint16_t value_len;
+};
+
+/* More header lines than this and the head is refused (431). */
+#define HTTP_HEAD_MAX_FIELDS 64
+
+struct http_head {
+	const char *method;
+	const char *path;  /* the target up to '?' */
+	const char *query; /* after '?' (not decoded), or NULL */
+	uint16_t method_len;
+	uint16_t path_len;
+	uint16_t query_len;
+	uint8_t minor;     /* HTTP/1.<minor> */
+	int nfields;
+	struct http_field fields[HTTP_HEAD_MAX_FIELDS];
+};
+
+enum { HTTP_HEAD_PARTIAL = 0, HTTP_HEAD_BAD = -1, HTTP_HEAD_TOO_MANY = -2 };
+
+/* Parses the request head at the start of `buf` (pointers into it). Returns
+ * its length, the blank line included, once it is all there; PARTIAL while
+ * it may still become one; BAD when the request line or a header line is
+ * not HTTP/1.x; TOO_MANY past HTTP_HEAD_MAX_FIELDS lines. */
+int http_head_parse(const char *buf, size_t len, struct http_head *h);
+/* The first field named `name` (case-insensitive), or NULL. */
+const struct http_field *http_head_field(const struct http_head *h, const char *name);
+/* Whether the comma-separated list `v` holds `token` (case-insensitive). */
+int http_list_has(const char *v, size_t len, const char *token);
+
+/* Steps through "k=v&k2=v2": at each call the next pair (raw, not decoded),
+ * `v` NULL for a bare key. Returns 0 at the end. `*pos` starts at 0. */
+int query_next(const char *q, size_t qlen, size_t *pos, const char **k, size_t *klen,
+	       const char **v, size_t *vlen);
+/* Decodes %XX escapes and '+' (a space) from `in` into `out` (room for
+ * `len` bytes: never longer) and returns the length. A '%' not followed by
+ * two hex digits stays as it is. */
+size_t url_decode(const char *in, size_t len, char *out);
+
+/* ---- frames ---- */
+
+enum ws_opcode {
+	WS_CONT = 0x0, WS_TEXT = 0x1, WS_BINARY = 0x2,
+	WS_CLOSE = 0x8, WS_PING = 0x9, WS_PONG = 0xA,
+};
+
+/* Close codes (RFC 6455 §7.4.1) parley sends. */
+enum ws_close_code {
+	WS_NORMAL = 1000, WS_GOING_AWAY = 1001, WS_PROTOCOL_ERROR = 1002,
+	WS_INVALID_PAYLOAD = 1007, WS_MESSAGE_TOO_BIG = 1009, WS_INTERNAL_ERROR = 1011,
+};
+
+struct ws_frame {
+	uint64_t len;      /* payload bytes */
+	uint8_t mask[4];
+	uint8_t fin;
+	uint8_t rsv;       /* the three reserved bits */
+	uint8_t opcode;
+	uint8_t masked;
+	uint8_t head_len;  /* 2 to 14 bytes */
+};
+
+/* Parses a frame header at `p`. Returns its length, or 0 while fewer bytes
+ * than the header are there. Checks nothing: see ws_frame_error. */
+int ws_frame_parse(const uint8_t *p, size_t n, struct ws_frame *f);
+/* What is wrong with a client frame's header, for a frame that `in_message`
+ * (a fragmented message is open) or not: NULL, or the reason to close with
+ * 1002. */
+const char *ws_frame_error(const struct ws_frame *f, int in_message);
+/* XORs `n` bytes with the mask, starting at byte `offset` of the payload. */
+void ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], size_t offset);
+/* Writes a server frame header (never masked) for `len` bytes with `opcode`
+ * and FIN into `out` (14 bytes of room) and returns its length. */
+size_t ws_header_write(uint8_t *out, uint8_t opcode, uint64_t len);
+/* Whether a close frame's status code may be sent by a peer (RFC 6455 §7.4). */
+int ws_close_code_valid(unsigned code);
+
+#endif
