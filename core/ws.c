@@ -81,6 +81,7 @@ static int fd_ceiling; /* descriptors at or above are closed at accept */
 static struct ws *all;
 
 static void on_io(struct ev_loop *loop, ev_io *io, int revents);
+static void consume(struct ws *w, unsigned char *buf, size_t len);
 
 /* ---- lifetime ---- */
 
@@ -280,6 +281,12 @@ void ws_pause(struct ws *w, int paused)
 {
 	w->paused = paused ? 1 : 0;
 	set_events(w);
+	if (!paused && w->in_len && w->state == WS_OPEN) {
+		/* What was read before the pause comes before anything new. */
+		size_t len = w->in_len;
+		w->in_len = 0;
+		consume(w, w->in, len);
+	}
 }
 
 void ws_close(struct ws *w, int code, const char *reason)
@@ -424,7 +431,8 @@ static size_t frames(struct ws *w, unsigned char *buf, size_t len)
 {
 	size_t off = 0;
 
-	while (off < len && (w->state == WS_OPEN || w->state == WS_CLOSING)) {
+	/* A pause (ws_pause) stops here too: what was read already waits. */
+	while (off < len && (w->state == WS_CLOSING || (w->state == WS_OPEN && !w->paused))) {
 		struct ws_frame f;
 		int hl = ws_frame_parse(buf + off, len - off, &f);
 		const char *err;
@@ -473,11 +481,28 @@ static void keep_input(struct ws *w, const unsigned char *p, size_t n)
 	w->in_len = (uint32_t)n;
 }
 
+/* Handles the frames at `buf` and keeps the rest in w->in: a frame begun,
+ * or frames read before a pause. */
+static void consume(struct ws *w, unsigned char *buf, size_t len)
+{
+	size_t used = frames(w, buf, len);
+
+	if (w->state == WS_DONE)
+		return;
+	if (used < len) {
+		keep_input(w, buf + used, len - used);
+	} else {
+		free(w->in);
+		w->in = NULL;
+		w->in_len = w->in_cap = 0;
+	}
+}
+
 static void on_frames_readable(struct ws *w)
 {
 	ssize_t n = recv(w->fd, rbuf, sizeof(rbuf), 0);
 	unsigned char *buf = rbuf;
-	size_t len, used;
+	size_t len;
 
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -498,16 +523,7 @@ static void on_frames_readable(struct ws *w)
 		len = need;
 		w->in_len = 0;
 	}
-	used = frames(w, buf, len);
-	if (w->state == WS_DONE)
-		return;
-	if (used < len) {
-		keep_input(w, buf + used, len - used);
-	} else {
-		free(w->in);
-		w->in = NULL;
-		w->in_cap = 0;
-	}
+	consume(w, buf, len);
 }
 
 /* ---- the upgrade ---- */

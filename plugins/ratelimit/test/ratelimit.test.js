@@ -47,6 +47,38 @@ test('a socket that keeps pushing past the limit is not read for a while: its ev
   assert.deepEqual(await typing(other), { success: true });
 });
 
+test('events that came in one read with the one that throttled the socket wait too', async () => {
+  // 40 events in one TCP write: the server has read them all when the
+  // sixth refusal throttles the socket, and must still hold the rest back.
+  const WebSocket = require('ws');
+  const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket&userId=rl-burst`);
+  const acks = [];
+  let connected;
+  const ready = new Promise((r) => { connected = r; });
+  ws.on('message', (d) => {
+    const m = d.toString();
+    if (m.startsWith('40/messages,')) connected();
+    const ack = /^43\/messages,(\d+)/.exec(m);
+    if (ack) acks.push(Date.now());
+  });
+  await new Promise((r) => ws.once('open', r));
+  ws.send('40/messages,{"userId":"rl-burst"}');
+  await ready;
+  const frames = [];
+  for (let i = 0; i < 40; i++) {
+    const text = Buffer.from(`42/messages,${i}["typing:start",{"conversationId":"rl","isTyping":true}]`);
+    const mask = Buffer.from([1, 2, 3, 4]);
+    const body = Buffer.from(text.map((b, j) => b ^ mask[j & 3]));
+    frames.push(Buffer.from([0x81, 0x80 | text.length]), mask, body);
+  }
+  const started = Date.now();
+  ws._socket.write(Buffer.concat(frames));
+  while (acks.length < 40 && Date.now() - started < 5000) await parley.sleep(20);
+  ws.close();
+  assert.equal(acks.length, 40);
+  assert.ok(acks[39] - started >= 350, `the last of 40 events read at once was answered after ${acks[39] - started} ms: not throttled`);
+});
+
 test('a bad ratelimit configuration stops parley at start', async () => {
   await assert.rejects(parley.start({ plugins: ['ratelimit'],
     config: '{ plugin_config = { ratelimit = { events = { ["x"] = { burst = 3 } } } } }' }),
