@@ -1,6 +1,6 @@
 /* conn.c - one client's transport: its output queue, its WebSocket writer,
  * the Engine.IO heartbeat, and a close that disconnects its sockets and
- * defers the free until the lws callback that caused it has returned. */
+ * defers the free until the callback that caused it has returned. */
 #include <string.h>
 #include <sys/random.h>
 

@@ -1,8 +1,10 @@
-/* server.c - the lws context and the one protocol handler that serves every
- * path on the port: Engine.IO polling and WebSocket under /socket.io/, the
- * plain WebSocket endpoint at a namespace's path, /healthz and /metrics.
- * lws runs on a libev loop of ours (epoll: a wake-up costs what is ready,
- * not what is connected), and between iterations we write and reap. */
+/* server.c - the lws context and the one protocol handler that serves HTTP
+ * on the port: Engine.IO polling under /socket.io/, the HTTP API, /healthz
+ * and /metrics; the checks and set-up of the WebSockets ws.c serves (the
+ * Engine.IO transport and probe, the plain endpoint at a namespace's path);
+ * and the drain. lws runs on a libev loop of ours (epoll: a wake-up costs
+ * what is ready, not what is connected), and between iterations we write
+ * and reap. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>

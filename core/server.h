@@ -127,7 +127,7 @@ void timer_start(ev_timer *t, void (*cb)(struct ev_loop *, ev_timer *, int), dou
 /* Disarms `t`; a timer that is not armed is left alone. */
 void timer_stop(ev_timer *t);
 
-/* ---- server.c: the lws side ---- */
+/* ---- server.c: the lws side (HTTP) and the drain ---- */
 
 /* Starts listening with `cfg`; returns 0 or -1 (logged). */
 int server_start(struct config *cfg);
@@ -146,8 +146,8 @@ void server_loop_fini(void);
 
 /* ---- conn.c: transports, output, lifecycle ---- */
 
-/* The most a WebSocket writer hands lws in one write (frames gathered in one
- * loop iteration); lws's tx_packet_size must allow it. */
+/* The most a WebSocket writer sends in one write (frames gathered in one
+ * loop iteration). */
 #define CONN_WRITE_BATCH (64u << 10)
 
 /* A new connection of `kind`, registered under a fresh sid when Engine.IO. */
