@@ -297,8 +297,12 @@ void ws_close(struct ws *w, int code, const char *reason)
 	w->conn = NULL;
 	if (w->state != WS_OPEN)
 		return;
-	if (rlen > sizeof(payload) - 2)
+	if (rlen > sizeof(payload) - 2) {
+		/* Cut at a character: the reason must stay UTF-8 (RFC 6455 §5.5.1). */
 		rlen = sizeof(payload) - 2;
+		while (rlen && ((unsigned char)reason[rlen] & 0xc0) == 0x80)
+			rlen--;
+	}
 	payload[0] = (unsigned char)(code >> 8);
 	payload[1] = (unsigned char)code;
 	if (rlen)
@@ -447,9 +451,12 @@ static size_t frames(struct ws *w, unsigned char *buf, size_t len)
 				fail(w, WS_PROTOCOL_ERROR, "bad_ws_frame", err);
 			return len;
 		}
-		if (!(f.opcode & 0x8) && w->state == WS_OPEN &&
-		    (uint64_t)w->msg_len + f.len > srv.cfg->max_payload) {
+		if (!(f.opcode & 0x8) && (uint64_t)w->msg_len + f.len > srv.cfg->max_payload) {
 			char why[96];
+			if (w->state == WS_CLOSING) {
+				ws_done(w); /* not buffered for a close that may not come */
+				return len;
+			}
 			snprintf(why, sizeof(why), "a WebSocket message over %zu bytes (PARLEY_MAX_PAYLOAD)",
 				 srv.cfg->max_payload);
 			metrics_limit("max_payload");
