@@ -211,7 +211,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 	c->pong_due = 1;
 	if (c->kind == CONN_PLAIN) {
-		/* lws tells us of a pong only when it carries a payload. */
+		/* A WebSocket ping; the pong restarts the heartbeat. */
 		struct frame *f = frame_new("p", 1, 0);
 		f->opcode = 0x9;
 		conn_send(c, f);

@@ -14,7 +14,8 @@ struct frame {
 	uint32_t len;
 	uint8_t binary; /* a WebSocket binary message (an attachment) */
 	uint8_t opcode; /* a WebSocket control frame (0x9 ping), or 0 for data */
-	/* LWS_PRE bytes of headroom for lws's framing, then the payload. */
+	/* LWS_PRE bytes of headroom, where the WebSocket header is written (at
+	 * most 10 bytes: conn.c), then the payload. */
 	unsigned char buf[];
 };
 

@@ -1,8 +1,8 @@
 /* ws.h - parley's own WebSocket transport. parley accepts every connection
- * itself and reads its first request head: a WebSocket upgrade is served
- * here to the end (the 101, frames both ways, the closing handshake); any
- * other request goes to lws with the bytes read so far, and lws serves HTTP
- * on it from there (polling, the API, /metrics, static files).
+ * itself and looks at its first request head (MSG_PEEK): a WebSocket
+ * upgrade is served here to the end (the 101, frames both ways, the closing
+ * handshake); any other request goes to lws with nothing read from it, and
+ * lws serves HTTP on it from there (polling, the API, /metrics, static files).
  *
  * Why not lws's WebSockets: lws keeps ~1.8 KB per WebSocket for its whole
  * life (its struct lws, a read buffer of rx_buffer_size, its WebSocket state)
