@@ -628,7 +628,10 @@ static void upgrade(struct ws *w, const struct http_head *h)
 
 /* Gives the connection to lws, which serves HTTP on it from here. Nothing
  * was read from it (the head was only peeked at): lws reads the request as
- * if it had accepted the connection itself. */
+ * if it had accepted the connection itself. (Handing lws bytes already read,
+ * lws_adopt_socket_readbuf, is what peeking avoids: lws 4.1.6 spins inside
+ * that call on some malformed requests, a "Content-Length: 12x" POST for
+ * one, and logs every adoption as an error.) */
 static void to_lws(struct ws *w)
 {
 	int fd = w->fd;
