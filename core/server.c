@@ -292,7 +292,7 @@ static int head_path(const struct http_head *h, char *out, size_t outlen)
 	return 0;
 }
 
-int server_ws_check(const struct http_head *h, const char **why)
+int server_ws_check(const struct http_head *h, struct ws_route *route, const char **why)
 {
 	const struct http_field *origin = http_head_field(h, "origin");
 	char path[256], buf[64], o[256];
@@ -322,15 +322,20 @@ int server_ws_check(const struct http_head *h, const char **why)
 		if (!v || strcmp(v, "websocket") != 0)
 			goto bad;
 		v = head_query_arg(h, "sid", buf, sizeof(buf));
+		route->plain = NULL;
+		route->probe_of = NULL;
 		if (v) {
 			struct conn *c = map_get(&srv.conns, v, strlen(v));
 			if (!c || c->transport != TRANSPORT_POLLING || c->probe)
 				goto bad;
+			route->probe_of = c;
 		}
 		return 0;
 	}
-	if (path[0] == '/' && path[1] && nsp_lookup(path, strlen(path)))
+	if (path[0] == '/' && path[1] && (route->plain = nsp_lookup(path, strlen(path)))) {
+		route->probe_of = NULL;
 		return 0;
+	}
 	*why = "not found";
 	return 404;
 bad:
@@ -413,42 +418,27 @@ static void handshake_from_head(struct handshake *hs, const struct http_head *h,
 	snprintf(hs->addr, sizeof(hs->addr), "%s", addr);
 }
 
-int server_ws_open(struct ws *w, const struct http_head *h, const char *addr)
+void server_ws_open(struct ws *w, const struct http_head *h, const struct ws_route *route,
+		    const char *addr)
 {
-	char path[256], buf[64];
-	const char *sid;
 	struct conn *c;
 
-	if (head_path(h, path, sizeof(path)) < 0)
-		return -1;
-	if (!is_engine_path(path)) {
-		struct nsp *n = nsp_lookup(path, strlen(path));
-		if (!n)
-			return -1;
-		c = conn_new(CONN_PLAIN, TRANSPORT_WEBSOCKET);
-		c->ws = w;
-		ws_attach(w, c);
-		handshake_from_head(&c->hs, h, addr);
-		conn_heartbeat_start(c);
-		plain_on_open(c, n);
-		return 0;
+	if (route->probe_of) {
+		route->probe_of->probe = w;
+		ws_attach(w, route->probe_of);
+		return;
 	}
-	sid = head_query_arg(h, "sid", buf, sizeof(buf));
-	if (sid) {
-		c = map_get(&srv.conns, sid, strlen(sid));
-		if (!c || c->transport != TRANSPORT_POLLING || c->probe)
-			return -1;
-		c->probe = w;
-		ws_attach(w, c);
-		return 0;
-	}
-	c = conn_new(CONN_EIO, TRANSPORT_WEBSOCKET);
+	c = conn_new(route->plain ? CONN_PLAIN : CONN_EIO, TRANSPORT_WEBSOCKET);
 	c->ws = w;
 	ws_attach(w, c);
 	handshake_from_head(&c->hs, h, addr);
+	if (route->plain) {
+		conn_heartbeat_start(c);
+		plain_on_open(c, route->plain);
+		return;
+	}
 	conn_send(c, engine_open_frame(c));
 	conn_heartbeat_open(c);
-	return 0;
 }
 
 void server_ws_closed(struct conn *c, struct ws *w)

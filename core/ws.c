@@ -591,6 +591,7 @@ static void upgrade(struct ws *w, const struct http_head *h)
 	const struct http_field *key = http_head_field(h, "sec-websocket-key");
 	const struct http_field *ver = http_head_field(h, "sec-websocket-version");
 	const char *why = "";
+	struct ws_route route;
 	char accept[29], resp[160], addr[48];
 	unsigned char raw[base64_decoded_max(24)];
 	int status, n;
@@ -606,7 +607,7 @@ static void upgrade(struct ws *w, const struct http_head *h)
 		refuse(w, 426, "WebSocket version 13 only");
 		return;
 	}
-	status = server_ws_check(h, &why);
+	status = server_ws_check(h, &route, &why);
 	if (status) {
 		refuse(w, status, why);
 		return;
@@ -622,8 +623,7 @@ static void upgrade(struct ws *w, const struct http_head *h)
 	if (ws_write(w, resp, (size_t)n) < 0)
 		return;
 	peers_address(w->fd, addr, sizeof(addr));
-	if (server_ws_open(w, h, addr) < 0)
-		ws_close(w, WS_INTERNAL_ERROR, "no such session");
+	server_ws_open(w, h, &route, addr);
 }
 
 /* Gives the connection to lws, which serves HTTP on it from here. Nothing

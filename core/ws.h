@@ -50,12 +50,22 @@ void ws_close(struct ws *w, int code, const char *reason);
 
 /* ---- server.c: what the transport asks of the server ---- */
 
-/* Checks an upgrade request (origin, path, Engine.IO query, drain): 0 to
- * accept it, or the HTTP status refusing it (with `why` for the body). */
-int server_ws_check(const struct http_head *h, const char **why);
-/* A WebSocket is open on a checked request: makes or finds its connection
- * and ties it to `w`. Returns 0, or -1 to close it. */
-int server_ws_open(struct ws *w, const struct http_head *h, const char *addr);
+struct nsp;
+
+/* Where a checked upgrade request goes. */
+struct ws_route {
+	struct nsp *plain;      /* the plain endpoint of this namespace, or NULL */
+	struct conn *probe_of;  /* the polling session it probes, or NULL */
+};
+
+/* Checks an upgrade request (origin, path, Engine.IO query, drain): 0 with
+ * `route` filled to accept it, or the HTTP status refusing it (with `why`
+ * for the body). */
+int server_ws_check(const struct http_head *h, struct ws_route *route, const char **why);
+/* A WebSocket is open on a request server_ws_check routed (in the same
+ * callback): makes its connection, or joins the session it probes. */
+void server_ws_open(struct ws *w, const struct http_head *h, const struct ws_route *route,
+		    const char *addr);
 /* The WebSocket of `c` is gone: the peer closed it, or the socket failed. */
 void server_ws_closed(struct conn *c, struct ws *w);
 /* A pong came (a plain WebSocket's heartbeat). */
