@@ -19,12 +19,16 @@
 static uint64_t sip_k0 = UINT64_C(0x0706050403020100);
 static uint64_t sip_k1 = UINT64_C(0x0f0e0d0c0b0a0908);
 
+/* The 8 bytes at p as a little-endian word: one load on a little-endian
+ * host (memcpy, as p need not be aligned). */
 static uint64_t load_le64(const unsigned char *p)
 {
-	uint64_t v = 0;
+	uint64_t v;
 
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
+	memcpy(&v, p, sizeof(v));
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
 	return v;
 }
 
@@ -74,8 +78,11 @@ uint64_t map_hash(const char *key, size_t klen)
 		sip_round(v);
 		v[0] ^= m;
 	}
-	for (size_t i = klen % 8; i > 0; i--)
-		b |= (uint64_t)p[full + i - 1] << (8 * (i - 1));
+	if (klen % 8) {
+		unsigned char tail[8] = { 0 };
+		memcpy(tail, p + full, klen % 8);
+		b |= load_le64(tail);
+	}
 	v[3] ^= b;
 	sip_round(v);
 	sip_round(v);
