@@ -161,11 +161,16 @@ static struct map_entry **find_link(const struct map *m, const char *key,
 /* The value under the `klen` bytes of `key`, or NULL. */
 void *map_get(const struct map *m, const char *key, size_t klen)
 {
+	return map_get_hashed(m, key, klen, map_hash(key, klen));
+}
+
+void *map_get_hashed(const struct map *m, const char *key, size_t klen, uint64_t hash)
+{
 	struct map_entry *e;
 
 	if (!m->buckets)
 		return NULL;
-	e = *find_link(m, key, klen, map_hash(key, klen));
+	e = *find_link(m, key, klen, hash);
 	return e ? e->value : NULL;
 }
 
@@ -196,7 +201,11 @@ static void resize(struct map *m, size_t n)
  * never call it while iterating. */
 void *map_put(struct map *m, const char *key, size_t klen, void *value)
 {
-	uint64_t hash = map_hash(key, klen);
+	return map_put_hashed(m, key, klen, map_hash(key, klen), value);
+}
+
+void *map_put_hashed(struct map *m, const char *key, size_t klen, uint64_t hash, void *value)
+{
 	struct map_entry **link, *e;
 
 	if (!m->buckets)
@@ -228,12 +237,17 @@ void *map_put(struct map *m, const char *key, size_t klen, void *value)
 /* Unlinks and frees the entry; returns its value or NULL if absent. */
 void *map_del(struct map *m, const char *key, size_t klen)
 {
+	return map_del_hashed(m, key, klen, map_hash(key, klen));
+}
+
+void *map_del_hashed(struct map *m, const char *key, size_t klen, uint64_t hash)
+{
 	struct map_entry **link, *e;
 	void *value;
 
 	if (!m->buckets)
 		return NULL;
-	link = find_link(m, key, klen, map_hash(key, klen));
+	link = find_link(m, key, klen, hash);
 	e = *link;
 	if (!e)
 		return NULL;

@@ -45,6 +45,12 @@ void *map_put(struct map *m, const char *key, size_t klen, void *value);
 /* Removes the key; returns its value or NULL if absent. */
 void *map_del(struct map *m, const char *key, size_t klen);
 
+/* The same three for a key whose map_hash the caller has: a key looked up
+ * and then changed is hashed once. */
+void *map_get_hashed(const struct map *m, const char *key, size_t klen, uint64_t hash);
+void *map_put_hashed(struct map *m, const char *key, size_t klen, uint64_t hash, void *value);
+void *map_del_hashed(struct map *m, const char *key, size_t klen, uint64_t hash);
+
 void map_iter_init(struct map_iter *it, const struct map *m);
 /* Returns the next entry or NULL at the end. */
 struct map_entry *map_next(struct map_iter *it);

@@ -62,7 +62,8 @@ uint64_t store_submit(struct store_batch *b, void (*done)(void *arg, int err), v
 
 /* Looks a key up, pending writes first. Returns 1 with `*val`/`*vlen` set
  * (valid until the next store call from this thread), 0 when absent, or a
- * negative error. */
+ * negative error. STORE_CONV and STORE_USERCONV are only scanned: the
+ * overlay leaves their writes out, and a point read of them aborts. */
 int store_get(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen);
 
 /* Calls `each(arg, key, klen, val, vlen)` for the committed keys that start

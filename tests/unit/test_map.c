@@ -108,6 +108,29 @@ static void test_basic(void)
 	map_fini(&m);
 }
 
+/* The _hashed calls take map_hash's value and act as the plain ones. */
+static void test_hashed(void)
+{
+	struct map m;
+	int one = 1, two = 2;
+	uint64_t h = map_hash("user:ana", 8);
+
+	map_init(&m);
+	CHECK(map_get_hashed(&m, "user:ana", 8, h) == NULL);
+	CHECK(map_del_hashed(&m, "user:ana", 8, h) == NULL);
+	CHECK(map_put_hashed(&m, "user:ana", 8, h, &one) == NULL);
+	CHECK(map_get(&m, "user:ana", 8) == &one);
+	CHECK(map_put_hashed(&m, "user:ana", 8, h, &two) == &one);
+	CHECK(map_get_hashed(&m, "user:ana", 8, h) == &two);
+	CHECK(map_put(&m, "user:bo", 7, &one) == NULL);
+	CHECK(map_get_hashed(&m, "user:bo", 7, map_hash("user:bo", 7)) == &one);
+	CHECK_INT(m.count, 2);
+	CHECK(map_del_hashed(&m, "user:ana", 8, h) == &two);
+	CHECK(map_get(&m, "user:ana", 8) == NULL);
+	CHECK_INT(m.count, 1);
+	map_fini(&m);
+}
+
 static void test_klen(void)
 {
 	struct map m;
@@ -289,6 +312,7 @@ int main(void)
 	test_siphash_vectors();
 	test_hash_determinism();
 	test_basic();
+	test_hashed();
 	test_klen();
 	test_growth();
 	test_iteration();
