@@ -75,7 +75,8 @@ local function strip_binary(v, att, depth)
 	return out
 end
 
--- Encodes one payload: JSON, and for binary data the attachments and the
+-- Encodes one payload: JSON (any value but a string is handed to the core
+-- as it is, which encodes it), and for binary data the attachments and the
 -- JSON plain WebSocket clients get instead.
 local function encode(data)
 	if data == nil or json.is_raw(data) then
@@ -88,6 +89,11 @@ local function encode(data)
 		local sio = json.encode(strip_binary(data, att, 0))
 		local plain = json.encode(strip_binary(data, nil, 0))
 		return sio, att, plain
+	end
+	if type(data) ~= "string" then
+		-- The core encodes it as it sends it (jsonlua_payload): no Lua
+		-- string of the text is made. (A string returned is JSON text.)
+		return data
 	end
 	return json.encode(data)
 end

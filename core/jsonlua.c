@@ -488,6 +488,29 @@ const char *jsonlua_opt_text(lua_State *L, int idx, size_t *len)
 	return luaL_optlstring(L, idx, NULL, len);
 }
 
+const char *jsonlua_payload(lua_State *L, int idx, size_t *len, char **owned)
+{
+	const char *err = NULL;
+
+	*owned = NULL;
+	switch (lua_type(L, idx)) {
+	case LUA_TNONE:
+	case LUA_TNIL:
+	case LUA_TSTRING:
+		return jsonlua_opt_text(L, idx, len);
+	case LUA_TUSERDATA:
+		if (has_metatable(L, idx, &raw_mt_key))
+			return jsonlua_opt_text(L, idx, len);
+		break;
+	default:
+		break;
+	}
+	*owned = jsonlua_encode(L, idx, len, &err);
+	if (!*owned)
+		luaL_error(L, "json.encode: %s", err);
+	return *owned;
+}
+
 /* encode(value) -> text; raises on a value with no JSON form. */
 static int l_encode(lua_State *L)
 {

@@ -132,12 +132,14 @@ static void free_attachments(struct frame **att, unsigned n)
 	free(att);
 }
 
-/* Fills an emit from (event, json, att, plain) at `idx`..idx+3. */
+/* Fills an emit from (event, json, att, plain) at `idx`..idx+3; a table
+ * for json is encoded here. Call it before anything else is allocated: it
+ * raises for a value with no JSON form. */
 static void read_emit(lua_State *S, int idx, struct emit *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->name = luaL_checklstring(S, idx, &e->name_len);
-	e->data = jsonlua_opt_text(S, idx + 1, &e->data_len);
+	e->data = jsonlua_payload(S, idx + 1, &e->data_len, &e->data_owned);
 	e->natt = read_attachments(S, idx + 2, &e->att);
 	e->plain_data = luaL_optlstring(S, idx + 3, NULL, &e->plain_len);
 }
@@ -146,6 +148,7 @@ static void release_emit(struct emit *e)
 {
 	emit_fini(e);
 	free_attachments(e->att, e->natt);
+	free(e->data_owned);
 }
 
 /* ---- core.* ---- */
@@ -206,11 +209,12 @@ static int l_emit(lua_State *S)
 	struct client *cl = check_client(S, 1);
 	struct emit e;
 
+	read_emit(S, 2, &e);
 	if (!cl) {
+		release_emit(&e);
 		lua_pushboolean(S, 0);
 		return 1;
 	}
-	read_emit(S, 2, &e);
 	client_emit(cl, &e);
 	metrics_event_out(e.name, e.name_len, 1);
 	release_emit(&e);
@@ -264,7 +268,8 @@ static size_t broadcast_all(struct nsp *n, const struct room_target *t, struct e
 }
 
 /* broadcast(nsp, rooms|nil, except_sids|nil, except_rooms|nil, event, json,
- *           att, plain) -> count */
+ *           att, plain) -> count (json: the text, a raw value or a table, as
+ *           for emit, request and ack) */
 static int l_broadcast(lua_State *S)
 {
 	size_t nlen;
@@ -279,6 +284,7 @@ static int l_broadcast(lua_State *S)
 
 	if (!n)
 		return luaL_error(S, "unknown namespace %s", nsp_name);
+	read_emit(S, 5, &e);
 	memset(&t, 0, sizeof(t));
 	t.nrooms = read_strings(S, 2, (const char ***)&t.rooms, (size_t **)&t.room_lens);
 	nsids = read_strings(S, 3, &sids, &sid_lens);
@@ -293,7 +299,6 @@ static int l_broadcast(lua_State *S)
 		}
 		t.except_sets = except_sets;
 	}
-	read_emit(S, 5, &e);
 	if (lua_isnoneornil(S, 2))
 		count = broadcast_all(n, &t, &e);
 	else
@@ -310,21 +315,25 @@ static int l_broadcast(lua_State *S)
 	return 1;
 }
 
-/* ack(sid, id, json|nil, att) */
+/* ack(sid, id, json|table|nil, att) */
 static int l_ack(lua_State *S)
 {
 	struct client *cl = check_client(S, 1);
 	int64_t id = (int64_t)luaL_checknumber(S, 2);
 	size_t len = 0;
-	const char *json = jsonlua_opt_text(S, 3, &len);
+	char *owned;
+	const char *json = jsonlua_payload(S, 3, &len, &owned);
 	struct frame **att;
 	unsigned natt;
 
-	if (!cl)
+	if (!cl) {
+		free(owned);
 		return 0;
+	}
 	natt = read_attachments(S, 4, &att);
 	client_ack(cl, id, json, len, att, natt);
 	free_attachments(att, natt);
+	free(owned);
 	return 0;
 }
 
@@ -335,13 +344,14 @@ static int l_request(lua_State *S)
 	int timeout = (int)luaL_optinteger(S, 6, 5000);
 	struct emit e;
 
+	read_emit(S, 2, &e);
 	if (!cl) {
+		release_emit(&e);
 		lua_pushnil(S);
 		return 1;
 	}
 	if (timeout < 1)
 		timeout = 1;
-	read_emit(S, 2, &e);
 	uint64_t id = client_request(cl, &e, timeout);
 	metrics_event_out(e.name, e.name_len, 1);
 	release_emit(&e);

@@ -213,6 +213,7 @@ struct emit {
 	size_t name_len;
 	const char *data; /* JSON of the argument, or NULL for none */
 	size_t data_len;
+	char *data_owned; /* `data` when it was encoded for this emit: freed with it */
 	const char *plain_data; /* JSON for plain sockets when it differs */
 	size_t plain_len;
 	struct frame **att; /* binary attachments for Socket.IO */

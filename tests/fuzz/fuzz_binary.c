@@ -111,6 +111,7 @@ static const char check_lua[] =
 	"  local p = json.decode(plain_text)\n"
 	"  if not eq(p, plain(args)) then error('plain encoding differs: ' .. plain_text) end\n"
 	"else\n"
+	"  if type(text) ~= 'string' then text = json.encode(text) end\n"
 	"  back = json.decode(text)\n"
 	"end\n"
 	"if not eq(back, args) then error('encoding does not read back: ' .. tostring(text)) end\n";

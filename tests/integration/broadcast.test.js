@@ -52,6 +52,23 @@ test('a broadcast to 40 Socket.IO and 10 plain sockets is encoded once per wire 
   plain.forEach((p) => p.close());
 });
 
+test('a payload with no JSON form raises in the script and reaches no one', async () => {
+  const s = await sioIn('room:bad', 'unencodable');
+  const bad = [];
+  s.on('test:bad', (d) => bad.push(d));
+  for (const how of ['emit', 'broadcast', 'request']) {
+    const r = await s.timeout(3000).emitWithAck('test:unencodable', { how });
+    assert.strictEqual(r.raised, true, how);
+    assert.match(r.message, /json\.encode: a value of this type has no JSON form/, how);
+  }
+  // The same socket still gets what follows, and nothing came before it.
+  const bounced = h.once(s, 'test:bounced');
+  await s.timeout(3000).emitWithAck('test:bounce', { n: 2 });
+  assert.deepStrictEqual(await bounced, { n: 2 });
+  assert.deepStrictEqual(bad, []);
+  s.close();
+});
+
 test('a socket that stops reading is disconnected and the others get every message', async () => {
   const readers = await Promise.all([0, 1, 2].map((i) => sioIn('room:slow', `reader${i}`)));
   const stalled = await plainIn('room:slow', 'stalled');

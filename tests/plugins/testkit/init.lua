@@ -91,6 +91,23 @@ return {
 			return b:emit(data.event, data.data)
 		end,
 
+		-- Sends a table with no JSON form (a function in it) as `how` says:
+		-- emit, broadcast or request; acks whether the send raised, and what.
+		["test:unencodable"] = function(sock, data)
+			local bad = { n = 1, f = function() end }
+			local sends = {
+				emit = function() return sock:emit("test:bad", bad) end,
+				broadcast = function()
+					return parley.of(sock.namespace):to("room:bad"):emit("test:bad", bad)
+				end,
+				request = function()
+					return sock:request("test:bad", bad, 1000, function() end)
+				end,
+			}
+			local ok, err = pcall(sends[data.how])
+			return { raised = not ok, message = tostring(err) }
+		end,
+
 		["test:whoami"] = function(sock)
 			return { id = sock.id, userId = sock.userId, namespace = sock.namespace,
 				 transport = sock.transport, user = sock.user, handshake = sock.handshake }
