@@ -98,14 +98,10 @@ local function encode(data)
 	return json.encode(data)
 end
 
--- Decodes an event's or an ack's arguments (a JSON array) and, for a binary
--- packet (att: its attachments' bytes, in order), resolves the placeholders.
--- Returns the arguments, or nil and { status, message }.
-local function decode_args(args_json, att)
-	local args = json.decode(args_json)
-	if args == nil then
-		return nil, { status = 400, message = "invalid JSON" }
-	end
+-- For a binary packet (att: its attachments' bytes, in order), resolves the
+-- placeholders in the decoded arguments. Returns the arguments, or nil and
+-- { status, message }.
+local function resolve_args(args, att)
 	if att then
 		local rok, resolved = pcall(resolve_placeholders, args, att, 0)
 		if not rok then
@@ -117,9 +113,20 @@ local function decode_args(args_json, att)
 	return args
 end
 
+-- Decodes an ack's arguments (a JSON array; an event's come decoded by the
+-- core) and resolves the placeholders as resolve_args.
+local function decode_args(args_json, att)
+	local args = json.decode(args_json)
+	if args == nil then
+		return nil, { status = 400, message = "invalid JSON" }
+	end
+	return resolve_args(args, att)
+end
+
 return {
 	binary = binary,
 	is_binary = is_binary,
 	encode = encode,
 	decode_args = decode_args,
+	resolve_args = resolve_args,
 }

@@ -238,6 +238,13 @@ static int l_decode(lua_State *L)
 	return 1;
 }
 
+void jsonlua_push_validated(lua_State *L, const char *json, size_t len)
+{
+	struct reader r = { json, json + len };
+
+	read_value(L, &r);
+}
+
 /* ---- encoding ---- */
 
 struct out {

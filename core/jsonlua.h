@@ -20,6 +20,11 @@ void jsonlua_mark_array(lua_State *L);
  * no JSON form, too deep). Leaves the stack as it was. */
 char *jsonlua_encode(lua_State *L, int idx, size_t *len, const char **err);
 
+/* Pushes the value of `json`, which json_validate has accepted (at most
+ * 64 levels deep): text the transport checked already is not checked
+ * again, and no Lua string of it is made. */
+void jsonlua_push_validated(lua_State *L, const char *json, size_t len);
+
 /* Pushes a value that encodes as `json` verbatim (the caller vouches that
  * it is one valid JSON value): JSON the core built, passed through. */
 void jsonlua_push_raw(lua_State *L, const char *json, size_t len);

@@ -114,6 +114,7 @@ local binary = core.binary.binary
 local is_binary = core.binary.is_binary
 local encode = core.binary.encode
 local decode_args = core.binary.decode_args
+local resolve_args = core.binary.resolve_args
 
 -- ---- sockets ----
 
@@ -1325,7 +1326,8 @@ local function event_job(sock, handlers, name, data, ack)
 end
 
 -- A client event. Returns false for an event no script handles.
-function R.event(id, name, args_json, att, ack)
+-- args: the event's arguments, decoded by the core.
+function R.event(id, name, args, att, ack)
 	local sock = sockets[id]
 	if not sock then
 		return true
@@ -1335,7 +1337,8 @@ function R.event(id, name, args_json, att, ack)
 		core.error(id, 404, "unknown event: " .. name, ack)
 		return false
 	end
-	local args, derr = decode_args(args_json, att)
+	local derr
+	args, derr = resolve_args(args, att)
 	if not args then
 		core.error(id, derr.status, derr.message, ack)
 		return true

@@ -1173,7 +1173,9 @@ void script_event(struct client *cl, const char *name, size_t name_len,
 	push_entry("event");
 	lua_pushstring(L, cl->id);
 	lua_pushlstring(L, name, name_len);
-	lua_pushlstring(L, args, args_len);
+	/* A JSON array the transport validated (sio_event_split, envelope_parse)
+	 * at most 33 levels deep. */
+	jsonlua_push_validated(L, args, args_len);
 	push_attachments(att, natt);
 	if (ack_id >= 0)
 		lua_pushnumber(L, (lua_Number)ack_id);
