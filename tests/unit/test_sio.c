@@ -92,6 +92,10 @@ static void test_write_header(void)
 	CHECK_MEM(buf, n, "53-", 3);
 	n = sio_write_header(buf, SIO_BINARY_ACK, 1, "/a", 2, 0);
 	CHECK_MEM(buf, n, "61-/a,0", 7);
+	n = sio_write_header(buf, SIO_BINARY_EVENT, 12, "/", 1, 9007199254740991);
+	CHECK_MEM(buf, n, "512-9007199254740991", 20);
+	n = sio_write_header(buf, SIO_ACK, 0, "/", 1, INT64_MAX);
+	CHECK_MEM(buf, n, "39223372036854775807", 20);
 
 	/* What the writer writes, the parser reads back. */
 	struct sio_packet p;
