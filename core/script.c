@@ -222,28 +222,48 @@ static int l_emit(lua_State *S)
 	return 1;
 }
 
-/* Reads the strings of the table at `idx` (or none for nil). */
-static size_t read_strings(lua_State *S, int idx, const char ***v, size_t **lens)
-{
-	size_t n;
+/* The strings of a Lua list, for one call: a broadcast names a room or two,
+ * so a short list needs no allocation. */
+#define SHORT_LIST 8
 
-	*v = NULL;
-	*lens = NULL;
+struct strings {
+	const char **v;
+	size_t *lens;
+	size_t n;
+	const char *short_v[SHORT_LIST];
+	size_t short_lens[SHORT_LIST];
+};
+
+/* Reads the strings of the table at `idx` (or none for nil) into `s`; the
+ * strings stay referenced by the table during the call. */
+static void read_strings(lua_State *S, int idx, struct strings *s)
+{
+	s->v = s->short_v;
+	s->lens = s->short_lens;
+	s->n = 0;
 	if (lua_isnoneornil(S, idx))
-		return 0;
+		return;
 	luaL_checktype(S, idx, LUA_TTABLE);
-	n = lua_objlen(S, idx);
-	*v = xcalloc(n ? n : 1, sizeof(**v));
-	*lens = xcalloc(n ? n : 1, sizeof(**lens));
-	for (size_t i = 0; i < n; i++) {
+	s->n = lua_objlen(S, idx);
+	if (s->n > SHORT_LIST) {
+		s->v = xcalloc(s->n, sizeof(*s->v));
+		s->lens = xcalloc(s->n, sizeof(*s->lens));
+	}
+	for (size_t i = 0; i < s->n; i++) {
 		lua_rawgeti(S, idx, (int)i + 1);
-		/* The strings stay referenced by the table during the call. */
-		(*v)[i] = lua_tolstring(S, -1, &(*lens)[i]);
-		if (!(*v)[i])
-			(*v)[i] = "", (*lens)[i] = 0;
+		s->v[i] = lua_tolstring(S, -1, &s->lens[i]);
+		if (!s->v[i])
+			s->v[i] = "", s->lens[i] = 0;
 		lua_pop(S, 1);
 	}
-	return n;
+}
+
+static void strings_free(struct strings *s)
+{
+	if (s->v != s->short_v) {
+		free(s->v);
+		free(s->lens);
+	}
 }
 
 /* Every socket of a namespace: for broadcasts that name no room. */
@@ -276,41 +296,42 @@ static int l_broadcast(lua_State *S)
 	const char *nsp_name = luaL_checklstring(S, 1, &nlen);
 	struct nsp *n = nsp_lookup(nsp_name, nlen);
 	struct room_target t;
-	const char **sids;
-	size_t *sid_lens, nsids;
-	struct room_set **except_sets = NULL;
+	struct strings rooms, sids, except_rooms;
+	struct room_set *short_sets[SHORT_LIST], **except_sets = short_sets;
 	struct emit e;
 	size_t count;
 
 	if (!n)
 		return luaL_error(S, "unknown namespace %s", nsp_name);
 	read_emit(S, 5, &e);
+	read_strings(S, 2, &rooms);
+	read_strings(S, 3, &sids);
+	read_strings(S, 4, &except_rooms);
 	memset(&t, 0, sizeof(t));
-	t.nrooms = read_strings(S, 2, (const char ***)&t.rooms, (size_t **)&t.room_lens);
-	nsids = read_strings(S, 3, &sids, &sid_lens);
-	t.nexcept_rooms = read_strings(S, 4, (const char ***)&t.except_rooms,
-				       (size_t **)&t.except_lens);
-	if (nsids) {
-		except_sets = xcalloc(nsids, sizeof(*except_sets));
-		for (size_t i = 0; i < nsids; i++) {
-			struct client *cl = map_get(&srv.clients, sids[i], sid_lens[i]);
-			if (cl)
-				except_sets[t.nexcept_sets++] = &cl->rooms;
-		}
-		t.except_sets = except_sets;
+	t.rooms = rooms.v;
+	t.room_lens = rooms.lens;
+	t.nrooms = rooms.n;
+	t.except_rooms = except_rooms.v;
+	t.except_lens = except_rooms.lens;
+	t.nexcept_rooms = except_rooms.n;
+	if (sids.n > SHORT_LIST)
+		except_sets = xcalloc(sids.n, sizeof(*except_sets));
+	for (size_t i = 0; i < sids.n; i++) {
+		struct client *cl = map_get(&srv.clients, sids.v[i], sids.lens[i]);
+		if (cl)
+			except_sets[t.nexcept_sets++] = &cl->rooms;
 	}
+	t.except_sets = except_sets;
 	if (lua_isnoneornil(S, 2))
 		count = broadcast_all(n, &t, &e);
 	else
 		count = client_broadcast(n, &t, &e);
 	release_emit(&e);
-	free((void *)t.rooms);
-	free((void *)t.room_lens);
-	free((void *)t.except_rooms);
-	free((void *)t.except_lens);
-	free(sids);
-	free(sid_lens);
-	free(except_sets);
+	strings_free(&rooms);
+	strings_free(&sids);
+	strings_free(&except_rooms);
+	if (except_sets != short_sets)
+		free(except_sets);
 	lua_pushinteger(S, (lua_Integer)count);
 	return 1;
 }

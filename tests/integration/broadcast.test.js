@@ -52,6 +52,24 @@ test('a broadcast to 40 Socket.IO and 10 plain sockets is encoded once per wire 
   plain.forEach((p) => p.close());
 });
 
+test('a broadcast naming more rooms and exceptions than a short list holds reaches the right sockets', async () => {
+  const rooms = Array.from({ length: 10 }, (_, i) => `room:many${i}`);
+  const a = await sioIn(rooms[0], 'many-a');
+  for (const r of rooms.slice(1)) await a.emitWithAck('test:join', { room: r });
+  const b = await sioIn(rooms[9], 'many-b');
+  const others = Array.from({ length: 10 }, (_, i) => `room:none${i}`);
+  const got = h.once(b, 'many:hello');
+  assert.strictEqual(await a.emitWithAck('test:broadcast', {
+    rooms, exceptRooms: others, event: 'many:hello', data: { n: 1 },
+  }), 2, 'a (in all ten) and b, each once');
+  assert.deepStrictEqual(await got, { n: 1 });
+  assert.strictEqual(await a.emitWithAck('test:broadcast', {
+    rooms, exceptRooms: [...others, rooms[9]], event: 'many:hello', data: { n: 2 },
+  }), 0, 'both are in the tenth exception');
+  a.close();
+  b.close();
+});
+
 test('a payload with no JSON form raises in the script and reaches no one', async () => {
   const s = await sioIn('room:bad', 'unencodable');
   const bad = [];
