@@ -192,20 +192,28 @@ end
 local Broadcast = { __metatable = false }
 Broadcast.__index = Broadcast
 
+-- The rooms are the builder's own list (its array part), and one skipped
+-- socket is its id: sock:to(room):emit(...) makes one table, not three.
 local function broadcast_new(nsp)
-	return setmetatable({ nsp = nsp, rooms = {} }, Broadcast)
+	return setmetatable({ nsp = nsp }, Broadcast)
 end
 
 function Broadcast:to(room)
-	self.rooms[#self.rooms + 1] = room
+	self[#self + 1] = room
 	return self
 end
 
 -- Skips a socket (a socket table) or everyone in a room (a string).
 function Broadcast:except(x)
 	if type(x) == "table" then
-		self.except_sids = self.except_sids or {}
-		self.except_sids[#self.except_sids + 1] = x.id
+		local sids = self.except_sids
+		if sids == nil then
+			self.except_sids = x.id
+		elseif type(sids) == "string" then
+			self.except_sids = { sids, x.id }
+		else
+			sids[#sids + 1] = x.id
+		end
 	else
 		self.except_rooms = self.except_rooms or {}
 		self.except_rooms[#self.except_rooms + 1] = x
@@ -217,7 +225,7 @@ end
 -- Returns the number of sockets reached.
 function Broadcast:emit(event, data)
 	local json, att, plain = encode(data)
-	local rooms = #self.rooms > 0 and self.rooms or nil
+	local rooms = #self > 0 and self or nil
 	return core.broadcast(self.nsp, rooms, self.except_sids, self.except_rooms,
 		event, json, att, plain)
 end

@@ -234,8 +234,8 @@ struct strings {
 	size_t short_lens[SHORT_LIST];
 };
 
-/* Reads the strings of the table at `idx` (or none for nil) into `s`; the
- * strings stay referenced by the table during the call. */
+/* Reads the strings of the list at `idx` (none for nil, one for a string)
+ * into `s`; the strings stay referenced during the call. */
 static void read_strings(lua_State *S, int idx, struct strings *s)
 {
 	s->v = s->short_v;
@@ -243,6 +243,11 @@ static void read_strings(lua_State *S, int idx, struct strings *s)
 	s->n = 0;
 	if (lua_isnoneornil(S, idx))
 		return;
+	if (lua_type(S, idx) == LUA_TSTRING) {
+		s->v[0] = lua_tolstring(S, idx, &s->lens[0]);
+		s->n = 1;
+		return;
+	}
 	luaL_checktype(S, idx, LUA_TTABLE);
 	s->n = lua_objlen(S, idx);
 	if (s->n > SHORT_LIST) {
@@ -287,7 +292,7 @@ static size_t broadcast_all(struct nsp *n, const struct room_target *t, struct e
 	return count;
 }
 
-/* broadcast(nsp, rooms|nil, except_sids|nil, except_rooms|nil, event, json,
+/* broadcast(nsp, rooms|nil, except_sids|sid|nil, except_rooms|nil, event, json,
  *           att, plain) -> count (json: the text, a raw value or a table, as
  *           for emit, request and ack) */
 static int l_broadcast(lua_State *S)

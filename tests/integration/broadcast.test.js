@@ -70,6 +70,20 @@ test('a broadcast naming more rooms and exceptions than a short list holds reach
   b.close();
 });
 
+test('a broadcast skips each socket it is told to skip, one or several', async () => {
+  const socks = await Promise.all([0, 1, 2, 3].map((i) => sioIn('room:skip', `skip${i}`)));
+  const ids = await Promise.all(socks.map(async (s) => (await s.emitWithAck('test:whoami')).id));
+  const reach = (extra) => socks[0].emitWithAck('test:broadcast', {
+    rooms: ['room:skip'], event: 'skip:hello', data: {}, ...extra,
+  });
+  assert.strictEqual(await reach({}), 4);
+  assert.strictEqual(await reach({ exceptSelf: true }), 3);
+  assert.strictEqual(await reach({ exceptSelf: true, exceptSockets: [ids[1]] }), 2);
+  assert.strictEqual(await reach({ exceptSockets: [ids[1], ids[2], ids[3]] }), 1);
+  assert.strictEqual(await reach({ exceptSelf: true, exceptSockets: ids.slice(1) }), 0);
+  socks.forEach((s) => s.close());
+});
+
 test('a payload with no JSON form raises in the script and reaches no one', async () => {
   const s = await sioIn('room:bad', 'unencodable');
   const bad = [];

@@ -76,7 +76,8 @@ return {
 			return sock:rooms()
 		end,
 
-		-- {rooms, exceptRooms, exceptSelf, event, data} -> sockets reached
+		-- {rooms, exceptRooms, exceptSelf, exceptSockets, event, data} ->
+		-- sockets reached
 		["test:broadcast"] = function(sock, data)
 			local b = parley.of(sock.namespace):to(data.rooms[1])
 			for i = 2, #data.rooms do
@@ -87,6 +88,9 @@ return {
 			end
 			if data.exceptSelf then
 				b:except(sock)
+			end
+			for _, id in ipairs(data.exceptSockets or {}) do
+				b:except(parley.socket(id))
 			end
 			return b:emit(data.event, data.data)
 		end,
