@@ -268,8 +268,28 @@ static void out_put(struct out *o, const char *s, size_t n)
 	o->len += n;
 }
 
+/* Whether s is printable ASCII with no '"' or '\\': what most keys and ids
+ * are, written as they are between quotes. */
+static int plain_ascii(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			return 0;
+	}
+	return 1;
+}
+
 static void out_string(struct out *o, const char *s, size_t len)
 {
+	if (plain_ascii(s, len)) {
+		out_reserve(o, len + 2);
+		o->p[o->len] = '"';
+		memcpy(o->p + o->len + 1, s, len);
+		o->p[o->len + 1 + len] = '"';
+		o->len += len + 2;
+		return;
+	}
 	if (!json_utf8_valid(s, len)) {
 		o->err = "a string is not valid UTF-8 (send bytes as parley.binary)";
 		return;
