@@ -37,8 +37,9 @@ static void ensure_maps(void)
 }
 
 /* Adds `n` to the counter named `name` in `m`, creating it while there is
- * room for another name. Counters live in the value pointer's own storage. */
-static void count(struct map *m, const char *name, size_t len, uint64_t n)
+ * room for another name, and returns it. Counters live in the value
+ * pointer's own storage, until metrics_fini. */
+static uint64_t *count(struct map *m, const char *name, size_t len, uint64_t n)
 {
 	uint64_t *v;
 
@@ -56,6 +57,32 @@ static void count(struct map *m, const char *name, size_t len, uint64_t n)
 		}
 	}
 	*v += n;
+	return v;
+}
+
+/* The counter of the event name counted last, in or out: events come in
+ * runs of one name, and comparing it is cheaper than hashing it again. A
+ * name that went to "_other" stays there (names are never removed). */
+struct last_event {
+	uint64_t *v;
+	size_t len;
+	char name[64];
+};
+static struct last_event last_in, last_out;
+
+static void count_event(struct map *m, struct last_event *last, const char *name, size_t len,
+			uint64_t n)
+{
+	if (last->v && len == last->len && memcmp(name, last->name, len) == 0) {
+		*last->v += n;
+		return;
+	}
+	uint64_t *v = count(m, name, len, n);
+	if (len <= sizeof(last->name)) {
+		last->v = v;
+		last->len = len;
+		memcpy(last->name, name, len);
+	}
 }
 
 void metrics_connection(enum metrics_transport t, int delta)
@@ -79,12 +106,12 @@ void metrics_encoding(void)
 
 void metrics_event_in(const char *name, size_t len)
 {
-	count(&events_in, name, len, 1);
+	count_event(&events_in, &last_in, name, len, 1);
 }
 
 void metrics_event_out(const char *name, size_t len, uint64_t n)
 {
-	count(&events_out, name, len, n);
+	count_event(&events_out, &last_out, name, len, n);
 }
 
 void metrics_error(int status)
@@ -259,5 +286,6 @@ void metrics_fini(void)
 	free_counters(&http_errors);
 	free_counters(&protocol_errors);
 	free_counters(&limits);
+	last_in.v = last_out.v = NULL;
 	maps_ready = 0;
 }

@@ -100,6 +100,32 @@ describe('HTTP operations endpoints', () => {
     assert.equal(n1, n0 + 3, `${series}: before ${n0}, after 3 emits ${n1}`);
   });
 
+  test('/metrics: events of two names in turns are each counted under their own name, in and out', async () => {
+    const names = ['test:echo', 'test:join']; // the same length
+    const inSeries = (e) => `parley_events_in_total{event="${e}"}`;
+    const outSeries = 'parley_events_out_total{event="test:bounced"}';
+    const text0 = (await metrics(srv)).text;
+    const in0 = names.map((e) => sample(text0, inSeries(e)) || 0);
+    const out0 = sample(text0, outSeries) || 0;
+    const s = sioClient(srv, '/messages', { query: { userId: 'metrics-turns' } });
+    try {
+      await connected(s);
+      for (let i = 0; i < 4; i++) {
+        await s.timeout(3000).emitWithAck('test:echo', i);
+        await s.timeout(3000).emitWithAck('test:join', { room: 'room:turns' });
+        await s.timeout(3000).emitWithAck('test:echo', i);
+      }
+      await s.timeout(3000).emitWithAck('test:bounce', 1);
+      await s.timeout(3000).emitWithAck('test:bounce', 2);
+    } finally {
+      s.disconnect();
+    }
+    const text1 = (await metrics(srv)).text;
+    assert.equal(sample(text1, inSeries('test:echo')), in0[0] + 8);
+    assert.equal(sample(text1, inSeries('test:join')), in0[1] + 4);
+    assert.equal(sample(text1, outSeries), out0 + 2);
+  });
+
   test('/metrics: parley_errors_total{code="404"} grows after an unknown event', async () => {
     const series = 'parley_errors_total{code="404"}';
     const n0 = sample((await metrics(srv)).text, series) || 0;
