@@ -1291,6 +1291,11 @@ local function log_refusal(sock, event, status, message)
 	end
 end
 
+local function send_ack(id, ack, result)
+	local json, att_out = encode(result)
+	core.ack(id, ack, json, att_out)
+end
+
 -- An event's filters, then its handlers, then the ack: one job.
 local function event_job(sock, handlers, name, data, ack)
 	local id = sock.id
@@ -1310,7 +1315,7 @@ local function event_job(sock, handlers, name, data, ack)
 			data = res
 		end
 	end
-	local result
+	local result, result_module
 	for _, h in ipairs(handlers) do
 		local ok, res, status, message = call(h.module, h.fn, sock, data)
 		if not ok then
@@ -1324,12 +1329,18 @@ local function event_job(sock, handlers, name, data, ack)
 			return
 		end
 		if result == nil then
-			result = res
+			result, result_module = res, h.module
 		end
 	end
 	if ack then
-		local json, att_out = encode(result)
-		core.ack(id, ack, json, att_out)
+		-- A result with no JSON form is the handler's failure: the client
+		-- gets its 500, not silence.
+		local ok, err = pcall(send_ack, id, ack, result)
+		if not ok then
+			local st, msg = script_failed(result_module, "the result of the handler for "
+				.. name, err)
+			core.error(id, st, msg, ack)
+		end
 	end
 end
 

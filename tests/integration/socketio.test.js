@@ -386,6 +386,23 @@ for (const [name, opts] of [
   });
 }
 
+test('a handler whose result has no JSON form: the ack is a 500 error and the error event comes; others go on', async () => {
+  const bystander = await client('bystander2', { transports: ['websocket'] });
+  const s = await client('bad-result', { transports: ['websocket'] });
+  try {
+    const errorEvent = once(s, 'error', 3000);
+    const ack = await s.timeout(3000).emitWithAck('test:bad-result', {});
+    assert.deepStrictEqual({ status: ack.status, statusCode: ack.statusCode },
+      { status: 'error', statusCode: 500 }, JSON.stringify(ack));
+    assert.deepStrictEqual(await errorEvent, ack);
+    assert.strictEqual(s.connected, true);
+    assert.deepStrictEqual(await s.timeout(3000).emitWithAck('test:echo', 'ok'), 'ok');
+    assert.deepStrictEqual(await bystander.timeout(3000).emitWithAck('test:echo', 'by'), 'by');
+  } finally {
+    closeAll(s, bystander);
+  }
+});
+
 test('unknown event -> error event and ack {status:"error", statusCode:404}; test:fail -> 500; test:refuse -> 418; a bystander keeps working', async () => {
   const bystander = await client('bystander', { transports: ['websocket'] });
   const s = await client('clumsy', { transports: ['websocket'] });

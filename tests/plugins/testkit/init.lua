@@ -112,6 +112,11 @@ return {
 			return { raised = not ok, message = tostring(err) }
 		end,
 
+		-- A result with no JSON form (a function in it).
+		["test:bad-result"] = function()
+			return { n = 1, f = function() end }
+		end,
+
 		["test:whoami"] = function(sock)
 			return { id = sock.id, userId = sock.userId, namespace = sock.namespace,
 				 transport = sock.transport, user = sock.user, handshake = sock.handshake }
