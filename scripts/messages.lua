@@ -40,7 +40,7 @@ local function id_field(d, field, optional)
 	if #v > MAX_ID then
 		return nil, field .. " is longer than " .. MAX_ID .. " characters"
 	end
-	if v:find("%z") then
+	if v:find("\0", 1, true) then
 		return nil, field .. " must not contain NUL"
 	end
 	return true
