@@ -506,7 +506,9 @@ void jsonlua_push_raw(lua_State *L, const char *json, size_t len)
 	lua_setmetatable(L, -2);
 }
 
-const char *jsonlua_opt_text(lua_State *L, int idx, size_t *len)
+/* A string's or a raw value's bytes, or NULL for nil or none; raises for
+ * any other type. */
+static const char *opt_text(lua_State *L, int idx, size_t *len)
 {
 	if (lua_type(L, idx) == LUA_TUSERDATA && has_metatable(L, idx, &raw_mt_key)) {
 		*len = lua_objlen(L, idx);
@@ -524,10 +526,10 @@ const char *jsonlua_payload(lua_State *L, int idx, size_t *len, char **owned)
 	case LUA_TNONE:
 	case LUA_TNIL:
 	case LUA_TSTRING:
-		return jsonlua_opt_text(L, idx, len);
+		return opt_text(L, idx, len);
 	case LUA_TUSERDATA:
 		if (has_metatable(L, idx, &raw_mt_key))
-			return jsonlua_opt_text(L, idx, len);
+			return opt_text(L, idx, len);
 		break;
 	default:
 		break;

@@ -29,16 +29,13 @@ void jsonlua_push_validated(lua_State *L, const char *json, size_t len);
  * it is one valid JSON value): JSON the core built, passed through. */
 void jsonlua_push_raw(lua_State *L, const char *json, size_t len);
 
-/* The JSON text at `idx`: a string's bytes, or a raw value's (no copy: valid
- * while the value is on the stack), with its length in `*len`; NULL (and 0)
- * for nil or none. Raises for any other type. */
-const char *jsonlua_opt_text(lua_State *L, int idx, size_t *len);
-
-/* The JSON of an outgoing payload at `idx`: for nil, a string (JSON text)
- * or a raw value, jsonlua_opt_text's; any other value is encoded here, so
- * that no Lua string of its text is made (core/binary.lua's encode hands
- * them over as they are), and `*owned` is then the text, for the caller to
- * free, else NULL. Raises as json.encode does for a value with no JSON form. */
+/* The JSON of an outgoing payload at `idx`, with its length in `*len`: a
+ * string's bytes (JSON text) or a raw value's, with no copy (valid while the
+ * value is on the stack); NULL (and 0) for nil or none; any other value is
+ * encoded here, so that no Lua string of its text is made (core/binary.lua's
+ * encode hands them over as they are), and `*owned` is then the text, for
+ * the caller to free, else NULL. Raises as json.encode does for a value
+ * with no JSON form. */
 const char *jsonlua_payload(lua_State *L, int idx, size_t *len, char **owned);
 
 #endif

@@ -132,9 +132,9 @@ static void free_attachments(struct frame **att, unsigned n)
 	free(att);
 }
 
-/* Fills an emit from (event, json, att, plain) at `idx`..idx+3; a table
- * for json is encoded here. Call it before anything else is allocated: it
- * raises for a value with no JSON form. */
+/* Fills an emit from (event, json, att, plain) at `idx`..idx+3; a json that
+ * is not text is encoded here (jsonlua_payload). Call it before anything
+ * else is allocated: it raises for a value with no JSON form. */
 static void read_emit(lua_State *S, int idx, struct emit *e)
 {
 	memset(e, 0, sizeof(*e));

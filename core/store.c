@@ -162,6 +162,16 @@ static size_t overlay_key(unsigned char *out, enum store_db db, const void *key,
 	return klen + 1;
 }
 
+/* The overlay's key of an op, in `k` (`*klen` bytes), its hash, and its
+ * pending write if there is one. */
+static struct pending *overlay_find(const struct op *op, const unsigned char *key,
+				    unsigned char *k, size_t *klen, uint64_t *hash)
+{
+	*klen = overlay_key(k, op->db, key, op->klen);
+	*hash = map_hash((const char *)k, *klen);
+	return map_get_hashed(&overlay, (const char *)k, *klen, *hash);
+}
+
 static void overlay_add(struct store_batch *b, const struct op *op, const unsigned char *key,
 			const unsigned char *val, void *arg)
 {
@@ -173,9 +183,7 @@ static void overlay_add(struct store_batch *b, const struct op *op, const unsign
 	(void)arg;
 	if (scanned_only(op->db))
 		return;
-	klen = overlay_key(k, op->db, key, op->klen);
-	hash = map_hash((const char *)k, klen);
-	p = map_get_hashed(&overlay, (const char *)k, klen, hash);
+	p = overlay_find(op, key, k, &klen, &hash);
 	if (!p) {
 		p = xmalloc(sizeof(*p));
 		map_put_hashed(&overlay, (const char *)k, klen, hash, p);
@@ -200,9 +208,7 @@ static void overlay_drop(struct store_batch *b, const struct op *op, const unsig
 	(void)arg;
 	if (scanned_only(op->db))
 		return;
-	klen = overlay_key(k, op->db, key, op->klen);
-	hash = map_hash((const char *)k, klen);
-	p = map_get_hashed(&overlay, (const char *)k, klen, hash);
+	p = overlay_find(op, key, k, &klen, &hash);
 	if (p && p->seq == b->seq)
 		free(map_del_hashed(&overlay, (const char *)k, klen, hash));
 }
