@@ -386,6 +386,11 @@ function parley.room_sockets(room, nsp)
 	return core.room_sockets(nsp or default_nsp, room)
 end
 
+-- The users whose sockets are in a room, each once (an array).
+function parley.room_users(room, nsp)
+	return core.room_users(nsp or default_nsp, room)
+end
+
 function parley.room_size(room, nsp)
 	return core.room_size(nsp or default_nsp, room)
 end

@@ -481,6 +481,52 @@ static int l_room_sockets(lua_State *S)
 	return 1;
 }
 
+/* room_users(nsp, room) -> the distinct user ids of the room's sockets, an
+ * array. A room's users are few: the first ROOM_USERS_SHORT are told apart
+ * by comparing with each other; past them a Lua table serves as the set. */
+#define ROOM_USERS_SHORT 16
+static int l_room_users(lua_State *S)
+{
+	struct room *r = check_room(S);
+	const char *first[ROOM_USERS_SHORT];
+	int count = 0, set = 0, list;
+
+	lua_newtable(S);
+	jsonlua_mark_array(S);
+	list = lua_gettop(S);
+	for (uint32_t i = 0; r && i < r->count; i++) {
+		struct client *cl = r->members[i].set->owner;
+		const char *u = cl->user_id;
+		int seen = 0;
+		if (!u || cl->closing)
+			continue;
+		for (int j = 0; j < count && j < ROOM_USERS_SHORT && !seen; j++)
+			seen = strcmp(first[j], u) == 0;
+		if (!seen && set) {
+			lua_getfield(S, set, u);
+			seen = lua_toboolean(S, -1);
+			lua_pop(S, 1);
+		}
+		if (seen)
+			continue;
+		if (count < ROOM_USERS_SHORT) {
+			first[count] = u;
+		} else {
+			if (!set) {
+				lua_newtable(S);
+				set = lua_gettop(S);
+			}
+			lua_pushboolean(S, 1);
+			lua_setfield(S, set, u);
+		}
+		lua_pushstring(S, u);
+		lua_rawseti(S, list, ++count);
+	}
+	if (set)
+		lua_pop(S, 1);
+	return 1;
+}
+
 /* throttle(sid, ms): stop reading from the socket's connection for a while */
 static int l_throttle(lua_State *S)
 {
@@ -971,6 +1017,7 @@ static const luaL_Reg core_functions[] = {
 	{ "rooms", l_rooms },
 	{ "room_size", l_room_size },
 	{ "room_sockets", l_room_sockets },
+	{ "room_users", l_room_users },
 	{ "disconnect", l_disconnect },
 	{ "online_users", l_online_users },
 	{ "throttle", l_throttle },

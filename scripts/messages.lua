@@ -140,15 +140,7 @@ end
 
 -- The users whose sockets are in the conversation's room.
 local function users_in_room(conv)
-	local seen, users = {}, {}
-	for _, sid in ipairs(parley.room_sockets(room_of(conv), NAMESPACE)) do
-		local s = parley.socket(sid)
-		if s and not seen[s.userId] then
-			seen[s.userId] = true
-			users[#users + 1] = s.userId
-		end
-	end
-	return users
+	return parley.room_users(room_of(conv), NAMESPACE)
 end
 
 local function store_error(err)

@@ -128,3 +128,26 @@ test('a socket that stops reading is disconnected and the others get every messa
   assert.deepStrictEqual(r, { still: 'alive' });
   [...readers, sender].forEach((s) => s.close());
 });
+
+test('parley.room_users lists each user of a room once', async () => {
+  // 20 users: the first 16 are told apart one by one, the rest through a
+  // set; u3 and u18 each have a second socket, on the other wire format.
+  const users = Array.from({ length: 20 }, (_, i) => `ru-u${i}`);
+  const socks = [];
+  for (const u of users) socks.push(await sioIn('room:users', u));
+  const extra = [await plainIn('room:users', 'ru-u3'), await plainIn('room:users', 'ru-u18')];
+  const asker = socks[0];
+  assert.deepStrictEqual(await asker.emitWithAck('test:room-users', { room: 'room:users' }), users);
+  // A user whose every socket left is gone from it; one with a socket left stays.
+  socks[3].close();
+  socks[18].close();
+  extra[0].close();
+  await h.sleep(200);
+  // (A leave moves the room's last member into the gap: order is not kept.)
+  const left = users.filter((u) => u !== 'ru-u3').sort();
+  const now = await asker.emitWithAck('test:room-users', { room: 'room:users' });
+  assert.deepStrictEqual([...now].sort(), left);
+  assert.deepStrictEqual(await asker.emitWithAck('test:room-users', { room: 'room:nobody' }), []);
+  socks.forEach((s) => s.close());
+  extra[1].close();
+});

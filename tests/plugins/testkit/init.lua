@@ -76,6 +76,10 @@ return {
 			return sock:rooms()
 		end,
 
+		["test:room-users"] = function(sock, data)
+			return parley.room_users(data.room, sock.namespace)
+		end,
+
 		-- {rooms, exceptRooms, exceptSelf, exceptSockets, event, data} ->
 		-- sockets reached
 		["test:broadcast"] = function(sock, data)
