@@ -559,6 +559,8 @@ int store_open(const char *dir, size_t map_size, struct ev_loop *l)
 		ev_async_stop(loop, &wake);
 		goto out;
 	}
+	/* Named, so that tools can find it: top -H, the benchmark's sendsplit. */
+	pthread_setname_np(writer, "parley-store");
 	writer_running = 1;
 	return 0;
 fail:

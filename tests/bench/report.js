@@ -153,6 +153,12 @@ if (has('sendroom')) {
   row('message:received lost', 'sendroom', num('lost'), { ceiling: true, noratio: true, na: sendNA });
   row('server CPU (% of one core)', 'sendroom', num('server_cpu_pct'), { ceiling: true });
 }
+if (has('sendsplit')) {
+  section(`the send load again with parley's store writer thread on the loadgen's core (${desc('sendsplit')}): outside the one-core rule, parley only; what a second core for the writer would give`);
+  row('acks/s (status "sent")', 'sendsplit', num('acks_per_s'), { na: sendNA });
+  row('message:received lost', 'sendsplit', num('lost'), { noratio: true, na: sendNA });
+  row('server CPU (% of one core, both threads)', 'sendsplit', num('server_cpu_pct'));
+}
 if (has('presence')) {
   section(`presence broadcast: distinct users, user:online to the whole namespace (${desc('presence')}; reference with REF_PRESENCE=1; one round)`);
   row('first connect → last join ack (s)', 'presence', num('ready_s'), { digits: 2 });

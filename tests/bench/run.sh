@@ -8,11 +8,15 @@
 #
 #   bash tests/bench/run.sh                 # 3 rounds, full sizes (~9 minutes)
 #   bash tests/bench/run.sh --quick         # 1 round, smaller sizes (~1 minute)
-#   options: --rounds N  --only idle,fanout,latency,awake,typing,send,sendroom,presence  --out FILE
+#   options: --rounds N  --only idle,fanout,latency,awake,typing,send,sendroom,sendsplit,presence
+#            --out FILE
 #   (awake is the latency scenario again with both cores kept out of idle:
 #   on a VM, a vCPU that halts between events can take milliseconds to wake)
 #   (presence is not in the default set: parley scopes user:online to shared
 #   conversations, the reference tells the whole namespace)
+#   (sendsplit is the send scenario with parley's store writer thread moved
+#   to the loadgen's core: outside the one-core rule, parley only; what a
+#   second core for the writer would give)
 #
 # Sizes respect the machine: 20000 open files per process, so at most ~19.8k
 # sockets on each side (the idle scenario uses 10,000 clients).
@@ -23,7 +27,7 @@ BENCH=$ROOT/tests/bench
 BUILD=${PARLEY_BUILD_DIR:-$ROOT/build}
 ROUNDS=3
 QUICK=0
-ONLY="idle,fanout,latency,awake,typing,send,sendroom"
+ONLY="idle,fanout,latency,awake,typing,send,sendroom,sendsplit"
 OUT=$BENCH/last-run.txt
 PORT_BASE=${BENCH_PORT_BASE:-4301}
 SERVER_CPU=0
@@ -36,7 +40,7 @@ while [ $# -gt 0 ]; do
 	--rounds) ROUNDS=$2; shift ;;
 	--only) ONLY=$2; shift ;;
 	--out) OUT=$2; shift ;;
-	-h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -141,6 +145,18 @@ start_server() {
 	die "$kind did not start on port $port (see $TMP/$kind.log)"
 }
 
+# sendsplit: parley's store writer thread (named parley-store) to the
+# loadgen's core; the loop thread stays on the server's.
+writer_to_loadgen_core() {
+	local t
+	for t in /proc/"$SPID"/task/*; do
+		if [ "$(cat "$t/comm" 2>/dev/null)" = parley-store ]; then
+			taskset -p -c $LOADGEN_CPU "${t##*/}" >/dev/null && return 0
+		fi
+	done
+	die "sendsplit: no parley-store thread in process $SPID"
+}
+
 stop_server() {
 	[ -n "$SPID" ] || return 0
 	kill -TERM "$SPID" 2>/dev/null
@@ -163,6 +179,7 @@ measure() {
 	shift
 	case $kind in parley) port=$PORT_BASE ;; socketio) port=$((PORT_BASE + 1)) ;; *) port=$((PORT_BASE + 2)) ;; esac
 	start_server "$kind" "$port" "${envs[@]}"
+	[ "$scen" = sendsplit ] && writer_to_loadgen_core
 	local out rc alive=1
 	out=$(timeout 600 taskset -c $LOADGEN_CPU "$LOADGEN" --port "$port" --server-pid "$SPID" \
 		--label "$kind" "$@" 2>>"$TMP/loadgen.err")
@@ -206,6 +223,8 @@ for round in $(seq "$ROUNDS"); do
 		--duration $DUR
 	want sendroom && scenario sendroom "$round" 1 --mode send --clients $N --room 10 --window 8 \
 		--duration $DUR
+	want sendsplit && measure sendsplit "$round" parley -- --mode send --clients $SEND_N --room 1 \
+		--window 8 --duration $DUR
 done
 if want presence; then
 	echo "== presence (one round)"
