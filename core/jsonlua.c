@@ -253,11 +253,15 @@ struct out {
 	const char *err; /* set on failure; the walk then unwinds */
 };
 
+#define OUT_FIRST 256 /* most payloads and results fit in the first block */
+
 static void out_reserve(struct out *o, size_t n)
 {
 	if (o->len + n <= o->cap)
 		return;
 	o->cap = (o->len + n) * 2;
+	if (o->cap < OUT_FIRST)
+		o->cap = OUT_FIRST;
 	o->p = xrealloc(o->p, o->cap);
 }
 

@@ -50,10 +50,14 @@ struct buf {
 	size_t len, cap;
 };
 
+#define BUF_FIRST 512 /* a record with its content fits in the first block */
+
 static void buf_put(struct buf *b, const void *s, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		b->cap = (b->len + n + 1) * 2;
+		if (b->cap < BUF_FIRST)
+			b->cap = BUF_FIRST;
 		b->p = xrealloc(b->p, b->cap);
 	}
 	memcpy(b->p + b->len, s, n);
