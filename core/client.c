@@ -13,7 +13,15 @@
 
 struct nsp *nsp_lookup(const char *name, size_t len)
 {
-	return map_get(&srv.nsps, name, len);
+	struct nsp *n = srv.last_nsp;
+
+	/* Most lookups in a row name the same namespace. */
+	if (n && n->name_len == len && memcmp(n->name, name, len) == 0)
+		return n;
+	n = map_get(&srv.nsps, name, len);
+	if (n)
+		srv.last_nsp = n;
+	return n;
 }
 
 struct client *client_new(struct conn *c, struct nsp *n)

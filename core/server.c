@@ -864,6 +864,7 @@ void server_fini(void)
 	conn_reap();
 	api_fini();
 	peers_fini();
+	srv.last_nsp = NULL;
 	map_iter_init(&it, &srv.nsps);
 	while ((e = map_next(&it)))
 		nsp_free(e->value);
