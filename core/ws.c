@@ -559,7 +559,17 @@ static const char *status_text(int status)
 	}
 }
 
-/* Answers the upgrade request with an HTTP error and ends the connection. */
+/* Whether the text holds a %00: decoded, it would end a C string early
+ * (lws drops a request with one without an answer). */
+static int has_encoded_nul(const char *p, size_t n)
+{
+	for (size_t i = 0; i + 2 < n; i++)
+		if (p[i] == '%' && p[i + 1] == '0' && p[i + 2] == '0')
+			return 1;
+	return 0;
+}
+
+/* Answers the request with an HTTP error and ends the connection. */
 static void refuse(struct ws *w, int status, const char *why)
 {
 	char buf[512];
@@ -678,6 +688,14 @@ static void look_at_head(struct ws *w)
 		w->paused = 1; /* not readable: looked at on the timer */
 		set_events(w);
 		timer_start(&w->timer, on_head_timer, wait);
+		return;
+	}
+	if (r > 0 && (has_encoded_nul(h.path, h.path_len) ||
+		      (h.query && has_encoded_nul(h.query, h.query_len)))) {
+		if (recv(w->fd, rbuf, (size_t)r, 0) == r)
+			refuse(w, 400, "a %00 in the request target");
+		else
+			ws_done(w);
 		return;
 	}
 	/* Anything but a whole upgrade request is HTTP, lws's to answer. */

@@ -216,6 +216,21 @@ describe('malformed HTTP never hurts other clients or the server', () => {
     await bystanderUnharmed('header flood');
   });
 
+  test('HTTP: a %00 in the path or the query is refused with 400, polling and upgrade alike', async () => {
+    const upgrade = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+    for (const [target, extra] of [
+      ['/socket.io/?EIO=4&transport=polling&userId=bob%00x', ''],
+      ['/socket.io/?EIO=4&transport=websocket&note=a%00b&userId=bob', upgrade],
+      ['/health%00z', ''],
+    ]) {
+      const r = await rawTcp(ctx.srv.port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n${extra}\r\n`);
+      assert.equal(statusOf(r.out), 400, `${target}: ${JSON.stringify(r.out.slice(0, 80))}`);
+      assert.equal(r.closedBy, 'server', target);
+    }
+    await bystanderUnharmed('a %00 in the request target');
+  });
+
   test('HTTP: one 20 KB header is refused (no 2xx, connection closed) and the server stays up', async () => {
     const r = await rawTcp(ctx.srv.port, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Huge: ${'v'.repeat(20000)}\r\n\r\n`);
     assert.equal(r.closedBy, 'server', 'the server did not close the connection');
