@@ -1226,6 +1226,11 @@ local function identify(sock, hs, nsp, address)
 				return nil, script_failed(h.module, "connect hook",
 					"the identity it returned has no string userId")
 			end
+			if res.userId:find("\0", 1, true) then
+				-- The core keeps it as a C string, which would end there.
+				return nil, script_failed(h.module, "connect hook",
+					"the identity it returned has a NUL in its userId")
+			end
 			identity = res
 			rawset(sock, "userId", res.userId)
 			rawset(sock, "user", profile_of(res))

@@ -19,7 +19,7 @@ local MAX_ID = 128
 local MAX_TOKEN = 8192
 
 local function valid_id(id)
-	return type(id) == "string" and id ~= "" and #id <= MAX_ID
+	return type(id) == "string" and id ~= "" and #id <= MAX_ID and not id:find("\0", 1, true)
 end
 
 -- Profile fields are kept only when they are short strings.

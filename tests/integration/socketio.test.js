@@ -257,8 +257,10 @@ test('unknown namespace /nope is refused with connect_error "Invalid namespace"'
   }
 });
 
-test('auth: no userId is refused with connect_error data.statusCode 401; the socket does not connect', async () => {
-  for (const opts of [{}, { transports: ['websocket'] }, { query: { userId: '' } }]) {
+test('auth: no userId, or one with a NUL in it, is refused with connect_error data.statusCode 401; the socket does not connect', async () => {
+  // (The core keeps a user id as a C string: "bob\0x" would be taken for "bob".)
+  for (const opts of [{}, { transports: ['websocket'] }, { query: { userId: '' } },
+    { auth: { userId: 'bob\u0000x' } }, { auth: { userId: 'bob\u0000x' }, transports: ['websocket'] }]) {
     const s = sioClient(srv, '/messages', opts);
     try {
       const err = await connected(s).then(() => null, (e) => e);
