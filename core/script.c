@@ -198,6 +198,7 @@ static int l_namespace(lua_State *S)
 	size_t len;
 	const char *name = luaL_checklstring(S, 1, &len);
 
+	/* Made once, kept until the server ends (nsp_lookup keeps pointers). */
 	if (!map_get(&srv.nsps, name, len))
 		map_put(&srv.nsps, name, len, nsp_new(name, len));
 	return 0;
@@ -481,9 +482,10 @@ static int l_room_sockets(lua_State *S)
 	return 1;
 }
 
-/* room_users(nsp, room) -> the distinct user ids of the room's sockets, an
- * array. A room's users are few: the first ROOM_USERS_SHORT are told apart
- * by comparing with each other; past them a Lua table serves as the set. */
+/* room_users(nsp, room) -> the distinct user ids of the room's sockets (as
+ * they connected), an array. A room's users are few: the first
+ * ROOM_USERS_SHORT are told apart by comparing with each other; past them a
+ * Lua table serves as the set. */
 #define ROOM_USERS_SHORT 16
 static int l_room_users(lua_State *S)
 {
@@ -498,7 +500,7 @@ static int l_room_users(lua_State *S)
 		struct client *cl = r->members[i].set->owner;
 		const char *u = cl->user_id;
 		int seen = 0;
-		if (!u || cl->closing)
+		if (!u)
 			continue;
 		for (int j = 0; j < count && j < ROOM_USERS_SHORT && !seen; j++)
 			seen = strcmp(first[j], u) == 0;
@@ -522,8 +524,7 @@ static int l_room_users(lua_State *S)
 		lua_pushstring(S, u);
 		lua_rawseti(S, list, ++count);
 	}
-	if (set)
-		lua_pop(S, 1);
+	lua_settop(S, list);
 	return 1;
 }
 

@@ -105,8 +105,8 @@ struct server {
 	struct conn *all;   /* every open connection */
 	struct map clients; /* socket id -> struct client */
 	struct map nsps;    /* namespace name -> struct nsp */
-	struct nsp *last_nsp; /* nsp_lookup's last answer (namespaces live as
-			       * long as the server) */
+	/* nsp_lookup's last answer: whatever frees a namespace clears it. */
+	struct nsp *last_nsp;
 	struct conn *reap;  /* closed, freed after the callback returns */
 	struct conn *doomed; /* to close after the callback returns */
 	struct conn *dirty; /* WebSockets with frames to write this iteration */
