@@ -302,39 +302,50 @@ static void out_string(struct out *o, const char *s, size_t len)
 	o->len += json_escape(s, len, o->p + o->len);
 }
 
-/* Writes `d` with the fewest digits that read back as the same double. */
-static void out_number(struct out *o, double d)
-{
-	char text[40];
-	int n = 0;
+#define NUMBER_TEXT_MAX 40
 
-	if (isnan(d) || isinf(d)) {
-		o->err = "NaN and infinity have no JSON form";
-		return;
-	}
+/* `d` with the fewest digits that read back as the same double: its text in
+ * buf (not terminated), and the length in *len; NULL for NaN and infinity,
+ * which have no JSON form. */
+static const char *number_text(double d, char buf[NUMBER_TEXT_MAX], size_t *len)
+{
+	if (isnan(d) || isinf(d))
+		return NULL;
 	if (d == floor(d) && fabs(d) < 1e16) {
 		/* Integers (ids, counts, timestamps) are most numbers: digits by
 		 * hand, since snprintf's float path is slow. -0 keeps its sign. */
 		uint64_t u = (uint64_t)fabs(d);
-		char *p = text + sizeof(text);
+		char *p = buf + NUMBER_TEXT_MAX;
 		do
 			*--p = (char)('0' + u % 10);
 		while (u /= 10);
 		if (signbit(d))
 			*--p = '-';
-		out_put(o, p, (size_t)(text + sizeof(text) - p));
-		return;
-	} else {
-		/* %g drops trailing zeros, so 15 digits is already short for
-		 * normal doubles; subnormals hold fewer digits than they print. */
-		int prec = fabs(d) < 2.2250738585072014e-308 ? 1 : 15;
-		for (; prec <= 17; prec++) {
-			n = snprintf(text, sizeof(text), "%.*g", prec, d);
-			if (strtod(text, NULL) == d)
-				break;
-		}
+		*len = (size_t)(buf + NUMBER_TEXT_MAX - p);
+		return p;
 	}
-	out_put(o, text, (size_t)n);
+	/* %g drops trailing zeros, so 15 digits is already short for normal
+	 * doubles; subnormals hold fewer digits than they print. */
+	int n = 0;
+	for (int prec = fabs(d) < 2.2250738585072014e-308 ? 1 : 15; prec <= 17; prec++) {
+		n = snprintf(buf, NUMBER_TEXT_MAX, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	*len = (size_t)n;
+	return buf;
+}
+
+static void out_number(struct out *o, double d)
+{
+	char buf[NUMBER_TEXT_MAX];
+	size_t n;
+	const char *text = number_text(d, buf, &n);
+
+	if (!text)
+		o->err = "NaN and infinity have no JSON form";
+	else
+		out_put(o, text, n);
 }
 
 static int has_metatable(lua_State *L, int idx, const char *key)
@@ -403,10 +414,13 @@ static void encode_object(lua_State *L, int idx, struct out *o, int depth)
 			out_string(o, k, klen);
 		} else if (lua_type(L, top - 1) == LUA_TNUMBER) {
 			/* A number key becomes its text: {[1]=..,x=..} -> {"1":..}. */
-			struct out num = { 0 };
-			out_number(&num, lua_tonumber(L, top - 1));
-			out_string(o, num.p, num.len);
-			free(num.p);
+			char buf[NUMBER_TEXT_MAX];
+			size_t n;
+			const char *text = number_text(lua_tonumber(L, top - 1), buf, &n);
+			if (text)
+				out_string(o, text, n);
+			else
+				o->err = "NaN and infinity have no JSON form";
 		} else {
 			o->err = "object keys must be strings or numbers";
 		}

@@ -42,3 +42,12 @@ test('a payload with an empty array keeps it as an array in a relayed event', as
   assert.deepStrictEqual(await bounced, { tags: [], meta: { list: [] }, ids: [1, 2] });
   s.close();
 });
+
+test('parley.json.encode writes number keys as their text, and refuses an infinite one', async () => {
+  const s = h.sioClient(srv, '/messages', { query: { userId: 'json3' } });
+  await h.connected(s);
+  const [two, half, neg, inf] = await s.emitWithAck('test:encode-keys');
+  assert.deepStrictEqual([two, half, neg], ['{"2":"a"}', '{"1.5":"b"}', '{"-3":"c"}']);
+  assert.match(inf, /^error: .*NaN and infinity have no JSON form/);
+  s.close();
+});

@@ -76,6 +76,16 @@ return {
 			return sock:rooms()
 		end,
 
+		-- parley.json.encode of tables with number keys: the text, or the error.
+		["test:encode-keys"] = function()
+			local function try(v)
+				local ok, r = pcall(parley.json.encode, v)
+				return ok and r or "error: " .. tostring(r)
+			end
+			return { try({ [2] = "a" }), try({ [1.5] = "b" }), try({ [-3] = "c" }),
+				try({ [math.huge] = "d" }) }
+		end,
+
 		["test:room-users"] = function(sock, data)
 			return parley.room_users(data.room, sock.namespace)
 		end,
