@@ -281,6 +281,8 @@ static void *writer_main(void *unused)
 	sigset_t all;
 
 	(void)unused;
+	/* Named, so that tools can find it: top -H, the benchmark's sendsplit. */
+	pthread_setname_np(pthread_self(), "parley-store");
 	/* Signals are the loop thread's (the guard's ticker above all). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
@@ -559,8 +561,6 @@ int store_open(const char *dir, size_t map_size, struct ev_loop *l)
 		ev_async_stop(loop, &wake);
 		goto out;
 	}
-	/* Named, so that tools can find it: top -H, the benchmark's sendsplit. */
-	pthread_setname_np(writer, "parley-store");
 	writer_running = 1;
 	return 0;
 fail:

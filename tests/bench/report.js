@@ -154,8 +154,14 @@ if (has('sendroom')) {
   row('server CPU (% of one core)', 'sendroom', num('server_cpu_pct'), { ceiling: true });
 }
 if (has('sendsplit')) {
-  section(`the send load again with parley's store writer thread on the loadgen's core (${desc('sendsplit')}): outside the one-core rule, parley only; what a second core for the writer would give`);
+  section(`the send load again with parley's store writer thread on the loadgen's core (${desc('sendsplit')}): outside the one-core rule, parley only; the writer shares that core with the loadgen`);
   row('acks/s (status "sent")', 'sendsplit', num('acks_per_s'), { na: sendNA });
+  const split = med('sendsplit', 'parley', num('acks_per_s'));
+  const one = med('send', 'parley', num('acks_per_s'));
+  if (Number.isFinite(one)) {
+    rows.push({ label: 'acks/s against the one-core send above', parley: ratio(split, one), ref: '',
+      ratio: '', ceiling: '', target: '', met: '' });
+  }
   row('message:received lost', 'sendsplit', num('lost'), { noratio: true, na: sendNA });
   row('server CPU (% of one core, both threads)', 'sendsplit', num('server_cpu_pct'));
 }

@@ -6,7 +6,7 @@
 # table (medians over rounds, ratios, targets). The table, the machine and the
 # raw per-run results are also written to tests/bench/last-run.txt.
 #
-#   bash tests/bench/run.sh                 # 3 rounds, full sizes (~9 minutes)
+#   bash tests/bench/run.sh                 # 3 rounds, full sizes (~10 minutes)
 #   bash tests/bench/run.sh --quick         # 1 round, smaller sizes (~1 minute)
 #   options: --rounds N  --only idle,fanout,latency,awake,typing,send,sendroom,sendsplit,presence
 #            --out FILE
@@ -15,8 +15,9 @@
 #   (presence is not in the default set: parley scopes user:online to shared
 #   conversations, the reference tells the whole namespace)
 #   (sendsplit is the send scenario with parley's store writer thread moved
-#   to the loadgen's core: outside the one-core rule, parley only; what a
-#   second core for the writer would give)
+#   to the loadgen's core: outside the one-core rule, parley only; about
+#   what a core of its own for the writer would give, less what the loadgen
+#   takes of that core)
 #
 # Sizes respect the machine: 20000 open files per process, so at most ~19.8k
 # sockets on each side (the idle scenario uses 10,000 clients).
@@ -147,12 +148,18 @@ start_server() {
 
 # sendsplit: parley's store writer thread (named parley-store) to the
 # loadgen's core; the loop thread stays on the server's.
+# The thread starts after the port opens (the store opens after listen):
+# look for it for up to 5 s.
 writer_to_loadgen_core() {
 	local t
-	for t in /proc/"$SPID"/task/*; do
-		if [ "$(cat "$t/comm" 2>/dev/null)" = parley-store ]; then
-			taskset -p -c $LOADGEN_CPU "${t##*/}" >/dev/null && return 0
-		fi
+	for _ in $(seq 50); do
+		for t in /proc/"$SPID"/task/*; do
+			[ "$(cat "$t/comm" 2>/dev/null)" = parley-store ] || continue
+			taskset -p -c $LOADGEN_CPU "${t##*/}" >/dev/null ||
+				die "sendsplit: taskset -p -c $LOADGEN_CPU ${t##*/} failed"
+			return 0
+		done
+		sleep 0.1
 	done
 	die "sendsplit: no parley-store thread in process $SPID"
 }
