@@ -86,21 +86,11 @@ local function callees_of(sock, d)
 	if registered and not member then
 		return nil, 403, "not a member of this conversation"
 	end
-	local users, seen = {}, { [sock.userId] = true }
-	local candidates = {}
-	if registered then
-		candidates = store.members(d.conversationId)
-	else
-		for _, sid in ipairs(parley.room_sockets("conversation:" .. d.conversationId)) do
-			local s = parley.socket(sid)
-			if s then
-				candidates[#candidates + 1] = s.userId
-			end
-		end
-	end
+	local candidates = registered and store.members(d.conversationId)
+		or parley.room_users("conversation:" .. d.conversationId)
+	local users = {}
 	for _, u in ipairs(candidates) do
-		if not seen[u] then
-			seen[u] = true
+		if u ~= sock.userId then
 			users[#users + 1] = u
 		end
 	end
