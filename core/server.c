@@ -360,9 +360,6 @@ void http_handshake_copy(struct handshake *hs, struct lws *wsi)
 
 	for (int i = 0; (len = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
 						     WSI_TOKEN_HTTP_URI_ARGS, i)) >= 0; i++) {
-		/* A %00 (lws decodes it) would end the pair early: left out. */
-		if (memchr(frag, '\0', (size_t)len))
-			continue;
 		char *eq = memchr(frag, '=', (size_t)len);
 		/* "key\0value\0", or "key\0\0" for a bare key. */
 		size_t need = (size_t)len + (eq ? 1 : 2);
@@ -404,18 +401,17 @@ static void handshake_from_head(struct handshake *hs, const struct http_head *h,
 	size_t pos = 0, klen, vlen;
 
 	/* "key\0value\0" per pair, decoded: never longer than the raw query
-	 * plus two terminators per pair. A pair with a %00 in it, which would
-	 * end its key or value early, is left out. */
+	 * plus two terminators per pair. (ws.c answers a %00 in the target with
+	 * 400 before this, and before lws: no key or value holds a NUL.) */
 	hs->query = h->query_len ? xmalloc((size_t)h->query_len * 2 + 2) : NULL;
 	while (query_next(h->query, h->query_len, &pos, &k, &klen, &v, &vlen)) {
 		char *dst = hs->query + hs->query_len;
-		size_t kn = url_decode(k, klen, dst);
-		size_t vn = v ? url_decode(v, vlen, dst + kn + 1) : 0;
-		if (memchr(dst, '\0', kn) || memchr(dst + kn + 1, '\0', vn))
-			continue;
-		dst[kn] = '\0';
-		dst[kn + 1 + vn] = '\0';
-		hs->query_len += kn + vn + 2;
+		size_t n = url_decode(k, klen, dst);
+		dst[n++] = '\0';
+		if (v)
+			n += url_decode(v, vlen, dst + n);
+		dst[n++] = '\0';
+		hs->query_len += n;
 		hs->nquery++;
 	}
 	if (auth && auth->value_len < 8192)

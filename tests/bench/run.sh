@@ -147,9 +147,8 @@ start_server() {
 }
 
 # sendsplit: parley's store writer thread (named parley-store) to the
-# loadgen's core; the loop thread stays on the server's.
-# The thread starts after the port opens (the store opens after listen):
-# look for it for up to 5 s.
+# loadgen's core; the loop thread stays on the server's. The thread starts
+# after the port opens (the store opens after listen): looked for up to 5 s.
 writer_to_loadgen_core() {
 	local t
 	for _ in $(seq 50); do
