@@ -683,8 +683,15 @@ void config_usage(FILE *out)
 		"  return { port = 8080, plugins = { \"chat\" }, plugin_config = { chat = { } } }\n"
 		"where plugin_config holds each plugin's own settings.\n"
 		"\n"
-		"Signals: SIGHUP reloads the scripts; SIGTERM drains (no new connections,\n"
-		"in-flight writes committed, clients told) and exits 0.\n",
+		"One process per data directory: parley locks PARLEY_DATA_DIR/parley.lock,\n"
+		"and a second process on the same directory (by any path) exits 1 naming\n"
+		"the pid that holds it. Give each process its own directory; several\n"
+		"processes on one store need the shared store (PostgreSQL, PARLEY_STORE:\n"
+		"planned, not built yet).\n"
+		"\n"
+		"Signals: SIGHUP reloads the scripts (ignored once a shutdown began);\n"
+		"SIGTERM drains (no new connections, in-flight writes committed, clients\n"
+		"told) and exits 0.\n",
 		"PARLEY_CONFIG", "-", "-", "config file to read; unset: " CONFIG_DEFAULT_FILE
 		" if it exists");
 }

@@ -42,6 +42,12 @@ int main(int argc, char **argv)
 	map_seed();
 	signal(SIGPIPE, SIG_IGN);
 
+	/* The data directory first: a second process on it stops here, before
+	 * it takes a port or touches the store. */
+	if (store_claim(cfg.data_dir) < 0) {
+		rc = 1;
+		goto out;
+	}
 	if (server_start(&cfg) < 0 || store_open(cfg.data_dir, cfg.map_size, srv.loop) < 0 ||
 	    messages_init() < 0) {
 		rc = 1;

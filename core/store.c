@@ -6,10 +6,16 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <ev.h>
 #include <lmdb.h>
@@ -77,6 +83,7 @@ static struct store_batch *done_head, *done_tail;   /* committed, guarded by mu 
 static int stopping;                                 /* guarded by mu */
 static struct ev_loop *loop;
 static ev_async wake;
+static int owner_fd = -1; /* DIR/parley.lock, flock()ed while this process owns DIR */
 
 const char *store_strerror(int err)
 {
@@ -515,20 +522,82 @@ int store_last(enum store_db db, const void *prefix, size_t plen, void *out, siz
 
 /* ---- open and close ---- */
 
-int store_open(const char *dir, size_t map_size, struct ev_loop *l)
+/* The holder's pid as its lock file says (it writes it right after taking
+ * the lock, so a reader may come in between: look again for a moment). */
+static void read_owner(int fd, char *pid, size_t cap)
 {
-	MDB_txn *txn;
-	struct stat st;
-	int rc, dead;
+	for (int tries = 0; tries < 20; tries++) {
+		ssize_t n = pread(fd, pid, cap - 1, 0);
+		if (n > 0) {
+			pid[n] = '\0';
+			pid[strcspn(pid, "\n")] = '\0';
+			return;
+		}
+		usleep(10000);
+	}
+	snprintf(pid, cap, "unknown");
+}
 
-	loop = l;
-	map_init(&overlay);
+int store_claim(const char *dir)
+{
+	char path[PATH_MAX], real[PATH_MAX], pid[32];
+	struct stat st;
+	int fd = -1, n;
+
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		log_error("store: cannot create the data directory %s: %s", dir, strerror(errno));
 		return -1;
 	}
-	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || !realpath(dir, real)) {
 		log_error("store: the data directory %s is not a directory", dir);
+		return -1;
+	}
+	n = snprintf(path, sizeof(path), "%s/parley.lock", real);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		log_error("store: the data directory's path is too long: %s", real);
+		return -1;
+	}
+	/* flock: the kernel drops it with the last descriptor, so a killed
+	 * process leaves nothing to clean up; CLOEXEC keeps any child (a
+	 * sanitizer's symbolizer, say) from holding it past us. */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_error("store: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK) {
+			read_owner(fd, pid, sizeof(pid));
+			log_error("store: the data directory %s is in use by another parley (pid %s): "
+				  "one process per data directory. Give each process its own "
+				  "PARLEY_DATA_DIR (several processes on one store need the shared "
+				  "store, see --help)", real, pid);
+		} else {
+			log_error("store: cannot lock %s: %s", path, strerror(errno));
+		}
+		goto fail;
+	}
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		log_error("store: cannot write %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	owner_fd = fd;
+	return 0;
+fail:
+	close(fd);
+	return -1;
+}
+
+int store_open(const char *dir, size_t map_size, struct ev_loop *l)
+{
+	MDB_txn *txn;
+	int rc, dead;
+
+	loop = l;
+	map_init(&overlay);
+	if (owner_fd < 0) {
+		log_error("store: %s is opened without store_claim", dir);
 		return -1;
 	}
 	if ((rc = mdb_env_create(&env)) != 0 ||
@@ -604,4 +673,9 @@ void store_close(void)
 	free(scratch);
 	scratch = NULL;
 	scratch_cap = 0;
+	/* Last: until the environment is closed the directory is still ours. */
+	if (owner_fd >= 0) {
+		close(owner_fd);
+		owner_fd = -1;
+	}
 }

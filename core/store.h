@@ -30,12 +30,22 @@ enum store_db {
 	STORE_DB_COUNT
 };
 
-/* Opens (creating) the environment in `dir` with a map of `map_size` bytes.
- * Completions of committed batches run in `loop`. Returns 0, or -1 after
- * logging why (a directory that cannot be created or read, a file that is
- * not an LMDB database, a map size the data does not fit). */
+/* Makes `dir` (created if missing) this process's own: takes an exclusive
+ * lock on DIR/parley.lock and writes our pid in it. The store keeps state
+ * of its own beside LMDB's (sequence numbers, pending writes), so a second
+ * process writing the same directory would lose acked messages. Returns 0,
+ * or -1 after logging why: the directory cannot be created or is not one,
+ * or another process holds it (the message names the directory and that
+ * process's pid). The lock goes when store_close runs or the process ends,
+ * however it ends. Call it before anything else is started. */
+int store_claim(const char *dir);
+/* Opens (creating) the environment in `dir`, which store_claim took, with
+ * a map of `map_size` bytes. Completions of committed batches run in
+ * `loop`. Returns 0, or -1 after logging why (a file that is not an LMDB
+ * database, a map size the data does not fit). */
 int store_open(const char *dir, size_t map_size, struct ev_loop *loop);
-/* Waits for the writer to commit what is queued, then closes. */
+/* Waits for the writer to commit what is queued, then closes, and lets the
+ * directory go. */
 void store_close(void);
 
 /* ---- writing ---- */

@@ -86,8 +86,9 @@ static void setup(void)
 	log_threshold = (enum log_level)cfg.log_level;
 	map_seed();
 	signal(SIGPIPE, SIG_IGN);
-	if (server_start(&cfg) < 0 || store_open(cfg.data_dir, cfg.map_size, srv.loop) < 0 ||
-	    messages_init() < 0 || script_init() < 0) {
+	if (store_claim(cfg.data_dir) < 0 || server_start(&cfg) < 0 ||
+	    store_open(cfg.data_dir, cfg.map_size, srv.loop) < 0 || messages_init() < 0 ||
+	    script_init() < 0) {
 		fprintf(stderr, "fuzz_api: the server did not start\n");
 		abort();
 	}

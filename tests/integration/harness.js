@@ -25,15 +25,18 @@ function freePort() {
   });
 }
 
-// Starts parley with the default scripts plus the testkit plugin (unless
-// opts.env overrides). Resolves to { port, url, proc, logs(), stop(), kill() }.
-async function startParley(opts = {}) {
+// Spawns parley with the default scripts plus the testkit plugin (unless
+// opts.env overrides) and does not wait for it: { port, url, proc, dataDir,
+// exited, logs() }. opts: port, dataDir (a new temp folder by default;
+// null leaves PARLEY_DATA_DIR unset), cwd (the repository), env, args.
+async function spawnParley(opts = {}) {
   const port = opts.port || await freePort();
-  const dataDir = opts.dataDir || fs.mkdtempSync(path.join(os.tmpdir(), 'parley-test-'));
+  const dataDir = opts.dataDir === undefined
+    ? fs.mkdtempSync(path.join(os.tmpdir(), 'parley-test-')) : opts.dataDir;
   const env = {
     PATH: process.env.PATH,
     PORT: String(port),
-    PARLEY_DATA_DIR: dataDir,
+    ...(dataDir !== null ? { PARLEY_DATA_DIR: dataDir } : {}),
     PARLEY_SCRIPTS: path.join(ROOT, 'scripts'),
     PARLEY_PLUGIN_PATH: path.join(ROOT, 'tests', 'plugins') + ';' + path.join(ROOT, 'plugins'),
     PARLEY_PLUGINS: 'testkit',
@@ -42,29 +45,35 @@ async function startParley(opts = {}) {
     ...(process.env.UBSAN_OPTIONS ? { UBSAN_OPTIONS: process.env.UBSAN_OPTIONS } : {}),
     ...(opts.env || {}),
   };
-  const proc = spawn(BINARY, opts.args || [], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(BINARY, opts.args || [], { cwd: opts.cwd || ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d) => { out += d; });
   proc.stderr.on('data', (d) => { out += d; });
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  const url = `http://127.0.0.1:${port}`;
+  return { port, url: `http://127.0.0.1:${port}`, proc, dataDir, exited, logs: () => out };
+}
+
+// Starts parley (spawnParley's options) and resolves once /healthz answers
+// 200 to { port, url, proc, dataDir, exited, logs(), stop(), kill() }.
+async function startParley(opts = {}) {
+  const { port, url, proc, dataDir, exited, logs } = await spawnParley(opts);
   const deadline = Date.now() + 10000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`parley exited at start (${proc.exitCode}):\n${out}`);
+    if (proc.exitCode !== null) throw new Error(`parley exited at start (${proc.exitCode}):\n${logs()}`);
     try {
       const r = await fetch(`${url}/healthz`);
       if (r.ok) break;
     } catch (_) { /* not listening yet */ }
-    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`parley did not start:\n${out}`); }
+    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`parley did not start:\n${logs()}`); }
     await sleep(25);
   }
   return {
-    port, url, proc, dataDir, exited,
-    logs: () => out,
+    port, url, proc, dataDir, exited, logs,
     // Stops with SIGTERM and resolves to the exit status; a crash fails loudly.
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       const st = await exited;
+      const out = logs();
       if (st.signal && st.signal !== 'SIGTERM') throw new Error(`parley died by ${st.signal}:\n${out}`);
       if (/ERROR: (Address|Undefined|Leak)Sanitizer|runtime error:/.test(out)) {
         throw new Error(`sanitizer report:\n${out}`);
@@ -180,6 +189,6 @@ async function pollHandshake(srv, extra = '') {
 }
 
 module.exports = {
-  ROOT, BINARY, startParley, sleep, sioClient, connected, once, silent, frameQueue, plainClient,
+  ROOT, BINARY, spawnParley, startParley, sleep, sioClient, connected, once, silent, frameQueue, plainClient,
   rawEngineWs, pollHandshake, freePort,
 };
