@@ -64,6 +64,11 @@ int main(int argc, char **argv)
 		 cfg.scripts_dir, cfg.plugins && *cfg.plugins ? ", plugins: " : "",
 		 cfg.plugins ? cfg.plugins : "");
 	server_run();
+	/* From here the loop no longer runs and the lws context goes: a late
+	 * signal has nothing to ask of them (and must not touch them). */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
 	log_info("parley stopping");
 	rc = 0;
 out:

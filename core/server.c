@@ -742,7 +742,11 @@ static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 	conn_reap();
 	if (srv.reload_requested) {
 		srv.reload_requested = 0;
-		if (script_reload() == 0)
+		/* The scripts that ran are the ones that drain: their shutdown
+		 * hooks write what they kept in memory. */
+		if (srv.stopping)
+			log_warn("reload ignored: parley is shutting down");
+		else if (script_reload() == 0)
 			log_info("scripts reloaded");
 	}
 	/* Last: no read transaction is held while the loop waits. */

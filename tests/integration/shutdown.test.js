@@ -128,7 +128,7 @@ async function holdStore(dataDir) {
   return { release: () => { proc.stdin.end(); return new Promise((resolve) => proc.once('exit', resolve)); } };
 }
 
-test('SIGTERM with a send in flight (its commit held back): new connections are refused at once, a send made during the drain gets 503, the in-flight send is acked before the close and is stored', { timeout: 60000 }, async () => {
+test('SIGTERM with a send in flight (its commit held back): new connections are refused at once, a send made during the drain gets 503, a SIGHUP reloads nothing, the in-flight send is acked before the close and is stored', { timeout: 60000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-inflight-'));
   let srv = await start({ dataDir, env: { PARLEY_SHUTDOWN_TIMEOUT: '30000' } });
   const s = h.sioClient(srv, '/messages', { query: { userId: 'inflight' }, transports: ['websocket'] });
@@ -166,6 +166,10 @@ test('SIGTERM with a send in flight (its commit held back): new connections are 
     assert.fail(`the send during the drain got no answer (${e.message}):\n${explain()}`);
   }
   assert.deepEqual({ statusCode: late.statusCode, message: late.message }, { statusCode: 503, message: 'the server is shutting down' });
+  // A reload asked for now is refused: the scripts that ran are the ones
+  // whose shutdown hooks run.
+  mark('SIGHUP');
+  srv.proc.kill('SIGHUP');
   await h.sleep(300);
   assert.equal(ack, null, `acked before its write was committed\n${explain()}`);
 
@@ -176,6 +180,8 @@ test('SIGTERM with a send in flight (its commit held back): new connections are 
   assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null }, srv.logs());
   assert.deepEqual(order, ['ack: sent', 'disconnect: transport close'], explain());
   assert.match(srv.logs(), /stopping: new connections are refused; waiting for the store, then closing 1 connections/);
+  assert.match(srv.logs(), /reload ignored: parley is shutting down/);
+  assert.doesNotMatch(srv.logs(), /scripts reloaded/);
   s.close();
 
   srv = await start({ dataDir });
