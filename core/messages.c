@@ -724,8 +724,11 @@ static int l_sync(lua_State *L)
 
 /* Sets `user`'s status of message `id` to `level` if that advances it,
  * adding the user as a recipient when `open` (a conversation without
- * registered members). Fills what the caller reports; returns 1 changed,
- * 0 unchanged, -1 no such message, -2 not a recipient. */
+ * registered members). With `conv`, a message of another conversation
+ * counts as no such message. With no batch `b` it only checks: nothing is
+ * written, and 0 means the write would be allowed. Fills what the caller
+ * reports; returns 1 changed, 0 unchanged, -1 no such message, -2 not a
+ * recipient. */
 struct status_change {
 	char conv[NAME_MAX_BYTES + 1];
 	char sender[NAME_MAX_BYTES + 1];
@@ -734,7 +737,8 @@ struct status_change {
 };
 
 static int set_status(struct store_batch *b, const char *id, const char *user, size_t ulen,
-		      int level, int open, struct status_change *ch)
+		      int level, int open, const char *conv, size_t clen,
+		      struct status_change *ch)
 {
 	struct buf rec = { 0 }, value = { 0 };
 	struct record r;
@@ -749,6 +753,10 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 		goto out;
 	}
 	ch->conv[record_field(&r, "conversationId", ch->conv, sizeof(ch->conv) - 1)] = '\0';
+	if (conv && (strlen(ch->conv) != clen || memcmp(ch->conv, conv, clen) != 0)) {
+		rc = -1;
+		goto out;
+	}
 	ch->sender[record_field(&r, "senderId", ch->sender, sizeof(ch->sender) - 1)] = '\0';
 	ch->at = wall_ms();
 	if (strlen(ch->sender) == ulen && memcmp(ch->sender, user, ulen) == 0)
@@ -762,6 +770,8 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 		rc = -2;
 		goto out;
 	}
+	if (!b)
+		goto out;
 	current = status_of(id, user, ulen, &updated);
 	if (level <= current)
 		goto out;
@@ -822,35 +832,78 @@ static int level_of(lua_State *L, int idx)
 	return luaL_error(L, "store: status must be sent, delivered or read");
 }
 
-/* store_set_status(messageId, userId, status, open) ->
+/* The message id at `i` of the list at stack index 1 (or the id there when
+ * it is no list); raises for an entry that is not a string. The string
+ * stays referenced by the list. */
+static const char *message_id_at(lua_State *L, int list, size_t i, size_t *len)
+{
+	const char *id;
+
+	if (!list)
+		return lua_tolstring(L, 1, len);
+	lua_rawgeti(L, 1, (int)i);
+	if (lua_type(L, -1) != LUA_TSTRING)
+		luaL_error(L, "store.set_status: messageIds[%d] is not a string", (int)i);
+	id = lua_tolstring(L, -1, len);
+	lua_pop(L, 1);
+	return id;
+}
+
+/* store_set_status(messageId | { messageIds }, userId, status, open
+ *                  [, conversationId]) ->
  *   change {messageId, conversationId, senderId, status (the aggregate),
  *           changed (the aggregate moved), updatedAt}, ticket
- *   | nil, "not found" | "not a recipient" */
+ *   (for a list: { changes }, ticket)
+ *   | nil, "not found" | "not a recipient", the id refused
+ * With a conversationId, a message of another conversation is "not found".
+ * A list is all or nothing: every id is checked before any is written, so
+ * a refused id leaves the others as they were. */
 static int l_set_status(lua_State *L)
 {
-	size_t idlen, ulen;
-	const char *id = luaL_checklstring(L, 1, &idlen);
-	const char *user = check_name(L, 2, "userId", &ulen);
-	int level = level_of(L, 3);
-	int open = lua_toboolean(L, 4);
-	struct status_change ch = { 0 };
+	const char *user;
+	size_t ulen, n = 1, clen = 0;
+	int level, open, list = lua_istable(L, 1);
+	const char *conv = NULL;
+	struct status_change ch;
 	struct store_batch *b;
-	int rc;
 
-	if (idlen != ID_LEN) {
-		lua_pushnil(L);
-		lua_pushliteral(L, "not found");
-		return 2;
+	if (!list)
+		luaL_checkstring(L, 1);
+	user = check_name(L, 2, "userId", &ulen);
+	level = level_of(L, 3);
+	open = lua_toboolean(L, 4);
+	if (!lua_isnoneornil(L, 5))
+		conv = check_name(L, 5, "conversationId", &clen);
+	if (list)
+		n = lua_objlen(L, 1);
+	/* The checks first, for every id: nothing is written unless all pass. */
+	for (size_t i = 1; i <= n; i++) {
+		size_t idlen;
+		const char *id = message_id_at(L, list, i, &idlen);
+		int rc = idlen == ID_LEN ? set_status(NULL, id, user, ulen, level, open, conv, clen,
+						      &(struct status_change){ 0 })
+					 : -1;
+		if (rc < 0) {
+			lua_pushnil(L);
+			lua_pushstring(L, rc == -1 ? "not found" : "not a recipient");
+			lua_pushlstring(L, id, idlen);
+			return 3;
+		}
 	}
 	b = store_batch_new();
-	rc = set_status(b, id, user, ulen, level, open, &ch);
-	if (rc < 0) {
-		store_batch_free(b);
-		lua_pushnil(L);
-		lua_pushstring(L, rc == -1 ? "not found" : "not a recipient");
-		return 2;
+	if (list) {
+		lua_createtable(L, (int)n, 0);
+		jsonlua_mark_array(L);
 	}
-	push_change(L, id, &ch);
+	for (size_t i = 1; i <= n; i++) {
+		size_t idlen;
+		const char *id = message_id_at(L, list, i, &idlen);
+		memset(&ch, 0, sizeof(ch));
+		set_status(b, id, user, ulen, level, open, conv, clen, &ch);
+		push_change(L, id, &ch);
+		if (list)
+			lua_rawseti(L, -2, (int)i);
+	}
 	submit_and_push_ticket(L, b);
 	return 2;
 }
@@ -885,7 +938,7 @@ static int l_read_upto(lua_State *L)
 	conversation_ids(conv, clen, from, READ_MAX, &c);
 	for (size_t i = 0; i < c.n && c.seqs[i] <= upto; i++) {
 		struct status_change ch = { 0 };
-		int rc = set_status(b, c.ids[i], user, ulen, MSG_READ, open, &ch);
+		int rc = set_status(b, c.ids[i], user, ulen, MSG_READ, open, NULL, 0, &ch);
 		last = c.seqs[i];
 		if (rc == 1)
 			count++;

@@ -278,6 +278,11 @@ function Socket:rooms()
 	return core.rooms(self.id)
 end
 
+-- Whether this socket is in the room (false once it is gone).
+function Socket:in_room(room)
+	return core.in_room(self.id, room)
+end
+
 -- A broadcast to `room` that skips this socket.
 function Socket:to(room)
 	return broadcast_new(self.namespace):to(room):except(self)
@@ -347,6 +352,17 @@ parley.settings = core.settings
 
 function parley.namespace()
 	return default_nsp
+end
+
+-- The namespaces the modules in force serve, sorted: a room of the same
+-- name may exist in each.
+function parley.namespaces()
+	local list = {}
+	for nsp in pairs(reg.namespaces) do
+		list[#list + 1] = nsp
+	end
+	table.sort(list)
+	return list
 end
 
 -- A broadcast to a room of the default namespace (parley.of for another).
@@ -571,13 +587,19 @@ store.message = core.store_message
 -- hasMore}; messages the viewer deleted for themselves are left out
 store.sync = core.store_sync
 
--- set_status(messageId, userId, "delivered"|"read", open) -> change
--- {messageId, conversationId, senderId, status, changed, updatedAt}
--- | nil, "not found" | "not a recipient". `open`: the conversation has no
--- registered members, so anyone may become a recipient.
-function store.set_status(id, user, status, open)
-	local change, err = core.store_set_status(id, user, status, open)
-	return change, err
+-- set_status(messageId, userId, "delivered"|"read", open[, conversationId])
+-- -> change {messageId, conversationId, senderId, status, changed,
+-- updatedAt} | nil, "not found" | "not a recipient", the id refused.
+-- `open`: the conversation has no registered members, so anyone may become
+-- a recipient. With conversationId, a message of another conversation is
+-- "not found". A list of ids gives a list of changes, all or nothing: each
+-- id is checked before any is written.
+function store.set_status(ids, user, status, open, conv)
+	local change, err, id = core.store_set_status(ids, user, status, open, conv)
+	if type(change) ~= "table" then
+		return nil, err, id
+	end
+	return change
 end
 
 -- read(conversationId, userId, upto_seq|nil, open) -> { changes }, count

@@ -450,6 +450,17 @@ static int l_rooms(lua_State *S)
 	return 1;
 }
 
+/* in_room(sid, room) -> whether the socket is in the room */
+static int l_in_room(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+	size_t len;
+	const char *room = luaL_checklstring(S, 2, &len);
+
+	lua_pushboolean(S, cl && room_has(cl->nsp, &cl->rooms, room, len));
+	return 1;
+}
+
 static struct room *check_room(lua_State *S)
 {
 	size_t nlen, rlen;
@@ -1016,6 +1027,7 @@ static const luaL_Reg core_functions[] = {
 	{ "join", l_join },
 	{ "leave", l_leave },
 	{ "rooms", l_rooms },
+	{ "in_room", l_in_room },
 	{ "room_size", l_room_size },
 	{ "room_sockets", l_room_sockets },
 	{ "room_users", l_room_users },
