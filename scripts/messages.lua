@@ -55,9 +55,9 @@ local function id_list(d, field)
 		return nil, field .. " has more than " .. MAX_IDS .. " entries"
 	end
 	for i = 1, #v do
-		if type(v[i]) ~= "string" or v[i] == "" or #v[i] > MAX_ID then
+		if type(v[i]) ~= "string" or v[i] == "" or #v[i] > MAX_ID or v[i]:find("\0", 1, true) then
 			return nil, field .. "[" .. i .. "] must be a non-empty string of at most "
-				.. MAX_ID .. " characters"
+				.. MAX_ID .. " characters, without NUL"
 		end
 	end
 	return true
@@ -212,16 +212,15 @@ local function mark(user, conv, ids, status)
 	if not ok then
 		return nil, open, message
 	end
-	local changes = {}
-	for _, id in ipairs(ids) do
-		local change, err = store.set_status(id, user, status, open)
-		if not change or change.conversationId ~= conv then
-			if err == "not a recipient" then
-				return nil, 403, "message " .. id .. " is not addressed to you"
-			end
-			return nil, 404, "message " .. id .. " not found in this conversation"
+	-- The store checks every id (a message of this conversation, addressed
+	-- to the user) before it writes any: a refused list leaves no trace, and
+	-- a message of another conversation is as absent as one never sent.
+	local changes, why, id = store.set_status(ids, user, status, open, conv)
+	if not changes then
+		if why == "not a recipient" then
+			return nil, 403, "message " .. id .. " is not addressed to you"
 		end
-		changes[#changes + 1] = change
+		return nil, 404, "message " .. id .. " not found in this conversation"
 	end
 	local done, err = store.wait()
 	if not done then

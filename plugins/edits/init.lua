@@ -1,14 +1,17 @@
 -- edits - editing and deleting sent messages:
 --   message:edit {messageId, content}
---       the sender, within window_ms: the stored message takes the new
---       content (and editedAt); message:edited {conversationId, messageId,
---       content, editedAt} to the conversation
+--       the sender (while still allowed in the conversation), within
+--       window_ms: the stored message takes the new content (and
+--       editedAt); message:edited {conversationId, messageId, content,
+--       editedAt} to the conversation
 --   message:delete {messageId, forEveryone}
 --       forEveryone (the sender, within window_ms): the message becomes a
 --       tombstone (content null, deleted true); message:deleted to the
 --       conversation. Otherwise deleted for the one who asks: sync leaves it
 --       out for them, and their other devices get message:deleted.
--- messages:sync returns edited text and tombstones.
+-- messages:sync returns edited text and tombstones. A message of a
+-- members-only conversation the user is not in is "not found", as if it
+-- did not exist.
 
 local store = parley.store
 local json = parley.json
@@ -19,6 +22,21 @@ local function record_of(id)
 	end
 	local raw = store.message(id)
 	return raw and json.decode(json.raw_text(raw))
+end
+
+-- The message `id` if the user may see it: one of a members-only
+-- conversation the user is not in answers like one that does not exist
+-- (ids are time-derived, and guessable).
+local function visible_record(sock, id)
+	local m = record_of(id)
+	if not m then
+		return nil
+	end
+	local member, registered = store.is_member(m.conversationId, sock.userId)
+	if registered and not member then
+		return nil
+	end
+	return m
 end
 
 -- The conversation's room and its registered members' user rooms.
@@ -32,7 +50,7 @@ end
 
 -- The message if `sock` may change it for everyone now, else nil, status, msg.
 local function own_recent(sock, id)
-	local m = record_of(id)
+	local m = visible_record(sock, id)
 	if not m then
 		return nil, 404, "message not found"
 	end
@@ -105,13 +123,9 @@ return {
 					messageId = d.messageId, forEveryone = true })
 				return { success = true }
 			end
-			local m = record_of(d.messageId)
+			local m = visible_record(sock, d.messageId)
 			if not m then
 				return nil, 404, "message not found"
-			end
-			local member, registered = store.is_member(m.conversationId, sock.userId)
-			if registered and not member then
-				return nil, 403, "not a member of this conversation"
 			end
 			store.hide(d.messageId, sock.userId)
 			store.wait()
