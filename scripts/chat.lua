@@ -22,7 +22,7 @@ local NAMESPACE = "/messages"
 -- "conversationId\0userId" -> { expires, conv, user, sid }
 local typing = parley.shared("typing")
 -- userId -> { at (when offline takes effect), gone (when the last socket
--- closed), convs = { conversation ids } }
+-- closed) }
 local leaving = parley.shared("leaving")
 -- userId -> the conversations the user's sockets joined, remembered after
 -- they go (for user:offline): one conversation id, or a set of them
@@ -59,7 +59,8 @@ local function allowed(conv, user)
 end
 
 -- The conversations a user shares with others: registered memberships and
--- the conversations the user's sockets joined.
+-- the conversations the user's sockets joined (while still allowed in: a
+-- member removed since has nobody there to tell).
 local function conversations_of(user)
 	local set, list = {}, {}
 	for _, c in ipairs(store.conversations_of(user)) do
@@ -67,10 +68,10 @@ local function conversations_of(user)
 	end
 	local j = joined[user]
 	if type(j) == "string" then
-		set[j] = true
+		set[j] = allowed(j, user) or nil
 	elseif j then
 		for c in pairs(j) do
-			set[c] = true
+			set[c] = set[c] or allowed(c, user) or nil
 		end
 	end
 	for c in pairs(set) do
@@ -112,11 +113,14 @@ local function end_typing(key)
 	b:emit("typing:stop", { conversationId = t.conv, userId = t.user, isTyping = false })
 end
 
+-- Who is told is decided now, not when the last socket went: membership
+-- may have changed during the grace period.
 local function go_offline(user, entry)
+	local convs = conversations_of(user)
 	leaving[user] = nil
 	joined[user] = nil
 	store.set_last_seen(user, entry.gone)
-	tell("user:offline", user, entry.convs)
+	tell("user:offline", user, convs)
 end
 
 local function sweep()
@@ -178,7 +182,7 @@ return {
 			end
 		end
 		local now = parley.now()
-		local entry = { at = now + GRACE_MS, gone = now, convs = conversations_of(sock.userId) }
+		local entry = { at = now + GRACE_MS, gone = now }
 		if GRACE_MS <= 0 then
 			go_offline(sock.userId, entry)
 		else
@@ -237,6 +241,9 @@ return {
 
 		["typing:stop"] = function(sock, data)
 			local conv = data.conversationId
+			if not allowed(conv, sock.userId) then
+				return nil, 403, "not a member of this conversation"
+			end
 			typing[conv .. "\0" .. sock.userId] = nil
 			sock:to(room_of(conv)):emit("typing:stop", {
 				conversationId = conv, userId = sock.userId, isTyping = false,

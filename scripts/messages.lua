@@ -10,10 +10,16 @@
 --                      advanced) moves, message:status to the conversation
 --                      and the sender
 --   messages:sync      the messages after a point, with their statuses
---   presence:query     online, and last seen
+--   presence:query     online, and last seen, of the users who share a
+--                      conversation with the asker (config presence_query)
 -- A conversation with registered members (PUT /api/conversations/{id}/
--- members) is for them only; one without is open: its recipients are whoever
--- is in its room when a message is sent, and whoever marks it later.
+-- members) is for them only: when its members change, the sockets of those
+-- left out leave its room (conversation:left, reason "removed"), and what it
+-- sends reaches its members only. One without members is open: its
+-- recipients are whoever is in its room when a message is sent, and whoever
+-- marks it later. Every check comes before the store write it guards, and a
+-- message that is not the asker's to see answers like one that does not
+-- exist.
 
 local store = parley.store
 local json = parley.json
@@ -21,6 +27,13 @@ local NAMESPACE = "/messages"
 local MAX_ID = 128
 local MAX_IDS = 500
 local MAX_CONTENT = tonumber(config.max_content) or 65536
+-- Whose presence presence:query answers about: "shared" (the users who share
+-- a conversation with the asker) or "everyone".
+local PRESENCE_QUERY = config.presence_query or "shared"
+if PRESENCE_QUERY ~= "shared" and PRESENCE_QUERY ~= "everyone" then
+	error("plugin_config.messages.presence_query must be \"shared\" or \"everyone\", not "
+		.. tostring(PRESENCE_QUERY))
+end
 
 local TYPES = {
 	text = true, image = true, video = true, audio = true, document = true,
@@ -176,33 +189,43 @@ local function send(sender_id, profile, d)
 		return nil, open, message
 	end
 	local conv = d.conversationId
-	local members = not open and store.members(conv) or nil
 	local rec, created, id, ts = store.send({
 		conversationId = conv, senderId = sender_id, clientMessageId = d.clientMessageId,
 		type = d.type, content = d.content, replyTo = d.replyTo,
 		sender = sender_profile(sender_id, profile),
-		recipients = members or users_in_room(conv),
+		recipients = not open and store.members(conv) or users_in_room(conv),
 	})
 	if not rec then
 		return nil, store_error(created)
 	end
 	if created then
-		local b = parley.of(NAMESPACE):to(room_of(conv)):to("user:" .. sender_id)
-		for _, u in ipairs(members or {}) do
-			b:to("user:" .. u)
+		-- The members as they are now, not before the store's wait: one
+		-- removed meanwhile hears nothing more of the conversation.
+		local b = parley.of(NAMESPACE):to(room_of(conv))
+		local _, registered = store.is_member(conv, sender_id)
+		if registered then
+			for _, u in ipairs(store.members(conv)) do
+				b:to("user:" .. u)
+			end
+		else
+			b:to("user:" .. sender_id)
 		end
 		b:emit("message:received", rec)
 	end
 	return rec, created, id, ts
 end
 
--- Tells the conversation and the sender that a message's status moved.
+-- Tells the conversation, and the sender while still in it, that a
+-- message's status moved.
 local function announce(change, by)
-	parley.of(NAMESPACE):to(room_of(change.conversationId)):to("user:" .. change.senderId)
-		:emit("message:status", {
-			messageId = change.messageId, conversationId = change.conversationId,
-			status = change.status, updatedAt = change.updatedAt, userId = by,
-		})
+	local b = parley.of(NAMESPACE):to(room_of(change.conversationId))
+	if access(change.conversationId, change.senderId) then
+		b:to("user:" .. change.senderId)
+	end
+	b:emit("message:status", {
+		messageId = change.messageId, conversationId = change.conversationId,
+		status = change.status, updatedAt = change.updatedAt, userId = by,
+	})
 end
 
 -- Sets `user`'s status of messages of one conversation; announces the moves
@@ -290,6 +313,91 @@ local function presence_of(user)
 	local seen = store.last_seen(user)
 	return { userId = user, online = online,
 		lastSeen = seen and store.iso_time(seen) or json.null }
+end
+
+-- The conversation id of a room "conversation:{id}" (one a conversation:join
+-- could have made), or nil.
+local function conversation_of_room(room)
+	local conv = room:sub(1, 13) == "conversation:" and room:sub(14)
+	if conv and id_field({ c = conv }, "c") then
+		return conv
+	end
+	return nil
+end
+
+-- The users in the open conversations whose rooms the user's sockets are
+-- in, as a set.
+local function co_joined(user)
+	local users, seen = {}, {}
+	for _, sid in ipairs(parley.room_sockets("user:" .. user, NAMESPACE)) do
+		local s = parley.socket(sid)
+		for _, room in ipairs(s and s:rooms() or {}) do
+			local conv = not seen[room] and conversation_of_room(room)
+			if conv then
+				seen[room] = true
+				local _, registered = store.is_member(conv, user)
+				if not registered then
+					for _, u in ipairs(parley.room_users(room, NAMESPACE)) do
+						users[u] = true
+					end
+				end
+			end
+		end
+	end
+	return users
+end
+
+-- A function telling whether `asker` may see a user's presence: the asker
+-- and those who share a conversation with the asker (both registered
+-- members of one, or both with a socket in an open one's room).
+local function presence_visible(asker)
+	if PRESENCE_QUERY == "everyone" then
+		return function() return true end
+	end
+	local mine, mine_set, joined = store.conversations_of(asker), {}, nil
+	for _, c in ipairs(mine) do
+		mine_set[c] = true
+	end
+	return function(user)
+		if user == asker then
+			return true
+		end
+		-- Whichever of the two lists is likely shorter is walked.
+		if #mine <= 32 then
+			for _, c in ipairs(mine) do
+				if store.is_member(c, user) then
+					return true
+				end
+			end
+		else
+			for _, c in ipairs(store.conversations_of(user)) do
+				if mine_set[c] then
+					return true
+				end
+			end
+		end
+		joined = joined or co_joined(asker)
+		return joined[user] == true
+	end
+end
+
+-- The conversation's members changed: the sockets of those no longer
+-- allowed in it leave its room (in every namespace) and are told, with
+-- conversation:left {conversationId, success, reason = "removed"}. It runs
+-- as the membership is written, before anything waits, so no event sees
+-- the new members beside the old room.
+local function evict(conv)
+	local room = room_of(conv)
+	for _, nsp in ipairs(parley.namespaces()) do
+		for _, sid in ipairs(parley.room_sockets(room, nsp)) do
+			local s = parley.socket(sid)
+			if s and not access(conv, s.userId) then
+				s:leave(room)
+				s:emit("conversation:left", { conversationId = conv, success = true,
+					reason = "removed" })
+			end
+		end
+	end
 end
 
 -- An operation's result as a handler's: nil, status, message passes through.
@@ -397,9 +505,14 @@ return {
 			if not ok then
 				return nil, status, message
 			end
+			-- Users the asker shares no conversation with are left out:
+			-- nothing is said about them, not even whether they exist.
+			local visible = presence_visible(sock.userId)
 			local users = json.array({})
-			for i, u in ipairs(d.userIds) do
-				users[i] = presence_of(u)
+			for _, u in ipairs(d.userIds) do
+				if visible(u) then
+					users[#users + 1] = presence_of(u)
+				end
 			end
 			return { users = users }
 		end,
@@ -488,6 +601,7 @@ return {
 				return nil, 400, "the conversation id is longer than " .. MAX_ID .. " characters"
 			end
 			store.set_members(req.params.id, d.members)
+			evict(req.params.id)
 			local done, err = store.wait()
 			if not done then
 				return nil, store_error(err)

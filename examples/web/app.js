@@ -50,8 +50,10 @@ socket.on('connect', async () => {
   await socket.emitWithAck('conversation:join', { conversationId });
   const { messages } = await socket.emitWithAck('messages:sync', { conversationId, limit: 100 });
   messages.forEach(show);
+  // Presence is told only about users who share a conversation with me: a
+  // peer not yet in this one is left out of the answer, which is "offline".
   const { users } = await socket.emitWithAck('presence:query', { userIds: [peer] });
-  setPresence(users[0].online);
+  setPresence(users.length > 0 && users[0].online);
   document.body.dataset.ready = 'true';
 });
 socket.on('message:received', show);

@@ -50,6 +50,81 @@ const shape = (ack, id) => ({ status: ack.status, statusCode: ack.statusCode,
 // A message id that no message has (ids are 16 hex digits, time-derived).
 const NO_SUCH_ID = '0000000000000001';
 
+test('members registered without a user who joined while the conversation was open: their socket leaves the room, is told, and hears nothing more', async () => {
+  const ann = await srv.client('op-ann');
+  const bob = await srv.client('op-bob');
+  const eve = await srv.client('op-eve');
+  for (const c of [ann, bob, eve]) await c.join('authz-was-open');
+  assert.equal((await members('authz-was-open', ['op-ann', 'op-bob'])).status, 200);
+
+  assert.deepEqual(await eve.next('conversation:left'),
+    { conversationId: 'authz-was-open', success: true, reason: 'removed' });
+  assert.equal(await ann.none('conversation:left', 100), true, 'a member was told it left');
+
+  const sent = await ann.request('message:send', text('authz-was-open', 'members only now'));
+  assert.equal(sent.status, 'sent', JSON.stringify(sent));
+  assert.equal((await bob.next('message:received')).messageId, sent.messageId);
+  assert.equal(await eve.none('message:received'), true, 'the evicted socket got message:received');
+
+  assert.deepEqual(await ann.request('typing:start', { conversationId: 'authz-was-open' }), { success: true });
+  assert.equal((await bob.next('typing:start')).userId, 'op-ann');
+  assert.equal(await eve.none('typing:start'), true, 'the evicted socket got typing:start');
+  // And it cannot come back.
+  assert.equal((await eve.join('authz-was-open')).statusCode, 403);
+});
+
+test('a member removed by PUT members: evicted, and no fan-out of the conversation reaches them (messages, typing, status, presence, reactions, edits, files)', async () => {
+  assert.equal((await members('authz-team', ['tm-ann', 'tm-bob', 'tm-carl'])).status, 200);
+  const ann = await srv.client('tm-ann');
+  const bob = await srv.client('tm-bob');
+  const carl = await srv.client('tm-carl');
+  for (const c of [ann, bob, carl]) await c.join('authz-team');
+  // carl's own message, before he goes: its status changes must not reach him after.
+  const mine = await carl.request('message:send', text('authz-team', 'before I go'));
+  const earlier = await ann.request('message:send', text('authz-team', 'to react to'));
+  for (const c of [ann, bob, carl]) {
+    await c.next('message:received');
+    await c.next('message:received');
+  }
+
+  assert.equal((await members('authz-team', ['tm-ann', 'tm-bob'])).status, 200);
+  assert.deepEqual(await carl.next('conversation:left'),
+    { conversationId: 'authz-team', success: true, reason: 'removed' });
+
+  const sent = await ann.request('message:send', text('authz-team', 'after carl'));
+  assert.equal((await bob.next('message:received')).messageId, sent.messageId);
+  await ann.request('typing:start', { conversationId: 'authz-team' });
+  await bob.next('typing:start');
+  await ann.request('typing:stop', { conversationId: 'authz-team' });
+  await bob.next('typing:stop');
+  // Read by both recipients left, carl's message moves to read.
+  for (const c of [ann, bob]) {
+    assert.deepEqual(await c.request('message:read', { conversationId: 'authz-team', messageIds: [mine.messageId] }),
+      { success: true, updated: 1 });
+  }
+  const moved = await ann.next('message:status');
+  assert.deepEqual({ messageId: moved.messageId, status: moved.status }, { messageId: mine.messageId, status: 'read' });
+  await ann.request('reaction:add', { conversationId: 'authz-team', messageId: earlier.messageId, emoji: '+1' });
+  await bob.next('message:reaction');
+  await ann.request('message:edit', { messageId: earlier.messageId, content: 'edited' });
+  await bob.next('message:edited');
+  await ann.request('file:progress', { conversationId: 'authz-team', transferId: 't1', bytes: 1, total: 2 });
+  await bob.next('file:progress');
+  for (const event of ['message:received', 'typing:start', 'typing:stop', 'message:status',
+    'message:reaction', 'message:edited', 'file:progress']) {
+    assert.equal(await carl.none(event, 50), true, `the removed member got ${event}`);
+  }
+  assert.equal((await carl.request('messages:sync', { conversationId: 'authz-team' })).statusCode, 403);
+
+  // Nor do they hear each other's presence any more (they share nothing).
+  carl.close();
+  assert.equal(await ann.none('user:offline', GRACE + 400), true, 'members heard the removed user go offline');
+  const bob2 = await srv.client('tm-bob');
+  bob.close();
+  bob2.close();
+  assert.deepEqual(await ann.next('user:offline', GRACE + 2000), { userId: 'tm-bob' });
+});
+
 test('a removed sender can no longer edit or delete their message for everyone', async () => {
   assert.equal((await members('authz-edit', ['ed-ann', 'ed-bob'])).status, 200);
   const ann = await srv.client('ed-ann');
@@ -113,4 +188,52 @@ test('edits: a message of a conversation that is not yours answers like one that
     assert.equal(theirs.statusCode, 404, `${event} ${JSON.stringify(extra)}: ${JSON.stringify(theirs)}`);
     assert.deepEqual(shape(theirs, messageId), shape(none, NO_SUCH_ID), `${event} ${JSON.stringify(extra)}`);
   }
+});
+
+test('typing:stop from a non-member is refused and does not reach the members-only room', async () => {
+  assert.equal((await members('authz-typing', ['ty-ann', 'ty-bob'])).status, 200);
+  const ann = await srv.client('ty-ann');
+  const mallory = await srv.client('ty-mallory');
+  await ann.join('authz-typing');
+  const stop = await mallory.request('typing:stop', { conversationId: 'authz-typing' });
+  assert.equal(stop.statusCode, 403, JSON.stringify(stop));
+  assert.equal(await ann.none('typing:stop'), true, 'a non-member\'s typing:stop reached the room');
+  assert.match(srv.logs(), /refused \(403\) typing:stop from socket \S+ \(ty-mallory\)/);
+});
+
+test('presence:query answers only for users who share a conversation with the asker: co-members, co-joined open conversations, oneself', async () => {
+  assert.equal((await members('authz-presence', ['pr-ann', 'pr-bob'])).status, 200);
+  const ann = await srv.client('pr-ann');
+  await srv.client('pr-bob');
+  const lobbyA = await srv.client('pr-lobby-a');
+  const lobbyB = await srv.client('pr-lobby-b');
+  const stranger = await srv.client('pr-stranger');
+  await lobbyA.join('authz-lobby');
+  await lobbyB.join('authz-lobby');
+  const ids = ['pr-ann', 'pr-bob', 'pr-lobby-a', 'pr-lobby-b', 'pr-stranger', 'pr-never-seen'];
+  const seen = async (c) => (await c.request('presence:query', { userIds: ids })).users.map((u) => u.userId);
+  assert.deepEqual(await seen(stranger), ['pr-stranger']);
+  assert.deepEqual(await seen(ann), ['pr-ann', 'pr-bob']);
+  assert.deepEqual(await seen(lobbyA), ['pr-lobby-a', 'pr-lobby-b']);
+  const [bob] = (await ann.request('presence:query', { userIds: ['pr-bob'] })).users;
+  assert.deepEqual(bob, { userId: 'pr-bob', online: true, lastSeen: null });
+  // Leaving the open conversation ends the sharing.
+  await lobbyB.request('conversation:leave', { conversationId: 'authz-lobby' });
+  assert.deepEqual(await seen(lobbyA), ['pr-lobby-a']);
+  // The HTTP API answers for the backend, which is trusted.
+  assert.equal((await api('GET', '/api/users/pr-ann/presence')).body.online, true);
+});
+
+test('presence_query = "everyone" opens presence:query to any user; a bad value is refused at start', async () => {
+  const open = await parley.start({ config: '{ plugin_config = { messages = { presence_query = "everyone" } } }' });
+  try {
+    const a = await open.client('ev-a');
+    await open.client('ev-b');
+    const { users } = await a.request('presence:query', { userIds: ['ev-b'] });
+    assert.deepEqual(users, [{ userId: 'ev-b', online: true, lastSeen: null }]);
+  } finally {
+    await open.stop();
+  }
+  await assert.rejects(parley.start({ config: '{ plugin_config = { messages = { presence_query = "nobody" } } }' }),
+    /presence_query/);
 });

@@ -228,6 +228,11 @@ test('lastSeen survives SIGTERM: a user online at shutdown and one inside the gr
   online.close();
 
   srv = await start({ dataDir, env: { PARLEY_API_KEY: KEY } });
+  // presence:query answers about those who share a conversation with the asker.
+  const put = await fetch(`${srv.url}/api/conversations/seen/members`, { method: 'PUT',
+    headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ members: ['asker', 'still-online', 'just-left', 'never-seen'] }) });
+  assert.equal(put.status, 200);
   const q = h.sioClient(srv, '/messages', { query: { userId: 'asker' }, transports: ['websocket'] });
   await h.connected(q);
   const { users } = await q.timeout(3000).emitWithAck('presence:query', { userIds: ['still-online', 'just-left', 'never-seen'] });
