@@ -2,7 +2,8 @@
 --   conversation:join / :leave   the room conversation:{id} (members only,
 --                                when the conversation has registered members)
 --   typing:start / :stop         relayed to the room but the sender, with the
---                                user; a typing not refreshed in time ends
+--                                user, from a socket in the room; a typing
+--                                not refreshed in time ends
 --   user:online / user:offline   on a user's first socket, and after the last
 --                                closes and a grace period passes (a quick
 --                                reconnect fires neither), to the sockets that
@@ -11,13 +12,24 @@
 --                                too, for those online or in the grace period)
 --
 -- Who is typing and who is about to go offline is shared state
--- (parley.shared), so a reload of this script takes it over.
+-- (parley.shared), so a reload of this script takes it over. Each kind is
+-- bounded: a typing needs its socket in the room (so there are no more than
+-- room memberships, which PARLEY_MAX_ROOMS bounds), a leaving entry lasts the
+-- grace period, and the conversations remembered for a user are forgotten as
+-- the user leaves them and pruned to those the user's sockets are in.
 
 local store = parley.store
 local TYPING_TTL_MS = tonumber(config.typing_ttl_ms) or 8000
 local GRACE_MS = tonumber(config.presence_grace_ms) or 5000
 local SWEEP_MS = tonumber(config.sweep_ms) or 250
 local NAMESPACE = "/messages"
+local MAX_ID = 128 -- the longest conversation id (validate.lua)
+-- A sweep tells at most this many users' offline; the rest wait for the
+-- next one, so a crowd leaving at once never makes one timer run long.
+local OFFLINE_PER_SWEEP = 500
+-- A user's remembered conversations are pruned when they reach this many,
+-- or twice as many as the last pruning kept.
+local PRUNE_AT = 64
 
 -- "conversationId\0userId" -> { expires, conv, user, sid }
 local typing = parley.shared("typing")
@@ -25,31 +37,111 @@ local typing = parley.shared("typing")
 -- closed) }
 local leaving = parley.shared("leaving")
 -- userId -> the conversations the user's sockets joined, remembered after
--- they go (for user:offline): one conversation id, or a set of them
--- ({ id -> true }) once there are two. Most users are in one conversation
--- at a time, and a table per idle user would cost more than the string.
+-- a socket goes while others stay (for user:offline): one conversation id,
+-- or a set of them ({ id -> true }) once there are two. Most users are in
+-- one conversation at a time, and a table per idle user would cost more
+-- than the string. Leaving a conversation forgets it.
 local joined = parley.shared("joined")
+-- userId -> { n = the size of the user's set in `joined`, prune = the size
+-- at which it is pruned next }
+local joined_size = parley.shared("joined_size")
+
+local function room_of(conversation_id)
+	return "conversation:" .. conversation_id
+end
 
 local function has_joined(user, conv)
 	local j = joined[user]
 	return j == conv or (type(j) == "table" and j[conv] == true)
 end
 
-local function add_joined(user, conv)
+local function forget_user(user)
+	joined[user] = nil
+	joined_size[user] = nil
+end
+
+-- Whether any socket of the user (on NAMESPACE) is in the room.
+local function user_in_room(user, room)
+	for _, sid in ipairs(parley.room_sockets("user:" .. user, NAMESPACE)) do
+		local s = parley.socket(sid)
+		if s and s:in_room(room) then
+			return true
+		end
+	end
+	return false
+end
+
+-- Keeps of the user's set only the conversations its sockets are in now
+-- (those it went on remembering for sockets gone since are dropped: their
+-- rooms miss the user's user:offline, which is the price of the bound).
+local function prune_joined(user, sock)
+	local set, n = {}, 0
+	local function keep(s)
+		for _, room in ipairs(s:rooms()) do
+			-- Only the rooms conversation:join makes (the store refuses
+			-- other names; a plugin may join any room).
+			local conv = room:sub(1, 13) == "conversation:" and room:sub(14)
+			if conv and #conv >= 1 and #conv <= MAX_ID and not conv:find("\0", 1, true)
+				and not set[conv] then
+				set[conv] = true
+				n = n + 1
+			end
+		end
+	end
+	keep(sock)
+	for _, sid in ipairs(parley.room_sockets("user:" .. user, NAMESPACE)) do
+		local s = parley.socket(sid)
+		if s and s ~= sock then
+			keep(s)
+		end
+	end
+	joined[user] = set
+	joined_size[user] = { n = n, prune = math.max(PRUNE_AT, 2 * n) }
+end
+
+local function add_joined(sock, conv)
+	local user = sock.userId
 	local j = joined[user]
 	if j == nil then
 		joined[user] = conv
 	elseif type(j) == "string" then
 		if j ~= conv then
 			joined[user] = { [j] = true, [conv] = true }
+			joined_size[user] = { n = 2, prune = PRUNE_AT }
 		end
-	else
+	elseif not j[conv] then
 		j[conv] = true
+		local size = joined_size[user]
+		if not size then -- a set a version before this one began
+			size = { n = 0, prune = PRUNE_AT }
+			for _ in pairs(j) do
+				size.n = size.n + 1
+			end
+			joined_size[user] = size
+		else
+			size.n = size.n + 1
+		end
+		if size.n >= size.prune then
+			prune_joined(user, sock)
+		end
 	end
 end
 
-local function room_of(conversation_id)
-	return "conversation:" .. conversation_id
+-- The user's sockets are all out of the conversation's room: forget it.
+local function forget_joined(user, conv)
+	local j = joined[user]
+	if j == conv then
+		forget_user(user)
+	elseif type(j) == "table" and j[conv] then
+		j[conv] = nil
+		local size = joined_size[user]
+		if size then
+			size.n = size.n - 1
+			if size.n <= 0 then
+				forget_user(user)
+			end
+		end
+	end
 end
 
 -- May `user` be in `conv`? Registered conversations are for members only.
@@ -118,7 +210,7 @@ end
 local function go_offline(user, entry)
 	local convs = conversations_of(user)
 	leaving[user] = nil
-	joined[user] = nil
+	forget_user(user)
 	store.set_last_seen(user, entry.gone)
 	tell("user:offline", user, convs)
 end
@@ -130,9 +222,14 @@ local function sweep()
 			end_typing(key)
 		end
 	end
+	local told = 0
 	for user, entry in pairs(leaving) do
 		if entry.at <= now then
 			go_offline(user, entry)
+			told = told + 1
+			if told >= OFFLINE_PER_SWEEP then
+				break
+			end
 		end
 	end
 end
@@ -151,7 +248,7 @@ return {
 	shutdown = function()
 		for user, entry in pairs(leaving) do
 			leaving[user] = nil
-			joined[user] = nil
+			forget_user(user)
 			store.set_last_seen(user, entry.gone)
 		end
 	end,
@@ -204,7 +301,7 @@ return {
 			-- when the user first joins it (nobody knew to tell them at
 			-- connect time).
 			if not has_joined(sock.userId, conv) then
-				add_joined(sock.userId, conv)
+				add_joined(sock, conv)
 				local _, registered = store.is_member(conv, sock.userId)
 				if not registered then
 					sock:to(room_of(conv)):except("user:" .. sock.userId)
@@ -217,7 +314,11 @@ return {
 		end,
 
 		["conversation:leave"] = function(sock, data)
-			sock:leave(room_of(data.conversationId))
+			local room = room_of(data.conversationId)
+			sock:leave(room)
+			if not user_in_room(sock.userId, room) then
+				forget_joined(sock.userId, data.conversationId)
+			end
 			local reply = { conversationId = data.conversationId, success = true }
 			sock:emit("conversation:left", reply)
 			return reply
@@ -227,6 +328,9 @@ return {
 			local conv = data.conversationId
 			if not allowed(conv, sock.userId) then
 				return nil, 403, "not a member of this conversation"
+			end
+			if not sock:in_room(room_of(conv)) then
+				return nil, 403, "join the conversation before typing in it"
 			end
 			typing[conv .. "\0" .. sock.userId] = {
 				expires = parley.now() + TYPING_TTL_MS, conv = conv, user = sock.userId,
@@ -244,10 +348,17 @@ return {
 			if not allowed(conv, sock.userId) then
 				return nil, 403, "not a member of this conversation"
 			end
-			typing[conv .. "\0" .. sock.userId] = nil
-			sock:to(room_of(conv)):emit("typing:stop", {
-				conversationId = conv, userId = sock.userId, isTyping = false,
-			})
+			local key = conv .. "\0" .. sock.userId
+			if sock:in_room(room_of(conv)) then
+				typing[key] = nil
+				sock:to(room_of(conv)):emit("typing:stop", {
+					conversationId = conv, userId = sock.userId, isTyping = false,
+				})
+			elseif typing[key] then
+				-- Typed from inside the room, stopped from outside it: the
+				-- room still hears the end of it.
+				end_typing(key)
+			end
 			return { success = true }
 		end,
 	},

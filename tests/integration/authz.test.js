@@ -190,7 +190,7 @@ test('edits: a message of a conversation that is not yours answers like one that
   }
 });
 
-test('typing:stop from a non-member is refused and does not reach the members-only room', async () => {
+test('typing:stop from a non-member is refused and does not reach the members-only room; typing needs the socket in the room', async () => {
   assert.equal((await members('authz-typing', ['ty-ann', 'ty-bob'])).status, 200);
   const ann = await srv.client('ty-ann');
   const mallory = await srv.client('ty-mallory');
@@ -199,6 +199,16 @@ test('typing:stop from a non-member is refused and does not reach the members-on
   assert.equal(stop.statusCode, 403, JSON.stringify(stop));
   assert.equal(await ann.none('typing:stop'), true, 'a non-member\'s typing:stop reached the room');
   assert.match(srv.logs(), /refused \(403\) typing:stop from socket \S+ \(ty-mallory\)/);
+
+  // A member who has not joined: typing is for the sockets in the conversation.
+  const bob = await srv.client('ty-bob');
+  const start = await bob.request('typing:start', { conversationId: 'authz-typing' });
+  assert.equal(start.statusCode, 403, JSON.stringify(start));
+  assert.match(start.message, /join the conversation/);
+  assert.equal(await ann.none('typing:start'), true);
+  await bob.join('authz-typing');
+  assert.deepEqual(await bob.request('typing:start', { conversationId: 'authz-typing' }), { success: true });
+  assert.equal((await ann.next('typing:start')).userId, 'ty-bob');
 });
 
 test('presence:query answers only for users who share a conversation with the asker: co-members, co-joined open conversations, oneself', async () => {
@@ -236,4 +246,79 @@ test('presence_query = "everyone" opens presence:query to any user; a bad value 
   }
   await assert.rejects(parley.start({ config: '{ plugin_config = { messages = { presence_query = "nobody" } } }' }),
     /presence_query/);
+});
+
+test('a user in more open conversations than chat.lua remembers before pruning still goes offline to each of them', async () => {
+  const first = await srv.client('many-first');
+  const last = await srv.client('many-last');
+  await first.join('authz-many-0');
+  await last.join('authz-many-69');
+  const u = await srv.client('many-u');
+  for (let i = 0; i < 70; i++) assert.equal((await u.join(`authz-many-${i}`)).success, true);
+  assert.deepEqual(await first.next('user:online'), { userId: 'many-u' });
+  assert.deepEqual(await last.next('user:online'), { userId: 'many-u' });
+  u.close();
+  assert.deepEqual(await first.next('user:offline', GRACE + 2000), { userId: 'many-u' });
+  assert.deepEqual(await last.next('user:offline', GRACE + 2000), { userId: 'many-u' });
+});
+
+// ---- the Lua heap under join/leave churn ----
+
+async function luaHeap(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = text.match(/^parley_lua_heap_bytes (\d+)$/m);
+  assert.ok(m, 'parley_lua_heap_bytes is in /metrics');
+  return Number(m[1]);
+}
+
+// A plain WebSocket that counts the frames it gets.
+async function counting(url, userId) {
+  const ws = new WebSocket(`${url.replace('http', 'ws')}/messages?userId=${userId}`);
+  ws.got = 0;
+  ws.waiters = [];
+  ws.on('message', () => {
+    ws.got++;
+    ws.waiters = ws.waiters.filter((w) => (ws.got >= w.n ? (w.resolve(), false) : true));
+  });
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  ws.until = (n) => (ws.got >= n ? Promise.resolve()
+    : new Promise((resolve) => ws.waiters.push({ n, resolve })));
+  return ws;
+}
+
+// `pairs` join/leave pairs of distinct conversations over one socket, in
+// batches; each event is answered with one frame (joined / left).
+async function churn(ws, from, pairs) {
+  const BATCH = 250;
+  for (let i = from; i < from + pairs; i += BATCH) {
+    const frames = [];
+    for (let j = i; j < Math.min(i + BATCH, from + pairs); j++) {
+      const conversationId = `churn-conversation-number-${j}`;
+      frames.push(JSON.stringify({ event: 'conversation:join', data: { conversationId } }));
+      frames.push(JSON.stringify({ event: 'conversation:leave', data: { conversationId } }));
+    }
+    const expect = ws.got + frames.length;
+    for (const f of frames) ws.send(f);
+    await ws.until(expect);
+  }
+}
+
+test('join/leave churn does not grow the Lua heap with the number of pairs (leaving forgets)', { timeout: 120000 }, async (t) => {
+  const s = await parley.start({});
+  try {
+    const ws = await counting(s.url, 'churner');
+    const N = 5000;
+    await churn(ws, 0, N);
+    const afterN = await luaHeap(s.url);
+    await churn(ws, N, 3 * N);
+    const after4N = await luaHeap(s.url);
+    ws.close();
+    // Remembering each conversation cost about 270 bytes a pair: 3N more
+    // pairs would add 4 MB. Forgetting them leaves the collector's slack.
+    t.diagnostic(`Lua heap after ${N} pairs: ${afterN} bytes; after ${4 * N}: ${after4N}`);
+    assert.ok(after4N - afterN < 1024 * 1024,
+      `the heap grew by ${after4N - afterN} bytes over ${3 * N} more join/leave pairs (${afterN} -> ${after4N})`);
+  } finally {
+    await s.stop();
+  }
 });

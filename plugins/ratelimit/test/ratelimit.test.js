@@ -14,9 +14,15 @@ test.before(async () => {
 test.after(() => srv.stop());
 
 const typing = (c) => c.request('typing:start', { conversationId: 'rl', isTyping: true });
+// A client in the conversation 'rl' (typing is for the sockets in it).
+const typist = async (userId) => {
+  const c = await srv.client(userId);
+  assert.equal((await c.join('rl')).success, true);
+  return c;
+};
 
 test('the burst passes, the next is refused with 429 (ack and error event), and the bucket refills at the rate', async () => {
-  const a = await srv.client('rl-a');
+  const a = await typist('rl-a');
   for (let i = 0; i < 3; i++) assert.deepEqual(await typing(a), { success: true });
   const refused = await typing(a);
   assert.deepEqual(refused, { status: 'error', statusCode: 429, message: 'rate limited: at most 2 typing:start per second' });
@@ -27,9 +33,9 @@ test('the burst passes, the next is refused with 429 (ack and error event), and 
 });
 
 test('each user has their own bucket, shared by the user\'s devices; events without a limit are not limited', async () => {
-  const b1 = await srv.client('rl-b');
-  const b2 = await srv.client('rl-b');
-  const c = await srv.client('rl-c');
+  const b1 = await typist('rl-b');
+  const b2 = await typist('rl-b');
+  const c = await typist('rl-c');
   await typing(b1); await typing(b2); await typing(b1);
   assert.equal((await typing(b2)).statusCode, 429, 'the second device had its own bucket');
   assert.deepEqual(await typing(c), { success: true });
@@ -37,13 +43,13 @@ test('each user has their own bucket, shared by the user\'s devices; events with
 });
 
 test('a socket that keeps pushing past the limit is not read for a while: its events wait in TCP', async () => {
-  const f = await srv.client('rl-flood');
+  const f = await typist('rl-flood');
   const started = Date.now();
   const acks = await Promise.all(Array.from({ length: 40 }, () => typing(f)));
   const took = Date.now() - started;
   assert.ok(acks.filter((a) => a.statusCode === 429).length >= 30);
   assert.ok(took >= 350, `40 refused events answered in ${took} ms: the socket was not throttled`);
-  const other = await srv.client('rl-calm');
+  const other = await typist('rl-calm');
   assert.deepEqual(await typing(other), { success: true });
 });
 
@@ -64,6 +70,11 @@ test('events that came in one read with the one that throttled the socket wait t
   await new Promise((r) => ws.once('open', r));
   ws.send('40/messages,{"userId":"rl-burst"}');
   await ready;
+  let joined;
+  const inRoom = new Promise((r) => { joined = r; });
+  ws.on('message', (d) => { if (d.toString().startsWith('42/messages,["conversation:joined"')) joined(); });
+  ws.send('42/messages,["conversation:join",{"conversationId":"rl"}]');
+  await inRoom;
   const frames = [];
   for (let i = 0; i < 40; i++) {
     const text = Buffer.from(`42/messages,${i}["typing:start",{"conversationId":"rl","isTyping":true}]`);
