@@ -1,8 +1,10 @@
 /* messages.c - the message store (see messages.h). Keys and values:
  *   messages  id(16 hex) -> u32 json length, the record's JSON, then the
- *             recipients, each followed by a NUL
+ *             recipients at send time, each followed by a NUL (written once:
+ *             a record is as large as its message)
  *   conv      conversation "\0" seq(8, big-endian) -> id
- *   status    id "\0" user -> level(1) updated ms(8)
+ *   status    id "\0" user -> level(1) updated ms(8) [flags(1): STATUS_JOINED]
+ *             id -> joined recipients at sent, delivered, read (3 x u32)
  *   members   conversation "\0" user -> ""      userconv  user "\0" conversation -> ""
  *   idem      sender "\0" client message id -> id
  *   users     user -> profile JSON              seen      user -> ms(8)
@@ -33,6 +35,9 @@
 #define RECIPIENTS_MAX 10000
 #define SYNC_MAX 500
 #define READ_MAX 5000
+/* A status row's flag: the user joined the message's recipients after it
+ * was sent (an open conversation's newcomer who marked it). */
+#define STATUS_JOINED 1
 
 static uint64_t last_id;
 static struct map seqs; /* conversation -> (uintptr_t) last seq, once known */
@@ -246,18 +251,18 @@ static int record_parse(const void *v, size_t vlen, struct record *r)
 	return 0;
 }
 
-/* The message `id` copied into `out` (a buffer the caller frees). */
-static int message_load(const char *id, size_t idlen, struct buf *out, struct record *r)
+/* The message `id` read into `r`, without a copy (a record is as large as
+ * its message, and a conversation:read reads thousands): valid until the
+ * calling host function returns (see store_peek). */
+static int message_load(const char *id, size_t idlen, struct record *r)
 {
 	const void *v;
 	size_t vlen;
-	int rc = store_get(STORE_MESSAGES, id, idlen, &v, &vlen);
+	int rc = store_peek(STORE_MESSAGES, id, idlen, &v, &vlen);
 
 	if (rc <= 0)
 		return rc;
-	out->len = 0;
-	buf_put(out, v, vlen);
-	return record_parse(out->p, vlen, r) < 0 ? -1 : 1;
+	return record_parse(v, vlen, r) < 0 ? -1 : 1;
 }
 
 static void record_value(struct buf *v, const char *json, size_t jlen, const char *rec,
@@ -285,38 +290,101 @@ static size_t record_field(const struct record *r, const char *field, char *out,
 	return n > 0 ? (size_t)n : 0;
 }
 
-static int status_of(const char *id, const char *user, size_t ulen, int64_t *updated)
+/* A user's status of a message: its level (0: none), and whether the user
+ * joined the message's recipients after it was sent (STATUS_JOINED). */
+static int status_of(const char *id, const char *user, size_t ulen, int *flags)
 {
 	char key[ID_LEN + 1 + NAME_MAX_BYTES];
 	size_t klen = pair_key(key, sizeof(key), id, ID_LEN, user, ulen);
 	const void *v;
 	size_t vlen;
 
-	*updated = 0;
+	*flags = 0;
 	if (!klen || store_get(STORE_STATUS, key, klen, &v, &vlen) != 1 || vlen < 9)
 		return 0;
-	*updated = (int64_t)get_u64((const unsigned char *)v + 1);
+	if (vlen > 9)
+		*flags = ((const unsigned char *)v)[9];
 	return ((const unsigned char *)v)[0];
 }
 
-/* The least advanced status over the recipients (sent without any), with
- * `user` (if not NULL) counted at `level` whatever is stored: the caller is
- * about to write that. */
-static int aggregate_with(const char *id, const struct record *r, const char *user,
-			  size_t ulen, int level)
+static void status_put(struct store_batch *b, const char *id, const char *user, size_t ulen,
+		       int level, int64_t at, int flags)
 {
-	int least = MSG_READ, any = 0;
-	int64_t updated;
+	char key[ID_LEN + 1 + NAME_MAX_BYTES];
+	unsigned char word[10];
+
+	word[0] = (unsigned char)level;
+	put_u64(word + 1, (uint64_t)at);
+	word[9] = (unsigned char)flags;
+	store_put(b, STORE_STATUS, key, pair_key(key, sizeof(key), id, ID_LEN, user, ulen), word,
+		  flags ? 10 : 9);
+}
+
+/* How many joined recipients a message has at each level (at[0] unused):
+ * kept under the bare message id in STATUS, so that the aggregate of a
+ * message costs one read for all its joined recipients. */
+struct joined {
+	uint32_t at[MSG_READ + 1];
+};
+
+static uint32_t joined_total(const struct joined *j)
+{
+	return j->at[MSG_SENT] + j->at[MSG_DELIVERED] + j->at[MSG_READ];
+}
+
+static void joined_load(const char *id, struct joined *j)
+{
+	const void *v;
+	size_t vlen;
+
+	memset(j, 0, sizeof(*j));
+	if (store_get(STORE_STATUS, id, ID_LEN, &v, &vlen) != 1 || vlen != 12)
+		return;
+	for (int i = 0; i < 3; i++) {
+		const unsigned char *p = (const unsigned char *)v + 4 * i;
+		j->at[MSG_SENT + i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+				      (uint32_t)p[2] << 8 | p[3];
+	}
+}
+
+static void joined_put(struct store_batch *b, const char *id, const struct joined *j)
+{
+	unsigned char v[12];
+
+	for (int i = 0; i < 3; i++) {
+		uint32_t n = j->at[MSG_SENT + i];
+		v[4 * i] = (unsigned char)(n >> 24);
+		v[4 * i + 1] = (unsigned char)(n >> 16);
+		v[4 * i + 2] = (unsigned char)(n >> 8);
+		v[4 * i + 3] = (unsigned char)n;
+	}
+	store_put(b, STORE_STATUS, id, ID_LEN, v, sizeof(v));
+}
+
+/* The least advanced status over the recipients (sent without any): those
+ * of the record, with `user` (if not NULL) counted at `level` whatever is
+ * stored (the caller is about to write that), and the joined ones `j`. */
+static int aggregate_with(const char *id, const struct record *r, const struct joined *j,
+			  const char *user, size_t ulen, int level)
+{
+	int least = MSG_READ, any = 0, flags;
 
 	for (const char *p = r->recipients; p < r->recipients + r->recipients_len;
 	     p += strlen(p) + 1) {
 		size_t plen = strlen(p);
 		int s = user && plen == ulen && memcmp(p, user, ulen) == 0 ?
-			level : status_of(id, p, plen, &updated);
+			level : status_of(id, p, plen, &flags);
 		any = 1;
 		if (s < least)
 			least = s;
 	}
+	for (int lv = MSG_SENT; lv <= MSG_READ; lv++)
+		if (j->at[lv]) {
+			any = 1;
+			if (lv < least)
+				least = lv;
+			break;
+		}
 	if (!any || least < MSG_SENT)
 		least = MSG_SENT;
 	return least;
@@ -324,7 +392,55 @@ static int aggregate_with(const char *id, const struct record *r, const char *us
 
 static int aggregate_of(const char *id, const struct record *r)
 {
-	return aggregate_with(id, r, NULL, 0, 0);
+	struct joined j;
+
+	joined_load(id, &j);
+	return aggregate_with(id, r, &j, NULL, 0, 0);
+}
+
+/* Calls `each(arg, user, ulen, level)` for the joined recipients of a
+ * message (committed ones: a join still in a pending batch is counted in
+ * the aggregate but listed once it is durable). */
+struct each_joined {
+	const char *id;
+	uint32_t left; /* joined recipients not met yet */
+	void (*each)(void *arg, const char *user, size_t ulen, int level);
+	void *arg;
+};
+
+static int joined_row(void *arg, const void *k, size_t kl, const void *v, size_t vl)
+{
+	struct each_joined *e = arg;
+	const char *user = (const char *)k + ID_LEN + 1;
+	size_t ulen = kl - ID_LEN - 1;
+	char name[NAME_MAX_BYTES];
+	int flags, level;
+
+	if (vl < 10 || !(((const unsigned char *)v)[9] & STATUS_JOINED) || ulen > sizeof(name))
+		return 0;
+	/* The committed row says who joined; a pending write may be newer. */
+	memcpy(name, user, ulen);
+	level = status_of(e->id, name, ulen, &flags);
+	e->each(e->arg, name, ulen, level);
+	return --e->left == 0;
+}
+
+static void each_joined(const char *id, void (*each)(void *, const char *, size_t, int),
+			void *arg)
+{
+	char prefix[ID_LEN + 1];
+	struct joined j;
+	struct each_joined e = { id, 0, each, arg };
+
+	joined_load(id, &j);
+	e.left = joined_total(&j);
+	if (!e.left)
+		return;
+	memcpy(prefix, id, ID_LEN);
+	prefix[ID_LEN] = '\0';
+	/* Stops once every joined recipient is met; the rows between them are
+	 * users whose status is kept outside the recipients (see set_status). */
+	store_scan(STORE_STATUS, prefix, ID_LEN + 1, NULL, 0, 4L * RECIPIENTS_MAX, joined_row, &e);
 }
 
 /* Appends ,"status":..,"statuses":{..}} to a record's JSON (without its
@@ -350,10 +466,24 @@ static void append_annotations(struct buf *out, const char *id)
 	store_scan(STORE_ANNOT, prefix, ID_LEN + 1, NULL, 0, 64, append_annotation, out);
 }
 
+static void put_status_entry(struct buf *out, const char *user, size_t ulen, int level)
+{
+	if (out->p[out->len - 1] != '{')
+		buf_put(out, ",", 1);
+	buf_json_string(out, user, ulen);
+	buf_str(out, ":\"");
+	buf_str(out, status_names[level ? level : MSG_SENT]);
+	buf_put(out, "\"", 1);
+}
+
+static void joined_status_entry(void *arg, const char *user, size_t ulen, int level)
+{
+	put_status_entry(arg, user, ulen, level);
+}
+
 static void record_with_statuses(struct buf *out, const char *id, const struct record *r)
 {
-	int64_t updated;
-	int first = 1;
+	int flags;
 
 	buf_put(out, r->json, r->json_len - 1);
 	append_annotations(out, id);
@@ -361,16 +491,9 @@ static void record_with_statuses(struct buf *out, const char *id, const struct r
 	buf_str(out, status_names[aggregate_of(id, r)]);
 	buf_str(out, "\",\"statuses\":{");
 	for (const char *p = r->recipients; p < r->recipients + r->recipients_len;
-	     p += strlen(p) + 1) {
-		int s = status_of(id, p, strlen(p), &updated);
-		if (!first)
-			buf_put(out, ",", 1);
-		first = 0;
-		buf_json_string(out, p, strlen(p));
-		buf_str(out, ":\"");
-		buf_str(out, status_names[s ? s : MSG_SENT]);
-		buf_put(out, "\"", 1);
-	}
+	     p += strlen(p) + 1)
+		put_status_entry(out, p, strlen(p), status_of(id, p, strlen(p), &flags));
+	each_joined(id, joined_status_entry, out);
 	buf_str(out, "}}");
 }
 
@@ -481,11 +604,10 @@ static int l_send(lua_State *L)
 		struct record r;
 		idemlen = pair_key(idem, sizeof(idem), sender, slen, cid, cidlen);
 		if (store_get(STORE_IDEM, idem, idemlen, &v, &vlen) == 1 && vlen == ID_LEN) {
-			struct buf old = { 0 };
 			char prior[ID_LEN + 1], ts[40];
 			memcpy(prior, v, ID_LEN);
 			prior[ID_LEN] = '\0';
-			if (message_load(prior, ID_LEN, &old, &r) == 1) {
+			if (message_load(prior, ID_LEN, &r) == 1) {
 				size_t n = record_field(&r, "timestamp", ts, sizeof(ts));
 				struct json_span sv;
 				uint64_t seq = 0;
@@ -498,10 +620,8 @@ static int l_send(lua_State *L)
 				lua_pushnumber(L, (lua_Number)seq);
 				/* It may not be durable yet: wait behind it. */
 				submit_and_push_ticket(L, store_batch_new());
-				free(old.p);
 				return 6;
 			}
-			free(old.p);
 		}
 	}
 
@@ -573,7 +693,6 @@ static int l_send(lua_State *L)
 	buf_put(&json, "}", 1);
 
 	struct store_batch *b = store_batch_new();
-	unsigned char word[9];
 	record_value(&value, json.p, json.len, rec.p, rec.len);
 	store_put(b, STORE_MESSAGES, id, ID_LEN, value.p, value.len);
 	size_t cklen = pair_key(convkey, sizeof(convkey), conv, clen, "", 0);
@@ -581,13 +700,8 @@ static int l_send(lua_State *L)
 	store_put(b, STORE_CONV, convkey, cklen + 8, id, ID_LEN);
 	if (idemlen)
 		store_put(b, STORE_IDEM, idem, idemlen, id, ID_LEN);
-	word[0] = MSG_SENT;
-	put_u64(word + 1, (uint64_t)now);
-	for (const char *p = rec.p; rec.p && p < rec.p + rec.len; p += strlen(p) + 1) {
-		char skey[ID_LEN + 1 + NAME_MAX_BYTES];
-		size_t sklen = pair_key(skey, sizeof(skey), id, ID_LEN, p, strlen(p));
-		store_put(b, STORE_STATUS, skey, sklen, word, 9);
-	}
+	for (const char *p = rec.p; rec.p && p < rec.p + rec.len; p += strlen(p) + 1)
+		status_put(b, id, p, strlen(p), MSG_SENT, now, 0);
 
 	push_record(L, NULL, json.p, json.len, MSG_SENT);
 	lua_pushboolean(L, 1);
@@ -603,21 +717,28 @@ static int l_send(lua_State *L)
 	return 6;
 }
 
+/* Appends a joined recipient to the array at the top of the stack. */
+static void push_joined(void *arg, const char *user, size_t ulen, int level)
+{
+	lua_State *L = arg;
+
+	(void)level;
+	lua_pushlstring(L, user, ulen);
+	lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+}
+
 /* store_message(id) -> record (raw JSON), conversationId, senderId, seq,
  *                      recipients | nil */
 static int l_message(lua_State *L)
 {
 	size_t idlen;
 	const char *id = luaL_checklstring(L, 1, &idlen);
-	struct buf b = { 0 };
 	struct record r;
 	char conv[NAME_MAX_BYTES + 1], sender[NAME_MAX_BYTES + 1];
 	size_t n = 0;
 
-	if (idlen != ID_LEN || message_load(id, idlen, &b, &r) != 1) {
-		free(b.p);
+	if (idlen != ID_LEN || message_load(id, idlen, &r) != 1)
 		return 0;
-	}
 	push_record(L, id, r.json, r.json_len, aggregate_of(id, &r));
 	lua_pushlstring(L, conv, record_field(&r, "conversationId", conv, sizeof(conv)));
 	lua_pushlstring(L, sender, record_field(&r, "senderId", sender, sizeof(sender)));
@@ -632,7 +753,7 @@ static int l_message(lua_State *L)
 		lua_pushstring(L, p);
 		lua_rawseti(L, -2, (int)++n);
 	}
-	free(b.p);
+	each_joined(id, push_joined, L);
 	return 5;
 }
 
@@ -697,7 +818,7 @@ static int l_sync(lua_State *L)
 	lua_Integer limit = luaL_optinteger(L, 3, 50);
 	const char *viewer = luaL_optlstring(L, 4, NULL, &vlen);
 	struct collect_ids c;
-	struct buf out = { 0 }, rec = { 0 };
+	struct buf out = { 0 };
 	struct record r;
 
 	if (limit < 1)
@@ -707,7 +828,7 @@ static int l_sync(lua_State *L)
 	conversation_ids(conv, clen, after, (size_t)limit + 1, &c);
 	buf_str(&out, "{\"messages\":[");
 	for (size_t i = 0; i < c.n && i < (size_t)limit; i++) {
-		if (hidden_for(c.ids[i], viewer, vlen) || message_load(c.ids[i], ID_LEN, &rec, &r) != 1)
+		if (hidden_for(c.ids[i], viewer, vlen) || message_load(c.ids[i], ID_LEN, &r) != 1)
 			continue;
 		if (out.p[out.len - 1] != '[')
 			buf_put(&out, ",", 1);
@@ -716,7 +837,6 @@ static int l_sync(lua_State *L)
 	buf_str(&out, c.n > (size_t)limit ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
 	jsonlua_push_raw(L, out.p, out.len);
 	free(out.p);
-	free(rec.p);
 	free(c.ids);
 	free(c.seqs);
 	return 1;
@@ -740,18 +860,13 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 		      int level, int open, const char *conv, size_t clen,
 		      struct status_change *ch)
 {
-	struct buf rec = { 0 }, value = { 0 };
 	struct record r;
-	int64_t updated;
-	int current, recipient = 0, rc = 0;
-	char key[ID_LEN + 1 + NAME_MAX_BYTES];
-	unsigned char word[9];
-	char *grown = NULL;
+	struct joined j;
+	int current, flags, recipient = 0, rc = 0;
+	uint32_t recipients = 0;
 
-	if (message_load(id, ID_LEN, &rec, &r) != 1) {
-		rc = -1;
-		goto out;
-	}
+	if (message_load(id, ID_LEN, &r) != 1)
+		return -1;
 	ch->conv[record_field(&r, "conversationId", ch->conv, sizeof(ch->conv) - 1)] = '\0';
 	if (conv && (strlen(ch->conv) != clen || memcmp(ch->conv, conv, clen) != 0)) {
 		rc = -1;
@@ -761,44 +876,48 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 	ch->at = wall_ms();
 	if (strlen(ch->sender) == ulen && memcmp(ch->sender, user, ulen) == 0)
 		goto out; /* a sender's own message has no status for them */
-	for (const char *p = r.recipients; p < r.recipients + r.recipients_len; p += strlen(p) + 1)
+	for (const char *p = r.recipients; p < r.recipients + r.recipients_len; p += strlen(p) + 1) {
+		recipients++;
 		if (strlen(p) == ulen && memcmp(p, user, ulen) == 0)
 			recipient = 1;
-	ch->aggregate_before = aggregate_of(id, &r);
+	}
+	current = status_of(id, user, ulen, &flags);
+	joined_load(id, &j);
+	ch->aggregate_before = aggregate_with(id, &r, &j, NULL, 0, 0);
 	ch->aggregate = ch->aggregate_before;
+	if (flags & STATUS_JOINED) {
+		recipient = 1;
+		if (j.at[current])
+			j.at[current]--;
+	}
 	if (!recipient && !open) {
 		rc = -2;
 		goto out;
 	}
 	if (!b)
 		goto out;
-	current = status_of(id, user, ulen, &updated);
 	if (level <= current)
 		goto out;
-	if (!recipient && level >= ch->aggregate_before) {
+	if (!recipient && level >= ch->aggregate_before &&
+	    recipients + joined_total(&j) < RECIPIENTS_MAX) {
 		/* A newcomer to an open conversation becomes a recipient once its
 		 * status is at least the message's: counted earlier, a newcomer's
 		 * `delivered` would take a message everyone has read back from
-		 * read. Until then its own status is kept, outside the aggregate. */
-		grown = xmalloc(r.recipients_len + ulen + 1);
-		memcpy(grown, r.recipients, r.recipients_len);
-		memcpy(grown + r.recipients_len, user, ulen);
-		grown[r.recipients_len + ulen] = '\0';
-		record_value(&value, r.json, r.json_len, grown, r.recipients_len + ulen + 1);
-		store_put(b, STORE_MESSAGES, id, ID_LEN, value.p, value.len);
-		r.recipients = grown;
-		r.recipients_len += ulen + 1;
+		 * read. Until then its own status is kept, outside the aggregate,
+		 * and so it stays past RECIPIENTS_MAX recipients. The join is in its status row and the message's joined counts,
+		 * not in the record: a reader must not cost a copy of each
+		 * message it reads (a record is up to a whole message). */
+		flags |= STATUS_JOINED;
 	}
-	word[0] = (unsigned char)level;
-	put_u64(word + 1, (uint64_t)ch->at);
-	store_put(b, STORE_STATUS, key, pair_key(key, sizeof(key), id, ID_LEN, user, ulen), word, 9);
+	if (flags & STATUS_JOINED) {
+		j.at[level]++;
+		joined_put(b, id, &j);
+	}
+	status_put(b, id, user, ulen, level, ch->at, flags);
 	/* The batch is not visible yet: count this user at the new level. */
-	ch->aggregate = aggregate_with(id, &r, user, ulen, level);
+	ch->aggregate = aggregate_with(id, &r, &j, user, ulen, level);
 	rc = 1;
 out:
-	free(grown);
-	free(rec.p);
-	free(value.p);
 	return rc;
 }
 
@@ -1213,7 +1332,7 @@ static int l_edit(lua_State *L)
 {
 	size_t idlen, clen = 0;
 	const char *id = luaL_checklstring(L, 1, &idlen);
-	struct buf rec = { 0 }, json = { 0 }, value = { 0 };
+	struct buf json = { 0 }, value = { 0 };
 	struct record r;
 	struct json_iter it;
 	struct json_span k, v;
@@ -1221,18 +1340,15 @@ static int l_edit(lua_State *L)
 	const char *err = NULL;
 	int first = 1;
 
-	if (idlen != ID_LEN || message_load(id, ID_LEN, &rec, &r) != 1) {
-		free(rec.p);
+	if (idlen != ID_LEN || message_load(id, ID_LEN, &r) != 1) {
 		lua_pushnil(L);
 		lua_pushliteral(L, "not found");
 		return 2;
 	}
 	if (!lua_isnoneornil(L, 2)) {
 		content = jsonlua_encode(L, 2, &clen, &err);
-		if (!content) {
-			free(rec.p);
+		if (!content)
 			return luaL_error(L, "store.edit: content: %s", err);
-		}
 	}
 	iso_time(wall_ms(), when);
 	buf_put(&json, "{", 1);
@@ -1267,7 +1383,6 @@ static int l_edit(lua_State *L)
 	lua_pushstring(L, when);
 	submit_and_push_ticket(L, b);
 	free(content);
-	free(rec.p);
 	free(json.p);
 	free(value.p);
 	return 2;

@@ -412,7 +412,8 @@ static const void *keep(const void *p, size_t n)
 	return scratch;
 }
 
-int store_get(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen)
+static int get(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen,
+	       int copy)
 {
 	unsigned char k[1 + KEY_MAX];
 	struct pending *p;
@@ -439,12 +440,22 @@ int store_get(enum store_db db, const void *key, size_t klen, const void **val, 
 	rc = mdb_get(rtxn, dbis[db], &mk, &mv);
 	if (rc == 0) {
 		/* Copied: once the transaction ends the page may be reused. */
-		*val = keep(mv.mv_data, mv.mv_size);
+		*val = copy ? keep(mv.mv_data, mv.mv_size) : mv.mv_data;
 		*vlen = mv.mv_size;
 	}
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	return rc ? -rc : 1;
+}
+
+int store_get(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen)
+{
+	return get(db, key, klen, val, vlen, 1);
+}
+
+int store_peek(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen)
+{
+	return get(db, key, klen, val, vlen, 0);
 }
 
 static int has_prefix(const MDB_val *k, const void *prefix, size_t plen)

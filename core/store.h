@@ -18,7 +18,7 @@ enum store_db {
 	STORE_KV,       /* plugin key-value: plugin "\0" key -> expiry(8) value */
 	STORE_MESSAGES, /* message id -> message record */
 	STORE_CONV,     /* conversation id "\0" seq(8) -> message id */
-	STORE_STATUS,   /* message id "\0" user id -> status(1) updated ms(8) */
+	STORE_STATUS,   /* message id "\0" user id -> status; message id -> joined counts */
 	STORE_MEMBERS,  /* conversation id "\0" user id -> "" */
 	STORE_USERCONV, /* user id "\0" conversation id -> "" (members, the other way) */
 	STORE_IDEM,     /* sender "\0" client message id -> message id */
@@ -75,6 +75,11 @@ uint64_t store_submit(struct store_batch *b, void (*done)(void *arg, int err), v
  * negative error. STORE_CONV and STORE_USERCONV are only scanned: the
  * overlay leaves their writes out, and a point read of them aborts. */
 int store_get(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen);
+/* As store_get without the copy, for values too large to copy at each read
+ * (a message record): `*val` stays valid until the loop's read transaction
+ * ends (store_read_done, or a round of completions), so within one call
+ * from Lua, never across a return to the loop. */
+int store_peek(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen);
 
 /* Calls `each(arg, key, klen, val, vlen)` for the committed keys that start
  * with `prefix`, in key order, from `start` (a key at or after which to

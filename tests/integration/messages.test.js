@@ -193,6 +193,61 @@ test('open conversation: a newcomer marking a message everyone has read does not
   assert.equal(messages[0].status, 'read');
   assert.deepEqual(messages[0].statuses, { ob: 'read', oc: 'read' });
 });
+test('conversation:read by a user who was never a recipient copies no message: the store grows by far less than the history read, and the reader counts as a recipient at read', async () => {
+  const file = path.join(dataDir, 'data.mdb');
+  const writer = await srv.client('hist-writer');
+  await writer.join('history');
+  const big = 'h'.repeat(60000);
+  const ids = [];
+  for (let i = 0; i < 100; i += 10) {
+    const acks = await Promise.all(Array.from({ length: 10 }, (_, k) =>
+      writer.request('message:send', text('history', `${i + k} ${big}`, `hist-${i + k}`))));
+    ids.push(...acks.map((a) => a.messageId));
+  }
+  const before = fs.statSync(file).size;
+  const reader = await srv.client('hist-reader');
+  assert.deepEqual(await reader.request('conversation:read', { conversationId: 'history' }, 10000),
+    { success: true, updated: 100 });
+  const grown = fs.statSync(file).size - before;
+  // Each record is 60 KB: a copy of each, with the reader added, was 6 MB.
+  assert.ok(grown < 100 * 60000 / 10, `the store grew by ${grown} bytes for one reader of 6 MB of history`);
+  // Nobody else received them: the reader's read moves each to read.
+  const moved = [];
+  for (let i = 0; i < 100; i++) moved.push((await writer.next('message:status')).messageId);
+  assert.deepEqual(moved, ids);
+  const { messages } = await writer.request('messages:sync', { conversationId: 'history', limit: 3 });
+  assert.deepEqual(messages.map((m) => [m.status, m.statuses]),
+    [0, 1, 2].map(() => ['read', { 'hist-reader': 'read' }]));
+  const rec = await api('GET', `/api/conversations/history/messages?limit=1`);
+  assert.deepEqual(rec.body.messages[0].statuses, { 'hist-reader': 'read' });
+});
+
+test('open conversation: a newcomer who became a recipient at delivered holds the message at delivered until it reads, across a restart', async () => {
+  const a = await srv.client('nd-a');
+  const b = await srv.client('nd-b');
+  await a.join('open-held');
+  await b.join('open-held');
+  const { messageId } = await a.request('message:send', text('open-held', 'hold on', 'held-1'));
+  const c = await srv.client('nd-c');
+  await c.request('message:delivered', { conversationId: 'open-held', messageIds: [messageId] });
+  assert.equal(await a.none('message:status', 300), true, 'moved while nd-b had nothing');
+  await b.request('message:read', { conversationId: 'open-held', messageIds: [messageId] });
+  assert.equal((await a.next('message:status')).status, 'delivered');
+  let { messages } = await a.request('messages:sync', { conversationId: 'open-held' });
+  assert.equal(messages[0].status, 'delivered');
+  assert.deepEqual(messages[0].statuses, { 'nd-b': 'read', 'nd-c': 'delivered' });
+  await srv.stop();
+  await start();
+  const c2 = await srv.client('nd-c');
+  const a2 = await srv.client('nd-a');
+  ({ messages } = await a2.request('messages:sync', { conversationId: 'open-held' }));
+  assert.equal(messages[0].status, 'delivered');
+  assert.deepEqual(await c2.request('conversation:read', { conversationId: 'open-held' }), { success: true, updated: 1 });
+  assert.equal((await a2.next('message:status')).status, 'read');
+  ({ messages } = await a2.request('messages:sync', { conversationId: 'open-held' }));
+  assert.deepEqual([messages[0].status, messages[0].statuses], ['read', { 'nd-b': 'read', 'nd-c': 'read' }]);
+});
+
 test('conversation:read marks everything (or up to a message) read, with a message:status for each message that moved', async () => {
   await api('PUT', '/api/conversations/reads/members', { members: ['r1', 'r2'] });
   const r1 = await srv.client('r1');
