@@ -195,22 +195,28 @@ static const char *field_string(lua_State *L, int t, const char *name, size_t *l
 	return s;
 }
 
-/* Called when one of our batches is done. A failure may leave the cached
- * membership ahead of what is stored: read it again. The cached sequence
- * numbers stay: batches queued behind the failed one hold higher numbers
- * and may still commit, so reading the last committed number again could
- * give one of theirs to a new message and overwrite its place in the
- * conversation. A failed write leaves a gap in the sequence instead. */
+/* Forgets what the caches took from pending writes once the store has
+ * heard of a failed commit: the cached sequence numbers and membership may
+ * be ahead of what is stored. Nothing queued before the loop heard of the
+ * failure commits after it (store_submit's barrier), so the database is
+ * then the truth, and the next message of a conversation takes the number
+ * after its last stored one: a failed send leaves no gap. */
+static void caches_check(void)
+{
+	static uint64_t failures;
+
+	if (store_failures_heard() == failures)
+		return;
+	failures = store_failures_heard();
+	map_fini(&seqs);
+	map_init(&seqs);
+	map_fini(&registered_cache);
+	map_init(&registered_cache);
+}
+
+/* Called when one of our batches is done. */
 static void on_written(void *ticket, int err)
 {
-	struct map_iter it;
-	struct map_entry *e;
-
-	if (err) {
-		map_iter_init(&it, &registered_cache);
-		while ((e = map_next(&it)))
-			map_del(&registered_cache, e->key, e->klen);
-	}
 	if (ticket)
 		script_durable(ticket, err);
 }
@@ -517,8 +523,11 @@ static void push_record(lua_State *L, const char *id, const char *json, size_t l
 
 static uint64_t next_seq(const char *conv, size_t clen)
 {
-	uintptr_t cached = (uintptr_t)map_get(&seqs, conv, clen);
+	uintptr_t cached;
 	uint64_t seq;
+
+	caches_check();
+	cached = (uintptr_t)map_get(&seqs, conv, clen);
 
 	if (cached) {
 		seq = cached;
@@ -618,8 +627,11 @@ static int l_send(lua_State *L)
 				lua_pushlstring(L, prior, ID_LEN);
 				lua_pushlstring(L, ts, n);
 				lua_pushnumber(L, (lua_Number)seq);
-				/* It may not be durable yet: wait behind it. */
-				submit_and_push_ticket(L, store_batch_new());
+				/* It may not be durable yet: wait behind it, and fail
+				 * with it if it fails. */
+				struct store_batch *w = store_batch_new();
+				store_batch_after(w, store_pending(STORE_IDEM, idem, idemlen));
+				submit_and_push_ticket(L, w);
 				return 6;
 			}
 		}
@@ -867,6 +879,8 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 
 	if (message_load(id, ID_LEN, &r) != 1)
 		return -1;
+	/* A message not yet durable may still fail: its statuses go with it. */
+	store_batch_after(b, store_pending(STORE_MESSAGES, id, ID_LEN));
 	ch->conv[record_field(&r, "conversationId", ch->conv, sizeof(ch->conv) - 1)] = '\0';
 	if (conv && (strlen(ch->conv) != clen || memcmp(ch->conv, conv, clen) != 0)) {
 		rc = -1;
@@ -1131,11 +1145,13 @@ static int l_conversations_of(lua_State *L)
  * set through store_set_members, which keeps the cache right). */
 static int has_members(const char *conv, size_t clen)
 {
-	uintptr_t known = (uintptr_t)map_get(&registered_cache, conv, clen);
+	uintptr_t known;
 	char prefix[NAME_MAX_BYTES + 1], any[2 * NAME_MAX_BYTES + 2];
 	size_t plen, olen;
 	int yes;
 
+	caches_check();
+	known = (uintptr_t)map_get(&registered_cache, conv, clen);
 	if (known)
 		return (int)known - 1;
 	plen = pair_key(prefix, sizeof(prefix), conv, clen, "", 0);
@@ -1178,6 +1194,7 @@ static int l_set_members(lua_State *L)
 	size_t n, klen;
 
 	luaL_checktype(L, 2, LUA_TTABLE);
+	caches_check(); /* before this batch's answer goes in the cache */
 	/* Out with the old... */
 	push_names(L, STORE_MEMBERS, conv, clen, RECIPIENTS_MAX);
 	n = lua_objlen(L, -1);

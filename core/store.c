@@ -47,6 +47,10 @@ struct op {
 struct store_batch {
 	struct store_batch *next;
 	uint64_t seq;
+	uint64_t heard;   /* failed commits the loop had heard of at submit */
+	uint64_t after;   /* fails if a write batch from this seq on failed (0: none) */
+	int after_set;    /* store_batch_after named it */
+	uint64_t failure; /* the failed commit that failed it, numbered (0: none) */
 	void (*done)(void *arg, int err);
 	void *arg;
 	int err;
@@ -83,6 +87,15 @@ static struct store_batch *done_head, *done_tail;   /* committed, guarded by mu 
 static int stopping;                                 /* guarded by mu */
 static struct ev_loop *loop;
 static ev_async wake;
+/* A failed commit is a barrier (see store_submit): the loop thread counts
+ * the failures it has heard of and the batches it has seen complete... */
+static uint64_t failures_heard;
+static uint64_t completed_upto;
+/* ...and the writer thread the failures it made, the last one's error, and
+ * the last write batch that failed. */
+static uint64_t failures_made;
+static int failure_err;
+static uint64_t last_failed_seq;
 static int owner_fd = -1; /* DIR/parley.lock, flock()ed while this process owns DIR */
 
 const char *store_strerror(int err)
@@ -220,9 +233,37 @@ static void overlay_drop(struct store_batch *b, const struct op *op, const unsig
 		free(map_del_hashed(&overlay, (const char *)k, klen, hash));
 }
 
+void store_batch_after(struct store_batch *b, uint64_t seq)
+{
+	b->after_set = 1;
+	if (seq && (!b->after || seq < b->after))
+		b->after = seq;
+}
+
+uint64_t store_pending(enum store_db db, const void *key, size_t klen)
+{
+	unsigned char k[1 + KEY_MAX];
+	struct pending *p;
+
+	if (scanned_only(db) || klen == 0 || klen > KEY_MAX)
+		return 0;
+	p = map_get(&overlay, (const char *)k, overlay_key(k, db, key, klen));
+	return p ? p->seq : 0;
+}
+
+uint64_t store_failures_heard(void)
+{
+	return failures_heard;
+}
+
 uint64_t store_submit(struct store_batch *b, void (*done)(void *arg, int err), void *arg)
 {
 	b->seq = next_seq++;
+	b->heard = failures_heard;
+	/* A wait answers for every write not yet reported to the loop, unless
+	 * it was told which one it waits for. */
+	if (b->len == 0 && !b->after_set)
+		store_batch_after(b, completed_upto + 1);
 	b->done = done;
 	b->arg = arg;
 	batch_each(b, overlay_add, NULL);
@@ -265,22 +306,62 @@ static void apply_op(struct store_batch *b, const struct op *op, const unsigned 
 	a->err = rc;
 }
 
-/* Writes every batch of the list in one transaction. Returns 0 or the LMDB
- * error that aborted it (nothing of the list is then written). */
-static int commit_list(struct store_batch *list)
+/* Writes every batch of the list that is not doomed (below) in one
+ * transaction; sets each batch's err. Returns how many failed. */
+static uint64_t commit_list(struct store_batch *list)
 {
 	struct apply a = { NULL, 0 };
-	int rc = mdb_txn_begin(env, NULL, 0, &a.txn);
+	uint64_t failed = 0, last_write = 0, n = 0;
+	int rc;
 
-	if (rc)
-		return rc;
+	/* Doomed without being tried: a batch the loop submitted before it
+	 * heard of a failed commit (it may hold what was derived from the lost
+	 * writes: the next sequence number of a conversation, a counter), and
+	 * one that waits on writes of which one failed. Those before a doomed
+	 * batch in the list are never doomed by it: the writer takes them in
+	 * the order they were submitted. */
+	for (struct store_batch *b = list; b; b = b->next) {
+		b->err = 0;
+		b->failure = 0;
+		if (b->heard < failures_made || (b->after && last_failed_seq >= b->after)) {
+			b->err = failure_err;
+			failed++;
+			/* A wait that fails writes nothing: no one after it needs to
+			 * fail for it (waits would otherwise doom each other forever). */
+			if (b->len)
+				last_failed_seq = b->seq;
+		}
+		n++;
+	}
+	if (failed == n)
+		return failed;
+	if ((rc = mdb_txn_begin(env, NULL, 0, &a.txn)) != 0)
+		goto fail;
 	for (struct store_batch *b = list; b && !a.err; b = b->next)
-		batch_each(b, apply_op, &a);
+		if (!b->err)
+			batch_each(b, apply_op, &a);
 	if (a.err) {
 		mdb_txn_abort(a.txn);
-		return a.err;
+		rc = a.err;
+		goto fail;
 	}
-	return mdb_txn_commit(a.txn); /* writes and fsyncs */
+	if ((rc = mdb_txn_commit(a.txn)) != 0) /* writes and fsyncs */
+		goto fail;
+	return failed;
+fail:
+	failures_made++;
+	failure_err = rc;
+	for (struct store_batch *b = list; b; b = b->next)
+		if (!b->err) {
+			b->err = rc;
+			b->failure = failures_made;
+			failed++;
+			if (b->len)
+				last_write = b->seq;
+		}
+	if (last_write)
+		last_failed_seq = last_write;
+	return failed;
 }
 
 static void *writer_main(void *unused)
@@ -312,17 +393,15 @@ static void *writer_main(void *unused)
 		last->next = NULL;
 		pthread_mutex_unlock(&mu);
 
-		int err = commit_list(list);
-		uint64_t n = 0;
-		for (struct store_batch *b = list; b; b = b->next, n++)
-			b->err = err;
+		uint64_t failed = commit_list(list), n = 0;
+		for (struct store_batch *b = list; b; b = b->next)
+			n++;
 
 		pthread_mutex_lock(&mu);
-		if (err) {
-			store_failures += n;
-		} else {
+		store_failures += failed;
+		if (failed < n) {
 			store_commits++;
-			store_batches += n;
+			store_batches += n - failed;
 		}
 		if (done_tail)
 			done_tail->next = list;
@@ -349,11 +428,18 @@ static void run_completions(void)
 	/* The committed writes leave the overlay: reads from here on must see
 	 * them in the database, so the next read takes a new snapshot. */
 	store_read_done();
+	/* Heard before any callback runs: what they submit is on the new side
+	 * of the barrier. */
+	for (struct store_batch *b = list; b; b = b->next) {
+		if (b->failure > failures_heard) {
+			failures_heard = b->failure;
+			log_warn("store: a write failed: %s", store_strerror(b->err));
+		}
+		completed_upto = b->seq;
+	}
 	while (list) {
 		struct store_batch *b = list;
 		list = b->next;
-		if (b->err)
-			log_warn("store: a write failed: %s", mdb_strerror(b->err));
 		batch_each(b, overlay_drop, NULL);
 		if (b->done)
 			b->done(b->arg, b->err);

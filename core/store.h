@@ -63,10 +63,29 @@ void store_batch_free(struct store_batch *b);
 /* Hands the batch (ownership included) to the writer. `done(arg, err)` runs
  * in the loop thread once it is committed and synced (err 0) or failed (an
  * LMDB error code: MDB_MAP_FULL when the map is full; nothing of the batch
- * was written). An empty batch completes after everything queued before
- * it: a way to wait until earlier writes are durable. Returns the batch's
- * sequence number. */
+ * was written). Batches commit in the order they were submitted, and a
+ * failed commit is a barrier: every batch queued behind it that was
+ * submitted before the loop heard of the failure (before its completion ran)
+ * fails too, untried, with the same error, so that nothing derived from a
+ * lost write (a conversation's next sequence number, a counter read from the
+ * overlay) lands after it. An empty batch completes after everything queued
+ * before it, and fails if a write batch that had not completed when it was
+ * submitted failed: a way to wait until earlier writes are durable. Returns
+ * the batch's sequence number. */
 uint64_t store_submit(struct store_batch *b, void (*done)(void *arg, int err), void *arg);
+/* Makes `b` fail unless every write batch from sequence number `seq` on,
+ * submitted before it, commits: for a write derived from one still pending
+ * (see store_pending), or a wait for that one only. 0 is no dependency (an
+ * empty batch told so waits for nothing in particular). */
+void store_batch_after(struct store_batch *b, uint64_t seq);
+/* The sequence number of the batch that holds a pending (not yet
+ * completed) write of the key, or 0. */
+uint64_t store_pending(enum store_db db, const void *key, size_t klen);
+/* How many failed commits the loop thread has heard of. What a module keeps
+ * of pending writes (cached sequence numbers) must be read again from the
+ * database when this changes: the barrier failed every write it had not
+ * seen completed. */
+uint64_t store_failures_heard(void);
 
 /* ---- reading ---- */
 
