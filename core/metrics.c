@@ -261,6 +261,13 @@ char *metrics_render(size_t *len)
 		"# TYPE parley_store_failures_total counter\nparley_store_failures_total %llu\n",
 	    (unsigned long long)store_commits, (unsigned long long)store_batches,
 	    (unsigned long long)store_failures);
+	put(&t, "# HELP parley_store_full_total Write batches that failed because the store is "
+		"full, by what is full (map: PARLEY_MAP_SIZE; disk: the file system, a quota or "
+		"the file size limit).\n"
+		"# TYPE parley_store_full_total counter\n"
+		"parley_store_full_total{reason=\"map\"} %llu\n"
+		"parley_store_full_total{reason=\"disk\"} %llu\n",
+	    (unsigned long long)store_full_map, (unsigned long long)store_full_disk);
 	*len = t.len;
 	return t.p;
 }

@@ -658,6 +658,28 @@ function store.wait()
 	return true
 end
 
+-- What a client is told when a write failed with `err` (from store.send,
+-- store.wait or kv.wait): status, message. 507 when the store is full (its
+-- map size, or the disk), 503 when it cannot write (an I/O error, a
+-- read-only disk, anything else the store says); 500 and `otherwise` only
+-- when err is not the store's.
+local FULL = {
+	MDB_MAP_FULL = "the message store is full: its map size (PARLEY_MAP_SIZE) is reached",
+	ENOSPC = "the message store is full: no space is left on the disk",
+	EDQUOT = "the message store is full: no space is left on the disk (quota)",
+	EFBIG = "the message store is full: its file reached the file size limit",
+}
+function store.failure(err, otherwise)
+	local code = tostring(err):match("^([%u_]+):")
+	if FULL[code] then
+		return 507, FULL[code]
+	end
+	if code then
+		return 503, "the message store cannot write now (" .. code .. ")"
+	end
+	return 500, otherwise or "the write could not be stored"
+end
+
 -- A table that survives reloads of the running script or plugin: state a
 -- new version takes over from the old one (Prosody's module:shared).
 local shared = {} -- module name -> name -> table

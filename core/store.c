@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -26,10 +28,15 @@
 
 #define KEY_MAX 511 /* LMDB's default largest key */
 #define GROUP_MAX 256 /* batches per write transaction */
+/* Less room than this left after a write failed with EIO: it failed for
+ * want of room (see commit_error). */
+#define ROOM_MIN (1 << 20)
 
 uint64_t store_commits;
 uint64_t store_batches;
 uint64_t store_failures;
+uint64_t store_full_map;
+uint64_t store_full_disk;
 
 static const char *const db_names[STORE_DB_COUNT] = {
 	"kv", "messages", "conv", "status", "members", "userconv", "idem", "users", "seen", "meta",
@@ -100,7 +107,34 @@ static int owner_fd = -1; /* DIR/parley.lock, flock()ed while this process owns 
 
 const char *store_strerror(int err)
 {
-	return mdb_strerror(err);
+	/* Each starts with its code, for scripts to tell causes apart (the
+	 * runtime's store.failure) whatever the C library's wording. */
+	switch (err) {
+	case ENOSPC:
+		return "ENOSPC: no space left on the disk";
+	case EDQUOT:
+		return "EDQUOT: the disk quota is used up";
+	case EFBIG:
+		return "EFBIG: the data file reached the file size limit (RLIMIT_FSIZE)";
+	case EIO:
+		return "EIO: an I/O error";
+	case EROFS:
+		return "EROFS: the file system is read-only";
+	default:
+		break;
+	}
+	if (err > 0 && strerrorname_np(err)) {
+		static char text[128]; /* the loop thread's, until its next call */
+		snprintf(text, sizeof(text), "%s: %s", strerrorname_np(err), strerror(err));
+		return text;
+	}
+	return mdb_strerror(err); /* LMDB's own start with their names */
+}
+
+int store_full(int err)
+{
+	return err == MDB_MAP_FULL ? STORE_FULL_MAP :
+	       err == ENOSPC || err == EDQUOT || err == EFBIG ? STORE_FULL_DISK : 0;
 }
 
 /* ---- batches ---- */
@@ -306,6 +340,28 @@ static void apply_op(struct store_batch *b, const struct op *op, const unsigned 
 	a->err = rc;
 }
 
+/* What a failed commit's error means. LMDB answers a short write with EIO
+ * (its source says "short write, filesystem full?"): a disk that filled up,
+ * or the file size limit reached, in the middle of a write. Those are told
+ * from an I/O error by the room left. */
+static int commit_error(int rc)
+{
+	struct statvfs fs;
+	struct stat st;
+	struct rlimit lim;
+	int fd;
+
+	if (rc != EIO || mdb_env_get_fd(env, &fd) != 0)
+		return rc;
+	if (fstatvfs(fd, &fs) == 0 &&
+	    (uint64_t)(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) * fs.f_frsize < ROOM_MIN)
+		return ENOSPC;
+	if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+	    fstat(fd, &st) == 0 && (uint64_t)st.st_size + ROOM_MIN > (uint64_t)lim.rlim_cur)
+		return EFBIG;
+	return rc;
+}
+
 /* Writes every batch of the list that is not doomed (below) in one
  * transaction; sets each batch's err. Returns how many failed. */
 static uint64_t commit_list(struct store_batch *list)
@@ -350,7 +406,8 @@ static uint64_t commit_list(struct store_batch *list)
 	return failed;
 fail:
 	failures_made++;
-	failure_err = rc;
+	failure_err = commit_error(rc);
+	rc = failure_err;
 	for (struct store_batch *b = list; b; b = b->next)
 		if (!b->err) {
 			b->err = rc;
@@ -399,6 +456,12 @@ static void *writer_main(void *unused)
 
 		pthread_mutex_lock(&mu);
 		store_failures += failed;
+		for (struct store_batch *b = list; b && failed; b = b->next) {
+			if (store_full(b->err) == STORE_FULL_MAP)
+				store_full_map++;
+			else if (store_full(b->err) == STORE_FULL_DISK)
+				store_full_disk++;
+		}
 		if (failed < n) {
 			store_commits++;
 			store_batches += n - failed;

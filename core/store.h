@@ -62,16 +62,16 @@ void store_del(struct store_batch *b, enum store_db db, const void *key, size_t 
 void store_batch_free(struct store_batch *b);
 /* Hands the batch (ownership included) to the writer. `done(arg, err)` runs
  * in the loop thread once it is committed and synced (err 0) or failed (an
- * LMDB error code: MDB_MAP_FULL when the map is full; nothing of the batch
- * was written). Batches commit in the order they were submitted, and a
- * failed commit is a barrier: every batch queued behind it that was
- * submitted before the loop heard of the failure (before its completion ran)
- * fails too, untried, with the same error, so that nothing derived from a
- * lost write (a conversation's next sequence number, a counter read from the
- * overlay) lands after it. An empty batch completes after everything queued
- * before it, and fails if a write batch that had not completed when it was
- * submitted failed: a way to wait until earlier writes are durable. Returns
- * the batch's sequence number. */
+ * LMDB error code or an errno: MDB_MAP_FULL when the map is full, ENOSPC
+ * when the disk is; nothing of the batch was written). Batches commit in the
+ * order they were submitted, and a failed commit is a barrier: every batch
+ * queued behind it that was submitted before the loop heard of the failure
+ * (before its completion ran) fails too, untried, with the same error, so
+ * that nothing derived from a lost write (a conversation's next sequence
+ * number, a counter read from the overlay) lands after it. An empty batch
+ * completes after everything queued before it, and fails if a write batch
+ * that had not completed when it was submitted failed: a way to wait until
+ * earlier writes are durable. Returns the batch's sequence number. */
 uint64_t store_submit(struct store_batch *b, void (*done)(void *arg, int err), void *arg);
 /* Makes `b` fail unless every write batch from sequence number `seq` on,
  * submitted before it, commits: for a write derived from one still pending
@@ -121,12 +121,23 @@ void store_read_done(void);
 /* `fn` runs after each round of batch completions (to act on them at once). */
 void store_on_completions(void (*fn)(void));
 
-/* A message for a store error code (LMDB's, or errno's). */
+/* A message for a store error code (LMDB's, or errno's), starting with the
+ * code's name ("MDB_MAP_FULL: ...", "ENOSPC: ...", "EIO: ..."); valid until
+ * the next call. For the loop thread. */
 const char *store_strerror(int err);
+
+/* Whether a write's error means the store is full, and what is full: the
+ * map (PARLEY_MAP_SIZE, MDB_MAP_FULL) or the disk (ENOSPC, EDQUOT, or EFBIG
+ * for the file size limit; a write the disk cut short, which LMDB reports
+ * as EIO, is given as one of these). 0 otherwise. */
+enum { STORE_FULL_MAP = 1, STORE_FULL_DISK = 2 };
+int store_full(int err);
 
 /* For /metrics. */
 extern uint64_t store_commits;   /* transactions committed */
 extern uint64_t store_batches;   /* batches they carried */
 extern uint64_t store_failures;  /* batches that failed */
+extern uint64_t store_full_map;  /* of those, for a full map */
+extern uint64_t store_full_disk; /* of those, for a full disk */
 
 #endif

@@ -156,11 +156,10 @@ local function users_in_room(conv)
 	return parley.room_users(room_of(conv), NAMESPACE)
 end
 
+-- A failed write's status and message: 507 when the store is full (and
+-- what is full), 503 when it cannot write.
 local function store_error(err)
-	if tostring(err):find("MDB_MAP_FULL", 1, true) then
-		return 507, "the message store is full"
-	end
-	return 500, "the message could not be stored"
+	return store.failure(err, "the message could not be stored")
 end
 
 -- What clients see of a sender: the given profile, completed by the stored

@@ -98,7 +98,7 @@ return {
 			local edited_at = store.edit(d.messageId, c)
 			local ok, err = store.wait()
 			if not ok then
-				return nil, 500, "the edit could not be stored: " .. tostring(err)
+				return nil, store.failure(err, "the edit could not be stored")
 			end
 			audience(m.conversationId):emit("message:edited", { conversationId = m.conversationId,
 				messageId = d.messageId, content = c, editedAt = edited_at })
@@ -117,7 +117,7 @@ return {
 				store.edit(d.messageId, nil)
 				local ok, err = store.wait()
 				if not ok then
-					return nil, 500, "the deletion could not be stored: " .. tostring(err)
+					return nil, store.failure(err, "the deletion could not be stored")
 				end
 				audience(m.conversationId):emit("message:deleted", { conversationId = m.conversationId,
 					messageId = d.messageId, forEveryone = true })
@@ -128,7 +128,10 @@ return {
 				return nil, 404, "message not found"
 			end
 			store.hide(d.messageId, sock.userId)
-			store.wait()
+			local ok, err = store.wait()
+			if not ok then
+				return nil, store.failure(err, "the deletion could not be stored")
+			end
 			parley.to("user:" .. sock.userId):except(sock):emit("message:deleted",
 				{ conversationId = m.conversationId, messageId = d.messageId, forEveryone = false })
 			return { success = true }

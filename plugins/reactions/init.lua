@@ -54,7 +54,7 @@ local function set_reaction(sock, d, emoji)
 	store.annotate(d.messageId, "reactions", not empty and reactions or nil)
 	local ok, err = store.wait()
 	if not ok then
-		return nil, 500, "the reaction could not be stored: " .. tostring(err)
+		return nil, store.failure(err, "the reaction could not be stored")
 	end
 	local b = parley.to(room_of(d.conversationId))
 	if registered then

@@ -37,7 +37,7 @@ async function eventsIn(srv, event, n) {
   }
 }
 
-test('once the map is full, message:send gets 507 "the message store is full"; every message acked before is still there after a restart', { timeout: 60000 }, async () => {
+test('once the map is full, message:send gets 507 "the message store is full" naming the map, counted; every message acked before is still there after a restart', { timeout: 60000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-full-'));
   const env = { PARLEY_MAP_SIZE: String(1 << 20) };
   let srv = await h.startParley({ dataDir, env });
@@ -53,7 +53,11 @@ test('once the map is full, message:send gets 507 "the message store is full"; e
     else full = ack;
   }
   assert.ok(full, 'the store never filled up');
-  assert.deepEqual(full, { status: 'error', statusCode: 507, message: 'the message store is full' });
+  assert.deepEqual(full, { status: 'error', statusCode: 507,
+    message: 'the message store is full: its map size (PARLEY_MAP_SIZE) is reached' });
+  const metrics = await (await fetch(`${srv.url}/metrics`)).text();
+  assert.match(metrics, /^parley_store_full_total\{reason="map"\} [1-9]/m);
+  assert.match(metrics, /^parley_store_full_total\{reason="disk"\} 0$/m);
   assert.ok(acked.length > 10, `only ${acked.length} messages fit`);
   // Reads still work while full.
   const page = await s.timeout(5000).emitWithAck('messages:sync', { conversationId: 'full', limit: 5 });

@@ -217,6 +217,12 @@ return {
 			return { value = parley.kv.get(data.key) }
 		end,
 
+		-- What parley.store.failure tells a client for a store error.
+		["test:store-failure"] = function(sock, data)
+			local status, message = parley.store.failure(data.err, data.otherwise)
+			return { status = status, message = message }
+		end,
+
 		["test:kv-incr"] = function(sock, data)
 			local v, err = parley.kv.incr(data.key, data.delta, data.ttl)
 			if not v then
