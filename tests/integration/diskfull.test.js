@@ -15,6 +15,27 @@ const os = require('node:os');
 const path = require('node:path');
 const h = require('./harness');
 
+// Every client and server a test made, closed and stopped after it even
+// when it fails half-way (a client left open would keep this file alive).
+const open = { clients: [], servers: [] };
+function client(srv, opts) {
+  const s = h.sioClient(srv, '/messages', opts);
+  open.clients.push(s);
+  return s;
+}
+async function start(opts) {
+  const srv = await h.startParley(opts);
+  open.servers.push(srv);
+  return srv;
+}
+test.afterEach(async () => {
+  for (const s of open.clients.splice(0)) s.close();
+  for (const srv of open.servers.splice(0)) {
+    if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGKILL');
+    await srv.exited;
+  }
+});
+
 const DISK_FULL = 'the message store is full: no space is left on the disk';
 const FILE_LIMIT = 'the message store is full: its file reached the file size limit';
 
@@ -57,7 +78,7 @@ async function everything(s, conversationId) {
 // The part both ways share: fill, check the refusal and what goes on
 // working, make room with `makeRoom`, send again, check the sequence.
 async function runOutOfRoom(srv, expected, makeRoom) {
-  const s = h.sioClient(srv, '/messages', { query: { userId: 'filler' }, transports: ['websocket'] });
+  const s = client(srv, { query: { userId: 'filler' }, transports: ['websocket'] });
   await h.connected(s);
   const { acked, refused } = await fill(s, 'disk');
   assert.deepEqual(refused, { status: 'error', statusCode: 507, message: expected });
@@ -96,7 +117,7 @@ test('a full file system (a small tmpfs): message:send gets 507 "no space is lef
   // Room taken up front, given back to show that writes resume.
   const ballast = path.join(dir, 'ballast');
   fs.writeFileSync(ballast, Buffer.alloc(1 << 20));
-  const srv = await h.startParley({ dataDir: path.join(dir, 'data') });
+  const srv = await start({ dataDir: path.join(dir, 'data') });
   try {
     await runOutOfRoom(srv, DISK_FULL, async () => fs.rmSync(ballast));
   } finally {
@@ -105,7 +126,7 @@ test('a full file system (a small tmpfs): message:send gets 507 "no space is lef
 });
 
 test('the file size limit (RLIMIT_FSIZE, lowered on the running parley): message:send gets 507 naming it, counted; parley is not killed by SIGXFSZ; once the limit is raised sends work with no gap', { timeout: 60000 }, async () => {
-  const srv = await h.startParley({});
+  const srv = await start({});
   try {
     const file = path.join(srv.dataDir, 'data.mdb');
     // The soft limit only: raising it again needs no privilege.
@@ -119,9 +140,9 @@ test('the file size limit (RLIMIT_FSIZE, lowered on the running parley): message
 });
 
 test('what a client is told for each store error: 507 naming what is full, 503 for any other error of the store (an I/O error is not a script failure), 500 only for what is not the store\'s', async () => {
-  const srv = await h.startParley({});
+  const srv = await start({});
   try {
-    const s = h.sioClient(srv, '/messages', { query: { userId: 'asker' }, transports: ['websocket'] });
+    const s = client(srv, { query: { userId: 'asker' }, transports: ['websocket'] });
     await h.connected(s);
     const ask = (err) => s.timeout(3000).emitWithAck('test:store-failure', { err, otherwise: 'not stored' });
     const cases = [

@@ -10,6 +10,27 @@ const path = require('node:path');
 const { spawn } = require('node:child_process');
 const h = require('./harness');
 
+// Every client and server a test made, closed and stopped after it even
+// when it fails half-way (a client left open would keep this file alive).
+const open = { clients: [], servers: [] };
+function client(srv, opts) {
+  const s = h.sioClient(srv, '/messages', opts);
+  open.clients.push(s);
+  return s;
+}
+async function start(opts) {
+  const srv = await h.startParley(opts);
+  open.servers.push(srv);
+  return srv;
+}
+test.afterEach(async () => {
+  for (const s of open.clients.splice(0)) s.close();
+  for (const srv of open.servers.splice(0)) {
+    if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGKILL');
+    await srv.exited;
+  }
+});
+
 const holders = [];
 test.after(() => {
   for (const proc of holders.splice(0)) if (proc.exitCode === null) proc.kill('SIGKILL');
@@ -40,8 +61,8 @@ async function eventsIn(srv, event, n) {
 test('once the map is full, message:send gets 507 "the message store is full" naming the map, counted; every message acked before is still there after a restart', { timeout: 60000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-full-'));
   const env = { PARLEY_MAP_SIZE: String(1 << 20) };
-  let srv = await h.startParley({ dataDir, env });
-  let s = h.sioClient(srv, '/messages', { query: { userId: 'filler' }, transports: ['websocket'] });
+  let srv = await start({ dataDir, env });
+  let s = client(srv, { query: { userId: 'filler' }, transports: ['websocket'] });
   await h.connected(s);
   const acked = [];
   let full = null;
@@ -66,8 +87,8 @@ test('once the map is full, message:send gets 507 "the message store is full" na
   assert.equal((await srv.stop()).code, 0);
   assert.match(srv.logs(), /store: a write failed: MDB_MAP_FULL/);
 
-  srv = await h.startParley({ dataDir, env });
-  s = h.sioClient(srv, '/messages', { query: { userId: 'filler' }, transports: ['websocket'] });
+  srv = await start({ dataDir, env });
+  s = client(srv, { query: { userId: 'filler' }, transports: ['websocket'] });
   await h.connected(s);
   const ids = [];
   let after;
@@ -97,9 +118,9 @@ async function everything(s, conversationId) {
 // Restarts on `dataDir` with a map big enough for everything, and checks
 // that the conversation holds exactly the acked messages, numbered 1..N.
 async function checkSequence(dataDir, conversationId, acked) {
-  const srv = await h.startParley({ dataDir, env: { PARLEY_MAP_SIZE: String(64 << 20) } });
+  const srv = await start({ dataDir, env: { PARLEY_MAP_SIZE: String(64 << 20) } });
   try {
-    const s = h.sioClient(srv, '/messages', { query: { userId: 'checker' }, transports: ['websocket'] });
+    const s = client(srv, { query: { userId: 'checker' }, transports: ['websocket'] });
     await h.connected(s);
     const all = await everything(s, conversationId);
     assert.deepEqual(all.map((m) => m.seq), all.map((_, k) => k + 1), 'the sequence has a gap');
@@ -113,12 +134,12 @@ async function checkSequence(dataDir, conversationId, acked) {
 
 test('a send that failed on a full map takes no sequence number: the small sends that still fit after it, and a restart, leave no gap', { timeout: 60000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-full-'));
-  const srv = await h.startParley({ dataDir, env: { PARLEY_MAP_SIZE: String(1 << 20) } });
+  const srv = await start({ dataDir, env: { PARLEY_MAP_SIZE: String(1 << 20) } });
   const acked = [];
   let failed = 0;
   let ackedAfter = 0;
   try {
-    const s = h.sioClient(srv, '/messages', { query: { userId: 'filler' }, transports: ['websocket'] });
+    const s = client(srv, { query: { userId: 'filler' }, transports: ['websocket'] });
     await h.connected(s);
     const big = 'x'.repeat(30000);
     const send = (content, clientMessageId) => s.timeout(5000).emitWithAck('message:send',
@@ -147,13 +168,13 @@ test('a send that failed on a full map takes no sequence number: the small sends
 
 test('concurrent senders on a full map: batches that fail together or behind a failed one leave no gap, and no failed message is stored', { timeout: 60000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-full-'));
-  const srv = await h.startParley({ dataDir, env: { PARLEY_MAP_SIZE: String(1 << 20) } });
+  const srv = await start({ dataDir, env: { PARLEY_MAP_SIZE: String(1 << 20) } });
   const acked = [];
   let failed = 0;
   try {
     const clients = [];
     for (let c = 0; c < 4; c++) {
-      const s = h.sioClient(srv, '/messages', { query: { userId: `sender${c}` }, transports: ['websocket'] });
+      const s = client(srv, { query: { userId: `sender${c}` }, transports: ['websocket'] });
       await h.connected(s);
       clients.push(s);
     }
@@ -187,10 +208,10 @@ test('concurrent senders on a full map: batches that fail together or behind a f
 
 test('a retry of a send still in flight is acked only if that send is stored: when its commit fails, so does the retry', { timeout: 60000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-full-'));
-  const srv = await h.startParley({ dataDir, env: { PARLEY_MAP_SIZE: String(1 << 20) } });
+  const srv = await start({ dataDir, env: { PARLEY_MAP_SIZE: String(1 << 20) } });
   const acked = [];
   try {
-    const s = h.sioClient(srv, '/messages', { query: { userId: 'filler' }, transports: ['websocket'] });
+    const s = client(srv, { query: { userId: 'filler' }, transports: ['websocket'] });
     await h.connected(s);
     const send = (content, clientMessageId) => s.timeout(10000).emitWithAck('message:send',
       { conversationId: 'retry', clientMessageId, type: 'text', content });
