@@ -33,6 +33,7 @@
 #define ID_LEN 16
 #define NAME_MAX_BYTES 200   /* ids, user ids, conversation ids */
 #define RECIPIENTS_MAX 10000
+#define STATUS_LIST_MAX 1000 /* ids in one store.set_status */
 #define SYNC_MAX 500
 #define READ_MAX 5000
 /* A status row's flag: the user joined the message's recipients after it
@@ -880,7 +881,8 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 	if (message_load(id, ID_LEN, &r) != 1)
 		return -1;
 	/* A message not yet durable may still fail: its statuses go with it. */
-	store_batch_after(b, store_pending(STORE_MESSAGES, id, ID_LEN));
+	if (b)
+		store_batch_after(b, store_pending(STORE_MESSAGES, id, ID_LEN));
 	ch->conv[record_field(&r, "conversationId", ch->conv, sizeof(ch->conv) - 1)] = '\0';
 	if (conv && (strlen(ch->conv) != clen || memcmp(ch->conv, conv, clen) != 0)) {
 		rc = -1;
@@ -918,9 +920,10 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 		 * status is at least the message's: counted earlier, a newcomer's
 		 * `delivered` would take a message everyone has read back from
 		 * read. Until then its own status is kept, outside the aggregate,
-		 * and so it stays past RECIPIENTS_MAX recipients. The join is in its status row and the message's joined counts,
-		 * not in the record: a reader must not cost a copy of each
-		 * message it reads (a record is up to a whole message). */
+		 * and so it stays past RECIPIENTS_MAX recipients. The join is in
+		 * its status row and the message's joined counts, not in the
+		 * record: a reader must not cost a copy of each message it reads
+		 * (a record is up to a whole message). */
 		flags |= STATUS_JOINED;
 	}
 	if (flags & STATUS_JOINED) {
@@ -1007,8 +1010,12 @@ static int l_set_status(lua_State *L)
 	open = lua_toboolean(L, 4);
 	if (!lua_isnoneornil(L, 5))
 		conv = check_name(L, 5, "conversationId", &clen);
-	if (list)
+	if (list) {
 		n = lua_objlen(L, 1);
+		if (n > STATUS_LIST_MAX)
+			return luaL_error(L, "store.set_status: more than %d message ids",
+					  STATUS_LIST_MAX);
+	}
 	/* The checks first, for every id: nothing is written unless all pass. */
 	for (size_t i = 1; i <= n; i++) {
 		size_t idlen;
@@ -1032,6 +1039,8 @@ static int l_set_status(lua_State *L)
 		size_t idlen;
 		const char *id = message_id_at(L, list, i, &idlen);
 		memset(&ch, 0, sizeof(ch));
+		/* An id named twice writes the same rows twice: each call reads
+		 * what is committed, not this batch. */
 		set_status(b, id, user, ulen, level, open, conv, clen, &ch);
 		push_change(L, id, &ch);
 		if (list)

@@ -334,3 +334,23 @@ test('everything survives a restart: messages, statuses, membership, idempotency
   assert.deepEqual(sync.messages.map((m) => m.seq), [1, 2]);
   assert.equal(sync.messages[1].messageId, next.messageId);
 });
+
+test('a message id named twice in one mark counts its marker once: the message still reaches read when everyone has read it', async () => {
+  const sid = await srv.client('dup-s');
+  const rid = await srv.client('dup-r');
+  await sid.join('open-dup');
+  await rid.join('open-dup');
+  const { messageId } = await sid.request('message:send', text('open-dup', 'twice', 'dup-1'));
+  assert.deepEqual(await rid.request('message:delivered', { conversationId: 'open-dup', messageIds: [messageId] }), { success: true, updated: 1 });
+  // A newcomer who marks it at the message's status becomes a recipient:
+  // named twice, it must still count once.
+  const late = await srv.client('dup-late');
+  await late.join('open-dup');
+  assert.deepEqual(await late.request('message:delivered', { conversationId: 'open-dup', messageIds: [messageId, messageId] }), { success: true, updated: 2 });
+  assert.deepEqual(await rid.request('message:read', { conversationId: 'open-dup', messageIds: [messageId] }), { success: true, updated: 1 });
+  assert.deepEqual(await late.request('message:read', { conversationId: 'open-dup', messageIds: [messageId] }), { success: true, updated: 1 });
+  const { messages } = await sid.request('messages:sync', { conversationId: 'open-dup' });
+  const m = messages.find((x) => x.messageId === messageId);
+  assert.deepEqual({ status: m.status, statuses: m.statuses },
+    { status: 'read', statuses: { 'dup-late': 'read', 'dup-r': 'read' } });
+});
