@@ -15,7 +15,8 @@ local function binary(data)
 	return setmetatable({ data = data }, Binary)
 end
 local function is_binary(v)
-	return metatable_of(v) == Binary
+	-- rawequal: a script's metatable may have an __eq of its own.
+	return rawequal(metatable_of(v), Binary)
 end
 
 -- Replaces {_placeholder=true, num=N} with the attachments they stand for.

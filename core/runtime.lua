@@ -43,6 +43,74 @@ local function module_tag(m)
 	return m and m.name or "runtime"
 end
 
+-- ---- what scripts hand back ----
+-- A value a script returns or throws may carry a metatable, and its
+-- metamethods (__tostring, __index, __concat, ...) are script code: run from
+-- here they would loop or throw inside the runtime, where no answer follows.
+-- So the runtime never calls them: it reads such values with type() and raw
+-- access only, and turns them into text itself.
+
+-- Text for the log that says what `v` is, without running any of its code.
+local function describe(v)
+	local t = type(v)
+	if t == "string" then
+		return v
+	end
+	if t == "number" or t == "boolean" or t == "nil" then
+		return tostring(v)
+	end
+	return "(a " .. t .. ", not a string)"
+end
+
+-- What the core sends of an error message (client_error, core/client.c).
+local MESSAGE_MAX = 1024
+
+-- `s` cut to MESSAGE_MAX bytes between two characters: the core would cut
+-- it there anyway, and text that ends inside a UTF-8 character makes the
+-- client's WebSocket library drop the connection.
+local function clip(s)
+	if #s <= MESSAGE_MAX then
+		return s
+	end
+	local cut = MESSAGE_MAX
+	-- A continuation byte (10xxxxxx) after the cut: the cut splits a character.
+	while cut > 0 and s:byte(cut + 1) >= 0x80 and s:byte(cut + 1) < 0xC0 do
+		cut = cut - 1
+	end
+	return s:sub(1, cut)
+end
+
+-- A refusal (`nil, status, message` from a handler, filter or route; `false,
+-- status, message` from a connect or join hook) as the client gets it: the
+-- status, the message, and the script's mistake, if any, for the log.
+-- `nil, err` (the host functions' convention) is the hook's own refusal with
+-- err as its message. A status that is not an integer from 400 to 599 is the
+-- script's mistake: a 500 (with its message, when that is good); so is a
+-- message that is not text, which is not sent (a fixed one is).
+local function refusal(status, message, default_status, default_message)
+	if type(status) == "string" and message == nil then
+		status, message = default_status, status
+	end
+	local problem
+	if status == nil then
+		status = default_status
+	elseif type(status) ~= "number" or status % 1 ~= 0 or status < 400 or status > 599 then
+		problem = "its status " .. describe(status) .. " is not an integer from 400 to 599"
+		status = 500
+	end
+	if message == nil then
+		message = default_message
+	elseif type(message) == "number" then
+		message = tostring(message)
+	end
+	if type(message) ~= "string" or not core.utf8_valid(message) then
+		problem = (problem and problem .. "; " or "") .. "its message "
+			.. (type(message) == "string" and "is not UTF-8" or describe(message))
+		return 500, "a script failed", problem
+	end
+	return status, clip(message), problem
+end
+
 -- Calls a hook with the module's name in force; returns pcall's results.
 -- (No table for the results: this runs for every hook of every event.)
 local function restore_module(saved, ...)
@@ -54,6 +122,28 @@ local function call(m, fn, ...)
 	local saved = current_module
 	current_module = m
 	return restore_module(saved, xpcall(fn, debug.traceback, ...))
+end
+
+-- A hook's failure: a Lua error is a 500 and logged; a returned refusal
+-- (nil/false, status, message) is the client's fault and not logged.
+-- Returns the status and message the client gets.
+local function script_failed(m, what, err)
+	if err == STOP then
+		log("error", module_tag(m) .. ": " .. what .. " was stopped: it ran longer than "
+			.. "the script time budget (PARLEY_SCRIPT_TIMEOUT)")
+		return 500, "a script took too long"
+	end
+	log("error", module_tag(m) .. ": " .. what .. " failed: " .. describe(err))
+	return 500, "a script failed"
+end
+
+-- A refusal as refusal() reads it, its mistake (if any) logged.
+local function refused(m, what, status, message, default_status, default_message)
+	local st, msg, problem = refusal(status, message, default_status, default_message)
+	if problem then
+		log("error", module_tag(m) .. ": " .. what .. " refused badly: " .. problem)
+	end
+	return st, msg
 end
 
 -- ---- jobs: work that may wait ----
@@ -75,10 +165,11 @@ local function worker_body(job, ...)
 	return worker_body(coroutine.yield())
 end
 
--- Runs a resumed or started job until it ends or waits again.
+-- Runs a resumed or started job until it ends or waits again. (A job
+-- catches its own failures and answers its client: this is the last resort.)
 local function step(co, ok, tag, ticket)
 	if not ok then
-		log("error", "runtime: a job failed: " .. tostring(tag))
+		log("error", "runtime: a job failed: " .. describe(tag))
 	elseif tag == WAIT then
 		waiting[ticket] = co
 	end
@@ -256,11 +347,12 @@ function Socket:join(room)
 	for _, h in ipairs(reg.join) do
 		local ok, allowed, status, message = call(h.module, h.fn, self, room)
 		if not ok then
-			log("error", module_tag(h.module) .. ": join hook failed: " .. tostring(allowed))
-			return nil, { status = 500, message = "a script failed" }
+			local st, msg = script_failed(h.module, "join hook", allowed)
+			return nil, { status = st, message = msg }
 		end
 		if allowed == false then
-			return nil, { status = status or 403, message = message or "forbidden" }
+			local st, msg = refused(h.module, "join hook", status, message, 403, "forbidden")
+			return nil, { status = st, message = msg }
 		end
 	end
 	local ok, err = core.join(self.id, room)
@@ -977,13 +1069,18 @@ local function load_module(path, name, config)
 		if hooks == STOP then
 			return nil, path .. ": stopped: loading it ran longer than the script time budget"
 		end
-		return nil, hooks
+		return nil, describe(hooks)
 	end
 	if type(hooks) ~= "table" then
 		return nil, path .. ": must return a table of hooks"
 	end
-	m.hooks = hooks
-	m.priority = tonumber(hooks.priority) or 0
+	-- A plain copy (pairs is raw): an __index on the module's table would
+	-- run its code each time the runtime looks a hook up.
+	m.hooks = {}
+	for k, v in pairs(hooks) do
+		m.hooks[k] = v
+	end
+	m.priority = tonumber(m.hooks.priority) or 0
 	return m
 end
 
@@ -1052,7 +1149,7 @@ local function registry_new(modules)
 					method, parts = parse_route(spec)
 				end
 				if not method or type(fn) ~= "function" then
-					return nil, m.path .. ": route '" .. tostring(spec)
+					return nil, m.path .. ": route '" .. describe(spec)
 						.. "' must be \"METHOD /api/...\" mapped to a function"
 				end
 				local shape = method .. " /" .. table.concat(parts, "/"):gsub(":[^/]+", ":")
@@ -1110,18 +1207,6 @@ local function read_plugin_config(file)
 	return nil
 end
 
--- A hook's failure: a Lua error is a 500 and logged; a returned refusal
--- (nil/false, status, message) is the client's fault and not logged.
-local function script_failed(m, what, err)
-	if err == STOP then
-		log("error", module_tag(m) .. ": " .. what .. " was stopped: it ran longer than "
-			.. "the script time budget (PARLEY_SCRIPT_TIMEOUT)")
-		return 500, "a script took too long"
-	end
-	log("error", module_tag(m) .. ": " .. what .. " failed: " .. tostring(err))
-	return 500, "a script failed"
-end
-
 -- Runs a hook of each module that has it (unload of the version going
 -- away, shutdown); logs failures and goes on (it goes either way).
 local function run_each(modules, hook)
@@ -1147,7 +1232,7 @@ local function run_load(modules)
 					return nil, m.path .. ": load hook stopped: it ran longer than the "
 						.. "script time budget (PARLEY_SCRIPT_TIMEOUT)"
 				end
-				return nil, m.name .. ": load hook failed: " .. tostring(err)
+				return nil, m.name .. ": load hook failed: " .. describe(err)
 			end
 		end
 	end
@@ -1206,8 +1291,13 @@ end
 -- Returns true or nil, err.
 function R.load(scripts_dir, plugins, plugin_path, config_file)
 	local modules, files = {}, {}
-	local r, err = build(scripts_dir, plugins, plugin_path,
+	-- Protected: whatever fails (memory the budget refuses, say), the
+	-- timers the new modules set go with them below.
+	local built, r, err = pcall(build, scripts_dir, plugins, plugin_path,
 		read_plugin_config(config_file), modules, files)
+	if not built then
+		r, err = nil, describe(r)
+	end
 	if r then
 		-- The load hooks see the namespace they will serve as the default
 		-- (parley.to, parley.namespace).
@@ -1261,23 +1351,28 @@ local function identify(sock, hs, nsp, address)
 			return nil, script_failed(h.module, "connect hook", res)
 		end
 		if res == false then
-			log("info", "connect refused (" .. tostring(status or 401) .. ", " .. nsp .. ", "
-				.. tostring(address) .. "): " .. tostring(message or "unauthorized"))
-			return nil, status or 401, message or "unauthorized"
+			local st, msg = refused(h.module, "connect hook", status, message, 401,
+				"unauthorized")
+			log("info", "connect refused (" .. st .. ", " .. nsp .. ", " .. tostring(address)
+				.. "): " .. msg)
+			return nil, st, msg
 		end
 		if type(res) == "table" and not identity then
-			if type(res.userId) ~= "string" or res.userId == "" then
+			-- Read raw: the fields are the script's, an __index is its code.
+			local user_id = rawget(res, "userId")
+			if type(user_id) ~= "string" or user_id == "" then
 				return nil, script_failed(h.module, "connect hook",
 					"the identity it returned has no string userId")
 			end
-			if res.userId:find("\0", 1, true) then
+			if user_id:find("\0", 1, true) then
 				-- The core keeps it as a C string, which would end there.
 				return nil, script_failed(h.module, "connect hook",
 					"the identity it returned has a NUL in its userId")
 			end
-			identity = res
-			rawset(sock, "userId", res.userId)
-			rawset(sock, "user", profile_of(res))
+			identity = { userId = user_id, name = rawget(res, "name"),
+				avatar = rawget(res, "avatar"), phoneNumber = rawget(res, "phoneNumber") }
+			rawset(sock, "userId", user_id)
+			rawset(sock, "user", profile_of(identity))
 		end
 	end
 	if not identity then
@@ -1335,13 +1430,12 @@ function R.disconnect(id, reason)
 	sockets[id] = nil
 end
 
--- A client event. Returns false for an event no script handles.
 -- A refusal a server operator wants to see: someone acting as somebody
--- else, or where they do not belong.
+-- else, or where they do not belong. (status and message as refusal() gave.)
 local function log_refusal(sock, event, status, message)
 	if status == 401 or status == 403 then
 		log("info", "refused (" .. status .. ") " .. event .. " from socket " .. sock.id .. " ("
-			.. tostring(sock.userId) .. "): " .. tostring(message))
+			.. tostring(sock.userId) .. "): " .. message)
 	end
 end
 
@@ -1350,8 +1444,10 @@ local function send_ack(id, ack, result)
 	core.ack(id, ack, json, att_out)
 end
 
--- An event's filters, then its handlers, then the ack: one job.
-local function event_job(sock, handlers, name, data, ack)
+-- An event's filters, then its handlers, then the ack. Every way out
+-- answers the client: the ack (when it asked for one), or an error event
+-- (and the ack with it).
+local function answer_event(sock, handlers, name, data, ack)
 	local id = sock.id
 	for _, h in ipairs(reg.filter) do
 		local ok, res, status, message = call(h.module, h.fn, sock, name, data)
@@ -1361,8 +1457,10 @@ local function event_job(sock, handlers, name, data, ack)
 			return
 		end
 		if res == nil and status then
-			log_refusal(sock, name, status, message)
-			core.error(id, status, message or "rejected", ack)
+			local st, msg = refused(h.module, "filter for " .. name, status, message, 400,
+				"rejected")
+			log_refusal(sock, name, st, msg)
+			core.error(id, st, msg, ack)
 			return
 		end
 		if res ~= nil then
@@ -1378,8 +1476,10 @@ local function event_job(sock, handlers, name, data, ack)
 			return
 		end
 		if res == nil and status then
-			log_refusal(sock, name, status, message)
-			core.error(id, status, message or "failed", ack)
+			local st, msg = refused(h.module, "handler for " .. name, status, message, 400,
+				"failed")
+			log_refusal(sock, name, st, msg)
+			core.error(id, st, msg, ack)
 			return
 		end
 		if result == nil then
@@ -1398,6 +1498,16 @@ local function event_job(sock, handlers, name, data, ack)
 	end
 end
 
+-- One job. Should the runtime's own work fail (no memory left under the
+-- budget, a bug), the client is still answered.
+local function event_job(sock, handlers, name, data, ack)
+	local ok, err = pcall(answer_event, sock, handlers, name, data, ack)
+	if not ok then
+		pcall(core.error, sock.id, 500, "a script failed", ack)
+		log("error", "runtime: the event " .. name .. " failed: " .. describe(err))
+	end
+end
+
 -- A client event. Returns false for an event no script handles.
 -- args: the event's arguments, decoded by the core.
 function R.event(id, name, args, att, ack)
@@ -1407,7 +1517,7 @@ function R.event(id, name, args, att, ack)
 	end
 	local handlers = reg.events[name]
 	if not handlers then
-		core.error(id, 404, "unknown event: " .. name, ack)
+		core.error(id, 404, clip("unknown event: " .. name), ack)
 		return false
 	end
 	local derr
@@ -1488,17 +1598,23 @@ local function match_route(method, path)
 	return nil, path_found and 405 or 404
 end
 
-local function route_job(id, route, req)
+-- A route's outcome as an HTTP answer: a value (200), a status and a value,
+-- nothing (200, no body), or a refusal (nil, status, message).
+local function answer_route(id, route, req)
+	local what = "route " .. req.method .. " " .. req.path
 	local ok, a, b, c = call(route.module, route.fn, req)
 	if not ok then
-		local st, msg = script_failed(route.module, "route " .. req.method .. " " .. req.path, a)
-		return http_error(id, st, msg)
+		return http_error(id, script_failed(route.module, what, a))
+	end
+	if a == nil and b ~= nil then
+		return http_error(id, refused(route.module, what, b, c, 400, "failed"))
 	end
 	local status, body = 200, a
-	if a == nil and b ~= nil then
-		return http_error(id, tonumber(b) or 500, c or "failed")
-	end
 	if type(a) == "number" then
+		if a % 1 ~= 0 or a < 200 or a > 599 then
+			return http_error(id, script_failed(route.module, what, "its status "
+				.. describe(a) .. " is not an integer from 200 to 599"))
+		end
 		status, body = a, b
 	end
 	if body == nil then
@@ -1506,10 +1622,20 @@ local function route_job(id, route, req)
 	end
 	local eok, text = pcall(json.encode, body)
 	if not eok then
-		local st, msg = script_failed(route.module, "route " .. req.method .. " " .. req.path, text)
-		return http_error(id, st, msg)
+		return http_error(id, script_failed(route.module, what, text))
 	end
 	core.http_respond(id, status, text)
+end
+
+-- One job; whatever fails, the request is answered (as event_job).
+local ROUTE_FAILED = '{"status":"error","statusCode":500,"message":"a script failed"}'
+local function route_job(id, route, req)
+	local ok, err = pcall(answer_route, id, route, req)
+	if not ok then
+		pcall(core.http_respond, id, 500, ROUTE_FAILED)
+		log("error", "runtime: the request " .. req.method .. " " .. req.path .. " failed: "
+			.. describe(err))
+	end
 end
 
 -- An HTTP API request (the key was checked by the core).

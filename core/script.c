@@ -550,6 +550,16 @@ static int l_throttle(lua_State *S)
 	return 0;
 }
 
+/* utf8_valid(s) -> whether s is UTF-8 (what a JSON string may hold) */
+static int l_utf8_valid(lua_State *S)
+{
+	size_t len;
+	const char *s = luaL_checklstring(S, 1, &len);
+
+	lua_pushboolean(S, json_utf8_valid(s, len));
+	return 1;
+}
+
 /* limit(which, message): counts a tripped limit and logs why */
 static int l_limit(lua_State *S)
 {
@@ -1035,6 +1045,7 @@ static const luaL_Reg core_functions[] = {
 	{ "online_users", l_online_users },
 	{ "throttle", l_throttle },
 	{ "limit", l_limit },
+	{ "utf8_valid", l_utf8_valid },
 	{ "timer", l_timer },
 	{ "cancel", l_cancel },
 	{ "now", l_now },

@@ -1,0 +1,105 @@
+-- misbehave - a plugin that gets its answers wrong in every shape a script
+-- can, for tests/integration/outcomes.test.js: each outcome of a handler, a
+-- filter, a route or a connect hook must still end in an answer.
+-- Enabled only in tests:
+--   PARLEY_PLUGIN_PATH=tests/plugins PARLEY_PLUGINS=testkit,misbehave
+
+-- Values whose metamethods are a trap for whoever calls them.
+local function spin()
+	while true do end
+end
+local loops = {
+	__tostring = spin, __index = spin, __newindex = spin, __len = spin, __eq = spin,
+	__concat = spin, __lt = spin, __le = spin, __call = spin,
+}
+local throws = { __tostring = function() error("__tostring throws") end }
+local function looping()
+	return setmetatable({}, loops)
+end
+
+-- Every wrong (or odd) way to answer, by name: a handler, a filter and a
+-- route each answer the same way (`shape` is given the event's data).
+local shapes = {
+	["nil-err"] = function() return nil, "not allowed" end,
+	["nil-err-after-wait"] = function()
+		parley.kv.wait()
+		return nil, "not allowed"
+	end,
+	["string-status"] = function() return nil, "abc", "x" end,
+	["fractional-status"] = function() return nil, 404.5, "x" end,
+	["status-out-of-range"] = function() return nil, 99999, "x" end,
+	["status-nan"] = function() return nil, 0 / 0, "x" end,
+	["status-table"] = function() return nil, looping(), "x" end,
+	["throw-looping-tostring"] = function() error(looping()) end,
+	["throw-throwing-tostring"] = function() error(setmetatable({}, throws)) end,
+	["message-looping-tostring"] = function() return nil, 500, looping() end,
+	["refuse-403-looping-message"] = function() return nil, 403, looping() end,
+	["message-table-with-function"] = function() return nil, 400, { f = print } end,
+	["message-not-utf8"] = function() return nil, 400, "bad \255 byte" end,
+	-- 2,401 bytes, "x" then two-byte characters: the core sends 1,024 bytes
+	-- of a message, which would end in the middle of one.
+	["message-long"] = function() return nil, 400, "x" .. string.rep("\195\169", 1200) end,
+	["message-number"] = function() return nil, 409, 42 end,
+	-- A result whose metamethods loop: the runtime reads it raw.
+	["result-looping-metatable"] = function()
+		return setmetatable({ ok = true }, loops)
+	end,
+}
+
+local events = {}
+for name, shape in pairs(shapes) do
+	events["misbehave:" .. name] = function(sock, data)
+		return shape(data)
+	end
+	-- The filter answers for these; the handler never runs.
+	events["misbehave:filter:" .. name] = function()
+		return { handler = true }
+	end
+end
+
+return {
+	priority = 200,
+	events = events,
+
+	filter = function(sock, event, data)
+		local name = event:match("^misbehave:filter:(.*)$")
+		if name then
+			return shapes[name](data)
+		end
+	end,
+
+	-- GET /api/misbehave/<shape>; and route-only shapes.
+	routes = {
+		["GET /api/misbehave/:shape"] = function(req)
+			local shape = shapes[req.params.shape]
+			if shape then
+				return shape(req.query)
+			end
+			if req.params.shape == "status-999" then
+				return 999, { odd = true }
+			end
+			if req.params.shape == "status-fraction" then
+				return 200.5, { odd = true }
+			end
+			return nil, 404, "no such shape"
+		end,
+	},
+
+	-- ?misbehave=<shape>: refusals of every shape; no opinion otherwise.
+	connect = function(sock, hs)
+		local how = hs.query.misbehave
+		if how == "false-err" then
+			return false, "not allowed"
+		elseif how == "false-string-status" then
+			return false, "abc", "x"
+		elseif how == "throw-looping-tostring" then
+			error(looping())
+		elseif how == "false-looping-message" then
+			return false, 403, looping()
+		elseif how == "identity-looping-index" then
+			-- No userId of its own: its __index would loop if asked.
+			return looping()
+		end
+		return nil
+	end,
+}
