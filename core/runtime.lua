@@ -520,14 +520,30 @@ end
 -- Runs fn after ms milliseconds (every ms milliseconds with every = true);
 -- returns a handle for parley.cancel. Timers belong to the module that set
 -- them.
+-- So that no timer keeps the loop spinning, a timer waits at least
+-- TIMER_MIN_MS (a 0 ms timer that sets itself again runs once a
+-- millisecond, not at every turn of the loop), and a repeating one runs at
+-- most every TIMER_MIN_EVERY_MS.
+local TIMER_MIN_MS = 1
+local TIMER_MIN_EVERY_MS = 10
+
+-- The timers each running timer callback has set, by its job's coroutine:
+-- should the guard stop the callback, they are cancelled with it.
+local armed_by = {}
+
 function parley.timer(ms, fn, every)
-	if type(ms) ~= "number" or ms < 0 or type(fn) ~= "function" then
+	if type(ms) ~= "number" or ms ~= ms or ms < 0 or type(fn) ~= "function" then
 		return nil, "usage: parley.timer(ms, fn[, every])"
 	end
+	ms = math.max(ms, every and TIMER_MIN_EVERY_MS or TIMER_MIN_MS)
 	next_timer = next_timer + 1
 	local id = next_timer
 	timers[id] = { fn = fn, owner = current_module, every = every and ms or nil }
 	core.timer(id, ms)
+	local armed = armed_by[coroutine.running() or 0]
+	if armed then
+		armed[#armed + 1] = id
+	end
 	return id
 end
 
@@ -1678,6 +1694,41 @@ function R.resume_all(list)
 	end
 end
 
+-- Runs a timer's callback. One the guard stopped would run past its budget
+-- again at its next turn, and every turn after (the loop busy, everyone
+-- else waiting): it is not run again. Its timer is cancelled if it repeats,
+-- and so is every timer it set during that run (a callback that sets
+-- itself again), which is logged and counted.
+local function timer_job(id, t)
+	local co = coroutine.running()
+	local armed = {}
+	armed_by[co] = armed
+	local ok, err = call(t.owner, t.fn)
+	armed_by[co] = nil
+	if ok then
+		return
+	end
+	script_failed(t.owner, "timer", err)
+	if err ~= STOP then
+		return
+	end
+	if timers[id] == t then
+		armed[#armed + 1] = id
+	end
+	local cancelled = 0
+	for _, a in ipairs(armed) do
+		if timers[a] then
+			timers[a] = nil
+			core.cancel(a)
+			cancelled = cancelled + 1
+		end
+	end
+	if cancelled > 0 then
+		core.limit("timer_cancelled", module_tag(t.owner) .. ": the guard stopped a timer "
+			.. "callback: " .. cancelled .. " timer(s) it would run again cancelled")
+	end
+end
+
 function R.timer(id)
 	local t = timers[id]
 	if not t then
@@ -1688,7 +1739,7 @@ function R.timer(id)
 	else
 		timers[id] = nil
 	end
-	run_job(callback_job, t.owner, t.fn, "timer")
+	run_job(timer_job, id, t)
 end
 
 return R

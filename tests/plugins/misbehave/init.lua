@@ -1,6 +1,7 @@
 -- misbehave - a plugin that gets its answers wrong in every shape a script
 -- can, for tests/integration/outcomes.test.js: each outcome of a handler, a
--- filter, a route or a connect hook must still end in an answer.
+-- filter, a route or a connect hook must still end in an answer. And timers
+-- that run away or spin the loop (tests/integration/timers.test.js).
 -- Enabled only in tests:
 --   PARLEY_PLUGIN_PATH=tests/plugins PARLEY_PLUGINS=testkit,misbehave
 
@@ -55,6 +56,64 @@ for name, shape in pairs(shapes) do
 	events["misbehave:filter:" .. name] = function()
 		return { handler = true }
 	end
+end
+
+-- Timers (tests/integration/timers.test.js). Counters live in a shared
+-- table, which misbehave:runs-after reports.
+local runs = parley.shared("runs")
+
+-- A repeating timer whose callback counts its run, then spins.
+events["misbehave:spin-every"] = function(sock, data)
+	runs.spin_every = 0
+	parley.timer(data.ms, function()
+		runs.spin_every = runs.spin_every + 1
+		spin()
+	end, true)
+	return true
+end
+
+-- A one-shot timer that sets itself again, then spins (and sets a second,
+-- harmless, timer first: it goes with the stopped run).
+events["misbehave:spin-chain"] = function(sock, data)
+	runs.spin_chain, runs.bystander_timer = 0, 0
+	local function tick()
+		runs.spin_chain = runs.spin_chain + 1
+		parley.timer(data.ms, tick)
+		parley.timer(data.ms, function() runs.bystander_timer = runs.bystander_timer + 1 end)
+		spin()
+	end
+	parley.timer(data.ms, tick)
+	return true
+end
+
+-- After `ms`, emits the counters to the socket as misbehave:runs: what ran
+-- before a timer set now came due.
+events["misbehave:runs-after"] = function(sock, data)
+	parley.timer(data.ms, function()
+		sock:emit("misbehave:runs", runs)
+	end)
+	return true
+end
+
+-- A 0 ms repeating timer, and a one-shot 0 ms timer that sets itself again,
+-- each counting its runs; after `ms` both stop and the counts go to the
+-- socket as misbehave:zero.
+events["misbehave:zero"] = function(sock, data)
+	local every, chain, stop = 0, 0, false
+	local t = parley.timer(0, function() every = every + 1 end, true)
+	local function tick()
+		chain = chain + 1
+		if not stop then
+			parley.timer(0, tick)
+		end
+	end
+	parley.timer(0, tick)
+	parley.timer(data.ms, function()
+		stop = true
+		parley.cancel(t)
+		sock:emit("misbehave:zero", { every = every, chain = chain })
+	end)
+	return true
 end
 
 return {
