@@ -1,4 +1,6 @@
-/* cryptolua.c - parley.crypto's functions (see cryptolua.h). */
+/* cryptolua.c - parley.crypto's functions (see cryptolua.h). Outputs are
+ * built in scratch memory (scratch.h): the memory budget may refuse the
+ * string they become. */
 #include "cryptolua.h"
 
 #include <stdint.h>
@@ -10,19 +12,19 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "alloc.h"
 #include "base64.h"
+#include "scratch.h"
 
 /* base64(bytes) / base64url_encode(bytes) -> text */
 static int encode_base64_with(lua_State *S, size_t (*encode)(const unsigned char *, size_t, char *))
 {
 	size_t len;
 	const char *s = luaL_checklstring(S, 1, &len);
-	char *out = xmalloc(base64_encoded_len(len) + 1);
+	char *out = scratch_alloc(base64_encoded_len(len) + 1);
 	size_t n = encode((const unsigned char *)s, len, out);
 
 	lua_pushlstring(S, out, n);
-	free(out);
+	scratch_free(out);
 	return 1;
 }
 
@@ -41,14 +43,14 @@ static int decode_base64_with(lua_State *S, long (*decode)(const char *, size_t,
 {
 	size_t len;
 	const char *s = luaL_checklstring(S, 1, &len);
-	unsigned char *out = xmalloc(base64_decoded_max(len) + 1);
+	unsigned char *out = scratch_alloc(base64_decoded_max(len) + 1);
 	long n = decode(s, len, out);
 
 	if (n < 0)
 		lua_pushnil(S);
 	else
 		lua_pushlstring(S, (const char *)out, (size_t)n);
-	free(out);
+	scratch_free(out);
 	if (n >= 0)
 		return 1;
 	lua_pushliteral(S, "invalid base64");

@@ -244,6 +244,12 @@ void guard_enter(void)
 	}
 }
 
+void guard_renew(void)
+{
+	if (depth)
+		call_base = heap_bytes;
+}
+
 int guard_leave(lua_State *L)
 {
 	int was_stopped;

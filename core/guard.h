@@ -31,6 +31,11 @@ void guard_close(lua_State *L);
 void guard_enter(void);
 int guard_leave(lua_State *L);
 
+/* Gives the rest of the running call a memory budget of its own, counted
+ * from the heap as it is now: for the runtime's work after a script failed
+ * (perhaps by spending the whole budget), which must still answer. */
+void guard_renew(void);
+
 /* The error value a stop raises (a light userdata no script can make). */
 void *guard_stop_token(void);
 

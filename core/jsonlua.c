@@ -1,6 +1,8 @@
 /* jsonlua.c - JSON for the Lua side (see jsonlua.h). Decoding validates with
  * json.h, then builds tables by walking the validated text; encoding writes
- * into a C buffer so that a Lua error never strands half an output. */
+ * into a C buffer so that a Lua error never strands half an output, in
+ * scratch memory (scratch.h) so that a Lua error (the memory budget refusing
+ * the result's string) never strands the buffer either. */
 #include "jsonlua.h"
 
 #include <math.h>
@@ -13,6 +15,7 @@
 
 #include "alloc.h"
 #include "json.h"
+#include "scratch.h"
 
 #define JSONLUA_MAX_DEPTH 64
 
@@ -262,7 +265,7 @@ static void out_reserve(struct out *o, size_t n)
 	o->cap = (o->len + n) * 2;
 	if (o->cap < OUT_FIRST)
 		o->cap = OUT_FIRST;
-	o->p = xrealloc(o->p, o->cap);
+	o->p = scratch_realloc(o->p, o->cap);
 }
 
 static void out_put(struct out *o, const char *s, size_t n)
@@ -506,7 +509,7 @@ char *jsonlua_encode(lua_State *L, int idx, size_t *len, const char **err)
 	encode_value(L, idx, &o, 0);
 	lua_settop(L, top);
 	if (o.err) {
-		free(o.p);
+		scratch_free(o.p);
 		*err = o.err;
 		return NULL;
 	}
@@ -567,11 +570,13 @@ static int l_encode(lua_State *L)
 	lua_settop(L, 1);
 	encode_value(L, 1, &o, 0);
 	if (o.err) {
-		free(o.p);
+		scratch_free(o.p);
 		return luaL_error(L, "json.encode: %s", o.err);
 	}
+	/* The budget may refuse this string: the buffer is then freed when the
+	 * call into Lua returns. */
 	lua_pushlstring(L, o.p ? o.p : "", o.len);
-	free(o.p);
+	scratch_free(o.p);
 	return 1;
 }
 

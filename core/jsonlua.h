@@ -15,9 +15,10 @@ int jsonlua_open(lua_State *L);
 /* Sets the array metatable on the table at the top of the stack. */
 void jsonlua_mark_array(lua_State *L);
 
-/* Encodes the value at `idx` as JSON: a malloc'd, NUL-terminated text the
- * caller frees, its length in `*len`; or NULL with `*err` set (a value with
- * no JSON form, too deep). Leaves the stack as it was. */
+/* Encodes the value at `idx` as JSON: a NUL-terminated text in scratch
+ * memory (scratch.h), which the caller frees with scratch_free, its length
+ * in `*len`; or NULL with `*err` set (a value with no JSON form, too deep).
+ * Leaves the stack as it was. */
 char *jsonlua_encode(lua_State *L, int idx, size_t *len, const char **err);
 
 /* Pushes the value of `json`, which json_validate has accepted (at most
@@ -33,9 +34,9 @@ void jsonlua_push_raw(lua_State *L, const char *json, size_t len);
  * string's bytes (JSON text) or a raw value's, with no copy (valid while the
  * value is on the stack); NULL (and 0) for nil or none; any other value is
  * encoded here, so that no Lua string of its text is made (core/binary.lua's
- * encode hands them over as they are), and `*owned` is then the text, for
- * the caller to free, else NULL. Raises as json.encode does for a value
- * with no JSON form. */
+ * encode hands them over as they are), and `*owned` is then the text
+ * (scratch memory, for the caller to free with scratch_free), else NULL.
+ * Raises as json.encode does for a value with no JSON form. */
 const char *jsonlua_payload(lua_State *L, int idx, size_t *len, char **owned);
 
 #endif

@@ -13,20 +13,24 @@
  *   hidden    id "\0" user -> "": deleted for that user only
  * Ids are time-ordered, so the last key of `messages` is the last id given.
  * A conversation's next sequence number is cached after its first message,
- * and whether it has registered members after the first question. */
+ * and whether it has registered members after the first question.
+ * The host functions build in scratch memory (scratch.h), and submit their
+ * store batch before they push what they return: a push may raise (the
+ * memory budget refusing it), and must strand neither. */
 #include "messages.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <lauxlib.h>
 
-#include "alloc.h"
 #include "json.h"
 #include "jsonlua.h"
 #include "log.h"
 #include "map.h"
+#include "scratch.h"
 #include "script.h"
 #include "store.h"
 
@@ -64,7 +68,7 @@ static void buf_put(struct buf *b, const void *s, size_t n)
 		b->cap = (b->len + n + 1) * 2;
 		if (b->cap < BUF_FIRST)
 			b->cap = BUF_FIRST;
-		b->p = xrealloc(b->p, b->cap);
+		b->p = scratch_realloc(b->p, b->cap);
 	}
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
@@ -80,12 +84,13 @@ static void buf_str(struct buf *b, const char *s)
 static void buf_json_string(struct buf *b, const char *s, size_t n)
 {
 	char small[256];
-	char *tmp = json_escaped_max(n) <= sizeof(small) ? small : xmalloc(json_escaped_max(n));
+	char *tmp = json_escaped_max(n) <= sizeof(small) ? small :
+		    scratch_alloc(json_escaped_max(n));
 	size_t m = json_escape(s, n, tmp);
 
 	buf_put(b, tmp, m);
 	if (tmp != small)
-		free(tmp);
+		scratch_free(tmp);
 }
 
 static void put_u64(unsigned char *p, uint64_t v)
@@ -177,12 +182,14 @@ static const char *check_name(lua_State *L, int idx, const char *what, size_t *l
 	return s;
 }
 
-/* A string field of the table at `t`, or NULL when absent. */
+/* A string field of the table at `t` (read raw: no script code runs for
+ * it, and the table keeps the string alive), or NULL when absent. */
 static const char *field_string(lua_State *L, int t, const char *name, size_t *len)
 {
 	const char *s;
 
-	lua_getfield(L, t, name);
+	lua_pushstring(L, name);
+	lua_rawget(L, t);
 	if (lua_isnil(L, -1)) {
 		lua_pop(L, 1);
 		*len = 0;
@@ -222,13 +229,14 @@ static void on_written(void *ticket, int err)
 		script_durable(ticket, err);
 }
 
-/* Submits `b`; returns the ticket its completion resumes (pushes it). */
-static void submit_and_push_ticket(lua_State *L, struct store_batch *b)
+/* Submits `b` (which it takes); returns the ticket its completion resumes,
+ * for the caller to push. */
+static lua_Number submit(struct store_batch *b)
 {
 	uintptr_t ticket = script_new_ticket();
 
 	store_submit(b, on_written, (void *)ticket);
-	lua_pushnumber(L, (lua_Number)ticket);
+	return (lua_Number)ticket;
 }
 
 /* ---- records ---- */
@@ -517,7 +525,7 @@ static void push_record(lua_State *L, const char *id, const char *json, size_t l
 	buf_str(&out, status_names[status]);
 	buf_str(&out, "\"}");
 	jsonlua_push_raw(L, out.p, out.len);
-	free(out.p);
+	scratch_free(out.p);
 }
 
 /* ---- sequence numbers and ids ---- */
@@ -623,37 +631,41 @@ static int l_send(lua_State *L)
 				uint64_t seq = 0;
 				if (json_object_get((struct json_span){ r.json, r.json_len }, "seq", &sv) == 1)
 					json_uint(sv, &seq);
+				/* It may not be durable yet: wait behind it, and fail
+				 * with it if it fails. */
+				struct store_batch *w = store_batch_new();
+				store_batch_after(w, store_pending(STORE_IDEM, idem, idemlen));
+				lua_Number ticket = submit(w);
 				push_record(L, prior, r.json, r.json_len, aggregate_of(prior, &r));
 				lua_pushboolean(L, 0);
 				lua_pushlstring(L, prior, ID_LEN);
 				lua_pushlstring(L, ts, n);
 				lua_pushnumber(L, (lua_Number)seq);
-				/* It may not be durable yet: wait behind it, and fail
-				 * with it if it fails. */
-				struct store_batch *w = store_batch_new();
-				store_batch_after(w, store_pending(STORE_IDEM, idem, idemlen));
-				submit_and_push_ticket(L, w);
+				lua_pushnumber(L, ticket);
 				return 6;
 			}
 		}
 	}
 
-	lua_getfield(L, 1, "content");
+	lua_pushliteral(L, "content");
+	lua_rawget(L, 1);
 	content_json = jsonlua_encode(L, -1, &content_len, &err);
 	lua_pop(L, 1);
 	if (!content_json)
 		return luaL_error(L, "store.send: content: %s", err);
-	lua_getfield(L, 1, "sender");
+	lua_pushliteral(L, "sender");
+	lua_rawget(L, 1);
 	if (!lua_isnil(L, -1)) {
 		sender_json = jsonlua_encode(L, -1, &sender_len, &err);
 		if (!sender_json) {
-			free(content_json);
+			scratch_free(content_json);
 			return luaL_error(L, "store.send: sender: %s", err);
 		}
 	}
 	lua_pop(L, 1);
 	/* The recipients, NUL-terminated, back to back. */
-	lua_getfield(L, 1, "recipients");
+	lua_pushliteral(L, "recipients");
+	lua_rawget(L, 1);
 	if (lua_istable(L, -1)) {
 		size_t n = lua_objlen(L, -1);
 		for (size_t i = 1; i <= n && i <= RECIPIENTS_MAX; i++) {
@@ -716,28 +728,30 @@ static int l_send(lua_State *L)
 	for (const char *p = rec.p; rec.p && p < rec.p + rec.len; p += strlen(p) + 1)
 		status_put(b, id, p, strlen(p), MSG_SENT, now, 0);
 
+	/* Stored whatever happens next: should a push below raise, a retry
+	 * with the same clientMessageId finds the message. */
+	lua_Number ticket = submit(b);
 	push_record(L, NULL, json.p, json.len, MSG_SENT);
 	lua_pushboolean(L, 1);
 	lua_pushstring(L, id);
 	lua_pushstring(L, when);
 	lua_pushnumber(L, (lua_Number)seq);
-	submit_and_push_ticket(L, b);
-	free(content_json);
-	free(sender_json);
-	free(json.p);
-	free(value.p);
-	free(rec.p);
+	lua_pushnumber(L, ticket);
+	scratch_free(content_json);
+	scratch_free(sender_json);
+	scratch_free(json.p);
+	scratch_free(value.p);
+	scratch_free(rec.p);
 	return 6;
 }
 
-/* Appends a joined recipient to the array at the top of the stack. */
-static void push_joined(void *arg, const char *user, size_t ulen, int level)
+/* Appends a joined recipient's id and a NUL to the buffer: they are pushed
+ * once the scan is over (a push may raise, and must not strand its cursor). */
+static void collect_joined(void *arg, const char *user, size_t ulen, int level)
 {
-	lua_State *L = arg;
-
 	(void)level;
-	lua_pushlstring(L, user, ulen);
-	lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+	buf_put(arg, user, ulen);
+	buf_put(arg, "", 1);
 }
 
 /* store_message(id) -> record (raw JSON), conversationId, senderId, seq,
@@ -748,10 +762,12 @@ static int l_message(lua_State *L)
 	const char *id = luaL_checklstring(L, 1, &idlen);
 	struct record r;
 	char conv[NAME_MAX_BYTES + 1], sender[NAME_MAX_BYTES + 1];
+	struct buf joined = { 0 };
 	size_t n = 0;
 
 	if (idlen != ID_LEN || message_load(id, idlen, &r) != 1)
 		return 0;
+	each_joined(id, collect_joined, &joined);
 	push_record(L, id, r.json, r.json_len, aggregate_of(id, &r));
 	lua_pushlstring(L, conv, record_field(&r, "conversationId", conv, sizeof(conv)));
 	lua_pushlstring(L, sender, record_field(&r, "senderId", sender, sizeof(sender)));
@@ -766,7 +782,11 @@ static int l_message(lua_State *L)
 		lua_pushstring(L, p);
 		lua_rawseti(L, -2, (int)++n);
 	}
-	each_joined(id, push_joined, L);
+	for (const char *p = joined.p; p && p < joined.p + joined.len; p += strlen(p) + 1) {
+		lua_pushstring(L, p);
+		lua_rawseti(L, -2, (int)++n);
+	}
+	scratch_free(joined.p);
 	return 5;
 }
 
@@ -801,8 +821,8 @@ static size_t conversation_ids(const char *conv, size_t clen, uint64_t after, si
 	memcpy(start, prefix, plen);
 	put_u64((unsigned char *)start + plen, after + 1);
 	c->cap = limit;
-	c->ids = xmalloc(limit * sizeof(*c->ids));
-	c->seqs = xmalloc(limit * sizeof(*c->seqs));
+	c->ids = scratch_alloc(limit * sizeof(*c->ids));
+	c->seqs = scratch_alloc(limit * sizeof(*c->seqs));
 	c->n = 0;
 	c->prefix = plen;
 	store_scan(STORE_CONV, prefix, plen, start, plen + 8, (long)limit, collect_id, c);
@@ -849,9 +869,9 @@ static int l_sync(lua_State *L)
 	}
 	buf_str(&out, c.n > (size_t)limit ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
 	jsonlua_push_raw(L, out.p, out.len);
-	free(out.p);
-	free(c.ids);
-	free(c.seqs);
+	scratch_free(out.p);
+	scratch_free(c.ids);
+	scratch_free(c.seqs);
 	return 1;
 }
 
@@ -1000,8 +1020,9 @@ static int l_set_status(lua_State *L)
 	size_t ulen, n = 1, clen = 0;
 	int level, open, list = lua_istable(L, 1);
 	const char *conv = NULL;
-	struct status_change ch;
+	struct status_change *changes;
 	struct store_batch *b;
+	lua_Number ticket;
 
 	if (!list)
 		luaL_checkstring(L, 1);
@@ -1030,23 +1051,31 @@ static int l_set_status(lua_State *L)
 			return 3;
 		}
 	}
+	/* Then the writes, into one batch submitted before anything is pushed
+	 * (see the top). */
+	changes = scratch_alloc(n * sizeof(*changes));
 	b = store_batch_new();
+	for (size_t i = 1; i <= n; i++) {
+		size_t idlen;
+		const char *id = message_id_at(L, list, i, &idlen);
+		memset(&changes[i - 1], 0, sizeof(changes[i - 1]));
+		/* An id named twice writes the same rows twice: each call reads
+		 * what is committed, not this batch. */
+		set_status(b, id, user, ulen, level, open, conv, clen, &changes[i - 1]);
+	}
+	ticket = submit(b);
 	if (list) {
 		lua_createtable(L, (int)n, 0);
 		jsonlua_mark_array(L);
 	}
 	for (size_t i = 1; i <= n; i++) {
 		size_t idlen;
-		const char *id = message_id_at(L, list, i, &idlen);
-		memset(&ch, 0, sizeof(ch));
-		/* An id named twice writes the same rows twice: each call reads
-		 * what is committed, not this batch. */
-		set_status(b, id, user, ulen, level, open, conv, clen, &ch);
-		push_change(L, id, &ch);
+		push_change(L, message_id_at(L, list, i, &idlen), &changes[i - 1]);
 		if (list)
 			lua_rawseti(L, -2, (int)i);
 	}
-	submit_and_push_ticket(L, b);
+	scratch_free(changes);
+	lua_pushnumber(L, ticket);
 	return 2;
 }
 
@@ -1067,46 +1096,59 @@ static int l_read_upto(lua_State *L)
 	const void *v;
 	size_t vlen;
 	struct collect_ids c;
-	struct store_batch *b = store_batch_new();
-	int n = 0, count = 0;
+	struct store_batch *b;
+	struct status_change *changes;
+	size_t *changed; /* the index in c of each change */
+	size_t n = 0;
+	int count = 0;
 
 	/* "rc" \0 conversation \0 user: where the user had read to. */
 	memcpy(cur, "rc", 3);
 	curlen = 3 + pair_key(cur + 3, sizeof(cur) - 3, conv, clen, user, ulen);
 	if (store_get(STORE_META, cur, curlen, &v, &vlen) == 1 && vlen == 8)
 		from = get_u64(v);
-	lua_newtable(L);
-	jsonlua_mark_array(L);
 	conversation_ids(conv, clen, from, READ_MAX, &c);
+	/* The changes are pushed once the batch is submitted (see the top). */
+	changes = scratch_alloc((c.n ? c.n : 1) * sizeof(*changes));
+	changed = scratch_alloc((c.n ? c.n : 1) * sizeof(*changed));
+	b = store_batch_new();
 	for (size_t i = 0; i < c.n && c.seqs[i] <= upto; i++) {
-		struct status_change ch = { 0 };
-		int rc = set_status(b, c.ids[i], user, ulen, MSG_READ, open, NULL, 0, &ch);
+		memset(&changes[n], 0, sizeof(changes[n]));
+		int rc = set_status(b, c.ids[i], user, ulen, MSG_READ, open, NULL, 0, &changes[n]);
 		last = c.seqs[i];
 		if (rc == 1)
 			count++;
-		if (rc == 1 && ch.aggregate != ch.aggregate_before) {
-			push_change(L, c.ids[i], &ch);
-			lua_rawseti(L, -2, ++n);
-		}
+		if (rc == 1 && changes[n].aggregate != changes[n].aggregate_before)
+			changed[n++] = i;
 	}
 	if (last > from) {
 		unsigned char word[8];
 		put_u64(word, last);
 		store_put(b, STORE_META, cur, curlen, word, 8);
 	}
-	free(c.ids);
-	free(c.seqs);
+	lua_Number ticket = submit(b);
+	lua_createtable(L, (int)n, 0);
+	jsonlua_mark_array(L);
+	for (size_t k = 0; k < n; k++) {
+		push_change(L, c.ids[changed[k]], &changes[k]);
+		lua_rawseti(L, -2, (int)k + 1);
+	}
+	scratch_free(changes);
+	scratch_free(changed);
+	scratch_free(c.ids);
+	scratch_free(c.seqs);
 	lua_pushinteger(L, count);
-	submit_and_push_ticket(L, b);
+	lua_pushnumber(L, ticket);
 	return 3;
 }
 
 /* ---- membership ---- */
 
+/* The names a scan found, each followed by a NUL, gathered while the
+ * store's cursor is open and pushed once it is closed (a push may raise). */
 struct collect_names {
-	lua_State *L;
+	struct buf names;
 	size_t skip;
-	int n;
 };
 
 static int collect_name(void *arg, const void *k, size_t kl, const void *v, size_t vl)
@@ -1115,8 +1157,8 @@ static int collect_name(void *arg, const void *k, size_t kl, const void *v, size
 
 	(void)v;
 	(void)vl;
-	lua_pushlstring(c->L, (const char *)k + c->skip, kl - c->skip);
-	lua_rawseti(c->L, -2, ++c->n);
+	buf_put(&c->names, (const char *)k + c->skip, kl - c->skip);
+	buf_put(&c->names, "", 1);
 	return 0;
 }
 
@@ -1124,11 +1166,17 @@ static int push_names(lua_State *L, enum store_db db, const char *a, size_t alen
 {
 	char prefix[NAME_MAX_BYTES + 1];
 	size_t plen = pair_key(prefix, sizeof(prefix), a, alen, "", 0);
-	struct collect_names c = { L, plen, 0 };
+	struct collect_names c = { { 0 }, plen };
+	int n = 0;
 
+	store_scan(db, prefix, plen, NULL, 0, limit, collect_name, &c);
 	lua_newtable(L);
 	jsonlua_mark_array(L);
-	store_scan(db, prefix, plen, NULL, 0, limit, collect_name, &c);
+	for (size_t at = 0; at < c.names.len; at += strlen(c.names.p + at) + 1) {
+		lua_pushstring(L, c.names.p + at);
+		lua_rawseti(L, -2, ++n);
+	}
+	scratch_free(c.names.p);
 	return 1;
 }
 
@@ -1198,16 +1246,29 @@ static int l_set_members(lua_State *L)
 {
 	size_t clen;
 	const char *conv = check_name(L, 1, "conversationId", &clen);
-	struct store_batch *b = store_batch_new();
+	struct store_batch *b;
 	char key[2 * NAME_MAX_BYTES + 2];
 	size_t n, klen;
 
 	luaL_checktype(L, 2, LUA_TTABLE);
 	caches_check(); /* before this batch's answer goes in the cache */
-	/* Out with the old... */
-	push_names(L, STORE_MEMBERS, conv, clen, RECIPIENTS_MAX);
-	n = lua_objlen(L, -1);
+	/* Everything that may raise comes before the batch: the new list's
+	 * check, and the old list (a table to push). */
+	n = lua_objlen(L, 2);
+	if (n > RECIPIENTS_MAX)
+		n = RECIPIENTS_MAX;
 	for (size_t i = 1; i <= n; i++) {
+		size_t ulen = 0;
+		lua_rawgeti(L, 2, (int)i);
+		const char *u = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &ulen) : NULL;
+		if (!u || !ulen || ulen > NAME_MAX_BYTES || memchr(u, '\0', ulen))
+			return luaL_error(L, "store.set_members: member %d is not a user id", (int)i);
+		lua_pop(L, 1);
+	}
+	push_names(L, STORE_MEMBERS, conv, clen, RECIPIENTS_MAX);
+	b = store_batch_new();
+	/* Out with the old... */
+	for (size_t i = 1, old = lua_objlen(L, -1); i <= old; i++) {
 		size_t ulen;
 		lua_rawgeti(L, -1, (int)i);
 		const char *u = lua_tolstring(L, -1, &ulen);
@@ -1217,15 +1278,10 @@ static int l_set_members(lua_State *L)
 	}
 	lua_pop(L, 1);
 	/* ...in with the new (a later put of the same key wins). */
-	n = lua_objlen(L, 2);
-	for (size_t i = 1; i <= n && i <= RECIPIENTS_MAX; i++) {
+	for (size_t i = 1; i <= n; i++) {
 		size_t ulen;
 		lua_rawgeti(L, 2, (int)i);
 		const char *u = lua_tolstring(L, -1, &ulen);
-		if (!u || !ulen || ulen > NAME_MAX_BYTES || memchr(u, '\0', ulen)) {
-			store_batch_free(b);
-			return luaL_error(L, "store.set_members: member %d is not a user id", (int)i);
-		}
 		klen = pair_key(key, sizeof(key), conv, clen, u, ulen);
 		store_put(b, STORE_MEMBERS, key, klen, "", 0);
 		klen = pair_key(key, sizeof(key), u, ulen, conv, clen);
@@ -1233,7 +1289,7 @@ static int l_set_members(lua_State *L)
 		lua_pop(L, 1);
 	}
 	map_put(&registered_cache, conv, clen, (void *)(uintptr_t)(n > 0 ? 2 : 1));
-	submit_and_push_ticket(L, b);
+	lua_pushnumber(L, submit(b));
 	return 1;
 }
 
@@ -1267,8 +1323,8 @@ static int l_set_profile(lua_State *L)
 		return luaL_error(L, "store.set_profile: %s", err);
 	b = store_batch_new();
 	store_put(b, STORE_USERS, user, ulen, json, len);
-	free(json);
-	submit_and_push_ticket(L, b);
+	scratch_free(json);
+	lua_pushnumber(L, submit(b));
 	return 1;
 }
 
@@ -1319,11 +1375,12 @@ static int reserved_name(const char *name, size_t len)
  * nil removes it. Names are 1-32 letters, digits or underscores. */
 static int l_annotate(lua_State *L)
 {
-	size_t idlen, nlen, len;
+	size_t idlen, nlen, len = 0;
 	const char *id = luaL_checklstring(L, 1, &idlen);
 	const char *name = luaL_checklstring(L, 2, &nlen);
 	char key[ID_LEN + 1 + 33];
 	const char *err = NULL;
+	char *json = NULL;
 	struct store_batch *b;
 
 	if (idlen != ID_LEN)
@@ -1334,20 +1391,19 @@ static int l_annotate(lua_State *L)
 		if (!(name[i] == '_' || (name[i] >= '0' && name[i] <= '9') ||
 		      (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z')))
 			return luaL_error(L, "store.annotate: names are letters, digits and _");
+	if (!lua_isnoneornil(L, 3)) {
+		json = jsonlua_encode(L, 3, &len, &err);
+		if (!json)
+			return luaL_error(L, "store.annotate: %s", err);
+	}
 	b = store_batch_new();
 	size_t klen = pair_key(key, sizeof(key), id, ID_LEN, name, nlen);
-	if (lua_isnoneornil(L, 3)) {
-		store_del(b, STORE_ANNOT, key, klen);
-	} else {
-		char *json = jsonlua_encode(L, 3, &len, &err);
-		if (!json) {
-			store_batch_free(b);
-			return luaL_error(L, "store.annotate: %s", err);
-		}
+	if (json)
 		store_put(b, STORE_ANNOT, key, klen, json, len);
-		free(json);
-	}
-	submit_and_push_ticket(L, b);
+	else
+		store_del(b, STORE_ANNOT, key, klen);
+	scratch_free(json);
+	lua_pushnumber(L, submit(b));
 	return 1;
 }
 
@@ -1406,11 +1462,12 @@ static int l_edit(lua_State *L)
 	struct store_batch *b = store_batch_new();
 	record_value(&value, json.p, json.len, r.recipients, r.recipients_len);
 	store_put(b, STORE_MESSAGES, id, ID_LEN, value.p, value.len);
+	lua_Number ticket = submit(b);
 	lua_pushstring(L, when);
-	submit_and_push_ticket(L, b);
-	free(content);
-	free(json.p);
-	free(value.p);
+	lua_pushnumber(L, ticket);
+	scratch_free(content);
+	scratch_free(json.p);
+	scratch_free(value.p);
 	return 2;
 }
 
@@ -1428,7 +1485,7 @@ static int l_hide(lua_State *L)
 		return luaL_error(L, "store.hide: not a message id");
 	b = store_batch_new();
 	store_put(b, STORE_HIDDEN, key, pair_key(key, sizeof(key), id, ID_LEN, user, ulen), "", 0);
-	submit_and_push_ticket(L, b);
+	lua_pushnumber(L, submit(b));
 	return 1;
 }
 

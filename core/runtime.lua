@@ -126,8 +126,11 @@ end
 
 -- A hook's failure: a Lua error is a 500 and logged; a returned refusal
 -- (nil/false, status, message) is the client's fault and not logged.
--- Returns the status and message the client gets.
+-- Returns the status and message the client gets. The failure may be the
+-- memory budget, spent: what the runtime does next to answer gets a budget
+-- of its own.
 local function script_failed(m, what, err)
+	core.renew_budget()
 	if err == STOP then
 		log("error", module_tag(m) .. ": " .. what .. " was stopped: it ran longer than "
 			.. "the script time budget (PARLEY_SCRIPT_TIMEOUT)")
@@ -289,8 +292,9 @@ local function broadcast_new(nsp)
 	return setmetatable({ nsp = nsp }, Broadcast)
 end
 
+-- (A number names the room of its text; the core reads only strings.)
 function Broadcast:to(room)
-	self[#self + 1] = room
+	self[#self + 1] = type(room) == "number" and tostring(room) or room
 	return self
 end
 
@@ -307,7 +311,7 @@ function Broadcast:except(x)
 		end
 	else
 		self.except_rooms = self.except_rooms or {}
-		self.except_rooms[#self.except_rooms + 1] = x
+		self.except_rooms[#self.except_rooms + 1] = type(x) == "number" and tostring(x) or x
 	end
 	return self
 end
@@ -1519,6 +1523,7 @@ end
 local function event_job(sock, handlers, name, data, ack)
 	local ok, err = pcall(answer_event, sock, handlers, name, data, ack)
 	if not ok then
+		core.renew_budget()
 		pcall(core.error, sock.id, 500, "a script failed", ack)
 		log("error", "runtime: the event " .. name .. " failed: " .. describe(err))
 	end
@@ -1648,6 +1653,7 @@ local ROUTE_FAILED = '{"status":"error","statusCode":500,"message":"a script fai
 local function route_job(id, route, req)
 	local ok, err = pcall(answer_route, id, route, req)
 	if not ok then
+		core.renew_budget()
 		pcall(core.http_respond, id, 500, ROUTE_FAILED)
 		log("error", "runtime: the request " .. req.method .. " " .. req.path .. " failed: "
 			.. describe(err))

@@ -21,6 +21,7 @@
 #include "messages.h"
 #include "metrics.h"
 #include "pattern.h"
+#include "scratch.h"
 #include "script.h"
 #include "server.h"
 #include "store.h"
@@ -80,7 +81,9 @@ static int call_runtime(const char *what, int nargs, int nresults)
 	int rc;
 
 	guard_enter();
+	scratch_begin();
 	rc = lua_pcall(L, nargs, nresults, 0);
+	scratch_end();
 	guard_leave(L);
 	script_usec += usec_now() - start;
 	script_calls++;
@@ -102,7 +105,10 @@ static struct client *check_client(lua_State *S, int idx)
 	return cl && !cl->closing ? cl : NULL;
 }
 
-/* Reads the optional attachments table at `idx` into new frames. */
+/* Reads the optional attachments table at `idx` (checked by the caller:
+ * nil or a table) into new frames. Nothing here raises: an attachment that
+ * is not a string is empty (converting a number would allocate, and so
+ * could raise, with the frames made so far held). */
 static unsigned read_attachments(lua_State *S, int idx, struct frame ***out)
 {
 	unsigned n;
@@ -110,19 +116,26 @@ static unsigned read_attachments(lua_State *S, int idx, struct frame ***out)
 	*out = NULL;
 	if (lua_isnoneornil(S, idx))
 		return 0;
-	luaL_checktype(S, idx, LUA_TTABLE);
 	n = (unsigned)lua_objlen(S, idx);
 	if (!n)
 		return 0;
 	*out = xcalloc(n, sizeof(**out));
 	for (unsigned i = 0; i < n; i++) {
-		size_t len;
+		size_t len = 0;
+		const char *p = "";
 		lua_rawgeti(S, idx, (int)i + 1);
-		const char *p = lua_tolstring(S, -1, &len);
-		(*out)[i] = frame_new(p ? p : "", p ? len : 0, 1);
+		if (lua_type(S, -1) == LUA_TSTRING)
+			p = lua_tolstring(S, -1, &len);
+		(*out)[i] = frame_new(p, len, 1);
 		lua_pop(S, 1);
 	}
 	return n;
+}
+
+static void check_attachments(lua_State *S, int idx)
+{
+	if (!lua_isnoneornil(S, idx))
+		luaL_checktype(S, idx, LUA_TTABLE);
 }
 
 static void free_attachments(struct frame **att, unsigned n)
@@ -133,22 +146,26 @@ static void free_attachments(struct frame **att, unsigned n)
 }
 
 /* Fills an emit from (event, json, att, plain) at `idx`..idx+3; a json that
- * is not text is encoded here (jsonlua_payload). Call it before anything
- * else is allocated: it raises for a value with no JSON form. */
+ * is not text is encoded here (jsonlua_payload). It raises for a bad
+ * argument or a value with no JSON form, so it comes after everything else
+ * that may raise; and nothing that raises may come after it (the frames
+ * it makes would be lost). */
 static void read_emit(lua_State *S, int idx, struct emit *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->name = luaL_checklstring(S, idx, &e->name_len);
+	e->plain_data = luaL_optlstring(S, idx + 3, NULL, &e->plain_len);
+	check_attachments(S, idx + 2);
+	/* Scratch memory (scratch.h): safe from a raise. */
 	e->data = jsonlua_payload(S, idx + 1, &e->data_len, &e->data_owned);
 	e->natt = read_attachments(S, idx + 2, &e->att);
-	e->plain_data = luaL_optlstring(S, idx + 3, NULL, &e->plain_len);
 }
 
 static void release_emit(struct emit *e)
 {
 	emit_fini(e);
 	free_attachments(e->att, e->natt);
-	free(e->data_owned);
+	scratch_free(e->data_owned);
 }
 
 /* ---- core.* ---- */
@@ -185,11 +202,12 @@ static int l_read_file(lua_State *S)
 		lua_pushfstring(S, "%s: not a regular file under 4 MiB", path);
 		return 2;
 	}
-	buf = xmalloc((size_t)st.st_size + 1);
+	/* Scratch: the memory budget may refuse the string. */
+	buf = scratch_alloc((size_t)st.st_size + 1);
 	size_t n = fread(buf, 1, (size_t)st.st_size, f);
 	fclose(f);
 	lua_pushlstring(S, buf, n);
-	free(buf);
+	scratch_free(buf);
 	return 1;
 }
 
@@ -236,7 +254,10 @@ struct strings {
 };
 
 /* Reads the strings of the list at `idx` (none for nil, one for a string)
- * into `s`; the strings stay referenced during the call. */
+ * into `s`; the strings stay referenced during the call. An entry that is
+ * not a string is "" (one converted here would be referenced by nothing,
+ * and collected). The arrays are scratch memory: a later raise strands
+ * nothing. */
 static void read_strings(lua_State *S, int idx, struct strings *s)
 {
 	s->v = s->short_v;
@@ -252,14 +273,14 @@ static void read_strings(lua_State *S, int idx, struct strings *s)
 	luaL_checktype(S, idx, LUA_TTABLE);
 	s->n = lua_objlen(S, idx);
 	if (s->n > SHORT_LIST) {
-		s->v = xcalloc(s->n, sizeof(*s->v));
-		s->lens = xcalloc(s->n, sizeof(*s->lens));
+		s->v = scratch_alloc(s->n * sizeof(*s->v));
+		s->lens = scratch_alloc(s->n * sizeof(*s->lens));
 	}
 	for (size_t i = 0; i < s->n; i++) {
+		s->v[i] = "", s->lens[i] = 0;
 		lua_rawgeti(S, idx, (int)i + 1);
-		s->v[i] = lua_tolstring(S, -1, &s->lens[i]);
-		if (!s->v[i])
-			s->v[i] = "", s->lens[i] = 0;
+		if (lua_type(S, -1) == LUA_TSTRING)
+			s->v[i] = lua_tolstring(S, -1, &s->lens[i]);
 		lua_pop(S, 1);
 	}
 }
@@ -267,8 +288,8 @@ static void read_strings(lua_State *S, int idx, struct strings *s)
 static void strings_free(struct strings *s)
 {
 	if (s->v != s->short_v) {
-		free(s->v);
-		free(s->lens);
+		scratch_free(s->v);
+		scratch_free(s->lens);
 	}
 }
 
@@ -309,10 +330,10 @@ static int l_broadcast(lua_State *S)
 
 	if (!n)
 		return luaL_error(S, "unknown namespace %s", nsp_name);
-	read_emit(S, 5, &e);
 	read_strings(S, 2, &rooms);
 	read_strings(S, 3, &sids);
 	read_strings(S, 4, &except_rooms);
+	read_emit(S, 5, &e);
 	memset(&t, 0, sizeof(t));
 	t.rooms = rooms.v;
 	t.room_lens = rooms.lens;
@@ -349,18 +370,20 @@ static int l_ack(lua_State *S)
 	int64_t id = (int64_t)luaL_checknumber(S, 2);
 	size_t len = 0;
 	char *owned;
-	const char *json = jsonlua_payload(S, 3, &len, &owned);
+	const char *json;
 	struct frame **att;
 	unsigned natt;
 
+	check_attachments(S, 4);
+	json = jsonlua_payload(S, 3, &len, &owned);
 	if (!cl) {
-		free(owned);
+		scratch_free(owned);
 		return 0;
 	}
 	natt = read_attachments(S, 4, &att);
 	client_ack(cl, id, json, len, att, natt);
 	free_attachments(att, natt);
-	free(owned);
+	scratch_free(owned);
 	return 0;
 }
 
@@ -547,6 +570,15 @@ static int l_throttle(lua_State *S)
 
 	if (cl && ms > 0)
 		conn_throttle(cl->conn, (int)(ms > 60000 ? 60000 : ms));
+	return 0;
+}
+
+/* renew_budget(): the runtime's own work from here on gets a fresh memory
+ * budget (guard_renew) */
+static int l_renew_budget(lua_State *S)
+{
+	(void)S;
+	guard_renew();
 	return 0;
 }
 
@@ -801,24 +833,34 @@ static int l_kv_delete(lua_State *S)
 	return 1;
 }
 
+/* The keys a scan found, gathered in scratch memory and pushed once the
+ * scan is over: a push may raise (the memory budget), and must not unwind
+ * through the store's cursor. Each key is its length (a size_t) then its
+ * bytes. */
 struct kv_keys {
-	lua_State *S;
+	char *buf;
+	size_t len, cap;
 	size_t skip; /* the namespace and its NUL */
-	int n;
 	int64_t now;
 };
 
 static int collect_key(void *arg, const void *k, size_t kl, const void *v, size_t vl)
 {
 	struct kv_keys *c = arg;
+	size_t n = kl - c->skip;
 
 	if (vl >= 8) {
 		uint64_t expiry = get_u64(v);
 		if (expiry && (int64_t)expiry <= c->now)
 			return 0;
 	}
-	lua_pushlstring(c->S, (const char *)k + c->skip, kl - c->skip);
-	lua_rawseti(c->S, -2, ++c->n);
+	if (c->len + sizeof(n) + n > c->cap) {
+		c->cap = (c->len + sizeof(n) + n) * 2;
+		c->buf = scratch_realloc(c->buf, c->cap);
+	}
+	memcpy(c->buf + c->len, &n, sizeof(n));
+	memcpy(c->buf + c->len + sizeof(n), (const char *)k + c->skip, n);
+	c->len += sizeof(n) + n;
 	return 0;
 }
 
@@ -830,17 +872,26 @@ static int l_kv_keys(lua_State *S)
 	const char *prefix = luaL_optlstring(S, 2, "", &plen);
 	lua_Integer limit = luaL_optinteger(S, 3, 1000);
 	char key[64 + 1 + KV_KEY_MAX];
-	struct kv_keys c = { S, nlen + 1, 0, wall_ms() };
+	struct kv_keys c = { NULL, 0, 0, nlen + 1, wall_ms() };
+	int count = 0;
 
 	if (nlen > 64 || plen > KV_KEY_MAX)
 		return luaL_error(S, "kv: prefix too long");
 	memcpy(key, ns, nlen);
 	key[nlen] = '\0';
 	memcpy(key + nlen + 1, prefix, plen);
-	lua_newtable(S);
-	jsonlua_mark_array(S);
 	store_scan(STORE_KV, key, nlen + 1 + plen, NULL, 0, limit < 1 ? 1 : limit, collect_key,
 		   &c);
+	lua_newtable(S);
+	jsonlua_mark_array(S);
+	for (size_t at = 0; at < c.len;) {
+		size_t n;
+		memcpy(&n, c.buf + at, sizeof(n));
+		lua_pushlstring(S, c.buf + at + sizeof(n), n);
+		lua_rawseti(S, -2, ++count);
+		at += sizeof(n) + n;
+	}
+	scratch_free(c.buf);
 	return 1;
 }
 
@@ -1046,6 +1097,7 @@ static const luaL_Reg core_functions[] = {
 	{ "throttle", l_throttle },
 	{ "limit", l_limit },
 	{ "utf8_valid", l_utf8_valid },
+	{ "renew_budget", l_renew_budget },
 	{ "timer", l_timer },
 	{ "cancel", l_cancel },
 	{ "now", l_now },

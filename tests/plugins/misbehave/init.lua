@@ -1,7 +1,8 @@
 -- misbehave - a plugin that gets its answers wrong in every shape a script
 -- can, for tests/integration/outcomes.test.js: each outcome of a handler, a
--- filter, a route or a connect hook must still end in an answer. And timers
--- that run away or spin the loop (tests/integration/timers.test.js).
+-- filter, a route or a connect hook must still end in an answer. Timers that
+-- run away or spin the loop (tests/integration/timers.test.js), and host
+-- functions whose result the memory budget refuses (budget.test.js).
 -- Enabled only in tests:
 --   PARLEY_PLUGIN_PATH=tests/plugins PARLEY_PLUGINS=testkit,misbehave
 
@@ -114,6 +115,59 @@ events["misbehave:zero"] = function(sock, data)
 		sock:emit("misbehave:zero", { every = every, chain = chain })
 	end)
 	return true
+end
+
+-- Host functions that build their result in C memory, then find that the
+-- memory budget (PARLEY_SCRIPT_MEMORY at 1 MiB in budget.test.js) refuses
+-- the Lua value it becomes. Each is called under pcall, so that the answer
+-- says the refusal came from inside it: {refused, err}.
+local function refused(f, ...)
+	-- Made first: once the call failed, the budget is spent (its garbage
+	-- not yet collected), and the answer's fields must not allocate.
+	local answer = { refused = false, err = parley.null }
+	local ok, err = pcall(f, ...)
+	answer.refused = not ok
+	if not ok then
+		answer.err = err
+	end
+	return answer
+end
+
+events["misbehave:encode-big"] = function()
+	local piece, t = string.rep("x", 64 * 1024), {}
+	for i = 1, 1000 do
+		t[i] = piece
+	end
+	return refused(parley.json.encode, t) -- 64 MB of text
+end
+
+events["misbehave:base64-big"] = function()
+	return refused(parley.crypto.base64_encode, string.rep("y", 400 * 1024))
+end
+
+events["misbehave:send-big"] = function(sock)
+	local piece, content = string.rep("x", 64 * 1024), {}
+	for i = 1, 64 do
+		content[i] = piece
+	end
+	return refused(parley.store.send, { conversationId = "big", senderId = sock.userId,
+		type = "document", content = content, recipients = {} }) -- 4 MB
+end
+
+-- {from, n}: keys key-<from>..key-<from+n-1> in this module's key space, on
+-- disk.
+events["misbehave:kv-fill"] = function(sock, data)
+	for i = data.from, data.from + data.n - 1 do
+		parley.kv.set(string.format("key-%06d", i), true)
+	end
+	return parley.kv.wait()
+end
+
+events["misbehave:kv-keys"] = function(sock, data)
+	if data.limit <= 1000 then
+		return #parley.kv.keys("key-", data.limit)
+	end
+	return refused(parley.kv.keys, "key-", data.limit)
 end
 
 return {
