@@ -127,6 +127,7 @@ end
 return {
 	binary = binary,
 	is_binary = is_binary,
+	has_binary = has_binary,
 	encode = encode,
 	decode_args = decode_args,
 	resolve_args = resolve_args,

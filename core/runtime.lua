@@ -413,6 +413,11 @@ local parley = {}
 parley.null = json_null
 parley.binary = binary
 parley.is_binary = is_binary
+-- Whether v is, or holds (in tables nested up to 32 deep), a binary value:
+-- what JSON cannot carry.
+function parley.has_binary(v)
+	return core.binary.has_binary(v, 0)
+end
 -- encode(v) -> text (raises on values with no JSON form); decode(text) ->
 -- value | nil, err. Decoded arrays are marked (json.is_array), so an empty
 -- one stays []; json.array(t) marks a table of a script's own.

@@ -94,8 +94,18 @@ local function content_field(d)
 		end
 	elseif type(c) ~= "string" and type(c) ~= "table" then
 		return nil, "content must be a string or an object"
-	elseif #json.encode(c) > MAX_CONTENT then
-		return nil, "content is larger than " .. MAX_CONTENT .. " bytes"
+	elseif parley.has_binary(c) then
+		-- A client's Buffer: its bytes have no place in a JSON message.
+		return nil, "content cannot hold a binary attachment: store the file elsewhere and "
+			.. "send its URL"
+	else
+		local ok, text = pcall(json.encode, c)
+		if not ok then
+			return nil, "content has no JSON form"
+		end
+		if #text > MAX_CONTENT then
+			return nil, "content is larger than " .. MAX_CONTENT .. " bytes"
+		end
 	end
 	return true
 end

@@ -92,6 +92,9 @@ return {
 			if m.type == "text" and (type(c) ~= "string" or c == "") then
 				return nil, 400, "content must be a non-empty string for a text message"
 			end
+			if parley.has_binary(c) then
+				return nil, 400, "content cannot hold a binary attachment"
+			end
 			if c == nil or #json.encode(c) > config.max_content then
 				return nil, 400, "content is required and at most " .. config.max_content .. " bytes"
 			end

@@ -36,6 +36,16 @@ test('the sender edits: message:edited to the conversation, sync shows the new t
   assert.equal((await a.request('message:edit', { messageId: 'ffffffffffffffff', content: 'x' })).statusCode, 404);
 });
 
+test('an edit whose content is, or holds, a binary attachment (a Buffer) is a 400, not a script failure', async () => {
+  const { a } = await conversation('edbin');
+  const { messageId } = await a.request('message:send', { conversationId: 'edbin', type: 'document', content: { name: 'a' } });
+  for (const content of [Buffer.from([0xff, 0xfe]), Buffer.from('utf-8 bytes'), { name: 'b', file: Buffer.from([1]) }]) {
+    const r = await a.request('message:edit', { messageId, content });
+    assert.deepEqual(r, { status: 'error', statusCode: 400, message: 'content cannot hold a binary attachment' });
+  }
+  assert.doesNotMatch(srv.logs(), / error /);
+});
+
 test('delete for everyone leaves a tombstone; delete for me hides it from my sync only', async () => {
   const { a, b } = await conversation('del');
   const one = (await a.request('message:send', { conversationId: 'del', type: 'text', content: 'oops' })).messageId;
