@@ -2,7 +2,6 @@
  * and the hand-over to the Lua routes (script_http), whose answer may come
  * later (a route can wait for the store): the request is parked and answered
  * from its writable callback. */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,20 +33,6 @@ struct api_request {
 
 static struct map requests; /* id text -> struct api_request */
 static uint64_t next_request;
-
-static const char *method_name(enum http_method m)
-{
-	switch (m) {
-	case HTTP_GET: return "GET";
-	case HTTP_POST: return "POST";
-	case HTTP_PUT: return "PUT";
-	case HTTP_PATCH: return "PATCH";
-	case HTTP_DELETE: return "DELETE";
-	case HTTP_HEAD: return "HEAD";
-	case HTTP_OPTIONS: return "OPTIONS";
-	default: return "OTHER";
-	}
-}
 
 static void request_free(struct api_request *r)
 {
@@ -91,38 +76,6 @@ static int key_ok(struct lws *wsi)
 	return glen == klen && CRYPTO_memcmp(given, key, klen) == 0;
 }
 
-/* The Content-Length: its value, -1 when there is none, -2 when it is not
- * a number. */
-static long long content_length(struct lws *wsi)
-{
-	char buf[32], *end;
-	long long n;
-
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
-		return -1;
-	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
-	    buf[0] < '0' || buf[0] > '9')
-		return -2;
-	n = strtoll(buf, &end, 10);
-	return *end == '\0' && n >= 0 ? n : -2;
-}
-
-/* Whether the body is sent in chunks (Transfer-Encoding: chunked): lws
- * 4.1.6 drops such a body (NOTES.md), so it cannot be read. */
-static int chunked(struct lws *wsi)
-{
-	char te[128];
-
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0)
-		return 0;
-	/* A header too long to copy is refused as if chunked: it names some. */
-	if (lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING) < 0)
-		return 1;
-	for (char *c = te; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
-	return strstr(te, "chunked") != NULL;
-}
-
 static int json_content_type(struct lws *wsi)
 {
 	char ct[128];
@@ -139,12 +92,12 @@ static int dispatch(struct lws *wsi, struct pss *pss)
 	if (pss->body_too_large) {
 		metrics_limit("max_payload");
 		log_info("HTTP API %s %s from %s: a body over %zu bytes (PARLEY_MAX_PAYLOAD): 413",
-			 method_name(r->method), r->path, r->query.addr, srv.cfg->max_payload);
+			 http_method_name(r->method), r->path, r->query.addr, srv.cfg->max_payload);
 		return api_error(wsi, pss, 413, "the body is larger than PARLEY_MAX_PAYLOAD");
 	}
 	/* Parked until Lua answers: lws would drop it after its timeout. */
 	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-	script_http(r->key, method_name(r->method), r->path, &r->query,
+	script_http(r->key, http_method_name(r->method), r->path, &r->query,
 		    r->has_body ? pss->body : NULL, r->has_body ? pss->body_len : 0);
 	return 0;
 }
@@ -152,14 +105,10 @@ static int dispatch(struct lws *wsi, struct pss *pss)
 int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 {
 	struct api_request *r;
-	int body_method = pss->method == HTTP_POST || pss->method == HTTP_PUT ||
-			  pss->method == HTTP_PATCH;
-	long long length = content_length(wsi);
-	int is_chunked = chunked(wsi);
-
-	/* Whatever the answer, the chunks that follow cannot be read: lws
-	 * would take them for the next request on the connection. */
-	pss->close_after = is_chunked;
+	/* How the body is framed was checked before any route (server.c's
+	 * check_framing): a plain Content-Length, or none on a method
+	 * without a body. */
+	long long length = http_content_length(wsi);
 
 	if (!srv.cfg->api_key)
 		return api_error(wsi, pss, 403, "the HTTP API is off: set PARLEY_API_KEY");
@@ -167,24 +116,16 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 		char addr[64];
 		lws_get_peer_simple(wsi, addr, sizeof(addr));
 		metrics_protocol_error("api_bad_key");
-		log_info("HTTP API %s %s from %s refused (401): no valid key", method_name(pss->method),
+		log_info("HTTP API %s %s from %s refused (401): no valid key", http_method_name(pss->method),
 			 path, addr);
 		return api_error(wsi, pss, 401, "a valid API key is required (Authorization: Bearer)");
 	}
 	/* Shutting down: what was asked before is answered, nothing new starts. */
 	if (srv.draining)
 		return api_error(wsi, pss, 503, "the server is shutting down");
-	if (length == -2)
-		return api_error(wsi, pss, 400, "the Content-Length is not a number");
-	/* A body claimed, however it is sent, is JSON or nothing. */
-	if ((length > 0 || is_chunked) && !json_content_type(wsi))
+	/* A body is JSON or nothing. */
+	if (length > 0 && !json_content_type(wsi))
 		return api_error(wsi, pss, 415, "the body must be application/json");
-	if (is_chunked)
-		return api_error(wsi, pss, 411,
-				 "chunked bodies are not accepted: send the body with a Content-Length");
-	if (body_method && length < 0)
-		return api_error(wsi, pss, 411,
-				 "a POST, PUT or PATCH needs a Content-Length (0 for no body)");
 	/* The path and the query reach the routes as strings, and come back in
 	 * their answers (JSON: UTF-8 only); ids and names are text. */
 	r = xcalloc(1, sizeof(*r));

@@ -29,14 +29,21 @@ struct pss {
 	size_t body_len;
 	size_t body_cap;
 	int body_too_large;
+	int body_seen; /* a piece of the body came (HTTP_BODY) */
 	int dead_poll; /* the poll's session closed: answer with a close packet */
-	int close_after; /* answer with "connection: close": the rest of the
-			  * request cannot be read */
+	int close_after; /* answer with "connection: close" and close: what
+			  * follows on the connection cannot be told from a
+			  * request (a body not read, a length not clear) */
 	char *origin; /* the request's Origin header, or NULL */
 	struct api_request *api; /* an HTTP API request in progress */
 };
 
 enum http_method http_method(struct lws *wsi);
+/* "GET", "POST", ...; "OTHER" for the rest. */
+const char *http_method_name(enum http_method m);
+/* The request's Content-Length: its value, -1 when there is none, -2 when
+ * it is not one decimal number (repeated, a list, a sign, junk, overflow). */
+long long http_content_length(struct lws *wsi);
 /* Frees what the current request allocated in the pss (body, origin). */
 void http_release(struct pss *pss);
 /* Copies the Origin header into pss->origin (NULL when absent). */

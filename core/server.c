@@ -61,6 +61,20 @@ enum http_method http_method(struct lws *wsi)
 	return HTTP_OTHER;
 }
 
+const char *http_method_name(enum http_method m)
+{
+	switch (m) {
+	case HTTP_GET: return "GET";
+	case HTTP_POST: return "POST";
+	case HTTP_PUT: return "PUT";
+	case HTTP_PATCH: return "PATCH";
+	case HTTP_DELETE: return "DELETE";
+	case HTTP_HEAD: return "HEAD";
+	case HTTP_OPTIONS: return "OPTIONS";
+	default: return "OTHER";
+	}
+}
+
 void http_read_origin(struct lws *wsi, struct pss *pss)
 {
 	int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
@@ -168,7 +182,11 @@ int http_respond(struct lws *wsi, struct pss *pss, int status,
 			goto out;
 	}
 	/* The request is answered: what it allocated goes now, because
-	 * completing the transaction frees the pss itself. */
+	 * completing the transaction frees the pss itself. A connection whose
+	 * next bytes cannot be told from a request is closed (-1: lws flushes
+	 * the answer, then closes) rather than read on. */
+	if (pss && pss->close_after)
+		goto out;
 	if (pss)
 		http_release(pss);
 	rc = lws_http_transaction_completed(wsi) ? -1 : 0;
@@ -197,6 +215,79 @@ int http_engine_error(struct lws *wsi, struct pss *pss, int code, const char *ms
 
 	metrics_http_error(400);
 	return http_respond(wsi, pss, 400, "application/json", body, (size_t)n);
+}
+
+long long http_content_length(struct lws *wsi)
+{
+	char buf[32], *end;
+	long long n;
+
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+		return -1;
+	/* lws joins repeated fields with ',': "5,50" is not a number. */
+	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
+	    buf[0] < '0' || buf[0] > '9')
+		return -2;
+	errno = 0;
+	n = strtoll(buf, &end, 10);
+	return *end == '\0' && errno == 0 ? n : -2;
+}
+
+/* Resets the per-request half of the pss: lws reuses it across keep-alive
+ * requests. */
+static void http_begin(struct lws *wsi, struct pss *pss)
+{
+	http_release(pss);
+	memset(pss, 0, sizeof(*pss));
+	pss->method = http_method(wsi);
+	http_read_origin(wsi, pss);
+}
+
+/* How long a request's body is must be plain (RFC 9112 §6.3), or the bytes
+ * after it may be a body to a proxy in front of us and a request to us (or
+ * the reverse): request smuggling. lws 4.1 reads no chunked body (it takes
+ * the chunks for the next request, or for a body it thinks is 100 MB long,
+ * as it does a POST without a length) and believes the first of two
+ * Content-Lengths. So, on every path (the routes, polling, /healthz, the
+ * static files) and before any route sees it, a request with
+ * Transfer-Encoding, with a Content-Length that is not one number, or with
+ * a POST, PUT or PATCH without one, is answered and its connection closed:
+ * nothing after its head is read. Returns what the filter callback should:
+ * 0 to go on, -1 when answered. */
+static int check_framing(struct lws *wsi, struct pss *pss, const char *path)
+{
+	enum http_method m = http_method(wsi);
+	int te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+	long long length = http_content_length(wsi);
+	const char *why, *kind;
+	char addr[64], body[256];
+	int status, n;
+
+	if (te && length != -1) {
+		status = 400, kind = "te_and_content_length";
+		why = "Content-Length and Transfer-Encoding together: the body's length is ambiguous";
+	} else if (length == -2) {
+		status = 400, kind = "bad_content_length";
+		why = "the Content-Length is not one number";
+	} else if (te) {
+		status = 411, kind = "transfer_encoding";
+		why = "chunked bodies are not accepted: send the body with a Content-Length";
+	} else if (length == -1 && (m == HTTP_POST || m == HTTP_PUT || m == HTTP_PATCH)) {
+		status = 411, kind = "no_content_length";
+		why = "a POST, PUT or PATCH needs a Content-Length (0 for no body)";
+	} else {
+		return 0;
+	}
+	http_begin(wsi, pss);
+	pss->close_after = 1;
+	lws_get_peer_simple(wsi, addr, sizeof(addr));
+	log_info("HTTP %.100s from %s: %s: %d, connection closed", path, addr, why, status);
+	metrics_protocol_error(kind);
+	metrics_http_error(status);
+	n = snprintf(body, sizeof(body), "{\"status\":\"error\",\"statusCode\":%d,\"message\":\"%s\"}",
+		     status, why);
+	http_respond(wsi, pss, status, "application/json", body, (size_t)n);
+	return -1;
 }
 
 static int serve_plain_http(struct lws *wsi, struct pss *pss, const char *path)
@@ -230,10 +321,10 @@ static int serve_plain_http(struct lws *wsi, struct pss *pss, const char *path)
  * reuses it across keep-alive requests. */
 static int on_http(struct lws *wsi, struct pss *pss, const char *path)
 {
-	http_release(pss);
-	memset(pss, 0, sizeof(*pss));
-	pss->method = http_method(wsi);
-	http_read_origin(wsi, pss);
+	http_begin(wsi, pss);
+	/* Until its body is read (HTTP_BODY_COMPLETION), an answer ends the
+	 * connection: the rest of the body is not read as a request. */
+	pss->close_after = http_content_length(wsi) > 0;
 	if (is_engine_path(path))
 		return engine_http_request(wsi, pss);
 	if (strncmp(path, "/api/", 5) == 0)
@@ -243,11 +334,32 @@ static int on_http(struct lws *wsi, struct pss *pss, const char *path)
 
 static int on_http_body(struct lws *wsi, struct pss *pss, const char *in, size_t len)
 {
-	(void)wsi;
 	/* lws may hand an empty piece (a POST with no body) before any buffer
 	 * exists: there is nothing to copy, and NULL + 0 is undefined. */
 	if (pss->body_too_large || len == 0)
 		return 0;
+	if (!pss->body_seen) {
+		/* lws 4.1.6 hands a request with a body that came pipelined
+		 * behind another one (in the same read) the first bytes of its
+		 * own head as its body, as many as its Content-Length says,
+		 * then loops forever in lws_http_action (the whole server
+		 * stops). A body that begins like this request's "METHOD /" is
+		 * that: no body parley reads (JSON, Engine.IO packets) starts
+		 * with a capital letter. The connection is closed, which ends
+		 * lws's loop as well. */
+		char line[16];
+		int n = snprintf(line, sizeof(line), "%s /", http_method_name(pss->method));
+		size_t cmp = len < (size_t)n ? len : (size_t)n;
+		pss->body_seen = 1;
+		if (memcmp(in, line, cmp) == 0) {
+			char addr[64];
+			lws_get_peer_simple(wsi, addr, sizeof(addr));
+			metrics_protocol_error("pipelined_body");
+			log_info("HTTP %s from %s: a request with a body pipelined behind another: "
+				 "connection closed", http_method_name(pss->method), addr);
+			return -1;
+		}
+	}
 	if (pss->body_len + len > srv.cfg->max_payload) {
 		/* Keep reading to the end, then answer 413 once. */
 		pss->body_too_large = 1;
@@ -506,11 +618,15 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
 
 	switch (reason) {
+	case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+		return check_framing(wsi, pss, in);
 	case LWS_CALLBACK_HTTP:
 		return on_http(wsi, pss, in);
 	case LWS_CALLBACK_HTTP_BODY:
 		return on_http_body(wsi, pss, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		/* The whole body is read: the connection can go on. */
+		pss->close_after = 0;
 		if (pss->role == ROLE_API)
 			return api_body_done(wsi, pss);
 		if (pss->role == ROLE_POLL_POST)

@@ -600,6 +600,7 @@ static void upgrade(struct ws *w, const struct http_head *h)
 {
 	const struct http_field *key = http_head_field(h, "sec-websocket-key");
 	const struct http_field *ver = http_head_field(h, "sec-websocket-version");
+	const struct http_field *cl = http_head_field(h, "content-length");
 	const char *why = "";
 	struct ws_route route;
 	char accept[29], resp[160], addr[48];
@@ -610,6 +611,14 @@ static void upgrade(struct ws *w, const struct http_head *h)
 	    base64_decode(key->value, key->value_len, raw) != 16) {
 		metrics_protocol_error("bad_upgrade");
 		refuse(w, 400, "bad WebSocket upgrade request");
+		return;
+	}
+	/* What would follow a body is taken for frames here, and maybe for
+	 * the body by a proxy in front: an upgrade carries none ("0" at most). */
+	if ((cl && (cl->value_len != 1 || cl->value[0] != '0')) ||
+	    http_head_field(h, "transfer-encoding")) {
+		metrics_protocol_error("bad_upgrade");
+		refuse(w, 400, "a WebSocket upgrade carries no body");
 		return;
 	}
 	if (!ver || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0) {

@@ -99,13 +99,13 @@ const head = (method, path, lines) =>
   `${method} ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\n${lines.map((l) => l + '\r\n').join('')}\r\n`;
 const chunkedBody = (text) => `${text.length.toString(16)}\r\n${text}\r\n0\r\n\r\n`;
 
-test('bodies parley cannot read are refused with 411 (chunked, or a POST/PUT/PATCH without Content-Length); the Content-Type is checked whenever a body is claimed', async () => {
+test('bodies parley cannot read are refused with 411 and the connection closed (chunked, or a POST/PUT/PATCH without Content-Length), before the Content-Type is looked at; a body sent is checked to be JSON', async () => {
   const json = '{"name":"x"}';
   const cases = [
     ['chunked JSON POST (lws would drop the body)', head('POST', '/api/test/things', ['Content-Type: application/json', 'Transfer-Encoding: chunked']), chunkedBody(json), 411, /chunked bodies are not accepted: send the body with a Content-Length/],
     ['chunked PATCH', head('PATCH', '/api/test/things', ['Content-Type: application/json', 'Transfer-Encoding: gzip, chunked']), chunkedBody(json), 411, /chunked/],
-    ['chunked text POST', head('POST', '/api/test/things', ['Content-Type: text/plain', 'Transfer-Encoding: chunked']), chunkedBody('hello'), 415, /application\/json/],
-    ['chunked POST without a Content-Type', head('POST', '/api/test/things', ['Transfer-Encoding: chunked']), chunkedBody(json), 415, /application\/json/],
+    ['chunked text POST', head('POST', '/api/test/things', ['Content-Type: text/plain', 'Transfer-Encoding: chunked']), chunkedBody('hello'), 411, /chunked/],
+    ['chunked POST without a Content-Type', head('POST', '/api/test/things', ['Transfer-Encoding: chunked']), chunkedBody(json), 411, /chunked/],
     ['POST without Content-Length or chunks', head('POST', '/api/test/things', ['Content-Type: application/json']), '', 411, /needs a Content-Length \(0 for no body\)/],
     ['PUT without Content-Length', head('PUT', '/api/test/echo/1', []), '', 411, /Content-Length/],
     ['a Content-Length that is not a number', head('POST', '/api/test/things', ['Content-Type: application/json', 'Content-Length: 12x']), json, 400, /Content-Length/],
@@ -122,7 +122,7 @@ test('bodies parley cannot read are refused with 411 (chunked, or a POST/PUT/PAT
     assert.equal(r.status, status, `${what}: ${JSON.stringify(r)}`);
     assert.deepEqual({ status: r.body.status, statusCode: r.body.statusCode }, { status: 'error', statusCode: status }, what);
     assert.match(r.body.message, message, what);
-    if (/chunked/i.test(h1)) assert.equal(r.headers.connection, 'close', `${what}: the chunks left unread must end the connection`);
+    assert.equal(r.headers.connection, 'close', `${what}: what is left unread must end the connection`);
   }
   // curl's own chunked upload, as a client would send one.
   const c = spawnSync('curl', ['-s', '-w', '\n%{http_code}', '-X', 'POST', '-H', `Authorization: Bearer ${KEY}`,

@@ -139,6 +139,22 @@ const conv = 'matrix-conv';
 const send = (change) => `${NSP}${JSON.stringify(['message:send',
   { conversationId: conv, clientMessageId: 'm-1', type: 'text', content: 'x', ...change }])}`;
 
+// A request whose body length is not plain, written in one piece with a
+// second request behind it: exactly one answer, `status`, then the server
+// closes; what follows is never read as a request (RFC 9112 §6.3: a proxy
+// in front might frame it otherwise, and smuggle that second request).
+// `answers` when the connection answered earlier requests first.
+async function oneAnswerThenClose(srv, request, status, answers = []) {
+  const r = await rawTcp(srv.port, `${request}GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+  const got = (r.out.match(/HTTP\/1\.1 \d{3}/g) || []).map((l) => Number(l.slice(9)));
+  assert.deepEqual(got, [...answers, status], `answers: ${JSON.stringify(r.out.slice(0, 400))}`);
+  assert.equal(r.closedBy, 'server', 'the connection was left open');
+}
+
+const rawHead = (method, path, lines) =>
+  `${method} ${path} HTTP/1.1\r\nHost: x\r\n${lines.map((l) => l + '\r\n').join('')}\r\n`;
+const smuggle = ['Content-Length: 4', 'Transfer-Encoding: chunked'];
+
 // ---- the matrix ----
 
 // A plain WebSocket whose query identifies nobody: an error frame with 401,
@@ -279,6 +295,43 @@ const cases = [
   ['http', 'an unknown path', async (s) => {
     const r = await fetch(`${s.url}/no-such-page`);
     assert.equal(r.status, 404);
+  }],
+  // Requests whose framing is ambiguous, on each HTTP path: 400 or 411, then closed.
+  ['http api', 'Content-Length and Transfer-Encoding together: 400, closed, the request behind it unanswered',
+    (s) => oneAnswerThenClose(s, rawHead('POST', `/api/conversations/${conv}/messages`,
+      [`Authorization: Bearer ${KEY}`, 'Content-Type: application/json', ...smuggle]) + '0\r\n\r\n', 400)],
+  ['http api', 'Transfer-Encoding: chunked: 411, closed, the chunks not read as a request',
+    (s) => oneAnswerThenClose(s, rawHead('POST', `/api/conversations/${conv}/messages`,
+      [`Authorization: Bearer ${KEY}`, 'Content-Type: application/json', 'Transfer-Encoding: chunked']) + '0\r\n\r\n', 411)],
+  ['engine.io', 'a polling POST with Content-Length and Transfer-Encoding: 400, closed', async (s) => {
+    const sid = await pollSession(s, 'smuggler');
+    await oneAnswerThenClose(s, rawHead('POST', `/socket.io/?EIO=4&transport=polling&sid=${sid}`, smuggle) + '0\r\n\r\n', 400);
+  }],
+  ['engine.io', 'a polling POST without Content-Length: 411, closed (lws would read a 100 MB body)', async (s) => {
+    const sid = await pollSession(s, 'no-length');
+    await oneAnswerThenClose(s, rawHead('POST', `/socket.io/?EIO=4&transport=polling&sid=${sid}`, []), 411);
+  }],
+  ['http', '/healthz with Content-Length and Transfer-Encoding: 400, closed',
+    (s) => oneAnswerThenClose(s, rawHead('GET', '/healthz', smuggle) + '0\r\n\r\n', 400)],
+  ['http', 'two Content-Length headers that differ: 400, closed',
+    (s) => oneAnswerThenClose(s, rawHead('GET', '/healthz', ['Content-Length: 0', 'Content-Length: 40']), 400)],
+  ['http', 'a Content-Length that is not a number: 400, closed',
+    (s) => oneAnswerThenClose(s, rawHead('GET', '/metrics', ['Content-Length: 4x']) + 'abcd', 400)],
+  ['http', 'on a kept-alive connection, after a good request: 200, then 400 and closed',
+    (s) => oneAnswerThenClose(s, rawHead('GET', '/healthz', []) + rawHead('GET', '/healthz', smuggle) + '0\r\n\r\n', 400, [200])],
+  ['http', 'a POST with a body pipelined behind a GET: closed, the server does not spin', async (s) => {
+    const post = rawHead('POST', `/api/conversations/${conv}/messages`,
+      [`Authorization: Bearer ${KEY}`, 'Content-Type: application/json', 'Content-Length: 2']) + '{}';
+    const r = await rawTcp(s.port, rawHead('GET', '/healthz', []) + post);
+    assert.deepEqual((r.out.match(/HTTP\/1\.1 \d{3}/g) || []), ['HTTP/1.1 200'], r.out.slice(0, 300));
+    assert.equal(r.closedBy, 'server', 'the connection was left open');
+    assert.equal((await fetch(`${s.url}/healthz`)).status, 200);
+  }],
+  ['http', 'a WebSocket upgrade with a body: 400', async (s) => {
+    const r = await rawTcp(s.port, rawHead('GET', '/socket.io/?EIO=4&transport=websocket', ['Upgrade: websocket',
+      'Connection: Upgrade', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13', 'Content-Length: 2']) + '{}');
+    assert.equal(statusOf(r.out), 400, r.out.slice(0, 200));
+    assert.equal(r.closedBy, 'server');
   }],
 ];
 
