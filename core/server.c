@@ -17,6 +17,7 @@
 
 #include "alloc.h"
 #include "eio.h"
+#include "files.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
@@ -900,8 +901,8 @@ int server_start(struct config *cfg)
 	info.protocols = protocols;
 	info.foreign_loops = loops;
 	if (cfg->static_mount) {
-		/* Files under a prefix of their own, served by lws (which keeps
-		 * requests inside the directory). */
+		/* Files under a prefix of their own, served by lws through our
+		 * open (files.c), which keeps them inside the directory. */
 		static char prefix[128];
 		const char *eq = strchr(cfg->static_mount, '=');
 		size_t plen = (size_t)(eq - cfg->static_mount);
@@ -933,6 +934,8 @@ int server_start(struct config *cfg)
 		log_error("cannot create the lws context");
 		return -1;
 	}
+	if (cfg->static_mount)
+		files_init(srv.ctx, static_mount.origin);
 	return ws_listen(cfg->port);
 }
 
