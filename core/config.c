@@ -79,6 +79,15 @@ static const struct setting settings[] = {
 	{ "max_buffer", "PARLEY_MAX_BUFFER", SETTING_SIZE, FIELD(max_buffer), "16777216",
 	  65536, 1073741824, " (bytes)",
 	  "most queued for one connection that does not read; past it it is closed" },
+	{ "max_binary_pending", "PARLEY_MAX_BINARY_PENDING", SETTING_SIZE, FIELD(max_binary_pending),
+	  "4000000", 64, 4294967296LL, " (bytes)",
+	  "most one connection's unfinished binary event may hold (payload and attachments)" },
+	{ "max_binary_pending_total", "PARLEY_MAX_BINARY_PENDING_TOTAL", SETTING_SIZE,
+	  FIELD(max_binary_pending_total), "268435456", 64, 68719476736LL, " (bytes)",
+	  "most every connection's unfinished binary events may hold together" },
+	{ "binary_timeout", "PARLEY_BINARY_TIMEOUT", SETTING_INT, FIELD(binary_timeout_ms), "10000",
+	  100, 600000, " (ms)",
+	  "time an unfinished binary event waits for its next attachment, 100..600000 ms" },
 	{ "max_user_sockets", "PARLEY_MAX_USER_SOCKETS", SETTING_INT, FIELD(max_user_sockets), "100",
 	  0, 1000000, "", "sockets one user may have in a namespace, 0: no limit" },
 	{ "max_rooms", "PARLEY_MAX_ROOMS", SETTING_INT, FIELD(max_rooms), "1000", 1, 1000000, "",
@@ -563,6 +572,25 @@ out:
 
 /* PARLEY_STATIC is "/prefix=directory": a prefix of its own (not one of
  * parley's paths) and a directory that exists. */
+/* One attachment may be as large as a message, and the server's cap holds
+ * at least one connection's. */
+static int config_check_binary(const struct config *c, char *err, size_t errlen)
+{
+	if (c->max_binary_pending < c->max_payload) {
+		config_fail(err, errlen, NULL, "PARLEY_MAX_BINARY_PENDING",
+			    "%zu is below PARLEY_MAX_PAYLOAD (%zu): one attachment could not arrive",
+			    c->max_binary_pending, c->max_payload);
+		return -1;
+	}
+	if (c->max_binary_pending_total < c->max_binary_pending) {
+		config_fail(err, errlen, NULL, "PARLEY_MAX_BINARY_PENDING_TOTAL",
+			    "%zu is below PARLEY_MAX_BINARY_PENDING (%zu)", c->max_binary_pending_total,
+			    c->max_binary_pending);
+		return -1;
+	}
+	return 0;
+}
+
 static int config_check_static(const struct config *c, char *err, size_t errlen)
 {
 	static const char *const taken[] = { "/socket.io", "/api", "/messages", "/healthz",
@@ -636,7 +664,7 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
 		if (config_apply(c, s, value, strlen(value), NULL, s->env, err, errlen) != 0)
 			goto out;
 	}
-	if (config_check_static(c, err, errlen) != 0)
+	if (config_check_static(c, err, errlen) != 0 || config_check_binary(c, err, errlen) != 0)
 		goto out;
 	rc = 0;
 out:

@@ -18,6 +18,11 @@ struct config {
 	int ping_timeout_ms;     /* PARLEY_PING_TIMEOUT, 20000 */
 	size_t max_payload;      /* PARLEY_MAX_PAYLOAD, 1000000 bytes */
 	size_t max_buffer;       /* PARLEY_MAX_BUFFER, 16 MiB queued for one connection */
+	size_t max_binary_pending; /* PARLEY_MAX_BINARY_PENDING, 4000000: a binary event's
+				    * payload and attachments held until complete */
+	size_t max_binary_pending_total; /* PARLEY_MAX_BINARY_PENDING_TOTAL, 256 MiB: the
+					  * same, every connection's together */
+	int binary_timeout_ms;   /* PARLEY_BINARY_TIMEOUT, 10000: wait for the next attachment */
 	int max_user_sockets;    /* PARLEY_MAX_USER_SOCKETS, 100 per user and namespace */
 	int max_rooms;           /* PARLEY_MAX_ROOMS, 1000 per socket */
 	int max_conns_per_ip;    /* PARLEY_MAX_CONNS_PER_IP, 0 = unlimited */

@@ -114,6 +114,10 @@ void conn_close(struct conn *c, const char *reason)
 	while (c->clients)
 		client_free(c->clients, reason);
 	timer_stop(&c->heartbeat);
+	/* A binary packet still waiting for attachments goes now: its bytes
+	 * are released with the connection, not when it is reaped. */
+	pending_binary_free(c->bin);
+	c->bin = NULL;
 	if (c->throttle) {
 		timer_stop(&c->throttle->timer);
 		free(c->throttle);
@@ -156,6 +160,8 @@ void pending_binary_free(struct pending_binary *b)
 {
 	if (!b)
 		return;
+	timer_stop(&b->timeout);
+	srv.binary_pending -= b->pkt.bytes;
 	sio_binary_fini(&b->pkt);
 	free(b);
 }

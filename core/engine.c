@@ -363,6 +363,56 @@ static void finish_binary(struct conn *c)
 	pending_binary_free(b);
 }
 
+/* A binary packet past one of its limits: it is dropped (its bytes are
+ * released now) and the connection closed, as socket.io closes one whose
+ * binary packet cannot be put together: refusing one event is not
+ * possible, since the attachments still on their way would be taken for
+ * what comes after it. */
+static void binary_refused(struct conn *c, const char *limit, const char *what, int code)
+{
+	struct pending_binary *b = c->bin;
+
+	metrics_limit(limit);
+	log_info("%s (%s): a binary event holding %zu bytes with %u of %u attachments: %s: closing",
+		 c->sid, c->hs.addr, b->pkt.bytes, b->pkt.count, b->pkt.expected, what);
+	c->bin = NULL;
+	pending_binary_free(b);
+	c->ws_close_code = (uint16_t)code;
+	conn_close(c, "binary event refused");
+}
+
+static void on_binary_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct pending_binary *b = lws_container_of(t, struct pending_binary, timeout);
+
+	(void)loop;
+	(void)revents;
+	binary_refused(b->conn, "binary_timeout",
+		       "no attachment within PARLEY_BINARY_TIMEOUT", WS_PROTOCOL_ERROR);
+}
+
+/* Whether `len` more bytes of binary packets fit in the server's cap;
+ * refuses the connection's packet (and closes it) when not. */
+static int binary_server_room(struct conn *c, size_t len)
+{
+	if (srv.binary_pending + len <= srv.cfg->max_binary_pending_total)
+		return 1;
+	binary_refused(c, "max_binary_pending_total",
+		       "the server's binary events over PARLEY_MAX_BINARY_PENDING_TOTAL",
+		       WS_MESSAGE_TOO_BIG);
+	return 0;
+}
+
+/* The connection's packet took `len` more bytes (sio_binary_* checked them
+ * against PARLEY_MAX_BINARY_PENDING before the copy). */
+static void binary_held(struct pending_binary *b, size_t len)
+{
+	srv.binary_pending += len;
+	/* The wait is for the next attachment: a big event on a slow link
+	 * goes on as long as its attachments keep coming. */
+	timer_start(&b->timeout, on_binary_timeout, srv.cfg->binary_timeout_ms);
+}
+
 static void on_sio_packet(struct conn *c, const char *p, size_t len)
 {
 	struct sio_packet pkt;
@@ -404,8 +454,19 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 	case SIO_BINARY_ACK: {
 		struct pending_binary *b = xcalloc(1, sizeof(*b));
 		b->client = cl;
-		sio_binary_init(&b->pkt, &pkt);
+		b->conn = c;
+		b->pkt.expected = pkt.attachments; /* for the log, if refused */
 		c->bin = b;
+		if (!binary_server_room(c, pkt.len))
+			return;
+		/* The payload is at most PARLEY_MAX_PAYLOAD, which config.c keeps
+		 * below the cap: in practice only attachments are refused. */
+		if (sio_binary_init(&b->pkt, &pkt, srv.cfg->max_binary_pending) < 0) {
+			binary_refused(c, "max_binary_pending", "over PARLEY_MAX_BINARY_PENDING",
+				       WS_MESSAGE_TOO_BIG);
+			return;
+		}
+		binary_held(b, pkt.len);
 		if (sio_binary_complete(&b->pkt))
 			finish_binary(c);
 		return;
@@ -419,14 +480,24 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 static void on_attachment(struct conn *c, const char *p, size_t len)
 {
 	struct pending_binary *b = c->bin;
+	int r;
 
 	if (!b) {
 		protocol_error(c, "unexpected_binary", "binary packet without a binary event");
 		return;
 	}
+	if (!binary_server_room(c, len))
+		return;
 	/* The header's count is what is due: once it is complete, c->bin is
 	 * gone, so an extra attachment lands above as a stray one. */
-	if (sio_binary_add(&b->pkt, p, len) == 1)
+	r = sio_binary_add(&b->pkt, p, len);
+	if (r == SIO_BINARY_TOO_BIG) {
+		binary_refused(c, "max_binary_pending", "over PARLEY_MAX_BINARY_PENDING",
+			       WS_MESSAGE_TOO_BIG);
+		return;
+	}
+	binary_held(b, len);
+	if (r == 1)
 		finish_binary(c);
 }
 

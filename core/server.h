@@ -34,12 +34,18 @@ struct handshake {
 };
 
 /* A binary packet waiting for its attachments, and the client (of the
- * packet's namespace, or NULL) it goes to once complete. */
+ * packet's namespace, or NULL) it goes to once complete. What it holds is
+ * capped (PARLEY_MAX_BINARY_PENDING, and srv.binary_pending against
+ * PARLEY_MAX_BINARY_PENDING_TOTAL), and so is the wait for the next
+ * attachment (PARLEY_BINARY_TIMEOUT): engine.c. */
 struct pending_binary {
 	struct client *client;
-	struct sio_binary pkt;
+	struct conn *conn;
+	struct sio_binary pkt; /* pkt.bytes: what it holds, counted in srv.binary_pending */
+	ev_timer timeout; /* armed while attachments are due */
 };
-/* Frees `b` and what it holds. NULL is a no-op. */
+/* Frees `b` and what it holds, and gives its bytes back to the server's
+ * count. NULL is a no-op. */
 void pending_binary_free(struct pending_binary *b);
 
 /* Small fields are bit-fields: an idle connection should cost little. */
@@ -116,6 +122,7 @@ struct server {
 	unsigned ws_open;   /* WebSockets upgraded and not yet closed (ws.c) */
 	int64_t started_ms;
 	uint64_t sockets;   /* connected clients */
+	size_t binary_pending; /* bytes held by binary packets not yet complete */
 };
 
 extern struct server srv;

@@ -129,10 +129,14 @@ int sio_event_split(const char *data, size_t len, int max_depth,
 	return 0;
 }
 
-int sio_binary_init(struct sio_binary *b, const struct sio_packet *pkt)
+int sio_binary_init(struct sio_binary *b, const struct sio_packet *pkt, size_t max_bytes)
 {
 	if (pkt->type != SIO_BINARY_EVENT && pkt->type != SIO_BINARY_ACK)
 		return -1;
+	if (pkt->len > max_bytes)
+		return SIO_BINARY_TOO_BIG;
+	b->bytes = pkt->len;
+	b->max_bytes = max_bytes;
 	b->type = pkt->type;
 	b->id = pkt->id;
 	b->json = xstrndup(pkt->data, pkt->len);
@@ -149,6 +153,9 @@ int sio_binary_add(struct sio_binary *b, const void *data, size_t len)
 
 	if (b->count >= b->expected)
 		return -1;
+	if (len > b->max_bytes - b->bytes)
+		return SIO_BINARY_TOO_BIG;
+	b->bytes += len;
 	a = &b->att[b->count++];
 	a->data = xmalloc(len);
 	if (len)
@@ -166,4 +173,5 @@ void sio_binary_fini(struct sio_binary *b)
 	b->att = NULL;
 	b->json = NULL;
 	b->count = b->expected = 0;
+	b->bytes = 0;
 }

@@ -77,16 +77,24 @@ struct sio_binary {
 	unsigned expected; /* the header's attachment count */
 	unsigned count;    /* attachments received so far */
 	struct sio_attachment *att; /* `expected` slots; owned */
+	size_t bytes;      /* held: the payload and the attachments so far */
+	size_t max_bytes;  /* the most `bytes` may reach */
 };
 
+/* What sio_binary_init and sio_binary_add return for bytes past max_bytes. */
+#define SIO_BINARY_TOO_BIG (-2)
+
 /* Starts reassembling the parsed binary packet `pkt`, copying its payload
- * (its attachment count was capped by sio_parse). Returns 0, or -1 when
- * `pkt` is not a binary type (nothing is allocated then). */
-int sio_binary_init(struct sio_binary *b, const struct sio_packet *pkt);
+ * (its attachment count was capped by sio_parse); the payload and the
+ * attachments together may hold `max_bytes`. Returns 0; -1 when `pkt` is
+ * not a binary type, SIO_BINARY_TOO_BIG when its payload alone is over
+ * `max_bytes` (nothing is allocated either way). */
+int sio_binary_init(struct sio_binary *b, const struct sio_packet *pkt, size_t max_bytes);
 
 /* Adds the next attachment, copying its `len` bytes. Returns 1 when that
- * was the last one announced, 0 while more are due, and -1 (nothing kept)
- * when none was due any more. */
+ * was the last one announced, 0 while more are due; nothing is kept when
+ * it returns -1 (none was due any more) or SIO_BINARY_TOO_BIG (it would
+ * take the packet past its max_bytes): checked before the copy. */
 int sio_binary_add(struct sio_binary *b, const void *data, size_t len);
 
 /* Whether every attachment announced has arrived (at once for a count 0). */

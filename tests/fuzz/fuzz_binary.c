@@ -11,7 +11,10 @@
  *
  * Asserts: a packet completes exactly when the count its header announced
  * has arrived, each attachment kept byte for byte, none accepted past the
- * count; and, as socket.io-parser's reconstructPacket decides, every object
+ * count; what a packet holds (payload and attachments) is counted exactly
+ * and never passes HOLD_MAX: the attachment that would is refused before
+ * it is copied, and the connection ends (PARLEY_MAX_BINARY_PENDING); and,
+ * as socket.io-parser's reconstructPacket decides, every object
  * with `_placeholder: true` in a packet with attachments is a placeholder:
  * its `num` an integer in [0, count) - then it becomes that attachment,
  * wherever it is nested - or the arguments are refused with a 400. The
@@ -38,6 +41,9 @@
 /* As core/engine.c: MAX_ATTACHMENTS and JSON_MAX_DEPTH. */
 #define MAX_ATTACHMENTS 64
 #define JSON_MAX_DEPTH 32
+/* The driver's PARLEY_MAX_BINARY_PENDING: below the 4096 bytes an input may
+ * have, above what the regression corpus's packets hold. */
+#define HOLD_MAX 3072
 
 /* The arguments the runtime would get (`args_json`, the attachments `att`
  * or nil), through binary.lua's decode_args, against a resolution of our
@@ -217,8 +223,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!pending)
 				break; /* a stray attachment */
 			unsigned before = b.count;
+			size_t held = b.bytes;
 			int r = sio_binary_add(&b, rec + 1, len - 1);
+			if (r == SIO_BINARY_TOO_BIG) {
+				/* Refused only past the cap, and nothing kept. */
+				if (held + len - 1 <= HOLD_MAX || b.count != before || b.bytes != held)
+					abort();
+				break; /* the connection is closed */
+			}
 			if (r < 0 || b.count != before + 1 || b.count > b.expected ||
+			    b.bytes != held + len - 1 || b.bytes > HOLD_MAX ||
 			    r != (b.count == b.expected) || b.att[before].len != len - 1 ||
 			    memcmp(b.att[before].data, rec + 1, len - 1) != 0)
 				abort();
@@ -235,12 +249,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (sio_parse(rec, len, MAX_ATTACHMENTS, &pkt) < 0)
 			break;
 		int binary = pkt.type == SIO_BINARY_EVENT || pkt.type == SIO_BINARY_ACK;
-		if (sio_binary_init(&b, &pkt) < 0) {
+		int r = sio_binary_init(&b, &pkt, HOLD_MAX);
+		if (r == SIO_BINARY_TOO_BIG) {
+			if (!binary || pkt.len <= HOLD_MAX)
+				abort();
+			break;
+		}
+		if (r < 0) {
 			if (binary)
 				abort();
 			continue; /* other packets pass by */
 		}
-		if (!binary || b.expected != pkt.attachments || b.count != 0 ||
+		if (!binary || b.expected != pkt.attachments || b.count != 0 || b.bytes != pkt.len ||
 		    b.json_len != pkt.len || memcmp(b.json, pkt.data, pkt.len) != 0)
 			abort();
 		pending = 1;

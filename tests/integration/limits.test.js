@@ -2,8 +2,9 @@
 // parley_limits_total count, and harms nobody else: sockets per user, rooms
 // per socket, the handshake deadline (Engine.IO and half-sent HTTP), the
 // largest message (WebSocket, plain WebSocket, polling, HTTP API),
-// connections per address, and the outbound buffer of a client that stops
-// reading (memory stays bounded).
+// connections per address, the outbound buffer of a client that stops
+// reading (memory stays bounded), and what unfinished binary events hold
+// (per connection, per server, and how long they wait).
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -273,6 +274,131 @@ test('PARLEY_MAX_BUFFER=256 KiB: a client that stops reading while 80 MB come is
     assert.ok((await stalled.closed).code !== undefined);
     [reader, sender].forEach((s) => s.close());
   } finally {
+    await srv.stop();
+  }
+});
+
+// ---- binary events whose attachments never all come ----
+
+// A raw Engine.IO websocket with /messages connected as `userId`.
+async function rawSioWs(srv, userId) {
+  const ws = h.rawEngineWs(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`);
+  await ws.opened;
+  await ws.next((f) => typeof f === 'string' && f[0] === '0');
+  ws.send(`40/messages,${JSON.stringify({ userId })}`);
+  await ws.next((f) => typeof f === 'string' && f.startsWith('40/messages,'));
+  return ws;
+}
+
+// A BINARY_EVENT announcing `announced` attachments (ack id `id`).
+const binaryEvent = (announced, id = '') =>
+  `45${announced}-/messages,${id}["test:echo",{"_placeholder":true,"num":0}]`;
+
+function closedWithin(ws, ms, what) {
+  let t;
+  return Promise.race([
+    ws.closed.finally(() => clearTimeout(t)),
+    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(`${what}: not closed within ${ms} ms`)), ms); }),
+  ]);
+}
+
+// Four connections each announce 64 attachments and send 40 of 500 KB (80 MB
+// in all): each is closed (1009) once it holds more than the 2 MB cap, and
+// what it held is freed. Without the cap parley kept all 80 MB for as long as
+// the connections lived.
+const ATTACHMENT = 500000;
+const OFFENDERS = 4;
+const SENT_EACH = 40;
+
+test('PARLEY_MAX_BINARY_PENDING=2 MB: a binary event whose attachments pile up past the cap is dropped and its connection closed (1009), logged and counted; memory is released; a bystander is untouched', { timeout: 120000 }, async () => {
+  const srv = await h.startParley({ env: { PARLEY_MAX_PAYLOAD: '600000', PARLEY_MAX_BINARY_PENDING: '2000000' } });
+  const open = [];
+  try {
+    const bystander = (await connectAs(srv, 'bystander')).s;
+    open.push(bystander);
+    assert.equal(await bystander.timeout(3000).emitWithAck('test:echo', 'warm'), 'warm');
+    const before = rssKb(srv.proc.pid);
+    const chunk = Buffer.alloc(ATTACHMENT, 7);
+    const offenders = [];
+    for (let i = 0; i < OFFENDERS; i++) {
+      const ws = await rawSioWs(srv, `piler-${i}`);
+      open.push(ws);
+      ws.send(binaryEvent(64));
+      for (let k = 0; k < SENT_EACH; k++) ws.send(chunk);
+      offenders.push(ws);
+    }
+    for (const ws of offenders) {
+      const c = await closedWithin(ws, 10000, 'the connection holding attachments past the cap');
+      assert.equal(c.code, 1009, `close code ${c.code} ${c.reason}`);
+    }
+    assert.equal(await limitCount(srv, 'max_binary_pending'), OFFENDERS);
+    assert.match(srv.logs(), /a binary event holding \d+ bytes with 3 of 64 attachments: over PARLEY_MAX_BINARY_PENDING: closing/);
+    const grew = rssKb(srv.proc.pid) - before;
+    if (!sanitized) {
+      assert.ok(grew < 16 * 1024, `parley grew by ${grew} kB after ${OFFENDERS * SENT_EACH * ATTACHMENT / 1e6} MB of attachments`);
+    }
+    assert.equal(await bystander.timeout(3000).emitWithAck('test:echo', 'still here'), 'still here');
+    // A binary event within the cap still goes through.
+    const ws = await rawSioWs(srv, 'uploader');
+    open.push(ws);
+    ws.send(binaryEvent(1, 5));
+    ws.send(chunk);
+    assert.match(await ws.next((f) => typeof f === 'string' && f.startsWith('461-/messages,5')), /_placeholder/);
+    assert.equal((await ws.next((f) => Buffer.isBuffer(f))).length, ATTACHMENT);
+  } finally {
+    for (const s of open) (s.terminate ? s.terminate() : s.close());
+    await srv.stop();
+  }
+});
+
+test('PARLEY_BINARY_TIMEOUT=300: a binary event whose next attachment does not come is dropped and its connection closed, logged and counted', async () => {
+  const srv = await h.startParley({ env: { PARLEY_BINARY_TIMEOUT: '300' } });
+  const open = [];
+  try {
+    const bystander = (await connectAs(srv, 'bystander')).s;
+    open.push(bystander);
+    const ws = await rawSioWs(srv, 'stuck');
+    open.push(ws);
+    ws.send(binaryEvent(2));
+    ws.send(Buffer.alloc(1000, 1));
+    const c = await closedWithin(ws, 10000, 'the incomplete binary event');
+    assert.equal(c.code, 1002, `close code ${c.code} ${c.reason}`);
+    assert.equal(await limitCount(srv, 'binary_timeout'), 1);
+    assert.match(srv.logs(), /a binary event holding \d+ bytes with 1 of 2 attachments: no attachment within PARLEY_BINARY_TIMEOUT: closing/);
+    assert.equal(await bystander.timeout(3000).emitWithAck('test:echo', 'fine'), 'fine');
+  } finally {
+    for (const s of open) (s.terminate ? s.terminate() : s.close());
+    await srv.stop();
+  }
+});
+
+// first holds 1.5 MB of a 4-attachment event; second's 2nd attachment would
+// take the server's total past 2.5 MB.
+test('PARLEY_MAX_BINARY_PENDING_TOTAL: the connection whose attachment would take the server past it is closed (1009); the one holding less finishes its event', async () => {
+  const srv = await h.startParley({ env: {
+    PARLEY_MAX_PAYLOAD: '600000', PARLEY_MAX_BINARY_PENDING: '2100000', PARLEY_MAX_BINARY_PENDING_TOTAL: '2500000',
+  } });
+  const open = [];
+  try {
+    const chunk = Buffer.alloc(ATTACHMENT, 3);
+    const first = await rawSioWs(srv, 'first');
+    open.push(first);
+    first.send(binaryEvent(4, 9));
+    for (let k = 0; k < 3; k++) first.send(chunk);
+    // The server holds first's 1.5 MB once it answers a ping sent after them.
+    await new Promise((resolve) => { first.once('pong', resolve); first.ping(); });
+    const second = await rawSioWs(srv, 'second');
+    open.push(second);
+    second.send(binaryEvent(4));
+    for (let k = 0; k < 3; k++) second.send(chunk);
+    const c = await closedWithin(second, 10000, 'the connection past the server total');
+    assert.equal(c.code, 1009);
+    assert.equal(await limitCount(srv, 'max_binary_pending_total'), 1);
+    assert.match(srv.logs(), /the server's binary events over PARLEY_MAX_BINARY_PENDING_TOTAL: closing/);
+    first.send(chunk);
+    assert.match(await first.next((f) => typeof f === 'string' && f.startsWith('461-/messages,9')), /_placeholder/);
+  } finally {
+    for (const s of open) s.terminate();
     await srv.stop();
   }
 });

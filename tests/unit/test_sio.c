@@ -133,7 +133,7 @@ static void test_binary(void)
 
 	/* Two attachments announced: complete at the second, none after. */
 	CHECK_INT(PARSE("52-/m,4[\"up\",{\"_placeholder\":true,\"num\":1}]", &p), 0);
-	CHECK_INT(sio_binary_init(&b, &p), 0);
+	CHECK_INT(sio_binary_init(&b, &p, 1000), 0);
 	CHECK_INT(b.type, SIO_BINARY_EVENT);
 	CHECK_INT(b.id, 4);
 	CHECK_MEM(b.json, b.json_len, p.data, p.len);
@@ -149,14 +149,29 @@ static void test_binary(void)
 
 	/* A count of 0 is complete at once. */
 	CHECK_INT(PARSE("60-7[1]", &p), 0);
-	CHECK_INT(sio_binary_init(&b, &p), 0);
+	CHECK_INT(sio_binary_init(&b, &p, 1000), 0);
 	CHECK_INT(sio_binary_complete(&b), 1);
 	CHECK_INT(sio_binary_add(&b, "x", 1), -1);
 	sio_binary_fini(&b);
 
+	/* What it holds is capped, checked before each copy: payload (7 bytes
+	 * here) and attachments together. */
+	CHECK_INT(PARSE("62-5[\"abc\"]", &p), 0);
+	CHECK_INT(sio_binary_init(&b, &p, 6), SIO_BINARY_TOO_BIG);
+	CHECK_INT(sio_binary_init(&b, &p, 12), 0);
+	CHECK_UINT(b.bytes, 7);
+	CHECK_INT(sio_binary_add(&b, "abcdef", 6), SIO_BINARY_TOO_BIG);
+	CHECK_UINT(b.count, 0);
+	CHECK_UINT(b.bytes, 7);
+	CHECK_INT(sio_binary_add(&b, "abcde", 5), 0);
+	CHECK_UINT(b.bytes, 12);
+	CHECK_INT(sio_binary_add(&b, "x", 1), SIO_BINARY_TOO_BIG);
+	CHECK_INT(sio_binary_add(&b, "", 0), 1);
+	sio_binary_fini(&b);
+
 	/* Not a binary type: nothing to reassemble. */
 	CHECK_INT(PARSE("2[\"x\"]", &p), 0);
-	CHECK_INT(sio_binary_init(&b, &p), -1);
+	CHECK_INT(sio_binary_init(&b, &p, 1000), -1);
 }
 
 int main(void)
