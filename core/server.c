@@ -345,19 +345,25 @@ static int on_http_body(struct lws *wsi, struct pss *pss, const char *in, size_t
 		 * own head as its body, as many as its Content-Length says,
 		 * then loops forever in lws_http_action (the whole server
 		 * stops). A body that begins like this request's "METHOD /" is
-		 * that: no body parley reads (JSON, Engine.IO packets) starts
-		 * with a capital letter. The connection is closed, which ends
-		 * lws's loop as well. */
-		char line[16];
+		 * taken for that: no body parley reads (JSON, Engine.IO
+		 * packets) begins with a capital letter. It is answered 400 and
+		 * the connection closed, which ends lws's loop as well. */
+		static const char refused[] =
+			"{\"status\":\"error\",\"statusCode\":400,\"message\":\"the body begins like a "
+			"request line: a request pipelined behind another with a body cannot be read; "
+			"send it on its own\"}";
+		char line[16], addr[64];
 		int n = snprintf(line, sizeof(line), "%s /", http_method_name(pss->method));
-		size_t cmp = len < (size_t)n ? len : (size_t)n;
 		pss->body_seen = 1;
-		if (memcmp(in, line, cmp) == 0) {
-			char addr[64];
+		if (memcmp(in, line, len < (size_t)n ? len : (size_t)n) == 0) {
 			lws_get_peer_simple(wsi, addr, sizeof(addr));
 			metrics_protocol_error("pipelined_body");
-			log_info("HTTP %s from %s: a request with a body pipelined behind another: "
-				 "connection closed", http_method_name(pss->method), addr);
+			metrics_http_error(400);
+			log_info("HTTP %s from %s: a body that begins like a request line (pipelined "
+				 "behind another?): 400, connection closed", http_method_name(pss->method),
+				 addr);
+			pss->close_after = 1;
+			http_respond(wsi, pss, 400, "application/json", refused, sizeof(refused) - 1);
 			return -1;
 		}
 	}

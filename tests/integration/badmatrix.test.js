@@ -319,12 +319,10 @@ const cases = [
     (s) => oneAnswerThenClose(s, rawHead('GET', '/metrics', ['Content-Length: 4x']) + 'abcd', 400)],
   ['http', 'on a kept-alive connection, after a good request: 200, then 400 and closed',
     (s) => oneAnswerThenClose(s, rawHead('GET', '/healthz', []) + rawHead('GET', '/healthz', smuggle) + '0\r\n\r\n', 400, [200])],
-  ['http', 'a POST with a body pipelined behind a GET: closed, the server does not spin', async (s) => {
+  ['http', 'a POST with a body pipelined behind a GET: 400, closed, the server does not spin (lws 4.1.6 loops forever on it)', async (s) => {
     const post = rawHead('POST', `/api/conversations/${conv}/messages`,
       [`Authorization: Bearer ${KEY}`, 'Content-Type: application/json', 'Content-Length: 2']) + '{}';
-    const r = await rawTcp(s.port, rawHead('GET', '/healthz', []) + post);
-    assert.deepEqual((r.out.match(/HTTP\/1\.1 \d{3}/g) || []), ['HTTP/1.1 200'], r.out.slice(0, 300));
-    assert.equal(r.closedBy, 'server', 'the connection was left open');
+    await oneAnswerThenClose(s, rawHead('GET', '/healthz', []) + post, 400, [200]);
     assert.equal((await fetch(`${s.url}/healthz`)).status, 200);
   }],
   ['http', 'a WebSocket upgrade with a body: 400', async (s) => {
