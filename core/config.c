@@ -3,8 +3,8 @@
  * with no libraries) and the environment all pass through the same checks. */
 #include "config.h"
 
-#include "alloc.h"
-#include "log.h"
+#include "base/alloc.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -4,13 +4,13 @@
 #include <string.h>
 
 #include "config.h"
-#include "log.h"
-#include "map.h"
-#include "metrics.h"
-#include "script.h"
+#include "base/log.h"
+#include "base/map.h"
+#include "base/metrics.h"
+#include "lua/script.h"
 #include "server.h"
-#include "messages.h"
-#include "store.h"
+#include "store/messages.h"
+#include "store/store.h"
 
 static struct config cfg;
 

@@ -15,19 +15,19 @@
 
 #include <ev.h>
 
-#include "alloc.h"
-#include "eio.h"
-#include "files.h"
-#include "http.h"
-#include "json.h"
-#include "log.h"
-#include "metrics.h"
-#include "peers.h"
-#include "script.h"
+#include "base/alloc.h"
+#include "wire/eio.h"
+#include "net/files.h"
+#include "net/http.h"
+#include "wire/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "net/peers.h"
+#include "lua/script.h"
 #include "server.h"
-#include "store.h"
-#include "websocket.h"
-#include "ws.h"
+#include "store/store.h"
+#include "wire/websocket.h"
+#include "net/ws.h"
 
 struct server srv;
 

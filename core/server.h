@@ -13,10 +13,10 @@
 #include <libwebsockets.h>
 
 #include "config.h"
-#include "frame.h"
-#include "map.h"
-#include "room.h"
-#include "sio.h"
+#include "base/frame.h"
+#include "base/map.h"
+#include "hub/room.h"
+#include "wire/sio.h"
 
 struct ws;
 

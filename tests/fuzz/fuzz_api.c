@@ -30,14 +30,14 @@
 #include <ev.h>
 
 #include "config.h"
-#include "http.h"
-#include "json.h"
-#include "log.h"
-#include "map.h"
-#include "messages.h"
-#include "script.h"
+#include "net/http.h"
+#include "wire/json.h"
+#include "base/log.h"
+#include "base/map.h"
+#include "store/messages.h"
+#include "lua/script.h"
 #include "server.h"
-#include "store.h"
+#include "store/store.h"
 
 #ifndef PARLEY_SOURCE_DIR
 #define PARLEY_SOURCE_DIR "."

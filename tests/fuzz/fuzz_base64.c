@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base64.h"
+#include "wire/base64.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

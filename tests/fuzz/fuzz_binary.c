@@ -1,7 +1,7 @@
 /* fuzz_binary.c - Socket.IO binary packets, from the frames a client sends
  * to the arguments a script gets: a BINARY_EVENT or BINARY_ACK header
- * reassembled with its attachments (sio_binary_*, as core/engine.c does),
- * then its placeholders resolved by the runtime's own core/binary.lua.
+ * reassembled with its attachments (sio_binary_*, as core/proto/engine.c does),
+ * then its placeholders resolved by the runtime's own core/lua/binary.lua.
  *
  * The input is a connection's messages separated by 0x1e: one starting with
  * 'b' is a binary message (an attachment: the bytes after the 'b'), any
@@ -18,7 +18,7 @@
  * with `_placeholder: true` in a packet with attachments is a placeholder:
  * its `num` an integer in [0, count) - then it becomes that attachment,
  * wherever it is nested - or the arguments are refused with a 400. The
- * resolved arguments encode back (core/binary.lua's encode, as for an ack
+ * resolved arguments encode back (core/lua/binary.lua's encode, as for an ack
  * or a broadcast) to JSON and attachments that resolve to the same values,
  * and to plain JSON with each binary as base64. */
 #include <stdint.h>
@@ -29,16 +29,16 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "cryptolua.h"
-#include "json.h"
-#include "jsonlua.h"
-#include "sio.h"
+#include "lua/cryptolua.h"
+#include "wire/json.h"
+#include "lua/jsonlua.h"
+#include "wire/sio.h"
 
 #ifndef PARLEY_SOURCE_DIR
 #define PARLEY_SOURCE_DIR "."
 #endif
 
-/* As core/engine.c: MAX_ATTACHMENTS and JSON_MAX_DEPTH. */
+/* As core/proto/engine.c: MAX_ATTACHMENTS and JSON_MAX_DEPTH. */
 #define MAX_ATTACHMENTS 64
 #define JSON_MAX_DEPTH 32
 /* The driver's PARLEY_MAX_BINARY_PENDING: below the 4096 bytes an input may
@@ -135,7 +135,7 @@ static void setup(void)
 	cryptolua_register(L);
 	crypto_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	/* binary.lua as script.c loads it: with the JSON module and base64. */
-	if (luaL_loadfile(L, PARLEY_SOURCE_DIR "/core/binary.lua") != 0)
+	if (luaL_loadfile(L, PARLEY_SOURCE_DIR "/core/lua/binary.lua") != 0)
 		goto fail;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, json_ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, crypto_ref);
@@ -176,7 +176,7 @@ static void check_args(const char *args, size_t len, const struct sio_binary *b)
 	}
 }
 
-/* A complete packet, dispatched as core/engine.c's dispatch_event and
+/* A complete packet, dispatched as core/proto/engine.c's dispatch_event and
  * dispatch_ack do; what they refuse goes no further. */
 static void finish(struct sio_binary *b)
 {

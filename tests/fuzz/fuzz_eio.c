@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base64.h"
-#include "eio.h"
+#include "wire/base64.h"
+#include "wire/eio.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

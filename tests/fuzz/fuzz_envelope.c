@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "envelope.h"
+#include "wire/envelope.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

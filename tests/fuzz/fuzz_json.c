@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "wire/json.h"
 
 static void walk(struct json_span v, int depth)
 {

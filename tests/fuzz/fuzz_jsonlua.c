@@ -10,8 +10,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "json.h"
-#include "jsonlua.h"
+#include "wire/json.h"
+#include "lua/jsonlua.h"
 
 /* Deep equality with JSON's meaning: arrays keep their mark, null is the
  * NULL light userdata, boxed big numbers compare by their text. */

@@ -11,8 +11,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "cryptolua.h"
-#include "jsonlua.h"
+#include "lua/cryptolua.h"
+#include "lua/jsonlua.h"
 
 #ifndef PARLEY_SOURCE_DIR
 #define PARLEY_SOURCE_DIR "."

@@ -1,4 +1,4 @@
-/* fuzz_pattern.c - parley's pattern matching (core/pattern.c) against
+/* fuzz_pattern.c - parley's pattern matching (core/lua/pattern.c) against
  * LuaJIT's own, on any pattern and subject: every return value and every
  * error message must be the same. Input: one byte choosing the call (and
  * find's init), one giving the pattern's length, the pattern (NULs and all),
@@ -11,7 +11,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "pattern.h"
+#include "lua/pattern.h"
 
 #define MAX_PATTERN 16
 #define MAX_SUBJECT 32

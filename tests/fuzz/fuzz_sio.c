@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "sio.h"
+#include "wire/json.h"
+#include "wire/sio.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "websocket.h"
+#include "wire/websocket.h"
 
 static void inside(const uint8_t *base, size_t size, const char *p, size_t n)
 {

@@ -61,7 +61,7 @@ for (const [event, what] of [
 }
 
 // Inside one call of a C function no hook runs: parley's own pattern
-// matcher asks the guard as it goes (core/pattern.c). No timing assertion
+// matcher asks the guard as it goes (core/lua/pattern.c). No timing assertion
 // here: that the 500 arrives at all is the proof (without it, the server
 // hung: LuaJIT's matcher would take years on these).
 for (const [event, what] of [

@@ -1,4 +1,4 @@
-// wire.test.js - parley's own WebSocket framing (core/ws.c), spoken by hand
+// wire.test.js - parley's own WebSocket framing (core/net/ws.c), spoken by hand
 // over a TCP socket: an upgrade that arrives in pieces or with frames behind
 // it, messages in fragments with control frames between them, a message
 // spread over many TCP writes, the closing handshake, each protocol error

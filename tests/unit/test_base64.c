@@ -1,7 +1,7 @@
 /* test_base64.c - unit tests for core/base64.c: the RFC 4648 test vectors
  * both ways, strict rejection of bad length, padding and characters, the
  * url-safe alphabet, and round trips of every byte value. */
-#include "base64.h"
+#include "wire/base64.h"
 
 #include "check.h"
 

@@ -1,7 +1,7 @@
 /* test_eio.c - the Engine.IO packet codec: packet types, binary "b"
  * packets, and splitting polling payloads on the record separator. */
 #include "check.h"
-#include "eio.h"
+#include "wire/eio.h"
 
 static void test_parse(void)
 {

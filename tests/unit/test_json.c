@@ -1,7 +1,7 @@
-/* test_json.c - unit tests for core/json.c: the validator (grammar, UTF-8,
+/* test_json.c - unit tests for core/wire/json.c: the validator (grammar, UTF-8,
  * surrogates, depth, truncation), iteration, lookup, unescape, json_uint and
  * json_escape. Inputs sit in exact-size buffers so ASan sees any over-read. */
-#include "json.h"
+#include "wire/json.h"
 
 #include "check.h"
 

@@ -1,7 +1,7 @@
-/* test_map.c - unit tests for core/map.c: SipHash-2-4 reference vectors and
+/* test_map.c - unit tests for core/base/map.c: SipHash-2-4 reference vectors and
  * determinism, put/get/del/replace, growth to 100k entries, iteration that
  * deletes the current entry, and keys with embedded NULs (klen matters). */
-#include "map.h"
+#include "base/map.h"
 
 #include "check.h"
 

@@ -1,10 +1,10 @@
-/* test_pattern.c - core/pattern.c against LuaJIT's own string functions, in
+/* test_pattern.c - core/lua/pattern.c against LuaJIT's own string functions, in
  * one plain LuaJIT state: hand-written cases for every feature and error,
  * then thousands of random patterns and subjects from a fixed seed; every
  * return value and every error message must be the same. Then the budget:
  * asked while a match runs, and able to stop one that would never end.
  * `test_pattern --bench` prints the speed of both on parley's patterns. */
-#include "pattern.h"
+#include "lua/pattern.h"
 
 #include "check.h"
 

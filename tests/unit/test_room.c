@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "room.h"
+#include "hub/room.h"
 
 #define N 100
 

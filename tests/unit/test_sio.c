@@ -4,7 +4,7 @@
 #include <stdint.h>
 
 #include "check.h"
-#include "sio.h"
+#include "wire/sio.h"
 
 #define PARSE(s, pkt) sio_parse(s, sizeof(s) - 1, 64, pkt)
 

@@ -4,7 +4,7 @@
 #include <stdint.h>
 
 #include "check.h"
-#include "websocket.h"
+#include "wire/websocket.h"
 
 static void test_head(void)
 {

@@ -1,0 +1,108 @@
+/* watch.c - hot reload on a file change (see watch.h): one inotify
+ * descriptor on the loop, a watch per directory of a loaded file, and a
+ * quiet period so that an editor's several writes make one reload. */
+#include "base/watch.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "base/map.h"
+#include "server.h"
+
+/* Changes are gathered until none has come for this long. */
+#define QUIET_MS 150
+
+static int fd = -1;
+static struct ev_loop *loop;
+static ev_io readable;
+static ev_timer quiet;
+static struct map dirs; /* directory -> (void *)(intptr_t)(wd + 1) */
+
+static void on_quiet(struct ev_loop *l, ev_timer *t, int revents)
+{
+	(void)l;
+	(void)t;
+	(void)revents;
+	log_info("script files changed: reloading");
+	server_request_reload();
+}
+
+static int is_lua(const char *name, size_t len)
+{
+	return len > 4 && strcmp(name + len - 4, ".lua") == 0;
+}
+
+static void on_readable(struct ev_loop *l, ev_io *w, int revents)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	int relevant = 0;
+
+	(void)l;
+	(void)w;
+	(void)revents;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *e = (struct inotify_event *)p;
+			/* Editors' swap and backup files are not scripts. */
+			if (e->len && is_lua(e->name, strlen(e->name)))
+				relevant = 1;
+			p += sizeof(*e) + e->len;
+		}
+	}
+	if (relevant)
+		timer_start(&quiet, on_quiet, QUIET_MS);
+}
+
+int watch_init(struct ev_loop *l)
+{
+	loop = l;
+	map_init(&dirs);
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0) {
+		log_warn("cannot watch script files (%s): reload with SIGHUP", strerror(errno));
+		return -1;
+	}
+	ev_io_init(&readable, on_readable, fd, EV_READ);
+	ev_io_start(loop, &readable);
+	return 0;
+}
+
+void watch_file(const char *file)
+{
+	const char *slash = strrchr(file, '/');
+	char dir[4096];
+	size_t len = slash ? (size_t)(slash - file) : 1;
+	int wd;
+
+	if (fd < 0 || len >= sizeof(dir))
+		return;
+	memcpy(dir, slash ? file : ".", len);
+	dir[len] = '\0';
+	if (map_get(&dirs, dir, len))
+		return;
+	/* Saved in place, or written beside and renamed over, or new. */
+	wd = inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE);
+	if (wd < 0) {
+		log_warn("cannot watch %s: %s", dir, strerror(errno));
+		return;
+	}
+	map_put(&dirs, dir, len, (void *)(intptr_t)(wd + 1));
+}
+
+void watch_fini(void)
+{
+	if (fd >= 0) {
+		ev_io_stop(loop, &readable);
+		timer_stop(&quiet);
+		close(fd);
+		fd = -1;
+	}
+	map_fini(&dirs);
+}

@@ -1,0 +1,346 @@
+/* client.c - sockets: one per namespace connection (or plain WebSocket),
+ * with their user, rooms and pending acks; and the emits that reach them,
+ * each encoded at most once per wire format however many sockets get it. */
+#include <string.h>
+
+#include "base/alloc.h"
+#include "wire/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "lua/script.h"
+#include "server.h"
+#include "wire/sio.h"
+
+struct nsp *nsp_lookup(const char *name, size_t len)
+{
+	struct nsp *n = srv.last_nsp;
+
+	/* Most lookups in a row name the same namespace. */
+	if (n && n->name_len == len && memcmp(n->name, name, len) == 0)
+		return n;
+	n = map_get(&srv.nsps, name, len);
+	if (n)
+		srv.last_nsp = n;
+	return n;
+}
+
+struct client *client_new(struct conn *c, struct nsp *n)
+{
+	struct client *cl = xcalloc(1, sizeof(*cl));
+
+	/* A socket id is a fresh session-style id, unique among sockets. */
+	do
+		conn_new_sid(cl->id);
+	while (map_get(&srv.clients, cl->id, strlen(cl->id)));
+	cl->conn = c;
+	cl->nsp = n;
+	cl->rooms.owner = cl;
+	cl->next = c->clients;
+	c->clients = cl;
+	map_put(&srv.clients, cl->id, strlen(cl->id), cl);
+	return cl;
+}
+
+void client_set_user(struct client *cl, const char *user_id, size_t len)
+{
+	char room[512];
+
+	free(cl->user_id);
+	cl->user_id = xstrndup(user_id, len);
+	if (len + 5 < sizeof(room)) {
+		memcpy(room, "user:", 5);
+		memcpy(room + 5, user_id, len);
+		room_join(cl->nsp, &cl->rooms, room, len + 5);
+	}
+	cl->nsp->sockets++;
+	srv.sockets++;
+}
+
+static void ack_wait_free(struct ack_wait *w)
+{
+	timer_stop(&w->timeout);
+	free(w);
+}
+
+void client_free(struct client *cl, const char *reason)
+{
+	struct client **pp;
+	struct conn *c = cl->conn;
+
+	if (cl->closing)
+		return;
+	cl->closing = 1;
+	/* Hooks run only for sockets Lua accepted (they have a user). */
+	if (reason && cl->user_id)
+		script_disconnect(cl, reason);
+	while (cl->acks) {
+		struct ack_wait *w = cl->acks;
+		cl->acks = w->next;
+		uint64_t id = w->id;
+		ack_wait_free(w);
+		if (cl->user_id)
+			script_ack(cl, id, NULL, 0, NULL, 0, "disconnected");
+	}
+	room_leave_all(cl->nsp, &cl->rooms);
+	for (pp = &c->clients; *pp; pp = &(*pp)->next)
+		if (*pp == cl) {
+			*pp = cl->next;
+			break;
+		}
+	if (c->bin && c->bin->client == cl)
+		c->bin->client = NULL;
+	map_del(&srv.clients, cl->id, strlen(cl->id));
+	if (cl->user_id) {
+		cl->nsp->sockets--;
+		srv.sockets--;
+	}
+	free(cl->user_id);
+	free(cl->auth);
+	free(cl);
+	/* A plain WebSocket is its socket: without it the connection ends,
+	 * unless it is already closing after a last frame. */
+	if (c->kind == CONN_PLAIN && reason && !c->close_code)
+		conn_close(c, reason);
+}
+
+/* ---- emits ---- */
+
+static struct frame *encode_sio(struct emit *e, struct nsp *n)
+{
+	char head[1 + SIO_HEADER_MAX(0)];
+	size_t hlen, nesc_max = json_escaped_max(e->name_len);
+	size_t len, dlen = e->data ? e->data_len : 0;
+	struct frame *f;
+	unsigned char *p;
+
+	metrics_encoding();
+	head[0] = '4';
+	hlen = 1 + sio_write_header(head + 1, e->natt ? SIO_BINARY_EVENT : SIO_EVENT,
+				    e->natt, "/", 1, -1);
+	/* "4" + type [+ count "-"] + nsp "," + "[" name ["," data] "]" */
+	len = hlen + (n->name_len > 1 ? n->name_len + 1 : 0) + 1 + nesc_max + 1 + dlen + 1;
+	f = frame_new(NULL, len, 0);
+	p = frame_data(f);
+	memcpy(p, head, hlen);
+	p += hlen;
+	if (n->name_len > 1) {
+		memcpy(p, n->name, n->name_len);
+		p += n->name_len;
+		*p++ = ',';
+	}
+	*p++ = '[';
+	p += json_escape(e->name, e->name_len, (char *)p);
+	if (e->data) {
+		*p++ = ',';
+		memcpy(p, e->data, dlen);
+		p += dlen;
+	}
+	*p++ = ']';
+	f->len = (uint32_t)(p - frame_data(f));
+	return f;
+}
+
+static struct frame *encode_plain(struct emit *e)
+{
+	const char *data = e->plain_data ? e->plain_data : e->data;
+	size_t dlen = e->plain_data ? e->plain_len : e->data_len;
+	struct frame *f;
+	unsigned char *p;
+
+	if (!data) {
+		data = "null";
+		dlen = 4;
+	}
+	metrics_encoding();
+	f = frame_new(NULL, 9 + json_escaped_max(e->name_len) + 8 + dlen + 1, 0);
+	p = frame_data(f);
+	memcpy(p, "{\"event\":", 9);
+	p += 9;
+	p += json_escape(e->name, e->name_len, (char *)p);
+	memcpy(p, ",\"data\":", 8);
+	p += 8;
+	memcpy(p, data, dlen);
+	p += dlen;
+	*p++ = '}';
+	f->len = (uint32_t)(p - frame_data(f));
+	return f;
+}
+
+void client_emit(struct client *cl, struct emit *e)
+{
+	struct conn *c = cl->conn;
+
+	/* A socket on its way out gets nothing more, not even its own
+	 * disconnect hooks' broadcasts. */
+	if (cl->closing)
+		return;
+	if (c->kind == CONN_PLAIN) {
+		if (!e->plain)
+			e->plain = encode_plain(e);
+		conn_send(c, frame_ref(e->plain));
+		return;
+	}
+	if (!e->sio[0] || e->nsp != cl->nsp) {
+		frame_unref(e->sio[0]);
+		e->sio[0] = encode_sio(e, cl->nsp);
+		e->nsp = cl->nsp;
+	}
+	conn_send(c, frame_ref(e->sio[0]));
+	for (unsigned i = 0; i < e->natt; i++)
+		conn_send(c, frame_ref(e->att[i]));
+}
+
+static void deliver(void *owner, void *arg)
+{
+	client_emit(owner, arg);
+}
+
+size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e)
+{
+	size_t count = room_broadcast(n, t, deliver, e);
+
+	if (count)
+		metrics_event_out(e->name, e->name_len, count);
+	return count;
+}
+
+void emit_fini(struct emit *e)
+{
+	frame_unref(e->sio[0]);
+	frame_unref(e->plain);
+	e->sio[0] = e->plain = NULL;
+}
+
+void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
+		struct frame **att, unsigned natt)
+{
+	struct conn *c = cl->conn;
+	char head[1 + SIO_HEADER_MAX(256) + 32];
+	size_t hlen;
+
+	if (!data) {
+		/* No value: an empty argument list, or "data": null. */
+		data = c->kind == CONN_PLAIN ? "null" : "";
+		len = c->kind == CONN_PLAIN ? 4 : 0;
+	}
+	if (c->kind == CONN_PLAIN) {
+		hlen = (size_t)snprintf(head, sizeof(head), "{\"ack\":%lld,\"data\":",
+					(long long)id);
+		struct frame *f = frame_new(NULL, hlen + len + 1, 0);
+		memcpy(frame_data(f), head, hlen);
+		memcpy(frame_data(f) + hlen, data, len);
+		frame_data(f)[hlen + len] = '}';
+		conn_send(c, f);
+		return;
+	}
+	if (cl->nsp->name_len > 256)
+		return;
+	head[0] = '4';
+	hlen = 1 + sio_write_header(head + 1, natt ? SIO_BINARY_ACK : SIO_ACK, natt,
+				    cl->nsp->name, cl->nsp->name_len, id);
+	head[hlen++] = '[';
+	struct frame *f = frame_new(NULL, hlen + len + 1, 0);
+	memcpy(frame_data(f), head, hlen);
+	memcpy(frame_data(f) + hlen, data, len);
+	frame_data(f)[hlen + len] = ']';
+	conn_send(c, f);
+	for (unsigned i = 0; i < natt; i++)
+		conn_send(c, frame_ref(att[i]));
+}
+
+static void on_ack_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct ack_wait *w = lws_container_of(t, struct ack_wait, timeout);
+	struct client *cl = w->client;
+	struct ack_wait **pp;
+
+	(void)loop;
+	(void)revents;
+	for (pp = &cl->acks; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	uint64_t id = w->id;
+	free(w);
+	script_ack(cl, id, NULL, 0, NULL, 0, "timeout");
+}
+
+/* Takes the pending ack `id` off the socket's list; 0 if it was there. */
+int client_take_ack(struct client *cl, uint64_t id)
+{
+	for (struct ack_wait **pp = &cl->acks; *pp; pp = &(*pp)->next)
+		if ((*pp)->id == id) {
+			struct ack_wait *w = *pp;
+			*pp = w->next;
+			ack_wait_free(w);
+			return 0;
+		}
+	return -1;
+}
+
+uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms)
+{
+	struct conn *c = cl->conn;
+	struct ack_wait *w = xcalloc(1, sizeof(*w));
+	char idbuf[24];
+	uint64_t id = cl->next_ack++;
+	struct frame *plain = NULL, *f;
+
+	w->client = cl;
+	w->id = id;
+	w->next = cl->acks;
+	cl->acks = w;
+	timer_start(&w->timeout, on_ack_timeout, timeout_ms);
+
+	int idlen = snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)id);
+	if (c->kind == CONN_PLAIN) {
+		/* {"event":..,"data":..,"ack":N}: the envelope with an ack id. */
+		plain = encode_plain(e);
+		f = frame_new(NULL, plain->len - 1 + 7 + (size_t)idlen + 1, 0);
+		memcpy(frame_data(f), frame_data(plain), plain->len - 1);
+		unsigned char *p = frame_data(f) + plain->len - 1;
+		memcpy(p, ",\"ack\":", 7);
+		memcpy(p + 7, idbuf, (size_t)idlen);
+		p[7 + idlen] = '}';
+		frame_unref(plain);
+		conn_send(c, f);
+		return id;
+	}
+	/* The shared encoding has no id: splice it in after the namespace. */
+	f = encode_sio(e, cl->nsp);
+	const unsigned char *body = frame_data(f);
+	const unsigned char *bracket = memchr(body, '[', f->len);
+	size_t pre = (size_t)(bracket - body);
+	struct frame *g = frame_new(NULL, f->len + (size_t)idlen, 0);
+	memcpy(frame_data(g), body, pre);
+	memcpy(frame_data(g) + pre, idbuf, (size_t)idlen);
+	memcpy(frame_data(g) + pre + idlen, bracket, f->len - pre);
+	frame_unref(f);
+	conn_send(c, g);
+	for (unsigned i = 0; i < e->natt; i++)
+		conn_send(c, frame_ref(e->att[i]));
+	return id;
+}
+
+void client_error(struct client *cl, int status, const char *message, int64_t ack_id)
+{
+	size_t mlen = strnlen(message, 1024);
+	char *esc = xmalloc(json_escaped_max(mlen) + 1);
+	char *body = xmalloc(json_escaped_max(mlen) + 96);
+	size_t elen = json_escape(message, mlen, esc);
+	int n;
+
+	esc[elen] = '\0';
+	n = snprintf(body, json_escaped_max(mlen) + 96,
+		     "{\"status\":\"error\",\"message\":%s,\"statusCode\":%d}", esc, status);
+	struct emit e = { .name = "error", .name_len = 5, .data = body, .data_len = (size_t)n };
+	metrics_error(status);
+	client_emit(cl, &e);
+	metrics_event_out("error", 5, 1);
+	emit_fini(&e);
+	if (ack_id >= 0)
+		client_ack(cl, ack_id, body, (size_t)n, NULL, 0);
+	free(esc);
+	free(body);
+}

@@ -1,0 +1,42 @@
+/* jsonlua.h - JSON for the Lua side, exact where Debian's lua-cjson 2.1.0 is
+ * not (NOTES.md): arrays keep their kind through a metatable (empty ones
+ * too), numbers are written with the fewest digits that read back as the
+ * same double, and integers beyond 2^53 stay exact as boxed values. It
+ * validates with json.h, the scanner the core itself trusts. */
+#ifndef PARLEY_JSONLUA_H
+#define PARLEY_JSONLUA_H
+
+#include <lua.h>
+
+/* Pushes the module table: decode, encode, null, array (marks a table as
+ * an array), array_mt, is_array, number (box a big integer's text). */
+int jsonlua_open(lua_State *L);
+
+/* Sets the array metatable on the table at the top of the stack. */
+void jsonlua_mark_array(lua_State *L);
+
+/* Encodes the value at `idx` as JSON: a NUL-terminated text in scratch
+ * memory (scratch.h), which the caller frees with scratch_free, its length
+ * in `*len`; or NULL with `*err` set (a value with no JSON form, too deep).
+ * Leaves the stack as it was. */
+char *jsonlua_encode(lua_State *L, int idx, size_t *len, const char **err);
+
+/* Pushes the value of `json`, which json_validate has accepted (at most
+ * 64 levels deep): text the transport checked already is not checked
+ * again, and no Lua string of it is made. */
+void jsonlua_push_validated(lua_State *L, const char *json, size_t len);
+
+/* Pushes a value that encodes as `json` verbatim (the caller vouches that
+ * it is one valid JSON value): JSON the core built, passed through. */
+void jsonlua_push_raw(lua_State *L, const char *json, size_t len);
+
+/* The JSON of an outgoing payload at `idx`, with its length in `*len`: a
+ * string's bytes (JSON text) or a raw value's, with no copy (valid while the
+ * value is on the stack); NULL (and 0) for nil or none; any other value is
+ * encoded here, so that no Lua string of its text is made (core/lua/binary.lua's
+ * encode hands them over as they are), and `*owned` is then the text
+ * (scratch memory, for the caller to free with scratch_free), else NULL.
+ * Raises as json.encode does for a value with no JSON form. */
+const char *jsonlua_payload(lua_State *L, int idx, size_t *len, char **owned);
+
+#endif

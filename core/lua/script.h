@@ -1,0 +1,64 @@
+/* script.h - the Lua seam: one long-lived LuaJIT state running the embedded
+ * runtime (core/lua/runtime.lua), which loads the scripts folder and plugins and
+ * dispatches to their hooks. The core calls in here for every connection,
+ * event, ack and disconnection; the host API (script.c) calls back out. */
+#ifndef PARLEY_SCRIPT_H
+#define PARLEY_SCRIPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct client;
+struct conn;
+struct sio_attachment;
+
+/* Creates the state, loads the runtime and the scripts. Returns 0 or -1
+ * (logged with file and line). */
+int script_init(void);
+void script_fini(void);
+/* Runs the scripts' shutdown hooks: the server is stopping, every socket
+ * is gone, and the store is still open for what they write. A no-op when
+ * the scripts never loaded. */
+void script_shutdown(void);
+/* Loads the scripts and plugins again beside the ones in force and swaps
+ * them in only if everything loaded; otherwise the old keep running and the
+ * error is logged with its file and line. Returns 0 or -1. */
+int script_reload(void);
+
+/* Asks the connect hooks about a new socket. `auth` is the CONNECT payload
+ * (JSON object) or NULL. On acceptance sets the socket's user and returns 0;
+ * on refusal returns -1 with the status code and message filled in. */
+int script_connect(struct client *cl, const char *auth, size_t auth_len,
+		   int *code, char *msg, size_t msg_cap);
+/* Runs the connected hooks, once the client knows it is connected. */
+void script_connected(struct client *cl);
+/* Runs the disconnect hooks. */
+void script_disconnect(struct client *cl, const char *reason);
+/* Dispatches a client event. `args` is the JSON array of the arguments after
+ * the name (possibly "[]"); `ack_id` is -1 when none was asked for. */
+void script_event(struct client *cl, const char *name, size_t name_len,
+		  const char *args, size_t args_len,
+		  const struct sio_attachment *att, unsigned natt, int64_t ack_id);
+/* Delivers the client's answer to a server ack request (`args` NULL on a
+ * timeout or disconnection, with `why` saying which). An answer to an ack
+ * that is not pending is dropped. */
+void script_ack(struct client *cl, uint64_t id, const char *args,
+		size_t args_len, const struct sio_attachment *att, unsigned natt,
+		const char *why);
+
+/* Hands an HTTP API request to the Lua routes; the answer comes through
+ * api_respond under `id`, now or later. `body` is NULL when there is none. */
+struct handshake;
+void script_http(const char *id, const char *method, const char *path,
+		 const struct handshake *query, const char *body, size_t body_len);
+
+/* Waiting for the store: a job yields a ticket from script_new_ticket, and
+ * script_durable(ticket, err) - a store batch's completion - resumes it. */
+uintptr_t script_new_ticket(void);
+void script_durable(void *ticket, int err);
+
+/* Microseconds spent in Lua, and calls made, since start (for /metrics). */
+extern uint64_t script_usec;
+extern uint64_t script_calls;
+
+#endif

@@ -1,0 +1,572 @@
+/* engine.c - Engine.IO v4 and Socket.IO v5 on a connection: the polling
+ * handshake, long-poll GET and POST, the upgrade to WebSocket, heartbeats,
+ * and the Socket.IO packets (connect, disconnect, events, acks, binary). */
+#include <string.h>
+
+#include "base/alloc.h"
+#include "wire/base64.h"
+#include "wire/eio.h"
+#include "net/http.h"
+#include "wire/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "lua/script.h"
+#include "server.h"
+#include "wire/sio.h"
+#include "wire/websocket.h"
+#include "net/ws.h"
+
+#define MAX_ATTACHMENTS 64
+#define JSON_MAX_DEPTH 32
+
+struct frame *engine_open_frame(struct conn *c)
+{
+	char buf[256];
+	int n = snprintf(buf, sizeof(buf),
+			 "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%d,"
+			 "\"pingTimeout\":%d,\"maxPayload\":%zu}",
+			 c->sid, c->transport == TRANSPORT_POLLING ? "\"websocket\"" : "",
+			 srv.cfg->ping_interval_ms, srv.cfg->ping_timeout_ms,
+			 srv.cfg->max_payload);
+	return frame_new(buf, (size_t)n, 0);
+}
+
+static const char ok_body[] = "ok";
+
+/* A client broke the protocol: count it, and close its connection only
+ * (a WebSocket with close code 1002). */
+static void protocol_error(struct conn *c, const char *kind, const char *reason)
+{
+	metrics_protocol_error(kind);
+	c->ws_close_code = WS_PROTOCOL_ERROR;
+	conn_close(c, reason);
+}
+
+/* Responds to a parked or immediate poll with everything queued. */
+static int poll_flush(struct lws *wsi, struct pss *pss, struct conn *c)
+{
+	size_t len;
+	char *payload = conn_drain_payload(c, &len);
+	int rc = http_respond(wsi, pss, 200, "text/plain; charset=UTF-8",
+			      payload + LWS_PRE, len);
+
+	free(payload);
+	/* The payload carried the close packet. The session stays until the
+	 * drain ends all: a POST the client sent meanwhile is still answered
+	 * "ok", where an unknown sid would show the client a transport error
+	 * if that answer came in before this one. */
+	if (c->poll_close)
+		c->close_sent = 1;
+	return rc;
+}
+
+static int handshake(struct lws *wsi, struct pss *pss)
+{
+	char buf[64];
+	const char *transport = http_query_arg(wsi, "transport=", buf, sizeof(buf));
+	struct conn *c;
+
+	if (!transport || strcmp(transport, "polling") != 0) {
+		metrics_protocol_error("bad_transport");
+		return http_engine_error(wsi, pss, 0, "Transport unknown");
+	}
+	if (pss->method != HTTP_GET) {
+		metrics_protocol_error("bad_handshake_method");
+		return http_engine_error(wsi, pss, 2, "Bad handshake method");
+	}
+	if (srv.draining) {
+		/* A keep-alive connection may still ask: the client retries. */
+		metrics_http_error(503);
+		return http_respond(wsi, pss, 503, "text/plain", "server shutting down", 20);
+	}
+	c = conn_new(CONN_EIO, TRANSPORT_POLLING);
+	http_handshake_copy(&c->hs, wsi);
+	conn_send(c, engine_open_frame(c));
+	conn_heartbeat_open(c);
+	return poll_flush(wsi, pss, c);
+}
+
+int engine_http_request(struct lws *wsi, struct pss *pss)
+{
+	char buf[64];
+	const char *v;
+	struct conn *c;
+
+	if (pss->method == HTTP_OPTIONS)
+		return http_respond(wsi, pss, 204, "text/plain", "", 0);
+	v = http_query_arg(wsi, "EIO=", buf, sizeof(buf));
+	if (!v || strcmp(v, "4") != 0) {
+		metrics_protocol_error("bad_eio_version");
+		return http_engine_error(wsi, pss, 5, "Unsupported protocol version");
+	}
+	v = http_query_arg(wsi, "sid=", buf, sizeof(buf));
+	if (!v)
+		return handshake(wsi, pss);
+
+	c = map_get(&srv.conns, v, strlen(v));
+	v = http_query_arg(wsi, "transport=", buf, sizeof(buf));
+	if (!v || strcmp(v, "polling") != 0) {
+		metrics_protocol_error("bad_transport");
+		return http_engine_error(wsi, pss, 0, "Transport unknown");
+	}
+	if (!c || c->kind != CONN_EIO) {
+		metrics_protocol_error("unknown_sid");
+		return http_engine_error(wsi, pss, 1, "Session ID unknown");
+	}
+	if (c->transport != TRANSPORT_POLLING) {
+		metrics_protocol_error("poll_after_upgrade");
+		return http_engine_error(wsi, pss, 3, "Bad request");
+	}
+	if (pss->method == HTTP_POST) {
+		/* The body arrives in HTTP_BODY callbacks; answered at completion. */
+		pss->conn = c;
+		pss->role = ROLE_POLL_POST;
+		return 0;
+	}
+	if (pss->method != HTTP_GET) {
+		metrics_protocol_error("bad_method");
+		return http_engine_error(wsi, pss, 2, "Bad method");
+	}
+	if (c->poll) {
+		/* Two polls at once break the protocol: end the session. */
+		protocol_error(c, "poll_overlap", "poll overlap");
+		return http_engine_error(wsi, pss, 3, "Bad request");
+	}
+	pss->conn = c;
+	pss->role = ROLE_POLL_GET;
+	if (c->out.count)
+		return poll_flush(wsi, pss, c);
+	if (c->upgrading) {
+		/* Probing: do not hold a poll the client must finish first. */
+		pss->conn = NULL;
+		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "6", 1);
+	}
+	/* Park the request; lws would drop a deferred response after 5 s. */
+	c->poll = wsi;
+	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	return 0;
+}
+
+/* Feeds one segment of a POST body to the connection. */
+static void post_segment(struct conn *c, const char *seg, size_t len)
+{
+	struct eio_packet pkt;
+
+	if (len && seg[0] == 'b') {
+		unsigned char *raw = xmalloc(base64_decoded_max(len - 1));
+		long n = base64_decode(seg + 1, len - 1, raw);
+		if (n < 0)
+			protocol_error(c, "bad_base64", "invalid base64 packet");
+		else
+			engine_on_packet(c, NULL, (const char *)raw, (size_t)n, 1);
+		free(raw);
+		return;
+	}
+	if (eio_parse(seg, len, &pkt) < 0) {
+		protocol_error(c, "bad_eio_packet", "invalid packet");
+		return;
+	}
+	engine_on_packet(c, NULL, seg, len, 0);
+}
+
+int engine_http_body_done(struct lws *wsi, struct pss *pss)
+{
+	struct conn *c = pss->conn;
+	const char *cur, *end, *seg;
+	size_t seglen;
+
+	if (pss->role != ROLE_POLL_POST) {
+		metrics_http_error(404);
+		return http_respond(wsi, pss, 404, "text/plain", "not found", 9);
+	}
+	if (!c || c->state != CONN_OPEN) {
+		metrics_protocol_error("unknown_sid");
+		return http_engine_error(wsi, pss, 1, "Session ID unknown");
+	}
+	if (pss->body_too_large) {
+		metrics_protocol_error("payload_too_large");
+		metrics_limit("max_payload");
+		log_info("%s (%s): a polling POST body over %zu bytes (PARLEY_MAX_PAYLOAD): 413, "
+			 "session closed", c->sid, c->hs.addr, srv.cfg->max_payload);
+		metrics_http_error(413);
+		conn_close(c, "payload too large");
+		return http_respond(wsi, pss, 413, "text/plain", "payload too large", 17);
+	}
+	cur = pss->body;
+	end = pss->body + pss->body_len;
+	while (c->state == CONN_OPEN && eio_payload_next(&cur, end, &seg, &seglen))
+		post_segment(c, seg, seglen);
+	pss->conn = NULL;
+	return http_respond(wsi, pss, 200, "text/html", ok_body, 2);
+}
+
+int engine_poll_writable(struct lws *wsi, struct pss *pss)
+{
+	struct conn *c = pss->conn;
+
+	if (pss->dead_poll) {
+		pss->dead_poll = 0;
+		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "1", 1);
+	}
+	if (pss->role != ROLE_POLL_GET || !c || c->poll != wsi)
+		return 0;
+	c->poll = NULL;
+	pss->conn = NULL;
+	if (c->transport == TRANSPORT_WEBSOCKET || (c->upgrading && !c->out.count))
+		/* Upgrading or upgraded: the parked poll is released with a noop. */
+		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "6", 1);
+	return poll_flush(wsi, pss, c);
+}
+
+/* ---- Socket.IO ---- */
+
+static struct client *client_of(struct conn *c, const struct nsp *n)
+{
+	for (struct client *cl = c->clients; cl; cl = cl->next)
+		if (cl->nsp == n)
+			return cl;
+	return NULL;
+}
+
+static void send_packet(struct conn *c, enum sio_type type, const char *nsp,
+			size_t nsp_len, const char *json, size_t json_len)
+{
+	char head[1 + SIO_HEADER_MAX(256)];
+	size_t n;
+
+	if (nsp_len > 256)
+		return;
+	head[0] = '4';
+	n = 1 + sio_write_header(head + 1, type, 0, nsp, nsp_len, -1);
+	conn_send(c, frame_new2(head, n, json, json_len));
+}
+
+/* CONNECT_ERROR with a message and, for refusals, data.statusCode. */
+static void connect_error(struct conn *c, const char *nsp, size_t nsp_len,
+			  const char *msg, int code)
+{
+	char esc[json_escaped_max(200)];
+	char body[sizeof(esc) + 64];
+	size_t mlen = strnlen(msg, 200);
+	int n;
+
+	esc[json_escape(msg, mlen, esc)] = '\0';
+	if (code)
+		n = snprintf(body, sizeof(body), "{\"message\":%s,\"data\":{\"statusCode\":%d}}",
+			     esc, code);
+	else
+		n = snprintf(body, sizeof(body), "{\"message\":%s}", esc);
+	send_packet(c, SIO_CONNECT_ERROR, nsp, nsp_len, body, (size_t)n);
+}
+
+static void on_connect(struct conn *c, const struct sio_packet *pkt)
+{
+	struct nsp *n = nsp_lookup(pkt->nsp, pkt->nsp_len);
+	struct client *cl;
+	char msg[256], body[64];
+	int code = 0;
+
+	if (pkt->len && json_validate(pkt->data, pkt->len, JSON_MAX_DEPTH) != JSON_OBJECT) {
+		protocol_error(c, "bad_connect_payload", "invalid connect payload");
+		return;
+	}
+	if (!n) {
+		metrics_protocol_error("unknown_namespace");
+		connect_error(c, pkt->nsp, pkt->nsp_len, "Invalid namespace", 0);
+		return;
+	}
+	if (srv.draining) {
+		/* Unanswered: the session closes within the drain, and the client
+		 * reconnects and connects the namespace again. A CONNECT_ERROR
+		 * would end its retries for this namespace. */
+		return;
+	}
+	cl = client_of(c, n);
+	if (cl) {
+		/* Already connected: confirm again, as a retry would expect. */
+		int len = snprintf(body, sizeof(body), "{\"sid\":\"%s\"}", cl->id);
+		send_packet(c, SIO_CONNECT, n->name, n->name_len, body, (size_t)len);
+		return;
+	}
+	cl = client_new(c, n);
+	if (script_connect(cl, pkt->len ? pkt->data : NULL, pkt->len, &code,
+			   msg, sizeof(msg)) < 0) {
+		metrics_error(code);
+		client_free(cl, NULL);
+		connect_error(c, pkt->nsp, pkt->nsp_len, msg, code);
+		return;
+	}
+	int len = snprintf(body, sizeof(body), "{\"sid\":\"%s\"}", cl->id);
+	send_packet(c, SIO_CONNECT, n->name, n->name_len, body, (size_t)len);
+	script_connected(cl);
+}
+
+static void dispatch_event(struct client *cl, const char *data, size_t len,
+			   const struct sio_attachment *att, unsigned natt, int64_t id)
+{
+	struct json_span name, args;
+	char namebuf[256];
+	char *argv = NULL;
+	long nlen;
+
+	if (sio_event_split(data, len, JSON_MAX_DEPTH, &name, &args) < 0) {
+		protocol_error(cl->conn, "bad_event", "invalid event packet");
+		return;
+	}
+	nlen = json_string_unescape(name, namebuf, sizeof(namebuf));
+	if (nlen < 0) {
+		client_error(cl, 400, "event name too long", id);
+		return;
+	}
+	if (nlen == 0) {
+		client_error(cl, 400, "event name must not be empty", id);
+		return;
+	}
+	if (srv.draining) {
+		client_error(cl, 503, "the server is shutting down", id);
+		return;
+	}
+	if (args.p) {
+		/* Trim trailing spaces before the final ']' is kept as is. */
+		argv = xmalloc(args.len);
+		memcpy(argv, args.p, args.len);
+		argv[0] = '[';
+		script_event(cl, namebuf, (size_t)nlen, argv, args.len, att, natt, id);
+		free(argv);
+	} else {
+		script_event(cl, namebuf, (size_t)nlen, "[]", 2, att, natt, id);
+	}
+}
+
+static void dispatch_ack(struct client *cl, const char *data, size_t len,
+			 const struct sio_attachment *att, unsigned natt, int64_t id)
+{
+	if (id < 0 || json_validate(data, len, JSON_MAX_DEPTH) != JSON_ARRAY) {
+		protocol_error(cl->conn, "bad_ack", "invalid ack packet");
+		return;
+	}
+	script_ack(cl, (uint64_t)id, data, len, att, natt, NULL);
+}
+
+static void finish_binary(struct conn *c)
+{
+	struct pending_binary *b = c->bin;
+	struct sio_binary *pkt = &b->pkt;
+
+	c->bin = NULL;
+	if (b->client && b->client->conn == c) {
+		if (pkt->type == SIO_BINARY_EVENT)
+			dispatch_event(b->client, pkt->json, pkt->json_len, pkt->att, pkt->count, pkt->id);
+		else
+			dispatch_ack(b->client, pkt->json, pkt->json_len, pkt->att, pkt->count, pkt->id);
+	}
+	pending_binary_free(b);
+}
+
+/* A binary packet past one of its limits: it is dropped (its bytes are
+ * released now) and the connection closed, as socket.io closes one whose
+ * binary packet cannot be put together: refusing one event is not
+ * possible, since the attachments still on their way would be taken for
+ * what comes after it. */
+static void binary_refused(struct conn *c, const char *limit, const char *what, int code)
+{
+	struct pending_binary *b = c->bin;
+
+	metrics_limit(limit);
+	log_info("%s (%s): a binary event holding %zu bytes with %u of %u attachments: %s: closing",
+		 c->sid, c->hs.addr, b->pkt.bytes, b->pkt.count, b->pkt.expected, what);
+	c->bin = NULL;
+	pending_binary_free(b);
+	c->ws_close_code = (uint16_t)code;
+	conn_close(c, "binary event refused");
+}
+
+static void on_binary_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct pending_binary *b = lws_container_of(t, struct pending_binary, timeout);
+
+	(void)loop;
+	(void)revents;
+	binary_refused(b->conn, "binary_timeout",
+		       "no attachment within PARLEY_BINARY_TIMEOUT", WS_PROTOCOL_ERROR);
+}
+
+/* Whether `len` more bytes of binary packets fit in the server's cap;
+ * refuses the connection's packet (and closes it) when not. */
+static int binary_server_room(struct conn *c, size_t len)
+{
+	if (srv.binary_pending + len <= srv.cfg->max_binary_pending_total)
+		return 1;
+	binary_refused(c, "max_binary_pending_total",
+		       "the server's binary events over PARLEY_MAX_BINARY_PENDING_TOTAL",
+		       WS_MESSAGE_TOO_BIG);
+	return 0;
+}
+
+/* The connection's packet took `len` more bytes (sio_binary_* checked them
+ * against PARLEY_MAX_BINARY_PENDING before the copy). */
+static void binary_held(struct pending_binary *b, size_t len)
+{
+	srv.binary_pending += len;
+	/* The wait is for the next attachment: a big event on a slow link
+	 * goes on as long as its attachments keep coming. */
+	timer_start(&b->timeout, on_binary_timeout, srv.cfg->binary_timeout_ms);
+}
+
+static void on_sio_packet(struct conn *c, const char *p, size_t len)
+{
+	struct sio_packet pkt;
+	struct client *cl;
+	struct nsp *n;
+
+	if (c->bin) {
+		protocol_error(c, "missing_attachment", "text packet while attachments were due");
+		return;
+	}
+	if (sio_parse(p, len, MAX_ATTACHMENTS, &pkt) < 0) {
+		protocol_error(c, "bad_sio_packet", "invalid packet");
+		return;
+	}
+	if (pkt.type == SIO_CONNECT) {
+		on_connect(c, &pkt);
+		return;
+	}
+	n = nsp_lookup(pkt.nsp, pkt.nsp_len);
+	cl = n ? client_of(c, n) : NULL;
+	switch (pkt.type) {
+	case SIO_DISCONNECT:
+		if (cl)
+			client_free(cl, "client namespace disconnect");
+		return;
+	case SIO_EVENT:
+	case SIO_ACK:
+		if (!cl) {
+			/* Socket.IO ignores packets for a namespace not joined. */
+			metrics_protocol_error("not_connected");
+			return;
+		}
+		if (pkt.type == SIO_EVENT)
+			dispatch_event(cl, pkt.data, pkt.len, NULL, 0, pkt.id);
+		else
+			dispatch_ack(cl, pkt.data, pkt.len, NULL, 0, pkt.id);
+		return;
+	case SIO_BINARY_EVENT:
+	case SIO_BINARY_ACK: {
+		struct pending_binary *b = xcalloc(1, sizeof(*b));
+		b->client = cl;
+		b->conn = c;
+		b->pkt.expected = pkt.attachments; /* for the log, if refused */
+		c->bin = b;
+		if (!binary_server_room(c, pkt.len))
+			return;
+		/* The payload is at most PARLEY_MAX_PAYLOAD, which config.c keeps
+		 * below the cap: in practice only attachments are refused. */
+		if (sio_binary_init(&b->pkt, &pkt, srv.cfg->max_binary_pending) < 0) {
+			binary_refused(c, "max_binary_pending", "over PARLEY_MAX_BINARY_PENDING",
+				       WS_MESSAGE_TOO_BIG);
+			return;
+		}
+		binary_held(b, pkt.len);
+		if (sio_binary_complete(&b->pkt))
+			finish_binary(c);
+		return;
+	}
+	default:
+		protocol_error(c, "bad_sio_type", "unexpected packet type");
+		return;
+	}
+}
+
+static void on_attachment(struct conn *c, const char *p, size_t len)
+{
+	struct pending_binary *b = c->bin;
+	int r;
+
+	if (!b) {
+		protocol_error(c, "unexpected_binary", "binary packet without a binary event");
+		return;
+	}
+	if (!binary_server_room(c, len))
+		return;
+	/* The header's count is what is due: once it is complete, c->bin is
+	 * gone, so an extra attachment lands above as a stray one. */
+	r = sio_binary_add(&b->pkt, p, len);
+	if (r == SIO_BINARY_TOO_BIG) {
+		binary_refused(c, "max_binary_pending", "over PARLEY_MAX_BINARY_PENDING",
+			       WS_MESSAGE_TOO_BIG);
+		return;
+	}
+	binary_held(b, len);
+	if (r == 1)
+		finish_binary(c);
+}
+
+/* A WebSocket that is probing an upgrade: "2probe", then "5". */
+static void on_probe_packet(struct conn *c, struct ws *w, const char *p, size_t len)
+{
+	if (len == 6 && memcmp(p, "2probe", 6) == 0) {
+		ws_send_text(w, "3probe", 6);
+		/* The client sends "5" only once its current poll returns: a
+		 * parked poll is released with a noop (as engine.io does). */
+		c->upgrading = 1;
+		if (c->poll)
+			lws_callback_on_writable(c->poll);
+		return;
+	}
+	if (len == 1 && p[0] == '5') {
+		c->upgrading = 0;
+		c->probe = NULL;
+		c->ws = w;
+		c->transport = TRANSPORT_WEBSOCKET;
+		metrics_upgrade();
+		if (c->poll)
+			lws_callback_on_writable(c->poll);
+		if (c->close_on_upgrade)
+			conn_shutdown(c);
+		else if (c->out.count)
+			ws_want_writable(w);
+		return;
+	}
+	metrics_protocol_error("bad_probe");
+	c->upgrading = 0;
+	c->probe = NULL;
+	ws_close(w, WS_PROTOCOL_ERROR, "bad probe");
+}
+
+void engine_on_packet(struct conn *c, struct ws *w, const char *p,
+		      size_t len, int binary)
+{
+	struct eio_packet pkt;
+
+	if (w && w == c->probe) {
+		on_probe_packet(c, w, p, len);
+		return;
+	}
+	if (binary) {
+		on_attachment(c, p, len);
+		return;
+	}
+	if (eio_parse(p, len, &pkt) < 0 || pkt.base64) {
+		protocol_error(c, "bad_eio_packet", "invalid packet");
+		return;
+	}
+	switch (pkt.type) {
+	case EIO_MESSAGE:
+		on_sio_packet(c, pkt.data, pkt.len);
+		return;
+	case EIO_PONG:
+		conn_heartbeat_start(c);
+		return;
+	case EIO_PING:
+		conn_send(c, frame_new2("3", 1, pkt.data, pkt.len));
+		return;
+	case EIO_CLOSE:
+		conn_close(c, "client close");
+		return;
+	case EIO_NOOP:
+		return;
+	default:
+		protocol_error(c, "bad_eio_type", "unexpected packet type");
+		return;
+	}
+}

@@ -1,0 +1,86 @@
+/* plain.c - the plain WebSocket endpoint: JSON text frames
+ * {"event": NAME, "data": ..., "ack": N} both ways, one socket per
+ * connection, authenticated by the same connect hooks as Socket.IO. */
+#include <string.h>
+
+#include "base/alloc.h"
+#include "wire/envelope.h"
+#include "wire/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "lua/script.h"
+#include "server.h"
+
+#define JSON_MAX_DEPTH 32
+
+/* The envelope's "data" as a one-element argument array ("[]" without it),
+ * the shape Socket.IO events and acks have. The caller frees it. */
+static char *data_as_args(const struct envelope *e, size_t *len)
+{
+	char *args;
+
+	if (!e->data.p) {
+		*len = 2;
+		return xstrdup("[]");
+	}
+	args = xmalloc(e->data.len + 2);
+	args[0] = '[';
+	memcpy(args + 1, e->data.p, e->data.len);
+	args[e->data.len + 1] = ']';
+	*len = e->data.len + 2;
+	return args;
+}
+
+int plain_on_open(struct conn *c, struct nsp *n)
+{
+	struct client *cl = client_new(c, n);
+	char msg[256];
+	int code = 0;
+
+	if (script_connect(cl, NULL, 0, &code, msg, sizeof(msg)) == 0) {
+		script_connected(cl);
+		return 0;
+	}
+	/* Refused: say why in an error frame, then close with 4000 + status. */
+	client_error(cl, code, msg, -1);
+	client_free(cl, NULL);
+	conn_close_after_flush(c, 4000 + (code >= 100 && code < 1000 ? code : 401), msg);
+	return -1;
+}
+
+void plain_on_message(struct conn *c, const char *p, size_t len)
+{
+	struct client *cl = c->clients;
+	struct envelope e;
+	size_t alen;
+	char *args;
+
+	if (!cl || c->close_code)
+		return;
+	switch (envelope_parse(p, len, JSON_MAX_DEPTH, &e)) {
+	case ENVELOPE_NOT_OBJECT:
+		metrics_protocol_error("plain_bad_json");
+		client_error(cl, 400, "invalid JSON: expected {\"event\": NAME, \"data\": ...}", -1);
+		return;
+	case ENVELOPE_BAD_ACK:
+		metrics_protocol_error("plain_bad_ack");
+		client_error(cl, 400, "ack must be a non-negative integer", -1);
+		return;
+	case ENVELOPE_BAD_EVENT:
+		metrics_protocol_error("plain_bad_event");
+		client_error(cl, 400, "event must be a non-empty string", e.ack);
+		return;
+	default:
+		break;
+	}
+	if (srv.draining && e.kind != ENVELOPE_REPLY) {
+		client_error(cl, 503, "the server is shutting down", e.ack);
+		return;
+	}
+	args = data_as_args(&e, &alen);
+	if (e.kind == ENVELOPE_REPLY)
+		script_ack(cl, (uint64_t)e.ack, args, alen, NULL, 0, NULL);
+	else
+		script_event(cl, e.name, e.name_len, args, alen, NULL, 0, e.ack);
+	free(args);
+}
