@@ -56,7 +56,7 @@ struct setting {
 
 #define FIELD(f) offsetof(struct config, f)
 
-static const struct setting settings[] = {
+static const struct setting setting_table[] = {
 	{ "port", "PORT", SETTING_INT, FIELD(port), "3000", 1, 65535, "",
 	  "TCP port to listen on, 1..65535" },
 	{ "data_dir", "PARLEY_DATA_DIR", SETTING_PATH, FIELD(data_dir), "./data", 0, 0, "",
@@ -119,7 +119,7 @@ static const struct setting settings[] = {
 	  "log level: error, warn, info or debug" },
 };
 
-#define SETTING_COUNT (sizeof(settings) / sizeof(settings[0]))
+#define SETTING_COUNT (sizeof(setting_table) / sizeof(setting_table[0]))
 
 /* Writes "file: name: message", dropping the parts that are NULL. */
 static void __attribute__((format(printf, 5, 6)))
@@ -458,8 +458,8 @@ static int config_apply_table(struct config *c, lua_State *L, const char *file, 
 			continue;
 		}
 		for (size_t i = 0; i < SETTING_COUNT && strlen(key) == len; i++)
-			if (strcmp(key, settings[i].key) == 0)
-				s = &settings[i];
+			if (strcmp(key, setting_table[i].key) == 0)
+				s = &setting_table[i];
 		if (!s) {
 			config_fail(err, errlen, file, NULL, "unknown setting \"%.*s\" (see --help)",
 				    CONFIG_QUOTE_MAX, key);
@@ -648,7 +648,7 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
 
 	/* Defaults go through the same checks as every other source. */
 	for (size_t i = 0; i < SETTING_COUNT; i++) {
-		const struct setting *s = &settings[i];
+		const struct setting *s = &setting_table[i];
 		if (s->def && config_apply(c, s, s->def, strlen(s->def), "default", s->key,
 					   err, errlen) != 0)
 			goto out;
@@ -656,7 +656,7 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
 	if (config_load_file(c, err, errlen) != 0)
 		goto out;
 	for (size_t i = 0; i < SETTING_COUNT; i++) {
-		const struct setting *s = &settings[i];
+		const struct setting *s = &setting_table[i];
 		const char *value = getenv(s->env);
 		/* An empty variable counts as unset, as in most shells' defaults. */
 		if (!value || !*value)
@@ -698,7 +698,7 @@ void config_usage(FILE *out)
 		"  %-21s %-14s %-9s %s\n",
 		"ENVIRONMENT", "FILE KEY", "DEFAULT", "MEANING");
 	for (size_t i = 0; i < SETTING_COUNT; i++) {
-		const struct setting *s = &settings[i];
+		const struct setting *s = &setting_table[i];
 		fprintf(out, "  %-21s %-14s %-9s %s\n", s->env, s->key,
 			!s->def ? "(unset)" : !*s->def ? "(none)" : s->def, s->meaning);
 	}

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/map.h"
 #include "base/metrics.h"
@@ -11,8 +12,6 @@
 #include "server.h"
 #include "store/messages.h"
 #include "store/store.h"
-
-static struct config cfg;
 
 static void on_stop_signal(int sig)
 {
@@ -31,24 +30,24 @@ int main(int argc, char **argv)
 	char err[512];
 	int rc;
 
-	rc = config_load(&cfg, argc, argv, err, sizeof(err));
+	rc = config_load(&settings, argc, argv, err, sizeof(err));
 	if (rc == 1)
 		return 0;
 	if (rc < 0) {
 		fprintf(stderr, "parley: %s\n", err);
 		return 2;
 	}
-	log_threshold = (enum log_level)cfg.log_level;
+	log_threshold = (enum log_level)settings.log_level;
 	map_seed();
 	signal(SIGPIPE, SIG_IGN);
 
 	/* The data directory first: a second process on it stops here, before
 	 * it takes a port or touches the store. */
-	if (store_claim(cfg.data_dir) < 0) {
+	if (store_claim(settings.data_dir) < 0) {
 		rc = 1;
 		goto out;
 	}
-	if (server_start(&cfg) < 0 || store_open(cfg.data_dir, cfg.map_size, srv.loop) < 0 ||
+	if (server_start() < 0 || store_open(settings.data_dir, settings.map_size, clock_loop) < 0 ||
 	    messages_init() < 0) {
 		rc = 1;
 		goto out;
@@ -60,9 +59,9 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_stop_signal);
 	signal(SIGTERM, on_stop_signal);
 	signal(SIGHUP, on_reload_signal);
-	log_info("parley listening on port %d (scripts: %s%s%s)", cfg.port,
-		 cfg.scripts_dir, cfg.plugins && *cfg.plugins ? ", plugins: " : "",
-		 cfg.plugins ? cfg.plugins : "");
+	log_info("parley listening on port %d (scripts: %s%s%s)", settings.port,
+		 settings.scripts_dir, settings.plugins && *settings.plugins ? ", plugins: " : "",
+		 settings.plugins ? settings.plugins : "");
 	server_run();
 	/* From here the loop no longer runs and the lws context goes: a late
 	 * signal has nothing to ask of them (and must not touch them). */
@@ -82,6 +81,6 @@ out:
 	script_fini();
 	server_loop_fini();
 	metrics_fini();
-	config_fini(&cfg);
+	config_fini(&settings);
 	return rc;
 }

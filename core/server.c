@@ -10,12 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
 
 #include "base/alloc.h"
+#include "base/clock.h"
+#include "base/settings.h"
 #include "wire/eio.h"
 #include "net/files.h"
 #include "net/http.h"
@@ -30,14 +31,6 @@
 #include "net/ws.h"
 
 struct server srv;
-
-int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int is_engine_path(const char *path)
 {
@@ -93,7 +86,7 @@ void http_read_origin(struct lws *wsi, struct pss *pss)
 
 int http_origin_allowed(const char *origin)
 {
-	const char *list = srv.cfg->frontend_url;
+	const char *list = settings.frontend_url;
 	size_t olen = strlen(origin);
 
 	if (!list)
@@ -293,7 +286,7 @@ static int check_framing(struct lws *wsi, struct pss *pss, const char *path)
 
 static int serve_plain_http(struct lws *wsi, struct pss *pss, const char *path)
 {
-	if (strcmp(path, "/healthz") == 0 && srv.draining) {
+	if (strcmp(path, "/healthz") == 0 && life.draining) {
 		/* A load balancer on a kept-alive connection learns to look elsewhere. */
 		static const char going[] = "{\"status\":\"shutting down\"}";
 		return http_respond(wsi, pss, 503, "application/json", going, sizeof(going) - 1);
@@ -367,15 +360,15 @@ static int on_http_body(struct lws *wsi, struct pss *pss, const char *in, size_t
 			return -1;
 		}
 	}
-	if (pss->body_len + len > srv.cfg->max_payload) {
+	if (pss->body_len + len > settings.max_payload) {
 		/* Keep reading to the end, then answer 413 once. */
 		pss->body_too_large = 1;
 		return 0;
 	}
 	if (pss->body_len + len > pss->body_cap) {
 		pss->body_cap = (pss->body_len + len) * 2;
-		if (pss->body_cap > srv.cfg->max_payload + 1)
-			pss->body_cap = srv.cfg->max_payload + 1;
+		if (pss->body_cap > settings.max_payload + 1)
+			pss->body_cap = settings.max_payload + 1;
 		pss->body = xrealloc(pss->body, pss->body_cap);
 	}
 	memcpy(pss->body + pss->body_len, in, len);
@@ -427,7 +420,7 @@ int server_ws_check(const struct http_head *h, struct ws_route *route, const cha
 			return 403;
 		}
 	}
-	if (srv.draining) {
+	if (life.draining) {
 		*why = "server shutting down";
 		return 503;
 	}
@@ -680,18 +673,6 @@ static ev_prepare between_iterations;
 static const lws_retry_bo_t no_validity_timer;
 static struct lws_http_mount static_mount;
 
-void timer_start(ev_timer *t, void (*cb)(struct ev_loop *, ev_timer *, int), double ms)
-{
-	ev_timer_stop(srv.loop, t);
-	ev_timer_init(t, cb, ms / 1000.0, 0.);
-	ev_timer_start(srv.loop, t);
-}
-
-void timer_stop(ev_timer *t)
-{
-	ev_timer_stop(srv.loop, t);
-}
-
 /* ---- the drain: what SIGTERM (or SIGINT) starts ----
  * 1. settle: the listen socket closes (a new connection is refused by the
  *    kernel; see drain_listening for polling); client events, new sessions,
@@ -800,14 +781,14 @@ static int drain_settled(void)
 /* Advances the drain; returns 1 once the loop may stop. */
 static int drain_advance(void)
 {
-	int budget = srv.cfg->shutdown_timeout_ms;
+	int budget = settings.shutdown_timeout_ms;
 
 	switch (drain.step) {
 	case DRAIN_OFF:
 		log_info("stopping: new connections are refused; waiting for the store, then "
 			 "closing %zu connections (PARLEY_SHUTDOWN_TIMEOUT %d ms)",
 			 conn_count(CONN_ANY), budget);
-		srv.draining = 1;
+		life.draining = 1;
 		drain.started = now_ms();
 		drain_listening();
 		drain.barrier = store_submit(store_batch_new(), on_drain_barrier, NULL);
@@ -860,14 +841,14 @@ static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 	(void)w;
 	(void)revents;
 	/* First, so that what the drain queues is written in this pass. */
-	stop = srv.stopping && drain_advance();
+	stop = life.stopping && drain_advance();
 	conn_flush();
 	conn_reap();
 	if (srv.reload_requested) {
 		srv.reload_requested = 0;
 		/* The scripts that ran are the ones that drain: their shutdown
 		 * hooks write what they kept in memory. */
-		if (srv.stopping)
+		if (life.stopping)
 			log_warn("reload ignored: parley is shutting down");
 		else if (script_reload() == 0)
 			log_info("scripts reloaded");
@@ -878,12 +859,12 @@ static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 		ev_break(l, EVBREAK_ALL);
 }
 
-int server_start(struct config *cfg)
+int server_start(void)
 {
+	const struct config *cfg = &settings;
 	struct lws_context_creation_info info;
 	void *loops[1];
 
-	srv.cfg = cfg;
 	srv.started_ms = now_ms();
 	map_init(&srv.conns);
 	map_init(&srv.clients);
@@ -892,14 +873,11 @@ int server_start(struct config *cfg)
 	peers_init(cfg->max_conns_per_ip);
 	lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
 
-	srv.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
-	if (!srv.loop) {
-		log_error("cannot create the event loop (epoll)");
+	if (clock_init() < 0)
 		return -1;
-	}
 	ev_prepare_init(&between_iterations, on_between_iterations);
-	ev_prepare_start(srv.loop, &between_iterations);
-	loops[0] = srv.loop;
+	ev_prepare_start(clock_loop, &between_iterations);
+	loops[0] = clock_loop;
 
 	memset(&info, 0, sizeof(info));
 	/* parley listens and accepts (ws.c); lws gets the HTTP connections. */
@@ -947,18 +925,17 @@ int server_start(struct config *cfg)
 
 void server_run(void)
 {
-	if (!srv.stopping)
-		ev_run(srv.loop, 0);
+	if (!life.stopping)
+		ev_run(clock_loop, 0);
 }
 
 void server_loop_fini(void)
 {
-	if (srv.loop) {
+	if (clock_loop) {
 		timer_stop(&drain.timer);
 		timer_stop(&drain.linger);
-		ev_prepare_stop(srv.loop, &between_iterations);
-		ev_loop_destroy(srv.loop);
-		srv.loop = NULL;
+		ev_prepare_stop(clock_loop, &between_iterations);
+		clock_fini();
 	}
 }
 
@@ -971,7 +948,7 @@ void server_request_reload(void)
 
 void server_stop(void)
 {
-	srv.stopping = 1;
+	life.stopping = 1;
 	if (srv.ctx)
 		lws_cancel_service(srv.ctx);
 }

@@ -12,8 +12,9 @@
 #include <ev.h>
 #include <libwebsockets.h>
 
-#include "config.h"
+#include "base/clock.h"
 #include "base/frame.h"
+#include "base/settings.h"
 #include "base/map.h"
 #include "hub/room.h"
 #include "wire/sio.h"
@@ -103,9 +104,7 @@ struct client {
 };
 
 struct server {
-	struct config *cfg;
 	struct lws_context *ctx;
-	struct ev_loop *loop;
 	struct map conns;   /* Engine.IO sid -> struct conn, for sessions that
 			     * began on polling (the others are never looked up) */
 	struct conn *all;   /* every open connection */
@@ -116,9 +115,7 @@ struct server {
 	struct conn *reap;  /* closed, freed after the callback returns */
 	struct conn *doomed; /* to close after the callback returns */
 	struct conn *dirty; /* WebSockets with frames to write this iteration */
-	volatile sig_atomic_t stopping;
 	volatile sig_atomic_t reload_requested;
-	int draining;       /* SIGTERM seen: no new work, see server.c's drain */
 	unsigned ws_open;   /* WebSockets upgraded and not yet closed (ws.c) */
 	int64_t started_ms;
 	uint64_t sockets;   /* connected clients */
@@ -127,19 +124,10 @@ struct server {
 
 extern struct server srv;
 
-/* Milliseconds on a monotonic clock. */
-int64_t now_ms(void);
-
-/* (Re)arms `t` to call `cb` once, `ms` from now. Our timers are libev's (a
- * heap: O(log n) however many connections have a heartbeat), not lws's. */
-void timer_start(ev_timer *t, void (*cb)(struct ev_loop *, ev_timer *, int), double ms);
-/* Disarms `t`; a timer that is not armed is left alone. */
-void timer_stop(ev_timer *t);
-
 /* ---- server.c: the lws side (HTTP) and the drain ---- */
 
-/* Starts listening with `cfg`; returns 0 or -1 (logged). */
-int server_start(struct config *cfg);
+/* Starts listening with the settings; returns 0 or -1 (logged). */
+int server_start(void);
 /* Serves until server_stop(): runs the event loop, and between iterations
  * writes what was queued, frees what was closed and reloads on request. */
 void server_run(void);

@@ -434,7 +434,7 @@ static int join_or_leave(lua_State *S, int join)
 		lua_pushliteral(S, "socket is gone");
 		return 2;
 	}
-	if (join && cl->rooms.count >= (uint32_t)srv.cfg->max_rooms &&
+	if (join && cl->rooms.count >= (uint32_t)settings.max_rooms &&
 	    !room_has(cl->nsp, &cl->rooms, room, len)) {
 		metrics_limit("max_rooms");
 		log_info("%s (%s): in %u rooms already (PARLEY_MAX_ROOMS): join refused", cl->id,
@@ -1117,7 +1117,7 @@ static const luaL_Reg core_functions[] = {
 int script_init(void)
 {
 	map_init(&timers);
-	L = guard_newstate(srv.cfg->script_timeout_ms, srv.cfg->script_memory,
+	L = guard_newstate(settings.script_timeout_ms, settings.script_memory,
 			   runtime_sources);
 	if (!L)
 		return -1;
@@ -1154,17 +1154,17 @@ int script_init(void)
 	lua_setfield(L, -2, "binary");
 	/* The settings scripts may read (parley.settings). */
 	lua_newtable(L);
-	if (srv.cfg->jwt_secret) {
-		lua_pushstring(L, srv.cfg->jwt_secret);
+	if (settings.jwt_secret) {
+		lua_pushstring(L, settings.jwt_secret);
 		lua_setfield(L, -2, "jwt_secret");
 	}
-	lua_pushinteger(L, srv.cfg->ping_interval_ms);
+	lua_pushinteger(L, settings.ping_interval_ms);
 	lua_setfield(L, -2, "ping_interval");
-	lua_pushinteger(L, srv.cfg->ping_timeout_ms);
+	lua_pushinteger(L, settings.ping_timeout_ms);
 	lua_setfield(L, -2, "ping_timeout");
-	lua_pushnumber(L, (lua_Number)srv.cfg->max_payload);
+	lua_pushnumber(L, (lua_Number)settings.max_payload);
 	lua_setfield(L, -2, "max_payload");
-	lua_pushinteger(L, srv.cfg->max_user_sockets);
+	lua_pushinteger(L, settings.max_user_sockets);
 	lua_setfield(L, -2, "max_user_sockets");
 	lua_setfield(L, -2, "settings");
 	if (call_runtime("runtime", 1, 1) < 0)
@@ -1172,15 +1172,15 @@ int script_init(void)
 	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	timer_start(&sweep_timer, on_sweep, KV_SWEEP_MS);
 	store_on_completions(resume_durable);
-	if (srv.cfg->watch)
-		watch_init(srv.loop);
+	if (settings.watch)
+		watch_init(clock_loop);
 
 	return script_reload();
 }
 
 int script_reload(void)
 {
-	struct config *cfg = srv.cfg;
+	struct config *cfg = &settings;
 
 	push_entry("load");
 	lua_pushstring(L, cfg->scripts_dir);

@@ -86,7 +86,7 @@ void conn_send(struct conn *c, struct frame *f)
 		return;
 	}
 	outq_push(&c->out, f);
-	if (c->out.bytes > srv.cfg->max_buffer) {
+	if (c->out.bytes > settings.max_buffer) {
 		/* Closing here could change rooms under a broadcast walk: the
 		 * connection is closed after the current callback instead. */
 		metrics_protocol_error("slow_consumer");
@@ -135,7 +135,7 @@ void conn_close(struct conn *c, const char *reason)
 			   c->transport == TRANSPORT_POLLING ? METRICS_POLLING :
 			   METRICS_WEBSOCKET, -1);
 	int code = c->ws_close_code ? c->ws_close_code :
-		   srv.stopping ? WS_GOING_AWAY : WS_NORMAL;
+		   life.stopping ? WS_GOING_AWAY : WS_NORMAL;
 	if (c->ws) {
 		ws_close(c->ws, code, reason);
 		c->ws = NULL;
@@ -206,7 +206,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 			conn_close(c, "connect timeout");
 			return;
 		}
-		int rest = srv.cfg->ping_interval_ms - srv.cfg->connect_timeout_ms;
+		int rest = settings.ping_interval_ms - settings.connect_timeout_ms;
 		timer_start(&c->heartbeat, on_heartbeat, rest > 0 ? rest : 0);
 		return;
 	}
@@ -224,7 +224,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 	} else {
 		conn_send(c, frame_new(ping, 1, 0));
 	}
-	timer_start(&c->heartbeat, on_heartbeat, srv.cfg->ping_timeout_ms);
+	timer_start(&c->heartbeat, on_heartbeat, settings.ping_timeout_ms);
 }
 
 void conn_heartbeat_start(struct conn *c)
@@ -233,15 +233,15 @@ void conn_heartbeat_start(struct conn *c)
 	if (c->awaiting_connect)
 		return;
 	c->pong_due = 0;
-	timer_start(&c->heartbeat, on_heartbeat, srv.cfg->ping_interval_ms);
+	timer_start(&c->heartbeat, on_heartbeat, settings.ping_interval_ms);
 }
 
 void conn_heartbeat_open(struct conn *c)
 {
-	if (c->kind == CONN_EIO && srv.cfg->connect_timeout_ms < srv.cfg->ping_interval_ms) {
+	if (c->kind == CONN_EIO && settings.connect_timeout_ms < settings.ping_interval_ms) {
 		c->pong_due = 0;
 		c->awaiting_connect = 1;
-		timer_start(&c->heartbeat, on_heartbeat, srv.cfg->connect_timeout_ms);
+		timer_start(&c->heartbeat, on_heartbeat, settings.connect_timeout_ms);
 		return;
 	}
 	conn_heartbeat_start(c);

@@ -97,16 +97,16 @@ static void set_events(struct ws *w)
 	}
 	if (ev == (int)w->events)
 		return;
-	ev_io_stop(srv.loop, &w->io);
+	ev_io_stop(clock_loop, &w->io);
 	ev_io_modify(&w->io, ev);
 	if (ev)
-		ev_io_start(srv.loop, &w->io);
+		ev_io_start(clock_loop, &w->io);
 	w->events = (unsigned)ev;
 }
 
 static void ws_free(struct ws *w)
 {
-	ev_io_stop(srv.loop, &w->io);
+	ev_io_stop(clock_loop, &w->io);
 	timer_stop(&w->timer);
 	if (w->fd >= 0)
 		close(w->fd);
@@ -132,11 +132,11 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (w->state == WS_HEAD && !srv.stopping) {
+	if (w->state == WS_HEAD && !life.stopping) {
 		metrics_limit("connect_timeout");
 		peers_address(w->fd, addr, sizeof(addr));
 		log_info("%s: no complete HTTP request within PARLEY_CONNECT_TIMEOUT (%d ms): "
-			 "connection dropped", addr, srv.cfg->connect_timeout_ms);
+			 "connection dropped", addr, settings.connect_timeout_ms);
 	}
 	/* A closing handshake's deadline, or a WebSocket that ended outside
 	 * its own callback. */
@@ -171,7 +171,7 @@ static int out_keep(struct ws *w, const unsigned char *p, size_t n)
 	size_t need = (size_t)w->out_len + n;
 
 	/* A peer that sends pings and reads nothing must not grow this. */
-	if (need > srv.cfg->max_buffer + CONN_WRITE_BATCH) {
+	if (need > settings.max_buffer + CONN_WRITE_BATCH) {
 		metrics_protocol_error("slow_consumer");
 		metrics_limit("max_buffer");
 		log_warn("a WebSocket holds %zu bytes unread (PARLEY_MAX_BUFFER): closing it", need);
@@ -411,8 +411,8 @@ static void on_frame(struct ws *w, const struct ws_frame *f, unsigned char *p)
 	}
 	if ((size_t)w->msg_len + len > w->msg_cap) {
 		size_t cap = ((size_t)w->msg_len + len) * 2;
-		if (cap > srv.cfg->max_payload)
-			cap = srv.cfg->max_payload;
+		if (cap > settings.max_payload)
+			cap = settings.max_payload;
 		w->msg = xrealloc(w->msg, cap);
 		w->msg_cap = (uint32_t)cap;
 	}
@@ -451,14 +451,14 @@ static size_t frames(struct ws *w, unsigned char *buf, size_t len)
 				fail(w, WS_PROTOCOL_ERROR, "bad_ws_frame", err);
 			return len;
 		}
-		if (!(f.opcode & 0x8) && (uint64_t)w->msg_len + f.len > srv.cfg->max_payload) {
+		if (!(f.opcode & 0x8) && (uint64_t)w->msg_len + f.len > settings.max_payload) {
 			char why[96];
 			if (w->state == WS_CLOSING) {
 				ws_done(w); /* not buffered for a close that may not come */
 				return len;
 			}
 			snprintf(why, sizeof(why), "a WebSocket message over %zu bytes (PARLEY_MAX_PAYLOAD)",
-				 srv.cfg->max_payload);
+				 settings.max_payload);
 			metrics_limit("max_payload");
 			fail(w, WS_MESSAGE_TOO_BIG, "payload_too_large", why);
 			return len;
@@ -657,7 +657,7 @@ static void to_lws(struct ws *w)
 
 	/* lws counts it again, as its own (SERVER_NEW_CLIENT_INSTANTIATED). */
 	peers_closed(w);
-	ev_io_stop(srv.loop, &w->io);
+	ev_io_stop(clock_loop, &w->io);
 	w->events = 0;
 	w->fd = -1;
 	if (!lws_adopt_socket(srv.ctx, fd))
@@ -690,8 +690,8 @@ static void look_at_head(struct ws *w)
 		unsigned wait = w->head_wait_ms ? w->head_wait_ms * 2 : 5;
 		if (wait > HEAD_LOOK_MAX_MS)
 			wait = HEAD_LOOK_MAX_MS;
-		if (w->head_waited_ms + wait > (unsigned)srv.cfg->connect_timeout_ms)
-			wait = (unsigned)srv.cfg->connect_timeout_ms - w->head_waited_ms;
+		if (w->head_waited_ms + wait > (unsigned)settings.connect_timeout_ms)
+			wait = (unsigned)settings.connect_timeout_ms - w->head_waited_ms;
 		w->head_wait_ms = (uint16_t)wait;
 		w->head_waited_ms += wait;
 		w->paused = 1; /* not readable: looked at on the timer */
@@ -727,7 +727,7 @@ static void on_head_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct ws *w = (struct ws *)((char *)t - offsetof(struct ws, timer));
 
-	if (w->state != WS_HEAD || w->head_waited_ms < (unsigned)srv.cfg->connect_timeout_ms) {
+	if (w->state != WS_HEAD || w->head_waited_ms < (unsigned)settings.connect_timeout_ms) {
 		look_at_head(w);
 		if (w->state == WS_DONE)
 			ws_free(w);
@@ -761,7 +761,7 @@ static void on_accept_rest(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)t;
 	(void)revents;
 	if (listen_fd >= 0)
-		ev_io_start(srv.loop, &listen_io);
+		ev_io_start(clock_loop, &listen_io);
 }
 
 /* Out of descriptors: accept rests a while rather than spin. */
@@ -776,7 +776,7 @@ static void rest_accepting(const char *why)
 		log_warn("cannot accept connections: %s (the open-files limit): resting %d ms",
 			 why, ACCEPT_REST_MS);
 	}
-	ev_io_stop(srv.loop, &listen_io);
+	ev_io_stop(clock_loop, &listen_io);
 	timer_start(&accept_rest, on_accept_rest, ACCEPT_REST_MS);
 }
 
@@ -819,9 +819,9 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 		all = w;
 		peers_opened(w, &a);
 		ev_io_init(&w->io, on_io, fd, EV_READ);
-		ev_io_start(srv.loop, &w->io);
+		ev_io_start(clock_loop, &w->io);
 		w->events = EV_READ;
-		timer_start(&w->timer, on_timer, srv.cfg->connect_timeout_ms);
+		timer_start(&w->timer, on_timer, settings.connect_timeout_ms);
 	}
 }
 
@@ -859,7 +859,7 @@ int ws_listen(int port)
 			     (int)rl.rlim_cur - FD_RESERVE : 1 << 30;
 	listen_fd = fd;
 	ev_io_init(&listen_io, on_accept, fd, EV_READ);
-	ev_io_start(srv.loop, &listen_io);
+	ev_io_start(clock_loop, &listen_io);
 	return 0;
 fail:
 	log_error("cannot listen on port %d: %s", port, strerror(errno));
@@ -872,7 +872,7 @@ void ws_stop_listening(void)
 {
 	if (listen_fd < 0)
 		return;
-	ev_io_stop(srv.loop, &listen_io);
+	ev_io_stop(clock_loop, &listen_io);
 	timer_stop(&accept_rest);
 	close(listen_fd);
 	listen_fd = -1;

@@ -63,7 +63,7 @@ static int api_error(struct lws *wsi, struct pss *pss, int status, const char *m
 static int key_ok(struct lws *wsi)
 {
 	char auth[512];
-	const char *key = srv.cfg->api_key;
+	const char *key = settings.api_key;
 	size_t klen = strlen(key);
 	int len = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
 
@@ -92,7 +92,7 @@ static int dispatch(struct lws *wsi, struct pss *pss)
 	if (pss->body_too_large) {
 		metrics_limit("max_payload");
 		log_info("HTTP API %s %s from %s: a body over %zu bytes (PARLEY_MAX_PAYLOAD): 413",
-			 http_method_name(r->method), r->path, r->query.addr, srv.cfg->max_payload);
+			 http_method_name(r->method), r->path, r->query.addr, settings.max_payload);
 		return api_error(wsi, pss, 413, "the body is larger than PARLEY_MAX_PAYLOAD");
 	}
 	/* Parked until Lua answers: lws would drop it after its timeout. */
@@ -110,7 +110,7 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 	 * without a body. */
 	long long length = http_content_length(wsi);
 
-	if (!srv.cfg->api_key)
+	if (!settings.api_key)
 		return api_error(wsi, pss, 403, "the HTTP API is off: set PARLEY_API_KEY");
 	if (!key_ok(wsi)) {
 		char addr[64];
@@ -121,7 +121,7 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 		return api_error(wsi, pss, 401, "a valid API key is required (Authorization: Bearer)");
 	}
 	/* Shutting down: what was asked before is answered, nothing new starts. */
-	if (srv.draining)
+	if (life.draining)
 		return api_error(wsi, pss, 503, "the server is shutting down");
 	/* A body is JSON or nothing. */
 	if (length > 0 && !json_content_type(wsi))

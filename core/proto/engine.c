@@ -26,8 +26,8 @@ struct frame *engine_open_frame(struct conn *c)
 			 "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%d,"
 			 "\"pingTimeout\":%d,\"maxPayload\":%zu}",
 			 c->sid, c->transport == TRANSPORT_POLLING ? "\"websocket\"" : "",
-			 srv.cfg->ping_interval_ms, srv.cfg->ping_timeout_ms,
-			 srv.cfg->max_payload);
+			 settings.ping_interval_ms, settings.ping_timeout_ms,
+			 settings.max_payload);
 	return frame_new(buf, (size_t)n, 0);
 }
 
@@ -74,7 +74,7 @@ static int handshake(struct lws *wsi, struct pss *pss)
 		metrics_protocol_error("bad_handshake_method");
 		return http_engine_error(wsi, pss, 2, "Bad handshake method");
 	}
-	if (srv.draining) {
+	if (life.draining) {
 		/* A keep-alive connection may still ask: the client retries. */
 		metrics_http_error(503);
 		return http_respond(wsi, pss, 503, "text/plain", "server shutting down", 20);
@@ -187,7 +187,7 @@ int engine_http_body_done(struct lws *wsi, struct pss *pss)
 		metrics_protocol_error("payload_too_large");
 		metrics_limit("max_payload");
 		log_info("%s (%s): a polling POST body over %zu bytes (PARLEY_MAX_PAYLOAD): 413, "
-			 "session closed", c->sid, c->hs.addr, srv.cfg->max_payload);
+			 "session closed", c->sid, c->hs.addr, settings.max_payload);
 		metrics_http_error(413);
 		conn_close(c, "payload too large");
 		return http_respond(wsi, pss, 413, "text/plain", "payload too large", 17);
@@ -275,7 +275,7 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 		connect_error(c, pkt->nsp, pkt->nsp_len, "Invalid namespace", 0);
 		return;
 	}
-	if (srv.draining) {
+	if (life.draining) {
 		/* Unanswered: the session closes within the drain, and the client
 		 * reconnects and connects the namespace again. A CONNECT_ERROR
 		 * would end its retries for this namespace. */
@@ -322,7 +322,7 @@ static void dispatch_event(struct client *cl, const char *data, size_t len,
 		client_error(cl, 400, "event name must not be empty", id);
 		return;
 	}
-	if (srv.draining) {
+	if (life.draining) {
 		client_error(cl, 503, "the server is shutting down", id);
 		return;
 	}
@@ -395,7 +395,7 @@ static void on_binary_timeout(struct ev_loop *loop, ev_timer *t, int revents)
  * refuses the connection's packet (and closes it) when not. */
 static int binary_server_room(struct conn *c, size_t len)
 {
-	if (srv.binary_pending + len <= srv.cfg->max_binary_pending_total)
+	if (srv.binary_pending + len <= settings.max_binary_pending_total)
 		return 1;
 	binary_refused(c, "max_binary_pending_total",
 		       "the server's binary events over PARLEY_MAX_BINARY_PENDING_TOTAL",
@@ -410,7 +410,7 @@ static void binary_held(struct pending_binary *b, size_t len)
 	srv.binary_pending += len;
 	/* The wait is for the next attachment: a big event on a slow link
 	 * goes on as long as its attachments keep coming. */
-	timer_start(&b->timeout, on_binary_timeout, srv.cfg->binary_timeout_ms);
+	timer_start(&b->timeout, on_binary_timeout, settings.binary_timeout_ms);
 }
 
 static void on_sio_packet(struct conn *c, const char *p, size_t len)
@@ -461,7 +461,7 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 			return;
 		/* The payload is at most PARLEY_MAX_PAYLOAD, which config.c keeps
 		 * below the cap: in practice only attachments are refused. */
-		if (sio_binary_init(&b->pkt, &pkt, srv.cfg->max_binary_pending) < 0) {
+		if (sio_binary_init(&b->pkt, &pkt, settings.max_binary_pending) < 0) {
 			binary_refused(c, "max_binary_pending", "over PARLEY_MAX_BINARY_PENDING",
 				       WS_MESSAGE_TOO_BIG);
 			return;

@@ -73,7 +73,7 @@ void plain_on_message(struct conn *c, const char *p, size_t len)
 	default:
 		break;
 	}
-	if (srv.draining && e.kind != ENVELOPE_REPLY) {
+	if (life.draining && e.kind != ENVELOPE_REPLY) {
 		client_error(cl, 503, "the server is shutting down", e.ack);
 		return;
 	}

@@ -32,6 +32,7 @@
 #include "config.h"
 #include "net/http.h"
 #include "wire/json.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/map.h"
 #include "store/messages.h"
@@ -47,7 +48,6 @@
 #define MAX_PATH 2048
 #define DEADLINE_MS 5000
 
-static struct config cfg;
 static int port;
 static char data_dir[] = "/tmp/parley-fuzz-api.XXXXXX";
 
@@ -84,15 +84,15 @@ static void setup(void)
 	setenv("PARLEY_WATCH", "0", 1);
 	setenv("PARLEY_LOG", "error", 1);
 	unsetenv("PARLEY_CONFIG"); /* and no parley.conf.lua where it runs */
-	if (config_load(&cfg, 1, argv, err, sizeof(err)) != 0) {
+	if (config_load(&settings, 1, argv, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz_api: %s\n", err);
 		abort();
 	}
-	log_threshold = (enum log_level)cfg.log_level;
+	log_threshold = (enum log_level)settings.log_level;
 	map_seed();
 	signal(SIGPIPE, SIG_IGN);
-	if (store_claim(cfg.data_dir) < 0 || server_start(&cfg) < 0 ||
-	    store_open(cfg.data_dir, cfg.map_size, srv.loop) < 0 || messages_init() < 0 ||
+	if (store_claim(settings.data_dir) < 0 || server_start() < 0 ||
+	    store_open(settings.data_dir, settings.map_size, clock_loop) < 0 || messages_init() < 0 ||
 	    script_init() < 0) {
 		fprintf(stderr, "fuzz_api: the server did not start\n");
 		abort();
@@ -251,7 +251,7 @@ static size_t exchange(const char *req, size_t len, char *resp, size_t cap)
 	if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS))
 		abort();
 	for (;;) {
-		ev_run(srv.loop, EVRUN_NOWAIT);
+		ev_run(clock_loop, EVRUN_NOWAIT);
 		if (sent < len) {
 			ssize_t w = send(fd, req + sent, len - sent, 0);
 			if (w > 0)
@@ -285,7 +285,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len, n;
 	int status, answers;
 
-	if (!srv.loop)
+	if (!clock_loop)
 		setup();
 	if (size < 1 || size > 65536)
 		return 0;

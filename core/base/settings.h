@@ -1,0 +1,64 @@
+/* settings.h - what every layer reads of the running server: its settings,
+ * which the app fills once at start (config.c: defaults, the config file,
+ * the environment) and nothing changes after; and where the server is in
+ * its life, which the app moves on (a stop signal, then the drain).
+ *
+ * The settings are one struct read in place, not a copy handed to each
+ * module at init: they are many, every layer reads a few (the Lua seam
+ * most), and one struct is one place to add a setting. Below the app they
+ * are read only. */
+#ifndef PARLEY_SETTINGS_H
+#define PARLEY_SETTINGS_H
+
+#include <signal.h>
+#include <stddef.h>
+
+struct config {
+	int port;                /* PORT, 3000 */
+	char *data_dir;          /* PARLEY_DATA_DIR, "./data" */
+	size_t map_size;         /* PARLEY_MAP_SIZE, 4 GiB */
+	char *frontend_url;      /* FRONTEND_URL, NULL = any origin (dev) */
+	char *jwt_secret;        /* JWT_SECRET, NULL = dev auth */
+	char *api_key;           /* PARLEY_API_KEY, NULL = HTTP API refused */
+	int ping_interval_ms;    /* PARLEY_PING_INTERVAL, 25000 */
+	int ping_timeout_ms;     /* PARLEY_PING_TIMEOUT, 20000 */
+	size_t max_payload;      /* PARLEY_MAX_PAYLOAD, 1000000 bytes */
+	size_t max_buffer;       /* PARLEY_MAX_BUFFER, 16 MiB queued for one connection */
+	size_t max_binary_pending; /* PARLEY_MAX_BINARY_PENDING, 4000000: a binary event's
+				    * payload and attachments held until complete */
+	size_t max_binary_pending_total; /* PARLEY_MAX_BINARY_PENDING_TOTAL, 256 MiB: the
+					  * same, every connection's together */
+	int binary_timeout_ms;   /* PARLEY_BINARY_TIMEOUT, 10000: wait for the next attachment */
+	int max_user_sockets;    /* PARLEY_MAX_USER_SOCKETS, 100 per user and namespace */
+	int max_rooms;           /* PARLEY_MAX_ROOMS, 1000 per socket */
+	int max_conns_per_ip;    /* PARLEY_MAX_CONNS_PER_IP, 0 = unlimited */
+	int connect_timeout_ms;  /* PARLEY_CONNECT_TIMEOUT, 10000 */
+	int shutdown_timeout_ms; /* PARLEY_SHUTDOWN_TIMEOUT, 3000: the drain's bound */
+	int script_timeout_ms;   /* PARLEY_SCRIPT_TIMEOUT, 250 */
+	size_t script_memory;    /* PARLEY_SCRIPT_MEMORY, 64 MiB */
+	char *scripts_dir;       /* PARLEY_SCRIPTS, "scripts" */
+	char *plugins;           /* PARLEY_PLUGINS, "" (comma-separated names) */
+	char *plugin_path;       /* PARLEY_PLUGIN_PATH, "plugins" (';'-separated dirs) */
+	int watch;               /* PARLEY_WATCH, 1: reload when a script file changes */
+	char *static_mount;      /* PARLEY_STATIC, NULL; "/prefix=directory": files served */
+	int log_level;           /* PARLEY_LOG, info */
+	char *config_file;       /* the file that was read, or NULL */
+};
+
+/* The settings in force: config_load fills them before anything starts,
+ * and config_fini releases them after everything stopped. */
+extern struct config settings;
+
+/* Where the server is in its life. The app writes it; the layers below
+ * read it to refuse new work and to tell a closing peer why. */
+struct life {
+	/* SIGTERM or SIGINT came (set in the signal handler): what closes
+	 * from now on closes "going away" (1001). */
+	volatile sig_atomic_t stopping;
+	/* The drain has begun (server.c): new sessions, namespace connects,
+	 * events, upgrades and API requests are refused with 503. */
+	int draining;
+};
+extern struct life life;
+
+#endif
