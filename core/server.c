@@ -14,23 +14,37 @@
 
 #include <ev.h>
 
+#include "server.h"
+
+#include <libwebsockets.h>
+
 #include "base/alloc.h"
 #include "base/clock.h"
-#include "base/settings.h"
-#include "wire/eio.h"
-#include "net/files.h"
-#include "net/http.h"
-#include "wire/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
-#include "net/peers.h"
+#include "base/settings.h"
+#include "hub/client.h"
 #include "lua/script.h"
-#include "server.h"
-#include "store/store.h"
-#include "wire/websocket.h"
+#include "net/conn.h"
+#include "net/files.h"
+#include "net/http.h"
+#include "net/peers.h"
 #include "net/ws.h"
+#include "proto/api.h"
+#include "proto/engine.h"
+#include "proto/plain.h"
+#include "store/store.h"
+#include "wire/eio.h"
+#include "wire/json.h"
+#include "wire/websocket.h"
 
-struct server srv;
+/* The app's own state: the lws context, what the signal handlers ask, and
+ * when the server started (for /healthz). */
+static struct {
+	struct lws_context *ctx;
+	volatile sig_atomic_t reload_requested;
+	int64_t started_ms;
+} srv;
 
 static int is_engine_path(const char *path)
 {
@@ -296,7 +310,7 @@ static int serve_plain_http(struct lws *wsi, struct pss *pss, const char *path)
 		int n = snprintf(body, sizeof(body),
 				 "{\"status\":\"ok\",\"uptimeMs\":%lld,\"sockets\":%llu}",
 				 (long long)(now_ms() - srv.started_ms),
-				 (unsigned long long)srv.sockets);
+				 (unsigned long long)client_count());
 		return http_respond(wsi, pss, 200, "application/json", body, (size_t)n);
 	}
 	if (strcmp(path, "/metrics") == 0) {
@@ -437,7 +451,7 @@ int server_ws_check(const struct http_head *h, struct ws_route *route, const cha
 		route->plain = NULL;
 		route->probe_of = NULL;
 		if (v) {
-			struct conn *c = map_get(&srv.conns, v, strlen(v));
+			struct conn *c = conn_find(v);
 			if (!c || c->transport != TRANSPORT_POLLING || c->probe)
 				goto bad;
 			route->probe_of = c;
@@ -711,7 +725,7 @@ static size_t conn_count(enum conn_filter which)
 {
 	size_t n = 0;
 
-	for (struct conn *c = srv.all; c; c = c->all_next)
+	for (struct conn *c = conn_all(); c; c = c->all_next)
 		n += which == CONN_ANY ||
 		     (!c->close_sent && (which == CONN_UNTOLD ||
 					 (c->kind == CONN_EIO && c->transport == TRANSPORT_POLLING)));
@@ -807,14 +821,14 @@ static int drain_advance(void)
 		drain.step = DRAIN_CLOSE;
 		timer_start(&drain.timer, on_drain_timer, budget - budget * 2 / 3);
 		drain.polling_told = conn_count(CONN_POLLING_UNTOLD);
-		for (struct conn *c = srv.all, *next; c; c = next) {
+		for (struct conn *c = conn_all(), *next; c; c = next) {
 			next = c->all_next;
 			conn_shutdown(c);
 		}
 		return 0;
 	case DRAIN_CLOSE:
 		drain_listening();
-		if (!conn_count(CONN_UNTOLD) && !srv.ws_open && !api_pending() &&
+		if (!conn_count(CONN_UNTOLD) && !ws_open_count() && !api_pending() &&
 		    !ws_is_listening()) {
 			timer_stop(&drain.timer);
 			log_info("stopping: every client told, in %lld ms",
@@ -824,7 +838,7 @@ static int drain_advance(void)
 		if (!drain.expired)
 			return 0;
 		log_warn("stopping: %zu connections, %u WebSockets and %zu API requests left "
-			 "after PARLEY_SHUTDOWN_TIMEOUT: closing them", conn_count(CONN_UNTOLD), srv.ws_open,
+			 "after PARLEY_SHUTDOWN_TIMEOUT: closing them", conn_count(CONN_UNTOLD), ws_open_count(),
 			 api_pending());
 		return 1;
 	}
@@ -866,9 +880,8 @@ int server_start(void)
 	void *loops[1];
 
 	srv.started_ms = now_ms();
-	map_init(&srv.conns);
-	map_init(&srv.clients);
-	map_init(&srv.nsps);
+	conn_init();
+	client_init();
 	api_init();
 	peers_init(cfg->max_conns_per_ip);
 	lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
@@ -920,7 +933,7 @@ int server_start(void)
 	}
 	if (cfg->static_mount)
 		files_init(srv.ctx, static_mount.origin);
-	return ws_listen(cfg->port);
+	return ws_listen(cfg->port, srv.ctx);
 }
 
 void server_run(void)
@@ -955,27 +968,16 @@ void server_stop(void)
 
 void server_fini(void)
 {
-	struct map_iter it;
-	struct map_entry *e;
-
 	/* Sessions between polls have no socket for lws to close: close every
 	 * connection here (their scripts' disconnect hooks run), then let the
 	 * context close the sockets. */
-	while (srv.all)
-		conn_close(srv.all, "server shutdown");
+	conn_close_all("server shutdown");
 	ws_fini();
 	if (srv.ctx)
 		lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
-	srv.dirty = NULL; /* every connection is closed: nothing to write */
-	conn_reap();
+	conn_fini();
 	api_fini();
 	peers_fini();
-	srv.last_nsp = NULL;
-	map_iter_init(&it, &srv.nsps);
-	while ((e = map_next(&it)))
-		nsp_free(e->value);
-	map_fini(&srv.nsps);
-	map_fini(&srv.conns);
-	map_fini(&srv.clients);
+	client_fini();
 }

@@ -12,7 +12,7 @@
 #include "base/alloc.h"
 #include "base/map.h"
 #include "lua/script.h"
-#include "server.h"
+#include "hub/client.h"
 
 #define METRICS_MAX_NAMES 256
 
@@ -215,7 +215,7 @@ char *metrics_render(size_t *len)
 	    (unsigned long long)upgrades);
 	put(&t, "# HELP parley_sockets Connected sockets (namespace connections).\n"
 		"# TYPE parley_sockets gauge\nparley_sockets %llu\n",
-	    (unsigned long long)srv.sockets);
+	    (unsigned long long)client_count());
 	put(&t, "# HELP parley_event_encodings_total Event frames encoded (a broadcast "
 		"encodes once per wire format, whatever its audience).\n"
 		"# TYPE parley_event_encodings_total counter\nparley_event_encodings_total %llu\n",

@@ -13,6 +13,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/map.h"
+#include "base/clock.h"
 #include "server.h"
 
 /* Changes are gathered until none has come for this long. */

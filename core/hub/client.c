@@ -1,26 +1,85 @@
 /* client.c - sockets: one per namespace connection (or plain WebSocket),
  * with their user, rooms and pending acks; and the emits that reach them,
  * each encoded at most once per wire format however many sockets get it. */
+#include <stddef.h>
 #include <string.h>
 
+#include "hub/client.h"
+
 #include "base/alloc.h"
-#include "wire/json.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "lua/script.h"
-#include "server.h"
+#include "net/conn.h"
+#include "proto/engine.h"
+#include "wire/json.h"
 #include "wire/sio.h"
+
+/* A server-to-client ack the server is waiting for. */
+struct ack_wait {
+	struct ack_wait *next;
+	struct client *client;
+	uint64_t id;
+	ev_timer timeout;
+};
+
+static struct map clients; /* socket id -> struct client */
+static struct map nsps;    /* namespace name -> struct nsp */
+/* nsp_lookup's last answer: whatever frees a namespace clears it. */
+static struct nsp *last_nsp;
+static uint64_t sockets;   /* connected sockets */
+
+void client_init(void)
+{
+	map_init(&clients);
+	map_init(&nsps);
+}
+
+void client_fini(void)
+{
+	struct map_iter it;
+	struct map_entry *e;
+
+	last_nsp = NULL;
+	map_iter_init(&it, &nsps);
+	while ((e = map_next(&it)))
+		nsp_free(e->value);
+	map_fini(&nsps);
+	map_fini(&clients);
+}
+
+void nsp_add(const char *name, size_t len)
+{
+	if (!map_get(&nsps, name, len))
+		map_put(&nsps, name, len, nsp_new(name, len));
+}
+
+struct client *client_find(const char *id, size_t len)
+{
+	return map_get(&clients, id, len);
+}
+
+const struct map *client_all(void)
+{
+	return &clients;
+}
+
+uint64_t client_count(void)
+{
+	return sockets;
+}
 
 struct nsp *nsp_lookup(const char *name, size_t len)
 {
-	struct nsp *n = srv.last_nsp;
+	struct nsp *n = last_nsp;
 
 	/* Most lookups in a row name the same namespace. */
 	if (n && n->name_len == len && memcmp(n->name, name, len) == 0)
 		return n;
-	n = map_get(&srv.nsps, name, len);
+	n = map_get(&nsps, name, len);
 	if (n)
-		srv.last_nsp = n;
+		last_nsp = n;
 	return n;
 }
 
@@ -31,13 +90,13 @@ struct client *client_new(struct conn *c, struct nsp *n)
 	/* A socket id is a fresh session-style id, unique among sockets. */
 	do
 		conn_new_sid(cl->id);
-	while (map_get(&srv.clients, cl->id, strlen(cl->id)));
+	while (map_get(&clients, cl->id, strlen(cl->id)));
 	cl->conn = c;
 	cl->nsp = n;
 	cl->rooms.owner = cl;
 	cl->next = c->clients;
 	c->clients = cl;
-	map_put(&srv.clients, cl->id, strlen(cl->id), cl);
+	map_put(&clients, cl->id, strlen(cl->id), cl);
 	return cl;
 }
 
@@ -53,7 +112,7 @@ void client_set_user(struct client *cl, const char *user_id, size_t len)
 		room_join(cl->nsp, &cl->rooms, room, len + 5);
 	}
 	cl->nsp->sockets++;
-	srv.sockets++;
+	sockets++;
 }
 
 static void ack_wait_free(struct ack_wait *w)
@@ -89,10 +148,10 @@ void client_free(struct client *cl, const char *reason)
 		}
 	if (c->bin && c->bin->client == cl)
 		c->bin->client = NULL;
-	map_del(&srv.clients, cl->id, strlen(cl->id));
+	map_del(&clients, cl->id, strlen(cl->id));
 	if (cl->user_id) {
 		cl->nsp->sockets--;
-		srv.sockets--;
+		sockets--;
 	}
 	free(cl->user_id);
 	free(cl->auth);
@@ -250,7 +309,7 @@ void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
 
 static void on_ack_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct ack_wait *w = lws_container_of(t, struct ack_wait, timeout);
+	struct ack_wait *w = (struct ack_wait *)((char *)t - offsetof(struct ack_wait, timeout));
 	struct client *cl = w->client;
 	struct ack_wait **pp;
 

@@ -23,7 +23,11 @@
 #include "lua/pattern.h"
 #include "lua/scratch.h"
 #include "lua/script.h"
-#include "server.h"
+#include "base/clock.h"
+#include "base/settings.h"
+#include "hub/client.h"
+#include "net/conn.h"
+#include "proto/api.h"
 #include "store/store.h"
 #include "base/watch.h"
 
@@ -100,7 +104,7 @@ static struct client *check_client(lua_State *S, int idx)
 {
 	size_t len;
 	const char *id = luaL_checklstring(S, idx, &len);
-	struct client *cl = map_get(&srv.clients, id, len);
+	struct client *cl = client_find(id, len);
 
 	return cl && !cl->closing ? cl : NULL;
 }
@@ -217,8 +221,7 @@ static int l_namespace(lua_State *S)
 	const char *name = luaL_checklstring(S, 1, &len);
 
 	/* Made once, kept until the server ends (nsp_lookup keeps pointers). */
-	if (!map_get(&srv.nsps, name, len))
-		map_put(&srv.nsps, name, len, nsp_new(name, len));
+	nsp_add(name, len);
 	return 0;
 }
 
@@ -301,7 +304,7 @@ static size_t broadcast_all(struct nsp *n, const struct room_target *t, struct e
 	struct map_entry *ent;
 	size_t count = 0;
 
-	map_iter_init(&it, &srv.clients);
+	map_iter_init(&it, client_all());
 	while ((ent = map_next(&it))) {
 		struct client *cl = ent->value;
 		if (cl->nsp != n || !cl->user_id || cl->rooms.mark == epoch)
@@ -344,7 +347,7 @@ static int l_broadcast(lua_State *S)
 	if (sids.n > SHORT_LIST)
 		except_sets = xcalloc(sids.n, sizeof(*except_sets));
 	for (size_t i = 0; i < sids.n; i++) {
-		struct client *cl = map_get(&srv.clients, sids.v[i], sids.lens[i]);
+		struct client *cl = client_find(sids.v[i], sids.lens[i]);
 		if (cl)
 			except_sets[t.nexcept_sets++] = &cl->rooms;
 	}
@@ -616,7 +619,7 @@ static int l_online_users(lua_State *S)
 	lua_newtable(S); /* the set of users seen */
 	lua_newtable(S);
 	jsonlua_mark_array(S);
-	map_iter_init(&it, &srv.clients);
+	map_iter_init(&it, client_all());
 	while (n && (e = map_next(&it))) {
 		struct client *cl = e->value;
 		if (cl->nsp != n || !cl->user_id || cl->closing)
@@ -1335,7 +1338,7 @@ void script_event(struct client *cl, const char *name, size_t name_len,
 		lua_pop(L, 1);
 	} else {
 		/* The runtime itself failed: the client still gets its answer. */
-		struct client *still = map_get(&srv.clients, id, strlen(id));
+		struct client *still = client_find(id, strlen(id));
 		if (still && !still->closing)
 			client_error(still, 500, "a script failed", ack_id);
 	}

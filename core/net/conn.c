@@ -4,16 +4,29 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "net/conn.h"
+
 #include "base/alloc.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/map.h"
+#include "base/metrics.h"
+#include "base/settings.h"
+#include "hub/client.h"
+#include "net/http.h"
+#include "net/ws.h"
+#include "proto/engine.h"
+#include "proto/plain.h"
 #include "wire/base64.h"
 #include "wire/eio.h"
-#include "net/http.h"
-#include "base/log.h"
-#include "base/metrics.h"
-#include "server.h"
 #include "wire/websocket.h"
-#include "net/ws.h"
 
+static struct map sessions; /* Engine.IO sid -> struct conn, for sessions that
+			     * began on polling (the others are never looked up) */
+static struct conn *all;    /* every open connection */
+static struct conn *reap;   /* closed, freed after the callback returns */
+static struct conn *doomed; /* to close after the callback returns */
+static struct conn *dirty;  /* WebSockets with frames to write this iteration */
 
 /* A connection whose reading is paused (conn_throttle). */
 struct throttle {
@@ -33,6 +46,21 @@ void conn_new_sid(char out[24])
 	base64url_encode(raw, sizeof(raw), out);
 }
 
+void conn_init(void)
+{
+	map_init(&sessions);
+}
+
+struct conn *conn_find(const char *sid)
+{
+	return map_get(&sessions, sid, strlen(sid));
+}
+
+struct conn *conn_all(void)
+{
+	return all;
+}
+
 struct conn *conn_new(enum conn_kind kind, enum conn_transport transport)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
@@ -42,15 +70,15 @@ struct conn *conn_new(enum conn_kind kind, enum conn_transport transport)
 	c->state = CONN_OPEN;
 	do
 		conn_new_sid(c->sid);
-	while (map_get(&srv.conns, c->sid, strlen(c->sid)));
+	while (map_get(&sessions, c->sid, strlen(c->sid)));
 	if (transport == TRANSPORT_POLLING) {
-		map_put(&srv.conns, c->sid, strlen(c->sid), c);
+		map_put(&sessions, c->sid, strlen(c->sid), c);
 		c->in_sid_map = 1;
 	}
-	c->all_next = srv.all;
-	if (srv.all)
-		srv.all->all_prev = c;
-	srv.all = c;
+	c->all_next = all;
+	if (all)
+		all->all_prev = c;
+	all = c;
 	metrics_connection(kind == CONN_PLAIN ? METRICS_PLAIN :
 			   transport == TRANSPORT_POLLING ? METRICS_POLLING :
 			   METRICS_WEBSOCKET, +1);
@@ -65,8 +93,8 @@ static void wake_writer(struct conn *c)
 	if (c->transport == TRANSPORT_WEBSOCKET) {
 		if (c->ws && !c->dirty) {
 			c->dirty = 1;
-			c->dirty_next = srv.dirty;
-			srv.dirty = c;
+			c->dirty_next = dirty;
+			dirty = c;
 		}
 	} else if (c->poll) {
 		lws_callback_on_writable(c->poll);
@@ -95,8 +123,8 @@ void conn_send(struct conn *c, struct frame *f)
 			 c->sid, c->out.bytes);
 		outq_clear(&c->out);
 		c->doomed = 1;
-		c->doomed_next = srv.doomed;
-		srv.doomed = c;
+		c->doomed_next = doomed;
+		doomed = c;
 		return;
 	}
 	if (c->out.count == 1)
@@ -124,11 +152,11 @@ void conn_close(struct conn *c, const char *reason)
 		c->throttle = NULL;
 	}
 	if (c->in_sid_map)
-		map_del(&srv.conns, c->sid, strlen(c->sid));
+		map_del(&sessions, c->sid, strlen(c->sid));
 	if (c->all_prev)
 		c->all_prev->all_next = c->all_next;
 	else
-		srv.all = c->all_next;
+		all = c->all_next;
 	if (c->all_next)
 		c->all_next->all_prev = c->all_prev;
 	metrics_connection(c->kind == CONN_PLAIN ? METRICS_PLAIN :
@@ -152,36 +180,39 @@ void conn_close(struct conn *c, const char *reason)
 		lws_callback_on_writable(c->poll);
 		c->poll = NULL;
 	}
-	c->reap_next = srv.reap;
-	srv.reap = c;
-}
-
-void pending_binary_free(struct pending_binary *b)
-{
-	if (!b)
-		return;
-	timer_stop(&b->timeout);
-	srv.binary_pending -= b->pkt.bytes;
-	sio_binary_fini(&b->pkt);
-	free(b);
+	c->reap_next = reap;
+	reap = c;
 }
 
 void conn_reap(void)
 {
-	while (srv.doomed) {
-		struct conn *c = srv.doomed;
-		srv.doomed = c->doomed_next;
+	while (doomed) {
+		struct conn *c = doomed;
+		doomed = c->doomed_next;
 		conn_close(c, "slow consumer");
 	}
-	while (srv.reap) {
-		struct conn *c = srv.reap;
-		srv.reap = c->reap_next;
+	while (reap) {
+		struct conn *c = reap;
+		reap = c->reap_next;
 		outq_clear(&c->out);
 		pending_binary_free(c->bin);
 		http_handshake_fini(&c->hs);
 		free(c->close_text);
 		free(c);
 	}
+}
+
+void conn_close_all(const char *reason)
+{
+	while (all)
+		conn_close(all, reason);
+}
+
+void conn_fini(void)
+{
+	dirty = NULL; /* every connection is closed: nothing to write */
+	conn_reap();
+	map_fini(&sessions);
 }
 
 /* The heartbeat: a ping every pingInterval, and a connection that has not
@@ -328,9 +359,9 @@ written:
 
 void conn_flush(void)
 {
-	while (srv.dirty) {
-		struct conn *c = srv.dirty;
-		srv.dirty = c->dirty_next;
+	while (dirty) {
+		struct conn *c = dirty;
+		dirty = c->dirty_next;
 		c->dirty = 0;
 		if (c->state != CONN_OPEN || !c->ws || !c->out.count)
 			continue;

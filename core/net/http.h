@@ -62,33 +62,20 @@ int http_respond(struct lws *wsi, struct pss *pss, int status,
 /* The Engine.IO error body {"code":N,"message":"..."} with status 400. */
 int http_engine_error(struct lws *wsi, struct pss *pss, int code, const char *msg);
 
-struct handshake;
+/* What the handshake request said, kept for each namespace CONNECT (and
+ * for an HTTP API request, its query). */
+struct handshake {
+	char *query;       /* decoded "key\0value\0" pairs */
+	size_t query_len;
+	int nquery;
+	char *authorization; /* the Authorization header, or NULL */
+	char addr[48];       /* the peer's address */
+};
+
 /* Copies the query, Authorization and peer address of the request
  * (they are gone once its callback returns). */
 void http_handshake_copy(struct handshake *hs, struct lws *wsi);
 /* Frees what http_handshake_copy allocated. */
 void http_handshake_fini(struct handshake *hs);
-
-/* engine.c's HTTP side */
-/* ---- api.c: the HTTP API under /api/ ---- */
-struct api_request;
-void api_init(void);
-void api_fini(void);
-/* Starts a request: checks the key, then waits for the body or hands it to
- * the Lua routes. Returns what the lws callback should. */
-int api_request_begin(struct lws *wsi, struct pss *pss, const char *path);
-int api_body_done(struct lws *wsi, struct pss *pss);
-/* Writes Lua's answer once it is there. */
-int api_writable(struct lws *wsi, struct pss *pss);
-/* The connection closed: the request is forgotten. */
-void api_closed(struct pss *pss);
-/* Lua's answer to request `id`; 0, or -1 when it is gone or answered. */
-int api_respond(const char *id, int status, const char *body, size_t len);
-/* Requests handed to Lua and not answered yet. */
-size_t api_pending(void);
-
-int engine_http_request(struct lws *wsi, struct pss *pss);
-int engine_http_body_done(struct lws *wsi, struct pss *pss);
-int engine_poll_writable(struct lws *wsi, struct pss *pss);
 
 #endif

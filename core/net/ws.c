@@ -16,15 +16,20 @@
 #include <ev.h>
 #include <openssl/evp.h>
 
+#include "net/ws.h"
+
+#include <libwebsockets.h>
+
 #include "base/alloc.h"
-#include "wire/base64.h"
-#include "wire/json.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/settings.h"
+#include "net/conn.h"
 #include "net/peers.h"
-#include "server.h"
+#include "wire/base64.h"
+#include "wire/json.h"
 #include "wire/websocket.h"
-#include "net/ws.h"
 
 enum ws_state {
 	WS_HEAD,    /* reading the first request head */
@@ -41,7 +46,7 @@ struct ws {
 	unsigned paused : 1;      /* reading stopped (ws_pause) */
 	unsigned want_writable : 1;
 	unsigned peer_closed : 1; /* the peer's close frame came */
-	unsigned counted : 1;     /* in srv.ws_open */
+	unsigned counted : 1;     /* in open_count */
 	unsigned events : 2;      /* what io watches: EV_READ | EV_WRITE */
 	uint16_t head_wait_ms;    /* the head came in part: the last wait */
 	uint32_t head_waited_ms;  /* ... and all waits so far */
@@ -79,6 +84,8 @@ static ev_io listen_io;
 static ev_timer accept_rest;
 static int fd_ceiling; /* descriptors at or above are closed at accept */
 static struct ws *all;
+static unsigned open_count; /* upgraded and not yet freed */
+static struct lws_context *http; /* where a request that is not an upgrade goes */
 
 static void on_io(struct ev_loop *loop, ev_io *io, int revents);
 static void consume(struct ws *w, unsigned char *buf, size_t len);
@@ -112,7 +119,7 @@ static void ws_free(struct ws *w)
 		close(w->fd);
 	peers_closed(w);
 	if (w->counted)
-		srv.ws_open--;
+		open_count--;
 	if (w->prev)
 		w->prev->next = w->next;
 	else
@@ -638,7 +645,7 @@ static void upgrade(struct ws *w, const struct http_head *h)
 	timer_stop(&w->timer);
 	w->state = WS_OPEN;
 	w->counted = 1;
-	srv.ws_open++;
+	open_count++;
 	if (ws_write(w, resp, (size_t)n) < 0)
 		return;
 	peers_address(w->fd, addr, sizeof(addr));
@@ -660,7 +667,7 @@ static void to_lws(struct ws *w)
 	ev_io_stop(clock_loop, &w->io);
 	w->events = 0;
 	w->fd = -1;
-	if (!lws_adopt_socket(srv.ctx, fd))
+	if (!lws_adopt_socket(http, fd))
 		log_debug("lws did not take a connection (it may have closed it already)");
 	ws_done(w);
 }
@@ -825,7 +832,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-int ws_listen(int port)
+int ws_listen(int port, struct lws_context *ctx)
 {
 	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
 				   .sin6_addr = IN6ADDR_ANY_INIT };
@@ -858,6 +865,7 @@ int ws_listen(int port)
 				     rl.rlim_cur > 2 * FD_RESERVE ?
 			     (int)rl.rlim_cur - FD_RESERVE : 1 << 30;
 	listen_fd = fd;
+	http = ctx;
 	ev_io_init(&listen_io, on_accept, fd, EV_READ);
 	ev_io_start(clock_loop, &listen_io);
 	return 0;
@@ -881,6 +889,11 @@ void ws_stop_listening(void)
 int ws_is_listening(void)
 {
 	return listen_fd >= 0;
+}
+
+unsigned ws_open_count(void)
+{
+	return open_count;
 }
 
 void ws_fini(void)

@@ -17,14 +17,18 @@
 struct ws;
 struct conn;
 struct http_head;
+struct lws_context;
 
-/* Listens on `port` (IPv6 and IPv4) and accepts on the server's loop.
- * Returns 0 or -1 (logged). */
-int ws_listen(int port);
+/* Listens on `port` (IPv6 and IPv4) and accepts on the loop; a request that
+ * is not an upgrade goes to `ctx` (lws), which serves HTTP on it. Returns 0
+ * or -1 (logged). */
+int ws_listen(int port, struct lws_context *ctx);
 /* Closes the listening socket: the kernel refuses new connections. */
 void ws_stop_listening(void);
 /* Whether the listening socket is still open. */
 int ws_is_listening(void);
+/* WebSockets upgraded and not yet gone (the drain waits for them). */
+unsigned ws_open_count(void);
 /* Closes every WebSocket left and the listener, at once. */
 void ws_fini(void);
 

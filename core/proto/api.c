@@ -7,14 +7,16 @@
 
 #include <openssl/crypto.h>
 
+#include "proto/api.h"
+
 #include "base/alloc.h"
-#include "net/http.h"
-#include "wire/json.h"
 #include "base/log.h"
 #include "base/map.h"
 #include "base/metrics.h"
+#include "base/settings.h"
 #include "lua/script.h"
-#include "server.h"
+#include "net/http.h"
+#include "wire/json.h"
 
 /* A request Lua has not answered yet. */
 struct api_request {

@@ -3,21 +3,39 @@
  * and the Socket.IO packets (connect, disconnect, events, acks, binary). */
 #include <string.h>
 
+#include "proto/engine.h"
+
 #include "base/alloc.h"
-#include "wire/base64.h"
-#include "wire/eio.h"
-#include "net/http.h"
-#include "wire/json.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/settings.h"
+#include "hub/client.h"
 #include "lua/script.h"
-#include "server.h"
+#include "net/conn.h"
+#include "net/http.h"
+#include "net/ws.h"
+#include "wire/base64.h"
+#include "wire/eio.h"
+#include "wire/json.h"
 #include "wire/sio.h"
 #include "wire/websocket.h"
-#include "net/ws.h"
 
 #define MAX_ATTACHMENTS 64
 #define JSON_MAX_DEPTH 32
+
+/* Bytes held by binary packets not yet complete, every connection's. */
+static size_t binary_pending;
+
+void pending_binary_free(struct pending_binary *b)
+{
+	if (!b)
+		return;
+	timer_stop(&b->timeout);
+	binary_pending -= b->pkt.bytes;
+	sio_binary_fini(&b->pkt);
+	free(b);
+}
 
 struct frame *engine_open_frame(struct conn *c)
 {
@@ -103,7 +121,7 @@ int engine_http_request(struct lws *wsi, struct pss *pss)
 	if (!v)
 		return handshake(wsi, pss);
 
-	c = map_get(&srv.conns, v, strlen(v));
+	c = conn_find(v);
 	v = http_query_arg(wsi, "transport=", buf, sizeof(buf));
 	if (!v || strcmp(v, "polling") != 0) {
 		metrics_protocol_error("bad_transport");
@@ -395,7 +413,7 @@ static void on_binary_timeout(struct ev_loop *loop, ev_timer *t, int revents)
  * refuses the connection's packet (and closes it) when not. */
 static int binary_server_room(struct conn *c, size_t len)
 {
-	if (srv.binary_pending + len <= settings.max_binary_pending_total)
+	if (binary_pending + len <= settings.max_binary_pending_total)
 		return 1;
 	binary_refused(c, "max_binary_pending_total",
 		       "the server's binary events over PARLEY_MAX_BINARY_PENDING_TOTAL",
@@ -407,7 +425,7 @@ static int binary_server_room(struct conn *c, size_t len)
  * against PARLEY_MAX_BINARY_PENDING before the copy). */
 static void binary_held(struct pending_binary *b, size_t len)
 {
-	srv.binary_pending += len;
+	binary_pending += len;
 	/* The wait is for the next attachment: a big event on a slow link
 	 * goes on as long as its attachments keep coming. */
 	timer_start(&b->timeout, on_binary_timeout, settings.binary_timeout_ms);

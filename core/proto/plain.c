@@ -3,13 +3,17 @@
  * connection, authenticated by the same connect hooks as Socket.IO. */
 #include <string.h>
 
+#include "proto/plain.h"
+
 #include "base/alloc.h"
-#include "wire/envelope.h"
-#include "wire/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/settings.h"
+#include "hub/client.h"
 #include "lua/script.h"
-#include "server.h"
+#include "net/conn.h"
+#include "wire/envelope.h"
+#include "wire/json.h"
 
 #define JSON_MAX_DEPTH 32
 

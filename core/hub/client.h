@@ -1,0 +1,87 @@
+/* client.h - sockets: one per namespace connection (or plain WebSocket),
+ * with their user, rooms and pending acks; the namespaces they connect to;
+ * and the emits that reach them, each encoded at most once per wire format
+ * however many sockets get it. A socket lives on a connection (net/conn.h):
+ * what it sends goes out through conn_send. */
+#ifndef PARLEY_CLIENT_H
+#define PARLEY_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/frame.h"
+#include "base/map.h"
+#include "hub/room.h"
+#include "wire/sio.h"
+
+struct conn;
+struct ack_wait;
+
+struct client {
+	char id[24];
+	struct conn *conn;
+	struct nsp *nsp;
+	struct room_set rooms;
+	char *user_id;
+	char *auth; /* the CONNECT payload (JSON), or NULL when empty */
+	struct client *next; /* in conn->clients */
+	uint64_t next_ack;
+	struct ack_wait *acks;
+	int closing; /* client_free has begun: hooks must not free it again */
+};
+
+/* A payload to send: one event with at most one argument, encoded once per
+ * wire format and shared by every recipient. */
+struct emit {
+	const char *name;
+	size_t name_len;
+	const char *data; /* JSON of the argument, or NULL for none */
+	size_t data_len;
+	char *data_owned; /* `data` when it was encoded for this emit: freed with it */
+	const char *plain_data; /* JSON for plain sockets when it differs */
+	size_t plain_len;
+	struct frame **att; /* binary attachments for Socket.IO */
+	unsigned natt;
+	struct frame *sio[1]; /* encoded lazily; [0] for the namespace */
+	struct frame *plain;
+	struct nsp *nsp;
+};
+
+void client_init(void);
+/* Frees the namespaces; every socket must be gone. */
+void client_fini(void);
+
+/* A new socket of namespace `n` on `c`, with a fresh id. */
+struct client *client_new(struct conn *c, struct nsp *n);
+/* Disconnects the socket: Lua's disconnect hook, rooms, pending acks. */
+void client_free(struct client *cl, const char *reason);
+/* The socket with this id, or NULL. */
+struct client *client_find(const char *id, size_t len);
+/* Every socket, by id (struct client values): to walk, not to change. */
+const struct map *client_all(void);
+/* Connected sockets (those the connect hooks accepted). */
+uint64_t client_count(void);
+/* Sets the user and joins the room "user:{id}". */
+void client_set_user(struct client *cl, const char *user_id, size_t len);
+void client_emit(struct client *cl, struct emit *e);
+size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e);
+/* Releases the frames an emit encoded. */
+void emit_fini(struct emit *e);
+/* Answers the client's ack `id` with `data` (JSON, one value). */
+void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
+		struct frame **att, unsigned natt);
+/* Removes a pending server-to-client ack; 0 if it was pending, else -1. */
+int client_take_ack(struct client *cl, uint64_t id);
+/* Emits with an ack request; the answer or the timeout goes to Lua. Returns
+ * the ack id. */
+uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms);
+/* Sends the Socket.IO `error` event or plain error frame. */
+void client_error(struct client *cl, int status, const char *message, int64_t ack_id);
+
+/* The namespace `name`, or NULL when no script declared it. */
+struct nsp *nsp_lookup(const char *name, size_t len);
+/* Declares the namespace `name` (a no-op when it exists). Namespaces last
+ * until client_fini: sockets and lookups keep pointers to them. */
+void nsp_add(const char *name, size_t len);
+
+#endif

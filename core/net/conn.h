@@ -1,0 +1,113 @@
+/* conn.h - a connection: one client's transport (an Engine.IO session over
+ * polling and/or WebSocket, or a plain WebSocket), its output queue and
+ * writer, its heartbeat, and a close that frees it only after the callback
+ * that closed it has returned. The sockets on it (hub/client.h) hang on
+ * `clients`. */
+#ifndef PARLEY_CONN_H
+#define PARLEY_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "base/frame.h"
+#include "net/http.h"
+
+struct ws;
+struct client;
+struct pending_binary;
+
+enum conn_kind { CONN_EIO, CONN_PLAIN };
+enum conn_transport { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
+enum conn_state { CONN_OPEN, CONN_CLOSED };
+
+/* Small fields are bit-fields: an idle connection should cost little. */
+struct conn {
+	enum conn_kind kind : 2;
+	enum conn_transport transport : 2;
+	enum conn_state state : 2;
+	unsigned pong_due : 1;
+	unsigned upgrading : 1; /* "2probe" seen on the probe, "5" not yet */
+	unsigned in_sid_map : 1; /* found by sid (it began on polling) */
+	unsigned dirty : 1;      /* frames queued since the last conn_flush */
+	unsigned doomed : 1;     /* over its output cap: closed after the callback */
+	unsigned awaiting_connect : 1; /* no namespace connected yet (its deadline runs) */
+	unsigned poll_close : 1; /* shutting down: the Engine.IO close packet is queued */
+	unsigned close_sent : 1; /* ... and a poll has taken it: the session is done */
+	unsigned close_on_upgrade : 1; /* shutting down mid-upgrade: close once "5" comes */
+	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
+	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
+	char sid[24];
+	struct ws *ws;     /* the WebSocket: websocket transport, or plain */
+	struct ws *probe;  /* a WebSocket being upgraded to, until "5" */
+	struct lws *poll;  /* the pending long-poll GET */
+	struct outq out;
+	struct client *clients;
+	struct handshake hs;
+	ev_timer heartbeat;
+	struct pending_binary *bin;
+	char *close_text; /* the reason sent with close_code */
+	struct throttle *throttle; /* reading paused until its timer fires */
+	struct conn *all_prev, *all_next; /* every open connection (conn_all) */
+	struct conn *dirty_next;
+	struct conn *doomed_next;
+	struct conn *reap_next;
+};
+
+/* The most a WebSocket writer sends in one write (frames gathered in one
+ * loop iteration). */
+#define CONN_WRITE_BATCH (64u << 10)
+
+void conn_init(void);
+/* A new connection of `kind`, registered under a fresh sid when Engine.IO. */
+struct conn *conn_new(enum conn_kind kind, enum conn_transport transport);
+/* The Engine.IO session that began on polling under `sid`, or NULL. */
+struct conn *conn_find(const char *sid);
+/* The first open connection; the next is c->all_next. */
+struct conn *conn_all(void);
+/* Queues `f` for the connection (takes a reference of the caller's) and
+ * wakes its writer. A queue over the cap closes the connection. */
+void conn_send(struct conn *c, struct frame *f);
+/* Closes the connection: disconnects its sockets, releases its transports
+ * and queues it for freeing after the current callback. Idempotent. */
+void conn_close(struct conn *c, const char *reason);
+/* Stops reading from the connection's WebSocket for `ms` (TCP then slows
+ * the sender down): what a rate limit does with a flood. */
+void conn_throttle(struct conn *c, int ms);
+/* Sends what is queued, then closes the WebSocket with `code`. */
+void conn_close_after_flush(struct conn *c, int code, const char *text);
+/* Tells the client the server is going, after what is queued for it: a
+ * WebSocket closes with 1001, a polling session gets the Engine.IO close
+ * packet in its next poll response and ends there. */
+void conn_shutdown(struct conn *c);
+/* Writes a fresh random id (20 url-safe characters) into `out`. */
+void conn_new_sid(char out[24]);
+/* Takes the whole queue as one polling payload (packets joined by 0x1e,
+ * binary as "b" + base64), in a buffer with LWS_PRE bytes of headroom that
+ * the caller frees. */
+char *conn_drain_payload(struct conn *c, size_t *len);
+/* Writes what each WebSocket queued during this loop iteration, one write
+ * per socket. Called between iterations (timers included), before conn_reap. */
+void conn_flush(void);
+/* Frees connections closed since the last call. */
+void conn_reap(void);
+/* Closes every connection left: the server is going (their sockets'
+ * disconnect hooks run). */
+void conn_close_all(const char *reason);
+/* Frees every closed connection, with nothing left to write: after
+ * conn_close_all and once nothing refers to them (the lws context gone). */
+void conn_fini(void);
+/* Starts or restarts the Engine.IO heartbeat. */
+void conn_heartbeat_start(struct conn *c);
+/* Starts the timers of a new connection: for Engine.IO, first the deadline
+ * to connect a namespace (PARLEY_CONNECT_TIMEOUT), then the heartbeat. */
+void conn_heartbeat_open(struct conn *c);
+/* Feeds one complete WebSocket message from `w` to the connection. */
+void conn_on_message(struct conn *c, struct ws *w, const char *data,
+		     size_t len, int binary);
+/* Writes what the WebSocket may take now (it held output back, or a close
+ * waits for the queue). */
+void conn_on_ws_writable(struct conn *c, struct ws *w);
+
+#endif
