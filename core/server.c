@@ -418,7 +418,13 @@ static int head_path(const struct http_head *h, char *out, size_t outlen)
 	return 0;
 }
 
-int server_ws_check(const struct http_head *h, struct ws_route *route, const char **why)
+/* Where an upgrade goes (struct ws_route's kind): a new Engine.IO session,
+ * the probe of a polling one (target: the connection), or the plain
+ * endpoint of a namespace (target: the namespace). */
+enum { ROUTE_ENGINE, ROUTE_PROBE, ROUTE_PLAIN };
+
+/* Checks an upgrade request (origin, path, Engine.IO query, drain). */
+static int on_ws_check(const struct http_head *h, struct ws_route *route, const char **why)
 {
 	const struct http_field *origin = http_head_field(h, "origin");
 	char path[256], buf[64], o[256];
@@ -448,18 +454,19 @@ int server_ws_check(const struct http_head *h, struct ws_route *route, const cha
 		if (!v || strcmp(v, "websocket") != 0)
 			goto bad;
 		v = head_query_arg(h, "sid", buf, sizeof(buf));
-		route->plain = NULL;
-		route->probe_of = NULL;
+		route->kind = ROUTE_ENGINE;
+		route->target = NULL;
 		if (v) {
 			struct conn *c = conn_find(v);
 			if (!c || c->transport != TRANSPORT_POLLING || c->probe)
 				goto bad;
-			route->probe_of = c;
+			route->kind = ROUTE_PROBE;
+			route->target = c;
 		}
 		return 0;
 	}
-	if (path[0] == '/' && path[1] && (route->plain = nsp_lookup(path, strlen(path)))) {
-		route->probe_of = NULL;
+	if (path[0] == '/' && path[1] && (route->target = nsp_lookup(path, strlen(path)))) {
+		route->kind = ROUTE_PLAIN;
 		return 0;
 	}
 	*why = "not found";
@@ -545,47 +552,42 @@ static void handshake_from_head(struct handshake *hs, const struct http_head *h,
 	snprintf(hs->addr, sizeof(hs->addr), "%s", addr);
 }
 
-void server_ws_open(struct ws *w, const struct http_head *h, const struct ws_route *route,
-		    const char *addr)
+/* A WebSocket is open on a request on_ws_check routed (in the same
+ * callback): makes its connection, or joins the session it probes. */
+static void on_ws_open(struct ws *w, const struct http_head *h, const struct ws_route *route,
+		       const char *addr)
 {
 	struct conn *c;
 
-	if (route->probe_of) {
-		route->probe_of->probe = w;
-		ws_attach(w, route->probe_of);
+	if (route->kind == ROUTE_PROBE) {
+		c = route->target;
+		c->probe = w;
+		ws_attach(w, c);
 		return;
 	}
-	c = conn_new(route->plain ? CONN_PLAIN : CONN_EIO, TRANSPORT_WEBSOCKET);
+	c = conn_new(route->kind == ROUTE_PLAIN ? CONN_PLAIN : CONN_EIO, TRANSPORT_WEBSOCKET);
 	c->ws = w;
 	ws_attach(w, c);
 	handshake_from_head(&c->hs, h, addr);
-	if (route->plain) {
+	if (route->kind == ROUTE_PLAIN) {
 		conn_heartbeat_start(c);
-		plain_on_open(c, route->plain);
+		plain_on_open(c, route->target);
 		return;
 	}
 	conn_send(c, engine_open_frame(c));
 	conn_heartbeat_open(c);
 }
 
-void server_ws_closed(struct conn *c, struct ws *w)
-{
-	if (c->probe == w) {
-		c->probe = NULL;
-		c->upgrading = 0;
-		return;
-	}
-	if (c->ws == w) {
-		c->ws = NULL;
-		conn_close(c, "transport close");
-	}
-}
-
-void server_ws_pong(struct conn *c)
-{
-	if (c->kind == CONN_PLAIN && c->state == CONN_OPEN)
-		conn_heartbeat_start(c);
-}
+/* What the WebSockets report: the routes above choose and open, the
+ * connection that owns one takes the rest. */
+static const struct ws_handler ws_handler = {
+	.check = on_ws_check,
+	.open = on_ws_open,
+	.message = conn_ws_message,
+	.writable = conn_ws_writable,
+	.closed = conn_ws_closed,
+	.pong = conn_ws_pong,
+};
 
 static void on_http_closed(struct lws *wsi, struct pss *pss)
 {
@@ -933,7 +935,7 @@ int server_start(void)
 	}
 	if (cfg->static_mount)
 		files_init(srv.ctx, static_mount.origin);
-	return ws_listen(cfg->port, srv.ctx);
+	return ws_listen(cfg->port, &ws_handler, srv.ctx);
 }
 
 void server_run(void)

@@ -278,9 +278,10 @@ void conn_heartbeat_open(struct conn *c)
 	conn_heartbeat_start(c);
 }
 
-void conn_on_message(struct conn *c, struct ws *w, const char *data,
-		     size_t len, int binary)
+void conn_ws_message(void *owner, struct ws *w, const char *data, size_t len, int binary)
 {
+	struct conn *c = owner;
+
 	if (c->kind == CONN_PLAIN) {
 		if (binary) {
 			metrics_protocol_error("plain_binary");
@@ -324,11 +325,11 @@ static unsigned char *ws_frame_start(struct frame *f, size_t *len)
 /* What goes out in one write(): the frames a socket gathered during one
  * loop iteration leave together, which is what lets a broadcast cost less
  * than one system call per delivery (NOTES.md: ~150k writes/s per core). */
-static unsigned char batch[CONN_WRITE_BATCH];
+static unsigned char batch[WS_WRITE_BATCH];
 
 /* Writes queued frames, as many as one batch holds, to the WebSocket, whole
  * frames with their headers. What the socket does not take the WebSocket
- * keeps, and it calls back (conn_on_ws_writable) once that is out. */
+ * keeps, and it calls back (conn_ws_writable) once that is out. */
 static void write_queued(struct conn *c)
 {
 	struct frame *f;
@@ -337,7 +338,7 @@ static void write_queued(struct conn *c)
 	while ((f = outq_peek(&c->out))) {
 		size_t len;
 		unsigned char *start = ws_frame_start(f, &len);
-		if (total + len > CONN_WRITE_BATCH) {
+		if (total + len > WS_WRITE_BATCH) {
 			if (total)
 				break;
 			/* Too big to batch: straight from the frame. */
@@ -372,8 +373,10 @@ void conn_flush(void)
 	}
 }
 
-void conn_on_ws_writable(struct conn *c, struct ws *w)
+void conn_ws_writable(void *owner, struct ws *w)
 {
+	struct conn *c = owner;
+
 	if (c->state != CONN_OPEN || w != c->ws)
 		return;
 	if (c->out.count) {
@@ -389,6 +392,40 @@ void conn_on_ws_writable(struct conn *c, struct ws *w)
 		ws_close(w, c->close_code, c->close_text);
 		conn_close(c, c->close_text);
 	}
+}
+
+void conn_ws_closed(void *owner, struct ws *w, int code, const char *why)
+{
+	struct conn *c = owner;
+
+	if (c->probe == w) {
+		/* A probe: the session goes on polling. */
+		c->probe = NULL;
+		c->upgrading = 0;
+		return;
+	}
+	if (c->ws != w)
+		return;
+	if (code) {
+		log_info("%s (%s): %s: closing with %d", c->sid, c->hs.addr, why, code);
+		c->ws_close_code = (uint16_t)code;
+		conn_close(c, why); /* closes w with the code */
+		return;
+	}
+	c->ws = NULL;
+	conn_close(c, "transport close");
+}
+
+void conn_ws_pong(void *owner, int pong)
+{
+	struct conn *c = owner;
+
+	/* A plain WebSocket's heartbeat is WebSocket pings: the pong restarts
+	 * it, and a peer that talks is alive (no need for the pong then). */
+	if (c->kind != CONN_PLAIN)
+		return;
+	if (pong ? c->state == CONN_OPEN : c->pong_due)
+		conn_heartbeat_start(c);
 }
 
 static void on_throttle_end(struct ev_loop *loop, ev_timer *t, int revents)

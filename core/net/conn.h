@@ -55,10 +55,6 @@ struct conn {
 	struct conn *reap_next;
 };
 
-/* The most a WebSocket writer sends in one write (frames gathered in one
- * loop iteration). */
-#define CONN_WRITE_BATCH (64u << 10)
-
 void conn_init(void);
 /* A new connection of `kind`, registered under a fresh sid when Engine.IO. */
 struct conn *conn_new(enum conn_kind kind, enum conn_transport transport);
@@ -103,11 +99,13 @@ void conn_heartbeat_start(struct conn *c);
 /* Starts the timers of a new connection: for Engine.IO, first the deadline
  * to connect a namespace (PARLEY_CONNECT_TIMEOUT), then the heartbeat. */
 void conn_heartbeat_open(struct conn *c);
-/* Feeds one complete WebSocket message from `w` to the connection. */
-void conn_on_message(struct conn *c, struct ws *w, const char *data,
-		     size_t len, int binary);
-/* Writes what the WebSocket may take now (it held output back, or a close
- * waits for the queue). */
-void conn_on_ws_writable(struct conn *c, struct ws *w);
+/* What the connection's WebSockets report (struct ws_handler, `owner` the
+ * connection): one complete message from `w`; `w` takes more (it held
+ * output back, or a close waits for the queue); `w` is gone or broke the
+ * protocol; the peer is alive. */
+void conn_ws_message(void *owner, struct ws *w, const char *data, size_t len, int binary);
+void conn_ws_writable(void *owner, struct ws *w);
+void conn_ws_closed(void *owner, struct ws *w, int code, const char *why);
+void conn_ws_pong(void *owner, int pong);
 
 #endif

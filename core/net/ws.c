@@ -25,7 +25,6 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/settings.h"
-#include "net/conn.h"
 #include "net/peers.h"
 #include "wire/base64.h"
 #include "wire/json.h"
@@ -56,7 +55,7 @@ struct ws {
 	unsigned char *in;
 	unsigned char *out;       /* bytes the socket has not taken */
 	char *msg;                /* the fragments of a message so far */
-	struct conn *conn;        /* NULL before the upgrade and once closing */
+	void *owner;              /* NULL before the upgrade and once closing */
 	struct ws *prev, *next;   /* every WebSocket, for ws_fini */
 	ev_io io;
 	ev_timer timer; /* the head's deadline, the closing handshake's, or 0 s
@@ -86,6 +85,7 @@ static int fd_ceiling; /* descriptors at or above are closed at accept */
 static struct ws *all;
 static unsigned open_count; /* upgraded and not yet freed */
 static struct lws_context *http; /* where a request that is not an upgrade goes */
+static const struct ws_handler *handler;
 
 static void on_io(struct ev_loop *loop, ev_io *io, int revents);
 static void consume(struct ws *w, unsigned char *buf, size_t len);
@@ -159,16 +159,16 @@ static void ws_done(struct ws *w)
 	timer_start(&w->timer, on_timer, 0);
 }
 
-/* The socket is gone (the peer closed it, or it failed): the connection,
- * if it still has this WebSocket, is told. */
+/* The socket is gone (the peer closed it, or it failed): the owner, if it
+ * still has this WebSocket, is told. */
 static void ws_gone(struct ws *w)
 {
-	struct conn *c = w->conn;
+	void *owner = w->owner;
 
-	w->conn = NULL;
+	w->owner = NULL;
 	ws_done(w);
-	if (c)
-		server_ws_closed(c, w);
+	if (owner)
+		handler->closed(owner, w, 0, NULL);
 }
 
 /* ---- output ---- */
@@ -178,7 +178,7 @@ static int out_keep(struct ws *w, const unsigned char *p, size_t n)
 	size_t need = (size_t)w->out_len + n;
 
 	/* A peer that sends pings and reads nothing must not grow this. */
-	if (need > settings.max_buffer + CONN_WRITE_BATCH) {
+	if (need > settings.max_buffer + WS_WRITE_BATCH) {
 		metrics_protocol_error("slow_consumer");
 		metrics_limit("max_buffer");
 		log_warn("a WebSocket holds %zu bytes unread (PARLEY_MAX_BUFFER): closing it", need);
@@ -217,9 +217,9 @@ int ws_write(struct ws *w, const void *p, size_t n)
 	return 0;
 }
 
-void ws_attach(struct ws *w, struct conn *c)
+void ws_attach(struct ws *w, void *owner)
 {
-	w->conn = c;
+	w->owner = owner;
 }
 
 int ws_busy(const struct ws *w)
@@ -277,10 +277,10 @@ static void on_writable(struct ws *w)
 		set_events(w);
 	}
 	maybe_finish(w);
-	if (w->state == WS_OPEN && w->conn) {
+	if (w->state == WS_OPEN && w->owner) {
 		w->want_writable = 0;
 		set_events(w);
-		conn_on_ws_writable(w->conn, w);
+		handler->writable(w->owner, w);
 	}
 }
 
@@ -301,7 +301,7 @@ void ws_close(struct ws *w, int code, const char *reason)
 	unsigned char payload[125];
 	size_t rlen = reason ? strlen(reason) : 0;
 
-	w->conn = NULL;
+	w->owner = NULL;
 	if (w->state != WS_OPEN)
 		return;
 	if (rlen > sizeof(payload) - 2) {
@@ -332,41 +332,34 @@ void ws_close(struct ws *w, int code, const char *reason)
 
 /* ---- input ---- */
 
-/* Closes with `code` for a peer that broke the protocol. */
+/* Closes with `code` for a peer that broke the protocol; the owner is told
+ * first (and may close it with the same code itself). */
 static void fail(struct ws *w, int code, const char *kind, const char *why)
 {
-	struct conn *c = w->conn;
+	void *owner = w->owner;
 
 	metrics_protocol_error(kind);
-	if (c && c->ws == w) {
-		log_info("%s (%s): %s: closing with %d", c->sid, c->hs.addr, why, code);
-		c->ws_close_code = (uint16_t)code;
-		conn_close(c, why); /* closes w with the code */
-		return;
-	}
-	/* A probe: the session goes on polling. */
-	if (c)
-		server_ws_closed(c, w);
+	w->owner = NULL;
+	if (owner)
+		handler->closed(owner, w, code, why);
 	ws_close(w, code, why);
 }
 
-/* Hands a whole message to its connection. Text must be UTF-8 (RFC 6455
+/* Hands a whole message to its owner. Text must be UTF-8 (RFC 6455
  * §8.1), checked on the whole message. */
 static void deliver(struct ws *w, const char *p, size_t len, int binary)
 {
-	struct conn *c = w->conn;
-
 	if (!binary && !json_utf8_valid(p, len)) {
 		fail(w, WS_INVALID_PAYLOAD, "bad_utf8", "text message of invalid UTF-8");
 		return;
 	}
-	conn_on_message(c, w, p, len, binary);
+	handler->message(w->owner, w, p, len, binary);
 }
 
 static void on_close_frame(struct ws *w, const unsigned char *p, size_t len)
 {
 	unsigned code = len >= 2 ? (unsigned)p[0] << 8 | p[1] : 0;
-	struct conn *c = w->conn;
+	void *owner = w->owner;
 
 	w->peer_closed = 1;
 	if (w->state != WS_OPEN) {
@@ -380,15 +373,15 @@ static void on_close_frame(struct ws *w, const unsigned char *p, size_t len)
 		code = WS_INVALID_PAYLOAD;
 	if (code == WS_PROTOCOL_ERROR || code == WS_INVALID_PAYLOAD)
 		metrics_protocol_error("bad_close_frame");
-	w->conn = NULL;
+	w->owner = NULL;
 	ws_close(w, code ? (int)code : WS_NORMAL, NULL);
-	if (c)
-		server_ws_closed(c, w);
+	if (owner)
+		handler->closed(owner, w, 0, NULL);
 }
 
 static void on_frame(struct ws *w, const struct ws_frame *f, unsigned char *p)
 {
-	struct conn *c = w->conn;
+	void *owner = w->owner;
 	size_t len = (size_t)f->len;
 
 	switch (f->opcode) {
@@ -397,18 +390,17 @@ static void on_frame(struct ws *w, const struct ws_frame *f, unsigned char *p)
 			control_write(w, WS_PONG, p, len);
 		return;
 	case WS_PONG:
-		if (c && w->state == WS_OPEN)
-			server_ws_pong(c);
+		if (owner && w->state == WS_OPEN)
+			handler->pong(owner, 1);
 		return;
 	case WS_CLOSE:
 		on_close_frame(w, p, len);
 		return;
 	}
-	if (w->state != WS_OPEN || !c)
+	if (w->state != WS_OPEN || !owner)
 		return; /* closing: what still comes is read and dropped */
-	/* A plain WebSocket that talks is alive: no need for the pong. */
-	if (c->kind == CONN_PLAIN && c->pong_due)
-		conn_heartbeat_start(c);
+	/* A peer that talks is alive (for a heartbeat of WebSocket pings). */
+	handler->pong(owner, 0);
 	if (f->opcode != WS_CONT)
 		w->msg_binary = f->opcode == WS_BINARY;
 	if (f->fin && !w->in_message) {
@@ -633,7 +625,7 @@ static void upgrade(struct ws *w, const struct http_head *h)
 		refuse(w, 426, "WebSocket version 13 only");
 		return;
 	}
-	status = server_ws_check(h, &route, &why);
+	status = handler->check(h, &route, &why);
 	if (status) {
 		refuse(w, status, why);
 		return;
@@ -649,7 +641,7 @@ static void upgrade(struct ws *w, const struct http_head *h)
 	if (ws_write(w, resp, (size_t)n) < 0)
 		return;
 	peers_address(w->fd, addr, sizeof(addr));
-	server_ws_open(w, h, &route, addr);
+	handler->open(w, h, &route, addr);
 }
 
 /* Gives the connection to lws, which serves HTTP on it from here. Nothing
@@ -832,7 +824,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-int ws_listen(int port, struct lws_context *ctx)
+int ws_listen(int port, const struct ws_handler *h, struct lws_context *ctx)
 {
 	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
 				   .sin6_addr = IN6ADDR_ANY_INIT };
@@ -866,6 +858,7 @@ int ws_listen(int port, struct lws_context *ctx)
 			     (int)rl.rlim_cur - FD_RESERVE : 1 << 30;
 	listen_fd = fd;
 	http = ctx;
+	handler = h;
 	ev_io_init(&listen_io, on_accept, fd, EV_READ);
 	ev_io_start(clock_loop, &listen_io);
 	return 0;

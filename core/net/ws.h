@@ -1,8 +1,9 @@
 /* ws.h - parley's own WebSocket transport. parley accepts every connection
  * itself and looks at its first request head (MSG_PEEK): a WebSocket
  * upgrade is served here to the end (the 101, frames both ways, the closing
- * handshake); any other request goes to lws with nothing read from it, and
- * lws serves HTTP on it from there (polling, the API, /metrics, static files).
+ * handshake), reporting to a handler it is given (struct ws_handler); any
+ * other request goes to lws with nothing read from it, and lws serves HTTP
+ * on it from there (polling, the API, /metrics, static files).
  *
  * Why not lws's WebSockets: lws keeps ~1.8 KB per WebSocket for its whole
  * life (its struct lws, a read buffer of rx_buffer_size, its WebSocket state)
@@ -15,14 +16,51 @@
 #include <stddef.h>
 
 struct ws;
-struct conn;
 struct http_head;
 struct lws_context;
 
-/* Listens on `port` (IPv6 and IPv4) and accepts on the loop; a request that
- * is not an upgrade goes to `ctx` (lws), which serves HTTP on it. Returns 0
- * or -1 (logged). */
-int ws_listen(int port, struct lws_context *ctx);
+/* The most one write hands the socket: a writer gathers frames up to this
+ * (conn.c), and a WebSocket keeps up to PARLEY_MAX_BUFFER beyond it. */
+#define WS_WRITE_BATCH (64u << 10)
+
+/* Where `check` sends an upgrade request, handed back to `open`: the
+ * owner's own words, not read here. */
+struct ws_route {
+	int kind;
+	void *target;
+};
+
+/* How a WebSocket reports to the layers above, which ws.c does not name:
+ * given to ws_listen by the app, from the routes (check, open) and from
+ * the connection that owns the WebSocket once it is open (the rest). The
+ * owner is what `open` tied the WebSocket to with ws_attach. */
+struct ws_handler {
+	/* An upgrade request that is a sound WebSocket handshake: 0 with
+	 * `route` filled to accept it, or the HTTP status refusing it (with
+	 * `why` for the body). */
+	int (*check)(const struct http_head *h, struct ws_route *route, const char **why);
+	/* The 101 is out, in the same callback as `check` (the head is still
+	 * there): the WebSocket is open; `addr` is the peer's address. */
+	void (*open)(struct ws *w, const struct http_head *h, const struct ws_route *route,
+		     const char *addr);
+	/* One whole message; text is valid UTF-8. */
+	void (*message)(void *owner, struct ws *w, const char *p, size_t len, int binary);
+	/* The socket takes more: ws_want_writable asked for this. */
+	void (*writable)(void *owner, struct ws *w);
+	/* The WebSocket no longer belongs to `owner`: the peer closed it or
+	 * the socket failed (`code` 0), or the peer broke the protocol (`code`
+	 * the close code, `why` the reason: the WebSocket is closed with them
+	 * once this returns, unless the owner closed it first). */
+	void (*closed)(void *owner, struct ws *w, int code, const char *why);
+	/* The peer is alive: a pong came (`pong` 1), or a data frame (0). */
+	void (*pong)(void *owner, int pong);
+};
+
+/* Listens on `port` (IPv6 and IPv4) and accepts on the loop; an upgrade
+ * request is served here and reported to `h` (which must outlive the
+ * listener), any other request goes to `ctx` (lws), which serves HTTP on it.
+ * Returns 0 or -1 (logged). */
+int ws_listen(int port, const struct ws_handler *h, struct lws_context *ctx);
 /* Closes the listening socket: the kernel refuses new connections. */
 void ws_stop_listening(void);
 /* Whether the listening socket is still open. */
@@ -32,8 +70,8 @@ unsigned ws_open_count(void);
 /* Closes every WebSocket left and the listener, at once. */
 void ws_fini(void);
 
-/* Ties the WebSocket to its connection (server_ws_open). */
-void ws_attach(struct ws *w, struct conn *c);
+/* Ties the WebSocket to `owner`: what the handler's calls are given. */
+void ws_attach(struct ws *w, void *owner);
 
 /* The connection's output: bytes written in order, what the socket does not
  * take kept until it does. Returns 0, or -1 when the socket failed (the
@@ -41,7 +79,7 @@ void ws_attach(struct ws *w, struct conn *c);
 int ws_write(struct ws *w, const void *p, size_t n);
 /* Whether bytes wait for the socket: the writer waits for the callback. */
 int ws_busy(const struct ws *w);
-/* Calls conn_on_ws_writable once the socket can take more. */
+/* Calls the handler's `writable` once the socket can take more. */
 void ws_want_writable(struct ws *w);
 /* One text message, written now (the probe's "3probe"). */
 void ws_send_text(struct ws *w, const char *p, size_t n);
@@ -49,30 +87,7 @@ void ws_send_text(struct ws *w, const char *p, size_t n);
 void ws_pause(struct ws *w, int paused);
 /* Sends a close frame with `code` and `reason` after what is unwritten, and
  * ends the WebSocket once the peer answers (or a deadline passes). The
- * WebSocket no longer belongs to a connection. No-op once closing. */
+ * WebSocket no longer belongs to its owner. No-op once closing. */
 void ws_close(struct ws *w, int code, const char *reason);
-
-/* ---- server.c: what the transport asks of the server ---- */
-
-struct nsp;
-
-/* Where a checked upgrade request goes. */
-struct ws_route {
-	struct nsp *plain;      /* the plain endpoint of this namespace, or NULL */
-	struct conn *probe_of;  /* the polling session it probes, or NULL */
-};
-
-/* Checks an upgrade request (origin, path, Engine.IO query, drain): 0 with
- * `route` filled to accept it, or the HTTP status refusing it (with `why`
- * for the body). */
-int server_ws_check(const struct http_head *h, struct ws_route *route, const char **why);
-/* A WebSocket is open on a request server_ws_check routed (in the same
- * callback): makes its connection, or joins the session it probes. */
-void server_ws_open(struct ws *w, const struct http_head *h, const struct ws_route *route,
-		    const char *addr);
-/* The WebSocket of `c` is gone: the peer closed it, or the socket failed. */
-void server_ws_closed(struct conn *c, struct ws *w);
-/* A pong came (a plain WebSocket's heartbeat). */
-void server_ws_pong(struct conn *c);
 
 #endif
