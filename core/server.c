@@ -457,7 +457,7 @@ static int on_ws_check(const struct http_head *h, struct ws_route *route, const 
 		route->kind = ROUTE_ENGINE;
 		route->target = NULL;
 		if (v) {
-			struct conn *c = conn_find(v);
+			struct conn *c = engine_session(v);
 			if (!c || c->transport != TRANSPORT_POLLING || c->probe)
 				goto bad;
 			route->kind = ROUTE_PROBE;
@@ -557,25 +557,17 @@ static void handshake_from_head(struct handshake *hs, const struct http_head *h,
 static void on_ws_open(struct ws *w, const struct http_head *h, const struct ws_route *route,
 		       const char *addr)
 {
-	struct conn *c;
+	struct handshake hs = { 0 };
 
 	if (route->kind == ROUTE_PROBE) {
-		c = route->target;
-		c->probe = w;
-		ws_attach(w, c);
+		engine_probe_open(route->target, w);
 		return;
 	}
-	c = conn_new(route->kind == ROUTE_PLAIN ? CONN_PLAIN : CONN_EIO, TRANSPORT_WEBSOCKET);
-	c->ws = w;
-	ws_attach(w, c);
-	handshake_from_head(&c->hs, h, addr);
-	if (route->kind == ROUTE_PLAIN) {
-		conn_heartbeat_start(c);
-		plain_on_open(c, route->target);
-		return;
-	}
-	conn_send(c, engine_open_frame(c));
-	conn_heartbeat_open(c);
+	handshake_from_head(&hs, h, addr);
+	if (route->kind == ROUTE_PLAIN)
+		plain_ws_open(w, &hs, route->target);
+	else
+		engine_ws_open(w, &hs);
 }
 
 /* What the WebSockets report: the routes above choose and open, the
@@ -729,8 +721,7 @@ static size_t conn_count(enum conn_filter which)
 
 	for (struct conn *c = conn_all(); c; c = c->all_next)
 		n += which == CONN_ANY ||
-		     (!c->close_sent && (which == CONN_UNTOLD ||
-					 (c->kind == CONN_EIO && c->transport == TRANSPORT_POLLING)));
+		     (!c->close_sent && (which == CONN_UNTOLD || c->transport == TRANSPORT_POLLING));
 	return n;
 }
 
@@ -882,7 +873,7 @@ int server_start(void)
 	void *loops[1];
 
 	srv.started_ms = now_ms();
-	conn_init();
+	engine_init();
 	client_init();
 	api_init();
 	peers_init(cfg->max_conns_per_ip);
@@ -981,5 +972,6 @@ void server_fini(void)
 	conn_fini();
 	api_fini();
 	peers_fini();
+	engine_fini();
 	client_fini();
 }

@@ -12,7 +12,6 @@
 #include "base/metrics.h"
 #include "lua/script.h"
 #include "net/conn.h"
-#include "proto/engine.h"
 #include "wire/json.h"
 #include "wire/sio.h"
 
@@ -83,10 +82,11 @@ struct nsp *nsp_lookup(const char *name, size_t len)
 	return n;
 }
 
-struct client *client_new(struct conn *c, struct nsp *n)
+struct client *client_new(struct conn *c, struct nsp *n, enum client_format format)
 {
 	struct client *cl = xcalloc(1, sizeof(*cl));
 
+	cl->format = format;
 	/* A socket id is a fresh session-style id, unique among sockets. */
 	do
 		conn_new_sid(cl->id);
@@ -125,6 +125,7 @@ void client_free(struct client *cl, const char *reason)
 {
 	struct client **pp;
 	struct conn *c = cl->conn;
+	int plain = cl->format == CLIENT_PLAIN;
 
 	if (cl->closing)
 		return;
@@ -146,8 +147,6 @@ void client_free(struct client *cl, const char *reason)
 			*pp = cl->next;
 			break;
 		}
-	if (c->bin && c->bin->client == cl)
-		c->bin->client = NULL;
 	map_del(&clients, cl->id, strlen(cl->id));
 	if (cl->user_id) {
 		cl->nsp->sockets--;
@@ -158,8 +157,14 @@ void client_free(struct client *cl, const char *reason)
 	free(cl);
 	/* A plain WebSocket is its socket: without it the connection ends,
 	 * unless it is already closing after a last frame. */
-	if (c->kind == CONN_PLAIN && reason && !c->close_code)
+	if (plain && reason && !c->close_code)
 		conn_close(c, reason);
+}
+
+void client_free_all(struct conn *c, const char *reason)
+{
+	while (c->clients)
+		client_free(c->clients, reason);
 }
 
 /* ---- emits ---- */
@@ -233,7 +238,7 @@ void client_emit(struct client *cl, struct emit *e)
 	 * disconnect hooks' broadcasts. */
 	if (cl->closing)
 		return;
-	if (c->kind == CONN_PLAIN) {
+	if (cl->format == CLIENT_PLAIN) {
 		if (!e->plain)
 			e->plain = encode_plain(e);
 		conn_send(c, frame_ref(e->plain));
@@ -279,10 +284,10 @@ void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
 
 	if (!data) {
 		/* No value: an empty argument list, or "data": null. */
-		data = c->kind == CONN_PLAIN ? "null" : "";
-		len = c->kind == CONN_PLAIN ? 4 : 0;
+		data = cl->format == CLIENT_PLAIN ? "null" : "";
+		len = cl->format == CLIENT_PLAIN ? 4 : 0;
 	}
-	if (c->kind == CONN_PLAIN) {
+	if (cl->format == CLIENT_PLAIN) {
 		hlen = (size_t)snprintf(head, sizeof(head), "{\"ack\":%lld,\"data\":",
 					(long long)id);
 		struct frame *f = frame_new(NULL, hlen + len + 1, 0);
@@ -353,7 +358,7 @@ uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms)
 	timer_start(&w->timeout, on_ack_timeout, timeout_ms);
 
 	int idlen = snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)id);
-	if (c->kind == CONN_PLAIN) {
+	if (cl->format == CLIENT_PLAIN) {
 		/* {"event":..,"data":..,"ack":N}: the envelope with an ack id. */
 		plain = encode_plain(e);
 		f = frame_new(NULL, plain->len - 1 + 7 + (size_t)idlen + 1, 0);

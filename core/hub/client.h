@@ -17,6 +17,12 @@
 struct conn;
 struct ack_wait;
 
+/* What a socket's frames look like on the wire, chosen by its protocol. */
+enum client_format {
+	CLIENT_SIO,   /* Socket.IO packets (in Engine.IO messages) */
+	CLIENT_PLAIN, /* {"event": NAME, "data": ..., "ack": N}; the socket is its connection */
+};
+
 struct client {
 	char id[24];
 	struct conn *conn;
@@ -28,6 +34,7 @@ struct client {
 	uint64_t next_ack;
 	struct ack_wait *acks;
 	int closing; /* client_free has begun: hooks must not free it again */
+	enum client_format format;
 };
 
 /* A payload to send: one event with at most one argument, encoded once per
@@ -51,10 +58,14 @@ void client_init(void);
 /* Frees the namespaces; every socket must be gone. */
 void client_fini(void);
 
-/* A new socket of namespace `n` on `c`, with a fresh id. */
-struct client *client_new(struct conn *c, struct nsp *n);
-/* Disconnects the socket: Lua's disconnect hook, rooms, pending acks. */
+/* A new socket of namespace `n` on `c`, with a fresh id, speaking `format`. */
+struct client *client_new(struct conn *c, struct nsp *n, enum client_format format);
+/* Disconnects the socket: Lua's disconnect hook, rooms, pending acks. A
+ * plain socket's connection closes with it (`reason` not NULL), unless a
+ * close is arranged already. */
 void client_free(struct client *cl, const char *reason);
+/* Disconnects every socket on `c` (its connection is closing). */
+void client_free_all(struct conn *c, const char *reason);
 /* The socket with this id, or NULL. */
 struct client *client_find(const char *id, size_t len);
 /* Every socket, by id (struct client values): to walk, not to change. */

@@ -646,7 +646,7 @@ static int l_disconnect(lua_State *S)
 	if (!cl)
 		return 0;
 	c = cl->conn;
-	if (c->kind == CONN_PLAIN) {
+	if (cl->format == CLIENT_PLAIN) {
 		conn_close_after_flush(c, 1000, "server disconnect");
 		client_free(cl, "server disconnect");
 		return 0;
@@ -1060,7 +1060,7 @@ static int l_transport(lua_State *S)
 
 	if (!cl)
 		return 0;
-	lua_pushstring(S, cl->conn->kind == CONN_PLAIN ? "plain" :
+	lua_pushstring(S, cl->format == CLIENT_PLAIN ? "plain" :
 		       cl->conn->transport == TRANSPORT_POLLING ? "polling" : "websocket");
 	return 1;
 }

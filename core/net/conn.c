@@ -1,6 +1,8 @@
 /* conn.c - one client's transport: its output queue, its WebSocket writer,
- * the Engine.IO heartbeat, and a close that disconnects its sockets and
- * defers the free until the callback that caused it has returned. */
+ * its heartbeat, and a close that tells its protocol (which disconnects its
+ * sockets) and defers the free until the callback that caused it has
+ * returned. What a message means is the protocol's (struct conn_ops). */
+#include <stddef.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -9,20 +11,13 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/log.h"
-#include "base/map.h"
 #include "base/metrics.h"
 #include "base/settings.h"
-#include "hub/client.h"
 #include "net/http.h"
 #include "net/ws.h"
-#include "proto/engine.h"
-#include "proto/plain.h"
 #include "wire/base64.h"
-#include "wire/eio.h"
 #include "wire/websocket.h"
 
-static struct map sessions; /* Engine.IO sid -> struct conn, for sessions that
-			     * began on polling (the others are never looked up) */
 static struct conn *all;    /* every open connection */
 static struct conn *reap;   /* closed, freed after the callback returns */
 static struct conn *doomed; /* to close after the callback returns */
@@ -46,42 +41,32 @@ void conn_new_sid(char out[24])
 	base64url_encode(raw, sizeof(raw), out);
 }
 
-void conn_init(void)
-{
-	map_init(&sessions);
-}
-
-struct conn *conn_find(const char *sid)
-{
-	return map_get(&sessions, sid, strlen(sid));
-}
-
 struct conn *conn_all(void)
 {
 	return all;
 }
 
-struct conn *conn_new(enum conn_kind kind, enum conn_transport transport)
+/* How /metrics counts the connection. */
+static enum metrics_transport metrics_of(const struct conn *c)
+{
+	if (c->ops->metrics >= 0)
+		return (enum metrics_transport)c->ops->metrics;
+	return c->transport == TRANSPORT_POLLING ? METRICS_POLLING : METRICS_WEBSOCKET;
+}
+
+struct conn *conn_new(const struct conn_ops *ops, enum conn_transport transport)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
 
-	c->kind = kind;
+	c->ops = ops;
 	c->transport = transport;
 	c->state = CONN_OPEN;
-	do
-		conn_new_sid(c->sid);
-	while (map_get(&sessions, c->sid, strlen(c->sid)));
-	if (transport == TRANSPORT_POLLING) {
-		map_put(&sessions, c->sid, strlen(c->sid), c);
-		c->in_sid_map = 1;
-	}
+	conn_new_sid(c->sid);
 	c->all_next = all;
 	if (all)
 		all->all_prev = c;
 	all = c;
-	metrics_connection(kind == CONN_PLAIN ? METRICS_PLAIN :
-			   transport == TRANSPORT_POLLING ? METRICS_POLLING :
-			   METRICS_WEBSOCKET, +1);
+	metrics_connection(metrics_of(c), +1);
 	return c;
 }
 
@@ -107,8 +92,8 @@ void conn_send(struct conn *c, struct frame *f)
 		frame_unref(f);
 		return;
 	}
-	/* Nothing goes after the Engine.IO close packet: the client stops
-	 * reading there. */
+	/* Nothing goes after the protocol's last word (poll_close: the
+	 * Engine.IO close packet): the client stops reading there. */
 	if (c->doomed || c->poll_close) {
 		frame_unref(f);
 		return;
@@ -139,29 +124,20 @@ void conn_close(struct conn *c, const char *reason)
 	/* Closed first, so that the disconnect hooks' emits to it are dropped
 	 * and freeing its sockets cannot close it again. */
 	c->state = CONN_CLOSED;
-	while (c->clients)
-		client_free(c->clients, reason);
+	c->ops->closed(c, reason);
 	timer_stop(&c->heartbeat);
-	/* A binary packet still waiting for attachments goes now: its bytes
-	 * are released with the connection, not when it is reaped. */
-	pending_binary_free(c->bin);
-	c->bin = NULL;
 	if (c->throttle) {
 		timer_stop(&c->throttle->timer);
 		free(c->throttle);
 		c->throttle = NULL;
 	}
-	if (c->in_sid_map)
-		map_del(&sessions, c->sid, strlen(c->sid));
 	if (c->all_prev)
 		c->all_prev->all_next = c->all_next;
 	else
 		all = c->all_next;
 	if (c->all_next)
 		c->all_next->all_prev = c->all_prev;
-	metrics_connection(c->kind == CONN_PLAIN ? METRICS_PLAIN :
-			   c->transport == TRANSPORT_POLLING ? METRICS_POLLING :
-			   METRICS_WEBSOCKET, -1);
+	metrics_connection(metrics_of(c), -1);
 	int code = c->ws_close_code ? c->ws_close_code :
 		   life.stopping ? WS_GOING_AWAY : WS_NORMAL;
 	if (c->ws) {
@@ -195,7 +171,6 @@ void conn_reap(void)
 		struct conn *c = reap;
 		reap = c->reap_next;
 		outq_clear(&c->out);
-		pending_binary_free(c->bin);
 		http_handshake_fini(&c->hs);
 		free(c->close_text);
 		free(c);
@@ -212,22 +187,21 @@ void conn_fini(void)
 {
 	dirty = NULL; /* every connection is closed: nothing to write */
 	conn_reap();
-	map_fini(&sessions);
 }
 
 /* The heartbeat: a ping every pingInterval, and a connection that has not
- * answered the last one within pingTimeout is closed. Engine.IO pings with
- * its "2" packet; a plain WebSocket with a WebSocket ping, and anything it
- * sends counts as the answer. */
+ * answered the last one within pingTimeout is closed. The protocol says
+ * what a ping is (Engine.IO: its "2" packet; a plain WebSocket: a WebSocket
+ * ping, to which anything it sends counts as the answer). */
 static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct conn *c = lws_container_of(t, struct conn, heartbeat);
-	static const char ping[] = "2";
+	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, heartbeat));
+	struct frame *f;
 
 	(void)loop;
 	(void)revents;
 	if (c->awaiting_connect) {
-		/* The first timer of an Engine.IO session is its deadline to
+		/* The first timer (conn_heartbeat_open) is the deadline to
 		 * connect a namespace (Socket.IO's connectTimeout). */
 		c->awaiting_connect = 0;
 		if (!c->clients) {
@@ -247,14 +221,10 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 		return;
 	}
 	c->pong_due = 1;
-	if (c->kind == CONN_PLAIN) {
-		/* A WebSocket ping; the pong restarts the heartbeat. */
-		struct frame *f = frame_new("p", 1, 0);
-		f->opcode = 0x9;
-		conn_send(c, f);
-	} else {
-		conn_send(c, frame_new(ping, 1, 0));
-	}
+	f = frame_new(c->ops->ping, strlen(c->ops->ping), 0);
+	if (c->ops->ping_control)
+		f->opcode = WS_PING; /* the pong restarts the heartbeat */
+	conn_send(c, f);
 	timer_start(&c->heartbeat, on_heartbeat, settings.ping_timeout_ms);
 }
 
@@ -269,7 +239,7 @@ void conn_heartbeat_start(struct conn *c)
 
 void conn_heartbeat_open(struct conn *c)
 {
-	if (c->kind == CONN_EIO && settings.connect_timeout_ms < settings.ping_interval_ms) {
+	if (settings.connect_timeout_ms < settings.ping_interval_ms) {
 		c->pong_due = 0;
 		c->awaiting_connect = 1;
 		timer_start(&c->heartbeat, on_heartbeat, settings.connect_timeout_ms);
@@ -282,16 +252,7 @@ void conn_ws_message(void *owner, struct ws *w, const char *data, size_t len, in
 {
 	struct conn *c = owner;
 
-	if (c->kind == CONN_PLAIN) {
-		if (binary) {
-			metrics_protocol_error("plain_binary");
-			client_error(c->clients, 400, "binary frames are not accepted here", -1);
-			return;
-		}
-		plain_on_message(c, data, len);
-		return;
-	}
-	engine_on_packet(c, w, data, len, binary);
+	c->ops->message(c, w, data, len, binary);
 }
 
 /* Writes the WebSocket header of `f` into its headroom and returns where
@@ -420,9 +381,9 @@ void conn_ws_pong(void *owner, int pong)
 {
 	struct conn *c = owner;
 
-	/* A plain WebSocket's heartbeat is WebSocket pings: the pong restarts
-	 * it, and a peer that talks is alive (no need for the pong then). */
-	if (c->kind != CONN_PLAIN)
+	/* A heartbeat of WebSocket pings: the pong restarts it, and a peer
+	 * that talks is alive (no need for the pong then). */
+	if (!c->ops->ping_control)
 		return;
 	if (pong ? c->state == CONN_OPEN : c->pong_due)
 		conn_heartbeat_start(c);
@@ -430,7 +391,7 @@ void conn_ws_pong(void *owner, int pong)
 
 static void on_throttle_end(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct throttle *th = lws_container_of(t, struct throttle, timer);
+	struct throttle *th = (struct throttle *)((char *)t - offsetof(struct throttle, timer));
 	struct conn *c = th->conn;
 
 	(void)loop;
@@ -464,72 +425,7 @@ void conn_close_after_flush(struct conn *c, int code, const char *text)
 
 void conn_shutdown(struct conn *c)
 {
-	static const char why[] = "server shutting down";
-
 	if (c->state != CONN_OPEN || c->doomed)
 		return;
-	/* socket.io-client reports either way of closing as "transport close"
-	 * and reconnects on its own, with backoff: to this server once it is
-	 * back, or to another behind the same address. A Socket.IO DISCONNECT
-	 * packet would read "io server disconnect", which socket.io-client
-	 * takes for "you were kicked" and does not reconnect from: the seed's
-	 * client, which never calls connect() again, would stay offline. */
-	if (c->probe && c->upgrading) {
-		/* "3probe" is answered or on its way: the client may have paused
-		 * its polling for the upgrade, and then hears nothing but the
-		 * probe - a close packet queued for polling would never reach it,
-		 * nor would the probe's own close (its polling stays paused until
-		 * the ping timeout). The upgrade finishes; the WebSocket it makes
-		 * is told (engine.c, on "5"). */
-		c->close_on_upgrade = 1;
-		return;
-	}
-	if (c->probe) {
-		/* No "2probe" yet: the client still polls, and hears the close
-		 * there after this probe fails. */
-		ws_close(c->probe, WS_GOING_AWAY, why);
-		c->probe = NULL;
-	}
-	if (c->transport == TRANSPORT_WEBSOCKET) {
-		/* A close already arranged (a refused plain socket's 4401) stands. */
-		if (!c->close_code)
-			conn_close_after_flush(c, WS_GOING_AWAY, why);
-		return;
-	}
-	/* Polling: the close packet goes last in the queue; once a poll has
-	 * taken it (engine.c), the session waits for the drain to end. */
-	conn_send(c, frame_new("1", 1, 0));
-	c->poll_close = 1;
-	if (c->poll)
-		lws_callback_on_writable(c->poll);
-}
-
-/* Encodes the whole queue as one polling payload: packets joined by the
- * record separator, binary ones as "b" + base64. */
-char *conn_drain_payload(struct conn *c, size_t *len)
-{
-	size_t cap = 0, n = 0;
-	char *out;
-	struct frame *f;
-
-	for (uint32_t i = 0; i < c->out.count; i++) {
-		struct frame *g = c->out.slot[(c->out.head + i) & (c->out.cap - 1)];
-		cap += 1 + (g->binary ? 1 + base64_encoded_len(g->len) : g->len);
-	}
-	out = xmalloc(LWS_PRE + cap + 1);
-	while ((f = outq_pop(&c->out))) {
-		char *p = out + LWS_PRE + n;
-		if (n)
-			*p++ = EIO_SEPARATOR, n++;
-		if (f->binary) {
-			*p++ = 'b';
-			n += 1 + base64_encode(frame_data(f), f->len, p);
-		} else {
-			memcpy(p, frame_data(f), f->len);
-			n += f->len;
-		}
-		frame_unref(f);
-	}
-	*len = n;
-	return out;
+	c->ops->shutdown(c);
 }

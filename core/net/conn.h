@@ -1,8 +1,10 @@
-/* conn.h - a connection: one client's transport (an Engine.IO session over
- * polling and/or WebSocket, or a plain WebSocket), its output queue and
- * writer, its heartbeat, and a close that frees it only after the callback
- * that closed it has returned. The sockets on it (hub/client.h) hang on
- * `clients`. */
+/* conn.h - a connection: one client's transport (polling and/or WebSocket),
+ * its output queue and writer, its heartbeat, and a close that frees it
+ * only after the callback that closed it has returned. Its protocol (an
+ * Engine.IO session, a plain WebSocket) is given at conn_new as a struct
+ * conn_ops: conn.c hands it what comes in and asks it what the heartbeat
+ * and a close mean, and names nothing above it. The sockets on it
+ * (hub/client.h) hang on `clients`. */
 #ifndef PARLEY_CONN_H
 #define PARLEY_CONN_H
 
@@ -14,22 +16,41 @@
 #include "base/frame.h"
 #include "net/http.h"
 
+struct conn;
 struct ws;
 struct client;
-struct pending_binary;
 
-enum conn_kind { CONN_EIO, CONN_PLAIN };
+/* A connection's protocol: what conn.c asks of the layer above. */
+struct conn_ops {
+	/* One whole message from WebSocket `w` (the connection's, or the
+	 * probe of an upgrade). */
+	void (*message)(struct conn *c, struct ws *w, const char *p, size_t len, int binary);
+	/* The connection is closing (c->state is CONN_CLOSED already, so
+	 * what is sent to it is dropped): the protocol frees its sockets
+	 * (their disconnect hooks run) and whatever it keeps for it. */
+	void (*closed)(struct conn *c, const char *reason);
+	/* The server is going (the drain): tell the client after what is
+	 * queued for it. */
+	void (*shutdown)(struct conn *c);
+	/* The heartbeat's ping, sent as a WebSocket ping when `ping_control`
+	 * (answered by the pong, or by any frame: conn_ws_pong), else as a
+	 * message that the protocol sees answered (conn_heartbeat_start). */
+	const char *ping;
+	int ping_control;
+	/* How /metrics counts it: an enum metrics_transport, or -1 for by its
+	 * transport (polling, websocket). */
+	int metrics;
+};
+
 enum conn_transport { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
 enum conn_state { CONN_OPEN, CONN_CLOSED };
 
 /* Small fields are bit-fields: an idle connection should cost little. */
 struct conn {
-	enum conn_kind kind : 2;
 	enum conn_transport transport : 2;
 	enum conn_state state : 2;
 	unsigned pong_due : 1;
 	unsigned upgrading : 1; /* "2probe" seen on the probe, "5" not yet */
-	unsigned in_sid_map : 1; /* found by sid (it began on polling) */
 	unsigned dirty : 1;      /* frames queued since the last conn_flush */
 	unsigned doomed : 1;     /* over its output cap: closed after the callback */
 	unsigned awaiting_connect : 1; /* no namespace connected yet (its deadline runs) */
@@ -39,14 +60,15 @@ struct conn {
 	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
 	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
 	char sid[24];
+	const struct conn_ops *ops;
 	struct ws *ws;     /* the WebSocket: websocket transport, or plain */
 	struct ws *probe;  /* a WebSocket being upgraded to, until "5" */
 	struct lws *poll;  /* the pending long-poll GET */
 	struct outq out;
-	struct client *clients;
+	struct client *clients; /* the sockets on it: hub's */
 	struct handshake hs;
 	ev_timer heartbeat;
-	struct pending_binary *bin;
+	void *proto; /* the protocol's own (engine.c: a binary event in progress) */
 	char *close_text; /* the reason sent with close_code */
 	struct throttle *throttle; /* reading paused until its timer fires */
 	struct conn *all_prev, *all_next; /* every open connection (conn_all) */
@@ -55,11 +77,9 @@ struct conn {
 	struct conn *reap_next;
 };
 
-void conn_init(void);
-/* A new connection of `kind`, registered under a fresh sid when Engine.IO. */
-struct conn *conn_new(enum conn_kind kind, enum conn_transport transport);
-/* The Engine.IO session that began on polling under `sid`, or NULL. */
-struct conn *conn_find(const char *sid);
+/* A new connection speaking `ops` (which must outlive it), with a fresh
+ * random sid. */
+struct conn *conn_new(const struct conn_ops *ops, enum conn_transport transport);
 /* The first open connection; the next is c->all_next. */
 struct conn *conn_all(void);
 /* Queues `f` for the connection (takes a reference of the caller's) and
@@ -73,16 +93,12 @@ void conn_close(struct conn *c, const char *reason);
 void conn_throttle(struct conn *c, int ms);
 /* Sends what is queued, then closes the WebSocket with `code`. */
 void conn_close_after_flush(struct conn *c, int code, const char *text);
-/* Tells the client the server is going, after what is queued for it: a
- * WebSocket closes with 1001, a polling session gets the Engine.IO close
- * packet in its next poll response and ends there. */
+/* Tells the client the server is going, after what is queued for it (the
+ * protocol's shutdown): a WebSocket closes with 1001, a polling session
+ * gets the Engine.IO close packet in its next poll response. */
 void conn_shutdown(struct conn *c);
 /* Writes a fresh random id (20 url-safe characters) into `out`. */
 void conn_new_sid(char out[24]);
-/* Takes the whole queue as one polling payload (packets joined by 0x1e,
- * binary as "b" + base64), in a buffer with LWS_PRE bytes of headroom that
- * the caller frees. */
-char *conn_drain_payload(struct conn *c, size_t *len);
 /* Writes what each WebSocket queued during this loop iteration, one write
  * per socket. Called between iterations (timers included), before conn_reap. */
 void conn_flush(void);
@@ -94,10 +110,11 @@ void conn_close_all(const char *reason);
 /* Frees every closed connection, with nothing left to write: after
  * conn_close_all and once nothing refers to them (the lws context gone). */
 void conn_fini(void);
-/* Starts or restarts the Engine.IO heartbeat. */
+/* Starts or restarts the heartbeat: the client answered. */
 void conn_heartbeat_start(struct conn *c);
-/* Starts the timers of a new connection: for Engine.IO, first the deadline
- * to connect a namespace (PARLEY_CONNECT_TIMEOUT), then the heartbeat. */
+/* Starts the timers of a new connection whose client must connect a
+ * socket first: the deadline for that (PARLEY_CONNECT_TIMEOUT), then the
+ * heartbeat. */
 void conn_heartbeat_open(struct conn *c);
 /* What the connection's WebSockets report (struct ws_handler, `owner` the
  * connection): one complete message from `w`; `w` takes more (it held

@@ -1,6 +1,7 @@
 /* engine.c - Engine.IO v4 and Socket.IO v5 on a connection: the polling
  * handshake, long-poll GET and POST, the upgrade to WebSocket, heartbeats,
  * and the Socket.IO packets (connect, disconnect, events, acks, binary). */
+#include <stddef.h>
 #include <string.h>
 
 #include "proto/engine.h"
@@ -24,10 +25,56 @@
 #define MAX_ATTACHMENTS 64
 #define JSON_MAX_DEPTH 32
 
+/* A binary packet waiting for its attachments (a connection's c->proto),
+ * and the namespace whose socket on the connection it goes to once
+ * complete (NULL: none). What it holds is capped (PARLEY_MAX_BINARY_PENDING,
+ * and every connection's together in `binary_pending` against
+ * PARLEY_MAX_BINARY_PENDING_TOTAL), and so is the wait for the next
+ * attachment (PARLEY_BINARY_TIMEOUT). */
+struct pending_binary {
+	struct nsp *nsp;
+	struct conn *conn;
+	struct sio_binary pkt; /* pkt.bytes: what it holds, counted in binary_pending */
+	ev_timer timeout; /* armed while attachments are due */
+};
+
 /* Bytes held by binary packets not yet complete, every connection's. */
 static size_t binary_pending;
+/* Engine.IO sid -> struct conn, for sessions that began on polling (the
+ * others are never looked up). */
+static struct map sessions;
 
-void pending_binary_free(struct pending_binary *b)
+static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, int binary);
+static void on_closed(struct conn *c, const char *reason);
+static void on_shutdown(struct conn *c);
+
+static const struct conn_ops engine_ops = {
+	.message = on_message,
+	.closed = on_closed,
+	.shutdown = on_shutdown,
+	.ping = "2", /* answered by the client's "3" */
+	.ping_control = 0,
+	.metrics = -1,
+};
+
+void engine_init(void)
+{
+	map_init(&sessions);
+}
+
+void engine_fini(void)
+{
+	map_fini(&sessions);
+}
+
+struct conn *engine_session(const char *sid)
+{
+	return map_get(&sessions, sid, strlen(sid));
+}
+
+/* Frees `b` and what it holds, and gives its bytes back to the server's
+ * count. NULL is a no-op. */
+static void pending_binary_free(struct pending_binary *b)
 {
 	if (!b)
 		return;
@@ -37,7 +84,8 @@ void pending_binary_free(struct pending_binary *b)
 	free(b);
 }
 
-struct frame *engine_open_frame(struct conn *c)
+/* The Engine.IO open packet for `c`, as a new frame. */
+static struct frame *open_frame(struct conn *c)
 {
 	char buf[256];
 	int n = snprintf(buf, sizeof(buf),
@@ -60,11 +108,42 @@ static void protocol_error(struct conn *c, const char *kind, const char *reason)
 	conn_close(c, reason);
 }
 
+/* Takes the whole queue as one polling payload: packets joined by the
+ * record separator, binary ones as "b" + base64; in a buffer with LWS_PRE
+ * bytes of headroom that the caller frees. */
+static char *drain_payload(struct conn *c, size_t *len)
+{
+	size_t cap = 0, n = 0;
+	char *out;
+	struct frame *f;
+
+	for (uint32_t i = 0; i < c->out.count; i++) {
+		struct frame *g = c->out.slot[(c->out.head + i) & (c->out.cap - 1)];
+		cap += 1 + (g->binary ? 1 + base64_encoded_len(g->len) : g->len);
+	}
+	out = xmalloc(LWS_PRE + cap + 1);
+	while ((f = outq_pop(&c->out))) {
+		char *p = out + LWS_PRE + n;
+		if (n)
+			*p++ = EIO_SEPARATOR, n++;
+		if (f->binary) {
+			*p++ = 'b';
+			n += 1 + base64_encode(frame_data(f), f->len, p);
+		} else {
+			memcpy(p, frame_data(f), f->len);
+			n += f->len;
+		}
+		frame_unref(f);
+	}
+	*len = n;
+	return out;
+}
+
 /* Responds to a parked or immediate poll with everything queued. */
 static int poll_flush(struct lws *wsi, struct pss *pss, struct conn *c)
 {
 	size_t len;
-	char *payload = conn_drain_payload(c, &len);
+	char *payload = drain_payload(c, &len);
 	int rc = http_respond(wsi, pss, 200, "text/plain; charset=UTF-8",
 			      payload + LWS_PRE, len);
 
@@ -97,9 +176,13 @@ static int handshake(struct lws *wsi, struct pss *pss)
 		metrics_http_error(503);
 		return http_respond(wsi, pss, 503, "text/plain", "server shutting down", 20);
 	}
-	c = conn_new(CONN_EIO, TRANSPORT_POLLING);
+	c = conn_new(&engine_ops, TRANSPORT_POLLING);
+	/* Found by its sid from now on: the sid is unique among those. */
+	while (map_get(&sessions, c->sid, strlen(c->sid)))
+		conn_new_sid(c->sid);
+	map_put(&sessions, c->sid, strlen(c->sid), c);
 	http_handshake_copy(&c->hs, wsi);
-	conn_send(c, engine_open_frame(c));
+	conn_send(c, open_frame(c));
 	conn_heartbeat_open(c);
 	return poll_flush(wsi, pss, c);
 }
@@ -121,13 +204,13 @@ int engine_http_request(struct lws *wsi, struct pss *pss)
 	if (!v)
 		return handshake(wsi, pss);
 
-	c = conn_find(v);
+	c = engine_session(v);
 	v = http_query_arg(wsi, "transport=", buf, sizeof(buf));
 	if (!v || strcmp(v, "polling") != 0) {
 		metrics_protocol_error("bad_transport");
 		return http_engine_error(wsi, pss, 0, "Transport unknown");
 	}
-	if (!c || c->kind != CONN_EIO) {
+	if (!c) {
 		metrics_protocol_error("unknown_sid");
 		return http_engine_error(wsi, pss, 1, "Session ID unknown");
 	}
@@ -176,7 +259,7 @@ static void post_segment(struct conn *c, const char *seg, size_t len)
 		if (n < 0)
 			protocol_error(c, "bad_base64", "invalid base64 packet");
 		else
-			engine_on_packet(c, NULL, (const char *)raw, (size_t)n, 1);
+			on_message(c, NULL, (const char *)raw, (size_t)n, 1);
 		free(raw);
 		return;
 	}
@@ -184,7 +267,7 @@ static void post_segment(struct conn *c, const char *seg, size_t len)
 		protocol_error(c, "bad_eio_packet", "invalid packet");
 		return;
 	}
-	engine_on_packet(c, NULL, seg, len, 0);
+	on_message(c, NULL, seg, len, 0);
 }
 
 int engine_http_body_done(struct lws *wsi, struct pss *pss)
@@ -306,7 +389,7 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 		send_packet(c, SIO_CONNECT, n->name, n->name_len, body, (size_t)len);
 		return;
 	}
-	cl = client_new(c, n);
+	cl = client_new(c, n, CLIENT_SIO);
 	if (script_connect(cl, pkt->len ? pkt->data : NULL, pkt->len, &code,
 			   msg, sizeof(msg)) < 0) {
 		metrics_error(code);
@@ -368,15 +451,19 @@ static void dispatch_ack(struct client *cl, const char *data, size_t len,
 
 static void finish_binary(struct conn *c)
 {
-	struct pending_binary *b = c->bin;
+	struct pending_binary *b = c->proto;
 	struct sio_binary *pkt = &b->pkt;
+	/* The socket it was for may have gone meanwhile (a script disconnected
+	 * it); no other can have come, since a CONNECT would have been a text
+	 * packet while attachments were due. */
+	struct client *cl = b->nsp ? client_of(c, b->nsp) : NULL;
 
-	c->bin = NULL;
-	if (b->client && b->client->conn == c) {
+	c->proto = NULL;
+	if (cl) {
 		if (pkt->type == SIO_BINARY_EVENT)
-			dispatch_event(b->client, pkt->json, pkt->json_len, pkt->att, pkt->count, pkt->id);
+			dispatch_event(cl, pkt->json, pkt->json_len, pkt->att, pkt->count, pkt->id);
 		else
-			dispatch_ack(b->client, pkt->json, pkt->json_len, pkt->att, pkt->count, pkt->id);
+			dispatch_ack(cl, pkt->json, pkt->json_len, pkt->att, pkt->count, pkt->id);
 	}
 	pending_binary_free(b);
 }
@@ -388,12 +475,12 @@ static void finish_binary(struct conn *c)
  * what comes after it. */
 static void binary_refused(struct conn *c, const char *limit, const char *what, int code)
 {
-	struct pending_binary *b = c->bin;
+	struct pending_binary *b = c->proto;
 
 	metrics_limit(limit);
 	log_info("%s (%s): a binary event holding %zu bytes with %u of %u attachments: %s: closing",
 		 c->sid, c->hs.addr, b->pkt.bytes, b->pkt.count, b->pkt.expected, what);
-	c->bin = NULL;
+	c->proto = NULL;
 	pending_binary_free(b);
 	c->ws_close_code = (uint16_t)code;
 	conn_close(c, "binary event refused");
@@ -401,7 +488,8 @@ static void binary_refused(struct conn *c, const char *limit, const char *what, 
 
 static void on_binary_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct pending_binary *b = lws_container_of(t, struct pending_binary, timeout);
+	struct pending_binary *b = (struct pending_binary *)((char *)t -
+							     offsetof(struct pending_binary, timeout));
 
 	(void)loop;
 	(void)revents;
@@ -437,7 +525,7 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 	struct client *cl;
 	struct nsp *n;
 
-	if (c->bin) {
+	if (c->proto) {
 		protocol_error(c, "missing_attachment", "text packet while attachments were due");
 		return;
 	}
@@ -471,10 +559,10 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 	case SIO_BINARY_EVENT:
 	case SIO_BINARY_ACK: {
 		struct pending_binary *b = xcalloc(1, sizeof(*b));
-		b->client = cl;
+		b->nsp = cl ? n : NULL;
 		b->conn = c;
 		b->pkt.expected = pkt.attachments; /* for the log, if refused */
-		c->bin = b;
+		c->proto = b;
 		if (!binary_server_room(c, pkt.len))
 			return;
 		/* The payload is at most PARLEY_MAX_PAYLOAD, which config.c keeps
@@ -497,7 +585,7 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 
 static void on_attachment(struct conn *c, const char *p, size_t len)
 {
-	struct pending_binary *b = c->bin;
+	struct pending_binary *b = c->proto;
 	int r;
 
 	if (!b) {
@@ -506,7 +594,7 @@ static void on_attachment(struct conn *c, const char *p, size_t len)
 	}
 	if (!binary_server_room(c, len))
 		return;
-	/* The header's count is what is due: once it is complete, c->bin is
+	/* The header's count is what is due: once it is complete, c->proto is
 	 * gone, so an extra attachment lands above as a stray one. */
 	r = sio_binary_add(&b->pkt, p, len);
 	if (r == SIO_BINARY_TOO_BIG) {
@@ -551,8 +639,9 @@ static void on_probe_packet(struct conn *c, struct ws *w, const char *p, size_t 
 	ws_close(w, WS_PROTOCOL_ERROR, "bad probe");
 }
 
-void engine_on_packet(struct conn *c, struct ws *w, const char *p,
-		      size_t len, int binary)
+/* One Engine.IO packet from the client (`w`: the WebSocket it came on, or
+ * NULL for a polling POST). */
+static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, int binary)
 {
 	struct eio_packet pkt;
 
@@ -587,4 +676,72 @@ void engine_on_packet(struct conn *c, struct ws *w, const char *p,
 		protocol_error(c, "bad_eio_type", "unexpected packet type");
 		return;
 	}
+}
+
+static void on_closed(struct conn *c, const char *reason)
+{
+	client_free_all(c, reason);
+	/* A binary packet still waiting for attachments goes now: its bytes
+	 * are released with the connection, not when it is reaped. */
+	pending_binary_free(c->proto);
+	c->proto = NULL;
+	if (engine_session(c->sid) == c)
+		map_del(&sessions, c->sid, strlen(c->sid));
+}
+
+static void on_shutdown(struct conn *c)
+{
+	static const char why[] = "server shutting down";
+
+	/* socket.io-client reports either way of closing as "transport close"
+	 * and reconnects on its own, with backoff: to this server once it is
+	 * back, or to another behind the same address. A Socket.IO DISCONNECT
+	 * packet would read "io server disconnect", which socket.io-client
+	 * takes for "you were kicked" and does not reconnect from: the seed's
+	 * client, which never calls connect() again, would stay offline. */
+	if (c->probe && c->upgrading) {
+		/* "3probe" is answered or on its way: the client may have paused
+		 * its polling for the upgrade, and then hears nothing but the
+		 * probe - a close packet queued for polling would never reach it,
+		 * nor would the probe's own close (its polling stays paused until
+		 * the ping timeout). The upgrade finishes; the WebSocket it makes
+		 * is told (on_probe_packet, on "5"). */
+		c->close_on_upgrade = 1;
+		return;
+	}
+	if (c->probe) {
+		/* No "2probe" yet: the client still polls, and hears the close
+		 * there after this probe fails. */
+		ws_close(c->probe, WS_GOING_AWAY, why);
+		c->probe = NULL;
+	}
+	if (c->transport == TRANSPORT_WEBSOCKET) {
+		if (!c->close_code)
+			conn_close_after_flush(c, WS_GOING_AWAY, why);
+		return;
+	}
+	/* Polling: the close packet goes last in the queue; once a poll has
+	 * taken it (poll_flush), the session waits for the drain to end. */
+	conn_send(c, frame_new("1", 1, 0));
+	c->poll_close = 1;
+	if (c->poll)
+		lws_callback_on_writable(c->poll);
+}
+
+void engine_ws_open(struct ws *w, struct handshake *hs)
+{
+	struct conn *c = conn_new(&engine_ops, TRANSPORT_WEBSOCKET);
+
+	c->ws = w;
+	ws_attach(w, c);
+	c->hs = *hs;
+	memset(hs, 0, sizeof(*hs));
+	conn_send(c, open_frame(c));
+	conn_heartbeat_open(c);
+}
+
+void engine_probe_open(struct conn *c, struct ws *w)
+{
+	c->probe = w;
+	ws_attach(w, c);
 }

@@ -12,10 +12,25 @@
 #include "hub/client.h"
 #include "lua/script.h"
 #include "net/conn.h"
+#include "net/ws.h"
 #include "wire/envelope.h"
 #include "wire/json.h"
+#include "wire/websocket.h"
 
 #define JSON_MAX_DEPTH 32
+
+static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, int binary);
+static void on_closed(struct conn *c, const char *reason);
+static void on_shutdown(struct conn *c);
+
+static const struct conn_ops plain_ops = {
+	.message = on_message,
+	.closed = on_closed,
+	.shutdown = on_shutdown,
+	.ping = "p",
+	.ping_control = 1, /* a WebSocket ping: the pong, or anything, answers */
+	.metrics = METRICS_PLAIN,
+};
 
 /* The envelope's "data" as a one-element argument array ("[]" without it),
  * the shape Socket.IO events and acks have. The caller frees it. */
@@ -35,30 +50,50 @@ static char *data_as_args(const struct envelope *e, size_t *len)
 	return args;
 }
 
-int plain_on_open(struct conn *c, struct nsp *n)
+/* Authenticates the new connection's socket; a refusal sends the error
+ * frame and arranges the 4401 close. */
+static void authenticate(struct conn *c, struct nsp *n)
 {
-	struct client *cl = client_new(c, n);
+	struct client *cl = client_new(c, n, CLIENT_PLAIN);
 	char msg[256];
 	int code = 0;
 
 	if (script_connect(cl, NULL, 0, &code, msg, sizeof(msg)) == 0) {
 		script_connected(cl);
-		return 0;
+		return;
 	}
 	/* Refused: say why in an error frame, then close with 4000 + status. */
 	client_error(cl, code, msg, -1);
 	client_free(cl, NULL);
 	conn_close_after_flush(c, 4000 + (code >= 100 && code < 1000 ? code : 401), msg);
-	return -1;
 }
 
-void plain_on_message(struct conn *c, const char *p, size_t len)
+void plain_ws_open(struct ws *w, struct handshake *hs, struct nsp *n)
+{
+	struct conn *c = conn_new(&plain_ops, TRANSPORT_WEBSOCKET);
+
+	c->ws = w;
+	ws_attach(w, c);
+	c->hs = *hs;
+	memset(hs, 0, sizeof(*hs));
+	conn_heartbeat_start(c);
+	authenticate(c, n);
+}
+
+static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, int binary)
 {
 	struct client *cl = c->clients;
 	struct envelope e;
 	size_t alen;
 	char *args;
 
+	(void)w;
+	if (binary) {
+		metrics_protocol_error("plain_binary");
+		if (cl)
+			client_error(cl, 400, "binary frames are not accepted here", -1);
+		return;
+	}
 	if (!cl || c->close_code)
 		return;
 	switch (envelope_parse(p, len, JSON_MAX_DEPTH, &e)) {
@@ -87,4 +122,16 @@ void plain_on_message(struct conn *c, const char *p, size_t len)
 	else
 		script_event(cl, e.name, e.name_len, args, alen, NULL, 0, e.ack);
 	free(args);
+}
+
+static void on_closed(struct conn *c, const char *reason)
+{
+	client_free_all(c, reason);
+}
+
+static void on_shutdown(struct conn *c)
+{
+	/* A close already arranged (a refused socket's 4401) stands. */
+	if (!c->close_code)
+		conn_close_after_flush(c, WS_GOING_AWAY, "server shutting down");
 }

@@ -1,18 +1,19 @@
 /* plain.h - the plain WebSocket endpoint at a namespace's path: JSON text
  * frames {"event": NAME, "data": ..., "ack": N} both ways, one socket per
- * connection, authenticated by the same connect hooks as Socket.IO. */
+ * connection (CLIENT_PLAIN), authenticated by the same connect hooks as
+ * Socket.IO, kept alive by WebSocket pings. */
 #ifndef PARLEY_PLAIN_H
 #define PARLEY_PLAIN_H
 
-#include <stddef.h>
+#include "net/http.h"
 
-struct conn;
 struct nsp;
+struct ws;
 
-/* Authenticates a new plain connection; returns 0, or -1 after sending the
- * error frame and arranging the 4401 close. */
-int plain_on_open(struct conn *c, struct nsp *n);
-/* One text message from the client. */
-void plain_on_message(struct conn *c, const char *p, size_t len);
+/* A new plain connection of namespace `n` on WebSocket `w`, opened by a
+ * request whose handshake was `hs` (the connection takes what it holds):
+ * its socket is authenticated at once, or refused with an error frame and
+ * a 4000 + status close. */
+void plain_ws_open(struct ws *w, struct handshake *hs, struct nsp *n);
 
 #endif
