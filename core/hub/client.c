@@ -10,7 +10,6 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
-#include "lua/script.h"
 #include "net/conn.h"
 #include "wire/json.h"
 #include "wire/sio.h"
@@ -28,6 +27,51 @@ static struct map nsps;    /* namespace name -> struct nsp */
 /* nsp_lookup's last answer: whatever frees a namespace clears it. */
 static struct nsp *last_nsp;
 static uint64_t sockets;   /* connected sockets */
+static const struct client_hooks *hooks;
+
+void client_set_hooks(const struct client_hooks *h)
+{
+	hooks = h;
+}
+
+int client_connect(struct client *cl, const char *auth, size_t auth_len, int *code,
+		   char *msg, size_t msg_cap)
+{
+	if (!hooks || !hooks->on_connect) {
+		*code = 500;
+		snprintf(msg, msg_cap, "no connect hook");
+		return -1;
+	}
+	return hooks->on_connect(cl, auth, auth_len, code, msg, msg_cap);
+}
+
+void client_connected(struct client *cl)
+{
+	if (hooks && hooks->on_connected)
+		hooks->on_connected(cl);
+}
+
+void client_event(struct client *cl, const char *name, size_t name_len, const char *args,
+		  size_t args_len, const struct sio_attachment *att, unsigned natt,
+		  int64_t ack_id)
+{
+	if (hooks && hooks->on_event)
+		hooks->on_event(cl, name, name_len, args, args_len, att, natt, ack_id);
+}
+
+/* The answer to a request, or why none comes (`args` NULL). */
+static void report_ack(struct client *cl, uint64_t id, const char *args, size_t args_len,
+		       const struct sio_attachment *att, unsigned natt, const char *why)
+{
+	if (hooks && hooks->on_ack)
+		hooks->on_ack(cl, id, args, args_len, att, natt, why);
+}
+
+void client_answer(struct client *cl, uint64_t id, const char *args, size_t args_len,
+		   const struct sio_attachment *att, unsigned natt)
+{
+	report_ack(cl, id, args, args_len, att, natt, NULL);
+}
 
 void client_init(void)
 {
@@ -131,15 +175,15 @@ void client_free(struct client *cl, const char *reason)
 		return;
 	cl->closing = 1;
 	/* Hooks run only for sockets Lua accepted (they have a user). */
-	if (reason && cl->user_id)
-		script_disconnect(cl, reason);
+	if (reason && cl->user_id && hooks && hooks->on_disconnect)
+		hooks->on_disconnect(cl, reason);
 	while (cl->acks) {
 		struct ack_wait *w = cl->acks;
 		cl->acks = w->next;
 		uint64_t id = w->id;
 		ack_wait_free(w);
 		if (cl->user_id)
-			script_ack(cl, id, NULL, 0, NULL, 0, "disconnected");
+			report_ack(cl, id, NULL, 0, NULL, 0, "disconnected");
 	}
 	room_leave_all(cl->nsp, &cl->rooms);
 	for (pp = &c->clients; *pp; pp = &(*pp)->next)
@@ -327,7 +371,7 @@ static void on_ack_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 		}
 	uint64_t id = w->id;
 	free(w);
-	script_ack(cl, id, NULL, 0, NULL, 0, "timeout");
+	report_ack(cl, id, NULL, 0, NULL, 0, "timeout");
 }
 
 /* Takes the pending ack `id` off the socket's list; 0 if it was there. */

@@ -14,8 +14,38 @@
 #include "hub/room.h"
 #include "wire/sio.h"
 
-struct conn;
 struct ack_wait;
+struct client;
+struct conn;
+
+/* How sockets report to the layer that decides what they may do (the Lua
+ * seam sets these at start: client_set_hooks). Hub calls the last two
+ * itself; the protocols reach the rest through client_connect,
+ * client_connected, client_event and client_answer below. */
+struct client_hooks {
+	/* May the new socket `cl` connect? `auth` is its CONNECT payload (a
+	 * JSON object) or NULL. 0 to accept (having set its user), or -1 with
+	 * a status `code` and a message in `msg`. */
+	int (*on_connect)(struct client *cl, const char *auth, size_t auth_len, int *code,
+			  char *msg, size_t msg_cap);
+	/* The client knows it is connected. */
+	void (*on_connected)(struct client *cl);
+	/* An event from the client: `args` is the JSON array of its arguments
+	 * after the name ("[]" for none); `ack_id` is -1 when none was asked. */
+	void (*on_event)(struct client *cl, const char *name, size_t name_len, const char *args,
+			 size_t args_len, const struct sio_attachment *att, unsigned natt,
+			 int64_t ack_id);
+	/* The answer to the server's request `id` (`args`, a JSON array), or
+	 * none: `args` NULL and `why` "timeout" or "disconnected". */
+	void (*on_ack)(struct client *cl, uint64_t id, const char *args, size_t args_len,
+		       const struct sio_attachment *att, unsigned natt, const char *why);
+	/* A connected socket (one with a user) is going, for `reason`. */
+	void (*on_disconnect)(struct client *cl, const char *reason);
+};
+
+/* Sets the hooks (NULL: none; `h` must outlive them). Without a hook, a
+ * connect is refused (500), and events and answers are dropped. */
+void client_set_hooks(const struct client_hooks *h);
 
 /* What a socket's frames look like on the wire, chosen by its protocol. */
 enum client_format {
@@ -60,12 +90,24 @@ void client_fini(void);
 
 /* A new socket of namespace `n` on `c`, with a fresh id, speaking `format`. */
 struct client *client_new(struct conn *c, struct nsp *n, enum client_format format);
-/* Disconnects the socket: Lua's disconnect hook, rooms, pending acks. A
+/* Disconnects the socket: the disconnect hook, rooms, pending acks. A
  * plain socket's connection closes with it (`reason` not NULL), unless a
  * close is arranged already. */
 void client_free(struct client *cl, const char *reason);
 /* Disconnects every socket on `c` (its connection is closing). */
 void client_free_all(struct conn *c, const char *reason);
+/* What a protocol reports of a socket, handed to the hooks: may it
+ * connect (on_connect's contract); it knows it is connected; an event from
+ * it; its answer to the server's request `id` (dropped unless pending). */
+int client_connect(struct client *cl, const char *auth, size_t auth_len, int *code,
+		   char *msg, size_t msg_cap);
+void client_connected(struct client *cl);
+void client_event(struct client *cl, const char *name, size_t name_len, const char *args,
+		  size_t args_len, const struct sio_attachment *att, unsigned natt,
+		  int64_t ack_id);
+void client_answer(struct client *cl, uint64_t id, const char *args, size_t args_len,
+		   const struct sio_attachment *att, unsigned natt);
+
 /* The socket with this id, or NULL. */
 struct client *client_find(const char *id, size_t len);
 /* Every socket, by id (struct client values): to walk, not to change. */
@@ -83,8 +125,8 @@ void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
 		struct frame **att, unsigned natt);
 /* Removes a pending server-to-client ack; 0 if it was pending, else -1. */
 int client_take_ack(struct client *cl, uint64_t id);
-/* Emits with an ack request; the answer or the timeout goes to Lua. Returns
- * the ack id. */
+/* Emits with an ack request; the answer or the timeout goes to the on_ack
+ * hook. Returns the ack id. */
 uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms);
 /* Sends the Socket.IO `error` event or plain error frame. */
 void client_error(struct client *cl, int status, const char *message, int64_t ack_id);

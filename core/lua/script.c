@@ -1117,6 +1117,15 @@ static const luaL_Reg core_functions[] = {
 
 /* ---- calls in ---- */
 
+static const struct client_hooks client_hooks = {
+	.on_connect = script_connect,
+	.on_connected = script_connected,
+	.on_event = script_event,
+	.on_ack = script_ack,
+	.on_disconnect = script_disconnect,
+};
+static const struct api_hooks api_hooks = { .on_request = script_http };
+
 int script_init(void)
 {
 	map_init(&timers);
@@ -1173,6 +1182,9 @@ int script_init(void)
 	if (call_runtime("runtime", 1, 1) < 0)
 		return -1;
 	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	/* The sockets and the HTTP API report here from now on. */
+	client_set_hooks(&client_hooks);
+	api_set_hooks(&api_hooks);
 	timer_start(&sweep_timer, on_sweep, KV_SWEEP_MS);
 	store_on_completions(resume_durable);
 	if (settings.watch)
@@ -1244,6 +1256,8 @@ void script_fini(void)
 	free(durable.errs);
 	memset(&durable, 0, sizeof(durable));
 	watch_fini();
+	client_set_hooks(NULL);
+	api_set_hooks(NULL);
 	guard_close(L);
 	L = NULL;
 }

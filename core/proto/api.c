@@ -1,5 +1,5 @@
 /* api.c - the HTTP API gateway under /api/: the key check, the JSON body,
- * and the hand-over to the Lua routes (script_http), whose answer may come
+ * and the hand-over to the Lua routes (api_hooks), whose answer may come
  * later (a route can wait for the store): the request is parked and answered
  * from its writable callback. */
 #include <stdlib.h>
@@ -14,7 +14,6 @@
 #include "base/map.h"
 #include "base/metrics.h"
 #include "base/settings.h"
-#include "lua/script.h"
 #include "net/http.h"
 #include "wire/json.h"
 
@@ -35,6 +34,12 @@ struct api_request {
 
 static struct map requests; /* id text -> struct api_request */
 static uint64_t next_request;
+static const struct api_hooks *hooks;
+
+void api_set_hooks(const struct api_hooks *h)
+{
+	hooks = h;
+}
 
 static void request_free(struct api_request *r)
 {
@@ -99,8 +104,14 @@ static int dispatch(struct lws *wsi, struct pss *pss)
 	}
 	/* Parked until Lua answers: lws would drop it after its timeout. */
 	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-	script_http(r->key, http_method_name(r->method), r->path, &r->query,
-		    r->has_body ? pss->body : NULL, r->has_body ? pss->body_len : 0);
+	if (!hooks || !hooks->on_request) {
+		static const char none[] =
+			"{\"status\":\"error\",\"statusCode\":503,\"message\":\"no routes\"}";
+		api_respond(r->key, 503, none, sizeof(none) - 1);
+		return 0;
+	}
+	hooks->on_request(r->key, http_method_name(r->method), r->path, &r->query,
+			  r->has_body ? pss->body : NULL, r->has_body ? pss->body_len : 0);
 	return 0;
 }
 

@@ -10,6 +10,18 @@
 
 struct api_request;
 
+/* What serves the requests: the Lua routes, which the seam sets at start. */
+struct api_hooks {
+	/* A request, answered through api_respond under `id`, now or later.
+	 * `query` is its handshake (query, Authorization, address); `body` is
+	 * NULL when there is none. */
+	void (*on_request)(const char *id, const char *method, const char *path,
+			   const struct handshake *query, const char *body, size_t body_len);
+};
+/* Sets the hooks (NULL: none, and a request is answered 503; `h` must
+ * outlive them). */
+void api_set_hooks(const struct api_hooks *h);
+
 void api_init(void);
 void api_fini(void);
 /* Starts a request: checks the key, then waits for the body or hands it to

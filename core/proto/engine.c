@@ -12,7 +12,6 @@
 #include "base/metrics.h"
 #include "base/settings.h"
 #include "hub/client.h"
-#include "lua/script.h"
 #include "net/conn.h"
 #include "net/http.h"
 #include "net/ws.h"
@@ -390,7 +389,7 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 		return;
 	}
 	cl = client_new(c, n, CLIENT_SIO);
-	if (script_connect(cl, pkt->len ? pkt->data : NULL, pkt->len, &code,
+	if (client_connect(cl, pkt->len ? pkt->data : NULL, pkt->len, &code,
 			   msg, sizeof(msg)) < 0) {
 		metrics_error(code);
 		client_free(cl, NULL);
@@ -399,7 +398,7 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 	}
 	int len = snprintf(body, sizeof(body), "{\"sid\":\"%s\"}", cl->id);
 	send_packet(c, SIO_CONNECT, n->name, n->name_len, body, (size_t)len);
-	script_connected(cl);
+	client_connected(cl);
 }
 
 static void dispatch_event(struct client *cl, const char *data, size_t len,
@@ -432,10 +431,10 @@ static void dispatch_event(struct client *cl, const char *data, size_t len,
 		argv = xmalloc(args.len);
 		memcpy(argv, args.p, args.len);
 		argv[0] = '[';
-		script_event(cl, namebuf, (size_t)nlen, argv, args.len, att, natt, id);
+		client_event(cl, namebuf, (size_t)nlen, argv, args.len, att, natt, id);
 		free(argv);
 	} else {
-		script_event(cl, namebuf, (size_t)nlen, "[]", 2, att, natt, id);
+		client_event(cl, namebuf, (size_t)nlen, "[]", 2, att, natt, id);
 	}
 }
 
@@ -446,7 +445,7 @@ static void dispatch_ack(struct client *cl, const char *data, size_t len,
 		protocol_error(cl->conn, "bad_ack", "invalid ack packet");
 		return;
 	}
-	script_ack(cl, (uint64_t)id, data, len, att, natt, NULL);
+	client_answer(cl, (uint64_t)id, data, len, att, natt);
 }
 
 static void finish_binary(struct conn *c)

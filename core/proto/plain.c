@@ -10,7 +10,6 @@
 #include "base/metrics.h"
 #include "base/settings.h"
 #include "hub/client.h"
-#include "lua/script.h"
 #include "net/conn.h"
 #include "net/ws.h"
 #include "wire/envelope.h"
@@ -58,8 +57,8 @@ static void authenticate(struct conn *c, struct nsp *n)
 	char msg[256];
 	int code = 0;
 
-	if (script_connect(cl, NULL, 0, &code, msg, sizeof(msg)) == 0) {
-		script_connected(cl);
+	if (client_connect(cl, NULL, 0, &code, msg, sizeof(msg)) == 0) {
+		client_connected(cl);
 		return;
 	}
 	/* Refused: say why in an error frame, then close with 4000 + status. */
@@ -118,9 +117,9 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 	}
 	args = data_as_args(&e, &alen);
 	if (e.kind == ENVELOPE_REPLY)
-		script_ack(cl, (uint64_t)e.ack, args, alen, NULL, 0, NULL);
+		client_answer(cl, (uint64_t)e.ack, args, alen, NULL, 0);
 	else
-		script_event(cl, e.name, e.name_len, args, alen, NULL, 0, e.ack);
+		client_event(cl, e.name, e.name_len, args, alen, NULL, 0, e.ack);
 	free(args);
 }
 
