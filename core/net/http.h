@@ -1,5 +1,8 @@
-/* http.h - the HTTP half of the lws protocol handler: per-request state,
- * responses with CORS, and the routes that are not Engine.IO. */
+/* http.h - HTTP on lws: the one protocol handler (every request is checked
+ * for a plain framing, then routed by the layer above: http_init), the
+ * per-request state, the route that serves a request once chosen, and the
+ * helpers routes answer with: responses with CORS, query arguments, the
+ * request's handshake copied for a session. */
 #ifndef PARLEY_HTTP_H
 #define PARLEY_HTTP_H
 
@@ -8,22 +11,31 @@
 #include <libwebsockets.h>
 
 struct conn;
+struct http_head;
+struct pss;
 
 enum http_method { HTTP_OTHER, HTTP_GET, HTTP_POST, HTTP_OPTIONS, HTTP_PUT,
 		   HTTP_PATCH, HTTP_DELETE, HTTP_HEAD };
 
-enum pss_role {
-	ROLE_NONE,
-	ROLE_POLL_GET,  /* a long-poll GET, parked until there is something */
-	ROLE_POLL_POST, /* a POST of Engine.IO packets */
-	ROLE_API,       /* a request to the HTTP API, maybe waiting for Lua */
+/* What serves a request after its head, set in pss->route by the route
+ * that took it (none: it was answered at its head). Any may be NULL. */
+struct http_route {
+	/* The whole body is read. Returns what the lws callback should. */
+	int (*body_done)(struct lws *wsi, struct pss *pss);
+	/* The connection can be written (the route asked for it). */
+	int (*writable)(struct lws *wsi, struct pss *pss);
+	/* The connection is gone, before the request is released. */
+	void (*closed)(struct lws *wsi, struct pss *pss);
+	/* The request is over (answered, or its connection gone): frees
+	 * pss->route_data. May come more than once. */
+	void (*release)(struct pss *pss);
 };
 
 /* Per-connection state lws keeps for us; reused across keep-alive requests,
  * so everything about one request is reset when the next begins. */
 struct pss {
-	struct conn *conn;
-	enum pss_role role;
+	struct conn *conn; /* the polling session of a poll or POST */
+	const struct http_route *route;
 	enum http_method method;
 	char *body;
 	size_t body_len;
@@ -35,8 +47,15 @@ struct pss {
 			  * follows on the connection cannot be told from a
 			  * request (a body not read, a length not clear) */
 	char *origin; /* the request's Origin header, or NULL */
-	struct api_request *api; /* an HTTP API request in progress */
+	void *route_data; /* the route's own (an HTTP API request in progress) */
 };
+
+/* The lws protocols to create the context with: every request and
+ * connection of lws's goes through their handler. */
+const struct lws_protocols *http_protocols(void);
+/* Sets what routes a request, once its framing is checked: `route` answers
+ * it or sets pss->route, and returns what the lws callback should. */
+void http_init(int (*route)(struct lws *wsi, struct pss *pss, const char *path));
 
 enum http_method http_method(struct lws *wsi);
 /* "GET", "POST", ...; "OTHER" for the rest. */
@@ -44,7 +63,8 @@ const char *http_method_name(enum http_method m);
 /* The request's Content-Length: its value, -1 when there is none, -2 when
  * it is not one decimal number (repeated, a list, a sign, junk, overflow). */
 long long http_content_length(struct lws *wsi);
-/* Frees what the current request allocated in the pss (body, origin). */
+/* Frees what the current request allocated in the pss (body, origin, the
+ * route's data). */
 void http_release(struct pss *pss);
 /* Copies the Origin header into pss->origin (NULL when absent). */
 void http_read_origin(struct lws *wsi, struct pss *pss);
@@ -59,8 +79,6 @@ int http_origin_allowed(const char *origin);
  * finishes the transaction. Returns what the lws callback should return. */
 int http_respond(struct lws *wsi, struct pss *pss, int status,
 		 const char *content_type, const char *body, size_t len);
-/* The Engine.IO error body {"code":N,"message":"..."} with status 400. */
-int http_engine_error(struct lws *wsi, struct pss *pss, int code, const char *msg);
 
 /* What the handshake request said, kept for each namespace CONNECT (and
  * for an HTTP API request, its query). */
@@ -75,7 +93,18 @@ struct handshake {
 /* Copies the query, Authorization and peer address of the request
  * (they are gone once its callback returns). */
 void http_handshake_copy(struct handshake *hs, struct lws *wsi);
-/* Frees what http_handshake_copy allocated. */
+/* The same from an upgrade request that parley read itself (ws.c), from
+ * the peer at `addr`. */
+void http_handshake_from_head(struct handshake *hs, const struct http_head *h, const char *addr);
+/* Frees what http_handshake_copy or _from_head allocated. */
 void http_handshake_fini(struct handshake *hs);
+
+/* The value of query argument `name` of an upgrade request, decoded into
+ * `out`; NULL when absent or longer than outlen - 1. */
+const char *http_head_query_arg(const struct http_head *h, const char *name, char *out,
+				size_t outlen);
+/* The target's path of an upgrade request, decoded, into `out`; -1 when it
+ * does not fit. */
+int http_head_path(const struct http_head *h, char *out, size_t outlen);
 
 #endif

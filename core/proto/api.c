@@ -36,6 +36,17 @@ static struct map requests; /* id text -> struct api_request */
 static uint64_t next_request;
 static const struct api_hooks *hooks;
 
+static int body_done(struct lws *wsi, struct pss *pss);
+static int writable(struct lws *wsi, struct pss *pss);
+static void release(struct pss *pss);
+
+/* A request, maybe waiting for its body or for Lua's answer. */
+static const struct http_route api_route = {
+	.body_done = body_done,
+	.writable = writable,
+	.release = release,
+};
+
 void api_set_hooks(const struct api_hooks *h)
 {
 	hooks = h;
@@ -61,8 +72,8 @@ static int api_error(struct lws *wsi, struct pss *pss, int status, const char *m
 			 message);
 
 	metrics_http_error(status);
-	request_free(pss->api);
-	pss->api = NULL;
+	request_free(pss->route_data);
+	pss->route_data = NULL;
 	return http_respond(wsi, pss, status, "application/json", body, (size_t)n);
 }
 
@@ -94,7 +105,7 @@ static int json_content_type(struct lws *wsi)
 
 static int dispatch(struct lws *wsi, struct pss *pss)
 {
-	struct api_request *r = pss->api;
+	struct api_request *r = pss->route_data;
 
 	if (pss->body_too_large) {
 		metrics_limit("max_payload");
@@ -155,8 +166,8 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 	r->method = pss->method;
 	r->path = xstrdup(path);
 	map_put(&requests, r->key, strlen(r->key), r);
-	pss->api = r;
-	pss->role = ROLE_API;
+	pss->route_data = r;
+	pss->route = &api_route;
 	if (length > 0) {
 		/* The body comes in HTTP_BODY callbacks; dispatched at the end,
 		 * whatever the method (dispatching now as well would run the route
@@ -167,11 +178,13 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 	return dispatch(wsi, pss);
 }
 
-int api_body_done(struct lws *wsi, struct pss *pss)
+static int body_done(struct lws *wsi, struct pss *pss)
 {
+	struct api_request *r = pss->route_data;
+
 	/* Without a body the request was dispatched at its headers already
 	 * (and may be answered and gone). */
-	if (!pss->api || !pss->api->has_body)
+	if (!r || !r->has_body)
 		return 0;
 	return dispatch(wsi, pss);
 }
@@ -191,16 +204,16 @@ int api_respond(const char *id, int status, const char *body, size_t len)
 	return 0;
 }
 
-int api_writable(struct lws *wsi, struct pss *pss)
+static int writable(struct lws *wsi, struct pss *pss)
 {
-	struct api_request *r = pss->api;
+	struct api_request *r = pss->route_data;
 	int rc;
 
 	if (!r || !r->ready)
 		return 0;
 	if (r->status >= 400)
 		metrics_http_error(r->status);
-	pss->api = NULL;
+	pss->route_data = NULL;
 	rc = http_respond(wsi, pss, r->status, "application/json", r->resp, r->resp_len);
 	request_free(r);
 	return rc;
@@ -232,9 +245,10 @@ void api_fini(void)
 	map_fini(&requests);
 }
 
-void api_closed(struct pss *pss)
+static void release(struct pss *pss)
 {
-	/* The client left before the answer: Lua's answer will find nothing. */
-	request_free(pss->api);
-	pss->api = NULL;
+	/* Over before Lua answered (the client left): the answer will find
+	 * nothing. */
+	request_free(pss->route_data);
+	pss->route_data = NULL;
 }

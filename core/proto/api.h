@@ -25,13 +25,9 @@ void api_set_hooks(const struct api_hooks *h);
 void api_init(void);
 void api_fini(void);
 /* Starts a request: checks the key, then waits for the body or hands it to
- * the Lua routes. Returns what the lws callback should. */
+ * the Lua routes; the answer is written once there. Returns what the lws
+ * callback should. */
 int api_request_begin(struct lws *wsi, struct pss *pss, const char *path);
-int api_body_done(struct lws *wsi, struct pss *pss);
-/* Writes Lua's answer once it is there. */
-int api_writable(struct lws *wsi, struct pss *pss);
-/* The connection closed: the request is forgotten. */
-void api_closed(struct pss *pss);
 /* Lua's answer to request `id`; 0, or -1 when it is gone or answered. */
 int api_respond(const char *id, int status, const char *body, size_t len);
 /* Requests handed to Lua and not answered yet. */

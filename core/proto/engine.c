@@ -98,6 +98,25 @@ static struct frame *open_frame(struct conn *c)
 
 static const char ok_body[] = "ok";
 
+/* The Engine.IO error body {"code":N,"message":"..."} with status 400. */
+static int engine_error(struct lws *wsi, struct pss *pss, int code, const char *msg)
+{
+	char body[128];
+	int n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", code, msg);
+
+	metrics_http_error(400);
+	return http_respond(wsi, pss, 400, "application/json", body, (size_t)n);
+}
+
+static int poll_writable(struct lws *wsi, struct pss *pss);
+static int post_body_done(struct lws *wsi, struct pss *pss);
+static void poll_closed(struct lws *wsi, struct pss *pss);
+
+/* A long-poll GET, parked until there is something to send; a POST of
+ * packets, answered once its body is read. */
+static const struct http_route poll_route = { .writable = poll_writable, .closed = poll_closed };
+static const struct http_route post_route = { .body_done = post_body_done, .closed = poll_closed };
+
 /* A client broke the protocol: count it, and close its connection only
  * (a WebSocket with close code 1002). */
 static void protocol_error(struct conn *c, const char *kind, const char *reason)
@@ -164,11 +183,11 @@ static int handshake(struct lws *wsi, struct pss *pss)
 
 	if (!transport || strcmp(transport, "polling") != 0) {
 		metrics_protocol_error("bad_transport");
-		return http_engine_error(wsi, pss, 0, "Transport unknown");
+		return engine_error(wsi, pss, 0, "Transport unknown");
 	}
 	if (pss->method != HTTP_GET) {
 		metrics_protocol_error("bad_handshake_method");
-		return http_engine_error(wsi, pss, 2, "Bad handshake method");
+		return engine_error(wsi, pss, 2, "Bad handshake method");
 	}
 	if (life.draining) {
 		/* A keep-alive connection may still ask: the client retries. */
@@ -197,7 +216,7 @@ int engine_http_request(struct lws *wsi, struct pss *pss)
 	v = http_query_arg(wsi, "EIO=", buf, sizeof(buf));
 	if (!v || strcmp(v, "4") != 0) {
 		metrics_protocol_error("bad_eio_version");
-		return http_engine_error(wsi, pss, 5, "Unsupported protocol version");
+		return engine_error(wsi, pss, 5, "Unsupported protocol version");
 	}
 	v = http_query_arg(wsi, "sid=", buf, sizeof(buf));
 	if (!v)
@@ -207,33 +226,33 @@ int engine_http_request(struct lws *wsi, struct pss *pss)
 	v = http_query_arg(wsi, "transport=", buf, sizeof(buf));
 	if (!v || strcmp(v, "polling") != 0) {
 		metrics_protocol_error("bad_transport");
-		return http_engine_error(wsi, pss, 0, "Transport unknown");
+		return engine_error(wsi, pss, 0, "Transport unknown");
 	}
 	if (!c) {
 		metrics_protocol_error("unknown_sid");
-		return http_engine_error(wsi, pss, 1, "Session ID unknown");
+		return engine_error(wsi, pss, 1, "Session ID unknown");
 	}
 	if (c->transport != TRANSPORT_POLLING) {
 		metrics_protocol_error("poll_after_upgrade");
-		return http_engine_error(wsi, pss, 3, "Bad request");
+		return engine_error(wsi, pss, 3, "Bad request");
 	}
 	if (pss->method == HTTP_POST) {
 		/* The body arrives in HTTP_BODY callbacks; answered at completion. */
 		pss->conn = c;
-		pss->role = ROLE_POLL_POST;
+		pss->route = &post_route;
 		return 0;
 	}
 	if (pss->method != HTTP_GET) {
 		metrics_protocol_error("bad_method");
-		return http_engine_error(wsi, pss, 2, "Bad method");
+		return engine_error(wsi, pss, 2, "Bad method");
 	}
 	if (c->poll) {
 		/* Two polls at once break the protocol: end the session. */
 		protocol_error(c, "poll_overlap", "poll overlap");
-		return http_engine_error(wsi, pss, 3, "Bad request");
+		return engine_error(wsi, pss, 3, "Bad request");
 	}
 	pss->conn = c;
-	pss->role = ROLE_POLL_GET;
+	pss->route = &poll_route;
 	if (c->out.count)
 		return poll_flush(wsi, pss, c);
 	if (c->upgrading) {
@@ -269,19 +288,15 @@ static void post_segment(struct conn *c, const char *seg, size_t len)
 	on_message(c, NULL, seg, len, 0);
 }
 
-int engine_http_body_done(struct lws *wsi, struct pss *pss)
+static int post_body_done(struct lws *wsi, struct pss *pss)
 {
 	struct conn *c = pss->conn;
 	const char *cur, *end, *seg;
 	size_t seglen;
 
-	if (pss->role != ROLE_POLL_POST) {
-		metrics_http_error(404);
-		return http_respond(wsi, pss, 404, "text/plain", "not found", 9);
-	}
 	if (!c || c->state != CONN_OPEN) {
 		metrics_protocol_error("unknown_sid");
-		return http_engine_error(wsi, pss, 1, "Session ID unknown");
+		return engine_error(wsi, pss, 1, "Session ID unknown");
 	}
 	if (pss->body_too_large) {
 		metrics_protocol_error("payload_too_large");
@@ -300,7 +315,7 @@ int engine_http_body_done(struct lws *wsi, struct pss *pss)
 	return http_respond(wsi, pss, 200, "text/html", ok_body, 2);
 }
 
-int engine_poll_writable(struct lws *wsi, struct pss *pss)
+static int poll_writable(struct lws *wsi, struct pss *pss)
 {
 	struct conn *c = pss->conn;
 
@@ -308,7 +323,7 @@ int engine_poll_writable(struct lws *wsi, struct pss *pss)
 		pss->dead_poll = 0;
 		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "1", 1);
 	}
-	if (pss->role != ROLE_POLL_GET || !c || c->poll != wsi)
+	if (!c || c->poll != wsi)
 		return 0;
 	c->poll = NULL;
 	pss->conn = NULL;
@@ -316,6 +331,15 @@ int engine_poll_writable(struct lws *wsi, struct pss *pss)
 		/* Upgrading or upgraded: the parked poll is released with a noop. */
 		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "6", 1);
 	return poll_flush(wsi, pss, c);
+}
+
+/* The poll's connection is gone: the session no longer waits on it. */
+static void poll_closed(struct lws *wsi, struct pss *pss)
+{
+	struct conn *c = pss->conn;
+
+	if (c && c->poll == wsi)
+		c->poll = NULL;
 }
 
 /* ---- Socket.IO ---- */

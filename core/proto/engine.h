@@ -22,11 +22,9 @@ void engine_ws_open(struct ws *w, struct handshake *hs);
 /* WebSocket `w` probes an upgrade of polling session `c`. */
 void engine_probe_open(struct conn *c, struct ws *w);
 
-/* The HTTP side: a request under /socket.io/ (the handshake, a poll, a
- * POST), the end of a POST's body, a parked poll's writable callback.
- * Each returns what the lws callback should. */
+/* A request under /socket.io/: the handshake, a poll (parked until there
+ * is something to send), a POST of packets (answered once its body is
+ * read). Returns what the lws callback should. */
 int engine_http_request(struct lws *wsi, struct pss *pss);
-int engine_http_body_done(struct lws *wsi, struct pss *pss);
-int engine_poll_writable(struct lws *wsi, struct pss *pss);
 
 #endif

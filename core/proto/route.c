@@ -1,0 +1,145 @@
+/* route.c - which protocol serves what comes to the port, by its path:
+ * /socket.io/ is Engine.IO (polling requests here, the WebSocket transport
+ * and its probe through ws.c), a namespace's path is its plain WebSocket
+ * endpoint, /api/ the HTTP API, and /healthz and /metrics are answered
+ * here. The app hands route_http to net/http.c and route_ws_check/open to
+ * ws.c (in its struct ws_handler). */
+#include "proto/route.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/metrics.h"
+#include "base/settings.h"
+#include "hub/client.h"
+#include "net/conn.h"
+#include "net/http.h"
+#include "net/ws.h"
+#include "proto/api.h"
+#include "proto/engine.h"
+#include "proto/plain.h"
+#include "wire/websocket.h"
+
+/* When the server started, for /healthz. */
+static int64_t started_ms;
+
+/* Where an upgrade goes (struct ws_route's kind): a new Engine.IO session,
+ * the probe of a polling one (target: the connection), or the plain
+ * endpoint of a namespace (target: the namespace). */
+enum { ROUTE_ENGINE, ROUTE_PROBE, ROUTE_PLAIN };
+
+void route_init(void)
+{
+	started_ms = now_ms();
+}
+
+static int is_engine_path(const char *path)
+{
+	return strcmp(path, "/socket.io/") == 0 || strcmp(path, "/socket.io") == 0;
+}
+
+/* /healthz, /metrics, and a 404 for the rest. */
+static int serve_own(struct lws *wsi, struct pss *pss, const char *path)
+{
+	if (strcmp(path, "/healthz") == 0 && life.draining) {
+		/* A load balancer on a kept-alive connection learns to look elsewhere. */
+		static const char going[] = "{\"status\":\"shutting down\"}";
+		return http_respond(wsi, pss, 503, "application/json", going, sizeof(going) - 1);
+	}
+	if (strcmp(path, "/healthz") == 0) {
+		char body[128];
+		int n = snprintf(body, sizeof(body),
+				 "{\"status\":\"ok\",\"uptimeMs\":%lld,\"sockets\":%llu}",
+				 (long long)(now_ms() - started_ms),
+				 (unsigned long long)client_count());
+		return http_respond(wsi, pss, 200, "application/json", body, (size_t)n);
+	}
+	if (strcmp(path, "/metrics") == 0) {
+		size_t len;
+		char *text = metrics_render(&len);
+		int rc = http_respond(wsi, pss, 200, "text/plain; version=0.0.4", text, len);
+		free(text);
+		return rc;
+	}
+	metrics_http_error(404);
+	static const char nf[] = "{\"status\":\"error\",\"statusCode\":404,\"message\":\"not found\"}";
+	return http_respond(wsi, pss, 404, "application/json", nf, sizeof(nf) - 1);
+}
+
+int route_http(struct lws *wsi, struct pss *pss, const char *path)
+{
+	if (is_engine_path(path))
+		return engine_http_request(wsi, pss);
+	if (strncmp(path, "/api/", 5) == 0)
+		return api_request_begin(wsi, pss, path);
+	return serve_own(wsi, pss, path);
+}
+
+int route_ws_check(const struct http_head *h, struct ws_route *route, const char **why)
+{
+	const struct http_field *origin = http_head_field(h, "origin");
+	char path[256], buf[64], o[256];
+	const char *v;
+
+	if (origin && origin->value_len) {
+		if (origin->value_len >= sizeof(o))
+			goto bad;
+		memcpy(o, origin->value, origin->value_len);
+		o[origin->value_len] = '\0';
+		if (!http_origin_allowed(o)) {
+			*why = "origin not allowed";
+			return 403;
+		}
+	}
+	if (life.draining) {
+		*why = "server shutting down";
+		return 503;
+	}
+	if (http_head_path(h, path, sizeof(path)) < 0)
+		goto bad;
+	if (is_engine_path(path)) {
+		v = http_head_query_arg(h, "EIO", buf, sizeof(buf));
+		if (!v || strcmp(v, "4") != 0)
+			goto bad;
+		v = http_head_query_arg(h, "transport", buf, sizeof(buf));
+		if (!v || strcmp(v, "websocket") != 0)
+			goto bad;
+		v = http_head_query_arg(h, "sid", buf, sizeof(buf));
+		route->kind = ROUTE_ENGINE;
+		route->target = NULL;
+		if (v) {
+			struct conn *c = engine_session(v);
+			if (!c || c->transport != TRANSPORT_POLLING || c->probe)
+				goto bad;
+			route->kind = ROUTE_PROBE;
+			route->target = c;
+		}
+		return 0;
+	}
+	if (path[0] == '/' && path[1] && (route->target = nsp_lookup(path, strlen(path)))) {
+		route->kind = ROUTE_PLAIN;
+		return 0;
+	}
+	*why = "not found";
+	return 404;
+bad:
+	*why = "bad request";
+	return 400;
+}
+
+void route_ws_open(struct ws *w, const struct http_head *h, const struct ws_route *route,
+		   const char *addr)
+{
+	struct handshake hs = { 0 };
+
+	if (route->kind == ROUTE_PROBE) {
+		engine_probe_open(route->target, w);
+		return;
+	}
+	http_handshake_from_head(&hs, h, addr);
+	if (route->kind == ROUTE_PLAIN)
+		plain_ws_open(w, &hs, route->target);
+	else
+		engine_ws_open(w, &hs);
+}

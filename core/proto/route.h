@@ -1,0 +1,27 @@
+/* route.h - which protocol serves what comes to the port, by its path:
+ * Engine.IO under /socket.io/, the plain WebSocket endpoint at a
+ * namespace's path, the HTTP API under /api/, /healthz and /metrics. */
+#ifndef PARLEY_ROUTE_H
+#define PARLEY_ROUTE_H
+
+#include "net/http.h"
+#include "net/ws.h"
+
+struct http_head;
+
+/* Notes the start time (/healthz's uptime). */
+void route_init(void);
+/* An HTTP request whose framing passed (net/http.c's on_request): answers
+ * it, or hands it to the route that will. */
+int route_http(struct lws *wsi, struct pss *pss, const char *path);
+/* An upgrade request (ws.c's check): the origin, the drain, the path and
+ * the Engine.IO query decide. 0 with `route` filled, or the HTTP status
+ * refusing it and `why`. */
+int route_ws_check(const struct http_head *h, struct ws_route *route, const char **why);
+/* A WebSocket is open on a request route_ws_check routed (ws.c's open, in
+ * the same callback): a new Engine.IO session or plain connection, or the
+ * probe of a polling session. */
+void route_ws_open(struct ws *w, const struct http_head *h, const struct ws_route *route,
+		   const char *addr);
+
+#endif
