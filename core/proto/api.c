@@ -129,7 +129,7 @@ static int dispatch(struct lws *wsi, struct pss *pss)
 int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 {
 	struct api_request *r;
-	/* How the body is framed was checked before any route (server.c's
+	/* How the body is framed was checked before any route (net/http.c's
 	 * check_framing): a plain Content-Length, or none on a method
 	 * without a body. */
 	long long length = http_content_length(wsi);
