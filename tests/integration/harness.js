@@ -28,7 +28,9 @@ function freePort() {
 // Spawns parley with the default scripts plus the testkit plugin (unless
 // opts.env overrides) and does not wait for it: { port, url, proc, dataDir,
 // exited, logs() }. opts: port, dataDir (a new temp folder by default;
-// null leaves PARLEY_DATA_DIR unset), cwd (the repository), env, args.
+// null leaves PARLEY_DATA_DIR unset), cwd (the repository), env, args, wrap
+// (a command line that runs parley, e.g. ['strace', '-f', ...]: proc is
+// then the wrapper's, and tracee(proc) finds parley's pid).
 async function spawnParley(opts = {}) {
   const port = opts.port || await freePort();
   const dataDir = opts.dataDir === undefined
@@ -45,7 +47,8 @@ async function spawnParley(opts = {}) {
     ...(process.env.UBSAN_OPTIONS ? { UBSAN_OPTIONS: process.env.UBSAN_OPTIONS } : {}),
     ...(opts.env || {}),
   };
-  const proc = spawn(BINARY, opts.args || [], { cwd: opts.cwd || ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, ...argv] = [...(opts.wrap || []), BINARY, ...(opts.args || [])];
+  const proc = spawn(cmd, argv, { cwd: opts.cwd || ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d) => { out += d; });
   proc.stderr.on('data', (d) => { out += d; });
