@@ -77,16 +77,23 @@ static void push_entry(const char *name)
  * after logging the error (the stack then holds no results). */
 static int call_runtime(const char *what, int nargs, int nresults)
 {
-	uint64_t start = usec_now();
-	int rc;
+	uint64_t start = usec_now(), took;
+	int rc, stopped;
 
 	guard_enter();
 	scratch_begin();
 	rc = lua_pcall(L, nargs, nresults, 0);
 	scratch_end();
-	guard_leave(L);
-	script_usec += usec_now() - start;
+	stopped = guard_leave(L);
+	took = usec_now() - start;
+	script_usec += took;
 	script_calls++;
+	/* How long the stopped call ran, against its budget: the guard's own
+	 * account of how late it stops (tests/integration/guard.test.js). */
+	if (stopped)
+		log_warn("guard: a call into Lua (%s) was stopped after %llu ms; the budget is %d ms "
+			 "(PARLEY_SCRIPT_TIMEOUT)", what, (unsigned long long)(took / 1000),
+			 srv.cfg->script_timeout_ms);
 	if (rc != 0) {
 		log_error("lua: %s: %s", what, lua_tostring(L, -1));
 		lua_pop(L, 1);
