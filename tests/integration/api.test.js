@@ -163,3 +163,6 @@ test('without PARLEY_API_KEY the API is off: 403', async () => {
     await off.stop();
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -370,3 +370,6 @@ describe('the bad-input matrix: each refused, counted, and harmless to others', 
       `the stored message is gone: ${JSON.stringify(body).slice(0, 300)}`);
   });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -154,3 +154,6 @@ test('parley.room_users lists each user of a room once', async () => {
   socks.forEach((s) => s.close());
   extra[1].close();
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

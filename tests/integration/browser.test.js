@@ -94,3 +94,6 @@ test('two users chat in the example page in headless Chromium: messages, typing,
     await srv.stop();
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

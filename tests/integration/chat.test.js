@@ -325,3 +325,6 @@ test('rooms: every socket is in room user:{userId}; a broadcast to user:X reache
     closeAll(x1, x2, other);
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

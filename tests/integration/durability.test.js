@@ -108,3 +108,6 @@ test('kill -9 in the middle of 5,000 acked sends from 20 clients loses no acked 
     assert.equal((await srv.stop()).code, 0);
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

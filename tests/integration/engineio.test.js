@@ -440,3 +440,6 @@ describe('CORS with FRONTEND_URL=http://app.example', () => {
     }
   });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -251,3 +251,6 @@ test('while the store cannot commit, no send is acked; once it can, the 20 sends
     clients.forEach((s) => s.close());
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -140,3 +140,6 @@ test('scripts keep their own pcall: test:catch sees its error', async () => {
 test('the log names the handler that was stopped', async () => {
   assert.match(srv.logs(), /testkit: handler for test:spin was stopped: it ran longer than the script time budget/);
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -3,6 +3,7 @@
 // in for parley: every test talks to the built binary over TCP.
 'use strict';
 const { spawn } = require('node:child_process');
+const { after } = require('node:test');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -12,6 +13,31 @@ const WebSocket = require('ws');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BINARY = process.env.PARLEY_BIN || path.join(ROOT, 'build', 'parley');
+
+// Everything the harness started in this test file, for cleanup().
+const spawned = new Set();
+const clients = new Set();
+
+// Kills every parley this file started that still runs and closes every
+// client the harness made. A test file calls it in its last `after` hook,
+// once its own graceful stops ran: a failed assertion then never leaves a
+// parley or a socket that keeps the file's process (and the run) alive.
+function cleanup() {
+  for (const c of clients) {
+    try { c.close(); } catch (_) { /* already closed */ }
+  }
+  clients.clear();
+  for (const proc of spawned) {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  }
+  spawned.clear();
+}
+
+// The safety net for a file that forgot: once the file's tests and hooks
+// are done, whatever is left is cleaned up. The timer does not keep the
+// process alive; it fires only if something else still does, and late
+// enough that the file's own after hooks (graceful stops) have finished.
+after(() => { setTimeout(cleanup, 20000).unref(); });
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -49,6 +75,7 @@ async function spawnParley(opts = {}) {
   };
   const [cmd, ...argv] = [...(opts.wrap || []), BINARY, ...(opts.args || [])];
   const proc = spawn(cmd, argv, { cwd: opts.cwd || ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  spawned.add(proc);
   let out = '';
   proc.stdout.on('data', (d) => { out += d; });
   proc.stderr.on('data', (d) => { out += d; });
@@ -91,7 +118,9 @@ function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
 // A socket.io-client socket that is not yet connected; tests call connect().
 function sioClient(srv, nsp = '/messages', opts = {}) {
-  return io(`${srv.url}${nsp}`, { autoConnect: false, reconnection: false, forceNew: true, ...opts });
+  const s = io(`${srv.url}${nsp}`, { autoConnect: false, reconnection: false, forceNew: true, ...opts });
+  clients.add(s);
+  return s;
 }
 
 // Connects and resolves once 'connect' fired (rejects on connect_error).
@@ -167,6 +196,8 @@ function frameQueue(ws, parse, onFrame = () => {}) {
 // A plain WebSocket to the /messages endpoint; frames are parsed JSON.
 function plainClient(srv, query = '', path = '/messages') {
   const ws = frameQueue(new WebSocket(`ws://127.0.0.1:${srv.port}${path}${query ? '?' + query : ''}`), JSON.parse);
+  clients.add(ws);
+  ws.once('close', () => clients.delete(ws));
   ws.sendJson = (obj) => ws.send(JSON.stringify(obj));
   return ws;
 }
@@ -175,6 +206,8 @@ function plainClient(srv, query = '', path = '/messages') {
 // It answers the server's pings unless autoPong is false; ws.pings counts them.
 function rawEngineWs(url, { autoPong = true, headers, origin } = {}) {
   const ws = new WebSocket(url, { headers, origin });
+  clients.add(ws);
+  ws.once('close', () => clients.delete(ws));
   ws.pings = 0;
   return frameQueue(ws, (f) => f, (f) => {
     if (f !== '2') return;
@@ -192,6 +225,6 @@ async function pollHandshake(srv, extra = '') {
 }
 
 module.exports = {
-  ROOT, BINARY, spawnParley, startParley, sleep, sioClient, connected, once, silent, frameQueue, plainClient,
+  ROOT, BINARY, spawnParley, startParley, cleanup, sleep, sioClient, connected, once, silent, frameQueue, plainClient,
   rawEngineWs, pollHandshake, freePort,
 };

@@ -82,3 +82,6 @@ test('a value acked after kv.wait() survives kill -9; so does an earlier expirin
   assert.deepEqual(await ask('test:kv-get', { key: 'durable' }), { value: { saved: [1, 2, 3] } });
   assert.deepEqual(await ask('test:kv-get', { key: 'counter' }), { value: 200 });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -402,3 +402,5 @@ test('PARLEY_MAX_BINARY_PENDING_TOTAL: the connection whose attachment would tak
     await srv.stop();
   }
 });
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -354,3 +354,5 @@ test('a message id named twice in one mark counts its marker once: the message s
   assert.deepEqual({ status: m.status, statuses: m.statuses },
     { status: 'read', statuses: { 'dup-late': 'read', 'dup-r': 'read' } });
 });
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

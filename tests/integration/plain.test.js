@@ -220,3 +220,6 @@ describe('plain WebSocket liveness with PARLEY_PING_INTERVAL=300 PARLEY_PING_TIM
     closePlain(ws);
   });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -122,3 +122,6 @@ for (const [plugins, expected] of [
     }
   });
 }
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

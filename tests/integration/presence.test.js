@@ -114,3 +114,6 @@ test('presence:query and the API: online users, a user\'s presence; lastSeen sur
   assert.deepEqual((await api('GET', '/api/users/never-seen/presence')).body,
     { userId: 'never-seen', online: false, lastSeen: null, sockets: 0 });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -291,3 +291,6 @@ test('scripts/chat.lua reloaded while typing and presence are live: connections 
     await srv.stop();
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -233,3 +233,6 @@ test('every setting --help lists refuses a bad value at start, from the environm
   }
   assert.ok(checked > rows.length * 3, `only ${checked} refusals checked`);
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -273,3 +273,6 @@ test('a data directory that is not an LMDB database, a file, or under a missing 
     assert.match(r.stderr + r.stdout, message);
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -252,3 +252,6 @@ describe('the WebSocket wire', () => {
     w.end();
   });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);
