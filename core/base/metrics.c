@@ -237,6 +237,12 @@ char *metrics_render(size_t *len)
 		"# HELP parley_lua_calls_total Calls into Lua.\n"
 		"# TYPE parley_lua_calls_total counter\nparley_lua_calls_total %llu\n",
 	    (double)script_usec / 1e6, (unsigned long long)script_calls);
+	put(&t, "# HELP parley_script_loads_total Loads of the scripts and plugins (the first "
+		"and each reload): ok took over, refused left the running version.\n"
+		"# TYPE parley_script_loads_total counter\n"
+		"parley_script_loads_total{result=\"ok\"} %llu\n"
+		"parley_script_loads_total{result=\"refused\"} %llu\n",
+	    (unsigned long long)script_loads, (unsigned long long)script_loads_refused);
 	put(&t, "# HELP parley_lua_stopped_total Calls into Lua the guard stopped for running "
 		"past PARLEY_SCRIPT_TIMEOUT.\n"
 		"# TYPE parley_lua_stopped_total counter\nparley_lua_stopped_total %llu\n"

@@ -1185,6 +1185,11 @@ int script_init(void)
 	return script_reload();
 }
 
+/* Counted once decided, so that a test (or an operator) can wait for the
+ * outcome of a SIGHUP or a file change on /metrics instead of sleeping. */
+uint64_t script_loads;
+uint64_t script_loads_refused;
+
 int script_reload(void)
 {
 	struct config *cfg = srv.cfg;
@@ -1197,14 +1202,18 @@ int script_reload(void)
 		lua_pushstring(L, cfg->config_file);
 	else
 		lua_pushnil(L);
-	if (call_runtime("load", 4, 2) < 0)
+	if (call_runtime("load", 4, 2) < 0) {
+		script_loads_refused++;
 		return -1;
+	}
 	if (lua_isnil(L, -2)) {
 		log_error("scripts not loaded: %s", lua_tostring(L, -1));
 		lua_pop(L, 2);
+		script_loads_refused++;
 		return -1;
 	}
 	lua_pop(L, 2);
+	script_loads++;
 	if (cfg->watch) {
 		/* Watch what was loaded, for the next change. */
 		push_entry("files");

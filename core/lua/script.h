@@ -60,5 +60,9 @@ void script_durable(void *ticket, int err);
 /* Microseconds spent in Lua, and calls made, since start (for /metrics). */
 extern uint64_t script_usec;
 extern uint64_t script_calls;
+/* Loads of the scripts (the first, and each reload) that took over, and
+ * those refused (the running version stayed). */
+extern uint64_t script_loads;
+extern uint64_t script_loads_refused;
 
 #endif

@@ -116,6 +116,39 @@ async function startParley(opts = {}) {
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
+// parley_script_loads_total of a running parley: { ok, refused } (the
+// first load counts: a new parley shows { ok: 1, refused: 0 }).
+async function scriptLoads(srv) {
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const n = (result) => {
+    const m = new RegExp(`^parley_script_loads_total\\{result="${result}"\\} (\\d+)$`, 'm').exec(text);
+    if (!m) throw new Error(`/metrics has no parley_script_loads_total{result="${result}"}`);
+    return Number(m[1]);
+  };
+  return { ok: n('ok'), refused: n('refused') };
+}
+
+// Resolves once parley has decided on a load of the scripts after `before`
+// (what scriptLoads said then): 'ok' (the new version took over: it answers
+// from now on) or 'refused' (the running version stays).
+async function loaded(srv, before, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await scriptLoads(srv);
+    if (now.ok > before.ok) return 'ok';
+    if (now.refused > before.refused) return 'refused';
+    if (Date.now() > deadline) throw new Error(`no load of the scripts within ${timeoutMs} ms:\n${srv.logs ? srv.logs() : ''}`);
+    await sleep(10);
+  }
+}
+
+// Sends SIGHUP and resolves with parley's decision: 'ok' or 'refused'.
+async function reload(srv) {
+  const before = await scriptLoads(srv);
+  srv.proc.kill('SIGHUP');
+  return loaded(srv, before);
+}
+
 // A socket.io-client socket that is not yet connected; tests call connect().
 function sioClient(srv, nsp = '/messages', opts = {}) {
   const s = io(`${srv.url}${nsp}`, { autoConnect: false, reconnection: false, forceNew: true, ...opts });
@@ -225,6 +258,6 @@ async function pollHandshake(srv, extra = '') {
 }
 
 module.exports = {
-  ROOT, BINARY, spawnParley, startParley, cleanup, sleep, sioClient, connected, once, silent, frameQueue, plainClient,
+  ROOT, BINARY, spawnParley, startParley, cleanup, sleep, scriptLoads, loaded, reload, sioClient, connected, once, silent, frameQueue, plainClient,
   rawEngineWs, pollHandshake, freePort,
 };

@@ -61,14 +61,16 @@ async function versionOf(s) {
   return (await s.timeout(3000).emitWithAck('rl:version')).version;
 }
 
-// Polls until the server answers with `version`; returns how long it took.
-async function until(s, version, ms = 5000) {
-  const started = Date.now();
-  while (Date.now() - started < ms) {
-    if (await versionOf(s) === version) return Date.now() - started;
-    await h.sleep(20);
+// Polls `probe` until `ok(value)`; resolves with the value (a wait for a
+// state the server reaches, not a fixed sleep).
+async function until(probe, ok, what, ms = 10000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(v)})`);
+    await h.sleep(10);
   }
-  throw new Error(`version ${version} did not answer within ${ms} ms`);
 }
 
 test('with PARLEY_WATCH=0 a changed file is not picked up until SIGHUP', async () => {
@@ -78,11 +80,15 @@ test('with PARLEY_WATCH=0 a changed file is not picked up until SIGHUP', async (
   try {
     await h.connected(s);
     assert.equal(await versionOf(s), 0);
+    const before = await h.scriptLoads(srv);
     fs.writeFileSync(file, pluginSource(1));
+    // Nothing can announce that no reload came: this is the one window
+    // left, and with the watch on a change is picked up well inside it.
     await h.sleep(500);
+    assert.deepEqual(await h.scriptLoads(srv), before, 'reloaded without being asked');
     assert.equal(await versionOf(s), 0, 'reloaded without being asked');
-    srv.proc.kill('SIGHUP');
-    await until(s, 1);
+    assert.equal(await h.reload(srv), 'ok');
+    assert.equal(await versionOf(s), 1, 'the new version does not answer once its load is counted');
   } finally {
     s.close();
     assert.equal((await srv.stop()).code, 0);
@@ -127,27 +133,33 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
     });
 
     const observer = clients[0];
-    const took = [];
     for (let v = 1; v <= 10; v++) {
-      await h.sleep(400);
+      // Between two reloads, every client is heard from again.
+      const mark = acked;
+      await until(() => acked, (n) => n >= mark + N, `${N} acks after version ${v - 1}`);
+      const before = await h.scriptLoads(srv);
       if (v === 6) {
         // Broken: refused, logged with file and line; version 5 keeps going.
         fs.writeFileSync(file, pluginSource(v, true));
         srv.proc.kill('SIGHUP');
-        await h.sleep(800);
+        assert.equal(await h.loaded(srv, before), 'refused');
         assert.equal(await versionOf(observer), 5, 'a broken version was swapped in');
         assert.match(srv.logs(), /scripts not loaded: .*reloadable\/init\.lua:\d+:/);
         continue;
       }
       fs.writeFileSync(file, pluginSource(v));
       if (v % 2 === 0) srv.proc.kill('SIGHUP'); // the others by the file watch alone
-      took.push(await until(observer, v));
+      assert.equal(await h.loaded(srv, before), 'ok', `version ${v}`);
+      // Swapped in between two loop iterations: it answers at once.
+      assert.equal(await versionOf(observer), v, `version ${v} does not answer once its load is counted`);
     }
     talking = false;
     await Promise.all(loops);
-    const deadline = Date.now() + 15000;
-    while (acked + ackErrors < sent && Date.now() < deadline) await h.sleep(50);
-    await h.sleep(300); // the last relays
+    await until(() => acked + ackErrors, (n) => n >= sent, 'an answer to every event', 15000);
+    // The last relays: every member of each room heard each message.
+    const deliveries = () => [...heard.values()].reduce((a, b) => a + b, 0);
+    const relayed = Date.now() + 15000;
+    while (deliveries() < sent * (ROOM - 1) && Date.now() < relayed) await h.sleep(10);
     assert.equal(disconnects, 0, 'a client was disconnected');
     assert.equal(ackErrors, 0, 'an event failed or timed out');
     assert.equal(acked, sent, 'an ack was lost');
@@ -173,7 +185,7 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
     assert.equal(heard.size, expected, 'a client heard a message not meant for it');
     const status = await observer.timeout(3000).emitWithAck('rl:version');
     assert.equal(status.total, sent, 'the shared counter did not survive the reloads');
-    console.log(`# reload: ${sent} events, 9 reloads swapped in after ${took.join(', ')} ms`);
+    console.log(`# reload: ${sent} events through 9 reloads and a refused one`);
   } finally {
     clients.forEach((s) => s.close());
     assert.equal((await srv.stop()).code, 0);
@@ -212,30 +224,26 @@ test('a version whose load hook throws is refused: the old one keeps running, it
   const state = () => s.timeout(3000).emitWithAck('lh:state');
   try {
     await h.connected(s);
-    await h.sleep(200);
-    assert.ok((await state()).one > 0, 'version 1\'s timer is not running');
+    await until(state, (st) => st.one > 0, 'version 1\'s timer');
 
     fs.writeFileSync(file, loadHookSource(2, true));
-    srv.proc.kill('SIGHUP');
-    await h.sleep(300);
+    assert.equal(await h.reload(srv), 'refused');
     const mid = await state();
-    await h.sleep(300);
-    const after = await state();
+    // Timers of 20 ms on one loop: five more ticks of version 1's would
+    // have let a live version 2 timer tick too.
+    const after = await until(state, (st) => st.one >= mid.one + 5, 'version 1\'s timer after the refusal');
     assert.equal(after.version, 1, 'the version whose load hook failed was swapped in');
-    assert.ok(after.one > mid.one, 'the old version\'s timer stopped');
     assert.equal(after.two, 0, 'the failed version\'s timer runs');
     assert.match(srv.logs(), /scripts not loaded: loadhook: load hook failed: .*loadhook\/init\.lua:6: load failed on purpose/);
 
     // A good version afterwards takes over as usual.
     fs.writeFileSync(file, loadHookSource(3, false));
-    srv.proc.kill('SIGHUP');
-    await h.sleep(300);
+    assert.equal(await h.reload(srv), 'ok');
     const third = await state();
-    await h.sleep(300);
-    const last = await state();
+    assert.equal(third.version, 3);
+    const last = await until(state, (st) => st.three >= third.three + 5, 'version 3\'s timer');
     assert.equal(last.version, 3);
     assert.equal(last.one, third.one, 'version 1\'s timer outlived its replacement');
-    assert.ok(last.three > third.three, 'version 3\'s timer is not running');
     assert.equal(last.two, 0);
     assert.equal(disconnects, 0, 'the client was disconnected');
   } finally {
@@ -259,8 +267,12 @@ test('scripts/chat.lua reloaded while typing and presence are live: connections 
     for (const c of [ann, bob, cy]) await c.join('live');
     assert.deepEqual(await ann.request('typing:start', { conversationId: 'live' }), { success: true });
     assert.equal((await bob.next('typing:start')).version, undefined);
-    cy.close(); // offline after the grace period
-    await h.sleep(100);
+    // cy goes (offline after the grace period), under the old version.
+    const sockets = async () => Number(/^parley_connections\{transport="websocket"\} (\d+)$/m
+      .exec(await (await fetch(`${srv.url}/metrics`)).text())[1]);
+    const open = await sockets();
+    cy.close();
+    await until(sockets, (n) => n === open - 1, 'cy\'s close seen by parley');
 
     // The new version marks what it sends.
     let src = fs.readFileSync(chat, 'utf8');
@@ -274,7 +286,7 @@ test('scripts/chat.lua reloaded while typing and presence are live: connections 
       src = src.split(from).join(to);
     }
     fs.writeFileSync(chat, src);
-    await srv.reload();
+    assert.equal(await srv.reload(), 'ok', srv.logs());
     assert.match(srv.logs(), /scripts reloaded/);
 
     // Nobody refreshed ann's typing: the new version's sweep ends it, and
