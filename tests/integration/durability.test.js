@@ -46,16 +46,20 @@ test('kill -9 in the middle of 5,000 acked sends from 20 clients loses no acked 
         const n = next++;
         const msg = { conversationId: conv, clientMessageId: `d${i}-${n}`, type: 'text', content: `d${i} #${n}` };
         sent.push({ sender: `d${i}`, n, msg });
+        let ack;
         try {
-          const ack = await s.timeout(5000).emitWithAck('message:send', msg);
-          if (ack && ack.status === 'sent') {
-            acked.set(msg.clientMessageId, { messageId: ack.messageId, conv, sender: `d${i}`, n });
-            if (acked.size >= TOTAL / 2 && !killed) {
-              killed = true;
-              srv.kill('SIGKILL');
-            }
-          }
-        } catch (_) { /* no ack: parley is gone */ }
+          ack = await s.timeout(5000).emitWithAck('message:send', msg);
+        } catch (e) {
+          // No ack is expected only once parley is gone.
+          if (!killed) throw new Error(`d${i} #${n} got no ack before the kill: ${e.message}`);
+          continue;
+        }
+        assert.equal(ack.status, 'sent', `d${i} #${n}: ${JSON.stringify(ack)}`);
+        acked.set(msg.clientMessageId, { messageId: ack.messageId, conv, sender: `d${i}`, n });
+        if (acked.size >= TOTAL / 2 && !killed) {
+          killed = true;
+          srv.kill('SIGKILL');
+        }
       }
     }
     await Promise.all(Array.from({ length: WINDOW }, lane));
