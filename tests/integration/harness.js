@@ -116,6 +116,25 @@ async function startParley(opts = {}) {
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
+// The value of one series of /metrics (`name{labels}` as printed), or null.
+async function metric(srv, series) {
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line ? Number(line.slice(series.length + 1)) : null;
+}
+
+// Calls `probe` until `ok(value)` and resolves with that value: a wait for a
+// state parley reaches, bounded by `ms`, instead of a sleep that guesses.
+async function waitFor(probe, ok, what, ms = 10000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(v)})`);
+    await sleep(10);
+  }
+}
+
 // parley_script_loads_total of a running parley: { ok, refused } (the
 // first load counts: a new parley shows { ok: 1, refused: 0 }).
 async function scriptLoads(srv) {
@@ -258,6 +277,6 @@ async function pollHandshake(srv, extra = '') {
 }
 
 module.exports = {
-  ROOT, BINARY, spawnParley, startParley, cleanup, sleep, scriptLoads, loaded, reload, sioClient, connected, once, silent, frameQueue, plainClient,
+  ROOT, BINARY, spawnParley, startParley, cleanup, sleep, metric, waitFor, scriptLoads, loaded, reload, sioClient, connected, once, silent, frameQueue, plainClient,
   rawEngineWs, pollHandshake, freePort,
 };
