@@ -304,5 +304,108 @@ test('scripts/chat.lua reloaded while typing and presence are live: connections 
   }
 });
 
+// Two plugins of one version: ab_b's filter stamps its version on the
+// event, ab_a's handler adds its own, broadcasts the pair to the room and
+// acks it. A version may be broken in ab_b alone (a syntax error).
+function abSources(version, brokenB) {
+  return {
+    a: `-- ab_a v${version}: written by tests/integration/reload.test.js
+return {
+	events = {
+		["ab:probe"] = function(sock, data)
+			local seen = { a = ${version}, b = data.b, n = data.n }
+			parley.to("ab"):emit("ab:heard", { from = sock.userId, a = seen.a, b = seen.b, n = seen.n })
+			return seen
+		end,
+	},
+}
+`,
+    b: `-- ab_b v${version}: written by tests/integration/reload.test.js
+return {
+	priority = 10,
+	filter = function(sock, event, data)
+		if event == "ab:probe" and type(data) == "table" then
+			data.b = ${version}
+			return data
+		end
+	end,
+}
+${brokenB ? 'this is not Lua' : ''}`,
+  };
+}
+
+test('a reload that changes two plugins at once swaps both or neither: every ack and every broadcast of an event carries one version, and a version broken in one file changes nothing', { timeout: 120000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-atomic-'));
+  const write = (version, brokenB) => {
+    const src = abSources(version, brokenB);
+    for (const m of ['a', 'b']) {
+      fs.mkdirSync(path.join(dir, `ab_${m}`), { recursive: true });
+      fs.writeFileSync(path.join(dir, `ab_${m}`, 'init.lua'), src[m]);
+    }
+  };
+  write(1);
+  const srv = await h.startParley({ env: { PARLEY_PLUGIN_PATH: `${dir};${path.join(h.ROOT, 'tests', 'plugins')}`,
+    PARLEY_PLUGINS: 'testkit,ab_a,ab_b', PARLEY_WATCH: '0' } });
+  const clients = [];
+  const acks = [];                // { from, n, a, b }
+  const heard = new Map();        // "from:n" -> [versions heard, by each listener]
+  let probing = true;
+  try {
+    for (let i = 0; i < 10; i++) {
+      const s = h.sioClient(srv, '/messages', { query: { userId: `ab${i}` }, transports: ['websocket'] });
+      await h.connected(s);
+      await s.timeout(3000).emitWithAck('test:join', { room: 'ab' });
+      s.on('ab:heard', (m) => {
+        const key = `${m.from}:${m.n}`;
+        if (!heard.has(key)) heard.set(key, []);
+        heard.get(key).push(`${m.a}/${m.b}`);
+      });
+      clients.push(s);
+    }
+    // Each client probes without pause while the reloads happen.
+    const loops = clients.map(async (s, i) => {
+      for (let n = 0; probing; n++) {
+        const ack = await s.timeout(10000).emitWithAck('ab:probe', { n });
+        acks.push({ from: `ab${i}`, n, a: ack.a, b: ack.b });
+      }
+    });
+    const answered = async (expect) => {
+      const ack = await clients[0].timeout(3000).emitWithAck('ab:probe', { n: -1 });
+      assert.deepEqual({ a: ack.a, b: ack.b }, expect);
+    };
+    let current = 1;
+    await answered({ a: 1, b: 1 });
+    for (const [version, brokenB] of [[2], [3], [4, true], [5], [6, true], [7]]) {
+      const mark = acks.length;
+      await h.waitFor(() => acks.length, (n) => n >= mark + 50, 'probes between reloads');
+      write(version, brokenB);
+      const result = await h.reload(srv);
+      assert.equal(result, brokenB ? 'refused' : 'ok', `version ${version}`);
+      if (!brokenB) current = version;
+      await answered({ a: current, b: current });
+    }
+    probing = false;
+    await Promise.all(loops);
+    // The last broadcasts: each listener hears each probe.
+    await h.waitFor(() => [...heard.values()].reduce((t, v) => t + v.length, 0),
+      (t) => t >= acks.length * clients.length, 'every broadcast heard', 15000);
+
+    const mixed = acks.filter((x) => x.a !== x.b);
+    assert.deepEqual(mixed.slice(0, 5), [], `${mixed.length} acks mixed two versions`);
+    const seenVersions = [...new Set(acks.map((x) => x.a))].sort((x, y) => x - y);
+    assert.deepEqual(seenVersions, [1, 2, 3, 5, 7], 'the versions that answered');
+    let mismatched = 0;
+    for (const x of acks) {
+      for (const v of heard.get(`${x.from}:${x.n}`) || []) if (v !== `${x.a}/${x.b}`) mismatched++;
+    }
+    assert.equal(mismatched, 0, 'a broadcast carried another version than the ack of its event');
+    assert.match(srv.logs(), /scripts not loaded: .*ab_b\/init\.lua:\d+:/);
+  } finally {
+    probing = false;
+    clients.forEach((s) => s.close());
+    assert.equal((await srv.stop()).code, 0);
+  }
+});
+
 // Whatever a failed test left running is stopped, after the hooks above.
 require('node:test').after(require('./harness').cleanup);
