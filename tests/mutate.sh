@@ -51,7 +51,7 @@ run_suites() {
 				{ echo "$suite"; return; } ;;
 		*)
 			(cd "$scratch/tests" && PARLEY_BIN="$scratch/build/parley" timeout "$per_suite_timeout" \
-				node --test --test-concurrency=1 --test-timeout=120000 "$suite") \
+				node --test --test-concurrency=1 --test-timeout=600000 "$suite") \
 				>"$scratch/suite.log" 2>&1 || { echo "$suite"; return; } ;;
 		esac
 	done

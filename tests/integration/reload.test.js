@@ -105,6 +105,7 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
   const heard = new Map();
   const said = []; // { from, n } of every rl:say sent (from: the client index)
   let sent = 0, acked = 0, ackErrors = 0;
+  let talking = false;
   try {
     for (let i = 0; i < N; i += 20) {
       clients.push(...await Promise.all(Array.from({ length: 20 }, async (_, k) => {
@@ -120,7 +121,7 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
       })));
     }
     // Every client says something every 100 ms (2,000 events/s in all).
-    let talking = true;
+    talking = true;
     const loops = clients.map(async (s, i) => {
       for (let n = 0; talking; n++) {
         sent++;
@@ -187,6 +188,7 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
     assert.equal(status.total, sent, 'the shared counter did not survive the reloads');
     console.log(`# reload: ${sent} events through 9 reloads and a refused one`);
   } finally {
+    talking = false; // a failed assertion must not leave the talkers looping
     clients.forEach((s) => s.close());
     assert.equal((await srv.stop()).code, 0);
   }
