@@ -56,7 +56,7 @@ function freePort() {
 // exited, logs() }. opts: port, dataDir (a new temp folder by default;
 // null leaves PARLEY_DATA_DIR unset), cwd (the repository), env, args, wrap
 // (a command line that runs parley, e.g. ['strace', '-f', ...]: proc is
-// then the wrapper's, and tracee(proc) finds parley's pid).
+// then the wrapper's; parley is its child, see fsync.test.js).
 async function spawnParley(opts = {}) {
   const port = opts.port || await freePort();
   const dataDir = opts.dataDir === undefined
