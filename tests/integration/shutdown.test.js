@@ -198,6 +198,8 @@ test('SIGTERM with a send in flight (its commit held back): new connections are 
   assert.equal((await acking).status, 'sent');
   const st = await srv.exited;
   assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null }, srv.logs());
+  // The process's exit may be seen before the socket's close is read.
+  await h.waitFor(() => order.length, (n) => n >= 2, `the disconnect\n${explain()}`);
   assert.deepEqual(order, ['ack: sent', 'disconnect: transport close'], explain());
   assert.match(srv.logs(), /stopping: new connections are refused; waiting for the store, then closing 1 connections/);
   assert.match(srv.logs(), /reload ignored: parley is shutting down/);
