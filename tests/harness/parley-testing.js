@@ -135,4 +135,7 @@ async function start({ plugins = [], pluginPath = [], env = {}, config } = {}) {
   };
 }
 
-module.exports = { start, sleep: h.sleep, Client };
+// cleanup() kills every parley and closes every client this file started
+// and left: call it in your last `after` hook so a failed test cannot keep
+// the file running (the harness also sweeps 20 s after the last hook).
+module.exports = { start, sleep: h.sleep, cleanup: h.cleanup, Client };

@@ -13,6 +13,7 @@ test.before(async () => {
   srv = await parley.start({ plugins: ['files'], config: `{ plugin_config = { files = { interval_ms = ${INTERVAL} } } }` });
 });
 test.after(() => srv.stop());
+test.after(parley.cleanup); // last: whatever a failed test left running
 
 test('a burst of 50 updates is thinned to the first and the last; after the interval the next goes again', async () => {
   const a = await srv.client('fa');

@@ -12,6 +12,7 @@ test.before(async () => {
     throttle_after = 5, throttle_ms = 400 } } }` });
 });
 test.after(() => srv.stop());
+test.after(parley.cleanup); // last: whatever a failed test left running
 
 const typing = (c) => c.request('typing:start', { conversationId: 'rl', isTyping: true });
 // A client in the conversation 'rl' (typing is for the sockets in it).
