@@ -39,6 +39,14 @@ function cleanup() {
 // enough that the file's own after hooks (graceful stops) have finished.
 after(() => { setTimeout(cleanup, 20000).unref(); });
 
+// When the runner gives up on a file (its --test-timeout), it kills the
+// file's process with SIGTERM: no hook runs then, and the parleys it
+// started would live on, orphaned. They go with it.
+process.once('SIGTERM', () => {
+  cleanup();
+  process.exit(143);
+});
+
 function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
