@@ -3,8 +3,12 @@
  * frame headers and what is wrong with them, masking, server headers. */
 #include <stdint.h>
 
+#include "base/frame.h"
 #include "check.h"
 #include "wire/websocket.h"
+
+/* The output queue writes a frame's header in the frame's headroom. */
+_Static_assert(FRAME_HEADROOM >= WS_HEADER_MAX, "no room for a WebSocket header before a frame");
 
 static void test_head(void)
 {
