@@ -1,7 +1,8 @@
 /* script.h - the Lua seam: one long-lived LuaJIT state running the embedded
  * runtime (core/lua/runtime.lua), which loads the scripts folder and plugins and
  * dispatches to their hooks. The core calls in here for every connection,
- * event, ack and disconnection; the host API (script.c) calls back out. */
+ * event, ack and disconnection; the host API (script.c and the files of
+ * lua/host.h) calls back out. */
 #ifndef PARLEY_SCRIPT_H
 #define PARLEY_SCRIPT_H
 
@@ -51,11 +52,6 @@ void script_ack(struct client *cl, uint64_t id, const char *args,
 struct handshake;
 void script_http(const char *id, const char *method, const char *path,
 		 const struct handshake *query, const char *body, size_t body_len);
-
-/* Waiting for the store: a job yields a ticket from script_new_ticket, and
- * script_durable(ticket, err) - a store batch's completion - resumes it. */
-uintptr_t script_new_ticket(void);
-void script_durable(void *ticket, int err);
 
 /* Microseconds spent in Lua, and calls made, since start (for /metrics). */
 extern uint64_t script_usec;

@@ -30,8 +30,8 @@
 #include "lua/jsonlua.h"
 #include "base/log.h"
 #include "base/map.h"
-#include "lua/scratch.h"
-#include "lua/script.h"
+#include "base/scratch.h"
+#include "lua/tickets.h"
 #include "store/store.h"
 
 #define ID_LEN 16
@@ -226,14 +226,14 @@ static void caches_check(void)
 static void on_written(void *ticket, int err)
 {
 	if (ticket)
-		script_durable(ticket, err);
+		tickets_done(ticket, err);
 }
 
 /* Submits `b` (which it takes); returns the ticket its completion resumes,
  * for the caller to push. */
 static lua_Number submit(struct store_batch *b)
 {
-	uintptr_t ticket = script_new_ticket();
+	uintptr_t ticket = tickets_new();
 
 	store_submit(b, on_written, (void *)ticket);
 	return (lua_Number)ticket;
