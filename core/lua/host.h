@@ -35,5 +35,7 @@ void host_timers_fini(void);
 void kv_register(lua_State *S);
 void kv_start(void);
 void kv_fini(void);
+/* store_api.c: the message store's store_* functions and iso_time. */
+void store_api_register(lua_State *L);
 
 #endif

@@ -26,7 +26,6 @@
 #include "lua/script.h"
 #include "lua/tickets.h"
 #include "net/http.h"
-#include "store/messages.h"
 #include "server.h"
 
 extern const char runtime_lua[];
@@ -280,7 +279,7 @@ int script_init(void)
 	host_timers_register(L);
 	kv_register(L);
 	tickets_register(L);
-	messages_register(L);
+	store_api_register(L);
 	cryptolua_register(L);
 	jsonlua_open(L);
 	lua_setfield(L, -2, "json");
