@@ -10,7 +10,7 @@ struct handshake;
 
 /* The seam's Lua state (NULL before script_init and after script_fini). */
 lua_State *script__state(void);
-/* Pushes runtime[name] (an entry of the table runtime.lua returned). */
+/* Pushes R[name]: an entry of what the runtime gives the core to call. */
 void script__push_entry(const char *name);
 /* Calls the entry pushed under `nargs` arguments with the guard's budgets,
  * timed for /metrics. Returns 0, or -1 after logging the error (the stack

@@ -1,5 +1,5 @@
 /* script.c - the C half of the Lua seam: the LuaJIT state, the calls into
- * the embedded runtime (core/lua/runtime.lua) for connections, events, acks and
+ * the embedded runtime (core/lua/runtime/) for connections, events, acks and
  * timers, and the `core` table of host functions the runtime builds on: the
  * general ones here, the others by topic (host.h: sockets, timers, kv,
  * tickets; the message store's in store_api.c). */
@@ -28,12 +28,26 @@
 #include "net/http.h"
 #include "server.h"
 
-extern const char runtime_lua[];
-extern const size_t runtime_lua_len;
+/* The runtime's parts (core/lua/runtime/NAME.lua, embedded by CMake as
+ * runtime_NAME_lua), in the order they run, each with `core` and the
+ * context the parts share; binary.lua is loaded before them. Their chunk
+ * names are what the guard knows the runtime's code by (it never stops
+ * it): a part is added here, and in CMake's embed list, or not at all. */
+#define RUNTIME_PARTS(X) X(helpers) X(jobs) X(sockets) X(api) X(sandbox) X(plugins) X(dispatch)
+#define RUNTIME_DECLARE(n) extern const char runtime_##n##_lua[]; \
+	extern const size_t runtime_##n##_lua_len;
+#define RUNTIME_CHUNK(n) "@core/lua/runtime/" #n ".lua",
+#define RUNTIME_TEXT(n) { runtime_##n##_lua, &runtime_##n##_lua_len },
+RUNTIME_PARTS(RUNTIME_DECLARE)
 extern const char binary_lua[];
 extern const size_t binary_lua_len;
-/* The runtime's chunks: the guard never stops them. */
-static const char *const runtime_sources[] = { "@core/lua/runtime.lua", "@core/lua/binary.lua", NULL };
+
+static const char *const runtime_sources[] = { RUNTIME_PARTS(RUNTIME_CHUNK) "@core/lua/binary.lua",
+					       NULL };
+static const struct {
+	const char *text;
+	const size_t *len;
+} runtime_parts[] = { RUNTIME_PARTS(RUNTIME_TEXT) };
 
 /* Scripts are small: a file larger than this is a mistake. */
 #define SCRIPT_FILE_MAX (4u << 20)
@@ -42,7 +56,7 @@ uint64_t script_usec;
 uint64_t script_calls;
 
 static lua_State *L;
-static int runtime_ref = LUA_NOREF; /* the table runtime.lua returned */
+static int runtime_ref = LUA_NOREF; /* the runtime's R: what the core calls */
 
 static uint64_t usec_now(void)
 {
@@ -269,10 +283,6 @@ int script_init(void)
 	pattern_register(L, guard_check);
 	lua_pop(L, 1);
 
-	if (luaL_loadbuffer(L, runtime_lua, runtime_lua_len, "@core/lua/runtime.lua") != 0) {
-		log_error("lua: %s", lua_tostring(L, -1));
-		return -1;
-	}
 	lua_newtable(L);
 	luaL_register(L, NULL, core_functions);
 	host_sockets_register(L);
@@ -312,9 +322,23 @@ int script_init(void)
 	lua_pushinteger(L, srv.cfg->max_user_sockets);
 	lua_setfield(L, -2, "max_user_sockets");
 	lua_setfield(L, -2, "settings");
-	if (call_runtime("runtime", 1, 1) < 0)
-		return -1;
+	/* The parts, in order, on one context table; the last leaves there what
+	 * the core calls (R). */
+	lua_newtable(L);
+	for (size_t i = 0; i < sizeof(runtime_parts) / sizeof(runtime_parts[0]); i++) {
+		if (luaL_loadbuffer(L, runtime_parts[i].text, *runtime_parts[i].len,
+				    runtime_sources[i]) != 0) {
+			log_error("lua: %s", lua_tostring(L, -1));
+			return -1;
+		}
+		lua_pushvalue(L, -3);
+		lua_pushvalue(L, -3);
+		if (call_runtime("runtime", 2, 0) < 0)
+			return -1;
+	}
+	lua_getfield(L, -1, "R");
 	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pop(L, 2);
 	kv_start();
 	tickets_start();
 	if (srv.cfg->watch)

@@ -1,6 +1,6 @@
 /* script.h - the Lua seam: one long-lived LuaJIT state running the embedded
- * runtime (core/lua/runtime.lua), which loads the scripts folder and plugins and
- * dispatches to their hooks. The core calls in here for every connection,
+ * runtime (the files of core/lua/runtime/), which loads the scripts folder
+ * and plugins and dispatches to their hooks. The core calls in here for every connection,
  * event, ack and disconnection; the host API (script.c and the files of
  * lua/host.h) calls back out. */
 #ifndef PARLEY_SCRIPT_H
