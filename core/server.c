@@ -878,10 +878,17 @@ static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 		ev_break(l, EVBREAK_ALL);
 }
 
+static struct metrics_value sockets_metric = {
+	.name = "parley_sockets", .help = "Connected sockets (namespace connections).",
+	.type = "gauge", .count = &srv.sockets,
+};
+
 int server_start(struct config *cfg)
 {
 	struct lws_context_creation_info info;
 	void *loops[1];
+
+	metrics_register(&sockets_metric);
 
 	srv.cfg = cfg;
 	srv.started_ms = now_ms();

@@ -270,8 +270,22 @@ void script__push_optstring(lua_State *S, const char *s)
 
 /* ---- calls in ---- */
 
+static struct metrics_value lua_metrics[] = {
+	{ .name = "parley_lua_seconds_total", .help = "Time spent running Lua.", .type = "counter",
+	  .usec = &script_usec },
+	{ .name = "parley_lua_calls_total", .help = "Calls into Lua.", .type = "counter",
+	  .count = &script_calls },
+	{ .name = "parley_script_loads_total{result=\"ok\"}",
+	  .help = "Loads of the scripts and plugins (the first and each reload): ok took over, "
+		  "refused left the running version.",
+	  .type = "counter", .count = &script_loads },
+	{ .name = "parley_script_loads_total{result=\"refused\"}", .count = &script_loads_refused },
+};
+
 int script_init(void)
 {
+	for (size_t i = 0; i < sizeof(lua_metrics) / sizeof(lua_metrics[0]); i++)
+		metrics_register(&lua_metrics[i]);
 	L = guard_newstate(srv.cfg->script_timeout_ms, srv.cfg->script_memory,
 			   runtime_sources);
 	if (!L)
@@ -342,7 +356,7 @@ int script_init(void)
 	kv_start();
 	tickets_start();
 	if (srv.cfg->watch)
-		watch_init(srv.loop);
+		watch_init(srv.loop, server_request_reload);
 
 	return script_reload();
 }
