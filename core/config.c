@@ -570,8 +570,6 @@ out:
 	return rc;
 }
 
-/* PARLEY_STATIC is "/prefix=directory": a prefix of its own (not one of
- * parley's paths) and a directory that exists. */
 /* One attachment may be as large as a message, and the server's cap holds
  * at least one connection's. */
 static int config_check_binary(const struct config *c, char *err, size_t errlen)
@@ -591,6 +589,10 @@ static int config_check_binary(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* PARLEY_STATIC is "/prefix=directory": a prefix of its own (not one of
+ * parley's paths) and a directory that exists. Checked once every source
+ * is read, so the message names both places the value may come from. */
+#define STATIC_NAMES "PARLEY_STATIC (file key static)"
 static int config_check_static(const struct config *c, char *err, size_t errlen)
 {
 	static const char *const taken[] = { "/socket.io", "/api", "/messages", "/healthz",
@@ -602,19 +604,19 @@ static int config_check_static(const struct config *c, char *err, size_t errlen)
 		return 0;
 	eq = strchr(v, '=');
 	if (v[0] != '/' || !eq || eq == v + 1 || !eq[1] || eq - v > 100) {
-		config_fail(err, errlen, NULL, "PARLEY_STATIC",
+		config_fail(err, errlen, NULL, STATIC_NAMES,
 			    "expected \"/prefix=directory\", got \"%.*s\"", CONFIG_QUOTE_MAX, v);
 		return -1;
 	}
 	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
 		size_t n = strlen(taken[i]);
 		if ((size_t)(eq - v) >= n && strncmp(v, taken[i], n) == 0) {
-			config_fail(err, errlen, NULL, "PARLEY_STATIC", "%s is parley's own path", taken[i]);
+			config_fail(err, errlen, NULL, STATIC_NAMES, "%s is parley's own path", taken[i]);
 			return -1;
 		}
 	}
 	if (stat(eq + 1, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		config_fail(err, errlen, NULL, "PARLEY_STATIC", "%s is not a directory", eq + 1);
+		config_fail(err, errlen, NULL, STATIC_NAMES, "%s is not a directory", eq + 1);
 		return -1;
 	}
 	return 0;

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	if (script_init() < 0) {
+	if (script_init(server_request_reload) < 0) {
 		rc = 1;
 		goto out;
 	}

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # deps.sh - installs what parley needs on Debian 12 and is missing: the build
 # tools and libraries (apt), and with --test what the tests use: Chromium
-# (apt, for the browser test) and the npm packages of the test clients
-# (tests/node_modules) and of the example page (examples/web/node_modules),
-# each from its package-lock.json.
+# (apt, for the browser test), strace (apt, for the fsync test) and the npm
+# packages of the test clients (tests/node_modules) and of the example page
+# (examples/web/node_modules), each from its package-lock.json.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -11,7 +11,7 @@ packages=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib
 	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev curl)
 
 if [ "${1:-}" = "--test" ]; then
-	packages+=(chromium)
+	packages+=(chromium strace)
 fi
 
 missing=()
@@ -31,6 +31,11 @@ if [ "${1:-}" = "--test" ]; then
 	# Node comes with the machine (NOTES.md: do not apt-get install nodejs).
 	command -v node >/dev/null || { echo "deps: node is required for the tests" >&2; exit 1; }
 	for dir in "$here" "$here/../examples/web"; do
+		# A node_modules that is a symlink is another checkout's (a git
+		# worktree sharing the main one's): npm ci would empty it for
+		# everyone who uses it. A fresh worktree's package-lock.json is
+		# always "newer", so the date cannot decide here.
+		[ -L "$dir/node_modules" ] && [ -d "$dir/node_modules/socket.io-client" -o -d "$dir/node_modules/socket.io" ] && continue
 		if [ ! -d "$dir/node_modules" ] ||
 			[ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
 			(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)

@@ -37,4 +37,4 @@ if [ ${#files[@]} -eq 0 ]; then
 fi
 export NODE_PATH="$root/tests/harness:$root/tests/node_modules${NODE_PATH:+:$NODE_PATH}"
 cd "$root/tests"
-exec node --test --test-concurrency=1 "${files[@]}"
+exec node --test --test-concurrency=1 --test-timeout=600000 "${files[@]}"

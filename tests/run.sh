@@ -23,11 +23,11 @@ echo "== unit tests (ctest)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 echo "== integration tests (build/parley)"
-(cd tests && PARLEY_BIN="$root/build/parley" node --test --test-concurrency=1 integration/)
+(cd tests && PARLEY_BIN="$root/build/parley" node --test --test-concurrency=1 --test-timeout=600000 integration/)
 echo "== plugin tests (tests/plugin-test.sh, build/parley)"
 PARLEY_BIN="$root/build/parley" bash tests/plugin-test.sh
 if [ "${PARLEY_SKIP_ASAN:-0}" != "1" ]; then
 	echo "== integration and plugin tests under ASan+UBSan (build-asan/parley)"
-	(cd tests && PARLEY_BIN="$root/build-asan/parley" node --test --test-concurrency=1 integration/)
+	(cd tests && PARLEY_BIN="$root/build-asan/parley" node --test --test-concurrency=1 --test-timeout=600000 integration/)
 	PARLEY_BIN="$root/build-asan/parley" bash tests/plugin-test.sh
 fi

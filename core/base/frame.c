@@ -4,7 +4,7 @@
 
 struct frame *frame_new(const void *data, size_t len, int binary)
 {
-	struct frame *f = xmalloc(sizeof(*f) + LWS_PRE + len + 1);
+	struct frame *f = xmalloc(sizeof(*f) + FRAME_HEADROOM + len + 1);
 
 	f->refs = 1;
 	f->len = (uint32_t)len;

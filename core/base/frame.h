@@ -7,19 +7,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <libwebsockets.h>
+/* The room before a frame's payload. The output queue writes the frame's
+ * WebSocket header there (wire/websocket.h: at most WS_HEADER_MAX, 10
+ * bytes), so that the header and the payload leave in one piece. 16 is
+ * libwebsockets' LWS_PRE as well, so a payload may also be given to
+ * lws_write in place: net/http.h asserts that it still is. */
+#define FRAME_HEADROOM 16
 
 struct frame {
 	uint32_t refs;
 	uint32_t len;
 	uint8_t binary; /* a WebSocket binary message (an attachment) */
 	uint8_t opcode; /* a WebSocket control frame (0x9 ping), or 0 for data */
-	/* LWS_PRE bytes of headroom, where the WebSocket header is written (at
-	 * most 10 bytes: conn.c), then the payload. */
+	/* FRAME_HEADROOM bytes of headroom, then the payload, then a NUL. */
 	unsigned char buf[];
 };
 
-#define frame_data(f) ((f)->buf + LWS_PRE)
+#define frame_data(f) ((f)->buf + FRAME_HEADROOM)
 
 /* A new frame of `len` bytes copied from `data` (or left for the caller to
  * fill when `data` is NULL), holding one reference. */

@@ -2,8 +2,6 @@
  * metrics.h). Event names are client-chosen, so at most METRICS_MAX_NAMES
  * distinct names get their own series; the rest count under "_other". */
 #include "base/metrics.h"
-#include "lua/guard.h"
-#include "store/store.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,8 +9,6 @@
 
 #include "base/alloc.h"
 #include "base/map.h"
-#include "lua/script.h"
-#include "hub/client.h"
 
 #define METRICS_MAX_NAMES 256
 
@@ -194,10 +190,35 @@ static void put_family(struct text *t, struct map *m, const char *metric,
 	}
 }
 
+static struct metrics_value *registered, **registered_tail = &registered;
+
+void metrics_register(struct metrics_value *v)
+{
+	for (const struct metrics_value *w = registered; w; w = w->next)
+		if (w == v)
+			return;
+	v->next = NULL;
+	*registered_tail = v;
+	registered_tail = &v->next;
+}
+
+/* A series' name without its labels. */
+static const char *family(const char *name, char *out, size_t cap)
+{
+	size_t n = strcspn(name, "{");
+
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, name, n);
+	out[n] = '\0';
+	return out;
+}
+
 char *metrics_render(size_t *len)
 {
 	static const char *const names[] = { "polling", "websocket", "plain" };
 	struct text t = { xmalloc(4096), 0, 4096 };
+	char fam[128];
 
 	ensure_maps();
 	put(&t, "# HELP parley_connections Open connections by transport.\n"
@@ -213,9 +234,6 @@ char *metrics_render(size_t *len)
 	put(&t, "# HELP parley_upgrades_total Polling sessions upgraded to WebSocket.\n"
 		"# TYPE parley_upgrades_total counter\nparley_upgrades_total %llu\n",
 	    (unsigned long long)upgrades);
-	put(&t, "# HELP parley_sockets Connected sockets (namespace connections).\n"
-		"# TYPE parley_sockets gauge\nparley_sockets %llu\n",
-	    (unsigned long long)client_count());
 	put(&t, "# HELP parley_event_encodings_total Event frames encoded (a broadcast "
 		"encodes once per wire format, whatever its audience).\n"
 		"# TYPE parley_event_encodings_total counter\nparley_event_encodings_total %llu\n",
@@ -232,42 +250,17 @@ char *metrics_render(size_t *len)
 		   "Times a limit tripped, by limit.");
 	put_family(&t, &protocol_errors, "parley_protocol_errors_total", "kind",
 		   "Malformed packets and requests, by kind.");
-	put(&t, "# HELP parley_lua_seconds_total Time spent running Lua.\n"
-		"# TYPE parley_lua_seconds_total counter\nparley_lua_seconds_total %.6f\n"
-		"# HELP parley_lua_calls_total Calls into Lua.\n"
-		"# TYPE parley_lua_calls_total counter\nparley_lua_calls_total %llu\n",
-	    (double)script_usec / 1e6, (unsigned long long)script_calls);
-	put(&t, "# HELP parley_lua_stopped_total Calls into Lua the guard stopped for running "
-		"past PARLEY_SCRIPT_TIMEOUT.\n"
-		"# TYPE parley_lua_stopped_total counter\nparley_lua_stopped_total %llu\n"
-		"# HELP parley_lua_memory_refusals_total Allocations refused for growing the Lua "
-		"heap past PARLEY_SCRIPT_MEMORY in one call.\n"
-		"# TYPE parley_lua_memory_refusals_total counter\n"
-		"parley_lua_memory_refusals_total %llu\n",
-	    (unsigned long long)guard_timeouts, (unsigned long long)guard_memory_refusals);
-	put(&t, "# HELP parley_lua_heap_bytes The Lua state's heap.\n"
-		"# TYPE parley_lua_heap_bytes gauge\nparley_lua_heap_bytes %lld\n"
-		"# HELP parley_lua_allocated_bytes_total Bytes the Lua heap has grown by: what "
-		"its collector has had to take back, and how fast.\n"
-		"# TYPE parley_lua_allocated_bytes_total counter\n"
-		"parley_lua_allocated_bytes_total %llu\n",
-	    guard_heap_bytes(), (unsigned long long)guard_allocated_bytes);
-	put(&t, "# HELP parley_store_commits_total Transactions the store's writer committed "
-		"(and synced).\n"
-		"# TYPE parley_store_commits_total counter\nparley_store_commits_total %llu\n"
-		"# HELP parley_store_batches_total Write batches those transactions carried.\n"
-		"# TYPE parley_store_batches_total counter\nparley_store_batches_total %llu\n"
-		"# HELP parley_store_failures_total Write batches that failed (full map, I/O).\n"
-		"# TYPE parley_store_failures_total counter\nparley_store_failures_total %llu\n",
-	    (unsigned long long)store_commits, (unsigned long long)store_batches,
-	    (unsigned long long)store_failures);
-	put(&t, "# HELP parley_store_full_total Write batches that failed because the store is "
-		"full, by what is full (map: PARLEY_MAP_SIZE; disk: the file system, a quota or "
-		"the file size limit).\n"
-		"# TYPE parley_store_full_total counter\n"
-		"parley_store_full_total{reason=\"map\"} %llu\n"
-		"parley_store_full_total{reason=\"disk\"} %llu\n",
-	    (unsigned long long)store_full_map, (unsigned long long)store_full_disk);
+	for (const struct metrics_value *v = registered; v; v = v->next) {
+		if (v->help)
+			put(&t, "# HELP %s %s\n# TYPE %s %s\n", family(v->name, fam, sizeof(fam)),
+			    v->help, fam, v->type);
+		if (v->count)
+			put(&t, "%s %llu\n", v->name, (unsigned long long)*v->count);
+		else if (v->usec)
+			put(&t, "%s %.6f\n", v->name, (double)*v->usec / 1e6);
+		else
+			put(&t, "%s %lld\n", v->name, v->read());
+	}
 	*len = t.len;
 	return t.p;
 }

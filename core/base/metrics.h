@@ -1,6 +1,7 @@
 /* metrics.h - counters for /metrics in the Prometheus text format:
  * connections by transport, events in and out by name, errors by code,
- * protocol errors by kind, and time spent in Lua. */
+ * protocol errors by kind; and the values other modules register (time
+ * spent in Lua, the store's commits, sockets...). */
 #ifndef PARLEY_METRICS_H
 #define PARLEY_METRICS_H
 
@@ -25,6 +26,23 @@ void metrics_protocol_error(const char *kind);
 void metrics_limit(const char *which);
 /* An event frame was encoded (once per wire format per emit). */
 void metrics_encoding(void);
+/* A value another module keeps and /metrics shows, read as it renders:
+ * metrics knows no module. Give exactly one of `count` (printed as an
+ * integer), `usec` (microseconds, printed as seconds) or `read` (called).
+ * `name` may carry labels ("parley_store_full_total{reason=\"map\"}");
+ * `help` and `type` ("counter" or "gauge") head a family, and are NULL for
+ * its further series, registered right after it. */
+struct metrics_value {
+	const char *name, *help, *type;
+	const uint64_t *count;
+	const uint64_t *usec;
+	long long (*read)(void);
+	struct metrics_value *next; /* metrics' own */
+};
+/* Adds `v` (kept by reference: static storage) to what renders, after the
+ * values registered before it; registering it again does nothing. */
+void metrics_register(struct metrics_value *v);
+
 /* Renders every metric; the caller frees the text. */
 char *metrics_render(size_t *len);
 void metrics_fini(void);

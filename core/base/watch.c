@@ -13,8 +13,6 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/map.h"
-#include "base/clock.h"
-#include "server.h"
 
 /* Changes are gathered until none has come for this long. */
 #define QUIET_MS 150
@@ -24,6 +22,7 @@ static struct ev_loop *loop;
 static ev_io readable;
 static ev_timer quiet;
 static struct map dirs; /* directory -> (void *)(intptr_t)(wd + 1) */
+static void (*changed)(void);
 
 static void on_quiet(struct ev_loop *l, ev_timer *t, int revents)
 {
@@ -31,7 +30,7 @@ static void on_quiet(struct ev_loop *l, ev_timer *t, int revents)
 	(void)t;
 	(void)revents;
 	log_info("script files changed: reloading");
-	server_request_reload();
+	changed();
 }
 
 static int is_lua(const char *name, size_t len)
@@ -57,13 +56,18 @@ static void on_readable(struct ev_loop *l, ev_io *w, int revents)
 			p += sizeof(*e) + e->len;
 		}
 	}
-	if (relevant)
-		timer_start(&quiet, on_quiet, QUIET_MS);
+	if (relevant) {
+		/* From the last change: each one starts the quiet period again. */
+		ev_timer_stop(loop, &quiet);
+		ev_timer_init(&quiet, on_quiet, QUIET_MS / 1000.0, 0.);
+		ev_timer_start(loop, &quiet);
+	}
 }
 
-int watch_init(struct ev_loop *l)
+int watch_init(struct ev_loop *l, void (*on_change)(void))
 {
 	loop = l;
+	changed = on_change;
 	map_init(&dirs);
 	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (fd < 0) {
@@ -101,7 +105,7 @@ void watch_fini(void)
 {
 	if (fd >= 0) {
 		ev_io_stop(loop, &readable);
-		timer_stop(&quiet);
+		ev_timer_stop(loop, &quiet);
 		close(fd);
 		fd = -1;
 	}

@@ -1,14 +1,16 @@
 /* watch.h - hot reload on a file change: inotify on the directories of the
  * loaded scripts and plugins; once changes to .lua files have been quiet for
- * a moment, the server reloads (between loop iterations, like SIGHUP). */
+ * a moment, the callback it was given runs (the server then reloads between
+ * loop iterations, like on SIGHUP). */
 #ifndef PARLEY_WATCH_H
 #define PARLEY_WATCH_H
 
 struct ev_loop;
 
-/* Starts watching (nothing yet). Returns 0, or -1 (logged; reload then
- * works by SIGHUP only). */
-int watch_init(struct ev_loop *loop);
+/* Starts watching (nothing yet) on `loop`; `on_change` runs in the loop
+ * once changed .lua files have been quiet for a moment. Returns 0, or -1
+ * (logged; reload then works by SIGHUP only). */
+int watch_init(struct ev_loop *loop, void (*on_change)(void));
 /* Watches the directory that holds `file` too (idempotent). */
 void watch_file(const char *file);
 void watch_fini(void);

@@ -73,8 +73,14 @@ void client_answer(struct client *cl, uint64_t id, const char *args, size_t args
 	report_ack(cl, id, args, args_len, att, natt, NULL);
 }
 
+static struct metrics_value sockets_metric = {
+	.name = "parley_sockets", .help = "Connected sockets (namespace connections).",
+	.type = "gauge", .count = &sockets,
+};
+
 void client_init(void)
 {
+	metrics_register(&sockets_metric);
 	map_init(&clients);
 	map_init(&nsps);
 }

@@ -1,5 +1,5 @@
 -- binary.lua - Socket.IO binary values on the Lua side, embedded in the
--- binary beside runtime.lua, which gets this module as core.binary: an
+-- binary beside the runtime, which gets this module as core.binary: an
 -- attachment's bytes as a Binary value, the placeholders of a binary
 -- packet's arguments resolved to them, and the other way for what goes out.
 -- Uses only the JSON module and a base64 encoder it is given, so that a fuzz

@@ -13,7 +13,7 @@
 #include <openssl/hmac.h>
 
 #include "wire/base64.h"
-#include "lua/scratch.h"
+#include "base/scratch.h"
 
 /* base64(bytes) / base64url_encode(bytes) -> text */
 static int encode_base64_with(lua_State *S, size_t (*encode)(const unsigned char *, size_t, char *))

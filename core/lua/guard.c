@@ -16,6 +16,7 @@
 #include <lauxlib.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 
 /* Instructions between two stops once the budget is spent: the hook keeps
  * firing, so a script that catches the error is stopped again at once. */
@@ -172,10 +173,29 @@ out:
 	errno = saved;
 }
 
+static struct metrics_value guard_metrics[] = {
+	{ .name = "parley_lua_stopped_total",
+	  .help = "Calls into Lua the guard stopped for running past PARLEY_SCRIPT_TIMEOUT.",
+	  .type = "counter", .count = &guard_timeouts },
+	{ .name = "parley_lua_memory_refusals_total",
+	  .help = "Allocations refused for growing the Lua heap past PARLEY_SCRIPT_MEMORY in "
+		  "one call.",
+	  .type = "counter", .count = &guard_memory_refusals },
+	{ .name = "parley_lua_heap_bytes", .help = "The Lua state's heap.", .type = "gauge",
+	  .read = guard_heap_bytes },
+	{ .name = "parley_lua_allocated_bytes_total",
+	  .help = "Bytes the Lua heap has grown by: what its collector has had to take back, "
+		  "and how fast.",
+	  .type = "counter", .count = &guard_allocated_bytes },
+};
+
 lua_State *guard_newstate(int timeout_ms, size_t budget, const char *const *sources)
 {
 	struct sigevent sev;
 	struct sigaction sa;
+
+	for (size_t i = 0; i < sizeof(guard_metrics) / sizeof(guard_metrics[0]); i++)
+		metrics_register(&guard_metrics[i]);
 
 	memory_budget = (long long)budget;
 	protected_sources = sources;

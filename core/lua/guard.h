@@ -2,7 +2,7 @@
  * budget and an allocation budget. Time: a ticking timer signal notices a
  * call that has run past its budget and installs a count hook, which stops
  * the script's code (not the runtime's) with an error that the script's own
- * pcall cannot keep (runtime.lua rethrows it). Script code runs with the JIT
+ * pcall cannot keep (the runtime rethrows it). Script code runs with the JIT
  * off for its functions, since LuaJIT runs no hooks inside compiled loops.
  * A hook runs only between Lua instructions, so C functions that can run
  * long ask guard_check themselves (pattern matching, core/lua/pattern.c).
@@ -19,7 +19,7 @@
 /* Sets the budgets and creates the Lua state (with the guard's allocator),
  * or returns NULL (logged). `sources` is a NULL-terminated list, kept by
  * reference, of the chunk names of the code the guard never stops (the
- * runtime), e.g. "@core/lua/runtime.lua". */
+ * runtime), e.g. "@core/lua/runtime/helpers.lua". */
 lua_State *guard_newstate(int timeout_ms, size_t memory_budget,
 			  const char *const *sources);
 /* Closes the state and stops the ticker. */

@@ -15,7 +15,7 @@
 
 #include "base/alloc.h"
 #include "wire/json.h"
-#include "lua/scratch.h"
+#include "base/scratch.h"
 
 #define JSONLUA_MAX_DEPTH 64
 

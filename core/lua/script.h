@@ -1,7 +1,8 @@
 /* script.h - the Lua seam: one long-lived LuaJIT state running the embedded
- * runtime (core/lua/runtime.lua), which loads the scripts folder and plugins and
- * dispatches to their hooks. The core calls in here for every connection,
- * event, ack and disconnection; the host API (script.c) calls back out. */
+ * runtime (the files of core/lua/runtime/), which loads the scripts folder
+ * and plugins and dispatches to their hooks. The core calls in here for every connection,
+ * event, ack and disconnection; the host API (script.c and the files of
+ * lua/host.h) calls back out. */
 #ifndef PARLEY_SCRIPT_H
 #define PARLEY_SCRIPT_H
 
@@ -14,7 +15,7 @@ struct sio_attachment;
 
 /* Creates the state, loads the runtime and the scripts. Returns 0 or -1
  * (logged with file and line). */
-int script_init(void);
+int script_init(void (*on_change)(void));
 void script_fini(void);
 /* Runs the scripts' shutdown hooks: the server is stopping, every socket
  * is gone, and the store is still open for what they write. A no-op when
@@ -52,13 +53,12 @@ struct handshake;
 void script_http(const char *id, const char *method, const char *path,
 		 const struct handshake *query, const char *body, size_t body_len);
 
-/* Waiting for the store: a job yields a ticket from script_new_ticket, and
- * script_durable(ticket, err) - a store batch's completion - resumes it. */
-uintptr_t script_new_ticket(void);
-void script_durable(void *ticket, int err);
-
 /* Microseconds spent in Lua, and calls made, since start (for /metrics). */
 extern uint64_t script_usec;
 extern uint64_t script_calls;
+/* Loads of the scripts (the first, and each reload) that took over, and
+ * those refused (the running version stayed). */
+extern uint64_t script_loads;
+extern uint64_t script_loads_refused;
 
 #endif

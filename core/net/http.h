@@ -10,6 +10,12 @@
 
 #include <libwebsockets.h>
 
+#include "base/frame.h"
+
+/* base/ knows nothing of lws: here, where lws is used, the frames' headroom
+ * is held to be enough for lws_write (see FRAME_HEADROOM). */
+_Static_assert(FRAME_HEADROOM >= LWS_PRE, "a frame's headroom is smaller than LWS_PRE");
+
 struct conn;
 struct http_head;
 struct pss;

@@ -14,9 +14,9 @@
  * Ids are time-ordered, so the last key of `messages` is the last id given.
  * A conversation's next sequence number is cached after its first message,
  * and whether it has registered members after the first question.
- * The host functions build in scratch memory (scratch.h), and submit their
- * store batch before they push what they return: a push may raise (the
- * memory budget refusing it), and must strand neither. */
+ * Answers are built in scratch memory (base/scratch.h): the Lua bindings
+ * (lua/store_api.c) call in here from host functions, where a Lua error
+ * may unwind past them before they free what they were given. */
 #include "store/messages.h"
 
 #include <stdio.h>
@@ -24,21 +24,15 @@
 #include <string.h>
 #include <time.h>
 
-#include <lauxlib.h>
-
-#include "wire/json.h"
-#include "lua/jsonlua.h"
-#include "base/log.h"
 #include "base/map.h"
-#include "lua/scratch.h"
-#include "lua/script.h"
+#include "base/scratch.h"
+#include "store/record.h"
 #include "store/store.h"
+#include "wire/json.h"
 
-#define ID_LEN 16
-#define NAME_MAX_BYTES 200   /* ids, user ids, conversation ids */
-#define RECIPIENTS_MAX 10000
-#define STATUS_LIST_MAX 1000 /* ids in one store.set_status */
-#define SYNC_MAX 500
+#define ID_LEN MESSAGES_ID_LEN
+#define NAME_MAX_BYTES MESSAGES_NAME_MAX
+#define RECIPIENTS_MAX MESSAGES_RECIPIENTS_MAX
 #define READ_MAX 5000
 /* A status row's flag: the user joined the message's recipients after it
  * was sent (an open conversation's newcomer who marked it). */
@@ -52,156 +46,6 @@ static struct map registered_cache;
 #define REGISTERED_CACHE_MAX 100000
 
 static const char *const status_names[] = { "none", "sent", "delivered", "read" };
-
-/* ---- small helpers ---- */
-
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-#define BUF_FIRST 512 /* a record with its content fits in the first block */
-
-static void buf_put(struct buf *b, const void *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		if (b->cap < BUF_FIRST)
-			b->cap = BUF_FIRST;
-		b->p = scratch_realloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-	buf_put(b, s, strlen(s));
-}
-
-/* A JSON string token for `s`. */
-static void buf_json_string(struct buf *b, const char *s, size_t n)
-{
-	char small[256];
-	char *tmp = json_escaped_max(n) <= sizeof(small) ? small :
-		    scratch_alloc(json_escaped_max(n));
-	size_t m = json_escape(s, n, tmp);
-
-	buf_put(b, tmp, m);
-	if (tmp != small)
-		scratch_free(tmp);
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Writes `v` as `width` decimal digits. */
-static void put_digits(char *out, unsigned v, int width)
-{
-	for (int i = width - 1; i >= 0; i--, v /= 10)
-		out[i] = (char)('0' + v % 10);
-}
-
-/* "2026-11-25T23:27:00.123Z" into out[25]. The date and time of the last
- * second asked for are kept: every message of a second shares them, and
- * formatting them anew cost more than the rest of a send's record. */
-static void iso_time(int64_t ms, char out[64])
-{
-	static int64_t cached_s = -1;
-	static char cached[20];
-	int64_t s = ms / 1000, frac = ms % 1000;
-
-	if (frac < 0) {
-		frac += 1000;
-		s--;
-	}
-
-	if (s != cached_s) {
-		time_t t = (time_t)s;
-		struct tm tm;
-		gmtime_r(&t, &tm);
-		put_digits(cached, (unsigned)(tm.tm_year + 1900) % 10000, 4);
-		cached[4] = '-';
-		put_digits(cached + 5, (unsigned)tm.tm_mon + 1, 2);
-		cached[7] = '-';
-		put_digits(cached + 8, (unsigned)tm.tm_mday, 2);
-		cached[10] = 'T';
-		put_digits(cached + 11, (unsigned)tm.tm_hour, 2);
-		cached[13] = ':';
-		put_digits(cached + 14, (unsigned)tm.tm_min, 2);
-		cached[16] = ':';
-		put_digits(cached + 17, (unsigned)tm.tm_sec, 2);
-		cached[19] = '.';
-		cached_s = s;
-	}
-	memcpy(out, cached, 20);
-	put_digits(out + 20, (unsigned)frac, 3);
-	out[23] = 'Z';
-	out[24] = '\0';
-}
-
-/* a "\0" b into out; returns the length, or 0 when it would not fit. */
-static size_t pair_key(char *out, size_t cap, const char *a, size_t alen, const char *b,
-		       size_t blen)
-{
-	if (alen + 1 + blen > cap)
-		return 0;
-	memcpy(out, a, alen);
-	out[alen] = '\0';
-	memcpy(out + alen + 1, b, blen);
-	return alen + 1 + blen;
-}
-
-static const char *check_name(lua_State *L, int idx, const char *what, size_t *len)
-{
-	const char *s = luaL_checklstring(L, idx, len);
-
-	if (*len == 0 || *len > NAME_MAX_BYTES || memchr(s, '\0', *len))
-		luaL_error(L, "store: %s must be 1 to %d bytes without NUL", what, NAME_MAX_BYTES);
-	return s;
-}
-
-/* A string field of the table at `t` (read raw: no script code runs for
- * it, and the table keeps the string alive), or NULL when absent. */
-static const char *field_string(lua_State *L, int t, const char *name, size_t *len)
-{
-	const char *s;
-
-	lua_pushstring(L, name);
-	lua_rawget(L, t);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		*len = 0;
-		return NULL;
-	}
-	if (lua_type(L, -1) != LUA_TSTRING)
-		luaL_error(L, "store.send: %s must be a string", name);
-	s = lua_tolstring(L, -1, len);
-	/* The table keeps the string alive while we use it. */
-	lua_pop(L, 1);
-	return s;
-}
 
 /* Forgets what the caches took from pending writes once the store has
  * heard of a failed commit: the cached sequence numbers and membership may
@@ -222,95 +66,12 @@ static void caches_check(void)
 	map_init(&registered_cache);
 }
 
-/* Called when one of our batches is done. */
-static void on_written(void *ticket, int err)
-{
-	if (ticket)
-		script_durable(ticket, err);
-}
-
-/* Submits `b` (which it takes); returns the ticket its completion resumes,
- * for the caller to push. */
-static lua_Number submit(struct store_batch *b)
-{
-	uintptr_t ticket = script_new_ticket();
-
-	store_submit(b, on_written, (void *)ticket);
-	return (lua_Number)ticket;
-}
-
-/* ---- records ---- */
-
-struct record {
-	const char *json;
-	size_t json_len;
-	const char *recipients; /* NUL-terminated names, back to back */
-	size_t recipients_len;
-};
-
-/* Reads a stored message value into `r` (pointers into `v`). */
-static int record_parse(const void *v, size_t vlen, struct record *r)
-{
-	const unsigned char *p = v;
-	uint32_t n;
-
-	if (vlen < 4)
-		return -1;
-	n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-	if (4 + (size_t)n > vlen)
-		return -1;
-	r->json = (const char *)p + 4;
-	r->json_len = n;
-	r->recipients = (const char *)p + 4 + n;
-	r->recipients_len = vlen - 4 - n;
-	return 0;
-}
-
-/* The message `id` read into `r`, without a copy (a record is as large as
- * its message, and a conversation:read reads thousands): valid until the
- * calling host function returns (see store_peek). */
-static int message_load(const char *id, size_t idlen, struct record *r)
-{
-	const void *v;
-	size_t vlen;
-	int rc = store_peek(STORE_MESSAGES, id, idlen, &v, &vlen);
-
-	if (rc <= 0)
-		return rc;
-	return record_parse(v, vlen, r) < 0 ? -1 : 1;
-}
-
-static void record_value(struct buf *v, const char *json, size_t jlen, const char *rec,
-			 size_t rlen)
-{
-	unsigned char head[4] = { (unsigned char)(jlen >> 24), (unsigned char)(jlen >> 16),
-				  (unsigned char)(jlen >> 8), (unsigned char)jlen };
-
-	buf_put(v, head, 4);
-	buf_put(v, json, jlen);
-	if (rlen)
-		buf_put(v, rec, rlen);
-}
-
-/* A JSON string field's value in a record (the core wrote it: no escapes
- * in ids), copied into `out`; its length, or 0. */
-static size_t record_field(const struct record *r, const char *field, char *out, size_t cap)
-{
-	struct json_span v;
-	long n;
-
-	if (json_object_get((struct json_span){ r->json, r->json_len }, field, &v) != 1)
-		return 0;
-	n = json_string_unescape(v, out, cap);
-	return n > 0 ? (size_t)n : 0;
-}
-
 /* A user's status of a message: its level (0: none), and whether the user
  * joined the message's recipients after it was sent (STATUS_JOINED). */
 static int status_of(const char *id, const char *user, size_t ulen, int *flags)
 {
 	char key[ID_LEN + 1 + NAME_MAX_BYTES];
-	size_t klen = pair_key(key, sizeof(key), id, ID_LEN, user, ulen);
+	size_t klen = record_key(key, sizeof(key), id, ID_LEN, user, ulen);
 	const void *v;
 	size_t vlen;
 
@@ -329,9 +90,9 @@ static void status_put(struct store_batch *b, const char *id, const char *user, 
 	unsigned char word[10];
 
 	word[0] = (unsigned char)level;
-	put_u64(word + 1, (uint64_t)at);
+	record_put_u64(word + 1, (uint64_t)at);
 	word[9] = (unsigned char)flags;
-	store_put(b, STORE_STATUS, key, pair_key(key, sizeof(key), id, ID_LEN, user, ulen), word,
+	store_put(b, STORE_STATUS, key, record_key(key, sizeof(key), id, ID_LEN, user, ulen), word,
 		  flags ? 10 : 9);
 }
 
@@ -462,17 +223,17 @@ static void each_joined(const char *id, void (*each)(void *, const char *, size_
  * closing brace) for sync answers. */
 static int append_annotation(void *arg, const void *k, size_t kl, const void *v, size_t vl)
 {
-	struct buf *out = arg;
+	struct record_buf *out = arg;
 
-	buf_put(out, ",", 1);
-	buf_json_string(out, (const char *)k + ID_LEN + 1, kl - ID_LEN - 1);
-	buf_put(out, ":", 1);
-	buf_put(out, v, vl);
+	record_buf_put(out, ",", 1);
+	record_buf_json(out, (const char *)k + ID_LEN + 1, kl - ID_LEN - 1);
+	record_buf_put(out, ":", 1);
+	record_buf_put(out, v, vl);
 	return 0;
 }
 
 /* ,"name":value for each annotation of the message (committed ones). */
-static void append_annotations(struct buf *out, const char *id)
+static void append_annotations(struct record_buf *out, const char *id)
 {
 	char prefix[ID_LEN + 1];
 
@@ -481,14 +242,14 @@ static void append_annotations(struct buf *out, const char *id)
 	store_scan(STORE_ANNOT, prefix, ID_LEN + 1, NULL, 0, 64, append_annotation, out);
 }
 
-static void put_status_entry(struct buf *out, const char *user, size_t ulen, int level)
+static void put_status_entry(struct record_buf *out, const char *user, size_t ulen, int level)
 {
 	if (out->p[out->len - 1] != '{')
-		buf_put(out, ",", 1);
-	buf_json_string(out, user, ulen);
-	buf_str(out, ":\"");
-	buf_str(out, status_names[level ? level : MSG_SENT]);
-	buf_put(out, "\"", 1);
+		record_buf_put(out, ",", 1);
+	record_buf_json(out, user, ulen);
+	record_buf_str(out, ":\"");
+	record_buf_str(out, status_names[level ? level : MSG_SENT]);
+	record_buf_put(out, "\"", 1);
 }
 
 static void joined_status_entry(void *arg, const char *user, size_t ulen, int level)
@@ -496,36 +257,37 @@ static void joined_status_entry(void *arg, const char *user, size_t ulen, int le
 	put_status_entry(arg, user, ulen, level);
 }
 
-static void record_with_statuses(struct buf *out, const char *id, const struct record *r)
+static void record_with_statuses(struct record_buf *out, const char *id, const struct record *r)
 {
 	int flags;
 
-	buf_put(out, r->json, r->json_len - 1);
+	record_buf_put(out, r->json, r->json_len - 1);
 	append_annotations(out, id);
-	buf_str(out, ",\"status\":\"");
-	buf_str(out, status_names[aggregate_of(id, r)]);
-	buf_str(out, "\",\"statuses\":{");
+	record_buf_str(out, ",\"status\":\"");
+	record_buf_str(out, status_names[aggregate_of(id, r)]);
+	record_buf_str(out, "\",\"statuses\":{");
 	for (const char *p = r->recipients; p < r->recipients + r->recipients_len;
 	     p += strlen(p) + 1)
 		put_status_entry(out, p, strlen(p), status_of(id, p, strlen(p), &flags));
 	each_joined(id, joined_status_entry, out);
-	buf_str(out, "}}");
+	record_buf_str(out, "}}");
 }
 
-/* Pushes a record as clients see it: with its status (and annotations,
- * for a message that has an id already stored: NULL for a new one). */
-static void push_record(lua_State *L, const char *id, const char *json, size_t len, int status)
+/* A record as clients see it: with its status (and annotations, for a
+ * message that has an id already stored: NULL for a new one), scratch. */
+static char *record_for_client(const char *id, const char *json, size_t len, int status,
+			       size_t *out_len)
 {
-	struct buf out = { 0 };
+	struct record_buf out = { 0 };
 
-	buf_put(&out, json, len - 1);
+	record_buf_put(&out, json, len - 1);
 	if (id)
 		append_annotations(&out, id);
-	buf_str(&out, ",\"status\":\"");
-	buf_str(&out, status_names[status]);
-	buf_str(&out, "\"}");
-	jsonlua_push_raw(L, out.p, out.len);
-	scratch_free(out.p);
+	record_buf_str(&out, ",\"status\":\"");
+	record_buf_str(&out, status_names[status]);
+	record_buf_str(&out, "\"}");
+	*out_len = out.len;
+	return out.p;
 }
 
 /* ---- sequence numbers and ids ---- */
@@ -542,11 +304,11 @@ static uint64_t next_seq(const char *conv, size_t clen)
 		seq = cached;
 	} else {
 		char prefix[NAME_MAX_BYTES + 1], last[NAME_MAX_BYTES + 9];
-		size_t plen = pair_key(prefix, sizeof(prefix), conv, clen, "", 0), llen;
+		size_t plen = record_key(prefix, sizeof(prefix), conv, clen, "", 0), llen;
 		seq = 0;
 		if (store_last(STORE_CONV, prefix, plen, last, sizeof(last), &llen) == 1 &&
 		    llen == plen + 8)
-			seq = get_u64((unsigned char *)last + plen);
+			seq = record_get_u64((unsigned char *)last + plen);
 	}
 	seq++;
 	map_put(&seqs, conv, clen, (void *)(uintptr_t)seq);
@@ -587,207 +349,186 @@ void messages_fini(void)
 	map_fini(&registered_cache);
 }
 
-/* ---- host functions: core.store_* ---- */
 
-/* store_send({conversationId, senderId, clientMessageId?, type, content,
- *             replyTo?, sender?, recipients}) ->
- *   record (raw JSON), created, messageId, timestamp, seq, ticket|nil
- * A clientMessageId seen before from the same sender gives back that
- * message (created false) and creates nothing. */
-static int l_send(lua_State *L)
+const char *messages_status_name(int level)
 {
-	size_t clen, slen, cidlen, tlen, rlen, content_len, sender_len = 0;
-	const char *conv, *sender, *cid, *type, *reply;
-	char *content_json, *sender_json = NULL;
-	const char *err = NULL;
-	char idem[NAME_MAX_BYTES * 2 + 2], id[ID_LEN + 1], when[64], convkey[NAME_MAX_BYTES + 9];
+	return status_names[level >= MSG_SENT && level <= MSG_READ ? level : MSG_SENT];
+}
+
+int messages_status_level(const char *s)
+{
+	for (int i = MSG_SENT; i <= MSG_READ; i++)
+		if (strcmp(s, status_names[i]) == 0)
+			return i;
+	return 0;
+}
+
+void messages_iso_time(int64_t ms, char out[MESSAGES_TIME_LEN])
+{
+	record_iso_time(ms, out);
+}
+
+/* ---- sending ---- */
+
+/* The message's "seq" field, 0 when it has none. */
+static uint64_t record_seq(const struct record *r)
+{
+	struct json_span sv;
+	uint64_t seq = 0;
+
+	if (json_object_get((struct json_span){ r->json, r->json_len }, "seq", &sv) == 1)
+		json_uint(sv, &seq);
+	return seq;
+}
+
+int messages_send_again(const char *sender, size_t slen, const char *cid, size_t cidlen,
+			void (*done)(void *arg, int err), void *arg, struct msg_sent *out)
+{
+	char idem[NAME_MAX_BYTES * 2 + 2];
+	size_t idemlen = record_key(idem, sizeof(idem), sender, slen, cid, cidlen);
+	char prior[ID_LEN + 1];
+	const void *v;
+	size_t vlen;
+	struct record r;
+
+	if (store_get(STORE_IDEM, idem, idemlen, &v, &vlen) != 1 || vlen != ID_LEN)
+		return 0;
+	memcpy(prior, v, ID_LEN);
+	prior[ID_LEN] = '\0';
+	if (record_load(prior, ID_LEN, &r) != 1)
+		return 0;
+	memset(out, 0, sizeof(*out));
+	memcpy(out->id, prior, sizeof(prior));
+	/* record_field NUL-terminates what it copies (the core wrote it:
+	 * MESSAGES_TIME_LEN - 1 characters), and leaves 0 when none. */
+	record_field(&r, "timestamp", out->timestamp, sizeof(out->timestamp));
+	out->seq = record_seq(&r);
+	/* It may not be durable yet: wait behind it, and fail with it if it
+	 * fails. */
+	struct store_batch *w = store_batch_new();
+	store_batch_after(w, store_pending(STORE_IDEM, idem, idemlen));
+	store_submit(w, done, arg);
+	out->record = record_for_client(prior, r.json, r.json_len, aggregate_of(prior, &r),
+					&out->record_len);
+	return 1;
+}
+
+void messages_send(const struct msg_new *m, void (*done)(void *arg, int err), void *arg,
+		   struct msg_sent *out)
+{
+	char idem[NAME_MAX_BYTES * 2 + 2], convkey[NAME_MAX_BYTES + 9];
 	size_t idemlen = 0;
-	struct buf json = { 0 }, value = { 0 }, rec = { 0 };
-	int64_t now = wall_ms();
+	struct record_buf json = { 0 }, value = { 0 }, rec = { 0 };
+	int64_t now = record_now_ms();
 
-	luaL_checktype(L, 1, LUA_TTABLE);
-	conv = field_string(L, 1, "conversationId", &clen);
-	sender = field_string(L, 1, "senderId", &slen);
-	cid = field_string(L, 1, "clientMessageId", &cidlen);
-	type = field_string(L, 1, "type", &tlen);
-	reply = field_string(L, 1, "replyTo", &rlen);
-	if (!conv || !sender || !type || clen > NAME_MAX_BYTES || slen > NAME_MAX_BYTES ||
-	    cidlen > NAME_MAX_BYTES || rlen > NAME_MAX_BYTES || tlen > 32)
-		return luaL_error(L, "store.send: conversationId, senderId and type are required");
-
-	/* An idempotent retry: the first result again. */
-	if (cid && cidlen) {
-		const void *v;
-		size_t vlen;
-		struct record r;
-		idemlen = pair_key(idem, sizeof(idem), sender, slen, cid, cidlen);
-		if (store_get(STORE_IDEM, idem, idemlen, &v, &vlen) == 1 && vlen == ID_LEN) {
-			char prior[ID_LEN + 1], ts[40];
-			memcpy(prior, v, ID_LEN);
-			prior[ID_LEN] = '\0';
-			if (message_load(prior, ID_LEN, &r) == 1) {
-				size_t n = record_field(&r, "timestamp", ts, sizeof(ts));
-				struct json_span sv;
-				uint64_t seq = 0;
-				if (json_object_get((struct json_span){ r.json, r.json_len }, "seq", &sv) == 1)
-					json_uint(sv, &seq);
-				/* It may not be durable yet: wait behind it, and fail
-				 * with it if it fails. */
-				struct store_batch *w = store_batch_new();
-				store_batch_after(w, store_pending(STORE_IDEM, idem, idemlen));
-				lua_Number ticket = submit(w);
-				push_record(L, prior, r.json, r.json_len, aggregate_of(prior, &r));
-				lua_pushboolean(L, 0);
-				lua_pushlstring(L, prior, ID_LEN);
-				lua_pushlstring(L, ts, n);
-				lua_pushnumber(L, (lua_Number)seq);
-				lua_pushnumber(L, ticket);
-				return 6;
-			}
-		}
+	memset(out, 0, sizeof(*out));
+	if (m->client_id && m->client_id_len)
+		idemlen = record_key(idem, sizeof(idem), m->sender, m->sender_len, m->client_id,
+				   m->client_id_len);
+	/* The recipients, NUL-terminated, back to back, the sender left out. */
+	for (const char *p = m->recipients; p && p < m->recipients + m->recipients_len;
+	     p += strlen(p) + 1) {
+		size_t ulen = strlen(p);
+		if (ulen && ulen <= NAME_MAX_BYTES &&
+		    !(ulen == m->sender_len && memcmp(p, m->sender, ulen) == 0))
+			record_buf_put(&rec, p, ulen + 1);
 	}
 
-	lua_pushliteral(L, "content");
-	lua_rawget(L, 1);
-	content_json = jsonlua_encode(L, -1, &content_len, &err);
-	lua_pop(L, 1);
-	if (!content_json)
-		return luaL_error(L, "store.send: content: %s", err);
-	lua_pushliteral(L, "sender");
-	lua_rawget(L, 1);
-	if (!lua_isnil(L, -1)) {
-		sender_json = jsonlua_encode(L, -1, &sender_len, &err);
-		if (!sender_json) {
-			scratch_free(content_json);
-			return luaL_error(L, "store.send: sender: %s", err);
-		}
-	}
-	lua_pop(L, 1);
-	/* The recipients, NUL-terminated, back to back. */
-	lua_pushliteral(L, "recipients");
-	lua_rawget(L, 1);
-	if (lua_istable(L, -1)) {
-		size_t n = lua_objlen(L, -1);
-		for (size_t i = 1; i <= n && i <= RECIPIENTS_MAX; i++) {
-			size_t ulen;
-			lua_rawgeti(L, -1, (int)i);
-			const char *u = lua_tolstring(L, -1, &ulen);
-			if (u && ulen && ulen <= NAME_MAX_BYTES && !memchr(u, '\0', ulen) &&
-			    !(ulen == slen && memcmp(u, sender, slen) == 0))
-				buf_put(&rec, u, ulen + 1);
-			lua_pop(L, 1);
-		}
-	}
-	lua_pop(L, 1);
+	uint64_t seq = next_seq(m->conv, m->conv_len);
+	new_id(out->id, now);
+	record_iso_time(now, out->timestamp);
+	out->seq = seq;
 
-	uint64_t seq = next_seq(conv, clen);
-	new_id(id, now);
-	iso_time(now, when);
-
-	buf_str(&json, "{\"messageId\":\"");
-	buf_str(&json, id);
-	buf_str(&json, "\",\"conversationId\":");
-	buf_json_string(&json, conv, clen);
-	buf_str(&json, ",\"senderId\":");
-	buf_json_string(&json, sender, slen);
-	if (cid) {
-		buf_str(&json, ",\"clientMessageId\":");
-		buf_json_string(&json, cid, cidlen);
+	record_buf_str(&json, "{\"messageId\":\"");
+	record_buf_str(&json, out->id);
+	record_buf_str(&json, "\",\"conversationId\":");
+	record_buf_json(&json, m->conv, m->conv_len);
+	record_buf_str(&json, ",\"senderId\":");
+	record_buf_json(&json, m->sender, m->sender_len);
+	if (m->client_id) {
+		record_buf_str(&json, ",\"clientMessageId\":");
+		record_buf_json(&json, m->client_id, m->client_id_len);
 	}
-	buf_str(&json, ",\"type\":");
-	buf_json_string(&json, type, tlen);
-	buf_str(&json, ",\"content\":");
-	buf_put(&json, content_json, content_len);
-	if (reply) {
-		buf_str(&json, ",\"replyTo\":");
-		buf_json_string(&json, reply, rlen);
+	record_buf_str(&json, ",\"type\":");
+	record_buf_json(&json, m->type, m->type_len);
+	record_buf_str(&json, ",\"content\":");
+	record_buf_put(&json, m->content, m->content_len);
+	if (m->reply_to) {
+		record_buf_str(&json, ",\"replyTo\":");
+		record_buf_json(&json, m->reply_to, m->reply_to_len);
 	}
-	buf_str(&json, ",\"timestamp\":\"");
-	buf_str(&json, when);
-	buf_str(&json, "\"");
+	record_buf_str(&json, ",\"timestamp\":\"");
+	record_buf_str(&json, out->timestamp);
+	record_buf_str(&json, "\"");
 	char digits[20];
 	int nd = 0;
 	for (uint64_t v = seq; nd == 0 || v; v /= 10)
 		digits[sizeof(digits) - 1 - nd++] = (char)('0' + v % 10);
-	buf_str(&json, ",\"seq\":");
-	buf_put(&json, digits + sizeof(digits) - nd, (size_t)nd);
-	if (sender_json) {
-		buf_str(&json, ",\"sender\":");
-		buf_put(&json, sender_json, sender_len);
+	record_buf_str(&json, ",\"seq\":");
+	record_buf_put(&json, digits + sizeof(digits) - nd, (size_t)nd);
+	if (m->sender_json) {
+		record_buf_str(&json, ",\"sender\":");
+		record_buf_put(&json, m->sender_json, m->sender_json_len);
 	}
-	buf_put(&json, "}", 1);
+	record_buf_put(&json, "}", 1);
 
 	struct store_batch *b = store_batch_new();
 	record_value(&value, json.p, json.len, rec.p, rec.len);
-	store_put(b, STORE_MESSAGES, id, ID_LEN, value.p, value.len);
-	size_t cklen = pair_key(convkey, sizeof(convkey), conv, clen, "", 0);
-	put_u64((unsigned char *)convkey + cklen, seq);
-	store_put(b, STORE_CONV, convkey, cklen + 8, id, ID_LEN);
+	store_put(b, STORE_MESSAGES, out->id, ID_LEN, value.p, value.len);
+	size_t cklen = record_key(convkey, sizeof(convkey), m->conv, m->conv_len, "", 0);
+	record_put_u64((unsigned char *)convkey + cklen, seq);
+	store_put(b, STORE_CONV, convkey, cklen + 8, out->id, ID_LEN);
 	if (idemlen)
-		store_put(b, STORE_IDEM, idem, idemlen, id, ID_LEN);
+		store_put(b, STORE_IDEM, idem, idemlen, out->id, ID_LEN);
 	for (const char *p = rec.p; rec.p && p < rec.p + rec.len; p += strlen(p) + 1)
-		status_put(b, id, p, strlen(p), MSG_SENT, now, 0);
-
-	/* Stored whatever happens next: should a push below raise, a retry
-	 * with the same clientMessageId finds the message. */
-	lua_Number ticket = submit(b);
-	push_record(L, NULL, json.p, json.len, MSG_SENT);
-	lua_pushboolean(L, 1);
-	lua_pushstring(L, id);
-	lua_pushstring(L, when);
-	lua_pushnumber(L, (lua_Number)seq);
-	lua_pushnumber(L, ticket);
-	scratch_free(content_json);
-	scratch_free(sender_json);
+		status_put(b, out->id, p, strlen(p), MSG_SENT, now, 0);
+	store_submit(b, done, arg);
+	out->record = record_for_client(NULL, json.p, json.len, MSG_SENT, &out->record_len);
 	scratch_free(json.p);
 	scratch_free(value.p);
 	scratch_free(rec.p);
-	return 6;
 }
 
-/* Appends a joined recipient's id and a NUL to the buffer: they are pushed
- * once the scan is over (a push may raise, and must not strand its cursor). */
+/* ---- reading ---- */
+
+/* Appends a joined recipient's id and a NUL to the buffer. */
 static void collect_joined(void *arg, const char *user, size_t ulen, int level)
 {
 	(void)level;
-	buf_put(arg, user, ulen);
-	buf_put(arg, "", 1);
+	record_buf_put(arg, user, ulen);
+	record_buf_put(arg, "", 1);
 }
 
-/* store_message(id) -> record (raw JSON), conversationId, senderId, seq,
- *                      recipients | nil */
-static int l_message(lua_State *L)
+int messages_get(const char *id, size_t idlen, struct msg_view *out)
 {
-	size_t idlen;
-	const char *id = luaL_checklstring(L, 1, &idlen);
 	struct record r;
-	char conv[NAME_MAX_BYTES + 1], sender[NAME_MAX_BYTES + 1];
-	struct buf joined = { 0 };
-	size_t n = 0;
+	struct record_buf names = { 0 };
 
-	if (idlen != ID_LEN || message_load(id, idlen, &r) != 1)
+	memset(out, 0, sizeof(*out));
+	if (idlen != ID_LEN || record_load(id, idlen, &r) != 1)
 		return 0;
-	each_joined(id, collect_joined, &joined);
-	push_record(L, id, r.json, r.json_len, aggregate_of(id, &r));
-	lua_pushlstring(L, conv, record_field(&r, "conversationId", conv, sizeof(conv)));
-	lua_pushlstring(L, sender, record_field(&r, "senderId", sender, sizeof(sender)));
-	struct json_span sv;
-	uint64_t seq = 0;
-	if (json_object_get((struct json_span){ r.json, r.json_len }, "seq", &sv) == 1)
-		json_uint(sv, &seq);
-	lua_pushnumber(L, (lua_Number)seq);
-	lua_newtable(L);
-	jsonlua_mark_array(L);
-	for (const char *p = r.recipients; p < r.recipients + r.recipients_len; p += strlen(p) + 1) {
-		lua_pushstring(L, p);
-		lua_rawseti(L, -2, (int)++n);
-	}
-	for (const char *p = joined.p; p && p < joined.p + joined.len; p += strlen(p) + 1) {
-		lua_pushstring(L, p);
-		lua_rawseti(L, -2, (int)++n);
-	}
-	scratch_free(joined.p);
-	return 5;
+	/* The recipients at send time, then the joined ones. */
+	if (r.recipients_len)
+		record_buf_put(&names, r.recipients, r.recipients_len);
+	each_joined(id, collect_joined, &names);
+	out->recipients = names.p;
+	out->recipients_len = names.len;
+	out->record = record_for_client(id, r.json, r.json_len, aggregate_of(id, &r),
+					&out->record_len);
+	/* record_field NUL-terminates what it copies. */
+	out->conv_len = record_field(&r, "conversationId", out->conv, sizeof(out->conv));
+	out->conv[out->conv_len] = '\0';
+	out->sender_len = record_field(&r, "senderId", out->sender, sizeof(out->sender));
+	out->sender[out->sender_len] = '\0';
+	out->seq = record_seq(&r);
+	return 1;
+}
+
+int messages_has(const char *id, size_t idlen)
+{
+	struct record r;
+
+	return idlen == ID_LEN && record_load(id, idlen, &r) == 1;
 }
 
 struct collect_ids {
@@ -805,7 +546,7 @@ static int collect_id(void *arg, const void *k, size_t kl, const void *v, size_t
 		return 0;
 	memcpy(c->ids[c->n], v, ID_LEN);
 	c->ids[c->n][ID_LEN] = '\0';
-	c->seqs[c->n] = get_u64((const unsigned char *)k + c->prefix);
+	c->seqs[c->n] = record_get_u64((const unsigned char *)k + c->prefix);
 	c->n++;
 	return 0;
 }
@@ -816,10 +557,10 @@ static size_t conversation_ids(const char *conv, size_t clen, uint64_t after, si
 			       struct collect_ids *c)
 {
 	char prefix[NAME_MAX_BYTES + 1], start[NAME_MAX_BYTES + 9];
-	size_t plen = pair_key(prefix, sizeof(prefix), conv, clen, "", 0);
+	size_t plen = record_key(prefix, sizeof(prefix), conv, clen, "", 0);
 
 	memcpy(start, prefix, plen);
-	put_u64((unsigned char *)start + plen, after + 1);
+	record_put_u64((unsigned char *)start + plen, after + 1);
 	c->cap = limit;
 	c->ids = scratch_alloc(limit * sizeof(*c->ids));
 	c->seqs = scratch_alloc(limit * sizeof(*c->seqs));
@@ -835,81 +576,69 @@ static int hidden_for(const char *id, const char *viewer, size_t vlen)
 	const void *v;
 	size_t n;
 
-	return viewer && store_get(STORE_HIDDEN, key, pair_key(key, sizeof(key), id, ID_LEN, viewer,
+	return viewer && store_get(STORE_HIDDEN, key, record_key(key, sizeof(key), id, ID_LEN, viewer,
 								  vlen), &v, &n) == 1;
 }
 
-/* store_sync(conversationId, after seq, limit[, viewer]) -> raw JSON
- *   {"messages":[record + annotations + status + statuses...], "hasMore": bool}
- * Messages are durable ones, oldest first; those the viewer deleted for
- * themselves are left out. */
-static int l_sync(lua_State *L)
+char *messages_sync(const char *conv, size_t clen, uint64_t after, long limit,
+		    const char *viewer, size_t vlen, size_t *len)
 {
-	size_t clen, vlen = 0;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
-	uint64_t after = (uint64_t)luaL_optnumber(L, 2, 0);
-	lua_Integer limit = luaL_optinteger(L, 3, 50);
-	const char *viewer = luaL_optlstring(L, 4, NULL, &vlen);
 	struct collect_ids c;
-	struct buf out = { 0 };
+	struct record_buf out = { 0 };
 	struct record r;
 
 	if (limit < 1)
 		limit = 1;
-	if (limit > SYNC_MAX)
-		limit = SYNC_MAX;
+	if (limit > MESSAGES_SYNC_MAX)
+		limit = MESSAGES_SYNC_MAX;
 	conversation_ids(conv, clen, after, (size_t)limit + 1, &c);
-	buf_str(&out, "{\"messages\":[");
+	record_buf_str(&out, "{\"messages\":[");
 	for (size_t i = 0; i < c.n && i < (size_t)limit; i++) {
-		if (hidden_for(c.ids[i], viewer, vlen) || message_load(c.ids[i], ID_LEN, &r) != 1)
+		if (hidden_for(c.ids[i], viewer, vlen) || record_load(c.ids[i], ID_LEN, &r) != 1)
 			continue;
 		if (out.p[out.len - 1] != '[')
-			buf_put(&out, ",", 1);
+			record_buf_put(&out, ",", 1);
 		record_with_statuses(&out, c.ids[i], &r);
 	}
-	buf_str(&out, c.n > (size_t)limit ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
-	jsonlua_push_raw(L, out.p, out.len);
-	scratch_free(out.p);
+	record_buf_str(&out, c.n > (size_t)limit ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
 	scratch_free(c.ids);
 	scratch_free(c.seqs);
-	return 1;
+	*len = out.len;
+	return out.p;
 }
+
+/* ---- statuses ---- */
 
 /* Sets `user`'s status of message `id` to `level` if that advances it,
  * adding the user as a recipient when `open` (a conversation without
  * registered members). With `conv`, a message of another conversation
  * counts as no such message. With no batch `b` it only checks: nothing is
  * written, and 0 means the write would be allowed. Fills what the caller
- * reports; returns 1 changed, 0 unchanged, -1 no such message, -2 not a
- * recipient. */
-struct status_change {
-	char conv[NAME_MAX_BYTES + 1];
-	char sender[NAME_MAX_BYTES + 1];
-	int aggregate_before, aggregate;
-	int64_t at;
-};
-
+ * reports; returns 1 changed, 0 unchanged, MESSAGES_NOT_FOUND or
+ * MESSAGES_NOT_RECIPIENT. */
 static int set_status(struct store_batch *b, const char *id, const char *user, size_t ulen,
 		      int level, int open, const char *conv, size_t clen,
-		      struct status_change *ch)
+		      struct msg_change *ch)
 {
 	struct record r;
 	struct joined j;
 	int current, flags, recipient = 0, rc = 0;
 	uint32_t recipients = 0;
 
-	if (message_load(id, ID_LEN, &r) != 1)
-		return -1;
+	memcpy(ch->id, id, ID_LEN);
+	ch->id[ID_LEN] = '\0';
+	if (record_load(id, ID_LEN, &r) != 1)
+		return MESSAGES_NOT_FOUND;
 	/* A message not yet durable may still fail: its statuses go with it. */
 	if (b)
 		store_batch_after(b, store_pending(STORE_MESSAGES, id, ID_LEN));
 	ch->conv[record_field(&r, "conversationId", ch->conv, sizeof(ch->conv) - 1)] = '\0';
 	if (conv && (strlen(ch->conv) != clen || memcmp(ch->conv, conv, clen) != 0)) {
-		rc = -1;
+		rc = MESSAGES_NOT_FOUND;
 		goto out;
 	}
 	ch->sender[record_field(&r, "senderId", ch->sender, sizeof(ch->sender) - 1)] = '\0';
-	ch->at = wall_ms();
+	ch->at = record_now_ms();
 	if (strlen(ch->sender) == ulen && memcmp(ch->sender, user, ulen) == 0)
 		goto out; /* a sender's own message has no status for them */
 	for (const char *p = r.recipients; p < r.recipients + r.recipients_len; p += strlen(p) + 1) {
@@ -927,7 +656,7 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 			j.at[current]--;
 	}
 	if (!recipient && !open) {
-		rc = -2;
+		rc = MESSAGES_NOT_RECIPIENT;
 		goto out;
 	}
 	if (!b)
@@ -958,138 +687,41 @@ out:
 	return rc;
 }
 
-static void push_change(lua_State *L, const char *id, const struct status_change *ch)
+
+int messages_set_status(const char *const *ids, const size_t *idlens, size_t n,
+			const char *user, size_t ulen, int level, int open, const char *conv,
+			size_t clen, void (*done)(void *arg, int err), void *arg,
+			struct msg_change *changes, size_t *refused)
 {
-	char when[64];
-
-	iso_time(ch->at, when);
-	lua_createtable(L, 0, 6);
-	lua_pushstring(L, id);
-	lua_setfield(L, -2, "messageId");
-	lua_pushstring(L, ch->conv);
-	lua_setfield(L, -2, "conversationId");
-	lua_pushstring(L, ch->sender);
-	lua_setfield(L, -2, "senderId");
-	lua_pushstring(L, status_names[ch->aggregate]);
-	lua_setfield(L, -2, "status");
-	lua_pushboolean(L, ch->aggregate != ch->aggregate_before);
-	lua_setfield(L, -2, "changed");
-	lua_pushstring(L, when);
-	lua_setfield(L, -2, "updatedAt");
-}
-
-static int level_of(lua_State *L, int idx)
-{
-	const char *s = luaL_checkstring(L, idx);
-
-	for (int i = MSG_SENT; i <= MSG_READ; i++)
-		if (strcmp(s, status_names[i]) == 0)
-			return i;
-	return luaL_error(L, "store: status must be sent, delivered or read");
-}
-
-/* The message id at `i` of the list at stack index 1 (or the id there when
- * it is no list); raises for an entry that is not a string. The string
- * stays referenced by the list. */
-static const char *message_id_at(lua_State *L, int list, size_t i, size_t *len)
-{
-	const char *id;
-
-	if (!list)
-		return lua_tolstring(L, 1, len);
-	lua_rawgeti(L, 1, (int)i);
-	if (lua_type(L, -1) != LUA_TSTRING)
-		luaL_error(L, "store.set_status: messageIds[%d] is not a string", (int)i);
-	id = lua_tolstring(L, -1, len);
-	lua_pop(L, 1);
-	return id;
-}
-
-/* store_set_status(messageId | { messageIds }, userId, status, open
- *                  [, conversationId]) ->
- *   change {messageId, conversationId, senderId, status (the aggregate),
- *           changed (the aggregate moved), updatedAt}, ticket
- *   (for a list: { changes }, ticket)
- *   | nil, "not found" | "not a recipient", the id refused
- * With a conversationId, a message of another conversation is "not found".
- * A list is all or nothing: every id is checked before any is written, so
- * a refused id leaves the others as they were. */
-static int l_set_status(lua_State *L)
-{
-	const char *user;
-	size_t ulen, n = 1, clen = 0;
-	int level, open, list = lua_istable(L, 1);
-	const char *conv = NULL;
-	struct status_change *changes;
 	struct store_batch *b;
-	lua_Number ticket;
 
-	if (!list)
-		luaL_checkstring(L, 1);
-	user = check_name(L, 2, "userId", &ulen);
-	level = level_of(L, 3);
-	open = lua_toboolean(L, 4);
-	if (!lua_isnoneornil(L, 5))
-		conv = check_name(L, 5, "conversationId", &clen);
-	if (list) {
-		n = lua_objlen(L, 1);
-		if (n > STATUS_LIST_MAX)
-			return luaL_error(L, "store.set_status: more than %d message ids",
-					  STATUS_LIST_MAX);
-	}
 	/* The checks first, for every id: nothing is written unless all pass. */
-	for (size_t i = 1; i <= n; i++) {
-		size_t idlen;
-		const char *id = message_id_at(L, list, i, &idlen);
-		int rc = idlen == ID_LEN ? set_status(NULL, id, user, ulen, level, open, conv, clen,
-						      &(struct status_change){ 0 })
-					 : -1;
+	for (size_t i = 0; i < n; i++) {
+		struct msg_change ch;
+		int rc = idlens[i] == ID_LEN ? set_status(NULL, ids[i], user, ulen, level, open,
+							  conv, clen, &ch)
+					     : MESSAGES_NOT_FOUND;
 		if (rc < 0) {
-			lua_pushnil(L);
-			lua_pushstring(L, rc == -1 ? "not found" : "not a recipient");
-			lua_pushlstring(L, id, idlen);
-			return 3;
+			*refused = i;
+			return rc;
 		}
 	}
-	/* Then the writes, into one batch submitted before anything is pushed
-	 * (see the top). */
-	changes = scratch_alloc(n * sizeof(*changes));
+	/* Then the writes, into one batch. */
 	b = store_batch_new();
-	for (size_t i = 1; i <= n; i++) {
-		size_t idlen;
-		const char *id = message_id_at(L, list, i, &idlen);
-		memset(&changes[i - 1], 0, sizeof(changes[i - 1]));
+	for (size_t i = 0; i < n; i++) {
+		memset(&changes[i], 0, sizeof(changes[i]));
 		/* An id named twice writes the same rows twice: each call reads
 		 * what is committed, not this batch. */
-		set_status(b, id, user, ulen, level, open, conv, clen, &changes[i - 1]);
+		set_status(b, ids[i], user, ulen, level, open, conv, clen, &changes[i]);
 	}
-	ticket = submit(b);
-	if (list) {
-		lua_createtable(L, (int)n, 0);
-		jsonlua_mark_array(L);
-	}
-	for (size_t i = 1; i <= n; i++) {
-		size_t idlen;
-		push_change(L, message_id_at(L, list, i, &idlen), &changes[i - 1]);
-		if (list)
-			lua_rawseti(L, -2, (int)i);
-	}
-	scratch_free(changes);
-	lua_pushnumber(L, ticket);
-	return 2;
+	store_submit(b, done, arg);
+	return 0;
 }
 
-/* store_read_upto(conversationId, userId, upto seq or nil, open) ->
- *   { changes whose aggregate moved }, count of messages now read, ticket
- * Marks read every message of the conversation after the user's read
- * cursor up to `upto` (at most 5000 at a time). */
-static int l_read_upto(lua_State *L)
+void messages_read_upto(const char *conv, size_t clen, const char *user, size_t ulen,
+			uint64_t upto, int open, void (*done)(void *arg, int err), void *arg,
+			struct msg_change **changes_out, size_t *nchanges, int *count)
 {
-	size_t clen, ulen;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
-	const char *user = check_name(L, 2, "userId", &ulen);
-	uint64_t upto = lua_isnoneornil(L, 3) ? UINT64_MAX : (uint64_t)luaL_checknumber(L, 3);
-	int open = lua_toboolean(L, 4);
 	char cur[2 + 2 * NAME_MAX_BYTES + 2];
 	size_t curlen = 0;
 	uint64_t from = 0, last = 0;
@@ -1097,49 +729,37 @@ static int l_read_upto(lua_State *L)
 	size_t vlen;
 	struct collect_ids c;
 	struct store_batch *b;
-	struct status_change *changes;
-	size_t *changed; /* the index in c of each change */
+	struct msg_change *changes;
 	size_t n = 0;
-	int count = 0;
 
+	*count = 0;
 	/* "rc" \0 conversation \0 user: where the user had read to. */
 	memcpy(cur, "rc", 3);
-	curlen = 3 + pair_key(cur + 3, sizeof(cur) - 3, conv, clen, user, ulen);
+	curlen = 3 + record_key(cur + 3, sizeof(cur) - 3, conv, clen, user, ulen);
 	if (store_get(STORE_META, cur, curlen, &v, &vlen) == 1 && vlen == 8)
-		from = get_u64(v);
+		from = record_get_u64(v);
 	conversation_ids(conv, clen, from, READ_MAX, &c);
-	/* The changes are pushed once the batch is submitted (see the top). */
 	changes = scratch_alloc((c.n ? c.n : 1) * sizeof(*changes));
-	changed = scratch_alloc((c.n ? c.n : 1) * sizeof(*changed));
 	b = store_batch_new();
 	for (size_t i = 0; i < c.n && c.seqs[i] <= upto; i++) {
 		memset(&changes[n], 0, sizeof(changes[n]));
 		int rc = set_status(b, c.ids[i], user, ulen, MSG_READ, open, NULL, 0, &changes[n]);
 		last = c.seqs[i];
 		if (rc == 1)
-			count++;
+			(*count)++;
 		if (rc == 1 && changes[n].aggregate != changes[n].aggregate_before)
-			changed[n++] = i;
+			n++;
 	}
 	if (last > from) {
 		unsigned char word[8];
-		put_u64(word, last);
+		record_put_u64(word, last);
 		store_put(b, STORE_META, cur, curlen, word, 8);
 	}
-	lua_Number ticket = submit(b);
-	lua_createtable(L, (int)n, 0);
-	jsonlua_mark_array(L);
-	for (size_t k = 0; k < n; k++) {
-		push_change(L, c.ids[changed[k]], &changes[k]);
-		lua_rawseti(L, -2, (int)k + 1);
-	}
-	scratch_free(changes);
-	scratch_free(changed);
+	store_submit(b, done, arg);
 	scratch_free(c.ids);
 	scratch_free(c.seqs);
-	lua_pushinteger(L, count);
-	lua_pushnumber(L, ticket);
-	return 3;
+	*changes_out = changes;
+	*nchanges = n;
 }
 
 /* ---- membership ---- */
@@ -1147,7 +767,7 @@ static int l_read_upto(lua_State *L)
 /* The names a scan found, each followed by a NUL, gathered while the
  * store's cursor is open and pushed once it is closed (a push may raise). */
 struct collect_names {
-	struct buf names;
+	struct record_buf names;
 	size_t skip;
 };
 
@@ -1157,45 +777,31 @@ static int collect_name(void *arg, const void *k, size_t kl, const void *v, size
 
 	(void)v;
 	(void)vl;
-	buf_put(&c->names, (const char *)k + c->skip, kl - c->skip);
-	buf_put(&c->names, "", 1);
+	record_buf_put(&c->names, (const char *)k + c->skip, kl - c->skip);
+	record_buf_put(&c->names, "", 1);
 	return 0;
 }
-
-static int push_names(lua_State *L, enum store_db db, const char *a, size_t alen, long limit)
+/* The names under the prefix `a` "\0" in `db`, NUL-terminated, back to
+ * back (scratch). */
+static char *names_of(enum store_db db, const char *a, size_t alen, long limit, size_t *len)
 {
 	char prefix[NAME_MAX_BYTES + 1];
-	size_t plen = pair_key(prefix, sizeof(prefix), a, alen, "", 0);
+	size_t plen = record_key(prefix, sizeof(prefix), a, alen, "", 0);
 	struct collect_names c = { { 0 }, plen };
-	int n = 0;
 
 	store_scan(db, prefix, plen, NULL, 0, limit, collect_name, &c);
-	lua_newtable(L);
-	jsonlua_mark_array(L);
-	for (size_t at = 0; at < c.names.len; at += strlen(c.names.p + at) + 1) {
-		lua_pushstring(L, c.names.p + at);
-		lua_rawseti(L, -2, ++n);
-	}
-	scratch_free(c.names.p);
-	return 1;
+	*len = c.names.len;
+	return c.names.p;
 }
 
-/* store_members(conversationId) -> { userIds } (empty: not registered) */
-static int l_members(lua_State *L)
+char *messages_members(const char *conv, size_t clen, size_t *len)
 {
-	size_t clen;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
-
-	return push_names(L, STORE_MEMBERS, conv, clen, RECIPIENTS_MAX);
+	return names_of(STORE_MEMBERS, conv, clen, RECIPIENTS_MAX, len);
 }
 
-/* store_conversations_of(userId) -> { conversationIds } */
-static int l_conversations_of(lua_State *L)
+char *messages_conversations_of(const char *user, size_t ulen, size_t *len)
 {
-	size_t ulen;
-	const char *user = check_name(L, 1, "userId", &ulen);
-
-	return push_names(L, STORE_USERCONV, user, ulen, 100000);
+	return names_of(STORE_USERCONV, user, ulen, 100000, len);
 }
 
 /* Whether the conversation has registered members (cached: membership is
@@ -1211,7 +817,7 @@ static int has_members(const char *conv, size_t clen)
 	known = (uintptr_t)map_get(&registered_cache, conv, clen);
 	if (known)
 		return (int)known - 1;
-	plen = pair_key(prefix, sizeof(prefix), conv, clen, "", 0);
+	plen = record_key(prefix, sizeof(prefix), conv, clen, "", 0);
 	yes = store_last(STORE_MEMBERS, prefix, plen, any, sizeof(any), &olen) == 1;
 	if (registered_cache.count >= REGISTERED_CACHE_MAX) {
 		map_fini(&registered_cache);
@@ -1221,140 +827,88 @@ static int has_members(const char *conv, size_t clen)
 	return yes;
 }
 
-/* store_is_member(conversationId, userId) -> member, registered (whether
- * the conversation has members at all) */
-static int l_is_member(lua_State *L)
+int messages_is_member(const char *conv, size_t clen, const char *user, size_t ulen,
+		       int *registered)
 {
-	size_t clen, ulen, vlen;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
-	const char *user = check_name(L, 2, "userId", &ulen);
 	char key[2 * NAME_MAX_BYTES + 2];
 	const void *v;
-	int closed = has_members(conv, clen);
-	int member = closed &&
-		     store_get(STORE_MEMBERS, key, pair_key(key, sizeof(key), conv, clen, user, ulen),
-			       &v, &vlen) == 1;
+	size_t vlen;
 
-	lua_pushboolean(L, member);
-	lua_pushboolean(L, closed);
-	return 2;
+	*registered = has_members(conv, clen);
+	return *registered &&
+	       store_get(STORE_MEMBERS, key, record_key(key, sizeof(key), conv, clen, user, ulen), &v,
+			 &vlen) == 1;
 }
 
-/* store_set_members(conversationId, { userIds }) -> ticket: the list
- * replaces the conversation's members. */
-static int l_set_members(lua_State *L)
+void messages_set_members(const char *conv, size_t clen, const char *members, size_t len,
+			  void (*done)(void *arg, int err), void *arg)
 {
-	size_t clen;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
 	struct store_batch *b;
 	char key[2 * NAME_MAX_BYTES + 2];
-	size_t n, klen;
+	size_t klen, oldlen, n = 0;
+	char *old;
 
-	luaL_checktype(L, 2, LUA_TTABLE);
 	caches_check(); /* before this batch's answer goes in the cache */
-	/* Everything that may raise comes before the batch: the new list's
-	 * check, and the old list (a table to push). */
-	n = lua_objlen(L, 2);
-	if (n > RECIPIENTS_MAX)
-		n = RECIPIENTS_MAX;
-	for (size_t i = 1; i <= n; i++) {
-		size_t ulen = 0;
-		lua_rawgeti(L, 2, (int)i);
-		const char *u = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &ulen) : NULL;
-		if (!u || !ulen || ulen > NAME_MAX_BYTES || memchr(u, '\0', ulen))
-			return luaL_error(L, "store.set_members: member %d is not a user id", (int)i);
-		lua_pop(L, 1);
-	}
-	push_names(L, STORE_MEMBERS, conv, clen, RECIPIENTS_MAX);
+	old = names_of(STORE_MEMBERS, conv, clen, RECIPIENTS_MAX, &oldlen);
 	b = store_batch_new();
 	/* Out with the old... */
-	for (size_t i = 1, old = lua_objlen(L, -1); i <= old; i++) {
-		size_t ulen;
-		lua_rawgeti(L, -1, (int)i);
-		const char *u = lua_tolstring(L, -1, &ulen);
-		store_del(b, STORE_MEMBERS, key, pair_key(key, sizeof(key), conv, clen, u, ulen));
-		store_del(b, STORE_USERCONV, key, pair_key(key, sizeof(key), u, ulen, conv, clen));
-		lua_pop(L, 1);
+	for (const char *u = old; u && u < old + oldlen; u += strlen(u) + 1) {
+		size_t ulen = strlen(u);
+		store_del(b, STORE_MEMBERS, key, record_key(key, sizeof(key), conv, clen, u, ulen));
+		store_del(b, STORE_USERCONV, key, record_key(key, sizeof(key), u, ulen, conv, clen));
 	}
-	lua_pop(L, 1);
+	scratch_free(old);
 	/* ...in with the new (a later put of the same key wins). */
-	for (size_t i = 1; i <= n; i++) {
-		size_t ulen;
-		lua_rawgeti(L, 2, (int)i);
-		const char *u = lua_tolstring(L, -1, &ulen);
-		klen = pair_key(key, sizeof(key), conv, clen, u, ulen);
+	for (const char *u = members; u && u < members + len && n < RECIPIENTS_MAX;
+	     u += strlen(u) + 1, n++) {
+		size_t ulen = strlen(u);
+		klen = record_key(key, sizeof(key), conv, clen, u, ulen);
 		store_put(b, STORE_MEMBERS, key, klen, "", 0);
-		klen = pair_key(key, sizeof(key), u, ulen, conv, clen);
+		klen = record_key(key, sizeof(key), u, ulen, conv, clen);
 		store_put(b, STORE_USERCONV, key, klen, "", 0);
-		lua_pop(L, 1);
 	}
 	map_put(&registered_cache, conv, clen, (void *)(uintptr_t)(n > 0 ? 2 : 1));
-	lua_pushnumber(L, submit(b));
-	return 1;
+	store_submit(b, done, arg);
 }
 
 /* ---- profiles and last seen ---- */
 
-/* store_profile(userId) -> profile (raw JSON) | nil */
-static int l_profile(lua_State *L)
+int messages_profile(const char *user, size_t ulen, const void **json, size_t *len)
 {
-	size_t ulen, vlen;
-	const char *user = check_name(L, 1, "userId", &ulen);
-	const void *v;
-
-	if (store_get(STORE_USERS, user, ulen, &v, &vlen) != 1)
-		return 0;
-	jsonlua_push_raw(L, v, vlen);
-	return 1;
+	return store_get(STORE_USERS, user, ulen, json, len) == 1;
 }
 
-/* store_set_profile(userId, profile table) -> ticket */
-static int l_set_profile(lua_State *L)
+void messages_set_profile(const char *user, size_t ulen, const char *json, size_t len,
+			  void (*done)(void *arg, int err), void *arg)
 {
-	size_t ulen, len;
-	const char *user = check_name(L, 1, "userId", &ulen);
-	const char *err = NULL;
-	char *json;
-	struct store_batch *b;
+	struct store_batch *b = store_batch_new();
 
-	luaL_checktype(L, 2, LUA_TTABLE);
-	json = jsonlua_encode(L, 2, &len, &err);
-	if (!json)
-		return luaL_error(L, "store.set_profile: %s", err);
-	b = store_batch_new();
 	store_put(b, STORE_USERS, user, ulen, json, len);
-	scratch_free(json);
-	lua_pushnumber(L, submit(b));
-	return 1;
+	store_submit(b, done, arg);
 }
 
-/* store_last_seen(userId) -> ms | nil */
-static int l_last_seen(lua_State *L)
+int messages_last_seen(const char *user, size_t ulen, int64_t *ms)
 {
-	size_t ulen, vlen;
-	const char *user = check_name(L, 1, "userId", &ulen);
 	const void *v;
+	size_t vlen;
 
 	if (store_get(STORE_SEEN, user, ulen, &v, &vlen) != 1 || vlen != 8)
 		return 0;
-	lua_pushnumber(L, (lua_Number)get_u64(v));
+	*ms = (int64_t)record_get_u64(v);
 	return 1;
 }
 
-/* store_set_last_seen(userId, ms) */
-static int l_set_last_seen(lua_State *L)
+void messages_set_last_seen(const char *user, size_t ulen, int64_t ms)
 {
-	size_t ulen;
-	const char *user = check_name(L, 1, "userId", &ulen);
-	lua_Number ms = luaL_checknumber(L, 2);
 	unsigned char word[8];
 	struct store_batch *b = store_batch_new();
 
-	put_u64(word, ms > 0 ? (uint64_t)ms : 0);
+	record_put_u64(word, ms > 0 ? (uint64_t)ms : 0);
 	store_put(b, STORE_SEEN, user, ulen, word, 8);
-	store_submit(b, on_written, NULL);
-	return 0;
+	store_submit(b, NULL, NULL);
 }
+
+/* ---- annotations, edits, hiding ---- */
 
 /* Fields of a record an annotation may not take. */
 static int reserved_name(const char *name, size_t len)
@@ -1369,71 +923,44 @@ static int reserved_name(const char *name, size_t len)
 			return 1;
 	return 0;
 }
-
-/* store_annotate(messageId, name, value|nil) -> ticket: a plugin's field
- * of the message (reactions, ...), shown with it by sync and message();
- * nil removes it. Names are 1-32 letters, digits or underscores. */
-static int l_annotate(lua_State *L)
+int messages_annotation_name(const char *name, size_t nlen)
 {
-	size_t idlen, nlen, len = 0;
-	const char *id = luaL_checklstring(L, 1, &idlen);
-	const char *name = luaL_checklstring(L, 2, &nlen);
-	char key[ID_LEN + 1 + 33];
-	const char *err = NULL;
-	char *json = NULL;
-	struct store_batch *b;
-
-	if (idlen != ID_LEN)
-		return luaL_error(L, "store.annotate: not a message id");
 	if (nlen == 0 || nlen > 32 || reserved_name(name, nlen))
-		return luaL_error(L, "store.annotate: '%s' cannot be an annotation's name", name);
+		return MESSAGES_BAD_NAME;
 	for (size_t i = 0; i < nlen; i++)
 		if (!(name[i] == '_' || (name[i] >= '0' && name[i] <= '9') ||
 		      (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z')))
-			return luaL_error(L, "store.annotate: names are letters, digits and _");
-	if (!lua_isnoneornil(L, 3)) {
-		json = jsonlua_encode(L, 3, &len, &err);
-		if (!json)
-			return luaL_error(L, "store.annotate: %s", err);
-	}
-	b = store_batch_new();
-	size_t klen = pair_key(key, sizeof(key), id, ID_LEN, name, nlen);
+			return MESSAGES_BAD_CHARS;
+	return 0;
+}
+
+void messages_annotate(const char *id, const char *name, size_t nlen, const char *json,
+		       size_t len, void (*done)(void *arg, int err), void *arg)
+{
+	char key[ID_LEN + 1 + 33];
+	struct store_batch *b = store_batch_new();
+	size_t klen = record_key(key, sizeof(key), id, ID_LEN, name, nlen);
+
 	if (json)
 		store_put(b, STORE_ANNOT, key, klen, json, len);
 	else
 		store_del(b, STORE_ANNOT, key, klen);
-	scratch_free(json);
-	lua_pushnumber(L, submit(b));
-	return 1;
+	store_submit(b, done, arg);
 }
 
-/* store_edit(messageId, content|nil) -> editedAt, ticket | nil, "not found"
- * Rewrites the stored message: the new content and "editedAt", or, with
- * nil, a tombstone (content null, "deleted": true) - deleted for everyone. */
-static int l_edit(lua_State *L)
+int messages_edit(const char *id, size_t idlen, const char *content, size_t clen,
+		  void (*done)(void *arg, int err), void *arg, char when[MESSAGES_TIME_LEN])
 {
-	size_t idlen, clen = 0;
-	const char *id = luaL_checklstring(L, 1, &idlen);
-	struct buf json = { 0 }, value = { 0 };
+	struct record_buf json = { 0 }, value = { 0 };
 	struct record r;
 	struct json_iter it;
 	struct json_span k, v;
-	char *content = NULL, when[64];
-	const char *err = NULL;
 	int first = 1;
 
-	if (idlen != ID_LEN || message_load(id, ID_LEN, &r) != 1) {
-		lua_pushnil(L);
-		lua_pushliteral(L, "not found");
-		return 2;
-	}
-	if (!lua_isnoneornil(L, 2)) {
-		content = jsonlua_encode(L, 2, &clen, &err);
-		if (!content)
-			return luaL_error(L, "store.edit: content: %s", err);
-	}
-	iso_time(wall_ms(), when);
-	buf_put(&json, "{", 1);
+	if (idlen != ID_LEN || record_load(id, ID_LEN, &r) != 1)
+		return 0;
+	record_iso_time(record_now_ms(), when);
+	record_buf_put(&json, "{", 1);
 	json_iter_begin((struct json_span){ r.json, r.json_len }, &it);
 	while (json_object_next(&it, &k, &v) == 1) {
 		char name[32];
@@ -1442,85 +969,39 @@ static int l_edit(lua_State *L)
 			      strcmp(name, "deleted") == 0))
 			continue;
 		if (!first)
-			buf_put(&json, ",", 1);
+			record_buf_put(&json, ",", 1);
 		first = 0;
-		buf_put(&json, k.p, k.len);
-		buf_put(&json, ":", 1);
-		buf_put(&json, v.p, v.len);
+		record_buf_put(&json, k.p, k.len);
+		record_buf_put(&json, ":", 1);
+		record_buf_put(&json, v.p, v.len);
 	}
 	if (content) {
-		buf_str(&json, ",\"content\":");
-		buf_put(&json, content, clen);
-		buf_str(&json, ",\"editedAt\":\"");
-		buf_str(&json, when);
-		buf_str(&json, "\"}");
+		record_buf_str(&json, ",\"content\":");
+		record_buf_put(&json, content, clen);
+		record_buf_str(&json, ",\"editedAt\":\"");
+		record_buf_str(&json, when);
+		record_buf_str(&json, "\"}");
 	} else {
-		buf_str(&json, ",\"content\":null,\"deleted\":true,\"editedAt\":\"");
-		buf_str(&json, when);
-		buf_str(&json, "\"}");
+		record_buf_str(&json, ",\"content\":null,\"deleted\":true,\"editedAt\":\"");
+		record_buf_str(&json, when);
+		record_buf_str(&json, "\"}");
 	}
 	struct store_batch *b = store_batch_new();
 	record_value(&value, json.p, json.len, r.recipients, r.recipients_len);
 	store_put(b, STORE_MESSAGES, id, ID_LEN, value.p, value.len);
-	lua_Number ticket = submit(b);
-	lua_pushstring(L, when);
-	lua_pushnumber(L, ticket);
-	scratch_free(content);
+	store_submit(b, done, arg);
 	scratch_free(json.p);
 	scratch_free(value.p);
-	return 2;
+	return 1;
 }
 
-/* store_hide(messageId, userId) -> ticket: deleted for that user only
- * (sync with that viewer leaves it out). */
-static int l_hide(lua_State *L)
+void messages_hide(const char *id, const char *user, size_t ulen,
+		   void (*done)(void *arg, int err), void *arg)
 {
-	size_t idlen, ulen;
-	const char *id = luaL_checklstring(L, 1, &idlen);
-	const char *user = check_name(L, 2, "userId", &ulen);
 	char key[ID_LEN + 1 + NAME_MAX_BYTES];
-	struct store_batch *b;
+	struct store_batch *b = store_batch_new();
 
-	if (idlen != ID_LEN)
-		return luaL_error(L, "store.hide: not a message id");
-	b = store_batch_new();
-	store_put(b, STORE_HIDDEN, key, pair_key(key, sizeof(key), id, ID_LEN, user, ulen), "", 0);
-	lua_pushnumber(L, submit(b));
-	return 1;
+	store_put(b, STORE_HIDDEN, key, record_key(key, sizeof(key), id, ID_LEN, user, ulen), "", 0);
+	store_submit(b, done, arg);
 }
 
-/* iso_time(ms) -> "YYYY-MM-DDTHH:MM:SS.mmmZ" */
-static int l_iso_time(lua_State *L)
-{
-	char when[64];
-
-	iso_time((int64_t)luaL_checknumber(L, 1), when);
-	lua_pushstring(L, when);
-	return 1;
-}
-
-void messages_register(lua_State *L)
-{
-	static const luaL_Reg functions[] = {
-		{ "store_send", l_send },
-		{ "store_message", l_message },
-		{ "store_sync", l_sync },
-		{ "store_set_status", l_set_status },
-		{ "store_read_upto", l_read_upto },
-		{ "store_members", l_members },
-		{ "store_set_members", l_set_members },
-		{ "store_is_member", l_is_member },
-		{ "store_conversations_of", l_conversations_of },
-		{ "store_profile", l_profile },
-		{ "store_set_profile", l_set_profile },
-		{ "store_last_seen", l_last_seen },
-		{ "store_set_last_seen", l_set_last_seen },
-		{ "iso_time", l_iso_time },
-		{ "store_annotate", l_annotate },
-		{ "store_edit", l_edit },
-		{ "store_hide", l_hide },
-		{ NULL, NULL },
-	};
-
-	luaL_register(L, NULL, functions);
-}

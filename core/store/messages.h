@@ -1,21 +1,188 @@
 /* messages.h - the message store (SPEC §4) on store.c: messages in a
  * per-conversation sequence, per-recipient status that never goes back,
- * conversation membership, idempotency keys, user profiles and last seen;
- * and the host functions that give Lua parley.store. Records are built and
- * read in C so that message:send costs Lua one call. */
+ * conversation membership, idempotency keys, user profiles and last seen,
+ * plugins' annotations. Records are built and read in C so that
+ * message:send costs Lua one call; the Lua bindings (parley.store) are
+ * lua/store_api.c, and nothing here knows Lua.
+ *
+ * Writes: each writing call fills one store batch and submits it before it
+ * returns; `done(arg, err)` is the batch's completion (store_submit: it runs
+ * in the loop thread once the batch is durable, err 0, or failed, and it may
+ * be NULL). A call that refuses (returns an error) submits nothing and never
+ * calls `done`.
+ * Memory: what a call hands back in `char *` fields or out-parameters is
+ * scratch memory (base/scratch.h), the caller's to scratch_free; pointers
+ * into the store (`const` out-parameters) are valid until the next store
+ * call. Names (conversation, user, client message ids) are 1 to
+ * MESSAGES_NAME_MAX bytes without NUL; message ids are MESSAGES_ID_LEN hex
+ * digits. */
 #ifndef PARLEY_MESSAGES_H
 #define PARLEY_MESSAGES_H
 
-#include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MESSAGES_ID_LEN 16
+#define MESSAGES_NAME_MAX 200           /* ids, user ids, conversation ids */
+#define MESSAGES_RECIPIENTS_MAX 10000
+#define MESSAGES_STATUS_LIST_MAX 1000   /* ids in one messages_set_status */
+#define MESSAGES_SYNC_MAX 500
+#define MESSAGES_TIME_LEN 25            /* "2026-11-25T23:27:00.123Z" and its NUL */
 
 /* Statuses, in the order they advance. */
 enum msg_status { MSG_SENT = 1, MSG_DELIVERED = 2, MSG_READ = 3 };
 
-/* Loads the last message id; call after store_open. Returns 0 or -1. */
+/* Loads the last message id; call after store_open. Returns 0. */
 int messages_init(void);
 void messages_fini(void);
 
-/* Adds the store_* host functions to the table at the top of the stack. */
-void messages_register(lua_State *L);
+/* "sent", "delivered", "read" for a level (MSG_SENT for 0: no status yet). */
+const char *messages_status_name(int level);
+/* The level named `s`, or 0 when it names none. */
+int messages_status_level(const char *s);
+/* `ms` since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" into `out`. */
+void messages_iso_time(int64_t ms, char out[MESSAGES_TIME_LEN]);
+
+/* ---- sending ---- */
+
+struct msg_new {
+	const char *conv, *sender, *type;
+	size_t conv_len, sender_len, type_len;
+	const char *client_id, *reply_to; /* NULL: none */
+	size_t client_id_len, reply_to_len;
+	const char *content; /* JSON text */
+	size_t content_len;
+	const char *sender_json; /* JSON text, or NULL */
+	size_t sender_json_len;
+	/* NUL-terminated user ids back to back; the sender and names longer
+	 * than MESSAGES_NAME_MAX are left out. */
+	const char *recipients;
+	size_t recipients_len;
+};
+
+struct msg_sent {
+	char *record; /* the record as clients see it, with "status": scratch */
+	size_t record_len;
+	char id[MESSAGES_ID_LEN + 1];
+	char timestamp[MESSAGES_TIME_LEN];
+	uint64_t seq;
+};
+
+/* An idempotent retry: when `sender` sent `client_id` before, fills `out`
+ * with that message (its status now) and submits an empty batch that
+ * completes once that message is durable (and fails if it fails); returns
+ * 1. Returns 0, doing nothing, when the pair is new. */
+int messages_send_again(const char *sender, size_t slen, const char *client_id, size_t cidlen,
+			void (*done)(void *arg, int err), void *arg, struct msg_sent *out);
+/* Stores a new message (the next seq of its conversation, a new id, status
+ * `sent` for each recipient, the idempotency key when there is a client
+ * id) and fills `out`. The batch is submitted before this returns. */
+void messages_send(const struct msg_new *m, void (*done)(void *arg, int err), void *arg,
+		   struct msg_sent *out);
+
+/* ---- reading ---- */
+
+struct msg_view {
+	char *record; /* with annotations, "status" and "statuses": scratch */
+	size_t record_len;
+	char conv[MESSAGES_NAME_MAX + 1], sender[MESSAGES_NAME_MAX + 1];
+	size_t conv_len, sender_len;
+	uint64_t seq;
+	/* The recipients at send time, then those who joined: NUL-terminated
+	 * names back to back, scratch (NULL when none). */
+	char *recipients;
+	size_t recipients_len;
+};
+
+/* Reads message `id`: 1 with `out` filled, or 0 when there is none. */
+int messages_get(const char *id, size_t idlen, struct msg_view *out);
+/* Whether message `id` exists (pending writes included). */
+int messages_has(const char *id, size_t idlen);
+/* A conversation's durable messages with seq after `after`, oldest first,
+ * at most `limit` (1..MESSAGES_SYNC_MAX), leaving out those `viewer` (NULL:
+ * nobody) deleted for themselves, as JSON: {"messages":[record with
+ * annotations, status and statuses, ...], "hasMore": bool}, scratch. */
+char *messages_sync(const char *conv, size_t clen, uint64_t after, long limit,
+		    const char *viewer, size_t vlen, size_t *len);
+
+/* ---- statuses ---- */
+
+/* What a status write did to a message. */
+struct msg_change {
+	char id[MESSAGES_ID_LEN + 1];
+	char conv[MESSAGES_NAME_MAX + 1];
+	char sender[MESSAGES_NAME_MAX + 1];
+	int aggregate_before, aggregate; /* the least status over its recipients */
+	int64_t at;                      /* ms */
+};
+
+enum { MESSAGES_NOT_FOUND = -1, MESSAGES_NOT_RECIPIENT = -2 };
+
+/* Sets `user`'s status of the messages `ids` (`n` ids of `idlens` bytes) to
+ * `level` where that advances it, adding the user as a recipient when
+ * `open` (a conversation without registered members). With `conv`, a
+ * message of another conversation is not found. All or nothing: every id
+ * is checked first; on a refusal returns MESSAGES_NOT_FOUND or
+ * MESSAGES_NOT_RECIPIENT with `*refused` the index of the id, and writes
+ * nothing. Otherwise fills `changes[0..n)` (the caller's) and returns 0. */
+int messages_set_status(const char *const *ids, const size_t *idlens, size_t n,
+			const char *user, size_t ulen, int level, int open, const char *conv,
+			size_t clen, void (*done)(void *arg, int err), void *arg,
+			struct msg_change *changes, size_t *refused);
+/* Marks read every message of the conversation after the user's read
+ * cursor up to seq `upto` (UINT64_MAX: all; at most 5000 at a time) and
+ * moves the cursor. `*changes` (scratch, `*nchanges` of them) are those
+ * whose aggregate moved; `*count` is how many messages became read. */
+void messages_read_upto(const char *conv, size_t clen, const char *user, size_t ulen,
+			uint64_t upto, int open, void (*done)(void *arg, int err), void *arg,
+			struct msg_change **changes, size_t *nchanges, int *count);
+
+/* ---- membership ---- */
+
+/* A conversation's members (none: not registered), or a user's
+ * conversations: NUL-terminated names back to back, scratch (NULL, `*len`
+ * 0, when none). */
+char *messages_members(const char *conv, size_t clen, size_t *len);
+char *messages_conversations_of(const char *user, size_t ulen, size_t *len);
+/* Whether `user` is a member of `conv`; `*registered` says whether the
+ * conversation has members at all. */
+int messages_is_member(const char *conv, size_t clen, const char *user, size_t ulen,
+		       int *registered);
+/* Replaces the conversation's members with `members` (NUL-terminated
+ * names back to back, at most MESSAGES_RECIPIENTS_MAX). */
+void messages_set_members(const char *conv, size_t clen, const char *members, size_t len,
+			  void (*done)(void *arg, int err), void *arg);
+
+/* ---- profiles, last seen, annotations, edits ---- */
+
+/* A user's profile JSON: 1 with `*json` (valid until the next store call),
+ * or 0. */
+int messages_profile(const char *user, size_t ulen, const void **json, size_t *len);
+void messages_set_profile(const char *user, size_t ulen, const char *json, size_t len,
+			  void (*done)(void *arg, int err), void *arg);
+/* A user's last seen ms: 1 with `*ms`, or 0. */
+int messages_last_seen(const char *user, size_t ulen, int64_t *ms);
+void messages_set_last_seen(const char *user, size_t ulen, int64_t ms);
+
+/* Whether `name` may name an annotation: 0; MESSAGES_BAD_NAME for an empty,
+ * longer than 32 bytes or reserved one (a field of the record: "content",
+ * "status", ...); MESSAGES_BAD_CHARS when it is not letters, digits and _. */
+enum { MESSAGES_BAD_NAME = -1, MESSAGES_BAD_CHARS = -2 };
+int messages_annotation_name(const char *name, size_t nlen);
+/* Sets a plugin's field `name` (checked by messages_annotation_name) of
+ * message `id` to `json`, or removes it when `json` is NULL; shown with the
+ * message by messages_get and messages_sync. */
+void messages_annotate(const char *id, const char *name, size_t nlen, const char *json,
+		       size_t len, void (*done)(void *arg, int err), void *arg);
+/* Rewrites message `id`: the new content (JSON) and "editedAt", or, with
+ * `content` NULL, a tombstone (content null, "deleted": true). Returns 1
+ * with `when` the edit's time, or 0 when there is no such message (nothing
+ * submitted). */
+int messages_edit(const char *id, size_t idlen, const char *content, size_t clen,
+		  void (*done)(void *arg, int err), void *arg, char when[MESSAGES_TIME_LEN]);
+/* Deletes message `id` for `user` only (messages_sync with that viewer
+ * leaves it out). */
+void messages_hide(const char *id, const char *user, size_t ulen,
+		   void (*done)(void *arg, int err), void *arg);
 
 #endif

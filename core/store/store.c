@@ -25,6 +25,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/map.h"
+#include "base/metrics.h"
 
 #define KEY_MAX 511 /* LMDB's default largest key */
 #define GROUP_MAX 256 /* batches per write transaction */
@@ -749,10 +750,29 @@ fail:
 	return -1;
 }
 
+static struct metrics_value store_metrics[] = {
+	{ .name = "parley_store_commits_total",
+	  .help = "Transactions the store's writer committed (and synced).", .type = "counter",
+	  .count = &store_commits },
+	{ .name = "parley_store_batches_total", .help = "Write batches those transactions carried.",
+	  .type = "counter", .count = &store_batches },
+	{ .name = "parley_store_failures_total",
+	  .help = "Write batches that failed (full map, I/O).", .type = "counter",
+	  .count = &store_failures },
+	{ .name = "parley_store_full_total{reason=\"map\"}",
+	  .help = "Write batches that failed because the store is full, by what is full (map: "
+		  "PARLEY_MAP_SIZE; disk: the file system, a quota or the file size limit).",
+	  .type = "counter", .count = &store_full_map },
+	{ .name = "parley_store_full_total{reason=\"disk\"}", .count = &store_full_disk },
+};
+
 int store_open(const char *dir, size_t map_size, struct ev_loop *l)
 {
 	MDB_txn *txn;
 	int rc, dead;
+
+	for (size_t i = 0; i < sizeof(store_metrics) / sizeof(store_metrics[0]); i++)
+		metrics_register(&store_metrics[i]);
 
 	loop = l;
 	map_init(&overlay);

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "wire/base64.h"
+
 int eio_parse(const char *p, size_t len, struct eio_packet *pkt)
 {
 	if (len == 0)
@@ -39,4 +41,25 @@ int eio_payload_next(const char **cur, const char *end, const char **seg,
 		*cur = end;
 	}
 	return 1;
+}
+
+size_t eio_payload_room(size_t len, int binary)
+{
+	return 1 + (binary ? 1 + base64_encoded_len(len) : len);
+}
+
+size_t eio_payload_append(char *out, size_t n, const void *data, size_t len, int binary)
+{
+	char *p = out + n;
+
+	if (n)
+		*p++ = EIO_SEPARATOR;
+	if (binary) {
+		*p++ = 'b';
+		p += base64_encode(data, len, p);
+	} else if (len) {
+		memcpy(p, data, len);
+		p += len;
+	}
+	return (size_t)(p - out);
 }

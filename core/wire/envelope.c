@@ -1,5 +1,8 @@
-/* envelope.c - the plain WebSocket frame (see envelope.h). */
+/* envelope.c - the plain WebSocket frame, read and written (see
+ * envelope.h). */
 #include "wire/envelope.h"
+
+#include <string.h>
 
 int envelope_parse(const char *p, size_t len, int max_depth, struct envelope *e)
 {
@@ -33,4 +36,43 @@ int envelope_parse(const char *p, size_t len, int max_depth, struct envelope *e)
 		return ENVELOPE_BAD_EVENT;
 	e->name_len = (size_t)n;
 	return ENVELOPE_OK;
+}
+
+/* Appends the `n` bytes at `p` to `out` and returns where they end. */
+static char *put(char *out, const char *p, size_t n)
+{
+	memcpy(out, p, n);
+	return out + n;
+}
+
+/* The frame's data: a value, or null for none (an empty value would not
+ * be JSON). */
+static char *put_data(char *out, const char *data, size_t len)
+{
+	return data && len ? put(out, data, len) : put(out, "null", 4);
+}
+
+size_t envelope_event_write(char *out, const char *name, size_t name_len, const char *data,
+			    size_t data_len, int64_t ack)
+{
+	char *p = put(out, "{\"event\":", 9);
+
+	p += json_escape(name, name_len, p);
+	p = put_data(put(p, ",\"data\":", 8), data, data_len);
+	if (ack >= 0) {
+		p = put(p, ",\"ack\":", 7);
+		p += json_uint_write(p, (uint64_t)ack);
+	}
+	*p++ = '}';
+	return (size_t)(p - out);
+}
+
+size_t envelope_reply_write(char *out, uint64_t ack, const char *data, size_t data_len)
+{
+	char *p = put(out, "{\"ack\":", 7);
+
+	p += json_uint_write(p, ack);
+	p = put_data(put(p, ",\"data\":", 8), data, data_len);
+	*p++ = '}';
+	return (size_t)(p - out);
 }

@@ -69,6 +69,12 @@ long json_string_unescape(struct json_span s, char *out, size_t cap);
  * `*out`, or -1 (not a number, negative, fractional, exponent, or too large). */
 int json_uint(struct json_span v, uint64_t *out);
 
+/* Writes `v` in decimal, no sign and no leading zero, into `out`
+ * (JSON_UINT_MAX bytes), and returns the bytes written (no NUL). A JSON
+ * number json_uint reads back when `v` is at most 2^53. */
+size_t json_uint_write(char *out, uint64_t v);
+#define JSON_UINT_MAX 20 /* the digits of 2^64 - 1 */
+
 /* Whether the `len` bytes at `p` are valid UTF-8 by the rules json_validate
  * applies inside strings. */
 int json_utf8_valid(const char *p, size_t len);

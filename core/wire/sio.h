@@ -1,7 +1,8 @@
 /* sio.h - Socket.IO v5 packet codec:
  *   <type>[<attachments>-][<namespace>,][<ack id>][<JSON payload>]
  * Parsing splits a packet into views; the payload is validated by the caller
- * (json.h). Encoding writes a packet's header; the payload is appended. A
+ * (json.h). Encoding writes a packet's header (the payload appended by the
+ * caller), or a whole event or ack around the arguments' JSON. A
  * binary packet's attachments are collected by sio_binary_*; the runtime
  * (core/lua/binary.lua) puts them in place of their placeholders. */
 #ifndef PARLEY_SIO_H
@@ -47,10 +48,44 @@ int sio_parse(const char *p, size_t len, unsigned max_attachments,
 #define SIO_HEADER_MAX(nsp_len) (1 + 10 + 1 + (nsp_len) + 1 + 20)
 
 /* Writes the header of a packet into `out` (SIO_HEADER_MAX bytes): the
- * attachment count only for binary types, the namespace unless it is "/",
- * the id unless it is negative. Returns the bytes written. */
+ * attachment count only for binary types, the namespace and its comma
+ * unless it is "/" (or empty: the default namespace too), the id unless it
+ * is negative. Returns the bytes written. The namespace is written as it
+ * is: one with a ',' in it cannot be read back (sio_parse ends it there). */
 size_t sio_write_header(char *out, enum sio_type type, unsigned attachments,
 			const char *nsp, size_t nsp_len, int64_t id);
+
+/* Room sio_event_write needs: the header, then '[', the name escaped, ','
+ * and the arguments, then ']'. */
+#define SIO_EVENT_MAX(nsp_len, name_len, args_len) \
+	(SIO_HEADER_MAX(nsp_len) + 1 + json_escaped_max(name_len) + 1 + (args_len) + 1)
+
+/* Writes an EVENT packet into `out` (SIO_EVENT_MAX bytes), a BINARY_EVENT
+ * when `attachments` is not 0 (the attachments themselves are frames of
+ * their own, sent after it; `args` holds their placeholders):
+ *     <type>[<attachments>-][<nsp>,][<id>]["<name>"[,<args>]]
+ * `name` is `name_len` bytes of UTF-8, written as a JSON string. `args` is
+ * the JSON of the arguments after the name, comma-separated with no
+ * brackets ("1,{\"a\":2}"), written as it is; NULL or args_len 0 for none.
+ * `id` is the ack id the client answers (negative: no answer asked); it
+ * goes after the namespace's comma, never inside the namespace, whatever
+ * the namespace holds. The Engine.IO message type ('4') that carries the
+ * packet is the caller's to write before it. Returns the bytes written. */
+size_t sio_event_write(char *out, const char *nsp, size_t nsp_len, int64_t id,
+		       unsigned attachments, const char *name, size_t name_len,
+		       const char *args, size_t args_len);
+
+/* Room sio_ack_write needs: the header, then '[', the arguments, ']'. */
+#define SIO_ACK_MAX(nsp_len, args_len) (SIO_HEADER_MAX(nsp_len) + 1 + (args_len) + 1)
+
+/* Writes an ACK packet answering the client's ack `id` into `out`
+ * (SIO_ACK_MAX bytes), a BINARY_ACK when `attachments` is not 0:
+ *     <type>[<attachments>-][<nsp>,]<id>[<args>]
+ * `args` as for sio_event_write (NULL or args_len 0: an empty list, "[]").
+ * `id` is at most SIO_MAX_ACK_ID (the parser refuses more). Returns the
+ * bytes written. */
+size_t sio_ack_write(char *out, const char *nsp, size_t nsp_len, uint64_t id,
+		     unsigned attachments, const char *args, size_t args_len);
 
 /* Splits an EVENT payload (`data`, validated here to `max_depth`): a JSON
  * array whose first element is a string, the event's name (`*name`, the

@@ -287,9 +287,14 @@ void ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], size_t offset)
 		p[i] ^= mask[(offset + i) & 3];
 }
 
+size_t ws_header_len(uint64_t len)
+{
+	return len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+}
+
 size_t ws_header_write(uint8_t *out, uint8_t opcode, uint64_t len)
 {
-	out[0] = (uint8_t)(0x80 | opcode);
+	out[0] = (uint8_t)(0x80 | (opcode & 0x0f));
 	if (len < 126) {
 		out[1] = (uint8_t)len;
 		return 2;

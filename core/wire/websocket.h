@@ -85,8 +85,21 @@ int ws_frame_parse(const uint8_t *p, size_t n, struct ws_frame *f);
 const char *ws_frame_error(const struct ws_frame *f, int in_message);
 /* XORs `n` bytes with the mask, starting at byte `offset` of the payload. */
 void ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], size_t offset);
-/* Writes a server frame header (never masked) for `len` bytes with `opcode`
- * and FIN into `out` (14 bytes of room) and returns its length. */
+/* The most bytes a server frame header takes: 2, then a 64-bit length
+ * (a server never masks, so no key). */
+#define WS_HEADER_MAX 10
+
+/* How many bytes ws_header_write writes for a payload of `len` bytes: 2
+ * below 126, 4 up to 65535, 10 above. For writing the header in front of a
+ * payload already in place: `ws_header_write(payload - ws_header_len(len),
+ * ...)`. */
+size_t ws_header_len(uint64_t len);
+/* Writes the header of a server frame into `out` (WS_HEADER_MAX bytes of
+ * room, or ws_header_len(len)): FIN set, no reserved bits, `opcode` (its
+ * low four bits, an enum ws_opcode), never masked, the payload length
+ * `len` in the shortest form RFC 6455 §5.2 allows. Returns the bytes
+ * written, ws_header_len(len). The one writer of server frame headers,
+ * for control frames and queued frames alike. */
 size_t ws_header_write(uint8_t *out, uint8_t opcode, uint64_t len);
 /* Whether a close frame's status code may be sent by a peer (RFC 6455 §7.4). */
 int ws_close_code_valid(unsigned code);

@@ -93,7 +93,7 @@ static void setup(void)
 	signal(SIGPIPE, SIG_IGN);
 	if (store_claim(settings.data_dir) < 0 || server_start() < 0 ||
 	    store_open(settings.data_dir, settings.map_size, clock_loop) < 0 || messages_init() < 0 ||
-	    script_init() < 0) {
+	    script_init(NULL) < 0) {
 		fprintf(stderr, "fuzz_api: the server did not start\n");
 		abort();
 	}

@@ -51,7 +51,17 @@ class Client {
     });
   }
 
+  // Takes the next `marker` event and resolves true when no `event` came
+  // before it. A socket's events arrive in the order the server sent them,
+  // so make the server send `marker` after whatever could have sent
+  // `event`: no fixed wait decides it.
+  async noneBefore(event, marker, timeoutMs = 3000) {
+    await this.next(marker, timeoutMs);
+    return !(this.queues.get(event) || []).length;
+  }
+
   // Resolves true when no `event` arrives within ms (and none is queued).
+  // Prefer noneBefore where the server can send a later event.
   async none(event, ms = 300) {
     const q = this.queues.get(event);
     if (q && q.length) return false;
@@ -111,10 +121,11 @@ async function start({ plugins = [], pluginPath = [], env = {}, config } = {}) {
       clients.push(ws);
       return ws;
     },
-    // Reloads the scripts (SIGHUP) and waits a moment for the swap.
-    async reload() {
-      srv.proc.kill('SIGHUP');
-      await h.sleep(200);
+    // Reloads the scripts (SIGHUP) and resolves once parley has decided:
+    // 'ok' (the new version answers from now on) or 'refused' (the old one
+    // stays; the log says why).
+    reload() {
+      return h.reload(srv);
     },
     // Stops parley (SIGTERM) after closing the clients; fails on a crash.
     async stop() {
@@ -124,4 +135,7 @@ async function start({ plugins = [], pluginPath = [], env = {}, config } = {}) {
   };
 }
 
-module.exports = { start, sleep: h.sleep, Client };
+// cleanup() kills every parley and closes every client this file started
+// and left: call it in your last `after` hook so a failed test cannot keep
+// the file running (the harness also sweeps 20 s after the last hook).
+module.exports = { start, sleep: h.sleep, cleanup: h.cleanup, Client };

@@ -125,3 +125,6 @@ test('the HTTP API without its key or with a wrong one: 401, logged, counted', a
   assert.ok(counter(text, 'parley_protocol_errors_total{kind="api_bad_key"}') >= 4);
   assert.match(srv.logs(), /HTTP API GET \/api\/users\/online from (::ffff:)?127\.0\.0\.1 refused \(401\): no valid key/);
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

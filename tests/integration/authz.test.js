@@ -327,3 +327,6 @@ test('join/leave churn does not grow the Lua heap with the number of pairs (leav
     await s.stop();
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -241,3 +241,6 @@ describe('malformed HTTP never hurts other clients or the server', () => {
   });
 
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -347,10 +347,6 @@ describe('the bad-input matrix: each refused, counted, and harmless to others', 
     stored = await r.json();
   });
 
-  test(`the matrix has at least 50 cases (${cases.length})`, () => {
-    assert.ok(cases.length >= 50);
-  });
-
   for (const [surface, what, run] of cases) {
     test(`${surface}: ${what}`, async () => {
       const before = await refusals(ctx.srv);
@@ -370,3 +366,6 @@ describe('the bad-input matrix: each refused, counted, and harmless to others', 
       `the stored message is gone: ${JSON.stringify(body).slice(0, 300)}`);
   });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

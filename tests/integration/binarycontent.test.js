@@ -65,3 +65,6 @@ test('the same sender can still send a text message', async () => {
     { conversationId: 'bin', clientMessageId: 'bin-text', type: 'text', content: 'after' });
   assert.equal(ack.status, 'sent');
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

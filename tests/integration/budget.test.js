@@ -82,3 +82,6 @@ test('ten refused 64 MB encodes leave parley\'s RSS within one of them (no C buf
   const grown = rssKb(srv.proc.pid) - before;
   assert.ok(grown < 64 * 1024, `RSS grew by ${grown} kB`);
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

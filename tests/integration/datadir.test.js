@@ -140,3 +140,6 @@ test('--help says one process per data directory, and where several processes go
   assert.match(r.stdout, /One process per data directory/);
   assert.match(r.stdout, /shared store/);
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

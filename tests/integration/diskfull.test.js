@@ -162,3 +162,6 @@ test('what a client is told for each store error: 507 naming what is full, 503 f
     await srv.stop();
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

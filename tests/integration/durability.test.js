@@ -32,6 +32,10 @@ test('kill -9 in the middle of 5,000 acked sends from 20 clients loses no acked 
   const acked = new Map(); // clientMessageId -> { messageId, conv, sender, n }
   const sent = [];         // every message a client sent
   let killed = false;
+  // Senders go on until parley is gone, so that sends are in flight when
+  // it dies, however fast it answered the ones before the signal landed.
+  let dead = false;
+  srv.exited.then(() => { dead = true; });
   const clients = await Promise.all(Array.from({ length: CLIENTS }, async (_, i) => {
     const s = h.sioClient(srv, '/messages', { query: { userId: `d${i}` }, transports: ['websocket'] });
     await h.connected(s);
@@ -42,20 +46,24 @@ test('kill -9 in the middle of 5,000 acked sends from 20 clients loses no acked 
     const conv = `dur-${i % CONVS}`;
     let next = 0;
     async function lane() {
-      while (!killed && next < perClient) {
+      while (!dead && next < perClient) {
         const n = next++;
         const msg = { conversationId: conv, clientMessageId: `d${i}-${n}`, type: 'text', content: `d${i} #${n}` };
         sent.push({ sender: `d${i}`, n, msg });
+        let ack;
         try {
-          const ack = await s.timeout(5000).emitWithAck('message:send', msg);
-          if (ack && ack.status === 'sent') {
-            acked.set(msg.clientMessageId, { messageId: ack.messageId, conv, sender: `d${i}`, n });
-            if (acked.size >= TOTAL / 2 && !killed) {
-              killed = true;
-              srv.kill('SIGKILL');
-            }
-          }
-        } catch (_) { /* no ack: parley is gone */ }
+          ack = await s.timeout(5000).emitWithAck('message:send', msg);
+        } catch (e) {
+          // No ack is expected only once parley is gone.
+          if (!killed) throw new Error(`d${i} #${n} got no ack before the kill: ${e.message}`);
+          return;
+        }
+        assert.equal(ack.status, 'sent', `d${i} #${n}: ${JSON.stringify(ack)}`);
+        acked.set(msg.clientMessageId, { messageId: ack.messageId, conv, sender: `d${i}`, n });
+        if (acked.size >= TOTAL / 2 && !killed) {
+          killed = true;
+          srv.kill('SIGKILL');
+        }
       }
     }
     await Promise.all(Array.from({ length: WINDOW }, lane));
@@ -108,3 +116,6 @@ test('kill -9 in the middle of 5,000 acked sends from 20 clients loses no acked 
     assert.equal((await srv.stop()).code, 0);
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

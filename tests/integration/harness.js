@@ -3,6 +3,7 @@
 // in for parley: every test talks to the built binary over TCP.
 'use strict';
 const { spawn } = require('node:child_process');
+const { after } = require('node:test');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -12,6 +13,39 @@ const WebSocket = require('ws');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BINARY = process.env.PARLEY_BIN || path.join(ROOT, 'build', 'parley');
+
+// Everything the harness started in this test file, for cleanup().
+const spawned = new Set();
+const clients = new Set();
+
+// Kills every parley this file started that still runs and closes every
+// client the harness made. A test file calls it in its last `after` hook,
+// once its own graceful stops ran: a failed assertion then never leaves a
+// parley or a socket that keeps the file's process (and the run) alive.
+function cleanup() {
+  for (const c of clients) {
+    try { c.close(); } catch (_) { /* already closed */ }
+  }
+  clients.clear();
+  for (const proc of spawned) {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  }
+  spawned.clear();
+}
+
+// The safety net for a file that forgot: once the file's tests and hooks
+// are done, whatever is left is cleaned up. The timer does not keep the
+// process alive; it fires only if something else still does, and late
+// enough that the file's own after hooks (graceful stops) have finished.
+after(() => { setTimeout(cleanup, 20000).unref(); });
+
+// When the runner gives up on a file (its --test-timeout), it kills the
+// file's process with SIGTERM: no hook runs then, and the parleys it
+// started would live on, orphaned. They go with it.
+process.once('SIGTERM', () => {
+  cleanup();
+  process.exit(143);
+});
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -28,7 +62,9 @@ function freePort() {
 // Spawns parley with the default scripts plus the testkit plugin (unless
 // opts.env overrides) and does not wait for it: { port, url, proc, dataDir,
 // exited, logs() }. opts: port, dataDir (a new temp folder by default;
-// null leaves PARLEY_DATA_DIR unset), cwd (the repository), env, args.
+// null leaves PARLEY_DATA_DIR unset), cwd (the repository), env, args, wrap
+// (a command line that runs parley, e.g. ['strace', '-f', ...]: proc is
+// then the wrapper's; parley is its child, see fsync.test.js).
 async function spawnParley(opts = {}) {
   const port = opts.port || await freePort();
   const dataDir = opts.dataDir === undefined
@@ -45,7 +81,9 @@ async function spawnParley(opts = {}) {
     ...(process.env.UBSAN_OPTIONS ? { UBSAN_OPTIONS: process.env.UBSAN_OPTIONS } : {}),
     ...(opts.env || {}),
   };
-  const proc = spawn(BINARY, opts.args || [], { cwd: opts.cwd || ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, ...argv] = [...(opts.wrap || []), BINARY, ...(opts.args || [])];
+  const proc = spawn(cmd, argv, { cwd: opts.cwd || ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  spawned.add(proc);
   let out = '';
   proc.stdout.on('data', (d) => { out += d; });
   proc.stderr.on('data', (d) => { out += d; });
@@ -86,9 +124,63 @@ async function startParley(opts = {}) {
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
+// The value of one series of /metrics (`name{labels}` as printed), or null.
+async function metric(srv, series) {
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line ? Number(line.slice(series.length + 1)) : null;
+}
+
+// Calls `probe` until `ok(value)` and resolves with that value: a wait for a
+// state parley reaches, bounded by `ms`, instead of a sleep that guesses.
+async function waitFor(probe, ok, what, ms = 10000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(v)})`);
+    await sleep(10);
+  }
+}
+
+// parley_script_loads_total of a running parley: { ok, refused } (the
+// first load counts: a new parley shows { ok: 1, refused: 0 }).
+async function scriptLoads(srv) {
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const n = (result) => {
+    const m = new RegExp(`^parley_script_loads_total\\{result="${result}"\\} (\\d+)$`, 'm').exec(text);
+    if (!m) throw new Error(`/metrics has no parley_script_loads_total{result="${result}"}`);
+    return Number(m[1]);
+  };
+  return { ok: n('ok'), refused: n('refused') };
+}
+
+// Resolves once parley has decided on a load of the scripts after `before`
+// (what scriptLoads said then): 'ok' (the new version took over: it answers
+// from now on) or 'refused' (the running version stays).
+async function loaded(srv, before, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await scriptLoads(srv);
+    if (now.ok > before.ok) return 'ok';
+    if (now.refused > before.refused) return 'refused';
+    if (Date.now() > deadline) throw new Error(`no load of the scripts within ${timeoutMs} ms:\n${srv.logs ? srv.logs() : ''}`);
+    await sleep(10);
+  }
+}
+
+// Sends SIGHUP and resolves with parley's decision: 'ok' or 'refused'.
+async function reload(srv) {
+  const before = await scriptLoads(srv);
+  srv.proc.kill('SIGHUP');
+  return loaded(srv, before);
+}
+
 // A socket.io-client socket that is not yet connected; tests call connect().
 function sioClient(srv, nsp = '/messages', opts = {}) {
-  return io(`${srv.url}${nsp}`, { autoConnect: false, reconnection: false, forceNew: true, ...opts });
+  const s = io(`${srv.url}${nsp}`, { autoConnect: false, reconnection: false, forceNew: true, ...opts });
+  clients.add(s);
+  return s;
 }
 
 // Connects and resolves once 'connect' fired (rejects on connect_error).
@@ -164,6 +256,8 @@ function frameQueue(ws, parse, onFrame = () => {}) {
 // A plain WebSocket to the /messages endpoint; frames are parsed JSON.
 function plainClient(srv, query = '', path = '/messages') {
   const ws = frameQueue(new WebSocket(`ws://127.0.0.1:${srv.port}${path}${query ? '?' + query : ''}`), JSON.parse);
+  clients.add(ws);
+  ws.once('close', () => clients.delete(ws));
   ws.sendJson = (obj) => ws.send(JSON.stringify(obj));
   return ws;
 }
@@ -172,6 +266,8 @@ function plainClient(srv, query = '', path = '/messages') {
 // It answers the server's pings unless autoPong is false; ws.pings counts them.
 function rawEngineWs(url, { autoPong = true, headers, origin } = {}) {
   const ws = new WebSocket(url, { headers, origin });
+  clients.add(ws);
+  ws.once('close', () => clients.delete(ws));
   ws.pings = 0;
   return frameQueue(ws, (f) => f, (f) => {
     if (f !== '2') return;
@@ -189,6 +285,6 @@ async function pollHandshake(srv, extra = '') {
 }
 
 module.exports = {
-  ROOT, BINARY, spawnParley, startParley, sleep, sioClient, connected, once, silent, frameQueue, plainClient,
+  ROOT, BINARY, spawnParley, startParley, cleanup, sleep, metric, waitFor, scriptLoads, loaded, reload, sioClient, connected, once, silent, frameQueue, plainClient,
   rawEngineWs, pollHandshake, freePort,
 };

@@ -80,3 +80,6 @@ test('a plugin that patches string, table, math, parley, its sub-tables and the 
     await srv.stop();
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -51,3 +51,6 @@ test('parley.json.encode writes number keys as their text, and refuses an infini
   assert.match(inf, /^error: .*NaN and infinity have no JSON form/);
   s.close();
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -120,3 +120,6 @@ test('plain WebSocket: an Authorization: Bearer header works too', async () => {
   assert.equal((await ws.next((f) => f.ack === 2)).data.userId, 'hdr-plain');
   ws.close();
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -36,10 +36,23 @@ test('a value set is read back at once, with its JSON type: string, number, obje
   }
 });
 
-test('an entry set with ttl 150 ms is gone 300 ms later', async () => {
+// Reads `key` until it is gone; resolves with the reads it took (a wait for
+// the expiry, bounded, instead of a sleep that guesses it).
+async function untilGone(key, ms = 10000) {
+  const deadline = Date.now() + ms;
+  for (let reads = 1; ; reads++) {
+    const got = await ask('test:kv-get', { key });
+    if (got.value === undefined) return reads;
+    if (Date.now() > deadline) assert.fail(`${key} still there after ${ms} ms: ${JSON.stringify(got)}`);
+    await h.sleep(10);
+  }
+}
+
+test('an entry set with ttl 150 ms is there at once and then goes; one without a ttl stays', async () => {
   assert.deepEqual(await ask('test:kv-set', { key: 'short', value: 'x', ttl: 150 }), { value: 'x' });
-  await h.sleep(300);
-  assert.deepEqual(await ask('test:kv-get', { key: 'short' }), {});
+  assert.deepEqual(await ask('test:kv-set', { key: 'long', value: 'y' }), { value: 'y' });
+  await untilGone('short');
+  assert.deepEqual(await ask('test:kv-get', { key: 'long' }), { value: 'y' });
 });
 
 test('200 concurrent increments from 4 sockets end at exactly 200; incr of a string is an error', async () => {
@@ -71,7 +84,11 @@ test('kv.keys lists keys by prefix, in order', async () => {
   assert.deepEqual(await ask('test:kv-keys', { prefix: 'list:' }), ['list:a', 'list:b', 'list:c']);
 });
 
-test('a value acked after kv.wait() survives kill -9; so does an earlier expiring one until its time', async () => {
+test('a value acked after kv.wait() survives kill -9; so do earlier expiring ones, each until its time', async () => {
+  // Written before the wait, so the wait covers them: one expires in a
+  // minute, one soon after the restart.
+  assert.deepEqual(await ask('test:kv-set', { key: 'minute', value: 'm', ttl: 60000 }), { value: 'm' });
+  assert.deepEqual(await ask('test:kv-set', { key: 'soon', value: 's', ttl: 1500 }), { value: 's' });
   assert.deepEqual(await ask('test:kv-durable-set', { key: 'durable', value: { saved: [1, 2, 3] } }),
     { durable: true });
   s.close();
@@ -81,4 +98,11 @@ test('a value acked after kv.wait() survives kill -9; so does an earlier expirin
   await connect();
   assert.deepEqual(await ask('test:kv-get', { key: 'durable' }), { value: { saved: [1, 2, 3] } });
   assert.deepEqual(await ask('test:kv-get', { key: 'counter' }), { value: 200 });
+  assert.deepEqual(await ask('test:kv-get', { key: 'minute' }), { value: 'm' });
+  // Its expiry came through the restart too: it goes, the minute one stays.
+  await untilGone('soon');
+  assert.deepEqual(await ask('test:kv-get', { key: 'minute' }), { value: 'm' });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

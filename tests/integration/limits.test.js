@@ -56,9 +56,10 @@ test('PARLEY_MAX_USER_SOCKETS=3: a user\'s 4th socket is refused with 429; other
     assert.ok(!other.error);
     assert.equal(await limitCount(srv, 'max_user_sockets'), 1);
     assert.match(srv.logs(), /user many has 3 sockets already \(PARLEY_MAX_USER_SOCKETS\)/);
-    // One leaves: there is room again.
+    // One leaves: there is room again once parley has seen it go.
+    const before = await h.metric(srv, 'parley_connections{transport="websocket"}');
     open[0].close();
-    await h.sleep(100);
+    await h.waitFor(() => h.metric(srv, 'parley_connections{transport="websocket"}'), (n) => n === before - 1, 'the close seen');
     const again = await connectAs(srv, 'many');
     open.push(again.s);
     assert.ok(!again.error, again.error && again.error.message);
@@ -94,36 +95,37 @@ test('PARLEY_CONNECT_TIMEOUT=300: an Engine.IO session that connects no namespac
   try {
     const ws = h.rawEngineWs(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`);
     await ws.opened;
-    const started = Date.now();
     await ws.closed;
-    assert.ok(Date.now() - started < 2000, 'closed too late');
     assert.equal(await limitCount(srv, 'connect_timeout'), 1);
     assert.match(srv.logs(), /no namespace connected within PARLEY_CONNECT_TIMEOUT/);
 
     // A client that connects in time is kept: the bystander of what follows.
+    // A session opened after it and left without a namespace is closed by
+    // the timeout: by then the prompt one would have been too.
     const { s } = await connectAs(srv, 'prompt');
-    await h.sleep(600);
+    const late = h.rawEngineWs(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`);
+    await late.opened;
+    await late.closed;
+    assert.equal(await limitCount(srv, 'connect_timeout'), 2);
     assert.equal(s.connected, true);
     let bystanderLeft = null;
     s.on('disconnect', (why) => { bystanderLeft = why; });
 
     // Half an HTTP request: dropped after the (second-granular) deadline,
     // counted and logged; the bystander notices nothing.
-    const t0 = Date.now();
     await new Promise((resolve) => {
       const sock = net.connect(srv.port, '127.0.0.1', () => sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
       sock.on('close', resolve);
       sock.on('error', resolve);
     });
-    assert.ok(Date.now() - t0 < 4000, `a half-open request was kept ${Date.now() - t0} ms`);
-    await h.sleep(100);
-    assert.equal(await limitCount(srv, 'connect_timeout'), 2);
+    await h.waitFor(() => limitCount(srv, 'connect_timeout'), (n) => n >= 3, 'the dropped request counted');
+    assert.equal(await limitCount(srv, 'connect_timeout'), 3);
     assert.match(srv.logs(), /127\.0\.0\.1: no complete HTTP request within PARLEY_CONNECT_TIMEOUT \(\d+ ms\): connection dropped/);
     assert.equal(bystanderLeft, null, 'the bystander was disconnected');
     assert.deepEqual(await s.timeout(3000).emitWithAck('test:echo', { still: 'here' }), { still: 'here' });
     // A request sent whole, even slowly, is no timeout.
     assert.equal((await fetch(`${srv.url}/healthz`)).status, 200);
-    assert.equal(await limitCount(srv, 'connect_timeout'), 2);
+    assert.equal(await limitCount(srv, 'connect_timeout'), 3);
     s.close();
   } finally {
     await srv.stop();
@@ -188,12 +190,13 @@ test('PARLEY_MAX_CONNS_PER_IP=5: the 6th connection from 127.0.0.1 is refused at
   const srv = await h.startParley({ env: { PARLEY_MAX_CONNS_PER_IP: '5' } });
   const socks = [];
   try {
+    // parley accepts in the order the kernel queued the connections: the
+    // sixth is taken after these five, whenever that is.
     for (let i = 0; i < 5; i++) {
       const sock = net.connect(srv.port, '127.0.0.1');
       await new Promise((r) => sock.on('connect', r));
       socks.push(sock);
     }
-    await h.sleep(100);
     const sixth = net.connect(srv.port, '127.0.0.1');
     const closed = await new Promise((resolve) => {
       sixth.on('close', () => resolve(true));
@@ -215,9 +218,8 @@ test('PARLEY_MAX_CONNS_PER_IP=5: the 6th connection from 127.0.0.1 is refused at
     assert.match(srv.logs(), /127\.0\.0\.1 has 5 connections \(PARLEY_MAX_CONNS_PER_IP\): connection refused/);
     // When one goes, the address may connect again.
     socks.shift().destroy();
-    await h.sleep(200);
-    const again = await fetch(`${srv.url}/healthz`).then((x) => x.status, () => 0);
-    assert.equal(again, 200);
+    await h.waitFor(() => fetch(`${srv.url}/healthz`).then((x) => x.status, () => 0), (st) => st === 200,
+      'a connection once one of the five went');
   } finally {
     socks.forEach((s) => s.destroy());
     await srv.stop();
@@ -271,7 +273,9 @@ test('PARLEY_MAX_BUFFER=256 KiB: a client that stops reading while 80 MB come is
     assert.equal(await limitCount(srv, 'max_buffer'), 1);
     assert.match(srv.logs(), /\d+ bytes wait unread \(PARLEY_MAX_BUFFER\): closing the slow consumer/);
     stalled._socket.resume();
-    assert.ok((await stalled.closed).code !== undefined);
+    // What was queued for it is dropped and a close frame takes its place,
+    // behind what the kernel already holds.
+    assert.deepEqual(await stalled.closed, { code: 1000, reason: 'slow consumer' });
     [reader, sender].forEach((s) => s.close());
   } finally {
     await srv.stop();
@@ -402,3 +406,5 @@ test('PARLEY_MAX_BINARY_PENDING_TOTAL: the connection whose attachment would tak
     await srv.stop();
   }
 });
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

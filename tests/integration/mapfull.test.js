@@ -240,3 +240,5 @@ test('a retry of a send still in flight is acked only if that send is stored: wh
   }
   await checkSequence(dataDir, 'retry', acked);
 });
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -286,3 +286,6 @@ describe('settings', () => {
     await srv.stop();
   });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -157,3 +157,6 @@ test('what went wrong is logged by type: no script code ran for it, and no job f
   assert.match(logs, /misbehave: handler for misbehave:message-not-utf8 refused badly: its message is not UTF-8/);
   assert.doesNotMatch(logs, /a job failed|was stopped/);
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

@@ -61,14 +61,16 @@ async function versionOf(s) {
   return (await s.timeout(3000).emitWithAck('rl:version')).version;
 }
 
-// Polls until the server answers with `version`; returns how long it took.
-async function until(s, version, ms = 5000) {
-  const started = Date.now();
-  while (Date.now() - started < ms) {
-    if (await versionOf(s) === version) return Date.now() - started;
-    await h.sleep(20);
+// Polls `probe` until `ok(value)`; resolves with the value (a wait for a
+// state the server reaches, not a fixed sleep).
+async function until(probe, ok, what, ms = 10000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(v)})`);
+    await h.sleep(10);
   }
-  throw new Error(`version ${version} did not answer within ${ms} ms`);
 }
 
 test('with PARLEY_WATCH=0 a changed file is not picked up until SIGHUP', async () => {
@@ -78,11 +80,15 @@ test('with PARLEY_WATCH=0 a changed file is not picked up until SIGHUP', async (
   try {
     await h.connected(s);
     assert.equal(await versionOf(s), 0);
+    const before = await h.scriptLoads(srv);
     fs.writeFileSync(file, pluginSource(1));
+    // Nothing can announce that no reload came: this is the one window
+    // left, and with the watch on a change is picked up well inside it.
     await h.sleep(500);
+    assert.deepEqual(await h.scriptLoads(srv), before, 'reloaded without being asked');
     assert.equal(await versionOf(s), 0, 'reloaded without being asked');
-    srv.proc.kill('SIGHUP');
-    await until(s, 1);
+    assert.equal(await h.reload(srv), 'ok');
+    assert.equal(await versionOf(s), 1, 'the new version does not answer once its load is counted');
   } finally {
     s.close();
     assert.equal((await srv.stop()).code, 0);
@@ -99,6 +105,7 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
   const heard = new Map();
   const said = []; // { from, n } of every rl:say sent (from: the client index)
   let sent = 0, acked = 0, ackErrors = 0;
+  let talking = false;
   try {
     for (let i = 0; i < N; i += 20) {
       clients.push(...await Promise.all(Array.from({ length: 20 }, async (_, k) => {
@@ -114,7 +121,7 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
       })));
     }
     // Every client says something every 100 ms (2,000 events/s in all).
-    let talking = true;
+    talking = true;
     const loops = clients.map(async (s, i) => {
       for (let n = 0; talking; n++) {
         sent++;
@@ -127,27 +134,33 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
     });
 
     const observer = clients[0];
-    const took = [];
     for (let v = 1; v <= 10; v++) {
-      await h.sleep(400);
+      // Between two reloads, every client is heard from again.
+      const mark = acked;
+      await until(() => acked, (n) => n >= mark + N, `${N} acks after version ${v - 1}`);
+      const before = await h.scriptLoads(srv);
       if (v === 6) {
         // Broken: refused, logged with file and line; version 5 keeps going.
         fs.writeFileSync(file, pluginSource(v, true));
         srv.proc.kill('SIGHUP');
-        await h.sleep(800);
+        assert.equal(await h.loaded(srv, before), 'refused');
         assert.equal(await versionOf(observer), 5, 'a broken version was swapped in');
         assert.match(srv.logs(), /scripts not loaded: .*reloadable\/init\.lua:\d+:/);
         continue;
       }
       fs.writeFileSync(file, pluginSource(v));
       if (v % 2 === 0) srv.proc.kill('SIGHUP'); // the others by the file watch alone
-      took.push(await until(observer, v));
+      assert.equal(await h.loaded(srv, before), 'ok', `version ${v}`);
+      // Swapped in between two loop iterations: it answers at once.
+      assert.equal(await versionOf(observer), v, `version ${v} does not answer once its load is counted`);
     }
     talking = false;
     await Promise.all(loops);
-    const deadline = Date.now() + 15000;
-    while (acked + ackErrors < sent && Date.now() < deadline) await h.sleep(50);
-    await h.sleep(300); // the last relays
+    await until(() => acked + ackErrors, (n) => n >= sent, 'an answer to every event', 15000);
+    // The last relays: every member of each room heard each message.
+    const deliveries = () => [...heard.values()].reduce((a, b) => a + b, 0);
+    const relayed = Date.now() + 15000;
+    while (deliveries() < sent * (ROOM - 1) && Date.now() < relayed) await h.sleep(10);
     assert.equal(disconnects, 0, 'a client was disconnected');
     assert.equal(ackErrors, 0, 'an event failed or timed out');
     assert.equal(acked, sent, 'an ack was lost');
@@ -173,8 +186,9 @@ test('200 clients in rooms of 10 keep talking through 10 reloads (one broken): n
     assert.equal(heard.size, expected, 'a client heard a message not meant for it');
     const status = await observer.timeout(3000).emitWithAck('rl:version');
     assert.equal(status.total, sent, 'the shared counter did not survive the reloads');
-    console.log(`# reload: ${sent} events, 9 reloads swapped in after ${took.join(', ')} ms`);
+    console.log(`# reload: ${sent} events through 9 reloads and a refused one`);
   } finally {
+    talking = false; // a failed assertion must not leave the talkers looping
     clients.forEach((s) => s.close());
     assert.equal((await srv.stop()).code, 0);
   }
@@ -212,30 +226,26 @@ test('a version whose load hook throws is refused: the old one keeps running, it
   const state = () => s.timeout(3000).emitWithAck('lh:state');
   try {
     await h.connected(s);
-    await h.sleep(200);
-    assert.ok((await state()).one > 0, 'version 1\'s timer is not running');
+    await until(state, (st) => st.one > 0, 'version 1\'s timer');
 
     fs.writeFileSync(file, loadHookSource(2, true));
-    srv.proc.kill('SIGHUP');
-    await h.sleep(300);
+    assert.equal(await h.reload(srv), 'refused');
     const mid = await state();
-    await h.sleep(300);
-    const after = await state();
+    // Timers of 20 ms on one loop: five more ticks of version 1's would
+    // have let a live version 2 timer tick too.
+    const after = await until(state, (st) => st.one >= mid.one + 5, 'version 1\'s timer after the refusal');
     assert.equal(after.version, 1, 'the version whose load hook failed was swapped in');
-    assert.ok(after.one > mid.one, 'the old version\'s timer stopped');
     assert.equal(after.two, 0, 'the failed version\'s timer runs');
     assert.match(srv.logs(), /scripts not loaded: loadhook: load hook failed: .*loadhook\/init\.lua:6: load failed on purpose/);
 
     // A good version afterwards takes over as usual.
     fs.writeFileSync(file, loadHookSource(3, false));
-    srv.proc.kill('SIGHUP');
-    await h.sleep(300);
+    assert.equal(await h.reload(srv), 'ok');
     const third = await state();
-    await h.sleep(300);
-    const last = await state();
+    assert.equal(third.version, 3);
+    const last = await until(state, (st) => st.three >= third.three + 5, 'version 3\'s timer');
     assert.equal(last.version, 3);
     assert.equal(last.one, third.one, 'version 1\'s timer outlived its replacement');
-    assert.ok(last.three > third.three, 'version 3\'s timer is not running');
     assert.equal(last.two, 0);
     assert.equal(disconnects, 0, 'the client was disconnected');
   } finally {
@@ -259,8 +269,12 @@ test('scripts/chat.lua reloaded while typing and presence are live: connections 
     for (const c of [ann, bob, cy]) await c.join('live');
     assert.deepEqual(await ann.request('typing:start', { conversationId: 'live' }), { success: true });
     assert.equal((await bob.next('typing:start')).version, undefined);
-    cy.close(); // offline after the grace period
-    await h.sleep(100);
+    // cy goes (offline after the grace period), under the old version.
+    const sockets = async () => Number(/^parley_connections\{transport="websocket"\} (\d+)$/m
+      .exec(await (await fetch(`${srv.url}/metrics`)).text())[1]);
+    const open = await sockets();
+    cy.close();
+    await until(sockets, (n) => n === open - 1, 'cy\'s close seen by parley');
 
     // The new version marks what it sends.
     let src = fs.readFileSync(chat, 'utf8');
@@ -274,7 +288,7 @@ test('scripts/chat.lua reloaded while typing and presence are live: connections 
       src = src.split(from).join(to);
     }
     fs.writeFileSync(chat, src);
-    await srv.reload();
+    assert.equal(await srv.reload(), 'ok', srv.logs());
     assert.match(srv.logs(), /scripts reloaded/);
 
     // Nobody refreshed ann's typing: the new version's sweep ends it, and
@@ -291,3 +305,109 @@ test('scripts/chat.lua reloaded while typing and presence are live: connections 
     await srv.stop();
   }
 });
+
+// Two plugins of one version: ab_b's filter stamps its version on the
+// event, ab_a's handler adds its own, broadcasts the pair to the room and
+// acks it. A version may be broken in ab_b alone (a syntax error).
+function abSources(version, brokenB) {
+  return {
+    a: `-- ab_a v${version}: written by tests/integration/reload.test.js
+return {
+	events = {
+		["ab:probe"] = function(sock, data)
+			local seen = { a = ${version}, b = data.b, n = data.n }
+			parley.to("ab"):emit("ab:heard", { from = sock.userId, a = seen.a, b = seen.b, n = seen.n })
+			return seen
+		end,
+	},
+}
+`,
+    b: `-- ab_b v${version}: written by tests/integration/reload.test.js
+return {
+	priority = 10,
+	filter = function(sock, event, data)
+		if event == "ab:probe" and type(data) == "table" then
+			data.b = ${version}
+			return data
+		end
+	end,
+}
+${brokenB ? 'this is not Lua' : ''}`,
+  };
+}
+
+test('a reload that changes two plugins at once swaps both or neither: every ack and every broadcast of an event carries one version, and a version broken in one file changes nothing', { timeout: 120000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-atomic-'));
+  const write = (version, brokenB) => {
+    const src = abSources(version, brokenB);
+    for (const m of ['a', 'b']) {
+      fs.mkdirSync(path.join(dir, `ab_${m}`), { recursive: true });
+      fs.writeFileSync(path.join(dir, `ab_${m}`, 'init.lua'), src[m]);
+    }
+  };
+  write(1);
+  const srv = await h.startParley({ env: { PARLEY_PLUGIN_PATH: `${dir};${path.join(h.ROOT, 'tests', 'plugins')}`,
+    PARLEY_PLUGINS: 'testkit,ab_a,ab_b', PARLEY_WATCH: '0' } });
+  const clients = [];
+  const acks = [];                // { from, n, a, b }
+  const heard = new Map();        // "from:n" -> [versions heard, by each listener]
+  let probing = true;
+  try {
+    for (let i = 0; i < 10; i++) {
+      const s = h.sioClient(srv, '/messages', { query: { userId: `ab${i}` }, transports: ['websocket'] });
+      await h.connected(s);
+      await s.timeout(3000).emitWithAck('test:join', { room: 'ab' });
+      s.on('ab:heard', (m) => {
+        const key = `${m.from}:${m.n}`;
+        if (!heard.has(key)) heard.set(key, []);
+        heard.get(key).push(`${m.a}/${m.b}`);
+      });
+      clients.push(s);
+    }
+    // Each client probes without pause while the reloads happen.
+    const loops = clients.map(async (s, i) => {
+      for (let n = 0; probing; n++) {
+        const ack = await s.timeout(10000).emitWithAck('ab:probe', { n });
+        acks.push({ from: `ab${i}`, n, a: ack.a, b: ack.b });
+      }
+    });
+    const answered = async (expect) => {
+      const ack = await clients[0].timeout(3000).emitWithAck('ab:probe', { n: -1 });
+      assert.deepEqual({ a: ack.a, b: ack.b }, expect);
+    };
+    let current = 1;
+    await answered({ a: 1, b: 1 });
+    for (const [version, brokenB] of [[2], [3], [4, true], [5], [6, true], [7]]) {
+      const mark = acks.length;
+      await h.waitFor(() => acks.length, (n) => n >= mark + 50, 'probes between reloads');
+      write(version, brokenB);
+      const result = await h.reload(srv);
+      assert.equal(result, brokenB ? 'refused' : 'ok', `version ${version}`);
+      if (!brokenB) current = version;
+      await answered({ a: current, b: current });
+    }
+    probing = false;
+    await Promise.all(loops);
+    // The last broadcasts: each listener hears each probe.
+    await h.waitFor(() => [...heard.values()].reduce((t, v) => t + v.length, 0),
+      (t) => t >= acks.length * clients.length, 'every broadcast heard', 15000);
+
+    const mixed = acks.filter((x) => x.a !== x.b);
+    assert.deepEqual(mixed.slice(0, 5), [], `${mixed.length} acks mixed two versions`);
+    const seenVersions = [...new Set(acks.map((x) => x.a))].sort((x, y) => x - y);
+    assert.deepEqual(seenVersions, [1, 2, 3, 5, 7], 'the versions that answered');
+    let mismatched = 0;
+    for (const x of acks) {
+      for (const v of heard.get(`${x.from}:${x.n}`) || []) if (v !== `${x.a}/${x.b}`) mismatched++;
+    }
+    assert.equal(mismatched, 0, 'a broadcast carried another version than the ack of its event');
+    assert.match(srv.logs(), /scripts not loaded: .*ab_b\/init\.lua:\d+:/);
+  } finally {
+    probing = false;
+    clients.forEach((s) => s.close());
+    assert.equal((await srv.stop()).code, 0);
+  }
+});
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

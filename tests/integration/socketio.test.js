@@ -435,3 +435,6 @@ test('unknown event -> error event and ack {status:"error", statusCode:404}; tes
     closeAll(s, bystander);
   }
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

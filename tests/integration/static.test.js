@@ -86,3 +86,6 @@ test('a FIFO in the folder is not opened (open would wait for a writer and hold 
   assert.ok(await metric('parley_protocol_errors_total{kind="static_not_a_file"}') >= 1);
   assert.deepEqual(await get('/app/inside.txt'), { status: 200, body: 'inside' });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

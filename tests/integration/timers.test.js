@@ -78,3 +78,6 @@ test('a 0 ms repeating timer runs at most every 10 ms, and a 0 ms timer that set
   assert.ok(chain >= 1 && chain <= 50, `the chain ran ${chain} times`);
   assert.equal(await bystander.timeout(2000).emitWithAck('test:echo', 'hi'), 'hi');
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

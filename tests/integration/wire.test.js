@@ -243,7 +243,6 @@ describe('the WebSocket wire', () => {
     w.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
     const first = await w.answer();
     assert.equal(first.status, 200);
-    await sleep(100);
     w.head = null;
     w.buf = Buffer.alloc(0);
     w.write(upgradeHead('/socket.io/?EIO=4&transport=websocket'));
@@ -252,3 +251,6 @@ describe('the WebSocket wire', () => {
     w.end();
   });
 });
+
+// Whatever a failed test left running is stopped, after the hooks above.
+require('node:test').after(require('./harness').cleanup);

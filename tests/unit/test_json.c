@@ -1,6 +1,7 @@
 /* test_json.c - unit tests for core/wire/json.c: the validator (grammar, UTF-8,
- * surrogates, depth, truncation), iteration, lookup, unescape, json_uint and
- * json_escape. Inputs sit in exact-size buffers so ASan sees any over-read. */
+ * surrogates, depth, truncation), iteration, lookup, unescape, json_uint,
+ * json_uint_write and json_escape. Inputs sit in exact-size buffers so ASan
+ * sees any over-read. */
 #include "wire/json.h"
 
 #include "check.h"
@@ -485,6 +486,26 @@ static void test_uint(void)
 	UINT_BAD("+1");
 }
 
+static void test_uint_write(void)
+{
+	static const uint64_t v[] = { 0, 1, 9, 10, 42, 100, 65535, 9007199254740991ULL,
+				      UINT64_C(1) << 53 };
+	char out[JSON_UINT_MAX + 1], want[32];
+	uint64_t back;
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		size_t n = json_uint_write(out, v[i]);
+		snprintf(want, sizeof(want), "%llu", (unsigned long long)v[i]);
+		CHECK_MEM(out, n, want, strlen(want));
+		/* What it writes, json_uint reads back. */
+		CHECK_INT(json_uint((struct json_span){ out, n }, &back), 0);
+		CHECK_UINT(back, v[i]);
+	}
+	/* The widest fills JSON_UINT_MAX. */
+	CHECK_UINT(json_uint_write(out, UINT64_MAX), JSON_UINT_MAX);
+	CHECK_MEM(out, JSON_UINT_MAX, "18446744073709551615", 20);
+}
+
 static void expect_escape(const char *s, size_t len, const char *want, int line)
 {
 	char *out = malloc(json_escaped_max(len));
@@ -539,6 +560,7 @@ int main(void)
 	test_object_get();
 	test_unescape();
 	test_uint();
+	test_uint_write();
 	test_escape();
 	return check_report("test_json");
 }

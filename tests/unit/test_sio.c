@@ -1,5 +1,6 @@
 /* test_sio.c - the Socket.IO packet codec: every packet type, namespaces,
- * ack ids, attachment counts, the header writer round-tripping, an event's
+ * ack ids, attachment counts, the header, event and ack writers
+ * round-tripping (the ack id after a namespace with '[' in it), an event's
  * name and arguments, and a binary packet's reassembly. */
 #include <stdint.h>
 
@@ -96,6 +97,10 @@ static void test_write_header(void)
 	CHECK_MEM(buf, n, "512-9007199254740991", 20);
 	n = sio_write_header(buf, SIO_ACK, 0, "/", 1, INT64_MAX);
 	CHECK_MEM(buf, n, "39223372036854775807", 20);
+	/* An empty namespace is the default one: no stray comma ("2,"), which
+	 * the parser would leave at the front of the payload. */
+	n = sio_write_header(buf, SIO_EVENT, 0, "", 0, 3);
+	CHECK_MEM(buf, n, "23", 2);
 
 	/* What the writer writes, the parser reads back. */
 	struct sio_packet p;
@@ -108,6 +113,162 @@ static void test_write_header(void)
 	CHECK_MEM(p.nsp, p.nsp_len, "/chat", 5);
 	CHECK_INT(p.id, 99);
 	CHECK_MEM(p.data, p.len, "[1]", 3);
+}
+
+/* The `n` bytes written at `buf` are the literal `lit`. */
+#define CHECK_WROTE(buf, n, lit) CHECK_MEM(buf, n, lit, sizeof(lit) - 1)
+
+/* Parses `n` bytes an encoder wrote back into the packet's fields, and an
+ * event's name (unescaped) and arguments (",a,b]") when it has them. */
+static int read_back(const char *buf, size_t n, struct sio_packet *p, char *name,
+		     size_t cap, struct json_span *args)
+{
+	struct json_span tok;
+
+	if (sio_parse(buf, n, 64, p) < 0)
+		return -1;
+	if (p->type != SIO_EVENT && p->type != SIO_BINARY_EVENT)
+		return 0;
+	if (sio_event_split(p->data, p->len, 32, &tok, args) < 0 ||
+	    json_string_unescape(tok, name, cap) < 0)
+		return -1;
+	return 0;
+}
+
+static void test_event_write(void)
+{
+	char buf[SIO_EVENT_MAX(16, 32, 64)], name[64];
+	struct sio_packet p;
+	struct json_span args;
+	size_t n;
+
+	/* The default namespace is left out, "/" or empty alike. */
+	n = sio_event_write(buf, "/", 1, -1, 0, "hello", 5, "1,{\"a\":2}", 9);
+	CHECK_WROTE(buf, n, "2[\"hello\",1,{\"a\":2}]");
+	n = sio_event_write(buf, "", 0, -1, 0, "hello", 5, "1", 1);
+	CHECK_WROTE(buf, n, "2[\"hello\",1]");
+	/* No arguments: the name alone. */
+	n = sio_event_write(buf, "/", 1, -1, 0, "ping", 4, NULL, 0);
+	CHECK_WROTE(buf, n, "2[\"ping\"]");
+	n = sio_event_write(buf, "/m", 2, -1, 0, "ping", 4, "ignored", 0);
+	CHECK_WROTE(buf, n, "2/m,[\"ping\"]");
+	/* A namespace, an ack id after its comma. */
+	n = sio_event_write(buf, "/messages", 9, 12, 0, "a", 1, "null", 4);
+	CHECK_WROTE(buf, n, "2/messages,12[\"a\",null]");
+	n = sio_event_write(buf, "/", 1, 0, 0, "a", 1, "[]", 2);
+	CHECK_WROTE(buf, n, "20[\"a\",[]]");
+	/* Attachments: a BINARY_EVENT with their count. */
+	n = sio_event_write(buf, "/", 1, -1, 1, "up", 2, "{\"_placeholder\":true,\"num\":0}", 29);
+	CHECK_WROTE(buf, n, "51-[\"up\",{\"_placeholder\":true,\"num\":0}]");
+	n = sio_event_write(buf, "/chat", 5, 7, 12, "up", 2, "1", 1);
+	CHECK_WROTE(buf, n, "512-/chat,7[\"up\",1]");
+	/* The name is a JSON string: quotes, backslashes and control bytes
+	 * escaped, UTF-8 as it is. */
+	n = sio_event_write(buf, "/", 1, -1, 0, "a\"b\\c\n\x01\xc3\xa9", 9, NULL, 0);
+	CHECK_WROTE(buf, n, "2[\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\"]");
+
+	/* Round trips: what the writer writes, the parser reads back. */
+	static const struct {
+		const char *nsp;
+		int64_t id;
+		unsigned att;
+		const char *name;
+		const char *args; /* ",a,b]" as sio_event_split gives them, or NULL */
+	} rt[] = {
+		{ "/", -1, 0, "message:send", "{\"text\":\"hi\"}" },
+		{ "/messages", 0, 0, "x", NULL },
+		{ "/messages", 9007199254740991, 0, "typing", "true,2" },
+		{ "/a", 3, 2, "file", "{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}" },
+		{ "/", 5, 64, "\"quoted\"", "\"\\u00e9\"" },
+	};
+	for (size_t i = 0; i < sizeof(rt) / sizeof(rt[0]); i++) {
+		size_t alen = rt[i].args ? strlen(rt[i].args) : 0;
+		char big[SIO_EVENT_MAX(16, 32, 128)];
+		n = sio_event_write(big, rt[i].nsp, strlen(rt[i].nsp), rt[i].id, rt[i].att,
+				    rt[i].name, strlen(rt[i].name), rt[i].args, alen);
+		CHECK(n <= SIO_EVENT_MAX(strlen(rt[i].nsp), strlen(rt[i].name), alen));
+		if (!CHECK_INT(read_back(big, n, &p, name, sizeof(name), &args), 0))
+			continue;
+		CHECK_INT(p.type, rt[i].att ? SIO_BINARY_EVENT : SIO_EVENT);
+		CHECK_UINT(p.attachments, rt[i].att);
+		CHECK_MEM(p.nsp, p.nsp_len, rt[i].nsp, strlen(rt[i].nsp));
+		CHECK_INT(p.id, rt[i].id);
+		CHECK_STR(name, rt[i].name);
+		if (rt[i].args) {
+			/* ",<args>]" */
+			CHECK_UINT(args.len, alen + 2);
+			CHECK_MEM(args.p + 1, args.len - 2, rt[i].args, alen);
+		} else {
+			CHECK(args.p == NULL);
+		}
+	}
+}
+
+/* The ack id of a server request goes right after the namespace's comma,
+ * whatever the namespace holds: a '[' in it is part of the name (the
+ * runtime accepts any namespace starting with '/', and sio_parse reads a
+ * namespace up to its comma). hub/client.c's client_request spliced the id
+ * in at the first '[' of the encoded packet, which put it inside such a
+ * namespace: "42/ns17[x,[..." for namespace "/ns[x". */
+static void test_event_id_after_namespace(void)
+{
+	char buf[1 + SIO_EVENT_MAX(8, 8, 16)];
+	struct sio_packet p;
+	struct json_span args;
+	char name[16];
+	size_t n;
+
+	/* As the server sends it: the Engine.IO message type, then the packet. */
+	buf[0] = '4';
+	n = 1 + sio_event_write(buf + 1, "/ns[x", 5, 17, 0, "ev", 2, "{\"a\":[1]}", 9);
+	CHECK_WROTE(buf, n, "42/ns[x,17[\"ev\",{\"a\":[1]}]");
+	CHECK_INT(read_back(buf + 1, n - 1, &p, name, sizeof(name), &args), 0);
+	CHECK_MEM(p.nsp, p.nsp_len, "/ns[x", 5);
+	CHECK_INT(p.id, 17);
+	CHECK_STR(name, "ev");
+
+	/* Brackets all through the namespace, and a binary event. */
+	n = sio_event_write(buf, "/[[", 3, 4, 1, "ev", 2, "[0]", 3);
+	CHECK_WROTE(buf, n, "51-/[[,4[\"ev\",[0]]");
+	CHECK_INT(read_back(buf, n, &p, name, sizeof(name), &args), 0);
+	CHECK_MEM(p.nsp, p.nsp_len, "/[[", 3);
+	CHECK_INT(p.id, 4);
+	CHECK_UINT(p.attachments, 1);
+
+	/* And in an ack. */
+	n = sio_ack_write(buf, "/ns[x", 5, 17, 0, "true", 4);
+	CHECK_WROTE(buf, n, "3/ns[x,17[true]");
+}
+
+static void test_ack_write(void)
+{
+	char buf[SIO_ACK_MAX(16, 64)];
+	struct sio_packet p;
+	size_t n;
+
+	n = sio_ack_write(buf, "/", 1, 0, 0, "{\"ok\":true}", 11);
+	CHECK_WROTE(buf, n, "30[{\"ok\":true}]");
+	/* No value: an empty list. */
+	n = sio_ack_write(buf, "/", 1, 7, 0, NULL, 0);
+	CHECK_WROTE(buf, n, "37[]");
+	n = sio_ack_write(buf, "/messages", 9, 42, 0, "1,2", 3);
+	CHECK_WROTE(buf, n, "3/messages,42[1,2]");
+	n = sio_ack_write(buf, "", 0, 42, 0, "1", 1);
+	CHECK_WROTE(buf, n, "342[1]");
+	/* Attachments: a BINARY_ACK with their count. */
+	n = sio_ack_write(buf, "/m", 2, 15, 2, "{\"_placeholder\":true,\"num\":0}", 29);
+	CHECK_WROTE(buf, n, "62-/m,15[{\"_placeholder\":true,\"num\":0}]");
+	CHECK(n <= SIO_ACK_MAX(2, 29));
+
+	/* Read back. */
+	n = sio_ack_write(buf, "/chat", 5, SIO_MAX_ACK_ID, 3, "\"x\"", 3);
+	CHECK_INT(sio_parse(buf, n, 64, &p), 0);
+	CHECK_INT(p.type, SIO_BINARY_ACK);
+	CHECK_UINT(p.attachments, 3);
+	CHECK_MEM(p.nsp, p.nsp_len, "/chat", 5);
+	CHECK_INT(p.id, (int64_t)SIO_MAX_ACK_ID);
+	CHECK_MEM(p.data, p.len, "[\"x\"]", 5);
+	CHECK_INT(json_validate(p.data, p.len, 32), JSON_ARRAY);
 }
 
 static void test_event_split(void)
@@ -179,6 +340,9 @@ int main(void)
 	test_parse_valid();
 	test_parse_invalid();
 	test_write_header();
+	test_event_write();
+	test_event_id_after_namespace();
+	test_ack_write();
 	test_event_split();
 	test_binary();
 	return check_report("test_sio");

@@ -3,8 +3,12 @@
  * frame headers and what is wrong with them, masking, server headers. */
 #include <stdint.h>
 
+#include "base/frame.h"
 #include "check.h"
 #include "wire/websocket.h"
+
+/* The output queue writes a frame's header in the frame's headroom. */
+_Static_assert(FRAME_HEADROOM >= WS_HEADER_MAX, "no room for a WebSocket header before a frame");
 
 static void test_head(void)
 {
@@ -165,21 +169,71 @@ static void test_unmask_offsets(void)
 		CHECK_UINT(a[i], (uint8_t)((i * 7) ^ mask[i & 3]));
 }
 
+/* Each length at the edges of the three forms (RFC 6455 §5.2), byte for
+ * byte, and read back by the parser with FIN, no mask, no reserved bits. */
 static void test_server_header(void)
 {
-	uint8_t h[14];
+	static const struct {
+		uint64_t len;
+		size_t hlen;
+		uint8_t bytes[WS_HEADER_MAX];
+	} cases[] = {
+		{ 0, 2, { 0x81, 0 } },
+		{ 1, 2, { 0x81, 1 } },
+		{ 125, 2, { 0x81, 125 } },
+		{ 126, 4, { 0x81, 126, 0x00, 126 } },
+		{ 127, 4, { 0x81, 126, 0x00, 127 } },
+		{ 65535, 4, { 0x81, 126, 0xff, 0xff } },
+		{ 65536, 10, { 0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0 } },
+		{ 0xffffffffULL, 10, { 0x81, 127, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff } },
+		{ 0x100000005ULL, 10, { 0x81, 127, 0, 0, 0, 1, 0, 0, 0, 5 } },
+		{ 0x0102030405060708ULL, 10, { 0x81, 127, 1, 2, 3, 4, 5, 6, 7, 8 } },
+		{ INT64_MAX, 10, { 0x81, 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } },
+	};
+	uint8_t h[WS_HEADER_MAX + 4];
 	struct ws_frame f;
 
-	CHECK_UINT(ws_header_write(h, WS_TEXT, 125), 2);
-	CHECK_UINT(h[0], 0x81);
-	CHECK_UINT(h[1], 125);
-	CHECK_UINT(ws_header_write(h, WS_BINARY, 126), 4);
-	CHECK_UINT(h[1], 126);
-	CHECK_UINT(ws_header_write(h, WS_CLOSE, 70000), 10);
-	CHECK_INT(ws_frame_parse(h, 10, &f), 10);
-	CHECK_UINT(f.len, 70000);
-	CHECK_INT(f.opcode, WS_CLOSE);
-	CHECK_INT(f.masked, 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(h, 0xee, sizeof(h));
+		size_t n = ws_header_write(h, WS_TEXT, cases[i].len);
+		CHECK_UINT(n, cases[i].hlen);
+		CHECK_UINT(ws_header_len(cases[i].len), cases[i].hlen);
+		CHECK_MEM(h, n, cases[i].bytes, cases[i].hlen);
+		/* Not a byte past the header. */
+		CHECK_UINT(h[n], 0xee);
+		CHECK_INT(ws_frame_parse(h, n, &f), (int)n);
+		CHECK_UINT(f.len, cases[i].len);
+		CHECK_INT(f.fin, 1);
+		CHECK_INT(f.rsv, 0);
+		CHECK_INT(f.masked, 0);
+		CHECK_INT(f.opcode, WS_TEXT);
+	}
+
+	/* Every opcode goes in the low four bits, FIN always set. */
+	static const uint8_t ops[] = { WS_CONT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG };
+	for (size_t i = 0; i < sizeof(ops); i++) {
+		CHECK_UINT(ws_header_write(h, ops[i], 3), 2);
+		CHECK_UINT(h[0], 0x80 | ops[i]);
+		CHECK_UINT(h[1], 3);
+		CHECK_INT(ws_frame_parse(h, 2, &f), 2);
+		CHECK_INT(f.opcode, ops[i]);
+	}
+	/* Bits above the opcode's four cannot reach RSV or FIN. */
+	CHECK_UINT(ws_header_write(h, 0xf2, 3), 2);
+	CHECK_UINT(h[0], 0x82);
+
+	/* Written in front of a payload already in place, as the output queue
+	 * does: the header ends where the payload begins. */
+	uint8_t buf[WS_HEADER_MAX + 300];
+	uint8_t *payload = buf + WS_HEADER_MAX;
+	memset(payload, 'x', 300);
+	uint8_t *start = payload - ws_header_len(300);
+	CHECK_UINT(ws_header_write(start, WS_BINARY, 300), 4);
+	CHECK(start == buf + 6);
+	CHECK_INT(ws_frame_parse(start, 4, &f), 4);
+	CHECK_UINT(f.len, 300);
+	CHECK_INT(f.opcode, WS_BINARY);
+	CHECK_UINT(payload[0], 'x');
 
 	CHECK(ws_close_code_valid(1000));
 	CHECK(ws_close_code_valid(4401));

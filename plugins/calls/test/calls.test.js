@@ -12,6 +12,7 @@ test.before(async () => {
     config: '{ plugin_config = { calls = { ring_ms = 1000, sweep_ms = 50 } } }' });
 });
 test.after(() => srv.stop());
+test.after(parley.cleanup); // last: whatever a failed test left running
 
 test('invite rings every device of the callee; accept on one: the caller hears, the other device is answered elsewhere; signals go to the other party only', async () => {
   const caller = await srv.client('alice');

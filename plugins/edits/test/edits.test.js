@@ -11,6 +11,7 @@ test.before(async () => {
   srv = await parley.start({ plugins: ['edits'], config: '{ plugin_config = { edits = { window_ms = 1500 } } }' });
 });
 test.after(() => srv.stop());
+test.after(parley.cleanup); // last: whatever a failed test left running
 
 async function conversation(conv) {
   const a = await srv.client(`${conv}-a`);

@@ -8,6 +8,7 @@ const parley = require('parley-testing');
 let srv;
 test.before(async () => { srv = await parley.start({ plugins: ['reactions'] }); });
 test.after(() => srv.stop());
+test.after(parley.cleanup); // last: whatever a failed test left running
 
 async function pairWithMessage(conv) {
   const a = await srv.client(`${conv}-a`);

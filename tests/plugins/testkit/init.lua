@@ -203,6 +203,18 @@ return {
 			end
 		end,
 
+		-- For the guard and the runtime (tests/integration/guard-runtime.test.js):
+		-- waits for the store, then spins until the guard stops it.
+		["test:wait-spin"] = function()
+			parley.kv.wait()
+			while true do end
+		end,
+		-- Waits for the store as a tail call: once resumed, only the
+		-- runtime's code runs (the wait's return, the answer, the ack).
+		["test:wait-tail"] = function()
+			return parley.kv.wait()
+		end,
+
 		-- Key-value storage (tests/integration/kv.test.js).
 		["test:kv-set"] = function(sock, data)
 			local ok, err = parley.kv.set(data.key, data.value, data.ttl)

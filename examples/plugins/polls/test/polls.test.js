@@ -12,6 +12,7 @@ test.before(async () => {
     config: '{ plugin_config = { polls = { max_options = 3 } } }' });
 });
 test.after(() => srv.stop());
+test.after(parley.cleanup); // last: whatever a failed test left running
 
 test('a poll is created for the conversation, votes are counted one per user, everyone in the room sees the counts', async () => {
   const ann = await srv.client('ann');

@@ -2,7 +2,7 @@
  * scratch.h): each block is linked into the list of what the calls in
  * progress hold, and unlinked when it is freed; what is left in the list
  * when the outermost call ends was stranded by an error. */
-#include "lua/scratch.h"
+#include "base/scratch.h"
 
 #include <stdlib.h>
 

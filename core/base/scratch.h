@@ -1,5 +1,6 @@
-/* scratch.h - memory that a host function (a C function scripts call) holds
- * for the length of one call into Lua. A Lua error there (an allocation the
+/* scratch.h - memory that a host function (a C function scripts call), or
+ * the lower layer it calls (the message store builds its answers here),
+ * holds for the length of one call into Lua. A Lua error there (an allocation the
  * memory budget refuses, the guard's stop, a bad argument) longjmps out of
  * the function, past the free() it meant to do: what it took from here and
  * did not give back is freed when the outermost call into Lua returns.

@@ -1,0 +1,439 @@
+-- runtime/api.lua - the `parley` table scripts see: namespaces, rooms,
+-- timers, kv, the store, shared.
+-- A part of the runtime (the Lua half of parley's seam, embedded in the
+-- binary; core/lua/script.c runs the parts in order): each gets the C host
+-- API `core` and the context `C` the parts share, and adds to it what later
+-- parts use.
+local core, C = ...
+local json, json_null, sockets, timers = C.json, C.json_null, C.sockets, C.timers
+local log, module_tag, wait_for, binary = C.log, C.module_tag, C.wait_for, C.binary
+local is_binary, encode, broadcast_new = C.is_binary, C.encode, C.broadcast_new
+
+-- ---- the API scripts see ----
+
+local parley = {}
+
+parley.null = json_null
+parley.binary = binary
+parley.is_binary = is_binary
+-- Whether v is, or holds (in tables nested up to 32 deep), a binary value:
+-- what JSON cannot carry.
+function parley.has_binary(v)
+	return core.binary.has_binary(v, 0)
+end
+-- encode(v) -> text (raises on values with no JSON form); decode(text) ->
+-- value | nil, err. Decoded arrays are marked (json.is_array), so an empty
+-- one stays []; json.array(t) marks a table of a script's own.
+parley.json = {
+	encode = json.encode,
+	decode = json.decode,
+	array = json.array,
+	is_array = json.is_array,
+	number = json.number,
+	raw = json.raw,
+	is_raw = json.is_raw,
+	raw_text = json.raw_text,
+	null = json_null,
+}
+
+-- Hashes, MACs and encodings, for tokens and signatures. Byte strings in,
+-- byte strings out; decoders return nil, err on bad input.
+parley.crypto = {
+	hmac_sha256 = core.hmac_sha256,
+	sha256 = core.sha256,
+	equals = core.secure_equals,
+	random = core.random,
+	base64_encode = core.base64,
+	base64_decode = core.base64_decode,
+	base64url_encode = core.base64url_encode,
+	base64url_decode = core.base64url_decode,
+}
+
+-- The server's settings a script may read: jwt_secret (when JWT mode is
+-- on), ping_interval, ping_timeout, max_payload. Read-only, like all of
+-- `parley` as a module sees it (sandbox_env).
+parley.settings = core.settings
+
+function parley.namespace()
+	return C.default_nsp
+end
+
+-- The namespaces the modules in force serve, sorted: a room of the same
+-- name may exist in each.
+function parley.namespaces()
+	local list = {}
+	for nsp in pairs(C.reg.namespaces) do
+		list[#list + 1] = nsp
+	end
+	table.sort(list)
+	return list
+end
+
+-- A broadcast to a room of the default namespace (parley.of for another).
+function parley.to(room)
+	return broadcast_new(C.default_nsp):to(room)
+end
+
+-- parley.of(nsp):to(room) / :emit(event, data). A new object each call,
+-- as cheap as a broadcast: a cached one would be shared by every module,
+-- and one could change it for the others.
+local Namespace = { __metatable = false }
+Namespace.__index = Namespace
+
+function Namespace:to(room)
+	return broadcast_new(self.name):to(room)
+end
+
+function Namespace:emit(event, data)
+	return broadcast_new(self.name):emit(event, data)
+end
+
+function parley.of(nsp)
+	return setmetatable({ name = nsp }, Namespace)
+end
+
+-- Every socket of the default namespace.
+function parley.everyone()
+	return broadcast_new(C.default_nsp)
+end
+
+function parley.socket(id)
+	return sockets[id]
+end
+
+-- The ids of the sockets in a room.
+function parley.room_sockets(room, nsp)
+	return core.room_sockets(nsp or C.default_nsp, room)
+end
+
+-- The users whose sockets are in a room, each once (an array).
+function parley.room_users(room, nsp)
+	return core.room_users(nsp or C.default_nsp, room)
+end
+
+function parley.room_size(room, nsp)
+	return core.room_size(nsp or C.default_nsp, room)
+end
+
+-- How many sockets a user has connected in the namespace.
+function parley.user_sockets(user_id, nsp)
+	return core.room_size(nsp or C.default_nsp, "user:" .. user_id)
+end
+
+-- The users with a socket connected to the namespace (an array).
+function parley.online_users(nsp)
+	return core.online_users(nsp or C.default_nsp)
+end
+
+function parley.now()
+	return core.now()
+end
+
+-- Runs fn after ms milliseconds (every ms milliseconds with every = true);
+-- returns a handle for parley.cancel. Timers belong to the module that set
+-- them.
+-- So that no timer keeps the loop spinning, a timer waits at least
+-- TIMER_MIN_MS (a 0 ms timer that sets itself again runs once a
+-- millisecond, not at every turn of the loop), and a repeating one runs at
+-- most every TIMER_MIN_EVERY_MS.
+local TIMER_MIN_MS = 1
+local TIMER_MIN_EVERY_MS = 10
+
+-- The timers each running timer callback has set, by its job's coroutine:
+-- should the guard stop the callback, they are cancelled with it.
+local armed_by = {}
+local next_timer = 0
+
+function parley.timer(ms, fn, every)
+	if type(ms) ~= "number" or ms ~= ms or ms < 0 or type(fn) ~= "function" then
+		return nil, "usage: parley.timer(ms, fn[, every])"
+	end
+	ms = math.max(ms, every and TIMER_MIN_EVERY_MS or TIMER_MIN_MS)
+	next_timer = next_timer + 1
+	local id = next_timer
+	timers[id] = { fn = fn, owner = C.current_module, every = every and ms or nil }
+	core.timer(id, ms)
+	local armed = armed_by[coroutine.running() or 0]
+	if armed then
+		armed[#armed + 1] = id
+	end
+	return id
+end
+
+-- Cancels every timer the given module instances own.
+local function cancel_timers_of(modules)
+	local owned = {}
+	for _, m in ipairs(modules) do
+		owned[m] = true
+	end
+	for id, t in pairs(timers) do
+		if t.owner and owned[t.owner] then
+			timers[id] = nil
+			core.cancel(id)
+		end
+	end
+end
+
+function parley.cancel(id)
+	if timers[id] then
+		timers[id] = nil
+		core.cancel(id)
+		return true
+	end
+	return nil, "no such timer"
+end
+
+-- Key-value storage for the running script or plugin (its own namespace,
+-- kept in the store across restarts and reloads). Values are anything JSON
+-- can hold; ttl_ms makes an entry expire. Writes are visible to reads at
+-- once and durable shortly after; kv.wait() waits until they are.
+local kv = {}
+parley.kv = kv
+
+local function kv_namespace()
+	if not C.current_module then
+		error("parley.kv is for scripts and plugins", 3)
+	end
+	return C.current_module.name
+end
+
+local function check_key(key)
+	if type(key) ~= "string" or key == "" then
+		error("parley.kv: keys are non-empty strings", 3)
+	end
+end
+
+local function expiry_of(ttl_ms)
+	if ttl_ms == nil then
+		return 0
+	end
+	if type(ttl_ms) ~= "number" or ttl_ms <= 0 then
+		error("parley.kv: ttl_ms must be a positive number", 3)
+	end
+	return core.now() + ttl_ms
+end
+
+function kv.get(key)
+	check_key(key)
+	local text, err = core.kv_get(kv_namespace(), key)
+	if text == nil then
+		return nil, err
+	end
+	return json.decode(text)
+end
+
+function kv.set(key, value, ttl_ms)
+	check_key(key)
+	if value == nil then
+		return core.kv_delete(kv_namespace(), key)
+	end
+	local ok, text = pcall(json.encode, value)
+	if not ok then
+		return nil, "parley.kv: " .. tostring(text)
+	end
+	return core.kv_set(kv_namespace(), key, text, expiry_of(ttl_ms))
+end
+
+-- Adds delta (default 1) to a number (absent counts as 0) and returns the
+-- new value. Without ttl_ms the entry keeps the expiry it had.
+function kv.incr(key, delta, ttl_ms)
+	check_key(key)
+	delta = delta or 1
+	if type(delta) ~= "number" then
+		error("parley.kv.incr: delta must be a number", 2)
+	end
+	local ns = kv_namespace()
+	local text, expiry = core.kv_get(ns, key)
+	local value = 0
+	if text ~= nil then
+		value = json.decode(text)
+		if type(value) ~= "number" then
+			return nil, "parley.kv.incr: the value is not a number"
+		end
+	end
+	value = value + delta
+	local ok, err = core.kv_set(ns, key, json.encode(value),
+		ttl_ms ~= nil and expiry_of(ttl_ms) or (expiry or 0))
+	if not ok then
+		return nil, err
+	end
+	return value
+end
+
+function kv.delete(key)
+	check_key(key)
+	return core.kv_delete(kv_namespace(), key)
+end
+
+-- The keys that start with prefix, in order (durable ones only).
+function kv.keys(prefix, limit)
+	return core.kv_keys(kv_namespace(), prefix or "", limit or 1000)
+end
+
+-- Waits until everything written so far is on disk. Returns true, or nil
+-- and the store's error.
+function kv.wait()
+	local err = wait_for(core.store_wait(), "parley.kv.wait")
+	if err then
+		return nil, err
+	end
+	return true
+end
+
+-- The message store (core/store/messages.c): messages in per-conversation
+-- sequence, per-recipient status, membership, profiles, last seen. Records
+-- come back as raw JSON values (parley.json.raw_text to read them), which
+-- emit as they are. Writes are visible at once; send waits until its
+-- message is durable, the others return at once and parley.store.wait()
+-- waits for everything so far.
+local store = {}
+parley.store = store
+
+-- send{conversationId, senderId, clientMessageId?, type, content, replyTo?,
+-- sender?, recipients} -> record, created, messageId, timestamp, seq
+-- (created false: the sender's clientMessageId was seen, nothing new)
+-- | nil, err
+function store.send(msg)
+	local rec, created, id, ts, seq, ticket = core.store_send(msg)
+	local err = wait_for(ticket, "parley.store.send")
+	if err then
+		return nil, err
+	end
+	return rec, created, id, ts, seq
+end
+
+-- message(id) -> record, conversationId, senderId, seq, recipients | nil
+store.message = core.store_message
+-- sync(conversationId, after_seq, limit[, viewer]) -> raw JSON {messages,
+-- hasMore}; messages the viewer deleted for themselves are left out
+store.sync = core.store_sync
+
+-- set_status(messageId, userId, "delivered"|"read", open[, conversationId])
+-- -> change {messageId, conversationId, senderId, status, changed,
+-- updatedAt} | nil, "not found" | "not a recipient", the id refused.
+-- `open`: the conversation has no registered members, so anyone may become
+-- a recipient. With conversationId, a message of another conversation is
+-- "not found". A list of ids gives a list of changes, all or nothing: each
+-- id is checked before any is written.
+function store.set_status(ids, user, status, open, conv)
+	local change, err, id = core.store_set_status(ids, user, status, open, conv)
+	if type(change) ~= "table" then
+		return nil, err, id
+	end
+	return change
+end
+
+-- read(conversationId, userId, upto_seq|nil, open) -> { changes }, count
+function store.read(conv, user, upto, open)
+	local changes, count = core.store_read_upto(conv, user, upto, open)
+	return changes, count
+end
+
+-- annotate(messageId, name, value|nil): a plugin's field of the message,
+-- shown with it by sync and message() ("reactions", ...).
+function store.annotate(id, name, value)
+	core.store_annotate(id, name, value)
+	return true
+end
+
+-- edit(messageId, content|nil) -> editedAt | nil, "not found": new content,
+-- or with nil a tombstone (content null, deleted true).
+function store.edit(id, content)
+	local edited_at, err = core.store_edit(id, content)
+	if not edited_at then
+		return nil, err
+	end
+	return edited_at
+end
+
+-- hide(messageId, userId): deleted for that user only.
+function store.hide(id, user)
+	core.store_hide(id, user)
+	return true
+end
+
+store.members = core.store_members
+store.is_member = core.store_is_member
+store.conversations_of = core.store_conversations_of
+store.profile = core.store_profile
+store.last_seen = core.store_last_seen
+store.set_last_seen = core.store_set_last_seen
+store.iso_time = core.iso_time
+
+function store.set_members(conv, members)
+	core.store_set_members(conv, members)
+	return true
+end
+
+function store.set_profile(user, profile)
+	core.store_set_profile(user, profile)
+	return true
+end
+
+-- Waits until every write so far is durable: true | nil, err.
+function store.wait()
+	local err = wait_for(core.store_wait(), "parley.store.wait")
+	if err then
+		return nil, err
+	end
+	return true
+end
+
+-- What a client is told when a write failed with `err` (from store.send,
+-- store.wait or kv.wait): status, message. 507 when the store is full (its
+-- map size, or the disk), 503 when it cannot write (an I/O error, a
+-- read-only disk, anything else the store says); 500 and `otherwise` only
+-- when err is not the store's.
+local FULL = {
+	MDB_MAP_FULL = "the message store is full: its map size (PARLEY_MAP_SIZE) is reached",
+	ENOSPC = "the message store is full: no space is left on the disk",
+	EDQUOT = "the message store is full: no space is left on the disk (quota)",
+	EFBIG = "the message store is full: its file reached the file size limit",
+}
+function store.failure(err, otherwise)
+	local code = tostring(err):match("^([%u_]+):")
+	if FULL[code] then
+		return 507, FULL[code]
+	end
+	if code then
+		return 503, "the message store cannot write now (" .. code .. ")"
+	end
+	return 500, otherwise or "the write could not be stored"
+end
+
+-- A table that survives reloads of the running script or plugin: state a
+-- new version takes over from the old one (Prosody's module:shared).
+local shared = {} -- module name -> name -> table
+
+function parley.shared(name)
+	if not C.current_module then
+		error("parley.shared is for scripts and plugins", 2)
+	end
+	if type(name) ~= "string" then
+		error("parley.shared(name): name must be a string", 2)
+	end
+	local mine = shared[C.current_module.name]
+	if not mine then
+		mine = {}
+		shared[C.current_module.name] = mine
+	end
+	local t = mine[name]
+	if not t then
+		t = {}
+		mine[name] = t
+	end
+	return t
+end
+
+parley.log = {}
+for _, level in ipairs({ "error", "warn", "info", "debug" }) do
+	parley.log[level] = function(fmt, ...)
+		local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+		log(level, module_tag(C.current_module) .. ": " .. msg)
+	end
+end
+
+-- For the parts after this one.
+C.parley = parley
+C.armed_by = armed_by
+C.cancel_timers_of = cancel_timers_of

@@ -1,0 +1,402 @@
+-- runtime/dispatch.lua - what the core calls: connect, events, acks, HTTP
+-- routes, resumes, timers.
+-- A part of the runtime (the Lua half of parley's seam, embedded in the
+-- binary; core/lua/script.c runs the parts in order): each gets the C host
+-- API `core` and the context `C` the parts share, and adds to it what later
+-- parts use.
+local core, C = ...
+local json, STOP, R, sockets = C.json, C.STOP, C.R, C.sockets
+local timers, log, module_tag, describe = C.timers, C.log, C.module_tag, C.describe
+local clip, call, script_failed, refused = C.clip, C.call, C.script_failed, C.refused
+local waiting, step, run_job, encode = C.waiting, C.step, C.run_job, C.encode
+local decode_args, resolve_args, Socket, handshake_table = C.decode_args, C.resolve_args, C.Socket, C.handshake_table
+local connecting, profile_of, armed_by = C.connecting, C.profile_of, C.armed_by
+
+-- ---- dispatch from the core ----
+
+-- Runs the connect hooks in order: the identity the first one gave, or
+-- nil, status, message (a refusal, or a hook that failed).
+local function identify(sock, hs, nsp, address)
+	local identity
+	for _, h in ipairs(C.reg.connect) do
+		local ok, res, status, message = call(h.module, h.fn, sock, hs)
+		if not ok then
+			return nil, script_failed(h.module, "connect hook", res)
+		end
+		if res == false then
+			local st, msg = refused(h.module, "connect hook", status, message, 401,
+				"unauthorized")
+			log("info", "connect refused (" .. st .. ", " .. nsp .. ", " .. tostring(address)
+				.. "): " .. msg)
+			return nil, st, msg
+		end
+		if type(res) == "table" and not identity then
+			-- Read raw: the fields are the script's, an __index is its code.
+			local user_id = rawget(res, "userId")
+			if type(user_id) ~= "string" or user_id == "" then
+				return nil, script_failed(h.module, "connect hook",
+					"the identity it returned has no string userId")
+			end
+			if user_id:find("\0", 1, true) then
+				-- The core keeps it as a C string, which would end there.
+				return nil, script_failed(h.module, "connect hook",
+					"the identity it returned has a NUL in its userId")
+			end
+			identity = { userId = user_id, name = rawget(res, "name"),
+				avatar = rawget(res, "avatar"), phoneNumber = rawget(res, "phoneNumber") }
+			rawset(sock, "userId", user_id)
+			rawset(sock, "user", profile_of(identity))
+		end
+	end
+	if not identity then
+		log("info", "connect refused (401, " .. nsp .. ", " .. tostring(address)
+			.. "): nobody identified the socket")
+		return nil, 401, "unauthorized"
+	end
+	return identity
+end
+
+-- A new socket: runs the connect hooks. Returns the user id, or nil with a
+-- status and a message.
+function R.connect(id, nsp, query, auth_json, authorization, address)
+	local hs = handshake_table(query, auth_json, authorization, address)
+	-- Sized for the fields every socket gets: one allocation, no rehash.
+	local sock = setmetatable({ id = id, namespace = nsp, userId = nil, user = nil }, Socket)
+	connecting[sock] = hs
+	local identity, status, message = identify(sock, hs, nsp, address)
+	connecting[sock] = nil
+	if not identity then
+		return nil, status, message
+	end
+	local most = core.settings.max_user_sockets
+	if most > 0 and core.room_size(nsp, "user:" .. identity.userId) >= most then
+		core.limit("max_user_sockets", "user " .. identity.userId .. " has " .. most
+			.. " sockets already (PARLEY_MAX_USER_SOCKETS): connect refused")
+		return nil, 429, "too many connections for this user"
+	end
+	sockets[id] = sock
+	return identity.userId
+end
+
+-- The socket is in its user's room: run the connected hooks.
+function R.connected(id)
+	local sock = sockets[id]
+	for _, h in ipairs(C.reg.connected) do
+		local ok, err = call(h.module, h.fn, sock)
+		if not ok then
+			script_failed(h.module, "connected hook", err)
+		end
+	end
+end
+
+function R.disconnect(id, reason)
+	local sock = sockets[id]
+	if not sock then
+		return
+	end
+	for _, h in ipairs(C.reg.disconnect) do
+		local ok, err = call(h.module, h.fn, sock, reason)
+		if not ok then
+			script_failed(h.module, "disconnect hook", err)
+		end
+	end
+	sockets[id] = nil
+end
+
+-- A refusal a server operator wants to see: someone acting as somebody
+-- else, or where they do not belong. (status and message as refusal() gave.)
+local function log_refusal(sock, event, status, message)
+	if status == 401 or status == 403 then
+		log("info", "refused (" .. status .. ") " .. event .. " from socket " .. sock.id .. " ("
+			.. tostring(sock.userId) .. "): " .. message)
+	end
+end
+
+local function send_ack(id, ack, result)
+	local json, att_out = encode(result)
+	core.ack(id, ack, json, att_out)
+end
+
+-- An event's filters, then its handlers, then the ack. Every way out
+-- answers the client: the ack (when it asked for one), or an error event
+-- (and the ack with it).
+local function answer_event(sock, handlers, name, data, ack)
+	local id = sock.id
+	for _, h in ipairs(C.reg.filter) do
+		local ok, res, status, message = call(h.module, h.fn, sock, name, data)
+		if not ok then
+			local st, msg = script_failed(h.module, "filter for " .. name, res)
+			core.error(id, st, msg, ack)
+			return
+		end
+		if res == nil and status then
+			local st, msg = refused(h.module, "filter for " .. name, status, message, 400,
+				"rejected")
+			log_refusal(sock, name, st, msg)
+			core.error(id, st, msg, ack)
+			return
+		end
+		if res ~= nil then
+			data = res
+		end
+	end
+	local result, result_module
+	for _, h in ipairs(handlers) do
+		local ok, res, status, message = call(h.module, h.fn, sock, data)
+		if not ok then
+			local st, msg = script_failed(h.module, "handler for " .. name, res)
+			core.error(id, st, msg, ack)
+			return
+		end
+		if res == nil and status then
+			local st, msg = refused(h.module, "handler for " .. name, status, message, 400,
+				"failed")
+			log_refusal(sock, name, st, msg)
+			core.error(id, st, msg, ack)
+			return
+		end
+		if result == nil then
+			result, result_module = res, h.module
+		end
+	end
+	if ack then
+		-- A result with no JSON form is the handler's failure: the client
+		-- gets its 500, not silence.
+		local ok, err = pcall(send_ack, id, ack, result)
+		if not ok then
+			local st, msg = script_failed(result_module, "the result of the handler for "
+				.. name, err)
+			core.error(id, st, msg, ack)
+		end
+	end
+end
+
+-- One job. Should the runtime's own work fail (no memory left under the
+-- budget, a bug), the client is still answered.
+local function event_job(sock, handlers, name, data, ack)
+	local ok, err = pcall(answer_event, sock, handlers, name, data, ack)
+	if not ok then
+		core.renew_budget()
+		pcall(core.error, sock.id, 500, "a script failed", ack)
+		log("error", "runtime: the event " .. name .. " failed: " .. describe(err))
+	end
+end
+
+-- A client event. Returns false for an event no script handles.
+-- args: the event's arguments, decoded by the core.
+function R.event(id, name, args, att, ack)
+	local sock = sockets[id]
+	if not sock then
+		return true
+	end
+	local handlers = C.reg.events[name]
+	if not handlers then
+		core.error(id, 404, clip("unknown event: " .. name), ack)
+		return false
+	end
+	local derr
+	args, derr = resolve_args(args, att)
+	if not args then
+		core.error(id, derr.status, derr.message, ack)
+		return true
+	end
+	run_job(event_job, sock, handlers, name, args[1], ack)
+	return true
+end
+
+local function callback_job(owner, cb, what, ...)
+	local ok, err = call(owner, cb, ...)
+	if not ok then
+		script_failed(owner, what, err)
+	end
+end
+
+-- The client answered (or did not) a Socket:request.
+function R.ack(id, ack_id, args_json, att, why)
+	local sock = sockets[id]
+	local p = sock and sock.pending and sock.pending[ack_id]
+	if not p then
+		return
+	end
+	sock.pending[ack_id] = nil
+	if why then
+		run_job(callback_job, p.owner, p.cb, "ack callback", why)
+		return
+	end
+	-- An answer whose placeholders name no attachment is no answer: the
+	-- callback is told so rather than handed nothing as a success.
+	local args = decode_args(args_json, att)
+	if not args then
+		run_job(callback_job, p.owner, p.cb, "ack callback", "invalid")
+		return
+	end
+	run_job(callback_job, p.owner, p.cb, "ack callback", nil,
+		unpack(args, 1, table.maxn(args)))
+end
+
+-- ---- HTTP routes ----
+
+local function http_error(id, status, message)
+	core.http_respond(id, status, json.encode({ status = "error", statusCode = status,
+		message = message }))
+end
+
+-- Finds the route for a path: the route and its params, or nil and the
+-- status (404: no such path; 405: the path exists for other methods).
+local function match_route(method, path)
+	local parts = {}
+	for seg in path:gmatch("[^/]+") do
+		parts[#parts + 1] = seg
+	end
+	local path_found = false
+	for _, route in ipairs(C.reg.routes) do
+		if #route.parts == #parts then
+			local params = {}
+			local ok = true
+			for i, seg in ipairs(route.parts) do
+				if seg:sub(1, 1) == ":" then
+					params[seg:sub(2)] = parts[i]
+				elseif seg ~= parts[i] then
+					ok = false
+					break
+				end
+			end
+			if ok then
+				path_found = true
+				if route.method == method then
+					return route, params
+				end
+			end
+		end
+	end
+	return nil, path_found and 405 or 404
+end
+
+-- A route's outcome as an HTTP answer: a value (200), a status and a value,
+-- nothing (200, no body), or a refusal (nil, status, message).
+local function answer_route(id, route, req)
+	local what = "route " .. req.method .. " " .. req.path
+	local ok, a, b, c = call(route.module, route.fn, req)
+	if not ok then
+		return http_error(id, script_failed(route.module, what, a))
+	end
+	if a == nil and b ~= nil then
+		return http_error(id, refused(route.module, what, b, c, 400, "failed"))
+	end
+	local status, body = 200, a
+	if type(a) == "number" then
+		if a % 1 ~= 0 or a < 200 or a > 599 then
+			return http_error(id, script_failed(route.module, what, "its status "
+				.. describe(a) .. " is not an integer from 200 to 599"))
+		end
+		status, body = a, b
+	end
+	if body == nil then
+		return core.http_respond(id, status, "")
+	end
+	local eok, text = pcall(json.encode, body)
+	if not eok then
+		return http_error(id, script_failed(route.module, what, text))
+	end
+	core.http_respond(id, status, text)
+end
+
+-- One job; whatever fails, the request is answered (as event_job).
+local ROUTE_FAILED = '{"status":"error","statusCode":500,"message":"a script failed"}'
+local function route_job(id, route, req)
+	local ok, err = pcall(answer_route, id, route, req)
+	if not ok then
+		core.renew_budget()
+		pcall(core.http_respond, id, 500, ROUTE_FAILED)
+		log("error", "runtime: the request " .. req.method .. " " .. req.path .. " failed: "
+			.. describe(err))
+	end
+end
+
+-- An HTTP API request (the key was checked by the core).
+function R.http(id, method, path, query, body)
+	local route, params = match_route(method, path)
+	if not route then
+		if params == 405 then
+			return http_error(id, 405, "method " .. method .. " not allowed on " .. path)
+		end
+		return http_error(id, 404, "no such route: " .. method .. " " .. path)
+	end
+	local data
+	if body ~= nil then
+		data = json.decode(body)
+		if data == nil then
+			return http_error(id, 400, "the body is not valid JSON")
+		end
+	end
+	run_job(route_job, id, route, { method = method, path = path, params = params,
+		query = query, body = data })
+end
+
+-- The core finished what a job waited for.
+function R.resume(ticket, err)
+	local co = waiting[ticket]
+	if not co then
+		return
+	end
+	waiting[ticket] = nil
+	local saved = C.current_module
+	step(co, coroutine.resume(co, err))
+	C.current_module = saved
+end
+
+-- A round of store completions: { ticket, err or false, ... }.
+function R.resume_all(list)
+	for i = 1, #list, 2 do
+		local err = list[i + 1]
+		R.resume(list[i], err or nil)
+	end
+end
+
+-- Runs a timer's callback. One the guard stopped would run past its budget
+-- again at its next turn, and every turn after (the loop busy, everyone
+-- else waiting): it is not run again. Its timer is cancelled if it repeats,
+-- and so is every timer it set during that run (a callback that sets
+-- itself again), which is logged and counted.
+local function timer_job(id, t)
+	local co = coroutine.running()
+	local armed = {}
+	armed_by[co] = armed
+	local ok, err = call(t.owner, t.fn)
+	armed_by[co] = nil
+	if ok then
+		return
+	end
+	script_failed(t.owner, "timer", err)
+	if err ~= STOP then
+		return
+	end
+	if timers[id] == t then
+		armed[#armed + 1] = id
+	end
+	local cancelled = 0
+	for _, a in ipairs(armed) do
+		if timers[a] then
+			timers[a] = nil
+			core.cancel(a)
+			cancelled = cancelled + 1
+		end
+	end
+	if cancelled > 0 then
+		core.limit("timer_cancelled", module_tag(t.owner) .. ": the guard stopped a timer "
+			.. "callback: " .. cancelled .. " timer(s) it would run again cancelled")
+	end
+end
+
+function R.timer(id)
+	local t = timers[id]
+	if not t then
+		return
+	end
+	if t.every then
+		core.timer(id, t.every)
+	else
+		timers[id] = nil
+	end
+	run_job(timer_job, id, t)
+end

@@ -1,0 +1,98 @@
+/* tickets.c - jobs waiting for the store: a job that wrote yields a
+ * ticket; the store's completion of the batch (tickets_done, a callback the
+ * store is given) queues it, and after each round of completions one call
+ * into the runtime (resume_all) resumes every job whose writes are durable. */
+#include "lua/tickets.h"
+
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "base/alloc.h"
+#include "lua/host.h"
+#include "store/store.h"
+
+/* Jobs to resume, gathered over a round of store completions and resumed
+ * by one call into Lua (resume_durable). */
+static struct {
+	uintptr_t *tickets;
+	int *errs;
+	size_t n, cap;
+} durable;
+
+void tickets_done(void *arg, int err)
+{
+	if (durable.n == durable.cap) {
+		durable.cap = durable.cap ? durable.cap * 2 : 64;
+		durable.tickets = xrealloc(durable.tickets, durable.cap * sizeof(*durable.tickets));
+		durable.errs = xrealloc(durable.errs, durable.cap * sizeof(*durable.errs));
+	}
+	durable.tickets[durable.n] = (uintptr_t)arg;
+	durable.errs[durable.n] = err;
+	durable.n++;
+}
+
+/* Resumes every job whose writes became durable: R.resume_all({ticket,
+ * err|false, ticket, err|false, ...}). */
+static void resume_durable(void)
+{
+	lua_State *L = script__state();
+
+	if (!durable.n || !L)
+		return;
+	script__push_entry("resume_all");
+	lua_createtable(L, (int)(2 * durable.n), 0);
+	for (size_t i = 0; i < durable.n; i++) {
+		lua_pushnumber(L, (lua_Number)durable.tickets[i]);
+		lua_rawseti(L, -2, (int)(2 * i + 1));
+		if (durable.errs[i])
+			lua_pushstring(L, store_strerror(durable.errs[i]));
+		else
+			lua_pushboolean(L, 0);
+		lua_rawseti(L, -2, (int)(2 * i + 2));
+	}
+	durable.n = 0;
+	script__call("resume_all", 1, 0);
+}
+
+/* store_wait() -> ticket: the runtime resumes the waiting job with it once
+ * everything written so far is committed and synced. */
+uintptr_t tickets_new(void)
+{
+	static uintptr_t next_ticket;
+
+	return ++next_ticket;
+}
+
+static int l_store_wait(lua_State *S)
+{
+	uintptr_t ticket = tickets_new();
+
+	store_submit(store_batch_new(), tickets_done, (void *)ticket);
+	lua_pushnumber(S, (lua_Number)ticket);
+	return 1;
+}
+
+static const luaL_Reg functions[] = {
+	{ "store_wait", l_store_wait },
+	{ NULL, NULL },
+};
+
+void tickets_register(lua_State *S)
+{
+	luaL_register(S, NULL, functions);
+}
+
+void tickets_start(void)
+{
+	store_on_completions(resume_durable);
+}
+
+void tickets_fini(void)
+{
+	store_on_completions(NULL);
+	free(durable.tickets);
+	free(durable.errs);
+	memset(&durable, 0, sizeof(durable));
+}

@@ -1,0 +1,27 @@
+/* tickets.h - jobs that wait for the store. A job that wrote yields a
+ * ticket (tickets_new); the batch's completion callback, tickets_done with
+ * the ticket as its argument, queues it; after each round of the store's
+ * completions the runtime resumes every queued job in one call. The store
+ * knows nothing of this: it is only given tickets_done as a callback. */
+#ifndef PARLEY_TICKETS_H
+#define PARLEY_TICKETS_H
+
+#include <stdint.h>
+
+#include <lua.h>
+
+/* A new ticket (never 0). */
+uintptr_t tickets_new(void);
+/* A store completion: `arg` is the ticket, `err` the store's (0: durable).
+ * Give it to store_submit as the batch's `done`. */
+void tickets_done(void *arg, int err);
+
+/* Adds core.store_wait() -> ticket (resumed once everything written so far
+ * is durable) to the table at the top of the stack. */
+void tickets_register(lua_State *S);
+/* Resumes waiting jobs after each round of store completions, from now on;
+ * tickets_fini stops that and frees the queue. */
+void tickets_start(void);
+void tickets_fini(void);
+
+#endif
