@@ -1,6 +1,7 @@
 /* host_timers.c - the runtime's timers (core.timer, core.cancel): one
  * libev timer per armed id, which calls the runtime's `timer` entry when it
  * fires. The runtime keeps what each id runs and who owns it. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,7 +23,7 @@ struct script_timer {
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct script_timer *t = lws_container_of(w, struct script_timer, timer);
+	struct script_timer *t = (struct script_timer *)((char *)w - offsetof(struct script_timer, timer));
 	lua_Number id = t->id;
 
 	(void)loop;
