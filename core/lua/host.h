@@ -1,6 +1,7 @@
-/* host.h - inside the Lua seam: what script.c (the state and the calls into
- * the runtime) gives the files of host functions, and the tables of `core`
- * functions each of them adds. Not for use outside core/lua/. */
+/* host.h - inside the Lua seam: the tables of `core` functions each file of
+ * host functions adds, and what they give script.c. They never call into
+ * script.c: what they hand up (a timer due, jobs to resume) goes through the
+ * callback script.c gives them. Not for use outside core/lua/. */
 #ifndef PARLEY_HOST_H
 #define PARLEY_HOST_H
 
@@ -8,27 +9,21 @@
 
 struct handshake;
 
-/* The seam's Lua state (NULL before script_init and after script_fini). */
-lua_State *script__state(void);
-/* Pushes R[name]: an entry of what the runtime gives the core to call. */
-void script__push_entry(const char *name);
-/* Calls the entry pushed under `nargs` arguments with the guard's budgets,
- * timed for /metrics. Returns 0, or -1 after logging the error (the stack
- * then holds no results). */
-int script__call(const char *what, int nargs, int nresults);
 /* Pushes a handshake's query parameters as a table of strings (those that
- * are UTF-8). */
-void script__push_query(lua_State *S, const struct handshake *hs);
-/* Pushes `s`, or nil for NULL. */
-void script__push_optstring(lua_State *S, const char *s);
+ * are UTF-8), and `s` or nil for NULL (host_sockets.c; script.c uses them
+ * for the connect and HTTP hooks). */
+void host_push_query(lua_State *S, const struct handshake *hs);
+void host_push_optstring(lua_State *S, const char *s);
 
 /* Each adds its functions to the table at the top of the stack. */
 /* host_sockets.c: emit, broadcast, ack, request, error, join, leave, rooms,
  * in_room, room_size, room_sockets, room_users, disconnect, online_users,
  * throttle, handshake, transport, namespace. */
 void host_sockets_register(lua_State *S);
-/* host_timers.c: timer(id, ms), cancel(id); host_timers_fini stops them. */
-void host_timers_register(lua_State *S);
+/* host_timers.c: timer(id, ms), cancel(id); a timer that comes due is
+ * handed to `on_due` (the seam runs the script's callback); host_timers_fini
+ * stops them. */
+void host_timers_register(lua_State *S, void (*on_due)(double id));
 void host_timers_fini(void);
 /* kv.c: kv_get, kv_set, kv_delete, kv_keys; kv_start arms the sweep of
  * expired entries, kv_fini stops it. */

@@ -16,6 +16,7 @@
 #include "base/settings.h"
 #include "hub/client.h"
 #include "net/conn.h"
+#include "wire/json.h"
 
 /* The socket named by the id at `idx`, or NULL when it is gone or going. */
 static struct client *check_client(lua_State *S, int idx)
@@ -517,12 +518,12 @@ static int l_handshake(lua_State *S)
 
 	if (!cl)
 		return 0;
-	script__push_query(S, &cl->conn->hs);
+	host_push_query(S, &cl->conn->hs);
 	if (cl->auth)
 		lua_pushstring(S, cl->auth);
 	else
 		lua_pushnil(S);
-	script__push_optstring(S, cl->conn->hs.authorization);
+	host_push_optstring(S, cl->conn->hs.authorization);
 	lua_pushstring(S, cl->conn->hs.addr);
 	return 4;
 }
@@ -537,6 +538,35 @@ static int l_transport(lua_State *S)
 	lua_pushstring(S, cl->format == CLIENT_PLAIN ? "plain" :
 		       cl->conn->transport == TRANSPORT_POLLING ? "polling" : "websocket");
 	return 1;
+}
+
+/* A parameter whose name or value is not UTF-8 is left out: scripts take
+ * names and ids from here, and text that no JSON can carry would fail every
+ * event that echoes it (a userId=%FF is then no userId at all: 401). */
+void host_push_query(lua_State *S, const struct handshake *hs)
+{
+	const char *p = hs->query;
+
+	lua_createtable(S, 0, hs->nquery);
+	for (int i = 0; i < hs->nquery; i++) {
+		size_t klen = strlen(p);
+		const char *v = p + klen + 1;
+		size_t vlen = strlen(v);
+		if (json_utf8_valid(p, klen) && json_utf8_valid(v, vlen)) {
+			lua_pushlstring(S, p, klen);
+			lua_pushlstring(S, v, vlen);
+			lua_rawset(S, -3);
+		}
+		p = v + vlen + 1;
+	}
+}
+
+void host_push_optstring(lua_State *S, const char *s)
+{
+	if (s)
+		lua_pushstring(S, s);
+	else
+		lua_pushnil(S);
 }
 
 static const luaL_Reg functions[] = {

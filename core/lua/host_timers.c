@@ -21,6 +21,8 @@ struct script_timer {
 	char key[24];
 };
 
+static void (*fire)(double id); /* the seam's: runs the script's callback */
+
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct script_timer *t = (struct script_timer *)((char *)w - offsetof(struct script_timer, timer));
@@ -30,9 +32,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	map_del(&timers, t->key, strlen(t->key));
 	free(t);
-	script__push_entry("timer");
-	lua_pushnumber(script__state(), id);
-	script__call("timer", 1, 0);
+	fire(id);
 }
 
 /* timer(id, ms): (re)arms timer `id`. */
@@ -77,8 +77,9 @@ static const luaL_Reg functions[] = {
 	{ NULL, NULL },
 };
 
-void host_timers_register(lua_State *S)
+void host_timers_register(lua_State *S, void (*on_due)(double id))
 {
+	fire = on_due;
 	map_init(&timers);
 	luaL_register(S, NULL, functions);
 }

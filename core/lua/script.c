@@ -25,6 +25,7 @@
 #include "base/scratch.h"
 #include "lua/script.h"
 #include "lua/tickets.h"
+#include "store/store.h"
 #include "base/clock.h"
 #include "base/settings.h"
 #include "hub/client.h"
@@ -190,36 +191,6 @@ static int l_now(lua_State *S)
 	return 1;
 }
 
-/* Pushes the handshake query as a table of strings. A parameter whose name
- * or value is not UTF-8 is left out: scripts take names and ids from here,
- * and text that no JSON can carry would fail every event that echoes it
- * (a userId=%FF is then no userId at all: 401). */
-static void push_query(lua_State *S, const struct handshake *hs)
-{
-	const char *p = hs->query;
-
-	lua_createtable(S, 0, hs->nquery);
-	for (int i = 0; i < hs->nquery; i++) {
-		size_t klen = strlen(p);
-		const char *v = p + klen + 1;
-		size_t vlen = strlen(v);
-		if (json_utf8_valid(p, klen) && json_utf8_valid(v, vlen)) {
-			lua_pushlstring(S, p, klen);
-			lua_pushlstring(S, v, vlen);
-			lua_rawset(S, -3);
-		}
-		p = v + vlen + 1;
-	}
-}
-
-static void push_optstring(lua_State *S, const char *s)
-{
-	if (s)
-		lua_pushstring(S, s);
-	else
-		lua_pushnil(S);
-}
-
 /* http_respond(request id, status, json) -> true | false (gone) */
 static int l_http_respond(lua_State *S)
 {
@@ -245,31 +216,32 @@ static const luaL_Reg core_functions[] = {
 	{ NULL, NULL },
 };
 
-/* ---- for the host functions' files (host.h) ---- */
+/* ---- what the host functions' files call back ---- */
 
-lua_State *script__state(void)
+/* A script timer came due: R.timer(id). */
+static void fire_timer(double id)
 {
-	return L;
+	push_entry("timer");
+	lua_pushnumber(L, id);
+	call_runtime("timer", 1, 0);
 }
 
-void script__push_entry(const char *name)
+/* Jobs whose writes became durable (or failed): R.resume_all({ticket,
+ * err|false, ticket, err|false, ...}). */
+static void resume_jobs(const uintptr_t *tickets, const int *errs, size_t n)
 {
-	push_entry(name);
-}
-
-int script__call(const char *what, int nargs, int nresults)
-{
-	return call_runtime(what, nargs, nresults);
-}
-
-void script__push_query(lua_State *S, const struct handshake *hs)
-{
-	push_query(S, hs);
-}
-
-void script__push_optstring(lua_State *S, const char *s)
-{
-	push_optstring(S, s);
+	push_entry("resume_all");
+	lua_createtable(L, (int)(2 * n), 0);
+	for (size_t i = 0; i < n; i++) {
+		lua_pushnumber(L, (lua_Number)tickets[i]);
+		lua_rawseti(L, -2, (int)(2 * i + 1));
+		if (errs[i])
+			lua_pushstring(L, store_strerror(errs[i]));
+		else
+			lua_pushboolean(L, 0);
+		lua_rawseti(L, -2, (int)(2 * i + 2));
+	}
+	call_runtime("resume_all", 1, 0);
 }
 
 /* ---- calls in ---- */
@@ -313,7 +285,7 @@ int script_init(void (*on_change)(void))
 	lua_newtable(L);
 	luaL_register(L, NULL, core_functions);
 	host_sockets_register(L);
-	host_timers_register(L);
+	host_timers_register(L, fire_timer);
 	kv_register(L);
 	tickets_register(L);
 	store_api_register(L);
@@ -370,7 +342,7 @@ int script_init(void (*on_change)(void))
 	client_set_hooks(&client_hooks);
 	api_set_hooks(&api_hooks);
 	kv_start();
-	tickets_start();
+	tickets_start(resume_jobs);
 	if (settings.watch && on_change)
 		watch_init(clock_loop, on_change);
 
@@ -455,12 +427,12 @@ int script_connect(struct client *cl, const char *auth, size_t auth_len,
 	push_entry("connect");
 	lua_pushstring(L, cl->id);
 	lua_pushlstring(L, cl->nsp->name, cl->nsp->name_len);
-	push_query(L, hs);
+	host_push_query(L, hs);
 	if (auth)
 		lua_pushlstring(L, auth, auth_len);
 	else
 		lua_pushnil(L);
-	push_optstring(L, hs->authorization);
+	host_push_optstring(L, hs->authorization);
 	lua_pushstring(L, hs->addr);
 	if (call_runtime("connect", 6, 3) < 0) {
 		*code = 500;
@@ -550,7 +522,7 @@ void script_http(const char *id, const char *method, const char *path,
 	lua_pushstring(L, id);
 	lua_pushstring(L, method);
 	lua_pushstring(L, path);
-	push_query(L, query);
+	host_push_query(L, query);
 	if (body)
 		lua_pushlstring(L, body, body_len);
 	else
@@ -576,6 +548,6 @@ void script_ack(struct client *cl, uint64_t id, const char *args,
 	else
 		lua_pushnil(L);
 	push_attachments(att, natt);
-	push_optstring(L, why);
+	host_push_optstring(L, why);
 	call_runtime("ack", 5, 0);
 }

@@ -10,7 +10,6 @@
 #include <lua.h>
 
 #include "base/alloc.h"
-#include "lua/host.h"
 #include "store/store.h"
 
 /* Jobs to resume, gathered over a round of store completions and resumed
@@ -33,27 +32,17 @@ void tickets_done(void *arg, int err)
 	durable.n++;
 }
 
-/* Resumes every job whose writes became durable: R.resume_all({ticket,
- * err|false, ticket, err|false, ...}). */
+static void (*resume)(const uintptr_t *tickets, const int *errs, size_t n);
+
+/* After a round of store completions: every job queued, in one call. */
 static void resume_durable(void)
 {
-	lua_State *L = script__state();
+	size_t n = durable.n;
 
-	if (!durable.n || !L)
+	if (!n || !resume)
 		return;
-	script__push_entry("resume_all");
-	lua_createtable(L, (int)(2 * durable.n), 0);
-	for (size_t i = 0; i < durable.n; i++) {
-		lua_pushnumber(L, (lua_Number)durable.tickets[i]);
-		lua_rawseti(L, -2, (int)(2 * i + 1));
-		if (durable.errs[i])
-			lua_pushstring(L, store_strerror(durable.errs[i]));
-		else
-			lua_pushboolean(L, 0);
-		lua_rawseti(L, -2, (int)(2 * i + 2));
-	}
 	durable.n = 0;
-	script__call("resume_all", 1, 0);
+	resume(durable.tickets, durable.errs, n);
 }
 
 /* store_wait() -> ticket: the runtime resumes the waiting job with it once
@@ -84,14 +73,16 @@ void tickets_register(lua_State *S)
 	luaL_register(S, NULL, functions);
 }
 
-void tickets_start(void)
+void tickets_start(void (*on_durable)(const uintptr_t *tickets, const int *errs, size_t n))
 {
+	resume = on_durable;
 	store_on_completions(resume_durable);
 }
 
 void tickets_fini(void)
 {
 	store_on_completions(NULL);
+	resume = NULL;
 	free(durable.tickets);
 	free(durable.errs);
 	memset(&durable, 0, sizeof(durable));

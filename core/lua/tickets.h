@@ -6,6 +6,7 @@
 #ifndef PARLEY_TICKETS_H
 #define PARLEY_TICKETS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <lua.h>
@@ -19,9 +20,11 @@ void tickets_done(void *arg, int err);
 /* Adds core.store_wait() -> ticket (resumed once everything written so far
  * is durable) to the table at the top of the stack. */
 void tickets_register(lua_State *S);
-/* Resumes waiting jobs after each round of store completions, from now on;
- * tickets_fini stops that and frees the queue. */
-void tickets_start(void);
+/* From now on, after each round of store completions, hands the seam every
+ * ticket queued since the last (with its error, 0: durable) to resume its
+ * job; the arrays are valid during the call. tickets_fini stops that and
+ * frees the queue. */
+void tickets_start(void (*on_durable)(const uintptr_t *tickets, const int *errs, size_t n));
 void tickets_fini(void);
 
 #endif
