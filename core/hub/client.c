@@ -12,6 +12,7 @@
 #include "base/metrics.h"
 #include "net/conn.h"
 #include "wire/json.h"
+#include "wire/envelope.h"
 #include "wire/sio.h"
 
 /* A server-to-client ack the server is waiting for. */
@@ -219,64 +220,34 @@ void client_free_all(struct conn *c, const char *reason)
 
 /* ---- emits ---- */
 
-static struct frame *encode_sio(struct emit *e, struct nsp *n)
+/* The emit as a Socket.IO EVENT (BINARY_EVENT with attachments) of the
+ * namespace `n`, asking for the ack `id` (negative: none). */
+static struct frame *encode_sio(struct emit *e, struct nsp *n, int64_t id)
 {
-	char head[1 + SIO_HEADER_MAX(0)];
-	size_t hlen, nesc_max = json_escaped_max(e->name_len);
-	size_t len, dlen = e->data ? e->data_len : 0;
+	size_t dlen = e->data ? e->data_len : 0;
 	struct frame *f;
-	unsigned char *p;
+	char *p;
 
 	metrics_encoding();
-	head[0] = '4';
-	hlen = 1 + sio_write_header(head + 1, e->natt ? SIO_BINARY_EVENT : SIO_EVENT,
-				    e->natt, "/", 1, -1);
-	/* "4" + type [+ count "-"] + nsp "," + "[" name ["," data] "]" */
-	len = hlen + (n->name_len > 1 ? n->name_len + 1 : 0) + 1 + nesc_max + 1 + dlen + 1;
-	f = frame_new(NULL, len, 0);
-	p = frame_data(f);
-	memcpy(p, head, hlen);
-	p += hlen;
-	if (n->name_len > 1) {
-		memcpy(p, n->name, n->name_len);
-		p += n->name_len;
-		*p++ = ',';
-	}
-	*p++ = '[';
-	p += json_escape(e->name, e->name_len, (char *)p);
-	if (e->data) {
-		*p++ = ',';
-		memcpy(p, e->data, dlen);
-		p += dlen;
-	}
-	*p++ = ']';
-	f->len = (uint32_t)(p - frame_data(f));
+	f = frame_new(NULL, 1 + SIO_EVENT_MAX(n->name_len, e->name_len, dlen), 0);
+	p = (char *)frame_data(f);
+	p[0] = '4';
+	f->len = (uint32_t)(1 + sio_event_write(p + 1, n->name, n->name_len, id, e->natt, e->name,
+						 e->name_len, e->data, dlen));
 	return f;
 }
 
-static struct frame *encode_plain(struct emit *e)
+/* The emit as a plain envelope, asking for the ack `id` (negative: none). */
+static struct frame *encode_plain(struct emit *e, int64_t id)
 {
 	const char *data = e->plain_data ? e->plain_data : e->data;
 	size_t dlen = e->plain_data ? e->plain_len : e->data_len;
 	struct frame *f;
-	unsigned char *p;
 
-	if (!data) {
-		data = "null";
-		dlen = 4;
-	}
 	metrics_encoding();
-	f = frame_new(NULL, 9 + json_escaped_max(e->name_len) + 8 + dlen + 1, 0);
-	p = frame_data(f);
-	memcpy(p, "{\"event\":", 9);
-	p += 9;
-	p += json_escape(e->name, e->name_len, (char *)p);
-	memcpy(p, ",\"data\":", 8);
-	p += 8;
-	memcpy(p, data, dlen);
-	p += dlen;
-	*p++ = '}';
-	f->len = (uint32_t)(p - frame_data(f));
+	f = frame_new(NULL, ENVELOPE_EVENT_MAX(e->name_len, dlen), 0);
+	f->len = (uint32_t)envelope_event_write((char *)frame_data(f), e->name, e->name_len, data,
+						dlen, id);
 	return f;
 }
 
@@ -290,13 +261,13 @@ void client_emit(struct client *cl, struct emit *e)
 		return;
 	if (cl->format == CLIENT_PLAIN) {
 		if (!e->plain)
-			e->plain = encode_plain(e);
+			e->plain = encode_plain(e, -1);
 		conn_send(c, frame_ref(e->plain));
 		return;
 	}
 	if (!e->sio[0] || e->nsp != cl->nsp) {
 		frame_unref(e->sio[0]);
-		e->sio[0] = encode_sio(e, cl->nsp);
+		e->sio[0] = encode_sio(e, cl->nsp, -1);
 		e->nsp = cl->nsp;
 	}
 	conn_send(c, frame_ref(e->sio[0]));
@@ -329,34 +300,23 @@ void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
 		struct frame **att, unsigned natt)
 {
 	struct conn *c = cl->conn;
-	char head[1 + SIO_HEADER_MAX(256) + 32];
-	size_t hlen;
+	struct frame *f;
+	char *p;
 
-	if (!data) {
-		/* No value: an empty argument list, or "data": null. */
-		data = cl->format == CLIENT_PLAIN ? "null" : "";
-		len = cl->format == CLIENT_PLAIN ? 4 : 0;
-	}
+	if (!data)
+		len = 0; /* no value: an empty argument list, or "data": null */
 	if (cl->format == CLIENT_PLAIN) {
-		hlen = (size_t)snprintf(head, sizeof(head), "{\"ack\":%lld,\"data\":",
-					(long long)id);
-		struct frame *f = frame_new(NULL, hlen + len + 1, 0);
-		memcpy(frame_data(f), head, hlen);
-		memcpy(frame_data(f) + hlen, data, len);
-		frame_data(f)[hlen + len] = '}';
+		f = frame_new(NULL, ENVELOPE_REPLY_MAX(len), 0);
+		f->len = (uint32_t)envelope_reply_write((char *)frame_data(f), (uint64_t)id, data,
+							len);
 		conn_send(c, f);
 		return;
 	}
-	if (cl->nsp->name_len > 256)
-		return;
-	head[0] = '4';
-	hlen = 1 + sio_write_header(head + 1, natt ? SIO_BINARY_ACK : SIO_ACK, natt,
-				    cl->nsp->name, cl->nsp->name_len, id);
-	head[hlen++] = '[';
-	struct frame *f = frame_new(NULL, hlen + len + 1, 0);
-	memcpy(frame_data(f), head, hlen);
-	memcpy(frame_data(f) + hlen, data, len);
-	frame_data(f)[hlen + len] = ']';
+	f = frame_new(NULL, 1 + SIO_ACK_MAX(cl->nsp->name_len, len), 0);
+	p = (char *)frame_data(f);
+	p[0] = '4';
+	f->len = (uint32_t)(1 + sio_ack_write(p + 1, cl->nsp->name, cl->nsp->name_len,
+					       (uint64_t)id, natt, data, len));
 	conn_send(c, f);
 	for (unsigned i = 0; i < natt; i++)
 		conn_send(c, frame_ref(att[i]));
@@ -397,9 +357,7 @@ uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms)
 {
 	struct conn *c = cl->conn;
 	struct ack_wait *w = xcalloc(1, sizeof(*w));
-	char idbuf[24];
 	uint64_t id = cl->next_ack++;
-	struct frame *plain = NULL, *f;
 
 	w->client = cl;
 	w->id = id;
@@ -407,31 +365,12 @@ uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms)
 	cl->acks = w;
 	timer_start(&w->timeout, on_ack_timeout, timeout_ms);
 
-	int idlen = snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)id);
+	/* An encoding of its own: the ack id is this socket's. */
 	if (cl->format == CLIENT_PLAIN) {
-		/* {"event":..,"data":..,"ack":N}: the envelope with an ack id. */
-		plain = encode_plain(e);
-		f = frame_new(NULL, plain->len - 1 + 7 + (size_t)idlen + 1, 0);
-		memcpy(frame_data(f), frame_data(plain), plain->len - 1);
-		unsigned char *p = frame_data(f) + plain->len - 1;
-		memcpy(p, ",\"ack\":", 7);
-		memcpy(p + 7, idbuf, (size_t)idlen);
-		p[7 + idlen] = '}';
-		frame_unref(plain);
-		conn_send(c, f);
+		conn_send(c, encode_plain(e, (int64_t)id));
 		return id;
 	}
-	/* The shared encoding has no id: splice it in after the namespace. */
-	f = encode_sio(e, cl->nsp);
-	const unsigned char *body = frame_data(f);
-	const unsigned char *bracket = memchr(body, '[', f->len);
-	size_t pre = (size_t)(bracket - body);
-	struct frame *g = frame_new(NULL, f->len + (size_t)idlen, 0);
-	memcpy(frame_data(g), body, pre);
-	memcpy(frame_data(g) + pre, idbuf, (size_t)idlen);
-	memcpy(frame_data(g) + pre + idlen, bracket, f->len - pre);
-	frame_unref(f);
-	conn_send(c, g);
+	conn_send(c, encode_sio(e, cl->nsp, (int64_t)id));
 	for (unsigned i = 0; i < e->natt; i++)
 		conn_send(c, frame_ref(e->att[i]));
 	return id;

@@ -17,6 +17,7 @@
 #include "hub/client.h"
 #include "net/conn.h"
 #include "wire/json.h"
+#include "wire/sio.h"
 
 /* The socket named by the id at `idx`, or NULL when it is gone or going. */
 static struct client *check_client(lua_State *S, int idx)
@@ -497,16 +498,13 @@ static int l_disconnect(lua_State *S)
 		client_free(cl, "server disconnect");
 		return 0;
 	}
-	/* One packet: "41" + "/nsp," (nothing after "41" for "/"). */
-	if (cl->nsp->name_len > 1) {
-		struct frame *f = frame_new(NULL, 2 + cl->nsp->name_len + 1, 0);
-		memcpy(frame_data(f), "41", 2);
-		memcpy(frame_data(f) + 2, cl->nsp->name, cl->nsp->name_len);
-		frame_data(f)[2 + cl->nsp->name_len] = ',';
-		conn_send(c, f);
-	} else {
-		conn_send(c, frame_new("41", 2, 0));
-	}
+	/* One DISCONNECT packet of the socket's namespace. */
+	struct frame *f = frame_new(NULL, 1 + SIO_HEADER_MAX(cl->nsp->name_len), 0);
+	char *p = (char *)frame_data(f);
+	p[0] = '4';
+	f->len = (uint32_t)(1 + sio_write_header(p + 1, SIO_DISCONNECT, 0, cl->nsp->name,
+						  cl->nsp->name_len, -1));
+	conn_send(c, f);
 	client_free(cl, "server namespace disconnect");
 	return 0;
 }

@@ -257,28 +257,12 @@ void conn_ws_message(void *owner, struct ws *w, const char *data, size_t len, in
 
 /* Writes the WebSocket header of `f` into its headroom and returns where
  * the frame now starts. A shared frame gets the same header whoever it goes
- * to, so writing it again for the next recipient changes nothing. Server
- * frames are never masked. */
+ * to, so writing it again for the next recipient changes nothing. */
 static unsigned char *ws_frame_start(struct frame *f, size_t *len)
 {
-	unsigned char *p = frame_data(f);
-	uint8_t op = 0x80 | (f->opcode ? f->opcode : f->binary ? 0x2 : 0x1);
+	unsigned char *p = frame_data(f) - ws_header_len(f->len);
 
-	if (f->len < 126) {
-		p -= 2;
-		p[1] = (uint8_t)f->len;
-	} else if (f->len <= 0xffff) {
-		p -= 4;
-		p[1] = 126;
-		p[2] = (uint8_t)(f->len >> 8);
-		p[3] = (uint8_t)f->len;
-	} else {
-		p -= 10;
-		p[1] = 127;
-		for (int i = 0; i < 8; i++)
-			p[2 + i] = (uint8_t)((uint64_t)f->len >> (56 - 8 * i));
-	}
-	p[0] = op;
+	ws_header_write(p, f->opcode ? f->opcode : f->binary ? WS_BINARY : WS_TEXT, f->len);
 	*len = (size_t)(frame_data(f) - p) + f->len;
 	return p;
 }

@@ -137,20 +137,11 @@ static char *drain_payload(struct conn *c, size_t *len)
 
 	for (uint32_t i = 0; i < c->out.count; i++) {
 		struct frame *g = c->out.slot[(c->out.head + i) & (c->out.cap - 1)];
-		cap += 1 + (g->binary ? 1 + base64_encoded_len(g->len) : g->len);
+		cap += eio_payload_room(g->len, g->binary);
 	}
 	out = xmalloc(LWS_PRE + cap + 1);
 	while ((f = outq_pop(&c->out))) {
-		char *p = out + LWS_PRE + n;
-		if (n)
-			*p++ = EIO_SEPARATOR, n++;
-		if (f->binary) {
-			*p++ = 'b';
-			n += 1 + base64_encode(frame_data(f), f->len, p);
-		} else {
-			memcpy(p, frame_data(f), f->len);
-			n += f->len;
-		}
+		n = eio_payload_append(out + LWS_PRE, n, frame_data(f), f->len, f->binary);
 		frame_unref(f);
 	}
 	*len = n;

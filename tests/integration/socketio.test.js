@@ -157,6 +157,22 @@ test('server->client ack (test:ask): the client callback\'s arguments come back 
   }
 });
 
+test('a namespace with "[" in it: a server->client ack id comes after the namespace, and the answer, a plain ack and a server disconnect reach the right socket', async () => {
+  const s = await client('bracket', { transports: ['websocket'] }, '/ns[x');
+  try {
+    s.on('question', (data, cb) => cb({ got: data }));
+    const answer = once(s, 'test:answer');
+    assert.deepStrictEqual(await s.timeout(3000).emitWithAck('test:echo', { n: 1 }), { n: 1 });
+    await s.timeout(3000).emitWithAck('test:ask', { event: 'question', data: 'in [x', timeout: 2000 });
+    assert.deepStrictEqual(await answer, { error: null, args: [{ got: 'in [x' }] });
+    const gone = once(s, 'disconnect');
+    s.emit('test:disconnect-me');
+    assert.strictEqual(await gone, 'io server disconnect');
+  } finally {
+    closeAll(s);
+  }
+});
+
 test('server->client ack that the client never answers ends with test:answer error "timeout"', async () => {
   const s = await client('mute', { transports: ['websocket'] });
   try {

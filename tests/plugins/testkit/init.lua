@@ -4,7 +4,8 @@
 --   PARLEY_PLUGIN_PATH=tests/plugins PARLEY_PLUGINS=testkit
 
 return {
-	namespaces = { "/admin" },
+	-- /ns[x: a namespace with a "[" in it (the ack id goes after its comma).
+	namespaces = { "/admin", "/ns[x" },
 
 	-- HTTP routes (tests/integration/api.test.js).
 	routes = {
