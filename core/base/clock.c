@@ -1,6 +1,7 @@
 /* clock.c - the event loop, the clock and timers (see clock.h). */
 #include "base/clock.h"
 
+#include <errno.h>
 #include <time.h>
 
 #include "base/log.h"
@@ -9,10 +10,14 @@ struct ev_loop *clock_loop;
 
 int clock_init(void)
 {
+	errno = 0;
 	clock_loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
 	if (!clock_loop) {
+		/* libev says nothing: errno is epoll_create's, or none when the
+		 * backend is missing. */
+		int err = errno ? -errno : -ENOSYS;
 		log_error("cannot create the event loop (epoll)");
-		return -1;
+		return err;
 	}
 	return 0;
 }

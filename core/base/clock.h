@@ -12,9 +12,11 @@
 /* The loop; NULL outside clock_init .. clock_fini. */
 extern struct ev_loop *clock_loop;
 
-/* Makes the loop. Returns 0, or -1 (logged). */
+/* Makes the loop. Returns 0, or a negative errno (logged): -ENOSYS when
+ * epoll is not there, or epoll's own (-EMFILE, -ENOMEM). */
 int clock_init(void);
-/* Destroys the loop; every watcher on it must be stopped. */
+/* Destroys the loop; every watcher on it must be stopped. A no-op without
+ * a loop. */
 void clock_fini(void);
 
 /* Milliseconds on a monotonic clock. */

@@ -26,10 +26,13 @@ struct frame {
 #define frame_data(f) ((f)->buf + FRAME_HEADROOM)
 
 /* A new frame of `len` bytes copied from `data` (or left for the caller to
- * fill when `data` is NULL), holding one reference. */
+ * fill when `data` is NULL), holding one reference: the caller's, to give
+ * to a queue or drop with frame_unref. Never NULL (the allocator aborts);
+ * `len` is below 4 GiB (the caller's limits keep it far below). */
 struct frame *frame_new(const void *data, size_t len, int binary);
-/* The same, from two pieces: `a` then `b`. */
+/* The same, from two pieces: `a` then `b` (a text frame). */
 struct frame *frame_new2(const void *a, size_t alen, const void *b, size_t blen);
+/* Takes one more reference: the caller owns it. */
 static inline struct frame *frame_ref(struct frame *f)
 {
 	f->refs++;
@@ -54,7 +57,8 @@ static inline struct frame *outq_peek(const struct outq *q)
 {
 	return q->count ? q->slot[q->head] : NULL;
 }
-/* Removes the oldest frame and returns the reference the queue held. */
+/* Removes the oldest frame and returns the reference the queue held: the
+ * caller owns it now. NULL when the queue is empty. */
 struct frame *outq_pop(struct outq *q);
 /* Drops every queued reference and the ring itself. */
 void outq_clear(struct outq *q);

@@ -1,6 +1,7 @@
 /* log.c - leveled logging to stderr (see log.h). */
 #include "base/log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +16,7 @@ int log_level_parse(const char *name)
 	for (int i = 0; i < 4; i++)
 		if (strcmp(name, level_names[i]) == 0)
 			return i;
-	return -1;
+	return -EINVAL;
 }
 
 void log_write(enum log_level level, const char *fmt, ...)

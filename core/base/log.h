@@ -7,8 +7,11 @@ enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 extern enum log_level log_threshold;
 
-/* Parses "error", "warn", "info" or "debug"; returns the level or -1. */
+/* The level named "error", "warn", "info" or "debug" (an enum log_level),
+ * or -EINVAL for any other name. */
 int log_level_parse(const char *name);
+/* Writes one record at `level` whatever the threshold (the macros below
+ * check it first). A record is cut at about 2 KB. */
 void log_write(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

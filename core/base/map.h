@@ -33,8 +33,10 @@ struct map_iter {
 /* Seeds the hash from getrandom(); call once at start (tests may skip it). */
 void map_seed(void);
 
+/* An empty map (no memory until the first put). */
 void map_init(struct map *m);
-/* Frees the map's entries, not the values. */
+/* Frees the map's entries and their keys, not the values; `m` is then as
+ * map_init left it. */
 void map_fini(struct map *m);
 
 /* Returns the value stored under the key, or NULL. */
@@ -51,8 +53,10 @@ void *map_get_hashed(const struct map *m, const char *key, size_t klen, uint64_t
 void *map_put_hashed(struct map *m, const char *key, size_t klen, uint64_t hash, void *value);
 void *map_del_hashed(struct map *m, const char *key, size_t klen, uint64_t hash);
 
+/* Starts a walk of `m`, in no particular order. */
 void map_iter_init(struct map_iter *it, const struct map *m);
-/* Returns the next entry or NULL at the end. */
+/* Returns the next entry (the map's: valid until it is deleted) or NULL at
+ * the end. */
 struct map_entry *map_next(struct map_iter *it);
 
 /* SipHash-2-4 of the bytes under the process key (exposed for tests). */

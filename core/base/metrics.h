@@ -14,15 +14,17 @@ enum metrics_transport { METRICS_POLLING, METRICS_WEBSOCKET, METRICS_PLAIN, METR
 void metrics_connection(enum metrics_transport t, int delta);
 /* Moves one open connection from polling to websocket. */
 void metrics_upgrade(void);
+/* An event named `name` (copied; client-chosen: past 256 names, the rest
+ * count as "_other") came in, or went out to `n` sockets. */
 void metrics_event_in(const char *name, size_t len);
 void metrics_event_out(const char *name, size_t len, uint64_t n);
 /* An `error` event sent with this status code. */
 void metrics_error(int status);
 /* An HTTP response with this 4xx/5xx status. */
 void metrics_http_error(int status);
-/* A malformed packet or request of this kind. */
+/* A malformed packet or request of this kind (copied). */
 void metrics_protocol_error(const char *kind);
-/* A limit tripped (connections per IP, sockets per user, ...). */
+/* A limit tripped (connections per IP, sockets per user, ...; copied). */
 void metrics_limit(const char *which);
 /* An event frame was encoded (once per wire format per emit). */
 void metrics_encoding(void);
@@ -43,8 +45,10 @@ struct metrics_value {
  * values registered before it; registering it again does nothing. */
 void metrics_register(struct metrics_value *v);
 
-/* Renders every metric; the caller frees the text. */
+/* Renders every metric: a NUL-terminated text of `*len` bytes that the
+ * caller frees. Never NULL. */
 char *metrics_render(size_t *len);
+/* Frees the counters; the registered values stay their modules'. */
 void metrics_fini(void);
 
 #endif

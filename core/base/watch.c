@@ -71,8 +71,9 @@ int watch_init(struct ev_loop *l, void (*on_change)(void))
 	map_init(&dirs);
 	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (fd < 0) {
-		log_warn("cannot watch script files (%s): reload with SIGHUP", strerror(errno));
-		return -1;
+		int err = -errno;
+		log_warn("cannot watch script files (%s): reload with SIGHUP", strerror(-err));
+		return err;
 	}
 	ev_io_init(&readable, on_readable, fd, EV_READ);
 	ev_io_start(loop, &readable);
