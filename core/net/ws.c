@@ -685,7 +685,7 @@ static void look_at_head(struct ws *w)
 		return;
 	}
 	r = http_head_parse((const char *)rbuf, (size_t)n, &h);
-	if (r == HTTP_HEAD_PARTIAL && (size_t)n < HEAD_MAX) {
+	if (r == 0 && (size_t)n < HEAD_MAX) {
 		unsigned wait = w->head_wait_ms ? w->head_wait_ms * 2 : 5;
 		if (wait > HEAD_LOOK_MAX_MS)
 			wait = HEAD_LOOK_MAX_MS;

@@ -1,6 +1,7 @@
 /* engine.c - Engine.IO v4 and Socket.IO v5 on a connection: the polling
  * handshake, long-poll GET and POST, the upgrade to WebSocket, heartbeats,
  * and the Socket.IO packets (connect, disconnect, events, acks, binary). */
+#include <errno.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -611,7 +612,7 @@ static void on_attachment(struct conn *c, const char *p, size_t len)
 	/* The header's count is what is due: once it is complete, c->proto is
 	 * gone, so an extra attachment lands above as a stray one. */
 	r = sio_binary_add(&b->pkt, p, len);
-	if (r == SIO_BINARY_TOO_BIG) {
+	if (r == -EMSGSIZE) {
 		binary_refused(c, "max_binary_pending", "over PARLEY_MAX_BINARY_PENDING",
 			       WS_MESSAGE_TOO_BIG);
 		return;

@@ -1,6 +1,7 @@
 /* plain.c - the plain WebSocket endpoint: JSON text frames
  * {"event": NAME, "data": ..., "ack": N} both ways, one socket per
  * connection, authenticated by the same connect hooks as Socket.IO. */
+#include <errno.h>
 #include <string.h>
 
 #include "proto/plain.h"
@@ -96,15 +97,15 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 	if (!cl || c->close_code)
 		return;
 	switch (envelope_parse(p, len, JSON_MAX_DEPTH, &e)) {
-	case ENVELOPE_NOT_OBJECT:
+	case -EBADMSG:
 		metrics_protocol_error("plain_bad_json");
 		client_error(cl, 400, "invalid JSON: expected {\"event\": NAME, \"data\": ...}", -1);
 		return;
-	case ENVELOPE_BAD_ACK:
+	case PARLEY_EBADACK:
 		metrics_protocol_error("plain_bad_ack");
 		client_error(cl, 400, "ack must be a non-negative integer", -1);
 		return;
-	case ENVELOPE_BAD_EVENT:
+	case PARLEY_EBADNAME:
 		metrics_protocol_error("plain_bad_event");
 		client_error(cl, 400, "event must be a non-empty string", e.ack);
 		return;

@@ -3,6 +3,8 @@
  * no whitespace, canonical trailing bits). Uses only libc. */
 #include "wire/base64.h"
 
+#include <errno.h>
+
 static const char std_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char url_alphabet[] =
@@ -79,7 +81,7 @@ static int decode_char(unsigned char c)
 	return decode_in(c, '+', '/');
 }
 
-/* Strict padded decoding: -1 unless len is a multiple of 4, '=' appears only
+/* Strict padded decoding: -EBADMSG unless len is a multiple of 4, '=' appears only
  * as the last one or two bytes, and the bits the padding drops are zero. */
 long base64_decode(const char *in, size_t len, unsigned char *out)
 {
@@ -87,33 +89,33 @@ long base64_decode(const char *in, size_t len, unsigned char *out)
 	unsigned char *o = out;
 
 	if (len % 4 != 0)
-		return -1;
+		return -EBADMSG;
 	for (size_t i = 0; i < len; i += 4) {
 		int last = i + 4 == len;
 		int a = decode_char(s[i]), b = decode_char(s[i + 1]);
 		int c = decode_char(s[i + 2]), d = decode_char(s[i + 3]);
 
 		if (a < 0 || b < 0)
-			return -1;
+			return -EBADMSG;
 		if (last && s[i + 2] == '=' && s[i + 3] == '=') {
 			/* One byte; the four bits left over in `b` must be zero
 			 * (RFC 4648 3.5) so that each byte string has one encoding. */
 			if (b & 0x0F)
-				return -1;
+				return -EBADMSG;
 			*o++ = (unsigned char)(a << 2 | b >> 4);
 			break;
 		}
 		if (c < 0)
-			return -1;
+			return -EBADMSG;
 		if (last && s[i + 3] == '=') {
 			if (c & 0x03)
-				return -1;
+				return -EBADMSG;
 			*o++ = (unsigned char)(a << 2 | b >> 4);
 			*o++ = (unsigned char)((b & 0x0F) << 4 | c >> 2);
 			break;
 		}
 		if (d < 0)
-			return -1;
+			return -EBADMSG;
 		*o++ = (unsigned char)(a << 2 | b >> 4);
 		*o++ = (unsigned char)((b & 0x0F) << 4 | c >> 2);
 		*o++ = (unsigned char)((c & 0x03) << 6 | d);
@@ -121,7 +123,7 @@ long base64_decode(const char *in, size_t len, unsigned char *out)
 	return (long)(o - out);
 }
 
-/* Unpadded url-safe decoding: -1 for a length of 4n+1, any character
+/* Unpadded url-safe decoding: -EBADMSG for a length of 4n+1, any character
  * outside the alphabet ('=' included), or trailing bits that are not zero. */
 long base64url_decode(const char *in, size_t len, unsigned char *out)
 {
@@ -131,22 +133,22 @@ long base64url_decode(const char *in, size_t len, unsigned char *out)
 	size_t i = 0;
 
 	if (len % 4 == 1)
-		return -1;
+		return -EBADMSG;
 	for (; i < len; i += 4) {
 		size_t n = len - i < 4 ? len - i : 4;
 		for (size_t k = 0; k < n; k++)
 			if ((v[k] = decode_in(s[i + k], '-', '_')) < 0)
-				return -1;
+				return -EBADMSG;
 		*o++ = (unsigned char)(v[0] << 2 | v[1] >> 4);
 		if (n == 2) {
 			if (v[1] & 0x0F)
-				return -1;
+				return -EBADMSG;
 			break;
 		}
 		*o++ = (unsigned char)((v[1] & 0x0F) << 4 | v[2] >> 2);
 		if (n == 3) {
 			if (v[2] & 0x03)
-				return -1;
+				return -EBADMSG;
 			break;
 		}
 		*o++ = (unsigned char)((v[2] & 0x03) << 6 | v[3]);

@@ -13,8 +13,9 @@
 size_t base64_encode(const unsigned char *in, size_t len, char *out);
 
 /* Decodes padded standard base64 into `out` (base64_decoded_max(len) bytes).
- * Returns the decoded length, or -1 on any invalid character, bad padding or
- * bad length. Whitespace is not accepted. */
+ * Returns the decoded length, or -EBADMSG on any invalid character, bad
+ * padding or bad length (`out` may hold garbage then). Whitespace is not
+ * accepted. */
 long base64_decode(const char *in, size_t len, unsigned char *out);
 
 /* Encodes with the url-safe alphabet and no padding; writes a NUL after.
@@ -22,9 +23,9 @@ long base64_decode(const char *in, size_t len, unsigned char *out);
 size_t base64url_encode(const unsigned char *in, size_t len, char *out);
 
 /* Decodes unpadded url-safe base64 (JWT segments) into `out`
- * (base64_decoded_max(len) bytes). Returns the decoded length, or -1 on a
- * character outside the alphabet, a length of 4n+1, or non-zero trailing
- * bits (so that each byte string has one encoding). */
+ * (base64_decoded_max(len) bytes). Returns the decoded length, or -EBADMSG
+ * on a character outside the alphabet, a length of 4n+1, or non-zero
+ * trailing bits (so that each byte string has one encoding). */
 long base64url_decode(const char *in, size_t len, unsigned char *out);
 
 #endif

@@ -1,6 +1,7 @@
 /* eio.c - Engine.IO v4 packet codec (see eio.h). */
 #include "wire/eio.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "wire/base64.h"
@@ -8,7 +9,7 @@
 int eio_parse(const char *p, size_t len, struct eio_packet *pkt)
 {
 	if (len == 0)
-		return -1;
+		return -EBADMSG;
 	if (p[0] == 'b') {
 		pkt->type = EIO_MESSAGE;
 		pkt->base64 = 1;
@@ -16,7 +17,7 @@ int eio_parse(const char *p, size_t len, struct eio_packet *pkt)
 		pkt->type = (enum eio_type)(p[0] - '0');
 		pkt->base64 = 0;
 	} else {
-		return -1;
+		return -EBADMSG;
 	}
 	pkt->data = p + 1;
 	pkt->len = len - 1;

@@ -27,12 +27,14 @@ struct eio_packet {
 	size_t len;
 };
 
-/* Parses one text packet: a type digit then its data, or "b" then base64.
- * Returns 0, or -1 for an empty packet or an unknown type. */
+/* Parses one text packet: a type digit then its data, or "b" then base64
+ * (`pkt` points into `p`). Returns 0, or -EBADMSG for an empty packet or
+ * an unknown type. */
 int eio_parse(const char *p, size_t len, struct eio_packet *pkt);
 
-/* Walks a polling payload: sets the next segment between separators and
- * advances `*cur`. Returns 1 with a segment, 0 when `*cur` reached `end`. */
+/* Walks a polling payload: sets the next segment between separators (into
+ * the payload) and advances `*cur`. Returns 1 with a segment, 0 when `*cur`
+ * reached `end`. */
 int eio_payload_next(const char **cur, const char *end, const char **seg,
 		     size_t *seglen);
 

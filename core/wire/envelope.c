@@ -16,26 +16,26 @@ int envelope_parse(const char *p, size_t len, int max_depth, struct envelope *e)
 	e->data.p = NULL;
 	e->data.len = 0;
 	if (json_validate(p, len, max_depth) != JSON_OBJECT)
-		return ENVELOPE_NOT_OBJECT;
+		return -EBADMSG;
 	if (json_object_get(env, "ack", &ack) == 1) {
 		uint64_t id;
 		if (json_uint(ack, &id) < 0)
-			return ENVELOPE_BAD_ACK;
+			return PARLEY_EBADACK;
 		e->ack = (int64_t)id;
 	}
 	json_object_get(env, "data", &e->data);
 	if (json_object_get(env, "event", &name) != 1) {
 		if (e->ack < 0)
-			return ENVELOPE_BAD_EVENT;
+			return PARLEY_EBADNAME;
 		/* {"ack": N, "data": X}: the answer to a server request. */
 		e->kind = ENVELOPE_REPLY;
-		return ENVELOPE_OK;
+		return 0;
 	}
 	if (json_kind_of(name) != JSON_STRING ||
 	    (n = json_string_unescape(name, e->name, sizeof(e->name))) <= 0)
-		return ENVELOPE_BAD_EVENT;
+		return PARLEY_EBADNAME;
 	e->name_len = (size_t)n;
-	return ENVELOPE_OK;
+	return 0;
 }
 
 /* Appends the `n` bytes at `p` to `out` and returns where they end. */

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/error.h"
 #include "wire/json.h"
 
 #define ENVELOPE_NAME_MAX 255
@@ -15,13 +16,6 @@
 enum envelope_kind {
 	ENVELOPE_EVENT,  /* an event, maybe asking for an ack */
 	ENVELOPE_REPLY,  /* the answer to the server's ack request `ack` */
-};
-
-enum envelope_error {
-	ENVELOPE_OK = 0,
-	ENVELOPE_NOT_OBJECT = -1, /* not one JSON object (invalid JSON included) */
-	ENVELOPE_BAD_ACK = -2,    /* "ack" is not an integer in 0..2^53 */
-	ENVELOPE_BAD_EVENT = -3,  /* no usable "event" (missing, not a string, empty, too long) */
 };
 
 struct envelope {
@@ -32,9 +26,13 @@ struct envelope {
 	struct json_span data;     /* the "data" value, or p == NULL when absent */
 };
 
-/* Parses the `len` bytes at `p` (a whole text frame) into `e`. Returns
- * ENVELOPE_OK or an envelope_error; on BAD_EVENT, e->ack is already set so
- * the error can answer it. `max_depth` bounds JSON nesting. */
+/* Parses the `len` bytes at `p` (a whole text frame) into `e` (e->data
+ * points into `p`). Returns 0, or a negative code: -EBADMSG when it is not
+ * one JSON object (invalid JSON included), PARLEY_EBADACK when "ack" is
+ * not an integer in 0..2^53, PARLEY_EBADNAME when there is no usable
+ * "event" (missing, not a string, empty, longer than ENVELOPE_NAME_MAX);
+ * on PARLEY_EBADNAME, e->ack is already set so the error can answer it.
+ * `max_depth` bounds JSON nesting. */
 int envelope_parse(const char *p, size_t len, int max_depth, struct envelope *e);
 
 /* Room envelope_event_write needs: {"event": the name escaped, ,"data":

@@ -3,6 +3,7 @@
  * the C stack) and cursors over validated bytes. Uses only libc. */
 #include "wire/json.h"
 
+#include <errno.h>
 #include <string.h>
 
 /* The validator keeps one bit per open container on its own stack; nesting
@@ -371,7 +372,8 @@ static const unsigned char *skip_value(const unsigned char *s, const unsigned ch
 	return end;
 }
 
-/* Points `it` just inside the opening bracket; -1 unless `v` opens one. */
+/* Points `it` just inside the opening bracket; -EBADMSG unless `v` opens
+ * one. */
 int json_iter_begin(struct json_span v, struct json_iter *it)
 {
 	const unsigned char *s = (const unsigned char *)v.p;
@@ -379,7 +381,7 @@ int json_iter_begin(struct json_span v, struct json_iter *it)
 
 	s = skip_ws(s, end);
 	if (s == end || (*s != '{' && *s != '['))
-		return -1;
+		return -EBADMSG;
 	it->p = (const char *)s + 1;
 	it->end = (const char *)end;
 	it->first = 1;
@@ -560,7 +562,8 @@ static int token_equals(const unsigned char *s, const unsigned char *end,
 	return n == 0 && at == klen;
 }
 
-/* First member whose unescaped name equals the C string `key`: 1, 0 or -1. */
+/* First member whose unescaped name equals the C string `key`: 1, 0 or
+ * -EBADMSG. */
 int json_object_get(struct json_span obj, const char *key, struct json_span *val)
 {
 	struct json_iter it;
@@ -568,7 +571,7 @@ int json_object_get(struct json_span obj, const char *key, struct json_span *val
 	size_t klen = strlen(key);
 
 	if (json_kind_of(obj) != JSON_OBJECT || json_iter_begin(obj, &it) < 0)
-		return -1;
+		return -EBADMSG;
 	while (json_object_next(&it, &k, &v)) {
 		if (token_equals((const unsigned char *)k.p,
 				 (const unsigned char *)k.p + k.len, key, klen)) {
@@ -579,8 +582,9 @@ int json_object_get(struct json_span obj, const char *key, struct json_span *val
 	return 0;
 }
 
-/* Unescapes a string token (whitespace around it allowed) into `out`; -1 if
- * it is not one, is malformed, or needs more than `cap` bytes with the NUL. */
+/* Unescapes a string token (whitespace around it allowed) into `out`:
+ * -EBADMSG if it is not one or is malformed, -ENOBUFS if it needs more than
+ * `cap` bytes with the NUL. */
 long json_string_unescape(struct json_span s, char *out, size_t cap)
 {
 	const unsigned char *p = (const unsigned char *)s.p;
@@ -590,8 +594,10 @@ long json_string_unescape(struct json_span s, char *out, size_t cap)
 	int n;
 
 	p = skip_ws(p, end);
-	if (p == end || *p != '"' || cap == 0)
-		return -1;
+	if (p == end || *p != '"')
+		return -EBADMSG;
+	if (cap == 0)
+		return -ENOBUFS;
 	p++;
 	for (;;) {
 		/* A run of plain bytes is copied at once: most strings have no
@@ -600,24 +606,25 @@ long json_string_unescape(struct json_span s, char *out, size_t cap)
 		while (p < end && *p != '"' && *p != '\\')
 			p++;
 		if ((size_t)(p - run) > cap - 1 - len)
-			return -1;
+			return -ENOBUFS;
 		memcpy(out + len, run, (size_t)(p - run));
 		len += (size_t)(p - run);
 		if ((n = unescape_next(&p, end, buf)) <= 0)
 			break;
 		/* Keep one byte for the NUL. */
 		if ((size_t)n > cap - 1 - len)
-			return -1;
+			return -ENOBUFS;
 		memcpy(out + len, buf, (size_t)n);
 		len += (size_t)n;
 	}
 	if (n < 0)
-		return -1;
+		return -EBADMSG;
 	out[len] = '\0';
 	return (long)len;
 }
 
-/* Plain digits only, no leading zero, at most 2^53; `*out` untouched on -1. */
+/* Plain digits only, no leading zero, at most 2^53; `*out` untouched on
+ * -EBADMSG. */
 int json_uint(struct json_span v, uint64_t *out)
 {
 	const unsigned char *s = (const unsigned char *)v.p;
@@ -629,14 +636,14 @@ int json_uint(struct json_span v, uint64_t *out)
 		end--;
 	/* 2^53 has 16 digits, so 16 digits cannot overflow 64 bits. */
 	if (s == end || end - s > 16 || (*s == '0' && end - s > 1))
-		return -1;
+		return -EBADMSG;
 	for (; s < end; s++) {
 		if (*s < '0' || *s > '9')
-			return -1;
+			return -EBADMSG;
 		n = n * 10 + (uint64_t)(*s - '0');
 	}
 	if (n > (UINT64_C(1) << 53))
-		return -1;
+		return -EBADMSG;
 	*out = n;
 	return 0;
 }

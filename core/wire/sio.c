@@ -2,6 +2,7 @@
  * name and arguments (with json.c), binary packets' reassembly. */
 #include "wire/sio.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -17,7 +18,7 @@ int sio_parse(const char *p, size_t len, unsigned max_attachments,
 	size_t i = 0;
 
 	if (len == 0 || p[0] < '0' || p[0] > '6')
-		return -1;
+		return -EBADMSG;
 	pkt->type = (enum sio_type)(p[0] - '0');
 	pkt->attachments = 0;
 	pkt->nsp = "/";
@@ -31,11 +32,11 @@ int sio_parse(const char *p, size_t len, unsigned max_attachments,
 		while (i < len && is_digit(p[i])) {
 			n = n * 10 + (uint64_t)(p[i] - '0');
 			if (n > max_attachments)
-				return -1;
+				return -EBADMSG;
 			i++;
 		}
 		if (i == start || i >= len || p[i] != '-')
-			return -1;
+			return -EBADMSG;
 		pkt->attachments = (unsigned)n;
 		i++;
 	}
@@ -55,7 +56,7 @@ int sio_parse(const char *p, size_t len, unsigned max_attachments,
 		while (i < len && is_digit(p[i])) {
 			id = id * 10 + (uint64_t)(p[i] - '0');
 			if (id > SIO_MAX_ACK_ID)
-				return -1;
+				return -EBADMSG;
 			i++;
 		}
 		pkt->id = (int64_t)id;
@@ -126,10 +127,10 @@ int sio_event_split(const char *data, size_t len, int max_depth,
 	struct json_span first;
 
 	if (json_validate(data, len, max_depth) != JSON_ARRAY)
-		return -1;
+		return -EBADMSG;
 	if (json_iter_begin((struct json_span){ data, len }, &it) < 0 ||
 	    json_array_next(&it, &first) != 1 || json_kind_of(first) != JSON_STRING)
-		return -1;
+		return -EBADMSG;
 	*name = first;
 	/* The byte after the name (and any whitespace) is the comma or the
 	 * array's closing bracket. */
@@ -150,9 +151,9 @@ int sio_event_split(const char *data, size_t len, int max_depth,
 int sio_binary_init(struct sio_binary *b, const struct sio_packet *pkt, size_t max_bytes)
 {
 	if (pkt->type != SIO_BINARY_EVENT && pkt->type != SIO_BINARY_ACK)
-		return -1;
+		return -EINVAL;
 	if (pkt->len > max_bytes)
-		return SIO_BINARY_TOO_BIG;
+		return -EMSGSIZE;
 	b->bytes = pkt->len;
 	b->max_bytes = max_bytes;
 	b->type = pkt->type;
@@ -170,9 +171,9 @@ int sio_binary_add(struct sio_binary *b, const void *data, size_t len)
 	struct sio_attachment *a;
 
 	if (b->count >= b->expected)
-		return -1;
+		return -EBADMSG;
 	if (len > b->max_bytes - b->bytes)
-		return SIO_BINARY_TOO_BIG;
+		return -EMSGSIZE;
 	b->bytes += len;
 	a = &b->att[b->count++];
 	a->data = xmalloc(len);

@@ -37,10 +37,10 @@ struct sio_packet {
 	size_t len;
 };
 
-/* Parses the packet in `p`. Fails (-1) on an unknown type, a binary type
- * without "<n>-" or with more than `max_attachments`, attachments on a
- * non-binary type, a namespace not starting with '/', or an ack id over
- * SIO_MAX_ACK_ID. Returns 0 on success. */
+/* Parses the packet in `p` (`pkt` points into it). Returns 0, or -EBADMSG
+ * on an unknown type, a binary type without "<n>-" or with more than
+ * `max_attachments`, attachments on a non-binary type, a namespace not
+ * starting with '/', or an ack id over SIO_MAX_ACK_ID. */
 int sio_parse(const char *p, size_t len, unsigned max_attachments,
 	      struct sio_packet *pkt);
 
@@ -91,8 +91,8 @@ size_t sio_ack_write(char *out, const char *nsp, size_t nsp_len, uint64_t id,
  * array whose first element is a string, the event's name (`*name`, the
  * string token). `*args` is the rest after the name: ",a,b]" - the caller
  * swaps the comma for '[' to have the arguments as an array of their own -
- * or p NULL, len 0 when there are none. Returns 0, or -1 when the payload
- * is not such an array. */
+ * or p NULL, len 0 when there are none. Both point into `data`. Returns 0,
+ * or -EBADMSG when the payload is not such an array. */
 int sio_event_split(const char *data, size_t len, int max_depth,
 		    struct json_span *name, struct json_span *args);
 
@@ -116,29 +116,28 @@ struct sio_binary {
 	size_t max_bytes;  /* the most `bytes` may reach */
 };
 
-/* What sio_binary_init and sio_binary_add return for bytes past max_bytes. */
-#define SIO_BINARY_TOO_BIG (-2)
-
 /* Starts reassembling the parsed binary packet `pkt`, copying its payload
  * (its attachment count was capped by sio_parse); the payload and the
- * attachments together may hold `max_bytes`. Returns 0; -1 when `pkt` is
- * not a binary type, SIO_BINARY_TOO_BIG when its payload alone is over
- * `max_bytes` (nothing is allocated either way). */
+ * attachments together may hold `max_bytes`. Returns 0, and `b` owns its
+ * copies until sio_binary_fini; -EINVAL when `pkt` is not a binary type,
+ * -EMSGSIZE when its payload alone is over `max_bytes` (nothing is
+ * allocated either way). */
 int sio_binary_init(struct sio_binary *b, const struct sio_packet *pkt, size_t max_bytes);
 
 /* Adds the next attachment, copying its `len` bytes. Returns 1 when that
  * was the last one announced, 0 while more are due; nothing is kept when
- * it returns -1 (none was due any more) or SIO_BINARY_TOO_BIG (it would
- * take the packet past its max_bytes): checked before the copy. */
+ * it returns -EBADMSG (none was due any more) or -EMSGSIZE (it would take
+ * the packet past its max_bytes): checked before the copy. */
 int sio_binary_add(struct sio_binary *b, const void *data, size_t len);
 
-/* Whether every attachment announced has arrived (at once for a count 0). */
+/* 1 if every attachment announced has arrived (at once for a count 0),
+ * else 0. */
 static inline int sio_binary_complete(const struct sio_binary *b)
 {
 	return b->count == b->expected;
 }
 
-/* Frees what `b` holds. */
+/* Frees what `b` holds; `b` is then empty (a second call does nothing). */
 void sio_binary_fini(struct sio_binary *b);
 
 #endif

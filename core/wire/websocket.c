@@ -2,6 +2,7 @@
  * masking and query strings (see websocket.h). */
 #include "wire/websocket.h"
 
+#include <errno.h>
 #include <string.h>
 
 static int lower(int c)
@@ -112,19 +113,19 @@ int http_head_parse(const char *buf, size_t len, struct http_head *h)
 		p += 2;
 	eol = line_end(p, end, &bad);
 	if (!eol)
-		return bad ? HTTP_HEAD_BAD : HTTP_HEAD_PARTIAL;
+		return bad ? -EBADMSG : 0;
 	if (parse_request_line(p, eol, h) < 0)
-		return HTTP_HEAD_BAD;
+		return -EBADMSG;
 	for (p = eol + 2;; p = eol + 2) {
 		eol = line_end(p, end, &bad);
 		if (!eol)
-			return bad ? HTTP_HEAD_BAD : HTTP_HEAD_PARTIAL;
+			return bad ? -EBADMSG : 0;
 		if (eol == p)
 			return (int)(eol + 2 - buf);
 		if (h->nfields == HTTP_HEAD_MAX_FIELDS)
-			return HTTP_HEAD_TOO_MANY;
+			return -EMSGSIZE;
 		if (parse_field(p, eol, &h->fields[h->nfields]) < 0)
-			return HTTP_HEAD_BAD;
+			return -EBADMSG;
 		h->nfields++;
 	}
 }

@@ -32,20 +32,20 @@ struct http_head {
 	struct http_field fields[HTTP_HEAD_MAX_FIELDS];
 };
 
-enum { HTTP_HEAD_PARTIAL = 0, HTTP_HEAD_BAD = -1, HTTP_HEAD_TOO_MANY = -2 };
-
-/* Parses the request head at the start of `buf` (pointers into it). Returns
- * its length, the blank line included, once it is all there; PARTIAL while
- * it may still become one; BAD when the request line or a header line is
- * not HTTP/1.x; TOO_MANY past HTTP_HEAD_MAX_FIELDS lines. */
+/* Parses the request head at the start of `buf` (`h` points into it).
+ * Returns its length, the blank line included, once it is all there; 0
+ * while it may still become one; -EBADMSG when the request line or a
+ * header line is not HTTP/1.x; -EMSGSIZE past HTTP_HEAD_MAX_FIELDS lines. */
 int http_head_parse(const char *buf, size_t len, struct http_head *h);
-/* The first field named `name` (case-insensitive), or NULL. */
+/* The first field named `name` (case-insensitive; `h`'s), or NULL. */
 const struct http_field *http_head_field(const struct http_head *h, const char *name);
-/* Whether the comma-separated list `v` holds `token` (case-insensitive). */
+/* 1 if the comma-separated list `v` holds `token` (case-insensitive), else
+ * 0. */
 int http_list_has(const char *v, size_t len, const char *token);
 
-/* Steps through "k=v&k2=v2": at each call the next pair (raw, not decoded),
- * `v` NULL for a bare key. Returns 0 at the end. `*pos` starts at 0. */
+/* Steps through "k=v&k2=v2": at each call the next pair (raw, not decoded,
+ * pointing into `q`), `v` NULL for a bare key. Returns 1 with a pair, 0 at
+ * the end. `*pos` starts at 0. */
 int query_next(const char *q, size_t qlen, size_t *pos, const char **k, size_t *klen,
 	       const char **v, size_t *vlen);
 /* Decodes %XX escapes and '+' (a space) from `in` into `out` (room for
@@ -81,7 +81,7 @@ struct ws_frame {
 int ws_frame_parse(const uint8_t *p, size_t n, struct ws_frame *f);
 /* What is wrong with a client frame's header, for a frame that `in_message`
  * (a fragmented message is open) or not: NULL, or the reason to close with
- * 1002. */
+ * 1002 (a static string). */
 const char *ws_frame_error(const struct ws_frame *f, int in_message);
 /* XORs `n` bytes with the mask, starting at byte `offset` of the payload. */
 void ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], size_t offset);
@@ -101,7 +101,8 @@ size_t ws_header_len(uint64_t len);
  * written, ws_header_len(len). The one writer of server frame headers,
  * for control frames and queued frames alike. */
 size_t ws_header_write(uint8_t *out, uint8_t opcode, uint64_t len);
-/* Whether a close frame's status code may be sent by a peer (RFC 6455 §7.4). */
+/* 1 if a close frame's status code may be sent by a peer (RFC 6455 §7.4),
+ * else 0. */
 int ws_close_code_valid(unsigned code);
 
 #endif

@@ -21,6 +21,7 @@
  * resolved arguments encode back (core/lua/binary.lua's encode, as for an ack
  * or a broadcast) to JSON and attachments that resolve to the same values,
  * and to plain JSON with each binary as base64. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,7 +181,7 @@ static void check_args(const char *args, size_t len, const struct sio_binary *b)
  * dispatch_ack do; what they refuse goes no further. */
 static void finish(struct sio_binary *b)
 {
-	if (!sio_binary_complete(b) || sio_binary_add(b, "x", 1) != -1)
+	if (!sio_binary_complete(b) || sio_binary_add(b, "x", 1) != -EBADMSG)
 		abort();
 	if (b->type == SIO_BINARY_ACK) {
 		if (b->id >= 0 && json_validate(b->json, b->json_len, JSON_MAX_DEPTH) == JSON_ARRAY)
@@ -225,7 +226,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			unsigned before = b.count;
 			size_t held = b.bytes;
 			int r = sio_binary_add(&b, rec + 1, len - 1);
-			if (r == SIO_BINARY_TOO_BIG) {
+			if (r == -EMSGSIZE) {
 				/* Refused only past the cap, and nothing kept. */
 				if (held + len - 1 <= HOLD_MAX || b.count != before || b.bytes != held)
 					abort();
@@ -250,7 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		int binary = pkt.type == SIO_BINARY_EVENT || pkt.type == SIO_BINARY_ACK;
 		int r = sio_binary_init(&b, &pkt, HOLD_MAX);
-		if (r == SIO_BINARY_TOO_BIG) {
+		if (r == -EMSGSIZE) {
 			if (!binary || pkt.len <= HOLD_MAX)
 				abort();
 			break;

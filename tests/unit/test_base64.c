@@ -3,6 +3,8 @@
  * url-safe alphabet, and round trips of every byte value. */
 #include "wire/base64.h"
 
+#include <errno.h>
+
 #include "check.h"
 
 #include <stdlib.h>
@@ -57,7 +59,7 @@ static long decode_exact(const char *s, size_t len)
 
 static void expect_bad(const char *s, size_t len, int line)
 {
-	if (!check_int(decode_exact(s, len), -1, __FILE__, line, "base64_decode")) {
+	if (!check_int(decode_exact(s, len), -EBADMSG, __FILE__, line, "base64_decode")) {
 		fputs("  input: ", stderr);
 		check_print_mem(s, len);
 		fputc('\n', stderr);
@@ -189,13 +191,13 @@ static void test_url_decode(void)
 	CHECK_INT(url_decode("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", out), 27);
 	CHECK_MEM(out, 27, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", 27);
 	/* Refused: padding, the standard alphabet, 4n+1 lengths, stray bits. */
-	CHECK_INT(url_decode("Zg==", out), -1);
-	CHECK_INT(url_decode("+/8", out), -1);
-	CHECK_INT(url_decode("Z", out), -1);
-	CHECK_INT(url_decode("Zm9vY", out), -1);
-	CHECK_INT(url_decode("Zh", out), -1);
-	CHECK_INT(url_decode("Zm9", out), -1);
-	CHECK_INT(url_decode("Zm 8", out), -1);
+	CHECK_INT(url_decode("Zg==", out), -EBADMSG);
+	CHECK_INT(url_decode("+/8", out), -EBADMSG);
+	CHECK_INT(url_decode("Z", out), -EBADMSG);
+	CHECK_INT(url_decode("Zm9vY", out), -EBADMSG);
+	CHECK_INT(url_decode("Zh", out), -EBADMSG);
+	CHECK_INT(url_decode("Zm9", out), -EBADMSG);
+	CHECK_INT(url_decode("Zm 8", out), -EBADMSG);
 	/* Every length round-trips through the url-safe encoder. */
 	for (int i = 0; i < 256; i++)
 		bytes[i] = (unsigned char)(i * 7);

@@ -3,6 +3,8 @@
  * them (byte for byte, and read back packet by packet). */
 #include <stdlib.h>
 
+#include <errno.h>
+
 #include "check.h"
 #include "wire/base64.h"
 #include "wire/eio.h"
@@ -31,10 +33,10 @@ static void test_parse(void)
 	CHECK_INT(pkt.type, EIO_MESSAGE);
 	CHECK_MEM(pkt.data, pkt.len, "AQID", 4);
 
-	CHECK_INT(eio_parse("", 0, &pkt), -1);
-	CHECK_INT(eio_parse("7", 1, &pkt), -1);
-	CHECK_INT(eio_parse("x", 1, &pkt), -1);
-	CHECK_INT(eio_parse("/", 1, &pkt), -1);
+	CHECK_INT(eio_parse("", 0, &pkt), -EBADMSG);
+	CHECK_INT(eio_parse("7", 1, &pkt), -EBADMSG);
+	CHECK_INT(eio_parse("x", 1, &pkt), -EBADMSG);
+	CHECK_INT(eio_parse("/", 1, &pkt), -EBADMSG);
 }
 
 static void test_payload(void)

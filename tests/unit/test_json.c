@@ -4,6 +4,8 @@
  * sees any over-read. */
 #include "wire/json.h"
 
+#include <errno.h>
+
 #include "check.h"
 
 #include <stdint.h>
@@ -317,9 +319,9 @@ static void test_array_iteration(void)
 	CHECK_MEM(elem.p, elem.len, "[3]", 3);
 	CHECK_INT(json_array_next(&it, &elem), 0);
 
-	CHECK_INT(json_iter_begin(span("\"[1]\""), &it), -1);
-	CHECK_INT(json_iter_begin(span("12"), &it), -1);
-	CHECK_INT(json_iter_begin(span("   "), &it), -1);
+	CHECK_INT(json_iter_begin(span("\"[1]\""), &it), -EBADMSG);
+	CHECK_INT(json_iter_begin(span("12"), &it), -EBADMSG);
+	CHECK_INT(json_iter_begin(span("   "), &it), -EBADMSG);
 
 	/* A span cut short mid-container must still end without over-reading. */
 	const char cut[] = "[1,\"abc";
@@ -388,9 +390,9 @@ static void test_object_get(void)
 	GET("{\"\\n\":true}", "\n", 1, "true");
 	GET("{\"a\\u0000b\":1}", "a", 0, NULL);
 	GET("{ \"x\" : { \"a\" : 1 } , \"a\" : 2 }", "a", 1, "2");
-	GET("[\"a\",1]", "a", -1, NULL);
-	GET("\"a\"", "a", -1, NULL);
-	GET("  ", "a", -1, NULL);
+	GET("[\"a\",1]", "a", -EBADMSG, NULL);
+	GET("\"a\"", "a", -EBADMSG, NULL);
+	GET("  ", "a", -EBADMSG, NULL);
 }
 
 static void expect_unescape(const char *tok, const char *want, size_t wlen, int line)
@@ -429,16 +431,16 @@ static void test_unescape(void)
 	/* Capacity counts the NUL. */
 	CHECK_INT(json_string_unescape(span("\"abc\""), out, 4), 3);
 	CHECK_STR(out, "abc");
-	CHECK_INT(json_string_unescape(span("\"abc\""), out, 3), -1);
+	CHECK_INT(json_string_unescape(span("\"abc\""), out, 3), -ENOBUFS);
 	CHECK_INT(json_string_unescape(span("\"\""), out, 1), 0);
-	CHECK_INT(json_string_unescape(span("\"\""), out, 0), -1);
-	CHECK_INT(json_string_unescape(span("\"\\uD83D\\uDE00\""), out, 4), -1);
+	CHECK_INT(json_string_unescape(span("\"\""), out, 0), -ENOBUFS);
+	CHECK_INT(json_string_unescape(span("\"\\uD83D\\uDE00\""), out, 4), -ENOBUFS);
 	CHECK_INT(json_string_unescape(span("\"\\uD83D\\uDE00\""), out, 5), 4);
-	CHECK_INT(json_string_unescape(span("123"), out, sizeof(out)), -1);
-	CHECK_INT(json_string_unescape(span("[\"a\"]"), out, sizeof(out)), -1);
-	CHECK_INT(json_string_unescape(span(""), out, sizeof(out)), -1);
-	CHECK_INT(json_string_unescape(span("\"abc"), out, sizeof(out)), -1);
-	CHECK_INT(json_string_unescape(span("\"\\uD800\""), out, sizeof(out)), -1);
+	CHECK_INT(json_string_unescape(span("123"), out, sizeof(out)), -EBADMSG);
+	CHECK_INT(json_string_unescape(span("[\"a\"]"), out, sizeof(out)), -EBADMSG);
+	CHECK_INT(json_string_unescape(span(""), out, sizeof(out)), -EBADMSG);
+	CHECK_INT(json_string_unescape(span("\"abc"), out, sizeof(out)), -EBADMSG);
+	CHECK_INT(json_string_unescape(span("\"\\uD800\""), out, sizeof(out)), -EBADMSG);
 }
 
 static void expect_uint(const char *tok, int want_rc, uint64_t want, int line)
@@ -457,7 +459,7 @@ static void expect_uint(const char *tok, int want_rc, uint64_t want, int line)
 }
 
 #define UINT_OK(tok, v) expect_uint(tok, 0, v, __LINE__)
-#define UINT_BAD(tok) expect_uint(tok, -1, 0, __LINE__)
+#define UINT_BAD(tok) expect_uint(tok, -EBADMSG, 0, __LINE__)
 
 static void test_uint(void)
 {

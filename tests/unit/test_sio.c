@@ -4,6 +4,8 @@
  * name and arguments, and a binary packet's reassembly. */
 #include <stdint.h>
 
+#include <errno.h>
+
 #include "check.h"
 #include "wire/sio.h"
 
@@ -64,18 +66,18 @@ static void test_parse_invalid(void)
 {
 	struct sio_packet p;
 
-	CHECK_INT(sio_parse("", 0, 64, &p), -1);
-	CHECK_INT(PARSE("7", &p), -1);
-	CHECK_INT(PARSE("x", &p), -1);
+	CHECK_INT(sio_parse("", 0, 64, &p), -EBADMSG);
+	CHECK_INT(PARSE("7", &p), -EBADMSG);
+	CHECK_INT(PARSE("x", &p), -EBADMSG);
 	/* Binary types need "<n>-". */
-	CHECK_INT(PARSE("5[\"a\"]", &p), -1);
-	CHECK_INT(PARSE("51[\"a\"]", &p), -1);
-	CHECK_INT(PARSE("5-[\"a\"]", &p), -1);
+	CHECK_INT(PARSE("5[\"a\"]", &p), -EBADMSG);
+	CHECK_INT(PARSE("51[\"a\"]", &p), -EBADMSG);
+	CHECK_INT(PARSE("5-[\"a\"]", &p), -EBADMSG);
 	/* More attachments than allowed. */
-	CHECK_INT(PARSE("565-[\"a\"]", &p), -1);
-	CHECK_INT(PARSE("599999999999999999999-[\"a\"]", &p), -1);
+	CHECK_INT(PARSE("565-[\"a\"]", &p), -EBADMSG);
+	CHECK_INT(PARSE("599999999999999999999-[\"a\"]", &p), -EBADMSG);
 	/* An ack id over 2^53 - 1. */
-	CHECK_INT(PARSE("29007199254740992[\"x\"]", &p), -1);
+	CHECK_INT(PARSE("29007199254740992[\"x\"]", &p), -EBADMSG);
 }
 
 static void test_write_header(void)
@@ -281,10 +283,10 @@ static void test_event_split(void)
 	CHECK_MEM(args.p, args.len, ", 1,{\"a\":2}]", 12);
 	CHECK_INT(sio_event_split("[\"ping\"]", 8, 32, &name, &args), 0);
 	CHECK(args.p == NULL && args.len == 0);
-	CHECK_INT(sio_event_split("[1,\"x\"]", 7, 32, &name, &args), -1);
-	CHECK_INT(sio_event_split("[]", 2, 32, &name, &args), -1);
-	CHECK_INT(sio_event_split("{\"a\":1}", 7, 32, &name, &args), -1);
-	CHECK_INT(sio_event_split("[\"x\",[[1]]]", 11, 2, &name, &args), -1);
+	CHECK_INT(sio_event_split("[1,\"x\"]", 7, 32, &name, &args), -EBADMSG);
+	CHECK_INT(sio_event_split("[]", 2, 32, &name, &args), -EBADMSG);
+	CHECK_INT(sio_event_split("{\"a\":1}", 7, 32, &name, &args), -EBADMSG);
+	CHECK_INT(sio_event_split("[\"x\",[[1]]]", 11, 2, &name, &args), -EBADMSG);
 }
 
 static void test_binary(void)
@@ -302,7 +304,7 @@ static void test_binary(void)
 	CHECK_INT(sio_binary_add(&b, "\x00\x01", 2), 0);
 	CHECK_INT(sio_binary_add(&b, "", 0), 1);
 	CHECK_INT(sio_binary_complete(&b), 1);
-	CHECK_INT(sio_binary_add(&b, "x", 1), -1);
+	CHECK_INT(sio_binary_add(&b, "x", 1), -EBADMSG);
 	CHECK_UINT(b.count, 2);
 	CHECK_MEM(b.att[0].data, b.att[0].len, "\x00\x01", 2);
 	CHECK_UINT(b.att[1].len, 0);
@@ -312,27 +314,27 @@ static void test_binary(void)
 	CHECK_INT(PARSE("60-7[1]", &p), 0);
 	CHECK_INT(sio_binary_init(&b, &p, 1000), 0);
 	CHECK_INT(sio_binary_complete(&b), 1);
-	CHECK_INT(sio_binary_add(&b, "x", 1), -1);
+	CHECK_INT(sio_binary_add(&b, "x", 1), -EBADMSG);
 	sio_binary_fini(&b);
 
 	/* What it holds is capped, checked before each copy: payload (7 bytes
 	 * here) and attachments together. */
 	CHECK_INT(PARSE("62-5[\"abc\"]", &p), 0);
-	CHECK_INT(sio_binary_init(&b, &p, 6), SIO_BINARY_TOO_BIG);
+	CHECK_INT(sio_binary_init(&b, &p, 6), -EMSGSIZE);
 	CHECK_INT(sio_binary_init(&b, &p, 12), 0);
 	CHECK_UINT(b.bytes, 7);
-	CHECK_INT(sio_binary_add(&b, "abcdef", 6), SIO_BINARY_TOO_BIG);
+	CHECK_INT(sio_binary_add(&b, "abcdef", 6), -EMSGSIZE);
 	CHECK_UINT(b.count, 0);
 	CHECK_UINT(b.bytes, 7);
 	CHECK_INT(sio_binary_add(&b, "abcde", 5), 0);
 	CHECK_UINT(b.bytes, 12);
-	CHECK_INT(sio_binary_add(&b, "x", 1), SIO_BINARY_TOO_BIG);
+	CHECK_INT(sio_binary_add(&b, "x", 1), -EMSGSIZE);
 	CHECK_INT(sio_binary_add(&b, "", 0), 1);
 	sio_binary_fini(&b);
 
 	/* Not a binary type: nothing to reassemble. */
 	CHECK_INT(PARSE("2[\"x\"]", &p), 0);
-	CHECK_INT(sio_binary_init(&b, &p, 1000), -1);
+	CHECK_INT(sio_binary_init(&b, &p, 1000), -EINVAL);
 }
 
 int main(void)
