@@ -9,6 +9,7 @@
 #include <lua.h>
 
 #include "base/alloc.h"
+#include "base/error.h"
 #include "lua/host.h"
 #include "lua/jsonlua.h"
 #include "base/scratch.h"
@@ -78,7 +79,7 @@ static int l_kv_get(lua_State *S)
 	rc = store_get(STORE_KV, key, klen, &val, &vlen);
 	if (rc < 0) {
 		lua_pushnil(S);
-		lua_pushstring(S, store_strerror(-rc));
+		lua_pushstring(S, parley_strerror(rc));
 		return 2;
 	}
 	if (rc == 0 || vlen < 8)

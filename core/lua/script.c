@@ -14,6 +14,7 @@
 #include <lualib.h>
 
 #include "base/alloc.h"
+#include "base/error.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/watch.h"
@@ -25,7 +26,6 @@
 #include "base/scratch.h"
 #include "lua/script.h"
 #include "lua/tickets.h"
-#include "store/store.h"
 #include "base/clock.h"
 #include "base/settings.h"
 #include "hub/client.h"
@@ -236,7 +236,7 @@ static void resume_jobs(const uintptr_t *tickets, const int *errs, size_t n)
 		lua_pushnumber(L, (lua_Number)tickets[i]);
 		lua_rawseti(L, -2, (int)(2 * i + 1));
 		if (errs[i])
-			lua_pushstring(L, store_strerror(errs[i]));
+			lua_pushstring(L, parley_strerror(errs[i]));
 		else
 			lua_pushboolean(L, 0);
 		lua_rawseti(L, -2, (int)(2 * i + 2));

@@ -7,6 +7,7 @@
  * raise (the memory budget refusing it), and must strand neither. */
 #include "lua/host.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -294,7 +295,7 @@ static int l_set_status(lua_State *L)
 				 arg, changes, &refused);
 	if (rc < 0) {
 		lua_pushnil(L);
-		lua_pushstring(L, rc == MESSAGES_NOT_FOUND ? "not found" : "not a recipient");
+		lua_pushstring(L, rc == -ENOENT ? "not found" : "not a recipient");
 		lua_pushlstring(L, ids[refused], idlens[refused]);
 		scratch_free(ids);
 		scratch_free(idlens);
@@ -494,9 +495,9 @@ static int l_annotate(lua_State *L)
 	if (idlen != MESSAGES_ID_LEN)
 		return luaL_error(L, "store.annotate: not a message id");
 	switch (messages_annotation_name(name, nlen)) {
-	case MESSAGES_BAD_NAME:
+	case PARLEY_EBADNAME:
 		return luaL_error(L, "store.annotate: '%s' cannot be an annotation's name", name);
-	case MESSAGES_BAD_CHARS:
+	case -EINVAL:
 		return luaL_error(L, "store.annotate: names are letters, digits and _");
 	}
 	if (!lua_isnoneornil(L, 3)) {

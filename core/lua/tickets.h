@@ -13,17 +13,18 @@
 
 /* A new ticket (never 0). */
 uintptr_t tickets_new(void);
-/* A store completion: `arg` is the ticket, `err` the store's (0: durable).
- * Give it to store_submit as the batch's `done`. */
+/* A store completion: `arg` is the ticket, `err` the store's (0: durable,
+ * or a negative code, base/error.h). Give it to store_submit as the
+ * batch's `done`. */
 void tickets_done(void *arg, int err);
 
 /* Adds core.store_wait() -> ticket (resumed once everything written so far
  * is durable) to the table at the top of the stack. */
 void tickets_register(lua_State *S);
 /* From now on, after each round of store completions, hands the seam every
- * ticket queued since the last (with its error, 0: durable) to resume its
- * job; the arrays are valid during the call. tickets_fini stops that and
- * frees the queue. */
+ * ticket queued since the last (with its error: 0 durable, or a negative
+ * code) to resume its job; the arrays are tickets.c's, valid during the
+ * call. tickets_fini stops that and frees the queue. */
 void tickets_start(void (*on_durable)(const uintptr_t *tickets, const int *errs, size_t n));
 void tickets_fini(void);
 

@@ -19,11 +19,13 @@
  * may unwind past them before they free what they were given. */
 #include "store/messages.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "base/error.h"
 #include "base/map.h"
 #include "base/scratch.h"
 #include "store/record.h"
@@ -614,8 +616,8 @@ char *messages_sync(const char *conv, size_t clen, uint64_t after, long limit,
  * registered members). With `conv`, a message of another conversation
  * counts as no such message. With no batch `b` it only checks: nothing is
  * written, and 0 means the write would be allowed. Fills what the caller
- * reports; returns 1 changed, 0 unchanged, MESSAGES_NOT_FOUND or
- * MESSAGES_NOT_RECIPIENT. */
+ * reports; returns 1 changed, 0 unchanged, -ENOENT (no such message) or
+ * PARLEY_ENOTRECIPIENT. */
 static int set_status(struct store_batch *b, const char *id, const char *user, size_t ulen,
 		      int level, int open, const char *conv, size_t clen,
 		      struct msg_change *ch)
@@ -628,13 +630,13 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 	memcpy(ch->id, id, ID_LEN);
 	ch->id[ID_LEN] = '\0';
 	if (record_load(id, ID_LEN, &r) != 1)
-		return MESSAGES_NOT_FOUND;
+		return -ENOENT;
 	/* A message not yet durable may still fail: its statuses go with it. */
 	if (b)
 		store_batch_after(b, store_pending(STORE_MESSAGES, id, ID_LEN));
 	ch->conv[record_field(&r, "conversationId", ch->conv, sizeof(ch->conv) - 1)] = '\0';
 	if (conv && (strlen(ch->conv) != clen || memcmp(ch->conv, conv, clen) != 0)) {
-		rc = MESSAGES_NOT_FOUND;
+		rc = -ENOENT;
 		goto out;
 	}
 	ch->sender[record_field(&r, "senderId", ch->sender, sizeof(ch->sender) - 1)] = '\0';
@@ -656,7 +658,7 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 			j.at[current]--;
 	}
 	if (!recipient && !open) {
-		rc = MESSAGES_NOT_RECIPIENT;
+		rc = PARLEY_ENOTRECIPIENT;
 		goto out;
 	}
 	if (!b)
@@ -700,7 +702,7 @@ int messages_set_status(const char *const *ids, const size_t *idlens, size_t n,
 		struct msg_change ch;
 		int rc = idlens[i] == ID_LEN ? set_status(NULL, ids[i], user, ulen, level, open,
 							  conv, clen, &ch)
-					     : MESSAGES_NOT_FOUND;
+					     : -ENOENT;
 		if (rc < 0) {
 			*refused = i;
 			return rc;
@@ -926,11 +928,11 @@ static int reserved_name(const char *name, size_t len)
 int messages_annotation_name(const char *name, size_t nlen)
 {
 	if (nlen == 0 || nlen > 32 || reserved_name(name, nlen))
-		return MESSAGES_BAD_NAME;
+		return PARLEY_EBADNAME;
 	for (size_t i = 0; i < nlen; i++)
 		if (!(name[i] == '_' || (name[i] >= '0' && name[i] <= '9') ||
 		      (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z')))
-			return MESSAGES_BAD_CHARS;
+			return -EINVAL;
 	return 0;
 }
 
@@ -958,7 +960,7 @@ int messages_edit(const char *id, size_t idlen, const char *content, size_t clen
 	int first = 1;
 
 	if (idlen != ID_LEN || record_load(id, ID_LEN, &r) != 1)
-		return 0;
+		return -ENOENT;
 	record_iso_time(record_now_ms(), when);
 	record_buf_put(&json, "{", 1);
 	json_iter_begin((struct json_span){ r.json, r.json_len }, &it);
@@ -992,7 +994,7 @@ int messages_edit(const char *id, size_t idlen, const char *content, size_t clen
 	store_submit(b, done, arg);
 	scratch_free(json.p);
 	scratch_free(value.p);
-	return 1;
+	return 0;
 }
 
 void messages_hide(const char *id, const char *user, size_t ulen,

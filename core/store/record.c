@@ -3,6 +3,7 @@
  * store.c to read a message, wire/json.c to read its fields. */
 #include "store/record.h"
 
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -132,10 +133,10 @@ int record_parse(const void *v, size_t vlen, struct record *r)
 	uint32_t n;
 
 	if (vlen < 4)
-		return -1;
+		return -EBADMSG;
 	n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 	if (4 + (size_t)n > vlen)
-		return -1;
+		return -EBADMSG;
 	r->json = (const char *)p + 4;
 	r->json_len = n;
 	r->recipients = (const char *)p + 4 + n;
@@ -154,7 +155,7 @@ int record_load(const char *id, size_t idlen, struct record *r)
 
 	if (rc <= 0)
 		return rc;
-	return record_parse(v, vlen, r) < 0 ? -1 : 1;
+	return record_parse(v, vlen, r) < 0 ? -EBADMSG : 1;
 }
 
 void record_value(struct record_buf *v, const char *json, size_t jlen, const char *rec,

@@ -30,7 +30,7 @@ int64_t record_now_ms(void);
 /* "2026-11-25T23:27:00.123Z" into `out`. */
 void record_iso_time(int64_t ms, char out[MESSAGES_TIME_LEN]);
 /* a "\0" b into `out`; returns the length, or 0 when it would not fit in
- * `cap`. */
+ * `cap` (no key is empty: 0 is never a length). */
 size_t record_key(char *out, size_t cap, const char *a, size_t alen, const char *b,
 		  size_t blen);
 
@@ -43,18 +43,19 @@ struct record {
 	size_t recipients_len;
 };
 
-/* Reads a stored value into `r` (pointers into `v`). Returns 0, or -1 for
- * a value too short for its length word. */
+/* Reads a stored value into `r` (pointers into `v`). Returns 0, or
+ * -EBADMSG for a value too short for its length word. */
 int record_parse(const void *v, size_t vlen, struct record *r);
 /* Message `id` read into `r` without a copy: 1, 0 when there is none, or a
- * negative error; valid until the calling host function returns (see
- * store_peek). */
+ * negative code (store_peek's, or -EBADMSG for a damaged record); valid
+ * until the calling host function returns (see store_peek). */
 int record_load(const char *id, size_t idlen, struct record *r);
 /* Appends a stored value made of `json` and the recipients `rec`. */
 void record_value(struct record_buf *v, const char *json, size_t jlen, const char *rec,
 		  size_t rlen);
 /* A JSON string field's value in a record (the core wrote it: no escapes in
- * ids), copied into `out`; its length, or 0. */
+ * ids), copied into `out` and NUL-terminated; its length, or 0 when it is
+ * absent, empty or longer than `cap` - 1. */
 size_t record_field(const struct record *r, const char *field, char *out, size_t cap);
 
 #endif

@@ -23,9 +23,14 @@
 #include <lmdb.h>
 
 #include "base/alloc.h"
+#include "base/error.h"
 #include "base/log.h"
 #include "base/map.h"
 #include "base/metrics.h"
+
+/* error.h's range of LMDB's codes is lmdb.h's. */
+_Static_assert(PARLEY_LMDB_FIRST == MDB_KEYEXIST && PARLEY_LMDB_LAST == MDB_LAST_ERRCODE,
+	       "error.h's LMDB range is not lmdb.h's");
 
 #define KEY_MAX 511 /* LMDB's default largest key */
 #define GROUP_MAX 256 /* batches per write transaction */
@@ -106,36 +111,17 @@ static int failure_err;
 static uint64_t last_failed_seq;
 static int owner_fd = -1; /* DIR/parley.lock, flock()ed while this process owns DIR */
 
-const char *store_strerror(int err)
+/* An LMDB return code as error.h's: LMDB gives errno values as they are
+ * (positive) and its own as negatives. */
+static int lmdb_code(int rc)
 {
-	/* Each starts with its code, for scripts to tell causes apart (the
-	 * runtime's store.failure) whatever the C library's wording. */
-	switch (err) {
-	case ENOSPC:
-		return "ENOSPC: no space left on the disk";
-	case EDQUOT:
-		return "EDQUOT: the disk quota is used up";
-	case EFBIG:
-		return "EFBIG: the data file reached the file size limit (RLIMIT_FSIZE)";
-	case EIO:
-		return "EIO: an I/O error";
-	case EROFS:
-		return "EROFS: the file system is read-only";
-	default:
-		break;
-	}
-	if (err > 0 && strerrorname_np(err)) {
-		static char text[128]; /* the loop thread's, until its next call */
-		snprintf(text, sizeof(text), "%s: %s", strerrorname_np(err), strerror(err));
-		return text;
-	}
-	return mdb_strerror(err); /* LMDB's own start with their names */
+	return rc > 0 ? -rc : rc;
 }
 
 int store_full(int err)
 {
 	return err == MDB_MAP_FULL ? STORE_FULL_MAP :
-	       err == ENOSPC || err == EDQUOT || err == EFBIG ? STORE_FULL_DISK : 0;
+	       err == -ENOSPC || err == -EDQUOT || err == -EFBIG ? STORE_FULL_DISK : 0;
 }
 
 /* ---- batches ---- */
@@ -341,26 +327,26 @@ static void apply_op(struct store_batch *b, const struct op *op, const unsigned 
 	a->err = rc;
 }
 
-/* What a failed commit's error means. LMDB answers a short write with EIO
- * (its source says "short write, filesystem full?"): a disk that filled up,
- * or the file size limit reached, in the middle of a write. Those are told
- * from an I/O error by the room left. */
-static int commit_error(int rc)
+/* What a failed commit's error (a negative code) means. LMDB answers a
+ * short write with EIO (its source says "short write, filesystem full?"):
+ * a disk that filled up, or the file size limit reached, in the middle of
+ * a write. Those are told from an I/O error by the room left. */
+static int commit_error(int err)
 {
 	struct statvfs fs;
 	struct stat st;
 	struct rlimit lim;
 	int fd;
 
-	if (rc != EIO || mdb_env_get_fd(env, &fd) != 0)
-		return rc;
+	if (err != -EIO || mdb_env_get_fd(env, &fd) != 0)
+		return err;
 	if (fstatvfs(fd, &fs) == 0 &&
 	    (uint64_t)(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) * fs.f_frsize < ROOM_MIN)
-		return ENOSPC;
+		return -ENOSPC;
 	if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
 	    fstat(fd, &st) == 0 && (uint64_t)st.st_size + ROOM_MIN > (uint64_t)lim.rlim_cur)
-		return EFBIG;
-	return rc;
+		return -EFBIG;
+	return err;
 }
 
 /* Writes every batch of the list that is not doomed (below) in one
@@ -407,7 +393,7 @@ static uint64_t commit_list(struct store_batch *list)
 	return failed;
 fail:
 	failures_made++;
-	failure_err = commit_error(rc);
+	failure_err = commit_error(lmdb_code(rc));
 	rc = failure_err;
 	for (struct store_batch *b = list; b; b = b->next)
 		if (!b->err) {
@@ -497,7 +483,7 @@ static void run_completions(void)
 	for (struct store_batch *b = list; b; b = b->next) {
 		if (b->failure > failures_heard) {
 			failures_heard = b->failure;
-			log_warn("store: a write failed: %s", store_strerror(b->err));
+			log_warn("store: a write failed: %s", parley_strerror(b->err));
 		}
 		completed_upto = b->seq;
 	}
@@ -586,7 +572,7 @@ static int get(enum store_db db, const void *key, size_t klen, const void **val,
 		return 1;
 	}
 	if ((rc = read_begin()) != 0)
-		return -rc;
+		return lmdb_code(rc);
 	rc = mdb_get(rtxn, dbis[db], &mk, &mv);
 	if (rc == 0) {
 		/* Copied: once the transaction ends the page may be reused. */
@@ -595,7 +581,7 @@ static int get(enum store_db db, const void *key, size_t klen, const void **val,
 	}
 	if (rc == MDB_NOTFOUND)
 		return 0;
-	return rc ? -rc : 1;
+	return rc ? lmdb_code(rc) : 1;
 }
 
 int store_get(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen)
@@ -624,9 +610,9 @@ long store_scan(enum store_db db, const void *prefix, size_t plen, const void *s
 	int rc;
 
 	if ((rc = read_begin()) != 0)
-		return -rc;
+		return lmdb_code(rc);
 	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0)
-		return -rc;
+		return lmdb_code(rc);
 	if (start && slen) {
 		k.mv_size = slen;
 		k.mv_data = (void *)start;
@@ -644,7 +630,7 @@ long store_scan(enum store_db db, const void *prefix, size_t plen, const void *s
 	}
 	mdb_cursor_close(cur);
 	if (rc && rc != MDB_NOTFOUND)
-		return -rc;
+		return lmdb_code(rc);
 	return n;
 }
 
@@ -662,9 +648,9 @@ int store_last(enum store_db db, const void *prefix, size_t plen, void *out, siz
 	memcpy(bound, prefix, plen);
 	memset(bound + plen, 0xff, KEY_MAX - plen);
 	if ((rc = read_begin()) != 0)
-		return -rc;
+		return lmdb_code(rc);
 	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0)
-		return -rc;
+		return lmdb_code(rc);
 	k.mv_size = KEY_MAX;
 	k.mv_data = bound;
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -677,7 +663,7 @@ int store_last(enum store_db db, const void *prefix, size_t plen, void *out, siz
 	}
 	mdb_cursor_close(cur);
 	if (rc && rc != MDB_NOTFOUND)
-		return -rc;
+		return lmdb_code(rc);
 	return found;
 }
 
@@ -703,43 +689,50 @@ int store_claim(const char *dir)
 {
 	char path[PATH_MAX], real[PATH_MAX], pid[32];
 	struct stat st;
-	int fd = -1, n;
+	int fd = -1, n, err;
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		log_error("store: cannot create the data directory %s: %s", dir, strerror(errno));
-		return -1;
+		err = -errno;
+		log_error("store: cannot create the data directory %s: %s", dir, strerror(-err));
+		return err;
 	}
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || !realpath(dir, real)) {
 		log_error("store: the data directory %s is not a directory", dir);
-		return -1;
+		return -ENOTDIR;
 	}
 	n = snprintf(path, sizeof(path), "%s/parley.lock", real);
 	if (n < 0 || (size_t)n >= sizeof(path)) {
 		log_error("store: the data directory's path is too long: %s", real);
-		return -1;
+		return -ENAMETOOLONG;
 	}
 	/* flock: the kernel drops it with the last descriptor, so a killed
 	 * process leaves nothing to clean up; CLOEXEC keeps any child (a
 	 * sanitizer's symbolizer, say) from holding it past us. */
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		log_error("store: cannot open %s: %s", path, strerror(errno));
-		return -1;
+		err = -errno;
+		log_error("store: cannot open %s: %s", path, strerror(-err));
+		return err;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EWOULDBLOCK) {
+			err = -EBUSY;
 			read_owner(fd, pid, sizeof(pid));
 			log_error("store: the data directory %s is in use by another parley (pid %s): "
 				  "one process per data directory. Give each process its own "
 				  "PARLEY_DATA_DIR (several processes on one store need the shared "
 				  "store, see --help)", real, pid);
 		} else {
-			log_error("store: cannot lock %s: %s", path, strerror(errno));
+			err = -errno;
+			log_error("store: cannot lock %s: %s", path, strerror(-err));
 		}
 		goto fail;
 	}
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	errno = 0;
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		/* A short write sets no errno: it is one all the same. */
+		err = errno ? -errno : -EIO;
 		log_error("store: cannot write %s: %s", path, strerror(errno));
 		goto fail;
 	}
@@ -747,7 +740,7 @@ int store_claim(const char *dir)
 	return 0;
 fail:
 	close(fd);
-	return -1;
+	return err;
 }
 
 static struct metrics_value store_metrics[] = {
@@ -773,12 +766,14 @@ int store_open(const char *dir, size_t map_size, struct ev_loop *l)
 
 	for (size_t i = 0; i < sizeof(store_metrics) / sizeof(store_metrics[0]); i++)
 		metrics_register(&store_metrics[i]);
+	/* parley_strerror names LMDB's codes in LMDB's words from now on. */
+	parley_strerror_lmdb(mdb_strerror);
 
 	loop = l;
 	map_init(&overlay);
 	if (owner_fd < 0) {
 		log_error("store: %s is opened without store_claim", dir);
-		return -1;
+		return -EINVAL;
 	}
 	if ((rc = mdb_env_create(&env)) != 0 ||
 	    (rc = mdb_env_set_mapsize(env, map_size)) != 0 ||
@@ -805,10 +800,10 @@ int store_open(const char *dir, size_t map_size, struct ev_loop *l)
 	ev_async_init(&wake, on_wake);
 	ev_async_start(loop, &wake);
 	stopping = 0;
-	if (pthread_create(&writer, NULL, writer_main, NULL) != 0) {
+	if ((rc = pthread_create(&writer, NULL, writer_main, NULL)) != 0) {
 		log_error("store: cannot start the writer thread");
 		ev_async_stop(loop, &wake);
-		goto out;
+		goto out; /* pthread_create's rc is an errno, as LMDB's are */
 	}
 	writer_running = 1;
 	return 0;
@@ -821,7 +816,7 @@ out:
 	if (env)
 		mdb_env_close(env);
 	env = NULL;
-	return -1;
+	return lmdb_code(rc);
 }
 
 void store_close(void)

@@ -4,7 +4,10 @@
  * every batch queued since its last commit in one transaction, so many
  * writes share one fsync (group commit), and reports each batch back to the
  * loop once it is durable. Until then a point read sees the batch's writes
- * (an overlay of pending writes); scans see committed data only. */
+ * (an overlay of pending writes); scans see committed data only.
+ * Errors are negative codes (base/error.h): LMDB's own (MDB_MAP_FULL, ...)
+ * and negative errno values (-ENOSPC, -EIO, ...), named by
+ * parley_strerror(). Every function is for the loop thread. */
 #ifndef PARLEY_STORE_H
 #define PARLEY_STORE_H
 
@@ -34,36 +37,44 @@ enum store_db {
  * lock on DIR/parley.lock and writes our pid in it. The store keeps state
  * of its own beside LMDB's (sequence numbers, pending writes), so a second
  * process writing the same directory would lose acked messages. Returns 0,
- * or -1 after logging why: the directory cannot be created or is not one,
- * or another process holds it (the message names the directory and that
- * process's pid). The lock goes when store_close runs or the process ends,
+ * or a negative errno (logged): -EBUSY when another process holds it (the
+ * message names the directory and that process's pid), -ENOTDIR when it is
+ * not a directory, -ENAMETOOLONG, or what mkdir, open or the lock file's
+ * write said. The lock goes when store_close runs or the process ends,
  * however it ends. Call it before anything else is started. */
 int store_claim(const char *dir);
 /* Opens (creating) the environment in `dir`, which store_claim took, with
- * a map of `map_size` bytes. Completions of committed batches run in
- * `loop`. Returns 0, or -1 after logging why (a file that is not an LMDB
- * database, a map size the data does not fit). */
+ * a map of `map_size` bytes; `loop` (which must outlive the store) runs the
+ * completions of committed batches. Returns 0, or a negative code
+ * (logged): LMDB's (MDB_INVALID: a file that is not an LMDB database,
+ * MDB_MAP_FULL..., or an errno of its own), -EINVAL without store_claim,
+ * or pthread_create's errno for the writer. Nothing is left open then. */
 int store_open(const char *dir, size_t map_size, struct ev_loop *loop);
-/* Waits for the writer to commit what is queued, then closes, and lets the
- * directory go. */
+/* Waits for the writer to commit what is queued (their completions run
+ * here), then closes, and lets the directory go. A no-op when the store
+ * never opened. */
 void store_close(void);
 
 /* ---- writing ---- */
 
 struct store_batch;
 
-/* A new, empty batch. */
+/* A new, empty batch, the caller's until store_submit or store_batch_free.
+ * Never NULL. */
 struct store_batch *store_batch_new(void);
-/* Adds a write; the key and value are copied. Keys are 1..511 bytes. */
+/* Adds a write (a put, or a delete of a key that may be absent); the key
+ * and value are copied. Keys are 1..511 bytes: the core builds them, so
+ * another length is a bug and aborts. */
 void store_put(struct store_batch *b, enum store_db db, const void *key, size_t klen,
 	       const void *val, size_t vlen);
 void store_del(struct store_batch *b, enum store_db db, const void *key, size_t klen);
 /* Frees a batch that will not be submitted. NULL is a no-op. */
 void store_batch_free(struct store_batch *b);
-/* Hands the batch (ownership included) to the writer. `done(arg, err)` runs
- * in the loop thread once it is committed and synced (err 0) or failed (an
- * LMDB error code or an errno: MDB_MAP_FULL when the map is full, ENOSPC
- * when the disk is; nothing of the batch was written). Batches commit in the
+/* Hands the batch (ownership included) to the writer; it cannot fail here.
+ * `done(arg, err)` (NULL: none; `arg` is the caller's) runs in the loop
+ * thread once it is committed and synced (err 0) or failed (a negative
+ * code: MDB_MAP_FULL when the map is full, -ENOSPC when the disk is, -EIO,
+ * ...; nothing of the batch was written). Batches commit in the
  * order they were submitted, and a failed commit is a barrier: every batch
  * queued behind it that was submitted before the loop heard of the failure
  * (before its completion ran) fails too, untried, with the same error, so
@@ -90,9 +101,11 @@ uint64_t store_failures_heard(void);
 /* ---- reading ---- */
 
 /* Looks a key up, pending writes first. Returns 1 with `*val`/`*vlen` set
- * (valid until the next store call from this thread), 0 when absent, or a
- * negative error. STORE_CONV and STORE_USERCONV are only scanned: the
- * overlay leaves their writes out, and a point read of them aborts. */
+ * (the store's: valid until the next store call from this thread), 0 when
+ * absent (a key of no allowed length included), or a negative code (LMDB's
+ * read transaction or mdb_get failed). STORE_CONV and STORE_USERCONV are
+ * only scanned: the overlay leaves their writes out, and a point read of
+ * them is a bug and aborts. */
 int store_get(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen);
 /* As store_get without the copy, for values too large to copy at each read
  * (a message record): `*val` stays valid until the loop's read transaction
@@ -102,15 +115,19 @@ int store_peek(enum store_db db, const void *key, size_t klen, const void **val,
 
 /* Calls `each(arg, key, klen, val, vlen)` for the committed keys that start
  * with `prefix`, in key order, from `start` (a key at or after which to
- * begin; NULL for the first), until it returns non-zero or `limit` calls.
- * Returns the number of calls, or a negative error. Pointers are valid only
- * during the call. */
+ * begin; NULL for the first), until it returns non-zero (stop) or `limit`
+ * calls. Returns the number of calls, or a negative code (LMDB's; calls
+ * already made stand). Pointers are the database's: valid only during the
+ * call, which must not call the store nor raise a Lua error (the cursor
+ * would be left open). */
 long store_scan(enum store_db db, const void *prefix, size_t plen, const void *start,
 		size_t slen, long limit,
 		int (*each)(void *arg, const void *k, size_t kl, const void *v, size_t vl),
 		void *arg);
 /* The last committed key that starts with `prefix`: 1 and its key copied to
- * `out` (`*olen` bytes, at most `cap`), 0 when none, or a negative error. */
+ * `out` (`*olen` bytes, at most `cap`), 0 when none (or when it is longer
+ * than `cap`, or `prefix` is empty or too long), or a negative code
+ * (LMDB's). */
 int store_last(enum store_db db, const void *prefix, size_t plen, void *out, size_t cap,
 	       size_t *olen);
 
@@ -118,18 +135,16 @@ int store_last(enum store_db db, const void *prefix, size_t plen, void *out, siz
  * the first read of a loop iteration until this, which the loop calls
  * between iterations (and the store itself when commits land). */
 void store_read_done(void);
-/* `fn` runs after each round of batch completions (to act on them at once). */
+/* `fn` runs after each round of batch completions (to act on them at once);
+ * NULL: nothing. One at a time: a second call replaces the first. */
 void store_on_completions(void (*fn)(void));
 
-/* A message for a store error code (LMDB's, or errno's), starting with the
- * code's name ("MDB_MAP_FULL: ...", "ENOSPC: ...", "EIO: ..."); valid until
- * the next call. For the loop thread. */
-const char *store_strerror(int err);
-
-/* Whether a write's error means the store is full, and what is full: the
- * map (PARLEY_MAP_SIZE, MDB_MAP_FULL) or the disk (ENOSPC, EDQUOT, or EFBIG
- * for the file size limit; a write the disk cut short, which LMDB reports
- * as EIO, is given as one of these). 0 otherwise. */
+/* Whether a write's error (a negative code) means the store is full, and
+ * what is full: STORE_FULL_MAP for the map (PARLEY_MAP_SIZE, MDB_MAP_FULL),
+ * STORE_FULL_DISK for the disk (-ENOSPC, -EDQUOT, or -EFBIG for the file
+ * size limit; a write the disk cut short, which LMDB reports as EIO, is
+ * given as one of these), 0 otherwise. A classifier, not an error code.
+ * The store's messages are parley_strerror()'s (base/error.h). */
 enum { STORE_FULL_MAP = 1, STORE_FULL_DISK = 2 };
 int store_full(int err);
 

@@ -148,16 +148,16 @@ static void test_status(void)
 	/* All or nothing: the unknown second id refuses the first too. */
 	CHECK_INT(messages_set_status(ids, lens, 2, "bob", 3, MSG_DELIVERED, 0, NULL, 0, on_done,
 				      &d, ch, &refused),
-		  MESSAGES_NOT_FOUND);
+		  -ENOENT);
 	CHECK_UINT(refused, 1);
 	CHECK_INT(messages_set_status(ids, lens, 1, "carol", 5, MSG_READ, 0, NULL, 0, on_done, &d,
 				      ch, &refused),
-		  MESSAGES_NOT_RECIPIENT);
+		  PARLEY_ENOTRECIPIENT);
 	CHECK_UINT(refused, 0);
 	/* Another conversation's message is not found there. */
 	CHECK_INT(messages_set_status(ids, lens, 1, "bob", 3, MSG_READ, 0, "c2", 2, on_done, &d,
 				      ch, &refused),
-		  MESSAGES_NOT_FOUND);
+		  -ENOENT);
 	CHECK_INT(d.called, 0);
 
 	CHECK_INT(messages_set_status(ids, lens, 1, "bob", 3, MSG_DELIVERED, 0, "c1", 2, on_done,
@@ -259,9 +259,9 @@ static void test_annotate_edit_hide(void)
 	char *json;
 
 	CHECK_INT(messages_annotation_name("reactions", 9), 0);
-	CHECK_INT(messages_annotation_name("status", 6), MESSAGES_BAD_NAME);
-	CHECK_INT(messages_annotation_name("", 0), MESSAGES_BAD_NAME);
-	CHECK_INT(messages_annotation_name("a-b", 3), MESSAGES_BAD_CHARS);
+	CHECK_INT(messages_annotation_name("status", 6), PARLEY_EBADNAME);
+	CHECK_INT(messages_annotation_name("", 0), PARLEY_EBADNAME);
+	CHECK_INT(messages_annotation_name("a-b", 3), -EINVAL);
 	messages_annotate(first_id, "reactions", 9, "{\"+1\":[\"bob\"]}", 14, on_done, &d1);
 	wait_done(&d1);
 	CHECK_INT(messages_get(first_id, MESSAGES_ID_LEN, &v), 1);
@@ -269,8 +269,9 @@ static void test_annotate_edit_hide(void)
 	scratch_free(v.record);
 	scratch_free(v.recipients);
 
-	CHECK_INT(messages_edit("0000000000000000", MESSAGES_ID_LEN, "1", 1, on_done, &d2, when), 0);
-	CHECK_INT(messages_edit(second_id, MESSAGES_ID_LEN, NULL, 0, on_done, &d2, when), 1);
+	CHECK_INT(messages_edit("0000000000000000", MESSAGES_ID_LEN, "1", 1, on_done, &d2, when),
+		  -ENOENT);
+	CHECK_INT(messages_edit(second_id, MESSAGES_ID_LEN, NULL, 0, on_done, &d2, when), 0);
 	wait_done(&d2);
 	CHECK_INT(messages_get(second_id, MESSAGES_ID_LEN, &v), 1);
 	CHECK(contains(v.record, v.record_len, "\"content\":null,\"deleted\":true,\"editedAt\":\""));
