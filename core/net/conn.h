@@ -78,20 +78,27 @@ struct conn {
 };
 
 /* A new connection speaking `ops` (which must outlive it), with a fresh
- * random sid. */
+ * random sid. conn.c's: it is freed by conn_reap after conn_close, never by
+ * its protocol. Never NULL. */
 struct conn *conn_new(const struct conn_ops *ops, enum conn_transport transport);
-/* The first open connection; the next is c->all_next. */
+/* The first open connection (NULL: none); the next is c->all_next. */
 struct conn *conn_all(void);
-/* Queues `f` for the connection (takes a reference of the caller's) and
- * wakes its writer. A queue over the cap closes the connection. */
+/* Queues `f` for the connection (takes the caller's reference: callers
+ * that keep the frame frame_ref it first) and wakes its writer. A frame
+ * for a closed or doomed connection is dropped. A queue over
+ * PARLEY_MAX_BUFFER dooms the connection (logged, counted): it is closed
+ * by conn_reap, after the current callback. */
 void conn_send(struct conn *c, struct frame *f);
-/* Closes the connection: disconnects its sockets, releases its transports
- * and queues it for freeing after the current callback. Idempotent. */
+/* Closes the connection: disconnects its sockets (the protocol's closed),
+ * releases its transports and queues it for freeing by conn_reap, after
+ * the current callback. `reason` is read during the call (it goes to the
+ * log, the protocol and the WebSocket's close frame). Idempotent. */
 void conn_close(struct conn *c, const char *reason);
 /* Stops reading from the connection's WebSocket for `ms` (TCP then slows
  * the sender down): what a rate limit does with a flood. */
 void conn_throttle(struct conn *c, int ms);
-/* Sends what is queued, then closes the WebSocket with `code`. */
+/* Sends what is queued, then closes the WebSocket with `code` and `text`
+ * (copied, at most 100 bytes). */
 void conn_close_after_flush(struct conn *c, int code, const char *text);
 /* Tells the client the server is going, after what is queued for it (the
  * protocol's shutdown): a WebSocket closes with 1001, a polling session
@@ -117,9 +124,9 @@ void conn_heartbeat_start(struct conn *c);
  * heartbeat. */
 void conn_heartbeat_open(struct conn *c);
 /* What the connection's WebSockets report (struct ws_handler, `owner` the
- * connection): one complete message from `w`; `w` takes more (it held
- * output back, or a close waits for the queue); `w` is gone or broke the
- * protocol; the peer is alive. */
+ * connection): one complete message from `w` (ws.c's bytes, valid during
+ * the call); `w` takes more (it held output back, or a close waits for the
+ * queue); `w` is gone or broke the protocol; the peer is alive. */
 void conn_ws_message(void *owner, struct ws *w, const char *data, size_t len, int binary);
 void conn_ws_writable(void *owner, struct ws *w);
 void conn_ws_closed(void *owner, struct ws *w, int code, const char *why);

@@ -194,14 +194,14 @@ long long http_content_length(struct lws *wsi)
 	long long n;
 
 	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
-		return -1;
+		return -ENODATA;
 	/* lws joins repeated fields with ',': "5,50" is not a number. */
 	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
 	    buf[0] < '0' || buf[0] > '9')
-		return -2;
+		return -EBADMSG;
 	errno = 0;
 	n = strtoll(buf, &end, 10);
-	return *end == '\0' && errno == 0 ? n : -2;
+	return *end == '\0' && errno == 0 ? n : -EBADMSG;
 }
 
 /* Resets the per-request half of the pss: lws reuses it across keep-alive
@@ -234,16 +234,16 @@ static int check_framing(struct lws *wsi, struct pss *pss, const char *path)
 	char addr[64], body[256];
 	int status, n;
 
-	if (te && length != -1) {
+	if (te && length != -ENODATA) {
 		status = 400, kind = "te_and_content_length";
 		why = "Content-Length and Transfer-Encoding together: the body's length is ambiguous";
-	} else if (length == -2) {
+	} else if (length == -EBADMSG) {
 		status = 400, kind = "bad_content_length";
 		why = "the Content-Length is not one number";
 	} else if (te) {
 		status = 411, kind = "transfer_encoding";
 		why = "chunked bodies are not accepted: send the body with a Content-Length";
-	} else if (length == -1 && (m == HTTP_POST || m == HTTP_PUT || m == HTTP_PATCH)) {
+	} else if (length == -ENODATA && (m == HTTP_POST || m == HTTP_PUT || m == HTTP_PATCH)) {
 		status = 411, kind = "no_content_length";
 		why = "a POST, PUT or PATCH needs a Content-Length (0 for no body)";
 	} else {
@@ -331,7 +331,7 @@ const char *http_head_query_arg(const struct http_head *h, const char *name, cha
 int http_head_path(const struct http_head *h, char *out, size_t outlen)
 {
 	if (h->path_len >= outlen)
-		return -1;
+		return -ENOBUFS;
 	out[url_decode(h->path, h->path_len, out)] = '\0';
 	return 0;
 }

@@ -3,6 +3,7 @@
 #include "net/peers.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,7 +63,7 @@ int peers_admit(const struct sockaddr_storage *addr)
 		return 0;
 	metrics_limit("max_conns_per_ip");
 	log_info("%s has %d connections (PARLEY_MAX_CONNS_PER_IP): connection refused", ip, limit);
-	return -1;
+	return -ECONNREFUSED;
 }
 
 void peers_opened(const void *owner, const struct sockaddr_storage *addr)

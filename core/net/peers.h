@@ -7,15 +7,18 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+/* Counts connections per address from now on, `limit` at most (0: off). */
 void peers_init(int limit);
 void peers_fini(void);
-/* At accept: 0 to let the connection in, -1 to refuse it (counted, logged). */
+/* At accept: 0 to let the connection in, or -ECONNREFUSED when its address
+ * has `limit` already (counted, logged). */
 int peers_admit(const struct sockaddr_storage *addr);
 /* An accepted connection, known by `owner` (our struct ws, or lws's wsi),
  * opened from `addr` / is gone. Closing one not counted is a no-op. */
 void peers_opened(const void *owner, const struct sockaddr_storage *addr);
 void peers_closed(const void *owner);
-/* The peer address of socket `fd` as text, or "?" when it cannot be read. */
+/* The peer address of socket `fd` as text into `out`, or "?" when it cannot
+ * be read. */
 void peers_address(int fd, char *out, size_t outlen);
 
 #endif

@@ -183,7 +183,7 @@ static int out_keep(struct ws *w, const unsigned char *p, size_t n)
 		metrics_limit("max_buffer");
 		log_warn("a WebSocket holds %zu bytes unread (PARLEY_MAX_BUFFER): closing it", need);
 		ws_gone(w);
-		return -1;
+		return -ENOBUFS;
 	}
 	if (w->out_off) {
 		memmove(w->out, w->out + w->out_off, w->out_len);
@@ -201,14 +201,15 @@ int ws_write(struct ws *w, const void *p, size_t n)
 	ssize_t k;
 
 	if (w->state == WS_DONE)
-		return -1;
+		return -EPIPE;
 	if (w->out_len)
 		return out_keep(w, p, n);
 	k = send(w->fd, p, n, MSG_NOSIGNAL);
 	if (k < 0) {
 		if (errno != EAGAIN && errno != EINTR) {
+			int err = -errno;
 			ws_gone(w);
-			return -1;
+			return err;
 		}
 		k = 0;
 	}
@@ -604,7 +605,7 @@ static void upgrade(struct ws *w, const struct http_head *h)
 	struct ws_route route;
 	char accept[29], resp[160], addr[48];
 	unsigned char raw[base64_decoded_max(24)];
-	int status, n;
+	int status = 500, n;
 
 	if (h->minor < 1 || !key || key->value_len != 24 ||
 	    base64_decode(key->value, key->value_len, raw) != 16) {
@@ -625,8 +626,7 @@ static void upgrade(struct ws *w, const struct http_head *h)
 		refuse(w, 426, "WebSocket version 13 only");
 		return;
 	}
-	status = handler->check(h, &route, &why);
-	if (status) {
+	if (handler->check(h, &route, &status, &why) < 0) {
 		refuse(w, status, why);
 		return;
 	}
@@ -831,7 +831,7 @@ int ws_listen(int port, const struct ws_handler *h, struct lws_context *ctx)
 	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				  .sin_addr.s_addr = htonl(INADDR_ANY) };
 	struct rlimit rl;
-	int one = 1, zero = 0, fd;
+	int one = 1, zero = 0, fd, err;
 
 	/* Both families on one socket where the host has IPv6. */
 	fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -863,10 +863,11 @@ int ws_listen(int port, const struct ws_handler *h, struct lws_context *ctx)
 	ev_io_start(clock_loop, &listen_io);
 	return 0;
 fail:
-	log_error("cannot listen on port %d: %s", port, strerror(errno));
+	err = -errno;
+	log_error("cannot listen on port %d: %s", port, strerror(-err));
 	if (fd >= 0)
 		close(fd);
-	return -1;
+	return err;
 }
 
 void ws_stop_listening(void)

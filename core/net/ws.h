@@ -9,11 +9,14 @@
  * life (its struct lws, a read buffer of rx_buffer_size, its WebSocket state)
  * and reads no more than the read buffer per read(); here a WebSocket costs
  * its struct ws, and every read goes into one buffer shared by all of them
- * (docs/benchmarks.md, "The read buffer"). */
+ * (docs/benchmarks.md, "The read buffer").
+ * Errors are negative codes (base/error.h). */
 #ifndef PARLEY_WS_H
 #define PARLEY_WS_H
 
 #include <stddef.h>
+
+#include "base/error.h"
 
 struct ws;
 struct http_head;
@@ -36,9 +39,11 @@ struct ws_route {
  * owner is what `open` tied the WebSocket to with ws_attach. */
 struct ws_handler {
 	/* An upgrade request that is a sound WebSocket handshake: 0 with
-	 * `route` filled to accept it, or the HTTP status refusing it (with
-	 * `why` for the body). */
-	int (*check)(const struct http_head *h, struct ws_route *route, const char **why);
+	 * `route` filled to accept it, or PARLEY_EREFUSED with `*status` the
+	 * HTTP status (400..599) refusing it and `*why` its body (a static
+	 * string). */
+	int (*check)(const struct http_head *h, struct ws_route *route, int *status,
+		     const char **why);
 	/* The 101 is out, in the same callback as `check` (the head is still
 	 * there): the WebSocket is open; `addr` is the peer's address. */
 	void (*open)(struct ws *w, const struct http_head *h, const struct ws_route *route,
@@ -58,36 +63,47 @@ struct ws_handler {
 
 /* Listens on `port` (IPv6 and IPv4) and accepts on the loop; an upgrade
  * request is served here and reported to `h` (which must outlive the
- * listener), any other request goes to `ctx` (lws), which serves HTTP on it.
- * Returns 0 or -1 (logged). */
+ * listener), any other request goes to `ctx` (lws, which must outlive it
+ * too), which serves HTTP on it. Returns 0, or the negative errno of
+ * socket, bind or listen (logged: -EADDRINUSE, -EACCES, ...). */
 int ws_listen(int port, const struct ws_handler *h, struct lws_context *ctx);
-/* Closes the listening socket: the kernel refuses new connections. */
+/* Closes the listening socket: the kernel refuses new connections. A
+ * no-op when it is closed. */
 void ws_stop_listening(void);
-/* Whether the listening socket is still open. */
+/* 1 if the listening socket is still open, else 0. */
 int ws_is_listening(void);
 /* WebSockets upgraded and not yet gone (the drain waits for them). */
 unsigned ws_open_count(void);
 /* Closes every WebSocket left and the listener, at once. */
 void ws_fini(void);
 
-/* Ties the WebSocket to `owner`: what the handler's calls are given. */
+/* Ties the WebSocket to `owner` (not owned: the owner lets go of the
+ * WebSocket with ws_close, or hears `closed`): what the handler's calls are
+ * given. A struct ws is ws.c's: it is freed once it is done, never by the
+ * owner. */
 void ws_attach(struct ws *w, void *owner);
 
-/* The connection's output: bytes written in order, what the socket does not
- * take kept until it does. Returns 0, or -1 when the socket failed (the
- * WebSocket is then closing, and its connection told). */
+/* The connection's output: the `n` bytes at `p` (copied when the socket
+ * does not take them all: they are the caller's) written in order, what
+ * the socket does not take kept until it does. Returns 0; or -EPIPE when
+ * the WebSocket is done, -ENOBUFS when more than PARLEY_MAX_BUFFER would
+ * wait unread (logged, counted), or send's negative errno: the socket
+ * failed, the WebSocket is closing and its owner told (`closed`). */
 int ws_write(struct ws *w, const void *p, size_t n);
-/* Whether bytes wait for the socket: the writer waits for the callback. */
+/* 1 if bytes wait for the socket (the writer waits for the callback),
+ * else 0. */
 int ws_busy(const struct ws *w);
 /* Calls the handler's `writable` once the socket can take more. */
 void ws_want_writable(struct ws *w);
-/* One text message, written now (the probe's "3probe"). */
+/* One text message of at most 125 bytes, written now (the probe's
+ * "3probe"); dropped when the WebSocket is not open or it is longer. */
 void ws_send_text(struct ws *w, const char *p, size_t n);
 /* Stops or resumes reading (TCP then slows the sender down). */
 void ws_pause(struct ws *w, int paused);
-/* Sends a close frame with `code` and `reason` after what is unwritten, and
- * ends the WebSocket once the peer answers (or a deadline passes). The
- * WebSocket no longer belongs to its owner. No-op once closing. */
+/* Sends a close frame with `code` and `reason` (copied; cut to 123 bytes
+ * at a character) after what is unwritten, and ends the WebSocket once the
+ * peer answers (or a deadline passes). The WebSocket no longer belongs to
+ * its owner: `closed` is not called. No-op once closing. */
 void ws_close(struct ws *w, int code, const char *reason);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/error.h"
 #include "base/metrics.h"
 #include "base/settings.h"
 #include "hub/client.h"
@@ -76,7 +77,8 @@ int route_http(struct lws *wsi, struct pss *pss, const char *path)
 	return serve_own(wsi, pss, path);
 }
 
-int route_ws_check(const struct http_head *h, struct ws_route *route, const char **why)
+int route_ws_check(const struct http_head *h, struct ws_route *route, int *status,
+		   const char **why)
 {
 	const struct http_field *origin = http_head_field(h, "origin");
 	char path[256], buf[64], o[256];
@@ -89,12 +91,14 @@ int route_ws_check(const struct http_head *h, struct ws_route *route, const char
 		o[origin->value_len] = '\0';
 		if (!http_origin_allowed(o)) {
 			*why = "origin not allowed";
-			return 403;
+			*status = 403;
+			return PARLEY_EREFUSED;
 		}
 	}
 	if (life.draining) {
 		*why = "server shutting down";
-		return 503;
+		*status = 503;
+		return PARLEY_EREFUSED;
 	}
 	if (http_head_path(h, path, sizeof(path)) < 0)
 		goto bad;
@@ -122,10 +126,12 @@ int route_ws_check(const struct http_head *h, struct ws_route *route, const char
 		return 0;
 	}
 	*why = "not found";
-	return 404;
+	*status = 404;
+	return PARLEY_EREFUSED;
 bad:
 	*why = "bad request";
-	return 400;
+	*status = 400;
+	return PARLEY_EREFUSED;
 }
 
 void route_ws_open(struct ws *w, const struct http_head *h, const struct ws_route *route,

@@ -15,9 +15,11 @@ void route_init(void);
  * it, or hands it to the route that will. */
 int route_http(struct lws *wsi, struct pss *pss, const char *path);
 /* An upgrade request (ws.c's check): the origin, the drain, the path and
- * the Engine.IO query decide. 0 with `route` filled, or the HTTP status
- * refusing it and `why`. */
-int route_ws_check(const struct http_head *h, struct ws_route *route, const char **why);
+ * the Engine.IO query decide. 0 with `route` filled, or PARLEY_EREFUSED
+ * with `*status` the HTTP status refusing it (403, 503, 404, 400) and
+ * `*why` its body (a static string). */
+int route_ws_check(const struct http_head *h, struct ws_route *route, int *status,
+		   const char **why);
 /* A WebSocket is open on a request route_ws_check routed (ws.c's open, in
  * the same callback): a new Engine.IO session or plain connection, or the
  * probe of a polling session. */
