@@ -41,7 +41,7 @@ int client_connect(struct client *cl, const char *auth, size_t auth_len, int *co
 	if (!hooks || !hooks->on_connect) {
 		*code = 500;
 		snprintf(msg, msg_cap, "no connect hook");
-		return -1;
+		return PARLEY_EREFUSED;
 	}
 	return hooks->on_connect(cl, auth, auth_len, code, msg, msg_cap);
 }
@@ -340,7 +340,8 @@ static void on_ack_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	report_ack(cl, id, NULL, 0, NULL, 0, "timeout");
 }
 
-/* Takes the pending ack `id` off the socket's list; 0 if it was there. */
+/* Takes the pending ack `id` off the socket's list; 0, or -ENOENT when it
+ * was not there. */
 int client_take_ack(struct client *cl, uint64_t id)
 {
 	for (struct ack_wait **pp = &cl->acks; *pp; pp = &(*pp)->next)
@@ -350,7 +351,7 @@ int client_take_ack(struct client *cl, uint64_t id)
 			ack_wait_free(w);
 			return 0;
 		}
-	return -1;
+	return -ENOENT;
 }
 
 uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms)

@@ -2,13 +2,16 @@
  * with their user, rooms and pending acks; the namespaces they connect to;
  * and the emits that reach them, each encoded at most once per wire format
  * however many sockets get it. A socket lives on a connection (net/conn.h):
- * what it sends goes out through conn_send. */
+ * what it sends goes out through conn_send. Errors are negative codes
+ * (base/error.h). Sockets are hub's: client_new makes them, client_free
+ * ends them, and nothing else frees one. */
 #ifndef PARLEY_CLIENT_H
 #define PARLEY_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/error.h"
 #include "base/frame.h"
 #include "base/map.h"
 #include "hub/room.h"
@@ -24,19 +27,23 @@ struct conn;
  * client_connected, client_event and client_answer below. */
 struct client_hooks {
 	/* May the new socket `cl` connect? `auth` is its CONNECT payload (a
-	 * JSON object) or NULL. 0 to accept (having set its user), or -1 with
-	 * a status `code` and a message in `msg`. */
+	 * JSON object, valid during the call) or NULL. 0 to accept (having set
+	 * its user), or PARLEY_EREFUSED with a status code in `*code` and a
+	 * message in `msg` (`msg_cap` bytes, NUL-terminated). */
 	int (*on_connect)(struct client *cl, const char *auth, size_t auth_len, int *code,
 			  char *msg, size_t msg_cap);
 	/* The client knows it is connected. */
 	void (*on_connected)(struct client *cl);
 	/* An event from the client: `args` is the JSON array of its arguments
-	 * after the name ("[]" for none); `ack_id` is -1 when none was asked. */
+	 * after the name ("[]" for none); `ack_id` is -1 when none was asked.
+	 * What it is given is valid during the call; the hook may free `cl`
+	 * (client_free). */
 	void (*on_event)(struct client *cl, const char *name, size_t name_len, const char *args,
 			 size_t args_len, const struct sio_attachment *att, unsigned natt,
 			 int64_t ack_id);
-	/* The answer to the server's request `id` (`args`, a JSON array), or
-	 * none: `args` NULL and `why` "timeout" or "disconnected". */
+	/* The answer to the server's request `id` (`args`, a JSON array, valid
+	 * during the call), or none: `args` NULL and `why` "timeout" or
+	 * "disconnected". */
 	void (*on_ack)(struct client *cl, uint64_t id, const char *args, size_t args_len,
 		       const struct sio_attachment *att, unsigned natt, const char *why);
 	/* A connected socket (one with a user) is going, for `reason`. */
@@ -88,17 +95,21 @@ void client_init(void);
 /* Frees the namespaces; every socket must be gone. */
 void client_fini(void);
 
-/* A new socket of namespace `n` on `c`, with a fresh id, speaking `format`. */
+/* A new socket of namespace `n` on `c` (hung on c->clients), with a fresh
+ * id, speaking `format`. Never NULL. */
 struct client *client_new(struct conn *c, struct nsp *n, enum client_format format);
-/* Disconnects the socket: the disconnect hook, rooms, pending acks. A
- * plain socket's connection closes with it (`reason` not NULL), unless a
- * close is arranged already. */
+/* Disconnects and frees the socket: the disconnect hook (for a socket with
+ * a user), rooms, pending acks (their hooks told "disconnected"). A plain
+ * socket's connection closes with it (`reason` not NULL), unless a close
+ * is arranged already. `cl` is gone when this returns (a call from its own
+ * disconnect hook does nothing: the first call frees it). */
 void client_free(struct client *cl, const char *reason);
 /* Disconnects every socket on `c` (its connection is closing). */
 void client_free_all(struct conn *c, const char *reason);
 /* What a protocol reports of a socket, handed to the hooks: may it
- * connect (on_connect's contract); it knows it is connected; an event from
- * it; its answer to the server's request `id` (dropped unless pending). */
+ * connect (on_connect's contract; PARLEY_EREFUSED with 500 without a hook);
+ * it knows it is connected; an event from it; its answer to the server's
+ * request `id` (dropped unless pending). */
 int client_connect(struct client *cl, const char *auth, size_t auth_len, int *code,
 		   char *msg, size_t msg_cap);
 void client_connected(struct client *cl);
@@ -114,27 +125,37 @@ struct client *client_find(const char *id, size_t len);
 const struct map *client_all(void);
 /* Connected sockets (those the connect hooks accepted). */
 uint64_t client_count(void);
-/* Sets the user and joins the room "user:{id}". */
+/* Sets the user (copied) and joins the room "user:{id}". */
 void client_set_user(struct client *cl, const char *user_id, size_t len);
+/* Sends `e` to the socket, encoding it for the socket's format the first
+ * time (the frames stay in `e`, shared, until emit_fini). */
 void client_emit(struct client *cl, struct emit *e);
+/* Sends `e` to every socket of `t`'s rooms in `n` but the excepted ones.
+ * Returns how many sockets it reached. */
 size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e);
-/* Releases the frames an emit encoded. */
+/* Releases the frames an emit encoded; the rest of `e` (its data,
+ * data_owned included) is the caller's to free. */
 void emit_fini(struct emit *e);
-/* Answers the client's ack `id` with `data` (JSON, one value). */
+/* Answers the client's ack `id` with `data` (JSON, one value, copied) and
+ * the attachments `att` (the caller keeps its references). */
 void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
 		struct frame **att, unsigned natt);
-/* Removes a pending server-to-client ack; 0 if it was pending, else -1. */
+/* Removes a pending server-to-client ack: 0, or -ENOENT when it was not
+ * pending. */
 int client_take_ack(struct client *cl, uint64_t id);
 /* Emits with an ack request; the answer or the timeout goes to the on_ack
- * hook. Returns the ack id. */
+ * hook. Returns the ack id (a value, not an error: it cannot fail). */
 uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms);
-/* Sends the Socket.IO `error` event or plain error frame. */
+/* Sends the Socket.IO `error` event or plain error frame, and answers the
+ * client's ack `ack_id` with it too when it is not negative. `message` is
+ * copied (at most 1 KB of it). */
 void client_error(struct client *cl, int status, const char *message, int64_t ack_id);
 
 /* The namespace `name`, or NULL when no script declared it. */
 struct nsp *nsp_lookup(const char *name, size_t len);
-/* Declares the namespace `name` (a no-op when it exists). Namespaces last
- * until client_fini: sockets and lookups keep pointers to them. */
+/* Declares the namespace `name` (copied; a no-op when it exists).
+ * Namespaces last until client_fini: sockets and lookups keep pointers to
+ * them. */
 void nsp_add(const char *name, size_t len);
 
 #endif

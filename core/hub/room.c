@@ -2,6 +2,9 @@
  * membership is recorded twice, in the room and in the member's set, with
  * each side holding the other's index so that leaving is a swap-remove. */
 #include "hub/room.h"
+
+#include <errno.h>
+
 #include "base/alloc.h"
 
 static uint64_t broadcast_epoch;
@@ -67,7 +70,7 @@ int room_join(struct nsp *n, struct room_set *set, const char *name, size_t len)
 		r->name_len = len;
 		map_put(&n->rooms, name, len, r);
 	} else if (set_find(set, r) >= 0) {
-		return 1;
+		return -EEXIST;
 	}
 	/* Both lists start small: most rooms are a user's, with one or two
 	 * sockets in it, and most sockets are in their user's room and one
@@ -129,7 +132,7 @@ int room_leave(struct nsp *n, struct room_set *set, const char *name, size_t len
 	int slot;
 
 	if (!r || (slot = set_find(set, r)) < 0)
-		return 1;
+		return -ENOENT;
 	unlink_membership(set, (uint32_t)slot);
 	drop_if_empty(n, r);
 	return 0;

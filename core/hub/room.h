@@ -1,6 +1,7 @@
 /* room.h - namespaces and rooms: who is in which room, joined and left in
  * O(1), and the walk of a broadcast over several rooms that reaches each
- * member once. Members are `struct room_set`s embedded in their owners. */
+ * member once. Members are `struct room_set`s embedded in their owners.
+ * Errors are negative codes (base/error.h). */
 #ifndef PARLEY_ROOM_H
 #define PARLEY_ROOM_H
 
@@ -46,21 +47,23 @@ struct nsp {
 	uint32_t sockets; /* connected sockets */
 };
 
-/* A namespace named `name` (copied). */
+/* A namespace named `name` (copied). Never NULL. */
 struct nsp *nsp_new(const char *name, size_t len);
 /* Frees the namespace and its rooms; members must have left. NULL is a no-op. */
 void nsp_free(struct nsp *n);
 
-/* Adds `set` to the room, creating it. Returns 0, or 1 if already there. */
+/* Adds `set` to the room `name` (copied), creating it. Returns 0, or
+ * -EEXIST when it is there already (nothing changes). */
 int room_join(struct nsp *n, struct room_set *set, const char *name, size_t len);
-/* Removes `set` from the room, deleting an emptied room. Returns 0, or 1 if
- * it was not there. */
+/* Removes `set` from the room, deleting an emptied room. Returns 0, or
+ * -ENOENT when it was not there. */
 int room_leave(struct nsp *n, struct room_set *set, const char *name, size_t len);
 /* Removes `set` from every room and frees its list. */
 void room_leave_all(struct nsp *n, struct room_set *set);
-/* The room, or NULL when nobody is in it. */
+/* The room (the namespace's: valid until its last member leaves), or NULL
+ * when nobody is in it. */
 struct room *room_find(const struct nsp *n, const char *name, size_t len);
-/* Whether `set` is in the room. */
+/* 1 if `set` is in the room, else 0. */
 int room_has(const struct nsp *n, const struct room_set *set, const char *name,
 	     size_t len);
 

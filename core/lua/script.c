@@ -437,7 +437,7 @@ int script_connect(struct client *cl, const char *auth, size_t auth_len,
 	if (call_runtime("connect", 6, 3) < 0) {
 		*code = 500;
 		snprintf(msg, msg_cap, "a script failed");
-		return -1;
+		return PARLEY_EREFUSED;
 	}
 	if (lua_type(L, -3) == LUA_TSTRING) {
 		size_t len;
@@ -449,7 +449,7 @@ int script_connect(struct client *cl, const char *auth, size_t auth_len,
 	*code = lua_isnumber(L, -2) ? (int)lua_tointeger(L, -2) : 401;
 	snprintf(msg, msg_cap, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "unauthorized");
 	lua_pop(L, 3);
-	return -1;
+	return PARLEY_EREFUSED;
 }
 
 void script_connected(struct client *cl)

@@ -26,9 +26,11 @@ void script_shutdown(void);
  * error is logged with its file and line. Returns 0 or -1. */
 int script_reload(void);
 
-/* Asks the connect hooks about a new socket. `auth` is the CONNECT payload
- * (JSON object) or NULL. On acceptance sets the socket's user and returns 0;
- * on refusal returns -1 with the status code and message filled in. */
+/* Asks the connect hooks about a new socket (hub's on_connect). `auth` is
+ * the CONNECT payload (JSON object) or NULL. On acceptance sets the
+ * socket's user and returns 0; on refusal returns PARLEY_EREFUSED with the
+ * status code and message filled in (500 "a script failed" when the
+ * runtime itself failed, logged). */
 int script_connect(struct client *cl, const char *auth, size_t auth_len,
 		   int *code, char *msg, size_t msg_cap);
 /* Runs the connected hooks, once the client knows it is connected. */

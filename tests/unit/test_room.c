@@ -1,6 +1,7 @@
 /* test_room.c - rooms: join and leave (swap-remove keeps both sides'
  * indexes right), emptied rooms disappear, and a broadcast over several
  * rooms reaches each member once and skips the excepted. */
+#include <errno.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -59,7 +60,7 @@ int main(void)
 		if (i < 10)
 			room_join(n, &m[i].set, "c", 1);
 	}
-	CHECK_INT(room_join(n, &m[0].set, "a", 1), 1);
+	CHECK_INT(room_join(n, &m[0].set, "a", 1), -EEXIST);
 	CHECK_UINT(room_find(n, "a", 1)->count, N);
 	CHECK_UINT(room_find(n, "b", 1)->count, N / 2);
 	CHECK(room_has(n, &m[4].set, "b", 1));
@@ -92,7 +93,7 @@ int main(void)
 	/* Leaving from the middle keeps the rest consistent. */
 	for (int i = 0; i < N; i += 3)
 		CHECK_INT(room_leave(n, &m[i].set, "a", 1), 0);
-	CHECK_INT(room_leave(n, &m[0].set, "a", 1), 1);
+	CHECK_INT(room_leave(n, &m[0].set, "a", 1), -ENOENT);
 	CHECK(consistent(n, m, N));
 	CHECK_UINT(room_find(n, "a", 1)->count, N - (N + 2) / 3);
 
