@@ -2,6 +2,7 @@
  * and the hand-over to the Lua routes (api_hooks), whose answer may come
  * later (a route can wait for the store): the request is parked and answered
  * from its writable callback. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,8 +194,10 @@ int api_respond(const char *id, int status, const char *body, size_t len)
 {
 	struct api_request *r = map_get(&requests, id, strlen(id));
 
-	if (!r || r->ready)
-		return -1;
+	if (!r)
+		return -ENOENT;
+	if (r->ready)
+		return -EALREADY;
 	r->ready = 1;
 	r->status = status;
 	r->resp = xmalloc(len ? len : 1);

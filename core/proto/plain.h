@@ -11,7 +11,8 @@ struct nsp;
 struct ws;
 
 /* A new plain connection of namespace `n` on WebSocket `w`, opened by a
- * request whose handshake was `hs` (the connection takes what it holds):
+ * request whose handshake was `hs` (the connection takes what it holds:
+ * `hs` is left empty):
  * its socket is authenticated at once, or refused with an error frame and
  * a 4000 + status close. */
 void plain_ws_open(struct ws *w, struct handshake *hs, struct nsp *n);

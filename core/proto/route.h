@@ -12,7 +12,8 @@ struct http_head;
 /* Notes the start time (/healthz's uptime). */
 void route_init(void);
 /* An HTTP request whose framing passed (net/http.c's on_request): answers
- * it, or hands it to the route that will. */
+ * it, or hands it to the route that will. Returns what the lws callback
+ * should. */
 int route_http(struct lws *wsi, struct pss *pss, const char *path);
 /* An upgrade request (ws.c's check): the origin, the drain, the path and
  * the Engine.IO query decide. 0 with `route` filled, or PARLEY_EREFUSED
