@@ -17,12 +17,13 @@
 #include <lua.h>
 
 /* Sets the budgets and creates the Lua state (with the guard's allocator),
- * or returns NULL (logged). `sources` is a NULL-terminated list, kept by
+ * the caller's until guard_close; or returns NULL (logged: the state or the
+ * ticker could not be made). `sources` is a NULL-terminated list, kept by
  * reference, of the chunk names of the code the guard never stops (the
  * runtime), e.g. "@core/lua/runtime/helpers.lua". */
 lua_State *guard_newstate(int timeout_ms, size_t memory_budget,
 			  const char *const *sources);
-/* Closes the state and stops the ticker. */
+/* Closes the state (NULL: none) and stops the ticker. */
 void guard_close(lua_State *L);
 
 /* Brackets a call into Lua; calls nest, and the budgets belong to the

@@ -9,7 +9,8 @@
 #include <lua.h>
 
 /* Pushes the module table: decode, encode, null, array (marks a table as
- * an array), array_mt, is_array, number (box a big integer's text). */
+ * an array), array_mt, is_array, number (box a big integer's text).
+ * Returns 1, the values pushed (a lua_CFunction). */
 int jsonlua_open(lua_State *L);
 
 /* Sets the array metatable on the table at the top of the stack. */
@@ -17,7 +18,8 @@ void jsonlua_mark_array(lua_State *L);
 
 /* Encodes the value at `idx` as JSON: a NUL-terminated text in scratch
  * memory (scratch.h), which the caller frees with scratch_free, its length
- * in `*len`; or NULL with `*err` set (a value with no JSON form, too deep).
+ * in `*len`; or NULL with `*err` set (a static string: a value with no
+ * JSON form, too deep).
  * Leaves the stack as it was. */
 char *jsonlua_encode(lua_State *L, int idx, size_t *len, const char **err);
 

@@ -79,8 +79,9 @@ static void push_entry(const char *name)
 	lua_remove(L, -2);
 }
 
-/* Calls the function under `nargs` arguments, timing it. Returns 0, or -1
- * after logging the error (the stack then holds no results). */
+/* Calls the function under `nargs` arguments, timing it. Returns 0, or
+ * PARLEY_ESCRIPT after logging the error (the stack then holds no
+ * results). */
 static int call_runtime(const char *what, int nargs, int nresults)
 {
 	uint64_t start = usec_now(), took;
@@ -103,7 +104,7 @@ static int call_runtime(const char *what, int nargs, int nresults)
 	if (rc != 0) {
 		log_error("lua: %s: %s", what, lua_tostring(L, -1));
 		lua_pop(L, 1);
-		return -1;
+		return PARLEY_ESCRIPT;
 	}
 	return 0;
 }
@@ -274,7 +275,7 @@ int script_init(void (*on_change)(void))
 	L = guard_newstate(settings.script_timeout_ms, settings.script_memory,
 			   runtime_sources);
 	if (!L)
-		return -1;
+		return -ENOMEM; /* logged: the state, or the guard's timer */
 	luaL_openlibs(L);
 	/* string.find, match, gmatch and gsub that the guard can stop (also
 	 * s:find: strings index this table), before any Lua code runs. */
@@ -297,13 +298,13 @@ int script_init(void (*on_change)(void))
 	/* Binary values and placeholders (core/lua/binary.lua): JSON and base64. */
 	if (luaL_loadbuffer(L, binary_lua, binary_lua_len, "@core/lua/binary.lua") != 0) {
 		log_error("lua: %s", lua_tostring(L, -1));
-		return -1;
+		return PARLEY_ESCRIPT;
 	}
 	lua_getfield(L, -2, "json");
 	lua_getfield(L, -3, "base64");
 	if (lua_pcall(L, 2, 1, 0) != 0) {
 		log_error("lua: %s", lua_tostring(L, -1));
-		return -1;
+		return PARLEY_ESCRIPT;
 	}
 	lua_setfield(L, -2, "binary");
 	/* The settings scripts may read (parley.settings). */
@@ -328,12 +329,12 @@ int script_init(void (*on_change)(void))
 		if (luaL_loadbuffer(L, runtime_parts[i].text, *runtime_parts[i].len,
 				    runtime_sources[i]) != 0) {
 			log_error("lua: %s", lua_tostring(L, -1));
-			return -1;
+			return PARLEY_ESCRIPT;
 		}
 		lua_pushvalue(L, -3);
 		lua_pushvalue(L, -3);
 		if (call_runtime("runtime", 2, 0) < 0)
-			return -1;
+			return PARLEY_ESCRIPT;
 	}
 	lua_getfield(L, -1, "R");
 	runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -368,13 +369,13 @@ int script_reload(void)
 		lua_pushnil(L);
 	if (call_runtime("load", 4, 2) < 0) {
 		script_loads_refused++;
-		return -1;
+		return PARLEY_ESCRIPT;
 	}
 	if (lua_isnil(L, -2)) {
 		log_error("scripts not loaded: %s", lua_tostring(L, -1));
 		lua_pop(L, 2);
 		script_loads_refused++;
-		return -1;
+		return PARLEY_ESCRIPT;
 	}
 	lua_pop(L, 2);
 	script_loads++;

@@ -13,9 +13,13 @@ struct client;
 struct conn;
 struct sio_attachment;
 
-/* Creates the state, loads the runtime and the scripts. Returns 0 or -1
- * (logged with file and line). */
+/* Creates the state, loads the runtime and the scripts; `on_change` (may
+ * be NULL) is what a change to a loaded file runs (PARLEY_WATCH). Returns
+ * 0; PARLEY_ESCRIPT when the runtime or the scripts did not load (logged
+ * with file and line), -ENOMEM when the Lua state or the guard's timer
+ * could not be made (logged). script_fini cleans up either way. */
 int script_init(void (*on_change)(void));
+/* Stops the timers, the watcher and the hooks, and closes the state. */
 void script_fini(void);
 /* Runs the scripts' shutdown hooks: the server is stopping, every socket
  * is gone, and the store is still open for what they write. A no-op when
@@ -23,7 +27,8 @@ void script_fini(void);
 void script_shutdown(void);
 /* Loads the scripts and plugins again beside the ones in force and swaps
  * them in only if everything loaded; otherwise the old keep running and the
- * error is logged with its file and line. Returns 0 or -1. */
+ * error is logged with its file and line. Returns 0, or PARLEY_ESCRIPT
+ * (the old version still runs). */
 int script_reload(void);
 
 /* Asks the connect hooks about a new socket (hub's on_connect). `auth` is
