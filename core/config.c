@@ -148,18 +148,18 @@ config_fail(char *err, size_t errlen, const char *file, const char *name, const 
 }
 
 /* Parses a plain decimal integer: an optional '-', then digits, nothing else
- * (no spaces, '+', hex or trailing junk). Returns 0 or -1. */
+ * (no spaces, '+', hex or trailing junk). Returns 0 or -EINVAL. */
 static int config_parse_integer(const char *s, long long *out)
 {
 	const char *digits = s[0] == '-' ? s + 1 : s;
 	char *end;
 
 	if (*digits < '0' || *digits > '9')
-		return -1;
+		return -EINVAL;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
 	if (errno == ERANGE || *end != '\0')
-		return -1;
+		return -EINVAL;
 	*out = v;
 	return 0;
 }
@@ -195,7 +195,7 @@ static int config_list_has(const char *list, const char *name, size_t len)
 }
 
 /* Checks a comma-separated plugin list and stores it as "a,b" (blanks around
- * names dropped) in *out, which the caller frees. Returns 0 or -1. */
+ * names dropped) in *out, which the caller frees. Returns 0 or -EINVAL. */
 static int config_parse_plugins(const char *value, char **out, const char *file,
 				const char *name, char *err, size_t errlen)
 {
@@ -203,7 +203,7 @@ static int config_parse_plugins(const char *value, char **out, const char *file,
 	char *list = xmalloc(cap);
 	size_t used = 0;
 	const char *p = value;
-	int rc = -1;
+	int rc = -EINVAL;
 
 	list[0] = '\0';
 	/* A value of only blanks is an empty list, not one empty name. */
@@ -266,7 +266,7 @@ static void config_set_string(char **field, const char *value, size_t len)
 
 /* Checks `value` (len bytes) for setting `s` and stores it in `c`. `file` is
  * the config file or NULL; `name` is the file key or the environment name;
- * both prefix any message. Returns 0 or -1. */
+ * both prefix any message. Returns 0 or -EINVAL. */
 static int config_apply(struct config *c, const struct setting *s, const char *value,
 			size_t len, const char *file, const char *name, char *err, size_t errlen)
 {
@@ -275,7 +275,7 @@ static int config_apply(struct config *c, const struct setting *s, const char *v
 
 	if (strlen(value) != len) {
 		config_fail(err, errlen, file, name, "contains a NUL byte");
-		return -1;
+		return -EINVAL;
 	}
 	switch (s->type) {
 	case SETTING_INT:
@@ -283,7 +283,7 @@ static int config_apply(struct config *c, const struct setting *s, const char *v
 		if (config_parse_integer(value, &n) != 0 || n < s->min || n > s->max) {
 			config_fail(err, errlen, file, name, "\"%.*s\" is not an integer in %lld..%lld%s",
 				    CONFIG_QUOTE_MAX, value, s->min, s->max, s->unit);
-			return -1;
+			return -EINVAL;
 		}
 		if (s->type == SETTING_INT)
 			*(int *)base = (int)n;
@@ -293,7 +293,7 @@ static int config_apply(struct config *c, const struct setting *s, const char *v
 	case SETTING_PATH:
 		if (len == 0) {
 			config_fail(err, errlen, file, name, "must not be empty");
-			return -1;
+			return -EINVAL;
 		}
 		config_set_string((char **)base, value, len);
 		return 0;
@@ -306,14 +306,14 @@ static int config_apply(struct config *c, const struct setting *s, const char *v
 			config_fail(err, errlen, file, name,
 				    "too short (%zu bytes): an HS256 secret needs at least %lld bytes",
 				    len, s->min);
-			return -1;
+			return -EINVAL;
 		}
 		config_set_string((char **)base, len ? value : NULL, len);
 		return 0;
 	case SETTING_PLUGINS: {
 		char *list;
 		if (config_parse_plugins(value, &list, file, name, err, errlen) != 0)
-			return -1;
+			return -EINVAL;
 		free(*(char **)base);
 		*(char **)base = list;
 		return 0;
@@ -324,17 +324,17 @@ static int config_apply(struct config *c, const struct setting *s, const char *v
 			config_fail(err, errlen, file, name,
 				    "\"%.*s\" is not a log level (error, warn, info or debug)",
 				    CONFIG_QUOTE_MAX, value);
-			return -1;
+			return -EINVAL;
 		}
 		*(int *)base = level;
 		return 0;
 	}
 	}
-	return -1;
+	return -EINVAL;
 }
 
 /* Joins the array of plugin names on top of L's stack into "a,b" in *out
- * (caller frees). Each element must be a plugin name. Returns 0 or -1. */
+ * (caller frees). Each element must be a plugin name. Returns 0 or -EINVAL. */
 static int config_join_plugins(lua_State *L, char **out, const char *file, char *err,
 			       size_t errlen)
 {
@@ -343,7 +343,7 @@ static int config_join_plugins(lua_State *L, char **out, const char *file, char 
 	size_t entries = 0;
 	size_t used = 0;
 	char *list = xmalloc(1);
-	int rc = -1;
+	int rc = -EINVAL;
 
 	list[0] = '\0';
 	/* Only the keys 1..n may be present: anything else is not a list. */
@@ -392,7 +392,7 @@ out:
 	return rc;
 }
 
-/* Applies the value on top of L's stack to setting `s`. Returns 0 or -1. */
+/* Applies the value on top of L's stack to setting `s`. Returns 0 or -EINVAL. */
 static int config_apply_lua(struct config *c, const struct setting *s, lua_State *L,
 			    const char *file, char *err, size_t errlen)
 {
@@ -404,7 +404,7 @@ static int config_apply_lua(struct config *c, const struct setting *s, lua_State
 		char *list;
 		int rc;
 		if (config_join_plugins(L, &list, file, err, errlen) != 0)
-			return -1;
+			return -EINVAL;
 		rc = config_apply(c, s, list, strlen(list), file, s->key, err, errlen);
 		free(list);
 		return rc;
@@ -423,13 +423,13 @@ static int config_apply_lua(struct config *c, const struct setting *s, lua_State
 			    : s->type == SETTING_PLUGINS ? "a string or an array of strings"
 			    : "a string",
 			    lua_typename(L, type));
-		return -1;
+		return -EINVAL;
 	}
 	value = lua_tolstring(L, -1, &len);
 	return config_apply(c, s, value, len, file, s->key, err, errlen);
 }
 
-/* Applies every key of the table on top of L's stack. Returns 0 or -1. */
+/* Applies every key of the table on top of L's stack. Returns 0 or -EINVAL. */
 static int config_apply_table(struct config *c, lua_State *L, const char *file, char *err,
 			      size_t errlen)
 {
@@ -444,7 +444,7 @@ static int config_apply_table(struct config *c, lua_State *L, const char *file, 
 			config_fail(err, errlen, file, NULL,
 				    "setting names must be strings, found a %s key",
 				    luaL_typename(L, -2));
-			return -1;
+			return -EINVAL;
 		}
 		const char *key = lua_tolstring(L, -2, &len);
 		if (strlen(key) == len && strcmp(key, "plugin_config") == 0) {
@@ -452,7 +452,7 @@ static int config_apply_table(struct config *c, lua_State *L, const char *file, 
 			if (lua_type(L, -1) != LUA_TTABLE) {
 				config_fail(err, errlen, file, "plugin_config",
 					    "expected a table, got a %s", luaL_typename(L, -1));
-				return -1;
+				return -EINVAL;
 			}
 			lua_pop(L, 1);
 			continue;
@@ -463,10 +463,10 @@ static int config_apply_table(struct config *c, lua_State *L, const char *file, 
 		if (!s) {
 			config_fail(err, errlen, file, NULL, "unknown setting \"%.*s\" (see --help)",
 				    CONFIG_QUOTE_MAX, key);
-			return -1;
+			return -EINVAL;
 		}
 		if (config_apply_lua(c, s, L, file, err, errlen) != 0)
-			return -1;
+			return -EINVAL;
 		lua_pop(L, 1);
 	}
 	return 0;
@@ -497,7 +497,7 @@ static void config_on_budget(lua_State *L, lua_Debug *ar)
 		   ar->short_src, ar->currentline, CONFIG_MAX_INSTRUCTIONS);
 }
 
-/* Reads the config file, if any, into `c`. Returns 0 or -1. */
+/* Reads the config file, if any, into `c`. Returns 0 or -EINVAL. */
 static int config_load_file(struct config *c, char *err, size_t errlen)
 {
 	const char *path = getenv("PARLEY_CONFIG");
@@ -505,7 +505,7 @@ static int config_load_file(struct config *c, char *err, size_t errlen)
 	struct config_reader *reader = NULL;
 	lua_State *L = NULL;
 	FILE *fp = NULL;
-	int rc = -1;
+	int rc = -EINVAL;
 
 	if (!required)
 		path = CONFIG_DEFAULT_FILE;
@@ -578,13 +578,13 @@ static int config_check_binary(const struct config *c, char *err, size_t errlen)
 		config_fail(err, errlen, NULL, "PARLEY_MAX_BINARY_PENDING",
 			    "%zu is below PARLEY_MAX_PAYLOAD (%zu): one attachment could not arrive",
 			    c->max_binary_pending, c->max_payload);
-		return -1;
+		return -EINVAL;
 	}
 	if (c->max_binary_pending_total < c->max_binary_pending) {
 		config_fail(err, errlen, NULL, "PARLEY_MAX_BINARY_PENDING_TOTAL",
 			    "%zu is below PARLEY_MAX_BINARY_PENDING (%zu)", c->max_binary_pending_total,
 			    c->max_binary_pending);
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -606,25 +606,25 @@ static int config_check_static(const struct config *c, char *err, size_t errlen)
 	if (v[0] != '/' || !eq || eq == v + 1 || !eq[1] || eq - v > 100) {
 		config_fail(err, errlen, NULL, STATIC_NAMES,
 			    "expected \"/prefix=directory\", got \"%.*s\"", CONFIG_QUOTE_MAX, v);
-		return -1;
+		return -EINVAL;
 	}
 	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
 		size_t n = strlen(taken[i]);
 		if ((size_t)(eq - v) >= n && strncmp(v, taken[i], n) == 0) {
 			config_fail(err, errlen, NULL, STATIC_NAMES, "%s is parley's own path", taken[i]);
-			return -1;
+			return -EINVAL;
 		}
 	}
 	if (stat(eq + 1, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		config_fail(err, errlen, NULL, STATIC_NAMES, "%s is not a directory", eq + 1);
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
 
 int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen)
 {
-	int rc = -1;
+	int rc = -EINVAL;
 
 	memset(c, 0, sizeof(*c));
 	if (err && errlen)

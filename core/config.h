@@ -12,11 +12,13 @@
 
 /* Fills `c` from defaults, the config file and the environment, then the
  * command line (`--help`, `--version`). Returns 0 to run, 1 when the command
- * line asked only for help or the version (printed to stdout), or -1 with a
- * message in `err` naming the setting at fault. On -1 or 1, `c` is released. */
+ * line asked only for help or the version (printed to stdout: not an
+ * error), or -EINVAL with a message in `err` naming the setting at fault
+ * (or the file that cannot be read, or the argument). Unless it returns 0,
+ * `c` is released. Strings in `c` are its own until config_fini. */
 int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen);
 
-/* Releases the strings `c` owns. */
+/* Releases the strings `c` owns and zeroes it; NULL is a no-op. */
 void config_fini(struct config *c);
 
 /* Prints every setting with its environment name, default and meaning. */

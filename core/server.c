@@ -7,6 +7,7 @@
  * loop (base/clock.c). */
 #include "server.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
 
@@ -252,6 +253,7 @@ int server_start(void)
 	const struct config *cfg = &settings;
 	struct lws_context_creation_info info;
 	void *loops[1];
+	int rc;
 
 	route_init();
 	engine_init();
@@ -261,8 +263,8 @@ int server_start(void)
 	peers_init(cfg->max_conns_per_ip);
 	lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
 
-	if (clock_init() < 0)
-		return -1;
+	if ((rc = clock_init()) < 0)
+		return rc;
 	ev_prepare_init(&between_iterations, on_between_iterations);
 	ev_prepare_start(clock_loop, &between_iterations);
 	loops[0] = clock_loop;
@@ -303,8 +305,9 @@ int server_start(void)
 	info.max_http_header_pool = 8192;
 	srv.ctx = lws_create_context(&info);
 	if (!srv.ctx) {
+		/* lws says no more than that: memory, or its libev plugin. */
 		log_error("cannot create the lws context");
-		return -1;
+		return -ENOMEM;
 	}
 	if (cfg->static_mount)
 		files_init(srv.ctx, static_mount.origin);

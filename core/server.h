@@ -6,7 +6,10 @@
 #ifndef PARLEY_SERVER_H
 #define PARLEY_SERVER_H
 
-/* Starts listening with the settings; returns 0 or -1 (logged). */
+/* Starts listening with the settings. Returns 0, or a negative code
+ * (logged): clock_init's, -ENOMEM when lws makes no context, ws_listen's
+ * (-EADDRINUSE, ...). server_fini and server_loop_fini clean up either
+ * way. */
 int server_start(void);
 /* Serves until server_stop(): runs the event loop, and between iterations
  * writes what was queued, frees what was closed and reloads on request. */
