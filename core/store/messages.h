@@ -1,4 +1,5 @@
-/* messages.h - the message store (SPEC §4) on store.c: messages in a
+/* messages.h - the message store (SPEC §4) on store.c, in messages.c and
+ * edits.c (what becomes of a message after it was sent): messages in a
  * per-conversation sequence, per-recipient status that never goes back,
  * conversation membership, idempotency keys, user profiles and last seen,
  * plugins' annotations. Records are built and read in C so that
