@@ -8,12 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Reports an allocation of `n` bytes that failed, and aborts. */
 static inline void *alloc_fail(size_t n)
 {
 	fprintf(stderr, "parley: out of memory allocating %zu bytes\n", n);
 	abort();
 }
 
+/* malloc, calloc, realloc, strndup and strdup that never return NULL (a
+ * size of 0 takes one byte): what they return is the caller's to free(). */
 static inline void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);

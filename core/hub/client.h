@@ -91,6 +91,7 @@ struct emit {
 	struct nsp *nsp;
 };
 
+/* Makes the maps of sockets and namespaces. */
 void client_init(void);
 /* Frees the namespaces; every socket must be gone. */
 void client_fini(void);

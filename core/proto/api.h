@@ -24,6 +24,7 @@ struct api_hooks {
  * outlive them). */
 void api_set_hooks(const struct api_hooks *h);
 
+/* Makes the map of parked requests. */
 void api_init(void);
 /* Frees the requests still parked (their connections are gone). */
 void api_fini(void);

@@ -12,6 +12,8 @@
 
 struct ws;
 
+/* Makes the map of sessions; engine_fini frees it, once every connection
+ * is closed. */
 void engine_init(void);
 void engine_fini(void);
 

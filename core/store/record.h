@@ -17,6 +17,7 @@ struct record_buf {
 	size_t len, cap;
 };
 
+/* Appends the `n` bytes at `s` (copied), or the C string `s`. */
 void record_buf_put(struct record_buf *b, const void *s, size_t n);
 void record_buf_str(struct record_buf *b, const char *s);
 /* Appends `s` as a JSON string token. */
