@@ -19,7 +19,7 @@ static const char *const own[] = {
 };
 
 /* What a disk does to a write, in the words an operator reads in a log and
- * a script in a store error (the only file parley writes is the store's). */
+ * a script in a store error (the files parley writes are the store's). */
 static const char *disk_text(int e)
 {
 	switch (e) {

@@ -32,8 +32,8 @@
 
 /* parley's own codes. */
 enum parley_error {
-	/* Refused by a check (a connect hook, an upgrade's route, a peer over
-	 * its limit): the status or message that comes with it says why. */
+	/* Refused by a check (a connect hook, an upgrade's route): the status
+	 * or message that comes with it says why. */
 	PARLEY_EREFUSED = -32000,
 	/* A script, or the runtime, failed (logged with its file and line). */
 	PARLEY_ESCRIPT = -32001,

@@ -47,12 +47,13 @@ int store_claim(const char *dir);
  * a map of `map_size` bytes; `loop` (which must outlive the store) runs the
  * completions of committed batches. Returns 0, or a negative code
  * (logged): LMDB's (MDB_INVALID: a file that is not an LMDB database,
- * MDB_MAP_FULL..., or an errno of its own), -EINVAL without store_claim,
- * or pthread_create's errno for the writer. Nothing is left open then. */
+ * MDB_MAP_FULL..., or an errno of its own, negated), -EINVAL without
+ * store_claim, or the errno pthread_create gave for the writer, negated.
+ * Nothing is left open then. */
 int store_open(const char *dir, size_t map_size, struct ev_loop *loop);
 /* Waits for the writer to commit what is queued (their completions run
- * here), then closes, and lets the directory go. A no-op when the store
- * never opened. */
+ * here), then closes, and lets the directory go. Safe when the store never
+ * opened (a claimed directory is let go), and twice. */
 void store_close(void);
 
 /* ---- writing ---- */
