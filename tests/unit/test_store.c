@@ -3,8 +3,9 @@
  * runs for the completions. No server, no Lua. The directory claim, point
  * reads of pending writes (the overlay) before their commit, scans and
  * store_last of committed data only, group commit, completion order, the
- * failure barrier after a full map (MDB_MAP_FULL), and a close that waits
- * for queued writes.
+ * failure barrier after a full map (MDB_MAP_FULL), a commit the file size
+ * limit cuts short (-EFBIG, negative as every code the store gives), and a
+ * close that waits for queued writes.
  *
  * To keep a write in flight for as long as a check needs, a child process
  * (forked first, before any thread) takes the environment's write lock on
@@ -16,6 +17,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -637,6 +639,54 @@ static void test_errors(void)
 	CHECK(strncmp(parley_strerror(-EACCES), "EACCES: ", 8) == 0);
 }
 
+/* A commit the file size limit cuts short (LMDB says EIO for the short
+ * write, or EFBIG): its done(err) gets -EFBIG, a negative code as every
+ * error of the store (it came positive, while a read's came negated), and
+ * store_full says what is full is the disk. */
+static void test_file_limit(void)
+{
+	const char *dir = dir_in_root("fsize");
+	struct rec r0 = { 0 }, r1 = { 0 };
+	uint64_t disk = store_full_disk;
+	struct rlimit old, lim;
+	struct stat st;
+	char path[512], k[16];
+	static char big[1 << 20];
+
+	if (!CHECK_INT(store_claim(dir), 0) || !CHECK_INT(store_open(dir, 64 << 20, loop), 0))
+		return;
+	struct store_batch *b = store_batch_new();
+	put_str(b, STORE_KV, "small", "x");
+	submit(b, &r0);
+	run_completions();
+	CHECK_INT(r0.err, 0);
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	if (!CHECK_INT(stat(path, &st), 0) || !CHECK_INT(getrlimit(RLIMIT_FSIZE, &old), 0)) {
+		store_close();
+		return;
+	}
+	/* The soft limit a page above the file: 4 MB more cannot fit. The
+	 * writer blocks every signal, and SIGXFSZ is ignored here as well: the
+	 * write fails instead of ending the process. */
+	signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = (rlim_t)st.st_size + 4096;
+	CHECK_INT(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	memset(big, 'b', sizeof(big));
+	b = store_batch_new();
+	for (int i = 0; i < 4; i++) {
+		snprintf(k, sizeof(k), "big%d", i);
+		store_put(b, STORE_KV, k, strlen(k), big, sizeof(big));
+	}
+	submit(b, &r1);
+	run_completions();
+	setrlimit(RLIMIT_FSIZE, &old);
+	CHECK_INT(r1.err, -EFBIG);
+	CHECK_INT(store_full(r1.err), STORE_FULL_DISK);
+	CHECK_UINT(store_full_disk - disk, 1);
+	store_close();
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -666,6 +716,7 @@ int main(void)
 		test_close_commits(dir);
 	}
 	test_map_full_barrier();
+	test_file_limit();
 
 	holder_stop();
 	ev_loop_destroy(loop);
