@@ -92,6 +92,8 @@ static const struct setting setting_table[] = {
 	  0, 1000000, "", "sockets one user may have in a namespace, 0: no limit" },
 	{ "max_rooms", "PARLEY_MAX_ROOMS", SETTING_INT, FIELD(max_rooms), "1000", 1, 1000000, "",
 	  "rooms one socket may be in" },
+	{ "max_args", "PARLEY_MAX_ARGS", SETTING_INT, FIELD(max_args), "64", 1, 4096, "",
+	  "arguments one event or ack from a client may have, 1..4096" },
 	{ "max_conns_per_ip", "PARLEY_MAX_CONNS_PER_IP", SETTING_INT, FIELD(max_conns_per_ip), "0",
 	  0, 1000000, "", "TCP connections from one address, 0: no limit (behind a proxy)" },
 	{ "connect_timeout", "PARLEY_CONNECT_TIMEOUT", SETTING_INT, FIELD(connect_timeout_ms), "10000",

@@ -31,6 +31,7 @@ struct config {
 	int binary_timeout_ms;   /* PARLEY_BINARY_TIMEOUT, 10000: wait for the next attachment */
 	int max_user_sockets;    /* PARLEY_MAX_USER_SOCKETS, 100 per user and namespace */
 	int max_rooms;           /* PARLEY_MAX_ROOMS, 1000 per socket */
+	int max_args;            /* PARLEY_MAX_ARGS, 64 arguments of one event or ack */
 	int max_conns_per_ip;    /* PARLEY_MAX_CONNS_PER_IP, 0 = unlimited */
 	int connect_timeout_ms;  /* PARLEY_CONNECT_TIMEOUT, 10000 */
 	int shutdown_timeout_ms; /* PARLEY_SHUTDOWN_TIMEOUT, 3000: the drain's bound */

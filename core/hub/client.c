@@ -222,32 +222,39 @@ void client_free_all(struct conn *c, const char *reason)
 
 /* The emit as a Socket.IO EVENT (BINARY_EVENT with attachments) of the
  * namespace `n`, asking for the ack `id` (negative: none). */
-static struct frame *encode_sio(struct emit *e, struct nsp *n, int64_t id)
+static struct frame *encode_sio(const struct emit *e, struct nsp *n, int64_t id)
 {
-	size_t dlen = e->data ? e->data_len : 0;
+	size_t alen = e->args ? e->args_len : 0;
 	struct frame *f;
 	char *p;
 
 	metrics_encoding();
-	f = frame_new(NULL, 1 + SIO_EVENT_MAX(n->name_len, e->name_len, dlen), 0);
+	f = frame_new(NULL, 1 + SIO_EVENT_MAX(n->name_len, e->name_len, alen), 0);
 	p = (char *)frame_data(f);
 	p[0] = '4';
 	f->len = (uint32_t)(1 + sio_event_write(p + 1, n->name, n->name_len, id, e->natt, e->name,
-						 e->name_len, e->data, dlen));
+						 e->name_len, e->args, alen));
 	return f;
 }
 
-/* The emit as a plain envelope, asking for the ack `id` (negative: none). */
-static struct frame *encode_plain(struct emit *e, int64_t id)
+/* The arguments plain sockets get: their own when they differ. */
+static const char *plain_args(const struct emit *e, size_t *len)
 {
-	const char *data = e->plain_data ? e->plain_data : e->data;
-	size_t dlen = e->plain_data ? e->plain_len : e->data_len;
+	*len = e->plain_args ? e->plain_len : e->args ? e->args_len : 0;
+	return e->plain_args ? e->plain_args : e->args;
+}
+
+/* The emit as a plain envelope, asking for the ack `id` (negative: none). */
+static struct frame *encode_plain(const struct emit *e, int64_t id)
+{
+	size_t alen;
+	const char *args = plain_args(e, &alen);
 	struct frame *f;
 
 	metrics_encoding();
-	f = frame_new(NULL, ENVELOPE_EVENT_MAX(e->name_len, dlen), 0);
-	f->len = (uint32_t)envelope_event_write((char *)frame_data(f), e->name, e->name_len, data,
-						dlen, id);
+	f = frame_new(NULL, ENVELOPE_EVENT_MAX(e->name_len, alen), 0);
+	f->len = (uint32_t)envelope_event_write((char *)frame_data(f), e->name, e->name_len, args,
+						alen, e->nargs, id);
 	return f;
 }
 
@@ -296,30 +303,29 @@ void emit_fini(struct emit *e)
 	e->sio[0] = e->plain = NULL;
 }
 
-void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
-		struct frame **att, unsigned natt)
+void client_ack(struct client *cl, int64_t id, const struct emit *e)
 {
 	struct conn *c = cl->conn;
+	size_t alen = e->args ? e->args_len : 0;
 	struct frame *f;
 	char *p;
 
-	if (!data)
-		len = 0; /* no value: an empty argument list, or "data": null */
 	if (cl->format == CLIENT_PLAIN) {
-		f = frame_new(NULL, ENVELOPE_REPLY_MAX(len), 0);
-		f->len = (uint32_t)envelope_reply_write((char *)frame_data(f), (uint64_t)id, data,
-							len);
+		const char *args = plain_args(e, &alen);
+		f = frame_new(NULL, ENVELOPE_REPLY_MAX(alen), 0);
+		f->len = (uint32_t)envelope_reply_write((char *)frame_data(f), (uint64_t)id, args,
+							alen, e->nargs);
 		conn_send(c, f);
 		return;
 	}
-	f = frame_new(NULL, 1 + SIO_ACK_MAX(cl->nsp->name_len, len), 0);
+	f = frame_new(NULL, 1 + SIO_ACK_MAX(cl->nsp->name_len, alen), 0);
 	p = (char *)frame_data(f);
 	p[0] = '4';
 	f->len = (uint32_t)(1 + sio_ack_write(p + 1, cl->nsp->name, cl->nsp->name_len,
-					       (uint64_t)id, natt, data, len));
+					       (uint64_t)id, e->natt, e->args, alen));
 	conn_send(c, f);
-	for (unsigned i = 0; i < natt; i++)
-		conn_send(c, frame_ref(att[i]));
+	for (unsigned i = 0; i < e->natt; i++)
+		conn_send(c, frame_ref(e->att[i]));
 }
 
 static void on_ack_timeout(struct ev_loop *loop, ev_timer *t, int revents)
@@ -388,13 +394,14 @@ void client_error(struct client *cl, int status, const char *message, int64_t ac
 	esc[elen] = '\0';
 	n = snprintf(body, json_escaped_max(mlen) + 96,
 		     "{\"status\":\"error\",\"message\":%s,\"statusCode\":%d}", esc, status);
-	struct emit e = { .name = "error", .name_len = 5, .data = body, .data_len = (size_t)n };
+	struct emit e = { .name = "error", .name_len = 5, .args = body, .args_len = (size_t)n,
+			  .nargs = 1 };
 	metrics_error(status);
 	client_emit(cl, &e);
 	metrics_event_out("error", 5, 1);
 	emit_fini(&e);
 	if (ack_id >= 0)
-		client_ack(cl, ack_id, body, (size_t)n, NULL, 0);
+		client_ack(cl, ack_id, &e);
 	free(esc);
 	free(body);
 }

@@ -57,7 +57,9 @@ void client_set_hooks(const struct client_hooks *h);
 /* What a socket's frames look like on the wire, chosen by its protocol. */
 enum client_format {
 	CLIENT_SIO,   /* Socket.IO packets (in Engine.IO messages) */
-	CLIENT_PLAIN, /* {"event": NAME, "data": ..., "ack": N}; the socket is its connection */
+	/* {"event": NAME, "data": ..., "ack": N} ("args": [...] for several);
+	 * the socket is its connection */
+	CLIENT_PLAIN,
 };
 
 struct client {
@@ -74,15 +76,20 @@ struct client {
 	enum client_format format;
 };
 
-/* A payload to send: one event with at most one argument, encoded once per
- * wire format and shared by every recipient. */
+/* A payload to send: one event and its arguments (or an ack's arguments:
+ * client_ack), encoded once per wire format and shared by every recipient. */
 struct emit {
 	const char *name;
 	size_t name_len;
-	const char *data; /* JSON of the argument, or NULL for none */
-	size_t data_len;
-	char *data_owned; /* `data` when it was encoded for this emit: freed with it */
-	const char *plain_data; /* JSON for plain sockets when it differs */
+	/* JSON of the arguments, comma-separated without brackets ("1,\"a\""),
+	 * or NULL for none */
+	const char *args;
+	size_t args_len;
+	unsigned nargs;   /* the values in `args` */
+	char *args_owned; /* `args` when it was encoded for this emit: freed with it */
+	/* The same arguments for plain sockets when they differ (binaries as
+	 * base64 rather than placeholders), or NULL */
+	const char *plain_args;
 	size_t plain_len;
 	struct frame **att; /* binary attachments for Socket.IO */
 	unsigned natt;
@@ -134,13 +141,13 @@ void client_emit(struct client *cl, struct emit *e);
 /* Sends `e` to every socket of `t`'s rooms in `n` but the excepted ones.
  * Returns how many sockets it reached. */
 size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e);
-/* Releases the frames an emit encoded; the rest of `e` (its data,
- * data_owned included) is the caller's to free. */
+/* Releases the frames an emit encoded; the rest of `e` (its arguments,
+ * args_owned included) is the caller's to free. */
 void emit_fini(struct emit *e);
-/* Answers the client's ack `id` with `data` (JSON, one value, copied) and
- * the attachments `att` (the caller keeps its references). */
-void client_ack(struct client *cl, int64_t id, const char *data, size_t len,
-		struct frame **att, unsigned natt);
+/* Answers the client's ack `id` with the arguments of `e` (and their
+ * attachments; the caller keeps its references and `e`, whose name is
+ * unused). */
+void client_ack(struct client *cl, int64_t id, const struct emit *e);
 /* Removes a pending server-to-client ack: 0, or -ENOENT when it was not
  * pending. */
 int client_take_ack(struct client *cl, uint64_t id);

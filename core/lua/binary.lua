@@ -76,27 +76,48 @@ local function strip_binary(v, att, depth)
 	return out
 end
 
--- Encodes one payload: JSON (any value but a string is handed to the core
--- as it is, which encodes it), and for binary data the attachments and the
--- JSON plain WebSocket clients get instead.
-local function encode(data)
-	if data == nil or json.is_raw(data) then
-		-- Raw JSON (a stored message the core built) goes to the core as
-		-- it is: no Lua string copy of it is made.
-		return data
+-- Encodes the arguments of an emit, a request or an ack for the core
+-- (core/lua/host_sockets.c): returns the attachments (nil: none), the JSON
+-- array plain WebSocket clients get instead (nil: the same arguments as
+-- Socket.IO clients), then the arguments for the core to encode (a raw
+-- value, a stored message say, passes as it is: no Lua string copy of it is
+-- made). Without a binary the arguments come back untouched; with one in
+-- any of them, each comes back as a copy with a placeholder for each
+-- binary, numbered across all of them, and the plain array has the
+-- binaries as base64. A nil after the last argument that is not nil is
+-- none (the core drops those too); one before it is null.
+local function encode_args(...)
+	local n = select("#", ...)
+	if n == 0 then
+		return nil, nil
 	end
-	if type(data) == "table" and has_binary(data, 0) then
-		local att = {}
-		local sio = json.encode(strip_binary(data, att, 0))
-		local plain = json.encode(strip_binary(data, nil, 0))
-		return sio, att, plain
+	if n == 1 then
+		local v = ...
+		if not has_binary(v, 0) then
+			return nil, nil, v
+		end
 	end
-	if type(data) ~= "string" then
-		-- The core encodes it as it sends it (jsonlua_payload): no Lua
-		-- string of the text is made. (A string returned is JSON text.)
-		return data
+	local args = { ... }
+	local found = false
+	for i = 1, n do
+		if has_binary(args[i], 0) then
+			found = true
+			break
+		end
 	end
-	return json.encode(data)
+	if not found then
+		return nil, nil, ...
+	end
+	while n > 0 and args[n] == nil do
+		n = n - 1
+	end
+	local att, plain = {}, json.array()
+	for i = 1, n do
+		local v = args[i]
+		plain[i] = v == nil and json.null or strip_binary(v, nil, 0)
+		args[i] = strip_binary(v, att, 0)
+	end
+	return att, json.encode(plain), unpack(args, 1, n)
 end
 
 -- For a binary packet (att: its attachments' bytes, in order), resolves the
@@ -128,7 +149,7 @@ return {
 	binary = binary,
 	is_binary = is_binary,
 	has_binary = has_binary,
-	encode = encode,
+	encode_args = encode_args,
 	decode_args = decode_args,
 	resolve_args = resolve_args,
 }

@@ -69,27 +69,40 @@ static void free_attachments(struct frame **att, unsigned n)
 	free(att);
 }
 
-/* Fills an emit from (event, json, att, plain) at `idx`..idx+3; a json that
- * is not text is encoded here (jsonlua_payload). It raises for a bad
- * argument or a value with no JSON form, so it comes after everything else
- * that may raise; and nothing that raises may come after it (the frames
- * it makes would be lost). */
+/* Fills an emit's arguments from (att, plain, ...) at `idx`..the top, as
+ * core/lua/binary.lua's encode_args gives them: the attachments (nil:
+ * none), the JSON array plain sockets get instead (nil: the same), then
+ * the arguments, encoded here (jsonlua_args). It raises for a bad argument
+ * or a value with no JSON form, so it comes after everything else that may
+ * raise; and nothing that raises may come after it (the frames it makes
+ * would be lost). */
+static void read_args(lua_State *S, int idx, struct emit *e)
+{
+	e->plain_args = luaL_optlstring(S, idx + 1, NULL, &e->plain_len);
+	if (e->plain_args && e->plain_len >= 2) {
+		/* The list without its brackets, as the arguments are. */
+		e->plain_args++;
+		e->plain_len -= 2;
+	}
+	check_attachments(S, idx);
+	/* Scratch memory (scratch.h): safe from a raise. */
+	e->args = jsonlua_args(S, idx + 2, &e->args_len, &e->nargs, &e->args_owned);
+	e->natt = read_attachments(S, idx, &e->att);
+}
+
+/* Fills an emit from (event, att, plain, ...) at `idx`, as read_args. */
 static void read_emit(lua_State *S, int idx, struct emit *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->name = luaL_checklstring(S, idx, &e->name_len);
-	e->plain_data = luaL_optlstring(S, idx + 3, NULL, &e->plain_len);
-	check_attachments(S, idx + 2);
-	/* Scratch memory (scratch.h): safe from a raise. */
-	e->data = jsonlua_payload(S, idx + 1, &e->data_len, &e->data_owned);
-	e->natt = read_attachments(S, idx + 2, &e->att);
+	read_args(S, idx + 1, e);
 }
 
 static void release_emit(struct emit *e)
 {
 	emit_fini(e);
 	free_attachments(e->att, e->natt);
-	scratch_free(e->data_owned);
+	scratch_free(e->args_owned);
 }
 
 static int l_namespace(lua_State *S)
@@ -102,7 +115,7 @@ static int l_namespace(lua_State *S)
 	return 0;
 }
 
-/* emit(sid, event, json, att, plain) -> true | false */
+/* emit(sid, event, att, plain, ...) -> true | false */
 static int l_emit(lua_State *S)
 {
 	struct client *cl = check_client(S, 1);
@@ -194,9 +207,9 @@ static size_t broadcast_all(struct nsp *n, const struct room_target *t, struct e
 	return count;
 }
 
-/* broadcast(nsp, rooms|nil, except_sids|sid|nil, except_rooms|nil, event, json,
- *           att, plain) -> count (json: the text, a raw value or a table, as
- *           for emit, request and ack) */
+/* broadcast(nsp, rooms|nil, except_sids|sid|nil, except_rooms|nil, event,
+ *           att, plain, ...) -> count (the arguments as for emit, request
+ *           and ack: read_args) */
 static int l_broadcast(lua_State *S)
 {
 	size_t nlen;
@@ -243,38 +256,31 @@ static int l_broadcast(lua_State *S)
 	return 1;
 }
 
-/* ack(sid, id, json|table|nil, att) */
+/* ack(sid, id, att, plain, ...) */
 static int l_ack(lua_State *S)
 {
 	struct client *cl = check_client(S, 1);
 	int64_t id = (int64_t)luaL_checknumber(S, 2);
-	size_t len = 0;
-	char *owned;
-	const char *json;
-	struct frame **att;
-	unsigned natt;
+	struct emit e;
 
-	check_attachments(S, 4);
-	json = jsonlua_payload(S, 3, &len, &owned);
-	if (!cl) {
-		scratch_free(owned);
-		return 0;
-	}
-	natt = read_attachments(S, 4, &att);
-	client_ack(cl, id, json, len, att, natt);
-	free_attachments(att, natt);
-	scratch_free(owned);
+	memset(&e, 0, sizeof(e));
+	read_args(S, 3, &e);
+	if (cl)
+		client_ack(cl, id, &e);
+	release_emit(&e);
 	return 0;
 }
 
-/* request(sid, event, json, att, plain, timeout_ms) -> id | nil */
+/* request(sid, event, timeout_ms, att, plain, ...) -> id | nil */
 static int l_request(lua_State *S)
 {
 	struct client *cl = check_client(S, 1);
-	int timeout = (int)luaL_optinteger(S, 6, 5000);
+	int timeout = (int)luaL_optinteger(S, 3, 5000);
 	struct emit e;
 
-	read_emit(S, 2, &e);
+	memset(&e, 0, sizeof(e));
+	e.name = luaL_checklstring(S, 2, &e.name_len);
+	read_args(S, 4, &e);
 	if (!cl) {
 		release_emit(&e);
 		lua_pushnil(S);

@@ -527,38 +527,36 @@ void jsonlua_push_raw(lua_State *L, const char *json, size_t len)
 	lua_setmetatable(L, -2);
 }
 
-/* A string's or a raw value's bytes, or NULL for nil or none; raises for
- * any other type. */
-static const char *opt_text(lua_State *L, int idx, size_t *len)
+const char *jsonlua_args(lua_State *L, int idx, size_t *len, unsigned *nargs, char **owned)
 {
-	if (lua_type(L, idx) == LUA_TUSERDATA && has_metatable(L, idx, &raw_mt_key)) {
+	struct out o = { 0 };
+	int last = lua_gettop(L);
+
+	*owned = NULL;
+	*len = 0;
+	while (last >= idx && lua_isnil(L, last))
+		last--;
+	*nargs = last >= idx ? (unsigned)(last - idx + 1) : 0;
+	if (!*nargs)
+		return NULL;
+	if (*nargs == 1 && lua_type(L, idx) == LUA_TUSERDATA && has_metatable(L, idx, &raw_mt_key)) {
+		/* A raw value alone (a stored message the core built) goes as it
+		 * is: no copy of it is made. */
 		*len = lua_objlen(L, idx);
 		return lua_touserdata(L, idx);
 	}
-	return luaL_optlstring(L, idx, NULL, len);
-}
-
-const char *jsonlua_payload(lua_State *L, int idx, size_t *len, char **owned)
-{
-	const char *err = NULL;
-
-	*owned = NULL;
-	switch (lua_type(L, idx)) {
-	case LUA_TNONE:
-	case LUA_TNIL:
-	case LUA_TSTRING:
-		return opt_text(L, idx, len);
-	case LUA_TUSERDATA:
-		if (has_metatable(L, idx, &raw_mt_key))
-			return opt_text(L, idx, len);
-		break;
-	default:
-		break;
+	for (int i = idx; i <= last && !o.err; i++) {
+		if (i > idx)
+			out_put(&o, ",", 1);
+		encode_value(L, i, &o, 0);
 	}
-	*owned = jsonlua_encode(L, idx, len, &err);
-	if (!*owned)
-		luaL_error(L, "json.encode: %s", err);
-	return *owned;
+	if (o.err) {
+		scratch_free(o.p);
+		luaL_error(L, "json.encode: %s", o.err);
+	}
+	*len = o.len;
+	*owned = o.p;
+	return o.p;
 }
 
 /* encode(value) -> text; raises on a value with no JSON form. */

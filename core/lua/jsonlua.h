@@ -32,13 +32,17 @@ void jsonlua_push_validated(lua_State *L, const char *json, size_t len);
  * it is one valid JSON value): JSON the core built, passed through. */
 void jsonlua_push_raw(lua_State *L, const char *json, size_t len);
 
-/* The JSON of an outgoing payload at `idx`, with its length in `*len`: a
- * string's bytes (JSON text) or a raw value's, with no copy (valid while the
- * value is on the stack); NULL (and 0) for nil or none; any other value is
- * encoded here, so that no Lua string of its text is made (core/lua/binary.lua's
- * encode hands them over as they are), and `*owned` is then the text
- * (scratch memory, for the caller to free with scratch_free), else NULL.
- * Raises as json.encode does for a value with no JSON form. */
-const char *jsonlua_payload(lua_State *L, int idx, size_t *len, char **owned);
+/* The JSON of the outgoing arguments (of an emit, a request or an ack) at
+ * `idx` up to the top of the stack, comma-separated without brackets as
+ * sio_event_write takes them, with their count in `*nargs` and the length
+ * in `*len`. Nils after the last value that is not nil are none (a Lua
+ * call cannot tell them from absent ones); a nil before it is null. Each
+ * value is encoded here, a string as a JSON string, so that no Lua string of
+ * the text is made; the text is then scratch memory (scratch.h) in `*owned`,
+ * for the caller to free with scratch_free. One raw value alone is given as
+ * it is, with no copy (valid while it is on the stack), and `*owned` is
+ * NULL; so is the text for no arguments (NULL, 0). Raises as json.encode
+ * does for a value with no JSON form. */
+const char *jsonlua_args(lua_State *L, int idx, size_t *len, unsigned *nargs, char **owned);
 
 #endif

@@ -321,6 +321,8 @@ int script_init(void (*on_change)(void))
 	lua_setfield(L, -2, "max_payload");
 	lua_pushinteger(L, settings.max_user_sockets);
 	lua_setfield(L, -2, "max_user_sockets");
+	lua_pushinteger(L, settings.max_args);
+	lua_setfield(L, -2, "max_args");
 	lua_setfield(L, -2, "settings");
 	/* The parts, in order, on one context table; the last leaves there what
 	 * the core calls (R). */

@@ -1,6 +1,7 @@
 /* plain.c - the plain WebSocket endpoint: JSON text frames
- * {"event": NAME, "data": ..., "ack": N} both ways, one socket per
- * connection, authenticated by the same connect hooks as Socket.IO. */
+ * {"event": NAME, "data": ..., "ack": N} both ways ("args": [...] in place
+ * of "data" for several arguments), one socket per connection,
+ * authenticated by the same connect hooks as Socket.IO. */
 #include <errno.h>
 #include <string.h>
 
@@ -32,21 +33,28 @@ static const struct conn_ops plain_ops = {
 	.metrics = METRICS_PLAIN,
 };
 
-/* The envelope's "data" as a one-element argument array ("[]" without it),
- * the shape Socket.IO events and acks have. The caller frees it. */
-static char *data_as_args(const struct envelope *e, size_t *len)
+/* The envelope's arguments as an array, the shape Socket.IO events and
+ * acks have: "args" as it is (no copy: *owned NULL), "data" as a
+ * one-element array, "[]" without either. The caller frees *owned. */
+static const char *args_of(const struct envelope *e, size_t *len, char **owned)
 {
 	char *args;
 
+	*owned = NULL;
+	if (e->args.p) {
+		*len = e->args.len;
+		return e->args.p;
+	}
 	if (!e->data.p) {
 		*len = 2;
-		return xstrdup("[]");
+		return "[]";
 	}
 	args = xmalloc(e->data.len + 2);
 	args[0] = '[';
 	memcpy(args + 1, e->data.p, e->data.len);
 	args[e->data.len + 1] = ']';
 	*len = e->data.len + 2;
+	*owned = args;
 	return args;
 }
 
@@ -85,7 +93,8 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 	struct client *cl = c->clients;
 	struct envelope e;
 	size_t alen;
-	char *args;
+	const char *args;
+	char *owned;
 
 	(void)w;
 	if (binary) {
@@ -109,6 +118,12 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 		metrics_protocol_error("plain_bad_event");
 		client_error(cl, 400, "event must be a non-empty string", e.ack);
 		return;
+	case -EINVAL:
+		metrics_protocol_error("plain_bad_args");
+		/* A reply's ack id is the server's own: nothing to answer. */
+		client_error(cl, 400, "args must be an array, and comes without data",
+			     e.kind == ENVELOPE_REPLY ? -1 : e.ack);
+		return;
 	default:
 		break;
 	}
@@ -116,12 +131,12 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 		client_error(cl, 503, "the server is shutting down", e.ack);
 		return;
 	}
-	args = data_as_args(&e, &alen);
+	args = args_of(&e, &alen, &owned);
 	if (e.kind == ENVELOPE_REPLY)
 		client_answer(cl, (uint64_t)e.ack, args, alen, NULL, 0);
 	else
 		client_event(cl, e.name, e.name_len, args, alen, NULL, 0, e.ack);
-	free(args);
+	free(owned);
 }
 
 static void on_closed(struct conn *c, const char *reason)

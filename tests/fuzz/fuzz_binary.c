@@ -18,9 +18,9 @@
  * with `_placeholder: true` in a packet with attachments is a placeholder:
  * its `num` an integer in [0, count) - then it becomes that attachment,
  * wherever it is nested - or the arguments are refused with a 400. The
- * resolved arguments encode back (core/lua/binary.lua's encode, as for an ack
- * or a broadcast) to JSON and attachments that resolve to the same values,
- * and to plain JSON with each binary as base64. */
+ * resolved arguments, each of them, encode back (core/lua/binary.lua's
+ * encode_args, as for an ack or a broadcast) to JSON and attachments that
+ * resolve to the same values, and to plain JSON with each binary as base64. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -110,18 +110,27 @@ static const char check_lua[] =
 	"  error('arguments refused: ' .. tostring(err and err.message) .. ': ' .. args_json)\n"
 	"end\n"
 	"if not eq(args, want) then error('placeholders resolved wrongly: ' .. args_json) end\n"
-	/* Out again, as an ack's result or an emit's data goes. */
-	"local text, att_out, plain_text = B.encode(args)\n"
+	/* Out again, each argument, as an ack's values or an emit's go: through
+	 * encode_args, then joined as the core does (jsonlua_args). */
+	"local function pack(...) return select('#', ...), { ... } end\n"
+	"local n, out = pack(B.encode_args(unpack(args, 1, #args)))\n"
+	"local att_out, plain_text = out[1], out[2]\n"
+	"while n > 2 and out[n] == nil do n = n - 1 end\n"
+	"local parts = {}\n"
+	"for i = 3, n do\n"
+	"  parts[#parts + 1] = json.encode(out[i] == nil and json.null or out[i])\n"
+	"end\n"
+	"local text = '[' .. table.concat(parts, ',') .. ']'\n"
 	"local back\n"
 	"if att_out then\n"
 	"  back = B.decode_args(text, att_out)\n"
 	"  local p = json.decode(plain_text)\n"
 	"  if not eq(p, plain(args)) then error('plain encoding differs: ' .. plain_text) end\n"
 	"else\n"
-	"  if type(text) ~= 'string' then text = json.encode(text) end\n"
+	"  if plain_text ~= nil then error('a plain encoding without attachments') end\n"
 	"  back = json.decode(text)\n"
 	"end\n"
-	"if not eq(back, args) then error('encoding does not read back: ' .. tostring(text)) end\n";
+"if not eq(back, args) then error('encoding does not read back: ' .. tostring(text)) end\n";
 
 static lua_State *L;
 static int binary_ref, json_ref, crypto_ref, check_ref;

@@ -1,7 +1,8 @@
 /* test_envelope.c - the plain WebSocket frame: events with and without an
  * ack id, replies, every way a frame is refused (and the ack id a refused
- * event still gives), the name's bound and escapes; the writers byte for
- * byte, and what they write read back by the parser. Inputs sit in
+ * event still gives), the name's bound and escapes; several arguments as
+ * "args"; the writers byte for byte, and what they write read back by the
+ * parser. Inputs sit in
  * exact-size buffers so ASan sees any read past them. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -67,6 +68,37 @@ static void test_parse_events(void)
 		  0);
 	CHECK_MEM(e.name, e.name_len, "a", 1);
 	CHECK_MEM(e.data.p, e.data.len, "null", 4);
+	CHECK(e.args.p == NULL && e.args.len == 0);
+}
+
+/* Several arguments: "args", an array, in place of "data". */
+static void test_parse_args(void)
+{
+	struct envelope e;
+
+	CHECK_INT(PARSE("{\"event\":\"x\",\"args\":[1,\"2\",{\"3\":[true]}],\"ack\":4}", &e), 0);
+	CHECK_INT(e.kind, ENVELOPE_EVENT);
+	CHECK_INT(e.ack, 4);
+	CHECK_MEM(e.args.p, e.args.len, "[1,\"2\",{\"3\":[true]}]", 20);
+	CHECK(e.data.p == NULL);
+	CHECK_INT(PARSE("{\"args\":[],\"event\":\"x\"}", &e), 0);
+	CHECK_MEM(e.args.p, e.args.len, "[]", 2);
+	CHECK_INT(PARSE("{\"ack\":2,\"args\":[null,5]}", &e), 0);
+	CHECK_INT(e.kind, ENVELOPE_REPLY);
+	CHECK_MEM(e.args.p, e.args.len, "[null,5]", 8);
+
+	/* Not an array, or with "data" too: refused, the ack id kept. */
+	CHECK_INT(PARSE("{\"event\":\"x\",\"args\":{\"0\":1},\"ack\":9}", &e), -EINVAL);
+	CHECK_INT(e.ack, 9);
+	CHECK_INT(PARSE("{\"event\":\"x\",\"args\":\"[1]\"}", &e), -EINVAL);
+	CHECK_INT(e.ack, -1);
+	CHECK_INT(PARSE("{\"event\":\"x\",\"args\":null}", &e), -EINVAL);
+	CHECK_INT(PARSE("{\"event\":\"x\",\"data\":1,\"args\":[2]}", &e), -EINVAL);
+	CHECK_INT(PARSE("{\"ack\":3,\"args\":5}", &e), -EINVAL);
+	CHECK_INT(e.kind, ENVELOPE_REPLY);
+	CHECK_INT(e.ack, 3);
+	/* A bad name is told before bad arguments. */
+	CHECK_INT(PARSE("{\"event\":7,\"args\":5}", &e), PARLEY_EBADNAME);
 }
 
 static void test_parse_replies(void)
@@ -169,11 +201,11 @@ static void test_name_bound(void)
 /* Writes with envelope_event_write into a buffer of exactly the room it
  * asks for (ASan sees a byte past it) and checks the bytes. */
 static void expect_event(const char *name, size_t nlen, const char *data, size_t dlen,
-			 int64_t ack, const char *want, int line)
+			 unsigned nargs, int64_t ack, const char *want, int line)
 {
 	size_t room = ENVELOPE_EVENT_MAX(nlen, dlen);
 	char *out = malloc(room);
-	size_t n = envelope_event_write(out, name, nlen, data, dlen, ack);
+	size_t n = envelope_event_write(out, name, nlen, data, dlen, nargs, ack);
 
 	check_mem(out, n, want, strlen(want), __FILE__, line, "envelope_event_write");
 	check_true(n <= room, __FILE__, line, "n <= ENVELOPE_EVENT_MAX");
@@ -181,7 +213,9 @@ static void expect_event(const char *name, size_t nlen, const char *data, size_t
 }
 
 #define EVENT(name, data, dlen, ack, want) \
-	expect_event(name, sizeof(name) - 1, data, dlen, ack, want, __LINE__)
+	expect_event(name, sizeof(name) - 1, data, dlen, 1, ack, want, __LINE__)
+#define EVENT_ARGS(name, args, nargs, ack, want) \
+	expect_event(name, sizeof(name) - 1, args, sizeof(args) - 1, nargs, ack, want, __LINE__)
 
 static void test_write(void)
 {
@@ -200,24 +234,34 @@ static void test_write(void)
 	/* The name escaped. */
 	EVENT("a\"b\\\n\x01\xc3\xa9", "true", 4, -1,
 	      "{\"event\":\"a\\\"b\\\\\\n\\u0001\xc3\xa9\",\"data\":true}");
-	/* The worst name and the widest id (19 digits: it is signed) fill the
-	 * room but for one byte. */
+	/* Several arguments: "args" in place of "data". */
+	EVENT_ARGS("x", "1,\"2\",{\"3\":[true]}", 3, -1,
+		   "{\"event\":\"x\",\"args\":[1,\"2\",{\"3\":[true]}]}");
+	EVENT_ARGS("x", "null,{\"_placeholder\":true,\"num\":0}", 2, 6,
+		   "{\"event\":\"x\",\"args\":[null,{\"_placeholder\":true,\"num\":0}],\"ack\":6}");
+	/* None: "data": null, however many were said. */
+	EVENT_ARGS("x", "", 2, -1, "{\"event\":\"x\",\"data\":null}");
+	/* The worst name, several arguments and the widest id (19 digits: it
+	 * is signed) fill the room but for one byte. */
 	char worst[8];
 	memset(worst, 1, sizeof(worst));
 	char *big = malloc(ENVELOPE_EVENT_MAX(sizeof(worst), 4));
-	n = envelope_event_write(big, worst, sizeof(worst), "null", 4, INT64_MAX);
+	n = envelope_event_write(big, worst, sizeof(worst), "1,23", 4, 2, INT64_MAX);
 	CHECK_UINT(n, ENVELOPE_EVENT_MAX(sizeof(worst), 4) - 1);
 	free(big);
 
-	n = envelope_reply_write(out, 7, "true", 4);
+	n = envelope_reply_write(out, 7, "true", 4, 1);
 	CHECK_WROTE(out, n, "{\"ack\":7,\"data\":true}");
-	n = envelope_reply_write(out, 0, NULL, 0);
+	n = envelope_reply_write(out, 0, NULL, 0, 0);
 	CHECK_WROTE(out, n, "{\"ack\":0,\"data\":null}");
-	n = envelope_reply_write(out, 9007199254740992ULL, "\"s\"", 3);
+	n = envelope_reply_write(out, 9007199254740992ULL, "\"s\"", 3, 1);
 	CHECK_WROTE(out, n, "{\"ack\":9007199254740992,\"data\":\"s\"}");
 	CHECK(n <= ENVELOPE_REPLY_MAX(3));
-	char widest[ENVELOPE_REPLY_MAX(0)];
-	CHECK_UINT(envelope_reply_write(widest, UINT64_MAX, NULL, 0), sizeof(widest));
+	n = envelope_reply_write(out, 5, "null,1", 6, 2);
+	CHECK_WROTE(out, n, "{\"ack\":5,\"args\":[null,1]}");
+	CHECK(n <= ENVELOPE_REPLY_MAX(6));
+	char widest[ENVELOPE_REPLY_MAX(4)];
+	CHECK_UINT(envelope_reply_write(widest, UINT64_MAX, "1,23", 4, 2), sizeof(widest));
 }
 
 /* What the writers write, the parser reads back to the same fields. */
@@ -239,7 +283,8 @@ static void test_round_trip(void)
 	for (size_t i = 0; i < sizeof(rt) / sizeof(rt[0]); i++) {
 		size_t nlen = strlen(rt[i].name), dlen = rt[i].data ? strlen(rt[i].data) : 0;
 		char *out = malloc(ENVELOPE_EVENT_MAX(nlen, dlen));
-		size_t n = envelope_event_write(out, rt[i].name, nlen, rt[i].data, dlen, rt[i].ack);
+		size_t n = envelope_event_write(out, rt[i].name, nlen, rt[i].data, dlen, 1,
+						rt[i].ack);
 
 		CHECK_INT(envelope_parse(out, n, DEPTH, &e), 0);
 		CHECK_INT(e.kind, ENVELOPE_EVENT);
@@ -254,7 +299,7 @@ static void test_round_trip(void)
 		if (rt[i].ack < 0)
 			continue;
 		out = malloc(ENVELOPE_REPLY_MAX(dlen));
-		n = envelope_reply_write(out, (uint64_t)rt[i].ack, rt[i].data, dlen);
+		n = envelope_reply_write(out, (uint64_t)rt[i].ack, rt[i].data, dlen, 1);
 		CHECK_INT(envelope_parse(out, n, DEPTH, &e), 0);
 		CHECK_INT(e.kind, ENVELOPE_REPLY);
 		CHECK_INT(e.ack, rt[i].ack);
@@ -262,12 +307,26 @@ static void test_round_trip(void)
 			CHECK_MEM(e.data.p, e.data.len, rt[i].data, dlen);
 		free(out);
 	}
+
+	/* Several arguments come back as the "args" array. */
+	static const char list[] = "1,\"a\",[null]";
+	char *out = malloc(ENVELOPE_EVENT_MAX(1, sizeof(list) - 1));
+	size_t n = envelope_event_write(out, "x", 1, list, sizeof(list) - 1, 3, 2);
+	CHECK_INT(envelope_parse(out, n, DEPTH, &e), 0);
+	CHECK_MEM(e.args.p, e.args.len, "[1,\"a\",[null]]", sizeof(list) + 1);
+	CHECK(e.data.p == NULL);
+	n = envelope_reply_write(out, 2, list, sizeof(list) - 1, 3);
+	CHECK_INT(envelope_parse(out, n, DEPTH, &e), 0);
+	CHECK_INT(e.kind, ENVELOPE_REPLY);
+	CHECK_MEM(e.args.p, e.args.len, "[1,\"a\",[null]]", sizeof(list) + 1);
+	free(out);
 }
 
 int main(void)
 {
 	test_parse_events();
 	test_parse_replies();
+	test_parse_args();
 	test_parse_refused();
 	test_name_bound();
 	test_write();

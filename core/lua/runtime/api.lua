@@ -7,7 +7,7 @@
 local core, C = ...
 local json, json_null, sockets, timers = C.json, C.json_null, C.sockets, C.timers
 local log, module_tag, wait_for, binary = C.log, C.module_tag, C.wait_for, C.binary
-local is_binary, encode, broadcast_new = C.is_binary, C.encode, C.broadcast_new
+local is_binary, broadcast_new = C.is_binary, C.broadcast_new
 
 -- ---- the API scripts see ----
 
@@ -74,7 +74,7 @@ function parley.to(room)
 	return broadcast_new(C.default_nsp):to(room)
 end
 
--- parley.of(nsp):to(room) / :emit(event, data). A new object each call,
+-- parley.of(nsp):to(room) / :emit(event, ...). A new object each call,
 -- as cheap as a broadcast: a cached one would be shared by every module,
 -- and one could change it for the others.
 local Namespace = { __metatable = false }
@@ -84,8 +84,8 @@ function Namespace:to(room)
 	return broadcast_new(self.name):to(room)
 end
 
-function Namespace:emit(event, data)
-	return broadcast_new(self.name):emit(event, data)
+function Namespace:emit(event, ...)
+	return broadcast_new(self.name):emit(event, ...)
 end
 
 function parley.of(nsp)

@@ -8,7 +8,7 @@ local core, C = ...
 local json, STOP, R, sockets = C.json, C.STOP, C.R, C.sockets
 local timers, log, module_tag, describe = C.timers, C.log, C.module_tag, C.describe
 local clip, call, script_failed, refused = C.clip, C.call, C.script_failed, C.refused
-local waiting, step, run_job, encode = C.waiting, C.step, C.run_job, C.encode
+local waiting, step, run_job, encode_args = C.waiting, C.step, C.run_job, C.encode_args
 local decode_args, resolve_args, Socket, handshake_table = C.decode_args, C.resolve_args, C.Socket, C.handshake_table
 local connecting, profile_of, armed_by = C.connecting, C.profile_of, C.armed_by
 
@@ -112,18 +112,34 @@ local function log_refusal(sock, event, status, message)
 	end
 end
 
-local function send_ack(id, ack, result)
-	local json, att_out = encode(result)
-	core.ack(id, ack, json, att_out)
+-- Answers the client's ack with a handler's values (outcome's n, first, list).
+local function send_ack(id, ack, n, first, list)
+	if list then
+		core.ack(id, ack, encode_args(unpack(list, 1, n)))
+	else
+		core.ack(id, ack, encode_args(first))
+	end
 end
 
--- An event's filters, then its handlers, then the ack. Every way out
--- answers the client: the ack (when it asked for one), or an error event
--- (and the ack with it).
-local function answer_event(sock, handlers, name, data, ack)
+-- A handler's outcome as answer_event reads it: call's ok, then how many
+-- values it returned, the first, and all of them in a list when there are
+-- more than one (most handlers return one value or none: no table then).
+local function outcome(ok, ...)
+	local n = select("#", ...)
+	if n > 1 then
+		return ok, n, (...), { ... }
+	end
+	return ok, n, (...)
+end
+
+-- An event's filters (on its first argument), then its handlers (on all of
+-- them), then the ack: every value the first handler that returned one gave.
+-- Every way out answers the client: the ack (when it asked for one), or an
+-- error event (and the ack with it).
+local function answer_event(sock, handlers, name, args, nargs, ack)
 	local id = sock.id
 	for _, h in ipairs(C.reg.filter) do
-		local ok, res, status, message = call(h.module, h.fn, sock, name, data)
+		local ok, res, status, message = call(h.module, h.fn, sock, name, args[1])
 		if not ok then
 			local st, msg = script_failed(h.module, "filter for " .. name, res)
 			core.error(id, st, msg, ack)
@@ -137,32 +153,36 @@ local function answer_event(sock, handlers, name, data, ack)
 			return
 		end
 		if res ~= nil then
-			data = res
+			args[1] = res
+			if nargs == 0 then
+				nargs = 1
+			end
 		end
 	end
-	local result, result_module
+	local result_n, result, result_list, result_module
 	for _, h in ipairs(handlers) do
-		local ok, res, status, message = call(h.module, h.fn, sock, data)
+		local ok, n, res, list = outcome(call(h.module, h.fn, sock, unpack(args, 1, nargs)))
 		if not ok then
 			local st, msg = script_failed(h.module, "handler for " .. name, res)
 			core.error(id, st, msg, ack)
 			return
 		end
-		if res == nil and status then
-			local st, msg = refused(h.module, "handler for " .. name, status, message, 400,
+		-- nil, status, message: a refusal (nil alone, or nil, nil: nothing).
+		if res == nil and list and list[2] ~= nil then
+			local st, msg = refused(h.module, "handler for " .. name, list[2], list[3], 400,
 				"failed")
 			log_refusal(sock, name, st, msg)
 			core.error(id, st, msg, ack)
 			return
 		end
-		if result == nil then
-			result, result_module = res, h.module
+		if result == nil and res ~= nil then
+			result_n, result, result_list, result_module = n, res, list, h.module
 		end
 	end
 	if ack then
 		-- A result with no JSON form is the handler's failure: the client
 		-- gets its 500, not silence.
-		local ok, err = pcall(send_ack, id, ack, result)
+		local ok, err = pcall(send_ack, id, ack, result_n, result, result_list)
 		if not ok then
 			local st, msg = script_failed(result_module, "the result of the handler for "
 				.. name, err)
@@ -173,13 +193,27 @@ end
 
 -- One job. Should the runtime's own work fail (no memory left under the
 -- budget, a bug), the client is still answered.
-local function event_job(sock, handlers, name, data, ack)
-	local ok, err = pcall(answer_event, sock, handlers, name, data, ack)
+local function event_job(sock, handlers, name, args, nargs, ack)
+	local ok, err = pcall(answer_event, sock, handlers, name, args, nargs, ack)
 	if not ok then
 		core.renew_budget()
 		pcall(core.error, sock.id, 500, "a script failed", ack)
 		log("error", "runtime: the event " .. name .. " failed: " .. describe(err))
 	end
+end
+
+-- Whether a client's argument list is longer than PARLEY_MAX_ARGS: then it
+-- is counted and logged (a list that long cannot be a function's arguments
+-- anyway: Lua's stack has a bound).
+local MAX_ARGS = core.settings.max_args
+local function too_many_args(sock, what, nargs)
+	if nargs <= MAX_ARGS then
+		return false
+	end
+	core.limit("max_args", "socket " .. sock.id .. " (" .. tostring(sock.userId) .. "): "
+		.. what .. " with " .. nargs .. " arguments, over PARLEY_MAX_ARGS (" .. MAX_ARGS
+		.. "): refused")
+	return true
 end
 
 -- A client event. Returns false for an event no script handles.
@@ -194,13 +228,19 @@ function R.event(id, name, args, att, ack)
 		core.error(id, 404, clip("unknown event: " .. name), ack)
 		return false
 	end
+	-- Decoded arrays have no holes (a null is json.null): # is the count.
+	local nargs = #args
+	if too_many_args(sock, "the event " .. name, nargs) then
+		core.error(id, 400, "too many arguments: at most " .. MAX_ARGS, ack)
+		return true
+	end
 	local derr
 	args, derr = resolve_args(args, att)
 	if not args then
 		core.error(id, derr.status, derr.message, ack)
 		return true
 	end
-	run_job(event_job, sock, handlers, name, args[1], ack)
+	run_job(event_job, sock, handlers, name, args, nargs, ack)
 	return true
 end
 
@@ -223,15 +263,19 @@ function R.ack(id, ack_id, args_json, att, why)
 		run_job(callback_job, p.owner, p.cb, "ack callback", why)
 		return
 	end
-	-- An answer whose placeholders name no attachment is no answer: the
-	-- callback is told so rather than handed nothing as a success.
+	-- An answer whose placeholders name no attachment is no answer, nor is
+	-- one with more arguments than a callback may take: the callback is told
+	-- so rather than handed nothing as a success.
 	local args = decode_args(args_json, att)
+	if args and too_many_args(sock, "an answer", #args) then
+		core.error(id, 400, "too many arguments in the answer: at most " .. MAX_ARGS)
+		args = nil
+	end
 	if not args then
 		run_job(callback_job, p.owner, p.cb, "ack callback", "invalid")
 		return
 	end
-	run_job(callback_job, p.owner, p.cb, "ack callback", nil,
-		unpack(args, 1, table.maxn(args)))
+	run_job(callback_job, p.owner, p.cb, "ack callback", nil, unpack(args, 1, #args))
 end
 
 -- ---- HTTP routes ----

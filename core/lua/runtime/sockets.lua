@@ -12,7 +12,7 @@ local script_failed, refused = C.script_failed, C.refused
 
 local binary = core.binary.binary
 local is_binary = core.binary.is_binary
-local encode = core.binary.encode
+local encode_args = core.binary.encode_args
 local decode_args = core.binary.decode_args
 local resolve_args = core.binary.resolve_args
 
@@ -122,25 +122,34 @@ function Broadcast:except(x)
 	return self
 end
 
--- Emits to the rooms (every socket of the namespace when none was named).
--- Returns the number of sockets reached.
-function Broadcast:emit(event, data)
-	local json, att, plain = encode(data)
+-- Emits the event with every argument after it to the rooms (every socket
+-- of the namespace when none was named). Returns the number of sockets
+-- reached.
+function Broadcast:emit(event, ...)
 	local rooms = #self > 0 and self or nil
 	return core.broadcast(self.nsp, rooms, self.except_sids, self.except_rooms,
-		event, json, att, plain)
+		event, encode_args(...))
 end
 
-function Socket:emit(event, data)
-	local json, att, plain = encode(data)
-	return core.emit(self.id, event, json, att, plain)
+-- Emits the event with every argument after it.
+function Socket:emit(event, ...)
+	return core.emit(self.id, event, encode_args(...))
 end
 
--- Emits and waits for the client's ack: cb(err, ...) with err nil, or
--- "timeout" / "disconnected".
-function Socket:request(event, data, timeout_ms, cb)
-	local json, att, plain = encode(data)
-	local id = core.request(self.id, event, json, att, plain, timeout_ms or 5000)
+-- sock:request(event, ..., timeout_ms, cb): emits the event with the
+-- arguments between, and waits for the client's ack: cb(err, ...) with err
+-- nil, or "timeout" / "disconnected" / "invalid". timeout_ms nil is 5000.
+-- (The last two are always the timeout and the callback: a request whose
+-- last argument is a number says so with a nil timeout.)
+function Socket:request(event, ...)
+	local n = select("#", ...)
+	local args = { ... }
+	local timeout_ms, cb = args[n - 1], args[n]
+	if n < 2 or type(cb) ~= "function" then
+		return nil, "usage: sock:request(event, ..., timeout_ms, cb)"
+	end
+	local id = core.request(self.id, event, timeout_ms or 5000,
+		encode_args(unpack(args, 1, n - 2)))
 	if not id then
 		return nil, "socket is gone"
 	end
@@ -215,7 +224,7 @@ end
 -- For the parts after this one.
 C.binary = binary
 C.is_binary = is_binary
-C.encode = encode
+C.encode_args = encode_args
 C.decode_args = decode_args
 C.resolve_args = resolve_args
 C.Socket = Socket

@@ -60,6 +60,51 @@ return {
 			return true
 		end,
 
+		-- Several arguments (tests/integration/args.test.js): acks back
+		-- every argument as received (binary included).
+		["test:args"] = function(sock, ...)
+			return ...
+		end,
+
+		-- Emits every argument back to the sender as "test:bounced-args";
+		-- acks how many there were.
+		["test:bounce-args"] = function(sock, ...)
+			sock:emit("test:bounced-args", ...)
+			return select("#", ...)
+		end,
+
+		-- (room, ...): every argument after the room to the room, as
+		-- "test:broadcast-args"; acks the sockets reached.
+		["test:broadcast-args"] = function(sock, room, ...)
+			return parley.of(sock.namespace):to(room):emit("test:broadcast-args", ...)
+		end,
+
+		-- (event, ...): asks the client with every argument after the event
+		-- (the default timeout); the outcome comes back as "test:answer-args"
+		-- with the error (null for none) and then every value of the answer.
+		["test:ask-args"] = function(sock, event, ...)
+			-- (`...` inside an argument list gives one value: the list is
+			-- built, the timeout and the callback after it.)
+			local n = select("#", ...)
+			local args = { ... }
+			args[n + 2] = function(e, ...)
+				sock:emit("test:answer-args", e or parley.null, ...)
+			end
+			local id, err = sock:request(event, unpack(args, 1, n + 2))
+			return id ~= nil or err
+		end,
+
+		-- An error-first answer, as Node callbacks take it: (null, result).
+		["test:error-first"] = function(sock, ...)
+			return parley.null, { got = select("#", ...) }
+		end,
+
+		-- Arguments with a nil between (null on the wire) and after (none).
+		["test:holes"] = function(sock)
+			sock:emit("test:holes", 1, nil, 3, nil, nil)
+			return "a", nil, "c", nil
+		end,
+
 		["test:join"] = function(sock, data)
 			local ok, err = sock:join(data.room)
 			if not ok then
