@@ -44,10 +44,12 @@ async function sioError(srv, packets, status) {
 }
 
 // The same over an ack: the ack carries the error and no event is needed.
-async function sioAckError(srv, event, data, status) {
+// (event, ...arguments, status)
+async function sioAckError(srv, event, ...rest) {
+  const status = rest.pop();
   const ws = await rawSio(srv, 'offender');
   try {
-    ws.send(`${NSP}31${JSON.stringify([event, data])}`);
+    ws.send(`${NSP}31${JSON.stringify([event, ...rest])}`);
     const ack = await ws.next((f) => typeof f === 'string' && f.startsWith('43/messages,31'));
     const [body] = JSON.parse(ack.slice('43/messages,31'.length));
     assert.equal(body.statusCode, status, `ack: ${ack}`);
@@ -202,6 +204,10 @@ const cases = [
   }],
   ['socket.io', 'an ack id past 2^53', (s) => sioCloses(s, `${NSP}9007199254740993["test:echo",1]`)],
   ['socket.io', 'an EVENT whose array is empty (no name)', (s) => sioCloses(s, `${NSP}[]`)],
+  ['socket.io', 'an EVENT whose arguments are an object, not an array', (s) => sioCloses(s, `${NSP}{"0":"test:args","1":2}`)],
+  ['socket.io', 'an ACK whose arguments are an object, not an array', (s) => sioCloses(s, '43/messages,0{"0":1}')],
+  ['socket.io', 'an event with 5,000 arguments (over PARLEY_MAX_ARGS)', (s) => sioError(s, `${NSP}["test:args",${'0,'.repeat(4999)}0]`, 400)],
+  ['socket.io', 'an event with 5,000 arguments, with an ack: the ack says 400', (s) => sioAckError(s, 'test:args', ...Array(5000).fill(0), 400)],
   ['socket.io', 'an attachment count with no dash', (s) => sioCloses(s, '451/messages,["test:echo",{"_placeholder":true,"num":0}]')],
   ['socket.io', 'a placeholder for an attachment that was not sent', (s) => sioError(s, ['451-/messages,["test:echo",{"_placeholder":true,"num":3}]', Buffer.from([1])], 400)],
   ['socket.io', 'a placeholder whose num is not a number', (s) => sioError(s, ['451-/messages,["test:echo",{"_placeholder":true,"num":"0"}]', Buffer.from([1])], 400)],
@@ -264,6 +270,9 @@ const cases = [
   ['plain ws', 'an empty event name', (s) => plainError(s, '{"event":"","data":{}}', 400)],
   ['plain ws', 'an ack of -1', (s) => plainError(s, '{"event":"test:echo","data":1,"ack":-1}', 400)],
   ['plain ws', 'an ack of 1.5', (s) => plainError(s, '{"event":"test:echo","data":1,"ack":1.5}', 400)],
+  ['plain ws', '"args" that is an object, not an array', (s) => plainError(s, '{"event":"test:args","args":{"0":1}}', 400)],
+  ['plain ws', '"args" and "data" together', (s) => plainError(s, '{"event":"test:args","data":1,"args":[1,2]}', 400)],
+  ['plain ws', '"args" with 5,000 arguments (over PARLEY_MAX_ARGS)', (s) => plainError(s, JSON.stringify({ event: 'test:args', args: Array(5000).fill(0) }), 400)],
   ['plain ws', 'JSON nested 10000 deep', (s) => plainError(s, `{"event":"test:echo","data":${'['.repeat(10000)}${']'.repeat(10000)}}`, 400)],
   ['plain ws', 'a binary frame', (s) => plainError(s, Buffer.from([1, 2, 3]), 400, { binary: true })],
   ['plain ws', 'an unknown event', (s) => plainError(s, '{"event":"no:such:event","data":{}}', 404)],
