@@ -32,7 +32,15 @@ class Client {
     return this.socket.timeout(timeoutMs).emitWithAck(event, data);
   }
 
-  emit(event, data) { this.socket.emit(event, data); }
+  // Emits with every argument after the event and resolves with every
+  // value of the ack, as an array (a handler's `return a, b` is [a, b]).
+  requestArgs(event, ...args) {
+    return new Promise((resolve, reject) => {
+      this.socket.timeout(3000).emit(event, ...args, (err, ...vals) => (err ? reject(err) : resolve(vals)));
+    });
+  }
+
+  emit(event, ...args) { this.socket.emit(event, ...args); }
 
   // The next payload of `event`, received already or within timeoutMs.
   next(event, timeoutMs = 3000) {

@@ -3,6 +3,7 @@
 --   pin:add {conversationId, messageId}   -> pin:added to the conversation
 --   pin:remove {conversationId, messageId} -> pin:removed
 --   pin:list {conversationId}             -> ack {pins = [messageId, ...]}
+--   pin:check(conversationId, messageId)  -> ack (err, pinned, position)
 
 local MAX_PINS = 3
 
@@ -54,6 +55,21 @@ return {
 			local ok, status, message = checked(sock, d)
 			if not ok then return nil, status, message end
 			return { pins = parley.json.array(pins_of(d.conversationId)) }
+		end,
+
+		-- Several arguments each way, the answer error first as Node
+		-- callbacks take it: socket.emit("pin:check", conv, id, (err,
+		-- pinned, position) => ...).
+		["pin:check"] = function(sock, conv, id)
+			if type(conv) ~= "string" or type(id) ~= "string" then
+				return "conversationId and messageId are required"
+			end
+			for i, pinned in ipairs(pins_of(conv)) do
+				if pinned == id then
+					return parley.null, true, i
+				end
+			end
+			return parley.null, false
 		end,
 	},
 }

@@ -28,6 +28,11 @@ test('pin, see it pinned by everyone in the conversation, list, unpin; a fourth 
     await bob.request('pin:remove', { conversationId: 'team', messageId: ids[1] });
     assert.deepEqual(await ann.request('pin:list', { conversationId: 'team' }), { pins: [ids[0], ids[2]] });
     assert.equal((await ann.request('pin:add', { conversationId: 'team', messageId: 'ffffffffffffffff' })).statusCode, 404);
+    // Several arguments each way: (conversationId, messageId) in,
+    // (err, pinned, position) back.
+    assert.deepEqual(await bob.requestArgs('pin:check', 'team', ids[2]), [null, true, 2]);
+    assert.deepEqual(await bob.requestArgs('pin:check', 'team', ids[1]), [null, false]);
+    assert.deepEqual(await bob.requestArgs('pin:check', 'team'), ['conversationId and messageId are required']);
   } finally {
     await srv.stop();
   }
