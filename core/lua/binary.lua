@@ -57,7 +57,10 @@ local function has_binary(v, depth)
 end
 
 -- A copy of v with binaries replaced: by placeholders (collecting the
--- attachments) when att is a table, by base64 strings otherwise.
+-- attachments) when att is a table, by base64 strings otherwise. A
+-- placeholder is written as socket.io-parser writes it, _placeholder first
+-- (a Lua table would give its keys in any order): clients that compare
+-- packets as text, the protocol suite among them, see the same bytes.
 local function strip_binary(v, att, depth)
 	if type(v) ~= "table" or depth > 32 then
 		return v
@@ -65,7 +68,7 @@ local function strip_binary(v, att, depth)
 	if is_binary(v) then
 		if att then
 			att[#att + 1] = v.data
-			return { _placeholder = true, num = #att - 1 }
+			return json.raw('{"_placeholder":true,"num":' .. (#att - 1) .. "}")
 		end
 		return base64(v.data)
 	end

@@ -116,16 +116,14 @@ describe('several arguments', () => {
     }
   });
 
-  test('the raw packet 452-["test:bounce-args",{placeholder 0},{placeholder 1}] comes back with both attachments', async () => {
+  test('the raw packet 452-["test:bounce-args",{placeholder 0},{placeholder 1}] comes back with both attachments, the placeholders written as socket.io-parser writes them', async () => {
     const ws = await rawSio(srv, 'args-raw-binary');
     try {
       ws.send('452-/messages,["test:bounce-args",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]');
       ws.send(Buffer.from([0xa]));
       ws.send(Buffer.from([0xb, 0xc]));
-      const head = '452-/messages,';
-      const ev = await ws.next((f) => typeof f === 'string' && f.startsWith(`${head}["test:bounced-args"`));
-      assert.deepEqual(JSON.parse(ev.slice(head.length)),
-        ['test:bounced-args', { _placeholder: true, num: 0 }, { _placeholder: true, num: 1 }]);
+      assert.equal(await ws.next((f) => typeof f === 'string' && f.startsWith('452-/messages,["test:bounced-args"')),
+        '452-/messages,["test:bounced-args",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]');
       assert.deepEqual([...await ws.next((f) => Buffer.isBuffer(f))], [0xa]);
       assert.deepEqual([...await ws.next((f) => Buffer.isBuffer(f))], [0xb, 0xc]);
     } finally {
