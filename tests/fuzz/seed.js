@@ -77,6 +77,11 @@ const envelopes = {
 	'event-escaped': '{"event":"typing\\u003astart"}',
 	'long-name': `{"event":"${'x'.repeat(300)}"}`,
 	array: '["message:send",{}]',
+	args: '{"event":"x","args":[1,"2",{"3":[true]}],"ack":4}',
+	'args-empty': '{"event":"x","args":[]}',
+	'args-reply': '{"ack":2,"args":[null,5]}',
+	'args-not-array': '{"event":"x","args":{"0":1},"ack":9}',
+	'args-with-data': '{"event":"x","data":1,"args":[2]}',
 };
 for (const [name, text] of Object.entries(envelopes)) put('envelope', name, text);
 
@@ -175,6 +180,8 @@ const binaries = {
 	'event-two-nsp': ['52-/messages,9["files",{"a":' + ph(0) + ',"b":[' + ph(1) + ']}]',
 		att(0, 255), att(0xde, 0xad)],
 	'event-no-args': ['51-["ping"]', att(7)],
+	'event-args-each': ['53-["message",' + ph(0) + ',null,"x",{"b":' + ph(1) + '},[' + ph(2) + ']]',
+		att(1), att(2, 3), att()],
 	'event-spaces': ['51- [ "x" , ' + ph(0) + ' ] ', att(9)],
 	ack: ['61-7[' + ph(0) + ']', att(0x41)],
 	'ack-nsp-two': ['62-/messages,12[{"ok":true,"file":' + ph(1) + '},' + ph(0) + ']', att(1), att(2)],
