@@ -50,8 +50,8 @@ parley.crypto = {
 }
 
 -- The server's settings a script may read: jwt_secret (when JWT mode is
--- on), ping_interval, ping_timeout, max_payload. Read-only, like all of
--- `parley` as a module sees it (sandbox_env).
+-- on), ping_interval, ping_timeout, max_payload, max_user_sockets, max_args.
+-- Read-only, like all of `parley` as a module sees it (sandbox_env).
 parley.settings = core.settings
 
 function parley.namespace()
