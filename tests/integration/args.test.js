@@ -76,6 +76,17 @@ describe('several arguments', () => {
     }
   });
 
+  test('a filter sees the first argument and may replace it; the others reach the handler untouched; its refusal still answers the ack', async () => {
+    const s = await sio('args-filter');
+    try {
+      assert.deepEqual(await ackOf(s, 'test:filtered-args', 1, '2', [3]), [{ filtered: 1 }, '2', [3]]);
+      const [body] = await ackOf(s, 'test:filtered-args', 'refuse', 'more');
+      assert.equal(body.statusCode, 403, JSON.stringify(body));
+    } finally {
+      s.disconnect();
+    }
+  });
+
   test('an error-first ack: return parley.null, result reaches cb(null, result)', async () => {
     const s = await sio('args-errfirst');
     try {

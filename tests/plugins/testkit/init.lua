@@ -39,7 +39,23 @@ return {
 		end,
 	},
 
+	-- For test:filtered-args only: a filter sees the first argument, and
+	-- what it returns replaces that one (tests/integration/args.test.js).
+	filter = function(sock, event, data)
+		if event ~= "test:filtered-args" then
+			return
+		end
+		if data == "refuse" then
+			return nil, 403, "refused by the filter"
+		end
+		return { filtered = data }
+	end,
+
 	events = {
+		["test:filtered-args"] = function(sock, ...)
+			return ...
+		end,
+
 		-- Acks back the payload as received (binary included).
 		["test:echo"] = function(sock, data)
 			return data
