@@ -64,6 +64,18 @@ describe('several arguments', () => {
     }
   });
 
+  test('over long-polling too: several arguments and two binaries in two arguments, each way', async () => {
+    const s = await connected(sioClient(srv, '/messages', { query: { userId: 'args-poll' }, transports: ['polling'] }));
+    try {
+      assert.deepEqual(await ackOf(s, 'test:args', 1, '2', { 3: [true] }), [1, '2', { 3: [true] }]);
+      const [a, mid, b] = await ackOf(s, 'test:args', Buffer.from([1]), null, Buffer.from([2, 3]));
+      assert.ok(Buffer.from(a).equals(Buffer.from([1])) && Buffer.from(b).equals(Buffer.from([2, 3])));
+      assert.equal(mid, null);
+    } finally {
+      s.disconnect();
+    }
+  });
+
   test('sock:emit sends every argument: 42["test:bounce-args",1,"2",{"3":[true]}] comes back with all of them, byte for byte', async () => {
     const ws = await rawSio(srv, 'args-raw');
     try {
