@@ -125,6 +125,15 @@ long store_scan(enum store_db db, const void *prefix, size_t plen, const void *s
 		size_t slen, long limit,
 		int (*each)(void *arg, const void *k, size_t kl, const void *v, size_t vl),
 		void *arg);
+/* As store_scan, backwards: the committed keys that start with `prefix`
+ * (1..510 bytes) and sort before `before` (`blen` bytes; NULL: all of
+ * them), the last first, until `each` returns non-zero or `limit` calls.
+ * Returns the number of calls (0 for an empty or too long prefix), or a
+ * negative code (LMDB's). The same rules for `each` as store_scan's. */
+long store_scan_back(enum store_db db, const void *prefix, size_t plen, const void *before,
+		     size_t blen, long limit,
+		     int (*each)(void *arg, const void *k, size_t kl, const void *v, size_t vl),
+		     void *arg);
 /* The last committed key that starts with `prefix`: 1 and its key copied to
  * `out` (`*olen` bytes, at most `cap`), 0 when none (or when it is longer
  * than `cap`, or `prefix` is empty or too long), or a negative code
