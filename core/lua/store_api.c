@@ -213,6 +213,27 @@ static int l_sync(lua_State *L)
 	return 1;
 }
 
+/* store_sync_before(conversationId, before seq | nil, limit[, viewer]) ->
+ *   raw JSON as store_sync's: the `limit` durable messages just before
+ *   `before` (nil: the newest), oldest first; "hasMore": older ones exist. */
+static int l_sync_before(lua_State *L)
+{
+	size_t clen, vlen = 0, len;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+	int newest = lua_isnoneornil(L, 2);
+	lua_Number n = newest ? 0 : luaL_checknumber(L, 2);
+	/* nil is before nothing: the newest. A seq below 1 has nothing before
+	 * it; one past every seq, everything (and no cast overflows). */
+	uint64_t before = newest || n >= 1.8e19 ? UINT64_MAX : n < 1 ? 0 : (uint64_t)n;
+	lua_Integer limit = luaL_optinteger(L, 3, 50);
+	const char *viewer = luaL_optlstring(L, 4, NULL, &vlen);
+	char *json = messages_sync_before(conv, clen, before, (long)limit, viewer, vlen, &len);
+
+	jsonlua_push_raw(L, json, len);
+	scratch_free(json);
+	return 1;
+}
+
 static void push_change(lua_State *L, const struct msg_change *ch)
 {
 	char when[MESSAGES_TIME_LEN];
@@ -576,6 +597,7 @@ void store_api_register(lua_State *L)
 		{ "store_send", l_send },
 		{ "store_message", l_message },
 		{ "store_sync", l_sync },
+		{ "store_sync_before", l_sync_before },
 		{ "store_set_status", l_set_status },
 		{ "store_read_upto", l_read_upto },
 		{ "store_members", l_members },

@@ -610,6 +610,57 @@ char *messages_sync(const char *conv, size_t clen, uint64_t after, long limit,
 	return out.p;
 }
 
+/* The ids of a conversation's messages with seq below `before`, the newest
+ * first, at most `limit`, from the conversation index backwards: a page
+ * costs its own size whatever the length of the history. */
+static size_t conversation_ids_back(const char *conv, size_t clen, uint64_t before,
+				    size_t limit, struct collect_ids *c)
+{
+	char prefix[NAME_MAX_BYTES + 1], bound[NAME_MAX_BYTES + 9];
+	size_t plen = record_key(prefix, sizeof(prefix), conv, clen, "", 0);
+
+	memcpy(bound, prefix, plen);
+	record_put_u64((unsigned char *)bound + plen, before);
+	c->cap = limit;
+	c->ids = scratch_alloc(limit * sizeof(*c->ids));
+	c->seqs = scratch_alloc(limit * sizeof(*c->seqs));
+	c->n = 0;
+	c->prefix = plen;
+	store_scan_back(STORE_CONV, prefix, plen, bound, plen + 8, (long)limit, collect_id, c);
+	return c->n;
+}
+
+char *messages_sync_before(const char *conv, size_t clen, uint64_t before, long limit,
+			   const char *viewer, size_t vlen, size_t *len)
+{
+	struct collect_ids c;
+	struct record_buf out = { 0 };
+	struct record r;
+	size_t n;
+
+	if (limit < 1)
+		limit = 1;
+	if (limit > MESSAGES_SYNC_MAX)
+		limit = MESSAGES_SYNC_MAX;
+	/* One more than the page: if it is there, older messages exist. */
+	conversation_ids_back(conv, clen, before, (size_t)limit + 1, &c);
+	n = c.n < (size_t)limit ? c.n : (size_t)limit;
+	record_buf_str(&out, "{\"messages\":[");
+	/* Collected newest first; answered oldest first. */
+	for (size_t i = n; i-- > 0;) {
+		if (hidden_for(c.ids[i], viewer, vlen) || record_load(c.ids[i], ID_LEN, &r) != 1)
+			continue;
+		if (out.p[out.len - 1] != '[')
+			record_buf_put(&out, ",", 1);
+		record_with_statuses(&out, c.ids[i], &r);
+	}
+	record_buf_str(&out, c.n > (size_t)limit ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
+	scratch_free(c.ids);
+	scratch_free(c.seqs);
+	*len = out.len;
+	return out.p;
+}
+
 /* ---- statuses ---- */
 
 /* Sets `user`'s status of message `id` to `level` if that advances it,

@@ -119,6 +119,14 @@ int messages_has(const char *id, size_t idlen);
 char *messages_sync(const char *conv, size_t clen, uint64_t after, long limit,
 		    const char *viewer, size_t vlen, size_t *len);
 
+/* As messages_sync, backwards: the conversation's durable messages with
+ * seq below `before` (UINT64_MAX: the newest), the `limit` nearest it,
+ * answered oldest first; "hasMore" says whether older ones exist. Read
+ * from the conversation index backwards: the cost is the page's, not the
+ * history's. Never NULL. */
+char *messages_sync_before(const char *conv, size_t clen, uint64_t before, long limit,
+			   const char *viewer, size_t vlen, size_t *len);
+
 /* ---- statuses ---- */
 
 /* What a status write did to a message. */

@@ -2,7 +2,7 @@
  * store's C API, on a real LMDB directory in a temporary folder and a libev
  * loop of its own: no server, no Lua (the test links the store layer
  * alone). Sending (ids, sequence numbers, idempotent retries), reading,
- * statuses (refusals write nothing), sync, membership, annotations, edits,
+ * statuses (refusals write nothing), sync (both ways), membership, annotations, edits,
  * hiding, profiles and last seen, and what survives a reopen. */
 #define _GNU_SOURCE
 #include "store/messages.h"
@@ -215,6 +215,30 @@ static void test_sync(void)
 	CHECK(contains(json, len, second_id));
 	scratch_free(json);
 	json = messages_sync("nobody", 6, 0, 50, NULL, 0, &len);
+	CHECK_MEM(json, len, "{\"messages\":[],\"hasMore\":false}", 31);
+	scratch_free(json);
+
+	/* Backwards: the newest one (older ones exist), both oldest first,
+	 * before seq 2, before seq 1 (nothing). */
+	json = messages_sync_before("c1", 2, UINT64_MAX, 1, NULL, 0, &len);
+	CHECK(!contains(json, len, first_id));
+	CHECK(contains(json, len, second_id));
+	CHECK(contains(json, len, "\"hasMore\":true}"));
+	scratch_free(json);
+	json = messages_sync_before("c1", 2, UINT64_MAX, 50, NULL, 0, &len);
+	CHECK(contains(json, len, "\"hasMore\":false}"));
+	CHECK(strstr(json, first_id) && strstr(json, second_id) &&
+	      strstr(json, first_id) < strstr(json, second_id));
+	scratch_free(json);
+	json = messages_sync_before("c1", 2, 2, 50, NULL, 0, &len);
+	CHECK(contains(json, len, first_id));
+	CHECK(!contains(json, len, second_id));
+	CHECK(contains(json, len, "\"hasMore\":false}"));
+	scratch_free(json);
+	json = messages_sync_before("c1", 2, 1, 50, NULL, 0, &len);
+	CHECK_MEM(json, len, "{\"messages\":[],\"hasMore\":false}", 31);
+	scratch_free(json);
+	json = messages_sync_before("nobody", 6, UINT64_MAX, 50, NULL, 0, &len);
 	CHECK_MEM(json, len, "{\"messages\":[],\"hasMore\":false}", 31);
 	scratch_free(json);
 }

@@ -307,6 +307,10 @@ store.message = core.store_message
 -- sync(conversationId, after_seq, limit[, viewer]) -> raw JSON {messages,
 -- hasMore}; messages the viewer deleted for themselves are left out
 store.sync = core.store_sync
+-- sync_before(conversationId, before_seq|nil, limit[, viewer]) -> raw JSON
+-- {messages, hasMore}: the `limit` messages just before before_seq (nil:
+-- the newest), oldest first; hasMore: older ones exist
+store.sync_before = core.store_sync_before
 
 -- set_status(messageId, userId, "delivered"|"read", open[, conversationId])
 -- -> change {messageId, conversationId, senderId, status, changed,
