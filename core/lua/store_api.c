@@ -380,6 +380,56 @@ static int l_members(lua_State *L)
 	return 1;
 }
 
+/* store_inbox(userId, before conversationId | nil, limit) -> raw JSON
+ *   {"conversations":[item, ...], "hasMore": bool}, latest activity first
+ *   | nil when `before` is not in the user's inbox */
+static int l_inbox(lua_State *L)
+{
+	size_t ulen, blen = 0, len;
+	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *before = lua_isnoneornil(L, 2) ? NULL :
+			     check_name(L, 2, "conversationId", &blen);
+	lua_Integer limit = luaL_optinteger(L, 3, 20);
+	char *json = messages_inbox(user, ulen, before, blen, (long)limit, &len);
+
+	if (!json) {
+		lua_pushnil(L);
+		return 1;
+	}
+	jsonlua_push_raw(L, json, len);
+	scratch_free(json);
+	return 1;
+}
+
+/* store_inbox_item(userId, conversationId) -> raw JSON item | nil */
+static int l_inbox_item(lua_State *L)
+{
+	size_t ulen, clen, len;
+	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *conv = check_name(L, 2, "conversationId", &clen);
+	char *json = messages_inbox_item(user, ulen, conv, clen, &len);
+
+	if (!json) {
+		lua_pushnil(L);
+		return 1;
+	}
+	jsonlua_push_raw(L, json, len);
+	scratch_free(json);
+	return 1;
+}
+
+/* store_participants(conversationId) -> { userIds } whose inbox holds it */
+static int l_participants(lua_State *L)
+{
+	size_t clen, len;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+	char *names = messages_participants(conv, clen, &len);
+
+	push_names(L, names, len);
+	scratch_free(names);
+	return 1;
+}
+
 /* store_conversations_of(userId) -> { conversationIds } */
 static int l_conversations_of(lua_State *L)
 {
@@ -604,6 +654,9 @@ void store_api_register(lua_State *L)
 		{ "store_set_members", l_set_members },
 		{ "store_is_member", l_is_member },
 		{ "store_conversations_of", l_conversations_of },
+		{ "store_inbox", l_inbox },
+		{ "store_inbox_item", l_inbox_item },
+		{ "store_participants", l_participants },
 		{ "store_profile", l_profile },
 		{ "store_set_profile", l_set_profile },
 		{ "store_last_seen", l_last_seen },

@@ -46,7 +46,7 @@ uint64_t store_full_disk;
 
 static const char *const db_names[STORE_DB_COUNT] = {
 	"kv", "messages", "conv", "status", "members", "userconv", "idem", "users", "seen", "meta",
-	"annot", "hidden",
+	"annot", "hidden", "inbox", "recent", "parts",
 };
 
 /* One write, packed in its batch's buffer: the header, the key, the value. */
@@ -193,7 +193,7 @@ static void batch_each(struct store_batch *b,
  * their pending writes need no place in the overlay. */
 static int scanned_only(enum store_db db)
 {
-	return db == STORE_CONV || db == STORE_USERCONV;
+	return db == STORE_CONV || db == STORE_USERCONV || db == STORE_RECENT || db == STORE_PARTS;
 }
 
 static size_t overlay_key(unsigned char *out, enum store_db db, const void *key, size_t klen)

@@ -359,6 +359,13 @@ end
 store.members = core.store_members
 store.is_member = core.store_is_member
 store.conversations_of = core.store_conversations_of
+-- inbox(userId, before|nil, limit) -> raw JSON {conversations, hasMore},
+-- latest activity first | nil (before is not in the inbox);
+-- inbox_item(userId, conversationId) -> raw JSON item | nil;
+-- participants(conversationId) -> { userIds } whose inbox holds it
+store.inbox = core.store_inbox
+store.inbox_item = core.store_inbox_item
+store.participants = core.store_participants
 store.profile = core.store_profile
 store.last_seen = core.store_last_seen
 store.set_last_seen = core.store_set_last_seen
