@@ -11,6 +11,9 @@
 --                      and the sender
 --   messages:sync      a page of history with statuses: after a point, just
 --                      before one, or the newest
+--   conversations:list the user's conversations, latest activity first, with
+--                      the last message and the unread count (the store's
+--                      inbox); conversation:updated when one of them moves
 --   presence:query     online, and last seen, of the users who share a
 --                      conversation with the asker (config presence_query)
 -- A conversation with registered members (PUT /api/conversations/{id}/
@@ -150,6 +153,17 @@ local function sync_point(d)
 	return true
 end
 
+local INBOX_MAX = 100
+local function inbox_limit(d)
+	local v = d.limit
+	if v ~= nil and (type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > INBOX_MAX) then
+		return nil, "limit must be an integer from 1 to " .. INBOX_MAX
+	end
+	return true
+end
+
+local LIST_FIELDS = { "limit, before", limit = true, before = true, userId = true }
+
 local SYNC_FIELDS = { "conversationId, after, before, latest, limit",
 	conversationId = true, after = true, before = true, latest = true, limit = true,
 	-- Any payload may name its sender (validate.lua holds it to the socket's).
@@ -163,6 +177,7 @@ local checks = {
 	sync = { only(SYNC_FIELDS), field("conversationId"), field("after", true),
 		field("before", true), sync_point, limit_field },
 	presence = { function(d) return id_list(d, "userIds") end },
+	list = { only(LIST_FIELDS), field("before", true), inbox_limit },
 }
 
 -- Runs a list of checks on a payload: true, or nil, 400, message.
@@ -224,6 +239,21 @@ local function sender_profile(id, given)
 	return p
 end
 
+-- Tells each of `users` with a socket here what its inbox shows of the
+-- conversation now (conversation:updated, the item conversations:list
+-- gives: last message, unread count), on all its sockets: another tab or
+-- device keeps its list right.
+local function tell_inbox(conv, users)
+	for _, u in ipairs(users) do
+		if parley.user_sockets(u, NAMESPACE) > 0 then
+			local item = store.inbox_item(u, conv)
+			if item then
+				parley.of(NAMESPACE):to("user:" .. u):emit("conversation:updated", item)
+			end
+		end
+	end
+end
+
 -- Stores and announces a message. Returns the record, created, messageId,
 -- timestamp; or nil, status, message.
 local function send(sender_id, profile, d)
@@ -254,6 +284,7 @@ local function send(sender_id, profile, d)
 			b:to("user:" .. sender_id)
 		end
 		b:emit("message:received", rec)
+		tell_inbox(conv, store.participants(conv))
 	end
 	return rec, created, id, ts
 end
@@ -297,6 +328,9 @@ local function mark(user, conv, ids, status)
 			announce(change, user)
 		end
 	end
+	if status == "read" then
+		tell_inbox(conv, { user })
+	end
 	return #changes
 end
 
@@ -331,6 +365,7 @@ local function read_conversation(user, conv, up_to)
 	for _, change in ipairs(changes) do
 		announce(change, user)
 	end
+	tell_inbox(conv, { user })
 	return count
 end
 
@@ -557,6 +592,19 @@ return {
 			return answer(sync(sock.userId, d))
 		end,
 
+		-- The user's conversations, latest activity first, a page at a time.
+		["conversations:list"] = function(sock, d)
+			local ok, status, message = check(checks.list, d)
+			if not ok then
+				return nil, status, message
+			end
+			local page = store.inbox(sock.userId, d.before, d.limit or 20)
+			if not page then
+				return nil, 404, "conversation " .. d.before .. " is not in your list"
+			end
+			return page
+		end,
+
 		["presence:query"] = function(sock, d)
 			local ok, status, message = check(checks.presence, d)
 			if not ok then
@@ -628,6 +676,35 @@ return {
 			return answer(history(d, nil))
 		end,
 
+		["GET /api/users/:id/conversations"] = function(req)
+			local ok, err = id_field(req.params, "id")
+			if not ok then
+				return nil, 400, "the user " .. err
+			end
+			local d = {}
+			for k, v in pairs(req.query) do
+				d[k] = v
+			end
+			if d.userId ~= nil then
+				return nil, 400, "unknown field userId; expected limit, before"
+			end
+			if d.limit ~= nil then
+				d.limit = tonumber(d.limit)
+				if not d.limit then
+					return nil, 400, "limit must be an integer from 1 to " .. INBOX_MAX
+				end
+			end
+			local checked, status, message = check(checks.list, d)
+			if not checked then
+				return nil, status, message
+			end
+			local page = store.inbox(req.params.id, d.before, d.limit or 20)
+			if not page then
+				return nil, 404, "conversation " .. d.before .. " is not in the user's list"
+			end
+			return page
+		end,
+
 		["PATCH /api/messages/:id/status"] = function(req)
 			local d, status, message = body_of(req, user_check)
 			if not d then
@@ -675,6 +752,7 @@ return {
 			if not done then
 				return nil, store_error(err)
 			end
+			tell_inbox(req.params.id, store.members(req.params.id))
 			return { conversationId = req.params.id, members = store.members(req.params.id) }
 		end,
 
