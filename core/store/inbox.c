@@ -3,15 +3,18 @@
  *   inbox   user "\0" conversation -> activity(8) unread(4)
  *   recent  user "\0" activity(8) conversation -> "" (the order: the
  *           latest is the last key under the user)
- * An activity is a message id's number (ms << 20 and a counter: ids are
- * time-ordered and never repeat), so two conversations active in one
- * millisecond still have an order: their messages'.
  *   parts   conversation "\0" user -> "" (whose inboxes hold it)
- * A conversation's activity is its last message's time (or, before it has
- * one, when the user joined it); its last message is the last key of its
- * sequence (`conv`), read when an entry is shown. So a page of the inbox
- * costs its own size, never a walk of any history, and a message costs one
- * entry per participant. Uses store.c, record.c, wire/json. */
+ * A conversation's activity is its last message's id read as a number (ms
+ * << 20 and a counter: ids are time-ordered and never repeat, so two
+ * conversations active in one millisecond still have an order), or, before
+ * it has one, when the user came to it. Its last message is the last key
+ * of its sequence (`conv`), read when an entry is shown. So a page of the
+ * inbox costs its own size, never a walk of any history, and a message
+ * costs one entry per participant. Entries are read through the overlay
+ * (a pending write counts); `parts` and `recent` are scanned, durable
+ * only: a user who became a participant in a batch still pending when the
+ * next message is written is moved by that message only if it is one of
+ * its recipients. Uses store.c, record.c, wire/json. */
 #include "store/inbox.h"
 
 #include <stdlib.h>
