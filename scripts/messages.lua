@@ -243,14 +243,24 @@ end
 -- conversation now (conversation:updated, the item conversations:list
 -- gives: last message, unread count), on all its sockets: another tab or
 -- device keeps its list right.
+-- Users with the same item (after a message: the sender, and recipients by
+-- what they had left unread) get it in one broadcast, encoded once.
 local function tell_inbox(conv, users)
+	local online = {}
 	for _, u in ipairs(users) do
 		if parley.user_sockets(u, NAMESPACE) > 0 then
-			local item = store.inbox_item(u, conv)
-			if item then
-				parley.of(NAMESPACE):to("user:" .. u):emit("conversation:updated", item)
-			end
+			online[#online + 1] = u
 		end
+	end
+	if #online == 0 then
+		return
+	end
+	for _, g in ipairs(store.inbox_updates(conv, online)) do
+		local b = parley.of(NAMESPACE):to("user:" .. g.users[1])
+		for i = 2, #g.users do
+			b:to("user:" .. g.users[i])
+		end
+		b:emit("conversation:updated", g.item)
 	end
 end
 

@@ -418,6 +418,65 @@ static int l_inbox_item(lua_State *L)
 	return 1;
 }
 
+/* store_inbox_updates(conversationId, { userIds }) ->
+ *   { { item = raw JSON, users = { userIds } }, ... }: the conversation's
+ *   item for each of the users whose inbox holds it, users with the same
+ *   item together (one emit each). */
+static int l_inbox_updates(lua_State *L)
+{
+	size_t clen, n = 0, groups;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+	size_t total;
+	const char **users;
+	size_t *ulens, *item_lens;
+	long *group;
+	char **items;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	total = lua_objlen(L, 2);
+	if (total > MESSAGES_RECIPIENTS_MAX)
+		total = MESSAGES_RECIPIENTS_MAX;
+	users = scratch_alloc((total ? total : 1) * sizeof(*users));
+	ulens = scratch_alloc((total ? total : 1) * sizeof(*ulens));
+	group = scratch_alloc((total ? total : 1) * sizeof(*group));
+	items = scratch_alloc((total ? total : 1) * sizeof(*items));
+	item_lens = scratch_alloc((total ? total : 1) * sizeof(*item_lens));
+	/* The names stay alive in the table, which stays on the stack. */
+	for (size_t i = 1; i <= total; i++) {
+		lua_rawgeti(L, 2, (int)i);
+		if (lua_type(L, -1) == LUA_TSTRING) {
+			users[n] = lua_tolstring(L, -1, &ulens[n]);
+			if (ulens[n] && ulens[n] <= NAME_MAX_BYTES && !memchr(users[n], '\0', ulens[n]))
+				n++;
+		}
+		lua_pop(L, 1);
+	}
+	groups = messages_inbox_items(conv, clen, users, ulens, n, group, items, item_lens);
+	lua_createtable(L, (int)groups, 0);
+	for (size_t g = 0; g < groups; g++) {
+		int k = 0;
+		lua_createtable(L, 0, 2);
+		jsonlua_push_raw(L, items[g], item_lens[g]);
+		lua_setfield(L, -2, "item");
+		lua_newtable(L);
+		for (size_t i = 0; i < n; i++)
+			if (group[i] == (long)g) {
+				lua_pushlstring(L, users[i], ulens[i]);
+				lua_rawseti(L, -2, ++k);
+			}
+		lua_setfield(L, -2, "users");
+		lua_rawseti(L, -2, (int)g + 1);
+	}
+	for (size_t g = 0; g < groups; g++)
+		scratch_free(items[g]);
+	scratch_free(users);
+	scratch_free(ulens);
+	scratch_free(group);
+	scratch_free(items);
+	scratch_free(item_lens);
+	return 1;
+}
+
 /* store_participants(conversationId) -> { userIds } whose inbox holds it */
 static int l_participants(lua_State *L)
 {
@@ -657,6 +716,7 @@ void store_api_register(lua_State *L)
 		{ "store_inbox", l_inbox },
 		{ "store_inbox_item", l_inbox_item },
 		{ "store_participants", l_participants },
+		{ "store_inbox_updates", l_inbox_updates },
 		{ "store_profile", l_profile },
 		{ "store_set_profile", l_set_profile },
 		{ "store_last_seen", l_last_seen },

@@ -321,26 +321,19 @@ static void append_field(struct record_buf *out, struct json_span obj, const cha
 	record_buf_put(out, v.p, v.len);
 }
 
-/* Appends the item of one conversation of the user's inbox. */
-static void append_item(struct record_buf *out, const char *conv, size_t clen,
-			const struct entry *e)
+/* Appends what an item shows of the conversation's last message: the
+ * object, or null when it has none. */
+static void append_last(struct record_buf *out, const char *conv, size_t clen)
 {
-	char id[ID_LEN + 1], when[MESSAGES_TIME_LEN], digits[JSON_UINT_MAX];
+	char id[ID_LEN + 1];
 	struct record r;
+	struct json_span obj, content;
 
-	record_buf_str(out, "{\"conversationId\":");
-	record_buf_json(out, conv, clen);
-	record_iso_time((int64_t)(e->at >> 20), when);
-	record_buf_str(out, ",\"updatedAt\":\"");
-	record_buf_str(out, when);
-	record_buf_str(out, "\",\"unreadCount\":");
-	record_buf_put(out, digits, json_uint_write(digits, e->unread));
-	record_buf_str(out, ",\"lastMessage\":");
 	if (!last_message(conv, clen, id) || record_load(id, ID_LEN, &r) != 1) {
-		record_buf_str(out, "null}");
+		record_buf_str(out, "null");
 		return;
 	}
-	struct json_span obj = { r.json, r.json_len }, content;
+	obj = (struct json_span){ r.json, r.json_len };
 	record_buf_str(out, "{");
 	append_field(out, obj, "messageId");
 	append_field(out, obj, "senderId");
@@ -354,7 +347,77 @@ static void append_item(struct record_buf *out, const char *conv, size_t clen,
 		append_preview(out, content);
 	else
 		record_buf_str(out, "\"\"");
-	record_buf_str(out, "}}");
+	record_buf_str(out, "}");
+}
+
+/* Appends the item of one conversation of a user's inbox, its last
+ * message being `last` (append_last's text). */
+static void append_item_with(struct record_buf *out, const char *conv, size_t clen,
+			     const struct entry *e, const char *last, size_t llen)
+{
+	char when[MESSAGES_TIME_LEN], digits[JSON_UINT_MAX];
+
+	record_buf_str(out, "{\"conversationId\":");
+	record_buf_json(out, conv, clen);
+	record_iso_time((int64_t)(e->at >> 20), when);
+	record_buf_str(out, ",\"updatedAt\":\"");
+	record_buf_str(out, when);
+	record_buf_str(out, "\",\"unreadCount\":");
+	record_buf_put(out, digits, json_uint_write(digits, e->unread));
+	record_buf_str(out, ",\"lastMessage\":");
+	record_buf_put(out, last, llen);
+	record_buf_str(out, "}");
+}
+
+static void append_item(struct record_buf *out, const char *conv, size_t clen,
+			const struct entry *e)
+{
+	struct record_buf last = { 0 };
+
+	append_last(&last, conv, clen);
+	append_item_with(out, conv, clen, e, last.p, last.len);
+	scratch_free(last.p);
+}
+
+size_t messages_inbox_items(const char *conv, size_t clen, const char *const *users,
+			    const size_t *ulens, size_t n, long *group, char **items,
+			    size_t *item_lens)
+{
+	struct record_buf last = { 0 };
+	struct entry *keys;
+	size_t groups = 0;
+
+	if (n == 0)
+		return 0;
+	keys = scratch_alloc(n * sizeof(*keys));
+	/* Users whose entries agree (activity and count) get one item; after a
+	 * message that is nearly everyone: the sender, and recipients by how
+	 * much they had left unread. The last message is read once. */
+	for (size_t i = 0; i < n; i++) {
+		struct entry e;
+		size_t g;
+		entry_get(users[i], ulens[i], conv, clen, &e);
+		group[i] = -1;
+		if (!e.found)
+			continue;
+		for (g = 0; g < groups; g++)
+			if (keys[g].at == e.at && keys[g].unread == e.unread)
+				break;
+		if (g == groups) {
+			struct record_buf item = { 0 };
+			if (!last.p)
+				append_last(&last, conv, clen);
+			append_item_with(&item, conv, clen, &e, last.p, last.len);
+			keys[g] = e;
+			items[g] = item.p;
+			item_lens[g] = item.len;
+			groups++;
+		}
+		group[i] = (long)g;
+	}
+	scratch_free(last.p);
+	scratch_free(keys);
+	return groups;
 }
 
 struct page {

@@ -150,6 +150,15 @@ char *messages_inbox(const char *user, size_t ulen, const char *before, size_t b
  * when it is not there. */
 char *messages_inbox_item(const char *user, size_t ulen, const char *conv, size_t clen,
 			  size_t *len);
+/* The items of one conversation for the `n` users `users` (of `ulens`
+ * bytes) at once, for conversation:updated: users whose items are the same
+ * text share one, so an update costs one encoding per distinct item, not
+ * per user. Sets `group[i]` to user i's item (-1: not in its inbox), and
+ * `items[g]` (scratch) / `item_lens[g]` for each item; the three arrays are
+ * the caller's, of `n` entries. Returns the number of items. */
+size_t messages_inbox_items(const char *conv, size_t clen, const char *const *users,
+			    const size_t *ulens, size_t n, long *group, char **items,
+			    size_t *item_lens);
 /* The users whose inbox holds the conversation (durable ones): NUL-
  * terminated names back to back, scratch (NULL, `*len` 0, when none). */
 char *messages_participants(const char *conv, size_t clen, size_t *len);

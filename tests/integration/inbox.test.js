@@ -45,6 +45,7 @@ const byId = (page, id) => page.conversations.find((c) => c.conversationId === i
 test('an open conversation: the last message and the recipient\'s unread count, kept as messages arrive; conversation:updated each time', async () => {
   const ann = await srv.client('ann', { auth: { userId: 'ann', name: 'Ann' } });
   const bob = await srv.client('bob');
+  const zed = await srv.client('zed');
   await ann.join('o1');
   await bob.join('o1');
   for (let i = 1; i <= 3; i++) {
@@ -56,6 +57,11 @@ test('an open conversation: the last message and the recipient\'s unread count, 
     const mine = await ann.next('conversation:updated');
     assert.equal(mine.unreadCount, 0, 'the sender has nothing unread of its own');
   }
+  // Nobody else heard of it: zed's first conversation:updated is that of
+  // its own conversation, written after those sends.
+  await zed.join('z-own');
+  await zed.request('message:send', text('z-own', 'mine'));
+  assert.equal((await zed.next('conversation:updated')).conversationId, 'z-own');
   const page = await bob.request('conversations:list', {});
   assert.deepEqual(ids(page), ['o1']);
   assert.equal(page.hasMore, false);

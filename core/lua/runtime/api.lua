@@ -366,6 +366,9 @@ store.conversations_of = core.store_conversations_of
 store.inbox = core.store_inbox
 store.inbox_item = core.store_inbox_item
 store.participants = core.store_participants
+-- inbox_updates(conversationId, { userIds }) -> { {item, users}, ... }:
+-- the conversation's item for those users, one per distinct item
+store.inbox_updates = core.store_inbox_updates
 store.profile = core.store_profile
 store.last_seen = core.store_last_seen
 store.set_last_seen = core.store_set_last_seen
