@@ -9,7 +9,11 @@
 --                      message's status over all its recipients (the least
 --                      advanced) moves, message:status to the conversation
 --                      and the sender
---   messages:sync      the messages after a point, with their statuses
+--   messages:sync      a page of history with statuses: after a point, just
+--                      before one, or the newest
+--   conversations:list the user's conversations, latest activity first, with
+--                      the last message and the unread count (the store's
+--                      inbox); conversation:updated when one of them moves
 --   presence:query     online, and last seen, of the users who share a
 --                      conversation with the asker (config presence_query)
 -- A conversation with registered members (PUT /api/conversations/{id}/
@@ -122,13 +126,58 @@ local function field(name, optional)
 	return function(d) return id_field(d, name, optional) end
 end
 
+-- A check that the payload names only the fields in `known` (a set): a
+-- misspelt "befor" must not silently page from the start.
+local function only(known)
+	return function(d)
+		for k in pairs(d) do
+			if not known[k] then
+				return nil, "unknown field " .. (type(k) == "string" and #k <= MAX_ID and k
+					or "name") .. "; expected " .. known[1]
+			end
+		end
+		return true
+	end
+end
+
+-- A sync names one starting point at most: after, before, or latest.
+local function sync_point(d)
+	if d.latest ~= nil and type(d.latest) ~= "boolean" then
+		return nil, "latest must be a boolean"
+	end
+	local n = (d.after ~= nil and 1 or 0) + (d.before ~= nil and 1 or 0)
+		+ (d.latest and 1 or 0)
+	if n > 1 then
+		return nil, "after, before and latest exclude each other: name one"
+	end
+	return true
+end
+
+local INBOX_MAX = 100
+local function inbox_limit(d)
+	local v = d.limit
+	if v ~= nil and (type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > INBOX_MAX) then
+		return nil, "limit must be an integer from 1 to " .. INBOX_MAX
+	end
+	return true
+end
+
+local LIST_FIELDS = { "limit, before", limit = true, before = true, userId = true }
+
+local SYNC_FIELDS = { "conversationId, after, before, latest, limit",
+	conversationId = true, after = true, before = true, latest = true, limit = true,
+	-- Any payload may name its sender (validate.lua holds it to the socket's).
+	userId = true }
+
 local checks = {
 	send = { field("conversationId"), field("clientMessageId", true), content_field,
 		field("replyTo", true) },
 	mark = { field("conversationId"), function(d) return id_list(d, "messageIds") end },
 	read = { field("conversationId"), field("upTo", true) },
-	sync = { field("conversationId"), field("after", true), limit_field },
+	sync = { only(SYNC_FIELDS), field("conversationId"), field("after", true),
+		field("before", true), sync_point, limit_field },
 	presence = { function(d) return id_list(d, "userIds") end },
+	list = { only(LIST_FIELDS), field("before", true), inbox_limit },
 }
 
 -- Runs a list of checks on a payload: true, or nil, 400, message.
@@ -190,6 +239,31 @@ local function sender_profile(id, given)
 	return p
 end
 
+-- Tells each of `users` with a socket here what its inbox shows of the
+-- conversation now (conversation:updated, the item conversations:list
+-- gives: last message, unread count), on all its sockets: another tab or
+-- device keeps its list right.
+-- Users with the same item (after a message: the sender, and recipients by
+-- what they had left unread) get it in one broadcast, encoded once.
+local function tell_inbox(conv, users)
+	local online = {}
+	for _, u in ipairs(users) do
+		if parley.user_sockets(u, NAMESPACE) > 0 then
+			online[#online + 1] = u
+		end
+	end
+	if #online == 0 then
+		return
+	end
+	for _, g in ipairs(store.inbox_updates(conv, online)) do
+		local b = parley.of(NAMESPACE):to("user:" .. g.users[1])
+		for i = 2, #g.users do
+			b:to("user:" .. g.users[i])
+		end
+		b:emit("conversation:updated", g.item)
+	end
+end
+
 -- Stores and announces a message. Returns the record, created, messageId,
 -- timestamp; or nil, status, message.
 local function send(sender_id, profile, d)
@@ -220,6 +294,7 @@ local function send(sender_id, profile, d)
 			b:to("user:" .. sender_id)
 		end
 		b:emit("message:received", rec)
+		tell_inbox(conv, store.participants(conv))
 	end
 	return rec, created, id, ts
 end
@@ -263,6 +338,9 @@ local function mark(user, conv, ids, status)
 			announce(change, user)
 		end
 	end
+	if status == "read" then
+		tell_inbox(conv, { user })
+	end
 	return #changes
 end
 
@@ -297,24 +375,39 @@ local function read_conversation(user, conv, up_to)
 	for _, change in ipairs(changes) do
 		announce(change, user)
 	end
+	tell_inbox(conv, { user })
 	return count
 end
 
--- The messages after `after` (a message id), oldest first, with statuses.
-local function sync(user, conv, after, limit)
-	local ok, status, message = access(conv, user)
-	if not ok then
-		return nil, status, message
-	end
-	local after_seq = 0
-	if after then
-		local seq, st, msg = seq_in(conv, after)
+-- A page of history, oldest first, with statuses (d checked by
+-- checks.sync): the messages after `after` (a message id; hasMore: newer
+-- ones exist), or the `limit` just before `before`, or the newest with
+-- `latest` (hasMore: older ones exist). `viewer` (nil for the API) does
+-- not see what it deleted for itself.
+local function history(d, viewer)
+	local conv, limit = d.conversationId, d.limit or 50
+	local point = d.after or d.before
+	local seq = 0
+	if point then
+		local st, msg
+		seq, st, msg = seq_in(conv, point)
 		if not seq then
 			return nil, st, msg
 		end
-		after_seq = seq
 	end
-	return store.sync(conv, after_seq, limit or 50, user)
+	if d.before or d.latest then
+		return store.sync_before(conv, d.before and seq or nil, limit, viewer)
+	end
+	return store.sync(conv, seq, limit, viewer)
+end
+
+-- history() for a user: a members-only conversation's to its members.
+local function sync(user, d)
+	local ok, status, message = access(d.conversationId, user)
+	if not ok then
+		return nil, status, message
+	end
+	return history(d, user)
 end
 
 local function presence_of(user)
@@ -506,7 +599,20 @@ return {
 			if not ok then
 				return nil, status, message
 			end
-			return answer(sync(sock.userId, d.conversationId, d.after, d.limit))
+			return answer(sync(sock.userId, d))
+		end,
+
+		-- The user's conversations, latest activity first, a page at a time.
+		["conversations:list"] = function(sock, d)
+			local ok, status, message = check(checks.list, d)
+			if not ok then
+				return nil, status, message
+			end
+			local page = store.inbox(sock.userId, d.before, d.limit or 20)
+			if not page then
+				return nil, 404, "conversation " .. d.before .. " is not in your list"
+			end
+			return page
 		end,
 
 		["presence:query"] = function(sock, d)
@@ -546,26 +652,67 @@ return {
 		end,
 
 		["GET /api/conversations/:id/messages"] = function(req)
-			local q = req.query
-			local limit = q.limit and tonumber(q.limit)
-			local d = { conversationId = req.params.id, after = q.after, limit = limit }
-			if q.limit and not limit then
-				return nil, 400, "limit must be an integer from 1 to " .. MAX_IDS
+			-- The query as a sync payload: its parameters are the payload's
+			-- fields (an unknown one is refused alike), in text.
+			local d = {}
+			for k, v in pairs(req.query) do
+				d[k] = v
+			end
+			-- The path names the conversation, the key holder no user.
+			for _, k in ipairs({ "conversationId", "userId" }) do
+				if d[k] ~= nil then
+					return nil, 400, "unknown field " .. k .. "; expected after, before, "
+						.. "latest, limit"
+				end
+			end
+			d.conversationId = req.params.id
+			if d.limit ~= nil then
+				d.limit = tonumber(d.limit)
+				if not d.limit then
+					return nil, 400, "limit must be an integer from 1 to " .. MAX_IDS
+				end
+			end
+			if d.latest ~= nil then
+				if d.latest ~= "true" and d.latest ~= "false" then
+					return nil, 400, "latest must be true or false"
+				end
+				d.latest = d.latest == "true"
 			end
 			local ok, status, message = check(checks.sync, d)
 			if not ok then
 				return nil, status, message
 			end
 			-- The API sees every conversation: it answers for the backend.
-			local after_seq = 0
-			if d.after then
-				local seq, st, msg = seq_in(d.conversationId, d.after)
-				if not seq then
-					return nil, st, msg
-				end
-				after_seq = seq
+			return answer(history(d, nil))
+		end,
+
+		["GET /api/users/:id/conversations"] = function(req)
+			local ok, err = id_field(req.params, "id")
+			if not ok then
+				return nil, 400, "the user " .. err
 			end
-			return store.sync(d.conversationId, after_seq, d.limit or 50)
+			local d = {}
+			for k, v in pairs(req.query) do
+				d[k] = v
+			end
+			if d.userId ~= nil then
+				return nil, 400, "unknown field userId; expected limit, before"
+			end
+			if d.limit ~= nil then
+				d.limit = tonumber(d.limit)
+				if not d.limit then
+					return nil, 400, "limit must be an integer from 1 to " .. INBOX_MAX
+				end
+			end
+			local checked, status, message = check(checks.list, d)
+			if not checked then
+				return nil, status, message
+			end
+			local page = store.inbox(req.params.id, d.before, d.limit or 20)
+			if not page then
+				return nil, 404, "conversation " .. d.before .. " is not in the user's list"
+			end
+			return page
 		end,
 
 		["PATCH /api/messages/:id/status"] = function(req)
@@ -615,6 +762,7 @@ return {
 			if not done then
 				return nil, store_error(err)
 			end
+			tell_inbox(req.params.id, store.members(req.params.id))
 			return { conversationId = req.params.id, members = store.members(req.params.id) }
 		end,
 

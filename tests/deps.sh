@@ -3,14 +3,21 @@
 # tools and libraries (apt), and with --test what the tests use: Chromium
 # (apt, for the browser test), strace (apt, for the fsync test) and the npm
 # packages of the test clients (tests/node_modules) and of the example page
-# (examples/web/node_modules), each from its package-lock.json.
+# (examples/web/node_modules), each from its package-lock.json. With
+# --plugin-test, only what a plugin's tests use: the test clients' npm
+# packages (a Lua plugin's test needs no browser and no strace).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+mode=${1:-}
+case "$mode" in
+"" | --test | --plugin-test) ;;
+*) echo "deps: unknown option $mode (--test, --plugin-test)" >&2; exit 2 ;;
+esac
 
 packages=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev
 	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev curl)
 
-if [ "${1:-}" = "--test" ]; then
+if [ "$mode" = "--test" ]; then
 	packages+=(chromium strace)
 fi
 
@@ -27,10 +34,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ "${1:-}" = "--test" ]; then
+if [ -n "$mode" ]; then
 	# Node comes with the machine (NOTES.md: do not apt-get install nodejs).
 	command -v node >/dev/null || { echo "deps: node is required for the tests" >&2; exit 1; }
-	for dir in "$here" "$here/../examples/web"; do
+	dirs=("$here")
+	[ "$mode" = "--test" ] && dirs+=("$here/../examples/web")
+	for dir in "${dirs[@]}"; do
 		# A node_modules that is a symlink is another checkout's (a git
 		# worktree sharing the main one's): npm ci would empty it for
 		# everyone who uses it. A fresh worktree's package-lock.json is

@@ -10,7 +10,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-bash "$root/tests/deps.sh" --test >/dev/null
+# What the plugin tests need, no more: no browser, no strace.
+bash "$root/tests/deps.sh" --plugin-test >/dev/null
 if [ -z "${PARLEY_BIN:-}" ]; then
 	if [ ! -x "$root/build/parley" ]; then
 		cmake -S "$root" -B "$root/build" >/dev/null

@@ -213,6 +213,27 @@ static int l_sync(lua_State *L)
 	return 1;
 }
 
+/* store_sync_before(conversationId, before seq | nil, limit[, viewer]) ->
+ *   raw JSON as store_sync's: the `limit` durable messages just before
+ *   `before` (nil: the newest), oldest first; "hasMore": older ones exist. */
+static int l_sync_before(lua_State *L)
+{
+	size_t clen, vlen = 0, len;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+	int newest = lua_isnoneornil(L, 2);
+	lua_Number n = newest ? 0 : luaL_checknumber(L, 2);
+	/* nil is before nothing: the newest. A seq below 1 has nothing before
+	 * it; one past every seq, everything (and no cast overflows). */
+	uint64_t before = newest || n >= 1.8e19 ? UINT64_MAX : n < 1 ? 0 : (uint64_t)n;
+	lua_Integer limit = luaL_optinteger(L, 3, 50);
+	const char *viewer = luaL_optlstring(L, 4, NULL, &vlen);
+	char *json = messages_sync_before(conv, clen, before, (long)limit, viewer, vlen, &len);
+
+	jsonlua_push_raw(L, json, len);
+	scratch_free(json);
+	return 1;
+}
+
 static void push_change(lua_State *L, const struct msg_change *ch)
 {
 	char when[MESSAGES_TIME_LEN];
@@ -353,6 +374,115 @@ static int l_members(lua_State *L)
 	size_t clen, len;
 	const char *conv = check_name(L, 1, "conversationId", &clen);
 	char *names = messages_members(conv, clen, &len);
+
+	push_names(L, names, len);
+	scratch_free(names);
+	return 1;
+}
+
+/* store_inbox(userId, before conversationId | nil, limit) -> raw JSON
+ *   {"conversations":[item, ...], "hasMore": bool}, latest activity first
+ *   | nil when `before` is not in the user's inbox */
+static int l_inbox(lua_State *L)
+{
+	size_t ulen, blen = 0, len;
+	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *before = lua_isnoneornil(L, 2) ? NULL :
+			     check_name(L, 2, "conversationId", &blen);
+	lua_Integer limit = luaL_optinteger(L, 3, 20);
+	char *json = messages_inbox(user, ulen, before, blen, (long)limit, &len);
+
+	if (!json) {
+		lua_pushnil(L);
+		return 1;
+	}
+	jsonlua_push_raw(L, json, len);
+	scratch_free(json);
+	return 1;
+}
+
+/* store_inbox_item(userId, conversationId) -> raw JSON item | nil */
+static int l_inbox_item(lua_State *L)
+{
+	size_t ulen, clen, len;
+	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *conv = check_name(L, 2, "conversationId", &clen);
+	char *json = messages_inbox_item(user, ulen, conv, clen, &len);
+
+	if (!json) {
+		lua_pushnil(L);
+		return 1;
+	}
+	jsonlua_push_raw(L, json, len);
+	scratch_free(json);
+	return 1;
+}
+
+/* store_inbox_updates(conversationId, { userIds }) ->
+ *   { { item = raw JSON, users = { userIds } }, ... }: the conversation's
+ *   item for each of the users whose inbox holds it, users with the same
+ *   item together (one emit each). */
+static int l_inbox_updates(lua_State *L)
+{
+	size_t clen, n = 0, groups;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+	size_t total;
+	const char **users;
+	size_t *ulens, *item_lens;
+	long *group;
+	char **items;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	total = lua_objlen(L, 2);
+	if (total > MESSAGES_RECIPIENTS_MAX)
+		total = MESSAGES_RECIPIENTS_MAX;
+	users = scratch_alloc((total ? total : 1) * sizeof(*users));
+	ulens = scratch_alloc((total ? total : 1) * sizeof(*ulens));
+	group = scratch_alloc((total ? total : 1) * sizeof(*group));
+	items = scratch_alloc((total ? total : 1) * sizeof(*items));
+	item_lens = scratch_alloc((total ? total : 1) * sizeof(*item_lens));
+	/* The names stay alive in the table, which stays on the stack. */
+	for (size_t i = 1; i <= total; i++) {
+		lua_rawgeti(L, 2, (int)i);
+		if (lua_type(L, -1) == LUA_TSTRING) {
+			users[n] = lua_tolstring(L, -1, &ulens[n]);
+			if (ulens[n] && ulens[n] <= NAME_MAX_BYTES && !memchr(users[n], '\0', ulens[n]))
+				n++;
+		}
+		lua_pop(L, 1);
+	}
+	groups = messages_inbox_items(conv, clen, users, ulens, n, group, items, item_lens);
+	lua_createtable(L, (int)groups, 0);
+	for (size_t g = 0; g < groups; g++) {
+		int k = 0;
+		lua_createtable(L, 0, 2);
+		jsonlua_push_raw(L, items[g], item_lens[g]);
+		lua_setfield(L, -2, "item");
+		lua_newtable(L);
+		for (size_t i = 0; i < n; i++)
+			if (group[i] == (long)g) {
+				lua_pushlstring(L, users[i], ulens[i]);
+				lua_rawseti(L, -2, ++k);
+			}
+		lua_setfield(L, -2, "users");
+		lua_rawseti(L, -2, (int)g + 1);
+	}
+	for (size_t g = 0; g < groups; g++)
+		scratch_free(items[g]);
+	scratch_free(users);
+	scratch_free(ulens);
+	scratch_free(group);
+	scratch_free(items);
+	scratch_free(item_lens);
+	return 1;
+}
+
+/* store_participants(conversationId) -> { userIds } whose inbox holds it */
+static int l_participants(lua_State *L)
+{
+	size_t clen, len;
+	const char *conv = check_name(L, 1, "conversationId", &clen);
+	char *names = messages_participants(conv, clen, &len);
 
 	push_names(L, names, len);
 	scratch_free(names);
@@ -576,12 +706,17 @@ void store_api_register(lua_State *L)
 		{ "store_send", l_send },
 		{ "store_message", l_message },
 		{ "store_sync", l_sync },
+		{ "store_sync_before", l_sync_before },
 		{ "store_set_status", l_set_status },
 		{ "store_read_upto", l_read_upto },
 		{ "store_members", l_members },
 		{ "store_set_members", l_set_members },
 		{ "store_is_member", l_is_member },
 		{ "store_conversations_of", l_conversations_of },
+		{ "store_inbox", l_inbox },
+		{ "store_inbox_item", l_inbox_item },
+		{ "store_participants", l_participants },
+		{ "store_inbox_updates", l_inbox_updates },
 		{ "store_profile", l_profile },
 		{ "store_set_profile", l_set_profile },
 		{ "store_last_seen", l_last_seen },

@@ -29,6 +29,7 @@
 #include "base/error.h"
 #include "base/map.h"
 #include "base/scratch.h"
+#include "store/inbox.h"
 #include "store/record.h"
 #include "store/store.h"
 #include "wire/json.h"
@@ -485,6 +486,8 @@ void messages_send(const struct msg_new *m, void (*done)(void *arg, int err), vo
 		store_put(b, STORE_IDEM, idem, idemlen, out->id, ID_LEN);
 	for (const char *p = rec.p; rec.p && p < rec.p + rec.len; p += strlen(p) + 1)
 		status_put(b, out->id, p, strlen(p), MSG_SENT, now, 0);
+	inbox_message(b, m->conv, m->conv_len, m->sender, m->sender_len, rec.p, rec.len,
+		      strtoull(out->id, NULL, 16));
 	store_submit(b, done, arg);
 	out->record = record_for_client(NULL, json.p, json.len, MSG_SENT, &out->record_len);
 	scratch_free(json.p);
@@ -610,6 +613,57 @@ char *messages_sync(const char *conv, size_t clen, uint64_t after, long limit,
 	return out.p;
 }
 
+/* The ids of a conversation's messages with seq below `before`, the newest
+ * first, at most `limit`, from the conversation index backwards: a page
+ * costs its own size whatever the length of the history. */
+static size_t conversation_ids_back(const char *conv, size_t clen, uint64_t before,
+				    size_t limit, struct collect_ids *c)
+{
+	char prefix[NAME_MAX_BYTES + 1], bound[NAME_MAX_BYTES + 9];
+	size_t plen = record_key(prefix, sizeof(prefix), conv, clen, "", 0);
+
+	memcpy(bound, prefix, plen);
+	record_put_u64((unsigned char *)bound + plen, before);
+	c->cap = limit;
+	c->ids = scratch_alloc(limit * sizeof(*c->ids));
+	c->seqs = scratch_alloc(limit * sizeof(*c->seqs));
+	c->n = 0;
+	c->prefix = plen;
+	store_scan_back(STORE_CONV, prefix, plen, bound, plen + 8, (long)limit, collect_id, c);
+	return c->n;
+}
+
+char *messages_sync_before(const char *conv, size_t clen, uint64_t before, long limit,
+			   const char *viewer, size_t vlen, size_t *len)
+{
+	struct collect_ids c;
+	struct record_buf out = { 0 };
+	struct record r;
+	size_t n;
+
+	if (limit < 1)
+		limit = 1;
+	if (limit > MESSAGES_SYNC_MAX)
+		limit = MESSAGES_SYNC_MAX;
+	/* One more than the page: if it is there, older messages exist. */
+	conversation_ids_back(conv, clen, before, (size_t)limit + 1, &c);
+	n = c.n < (size_t)limit ? c.n : (size_t)limit;
+	record_buf_str(&out, "{\"messages\":[");
+	/* Collected newest first; answered oldest first. */
+	for (size_t i = n; i-- > 0;) {
+		if (hidden_for(c.ids[i], viewer, vlen) || record_load(c.ids[i], ID_LEN, &r) != 1)
+			continue;
+		if (out.p[out.len - 1] != '[')
+			record_buf_put(&out, ",", 1);
+		record_with_statuses(&out, c.ids[i], &r);
+	}
+	record_buf_str(&out, c.n > (size_t)limit ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
+	scratch_free(c.ids);
+	scratch_free(c.seqs);
+	*len = out.len;
+	return out.p;
+}
+
 /* ---- statuses ---- */
 
 /* Sets `user`'s status of message `id` to `level` if that advances it,
@@ -625,7 +679,7 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 {
 	struct record r;
 	struct joined j;
-	int current, flags, recipient = 0, rc = 0;
+	int current, flags, recipient = 0, original = 0, rc = 0;
 	uint32_t recipients = 0;
 
 	memcpy(ch->id, id, ID_LEN);
@@ -647,7 +701,7 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 	for (const char *p = r.recipients; p < r.recipients + r.recipients_len; p += strlen(p) + 1) {
 		recipients++;
 		if (strlen(p) == ulen && memcmp(p, user, ulen) == 0)
-			recipient = 1;
+			recipient = original = 1;
 	}
 	current = status_of(id, user, ulen, &flags);
 	joined_load(id, &j);
@@ -683,6 +737,9 @@ static int set_status(struct store_batch *b, const char *id, const char *user, s
 		joined_put(b, id, &j);
 	}
 	status_put(b, id, user, ulen, level, ch->at, flags);
+	/* Counted unread for the user when sent to it (inbox_message): no
+	 * longer. */
+	ch->unread_read = original && level == MSG_READ;
 	/* The batch is not visible yet: count this user at the new level. */
 	ch->aggregate = aggregate_with(id, &r, &j, user, ulen, level);
 	rc = 1;
@@ -690,6 +747,37 @@ out:
 	return rc;
 }
 
+
+/* The user read the messages of `changes`: each conversation among them
+ * has one inbox write, its unread count down by the messages counted there
+ * (an id named twice, once). */
+static void inbox_reads(struct store_batch *b, const char *user, size_t ulen,
+			const struct msg_change *changes, size_t n)
+{
+	struct map seen, convs;
+	struct map_iter it;
+	struct map_entry *e;
+
+	map_init(&seen);
+	map_init(&convs);
+	for (size_t i = 0; i < n; i++) {
+		const char *c = changes[i].conv;
+		uintptr_t count = (uintptr_t)map_get(&convs, c, strlen(c));
+		if (!count)
+			count = 1; /* stored plus one: a value is never NULL */
+		if (changes[i].unread_read && !map_get(&seen, changes[i].id, ID_LEN)) {
+			map_put(&seen, changes[i].id, ID_LEN, (void *)1);
+			count++;
+		}
+		map_put(&convs, c, strlen(c), (void *)count);
+	}
+	map_iter_init(&it, &convs);
+	while ((e = map_next(&it)) != NULL)
+		if (e->klen)
+			inbox_read(b, e->key, e->klen, user, ulen, (uint32_t)((uintptr_t)e->value - 1));
+	map_fini(&seen);
+	map_fini(&convs);
+}
 
 int messages_set_status(const char *const *ids, const size_t *idlens, size_t n,
 			const char *user, size_t ulen, int level, int open, const char *conv,
@@ -717,6 +805,8 @@ int messages_set_status(const char *const *ids, const size_t *idlens, size_t n,
 		 * what is committed, not this batch. */
 		set_status(b, ids[i], user, ulen, level, open, conv, clen, &changes[i]);
 	}
+	if (level == MSG_READ)
+		inbox_reads(b, user, ulen, changes, n);
 	store_submit(b, done, arg);
 	return 0;
 }
@@ -734,6 +824,7 @@ void messages_read_upto(const char *conv, size_t clen, const char *user, size_t 
 	struct store_batch *b;
 	struct msg_change *changes;
 	size_t n = 0;
+	uint32_t unread_read = 0;
 
 	*count = 0;
 	/* "rc" \0 conversation \0 user: where the user had read to. */
@@ -750,6 +841,8 @@ void messages_read_upto(const char *conv, size_t clen, const char *user, size_t 
 		last = c.seqs[i];
 		if (rc == 1)
 			(*count)++;
+		if (rc == 1 && changes[n].unread_read)
+			unread_read++;
 		if (rc == 1 && changes[n].aggregate != changes[n].aggregate_before)
 			n++;
 	}
@@ -758,6 +851,7 @@ void messages_read_upto(const char *conv, size_t clen, const char *user, size_t 
 		record_put_u64(word, last);
 		store_put(b, STORE_META, cur, curlen, word, 8);
 	}
+	inbox_read(b, conv, clen, user, ulen, unread_read);
 	store_submit(b, done, arg);
 	scratch_free(c.ids);
 	scratch_free(c.seqs);
@@ -871,6 +965,7 @@ void messages_set_members(const char *conv, size_t clen, const char *members, si
 		store_put(b, STORE_USERCONV, key, klen, "", 0);
 	}
 	map_put(&registered_cache, conv, clen, (void *)(uintptr_t)(n > 0 ? 2 : 1));
+	inbox_members(b, conv, clen, members, len);
 	store_submit(b, done, arg);
 }
 

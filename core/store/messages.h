@@ -119,6 +119,50 @@ int messages_has(const char *id, size_t idlen);
 char *messages_sync(const char *conv, size_t clen, uint64_t after, long limit,
 		    const char *viewer, size_t vlen, size_t *len);
 
+/* As messages_sync, backwards: the conversation's durable messages with
+ * seq below `before` (UINT64_MAX: the newest), the `limit` nearest it,
+ * answered oldest first; "hasMore" says whether older ones exist. Read
+ * from the conversation index backwards: the cost is the page's, not the
+ * history's. Never NULL. */
+char *messages_sync_before(const char *conv, size_t clen, uint64_t before, long limit,
+			   const char *viewer, size_t vlen, size_t *len);
+
+/* ---- the inbox (store/inbox.c) ---- */
+
+#define MESSAGES_INBOX_MAX 100      /* conversations in one page */
+#define MESSAGES_PREVIEW_CHARS 100  /* characters of a last message shown */
+
+/* A page of `user`'s conversations, latest activity first: those after
+ * `before` (a conversation of the inbox; NULL: from the latest), at most
+ * `limit` (1..MESSAGES_INBOX_MAX), as JSON {"conversations":[item, ...],
+ * "hasMore": bool}, scratch, of `*len` bytes; NULL when `before` is not
+ * in the inbox. An item: {"conversationId", "updatedAt" (the last
+ * activity), "unreadCount" (the messages the user received there and has
+ * not read), "lastMessage": {"messageId", "senderId", "sender"?, "type",
+ * "timestamp", "seq", "deleted"?, "preview"} or null}. The inbox holds
+ * the conversations the user wrote, received or read in, and those it is
+ * a registered member of; messages_send, the reads and
+ * messages_set_members keep it in their batches. Durable entries are
+ * listed (a scan), each as it is now. */
+char *messages_inbox(const char *user, size_t ulen, const char *before, size_t blen, long limit,
+		     size_t *len);
+/* The item of one conversation of the user's inbox (scratch), or NULL
+ * when it is not there. */
+char *messages_inbox_item(const char *user, size_t ulen, const char *conv, size_t clen,
+			  size_t *len);
+/* The items of one conversation for the `n` users `users` (of `ulens`
+ * bytes) at once, for conversation:updated: users whose items are the same
+ * text share one, so an update costs one encoding per distinct item, not
+ * per user. Sets `group[i]` to user i's item (-1: not in its inbox), and
+ * `items[g]` (scratch) / `item_lens[g]` for each item; the three arrays are
+ * the caller's, of `n` entries. Returns the number of items. */
+size_t messages_inbox_items(const char *conv, size_t clen, const char *const *users,
+			    const size_t *ulens, size_t n, long *group, char **items,
+			    size_t *item_lens);
+/* The users whose inbox holds the conversation (durable ones): NUL-
+ * terminated names back to back, scratch (NULL, `*len` 0, when none). */
+char *messages_participants(const char *conv, size_t clen, size_t *len);
+
 /* ---- statuses ---- */
 
 /* What a status write did to a message. */
@@ -128,6 +172,7 @@ struct msg_change {
 	char sender[MESSAGES_NAME_MAX + 1];
 	int aggregate_before, aggregate; /* the least status over its recipients */
 	int64_t at;                      /* ms */
+	int unread_read; /* it was unread in the user's inbox count and is read now */
 };
 
 /* Sets `user`'s status of the messages `ids` (`n` ids of `idlens` bytes) to

@@ -46,7 +46,7 @@ uint64_t store_full_disk;
 
 static const char *const db_names[STORE_DB_COUNT] = {
 	"kv", "messages", "conv", "status", "members", "userconv", "idem", "users", "seen", "meta",
-	"annot", "hidden",
+	"annot", "hidden", "inbox", "recent", "parts",
 };
 
 /* One write, packed in its batch's buffer: the header, the key, the value. */
@@ -193,7 +193,7 @@ static void batch_each(struct store_batch *b,
  * their pending writes need no place in the overlay. */
 static int scanned_only(enum store_db db)
 {
-	return db == STORE_CONV || db == STORE_USERCONV;
+	return db == STORE_CONV || db == STORE_USERCONV || db == STORE_RECENT || db == STORE_PARTS;
 }
 
 static size_t overlay_key(unsigned char *out, enum store_db db, const void *key, size_t klen)
@@ -634,28 +634,76 @@ long store_scan(enum store_db db, const void *prefix, size_t plen, const void *s
 	return n;
 }
 
+/* Puts `cur` on the last key that sorts before `before` (`blen` bytes; with
+ * none, before every key that starts with `prefix`: the prefix, then 0xff
+ * bytes, is past them all). Returns LMDB's code: 0, MDB_NOTFOUND when no
+ * key is there. */
+static int cursor_before(MDB_cursor *cur, const void *prefix, size_t plen, const void *before,
+			 size_t blen, MDB_val *k, MDB_val *v)
+{
+	unsigned char bound[KEY_MAX];
+	int rc;
+
+	if (before && blen) {
+		k->mv_size = blen;
+		k->mv_data = (void *)before;
+	} else {
+		memcpy(bound, prefix, plen);
+		memset(bound + plen, 0xff, KEY_MAX - plen);
+		k->mv_size = KEY_MAX;
+		k->mv_data = bound;
+	}
+	/* The first key at or after the bound; the one before it is ours (or
+	 * the last of all, when none is at or after it). Once positioned, `k`
+	 * points into the database, not at `bound`. */
+	rc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+	return rc == 0 ? mdb_cursor_get(cur, k, v, MDB_PREV) :
+	       rc == MDB_NOTFOUND ? mdb_cursor_get(cur, k, v, MDB_LAST) : rc;
+}
+
+long store_scan_back(enum store_db db, const void *prefix, size_t plen, const void *before,
+		     size_t blen, long limit,
+		     int (*each)(void *arg, const void *k, size_t kl, const void *v, size_t vl),
+		     void *arg)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	long n = 0;
+	int rc;
+
+	if (plen == 0 || plen >= KEY_MAX || blen > KEY_MAX)
+		return 0;
+	if ((rc = read_begin()) != 0)
+		return lmdb_code(rc);
+	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0)
+		return lmdb_code(rc);
+	rc = cursor_before(cur, prefix, plen, before, blen, &k, &v);
+	while (rc == 0 && n < limit && has_prefix(&k, prefix, plen)) {
+		n++;
+		if (each(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size))
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return lmdb_code(rc);
+	return n;
+}
+
 int store_last(enum store_db db, const void *prefix, size_t plen, void *out, size_t cap,
 	       size_t *olen)
 {
-	unsigned char bound[KEY_MAX];
 	MDB_cursor *cur;
 	MDB_val k, v;
 	int rc, found = 0;
 
 	if (plen == 0 || plen >= KEY_MAX)
 		return 0;
-	/* Just past every key with the prefix: the prefix, then 0xff bytes. */
-	memcpy(bound, prefix, plen);
-	memset(bound + plen, 0xff, KEY_MAX - plen);
 	if ((rc = read_begin()) != 0)
 		return lmdb_code(rc);
 	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0)
 		return lmdb_code(rc);
-	k.mv_size = KEY_MAX;
-	k.mv_data = bound;
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	rc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV) :
-	     rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST) : rc;
+	rc = cursor_before(cur, prefix, plen, NULL, 0, &k, &v);
 	if (rc == 0 && has_prefix(&k, prefix, plen) && k.mv_size <= cap) {
 		memcpy(out, k.mv_data, k.mv_size);
 		*olen = k.mv_size;

@@ -30,6 +30,9 @@ enum store_db {
 	STORE_META,     /* counters that survive restarts; read cursors */
 	STORE_ANNOT,    /* message id "\0" name -> JSON (reactions, ... of plugins) */
 	STORE_HIDDEN,   /* message id "\0" user id -> "" (deleted for that user) */
+	STORE_INBOX,    /* user id "\0" conversation id -> activity ms(8) unread(4) */
+	STORE_RECENT,   /* user id "\0" activity ms(8) conversation id -> "" (inbox order) */
+	STORE_PARTS,    /* conversation id "\0" user id -> "" (whose inbox holds it) */
 	STORE_DB_COUNT
 };
 
@@ -104,9 +107,9 @@ uint64_t store_failures_heard(void);
 /* Looks a key up, pending writes first. Returns 1 with `*val`/`*vlen` set
  * (the store's: valid until the next store call from this thread), 0 when
  * absent (a key of no allowed length included), or a negative code (LMDB's
- * read transaction or mdb_get failed). STORE_CONV and STORE_USERCONV are
- * only scanned: the overlay leaves their writes out, and a point read of
- * them is a bug and aborts. */
+ * read transaction or mdb_get failed). STORE_CONV, STORE_USERCONV,
+ * STORE_RECENT and STORE_PARTS are only scanned: the overlay leaves their
+ * writes out, and a point read of them is a bug and aborts. */
 int store_get(enum store_db db, const void *key, size_t klen, const void **val, size_t *vlen);
 /* As store_get without the copy, for values too large to copy at each read
  * (a message record): `*val` stays valid until the loop's read transaction
@@ -125,6 +128,15 @@ long store_scan(enum store_db db, const void *prefix, size_t plen, const void *s
 		size_t slen, long limit,
 		int (*each)(void *arg, const void *k, size_t kl, const void *v, size_t vl),
 		void *arg);
+/* As store_scan, backwards: the committed keys that start with `prefix`
+ * (1..510 bytes) and sort before `before` (`blen` bytes; NULL: all of
+ * them), the last first, until `each` returns non-zero or `limit` calls.
+ * Returns the number of calls (0 for an empty or too long prefix), or a
+ * negative code (LMDB's). The same rules for `each` as store_scan's. */
+long store_scan_back(enum store_db db, const void *prefix, size_t plen, const void *before,
+		     size_t blen, long limit,
+		     int (*each)(void *arg, const void *k, size_t kl, const void *v, size_t vl),
+		     void *arg);
 /* The last committed key that starts with `prefix`: 1 and its key copied to
  * `out` (`*olen` bytes, at most `cap`), 0 when none (or when it is longer
  * than `cap`, or `prefix` is empty or too long), or a negative code

@@ -186,6 +186,9 @@ const cases = [
   ['socket.io', 'typing:start with isTyping a string', (s) => sioError(s, `${NSP}["typing:start",{"conversationId":"${conv}","isTyping":"yes"}]`, 400)],
   ['socket.io', 'message:read of a message id that does not exist', (s) => sioError(s, `${NSP}["message:read",{"conversationId":"${conv}","messageIds":["no-such-id"]}]`, 404)],
   ['socket.io', 'messages:sync with limit -5', (s) => sioError(s, `${NSP}["messages:sync",{"conversationId":"${conv}","limit":-5}]`, 400)],
+  ['socket.io', 'messages:sync with a field it does not know (befor)', (s) => sioError(s, `${NSP}["messages:sync",{"conversationId":"${conv}","befor":"x"}]`, 400)],
+  ['socket.io', 'messages:sync with two starting points', (s) => sioError(s, `${NSP}["messages:sync",{"conversationId":"${conv}","latest":true,"after":"x"}]`, 400)],
+  ['socket.io', 'conversations:list with limit 0', (s) => sioError(s, `${NSP}["conversations:list",{"limit":0}]`, 400)],
   ['socket.io', 'presence:query with userIds not an array', (s) => sioError(s, `${NSP}["presence:query",{"userIds":"alice"}]`, 400)],
   ['socket.io', 'an event no script handles', (s) => sioError(s, `${NSP}["no:such:event",{}]`, 404)],
   ['socket.io', 'an empty event name', (s) => sioError(s, `${NSP}["",{}]`, 400)],
@@ -266,6 +269,7 @@ const cases = [
   // The plain WebSocket endpoint.
   ['plain ws', 'invalid JSON', (s) => plainError(s, '{"event":', 400)],
   ['plain ws', 'a JSON array instead of an object', (s) => plainError(s, '["message:send",{}]', 400)],
+  ['plain ws', 'conversations:list with a field it does not know', (s) => plainError(s, '{"event":"conversations:list","data":{"page":2}}', 400)],
   ['plain ws', 'an event that is a number', (s) => plainError(s, '{"event":5,"data":{}}', 400)],
   ['plain ws', 'an empty event name', (s) => plainError(s, '{"event":"","data":{}}', 400)],
   ['plain ws', 'an ack of -1', (s) => plainError(s, '{"event":"test:echo","data":1,"ack":-1}', 400)],
@@ -286,6 +290,8 @@ const cases = [
   // The HTTP API.
   ['http api', 'no key', (s) => httpStatus(s, 'GET', `/api/conversations/${conv}/messages`, { key: null, status: 401 })],
   ['http api', 'a wrong key', (s) => httpStatus(s, 'GET', `/api/conversations/${conv}/messages`, { key: 'wrong', status: 401 })],
+  ['http api', 'history with latest=yes', (s) => httpStatus(s, 'GET', `/api/conversations/${conv}/messages?latest=yes`, { status: 400 })],
+  ['http api', 'a user\'s conversations with a parameter it does not know', (s) => httpStatus(s, 'GET', '/api/users/alice/conversations?befor=x', { status: 400 })],
   ['http api', 'a body that is not JSON', (s) => httpStatus(s, 'POST', `/api/conversations/${conv}/messages`, { body: '{"senderId":', status: 400 })],
   ['http api', 'a body that is not application/json', (s) => httpStatus(s, 'POST', `/api/conversations/${conv}/messages`, { body: 'senderId=a', headers: { 'content-type': 'text/plain' }, status: 415 })],
   ['http api', 'a body over PARLEY_MAX_PAYLOAD', (s) => httpStatus(s, 'POST', `/api/conversations/${conv}/messages`, { body: JSON.stringify({ senderId: 'a', clientMessageId: 'h-2', type: 'text', content: 'x'.repeat(MAX_PAYLOAD + 10) }), status: 413 })],

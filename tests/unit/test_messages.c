@@ -2,7 +2,7 @@
  * store's C API, on a real LMDB directory in a temporary folder and a libev
  * loop of its own: no server, no Lua (the test links the store layer
  * alone). Sending (ids, sequence numbers, idempotent retries), reading,
- * statuses (refusals write nothing), sync, membership, annotations, edits,
+ * statuses (refusals write nothing), sync (both ways), the inbox, membership, annotations, edits,
  * hiding, profiles and last seen, and what survives a reopen. */
 #define _GNU_SOURCE
 #include "store/messages.h"
@@ -217,6 +217,30 @@ static void test_sync(void)
 	json = messages_sync("nobody", 6, 0, 50, NULL, 0, &len);
 	CHECK_MEM(json, len, "{\"messages\":[],\"hasMore\":false}", 31);
 	scratch_free(json);
+
+	/* Backwards: the newest one (older ones exist), both oldest first,
+	 * before seq 2, before seq 1 (nothing). */
+	json = messages_sync_before("c1", 2, UINT64_MAX, 1, NULL, 0, &len);
+	CHECK(!contains(json, len, first_id));
+	CHECK(contains(json, len, second_id));
+	CHECK(contains(json, len, "\"hasMore\":true}"));
+	scratch_free(json);
+	json = messages_sync_before("c1", 2, UINT64_MAX, 50, NULL, 0, &len);
+	CHECK(contains(json, len, "\"hasMore\":false}"));
+	CHECK(strstr(json, first_id) && strstr(json, second_id) &&
+	      strstr(json, first_id) < strstr(json, second_id));
+	scratch_free(json);
+	json = messages_sync_before("c1", 2, 2, 50, NULL, 0, &len);
+	CHECK(contains(json, len, first_id));
+	CHECK(!contains(json, len, second_id));
+	CHECK(contains(json, len, "\"hasMore\":false}"));
+	scratch_free(json);
+	json = messages_sync_before("c1", 2, 1, 50, NULL, 0, &len);
+	CHECK_MEM(json, len, "{\"messages\":[],\"hasMore\":false}", 31);
+	scratch_free(json);
+	json = messages_sync_before("nobody", 6, UINT64_MAX, 50, NULL, 0, &len);
+	CHECK_MEM(json, len, "{\"messages\":[],\"hasMore\":false}", 31);
+	scratch_free(json);
 }
 
 static void test_members(void)
@@ -303,6 +327,75 @@ static void test_annotate_edit_hide(void)
 	wait_done(&d4);
 }
 
+/* The inbox: kept by sends and reads, latest activity first. */
+static void test_inbox(void)
+{
+	static const char to_bob[] = "bob\0";
+	struct msg_new m = {
+		.conv = "ib", .conv_len = 2, .sender = "alice", .sender_len = 5,
+		.type = "text", .type_len = 4, .content = "\"hi bob\"", .content_len = 8,
+		.recipients = to_bob, .recipients_len = sizeof(to_bob) - 1,
+	};
+	struct msg_sent a, b, c;
+	struct done d1 = { 0 }, d2 = { 0 }, d3 = { 0 }, d4 = { 0 };
+	struct msg_change ch[2];
+	size_t len, refused;
+	char *json;
+
+	messages_send(&m, on_done, &d1, &a);
+	m.conv = "ib2";
+	m.conv_len = 3;
+	messages_send(&m, on_done, &d2, &c);
+	m.conv = "ib";
+	m.conv_len = 2;
+	messages_send(&m, on_done, &d4, &b);
+	scratch_free(a.record);
+	scratch_free(b.record);
+	scratch_free(c.record);
+	wait_done(&d4);
+	/* bob: "ib" (two unread, its last message b) before "ib2"; not c1,
+	 * whose members no longer include bob (test_members). */
+	json = messages_inbox("bob", 3, NULL, 0, 10, &len);
+	CHECK(strstr(json, "\"ib\"") && strstr(json, "\"ib2\"") &&
+	      strstr(json, "\"ib\"") < strstr(json, "\"ib2\""));
+	CHECK(!contains(json, len, "\"c1\""));
+	CHECK(contains(json, len, "\"unreadCount\":2,"));
+	CHECK(contains(json, len, "\"unreadCount\":1,"));
+	CHECK(contains(json, len, b.id));
+	CHECK(contains(json, len, "\"preview\":\"hi bob\""));
+	scratch_free(json);
+	/* A page of one, then the next after it; a before not there: NULL. */
+	json = messages_inbox("bob", 3, NULL, 0, 1, &len);
+	CHECK(contains(json, len, "\"ib\"") && !contains(json, len, "\"ib2\""));
+	CHECK(contains(json, len, "\"hasMore\":true}"));
+	scratch_free(json);
+	json = messages_inbox("bob", 3, "ib", 2, 1, &len);
+	CHECK(contains(json, len, "\"ib2\"") && contains(json, len, "\"hasMore\":false}"));
+	scratch_free(json);
+	/* carol, the member c1 has now, has it (no unread: she joined after). */
+	json = messages_inbox("carol", 5, NULL, 0, 10, &len);
+	CHECK(contains(json, len, "\"c1\"") && contains(json, len, "\"unreadCount\":0,"));
+	scratch_free(json);
+	CHECK(messages_inbox("bob", 3, "nowhere", 7, 1, &len) == NULL);
+	/* The sender has nothing unread there. */
+	json = messages_inbox_item("alice", 5, "ib", 2, &len);
+	CHECK(contains(json, len, "\"unreadCount\":0,"));
+	scratch_free(json);
+	CHECK(messages_inbox_item("carol", 5, "ib", 2, &len) == NULL);
+	/* bob reads a, named twice: one less. */
+	const char *ids[2] = { a.id, a.id };
+	size_t lens[2] = { MESSAGES_ID_LEN, MESSAGES_ID_LEN };
+	CHECK_INT(messages_set_status(ids, lens, 2, "bob", 3, MSG_READ, 0, "ib", 2, on_done, &d3,
+				      ch, &refused), 0);
+	wait_done(&d3);
+	json = messages_inbox_item("bob", 3, "ib", 2, &len);
+	CHECK(contains(json, len, "\"unreadCount\":1,"));
+	scratch_free(json);
+	json = messages_participants("ib", 2, &len);
+	CHECK_UINT(len, 10);
+	scratch_free(json);
+}
+
 /* After a reopen the sequence goes on, ids stay ordered, and retries are
  * still recognised. */
 static void test_reopen(void)
@@ -339,6 +432,7 @@ int main(void)
 	test_sync();
 	test_members();
 	test_annotate_edit_hide();
+	test_inbox();
 	test_reopen();
 	close_store();
 	ev_loop_destroy(loop);

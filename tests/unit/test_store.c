@@ -1,11 +1,11 @@
 /* test_store.c - core/store/store.c alone: a real LMDB directory under a
  * temporary folder, the store's writer thread, and a libev loop this test
  * runs for the completions. No server, no Lua. The directory claim, point
- * reads of pending writes (the overlay) before their commit, scans and
- * store_last of committed data only, group commit, completion order, the
- * failure barrier after a full map (MDB_MAP_FULL), a commit the file size
- * limit cuts short (-EFBIG, negative as every code the store gives), and a
- * close that waits for queued writes.
+ * reads of pending writes (the overlay) before their commit, scans (both
+ * ways) and store_last of committed data only, group commit, completion
+ * order, the failure barrier after a full map (MDB_MAP_FULL), a commit the
+ * file size limit cuts short (-EFBIG, negative as every code the store
+ * gives), and a close that waits for queued writes.
  *
  * To keep a write in flight for as long as a check needs, a child process
  * (forked first, before any thread) takes the environment's write lock on
@@ -478,6 +478,42 @@ static void test_scans(void)
 	 * one included. */
 	memset(&s, 0, sizeof(s));
 	CHECK_INT(store_scan(STORE_CONV, "", 0, NULL, 0, 100, on_scan, &s), 9);
+
+	/* Backwards: from the last key under the prefix (c10 follows c1's
+	 * range and is not taken in), the last first, at most `limit`. */
+	memset(&s, 0, sizeof(s));
+	CHECK_INT(store_scan_back(STORE_CONV, "c1", 3, NULL, 0, 100, on_scan, &s), 5);
+	for (int i = 0; i < 5; i++)
+		CHECK_UINT(s.seq[i], (uint64_t)5 - i);
+	memset(&s, 0, sizeof(s));
+	CHECK_INT(store_scan_back(STORE_CONV, "c1", 3, NULL, 0, 2, on_scan, &s), 2);
+	CHECK_UINT(s.seq[0], 5);
+	CHECK_UINT(s.seq[1], 4);
+	/* Before a key that is there (it is left out), and before one that is
+	 * not (past the last: everything). */
+	memset(&s, 0, sizeof(s));
+	kl = conv_key(key, "c1", 3);
+	CHECK_INT(store_scan_back(STORE_CONV, "c1", 3, key, kl, 100, on_scan, &s), 2);
+	CHECK_UINT(s.seq[0], 2);
+	CHECK_UINT(s.seq[1], 1);
+	memset(&s, 0, sizeof(s));
+	kl = conv_key(key, "c1", 99);
+	CHECK_INT(store_scan_back(STORE_CONV, "c1", 3, key, kl, 100, on_scan, &s), 5);
+	CHECK_UINT(s.seq[0], 5);
+	/* Before the first: nothing. The last key of the database (c2's, with
+	 * no key after it), a prefix with nothing under it, none at all. */
+	memset(&s, 0, sizeof(s));
+	kl = conv_key(key, "c1", 1);
+	CHECK_INT(store_scan_back(STORE_CONV, "c1", 3, key, kl, 100, on_scan, &s), 0);
+	CHECK_INT(store_scan_back(STORE_CONV, "c2", 3, NULL, 0, 100, on_scan, &s), 1);
+	CHECK_UINT(s.seq[0], 7);
+	memset(&s, 0, sizeof(s));
+	CHECK_INT(store_scan_back(STORE_CONV, "c3", 3, NULL, 0, 100, on_scan, &s), 0);
+	CHECK_INT(store_scan_back(STORE_CONV, "a", 2, NULL, 0, 100, on_scan, &s), 0);
+	CHECK_INT(store_scan_back(STORE_CONV, "", 0, NULL, 0, 100, on_scan, &s), 0);
+	/* Until the callback says stop. */
+	s.stop_at = 3;
+	CHECK_INT(store_scan_back(STORE_CONV, "c1", 3, NULL, 0, 100, on_scan, &s), 3);
 
 	/* store_last: the highest key under the prefix, whether a key follows
 	 * the prefix's range (c1: c10 does) or none does (c2). */

@@ -307,6 +307,10 @@ store.message = core.store_message
 -- sync(conversationId, after_seq, limit[, viewer]) -> raw JSON {messages,
 -- hasMore}; messages the viewer deleted for themselves are left out
 store.sync = core.store_sync
+-- sync_before(conversationId, before_seq|nil, limit[, viewer]) -> raw JSON
+-- {messages, hasMore}: the `limit` messages just before before_seq (nil:
+-- the newest), oldest first; hasMore: older ones exist
+store.sync_before = core.store_sync_before
 
 -- set_status(messageId, userId, "delivered"|"read", open[, conversationId])
 -- -> change {messageId, conversationId, senderId, status, changed,
@@ -355,6 +359,16 @@ end
 store.members = core.store_members
 store.is_member = core.store_is_member
 store.conversations_of = core.store_conversations_of
+-- inbox(userId, before|nil, limit) -> raw JSON {conversations, hasMore},
+-- latest activity first | nil (before is not in the inbox);
+-- inbox_item(userId, conversationId) -> raw JSON item | nil;
+-- participants(conversationId) -> { userIds } whose inbox holds it
+store.inbox = core.store_inbox
+store.inbox_item = core.store_inbox_item
+store.participants = core.store_participants
+-- inbox_updates(conversationId, { userIds }) -> { {item, users}, ... }:
+-- the conversation's item for those users, one per distinct item
+store.inbox_updates = core.store_inbox_updates
 store.profile = core.store_profile
 store.last_seen = core.store_last_seen
 store.set_last_seen = core.store_set_last_seen

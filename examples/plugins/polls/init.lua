@@ -7,7 +7,8 @@
 --   poll:get {pollId} -> the poll with its counts
 --
 -- Polls live in the plugin's key-value space, so they survive restarts.
--- Only sockets in the conversation (conversation:join) may create or vote.
+-- Only sockets in the conversation (conversation:join, which a conversation
+-- with registered members allows its members only) may create, vote or read.
 
 local function room_of(conversation_id)
 	return "conversation:" .. conversation_id
@@ -91,7 +92,9 @@ return {
 		["poll:get"] = function(sock, data)
 			local poll = type(data) == "table" and type(data.pollId) == "string"
 				and parley.kv.get("poll:" .. data.pollId)
-			if not poll then
+			-- A poll is its conversation's: to a socket outside it, one that
+			-- exists answers like one that does not.
+			if not poll or not in_room(sock, room_of(poll.conversationId)) then
 				return nil, 404, "no such poll"
 			end
 			return { pollId = poll.pollId, conversationId = poll.conversationId,

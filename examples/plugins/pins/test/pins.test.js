@@ -38,6 +38,41 @@ test('pin, see it pinned by everyone in the conversation, list, unpin; a fourth 
   }
 });
 
+test('a conversation with registered members: a non-member can neither pin, unpin nor list its pins (403), and learns nothing of them', async () => {
+  const key = 'pins-test-key';
+  const srv = await parley.start({ plugins: ['pins'], pluginPath: [path.join(__dirname, '..', '..')], env: { PARLEY_API_KEY: key } });
+  try {
+    const r = await fetch(`${srv.url}/api/conversations/private/members`, {
+      method: 'PUT',
+      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ members: ['ann', 'bob'] }),
+    });
+    assert.equal(r.status, 200);
+    const ann = await srv.client('ann');
+    const eve = await srv.client('eve');
+    const { messageId } = await ann.request('message:send', { conversationId: 'private', type: 'text', content: 'secret' });
+    assert.deepEqual(await ann.request('pin:add', { conversationId: 'private', messageId }), { pins: [messageId] });
+    for (const [event, payload] of [
+      ['pin:add', { conversationId: 'private', messageId }],
+      ['pin:remove', { conversationId: 'private', messageId }],
+      ['pin:list', { conversationId: 'private' }],
+      // Not even whether a message is there: the same 403 for one that is not.
+      ['pin:add', { conversationId: 'private', messageId: 'ffffffffffffffff' }],
+    ]) {
+      const refused = await eve.request(event, payload);
+      assert.equal(refused.statusCode, 403, `${event}: ${JSON.stringify(refused)}`);
+    }
+    // pin:check answers error first, and tells a non-member nothing either.
+    assert.deepEqual(await eve.requestArgs('pin:check', 'private', messageId), ['not a member of this conversation']);
+    assert.deepEqual(await ann.requestArgs('pin:check', 'private', messageId), [null, true, 1]);
+    // Nothing changed: the member still sees the one pin.
+    assert.deepEqual(await ann.request('pin:list', { conversationId: 'private' }), { pins: [messageId] });
+    assert.equal((await ann.request('pin:add', { conversationId: 'private' })).statusCode, 400);
+  } finally {
+    await srv.stop();
+  }
+});
+
 test('the tutorial\'s hot-reload step: raising MAX_PINS in the file takes effect without a restart', async () => {
   // A copy of the plugin to edit, as the reader does.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pins-'));

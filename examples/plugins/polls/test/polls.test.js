@@ -30,6 +30,10 @@ test('a poll is created for the conversation, votes are counted one per user, ev
   assert.deepEqual(await bob.request('poll:vote', { pollId, option: 2 }), { counts: [0, 1] });
   assert.deepEqual(await ann.request('poll:vote', { pollId, option: 2 }), { counts: [0, 2] });
   assert.deepEqual((await bob.request('poll:get', { pollId })).counts, [0, 2]);
+  // Outside the conversation, the poll is as absent as an unknown one.
+  const dee = await srv.client('dee');
+  assert.equal((await dee.request('poll:get', { pollId })).statusCode, 404);
+  assert.equal((await dee.request('poll:vote', { pollId, option: 1 })).statusCode, 403);
 });
 
 test('the plugin\'s configuration and checks: 3 options at most, members only, known polls only', async () => {
