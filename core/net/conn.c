@@ -152,7 +152,7 @@ void conn_close(struct conn *c, const char *reason)
 		/* A parked poll is answered with a close packet, not dropped. */
 		struct pss *pss = lws_wsi_user(c->poll);
 		pss->conn = NULL;
-		pss->dead_poll = 1;
+		pss->dead_poll = '1';
 		lws_callback_on_writable(c->poll);
 		c->poll = NULL;
 	}

@@ -52,7 +52,9 @@ struct pss {
 	size_t body_cap;
 	int body_too_large;
 	int body_seen; /* a piece of the body came (HTTP_BODY) */
-	int dead_poll; /* the poll's session closed: answer with a close packet */
+	char dead_poll; /* the poll's session closed: answer with this Engine.IO
+			 * packet ('1' close, or '6' noop when the client
+			 * closed it), or 0 */
 	int close_after; /* answer with "connection: close" and close: what
 			  * follows on the connection cannot be told from a
 			  * request (a body not read, a length not clear) */

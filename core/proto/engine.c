@@ -312,8 +312,9 @@ static int poll_writable(struct lws *wsi, struct pss *pss)
 	struct conn *c = pss->conn;
 
 	if (pss->dead_poll) {
+		char packet = pss->dead_poll;
 		pss->dead_poll = 0;
-		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "1", 1);
+		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", &packet, 1);
 	}
 	if (!c || c->poll != wsi)
 		return 0;
@@ -683,6 +684,17 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 		conn_send(c, frame_new2("3", 1, pkt.data, pkt.len));
 		return;
 	case EIO_CLOSE:
+		if (c->poll) {
+			/* The client closes its own session (a POST of "1"): its
+			 * parked poll is released with a noop, as engine.io does;
+			 * the close packet is for a close the client did not ask
+			 * for (conn_close). */
+			struct pss *pss = lws_wsi_user(c->poll);
+			pss->conn = NULL;
+			pss->dead_poll = '6';
+			lws_callback_on_writable(c->poll);
+			c->poll = NULL;
+		}
 		conn_close(c, "client close");
 		return;
 	case EIO_NOOP:

@@ -1,0 +1,77 @@
+// transport.test.js - the Engine.IO transport where real clients trip
+// (issue 17): a session the server closes answers its parked poll with the
+// close packet (the client's own close gets a noop: engineio.test.js); a
+// second WebSocket upgrade of a session is accepted and closed, not refused
+// with a status a Node client throws on; "*" in FRONTEND_URL is any origin,
+// for polling and WebSocket alike; every HTTP answer after which parley
+// closes the connection says "connection: close", so a keep-alive client
+// does not send its next request on a dead socket.
+'use strict';
+const { describe, test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const WebSocket = require('ws');
+const { startParley, metric, pollHandshake, rawEngineWs, waitFor, cleanup } = require('./harness');
+
+const poll = (srv, sid) => `${srv.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`;
+const wsUrl = (srv, sid) => `ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket${sid ? `&sid=${sid}` : ''}`;
+
+// One request on its own TCP connection, as written; resolves to the
+// answer's { status, headers, body } and whether the server then closed.
+function rawRequest(port, text) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(text));
+    let buf = Buffer.alloc(0);
+    let answer = null;
+    const t = setTimeout(() => { sock.destroy(); resolve({ ...answer, closed: false }); }, 3000);
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (answer || end < 0) return;
+      const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+      const headers = {};
+      for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+      answer = { status: Number(lines[0].split(' ')[1]), headers };
+    });
+    sock.on('end', () => { clearTimeout(t); sock.destroy(); resolve({ ...answer, closed: true }); });
+    sock.on('error', reject);
+  });
+}
+
+// Upgrades a polling session to WebSocket (probe, "3probe", "5").
+async function upgraded(srv, sid) {
+  const ws = rawEngineWs(wsUrl(srv, sid));
+  await ws.opened;
+  ws.send('2probe');
+  assert.equal(await ws.next((f) => f === '3probe'), '3probe');
+  ws.send('5');
+  return ws;
+}
+
+describe('Engine.IO sessions', () => {
+  let srv;
+  before(async () => { srv = await startParley(); });
+  after(async () => { await srv.stop(); });
+
+  test('a session the server closes still answers its parked poll with the close packet (1)', async () => {
+    const s = await startParley({ env: { PARLEY_PING_INTERVAL: '200', PARLEY_PING_TIMEOUT: '200' } });
+    try {
+      const { sid } = await pollHandshake(s);
+      // The first poll takes the ping; the client never answers it, so the
+      // next poll is parked until the ping timeout closes the session.
+      const first = await (await fetch(poll(s, sid))).text();
+      assert.equal(first, '2');
+      const second = await fetch(poll(s, sid));
+      assert.equal(await second.text(), '1');
+    } finally {
+      await s.stop();
+    }
+  });
+
+});
+
+after(cleanup);
