@@ -63,7 +63,7 @@ enum ws_opcode {
 /* Close codes (RFC 6455 §7.4.1) parley sends. */
 enum ws_close_code {
 	WS_NORMAL = 1000, WS_GOING_AWAY = 1001, WS_PROTOCOL_ERROR = 1002,
-	WS_INVALID_PAYLOAD = 1007, WS_MESSAGE_TOO_BIG = 1009,
+	WS_INVALID_PAYLOAD = 1007, WS_POLICY_VIOLATION = 1008, WS_MESSAGE_TOO_BIG = 1009,
 };
 
 struct ws_frame {

@@ -72,6 +72,49 @@ describe('Engine.IO sessions', () => {
     }
   });
 
+  test('a second WebSocket with the sid of an upgraded session is accepted, then closed with 1008; the first goes on', async () => {
+    const { sid } = await pollHandshake(srv);
+    const first = await upgraded(srv, sid);
+    // The upgrade is done once the session's polling is refused.
+    await waitFor(async () => (await fetch(poll(srv, sid))).status, (s) => s === 400, 'the upgrade');
+    const counted = 'parley_protocol_errors_total{kind="duplicate_upgrade"}';
+    const before = (await metric(srv, counted)) || 0;
+    const second = rawEngineWs(wsUrl(srv, sid));
+    await second.opened; // a 400 would reject: "Unexpected server response"
+    const closed = await second.closed;
+    assert.equal(closed.code, 1008);
+    assert.equal(closed.reason, 'transport already upgraded');
+    assert.equal(await metric(srv, counted), before + 1);
+    assert.match(srv.logs(), new RegExp(`${sid}: a WebSocket upgrade of a session that has one already`));
+    first.send('40/messages,{"userId":"first"}');
+    assert.match(await first.next((f) => f.startsWith('40/messages,')), /^40\/messages,\{"sid":/);
+    first.close();
+  });
+
+  test('a second WebSocket while the first is still probing is accepted and closed; the probe upgrades', async () => {
+    const { sid } = await pollHandshake(srv);
+    const probe = rawEngineWs(wsUrl(srv, sid));
+    await probe.opened;
+    const second = rawEngineWs(wsUrl(srv, sid));
+    await second.opened;
+    assert.equal((await second.closed).code, 1008);
+    probe.send('2probe');
+    assert.equal(await probe.next((f) => f === '3probe'), '3probe');
+    probe.send('5');
+    probe.send('40/messages,{"userId":"probe"}');
+    assert.match(await probe.next((f) => f.startsWith('40/messages,')), /^40\/messages,\{"sid":/);
+    probe.close();
+  });
+
+  test('a WebSocket upgrade with a sid that was never issued is still refused with 400', async () => {
+    const ws = new WebSocket(wsUrl(srv, 'AAAAAAAAAAAAAAAAAAAA'));
+    const status = await new Promise((resolve) => {
+      ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode); ws.terminate(); });
+      ws.on('open', () => { resolve(101); ws.close(); });
+      ws.on('error', () => {});
+    });
+    assert.equal(status, 400);
+  });
 });
 
 after(cleanup);
