@@ -65,7 +65,7 @@ static const struct setting setting_table[] = {
 	  1048576, 1099511627776LL, " (bytes)",
 	  "most the database may hold, 1 MiB..1 TiB (the file grows as it fills)" },
 	{ "frontend_url", "FRONTEND_URL", SETTING_OPTIONAL, FIELD(frontend_url), NULL, 0, 0, "",
-	  "origin allowed to connect (CORS); unset: any origin (development)" },
+	  "origins allowed to connect (CORS, WebSocket), comma-separated, * any; unset: any origin" },
 	{ "jwt_secret", "JWT_SECRET", SETTING_SECRET, FIELD(jwt_secret), NULL, 16, 0, "",
 	  "HS256 secret for client tokens, 16+ bytes; unset: development auth" },
 	{ "api_key", "PARLEY_API_KEY", SETTING_OPTIONAL, FIELD(api_key), NULL, 0, 0, "",

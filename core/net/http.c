@@ -76,6 +76,7 @@ int http_origin_allowed(const char *origin)
 
 	if (!list)
 		return 1;
+	/* "*" in the list is any origin, as Socket.IO's cors option takes it. */
 	for (const char *p = list; *p;) {
 		const char *comma = strchr(p, ',');
 		size_t n = comma ? (size_t)(comma - p) : strlen(p);
@@ -86,7 +87,7 @@ int http_origin_allowed(const char *origin)
 		/* A trailing slash in the setting is a common way to write it. */
 		if (n && p[n - 1] == '/')
 			n--;
-		if (n == olen && strncmp(p, origin, n) == 0)
+		if ((n == 1 && *p == '*') || (n == olen && strncmp(p, origin, n) == 0))
 			return 1;
 		if (!comma)
 			break;

@@ -88,7 +88,8 @@ void http_read_origin(struct lws *wsi, struct pss *pss);
 const char *http_query_arg(struct lws *wsi, const char *name, char *out, size_t outlen);
 /* The request's header table holds at most this much (max_http_header_data). */
 #define LWS_QUERY_FRAGMENT_MAX 4096
-/* 1 if FRONTEND_URL allows this Origin (always, when unset), else 0. */
+/* 1 if FRONTEND_URL allows this Origin (always, when unset or when "*" is
+ * in its list), else 0. */
 int http_origin_allowed(const char *origin);
 /* Writes a whole response (`body` is copied), with CORS headers for an
  * allowed origin, and finishes the transaction; what the request held in

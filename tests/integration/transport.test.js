@@ -117,4 +117,48 @@ describe('Engine.IO sessions', () => {
   });
 });
 
+describe('FRONTEND_URL=*', () => {
+  let srv;
+  before(async () => { srv = await startParley({ env: { FRONTEND_URL: '*' } }); });
+  after(async () => { await srv.stop(); });
+
+  test('a polling request from any Origin gets it back in access-control-allow-origin, with credentials', async () => {
+    const r = await fetch(`${srv.url}/socket.io/?EIO=4&transport=polling`, { headers: { Origin: 'http://anywhere.example:5173' } });
+    const body = await r.text();
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('access-control-allow-origin'), 'http://anywhere.example:5173');
+    assert.equal(r.headers.get('access-control-allow-credentials'), 'true');
+    await fetch(poll(srv, JSON.parse(body.slice(1)).sid), { method: 'POST', body: '1' }).then((x) => x.text());
+  });
+
+  test('a WebSocket upgrade from any Origin is accepted (a browser sends one), for Engine.IO and the plain endpoint', async () => {
+    for (const url of [wsUrl(srv), `ws://127.0.0.1:${srv.port}/messages?userId=star`]) {
+      const ws = rawEngineWs(url, { origin: 'http://anywhere.example:5173' });
+      await ws.opened; // a 403 would reject
+      ws.close();
+      await ws.closed;
+    }
+  });
+
+  test('a list with * in it allows any origin too; without it, another origin is still refused 403', async () => {
+    const listed = await startParley({ env: { FRONTEND_URL: 'http://app.example, *' } });
+    const strict = await startParley({ env: { FRONTEND_URL: 'http://app.example' } });
+    try {
+      const ok = rawEngineWs(wsUrl(listed), { origin: 'http://other.example' });
+      await ok.opened;
+      ok.close();
+      const refused = new WebSocket(wsUrl(strict), { origin: 'http://other.example' });
+      const status = await new Promise((resolve) => {
+        refused.on('unexpected-response', (_req, res) => { resolve(res.statusCode); refused.terminate(); });
+        refused.on('open', () => { resolve(101); refused.close(); });
+        refused.on('error', () => {});
+      });
+      assert.equal(status, 403);
+    } finally {
+      await listed.stop();
+      await strict.stop();
+    }
+  });
+});
+
 after(cleanup);
