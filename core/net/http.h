@@ -91,8 +91,13 @@ const char *http_query_arg(struct lws *wsi, const char *name, char *out, size_t 
 /* 1 if FRONTEND_URL allows this Origin (always, when unset or when "*" is
  * in its list), else 0. */
 int http_origin_allowed(const char *origin);
+/* 1 if lws ends the connection once the current request is answered (the
+ * request said "Connection: close", or is HTTP/1.0 without keep-alive),
+ * else 0. */
+int http_request_closes(struct lws *wsi);
 /* Writes a whole response (`body` is copied), with CORS headers for an
- * allowed origin, and finishes the transaction; what the request held in
+ * allowed origin, "connection: close" when the connection ends after it,
+ * and finishes the transaction; what the request held in
  * the pss is released. Returns what the lws callback should: 0, or -1 to
  * close the connection (the answer is flushed first). */
 int http_respond(struct lws *wsi, struct pss *pss, int status,

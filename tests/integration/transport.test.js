@@ -161,4 +161,80 @@ describe('FRONTEND_URL=*', () => {
   });
 });
 
+describe('connection: close on every answer after which parley closes', () => {
+  let srv, web;
+  before(async () => {
+    web = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-transport-'));
+    fs.writeFileSync(path.join(web, 'hello.txt'), 'hello');
+    srv = await startParley({ env: { PARLEY_STATIC: `/web=${web}` } });
+  });
+  after(async () => {
+    await srv.stop();
+    fs.rmSync(web, { recursive: true, force: true });
+  });
+
+  test('a keep-alive agent sending "Connection: close" (as node-fetch does on Node >= 19) gets every answer: none hangs up', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (p) => new Promise((resolve, reject) => {
+      http.get(`${srv.url}${p}`, { agent, headers: { Connection: 'close' } }, (res) => {
+        let body = '';
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => resolve({ status: res.statusCode, connection: res.headers.connection, body }));
+      }).on('error', reject);
+    });
+    try {
+      const paths = ['/socket.io/?EIO=4&transport=polling', '/socket.io/?transport=polling',
+        '/socket.io/?EIO=abc&transport=polling', '/healthz', '/nowhere', '/web/hello.txt'];
+      for (const p of paths) {
+        const r = await get(p);
+        assert.equal(r.connection, 'close', `${p}: answered ${r.status} without connection: close`);
+      }
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  test('HTTP/1.0 requests (no keep-alive) and "Connection: close" requests: the answer says close and the connection ends', async () => {
+    const cases = [
+      ['GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n', 200],
+      ['GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 200],
+      ['GET /socket.io/?EIO=4&transport=abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 400],
+      ['OPTIONS /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 204],
+      ['GET /web/hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 200],
+      ['GET /web/hello.txt HTTP/1.0\r\nHost: x\r\n\r\n', 200],
+    ];
+    for (const [text, status] of cases) {
+      const r = await rawRequest(srv.port, text);
+      const line = text.split('\r\n')[0];
+      assert.equal(r.status, status, line);
+      assert.equal(r.headers.connection, 'close', `${line}: ${JSON.stringify(r.headers)}`);
+      assert.ok(r.closed, `${line}: the connection stayed open`);
+    }
+  });
+
+  test('a kept-alive HTTP/1.1 request is answered without connection: close and the connection serves the next', async () => {
+    const r = await rawRequest(srv.port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.connection, undefined);
+    assert.equal(r.closed, false);
+  });
+
+  test('an upgrade on a connection that served HTTP before: 400 with connection: close', async () => {
+    const sock = net.connect(srv.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    let text = '';
+    sock.on('data', (d) => { text += d; });
+    const ended = new Promise((r) => sock.once('end', r));
+    sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await waitFor(() => text, (t) => /\r\n\r\n\{/.test(t), 'the first answer', 3000);
+    text = '';
+    sock.write('GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n' +
+      'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    await ended;
+    sock.destroy();
+    assert.match(text, /^HTTP\/1\.1 400 /);
+    assert.match(text, /\r\nconnection: close\r\n/i);
+  });
+});
+
 after(cleanup);
