@@ -46,6 +46,8 @@ struct ws {
 	unsigned want_writable : 1;
 	unsigned peer_closed : 1; /* the peer's close frame came */
 	unsigned counted : 1;     /* in open_count */
+	unsigned failing : 1;     /* the peer broke the protocol (fail) */
+	unsigned wr_shut : 1;     /* ... our close frame is out: write side shut */
 	unsigned events : 2;      /* what io watches: EV_READ | EV_WRITE */
 	uint16_t head_wait_ms;    /* the head came in part: the last wait */
 	uint32_t head_waited_ms;  /* ... and all waits so far */
@@ -253,10 +255,24 @@ void ws_send_text(struct ws *w, const char *p, size_t n)
 
 static void maybe_finish(struct ws *w)
 {
+	if (w->state != WS_CLOSING || w->out_len)
+		return;
 	/* The server closes the TCP connection first (RFC 6455 §7.1.1), once
 	 * both close frames have passed and ours is out. */
-	if (w->state == WS_CLOSING && w->peer_closed && !w->out_len)
+	if (w->peer_closed) {
 		ws_done(w);
+		return;
+	}
+	/* A peer that broke the protocol is not waited for (§7.1.7): once our
+	 * close frame is out the connection ends. Only the write side, at
+	 * once: closing the socket with the peer's bytes still unread (the
+	 * rest of a message over the limit) would send a reset, which can
+	 * destroy the close frame before the peer reads it. What still comes
+	 * is read and dropped until the peer closes too, or the deadline. */
+	if (w->failing && !w->wr_shut) {
+		w->wr_shut = 1;
+		shutdown(w->fd, SHUT_WR);
+	}
 }
 
 static void on_writable(struct ws *w)
@@ -325,9 +341,8 @@ void ws_close(struct ws *w, int code, const char *reason)
 	if (w->state == WS_DONE)
 		return;
 	set_events(w); /* reading again if paused: the answer must be read */
-	if (w->peer_closed)
-		maybe_finish(w);
-	else
+	maybe_finish(w);
+	if (w->state != WS_DONE && !w->peer_closed)
 		timer_start(&w->timer, on_timer, CLOSE_WAIT_MS);
 }
 
@@ -341,6 +356,8 @@ static void fail(struct ws *w, int code, const char *kind, const char *why)
 
 	metrics_protocol_error(kind);
 	w->owner = NULL;
+	/* Set first: the owner's own ws_close ends it the same way. */
+	w->failing = 1;
 	if (owner)
 		handler->closed(owner, w, code, why);
 	ws_close(w, code, why);
@@ -517,6 +534,10 @@ static void on_frames_readable(struct ws *w)
 		ws_gone(w);
 		return;
 	}
+	/* After a protocol error nothing is read as frames: the bytes are the
+	 * rest of what was refused, and are dropped (maybe_finish). */
+	if (w->failing)
+		return;
 	len = (size_t)n;
 	if (w->in_len) {
 		/* A frame begun in an earlier read: the two join in w->in. */
