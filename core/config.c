@@ -97,6 +97,8 @@ static const struct setting setting_table[] = {
 	{ "connect_timeout", "PARLEY_CONNECT_TIMEOUT", SETTING_INT, FIELD(connect_timeout_ms), "10000",
 	  100, 600000, " (ms)",
 	  "time to finish a handshake (HTTP, WebSocket, Socket.IO CONNECT), 100..600000 ms" },
+	{ "ws_compression", "PARLEY_WS_COMPRESSION", SETTING_INT, FIELD(ws_compression), "0", 0, 1, "",
+	  "1: WebSocket messages of 1 KB and more compressed (permessage-deflate) for clients that offer it" },
 	{ "shutdown_timeout", "PARLEY_SHUTDOWN_TIMEOUT", SETTING_INT, FIELD(shutdown_timeout_ms),
 	  "3000", 100, 600000, " (ms)",
 	  "most SIGTERM's drain may take (writes commit, clients are told), 100..600000 ms" },

@@ -281,8 +281,28 @@ static void write_queued(struct conn *c)
 	size_t total = 0;
 
 	while ((f = outq_peek(&c->out))) {
+		int opcode = f->opcode ? f->opcode : f->binary ? WS_BINARY : WS_TEXT;
 		size_t len;
-		unsigned char *start = ws_frame_start(f, &len);
+		unsigned char *start;
+		if (ws_compresses(c->ws, opcode, f->len)) {
+			/* Compressed for this WebSocket: into the batch, or on its
+			 * own when it does not fit one. */
+			size_t room = ws_deflate_room(f->len);
+			if (total + room > WS_WRITE_BATCH) {
+				unsigned char *own;
+				if (total)
+					break;
+				own = xmalloc(room);
+				ws_write(c->ws, own, ws_deflate_write(opcode, frame_data(f), f->len, own));
+				free(own);
+				frame_unref(outq_pop(&c->out));
+				goto written;
+			}
+			total += ws_deflate_write(opcode, frame_data(f), f->len, batch + total);
+			frame_unref(outq_pop(&c->out));
+			continue;
+		}
+		start = ws_frame_start(f, &len);
 		if (total + len > WS_WRITE_BATCH) {
 			if (total)
 				break;
