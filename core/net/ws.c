@@ -769,68 +769,12 @@ static void refuse(struct ws *w, int status, const char *why)
 	ws_done(w);
 }
 
-/* Whether the token at p (n bytes, spaces around it trimmed) is `word`. */
-static int token_is(const char *p, size_t n, const char *word)
-{
-	while (n && (*p == ' ' || *p == '\t'))
-		p++, n--;
-	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-		n--;
-	return n == strlen(word) && strncasecmp(p, word, n) == 0;
-}
-
-/* Whether one permessage-deflate offer (its parameters, "; a; b=1") can
- * be taken as parley speaks it: every message on its own (no context
- * takeover either way, which the answer imposes: RFC 7692 §7.1.1) and a
- * 15-bit window for what parley sends. A parameter not known, or a
- * smaller server window asked for, declines the offer. */
-static int deflate_params_ok(const char *p, size_t n)
-{
-	while (n) {
-		const char *semi = memchr(p, ';', n);
-		size_t len = semi ? (size_t)(semi - p) : n;
-		const char *eq = memchr(p, '=', len);
-		size_t klen = eq ? (size_t)(eq - p) : len;
-
-		if (token_is(p, klen, "server_max_window_bits")) {
-			if (!eq || !token_is(eq + 1, len - klen - 1, "15"))
-				return 0;
-		} else if (!token_is(p, klen, "server_no_context_takeover") &&
-			   !token_is(p, klen, "client_no_context_takeover") &&
-			   !token_is(p, klen, "client_max_window_bits")) {
-			return 0;
-		}
-		if (!semi)
-			break;
-		n -= len + 1;
-		p = semi + 1;
-	}
-	return 1;
-}
-
-/* Whether the client offers permessage-deflate in a form parley takes (the
- * first such offer of its list). */
+/* Whether the client offers permessage-deflate in a form parley takes. */
 static int deflate_offered(const struct http_head *h)
 {
 	const struct http_field *ext = http_head_field(h, "sec-websocket-extensions");
-	const char *p, *end;
 
-	if (!ext)
-		return 0;
-	for (p = ext->value, end = ext->value + ext->value_len; p < end;) {
-		const char *comma = memchr(p, ',', (size_t)(end - p));
-		size_t len = comma ? (size_t)(comma - p) : (size_t)(end - p);
-		const char *semi = memchr(p, ';', len);
-		size_t nlen = semi ? (size_t)(semi - p) : len;
-
-		if (token_is(p, nlen, "permessage-deflate") &&
-		    (!semi || deflate_params_ok(semi + 1, len - nlen - 1)))
-			return 1;
-		if (!comma)
-			break;
-		p = comma + 1;
-	}
-	return 0;
+	return ext && ws_deflate_offered(ext->value, ext->value_len);
 }
 
 static int is_upgrade(const struct http_head *h)

@@ -42,6 +42,12 @@ const struct http_field *http_head_field(const struct http_head *h, const char *
 /* 1 if the comma-separated list `v` holds `token` (case-insensitive), else
  * 0. */
 int http_list_has(const char *v, size_t len, const char *token);
+/* 1 if a Sec-WebSocket-Extensions value of `len` bytes holds a
+ * permessage-deflate offer (RFC 7692) parley takes, else 0: one whose
+ * parameters are all known (server_no_context_takeover,
+ * client_no_context_takeover, client_max_window_bits with or without a
+ * value) and that asks no server window under 15 bits. */
+int ws_deflate_offered(const char *v, size_t len);
 
 /* Steps through "k=v&k2=v2": at each call the next pair (raw, not decoded,
  * pointing into `q`), `v` NULL for a bare key. Returns 1 with a pair, 0 at
