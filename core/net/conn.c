@@ -160,12 +160,22 @@ void conn_close(struct conn *c, const char *reason)
 	reap = c;
 }
 
+void conn_close_soon(struct conn *c)
+{
+	if (c->state != CONN_OPEN || c->doomed)
+		return;
+	c->client_closed = 1;
+	c->doomed = 1;
+	c->doomed_next = doomed;
+	doomed = c;
+}
+
 void conn_reap(void)
 {
 	while (doomed) {
 		struct conn *c = doomed;
 		doomed = c->doomed_next;
-		conn_close(c, "slow consumer");
+		conn_close(c, c->client_closed ? "client close" : "slow consumer");
 	}
 	while (reap) {
 		struct conn *c = reap;

@@ -684,18 +684,13 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 		conn_send(c, frame_new2("3", 1, pkt.data, pkt.len));
 		return;
 	case EIO_CLOSE:
-		if (c->poll) {
-			/* The client closes its own session (a POST of "1"): its
-			 * parked poll is released with a noop, as engine.io does;
-			 * the close packet is for a close the client did not ask
-			 * for (conn_close). */
-			struct pss *pss = lws_wsi_user(c->poll);
-			pss->conn = NULL;
-			pss->dead_poll = '6';
-			lws_callback_on_writable(c->poll);
-			c->poll = NULL;
+		if (w) {
+			conn_close(c, "client close");
+			return;
 		}
-		conn_close(c, "client close");
+		/* A POST: a poll the client sent with it may be read after it
+		 * (on_closed answers that poll). */
+		conn_close_soon(c);
 		return;
 	case EIO_NOOP:
 		return;
@@ -707,6 +702,16 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 
 static void on_closed(struct conn *c, const char *reason)
 {
+	if (c->client_closed && c->poll) {
+		/* The client closed its own session (a POST of "1"): its
+		 * parked poll is released with a noop, as engine.io does; the
+		 * close packet (conn_close) is for a close it did not ask for. */
+		struct pss *pss = lws_wsi_user(c->poll);
+		pss->conn = NULL;
+		pss->dead_poll = '6';
+		lws_callback_on_writable(c->poll);
+		c->poll = NULL;
+	}
 	client_free_all(c, reason);
 	/* A binary packet still waiting for attachments goes now: its bytes
 	 * are released with the connection, not when it is reaped. */

@@ -1,11 +1,12 @@
 // transport.test.js - the Engine.IO transport where real clients trip
-// (issue 17): a session the server closes answers its parked poll with the
-// close packet (the client's own close gets a noop: engineio.test.js); a
-// second WebSocket upgrade of a session is accepted and closed, not refused
-// with a status a Node client throws on; "*" in FRONTEND_URL is any origin,
-// for polling and WebSocket alike; every HTTP answer after which parley
-// closes the connection says "connection: close", so a keep-alive client
-// does not send its next request on a dead socket.
+// (issue 17): a poll sent together with the POST closing its session gets a
+// noop, whichever lws serves first; a session the server closes answers its
+// parked poll with the close packet; a second WebSocket upgrade of a session
+// is accepted and closed, not refused with a status a Node client throws on;
+// "*" in FRONTEND_URL is any origin, for polling and WebSocket alike; every
+// HTTP answer after which parley closes the connection says "connection:
+// close", so a keep-alive client does not send its next request on a dead
+// socket.
 'use strict';
 const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -56,6 +57,29 @@ describe('Engine.IO sessions', () => {
   let srv;
   before(async () => { srv = await startParley(); });
   after(async () => { await srv.stop(); });
+
+  test('a poll and the POST closing the session sent at once, each on its own connection: the poll gets 6 (noop), 50 times out of 50', async () => {
+    // As the official suite's "should forcefully close the session" does:
+    // the two requests reach parley together, and lws serves them in no
+    // set order; the close waits for the end of the loop iteration.
+    const request = (method, url, body) => new Promise((resolve, reject) => {
+      const r = http.request(url, { method, agent: false, headers: body ? { 'Content-Length': body.length } : {} }, (res) => {
+        let text = '';
+        res.on('data', (d) => { text += d; });
+        res.on('end', () => resolve({ status: res.statusCode, body: text }));
+      });
+      r.on('error', reject);
+      r.end(body);
+    });
+    const answers = [];
+    for (let i = 0; i < 50; i++) {
+      const { sid } = await pollHandshake(srv);
+      const [got] = await Promise.all([request('GET', poll(srv, sid)), request('POST', poll(srv, sid), '1')]);
+      answers.push(`${got.status} ${got.body}`);
+    }
+    const wrong = answers.filter((a) => a !== '200 6');
+    assert.deepEqual(wrong, [], `${wrong.length} of 50 polls were not answered 200 6`);
+  });
 
   test('a session the server closes still answers its parked poll with the close packet (1)', async () => {
     const s = await startParley({ env: { PARLEY_PING_INTERVAL: '200', PARLEY_PING_TIMEOUT: '200' } });
