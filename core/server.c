@@ -287,6 +287,9 @@ int server_start(void)
 		static_mount.origin = eq + 1;
 		static_mount.def = "index.html";
 		static_mount.origin_protocol = LWSMPRO_FILE;
+		/* Named so that lws asks our handler for extra headers
+		 * (LWS_CALLBACK_ADD_HEADERS: "connection: close", http.c). */
+		static_mount.protocol = http_protocols()[0].name;
 		info.mounts = &static_mount;
 	}
 	info.options = LWS_SERVER_OPTION_LIBEV;

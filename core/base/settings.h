@@ -34,6 +34,7 @@ struct config {
 	int max_args;            /* PARLEY_MAX_ARGS, 64 arguments of one event or ack */
 	int max_conns_per_ip;    /* PARLEY_MAX_CONNS_PER_IP, 0 = unlimited */
 	int connect_timeout_ms;  /* PARLEY_CONNECT_TIMEOUT, 10000 */
+	int ws_compression;      /* PARLEY_WS_COMPRESSION, 0: permessage-deflate off */
 	int shutdown_timeout_ms; /* PARLEY_SHUTDOWN_TIMEOUT, 3000: the drain's bound */
 	int script_timeout_ms;   /* PARLEY_SCRIPT_TIMEOUT, 250 */
 	size_t script_memory;    /* PARLEY_SCRIPT_MEMORY, 64 MiB */

@@ -152,7 +152,7 @@ void conn_close(struct conn *c, const char *reason)
 		/* A parked poll is answered with a close packet, not dropped. */
 		struct pss *pss = lws_wsi_user(c->poll);
 		pss->conn = NULL;
-		pss->dead_poll = 1;
+		pss->dead_poll = '1';
 		lws_callback_on_writable(c->poll);
 		c->poll = NULL;
 	}
@@ -160,12 +160,22 @@ void conn_close(struct conn *c, const char *reason)
 	reap = c;
 }
 
+void conn_close_soon(struct conn *c)
+{
+	if (c->state != CONN_OPEN || c->doomed)
+		return;
+	c->client_closed = 1;
+	c->doomed = 1;
+	c->doomed_next = doomed;
+	doomed = c;
+}
+
 void conn_reap(void)
 {
 	while (doomed) {
 		struct conn *c = doomed;
 		doomed = c->doomed_next;
-		conn_close(c, "slow consumer");
+		conn_close(c, c->client_closed ? "client close" : "slow consumer");
 	}
 	while (reap) {
 		struct conn *c = reap;
@@ -281,8 +291,28 @@ static void write_queued(struct conn *c)
 	size_t total = 0;
 
 	while ((f = outq_peek(&c->out))) {
+		int opcode = f->opcode ? f->opcode : f->binary ? WS_BINARY : WS_TEXT;
 		size_t len;
-		unsigned char *start = ws_frame_start(f, &len);
+		unsigned char *start;
+		if (ws_compresses(c->ws, opcode, f->len)) {
+			/* Compressed for this WebSocket: into the batch, or on its
+			 * own when it does not fit one. */
+			size_t room = ws_deflate_room(f->len);
+			if (total + room > WS_WRITE_BATCH) {
+				unsigned char *own;
+				if (total)
+					break;
+				own = xmalloc(room);
+				ws_write(c->ws, own, ws_deflate_write(opcode, frame_data(f), f->len, own));
+				free(own);
+				frame_unref(outq_pop(&c->out));
+				goto written;
+			}
+			total += ws_deflate_write(opcode, frame_data(f), f->len, batch + total);
+			frame_unref(outq_pop(&c->out));
+			continue;
+		}
+		start = ws_frame_start(f, &len);
 		if (total + len > WS_WRITE_BATCH) {
 			if (total)
 				break;

@@ -57,6 +57,7 @@ struct conn {
 	unsigned poll_close : 1; /* shutting down: the Engine.IO close packet is queued */
 	unsigned close_sent : 1; /* ... and a poll has taken it: the session is done */
 	unsigned close_on_upgrade : 1; /* shutting down mid-upgrade: close once "5" comes */
+	unsigned client_closed : 1; /* the client asked to close it: conn_close_soon */
 	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
 	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
 	char sid[24];
@@ -94,6 +95,13 @@ void conn_send(struct conn *c, struct frame *f);
  * the current callback. `reason` is read during the call (it goes to the
  * log, the protocol and the WebSocket's close frame). Idempotent. */
 void conn_close(struct conn *c, const char *reason);
+/* The client asked to close the connection: it is closed (reason "client
+ * close") once the current loop iteration's callbacks have run, so that
+ * what else it sent in the same iteration, on another HTTP connection (a
+ * poll sent together with its close), is served first: lws serves requests
+ * that came together in no set order. What is sent to it meanwhile is
+ * dropped. */
+void conn_close_soon(struct conn *c);
 /* Stops reading from the connection's WebSocket for `ms` (TCP then slows
  * the sender down): what a rate limit does with a flood. */
 void conn_throttle(struct conn *c, int ms);

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "base/alloc.h"
@@ -76,6 +77,7 @@ int http_origin_allowed(const char *origin)
 
 	if (!list)
 		return 1;
+	/* "*" in the list is any origin, as Socket.IO's cors option takes it. */
 	for (const char *p = list; *p;) {
 		const char *comma = strchr(p, ',');
 		size_t n = comma ? (size_t)(comma - p) : strlen(p);
@@ -86,7 +88,7 @@ int http_origin_allowed(const char *origin)
 		/* A trailing slash in the setting is a common way to write it. */
 		if (n && p[n - 1] == '/')
 			n--;
-		if (n == olen && strncmp(p, origin, n) == 0)
+		if ((n == 1 && *p == '*') || (n == olen && strncmp(p, origin, n) == 0))
 			return 1;
 		if (!comma)
 			break;
@@ -121,6 +123,23 @@ static int add_header(struct lws *wsi, const char *name, const char *value,
 					   (int)strlen(value), p, end);
 }
 
+int http_request_closes(struct lws *wsi)
+{
+	char v[32], version[16];
+	int keep_alive = 0, close = 0, http11;
+
+	/* As lws decides it (lws_http_action): HTTP/1.1 keeps the connection
+	 * unless the request says "close", HTTP/1.0 closes it unless it says
+	 * "keep-alive"; the whole field is compared, without case. */
+	if (lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_CONNECTION) > 0) {
+		keep_alive = strcasecmp(v, "keep-alive") == 0;
+		close = strcasecmp(v, "close") == 0;
+	}
+	http11 = lws_hdr_copy(wsi, version, sizeof(version), WSI_TOKEN_HTTP) >= 8 &&
+		 version[5] == '1' && version[7] == '1';
+	return http11 ? close : !keep_alive;
+}
+
 int http_respond(struct lws *wsi, struct pss *pss, int status,
 		 const char *content_type, const char *body, size_t len)
 {
@@ -133,7 +152,12 @@ int http_respond(struct lws *wsi, struct pss *pss, int status,
 	if (lws_add_http_common_headers(wsi, (unsigned)status, content_type,
 					(lws_filepos_t)len, &p, end))
 		goto out;
-	if (pss && pss->close_after && add_header(wsi, "connection:", "close", &p, end))
+	/* Every answer after which the connection ends says so: a client that
+	 * keeps connections alive (Node >= 19's default agent) would otherwise
+	 * send its next request on a socket about to close, and see "socket
+	 * hang up". */
+	if (((pss && pss->close_after) || http_request_closes(wsi)) &&
+	    add_header(wsi, "connection:", "close", &p, end))
 		goto out;
 	if (pss && pss->origin && http_origin_allowed(pss->origin)) {
 		if (add_header(wsi, "access-control-allow-origin:", pss->origin, &p, end) ||
@@ -447,13 +471,31 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_WSI_DESTROY:
 		peers_closed(wsi);
 		return 0;
-	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
 		/* An upgrade on a connection that served HTTP before: browsers
 		 * and socket.io-client open a new one for a WebSocket, which
 		 * ws.c serves. */
+		static const char own[] = "a WebSocket needs a connection of its own";
 		metrics_http_error(400);
-		lws_return_http_status(wsi, 400, "a WebSocket needs a connection of its own");
+		if (!pss) {
+			lws_return_http_status(wsi, 400, own);
+			return 1;
+		}
+		http_begin(wsi, pss);
+		pss->close_after = 1;
+		http_respond(wsi, pss, 400, "text/plain", own, sizeof(own) - 1);
 		return 1;
+	}
+	case LWS_CALLBACK_ADD_HEADERS: {
+		/* A static file lws serves: it ends the connection after it as
+		 * after any answer (http_request_closes), and says so. */
+		struct lws_process_html_args *args = in;
+		unsigned char *end = (unsigned char *)args->p + args->max_len;
+		if (http_request_closes(wsi) &&
+		    add_header(wsi, "connection:", "close", (unsigned char **)&args->p, end))
+			return 1;
+		return 0;
+	}
 	default:
 		break;
 	}

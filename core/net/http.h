@@ -52,7 +52,9 @@ struct pss {
 	size_t body_cap;
 	int body_too_large;
 	int body_seen; /* a piece of the body came (HTTP_BODY) */
-	int dead_poll; /* the poll's session closed: answer with a close packet */
+	char dead_poll; /* the poll's session closed: answer with this Engine.IO
+			 * packet ('1' close, or '6' noop when the client
+			 * closed it), or 0 */
 	int close_after; /* answer with "connection: close" and close: what
 			  * follows on the connection cannot be told from a
 			  * request (a body not read, a length not clear) */
@@ -86,10 +88,16 @@ void http_read_origin(struct lws *wsi, struct pss *pss);
 const char *http_query_arg(struct lws *wsi, const char *name, char *out, size_t outlen);
 /* The request's header table holds at most this much (max_http_header_data). */
 #define LWS_QUERY_FRAGMENT_MAX 4096
-/* 1 if FRONTEND_URL allows this Origin (always, when unset), else 0. */
+/* 1 if FRONTEND_URL allows this Origin (always, when unset or when "*" is
+ * in its list), else 0. */
 int http_origin_allowed(const char *origin);
+/* 1 if lws ends the connection once the current request is answered (the
+ * request said "Connection: close", or is HTTP/1.0 without keep-alive),
+ * else 0. */
+int http_request_closes(struct lws *wsi);
 /* Writes a whole response (`body` is copied), with CORS headers for an
- * allowed origin, and finishes the transaction; what the request held in
+ * allowed origin, "connection: close" when the connection ends after it,
+ * and finishes the transaction; what the request held in
  * the pss is released. Returns what the lws callback should: 0, or -1 to
  * close the connection (the answer is flushed first). */
 int http_respond(struct lws *wsi, struct pss *pss, int status,

@@ -15,6 +15,7 @@
 
 #include <ev.h>
 #include <openssl/evp.h>
+#include <zlib.h>
 
 #include "net/ws.h"
 
@@ -46,6 +47,10 @@ struct ws {
 	unsigned want_writable : 1;
 	unsigned peer_closed : 1; /* the peer's close frame came */
 	unsigned counted : 1;     /* in open_count */
+	unsigned failing : 1;     /* the peer broke the protocol (fail) */
+	unsigned deflate : 1;     /* permessage-deflate agreed */
+	unsigned msg_deflated : 1; /* the message being read is compressed */
+	unsigned wr_shut : 1;     /* ... our close frame is out: write side shut */
 	unsigned events : 2;      /* what io watches: EV_READ | EV_WRITE */
 	uint16_t head_wait_ms;    /* the head came in part: the last wait */
 	uint32_t head_waited_ms;  /* ... and all waits so far */
@@ -253,10 +258,24 @@ void ws_send_text(struct ws *w, const char *p, size_t n)
 
 static void maybe_finish(struct ws *w)
 {
+	if (w->state != WS_CLOSING || w->out_len)
+		return;
 	/* The server closes the TCP connection first (RFC 6455 §7.1.1), once
 	 * both close frames have passed and ours is out. */
-	if (w->state == WS_CLOSING && w->peer_closed && !w->out_len)
+	if (w->peer_closed) {
 		ws_done(w);
+		return;
+	}
+	/* A peer that broke the protocol is not waited for (§7.1.7): once our
+	 * close frame is out the connection ends. Only the write side, at
+	 * once: closing the socket with the peer's bytes still unread (the
+	 * rest of a message over the limit) would send a reset, which can
+	 * destroy the close frame before the peer reads it. What still comes
+	 * is read and dropped until the peer closes too, or the deadline. */
+	if (w->failing && !w->wr_shut) {
+		w->wr_shut = 1;
+		shutdown(w->fd, SHUT_WR);
+	}
 }
 
 static void on_writable(struct ws *w)
@@ -325,9 +344,8 @@ void ws_close(struct ws *w, int code, const char *reason)
 	if (w->state == WS_DONE)
 		return;
 	set_events(w); /* reading again if paused: the answer must be read */
-	if (w->peer_closed)
-		maybe_finish(w);
-	else
+	maybe_finish(w);
+	if (w->state != WS_DONE && !w->peer_closed)
 		timer_start(&w->timer, on_timer, CLOSE_WAIT_MS);
 }
 
@@ -341,20 +359,172 @@ static void fail(struct ws *w, int code, const char *kind, const char *why)
 
 	metrics_protocol_error(kind);
 	w->owner = NULL;
+	/* Set first: the owner's own ws_close ends it the same way. */
+	w->failing = 1;
 	if (owner)
 		handler->closed(owner, w, code, why);
 	ws_close(w, code, why);
 }
 
-/* Hands a whole message to its owner. Text must be UTF-8 (RFC 6455
- * §8.1), checked on the whole message. */
+/* ---- permessage-deflate (RFC 7692) ----
+ *
+ * Agreed with no context takeover either way: each message is compressed
+ * on its own, so a WebSocket keeps no zlib state between messages, and one
+ * deflate and one inflate stream serve every WebSocket (the loop runs one
+ * at a time). What compression costs in memory is those two streams, for
+ * the whole server (~300 KB), never a window per connection. */
+
+/* Messages shorter than this go out as they are (socket.io's threshold):
+ * compressing them saves little and costs a deflate each. */
+#define DEFLATE_THRESHOLD 1024
+
+static z_stream deflater, inflater;
+static int deflater_ready, inflater_ready;
+/* RFC 7692 §7.2.1: a message's compressed bytes end with this, which is
+ * left off on the wire. */
+static const unsigned char deflate_tail[4] = { 0x00, 0x00, 0xff, 0xff };
+
+int ws_compresses(const struct ws *w, int opcode, size_t n)
+{
+	return w->deflate && n >= DEFLATE_THRESHOLD && (opcode == WS_TEXT || opcode == WS_BINARY);
+}
+
+/* The shared deflate stream, made on first use (zlib's allocation fails
+ * only for want of memory: the general allocator's rule, abort). */
+static void deflater_init(void)
+{
+	if (deflater_ready)
+		return;
+	if (deflateInit2(&deflater, Z_BEST_SPEED, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		abort();
+	deflater_ready = 1;
+}
+
+size_t ws_deflate_room(size_t n)
+{
+	/* deflateBound covers a whole stream, and is never less than the
+	 * message itself; the sync flush adds its empty block (5 bytes). */
+	deflater_init();
+	return WS_HEADER_MAX + (size_t)deflateBound(&deflater, (uLong)n) + 64;
+}
+
+size_t ws_deflate_write(int opcode, const void *p, size_t n, unsigned char *out)
+{
+	size_t room = ws_deflate_room(n) - WS_HEADER_MAX;
+	unsigned char *z = out + WS_HEADER_MAX;
+	size_t zlen, h;
+
+	deflateReset(&deflater);
+	deflater.next_in = (Bytef *)(uintptr_t)p;
+	deflater.avail_in = (uInt)n;
+	deflater.next_out = z;
+	deflater.avail_out = (uInt)room;
+	deflate(&deflater, Z_SYNC_FLUSH);
+	zlen = room - deflater.avail_out;
+	if (deflater.avail_in || !deflater.avail_out) {
+		/* It did not all fit (deflateBound says it cannot happen): the
+		 * message goes as it is, which RFC 7692 allows any message. */
+		h = ws_header_write(out, (uint8_t)opcode, n);
+		memcpy(out + h, p, n);
+		return h + n;
+	}
+	if (zlen >= 4 && memcmp(z + zlen - 4, deflate_tail, 4) == 0)
+		zlen -= 4;
+	/* The header goes just before the payload, with RSV1 set: compressed. */
+	h = ws_header_len(zlen);
+	ws_header_write(z - h, (uint8_t)opcode, zlen);
+	z[-(ptrdiff_t)h] |= 0x40;
+	memmove(out, z - h, h + zlen);
+	return h + zlen;
+}
+
+/* Inflates a compressed message into a new buffer (the caller frees it):
+ * its length in *outlen, or NULL with *code the close code: 1009 past
+ * PARLEY_MAX_PAYLOAD (checked as it grows: a small message may inflate to
+ * anything), 1007 for bytes that are not deflate data. */
+static char *inflate_message(const char *p, size_t len, size_t *outlen, int *code)
+{
+	size_t cap = len * 4 + 256, n = 0;
+	char *out;
+	int rc = Z_OK;
+
+	if (!inflater_ready) {
+		if (inflateInit2(&inflater, -15) != Z_OK)
+			abort();
+		inflater_ready = 1;
+	}
+	if (cap > settings.max_payload + 1)
+		cap = settings.max_payload + 1;
+	out = xmalloc(cap);
+	inflateReset(&inflater);
+	for (int part = 0; part < 2; part++) {
+		/* The message, then the tail the sender left off. */
+		inflater.next_in = part ? (Bytef *)(uintptr_t)deflate_tail : (Bytef *)(uintptr_t)p;
+		inflater.avail_in = part ? 4 : (uInt)len;
+		while (inflater.avail_in) {
+			if (n == cap) {
+				if (cap > settings.max_payload) {
+					*code = WS_MESSAGE_TOO_BIG;
+					goto fail;
+				}
+				cap = cap * 2 > settings.max_payload + 1 ? settings.max_payload + 1 : cap * 2;
+				out = xrealloc(out, cap);
+			}
+			inflater.next_out = (Bytef *)out + n;
+			inflater.avail_out = (uInt)(cap - n);
+			rc = inflate(&inflater, Z_SYNC_FLUSH);
+			n = cap - inflater.avail_out;
+			if (rc == Z_STREAM_END)
+				break;
+			/* Z_BUF_ERROR with room left to write: no progress is
+			 * possible on this input. */
+			if (rc != Z_OK && (rc != Z_BUF_ERROR || inflater.avail_out)) {
+				*code = WS_INVALID_PAYLOAD;
+				goto fail;
+			}
+		}
+	}
+	if (n > settings.max_payload) {
+		*code = WS_MESSAGE_TOO_BIG;
+		goto fail;
+	}
+	*outlen = n;
+	return out;
+fail:
+	free(out);
+	return NULL;
+}
+
+/* Hands a whole message to its owner, inflated first if it came
+ * compressed. Text must be UTF-8 (RFC 6455 §8.1), checked on the whole
+ * message. */
 static void deliver(struct ws *w, const char *p, size_t len, int binary)
 {
-	if (!binary && !json_utf8_valid(p, len)) {
-		fail(w, WS_INVALID_PAYLOAD, "bad_utf8", "text message of invalid UTF-8");
-		return;
+	char *inflated = NULL;
+
+	if (w->msg_deflated) {
+		int code = 0;
+		w->msg_deflated = 0;
+		inflated = inflate_message(p, len, &len, &code);
+		if (!inflated) {
+			char why[96];
+			if (code == WS_MESSAGE_TOO_BIG) {
+				metrics_limit("max_payload");
+				snprintf(why, sizeof(why), "a WebSocket message inflating past %zu bytes "
+					 "(PARLEY_MAX_PAYLOAD)", settings.max_payload);
+				fail(w, code, "payload_too_large", why);
+			} else {
+				fail(w, code, "bad_deflate", "a compressed message that does not inflate");
+			}
+			return;
+		}
+		p = inflated;
 	}
-	handler->message(w->owner, w, p, len, binary);
+	if (!binary && !json_utf8_valid(p, len))
+		fail(w, WS_INVALID_PAYLOAD, "bad_utf8", "text message of invalid UTF-8");
+	else
+		handler->message(w->owner, w, p, len, binary);
+	free(inflated);
 }
 
 static void on_close_frame(struct ws *w, const unsigned char *p, size_t len)
@@ -443,6 +613,15 @@ static size_t frames(struct ws *w, unsigned char *buf, size_t len)
 
 		if (!hl)
 			break;
+		/* RSV1 on the first frame of a data message: compressed
+		 * (RFC 7692 §6), where permessage-deflate was agreed. */
+		if (w->deflate && (f.rsv & 4) && !w->in_message &&
+		    (f.opcode == WS_TEXT || f.opcode == WS_BINARY)) {
+			f.rsv &= (uint8_t)~4;
+			w->msg_deflated = 1;
+		} else if (f.opcode == WS_TEXT || f.opcode == WS_BINARY) {
+			w->msg_deflated = 0;
+		}
 		err = ws_frame_error(&f, w->in_message);
 		if (err) {
 			if (w->state == WS_CLOSING)
@@ -517,6 +696,10 @@ static void on_frames_readable(struct ws *w)
 		ws_gone(w);
 		return;
 	}
+	/* After a protocol error nothing is read as frames: the bytes are the
+	 * rest of what was refused, and are dropped (maybe_finish). */
+	if (w->failing)
+		return;
 	len = (size_t)n;
 	if (w->in_len) {
 		/* A frame begun in an earlier read: the two join in w->in. */
@@ -586,6 +769,14 @@ static void refuse(struct ws *w, int status, const char *why)
 	ws_done(w);
 }
 
+/* Whether the client offers permessage-deflate in a form parley takes. */
+static int deflate_offered(const struct http_head *h)
+{
+	const struct http_field *ext = http_head_field(h, "sec-websocket-extensions");
+
+	return ext && ws_deflate_offered(ext->value, ext->value_len);
+}
+
 static int is_upgrade(const struct http_head *h)
 {
 	const struct http_field *up = http_head_field(h, "upgrade");
@@ -603,7 +794,7 @@ static void upgrade(struct ws *w, const struct http_head *h)
 	const struct http_field *cl = http_head_field(h, "content-length");
 	const char *why = "";
 	struct ws_route route;
-	char accept[29], resp[160], addr[48];
+	char accept[29], resp[256], addr[48];
 	unsigned char raw[base64_decoded_max(24)];
 	int status = 500, n;
 
@@ -631,9 +822,12 @@ static void upgrade(struct ws *w, const struct http_head *h)
 		return;
 	}
 	accept_key(key->value, key->value_len, accept);
+	w->deflate = settings.ws_compression && deflate_offered(h);
 	n = snprintf(resp, sizeof(resp),
 		     "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
-		     "connection: Upgrade\r\nsec-websocket-accept: %s\r\n\r\n", accept);
+		     "connection: Upgrade\r\nsec-websocket-accept: %s\r\n%s\r\n", accept,
+		     w->deflate ? "sec-websocket-extensions: permessage-deflate; "
+				  "server_no_context_takeover; client_no_context_takeover\r\n" : "");
 	timer_stop(&w->timer);
 	w->state = WS_OPEN;
 	w->counted = 1;
@@ -895,4 +1089,9 @@ void ws_fini(void)
 	ws_stop_listening();
 	while (all)
 		ws_free(all);
+	if (deflater_ready)
+		deflateEnd(&deflater);
+	if (inflater_ready)
+		inflateEnd(&inflater);
+	deflater_ready = inflater_ready = 0;
 }

@@ -95,6 +95,17 @@ int ws_write(struct ws *w, const void *p, size_t n);
 int ws_busy(const struct ws *w);
 /* Calls the handler's `writable` once the socket can take more. */
 void ws_want_writable(struct ws *w);
+/* 1 if a data message (`opcode` WS_TEXT or WS_BINARY) of `n` bytes goes out
+ * compressed on `w` (permessage-deflate agreed, PARLEY_WS_COMPRESSION, and
+ * the message is 1 KB or more): written with ws_deflate_write. */
+int ws_compresses(const struct ws *w, int opcode, size_t n);
+/* The most bytes ws_deflate_write writes for a message of `n` bytes. */
+size_t ws_deflate_room(size_t n);
+/* Writes the frame of a data message of `n` bytes at `p`, compressed, into
+ * `out` (ws_deflate_room(n) bytes of room): header with RSV1, then the
+ * deflated payload (or, should it not fit, the message as it is). Returns
+ * the bytes written. Each message on its own: no state is kept between. */
+size_t ws_deflate_write(int opcode, const void *p, size_t n, unsigned char *out);
 /* One text message of at most 125 bytes, written now (the probe's
  * "3probe"); dropped when the WebSocket is not open or it is longer. */
 void ws_send_text(struct ws *w, const char *p, size_t n);

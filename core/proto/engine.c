@@ -312,8 +312,9 @@ static int poll_writable(struct lws *wsi, struct pss *pss)
 	struct conn *c = pss->conn;
 
 	if (pss->dead_poll) {
+		char packet = pss->dead_poll;
 		pss->dead_poll = 0;
-		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", "1", 1);
+		return http_respond(wsi, pss, 200, "text/plain; charset=UTF-8", &packet, 1);
 	}
 	if (!c || c->poll != wsi)
 		return 0;
@@ -683,7 +684,13 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 		conn_send(c, frame_new2("3", 1, pkt.data, pkt.len));
 		return;
 	case EIO_CLOSE:
-		conn_close(c, "client close");
+		if (w) {
+			conn_close(c, "client close");
+			return;
+		}
+		/* A POST: a poll the client sent with it may be read after it
+		 * (on_closed answers that poll). */
+		conn_close_soon(c);
 		return;
 	case EIO_NOOP:
 		return;
@@ -695,6 +702,16 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 
 static void on_closed(struct conn *c, const char *reason)
 {
+	if (c->client_closed && c->poll) {
+		/* The client closed its own session (a POST of "1"): its
+		 * parked poll is released with a noop, as engine.io does; the
+		 * close packet (conn_close) is for a close it did not ask for. */
+		struct pss *pss = lws_wsi_user(c->poll);
+		pss->conn = NULL;
+		pss->dead_poll = '6';
+		lws_callback_on_writable(c->poll);
+		c->poll = NULL;
+	}
 	client_free_all(c, reason);
 	/* A binary packet still waiting for attachments goes now: its bytes
 	 * are released with the connection, not when it is reaped. */

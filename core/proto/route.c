@@ -11,6 +11,7 @@
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/log.h"
 #include "base/metrics.h"
 #include "base/settings.h"
 #include "hub/client.h"
@@ -26,9 +27,10 @@
 static int64_t started_ms;
 
 /* Where an upgrade goes (struct ws_route's kind): a new Engine.IO session,
- * the probe of a polling one (target: the connection), or the plain
- * endpoint of a namespace (target: the namespace). */
-enum { ROUTE_ENGINE, ROUTE_PROBE, ROUTE_PLAIN };
+ * the probe of a polling one (target: the connection), the plain endpoint
+ * of a namespace (target: the namespace), or nowhere: a session that has
+ * its WebSocket already (target: the connection; closed once open). */
+enum { ROUTE_ENGINE, ROUTE_PROBE, ROUTE_PLAIN, ROUTE_STALE };
 
 void route_init(void)
 {
@@ -114,9 +116,15 @@ int route_ws_check(const struct http_head *h, struct ws_route *route, int *statu
 		route->target = NULL;
 		if (v) {
 			struct conn *c = engine_session(v);
-			if (!c || c->transport != TRANSPORT_POLLING || c->probe)
+			if (!c)
 				goto bad;
-			route->kind = ROUTE_PROBE;
+			/* A second upgrade of a session that has upgraded, or is
+			 * probing: accepted, then closed (route_ws_open), as
+			 * engine.io does; the session goes on on its own
+			 * transport. A 400 here would make a Node client throw
+			 * on the unexpected response. */
+			route->kind = c->transport != TRANSPORT_POLLING || c->probe ? ROUTE_STALE :
+										       ROUTE_PROBE;
 			route->target = c;
 		}
 		return 0;
@@ -141,6 +149,13 @@ void route_ws_open(struct ws *w, const struct http_head *h, const struct ws_rout
 
 	if (route->kind == ROUTE_PROBE) {
 		engine_probe_open(route->target, w);
+		return;
+	}
+	if (route->kind == ROUTE_STALE) {
+		metrics_protocol_error("duplicate_upgrade");
+		log_info("%s: a WebSocket upgrade of a session that has one already (from %s): "
+			 "closed", ((struct conn *)route->target)->sid, addr);
+		ws_close(w, WS_POLICY_VIOLATION, "transport already upgraded");
 		return;
 	}
 	http_handshake_from_head(&hs, h, addr);

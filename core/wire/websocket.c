@@ -157,6 +157,67 @@ int http_list_has(const char *v, size_t len, const char *token)
 	return 0;
 }
 
+/* Whether the token at p (n bytes, spaces around it trimmed) is `word`. */
+static int token_is(const char *p, size_t n, const char *word)
+{
+	while (n && (*p == ' ' || *p == '\t'))
+		p++, n--;
+	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	return same_ci(p, n, word);
+}
+
+/* Whether one permessage-deflate offer (its parameters, "; a; b=1") can
+ * be taken as parley speaks it: every message on its own (no context
+ * takeover either way, which the answer imposes: RFC 7692 §7.1.1) and a
+ * 15-bit window for what parley sends. A parameter not known, or a
+ * smaller server window asked for, declines the offer. */
+static int deflate_params_ok(const char *p, size_t n)
+{
+	while (n) {
+		const char *semi = memchr(p, ';', n);
+		size_t len = semi ? (size_t)(semi - p) : n;
+		const char *eq = memchr(p, '=', len);
+		size_t klen = eq ? (size_t)(eq - p) : len;
+
+		if (token_is(p, klen, "server_max_window_bits")) {
+			if (!eq || !token_is(eq + 1, len - klen - 1, "15"))
+				return 0;
+		} else if (token_is(p, klen, "server_no_context_takeover") ||
+			   token_is(p, klen, "client_no_context_takeover")) {
+			if (eq)
+				return 0; /* these take no value */
+		} else if (!token_is(p, klen, "client_max_window_bits")) {
+			return 0;
+		}
+		if (!semi)
+			break;
+		n -= len + 1;
+		p = semi + 1;
+	}
+	return 1;
+}
+
+int ws_deflate_offered(const char *v, size_t len)
+{
+	const char *p, *end;
+
+	for (p = v, end = v + len; p < end;) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		size_t olen = comma ? (size_t)(comma - p) : (size_t)(end - p);
+		const char *semi = memchr(p, ';', olen);
+		size_t nlen = semi ? (size_t)(semi - p) : olen;
+
+		if (token_is(p, nlen, "permessage-deflate") &&
+		    (!semi || deflate_params_ok(semi + 1, olen - nlen - 1)))
+			return 1;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	return 0;
+}
+
 int query_next(const char *q, size_t qlen, size_t *pos, const char **k, size_t *klen,
 	       const char **v, size_t *vlen)
 {

@@ -42,6 +42,12 @@ const struct http_field *http_head_field(const struct http_head *h, const char *
 /* 1 if the comma-separated list `v` holds `token` (case-insensitive), else
  * 0. */
 int http_list_has(const char *v, size_t len, const char *token);
+/* 1 if a Sec-WebSocket-Extensions value of `len` bytes holds a
+ * permessage-deflate offer (RFC 7692) parley takes, else 0: one whose
+ * parameters are all known (server_no_context_takeover,
+ * client_no_context_takeover, client_max_window_bits with or without a
+ * value) and that asks no server window under 15 bits. */
+int ws_deflate_offered(const char *v, size_t len);
 
 /* Steps through "k=v&k2=v2": at each call the next pair (raw, not decoded,
  * pointing into `q`), `v` NULL for a bare key. Returns 1 with a pair, 0 at
@@ -63,7 +69,7 @@ enum ws_opcode {
 /* Close codes (RFC 6455 §7.4.1) parley sends. */
 enum ws_close_code {
 	WS_NORMAL = 1000, WS_GOING_AWAY = 1001, WS_PROTOCOL_ERROR = 1002,
-	WS_INVALID_PAYLOAD = 1007, WS_MESSAGE_TOO_BIG = 1009,
+	WS_INVALID_PAYLOAD = 1007, WS_POLICY_VIOLATION = 1008, WS_MESSAGE_TOO_BIG = 1009,
 };
 
 struct ws_frame {

@@ -1,5 +1,6 @@
 /* fuzz_websocket.c - what parley reads off a new connection itself: the
- * request head (fields, header lists, the query and its decoding), then
+ * request head (fields, header lists, permessage-deflate offers, the query
+ * and its decoding), then
  * client frames (headers, their checks, unmasking) to the end of the input. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			inside(data, (size_t)r, h.fields[i].name, h.fields[i].name_len);
 			inside(data, (size_t)r, h.fields[i].value, h.fields[i].value_len);
 			http_list_has(h.fields[i].value, h.fields[i].value_len, "upgrade");
+			ws_deflate_offered(h.fields[i].value, h.fields[i].value_len);
 		}
 		http_head_field(&h, "sec-websocket-key");
 		out = malloc((size_t)h.query_len + 1);

@@ -235,14 +235,17 @@ describe('Engine.IO on parley with PARLEY_PING_INTERVAL=7000 PARLEY_PING_TIMEOUT
     }
   });
 
-  test('close packet 1 over polling ends the session: a parked GET gets 1 and the next GET gets 400 Session ID unknown', async () => {
+  // As engine.io (and the official protocol suite's "should forcefully
+  // close the session"): the client's own close releases its parked poll
+  // with a noop; a close packet there is for closes it did not ask for.
+  test('close packet 1 over polling ends the session: a parked GET gets 6 (noop) and the next GET gets 400 Session ID unknown', async () => {
     const { sid } = await pollHandshake(srv);
     const parked = httpGet(srv, sid);
     assert.ok(await stillPending(parked, 50));
     const p = await httpPost(srv, sid, '1');
     assert.equal(p.status, 200);
     const r = await within(parked, 3000, 'the parked GET was not released by the close');
-    assert.equal(r.body, '1', `parked GET after close: expected "1", got ${JSON.stringify(r.body)}`);
+    assert.equal(r.body, '6', `parked GET after close: expected "6", got ${JSON.stringify(r.body)}`);
     const g = await httpGet(srv, sid);
     assert.equal(g.status, 400);
     assert.deepEqual(JSON.parse(g.body), { code: 1, message: 'Session ID unknown' });

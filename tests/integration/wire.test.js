@@ -9,6 +9,7 @@ const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const crypto = require('node:crypto');
+const WebSocket = require('ws');
 const { startParley, sleep } = require('./harness');
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
@@ -218,6 +219,53 @@ describe('the WebSocket wire', () => {
       bystander.end();
     });
   }
+
+  test('a close frame with a 126-byte payload is answered 1002 and the server ends the TCP connection at once, unanswered', async () => {
+    const w = await open(srv);
+    await w.next(w.text(/^0\{/));
+    const before = await metric(srv, 'parley_protocol_errors_total{kind="bad_ws_frame"}');
+    w.write(frame(8, Buffer.concat([Buffer.from([0x03, 0xe8]), Buffer.alloc(124, 0x61)])));
+    const close = await w.next((f) => f.opcode === 8, 3000, 'the close frame');
+    assert.equal(closeCode(close), 1002);
+    // The peer broke the protocol: no close answer is waited for (that
+    // wait is 3 s for a well-formed close), the connection ends now.
+    assert.ok(await w.gone(1500), 'the TCP connection stayed open after a malformed close frame');
+    assert.equal(await metric(srv, 'parley_protocol_errors_total{kind="bad_ws_frame"}'), before + 1);
+  });
+
+  test('a message over PARLEY_MAX_PAYLOAD (4 MiB against 1 MB) is closed with 1009 and a close frame, every time', async () => {
+    const big = Buffer.alloc(4 << 20, 0x61);
+    for (let i = 0; i < 4; i++) {
+      const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`);
+      ws.on('error', () => {});
+      await new Promise((r) => ws.once('message', r)); // the open packet
+      const closed = new Promise((r) => ws.once('close', (code, reason) => r({ code, reason: String(reason) })));
+      ws.send(big);
+      const c = await closed;
+      assert.equal(c.code, 1009, `try ${i + 1}: closed with ${c.code} (${c.reason})`);
+      assert.match(c.reason, /PARLEY_MAX_PAYLOAD/);
+    }
+  });
+
+  test('the head of a 4 MiB frame, then its bytes as they come: the 1009 close frame arrives while the peer is still sending', async () => {
+    const w = await open(srv);
+    await w.next(w.text(/^0\{/));
+    let reset = null;
+    w.sock.on('error', (e) => { reset = e; });
+    const bytes = frame(2, Buffer.alloc(4 << 20, 0x62));
+    w.write(bytes.subarray(0, 64 << 10));
+    const close = await w.next((f) => f.opcode === 8, 3000, 'the close frame');
+    assert.equal(closeCode(close), 1009);
+    // What the peer still sends is read and dropped, and never taken for
+    // frames; the peer's own close ends it.
+    w.write(bytes.subarray(64 << 10));
+    w.write(frame(8, Buffer.from([0x03, 0xf1])));
+    assert.ok(await w.gone(), 'the TCP connection stayed open');
+    // A reset (the server closing with the peer's bytes unread) can
+    // destroy the close frame before a client reads it: that was the 1006.
+    assert.equal(reset, null, `the connection was reset: ${reset && reset.message}`);
+    assert.deepEqual(w.frames.filter((f) => f.opcode === 8), [], 'a second close frame');
+  });
 
   test('upgrade refusals: no key 400, version 8 426 (naming 13), an unknown path 404, EIO=3 400', async () => {
     const cases = [

@@ -1,6 +1,7 @@
 /* test_websocket.c - the WebSocket wire format: request heads (whole, in
  * part, malformed), header lists, query strings and their decoding, client
- * frame headers and what is wrong with them, masking, server headers. */
+ * frame headers and what is wrong with them, masking, server headers, and
+ * which permessage-deflate offers are taken. */
 #include <stdint.h>
 
 #include "base/frame.h"
@@ -244,6 +245,33 @@ static void test_server_header(void)
 	CHECK(!ws_close_code_valid(2000));
 }
 
+static void test_deflate_offer(void)
+{
+	static const char *const taken[] = {
+		"permessage-deflate",
+		"permessage-deflate; client_max_window_bits",
+		" Permessage-Deflate ;client_max_window_bits=10; server_no_context_takeover ",
+		"permessage-deflate; server_max_window_bits=15; client_no_context_takeover",
+		"x-webkit-deflate-frame, permessage-deflate",
+		"permessage-deflate; server_max_window_bits=10, permessage-deflate",
+	};
+	static const char *const declined[] = {
+		"", ",", ";", "x-webkit-deflate-frame", "permessage-deflat", "permessage-deflate-x",
+		"permessage-deflate; server_max_window_bits=10",
+		"permessage-deflate; server_max_window_bits",
+		"permessage-deflate; foo",
+		"permessage-deflate; server_no_context_takeover=1",
+		"foo; permessage-deflate",
+	};
+
+	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+		CHECK_INT(ws_deflate_offered(taken[i], strlen(taken[i])), 1);
+	for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
+		CHECK_INT(ws_deflate_offered(declined[i], strlen(declined[i])), 0);
+	/* The value is not a string: nothing past its length is read. */
+	CHECK_INT(ws_deflate_offered("permessage-deflate; foo", 18), 1);
+}
+
 int main(void)
 {
 	test_head();
@@ -252,5 +280,6 @@ int main(void)
 	test_frames();
 	test_unmask_offsets();
 	test_server_header();
+	test_deflate_offer();
 	return check_report("test_websocket");
 }
