@@ -2,8 +2,7 @@
 // socket.io-protocol's test-suite/, kept unchanged in ../shared/
 // socketio-protocol-suite with its pinned packages and its own license)
 // against parley running the suite's reference server as scripts
-// (tests/protocol/). All 32 of its tests must run, and every one must pass
-// but those listed in AWAITING_ARGS below.
+// (tests/protocol/). All 32 of its tests must run, and every one must pass.
 //
 // The suite is copied to tests/.tmp/protocol-suite with its URL pointed at
 // this parley, and its packages installed there from its own package-lock
@@ -24,12 +23,6 @@ const h = require('./harness');
 // 17's "every argument, both ways" work (branch wt-i17-args): until it is
 // merged they fail, and are reported as skipped. Once one passes its
 // subtest fails, saying so: then the list goes (and this comment with it).
-const AWAITING_ARGS = [
-  'Socket.IO protocol message should send a plain-text packet',
-  'Socket.IO protocol message should send a packet with binary attachments',
-  'Socket.IO protocol message should send a plain-text packet with an ack',
-  'Socket.IO protocol message should send a packet with binary attachments and an ack',
-];
 const SUITE_TESTS = 32;
 // The whole suite takes about 10 s; each of its tests has mocha's 2 s.
 const SUITE_TIMEOUT_MS = 120000;
@@ -37,7 +30,6 @@ const SUITE_TIMEOUT_MS = 120000;
 const CANDIDATES = [
   process.env.PARLEY_PROTOCOL_SUITE,
   path.join(h.ROOT, '..', 'shared', 'socketio-protocol-suite'),
-  '/work/shared/socketio-protocol-suite',
 ].filter(Boolean);
 const SUITE = CANDIDATES.find((d) => fs.existsSync(path.join(d, 'test-suite.js')));
 const WORK = path.join(h.ROOT, 'tests', '.tmp', 'protocol-suite');
@@ -129,13 +121,9 @@ test('the official Socket.IO protocol suite passes against the reference server 
     const failed = new Map(report.failures.map((f) => [f.fullTitle, f.err.message]));
     assert.equal(report.stats.tests, SUITE_TESTS, `the suite has ${SUITE_TESTS} tests: ${report.stats.tests} ran`);
     const titles = report.tests.map((x) => x.fullTitle);
-    for (const title of AWAITING_ARGS) assert.ok(titles.includes(title), `"${title}" is not in the suite: AWAITING_ARGS is out of date`);
     // One subtest per test of the suite, so that a run shows each.
     for (const title of titles) {
-      const awaiting = AWAITING_ARGS.includes(title);
-      const skip = awaiting && failed.has(title) ? `awaiting issue 17's multiple arguments: ${failed.get(title)}` : false;
-      await t.test(title, { skip }, () => {
-        assert.ok(!awaiting, 'this passes now: take it out of AWAITING_ARGS in protocol.test.js');
+      await t.test(title, () => {
         assert.ok(!failed.has(title), `${failed.get(title)}\n${srv.logs()}`);
       });
     }
