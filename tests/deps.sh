@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev
-	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev curl)
+	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev libmsgpack-dev curl)
 
 if [ "${1:-}" = "--test" ]; then
 	packages+=(chromium strace)
