@@ -374,6 +374,9 @@ static int read_packet(const msgpack_object *root, struct decoder *d, size_t max
 	json_at = d->len;
 	if (data && (r = put_value(d, data)) < 0)
 		return r;
+	/* A NUL after the JSON, as the text path's copies have. */
+	grow(d, 1);
+	d->p[d->len] = '\0';
 	m->pkt.nsp_len = nsp->via.str.size;
 	m->pkt.len = d->len - json_at;
 	m->buf = d->p;

@@ -23,7 +23,7 @@ struct sio_msgpack_limits {
 /* A decoded packet. `pkt` is what sio_parse gives for the same packet in
  * text (type CONNECT, DISCONNECT, EVENT, ACK or CONNECT_ERROR: binaries are
  * inline, so never a BINARY_ type; `pkt.attachments` is 0), its `nsp` and
- * `data` pointing into `buf`; `att` are the binary values, each a view of
+ * `data` (NUL-terminated) pointing into `buf`; `att` are the binary values, each a view of
  * the decoded message's bytes (valid as long as they are). */
 struct sio_msgpack_packet {
 	struct sio_packet pkt;
