@@ -19,10 +19,16 @@ static const struct sio_msgpack_limits LIM = { 32, 64, 1 << 20 };
 static msgpack_sbuffer sb;
 static msgpack_packer pk;
 
-static void start(unsigned fields)
+static void begin(void)
 {
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+}
+
+/* A packet: a map of `fields` fields. */
+static void start(unsigned fields)
+{
+	begin();
 	msgpack_pack_map(&pk, fields);
 }
 
@@ -169,8 +175,7 @@ static void test_refused(void)
 	struct sio_msgpack_packet m;
 
 	/* Not a map. */
-	start(0);
-	sb.size = 0;
+	begin();
 	msgpack_pack_array(&pk, 1);
 	msgpack_pack_int(&pk, 2);
 	CHECK_INT(decode(&m), -EPROTO);
