@@ -223,19 +223,25 @@ void client_free_all(struct conn *c, const char *reason)
 
 /* The emit as a Socket.IO EVENT (BINARY_EVENT with attachments) of the
  * namespace `n`, asking for the ack `id` (negative: none). */
-static struct frame *encode_sio(const struct emit *e, struct nsp *n, int64_t id)
+static struct frame *write_sio(const struct emit *e, struct nsp *n, int64_t id)
 {
 	size_t alen = e->args ? e->args_len : 0;
 	struct frame *f;
 	char *p;
 
-	metrics_encoding();
 	f = frame_new(NULL, 1 + SIO_EVENT_MAX(n->name_len, e->name_len, alen), 0);
 	p = (char *)frame_data(f);
 	p[0] = '4';
 	f->len = (uint32_t)(1 + sio_event_write(p + 1, n->name, n->name_len, id, e->natt, e->name,
 						 e->name_len, e->args, alen));
 	return f;
+}
+
+/* The same, counted as an encoding. */
+static struct frame *encode_sio(const struct emit *e, struct nsp *n, int64_t id)
+{
+	metrics_encoding();
+	return write_sio(e, n, id);
 }
 
 /* The arguments plain sockets get: their own when they differ. */
@@ -285,10 +291,15 @@ struct frame *client_msgpack_frame(const char *pkt, size_t len, struct frame **a
  * fails (client_msgpack_frame). */
 static struct frame *encode_msgpack(struct emit *e, struct nsp *n, int64_t id)
 {
-	struct frame *text = encode_sio(e, n, id);
-	struct frame *f = client_msgpack_frame((const char *)frame_data(text) + 1, text->len - 1,
-					       e->att, e->natt);
+	/* The text frame JSON sockets of the same namespace got, when there
+	 * is one: a broadcast to both kinds writes its text once. */
+	struct frame *text = id < 0 && e->sio[0] && e->nsp == n ? frame_ref(e->sio[0]) :
+				 write_sio(e, n, id);
+	struct frame *f;
 
+	metrics_encoding();
+	f = client_msgpack_frame((const char *)frame_data(text) + 1, text->len - 1, e->att,
+				 e->natt);
 	frame_unref(text);
 	return f;
 }

@@ -136,6 +136,25 @@ test('a broadcast to many msgpack sockets is encoded once for them all', async (
   for (const s of sockets) s.close();
 });
 
+test('a broadcast to msgpack and JSON sockets is encoded once per parser', async () => {
+  const sockets = [];
+  for (let i = 0; i < 6; i++) {
+    const s = i % 2 ? mp(`per-parser-${i}`)
+      : h.sioClient(srv, '/messages', { auth: { userId: `per-parser-${i}` }, transports: ['websocket'] });
+    await h.connected(s);
+    await s.timeout(2000).emitWithAck('test:join', { room: 'per-parser' });
+    sockets.push(s);
+  }
+  const bin = Buffer.from([1, 2]);
+  const got = sockets.slice(1).map((s) => h.once(s, 'fan'));
+  const before = await h.metric(srv, 'parley_event_encodings_total');
+  assert.equal(await sockets[0].timeout(2000).emitWithAck('test:broadcast',
+    { rooms: ['per-parser'], exceptSelf: true, event: 'fan', data: { bin } }), 5);
+  for (const g of got) assert.deepEqual(await g, { bin });
+  assert.equal(await h.metric(srv, 'parley_event_encodings_total'), before + 2);
+  for (const s of sockets) s.close();
+});
+
 // ---- bad input: raw Engine.IO WebSockets speaking msgpack ----
 
 async function rawSession() {
