@@ -86,6 +86,14 @@ test('a refused connect gets a msgpack CONNECT_ERROR the client reads', async ()
   s.close();
 });
 
+test('a script disconnecting a msgpack socket sends it a msgpack DISCONNECT', async () => {
+  const s = mp('mp-kicked');
+  await h.connected(s);
+  const gone = h.once(s, 'disconnect');
+  s.emit('test:disconnect-me');
+  assert.equal(await gone, 'io server disconnect');
+});
+
 test('rooms are shared: msgpack, JSON Socket.IO and plain WebSocket clients each get the others\' broadcasts', async () => {
   const m = mp('room-mp');
   const j = h.sioClient(srv, '/messages', { auth: { userId: 'room-json' }, transports: ['websocket'] });
