@@ -54,6 +54,17 @@ for (const transport of ['websocket', 'polling']) {
   });
 }
 
+test('a msgpack client that begins on polling and upgrades goes on over the WebSocket', async () => {
+  const s = mp('mp-upgrade', ['polling', 'websocket']);
+  const upgraded = new Promise((resolve) => s.io.on('open', () => s.io.engine.once('upgrade', resolve)));
+  await h.connected(s);
+  await upgraded;
+  const bin = Buffer.from([3, 1, 4]);
+  assert.deepEqual(await s.timeout(2000).emitWithAck('test:echo', { bin }), { bin });
+  assert.equal((await s.timeout(2000).emitWithAck('test:whoami')).transport, 'websocket');
+  s.close();
+});
+
 test('the server asks a msgpack client with an ack, and gets its answer, binary included', async () => {
   const s = mp('mp-asked');
   await h.connected(s);
