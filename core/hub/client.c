@@ -268,9 +268,10 @@ static struct frame *encode_plain(const struct emit *e, int64_t id)
 struct frame *client_msgpack_frame(const char *pkt, size_t len, struct frame **att,
 				   unsigned natt)
 {
-	struct sio_attachment views[natt ? natt : 1];
+	/* A script's emit may hold any number of binaries: on the heap. */
+	struct sio_attachment *views = xcalloc(natt, sizeof(*views));
 	struct sio_msgpack_buf out = { 0 };
-	struct frame *f;
+	struct frame *f = NULL;
 
 	for (unsigned i = 0; i < natt; i++) {
 		views[i].data = frame_data(att[i]);
@@ -279,10 +280,12 @@ struct frame *client_msgpack_frame(const char *pkt, size_t len, struct frame **a
 	if (sio_msgpack_encode(pkt, len, views, natt, &out) < 0) {
 		log_warn("a packet the server made does not encode as msgpack (%zu bytes): dropped",
 			 len);
-		return NULL;
+		goto out;
 	}
 	f = frame_new(out.data, out.len, 1);
 	free(out.data);
+out:
+	free(views);
 	return f;
 }
 
