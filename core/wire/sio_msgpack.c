@@ -206,8 +206,9 @@ static int put_string(struct decoder *d, const char *s, size_t n)
 /* A binary value: an attachment, and its placeholder in the JSON. */
 static int put_binary(struct decoder *d, const char *s, size_t n)
 {
-	char ph[64];
-	int len;
+	static const char head[] = "{\"_placeholder\":true,\"num\":";
+	char ph[sizeof(head) + JSON_UINT_MAX + 1];
+	size_t len = sizeof(head) - 1;
 
 	if (d->natt >= d->max_att) {
 		*d->why = "more binaries than the attachment limit";
@@ -215,9 +216,11 @@ static int put_binary(struct decoder *d, const char *s, size_t n)
 	}
 	d->att[d->natt].data = (unsigned char *)(uintptr_t)s;
 	d->att[d->natt].len = n;
-	len = snprintf(ph, sizeof(ph), "{\"_placeholder\":true,\"num\":%u}", d->natt);
+	memcpy(ph, head, len);
+	len += json_uint_write(ph + len, d->natt);
+	ph[len++] = '}';
 	d->natt++;
-	return put(d, ph, (size_t)len);
+	return put(d, ph, len);
 }
 
 static int put_value(struct decoder *d, const msgpack_object *v)
@@ -231,11 +234,13 @@ static int put_value(struct decoder *d, const msgpack_object *v)
 	case MSGPACK_OBJECT_BOOLEAN:
 		return v->via.boolean ? put(d, "true", 4) : put(d, "false", 5);
 	case MSGPACK_OBJECT_POSITIVE_INTEGER:
-		n = snprintf(num, sizeof(num), "%" PRIu64, v->via.u64);
-		return put(d, num, (size_t)n);
+		/* Not snprintf: integers are most of what a packet holds, and
+		 * the generic formatter costs several times as much. */
+		return put(d, num, json_uint_write(num, v->via.u64));
 	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-		n = snprintf(num, sizeof(num), "%" PRId64, v->via.i64);
-		return put(d, num, (size_t)n);
+		num[0] = '-';
+		/* The magnitude of INT64_MIN too, computed unsigned. */
+		return put(d, num, 1 + json_uint_write(num + 1, 0 - (uint64_t)v->via.i64));
 	case MSGPACK_OBJECT_FLOAT32:
 	case MSGPACK_OBJECT_FLOAT64:
 		/* JSON has no NaN or infinity: JSON.stringify writes null. */
@@ -453,6 +458,7 @@ static int buf_write(void *data, const char *s, size_t n)
 
 struct encoder {
 	msgpack_packer pk;
+	struct sio_msgpack_buf *out; /* what pk writes to */
 	char *scratch; /* room for any string of the text, unescaped */
 	size_t scratch_cap;
 	const struct sio_attachment *att;
@@ -473,34 +479,35 @@ static long placeholder(const struct encoder *e, struct json_span v)
 	return (long)n;
 }
 
-/* A JSON number token as msgpack: an integer when it is one that fits. */
+/* A JSON number token as msgpack: an integer when it is one that fits
+ * (read here: strtoull wants a copy with a NUL and costs more than the
+ * packing), else a double. */
 static void pack_number(struct encoder *e, struct json_span v)
 {
+	int neg = v.p[0] == '-';
+	uint64_t n = 0;
+	size_t i;
 	char small[64];
-	char *text = v.len < sizeof(small) ? small : xmalloc(v.len + 1);
-	int integral = 1;
+	char *text;
 
+	for (i = (size_t)neg; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++) {
+		unsigned digit = (unsigned)(v.p[i] - '0');
+		if (n > (UINT64_MAX - digit) / 10)
+			break; /* too big for an integer */
+		n = n * 10 + digit;
+	}
+	if (i == v.len && !neg) {
+		msgpack_pack_uint64(&e->pk, n);
+		return;
+	}
+	if (i == v.len && n <= (uint64_t)INT64_MAX + 1) {
+		msgpack_pack_int64(&e->pk, n ? (int64_t)(0 - n) : 0);
+		return;
+	}
+	text = v.len < sizeof(small) ? small : xmalloc(v.len + 1);
 	memcpy(text, v.p, v.len);
 	text[v.len] = '\0';
-	for (size_t i = 0; i < v.len; i++)
-		if (v.p[i] == '.' || v.p[i] == 'e' || v.p[i] == 'E')
-			integral = 0;
-	errno = 0;
-	if (integral && text[0] == '-') {
-		long long n = strtoll(text, NULL, 10);
-		if (errno == 0) {
-			msgpack_pack_int64(&e->pk, n);
-			goto out;
-		}
-	} else if (integral) {
-		unsigned long long n = strtoull(text, NULL, 10);
-		if (errno == 0) {
-			msgpack_pack_uint64(&e->pk, n);
-			goto out;
-		}
-	}
 	msgpack_pack_double(&e->pk, strtod(text, NULL));
-out:
 	if (text != small)
 		free(text);
 }
@@ -515,11 +522,55 @@ static int pack_string(struct encoder *e, struct json_span v)
 	return 0;
 }
 
+/* Containers are written before their size is known (counting first
+ * would walk every nested value once per level above it): a 5-byte
+ * header goes first, and container_end writes the real one, as short as
+ * msgpack allows, moving the elements up behind it. */
+static size_t container_begin(struct encoder *e, int map)
+{
+	size_t at = e->out->len;
+
+	if (map)
+		msgpack_pack_map(&e->pk, UINT32_MAX);
+	else
+		msgpack_pack_array(&e->pk, UINT32_MAX);
+	return at;
+}
+
+static void container_end(struct encoder *e, size_t at, int map, uint32_t count)
+{
+	unsigned char head[5];
+	size_t n;
+	char *p = e->out->data + at;
+
+	if (count < 16) {
+		head[0] = (unsigned char)((map ? 0x80 : 0x90) | count);
+		n = 1;
+	} else if (count < 65536) {
+		head[0] = map ? 0xde : 0xdc;
+		head[1] = (unsigned char)(count >> 8);
+		head[2] = (unsigned char)count;
+		n = 3;
+	} else {
+		head[0] = map ? 0xdf : 0xdd;
+		head[1] = (unsigned char)(count >> 24);
+		head[2] = (unsigned char)(count >> 16);
+		head[3] = (unsigned char)(count >> 8);
+		head[4] = (unsigned char)count;
+		n = 5;
+	}
+	if (n < 5)
+		memmove(p + n, p + 5, e->out->len - at - 5);
+	memcpy(p, head, n);
+	e->out->len -= 5 - n;
+}
+
 static int pack_value(struct encoder *e, struct json_span v, int depth)
 {
 	struct json_iter it;
 	struct json_span key, val;
 	uint32_t count = 0;
+	size_t at;
 	long att;
 
 	if (depth > ENCODE_DEPTH_MAX)
@@ -540,14 +591,14 @@ static int pack_value(struct encoder *e, struct json_span v, int depth)
 	case JSON_STRING:
 		return pack_string(e, v);
 	case JSON_ARRAY:
+		at = container_begin(e, 0);
 		json_iter_begin(v, &it);
-		while (json_array_next(&it, &val) == 1)
-			count++;
-		msgpack_pack_array(&e->pk, count);
-		json_iter_begin(v, &it);
-		while (json_array_next(&it, &val) == 1)
+		while (json_array_next(&it, &val) == 1) {
 			if (pack_value(e, val, depth + 1) < 0)
 				return -EBADMSG;
+			count++;
+		}
+		container_end(e, at, 0, count);
 		return 0;
 	case JSON_OBJECT:
 		att = placeholder(e, v);
@@ -555,14 +606,14 @@ static int pack_value(struct encoder *e, struct json_span v, int depth)
 			msgpack_pack_bin_with_body(&e->pk, e->att[att].data, e->att[att].len);
 			return 0;
 		}
+		at = container_begin(e, 1);
 		json_iter_begin(v, &it);
-		while (json_object_next(&it, &key, &val) == 1)
-			count++;
-		msgpack_pack_map(&e->pk, count);
-		json_iter_begin(v, &it);
-		while (json_object_next(&it, &key, &val) == 1)
+		while (json_object_next(&it, &key, &val) == 1) {
 			if (pack_string(e, key) < 0 || pack_value(e, val, depth + 1) < 0)
 				return -EBADMSG;
+			count++;
+		}
+		container_end(e, at, 1, count);
 		return 0;
 	default:
 		return -EBADMSG;
@@ -573,7 +624,7 @@ int sio_msgpack_encode(const char *text, size_t len, const struct sio_attachment
 		       unsigned natt, struct sio_msgpack_buf *out)
 {
 	struct sio_packet pkt;
-	struct encoder e = { .att = att };
+	struct encoder e = { .att = att, .out = out };
 	enum sio_type type;
 	int r = -EBADMSG;
 

@@ -405,6 +405,32 @@ static void test_encode(void)
 	sio_msgpack_packet_fini(&m);
 	free(buf.data);
 
+	/* Each size of container header: written before the count is known,
+	 * then made as short as it can be (fixarray, array 16, array 32;
+	 * the same for maps). */
+	static const unsigned sizes[] = { 0, 15, 16, 65535, 65536 };
+	for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		unsigned n = sizes[k];
+		size_t cap = 64 + (size_t)n * 16;
+		char *text = malloc(cap), *want = malloc(cap);
+		size_t t = (size_t)sprintf(text, "2[\"x\",[");
+		for (unsigned i = 0; i < n; i++)
+			t += (size_t)sprintf(text + t, i ? ",%u" : "%u", i % 100);
+		t += (size_t)sprintf(text + t, "],{");
+		for (unsigned i = 0; i < n && i < 20; i++)
+			t += (size_t)sprintf(text + t, i ? ",\"k%u\":[]" : "\"k%u\":[]", i);
+		sprintf(text + t, "}]");
+		CHECK_INT(encode_decode(text, NULL, 0, &m, &buf), 0);
+		strcpy(want, text + 1);
+		CHECK_STR(m.pkt.data, want);
+		/* The packet itself: a fixmap of three (type, nsp, data). */
+		CHECK_UINT((unsigned char)buf.data[0], 0x83);
+		sio_msgpack_packet_fini(&m);
+		free(buf.data);
+		free(text);
+		free(want);
+	}
+
 	/* What is not a packet with JSON is refused, with nothing left over. */
 	memset(&buf, 0, sizeof(buf));
 	CHECK_INT(sio_msgpack_encode("2[\"x\",", 6, NULL, 0, &buf), -EBADMSG);
