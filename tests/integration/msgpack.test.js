@@ -3,7 +3,7 @@
 // setting: the first packet tells the parser. Connect with auth, events with
 // acks, binary both ways, the server's requests, errors, rooms shared across
 // all three kinds of client, over WebSocket and polling; a broadcast encoded
-// once per parser. Then msgpack that is not a Socket.IO packet, each closed
+// once per parser; several arguments each way. Then msgpack that is not a Socket.IO packet, each closed
 // and counted, a bystander unharmed.
 'use strict';
 const test = require('node:test');
@@ -172,6 +172,75 @@ test('a broadcast to msgpack and JSON sockets is encoded once per parser', async
   for (const g of got) assert.deepEqual(await g, { bin });
   assert.equal(await h.metric(srv, 'parley_event_encodings_total'), before + 2);
   for (const s of sockets) s.close();
+});
+
+// ---- several arguments (the testkit's test:*-args events) ----
+
+function ackOf(s, ...args) {
+  return new Promise((resolve, reject) => {
+    s.timeout(5000).emit(...args, (err, ...vals) => (err ? reject(err) : resolve(vals)));
+  });
+}
+
+function argsOf(s, event, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
+    s.once(event, (...vals) => { clearTimeout(t); resolve(vals); });
+  });
+}
+
+test('several arguments from a msgpack client: the handler gets them all, the ack gives them all back, binaries in two', async () => {
+  const s = mp('mp-args');
+  await h.connected(s);
+  assert.deepEqual(await ackOf(s, 'test:args', 1, '2', { 3: [true] }), [1, '2', { 3: [true] }]);
+  assert.deepEqual(await ackOf(s, 'test:args'), []);
+  assert.deepEqual(await ackOf(s, 'test:args', null, 2, null), [null, 2, null]);
+  assert.deepEqual(await ackOf(s, 'test:args', Buffer.from([1]), null, { b: Buffer.from([2, 3]) }),
+    [Buffer.from([1]), null, { b: Buffer.from([2, 3]) }]);
+  assert.deepEqual(await ackOf(s, 'test:error-first', 'a', 'b'), [null, { got: 2 }]);
+  const bounced = argsOf(s, 'test:bounced-args');
+  assert.deepEqual(await ackOf(s, 'test:bounce-args', 'x', Buffer.from([9]), 3), [3]);
+  assert.deepEqual(await bounced, ['x', Buffer.from([9]), 3]);
+  s.close();
+});
+
+test('the server asks a msgpack client with several arguments and gets several back', async () => {
+  const s = mp('mp-ask-args');
+  await h.connected(s);
+  s.on('q', (a, b, cb) => cb(b, a, Buffer.from([7])));
+  const answer = argsOf(s, 'test:answer-args');
+  assert.deepEqual(await ackOf(s, 'test:ask-args', 'q', 'first', { second: Buffer.from([1]) }), [true]);
+  assert.deepEqual(await answer, [null, { second: Buffer.from([1]) }, 'first', Buffer.from([7])]);
+  s.close();
+});
+
+test('a broadcast of several arguments reaches msgpack, JSON and plain clients alike', async () => {
+  const m = mp('args-room-mp');
+  const j = h.sioClient(srv, '/messages', { auth: { userId: 'args-room-json' }, transports: ['websocket'] });
+  const p = h.plainClient(srv, 'userId=args-room-plain');
+  await h.connected(m);
+  await h.connected(j);
+  await p.opened;
+  await m.timeout(2000).emitWithAck('test:join', { room: 'args-room' });
+  await j.timeout(2000).emitWithAck('test:join', { room: 'args-room' });
+  p.sendJson({ event: 'test:join', data: { room: 'args-room' }, ack: 1 });
+  await p.next((f) => f.ack === 1);
+  const toM = argsOf(m, 'test:broadcast-args');
+  const toJ = argsOf(j, 'test:broadcast-args');
+  const toP = p.next((f) => f.event === 'test:broadcast-args');
+  assert.deepEqual(await ackOf(m, 'test:broadcast-args', 'args-room', 1, 'two', Buffer.from([3])), [3]);
+  assert.deepEqual(await toM, [1, 'two', Buffer.from([3])]);
+  assert.deepEqual(await toJ, [1, 'two', Buffer.from([3])]);
+  const plainFrame = await toP;
+  assert.equal(plainFrame.args.length, 3);
+  assert.deepEqual(plainFrame.args.slice(0, 2), [1, 'two']);
+  // And from a JSON sender to the msgpack client.
+  const toM2 = argsOf(m, 'test:broadcast-args');
+  await ackOf(j, 'test:broadcast-args', 'args-room', { a: 1 }, null, 'z');
+  assert.deepEqual(await toM2, [{ a: 1 }, null, 'z']);
+  m.close();
+  j.close();
+  p.close();
 });
 
 // ---- bad input: raw Engine.IO WebSockets speaking msgpack ----
