@@ -243,6 +243,21 @@ test('a broadcast of several arguments reaches msgpack, JSON and plain clients a
   p.close();
 });
 
+test('msgpack bad input: thousands of arguments get the error event 400 and an error ack, counted as max_args', async () => {
+  const s = mp('mp-many-args');
+  await h.connected(s);
+  const series = 'parley_limits_total{limit="max_args"}';
+  const before = (await h.metric(srv, series)) || 0;
+  const err = h.once(s, 'error');
+  const ack = await ackOf(s, 'test:args', ...Array.from({ length: 3000 }, (_, i) => i));
+  assert.equal(ack.length, 1);
+  assert.equal(ack[0].statusCode, 400, `ack: ${JSON.stringify(ack)}`);
+  assert.equal((await err).statusCode, 400);
+  assert.equal(await h.metric(srv, series), before + 1);
+  assert.deepEqual(await ackOf(s, 'test:args', 'still', 'here'), ['still', 'here']);
+  s.close();
+});
+
 // ---- bad input: raw Engine.IO WebSockets speaking msgpack ----
 
 async function rawSession() {
