@@ -14,6 +14,7 @@
 #include "wire/json.h"
 #include "wire/envelope.h"
 #include "wire/sio.h"
+#include "wire/sio_msgpack.h"
 
 /* A server-to-client ack the server is waiting for. */
 struct ack_wait {
@@ -222,19 +223,25 @@ void client_free_all(struct conn *c, const char *reason)
 
 /* The emit as a Socket.IO EVENT (BINARY_EVENT with attachments) of the
  * namespace `n`, asking for the ack `id` (negative: none). */
-static struct frame *encode_sio(const struct emit *e, struct nsp *n, int64_t id)
+static struct frame *write_sio(const struct emit *e, struct nsp *n, int64_t id)
 {
 	size_t alen = e->args ? e->args_len : 0;
 	struct frame *f;
 	char *p;
 
-	metrics_encoding();
 	f = frame_new(NULL, 1 + SIO_EVENT_MAX(n->name_len, e->name_len, alen), 0);
 	p = (char *)frame_data(f);
 	p[0] = '4';
 	f->len = (uint32_t)(1 + sio_event_write(p + 1, n->name, n->name_len, id, e->natt, e->name,
 						 e->name_len, e->args, alen));
 	return f;
+}
+
+/* The same, counted as an encoding. */
+static struct frame *encode_sio(const struct emit *e, struct nsp *n, int64_t id)
+{
+	metrics_encoding();
+	return write_sio(e, n, id);
 }
 
 /* The arguments plain sockets get: their own when they differ. */
@@ -258,6 +265,48 @@ static struct frame *encode_plain(const struct emit *e, int64_t id)
 	return f;
 }
 
+struct frame *client_msgpack_frame(const char *pkt, size_t len, struct frame **att,
+				   unsigned natt)
+{
+	/* A script's emit may hold any number of binaries: on the heap. */
+	struct sio_attachment *views = xcalloc(natt, sizeof(*views));
+	struct sio_msgpack_buf out = { 0 };
+	struct frame *f = NULL;
+
+	for (unsigned i = 0; i < natt; i++) {
+		views[i].data = frame_data(att[i]);
+		views[i].len = att[i]->len;
+	}
+	if (sio_msgpack_encode(pkt, len, views, natt, &out) < 0) {
+		log_warn("a packet the server made does not encode as msgpack (%zu bytes): dropped",
+			 len);
+		goto out;
+	}
+	f = frame_new(out.data, out.len, 1);
+	free(out.data);
+out:
+	free(views);
+	return f;
+}
+
+/* The emit for a msgpack socket of the namespace `n`, asking for the ack
+ * `id` (negative: none): its text packet, encoded again. NULL when that
+ * fails (client_msgpack_frame). */
+static struct frame *encode_msgpack(struct emit *e, struct nsp *n, int64_t id)
+{
+	/* The text frame JSON sockets of the same namespace got, when there
+	 * is one: a broadcast to both kinds writes its text once. */
+	struct frame *text = id < 0 && e->sio[0] && e->nsp == n ? frame_ref(e->sio[0]) :
+				 write_sio(e, n, id);
+	struct frame *f;
+
+	metrics_encoding();
+	f = client_msgpack_frame((const char *)frame_data(text) + 1, text->len - 1, e->att,
+				 e->natt);
+	frame_unref(text);
+	return f;
+}
+
 void client_emit(struct client *cl, struct emit *e)
 {
 	struct conn *c = cl->conn;
@@ -270,6 +319,17 @@ void client_emit(struct client *cl, struct emit *e)
 		if (!e->plain)
 			e->plain = encode_plain(e, -1);
 		conn_send(c, frame_ref(e->plain));
+		return;
+	}
+	if (cl->format == CLIENT_SIO_MSGPACK) {
+		/* One encoding per namespace, shared as the text one is. */
+		if (!e->msgpack || e->msgpack_nsp != cl->nsp) {
+			frame_unref(e->msgpack);
+			e->msgpack = encode_msgpack(e, cl->nsp, -1);
+			e->msgpack_nsp = cl->nsp;
+		}
+		if (e->msgpack)
+			conn_send(c, frame_ref(e->msgpack));
 		return;
 	}
 	if (!e->sio[0] || e->nsp != cl->nsp) {
@@ -300,7 +360,8 @@ void emit_fini(struct emit *e)
 {
 	frame_unref(e->sio[0]);
 	frame_unref(e->plain);
-	e->sio[0] = e->plain = NULL;
+	frame_unref(e->msgpack);
+	e->sio[0] = e->plain = e->msgpack = NULL;
 }
 
 void client_ack(struct client *cl, int64_t id, const struct emit *e)
@@ -323,6 +384,13 @@ void client_ack(struct client *cl, int64_t id, const struct emit *e)
 	p[0] = '4';
 	f->len = (uint32_t)(1 + sio_ack_write(p + 1, cl->nsp->name, cl->nsp->name_len,
 					       (uint64_t)id, e->natt, e->args, alen));
+	if (cl->format == CLIENT_SIO_MSGPACK) {
+		struct frame *m = client_msgpack_frame(p + 1, f->len - 1, e->att, e->natt);
+		frame_unref(f);
+		if (m)
+			conn_send(c, m);
+		return;
+	}
 	conn_send(c, f);
 	for (unsigned i = 0; i < e->natt; i++)
 		conn_send(c, frame_ref(e->att[i]));
@@ -375,6 +443,12 @@ uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms)
 	/* An encoding of its own: the ack id is this socket's. */
 	if (cl->format == CLIENT_PLAIN) {
 		conn_send(c, encode_plain(e, (int64_t)id));
+		return id;
+	}
+	if (cl->format == CLIENT_SIO_MSGPACK) {
+		struct frame *m = encode_msgpack(e, cl->nsp, (int64_t)id);
+		if (m)
+			conn_send(c, m);
 		return id;
 	}
 	conn_send(c, encode_sio(e, cl->nsp, (int64_t)id));

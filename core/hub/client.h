@@ -60,6 +60,7 @@ enum client_format {
 	/* {"event": NAME, "data": ..., "ack": N} ("args": [...] for several);
 	 * the socket is its connection */
 	CLIENT_PLAIN,
+	CLIENT_SIO_MSGPACK, /* Socket.IO packets as socket.io-msgpack-parser's binary messages */
 };
 
 struct client {
@@ -96,6 +97,8 @@ struct emit {
 	struct frame *sio[1]; /* encoded lazily; [0] for the namespace */
 	struct frame *plain;
 	struct nsp *nsp;
+	struct frame *msgpack; /* for msgpack sockets, encoded lazily ... */
+	struct nsp *msgpack_nsp; /* ... for this namespace */
 };
 
 /* Makes the maps of sockets and namespaces. */
@@ -141,6 +144,13 @@ void client_emit(struct client *cl, struct emit *e);
 /* Sends `e` to every socket of `t`'s rooms in `n` but the excepted ones.
  * Returns how many sockets it reached. */
 size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e);
+/* The Socket.IO packet `pkt` (text, `len` bytes, no Engine.IO type before
+ * it) and its `natt` attachments `att` as one socket.io-msgpack-parser
+ * frame: a new binary frame the caller owns, or NULL (logged) when the
+ * packet cannot be encoded - a packet the server made is always valid, so
+ * that is a bug. */
+struct frame *client_msgpack_frame(const char *pkt, size_t len, struct frame **att,
+				   unsigned natt);
 /* Releases the frames an emit encoded; the rest of `e` (its arguments,
  * args_owned included) is the caller's to free. */
 void emit_fini(struct emit *e);

@@ -510,7 +510,13 @@ static int l_disconnect(lua_State *S)
 	p[0] = '4';
 	f->len = (uint32_t)(1 + sio_write_header(p + 1, SIO_DISCONNECT, 0, cl->nsp->name,
 						  cl->nsp->name_len, -1));
-	conn_send(c, f);
+	if (cl->format == CLIENT_SIO_MSGPACK) {
+		struct frame *m = client_msgpack_frame(p + 1, f->len - 1, NULL, 0);
+		frame_unref(f);
+		f = m;
+	}
+	if (f)
+		conn_send(c, f);
 	client_free(cl, "server namespace disconnect");
 	return 0;
 }

@@ -60,6 +60,7 @@ struct conn {
 	unsigned client_closed : 1; /* the client asked to close it: conn_close_soon */
 	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
 	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
+	uint8_t parser;          /* the protocol's: the parser its client speaks (engine.c) */
 	char sid[24];
 	const struct conn_ops *ops;
 	struct ws *ws;     /* the WebSocket: websocket transport, or plain */

@@ -20,10 +20,21 @@
 #include "wire/eio.h"
 #include "wire/json.h"
 #include "wire/sio.h"
+#include "wire/sio_msgpack.h"
 #include "wire/websocket.h"
 
 #define MAX_ATTACHMENTS 64
 #define JSON_MAX_DEPTH 32
+
+/* The Socket.IO parser a connection's client speaks (c->parser), told by
+ * its first packet: a text one for the default parser, a binary one for
+ * socket.io-msgpack-parser, which writes nothing else. It is kept for the
+ * session: the server's packets to it are written for that parser. */
+enum parser {
+	PARSER_UNKNOWN = 0,
+	PARSER_JSON,
+	PARSER_MSGPACK,
+};
 
 /* A binary packet waiting for its attachments (a connection's c->proto),
  * and the namespace whose socket on the connection it goes to once
@@ -355,6 +366,15 @@ static void send_packet(struct conn *c, enum sio_type type, const char *nsp,
 		return;
 	head[0] = '4';
 	n = 1 + sio_write_header(head + 1, type, 0, nsp, nsp_len, -1);
+	if (c->parser == PARSER_MSGPACK) {
+		struct frame *text = frame_new2(head + 1, n - 1, json, json_len);
+		struct frame *f = client_msgpack_frame((const char *)frame_data(text), text->len,
+						       NULL, 0);
+		frame_unref(text);
+		if (f)
+			conn_send(c, f);
+		return;
+	}
 	conn_send(c, frame_new2(head, n, json, json_len));
 }
 
@@ -405,7 +425,7 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 		send_packet(c, SIO_CONNECT, n->name, n->name_len, body, (size_t)len);
 		return;
 	}
-	cl = client_new(c, n, CLIENT_SIO);
+	cl = client_new(c, n, c->parser == PARSER_MSGPACK ? CLIENT_SIO_MSGPACK : CLIENT_SIO);
 	if (client_connect(cl, pkt->len ? pkt->data : NULL, pkt->len, &code,
 			   msg, sizeof(msg)) < 0) {
 		metrics_error(code);
@@ -535,20 +555,15 @@ static void binary_held(struct pending_binary *b, size_t len)
 	timer_start(&b->timeout, on_binary_timeout, settings.binary_timeout_ms);
 }
 
-static void on_sio_packet(struct conn *c, const char *p, size_t len)
+/* One Socket.IO packet, from either parser: a msgpack one brings its
+ * binaries along (`att`); a text one announces them (BINARY_ types). */
+static void on_packet(struct conn *c, const struct sio_packet *p,
+		      const struct sio_attachment *att, unsigned natt)
 {
-	struct sio_packet pkt;
+	struct sio_packet pkt = *p;
 	struct client *cl;
 	struct nsp *n;
 
-	if (c->proto) {
-		protocol_error(c, "missing_attachment", "text packet while attachments were due");
-		return;
-	}
-	if (sio_parse(p, len, MAX_ATTACHMENTS, &pkt) < 0) {
-		protocol_error(c, "bad_sio_packet", "invalid packet");
-		return;
-	}
 	if (pkt.type == SIO_CONNECT) {
 		on_connect(c, &pkt);
 		return;
@@ -568,9 +583,9 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 			return;
 		}
 		if (pkt.type == SIO_EVENT)
-			dispatch_event(cl, pkt.data, pkt.len, NULL, 0, pkt.id);
+			dispatch_event(cl, pkt.data, pkt.len, att, natt, pkt.id);
 		else
-			dispatch_ack(cl, pkt.data, pkt.len, NULL, 0, pkt.id);
+			dispatch_ack(cl, pkt.data, pkt.len, att, natt, pkt.id);
 		return;
 	case SIO_BINARY_EVENT:
 	case SIO_BINARY_ACK: {
@@ -597,6 +612,52 @@ static void on_sio_packet(struct conn *c, const char *p, size_t len)
 		protocol_error(c, "bad_sio_type", "unexpected packet type");
 		return;
 	}
+}
+
+static void on_sio_packet(struct conn *c, const char *p, size_t len)
+{
+	struct sio_packet pkt;
+
+	if (c->proto) {
+		protocol_error(c, "missing_attachment", "text packet while attachments were due");
+		return;
+	}
+	if (sio_parse(p, len, MAX_ATTACHMENTS, &pkt) < 0) {
+		protocol_error(c, "bad_sio_packet", "invalid packet");
+		return;
+	}
+	on_packet(c, &pkt, NULL, 0);
+}
+
+/* A msgpack packet that does not decode: the connection is closed, as
+ * socket.io closes one whose packet does not parse. */
+static void msgpack_refused(struct conn *c, const char *kind, const char *why)
+{
+	log_info("%s (%s): a msgpack packet refused (%s): closing", c->sid, c->hs.addr, why);
+	protocol_error(c, kind, "invalid msgpack packet");
+}
+
+/* One socket.io-msgpack-parser packet: decoded under the text path's
+ * limits, then handled as the text packet it amounts to. */
+static void on_msgpack_packet(struct conn *c, const char *p, size_t len)
+{
+	const struct sio_msgpack_limits lim = {
+		.max_depth = JSON_MAX_DEPTH,
+		.max_attachments = MAX_ATTACHMENTS,
+		.max_json = settings.max_payload,
+	};
+	struct sio_msgpack_packet m;
+	const char *why = "";
+	int r = sio_msgpack_decode(p, len, &lim, &m, &why);
+
+	if (r < 0) {
+		msgpack_refused(c, r == -ELOOP ? "msgpack_depth" : r == -EMSGSIZE ? "msgpack_size" :
+				r == -EPROTO ? "msgpack_bad_packet" : "msgpack_malformed", why);
+		return;
+	}
+	c->parser = PARSER_MSGPACK;
+	on_packet(c, &m.pkt, m.att, m.natt);
+	sio_msgpack_packet_fini(&m);
 }
 
 static void on_attachment(struct conn *c, const char *p, size_t len)
@@ -666,7 +727,12 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 		return;
 	}
 	if (binary) {
-		on_attachment(c, p, len);
+		/* An attachment the text parser announced, or a whole packet of
+		 * socket.io-msgpack-parser's. */
+		if (c->parser == PARSER_JSON || c->proto)
+			on_attachment(c, p, len);
+		else
+			on_msgpack_packet(c, p, len);
 		return;
 	}
 	if (eio_parse(p, len, &pkt) < 0 || pkt.base64) {
@@ -675,6 +741,11 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 	}
 	switch (pkt.type) {
 	case EIO_MESSAGE:
+		if (c->parser == PARSER_MSGPACK) {
+			msgpack_refused(c, "msgpack_text_packet", "a text packet on a msgpack session");
+			return;
+		}
+		c->parser = PARSER_JSON;
 		on_sio_packet(c, pkt.data, pkt.len);
 		return;
 	case EIO_PONG:

@@ -11,7 +11,10 @@
  *
  * Every expected delivery is counted and losses are reported. Output: one
  * `RESULT key=value ...` line for scripts and one human line. libc + Linux
- * epoll/timerfd only; the WebSocket pieces are in wsproto.c. */
+ * epoll/timerfd only; the WebSocket pieces are in wsproto.c. Built in the
+ * tree, --parser msgpack speaks socket.io-msgpack-parser's binary packets
+ * instead, made from and read back into the text ones by parley's codec
+ * (wire/sio_msgpack.c: the servers decode them on their own). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +36,9 @@
 #include <unistd.h>
 
 #include "wsproto.h"
+#ifdef LOADGEN_MSGPACK
+#include "wire/sio_msgpack.h"
+#endif
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -98,6 +104,7 @@ struct options {
 	int server_pid;
 	const char *label;
 	int verbose;
+	int msgpack; /* --parser msgpack */
 };
 
 /* Latency histogram: 1 µs buckets up to 100 ms, then 100 µs buckets up to 10 s. */
@@ -299,6 +306,23 @@ static void send_frame(struct client *c, int opcode, const void *payload, size_t
 	mark_dirty(c);
 }
 
+/* A Socket.IO packet ("4" and the text packet): as it is, or as
+ * socket.io-msgpack-parser's binary message. */
+static void send_packet(struct client *c, const char *p, size_t n)
+{
+#ifdef LOADGEN_MSGPACK
+	if (opt.msgpack && n > 1 && p[0] == '4') {
+		struct sio_msgpack_buf out = { 0 };
+		if (sio_msgpack_encode(p + 1, n - 1, NULL, 0, &out) < 0)
+			die("cannot encode as msgpack: %.*s", (int)n, p);
+		send_frame(c, WSP_OP_BINARY, out.data, out.len);
+		free(out.data);
+		return;
+	}
+#endif
+	send_frame(c, WSP_OP_TEXT, p, n);
+}
+
 static void send_text(struct client *c, const char *fmt, ...)
 {
 	char buf[4096];
@@ -309,7 +333,7 @@ static void send_text(struct client *c, const char *fmt, ...)
 	if (n < 0)
 		die("cannot format a frame");
 	if ((size_t)n < sizeof buf) {
-		send_frame(c, WSP_OP_TEXT, buf, (size_t)n);
+		send_packet(c, buf, (size_t)n);
 		return;
 	}
 	/* Padded payloads: format again into a buffer of the right size. */
@@ -317,7 +341,7 @@ static void send_text(struct client *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(big, (size_t)n + 1, fmt, ap);
 	va_end(ap);
-	send_frame(c, WSP_OP_TEXT, big, (size_t)n);
+	send_packet(c, big, (size_t)n);
 	free(big);
 }
 
@@ -798,6 +822,34 @@ static void on_message(struct client *c, const uint8_t *data, size_t len, uint64
 	}
 }
 
+/* A whole message: with --parser msgpack, a binary one is a packet, read
+ * back into the text form the handlers above read. */
+static void on_whole(struct client *c, int opcode, const uint8_t *data, size_t len, uint64_t now)
+{
+#ifdef LOADGEN_MSGPACK
+	if (opt.msgpack && opcode == WSP_OP_BINARY) {
+		static const struct sio_msgpack_limits lim = { 1000, 1000, MAX_MESSAGE };
+		struct sio_msgpack_packet m;
+		const char *why;
+		if (sio_msgpack_decode(data, len, &lim, &m, &why) < 0) {
+			client_fail(c, "a msgpack packet that does not decode");
+			return;
+		}
+		char *text = xrealloc(NULL, 1 + SIO_HEADER_MAX(m.pkt.nsp_len) + m.pkt.len);
+		text[0] = '4';
+		size_t n = 1 + sio_write_header(text + 1, m.pkt.type, 0, m.pkt.nsp, m.pkt.nsp_len,
+						m.pkt.id);
+		memcpy(text + n, m.pkt.data, m.pkt.len);
+		on_message(c, (const uint8_t *)text, n + m.pkt.len, now);
+		free(text);
+		sio_msgpack_packet_fini(&m);
+		return;
+	}
+#endif
+	(void)opcode;
+	on_message(c, data, len, now);
+}
+
 /* Handles complete frames in buf[0..len); returns bytes consumed, -1 on error. */
 static ssize_t parse_frames(struct client *c, uint8_t *buf, size_t len, uint64_t now)
 {
@@ -824,7 +876,7 @@ static ssize_t parse_frames(struct client *c, uint8_t *buf, size_t len, uint64_t
 		case WSP_OP_TEXT:
 		case WSP_OP_BINARY:
 			if (f.fin) {
-				on_message(c, payload, plen, now);
+				on_whole(c, f.opcode, payload, plen, now);
 			} else {
 				c->frag_op = (uint8_t)f.opcode;
 				c->frag_len = 0;
@@ -844,7 +896,7 @@ static ssize_t parse_frames(struct client *c, uint8_t *buf, size_t len, uint64_t
 			memcpy(c->frag + c->frag_len, payload, plen);
 			c->frag_len += (uint32_t)plen;
 			if (f.fin && f.opcode == WSP_OP_CONT) {
-				on_message(c, c->frag, c->frag_len, now);
+				on_whole(c, c->frag_op, c->frag, c->frag_len, now);
 				c->frag_len = 0;
 			}
 			break;
@@ -1051,6 +1103,7 @@ static void usage(void)
 		"  --users U         client i is user u<i %% U> (default: every client its own user)\n"
 		"  --server-pid PID  read the server's RSS and CPU from /proc\n"
 		"  --label NAME      server name printed in the result line\n"
+		"  --parser P        json, or msgpack (socket.io-msgpack-parser; in-tree builds)\n"
 		"  --verbose\n");
 	exit(2);
 }
@@ -1063,7 +1116,7 @@ static void parse_args(int argc, char **argv)
 		{ "rate", 1, 0, 'r' },	   { "duration", 1, 0, 'd' },	  { "warmup", 1, 0, 'u' },
 		{ "hold", 1, 0, 'H' },	   { "drain", 1, 0, 'D' },	  { "concurrency", 1, 0, 'c' },
 		{ "pad", 1, 0, 'P' },	   { "sources", 1, 0, 'S' },	  { "server-pid", 1, 0, 'i' },
-		{ "users", 1, 0, 'U' },	   { "prefix", 1, 0, 'X' },
+		{ "users", 1, 0, 'U' },	   { "prefix", 1, 0, 'X' },	  { "parser", 1, 0, 'M' },
 		{ "label", 1, 0, 'l' },	   { "verbose", 0, 0, 'v' },	  { "help", 0, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -1098,6 +1151,15 @@ static void parse_args(int argc, char **argv)
 		case 'i': opt.server_pid = atoi(optarg); break;
 		case 'l': opt.label = optarg; break;
 		case 'v': opt.verbose = 1; break;
+		case 'M':
+			opt.msgpack = strcmp(optarg, "msgpack") == 0;
+			if (!opt.msgpack && strcmp(optarg, "json") != 0)
+				usage();
+#ifndef LOADGEN_MSGPACK
+			if (opt.msgpack)
+				die("--parser msgpack: this loadgen was built outside the tree");
+#endif
+			break;
 		default: usage();
 		}
 	}
@@ -1276,8 +1338,8 @@ int main(int argc, char **argv)
 	double conn_lcpu = lcpu1 - lcpu0;
 	int64_t lost = (int64_t)c_expected - (int64_t)c_recv;
 	uint64_t unacked = c_sent - c_acked - c_ack_err;
-	printf("RESULT mode=%s server=%s clients=%d users=%d room=%d senders=%d window=%d",
-	       mode_names[opt.mode], opt.label, opt.clients,
+	printf("RESULT mode=%s parser=%s server=%s clients=%d users=%d room=%d senders=%d window=%d",
+	       mode_names[opt.mode], opt.msgpack ? "msgpack" : "json", opt.label, opt.clients,
 	       opt.users > 0 && opt.users < opt.clients ? opt.users : opt.clients, opt.room,
 	       n_senders, opt.window);
 	printf(" connected=%d failed=%d closed_later=%d joined=%d connect_s=%.3f connect_rate=%.0f"

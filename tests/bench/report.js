@@ -110,6 +110,17 @@ if (has('fanout')) {
   row('server CPU per delivery (µs)', 'fanout', perDeliveryUs, { ceiling: true, digits: 2 });
   row('loadgen CPU (% of one core)', 'fanout', num('loadgen_cpu_pct'), { ceiling: true, noratio: true });
 }
+if (has('mpfanout')) {
+  section(`fan-out at maximum throughput, every client on socket.io-msgpack-parser (${desc('mpfanout')})`);
+  row('bench:send acked/s', 'mpfanout', num('acks_per_s'));
+  row('deliveries/s (bench:recv)', 'mpfanout', num('deliveries_per_s'));
+  row('lost deliveries (after drain)', 'mpfanout', num('lost'), { noratio: true });
+  row('latency p50 under this load (µs)', 'mpfanout', num('lat_p50_us'));
+  row('latency p99 under this load (µs)', 'mpfanout', num('lat_p99_us'));
+  row('server CPU (% of one core)', 'mpfanout', num('server_cpu_pct'));
+  row('server CPU per delivery (µs)', 'mpfanout', perDeliveryUs, { digits: 2 });
+  row('loadgen CPU (% of one core)', 'mpfanout', num('loadgen_cpu_pct'), { noratio: true });
+}
 function latencyRows(scen) {
   row('deliveries/s', scen, num('deliveries_per_s'), { ceiling: true });
   row('p50 (µs)', scen, num('lat_p50_us'), { ceiling: true });
@@ -125,6 +136,10 @@ function latencyRows(scen) {
 if (has('latency')) {
   section(`latency at a fixed rate (${desc('latency')})`);
   latencyRows('latency');
+}
+if (has('mplatency')) {
+  section(`latency at a fixed rate, every client on socket.io-msgpack-parser (${desc('mplatency')})`);
+  latencyRows('mplatency');
 }
 if (has('awake')) {
   section(`the same, both cores kept out of idle by a SCHED_IDLE busy loop (${desc('awake')}): what the servers add, without the vCPUs' wake-ups`);

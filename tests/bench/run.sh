@@ -8,10 +8,13 @@
 #
 #   bash tests/bench/run.sh                 # 3 rounds, full sizes (~10 minutes)
 #   bash tests/bench/run.sh --quick         # 1 round, smaller sizes (~1 minute)
-#   options: --rounds N  --only idle,fanout,latency,awake,typing,send,sendroom,sendsplit,presence
+#   options: --rounds N  --only idle,fanout,latency,awake,typing,send,sendroom,sendsplit,presence,
+#            mpfanout,mplatency
 #            --out FILE
 #   (awake is the latency scenario again with both cores kept out of idle:
 #   on a VM, a vCPU that halts between events can take milliseconds to wake)
+#   (mpfanout and mplatency are fanout and latency with every client on
+#   socket.io-msgpack-parser, parley and the reference alike)
 #   (presence is not in the default set: parley scopes user:online to shared
 #   conversations, the reference tells the whole namespace)
 #   (sendsplit is the send scenario with parley's store writer thread moved
@@ -28,7 +31,7 @@ BENCH=$ROOT/tests/bench
 BUILD=${PARLEY_BUILD_DIR:-$ROOT/build}
 ROUNDS=3
 QUICK=0
-ONLY="idle,fanout,latency,awake,typing,send,sendroom,sendsplit"
+ONLY="idle,fanout,latency,awake,typing,send,sendroom,sendsplit,mpfanout,mplatency"
 OUT=$BENCH/last-run.txt
 PORT_BASE=${BENCH_PORT_BASE:-4301}
 SERVER_CPU=0
@@ -41,7 +44,7 @@ while [ $# -gt 0 ]; do
 	--rounds) ROUNDS=$2; shift ;;
 	--only) ONLY=$2; shift ;;
 	--out) OUT=$2; shift ;;
-	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,25p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -229,6 +232,18 @@ for round in $(seq "$ROUNDS"); do
 		--duration $DUR
 	want sendroom && scenario sendroom "$round" 1 --mode send --clients $N --room 10 --window 8 \
 		--duration $DUR
+	if want mpfanout; then
+		measure mpfanout "$round" parley -- --mode fanout --clients $N --room 10 --window 8 \
+			--duration $FANOUT_DUR --parser msgpack
+		measure mpfanout "$round" socketio REF_PARSER=msgpack -- --mode fanout --clients $N \
+			--room 10 --window 8 --duration $FANOUT_DUR --parser msgpack
+	fi
+	if want mplatency; then
+		measure mplatency "$round" parley -- --mode latency --clients $N --room 10 --rate 2000 \
+			--duration $LAT_DUR --warmup 1 --parser msgpack
+		measure mplatency "$round" socketio REF_PARSER=msgpack -- --mode latency --clients $N \
+			--room 10 --rate 2000 --duration $LAT_DUR --warmup 1 --parser msgpack
+	fi
 	want sendsplit && measure sendsplit "$round" parley -- --mode send --clients $SEND_N --room 1 \
 		--window 8 --duration $DUR
 done

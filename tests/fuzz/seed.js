@@ -216,3 +216,37 @@ const binaries = {
 		...Array.from({ length: 64 }, (_, i) => att(i))],
 };
 for (const [name, msgs] of Object.entries(binaries)) put('binary', name, Buffer.from(msgs.join(RS), 'latin1'));
+
+// socket.io-msgpack-parser packets, as socket.io-client with that parser
+// writes them (notepack.io), and near misses (fuzz_msgpack.c).
+const notepack = require('notepack.io');
+let deepData = 1;
+for (let i = 0; i < 33; i++) deepData = [deepData];
+const msgpacks = {
+	connect: { type: 0, nsp: '/messages', data: { userId: 'alice', token: 'x' } },
+	'connect-plain': { type: 0, nsp: '/' },
+	event: { type: 2, nsp: '/messages', data: ['message:send', { conversationId: 'c1', content: 'hi ✓' }], options: { compress: true } },
+	'event-ack': { type: 2, nsp: '/messages', id: 17, data: ['x', 1, -2, 2.5, null, true, false] },
+	'event-binary': { type: 2, nsp: '/', data: ['upload', { name: 'a', file: Buffer.from([1, 2, 3]) }, Buffer.alloc(0)] },
+	'event-arraybuffer': { type: 2, nsp: '/', data: ['upload', new Uint8Array([9, 8]).buffer] },
+	'event-undefined': { type: 2, nsp: '/', data: ['x', undefined, { a: undefined }] },
+	'event-date': { type: 2, nsp: '/', data: ['x', new Date(0)] },
+	ack: { type: 3, nsp: '/messages', id: 5, data: [{ ok: true }, Buffer.from('bin')] },
+	disconnect: { type: 1, nsp: '/messages' },
+	'connect-error': { type: 4, nsp: '/', data: 'nope' },
+	'placeholder-literal': { type: 2, nsp: '/', data: ['x', { _placeholder: true, num: 0 }, Buffer.from([1])] },
+	'bad-type-string': { type: '2', nsp: '/', data: ['x'] },
+	'bad-type-7': { type: 7, nsp: '/', data: ['x'] },
+	'bad-nsp': { type: 2, nsp: 'messages', data: ['x'] },
+	'bad-data': { type: 2, nsp: '/', data: 'x' },
+	'bad-id': { type: 2, nsp: '/', id: -1, data: ['x'] },
+	'too-deep': { type: 2, nsp: '/', data: ['x', deepData] },
+	'big-numbers': { type: 2, nsp: '/', data: ['x', 9007199254740991, -2147483649, 1.5e-7, 1e300] },
+};
+for (const [name, value] of Object.entries(msgpacks)) put('msgpack', name, notepack.encode(value));
+put('msgpack', 'huge-array-count', Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff]));
+put('msgpack', 'huge-str-len', Buffer.from([0x81, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xdb, 0xff, 0xff, 0xff, 0xff]));
+put('msgpack', 'truncated', notepack.encode(msgpacks.event).subarray(0, 20));
+put('msgpack', 'reserved-c1', Buffer.from([0x81, 0xc1, 0x00]));
+put('msgpack', 'float32', Buffer.from([0x83, 0xa4, 0x74, 0x79, 0x70, 0x65, 0x02, 0xa3, 0x6e, 0x73, 0x70, 0xa1, 0x2f,
+	0xa4, 0x64, 0x61, 0x74, 0x61, 0x92, 0xa1, 0x78, 0xca, 0x3d, 0xcc, 0xcc, 0xcd]));

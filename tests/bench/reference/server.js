@@ -14,6 +14,7 @@
 // REF_PRESENCE=1 also broadcasts user:online / user:offline to the whole
 // namespace on a user's first / last socket, as parley's scripts/chat.lua does
 // today (off by default: the benchmark compares connection costs without it).
+// REF_PARSER=msgpack speaks socket.io-msgpack-parser instead of JSON.
 // PORT from the environment (default 3000), listening on 127.0.0.1.
 'use strict';
 
@@ -44,7 +45,10 @@ function socketIoVersion() {
 const httpServer = http.createServer((req, res) => {
   res.writeHead(404).end();
 });
-const io = new Server(httpServer, { serveClient: false, cors: { origin: true } });
+// REF_PARSER=msgpack: socket.io-msgpack-parser, as the msgpack rounds'
+// clients speak (tests/bench/run.sh --only mpfanout,mplatency).
+const parser = process.env.REF_PARSER === 'msgpack' ? { parser: require('socket.io-msgpack-parser') } : {};
+const io = new Server(httpServer, { serveClient: false, cors: { origin: true }, ...parser });
 const nsp = io.of('/messages');
 
 const userSockets = new Map(); // userId -> number of sockets
