@@ -13,7 +13,9 @@
 --                      before one, or the newest
 --   conversations:list the user's conversations, latest activity first, with
 --                      the last message and the unread count (the store's
---                      inbox); conversation:updated when one of them moves
+--                      inbox); from then on conversation:updated to the
+--                      socket that asked when one of them moves (not with
+--                      subscribe = false, which also stops it)
 --   presence:query     online, and last seen, of the users who share a
 --                      conversation with the asker (config presence_query)
 -- A conversation with registered members (PUT /api/conversations/{id}/
@@ -162,7 +164,15 @@ local function inbox_limit(d)
 	return true
 end
 
-local LIST_FIELDS = { "limit, before", limit = true, before = true, userId = true }
+local LIST_FIELDS = { "limit, before, subscribe", limit = true, before = true,
+	subscribe = true, userId = true }
+
+local function subscribe_field(d)
+	if d.subscribe ~= nil and type(d.subscribe) ~= "boolean" then
+		return nil, "subscribe must be a boolean"
+	end
+	return true
+end
 
 local SYNC_FIELDS = { "conversationId, after, before, latest, limit",
 	conversationId = true, after = true, before = true, latest = true, limit = true,
@@ -177,7 +187,7 @@ local checks = {
 	sync = { only(SYNC_FIELDS), field("conversationId"), field("after", true),
 		field("before", true), sync_point, limit_field },
 	presence = { function(d) return id_list(d, "userIds") end },
-	list = { only(LIST_FIELDS), field("before", true), inbox_limit },
+	list = { only(LIST_FIELDS), field("before", true), inbox_limit, subscribe_field },
 }
 
 -- Runs a list of checks on a payload: true, or nil, 400, message.
@@ -239,26 +249,34 @@ local function sender_profile(id, given)
 	return p
 end
 
--- Tells each of `users` with a socket here what its inbox shows of the
--- conversation now (conversation:updated, the item conversations:list
--- gives: last message, unread count), on all its sockets: another tab or
--- device keeps its list right.
+-- The room of a user's sockets that follow its inbox: those that asked for
+-- the list (conversations:list) and did not stop (subscribe = false). A
+-- socket leaves it as it disconnects.
+local function inbox_room(user)
+	return "inbox:" .. user
+end
+
+-- Tells each of `users` whose inbox a socket here follows what it shows of
+-- the conversation now (conversation:updated, the item conversations:list
+-- gives: last message, unread count), on those sockets: another tab or
+-- device that shows the list keeps it right. A user nobody follows costs
+-- a room lookup, no store read: most sockets never show a chat list.
 -- Users with the same item (after a message: the sender, and recipients by
 -- what they had left unread) get it in one broadcast, encoded once.
 local function tell_inbox(conv, users)
-	local online = {}
+	local following = {}
 	for _, u in ipairs(users) do
-		if parley.user_sockets(u, NAMESPACE) > 0 then
-			online[#online + 1] = u
+		if parley.room_size(inbox_room(u), NAMESPACE) > 0 then
+			following[#following + 1] = u
 		end
 	end
-	if #online == 0 then
+	if #following == 0 then
 		return
 	end
-	for _, g in ipairs(store.inbox_updates(conv, online)) do
-		local b = parley.of(NAMESPACE):to("user:" .. g.users[1])
+	for _, g in ipairs(store.inbox_updates(conv, following)) do
+		local b = parley.of(NAMESPACE):to(inbox_room(g.users[1]))
 		for i = 2, #g.users do
-			b:to("user:" .. g.users[i])
+			b:to(inbox_room(g.users[i]))
 		end
 		b:emit("conversation:updated", g.item)
 	end
@@ -603,6 +621,10 @@ return {
 		end,
 
 		-- The user's conversations, latest activity first, a page at a time.
+		-- The socket that asks follows the list from then on (conversation:
+		-- updated, until it disconnects), unless it says subscribe = false,
+		-- which also ends a subscription. The page and the join happen in one
+		-- go, with no wait between them: no change falls in between.
 		["conversations:list"] = function(sock, d)
 			local ok, status, message = check(checks.list, d)
 			if not ok then
@@ -611,6 +633,15 @@ return {
 			local page = store.inbox(sock.userId, d.before, d.limit or 20)
 			if not page then
 				return nil, 404, "conversation " .. d.before .. " is not in your list"
+			end
+			if d.subscribe == false then
+				sock:leave(inbox_room(sock.userId))
+			else
+				local joined, err = sock:join(inbox_room(sock.userId))
+				if not joined then
+					return nil, err.status or 403, "cannot follow the list: "
+						.. (err.message or tostring(err))
+				end
 			end
 			return page
 		end,
@@ -695,8 +726,11 @@ return {
 			for k, v in pairs(req.query) do
 				d[k] = v
 			end
-			if d.userId ~= nil then
-				return nil, 400, "unknown field userId; expected limit, before"
+			-- The path names the user; there is no socket to subscribe.
+			for _, k in ipairs({ "userId", "subscribe" }) do
+				if d[k] ~= nil then
+					return nil, 400, "unknown field " .. k .. "; expected limit, before"
+				end
 			end
 			if d.limit ~= nil then
 				d.limit = tonumber(d.limit)

@@ -1,9 +1,10 @@
 // A small chat page for parley: the user's conversations (conversations:list,
-// kept current by conversation:updated) beside one conversation, opened at its
-// newest messages with older ones loaded on scroll (messages:sync latest /
-// before); names, times and ticks (✓ sent, grey ✓✓ delivered, blue ✓✓ read);
-// read marking when the tab is visible; typing; the peer's presence or last
-// seen; the connection's state.
+// which subscribes this socket to conversation:updated: each connection
+// lists again, a new socket starts without it) beside one conversation,
+// opened at its newest messages with older ones loaded on scroll
+// (messages:sync latest / before); names, times and ticks (✓ sent, grey ✓✓
+// delivered, blue ✓✓ read); read marking when the tab is visible; typing;
+// the peer's presence or last seen; the connection's state.
 // Open it as /app/?me=ann&peer=bob&conversation=demo (and the other way round).
 'use strict';
 const params = new URLSearchParams(location.search);
@@ -200,6 +201,7 @@ function upsert(c) {
   inbox.insertBefore(li, after || null);
 }
 
+// Lists the conversations; from then on this socket gets conversation:updated.
 async function loadInbox() {
   const { conversations } = await socket.emitWithAck('conversations:list', { limit: 50 });
   inbox.replaceChildren(...conversations.map(inboxItem));

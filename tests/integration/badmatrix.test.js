@@ -189,6 +189,7 @@ const cases = [
   ['socket.io', 'messages:sync with a field it does not know (befor)', (s) => sioError(s, `${NSP}["messages:sync",{"conversationId":"${conv}","befor":"x"}]`, 400)],
   ['socket.io', 'messages:sync with two starting points', (s) => sioError(s, `${NSP}["messages:sync",{"conversationId":"${conv}","latest":true,"after":"x"}]`, 400)],
   ['socket.io', 'conversations:list with limit 0', (s) => sioError(s, `${NSP}["conversations:list",{"limit":0}]`, 400)],
+  ['socket.io', 'conversations:list with subscribe not a boolean', (s) => sioError(s, `${NSP}["conversations:list",{"subscribe":"yes"}]`, 400)],
   ['socket.io', 'presence:query with userIds not an array', (s) => sioError(s, `${NSP}["presence:query",{"userIds":"alice"}]`, 400)],
   ['socket.io', 'an event no script handles', (s) => sioError(s, `${NSP}["no:such:event",{}]`, 404)],
   ['socket.io', 'an empty event name', (s) => sioError(s, `${NSP}["",{}]`, 400)],

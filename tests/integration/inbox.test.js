@@ -2,10 +2,11 @@
 // /api/users/{id}/conversations answer a user's conversations, latest
 // activity first, each with its last message (sender, type, preview,
 // timestamp) and the user's unread count, kept by the store as messages
-// and reads arrive; conversation:updated reaches every socket of the user
-// when one of them moves. Open conversations the user wrote, received or
-// read in, and registered ones; paging; refusals; and all of it after a
-// kill -9.
+// and reads arrive; conversation:updated reaches the sockets that asked for
+// the list (a subscription, until the socket goes or lists with subscribe:
+// false) when one of them moves, and no other socket. Open conversations
+// the user wrote, received or read in, and registered ones; paging;
+// refusals; and all of it after a kill -9.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -46,6 +47,8 @@ test('an open conversation: the last message and the recipient\'s unread count, 
   const ann = await srv.client('ann', { auth: { userId: 'ann', name: 'Ann' } });
   const bob = await srv.client('bob');
   const zed = await srv.client('zed');
+  // Each shows its list: from then on its socket follows it.
+  for (const c of [ann, bob, zed]) assert.deepEqual(ids(await c.request('conversations:list', {})), []);
   await ann.join('o1');
   await bob.join('o1');
   for (let i = 1; i <= 3; i++) {
@@ -97,10 +100,12 @@ test('latest activity first: a new message moves its conversation to the top; pa
   assert.equal(p2.hasMore, false);
 });
 
-test('reads bring the unread count down (each message once), and conversation:updated reaches every tab of the reader', async () => {
+test('reads bring the unread count down (each message once), and conversation:updated reaches every tab of the reader that shows the list', async () => {
   const eve = await srv.client('eve');
   const fay = await srv.client('fay');
   const fay2 = await srv.client('fay');
+  await fay.request('conversations:list', {});
+  await fay2.request('conversations:list', {});
   await eve.join('r1');
   await fay.join('r1');
   const sent = [];
@@ -127,6 +132,7 @@ test('reads bring the unread count down (each message once), and conversation:up
 
 test('an open conversation enters the inbox of one who only reads in it, and of one who only wrote in it (even away from its room)', async () => {
   const gus = await srv.client('gus');
+  await gus.request('conversations:list', {});
   await gus.join('quiet');
   await gus.request('message:send', text('quiet', 'anyone?'));
   assert.equal((await gus.next('conversation:updated')).lastMessage.preview, 'anyone?');
@@ -169,6 +175,82 @@ test('a registered conversation is in each member\'s inbox from the start (no me
   assert.deepEqual(ids((await api('GET', '/api/users/jon/conversations')).body), ['team']);
 });
 
+test('conversation:updated only to the sockets that asked for the list: both tabs that listed, never one that did not', async () => {
+  const pia = await srv.client('pia');
+  const q1 = await srv.client('quin');
+  const q2 = await srv.client('quin');
+  const q3 = await srv.client('quin'); // connected all along, lists late
+  await pia.join('sub');
+  await q3.join('sub'); // quin is a recipient: its unread count moves
+  await q1.request('conversations:list', {});
+  await q2.request('conversations:list', { limit: 5 });
+  const send = async (n) => (await pia.request('message:send', text('sub', n))).messageId;
+  for (const n of ['m1', 'm2']) {
+    const id = await send(n);
+    for (const q of [q1, q2]) {
+      const upd = await q.next('conversation:updated');
+      assert.equal(upd.lastMessage.messageId, id, `${n}: both tabs that listed hear of it`);
+    }
+  }
+  // q3 lists now, and a plain WebSocket of quin too: the first
+  // conversation:updated each gets is m3's (q3 had none of m1 and m2).
+  await q3.request('conversations:list', {});
+  const plain = await srv.plain('quin');
+  await plain.request('conversations:list', {});
+  await send('m3');
+  for (const [name, q] of [['q1', q1], ['q2', q2], ['q3', q3]]) {
+    const upd = await q.next('conversation:updated');
+    assert.equal(upd.lastMessage.preview, 'm3', `${name}'s next conversation:updated`);
+    assert.equal(upd.unreadCount, 3);
+  }
+  const f = await plain.next((x) => x.event === 'conversation:updated');
+  assert.equal(f.data.lastMessage.preview, 'm3');
+  // pia, the sender, never listed: nothing of its list came before m3's
+  // message:received, the last thing it was sent.
+  for (let i = 0; i < 2; i++) await pia.next('message:received');
+  assert.equal(await pia.noneBefore('conversation:updated', 'message:received'), true);
+});
+
+test('subscribe: false answers the page and stops the socket\'s conversation:updated; listing again starts them again', async () => {
+  const ria = await srv.client('ria');
+  const s1 = await srv.client('sam');
+  const s2 = await srv.client('sam');
+  await ria.join('unsub');
+  await s1.join('unsub');
+  await s1.request('conversations:list', {});
+  await s2.request('conversations:list', {});
+  const send = (n) => ria.request('message:send', text('unsub', n));
+  await send('n1');
+  for (const s of [s1, s2]) assert.equal((await s.next('conversation:updated')).lastMessage.preview, 'n1');
+  const page = await s2.request('conversations:list', { subscribe: false });
+  assert.deepEqual(ids(page), ['unsub']);
+  assert.equal(page.conversations[0].unreadCount, 1);
+  await send('n2');
+  assert.equal((await s1.next('conversation:updated')).lastMessage.preview, 'n2');
+  // s2 lists again: its next conversation:updated is n3's, none of n2.
+  await s2.request('conversations:list', {});
+  await send('n3');
+  for (const s of [s1, s2]) assert.equal((await s.next('conversation:updated')).lastMessage.preview, 'n3');
+});
+
+test('a list that cannot subscribe (the socket is in PARLEY_MAX_ROOMS rooms) is refused with 429; with subscribe: false it answers', async () => {
+  const small = await parley.start({ env: { PARLEY_MAX_ROOMS: '3' } });
+  try {
+    const rae = await small.client('rae');
+    let joined = 0;
+    for (const c of ['x1', 'x2', 'x3', 'x4']) {
+      if ((await rae.join(c)).success) joined++;
+    }
+    assert.ok(joined < 4, 'the socket is full of rooms');
+    const r = await rae.request('conversations:list', {});
+    assert.equal(r.statusCode, 429);
+    assert.match(r.message, /cannot follow the list/);
+    assert.deepEqual(ids(await rae.request('conversations:list', { subscribe: false })), []);
+  } finally {
+    await small.stop();
+  }
+});
+
 test('a long text\'s preview is its first 100 characters, never half of one', async () => {
   const mo = await srv.client('mo');
   await mo.join('long-text');
@@ -185,6 +267,7 @@ test('refusals: an unknown field, a bad limit, a before not in the list', async 
     [{ limit: 0 }, 400, /limit/],
     [{ limit: 101 }, 400, /limit/],
     [{ before: 7 }, 400, /before/],
+    [{ subscribe: 'yes' }, 400, /subscribe must be a boolean/],
     [{ before: 'nowhere' }, 404, /not in your list/],
     ['x', 400, /object/],
   ]) {
@@ -192,7 +275,7 @@ test('refusals: an unknown field, a bad limit, a before not in the list', async 
     assert.equal(r.statusCode, code, JSON.stringify(payload));
     assert.match(r.message, re);
   }
-  for (const [q, code] of [['?befor=x', 400], ['?limit=many', 400], ['?before=nowhere', 404], ['?userId=x', 400]]) {
+  for (const [q, code] of [['?befor=x', 400], ['?limit=many', 400], ['?before=nowhere', 404], ['?userId=x', 400], ['?subscribe=false', 400]]) {
     assert.equal((await api('GET', `/api/users/ned/conversations${q}`)).status, code, q);
   }
 });
