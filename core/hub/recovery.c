@@ -266,6 +266,8 @@ static long replay_start(const struct recovery *r, int has_offset, uint64_t offs
 {
 	if (!has_offset)
 		return r->evicted ? -ENOENT : 0;
+	if (!offset)
+		return -ENOENT; /* 0 marks attachments, never an event */
 	for (uint32_t i = r->count; i-- > 0;) {
 		if (entry_at(r, i)->offset != offset)
 			continue;

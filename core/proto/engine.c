@@ -435,12 +435,15 @@ static struct client *recover(struct client *cl, const char *auth, size_t auth_l
 	if (json_object_get(obj, "offset", &v) == 1 && json_kind_of(v) == JSON_STRING) {
 		olen = json_string_unescape(v, off, sizeof(off));
 		has_offset = 1;
-		/* Offsets are decimal: anything else names no event. */
-		for (long i = 0; i < olen; i++)
-			offset = (off[i] >= '0' && off[i] <= '9' && offset < UINT64_MAX / 10) ?
-				 offset * 10 + (uint64_t)(off[i] - '0') : 0;
-		if (olen <= 0)
-			offset = 0;
+		/* Offsets are decimal, from 1: anything else is 0, which names no
+		 * event. */
+		for (long i = 0; i < olen; i++) {
+			if (off[i] < '0' || off[i] > '9' || offset > (UINT64_MAX - 9) / 10) {
+				offset = 0;
+				break;
+			}
+			offset = offset * 10 + (uint64_t)(off[i] - '0');
+		}
 	}
 	return client_recover(cl, pid, (size_t)plen, has_offset, offset);
 }

@@ -218,6 +218,17 @@ test('an offset the log no longer holds gets a new session, and the held one end
   assert.notEqual(a.id, id);
   assert.equal(await metric(srv, 'parley_recovery_total{result="log_lost"}'), 1);
   await waitFor(() => metric(srv, 'parley_recovery_held'), (v) => v === 0, 'the old session ended');
+  // An offset that is not all digits names no event, even when its digits
+  // would name the last one.
+  await join(a, 'rc-offset');
+  await until(a, (e) => e.event === 'conversation:joined');
+  const id2 = a.id;
+  await drop(srv, a);
+  a._lastOffset = `x${a._lastOffset}`;
+  await reconnect(a);
+  assert.equal(a.recovered, false);
+  assert.notEqual(a.id, id2);
+  assert.equal(await metric(srv, 'parley_recovery_total{result="log_lost"}'), 2);
   a.disconnect();
 });
 
