@@ -22,19 +22,26 @@ struct recovery_entry {
 	uint64_t offset;
 };
 
+/* What a held socket has more: made when it is held, so that the many
+ * sockets that are connected pay nothing for it. */
+struct recovery_hold {
+	struct recovery *r;
+	ev_timer window;          /* ends the socket when the window passes */
+	uint64_t hold_offset;     /* the newest offset logged when it was held */
+	struct recovery *prev, *next; /* in `held` */
+	char reason[64];          /* why its transport dropped */
+};
+
 struct recovery {
 	struct client *owner;
 	struct recovery_entry *v; /* a ring of `cap` (a power of two, or 0) */
 	uint32_t head, count, cap;
 	uint32_t events;          /* entries with an offset */
 	size_t bytes;             /* payload bytes of the frames logged */
-	uint64_t hold_offset;     /* the newest offset logged when it was held */
 	uint32_t replay_from;     /* claimed: the first entry the client has not had */
 	unsigned evicted : 1;     /* the log lost its oldest: it is not every event */
 	unsigned lost : 1;        /* held, it lost an event it never sent: it ends */
-	ev_timer window;          /* held: ends the socket when the window passes */
-	char *reason;             /* held: why its transport dropped */
-	struct recovery *held_prev, *held_next;
+	struct recovery_hold *hold; /* while it is held */
 	char pid[24];
 };
 
@@ -104,7 +111,7 @@ uint64_t recovery_next_offset(void)
 
 int recovery_is_held(const struct recovery *r)
 {
-	return r->reason != NULL;
+	return r->hold != NULL;
 }
 
 static struct recovery_entry *entry_at(const struct recovery *r, uint32_t i)
@@ -141,8 +148,10 @@ static void drop_all(struct recovery *r)
 
 static void on_window(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct recovery *r = (struct recovery *)((char *)t - offsetof(struct recovery, window));
-	char why[64];
+	struct recovery_hold *h = (struct recovery_hold *)((char *)t -
+							 offsetof(struct recovery_hold, window));
+	struct recovery *r = h->r;
+	char why[sizeof(h->reason)];
 
 	(void)loop;
 	(void)revents;
@@ -152,7 +161,7 @@ static void on_window(struct ev_loop *loop, ev_timer *t, int revents)
 			  r->owner->id, r->owner->user_id);
 	}
 	/* The hooks hear why the transport dropped, as they would have then. */
-	snprintf(why, sizeof(why), "%s", r->reason);
+	memcpy(why, h->reason, sizeof(why));
 	end_socket(r->owner, why);
 }
 
@@ -168,7 +177,7 @@ static void lose(struct recovery *r, const char *limit)
 		 "PARLEY_RECOVERY_MAX_EVENTS");
 	r->lost = 1;
 	drop_all(r);
-	timer_start(&r->window, on_window, 0);
+	timer_start(&r->hold->window, on_window, 0);
 }
 
 void recovery_log(struct recovery *r, struct frame *f, uint64_t offset)
@@ -183,7 +192,7 @@ void recovery_log(struct recovery *r, struct frame *f, uint64_t offset)
 		limit = "recovery_max_bytes";
 		drop_all(r);
 		r->evicted = 1;
-		if (r->reason && offset)
+		if (r->hold && offset)
 			lose(r, limit);
 		return;
 	}
@@ -191,7 +200,7 @@ void recovery_log(struct recovery *r, struct frame *f, uint64_t offset)
 			    r->bytes + f->len > settings.recovery_max_bytes)) {
 		limit = r->bytes + f->len > settings.recovery_max_bytes ? "recovery_max_bytes" :
 		       "recovery_max_events";
-		if (r->reason && entry_at(r, 0)->offset > r->hold_offset) {
+		if (r->hold && entry_at(r, 0)->offset > r->hold->hold_offset) {
 			lose(r, limit);
 			return;
 		}
@@ -219,18 +228,19 @@ void recovery_log(struct recovery *r, struct frame *f, uint64_t offset)
 
 static void unhold(struct recovery *r)
 {
-	if (!r->reason)
+	struct recovery_hold *h = r->hold;
+
+	if (!h)
 		return;
-	timer_stop(&r->window);
-	free(r->reason);
-	r->reason = NULL;
-	if (r->held_prev)
-		r->held_prev->held_next = r->held_next;
+	timer_stop(&h->window);
+	if (h->prev)
+		h->prev->hold->next = h->next;
 	else
-		held = r->held_next;
-	if (r->held_next)
-		r->held_next->held_prev = r->held_prev;
-	r->held_prev = r->held_next = NULL;
+		held = h->next;
+	if (h->next)
+		h->next->hold->prev = h->prev;
+	free(h);
+	r->hold = NULL;
 	held_count--;
 }
 
@@ -246,18 +256,21 @@ void recovery_free(struct recovery *r)
 
 void recovery_hold(struct recovery *r, const char *reason)
 {
-	r->reason = xstrndup(reason, strnlen(reason, 60));
+	struct recovery_hold *h = xcalloc(1, sizeof(*h));
+
+	h->r = r;
+	snprintf(h->reason, sizeof(h->reason), "%s", reason);
 	/* Attachments of the last event are logged after it with 0: the
 	 * newest offset is the last entry that has one. */
-	r->hold_offset = 0;
-	for (uint32_t i = r->count; i-- > 0 && !r->hold_offset;)
-		r->hold_offset = entry_at(r, i)->offset;
-	r->held_next = held;
+	for (uint32_t i = r->count; i-- > 0 && !h->hold_offset;)
+		h->hold_offset = entry_at(r, i)->offset;
+	h->next = held;
 	if (held)
-		held->held_prev = r;
+		held->hold->prev = r;
 	held = r;
+	r->hold = h;
 	held_count++;
-	timer_start(&r->window, on_window, settings.recovery_window_ms);
+	timer_start(&h->window, on_window, settings.recovery_window_ms);
 }
 
 /* Where a replay after `offset` starts: the index of the first event after
@@ -288,7 +301,7 @@ struct client *recovery_claim(struct client *cl, const char *pid, size_t pid_len
 
 	/* A socket that is connected is not for the taking, nor one that is
 	 * ending: to the client it is a pid nobody knows. */
-	if (!r || !r->reason || r->lost || r->owner->closing || r->owner->nsp != cl->nsp) {
+	if (!r || !r->hold || r->lost || r->owner->closing || r->owner->nsp != cl->nsp) {
 		claims[UNKNOWN_PID]++;
 		log_info("%s (%s, %s): recovery refused: a pid that names no socket held in %s: "
 			 "a new session", cl->id, cl->user_id, cl->conn->hs.addr, cl->nsp->name);
@@ -309,8 +322,8 @@ struct client *recovery_claim(struct client *cl, const char *pid, size_t pid_len
 			 "after the client's offset (PARLEY_RECOVERY_MAX_EVENTS, "
 			 "PARLEY_RECOVERY_MAX_BYTES): a new session", cl->id, cl->user_id, old->id);
 		/* Nobody can recover it now: it ends as it would have. */
-		char why[64];
-		snprintf(why, sizeof(why), "%s", r->reason);
+		char why[sizeof(r->hold->reason)];
+		memcpy(why, r->hold->reason, sizeof(why));
 		end_socket(old, why);
 		return NULL;
 	}
