@@ -46,7 +46,10 @@ struct recovery {
 };
 
 static void (*end_socket)(struct client *cl, const char *reason);
-static struct map pids;           /* pid -> struct recovery */
+/* pid -> struct recovery, of the held sockets: only those can be claimed,
+ * and a connected socket does not pay for an entry. Pids are 120 random
+ * bits: one is checked against these only. */
+static struct map pids;
 static struct recovery *held;     /* the held sockets */
 static uint64_t last_offset;
 static uint64_t held_count;       /* sockets held now */
@@ -95,7 +98,6 @@ struct recovery *recovery_new(struct client *cl)
 	do
 		conn_new_sid(r->pid);
 	while (map_get(&pids, r->pid, strlen(r->pid)));
-	map_put(&pids, r->pid, strlen(r->pid), r);
 	return r;
 }
 
@@ -242,6 +244,7 @@ static void unhold(struct recovery *r)
 	free(h);
 	r->hold = NULL;
 	held_count--;
+	map_del(&pids, r->pid, strlen(r->pid));
 }
 
 void recovery_free(struct recovery *r)
@@ -250,7 +253,6 @@ void recovery_free(struct recovery *r)
 		return;
 	unhold(r);
 	drop_all(r);
-	map_del(&pids, r->pid, strlen(r->pid));
 	free(r);
 }
 
@@ -270,6 +272,7 @@ void recovery_hold(struct recovery *r, const char *reason)
 	held = r;
 	r->hold = h;
 	held_count++;
+	map_put(&pids, r->pid, strlen(r->pid), r);
 	timer_start(&h->window, on_window, settings.recovery_window_ms);
 }
 

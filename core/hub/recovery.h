@@ -30,8 +30,8 @@ void recovery_init(void (*on_end)(struct client *cl, const char *reason));
 /* Frees the map of pids; every socket must be gone. */
 void recovery_fini(void);
 
-/* Recovery for the socket `cl`: a fresh pid, known from now on, and an
- * empty log. Never NULL. */
+/* Recovery for the socket `cl`: a fresh pid (found by recovery_claim once
+ * the socket is held) and an empty log. Never NULL. */
 struct recovery *recovery_new(struct client *cl);
 /* Forgets the pid and drops the log. NULL is a no-op. */
 void recovery_free(struct recovery *r);
