@@ -114,8 +114,11 @@ async function dropMissReconnect(transports) {
   assert.ok(isOffset(a.log[heard].args.at(-1)), `an event's last argument is its offset: ${JSON.stringify(a.log[heard].args)}`);
 
   await drop(srv, a);
-  // What a misses: three messages and a typing, while it is away.
+  // What a misses: three messages, an event of several arguments with a
+  // binary one, and a typing, while it is away.
   for (const content of ['one', 'two', 'three']) await send(b, conv, content);
+  await b.timeout(5000).emitWithAck('test:broadcast-args', `conversation:${conv}`, 1, 'two',
+    { three: 3 }, Buffer.from([0, 255, 4]));
   await request(b, 'typing:start', { conversationId: conv, isTyping: true });
   const seen = a.log.length;
   const bSeen = b.log.length;
@@ -128,10 +131,14 @@ async function dropMissReconnect(transports) {
   const last = await until(a, (e) => e.event === 'message:received' && e.args[0].content === 'four', seen);
   const after = a.log.slice(seen, last + 1);
   assert.deepEqual(after.map((e) => e.event === 'message:received' ? e.args[0].content : e.event),
-    ['one', 'two', 'three', 'typing:start', 'probe:connected', 'four'],
+    ['one', 'two', 'three', 'test:broadcast-args', 'typing:start', 'probe:connected', 'four'],
     'every missed event once, in order, then the connected hook, then what is new');
-  assert.deepEqual(after[4].args[0], { id, recovered: true }, 'the connected hook sees sock.recovered');
-  assert.equal(after[3].args[0].userId, 'rb');
+  assert.deepEqual(after[5].args[0], { id, recovered: true }, 'the connected hook sees sock.recovered');
+  assert.equal(after[4].args[0].userId, 'rb');
+  // Every argument, the binary one included, then the offset.
+  const [n1, s2, o3, bin, off] = after[3].args;
+  assert.deepEqual([n1, s2, o3, [...bin], after[3].args.length], [1, 'two', { three: 3 }, [0, 255, 4], 5]);
+  assert.ok(isOffset(off));
   const offsets = after.map((e) => e.args.at(-1));
   assert.ok(offsets.every(isOffset), `every event carries an offset: ${JSON.stringify(offsets)}`);
   for (let i = 1; i < offsets.length; i++) assert.ok(BigInt(offsets[i]) > BigInt(offsets[i - 1]), `offsets increase: ${offsets}`);
