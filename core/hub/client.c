@@ -159,7 +159,7 @@ struct client *client_new(struct conn *c, struct nsp *n, enum client_format form
 	cl->next = c->clients;
 	c->clients = cl;
 	map_put(&clients, cl->id, strlen(cl->id), cl);
-	if (format == CLIENT_SIO && settings.recovery_window_ms > 0)
+	if (format != CLIENT_PLAIN && settings.recovery_window_ms > 0)
 		cl->rec = recovery_new(cl);
 	return cl;
 }
@@ -394,7 +394,12 @@ void client_emit(struct client *cl, struct emit *e)
 			e->msgpack = encode_msgpack(e, cl->nsp, -1);
 			e->msgpack_nsp = cl->nsp;
 		}
-		if (e->msgpack)
+		if (!e->msgpack)
+			return;
+		/* The whole event, attachments inside: one frame to log. */
+		if (cl->rec)
+			recovery_log(cl->rec, e->msgpack, e->offset);
+		if (c) /* held: logged for its recovery */
 			conn_send(c, frame_ref(e->msgpack));
 		return;
 	}

@@ -304,7 +304,10 @@ struct client *recovery_claim(struct client *cl, const char *pid, size_t pid_len
 
 	/* A socket that is connected is not for the taking, nor one that is
 	 * ending: to the client it is a pid nobody knows. */
-	if (!r || !r->hold || r->lost || r->owner->closing || r->owner->nsp != cl->nsp) {
+	/* (A socket of the other parser is no match either: its log is in
+	 * frames of that parser.) */
+	if (!r || !r->hold || r->lost || r->owner->closing || r->owner->nsp != cl->nsp ||
+	    r->owner->format != cl->format) {
 		claims[UNKNOWN_PID]++;
 		log_info("%s (%s, %s): recovery refused: a pid that names no socket held in %s: "
 			 "a new session", cl->id, cl->user_id, cl->conn->hs.addr, cl->nsp->name);

@@ -98,10 +98,10 @@ function reconnect(s) {
 
 const isOffset = (v) => typeof v === 'string' && /^[0-9]+$/.test(v);
 
-async function dropMissReconnect(transports) {
+async function dropMissReconnect(transports, parser) {
   const srv = await start();
-  const conv = `rc-${transports[0]}`;
-  const a = await client(srv, 'ra', { transports });
+  const conv = `rc-${transports[0]}${parser ? '-mp' : ''}`;
+  const a = await client(srv, 'ra', { transports, ...(parser ? { parser } : {}) });
   const b = await client(srv, 'rb');
   await join(a, conv);
   await join(b, conv);
@@ -166,6 +166,10 @@ test('a dropped WebSocket comes back with its socket id, its rooms and every eve
 
 test('the same over long-polling', async () => {
   await dropMissReconnect(['polling']);
+});
+
+test('the same for a socket.io-msgpack-parser client, beside JSON ones', async () => {
+  await dropMissReconnect(['websocket'], require('socket.io-msgpack-parser'));
 });
 
 test('a session past PARLEY_RECOVERY_WINDOW is ended as a disconnect; coming back gets a new session (recovered false), not its rooms', async () => {
