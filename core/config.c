@@ -119,6 +119,16 @@ static const struct setting setting_table[] = {
 	  "1: reload the scripts when one of their files changes; 0: on SIGHUP only" },
 	{ "static", "PARLEY_STATIC", SETTING_OPTIONAL, FIELD(static_mount), NULL, 0, 0, "",
 	  "files to serve: \"/prefix=directory\" (e.g. /app=examples/web); unset: none" },
+	{ "recovery_window", "PARLEY_RECOVERY_WINDOW", SETTING_INT, FIELD(recovery_window_ms),
+	  "120000", 0, 86400000, " (ms)",
+	  "how long a dropped Socket.IO session can be recovered (its id, rooms and missed events), "
+	  "0: off" },
+	{ "recovery_max_events", "PARLEY_RECOVERY_MAX_EVENTS", SETTING_INT,
+	  FIELD(recovery_max_events), "256", 1, 100000, "",
+	  "events kept per socket for a recovery; a session that misses more starts anew" },
+	{ "recovery_max_bytes", "PARLEY_RECOVERY_MAX_BYTES", SETTING_SIZE, FIELD(recovery_max_bytes),
+	  "1048576", 1024, 1073741824, " (bytes)",
+	  "bytes of events kept per socket for a recovery; a session that misses more starts anew" },
 	{ "log", "PARLEY_LOG", SETTING_LOG, FIELD(log_level), "info", 0, 0, "",
 	  "log level: error, warn, info or debug" },
 };

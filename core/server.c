@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/settings.h"
 #include "hub/client.h"
+#include "hub/recovery.h"
 #include "lua/script.h"
 #include "net/conn.h"
 #include "net/files.h"
@@ -353,6 +354,8 @@ void server_fini(void)
 	 * connection here (their scripts' disconnect hooks run), then let the
 	 * context close the sockets. */
 	conn_close_all("server shutdown");
+	/* Sockets held for a recovery end too, before the scripts' shutdown. */
+	recovery_end_all("server shutdown");
 	ws_fini();
 	if (srv.ctx)
 		lws_context_destroy(srv.ctx);

@@ -254,7 +254,9 @@ return {
 	end,
 
 	connected = function(sock)
-		if sock.namespace ~= NAMESPACE or parley.user_sockets(sock.userId, NAMESPACE) ~= 1 then
+		-- A recovered socket never went, for presence: it was held.
+		if sock.namespace ~= NAMESPACE or sock.recovered
+			or parley.user_sockets(sock.userId, NAMESPACE) ~= 1 then
 			return
 		end
 		-- Back within the grace period: as if never gone.

@@ -43,6 +43,9 @@ struct config {
 	char *plugin_path;       /* PARLEY_PLUGIN_PATH, "plugins" (';'-separated dirs) */
 	int watch;               /* PARLEY_WATCH, 1: reload when a script file changes */
 	char *static_mount;      /* PARLEY_STATIC, NULL; "/prefix=directory": files served */
+	int recovery_window_ms;  /* PARLEY_RECOVERY_WINDOW, 120000; 0 = no recovery */
+	int recovery_max_events; /* PARLEY_RECOVERY_MAX_EVENTS, 256 kept per socket */
+	size_t recovery_max_bytes; /* PARLEY_RECOVERY_MAX_BYTES, 1 MiB kept per socket */
 	int log_level;           /* PARLEY_LOG, info */
 	char *config_file;       /* the file that was read, or NULL */
 };

@@ -10,6 +10,8 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/settings.h"
+#include "hub/recovery.h"
 #include "net/conn.h"
 #include "wire/json.h"
 #include "wire/envelope.h"
@@ -80,9 +82,16 @@ static struct metrics_value sockets_metric = {
 	.type = "gauge", .count = &sockets,
 };
 
+/* A held socket's window passed, or its log overflowed. */
+static void end_held(struct client *cl, const char *reason)
+{
+	client_free(cl, reason);
+}
+
 void client_init(void)
 {
 	metrics_register(&sockets_metric);
+	recovery_init(end_held);
 	map_init(&clients);
 	map_init(&nsps);
 }
@@ -98,6 +107,7 @@ void client_fini(void)
 		nsp_free(e->value);
 	map_fini(&nsps);
 	map_fini(&clients);
+	recovery_fini();
 }
 
 void nsp_add(const char *name, size_t len)
@@ -149,6 +159,8 @@ struct client *client_new(struct conn *c, struct nsp *n, enum client_format form
 	cl->next = c->clients;
 	c->clients = cl;
 	map_put(&clients, cl->id, strlen(cl->id), cl);
+	if (format != CLIENT_PLAIN && settings.recovery_window_ms > 0)
+		cl->rec = recovery_new(cl);
 	return cl;
 }
 
@@ -194,11 +206,13 @@ void client_free(struct client *cl, const char *reason)
 			report_ack(cl, id, NULL, 0, NULL, 0, "disconnected");
 	}
 	room_leave_all(cl->nsp, &cl->rooms);
-	for (pp = &c->clients; *pp; pp = &(*pp)->next)
+	/* A held socket is on no connection. */
+	for (pp = c ? &c->clients : NULL; pp && *pp; pp = &(*pp)->next)
 		if (*pp == cl) {
 			*pp = cl->next;
 			break;
 		}
+	recovery_free(cl->rec);
 	map_del(&clients, cl->id, strlen(cl->id));
 	if (cl->user_id) {
 		cl->nsp->sockets--;
@@ -219,26 +233,78 @@ void client_free_all(struct conn *c, const char *reason)
 		client_free(c->clients, reason);
 }
 
+void client_hold_all(struct conn *c, const char *reason)
+{
+	struct client *cl, **pp = &c->clients;
+
+	while ((cl = *pp)) {
+		/* Only a socket the hooks accepted has a session to come back to. */
+		if (!cl->rec || !cl->user_id || cl->closing) {
+			pp = &cl->next;
+			continue;
+		}
+		*pp = cl->next;
+		cl->next = NULL;
+		cl->conn = NULL;
+		recovery_hold(cl->rec, reason);
+	}
+	client_free_all(c, reason);
+}
+
+struct client *client_recover(struct client *cl, const char *pid, size_t pid_len,
+			      int has_offset, uint64_t offset)
+{
+	struct client *old;
+	struct conn *c = cl->conn;
+
+	old = recovery_claim(cl, pid, pid_len, has_offset, offset);
+	if (!old)
+		return cl;
+	if (hooks && hooks->on_resume)
+		hooks->on_resume(old, cl);
+	/* No hooks for the socket the CONNECT made: to the scripts it never
+	 * was (on_resume told them). */
+	client_free(cl, NULL);
+	old->conn = c;
+	old->next = c->clients;
+	c->clients = old;
+	return old;
+}
+
+void client_replay(struct client *cl)
+{
+	recovery_replay(cl->rec, cl->conn);
+}
+
 /* ---- emits ---- */
 
 /* The emit as a Socket.IO EVENT (BINARY_EVENT with attachments) of the
- * namespace `n`, asking for the ack `id` (negative: none). */
-static struct frame *write_sio(const struct emit *e, struct nsp *n, int64_t id)
+ * namespace `n`, asking for the ack `id` (negative: none). An event with
+ * no ack gets its recovery offset here, the first time (e->offset). */
+static struct frame *write_sio(struct emit *e, struct nsp *n, int64_t id)
 {
 	size_t alen = e->args ? e->args_len : 0;
 	struct frame *f;
 	char *p;
 
-	f = frame_new(NULL, 1 + SIO_EVENT_MAX(n->name_len, e->name_len, alen), 0);
+	f = frame_new(NULL, 1 + SIO_EVENT_MAX(n->name_len, e->name_len, alen) + SIO_OFFSET_MAX, 0);
 	p = (char *)frame_data(f);
 	p[0] = '4';
 	f->len = (uint32_t)(1 + sio_event_write(p + 1, n->name, n->name_len, id, e->natt, e->name,
 						 e->name_len, e->args, alen));
+	/* An event with no ack asked carries its recovery offset, last: the
+	 * same for every recipient, so the frame stays shared. (An ack id is
+	 * one socket's, and not replayed.) */
+	if (id < 0 && settings.recovery_window_ms > 0) {
+		if (!e->offset)
+			e->offset = recovery_next_offset();
+		f->len = (uint32_t)(1 + sio_event_offset(p + 1, f->len - 1, e->offset));
+	}
 	return f;
 }
 
 /* The same, counted as an encoding. */
-static struct frame *encode_sio(const struct emit *e, struct nsp *n, int64_t id)
+static struct frame *encode_sio(struct emit *e, struct nsp *n, int64_t id)
 {
 	metrics_encoding();
 	return write_sio(e, n, id);
@@ -328,7 +394,12 @@ void client_emit(struct client *cl, struct emit *e)
 			e->msgpack = encode_msgpack(e, cl->nsp, -1);
 			e->msgpack_nsp = cl->nsp;
 		}
-		if (e->msgpack)
+		if (!e->msgpack)
+			return;
+		/* The whole event, attachments inside: one frame to log. */
+		if (cl->rec)
+			recovery_log(cl->rec, e->msgpack, e->offset);
+		if (c) /* held: logged for its recovery */
 			conn_send(c, frame_ref(e->msgpack));
 		return;
 	}
@@ -337,6 +408,13 @@ void client_emit(struct client *cl, struct emit *e)
 		e->sio[0] = encode_sio(e, cl->nsp, -1);
 		e->nsp = cl->nsp;
 	}
+	if (cl->rec) {
+		recovery_log(cl->rec, e->sio[0], e->offset);
+		for (unsigned i = 0; i < e->natt; i++)
+			recovery_log(cl->rec, e->att[i], 0);
+	}
+	if (!c)
+		return; /* held: logged for its recovery */
 	conn_send(c, frame_ref(e->sio[0]));
 	for (unsigned i = 0; i < e->natt; i++)
 		conn_send(c, frame_ref(e->att[i]));
@@ -371,6 +449,8 @@ void client_ack(struct client *cl, int64_t id, const struct emit *e)
 	struct frame *f;
 	char *p;
 
+	if (!c)
+		return; /* held: an answer is not replayed */
 	if (cl->format == CLIENT_PLAIN) {
 		const char *args = plain_args(e, &alen);
 		f = frame_new(NULL, ENVELOPE_REPLY_MAX(alen), 0);
@@ -439,6 +519,10 @@ uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms)
 	w->next = cl->acks;
 	cl->acks = w;
 	timer_start(&w->timeout, on_ack_timeout, timeout_ms);
+	/* Held: the request is not replayed (its answer would come to
+	 * nobody); it times out. */
+	if (!c)
+		return id;
 
 	/* An encoding of its own: the ack id is this socket's. */
 	if (cl->format == CLIENT_PLAIN) {

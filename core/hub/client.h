@@ -20,6 +20,7 @@
 struct ack_wait;
 struct client;
 struct conn;
+struct recovery;
 
 /* How sockets report to the layer that decides what they may do (the Lua
  * seam sets these at start: client_set_hooks). Hub calls the last two
@@ -48,6 +49,11 @@ struct client_hooks {
 		       const struct sio_attachment *att, unsigned natt, const char *why);
 	/* A connected socket (one with a user) is going, for `reason`. */
 	void (*on_disconnect)(struct client *cl, const char *reason);
+	/* Connection state recovery: the held socket `cl` is taking over from
+	 * `fresh`, the socket the client's CONNECT just made (accepted, with
+	 * the same user), which goes without its disconnect hooks. The
+	 * connected hook follows for `cl`. */
+	void (*on_resume)(struct client *cl, struct client *fresh);
 };
 
 /* Sets the hooks (NULL: none; `h` must outlive them). Without a hook, a
@@ -75,6 +81,10 @@ struct client {
 	struct ack_wait *acks;
 	int closing; /* client_free has begun: hooks must not free it again */
 	enum client_format format;
+	/* Connection state recovery (hub/recovery.h): its pid and log, or NULL
+	 * (a plain socket, or PARLEY_RECOVERY_WINDOW 0). While the socket is
+	 * held, `conn` is NULL: what is sent to it is only logged. */
+	struct recovery *rec;
 };
 
 /* A payload to send: one event and its arguments (or an ack's arguments:
@@ -99,6 +109,7 @@ struct emit {
 	struct nsp *nsp;
 	struct frame *msgpack; /* for msgpack sockets, encoded lazily ... */
 	struct nsp *msgpack_nsp; /* ... for this namespace */
+	uint64_t offset; /* its recovery offset, once encoded for Socket.IO (0: none) */
 };
 
 /* Makes the maps of sockets and namespaces. */
@@ -117,6 +128,19 @@ struct client *client_new(struct conn *c, struct nsp *n, enum client_format form
 void client_free(struct client *cl, const char *reason);
 /* Disconnects every socket on `c` (its connection is closing). */
 void client_free_all(struct conn *c, const char *reason);
+/* The transport of `c` dropped for `reason`: its Socket.IO sockets that
+ * can be recovered are held (off the connection, still in their rooms),
+ * the others freed as by client_free_all. */
+void client_hold_all(struct conn *c, const char *reason);
+/* Recovery of the socket `pid` for the socket `cl` just accepted (see
+ * recovery_claim): when it is granted, the held socket replaces `cl` (freed,
+ * without hooks) on its connection; `cl` otherwise. Returns the socket the
+ * client now has. */
+struct client *client_recover(struct client *cl, const char *pid, size_t pid_len,
+			      int has_offset, uint64_t offset);
+/* Queues the events a socket client_recover gave back missed: after its
+ * CONNECT answer, before anything else. */
+void client_replay(struct client *cl);
 /* What a protocol reports of a socket, handed to the hooks: may it
  * connect (on_connect's contract; PARLEY_EREFUSED with 500 without a hook);
  * it knows it is connected; an event from it; its answer to the server's

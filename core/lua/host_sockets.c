@@ -454,7 +454,7 @@ static int l_throttle(lua_State *S)
 	struct client *cl = check_client(S, 1);
 	lua_Integer ms = luaL_checkinteger(S, 2);
 
-	if (cl && ms > 0)
+	if (cl && cl->conn && ms > 0) /* a held socket reads nothing */
 		conn_throttle(cl->conn, (int)(ms > 60000 ? 60000 : ms));
 	return 0;
 }
@@ -499,6 +499,11 @@ static int l_disconnect(lua_State *S)
 	if (!cl)
 		return 0;
 	c = cl->conn;
+	if (!c) {
+		/* Held for a recovery: nothing to tell, nobody to come back. */
+		client_free(cl, "server namespace disconnect");
+		return 0;
+	}
 	if (cl->format == CLIENT_PLAIN) {
 		conn_close_after_flush(c, 1000, "server disconnect");
 		client_free(cl, "server disconnect");
@@ -521,12 +526,13 @@ static int l_disconnect(lua_State *S)
 	return 0;
 }
 
-/* handshake(sid) -> query, auth json|nil, authorization|nil, address */
+/* handshake(sid) -> query, auth json|nil, authorization|nil, address
+ * (nothing for a socket held for a recovery: its connection is gone) */
 static int l_handshake(lua_State *S)
 {
 	struct client *cl = check_client(S, 1);
 
-	if (!cl)
+	if (!cl || !cl->conn)
 		return 0;
 	host_push_query(S, &cl->conn->hs);
 	if (cl->auth)
@@ -538,12 +544,13 @@ static int l_handshake(lua_State *S)
 	return 4;
 }
 
-/* transport(sid) -> "websocket" | "polling" | "plain" | nil */
+/* transport(sid) -> "websocket" | "polling" | "plain" | nil (nil too while
+ * it is held for a recovery) */
 static int l_transport(lua_State *S)
 {
 	struct client *cl = check_client(S, 1);
 
-	if (!cl)
+	if (!cl || !cl->conn)
 		return 0;
 	lua_pushstring(S, cl->format == CLIENT_PLAIN ? "plain" :
 		       cl->conn->transport == TRANSPORT_POLLING ? "polling" : "websocket");

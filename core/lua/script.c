@@ -265,6 +265,7 @@ static const struct client_hooks client_hooks = {
 	.on_event = script_event,
 	.on_ack = script_ack,
 	.on_disconnect = script_disconnect,
+	.on_resume = script_resume,
 };
 static const struct api_hooks api_hooks = { .on_request = script_http };
 
@@ -460,6 +461,14 @@ void script_connected(struct client *cl)
 	push_entry("connected");
 	lua_pushstring(L, cl->id);
 	call_runtime("connected", 1, 0);
+}
+
+void script_resume(struct client *cl, struct client *fresh)
+{
+	push_entry("recovered");
+	lua_pushstring(L, cl->id);
+	lua_pushstring(L, fresh->id);
+	call_runtime("recovered", 2, 0);
 }
 
 void script_disconnect(struct client *cl, const char *reason)

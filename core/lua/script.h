@@ -42,6 +42,10 @@ int script_connect(struct client *cl, const char *auth, size_t auth_len,
 void script_connected(struct client *cl);
 /* Runs the disconnect hooks. */
 void script_disconnect(struct client *cl, const char *reason);
+/* The held socket `cl` is recovered by the client whose CONNECT made
+ * `fresh` (hub's on_resume): the runtime forgets `fresh` and marks `cl`'s
+ * socket recovered for its connected hooks. */
+void script_resume(struct client *cl, struct client *fresh);
 /* Dispatches a client event. `args` is the JSON array of the arguments after
  * the name (possibly "[]"); `ack_id` is -1 when none was asked for. */
 void script_event(struct client *cl, const char *name, size_t name_len,

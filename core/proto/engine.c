@@ -13,6 +13,7 @@
 #include "base/metrics.h"
 #include "base/settings.h"
 #include "hub/client.h"
+#include "hub/recovery.h"
 #include "net/conn.h"
 #include "net/http.h"
 #include "net/ws.h"
@@ -396,11 +397,62 @@ static void connect_error(struct conn *c, const char *nsp, size_t nsp_len,
 	send_packet(c, SIO_CONNECT_ERROR, nsp, nsp_len, body, (size_t)n);
 }
 
+/* The CONNECT answer: {"sid": id} and, with recovery on, {"pid": ...} the
+ * client hands back to recover the socket. */
+static void send_connected(struct conn *c, const struct client *cl)
+{
+	char body[96];
+	int len;
+
+	if (cl->rec)
+		len = snprintf(body, sizeof(body), "{\"sid\":\"%s\",\"pid\":\"%s\"}", cl->id,
+			       recovery_pid(cl->rec));
+	else
+		len = snprintf(body, sizeof(body), "{\"sid\":\"%s\"}", cl->id);
+	send_packet(c, SIO_CONNECT, cl->nsp->name, cl->nsp->name_len, body, (size_t)len);
+}
+
+/* A recovering client's CONNECT payload holds the pid it was given and the
+ * offset of the last event it took (socket.io-client >= 4.6 adds them to
+ * its auth): the socket `cl`, accepted, may then be a held one coming
+ * back. Returns the socket the client now has. A pid or an offset that is
+ * not a short string is no recovery. */
+static struct client *recover(struct client *cl, const char *auth, size_t auth_len)
+{
+	struct json_span obj = { auth, auth_len }, v;
+	char pid[32], off[32];
+	long plen, olen;
+	uint64_t offset = 0;
+	int has_offset = 0;
+
+	if (!cl->rec || !auth || json_object_get(obj, "pid", &v) != 1)
+		return cl;
+	plen = json_kind_of(v) == JSON_STRING ? json_string_unescape(v, pid, sizeof(pid)) : -1;
+	if (plen <= 0) {
+		metrics_protocol_error("bad_recovery_pid");
+		return cl;
+	}
+	if (json_object_get(obj, "offset", &v) == 1 && json_kind_of(v) == JSON_STRING) {
+		olen = json_string_unescape(v, off, sizeof(off));
+		has_offset = 1;
+		/* Offsets are decimal, from 1: anything else is 0, which names no
+		 * event. */
+		for (long i = 0; i < olen; i++) {
+			if (off[i] < '0' || off[i] > '9' || offset > (UINT64_MAX - 9) / 10) {
+				offset = 0;
+				break;
+			}
+			offset = offset * 10 + (uint64_t)(off[i] - '0');
+		}
+	}
+	return client_recover(cl, pid, (size_t)plen, has_offset, offset);
+}
+
 static void on_connect(struct conn *c, const struct sio_packet *pkt)
 {
 	struct nsp *n = nsp_lookup(pkt->nsp, pkt->nsp_len);
 	struct client *cl;
-	char msg[256], body[64];
+	char msg[256];
 	int code = 0;
 
 	if (pkt->len && json_validate(pkt->data, pkt->len, JSON_MAX_DEPTH) != JSON_OBJECT) {
@@ -421,8 +473,7 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 	cl = client_of(c, n);
 	if (cl) {
 		/* Already connected: confirm again, as a retry would expect. */
-		int len = snprintf(body, sizeof(body), "{\"sid\":\"%s\"}", cl->id);
-		send_packet(c, SIO_CONNECT, n->name, n->name_len, body, (size_t)len);
+		send_connected(c, cl);
 		return;
 	}
 	cl = client_new(c, n, c->parser == PARSER_MSGPACK ? CLIENT_SIO_MSGPACK : CLIENT_SIO);
@@ -433,9 +484,13 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 		connect_error(c, pkt->nsp, pkt->nsp_len, msg, code);
 		return;
 	}
-	int len = snprintf(body, sizeof(body), "{\"sid\":\"%s\"}", cl->id);
-	send_packet(c, SIO_CONNECT, n->name, n->name_len, body, (size_t)len);
-	client_connected(cl);
+	/* A recovered socket's missed events follow its CONNECT answer, before
+	 * anything its connected hooks send. */
+	struct client *now = recover(cl, pkt->len ? pkt->data : NULL, pkt->len);
+	send_connected(c, now);
+	if (now != cl)
+		client_replay(now);
+	client_connected(now);
 }
 
 static void dispatch_event(struct client *cl, const char *data, size_t len,
@@ -771,6 +826,16 @@ static void on_message(struct conn *c, struct ws *w, const char *p, size_t len, 
 	}
 }
 
+/* Whether a connection closed for `reason` leaves its sockets to be
+ * recovered: a transport that dropped (the client went away, or stopped
+ * answering pings), as socket.io holds them; not one the server or the
+ * client's socket ended on purpose, nor one closed for breaking a rule. */
+static int recoverable(const char *reason)
+{
+	return strcmp(reason, "transport close") == 0 || strcmp(reason, "ping timeout") == 0 ||
+	       strcmp(reason, "client close") == 0;
+}
+
 static void on_closed(struct conn *c, const char *reason)
 {
 	if (c->client_closed && c->poll) {
@@ -783,7 +848,10 @@ static void on_closed(struct conn *c, const char *reason)
 		lws_callback_on_writable(c->poll);
 		c->poll = NULL;
 	}
-	client_free_all(c, reason);
+	if (recoverable(reason))
+		client_hold_all(c, reason);
+	else
+		client_free_all(c, reason);
 	/* A binary packet still waiting for attachments goes now: its bytes
 	 * are released with the connection, not when it is reaped. */
 	pending_binary_free(c->proto);

@@ -105,6 +105,18 @@ size_t sio_event_write(char *out, const char *nsp, size_t nsp_len, int64_t id,
 	return n;
 }
 
+size_t sio_event_offset(char *out, size_t len, uint64_t offset)
+{
+	size_t n = len - 1; /* over the closing ']' */
+
+	out[n++] = ',';
+	out[n++] = '"';
+	n += json_uint_write(out + n, offset);
+	out[n++] = '"';
+	out[n++] = ']';
+	return n;
+}
+
 size_t sio_ack_write(char *out, const char *nsp, size_t nsp_len, uint64_t id,
 		     unsigned attachments, const char *args, size_t args_len)
 {

@@ -75,6 +75,17 @@ size_t sio_event_write(char *out, const char *nsp, size_t nsp_len, int64_t id,
 		       unsigned attachments, const char *name, size_t name_len,
 		       const char *args, size_t args_len);
 
+/* Room sio_event_offset adds to an event: ',' and the offset as a JSON
+ * string. */
+#define SIO_OFFSET_MAX (1 + 2 + JSON_UINT_MAX)
+
+/* Adds `offset` as the last argument of the event packet of `len` bytes in
+ * `out` (what sio_event_write wrote: it ends with ']'), as a JSON string of
+ * its decimal digits: connection state recovery's offset (socket.io >= 4.6),
+ * which the client hands back in its next CONNECT to say where it stopped.
+ * `out` holds SIO_OFFSET_MAX more bytes. Returns the new length. */
+size_t sio_event_offset(char *out, size_t len, uint64_t offset);
+
 /* Room sio_ack_write needs: the header, then '[', the arguments, ']'. */
 #define SIO_ACK_MAX(nsp_len, args_len) (SIO_HEADER_MAX(nsp_len) + 1 + (args_len) + 1)
 

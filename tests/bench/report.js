@@ -121,6 +121,27 @@ if (has('mpfanout')) {
   row('server CPU per delivery (µs)', 'mpfanout', perDeliveryUs, { digits: 2 });
   row('loadgen CPU (% of one core)', 'mpfanout', num('loadgen_cpu_pct'), { noratio: true });
 }
+// Connection state recovery: parley with it (the default) against parley
+// without it (PARLEY_RECOVERY_WINDOW=0), in the same rounds.
+function onOffRow(label, on, off, f, opts = {}) {
+  const a = med(on, 'parley', f);
+  const b = med(off, 'parley', f);
+  rows.push({ label, parley: fmt(a, opts.digits || 0), ref: fmt(b, opts.digits || 0), ratio: ratio(a, b),
+    ceiling: '', target: opts.targetText || '', met: opts.target ? opts.target(a, b) : '' });
+}
+if (has('fanoutoff') || has('idleoff')) {
+  section('connection state recovery: parley with it (default, in the parley column) against parley ' +
+    'without it (PARLEY_RECOVERY_WINDOW=0, in the Socket.IO column); ratio = on / off');
+  if (has('fanoutoff') && has('fanout')) {
+    onOffRow('fan-out deliveries/s', 'fanout', 'fanoutoff', num('deliveries_per_s'));
+    onOffRow('fan-out server CPU per delivery (µs)', 'fanout', 'fanoutoff', perDeliveryUs, {
+      digits: 2, targetText: '≤ 1.10× off', target: (a, b) => yes(a <= 1.1 * b) });
+    onOffRow('fan-out lost deliveries', 'fanout', 'fanoutoff', num('lost'));
+  }
+  if (has('idleoff') && has('idle')) {
+    onOffRow('memory per idle connection (B, RSS)', 'idle', 'idleoff', num('mem_per_conn_b'));
+  }
+}
 function latencyRows(scen) {
   row('deliveries/s', scen, num('deliveries_per_s'), { ceiling: true });
   row('p50 (µs)', scen, num('lat_p50_us'), { ceiling: true });

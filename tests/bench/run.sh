@@ -8,9 +8,12 @@
 #
 #   bash tests/bench/run.sh                 # 3 rounds, full sizes (~10 minutes)
 #   bash tests/bench/run.sh --quick         # 1 round, smaller sizes (~1 minute)
-#   options: --rounds N  --only idle,fanout,latency,awake,typing,send,sendroom,sendsplit,presence,
-#            mpfanout,mplatency
+#   options: --rounds N  --only idle,idleoff,fanout,fanoutoff,latency,awake,typing,send,
+#                                 sendroom,sendsplit,presence,mpfanout,mplatency
 #            --out FILE
+#   (idleoff and fanoutoff are idle and fanout again, parley only, with
+#   connection state recovery off, PARLEY_RECOVERY_WINDOW=0: what recovery,
+#   on by default, costs; fanoutoff runs before fanout in even rounds)
 #   (awake is the latency scenario again with both cores kept out of idle:
 #   on a VM, a vCPU that halts between events can take milliseconds to wake)
 #   (mpfanout and mplatency are fanout and latency with every client on
@@ -31,7 +34,7 @@ BENCH=$ROOT/tests/bench
 BUILD=${PARLEY_BUILD_DIR:-$ROOT/build}
 ROUNDS=3
 QUICK=0
-ONLY="idle,fanout,latency,awake,typing,send,sendroom,sendsplit,mpfanout,mplatency"
+ONLY="idle,idleoff,fanout,fanoutoff,latency,awake,typing,send,sendroom,sendsplit,mpfanout,mplatency"
 OUT=$BENCH/last-run.txt
 PORT_BASE=${BENCH_PORT_BASE:-4301}
 SERVER_CPU=0
@@ -44,7 +47,7 @@ while [ $# -gt 0 ]; do
 	--rounds) ROUNDS=$2; shift ;;
 	--only) ONLY=$2; shift ;;
 	--out) OUT=$2; shift ;;
-	-h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,26p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -211,13 +214,23 @@ scenario() {
 	[ "$ceiling" = 1 ] && measure "$scen" "$round" ceiling -- "$@"
 }
 
+# The fan-out load on parley with connection state recovery off.
+fanoutoff() {
+	measure fanoutoff "$1" parley PARLEY_RECOVERY_WINDOW=0 -- --mode fanout --clients $N \
+		--room 10 --window 8 --duration $FANOUT_DUR
+}
+
 START=$(date +%s)
 echo "== $ROUNDS round(s); servers on core $SERVER_CPU, loadgen on core $LOADGEN_CPU; logs in $TMP"
 for round in $(seq "$ROUNDS"); do
 	echo "== round $round"
 	want idle && scenario idle "$round" 0 --mode idle --clients $IDLE_N --room 10 --hold 2
+	want idleoff && measure idleoff "$round" parley PARLEY_RECOVERY_WINDOW=0 -- --mode idle \
+		--clients $IDLE_N --room 10 --hold 2
+	want fanoutoff && [ $((round % 2)) = 0 ] && fanoutoff "$round"
 	want fanout && scenario fanout "$round" 1 --mode fanout --clients $N --room 10 --window 8 \
 		--duration $FANOUT_DUR
+	want fanoutoff && [ $((round % 2)) = 1 ] && fanoutoff "$round"
 	want latency && scenario latency "$round" 1 --mode latency --clients $N --room 10 --rate 2000 \
 		--duration $LAT_DUR --warmup 1
 	if want awake; then

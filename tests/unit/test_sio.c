@@ -337,6 +337,29 @@ static void test_binary(void)
 	CHECK_INT(sio_binary_init(&b, &p, 1000), -EINVAL);
 }
 
+/* The recovery offset is the event's last argument, a string of digits,
+ * after every argument there is (or the name alone). */
+static void test_event_offset(void)
+{
+	char buf[SIO_EVENT_MAX(16, 32, 64) + SIO_OFFSET_MAX], name[64];
+	struct json_span tok, args;
+	size_t n;
+
+	n = sio_event_write(buf, "/", 1, -1, 0, "hello", 5, "1,{\"a\":2}", 9);
+	n = sio_event_offset(buf, n, 42);
+	CHECK_WROTE(buf, n, "2[\"hello\",1,{\"a\":2},\"42\"]");
+	n = sio_event_write(buf, "/messages", 9, -1, 0, "ping", 4, NULL, 0);
+	n = sio_event_offset(buf, n, 18446744073709551615ULL);
+	CHECK_WROTE(buf, n, "2/messages,[\"ping\",\"18446744073709551615\"]");
+	n = sio_event_write(buf, "/", 1, -1, 1, "up", 2, "{\"_placeholder\":true,\"num\":0}", 29);
+	n = sio_event_offset(buf, n, 1);
+	CHECK_WROTE(buf, n, "51-[\"up\",{\"_placeholder\":true,\"num\":0},\"1\"]");
+	/* What it writes is still an event the parser splits. */
+	CHECK(sio_event_split(buf + 3, n - 3, 8, &tok, &args) == 0);
+	CHECK(json_string_unescape(tok, name, sizeof(name)) == 2);
+	(void)name;
+}
+
 int main(void)
 {
 	test_parse_valid();
@@ -344,6 +367,7 @@ int main(void)
 	test_write_header();
 	test_event_write();
 	test_event_id_after_namespace();
+	test_event_offset();
 	test_ack_write();
 	test_event_split();
 	test_binary();

@@ -89,6 +89,21 @@ function R.connected(id)
 	end
 end
 
+-- Connection state recovery: the held socket `id` is back, and `fresh`,
+-- the socket its client's CONNECT made and the connect hooks accepted for
+-- the same user, goes without a disconnect (it never was, to the scripts).
+-- The connected hooks run next, for `id`, with sock.recovered. (Not
+-- R.resume: that one resumes jobs.)
+function R.recovered(id, fresh)
+	sockets[fresh] = nil
+	local sock = sockets[id]
+	if sock then
+		rawset(sock, "recovered", true)
+		-- Read again when asked: it is the new connection's now.
+		rawset(sock, "handshake", nil)
+	end
+end
+
 function R.disconnect(id, reason)
 	local sock = sockets[id]
 	if not sock then

@@ -29,6 +29,12 @@ function lazy.transport(sock)
 	return core.transport(sock.id)
 end
 
+-- Whether the socket came back by connection state recovery (the core's
+-- R.resume sets it): false for the others, at no cost in their tables.
+function lazy.recovered()
+	return false
+end
+
 -- The handshake as the connect hooks saw it, rebuilt from the core.
 local function handshake_table(query, auth_json, authorization, address)
 	local auth = auth_json and json.decode(auth_json)
