@@ -415,6 +415,39 @@ function store.failure(err, otherwise)
 	return 500, otherwise or "the write could not be stored"
 end
 
+-- Outbound HTTP (core/lua/host_http.c, on libcurl): request{method, url,
+-- headers, body, timeout_ms, follow_redirects} waits (the job yields; the
+-- server goes on) and returns {status, headers, body}, or nil and "bad
+-- URL", "refused", "timeout", "too large", "too many requests in flight"
+-- or what else went wrong. Any status is an answer: a 500 is the caller's
+-- to judge.
+parley.http = {}
+
+function parley.http.request(req)
+	if type(req) ~= "table" or type(req.url) ~= "string" then
+		error("usage: parley.http.request{method, url, headers, body, timeout_ms}", 2)
+	end
+	if not coroutine.running() then
+		error("parley.http.request can only wait in an event handler, a route, a timer or an "
+			.. "ack callback", 2)
+	end
+	local headers = req.headers
+	if headers ~= nil and type(headers) ~= "table" then
+		return nil, "headers must be a table"
+	end
+	local body = req.body
+	if body ~= nil and type(body) ~= "string" then
+		return nil, "body must be a string"
+	end
+	local ticket, err = core.http_request(type(req.method) == "string" and req.method:upper()
+		or (body and "POST" or "GET"), req.url, headers, body, req.timeout_ms,
+		req.follow_redirects == true)
+	if not ticket then
+		return nil, err
+	end
+	return wait_for(ticket, "parley.http.request")
+end
+
 -- A table that survives reloads of the running script or plugin: state a
 -- new version takes over from the old one (Prosody's module:shared).
 local shared = {} -- module name -> name -> table
