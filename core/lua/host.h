@@ -44,6 +44,10 @@ struct http_reply;
 int host_http_register(lua_State *S, void (*on_done)(uintptr_t ticket, struct http_reply *r));
 int host_http_push(lua_State *S, const struct http_reply *r);
 void host_http_fini(void);
+/* host_metrics.c: metric_declare(family, type, help, {series}),
+ * metric_add(series, delta), metric_set(series, value): series scripts
+ * count on /metrics. */
+void host_metrics_register(lua_State *S);
 /* store_api.c: the message store's store_* functions and iso_time. */
 void store_api_register(lua_State *L);
 

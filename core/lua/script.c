@@ -301,6 +301,7 @@ int script_init(void (*on_change)(void))
 	if (host_http_register(L, resume_http) < 0)
 		return PARLEY_ESCRIPT;
 	kv_register(L);
+	host_metrics_register(L);
 	tickets_register(L);
 	store_api_register(L);
 	cryptolua_register(L);
