@@ -327,6 +327,15 @@ int script_init(void (*on_change)(void))
 		lua_pushstring(L, settings.jwt_secret);
 		lua_setfield(L, -2, "jwt_secret");
 	}
+	/* plugins/push's webhook, when set (PARLEY_PUSH_URL, PARLEY_PUSH_SECRET). */
+	if (settings.push_url) {
+		lua_pushstring(L, settings.push_url);
+		lua_setfield(L, -2, "push_url");
+	}
+	if (settings.push_secret) {
+		lua_pushstring(L, settings.push_secret);
+		lua_setfield(L, -2, "push_secret");
+	}
 	lua_pushinteger(L, settings.ping_interval_ms);
 	lua_setfield(L, -2, "ping_interval");
 	lua_pushinteger(L, settings.ping_timeout_ms);
