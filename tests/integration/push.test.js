@@ -130,7 +130,8 @@ test('a message: one signed POST for each registered member with no socket; the 
   await send(bob, 'team', { url: 'https://x/y.png' }, 'image');
   await hook.count(4);
   assert.deepEqual(hook.posts.slice(2).map((p) => p.body.preview), ['image', 'image']);
-  assert.equal(await h.metric(srv, 'parley_push_sent_total'), 4);
+  // The webhook answered; parley counts once it read the answer.
+  await h.waitFor(() => h.metric(srv, 'parley_push_sent_total'), (n) => n === 4, 'four sent');
   assert.equal(await h.metric(srv, 'parley_push_webhook_requests_total'), 4);
   assert.ok(await h.metric(srv, 'parley_push_webhook_seconds_total') > 0);
   ann.close();
@@ -326,7 +327,7 @@ test('examples/push-receiver: takes a signed push, refuses a forged one', async 
     const ann = await user(srv, 'ann');
     await send(ann, 'pair', 'through the example');
     await h.waitFor(() => out, (o) => o.includes('notify eve: ann: through the example'), 'the receiver notified');
-    assert.equal(await h.metric(srv, 'parley_push_sent_total'), 1);
+    await h.waitFor(() => h.metric(srv, 'parley_push_sent_total'), (n) => n === 1, 'sent');
     ann.close();
   } finally {
     recv.kill();
