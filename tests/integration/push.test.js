@@ -232,6 +232,22 @@ test('a webhook that keeps failing: given up after max_attempts, dropped and cou
   ann.close();
 });
 
+test('a delivery older than max_age_ms is not tried again: dropped and counted by age', async () => {
+  const hook = await webhook();
+  hooks.push(hook);
+  hook.answer = () => 500;
+  const srv = await startPush(hook.url, { collapse_ms: 0, backoff_ms: 600, max_backoff_ms: 600,
+    max_attempts: 100, max_age_ms: 1000 });
+  await api(srv, 'PUT', '/api/conversations/pair/members', { members: ['ann', 'eve'] });
+  const ann = await user(srv, 'ann');
+  await send(ann, 'pair', 'too late');
+  await h.waitFor(() => h.metric(srv, 'parley_push_dropped_total{reason="age"}'), (n) => n === 1, 'dropped by age');
+  assert.ok(hook.posts.length >= 2 && hook.posts.length < 100, `${hook.posts.length} tries`);
+  assert.equal(await h.metric(srv, 'parley_push_dropped_total{reason="attempts"}'), 0);
+  assert.equal(await gauge(srv), 0);
+  ann.close();
+});
+
 test('messages to one user within the window collapse into one push that says how many', async () => {
   const hook = await webhook();
   hooks.push(hook);
