@@ -109,6 +109,15 @@ static const struct setting setting_table[] = {
 	{ "script_memory", "PARLEY_SCRIPT_MEMORY", SETTING_SIZE, FIELD(script_memory), "67108864",
 	  1048576, 4294967296LL, " (bytes)",
 	  "memory one hook or handler may add to the Lua heap, 1 MiB..4 GiB" },
+	{ "http_max_response", "PARLEY_HTTP_MAX_RESPONSE", SETTING_SIZE, FIELD(http_max_response),
+	  "1048576", 1024, 1073741824, " (bytes)",
+	  "largest answer a script's parley.http.request takes, 1 KiB..1 GiB (past it: \"too large\")" },
+	{ "http_max_inflight", "PARLEY_HTTP_MAX_INFLIGHT", SETTING_INT, FIELD(http_max_inflight), "64",
+	  1, 100000, "", "scripts' HTTP requests in flight at once; past it one is refused" },
+	{ "push_url", "PARLEY_PUSH_URL", SETTING_OPTIONAL, FIELD(push_url), NULL, 0, 0, "",
+	  "plugins/push: the webhook notified of messages to users with no socket (http or https)" },
+	{ "push_secret", "PARLEY_PUSH_SECRET", SETTING_OPTIONAL, FIELD(push_secret), NULL, 0, 0, "",
+	  "plugins/push: the key of the webhook's X-Parley-Signature (HMAC-SHA256)" },
 	{ "scripts", "PARLEY_SCRIPTS", SETTING_PATH, FIELD(scripts_dir), "scripts", 0, 0, "",
 	  "directory of the Lua scripts" },
 	{ "plugins", "PARLEY_PLUGINS", SETTING_PLUGINS, FIELD(plugins), "", 0, 0, "",
@@ -698,6 +707,8 @@ void config_fini(struct config *c)
 	free(c->frontend_url);
 	free(c->jwt_secret);
 	free(c->api_key);
+	free(c->push_url);
+	free(c->push_secret);
 	free(c->scripts_dir);
 	free(c->plugins);
 	free(c->plugin_path);

@@ -15,7 +15,8 @@ case "$mode" in
 esac
 
 packages=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev
-	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev zlib1g-dev libmsgpack-dev curl)
+	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev zlib1g-dev libmsgpack-dev curl
+	libcurl4-openssl-dev)
 
 if [ "$mode" = "--test" ]; then
 	packages+=(chromium strace)

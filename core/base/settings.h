@@ -38,6 +38,10 @@ struct config {
 	int shutdown_timeout_ms; /* PARLEY_SHUTDOWN_TIMEOUT, 3000: the drain's bound */
 	int script_timeout_ms;   /* PARLEY_SCRIPT_TIMEOUT, 250 */
 	size_t script_memory;    /* PARLEY_SCRIPT_MEMORY, 64 MiB */
+	size_t http_max_response; /* PARLEY_HTTP_MAX_RESPONSE, 1 MiB: a script's HTTP answer */
+	int http_max_inflight;   /* PARLEY_HTTP_MAX_INFLIGHT, 64 script HTTP requests at once */
+	char *push_url;          /* PARLEY_PUSH_URL, NULL: plugins/push's webhook */
+	char *push_secret;       /* PARLEY_PUSH_SECRET, NULL: plugins/push's HMAC key */
 	char *scripts_dir;       /* PARLEY_SCRIPTS, "scripts" */
 	char *plugins;           /* PARLEY_PLUGINS, "" (comma-separated names) */
 	char *plugin_path;       /* PARLEY_PLUGIN_PATH, "plugins" (';'-separated dirs) */

@@ -5,6 +5,8 @@
 #ifndef PARLEY_HOST_H
 #define PARLEY_HOST_H
 
+#include <stdint.h>
+
 #include <lua.h>
 
 struct handshake;
@@ -30,6 +32,22 @@ void host_timers_fini(void);
 void kv_register(lua_State *S);
 void kv_start(void);
 void kv_fini(void);
+/* host_http.c: http_request(method, url, headers, body, timeout_ms,
+ * follow) -> ticket | nil, err, on libcurl's multi interface driven by the
+ * loop. A request that ends is handed to `on_done` (the seam resumes the
+ * job waiting for `ticket`), which pushes the answer with host_http_push
+ * ({status, headers, body}, or nil, err: returns how many values); the
+ * reply is host_http.c's, valid during the call. Returns 0, or -1 (logged)
+ * when libcurl would not start. host_http_fini ends what is in flight
+ * without resuming anyone. */
+struct http_reply;
+int host_http_register(lua_State *S, void (*on_done)(uintptr_t ticket, struct http_reply *r));
+int host_http_push(lua_State *S, const struct http_reply *r);
+void host_http_fini(void);
+/* host_metrics.c: metric_declare(family, type, help, {series}),
+ * metric_add(series, delta), metric_set(series, value): series scripts
+ * count on /metrics. */
+void host_metrics_register(lua_State *S);
 /* store_api.c: the message store's store_* functions and iso_time. */
 void store_api_register(lua_State *L);
 

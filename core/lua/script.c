@@ -245,6 +245,17 @@ static void resume_jobs(const uintptr_t *tickets, const int *errs, size_t n)
 	call_runtime("resume_all", 1, 0);
 }
 
+/* A script's HTTP request ended: R.resume_with(ticket, answer | nil, err). */
+static void resume_http(uintptr_t ticket, struct http_reply *r)
+{
+	int n;
+
+	push_entry("resume_with");
+	lua_pushnumber(L, (lua_Number)ticket);
+	n = host_http_push(L, r);
+	call_runtime("resume_with", 1 + n, 0);
+}
+
 /* ---- calls in ---- */
 
 static struct metrics_value lua_metrics[] = {
@@ -288,7 +299,10 @@ int script_init(void (*on_change)(void))
 	luaL_register(L, NULL, core_functions);
 	host_sockets_register(L);
 	host_timers_register(L, fire_timer);
+	if (host_http_register(L, resume_http) < 0)
+		return PARLEY_ESCRIPT;
 	kv_register(L);
+	host_metrics_register(L);
 	tickets_register(L);
 	store_api_register(L);
 	cryptolua_register(L);
@@ -313,6 +327,15 @@ int script_init(void (*on_change)(void))
 	if (settings.jwt_secret) {
 		lua_pushstring(L, settings.jwt_secret);
 		lua_setfield(L, -2, "jwt_secret");
+	}
+	/* plugins/push's webhook, when set (PARLEY_PUSH_URL, PARLEY_PUSH_SECRET). */
+	if (settings.push_url) {
+		lua_pushstring(L, settings.push_url);
+		lua_setfield(L, -2, "push_url");
+	}
+	if (settings.push_secret) {
+		lua_pushstring(L, settings.push_secret);
+		lua_setfield(L, -2, "push_secret");
 	}
 	lua_pushinteger(L, settings.ping_interval_ms);
 	lua_setfield(L, -2, "ping_interval");
@@ -410,6 +433,7 @@ void script_shutdown(void)
 void script_fini(void)
 {
 	host_timers_fini();
+	host_http_fini();
 	kv_fini();
 	tickets_fini();
 	watch_fini();

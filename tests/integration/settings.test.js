@@ -189,6 +189,8 @@ const KINDS = {
   PARLEY_PLUGIN_PATH: { env: [], file: ['""', '{}'] },
   FRONTEND_URL: { env: [], file: ['5', '{}'] },
   PARLEY_API_KEY: { env: [], file: ['5', '{}'] },
+  PARLEY_PUSH_URL: { env: [], file: ['5', '{}'] },
+  PARLEY_PUSH_SECRET: { env: [], file: ['5', '{}'] },
   JWT_SECRET: { env: ['short'], file: ['"short"', '5'] },
   PARLEY_PLUGINS: { env: ['Bad Name', 'a,,b', 'a,a', 'a;b'], file: ['{ 1 }', '"a,a"', '{ x = "a" }', '5'] },
   PARLEY_LOG: { env: ['loud', 'INFO1'], file: ['"loud"', '3'] },

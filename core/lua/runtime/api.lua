@@ -7,6 +7,7 @@
 local core, C = ...
 local json, json_null, sockets, timers = C.json, C.json_null, C.sockets, C.timers
 local log, module_tag, wait_for, binary = C.log, C.module_tag, C.wait_for, C.binary
+local call, script_failed = C.call, C.script_failed
 local is_binary, broadcast_new = C.is_binary, C.broadcast_new
 
 -- ---- the API scripts see ----
@@ -293,11 +294,29 @@ parley.store = store
 -- sender?, recipients} -> record, created, messageId, timestamp, seq
 -- (created false: the sender's clientMessageId was seen, nothing new)
 -- | nil, err
+-- Tells every module's `stored` hook of a message just made durable, in
+-- the sender's job (a hook may wait: plugins/push makes its outbox durable
+-- before the sender's ack). A hook that fails is logged; the send stands.
+local function tell_stored(msg, rec, id, ts, seq)
+	local info = { messageId = id, conversationId = msg.conversationId,
+		senderId = msg.senderId, sender = msg.sender, type = msg.type,
+		content = msg.content, timestamp = ts, seq = seq, record = rec }
+	for _, h in ipairs(C.reg.stored or {}) do
+		local ok, err = call(h.module, h.fn, info)
+		if not ok then
+			script_failed(h.module, "stored hook", err)
+		end
+	end
+end
+
 function store.send(msg)
 	local rec, created, id, ts, seq, ticket = core.store_send(msg)
 	local err = wait_for(ticket, "parley.store.send")
 	if err then
 		return nil, err
+	end
+	if created then
+		tell_stored(msg, rec, id, ts, seq)
 	end
 	return rec, created, id, ts, seq
 end
@@ -414,6 +433,83 @@ function store.failure(err, otherwise)
 	end
 	return 500, otherwise or "the write could not be stored"
 end
+
+-- Outbound HTTP (core/lua/host_http.c, on libcurl): request{method, url,
+-- headers, body, timeout_ms, follow_redirects} waits (the job yields; the
+-- server goes on) and returns {status, headers, body}, or nil and "bad
+-- URL", "refused", "timeout", "too large", "too many requests in flight"
+-- or what else went wrong. Any status is an answer: a 500 is the caller's
+-- to judge.
+parley.http = {}
+
+function parley.http.request(req)
+	if type(req) ~= "table" or type(req.url) ~= "string" then
+		error("usage: parley.http.request{method, url, headers, body, timeout_ms}", 2)
+	end
+	if not coroutine.running() then
+		error("parley.http.request can only wait in an event handler, a route, a timer or an "
+			.. "ack callback", 2)
+	end
+	local headers = req.headers
+	if headers ~= nil and type(headers) ~= "table" then
+		return nil, "headers must be a table"
+	end
+	local body = req.body
+	if body ~= nil and type(body) ~= "string" then
+		return nil, "body must be a string"
+	end
+	local ticket, err = core.http_request(type(req.method) == "string" and req.method:upper()
+		or (body and "POST" or "GET"), req.url, headers, body, req.timeout_ms,
+		req.follow_redirects == true)
+	if not ticket then
+		return nil, err
+	end
+	return wait_for(ticket, "parley.http.request")
+end
+
+-- Series of a module's own on /metrics. declare(family, type, help,
+-- {series...}) once (in `load`: again after a reload is harmless), then
+-- add(series, delta) and set(series, value). type: "counter", "gauge" or
+-- "seconds" (a counter of seconds). Names: parley_<lowercase, digits, _>,
+-- each series the family's name with optional labels {k="v",...}.
+parley.metrics = {}
+
+local function series_ok(family, name)
+	if name == family then
+		return true
+	end
+	if name:sub(1, #family + 1) ~= family .. "{" or name:sub(-1) ~= "}" then
+		return false
+	end
+	local labels = name:sub(#family + 2, -2) .. ","
+	return labels:gsub('[a-z_]+="[%w_%-%.:]*",', "") == ""
+end
+
+function parley.metrics.declare(family, kind, help, series)
+	if type(family) ~= "string" or not family:match("^parley_[a-z0-9_]+$") then
+		error("parley.metrics.declare: the family is parley_ and lowercase letters, digits, _", 2)
+	end
+	if kind ~= "counter" and kind ~= "gauge" and kind ~= "seconds" then
+		error("parley.metrics.declare: type is counter, gauge or seconds", 2)
+	end
+	if type(help) ~= "string" or help:find("[\n\\]") then
+		error("parley.metrics.declare: help is one line of text", 2)
+	end
+	series = series or { family }
+	if type(series) ~= "table" or #series == 0 then
+		error("parley.metrics.declare: series is a list of names", 2)
+	end
+	for _, name in ipairs(series) do
+		if type(name) ~= "string" or not series_ok(family, name) then
+			error("parley.metrics.declare: '" .. tostring(name) .. "' is not " .. family
+				.. " or " .. family .. '{label="value",...}', 2)
+		end
+	end
+	return core.metric_declare(family, kind, help, series)
+end
+
+parley.metrics.add = core.metric_add
+parley.metrics.set = core.metric_set
 
 -- A table that survives reloads of the running script or plugin: state a
 -- new version takes over from the old one (Prosody's module:shared).

@@ -404,6 +404,19 @@ function R.resume(ticket, err)
 	C.current_module = saved
 end
 
+-- An HTTP request ended (core/lua/host_http.c): its job gets the answer,
+-- or nil and the error.
+function R.resume_with(ticket, ...)
+	local co = waiting[ticket]
+	if not co then
+		return
+	end
+	waiting[ticket] = nil
+	local saved = C.current_module
+	step(co, coroutine.resume(co, ...))
+	C.current_module = saved
+end
+
 -- A round of store completions: { ticket, err or false, ... }.
 function R.resume_all(list)
 	for i = 1, #list, 2 do

@@ -49,15 +49,18 @@ local function run_job(job, ...)
 end
 
 -- Inside a job: waits for the core to resume `ticket`; returns what it
--- passed (nil, or an error message).
+-- passed (nil, or an error message, for the store; an HTTP answer, or nil
+-- and an error, for parley.http).
+local function resumed(saved, ...)
+	C.current_module = saved
+	return ...
+end
+
 local function wait_for(ticket, what)
 	if not coroutine.running() then
 		error(what .. " can only wait in an event handler, a route, a timer or an ack callback", 3)
 	end
-	local saved = C.current_module
-	local err = coroutine.yield(WAIT, ticket)
-	C.current_module = saved
-	return err
+	return resumed(C.current_module, coroutine.yield(WAIT, ticket))
 end
 
 -- For the parts after this one.

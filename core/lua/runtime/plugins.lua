@@ -177,7 +177,7 @@ local function load_module(path, name, config)
 end
 
 local hook_names = { "connect", "connected", "disconnect", "join", "filter", "load", "unload",
-	"shutdown" }
+	"shutdown", "stored" }
 
 -- "GET /api/users/:id" -> method, segments ({"api", "users", ":id"}).
 local function parse_route(spec)
