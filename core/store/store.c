@@ -599,6 +599,29 @@ static int has_prefix(const MDB_val *k, const void *prefix, size_t plen)
 	return k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0;
 }
 
+/* The walk of store_scan and store_scan_back: from where `cur` stands (`rc`:
+ * how positioning it went), calls `each` on each key that starts with
+ * `prefix`, at most `limit`, moving by `step`; closes the cursor. Returns
+ * how many were seen, or a store error. */
+static long scan_walk(MDB_cursor *cur, int rc, MDB_val *k, MDB_val *v, MDB_cursor_op step,
+		      const void *prefix, size_t plen, long limit,
+		      int (*each)(void *arg, const void *k, size_t kl, const void *v, size_t vl),
+		      void *arg)
+{
+	long n = 0;
+
+	while (rc == 0 && n < limit && has_prefix(k, prefix, plen)) {
+		n++;
+		if (each(arg, k->mv_data, k->mv_size, v->mv_data, v->mv_size))
+			break;
+		rc = mdb_cursor_get(cur, k, v, step);
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return lmdb_code(rc);
+	return n;
+}
+
 long store_scan(enum store_db db, const void *prefix, size_t plen, const void *start,
 		size_t slen, long limit,
 		int (*each)(void *arg, const void *k, size_t kl, const void *v, size_t vl),
@@ -606,7 +629,6 @@ long store_scan(enum store_db db, const void *prefix, size_t plen, const void *s
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
-	long n = 0;
 	int rc;
 
 	if ((rc = read_begin()) != 0)
@@ -622,16 +644,7 @@ long store_scan(enum store_db db, const void *prefix, size_t plen, const void *s
 	}
 	rc = k.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) :
 			 mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	while (rc == 0 && n < limit && has_prefix(&k, prefix, plen)) {
-		n++;
-		if (each(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size))
-			break;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-	}
-	mdb_cursor_close(cur);
-	if (rc && rc != MDB_NOTFOUND)
-		return lmdb_code(rc);
-	return n;
+	return scan_walk(cur, rc, &k, &v, MDB_NEXT, prefix, plen, limit, each, arg);
 }
 
 /* Puts `cur` on the last key that sorts before `before` (`blen` bytes; with
@@ -668,7 +681,6 @@ long store_scan_back(enum store_db db, const void *prefix, size_t plen, const vo
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
-	long n = 0;
 	int rc;
 
 	if (plen == 0 || plen >= KEY_MAX || blen > KEY_MAX)
@@ -678,16 +690,7 @@ long store_scan_back(enum store_db db, const void *prefix, size_t plen, const vo
 	if ((rc = mdb_cursor_open(rtxn, dbis[db], &cur)) != 0)
 		return lmdb_code(rc);
 	rc = cursor_before(cur, prefix, plen, before, blen, &k, &v);
-	while (rc == 0 && n < limit && has_prefix(&k, prefix, plen)) {
-		n++;
-		if (each(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size))
-			break;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-	}
-	mdb_cursor_close(cur);
-	if (rc && rc != MDB_NOTFOUND)
-		return lmdb_code(rc);
-	return n;
+	return scan_walk(cur, rc, &k, &v, MDB_PREV, prefix, plen, limit, each, arg);
 }
 
 int store_last(enum store_db db, const void *prefix, size_t plen, void *out, size_t cap,
