@@ -586,31 +586,44 @@ static int hidden_for(const char *id, const char *viewer, size_t vlen)
 								  vlen), &v, &n) == 1;
 }
 
+/* A page of sync's answer: the first `n` of `c`'s messages (in the order
+ * collected, or the reverse when `reverse`), less those `viewer` hid, and
+ * whether more are there (`c` holds one more than the page when they are).
+ * Frees `c`. */
+static char *sync_page(struct collect_ids *c, size_t n, int reverse, const char *viewer,
+		       size_t vlen, size_t *len)
+{
+	struct record_buf out = { 0 };
+	struct record r;
+
+	record_buf_str(&out, "{\"messages\":[");
+	for (size_t j = 0; j < n; j++) {
+		size_t i = reverse ? n - 1 - j : j;
+
+		if (hidden_for(c->ids[i], viewer, vlen) || record_load(c->ids[i], ID_LEN, &r) != 1)
+			continue;
+		if (out.p[out.len - 1] != '[')
+			record_buf_put(&out, ",", 1);
+		record_with_statuses(&out, c->ids[i], &r);
+	}
+	record_buf_str(&out, c->n > n ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
+	scratch_free(c->ids);
+	scratch_free(c->seqs);
+	*len = out.len;
+	return out.p;
+}
+
 char *messages_sync(const char *conv, size_t clen, uint64_t after, long limit,
 		    const char *viewer, size_t vlen, size_t *len)
 {
 	struct collect_ids c;
-	struct record_buf out = { 0 };
-	struct record r;
 
 	if (limit < 1)
 		limit = 1;
 	if (limit > MESSAGES_SYNC_MAX)
 		limit = MESSAGES_SYNC_MAX;
 	conversation_ids(conv, clen, after, (size_t)limit + 1, &c);
-	record_buf_str(&out, "{\"messages\":[");
-	for (size_t i = 0; i < c.n && i < (size_t)limit; i++) {
-		if (hidden_for(c.ids[i], viewer, vlen) || record_load(c.ids[i], ID_LEN, &r) != 1)
-			continue;
-		if (out.p[out.len - 1] != '[')
-			record_buf_put(&out, ",", 1);
-		record_with_statuses(&out, c.ids[i], &r);
-	}
-	record_buf_str(&out, c.n > (size_t)limit ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
-	scratch_free(c.ids);
-	scratch_free(c.seqs);
-	*len = out.len;
-	return out.p;
+	return sync_page(&c, c.n < (size_t)limit ? c.n : (size_t)limit, 0, viewer, vlen, len);
 }
 
 /* The ids of a conversation's messages with seq below `before`, the newest
@@ -637,31 +650,15 @@ char *messages_sync_before(const char *conv, size_t clen, uint64_t before, long 
 			   const char *viewer, size_t vlen, size_t *len)
 {
 	struct collect_ids c;
-	struct record_buf out = { 0 };
-	struct record r;
-	size_t n;
 
 	if (limit < 1)
 		limit = 1;
 	if (limit > MESSAGES_SYNC_MAX)
 		limit = MESSAGES_SYNC_MAX;
-	/* One more than the page: if it is there, older messages exist. */
+	/* One more than the page: if it is there, older messages exist.
+	 * Collected newest first; answered oldest first. */
 	conversation_ids_back(conv, clen, before, (size_t)limit + 1, &c);
-	n = c.n < (size_t)limit ? c.n : (size_t)limit;
-	record_buf_str(&out, "{\"messages\":[");
-	/* Collected newest first; answered oldest first. */
-	for (size_t i = n; i-- > 0;) {
-		if (hidden_for(c.ids[i], viewer, vlen) || record_load(c.ids[i], ID_LEN, &r) != 1)
-			continue;
-		if (out.p[out.len - 1] != '[')
-			record_buf_put(&out, ",", 1);
-		record_with_statuses(&out, c.ids[i], &r);
-	}
-	record_buf_str(&out, c.n > (size_t)limit ? "],\"hasMore\":true}" : "],\"hasMore\":false}");
-	scratch_free(c.ids);
-	scratch_free(c.seqs);
-	*len = out.len;
-	return out.p;
+	return sync_page(&c, c.n < (size_t)limit ? c.n : (size_t)limit, 1, viewer, vlen, len);
 }
 
 /* ---- statuses ---- */
