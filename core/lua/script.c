@@ -245,15 +245,15 @@ static void resume_jobs(const uintptr_t *tickets, const int *errs, size_t n)
 	call_runtime("resume_all", 1, 0);
 }
 
-/* A script's HTTP request ended: R.resume_with(ticket, answer | nil, err). */
+/* A script's HTTP request ended: R.resume(ticket, answer | nil, err). */
 static void resume_http(uintptr_t ticket, struct http_reply *r)
 {
 	int n;
 
-	push_entry("resume_with");
+	push_entry("resume");
 	lua_pushnumber(L, (lua_Number)ticket);
 	n = host_http_push(L, r);
-	call_runtime("resume_with", 1 + n, 0);
+	call_runtime("resume", 1 + n, 0);
 }
 
 /* ---- calls in ---- */

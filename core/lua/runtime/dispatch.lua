@@ -392,21 +392,10 @@ function R.http(id, method, path, query, body)
 		query = query, body = data })
 end
 
--- The core finished what a job waited for.
-function R.resume(ticket, err)
-	local co = waiting[ticket]
-	if not co then
-		return
-	end
-	waiting[ticket] = nil
-	local saved = C.current_module
-	step(co, coroutine.resume(co, err))
-	C.current_module = saved
-end
-
--- An HTTP request ended (core/lua/host_http.c): its job gets the answer,
--- or nil and the error.
-function R.resume_with(ticket, ...)
+-- The core finished what a job waited for: the job gets what it passes
+-- (a store wait: the error or nothing; an HTTP request, core/lua/host_http.c:
+-- the answer, or nil and the error).
+function R.resume(ticket, ...)
 	local co = waiting[ticket]
 	if not co then
 		return
