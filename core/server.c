@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/settings.h"
+#include "config.h"
 #include "hub/client.h"
 #include "lua/script.h"
 #include "net/conn.h"
@@ -220,6 +221,24 @@ static int drain_advance(void)
 	return 1;
 }
 
+/* SIGHUP, or a change of a script or the config file: the settings are
+ * read again (config_reload applies what may change and names what may
+ * not), then the scripts load with them. A broken config file keeps
+ * everything as it runs, and counts as a refused load. */
+static void server_reload(void)
+{
+	char err[512];
+
+	if (config_reload(&settings, err, sizeof(err)) != 0) {
+		log_error("reload refused: %s", err);
+		script_loads_refused++;
+		return;
+	}
+	log_threshold = (enum log_level)settings.log_level;
+	if (script_reload() == 0)
+		log_info("scripts reloaded");
+}
+
 /* Runs after each iteration's callbacks, before the loop waits again: what
  * the iteration queued is written, closed connections are freed, and the
  * flags the signal handlers set are acted on. */
@@ -239,8 +258,8 @@ static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 		 * hooks write what they kept in memory. */
 		if (life.stopping)
 			log_warn("reload ignored: parley is shutting down");
-		else if (script_reload() == 0)
-			log_info("scripts reloaded");
+		else
+			server_reload();
 	}
 	/* Last: no read transaction is held while the loop waits. */
 	store_read_done();
