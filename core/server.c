@@ -67,10 +67,13 @@ static struct lws_http_mount static_mount;
 /* ---- the drain: what SIGTERM (or SIGINT) starts ----
  * 1. settle: the listen socket closes (a new connection is refused by the
  *    kernel; see drain_listening for polling); client events, new sessions,
- *    upgrades and API requests get 503 "the server is shutting down"; the
- *    writes already handed to the store commit, and the jobs that waited for
- *    them run, so their acks and emits are queued. Settled is when a store
- *    barrier completes and nothing was submitted after it.
+ *    upgrades and API requests get 503 "the server is shutting down"; every
+ *    connection is pinged, and its pong awaited: what the client sent before
+ *    it comes first, so no event sent before the signal crosses the close
+ *    unanswered; the writes already handed to the store commit, and the
+ *    jobs that waited for them run, so their acks and emits are queued.
+ *    Settled is when every pong came, a store barrier completes and
+ *    nothing was submitted after it.
  * 2. close: every connection is told (conn_shutdown), after what is queued
  *    for it; the loop runs until each WebSocket's closing handshake is done,
  *    each polling session's close packet has gone out in a poll and each
@@ -94,7 +97,7 @@ static struct {
 	ev_timer linger;
 } drain;
 
-enum conn_filter { CONN_ANY, CONN_UNTOLD, CONN_POLLING_UNTOLD };
+enum conn_filter { CONN_ANY, CONN_UNTOLD, CONN_POLLING_UNTOLD, CONN_UNANSWERED };
 
 /* Open connections; those not told yet (a polling session whose close
  * packet a poll has taken is told); the polling ones among those. */
@@ -102,9 +105,14 @@ static size_t conn_count(enum conn_filter which)
 {
 	size_t n = 0;
 
-	for (struct conn *c = conn_all(); c; c = c->all_next)
-		n += which == CONN_ANY ||
-		     (!c->close_sent && (which == CONN_UNTOLD || c->transport == TRANSPORT_POLLING));
+	for (struct conn *c = conn_all(); c; c = c->all_next) {
+		if (which == CONN_UNANSWERED)
+			n += !conn_drain_answered(c);
+		else
+			n += which == CONN_ANY ||
+			     (!c->close_sent && (which == CONN_UNTOLD ||
+						 c->transport == TRANSPORT_POLLING));
+	}
 	return n;
 }
 
@@ -182,13 +190,18 @@ static int drain_advance(void)
 		drain.started = now_ms();
 		drain_listening();
 		drain.barrier = store_submit(store_batch_new(), on_drain_barrier, NULL);
+		/* Events a client sent before it could know are on their way:
+		 * each connection's pong comes after them (conn_drain_ping). */
+		for (struct conn *c = conn_all(); c; c = c->all_next)
+			conn_drain_ping(c);
 		drain.step = DRAIN_SETTLE;
 		/* Two thirds to settle, the rest for the closing handshakes. */
 		timer_start(&drain.timer, on_drain_timer, budget * 2 / 3);
 		return 0;
 	case DRAIN_SETTLE:
 		drain_listening();
-		if (!drain.expired && !drain_settled())
+		/* The pongs first: what arrives before them may write. */
+		if (!drain.expired && (conn_count(CONN_UNANSWERED) || !drain_settled()))
 			return 0;
 		if (drain.expired)
 			log_warn("stopping: the store did not settle within PARLEY_SHUTDOWN_TIMEOUT: "
