@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -23,6 +24,11 @@
 
 #ifndef PARLEY_VERSION
 #define PARLEY_VERSION "0.1.0"
+#endif
+/* Where `cmake --install` puts the default scripts and plugins (CMake's
+ * PARLEY_SHARE_DIR, from the install prefix). */
+#ifndef PARLEY_SHARE_DIR
+#define PARLEY_SHARE_DIR "/usr/local/share/parley"
 #endif
 #ifndef PARLEY_SANITIZER
 #define PARLEY_SANITIZER ""
@@ -111,12 +117,14 @@ static const struct setting setting_table[] = {
 	{ "script_memory", "PARLEY_SCRIPT_MEMORY", SETTING_SIZE, FIELD(script_memory), "64MiB",
 	  1048576, 4294967296LL, " (bytes)",
 	  "memory one hook or handler may add to the Lua heap, 1 MiB..4 GiB" },
-	{ "scripts", "PARLEY_SCRIPTS", SETTING_PATH, FIELD(scripts_dir), "scripts", 0, 0, "",
-	  "directory of the Lua scripts" },
+	{ "scripts", "PARLEY_SCRIPTS", SETTING_PATH, FIELD(scripts_dir), NULL, 0, 0, "",
+	  "directory of the Lua scripts; unset: ./scripts if it holds init.lua, else the installed "
+	  "ones (" PARLEY_SHARE_DIR "/scripts)" },
 	{ "plugins", "PARLEY_PLUGINS", SETTING_PLUGINS, FIELD(plugins), "", 0, 0, "",
 	  "plugins to enable, comma-separated (file: \"a,b\" or {\"a\",\"b\"})" },
-	{ "plugin_path", "PARLEY_PLUGIN_PATH", SETTING_PATH, FIELD(plugin_path), "plugins", 0, 0, "",
-	  "directories searched for plugins, ';'-separated" },
+	{ "plugin_path", "PARLEY_PLUGIN_PATH", SETTING_PATH, FIELD(plugin_path), NULL, 0, 0, "",
+	  "directories searched for plugins, ';'-separated; unset: plugins;" PARLEY_SHARE_DIR
+	  "/plugins" },
 	{ "watch", "PARLEY_WATCH", SETTING_INT, FIELD(watch), "1", 0, 1, "",
 	  "1: reload the scripts when one of their files changes; 0: on SIGHUP only" },
 	{ "static", "PARLEY_STATIC", SETTING_OPTIONAL, FIELD(static_mount), NULL, 0, 0, "",
@@ -674,6 +682,82 @@ static int config_check_static(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* The share directory beside the running binary (<bin>/../share/parley):
+ * an install unpacked under another root (dpkg -x, cmake --install
+ * --prefix) still finds its scripts. Writes it into `out`; returns 0 or
+ * -ENOENT. */
+static int config_share_beside_binary(char *out, size_t outlen)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return -ENOENT;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = '\0';
+	if (snprintf(out, outlen, "%s/../share/parley", exe) >= (int)outlen)
+		return -ENOENT;
+	return 0;
+}
+
+/* Whether `dir` holds a scripts list (init.lua). */
+static int config_has_scripts(const char *dir)
+{
+	char file[PATH_MAX];
+	struct stat st;
+
+	return snprintf(file, sizeof(file), "%s/init.lua", dir) < (int)sizeof(file) &&
+	       stat(file, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Fills in the scripts folder and the plugin path when no source set them:
+ * ./scripts when the working directory has one (a checkout), else the
+ * installed ones (PARLEY_SHARE_DIR, or the share directory beside the
+ * binary). Returns 0, or -ENOENT with a message saying what to set. */
+static int config_find_scripts(struct config *c, char *err, size_t errlen)
+{
+	char beside[PATH_MAX], dir[PATH_MAX + 16];
+	const char *found = NULL;
+	int have_beside = config_share_beside_binary(beside, sizeof(beside)) == 0;
+
+	if (!have_beside)
+		beside[0] = '\0';
+
+	if (!c->scripts_dir) {
+		if (config_has_scripts("scripts")) {
+			found = "scripts";
+		} else if (config_has_scripts(PARLEY_SHARE_DIR "/scripts")) {
+			found = PARLEY_SHARE_DIR "/scripts";
+		} else if (have_beside) {
+			snprintf(dir, sizeof(dir), "%s/scripts", beside);
+			if (config_has_scripts(dir))
+				found = dir;
+		}
+		if (!found) {
+			config_fail(err, errlen, NULL, "PARLEY_SCRIPTS",
+				    "no scripts found (no init.lua in ./scripts nor in %s/scripts%s%s%s): "
+				    "set PARLEY_SCRIPTS (file key scripts) to the folder of parley's Lua "
+				    "scripts", PARLEY_SHARE_DIR, have_beside ? " nor in " : "",
+				    have_beside ? beside : "", have_beside ? "/scripts" : "");
+			return -ENOENT;
+		}
+		c->scripts_dir = xstrdup(found);
+	}
+	if (!c->plugin_path) {
+		/* A search path: a folder missing from it is skipped. */
+		const char *head = "plugins;" PARLEY_SHARE_DIR "/plugins";
+		size_t cap = strlen(head) + strlen(beside) + sizeof(";/plugins");
+		c->plugin_path = xmalloc(cap);
+		snprintf(c->plugin_path, cap, "%s%s%s%s", head, have_beside ? ";" : "",
+			 have_beside ? beside : "", have_beside ? "/plugins" : "");
+	}
+	return 0;
+}
+
 /* Fills `c` (zeroed) from the defaults, the config file and the environment.
  * Returns 0 or -EINVAL with a message in `err`. */
 static int config_read(struct config *c, char *err, size_t errlen)
@@ -696,7 +780,8 @@ static int config_read(struct config *c, char *err, size_t errlen)
 		if (config_apply(c, s, value, strlen(value), NULL, s->env, err, errlen) != 0)
 			return -EINVAL;
 	}
-	if (config_check_static(c, err, errlen) != 0 || config_check_binary(c, err, errlen) != 0)
+	if (config_check_static(c, err, errlen) != 0 || config_check_binary(c, err, errlen) != 0 ||
+	    config_find_scripts(c, err, errlen) != 0)
 		return -EINVAL;
 	return 0;
 }
