@@ -941,6 +941,8 @@ void config_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: parley [--help | --version]\n"
+		"       parley backup DIR   copy the database, compacted, into the new\n"
+		"                           directory DIR: safe while parley runs\n"
 		"\n"
 		"Settings: each comes from the environment or from the config file.\n"
 		"  %-21s %-14s %-9s %s\n",
