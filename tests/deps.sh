@@ -2,7 +2,8 @@
 # deps.sh - installs what parley needs on Debian 12 and is missing: the build
 # tools and libraries (apt), and with --test what the tests use: Chromium
 # (apt, for the browser test), strace (apt, for the fsync test), systemd and
-# dpkg-dev (apt, for the package test: systemd-analyze, dpkg-shlibdeps) and the npm
+# dpkg-dev (apt, for the package test: systemd-analyze, dpkg-shlibdeps), HAProxy
+# and nginx (apt, for the proxy test) and the npm
 # packages of the test clients (tests/node_modules) and of the example page
 # (examples/web/node_modules), each from its package-lock.json. With
 # --plugin-test, only what a plugin's tests use: the test clients' npm
@@ -19,8 +20,9 @@ packages=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib
 	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev zlib1g-dev libmsgpack-dev curl)
 
 if [ "$mode" = "--test" ]; then
-	# systemd-analyze, dpkg-shlibdeps: the package test (cpack's .deb, the unit).
-	packages+=(chromium strace systemd dpkg-dev)
+	# systemd-analyze, dpkg-shlibdeps: the package test (cpack's .deb, the
+	# unit); haproxy, nginx: the proxy test (docs/deploy.md's configs).
+	packages+=(chromium strace systemd dpkg-dev haproxy nginx)
 fi
 
 missing=()
