@@ -203,7 +203,11 @@ static int drain_advance(void)
 		/* The pongs first: what arrives before them may write. */
 		if (!drain.expired && (conn_count(CONN_UNANSWERED) || !drain_settled()))
 			return 0;
-		if (drain.expired)
+		if (drain.expired && conn_count(CONN_UNANSWERED))
+			log_warn("stopping: %zu connections did not answer the drain's ping within "
+				 "PARLEY_SHUTDOWN_TIMEOUT: closing the connections anyway",
+				 conn_count(CONN_UNANSWERED));
+		else if (drain.expired)
 			log_warn("stopping: the store did not settle within PARLEY_SHUTDOWN_TIMEOUT: "
 				 "closing the connections anyway");
 		drain.expired = 0;

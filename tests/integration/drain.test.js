@@ -84,3 +84,49 @@ for (const [transport, lag] of [['websocket', 0], ['polling', 0], ['websocket', 
     clients.forEach((s) => s.close());
   });
 }
+
+test('plain WebSocket, 150 ms from client to server: every frame sent before SIGTERM gets its ack or a 503 before the close', { timeout: 60000 }, async () => {
+  const srv = await h.startParley();
+  const link = await laggingLink(srv.port, 150);
+  const clients = await Promise.all(Array.from({ length: 4 }, async (_, i) => {
+    const ws = h.frameQueue(new (require('ws'))(`ws://127.0.0.1:${link.port}/messages?userId=plain${i}`), JSON.parse);
+    await ws.opened;
+    return ws;
+  }));
+  let killed = false;
+  let acked = 0;
+  const before = new Map(); // "client/ack id" -> outcome (undefined: none yet)
+  const loops = clients.map(async (ws, i) => {
+    let open = true;
+    ws.on('close', () => { open = false; });
+    const answered = new Map();
+    const got = new Set();
+    ws.on('message', (d) => {
+      const f = JSON.parse(String(d));
+      if (f.ack === undefined) return;
+      const outcome = f.data && f.data.status === 'sent' ? 'ack'
+        : f.data && f.data.statusCode === 503 ? '503' : `unexpected ${String(d)}`;
+      if (outcome === 'ack') acked++;
+      if (before.has(`${i}/${f.ack}`)) before.set(`${i}/${f.ack}`, outcome);
+      got.add(f.ack);
+      const w = answered.get(f.ack);
+      if (w) w();
+    });
+    for (let n = 1; open; n++) {
+      if (!killed) before.set(`${i}/${n}`, undefined);
+      ws.send(JSON.stringify({ event: 'message:send', ack: n, data: { conversationId: `plain${i}`, clientMessageId: `${n}`, type: 'text', content: `${n}` } }));
+      // Four in flight: wait for the answer to the one sent four before.
+      if (n > 4 && !got.has(n - 4)) await Promise.race([new Promise((r) => answered.set(n - 4, r)), ws.closed]);
+    }
+  });
+  await h.waitFor(() => acked, (n) => n >= 100, 'plain sends acked before the signal', 20000);
+  killed = true;
+  srv.proc.kill('SIGTERM');
+  const st = await srv.exited;
+  await Promise.all(loops);
+  assert.equal(st.code, 0, srv.logs());
+  const closes = await Promise.all(clients.map((ws) => ws.closed));
+  assert.deepEqual(closes.map((c) => c.code), [1001, 1001, 1001, 1001]);
+  const bad = [...before].filter(([, o]) => o !== 'ack' && o !== '503');
+  assert.deepEqual(bad, [], `of ${before.size} frames sent before SIGTERM, these had no answer:\n${srv.logs()}`);
+});
