@@ -7,12 +7,15 @@
 #include "base/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -21,6 +24,11 @@
 
 #ifndef PARLEY_VERSION
 #define PARLEY_VERSION "0.1.0"
+#endif
+/* Where `cmake --install` puts the default scripts and plugins (CMake's
+ * PARLEY_SHARE_DIR, from the install prefix). */
+#ifndef PARLEY_SHARE_DIR
+#define PARLEY_SHARE_DIR "/usr/local/share/parley"
 #endif
 #ifndef PARLEY_SANITIZER
 #define PARLEY_SANITIZER ""
@@ -61,7 +69,7 @@ static const struct setting setting_table[] = {
 	  "TCP port to listen on, 1..65535" },
 	{ "data_dir", "PARLEY_DATA_DIR", SETTING_PATH, FIELD(data_dir), "./data", 0, 0, "",
 	  "directory of the database" },
-	{ "map_size", "PARLEY_MAP_SIZE", SETTING_SIZE, FIELD(map_size), "4294967296",
+	{ "map_size", "PARLEY_MAP_SIZE", SETTING_SIZE, FIELD(map_size), "4GiB",
 	  1048576, 1099511627776LL, " (bytes)",
 	  "most the database may hold, 1 MiB..1 TiB (the file grows as it fills)" },
 	{ "frontend_url", "FRONTEND_URL", SETTING_OPTIONAL, FIELD(frontend_url), NULL, 0, 0, "",
@@ -76,14 +84,14 @@ static const struct setting setting_table[] = {
 	  100, 3600000, " (ms)", "milliseconds to wait for a pong, 100..3600000" },
 	{ "max_payload", "PARLEY_MAX_PAYLOAD", SETTING_SIZE, FIELD(max_payload), "1000000",
 	  64, 104857600, " (bytes)", "largest message in bytes, 64..104857600" },
-	{ "max_buffer", "PARLEY_MAX_BUFFER", SETTING_SIZE, FIELD(max_buffer), "16777216",
+	{ "max_buffer", "PARLEY_MAX_BUFFER", SETTING_SIZE, FIELD(max_buffer), "16MiB",
 	  65536, 1073741824, " (bytes)",
 	  "most queued for one connection that does not read; past it it is closed" },
 	{ "max_binary_pending", "PARLEY_MAX_BINARY_PENDING", SETTING_SIZE, FIELD(max_binary_pending),
 	  "4000000", 64, 4294967296LL, " (bytes)",
 	  "most one connection's unfinished binary event may hold (payload and attachments)" },
 	{ "max_binary_pending_total", "PARLEY_MAX_BINARY_PENDING_TOTAL", SETTING_SIZE,
-	  FIELD(max_binary_pending_total), "268435456", 64, 68719476736LL, " (bytes)",
+	  FIELD(max_binary_pending_total), "256MiB", 64, 68719476736LL, " (bytes)",
 	  "most every connection's unfinished binary events may hold together" },
 	{ "binary_timeout", "PARLEY_BINARY_TIMEOUT", SETTING_INT, FIELD(binary_timeout_ms), "10000",
 	  100, 600000, " (ms)",
@@ -106,11 +114,11 @@ static const struct setting setting_table[] = {
 	  "most SIGTERM's drain may take (writes commit, clients are told), 100..600000 ms" },
 	{ "script_timeout", "PARLEY_SCRIPT_TIMEOUT", SETTING_INT, FIELD(script_timeout_ms), "250",
 	  10, 60000, " (ms)", "time one hook or handler may run before it is stopped, 10..60000 ms" },
-	{ "script_memory", "PARLEY_SCRIPT_MEMORY", SETTING_SIZE, FIELD(script_memory), "67108864",
+	{ "script_memory", "PARLEY_SCRIPT_MEMORY", SETTING_SIZE, FIELD(script_memory), "64MiB",
 	  1048576, 4294967296LL, " (bytes)",
 	  "memory one hook or handler may add to the Lua heap, 1 MiB..4 GiB" },
 	{ "http_max_response", "PARLEY_HTTP_MAX_RESPONSE", SETTING_SIZE, FIELD(http_max_response),
-	  "1048576", 1024, 1073741824, " (bytes)",
+	  "1MiB", 1024, 1073741824, " (bytes)",
 	  "largest answer a script's parley.http.request takes, 1 KiB..1 GiB (past it: \"too large\")" },
 	{ "http_max_inflight", "PARLEY_HTTP_MAX_INFLIGHT", SETTING_INT, FIELD(http_max_inflight), "64",
 	  1, 100000, "", "scripts' HTTP requests in flight at once; past it one is refused" },
@@ -118,12 +126,14 @@ static const struct setting setting_table[] = {
 	  "plugins/push: the webhook notified of messages to users with no socket (http or https)" },
 	{ "push_secret", "PARLEY_PUSH_SECRET", SETTING_OPTIONAL, FIELD(push_secret), NULL, 0, 0, "",
 	  "plugins/push: the key of the webhook's X-Parley-Signature (HMAC-SHA256)" },
-	{ "scripts", "PARLEY_SCRIPTS", SETTING_PATH, FIELD(scripts_dir), "scripts", 0, 0, "",
-	  "directory of the Lua scripts" },
+	{ "scripts", "PARLEY_SCRIPTS", SETTING_PATH, FIELD(scripts_dir), NULL, 0, 0, "",
+	  "directory of the Lua scripts; unset: ./scripts if it holds init.lua, else the installed "
+	  "ones (" PARLEY_SHARE_DIR "/scripts)" },
 	{ "plugins", "PARLEY_PLUGINS", SETTING_PLUGINS, FIELD(plugins), "", 0, 0, "",
 	  "plugins to enable, comma-separated (file: \"a,b\" or {\"a\",\"b\"})" },
-	{ "plugin_path", "PARLEY_PLUGIN_PATH", SETTING_PATH, FIELD(plugin_path), "plugins", 0, 0, "",
-	  "directories searched for plugins, ';'-separated" },
+	{ "plugin_path", "PARLEY_PLUGIN_PATH", SETTING_PATH, FIELD(plugin_path), NULL, 0, 0, "",
+	  "directories searched for plugins, ';'-separated; unset: plugins;" PARLEY_SHARE_DIR
+	  "/plugins" },
 	{ "watch", "PARLEY_WATCH", SETTING_INT, FIELD(watch), "1", 0, 1, "",
 	  "1: reload the scripts when one of their files changes; 0: on SIGHUP only" },
 	{ "static", "PARLEY_STATIC", SETTING_OPTIONAL, FIELD(static_mount), NULL, 0, 0, "",
@@ -185,6 +195,45 @@ static int config_parse_integer(const char *s, long long *out)
 		return -EINVAL;
 	*out = v;
 	return 0;
+}
+
+/* Parses a size: a decimal integer, then optionally a unit after optional
+ * blanks: KiB, MiB, GiB, TiB (powers of 1024, as the README writes sizes),
+ * kB, MB, GB, TB (powers of 1000) or B, in any case. "4GiB" and "4 GiB"
+ * are 4294967296. Returns 0 or -EINVAL (a fraction, another unit, or a
+ * value past what a long long holds). */
+static int config_parse_size(const char *s, long long *out)
+{
+	static const struct { const char *unit; long long scale; } units[] = {
+		{ "b", 1 }, { "kib", 1LL << 10 }, { "mib", 1LL << 20 }, { "gib", 1LL << 30 },
+		{ "tib", 1LL << 40 }, { "kb", 1000LL }, { "mb", 1000000LL }, { "gb", 1000000000LL },
+		{ "tb", 1000000000000LL },
+	};
+	size_t digits = strspn(s, "0123456789");
+	const char *unit = s + digits;
+	char number[32];
+	long long n;
+
+	if (digits == 0 || digits >= sizeof(number))
+		return -EINVAL;
+	memcpy(number, s, digits);
+	number[digits] = '\0';
+	if (config_parse_integer(number, &n) != 0)
+		return -EINVAL;
+	unit += strspn(unit, " ");
+	if (*unit == '\0' && unit == s + digits) {
+		*out = n;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(unit, units[i].unit) != 0)
+			continue;
+		if (n > LLONG_MAX / units[i].scale)
+			return -EINVAL;
+		*out = n * units[i].scale;
+		return 0;
+	}
+	return -EINVAL;
 }
 
 /* True when `name` (len bytes) is a plugin name: [a-z0-9_-]+. */
@@ -302,16 +351,22 @@ static int config_apply(struct config *c, const struct setting *s, const char *v
 	}
 	switch (s->type) {
 	case SETTING_INT:
-	case SETTING_SIZE:
 		if (config_parse_integer(value, &n) != 0 || n < s->min || n > s->max) {
 			config_fail(err, errlen, file, name, "\"%.*s\" is not an integer in %lld..%lld%s",
 				    CONFIG_QUOTE_MAX, value, s->min, s->max, s->unit);
 			return -EINVAL;
 		}
-		if (s->type == SETTING_INT)
-			*(int *)base = (int)n;
-		else
-			*(size_t *)base = (size_t)n;
+		*(int *)base = (int)n;
+		return 0;
+	case SETTING_SIZE:
+		if (config_parse_size(value, &n) != 0 || n < s->min || n > s->max) {
+			config_fail(err, errlen, file, name,
+				    "\"%.*s\" is not a size in %lld..%lld bytes (a number of bytes, "
+				    "or with a unit: KiB, MiB, GiB, TiB; kB, MB, GB, TB)",
+				    CONFIG_QUOTE_MAX, value, s->min, s->max);
+			return -EINVAL;
+		}
+		*(size_t *)base = (size_t)n;
 		return 0;
 	case SETTING_PATH:
 		if (len == 0) {
@@ -442,7 +497,8 @@ static int config_apply_lua(struct config *c, const struct setting *s, lua_State
 	}
 	if (type != LUA_TSTRING) {
 		config_fail(err, errlen, file, s->key, "expected %s, got a %s",
-			    s->type == SETTING_INT || s->type == SETTING_SIZE ? "an integer"
+			    s->type == SETTING_INT ? "an integer"
+			    : s->type == SETTING_SIZE ? "a size (an integer, or a string: \"4GiB\")"
 			    : s->type == SETTING_PLUGINS ? "a string or an array of strings"
 			    : "a string",
 			    lua_typename(L, type));
@@ -645,6 +701,110 @@ static int config_check_static(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* The share directory beside the running binary (<bin>/../share/parley):
+ * an install unpacked under another root (dpkg -x, cmake --install
+ * --prefix) still finds its scripts. Writes it into `out`; returns 0 or
+ * -ENOENT. */
+static int config_share_beside_binary(char *out, size_t outlen)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return -ENOENT;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = '\0';
+	if (snprintf(out, outlen, "%s/../share/parley", exe) >= (int)outlen)
+		return -ENOENT;
+	return 0;
+}
+
+/* Whether `dir` holds a scripts list (init.lua). */
+static int config_has_scripts(const char *dir)
+{
+	char file[PATH_MAX];
+	struct stat st;
+
+	return snprintf(file, sizeof(file), "%s/init.lua", dir) < (int)sizeof(file) &&
+	       stat(file, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Fills in the scripts folder and the plugin path when no source set them:
+ * ./scripts when the working directory has one (a checkout), else the
+ * installed ones (PARLEY_SHARE_DIR, or the share directory beside the
+ * binary). Returns 0, or -ENOENT with a message saying what to set. */
+static int config_find_scripts(struct config *c, char *err, size_t errlen)
+{
+	char beside[PATH_MAX], dir[PATH_MAX + 16];
+	const char *found = NULL;
+	int have_beside = config_share_beside_binary(beside, sizeof(beside)) == 0;
+
+	if (!have_beside)
+		beside[0] = '\0';
+
+	if (!c->scripts_dir) {
+		if (config_has_scripts("scripts")) {
+			found = "scripts";
+		} else if (config_has_scripts(PARLEY_SHARE_DIR "/scripts")) {
+			found = PARLEY_SHARE_DIR "/scripts";
+		} else if (have_beside) {
+			snprintf(dir, sizeof(dir), "%s/scripts", beside);
+			if (config_has_scripts(dir))
+				found = dir;
+		}
+		if (!found) {
+			config_fail(err, errlen, NULL, "PARLEY_SCRIPTS",
+				    "no scripts found (no init.lua in ./scripts nor in %s/scripts%s%s%s): "
+				    "set PARLEY_SCRIPTS (file key scripts) to the folder of parley's Lua "
+				    "scripts", PARLEY_SHARE_DIR, have_beside ? " nor in " : "",
+				    have_beside ? beside : "", have_beside ? "/scripts" : "");
+			return -ENOENT;
+		}
+		c->scripts_dir = xstrdup(found);
+	}
+	if (!c->plugin_path) {
+		/* A search path: a folder missing from it is skipped. */
+		const char *head = "plugins;" PARLEY_SHARE_DIR "/plugins";
+		size_t cap = strlen(head) + strlen(beside) + sizeof(";/plugins");
+		c->plugin_path = xmalloc(cap);
+		snprintf(c->plugin_path, cap, "%s%s%s%s", head, have_beside ? ";" : "",
+			 have_beside ? beside : "", have_beside ? "/plugins" : "");
+	}
+	return 0;
+}
+
+/* Fills `c` (zeroed) from the defaults, the config file and the environment.
+ * Returns 0 or -EINVAL with a message in `err`. */
+static int config_read(struct config *c, char *err, size_t errlen)
+{
+	/* Defaults go through the same checks as every other source. */
+	for (size_t i = 0; i < SETTING_COUNT; i++) {
+		const struct setting *s = &setting_table[i];
+		if (s->def && config_apply(c, s, s->def, strlen(s->def), "default", s->key,
+					   err, errlen) != 0)
+			return -EINVAL;
+	}
+	if (config_load_file(c, err, errlen) != 0)
+		return -EINVAL;
+	for (size_t i = 0; i < SETTING_COUNT; i++) {
+		const struct setting *s = &setting_table[i];
+		const char *value = getenv(s->env);
+		/* An empty variable counts as unset, as in most shells' defaults. */
+		if (!value || !*value)
+			continue;
+		if (config_apply(c, s, value, strlen(value), NULL, s->env, err, errlen) != 0)
+			return -EINVAL;
+	}
+	if (config_check_static(c, err, errlen) != 0 || config_check_binary(c, err, errlen) != 0 ||
+	    config_find_scripts(c, err, errlen) != 0)
+		return -EINVAL;
+	return 0;
+}
+
 int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen)
 {
 	int rc = -EINVAL;
@@ -671,30 +831,112 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
 		goto out;
 	}
 
-	/* Defaults go through the same checks as every other source. */
-	for (size_t i = 0; i < SETTING_COUNT; i++) {
-		const struct setting *s = &setting_table[i];
-		if (s->def && config_apply(c, s, s->def, strlen(s->def), "default", s->key,
-					   err, errlen) != 0)
-			goto out;
-	}
-	if (config_load_file(c, err, errlen) != 0)
-		goto out;
-	for (size_t i = 0; i < SETTING_COUNT; i++) {
-		const struct setting *s = &setting_table[i];
-		const char *value = getenv(s->env);
-		/* An empty variable counts as unset, as in most shells' defaults. */
-		if (!value || !*value)
-			continue;
-		if (config_apply(c, s, value, strlen(value), NULL, s->env, err, errlen) != 0)
-			goto out;
-	}
-	if (config_check_static(c, err, errlen) != 0 || config_check_binary(c, err, errlen) != 0)
+	if (config_read(c, err, errlen) != 0)
 		goto out;
 	rc = 0;
 out:
 	if (rc != 0)
 		config_fini(c);
+	return rc;
+}
+
+/* What a reload may change in place: each is read afresh where it is used
+ * (the scripts at each load, the log level by every log call). The rest is
+ * held by what started with it (the port's socket, the open store, the
+ * limits the layers copied) and waits for a restart. */
+static const char *const config_reloadable[] = { "scripts", "plugins", "plugin_path", "log" };
+
+static int config_is_reloadable(const struct setting *s)
+{
+	for (size_t i = 0; i < sizeof(config_reloadable) / sizeof(config_reloadable[0]); i++)
+		if (strcmp(s->key, config_reloadable[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Whether setting `s` differs between `a` and `b`. */
+static int config_differs(const struct setting *s, const struct config *a, const struct config *b)
+{
+	const char *pa = (const char *)a + s->offset, *pb = (const char *)b + s->offset;
+
+	switch (s->type) {
+	case SETTING_INT:
+	case SETTING_LOG:
+		return *(const int *)pa != *(const int *)pb;
+	case SETTING_SIZE:
+		return *(const size_t *)pa != *(const size_t *)pb;
+	default: {
+		const char *x = *(char *const *)pa, *y = *(char *const *)pb;
+		return (x == NULL) != (y == NULL) || (x && strcmp(x, y) != 0);
+	}
+	}
+}
+
+/* Exchanges the values of setting `s` in `a` and `b`. */
+static void config_swap(const struct setting *s, struct config *a, struct config *b)
+{
+	char *pa = (char *)a + s->offset, *pb = (char *)b + s->offset;
+
+	switch (s->type) {
+	case SETTING_INT:
+	case SETTING_LOG: {
+		int t = *(int *)pa;
+		*(int *)pa = *(int *)pb;
+		*(int *)pb = t;
+		return;
+	}
+	case SETTING_SIZE: {
+		size_t t = *(size_t *)pa;
+		*(size_t *)pa = *(size_t *)pb;
+		*(size_t *)pb = t;
+		return;
+	}
+	default: {
+		char *t = *(char **)pa;
+		*(char **)pa = *(char **)pb;
+		*(char **)pb = t;
+		return;
+	}
+	}
+}
+
+int config_reload(struct config *c, char *err, size_t errlen)
+{
+	struct config next;
+	char fixed[512];
+	size_t used = 0;
+	char *file;
+	int rc;
+
+	memset(&next, 0, sizeof(next));
+	fixed[0] = '\0';
+	rc = config_read(&next, err, errlen);
+	if (rc != 0)
+		goto out;
+	for (size_t i = 0; i < SETTING_COUNT; i++) {
+		const struct setting *s = &setting_table[i];
+		int w;
+		if (!config_differs(s, c, &next))
+			continue;
+		if (config_is_reloadable(s)) {
+			/* Swapped: the old value goes with `next`. */
+			config_swap(s, c, &next);
+			continue;
+		}
+		w = snprintf(fixed + used, sizeof(fixed) - used, "%s%s (%s)", used ? ", " : "",
+			     s->key, s->env);
+		if (w > 0 && (size_t)w < sizeof(fixed) - used)
+			used += (size_t)w;
+	}
+	if (used)
+		log_warn("reload: %s changed, but cannot while parley runs: the running values "
+			 "stay until a restart", fixed);
+	/* The file read this time is the one the scripts read next. */
+	file = c->config_file;
+	c->config_file = next.config_file;
+	next.config_file = file;
+out:
+	config_fini(&next);
 	return rc;
 }
 
@@ -720,6 +962,8 @@ void config_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: parley [--help | --version]\n"
+		"       parley backup DIR   copy the database, compacted, into the new\n"
+		"                           directory DIR: safe while parley runs\n"
 		"\n"
 		"Settings: each comes from the environment or from the config file.\n"
 		"  %-21s %-14s %-9s %s\n",
@@ -735,8 +979,12 @@ void config_usage(FILE *out)
 		"Precedence: built-in defaults < config file < environment. An empty\n"
 		"environment variable counts as unset. The config file is Lua run as data\n"
 		"(no libraries) and returns a table keyed by the FILE KEY names, e.g.\n"
-		"  return { port = 8080, plugins = { \"chat\" }, plugin_config = { chat = { } } }\n"
-		"where plugin_config holds each plugin's own settings.\n"
+		"  return { port = 8080, map_size = \"4GiB\", plugins = { \"reactions\" },\n"
+		"    plugin_config = { reactions = { max_emoji_bytes = 16 },\n"
+		"                      chat = { presence_grace_ms = 3000 } } }\n"
+		"where plugin_config holds the settings of each enabled plugin and default\n"
+		"script (chat, messages), checked against its schema; a key naming neither\n"
+		"is refused. Sizes are bytes, or a number with KiB, MiB, GiB or TiB.\n"
 		"\n"
 		"One process per data directory: parley locks PARLEY_DATA_DIR/parley.lock,\n"
 		"and a second process on the same directory (by any path) exits 1 naming\n"
@@ -744,7 +992,13 @@ void config_usage(FILE *out)
 		"processes on one store need the shared store (PostgreSQL, PARLEY_STORE:\n"
 		"planned, not built yet).\n"
 		"\n"
-		"Signals: SIGHUP reloads the scripts (ignored once a shutdown began);\n"
+		"Signals: SIGHUP (or a change of a script or of the config file, with\n"
+		"PARLEY_WATCH=1) reads the settings again and reloads the scripts: the\n"
+		"scripts folder, plugins, plugin_path, plugin_config and the log level\n"
+		"take effect; a change of any other setting (the port, the store, the\n"
+		"limits) is named in a warning and waits for a restart. A broken config\n"
+		"file is refused and everything runs on as it was. Ignored once a\n"
+		"shutdown began.\n"
 		"SIGTERM drains (no new connections, in-flight writes committed, clients\n"
 		"told) and exits 0.\n",
 		"PARLEY_CONFIG", "-", "-", "config file to read; unset: " CONFIG_DEFAULT_FILE

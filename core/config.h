@@ -18,6 +18,14 @@
  * `c` is released. Strings in `c` are its own until config_fini. */
 int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen);
 
+/* Reads the defaults, the config file and the environment again (SIGHUP,
+ * a change of the config file) and applies to `c` what may change while
+ * parley runs: the scripts folder, the plugin list and path, the log level.
+ * A changed setting that cannot (the port, the store, the limits) is named
+ * in a warning and keeps its running value. Returns 0, or -EINVAL with a
+ * message in `err` (a bad value, a broken file): `c` is then untouched. */
+int config_reload(struct config *c, char *err, size_t errlen);
+
 /* Releases the strings `c` owns and zeroes it; NULL is a no-op. */
 void config_fini(struct config *c);
 

@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/settings.h"
+#include "config.h"
 #include "hub/client.h"
 #include "hub/recovery.h"
 #include "lua/script.h"
@@ -67,10 +68,13 @@ static struct lws_http_mount static_mount;
 /* ---- the drain: what SIGTERM (or SIGINT) starts ----
  * 1. settle: the listen socket closes (a new connection is refused by the
  *    kernel; see drain_listening for polling); client events, new sessions,
- *    upgrades and API requests get 503 "the server is shutting down"; the
- *    writes already handed to the store commit, and the jobs that waited for
- *    them run, so their acks and emits are queued. Settled is when a store
- *    barrier completes and nothing was submitted after it.
+ *    upgrades and API requests get 503 "the server is shutting down"; every
+ *    connection is pinged, and its pong awaited: what the client sent before
+ *    it comes first, so no event sent before the signal crosses the close
+ *    unanswered; the writes already handed to the store commit, and the
+ *    jobs that waited for them run, so their acks and emits are queued.
+ *    Settled is when every pong came, a store barrier completes and
+ *    nothing was submitted after it.
  * 2. close: every connection is told (conn_shutdown), after what is queued
  *    for it; the loop runs until each WebSocket's closing handshake is done,
  *    each polling session's close packet has gone out in a poll and each
@@ -94,7 +98,7 @@ static struct {
 	ev_timer linger;
 } drain;
 
-enum conn_filter { CONN_ANY, CONN_UNTOLD, CONN_POLLING_UNTOLD };
+enum conn_filter { CONN_ANY, CONN_UNTOLD, CONN_POLLING_UNTOLD, CONN_UNANSWERED };
 
 /* Open connections; those not told yet (a polling session whose close
  * packet a poll has taken is told); the polling ones among those. */
@@ -102,9 +106,14 @@ static size_t conn_count(enum conn_filter which)
 {
 	size_t n = 0;
 
-	for (struct conn *c = conn_all(); c; c = c->all_next)
-		n += which == CONN_ANY ||
-		     (!c->close_sent && (which == CONN_UNTOLD || c->transport == TRANSPORT_POLLING));
+	for (struct conn *c = conn_all(); c; c = c->all_next) {
+		if (which == CONN_UNANSWERED)
+			n += !conn_drain_answered(c);
+		else
+			n += which == CONN_ANY ||
+			     (!c->close_sent && (which == CONN_UNTOLD ||
+						 c->transport == TRANSPORT_POLLING));
+	}
 	return n;
 }
 
@@ -182,15 +191,24 @@ static int drain_advance(void)
 		drain.started = now_ms();
 		drain_listening();
 		drain.barrier = store_submit(store_batch_new(), on_drain_barrier, NULL);
+		/* Events a client sent before it could know are on their way:
+		 * each connection's pong comes after them (conn_drain_ping). */
+		for (struct conn *c = conn_all(); c; c = c->all_next)
+			conn_drain_ping(c);
 		drain.step = DRAIN_SETTLE;
 		/* Two thirds to settle, the rest for the closing handshakes. */
 		timer_start(&drain.timer, on_drain_timer, budget * 2 / 3);
 		return 0;
 	case DRAIN_SETTLE:
 		drain_listening();
-		if (!drain.expired && !drain_settled())
+		/* The pongs first: what arrives before them may write. */
+		if (!drain.expired && (conn_count(CONN_UNANSWERED) || !drain_settled()))
 			return 0;
-		if (drain.expired)
+		if (drain.expired && conn_count(CONN_UNANSWERED))
+			log_warn("stopping: %zu connections did not answer the drain's ping within "
+				 "PARLEY_SHUTDOWN_TIMEOUT: closing the connections anyway",
+				 conn_count(CONN_UNANSWERED));
+		else if (drain.expired)
 			log_warn("stopping: the store did not settle within PARLEY_SHUTDOWN_TIMEOUT: "
 				 "closing the connections anyway");
 		drain.expired = 0;
@@ -221,6 +239,24 @@ static int drain_advance(void)
 	return 1;
 }
 
+/* SIGHUP, or a change of a script or the config file: the settings are
+ * read again (config_reload applies what may change and names what may
+ * not), then the scripts load with them. A broken config file keeps
+ * everything as it runs, and counts as a refused load. */
+static void server_reload(void)
+{
+	char err[512];
+
+	if (config_reload(&settings, err, sizeof(err)) != 0) {
+		log_error("reload refused: %s", err);
+		script_loads_refused++;
+		return;
+	}
+	log_threshold = (enum log_level)settings.log_level;
+	if (script_reload() == 0)
+		log_info("scripts reloaded");
+}
+
 /* Runs after each iteration's callbacks, before the loop waits again: what
  * the iteration queued is written, closed connections are freed, and the
  * flags the signal handlers set are acted on. */
@@ -240,8 +276,8 @@ static void on_between_iterations(struct ev_loop *l, ev_prepare *w, int revents)
 		 * hooks write what they kept in memory. */
 		if (life.stopping)
 			log_warn("reload ignored: parley is shutting down");
-		else if (script_reload() == 0)
-			log_info("scripts reloaded");
+		else
+			server_reload();
 	}
 	/* Last: no read transaction is held while the loop waits. */
 	store_read_done();

@@ -19,9 +19,10 @@
 -- the user leaves them and pruned to those the user's sockets are in.
 
 local store = parley.store
-local TYPING_TTL_MS = tonumber(config.typing_ttl_ms) or 8000
-local GRACE_MS = tonumber(config.presence_grace_ms) or 5000
-local SWEEP_MS = tonumber(config.sweep_ms) or 250
+-- Checked against chat.schema.lua, with its defaults filled in.
+local TYPING_TTL_MS = config.typing_ttl_ms
+local GRACE_MS = config.presence_grace_ms
+local SWEEP_MS = config.sweep_ms
 local NAMESPACE = "/messages"
 local MAX_ID = 128 -- the longest conversation id (validate.lua)
 -- A sweep tells at most this many users' offline; the rest wait for the

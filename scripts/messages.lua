@@ -32,14 +32,11 @@ local json = parley.json
 local NAMESPACE = "/messages"
 local MAX_ID = 128
 local MAX_IDS = 500
-local MAX_CONTENT = tonumber(config.max_content) or 65536
+-- Both checked against messages.schema.lua, with its defaults filled in.
+local MAX_CONTENT = config.max_content
 -- Whose presence presence:query answers about: "shared" (the users who share
 -- a conversation with the asker) or "everyone".
-local PRESENCE_QUERY = config.presence_query or "shared"
-if PRESENCE_QUERY ~= "shared" and PRESENCE_QUERY ~= "everyone" then
-	error("plugin_config.messages.presence_query must be \"shared\" or \"everyone\", not "
-		.. tostring(PRESENCE_QUERY))
-end
+local PRESENCE_QUERY = config.presence_query
 
 local TYPES = {
 	text = true, image = true, video = true, audio = true, document = true,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # deps.sh - installs what parley needs on Debian 12 and is missing: the build
 # tools and libraries (apt), and with --test what the tests use: Chromium
-# (apt, for the browser test), strace (apt, for the fsync test) and the npm
+# (apt, for the browser test), strace (apt, for the fsync test), systemd and
+# dpkg-dev (apt, for the package test: systemd-analyze, dpkg-shlibdeps), HAProxy
+# and nginx (apt, for the proxy test) and the npm
 # packages of the test clients (tests/node_modules) and of the example page
 # (examples/web/node_modules), each from its package-lock.json. With
 # --plugin-test, only what a plugin's tests use: the test clients' npm
@@ -19,7 +21,9 @@ packages=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib
 	libcurl4-openssl-dev)
 
 if [ "$mode" = "--test" ]; then
-	packages+=(chromium strace)
+	# systemd-analyze, dpkg-shlibdeps: the package test (cpack's .deb, the
+	# unit); haproxy, nginx: the proxy test (docs/deploy.md's configs).
+	packages+=(chromium strace systemd dpkg-dev haproxy nginx)
 fi
 
 missing=()

@@ -22,6 +22,9 @@ static struct ev_loop *loop;
 static ev_io readable;
 static ev_timer quiet;
 static struct map dirs; /* directory -> (void *)(intptr_t)(wd + 1) */
+/* Names of watched files that do not end in .lua (a config file named
+ * parley.conf, say): a change to one counts too. */
+static struct map names;
 static void (*changed)(void);
 
 static void on_quiet(struct ev_loop *l, ev_timer *t, int revents)
@@ -29,7 +32,7 @@ static void on_quiet(struct ev_loop *l, ev_timer *t, int revents)
 	(void)l;
 	(void)t;
 	(void)revents;
-	log_info("script files changed: reloading");
+	log_info("script or config files changed: reloading");
 	changed();
 }
 
@@ -51,7 +54,8 @@ static void on_readable(struct ev_loop *l, ev_io *w, int revents)
 		for (char *p = buf; p < buf + n;) {
 			struct inotify_event *e = (struct inotify_event *)p;
 			/* Editors' swap and backup files are not scripts. */
-			if (e->len && is_lua(e->name, strlen(e->name)))
+			if (e->len && (is_lua(e->name, strlen(e->name)) ||
+				       map_get(&names, e->name, strlen(e->name))))
 				relevant = 1;
 			p += sizeof(*e) + e->len;
 		}
@@ -69,6 +73,7 @@ int watch_init(struct ev_loop *l, void (*on_change)(void))
 	loop = l;
 	changed = on_change;
 	map_init(&dirs);
+	map_init(&names);
 	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (fd < 0) {
 		int err = -errno;
@@ -89,6 +94,11 @@ void watch_file(const char *file)
 
 	if (fd < 0 || len >= sizeof(dir))
 		return;
+	if (!is_lua(file, strlen(file))) {
+		const char *name = slash ? slash + 1 : file;
+		if (*name && !map_get(&names, name, strlen(name)))
+			map_put(&names, name, strlen(name), (void *)1);
+	}
 	memcpy(dir, slash ? file : ".", len);
 	dir[len] = '\0';
 	if (map_get(&dirs, dir, len))
@@ -111,4 +121,5 @@ void watch_fini(void)
 		fd = -1;
 	}
 	map_fini(&dirs);
+	map_fini(&names);
 }

@@ -418,6 +418,9 @@ int script_reload(void)
 			}
 			lua_pop(L, 1);
 		}
+		/* The config file holds the plugin list and plugin_config. */
+		if (cfg->config_file)
+			watch_file(cfg->config_file);
 	}
 	return 0;
 }

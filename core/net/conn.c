@@ -238,8 +238,32 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 	timer_start(&c->heartbeat, on_heartbeat, settings.ping_timeout_ms);
 }
 
+void conn_drain_ping(struct conn *c)
+{
+	struct frame *f;
+
+	if (c->state != CONN_OPEN || c->doomed)
+		return;
+	/* A heartbeat ping still unanswered is answered first: its pong does
+	 * not count for this one. */
+	c->drain_pongs = c->pong_due ? 2 : 1;
+	f = frame_new(c->ops->ping, strlen(c->ops->ping), 0);
+	if (c->ops->ping_control)
+		f->opcode = WS_PING;
+	conn_send(c, f);
+}
+
+int conn_drain_answered(const struct conn *c)
+{
+	return c->state != CONN_OPEN || c->doomed || c->drain_pongs == 0;
+}
+
 void conn_heartbeat_start(struct conn *c)
 {
+	/* A pong of the protocol's (a WebSocket-ping protocol counts only
+	 * real pongs, in conn_ws_pong). */
+	if (c->drain_pongs && !c->ops->ping_control)
+		c->drain_pongs--;
 	/* An unasked pong does not put off the deadline to connect. */
 	if (c->awaiting_connect)
 		return;
@@ -399,6 +423,8 @@ void conn_ws_pong(void *owner, int pong)
 	 * that talks is alive (no need for the pong then). */
 	if (!c->ops->ping_control)
 		return;
+	if (pong && c->drain_pongs)
+		c->drain_pongs--;
 	if (pong ? c->state == CONN_OPEN : c->pong_due)
 		conn_heartbeat_start(c);
 }

@@ -58,6 +58,7 @@ struct conn {
 	unsigned close_sent : 1; /* ... and a poll has taken it: the session is done */
 	unsigned close_on_upgrade : 1; /* shutting down mid-upgrade: close once "5" comes */
 	unsigned client_closed : 1; /* the client asked to close it: conn_close_soon */
+	unsigned drain_pongs : 2; /* pongs owed before the drain's ping is answered */
 	uint16_t ws_close_code;  /* the WebSocket close code conn_close sends */
 	uint16_t close_code;     /* close the WebSocket with this once the queue drains */
 	uint8_t parser;          /* the protocol's: the parser its client speaks (engine.c) */
@@ -113,6 +114,15 @@ void conn_close_after_flush(struct conn *c, int code, const char *text);
  * protocol's shutdown): a WebSocket closes with 1001, a polling session
  * gets the Engine.IO close packet in its next poll response. */
 void conn_shutdown(struct conn *c);
+/* The drain's barrier: pings the client now, after what is queued for it.
+ * Its pong comes after everything the client sent before it read the ping
+ * (one ordered stream, or one ordered buffer of polling POSTs), so once
+ * conn_drain_answered, every event the client emitted before the server
+ * began to stop has arrived (and was answered: processed, or refused 503). */
+void conn_drain_ping(struct conn *c);
+/* Whether the pong to conn_drain_ping's ping came (a closed connection has
+ * nothing more to say). */
+int conn_drain_answered(const struct conn *c);
 /* Writes a fresh random id (20 url-safe characters) into `out`. */
 void conn_new_sid(char out[24]);
 /* Writes what each WebSocket queued during this loop iteration, one write

@@ -139,21 +139,28 @@ static void protocol_error(struct conn *c, const char *kind, const char *reason)
 	conn_close(c, reason);
 }
 
-/* Takes the whole queue as one polling payload: packets joined by the
- * record separator, binary ones as "b" + base64; in a buffer with LWS_PRE
- * bytes of headroom that the caller frees. */
+/* Takes the queue as one polling payload: packets joined by the record
+ * separator, binary ones as "b" + base64; in a buffer with LWS_PRE bytes of
+ * headroom that the caller frees. The close packet (last in the queue once
+ * poll_close is set) goes alone, in the poll after the others: socket.io-
+ * client hands a payload's packets on to its sockets a microtask later,
+ * but closes at once on the close packet, rejecting every ack still owed
+ * ("socket has been disconnected"), those in the same payload included. */
 static char *drain_payload(struct conn *c, size_t *len)
 {
+	uint32_t take = c->out.count;
 	size_t cap = 0, n = 0;
 	char *out;
 	struct frame *f;
 
-	for (uint32_t i = 0; i < c->out.count; i++) {
+	if (c->poll_close && take > 1)
+		take--;
+	for (uint32_t i = 0; i < take; i++) {
 		struct frame *g = c->out.slot[(c->out.head + i) & (c->out.cap - 1)];
 		cap += eio_payload_room(g->len, g->binary);
 	}
 	out = xmalloc(LWS_PRE + cap + 1);
-	while ((f = outq_pop(&c->out))) {
+	for (uint32_t i = 0; i < take && (f = outq_pop(&c->out)); i++) {
 		n = eio_payload_append(out + LWS_PRE, n, frame_data(f), f->len, f->binary);
 		frame_unref(f);
 	}
@@ -174,7 +181,7 @@ static int poll_flush(struct lws *wsi, struct pss *pss, struct conn *c)
 	 * drain ends all: a POST the client sent meanwhile is still answered
 	 * "ok", where an unknown sid would show the client a transport error
 	 * if that answer came in before this one. */
-	if (c->poll_close)
+	if (c->poll_close && c->out.count == 0)
 		c->close_sent = 1;
 	return rc;
 }

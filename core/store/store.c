@@ -810,6 +810,42 @@ static struct metrics_value store_metrics[] = {
 	{ .name = "parley_store_full_total{reason=\"disk\"}", .count = &store_full_disk },
 };
 
+int store_backup(const char *dir, const char *dest)
+{
+	char file[PATH_MAX];
+	MDB_env *src = NULL;
+	struct stat st;
+	int rc;
+
+	/* The source first: a wrong path must not leave an empty copy. */
+	if (snprintf(file, sizeof(file), "%s/data.mdb", dir) >= (int)sizeof(file) ||
+	    stat(file, &st) != 0) {
+		log_error("store: no database in %s (no data.mdb there)", dir);
+		return -ENOENT;
+	}
+	if (mkdir(dest, 0700) < 0) {
+		rc = -errno;
+		log_error("store: cannot create the backup directory %s: %s%s", dest, strerror(-rc),
+			  rc == -EEXIST ? " (name a new one)" : "");
+		return rc;
+	}
+	/* Read only: LMDB's reader table (lock.mdb) is how it shares the
+	 * database with the running parley's writer. The map is the file's. */
+	if ((rc = mdb_env_create(&src)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(src, STORE_DB_COUNT + 4)) != 0 ||
+	    (rc = mdb_env_open(src, dir, MDB_RDONLY | MDB_NOTLS, 0600)) != 0 ||
+	    (rc = mdb_env_copy2(src, dest, MDB_CP_COMPACT)) != 0) {
+		log_error("store: cannot back up %s to %s: %s", dir, dest, mdb_strerror(rc));
+		rc = rc > 0 ? -rc : rc;
+		goto out;
+	}
+	rc = 0;
+out:
+	if (src)
+		mdb_env_close(src);
+	return rc;
+}
+
 int store_open(const char *dir, size_t map_size, struct ev_loop *l)
 {
 	MDB_txn *txn;

@@ -59,6 +59,15 @@ int store_open(const char *dir, size_t map_size, struct ev_loop *loop);
  * opened (a claimed directory is let go), and twice. */
 void store_close(void);
 
+/* Copies the database in `dir` into the new directory `dest` (created; it
+ * must not exist), compacted (LMDB's mdb_env_copy2 with MDB_CP_COMPACT):
+ * a snapshot of one read transaction, so it is safe while a parley process
+ * writes `dir` (it takes no part of store_claim's lock) and holds every
+ * write committed before it began: every acked message. `dest` is then a
+ * data directory of its own. Returns 0, or a negative code (logged): an
+ * errno (-EEXIST: dest exists; -ENOENT: no database in dir) or LMDB's. */
+int store_backup(const char *dir, const char *dest);
+
 /* ---- writing ---- */
 
 struct store_batch;

@@ -250,7 +250,7 @@ test('presence_query = "everyone" opens presence:query to any user; a bad value 
     await bad.stop();
     assert.fail('parley started with presence_query = "nobody"');
   }
-  assert.match(bad.message, /presence_query must be "shared" or "everyone"/);
+  assert.match(bad.message, /plugin_config\.messages\.presence_query: must be one of shared, everyone/);
 });
 
 test('a user in more open conversations than chat.lua remembers before pruning still goes offline to each of them', async () => {

@@ -62,7 +62,8 @@ function freePort() {
 // Spawns parley with the default scripts plus the testkit plugin (unless
 // opts.env overrides) and does not wait for it: { port, url, proc, dataDir,
 // exited, logs() }. opts: port, dataDir (a new temp folder by default;
-// null leaves PARLEY_DATA_DIR unset), cwd (the repository), env, args, wrap
+// null leaves PARLEY_DATA_DIR unset), cwd (the repository), env, args, binary
+// (another parley binary: an installed one), wrap
 // (a command line that runs parley, e.g. ['strace', '-f', ...]: proc is
 // then the wrapper's; parley is its child, see fsync.test.js).
 async function spawnParley(opts = {}) {
@@ -87,7 +88,7 @@ async function spawnParley(opts = {}) {
     ...(process.env.UBSAN_OPTIONS ? { UBSAN_OPTIONS: process.env.UBSAN_OPTIONS } : {}),
     ...(opts.env || {}),
   };
-  const [cmd, ...argv] = [...(opts.wrap || []), BINARY, ...(opts.args || [])];
+  const [cmd, ...argv] = [...(opts.wrap || []), opts.binary || BINARY, ...(opts.args || [])];
   const proc = spawn(cmd, argv, { cwd: opts.cwd || ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   spawned.add(proc);
   let out = '';

@@ -183,6 +183,10 @@ function listed() {
 // a path or an optional string has no bad value there: its file checks
 // still run.
 const INTEGER = { env: ['abc', '-5', '10x', '1.5', '99999999999999999999'], file: ['"abc"', '1.5', '-5', '{}'] };
+// A size (a default such as 4GiB) takes units too (config.test.js); these
+// are no size.
+const SIZE = { env: ['abc', '-5', '10x', '1.5', '4 XiB', '99999999999999999999'], file: ['"abc"', '1.5', '-5', '{}', '"4 XiB"'] };
+const isSize = (def) => /^\d+[KMGT]iB$/.test(def);
 const KINDS = {
   PARLEY_DATA_DIR: { env: [], file: ['""', '5'] },
   PARLEY_SCRIPTS: { env: [], file: ['""', '5'] },
@@ -214,11 +218,11 @@ function refuses(env, what, name) {
 test('every setting --help lists refuses a bad value at start, from the environment and from the config file, naming the setting, and exits non-zero', () => {
   const rows = listed();
   assert.ok(rows.length >= 20, `--help lists ${rows.length} settings:\n${rows.map((r) => r.env).join(' ')}`);
-  const unknown = rows.filter((r) => !/^\d+$/.test(r.def) && !KINDS[r.env]).map((r) => r.env);
+  const unknown = rows.filter((r) => !/^\d+$/.test(r.def) && !isSize(r.def) && !KINDS[r.env]).map((r) => r.env);
   assert.deepEqual(unknown, [], 'settings with no bad values in settings.test.js: add their kind to KINDS');
   let checked = 0;
   for (const { env, key, def } of rows) {
-    const kind = /^\d+$/.test(def) ? INTEGER : KINDS[env];
+    const kind = /^\d+$/.test(def) ? INTEGER : isSize(def) ? SIZE : KINDS[env];
     for (const value of kind.env) {
       refuses({ [env]: value }, `${env}=${value}`, env);
       checked++;

@@ -106,20 +106,30 @@ function check_record(schema, given, where)
 	return out
 end
 
--- The plugin's schema.lua beside its init.lua, if there is one.
-local function load_schema(dir)
-	local src = core.read_file(dir .. "/schema.lua")
+-- Where a module's schema is: a plugin's schema.lua beside its init.lua,
+-- a script's <name>.schema.lua beside <name>.lua (scripts/chat.schema.lua).
+local function schema_path(path)
+	local dir = path:match("^(.*)/init%.lua$")
+	if dir then
+		return dir .. "/schema.lua"
+	end
+	return (path:gsub("%.lua$", ".schema.lua"))
+end
+
+-- The module's schema, if there is one: nil (none), the table, or false, err.
+local function load_schema(file)
+	local src = core.read_file(file)
 	if not src then
 		return nil
 	end
-	local chunk, err = loadstring(src, "@" .. dir .. "/schema.lua")
+	local chunk, err = loadstring(src, "@" .. file)
 	if not chunk then
 		return false, err
 	end
 	setfenv(chunk, {})
 	local ok, schema = pcall(chunk)
 	if not ok or type(schema) ~= "table" then
-		return false, dir .. "/schema.lua: must return a table of fields"
+		return false, file .. ": must return a table of fields"
 			.. (ok and "" or ": " .. tostring(schema))
 	end
 	return schema
@@ -138,19 +148,16 @@ local function load_module(path, name, config)
 	-- LuaJIT runs no hooks in compiled code, so the guard could not stop a
 	-- hot loop: every function of a script stays interpreted.
 	jit.off(chunk, true)
-	local dir = path:match("^(.*)/init%.lua$")
-	if dir then
-		local schema, serr = load_schema(dir)
-		if schema == false then
-			return nil, serr
+	local schema, serr = load_schema(schema_path(path))
+	if schema == false then
+		return nil, serr
+	end
+	if schema then
+		local checked, cerr2 = check_record(schema, config, "plugin_config." .. name)
+		if not checked then
+			return nil, "plugin '" .. name .. "': " .. cerr2
 		end
-		if schema then
-			local checked, cerr2 = check_record(schema, config, "plugin_config." .. name)
-			if not checked then
-				return nil, "plugin '" .. name .. "': " .. cerr2
-			end
-			config = checked
-		end
+		config = checked
 	end
 	local env = sandbox_env(name)
 	env.config = config or {}
@@ -353,6 +360,7 @@ local function build(scripts_dir, plugins, plugin_path, plugin_config, modules, 
 	for _, name in ipairs(names) do
 		local file = scripts_dir .. "/" .. name .. ".lua"
 		files[#files + 1] = file
+		files[#files + 1] = schema_path(file)
 		local m, merr = load_module(file, name, plugin_config and plugin_config[name])
 		if not m then
 			return nil, merr
@@ -365,11 +373,29 @@ local function build(scripts_dir, plugins, plugin_path, plugin_config, modules, 
 			return nil, "plugin '" .. name .. "' not found in " .. plugin_path
 		end
 		files[#files + 1] = file
+		files[#files + 1] = schema_path(file)
 		local m, merr = load_module(file, name, plugin_config and plugin_config[name])
 		if not m then
 			return nil, merr
 		end
 		modules[#modules + 1] = m
+	end
+	-- Settings for a module that is not loaded would be ignored without a
+	-- word: a misspelt name, or a plugin left out of `plugins`.
+	for key in pairs(plugin_config or {}) do
+		local found = false
+		for _, m in ipairs(modules) do
+			found = found or m.name == key
+		end
+		if not found then
+			local names = {}
+			for _, m in ipairs(modules) do
+				names[#names + 1] = m.name
+			end
+			return nil, "plugin_config." .. tostring(key) .. ": no enabled plugin or script is "
+				.. "named '" .. tostring(key) .. "' (enabled: " .. table.concat(names, ", ")
+				.. "; a plugin is enabled by PARLEY_PLUGINS, file key plugins)"
+		end
 	end
 	return registry_new(modules)
 end
