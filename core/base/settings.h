@@ -38,6 +38,9 @@ struct config {
 	int shutdown_timeout_ms; /* PARLEY_SHUTDOWN_TIMEOUT, 3000: the drain's bound */
 	int script_timeout_ms;   /* PARLEY_SCRIPT_TIMEOUT, 250 */
 	size_t script_memory;    /* PARLEY_SCRIPT_MEMORY, 64 MiB */
+	int guard_socket_stops;  /* PARLEY_GUARD_SOCKET_STOPS, 3 a minute: the socket is cut off */
+	int guard_handler_stops; /* PARLEY_GUARD_HANDLER_STOPS, 5 a minute: the handler is disabled */
+	int guard_throttle_ms;   /* PARLEY_GUARD_THROTTLE, 1000: a stopped socket's pause, per stop */
 	char *scripts_dir;       /* PARLEY_SCRIPTS, "scripts" */
 	char *plugins;           /* PARLEY_PLUGINS, "" (comma-separated names) */
 	char *plugin_path;       /* PARLEY_PLUGIN_PATH, "plugins" (';'-separated dirs) */

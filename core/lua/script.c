@@ -171,14 +171,19 @@ static int l_utf8_valid(lua_State *S)
 	return 1;
 }
 
-/* limit(which, message): counts a tripped limit and logs why */
+/* limit(which, message[, level]): counts a tripped limit and logs why, at
+ * info unless a level is given (what an operator must act on: "warn") */
 static int l_limit(lua_State *S)
 {
 	const char *which = luaL_checkstring(S, 1);
 	const char *msg = luaL_checkstring(S, 2);
+	int level = log_level_parse(luaL_optstring(S, 3, "info"));
 
 	metrics_limit(which);
-	log_info("%s", msg);
+	if (level < 0)
+		level = LOG_INFO;
+	if ((int)log_threshold >= level)
+		log_write((enum log_level)level, "%s", msg);
 	return 0;
 }
 
@@ -323,6 +328,12 @@ int script_init(void (*on_change)(void))
 	lua_setfield(L, -2, "max_user_sockets");
 	lua_pushinteger(L, settings.max_args);
 	lua_setfield(L, -2, "max_args");
+	lua_pushinteger(L, settings.guard_socket_stops);
+	lua_setfield(L, -2, "guard_socket_stops");
+	lua_pushinteger(L, settings.guard_handler_stops);
+	lua_setfield(L, -2, "guard_handler_stops");
+	lua_pushinteger(L, settings.guard_throttle_ms);
+	lua_setfield(L, -2, "guard_throttle");
 	lua_setfield(L, -2, "settings");
 	/* The parts, in order, on one context table; the last leaves there what
 	 * the core calls (R). */

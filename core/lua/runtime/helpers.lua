@@ -138,14 +138,18 @@ end
 -- Returns the status and message the client gets. The failure may be the
 -- memory budget, spent: what the runtime does next to answer gets a budget
 -- of its own.
-local function script_failed(m, what, err)
+-- sock, when given, is the socket whose event the hook ran for: the line
+-- names it and its user, who an operator may have to talk to.
+local function script_failed(m, what, err, sock)
 	core.renew_budget()
+	local whose = sock and (" (socket " .. sock.id .. ", user " .. tostring(sock.userId) .. ")")
+		or ""
 	if err == STOP then
-		log("error", module_tag(m) .. ": " .. what .. " was stopped: it ran longer than "
-			.. "the script time budget (PARLEY_SCRIPT_TIMEOUT)")
+		log("error", module_tag(m) .. ": " .. what .. whose .. " was stopped: it ran longer "
+			.. "than the script time budget (PARLEY_SCRIPT_TIMEOUT)")
 		return 500, "a script took too long"
 	end
-	log("error", module_tag(m) .. ": " .. what .. " failed: " .. describe(err))
+	log("error", module_tag(m) .. ": " .. what .. whose .. " failed: " .. describe(err))
 	return 500, "a script failed"
 end
 
