@@ -3,6 +3,7 @@
  * each encoded at most once per wire format however many sockets get it. */
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #include "hub/client.h"
 
@@ -137,8 +138,11 @@ struct nsp *nsp_lookup(const char *name, size_t len)
 struct client *client_new(struct conn *c, struct nsp *n, enum client_format format)
 {
 	struct client *cl = xcalloc(1, sizeof(*cl));
+	struct timespec ts;
 
 	cl->format = format;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	cl->connected_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	/* A socket id is a fresh session-style id, unique among sockets. */
 	do
 		conn_new_sid(cl->id);

@@ -75,6 +75,7 @@ struct client {
 	struct ack_wait *acks;
 	int closing; /* client_free has begun: hooks must not free it again */
 	enum client_format format;
+	int64_t connected_at; /* ms since the epoch when the socket was made (the admin API) */
 };
 
 /* A payload to send: one event and its arguments (or an ack's arguments:

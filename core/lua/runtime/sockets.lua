@@ -29,6 +29,11 @@ function lazy.transport(sock)
 	return core.transport(sock.id)
 end
 
+-- When the socket connected, in ms since the epoch.
+function lazy.connectedAt(sock)
+	return core.connected_at(sock.id)
+end
+
 -- The handshake as the connect hooks saw it, rebuilt from the core.
 local function handshake_table(query, auth_json, authorization, address)
 	local auth = auth_json and json.decode(auth_json)
