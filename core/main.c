@@ -25,6 +25,21 @@ static void on_reload_signal(int sig)
 	server_request_reload();
 }
 
+#ifndef PARLEY_VERSION
+#define PARLEY_VERSION "0.1.0"
+#endif
+
+static long long one(void)
+{
+	return 1;
+}
+
+static struct metrics_value build_info = {
+	.name = "parley_build_info{version=\"" PARLEY_VERSION "\"}",
+	.help = "The running build: its version in the label, value 1.", .type = "gauge",
+	.read = one,
+};
+
 int main(int argc, char **argv)
 {
 	char err[512];
@@ -39,6 +54,7 @@ int main(int argc, char **argv)
 	}
 	log_threshold = (enum log_level)settings.log_level;
 	map_seed();
+	metrics_register(&build_info);
 	signal(SIGPIPE, SIG_IGN);
 
 	/* The data directory first: a second process on it stops here, before

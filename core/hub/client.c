@@ -81,9 +81,54 @@ static struct metrics_value sockets_metric = {
 	.type = "gauge", .count = &sockets,
 };
 
+/* Users with a socket connected, each once whatever its namespaces and
+ * sockets: a walk of the sockets, at each scrape. */
+static long long online_users(void)
+{
+	struct map seen;
+	struct map_iter it;
+	struct map_entry *e;
+	long long n;
+
+	map_init(&seen);
+	map_iter_init(&it, &clients);
+	while ((e = map_next(&it))) {
+		const struct client *cl = e->value;
+		if (cl->user_id && !map_get(&seen, cl->user_id, strlen(cl->user_id)))
+			map_put(&seen, cl->user_id, strlen(cl->user_id), (void *)cl);
+	}
+	n = (long long)seen.count;
+	map_fini(&seen);
+	return n;
+}
+
+/* Rooms with a member, in every namespace (each user's own room counts). */
+static long long rooms_open(void)
+{
+	struct map_iter it;
+	struct map_entry *e;
+	long long n = 0;
+
+	map_iter_init(&it, &nsps);
+	while ((e = map_next(&it)))
+		n += (long long)((struct nsp *)e->value)->rooms.count;
+	return n;
+}
+
+static struct metrics_value users_metric = {
+	.name = "parley_online_users", .help = "Users with a socket connected.", .type = "gauge",
+	.read = online_users,
+};
+static struct metrics_value rooms_metric = {
+	.name = "parley_rooms", .help = "Rooms with a member, every namespace's (user rooms too).",
+	.type = "gauge", .read = rooms_open,
+};
+
 void client_init(void)
 {
 	metrics_register(&sockets_metric);
+	metrics_register(&users_metric);
+	metrics_register(&rooms_metric);
 	map_init(&clients);
 	map_init(&nsps);
 }

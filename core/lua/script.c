@@ -500,6 +500,7 @@ void script_event(struct client *cl, const char *name, size_t name_len,
 {
 	int known = 1;
 	char id[sizeof(cl->id)];
+	uint64_t start = usec_now();
 
 	/* A handler may disconnect the socket: keep its id, not the pointer. */
 	memcpy(id, cl->id, sizeof(id));
@@ -523,10 +524,13 @@ void script_event(struct client *cl, const char *name, size_t name_len,
 		if (still && !still->closing)
 			client_error(still, 500, "a script failed", ack_id);
 	}
-	if (known)
+	if (known) {
 		metrics_event_in(name, name_len);
-	else
+		metrics_observe_event(name, name_len, usec_now() - start);
+	} else {
 		metrics_event_in("_unknown", 8);
+		metrics_observe_event("_unknown", 8, usec_now() - start);
+	}
 }
 
 void script_http(const char *id, const char *method, const char *path,
