@@ -38,6 +38,8 @@ struct config {
 	int shutdown_timeout_ms; /* PARLEY_SHUTDOWN_TIMEOUT, 3000: the drain's bound */
 	int script_timeout_ms;   /* PARLEY_SCRIPT_TIMEOUT, 250 */
 	size_t script_memory;    /* PARLEY_SCRIPT_MEMORY, 64 MiB */
+	char *bind;              /* PARLEY_BIND, NULL: every address */
+	char *metrics_addr;      /* PARLEY_METRICS_ADDR, NULL: /metrics on the main port */
 	int guard_socket_stops;  /* PARLEY_GUARD_SOCKET_STOPS, 3 a minute: the socket is cut off */
 	int guard_handler_stops; /* PARLEY_GUARD_HANDLER_STOPS, 5 a minute: the handler is disabled */
 	int guard_throttle_ms;   /* PARLEY_GUARD_THROTTLE, 1000: a stopped socket's pause, per stop */
