@@ -6,6 +6,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -134,6 +135,9 @@ static const struct setting setting_table[] = {
 	  "files to serve: \"/prefix=directory\" (e.g. /app=examples/web); unset: none" },
 	{ "log", "PARLEY_LOG", SETTING_LOG, FIELD(log_level), "info", 0, 0, "",
 	  "log level: error, warn, info or debug" },
+	{ "log_format", "PARLEY_LOG_FORMAT", SETTING_OPTIONAL, FIELD(log_format), NULL, 0, 0, "",
+	  "text (the default) or json: one JSON object per line (time, level, module, socket, user, "
+	  "message)" },
 };
 
 #define SETTING_COUNT (sizeof(setting_table) / sizeof(setting_table[0]))
@@ -639,6 +643,58 @@ static int config_check_static(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* Whether `v` is an IPv4 or IPv6 literal ("[::1]" too), as ws_bind takes. */
+static int config_is_address(const char *v, size_t len)
+{
+	char text[INET6_ADDRSTRLEN + 1];
+	unsigned char bytes[sizeof(struct in6_addr)];
+
+	if (len >= 2 && v[0] == '[' && v[len - 1] == ']') {
+		v++;
+		len -= 2;
+	}
+	if (len == 0 || len >= sizeof(text))
+		return 0;
+	memcpy(text, v, len);
+	text[len] = '\0';
+	return inet_pton(AF_INET6, text, bytes) == 1 || inet_pton(AF_INET, text, bytes) == 1;
+}
+
+/* PARLEY_BIND is an address, PARLEY_METRICS_ADDR an address:port, and
+ * PARLEY_LOG_FORMAT text or json: refused at start, naming the setting,
+ * rather than found out when parley listens. */
+static int config_check_listen(const struct config *c, char *err, size_t errlen)
+{
+	const char *m = c->metrics_addr, *colon;
+	char *end;
+	long port;
+
+	if (c->bind && !config_is_address(c->bind, strlen(c->bind))) {
+		config_fail(err, errlen, NULL, "PARLEY_BIND (file key bind)",
+			    "\"%.*s\" is not an IPv4 or IPv6 address", CONFIG_QUOTE_MAX, c->bind);
+		return -EINVAL;
+	}
+	if (m) {
+		colon = strrchr(m, ':');
+		errno = 0;
+		port = colon ? strtol(colon + 1, &end, 10) : 0;
+		if (!colon || !config_is_address(m, (size_t)(colon - m)) || errno || *end ||
+		    end == colon + 1 || port < 1 || port > 65535) {
+			config_fail(err, errlen, NULL, "PARLEY_METRICS_ADDR (file key metrics_addr)",
+				    "expected address:port (e.g. 127.0.0.1:9100), got \"%.*s\"",
+				    CONFIG_QUOTE_MAX, m);
+			return -EINVAL;
+		}
+	}
+	if (c->log_format && strcmp(c->log_format, "text") != 0 &&
+	    strcmp(c->log_format, "json") != 0) {
+		config_fail(err, errlen, NULL, "PARLEY_LOG_FORMAT (file key log_format)",
+			    "\"%.*s\" is neither text nor json", CONFIG_QUOTE_MAX, c->log_format);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen)
 {
 	int rc = -EINVAL;
@@ -683,7 +739,8 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
 		if (config_apply(c, s, value, strlen(value), NULL, s->env, err, errlen) != 0)
 			goto out;
 	}
-	if (config_check_static(c, err, errlen) != 0 || config_check_binary(c, err, errlen) != 0)
+	if (config_check_static(c, err, errlen) != 0 || config_check_binary(c, err, errlen) != 0 ||
+	    config_check_listen(c, err, errlen) != 0)
 		goto out;
 	rc = 0;
 out:
@@ -698,6 +755,9 @@ void config_fini(struct config *c)
 		return;
 	free(c->data_dir);
 	free(c->static_mount);
+	free(c->bind);
+	free(c->metrics_addr);
+	free(c->log_format);
 	free(c->frontend_url);
 	free(c->jwt_secret);
 	free(c->api_key);

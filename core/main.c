@@ -53,6 +53,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_threshold = (enum log_level)settings.log_level;
+	log_json = settings.log_format && strcmp(settings.log_format, "json") == 0;
 	map_seed();
 	metrics_register(&build_info);
 	signal(SIGPIPE, SIG_IGN);

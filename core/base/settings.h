@@ -49,6 +49,7 @@ struct config {
 	int watch;               /* PARLEY_WATCH, 1: reload when a script file changes */
 	char *static_mount;      /* PARLEY_STATIC, NULL; "/prefix=directory": files served */
 	int log_level;           /* PARLEY_LOG, info */
+	char *log_format;        /* PARLEY_LOG_FORMAT, NULL (text) or "text" / "json" */
 	char *config_file;       /* the file that was read, or NULL */
 };
 

@@ -550,6 +550,17 @@ static int l_transport(lua_State *S)
 	return 1;
 }
 
+/* address(sid) -> the peer's address | nil */
+static int l_address(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+
+	if (!cl)
+		return 0;
+	lua_pushstring(S, cl->conn->hs.addr);
+	return 1;
+}
+
 /* connected_at(sid) -> ms since the epoch when the socket connected | nil */
 static int l_connected_at(lua_State *S)
 {
@@ -610,6 +621,7 @@ static const luaL_Reg functions[] = {
 	{ "handshake", l_handshake },
 	{ "transport", l_transport },
 	{ "connected_at", l_connected_at },
+	{ "address", l_address },
 	{ NULL, NULL },
 };
 

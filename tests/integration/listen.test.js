@@ -79,10 +79,10 @@ test('without PARLEY_BIND the main port answers on both loopbacks (the control f
 });
 
 for (const [name, value, expect] of [
-  ['PARLEY_BIND', 'not-an-address', /cannot listen on not-an-address: not an IPv4 or IPv6 address/],
-  ['PARLEY_METRICS_ADDR', '127.0.0.1', /PARLEY_METRICS_ADDR 127\.0\.0\.1: expected address:port/],
-  ['PARLEY_METRICS_ADDR', '127.0.0.1:0', /PARLEY_METRICS_ADDR 127\.0\.0\.1:0: the port must be 1\.\.65535/],
-  ['PARLEY_METRICS_ADDR', 'example:9100', /cannot listen on example: not an IPv4 or IPv6 address/],
+  ['PARLEY_BIND', 'not-an-address', /PARLEY_BIND \(file key bind\): "not-an-address" is not an IPv4 or IPv6 address/],
+  ['PARLEY_METRICS_ADDR', '127.0.0.1', /PARLEY_METRICS_ADDR \(file key metrics_addr\): expected address:port/],
+  ['PARLEY_METRICS_ADDR', '127.0.0.1:0', /PARLEY_METRICS_ADDR .*expected address:port .*got "127\.0\.0\.1:0"/],
+  ['PARLEY_METRICS_ADDR', 'example:9100', /PARLEY_METRICS_ADDR .*got "example:9100"/],
 ]) {
   test(`${name}=${value} stops parley at start with a line saying why`, async () => {
     const p = await h.spawnParley({ env: { [name]: value } });

@@ -1,6 +1,6 @@
 // metrics.test.js - /metrics has what an operator needs (issue 20, item 2):
-// the time of event handling by event name and of the store's commits as
-// histograms, the store's map size and use, online users and rooms, script
+// the time of event handling by event name, of acks and of the store's
+// commits as histograms, the store's map size and use, online users and rooms, script
 // loads by result, the process's CPU, memory and descriptors, and the
 // build. And the text keeps the Prometheus exposition format's rules,
 // checked here line by line (promtool is in Debian's `prometheus` package,
@@ -172,6 +172,8 @@ test('after events, a message stored and a bad event name: /metrics keeps the ex
   assert.equal(fams.get('parley_event_seconds').type, 'histogram');
   assert.equal(histogramCount(fams, 'parley_event_seconds', { event: 'test:echo' }), 3);
   assert.equal(histogramCount(fams, 'parley_event_seconds', { event: '_unknown' }), 1);
+  assert.equal(fams.get('parley_ack_seconds').type, 'histogram');
+  assert.equal(histogramCount(fams, 'parley_ack_seconds'), 3);
   assert.equal(fams.get('parley_store_commit_seconds').type, 'histogram');
   assert.ok(histogramCount(fams, 'parley_store_commit_seconds') >= 1);
   assert.ok(value(fams, 'parley_store_map_bytes') > 0);

@@ -81,6 +81,9 @@ end
 -- The socket is in its user's room: run the connected hooks.
 function R.connected(id)
 	local sock = sockets[id]
+	-- One line per socket that opens and closes: who, from where, how.
+	log("info", "runtime: socket " .. id .. " connected: user " .. sock.userId .. ", " .. sock.namespace
+		.. ", " .. tostring(core.transport(id)) .. ", from " .. tostring(core.address(id)), sock)
 	for _, h in ipairs(C.reg.connected) do
 		local ok, err = call(h.module, h.fn, sock)
 		if not ok then
@@ -94,6 +97,8 @@ function R.disconnect(id, reason)
 	if not sock then
 		return
 	end
+	log("info", "runtime: socket " .. id .. " disconnected: user " .. tostring(sock.userId) .. ", "
+		.. sock.namespace .. ", " .. tostring(reason), sock)
 	for _, h in ipairs(C.reg.disconnect) do
 		local ok, err = call(h.module, h.fn, sock, reason)
 		if not ok then
@@ -299,12 +304,17 @@ end
 
 -- One job. Should the runtime's own work fail (no memory left under the
 -- budget, a bug), the client is still answered.
-local function event_job(sock, handlers, name, args, nargs, ack)
+-- started: the core's clock when the event came (core.clock_us), for the
+-- ack's latency: every way out of here has answered.
+local function event_job(sock, handlers, name, args, nargs, ack, started)
 	local ok, err = pcall(answer_event, sock, handlers, name, args, nargs, ack)
 	if not ok then
 		core.renew_budget()
 		pcall(core.error, sock.id, 500, "a script failed", ack)
-		log("error", "runtime: the event " .. name .. " failed: " .. describe(err))
+		log("error", "runtime: the event " .. name .. " failed: " .. describe(err), sock)
+	end
+	if ack then
+		core.observe_ack(started)
 	end
 end
 
@@ -349,7 +359,7 @@ function R.event(id, name, args, att, ack)
 		core.error(id, derr.status, derr.message, ack)
 		return true
 	end
-	run_job(event_job, sock, handlers, name, args, nargs, ack)
+	run_job(event_job, sock, handlers, name, args, nargs, ack, ack and core.clock_us())
 	return true
 end
 

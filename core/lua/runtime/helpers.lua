@@ -44,8 +44,13 @@ local timers = {}       -- timer id -> { fn, owner, every }
 
 -- ---- helpers ----
 
-local function log(level, msg)
-	core.log(level, msg)
+-- sock, when given, names the socket and its user in a JSON record.
+local function log(level, msg, sock)
+	if sock then
+		core.log(level, msg, sock.id, sock.userId)
+	else
+		core.log(level, msg)
+	end
 end
 
 local function module_tag(m)
@@ -146,10 +151,10 @@ local function script_failed(m, what, err, sock)
 		or ""
 	if err == STOP then
 		log("error", module_tag(m) .. ": " .. what .. whose .. " was stopped: it ran longer "
-			.. "than the script time budget (PARLEY_SCRIPT_TIMEOUT)")
+			.. "than the script time budget (PARLEY_SCRIPT_TIMEOUT)", sock)
 		return 500, "a script took too long"
 	end
-	log("error", module_tag(m) .. ": " .. what .. whose .. " failed: " .. describe(err))
+	log("error", module_tag(m) .. ": " .. what .. whose .. " failed: " .. describe(err), sock)
 	return 500, "a script failed"
 end
 

@@ -219,7 +219,7 @@ end
 function Socket:log(level, fmt, ...)
 	local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
 	log(level, module_tag(C.current_module) .. ": socket " .. self.id .. " ("
-		.. tostring(self.userId) .. "): " .. msg)
+		.. tostring(self.userId) .. "): " .. msg, self)
 end
 
 function Socket:error(status, message, ack)
