@@ -114,8 +114,20 @@ static void log_vrecord(enum log_level level, const char *module, const char *so
 	snprintf(stamp + len, sizeof(stamp) - len, ".%03ldZ", ts.tv_nsec / 1000000);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (!log_json) {
+		/* A message's further lines (a stack trace) are indented: a line
+		 * that starts a record starts with its time, so a reader (or a
+		 * shipper's multiline rule) keeps them in their record. */
+		len = 0;
+		for (const char *p = msg; *p && len + 4 < sizeof(line); p++) {
+			line[len++] = *p;
+			if (*p == '\n' && p[1]) {
+				line[len++] = ' ';
+				line[len++] = ' ';
+			}
+		}
+		line[len] = '\0';
 		/* One fprintf per record keeps lines whole when stderr is a pipe. */
-		fprintf(stderr, "%s %-5s %s\n", stamp, level_names[level], msg);
+		fprintf(stderr, "%s %-5s %s\n", stamp, level_names[level], line);
 		return;
 	}
 	len = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\"", stamp,

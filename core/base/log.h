@@ -13,7 +13,7 @@ int log_level_parse(const char *name);
 /* 1: each record is one JSON object on a line (PARLEY_LOG_FORMAT=json):
  * {"time","level","module","socket","user","message"}, the last three
  * present when known; a message's newlines (a stack trace) stay inside it.
- * 0: text, "time level message". */
+ * 0: text, "time level message", a message's further lines indented. */
 extern int log_json;
 
 /* Writes one record at `level` whatever the threshold (the macros below

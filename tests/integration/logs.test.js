@@ -92,6 +92,24 @@ test('every line so far is one JSON object', () => {
   assert.ok(records().length >= 8);
 });
 
+test('in the text format a stack trace stays in its record: every further line is indented, each record starts with its time', async () => {
+  const t = await h.startParley({});
+  try {
+    const s = h.sioClient(t, '/messages', { query: { userId: 'dora' }, transports: ['websocket'] });
+    await h.connected(s);
+    await s.timeout(5000).emitWithAck('test:fail', {});
+    await h.waitFor(async () => t.logs(), (l) => /handler for test:fail/.test(l), 'the failure line');
+    s.close();
+    const lines = t.logs().split('\n').filter((l) => l !== '');
+    const i = lines.findIndex((l) => /handler for test:fail/.test(l));
+    assert.match(lines[i], /^\d{4}-\d\d-\d\dT\S+Z error testkit: handler for test:fail/);
+    assert.match(lines[i + 1], /^ {2}stack traceback:$/);
+    for (const l of lines) assert.match(l, /^(\d{4}-\d\d-\d\dT\S+Z (error|warn |info |debug) | {2})/, l);
+  } finally {
+    assert.equal((await t.stop()).code, 0);
+  }
+});
+
 test('PARLEY_LOG_FORMAT=xml stops parley at start, saying why', async () => {
   const p = await h.spawnParley({ env: { PARLEY_LOG_FORMAT: 'xml' } });
   const st = await p.exited;
