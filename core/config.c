@@ -6,6 +6,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -126,6 +127,19 @@ static const struct setting setting_table[] = {
 	  "plugins/push: the webhook notified of messages to users with no socket (http or https)" },
 	{ "push_secret", "PARLEY_PUSH_SECRET", SETTING_OPTIONAL, FIELD(push_secret), NULL, 0, 0, "",
 	  "plugins/push: the key of the webhook's X-Parley-Signature (HMAC-SHA256)" },
+	{ "bind", "PARLEY_BIND", SETTING_OPTIONAL, FIELD(bind), NULL, 0, 0, "",
+	  "address the main port listens on (an IPv4 or IPv6 literal); unset: every address" },
+	{ "metrics_addr", "PARLEY_METRICS_ADDR", SETTING_OPTIONAL, FIELD(metrics_addr), NULL, 0, 0,
+	  "", "address:port that serves /metrics instead of the main port (e.g. 127.0.0.1:9100)" },
+	{ "guard_socket_stops", "PARLEY_GUARD_SOCKET_STOPS", SETTING_INT, FIELD(guard_socket_stops),
+	  "3", 1, 1000, "",
+	  "guard stops of one socket's calls in a minute at which it is disconnected, 1..1000" },
+	{ "guard_handler_stops", "PARLEY_GUARD_HANDLER_STOPS", SETTING_INT,
+	  FIELD(guard_handler_stops), "5", 1, 1000, "",
+	  "guard stops of one handler in a minute at which it is disabled until a reload, 1..1000" },
+	{ "guard_throttle", "PARLEY_GUARD_THROTTLE", SETTING_INT, FIELD(guard_throttle_ms), "1000",
+	  0, 60000, " (ms)",
+	  "pause of a socket whose call the guard stopped, times its stops, 0..60000 ms" },
 	{ "scripts", "PARLEY_SCRIPTS", SETTING_PATH, FIELD(scripts_dir), NULL, 0, 0, "",
 	  "directory of the Lua scripts; unset: ./scripts if it holds init.lua, else the installed "
 	  "ones (" PARLEY_SHARE_DIR "/scripts)" },
@@ -150,6 +164,9 @@ static const struct setting setting_table[] = {
 	  "bytes of events kept per socket for a recovery; a session that misses more starts anew" },
 	{ "log", "PARLEY_LOG", SETTING_LOG, FIELD(log_level), "info", 0, 0, "",
 	  "log level: error, warn, info or debug" },
+	{ "log_format", "PARLEY_LOG_FORMAT", SETTING_OPTIONAL, FIELD(log_format), NULL, 0, 0, "",
+	  "text (the default) or json: one JSON object per line (time, level, module, socket, user, "
+	  "message)" },
 };
 
 #define SETTING_COUNT (sizeof(setting_table) / sizeof(setting_table[0]))
@@ -701,6 +718,58 @@ static int config_check_static(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* Whether `v` is an IPv4 or IPv6 literal ("[::1]" too), as ws_bind takes. */
+static int config_is_address(const char *v, size_t len)
+{
+	char text[INET6_ADDRSTRLEN + 1];
+	unsigned char bytes[sizeof(struct in6_addr)];
+
+	if (len >= 2 && v[0] == '[' && v[len - 1] == ']') {
+		v++;
+		len -= 2;
+	}
+	if (len == 0 || len >= sizeof(text))
+		return 0;
+	memcpy(text, v, len);
+	text[len] = '\0';
+	return inet_pton(AF_INET6, text, bytes) == 1 || inet_pton(AF_INET, text, bytes) == 1;
+}
+
+/* PARLEY_BIND is an address, PARLEY_METRICS_ADDR an address:port, and
+ * PARLEY_LOG_FORMAT text or json: refused at start, naming the setting,
+ * rather than found out when parley listens. */
+static int config_check_listen(const struct config *c, char *err, size_t errlen)
+{
+	const char *m = c->metrics_addr, *colon;
+	char *end;
+	long port;
+
+	if (c->bind && !config_is_address(c->bind, strlen(c->bind))) {
+		config_fail(err, errlen, NULL, "PARLEY_BIND (file key bind)",
+			    "\"%.*s\" is not an IPv4 or IPv6 address", CONFIG_QUOTE_MAX, c->bind);
+		return -EINVAL;
+	}
+	if (m) {
+		colon = strrchr(m, ':');
+		errno = 0;
+		port = colon ? strtol(colon + 1, &end, 10) : 0;
+		if (!colon || !config_is_address(m, (size_t)(colon - m)) || errno || *end ||
+		    end == colon + 1 || port < 1 || port > 65535) {
+			config_fail(err, errlen, NULL, "PARLEY_METRICS_ADDR (file key metrics_addr)",
+				    "expected address:port (e.g. 127.0.0.1:9100), got \"%.*s\"",
+				    CONFIG_QUOTE_MAX, m);
+			return -EINVAL;
+		}
+	}
+	if (c->log_format && strcmp(c->log_format, "text") != 0 &&
+	    strcmp(c->log_format, "json") != 0) {
+		config_fail(err, errlen, NULL, "PARLEY_LOG_FORMAT (file key log_format)",
+			    "\"%.*s\" is neither text nor json", CONFIG_QUOTE_MAX, c->log_format);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* The share directory beside the running binary (<bin>/../share/parley):
  * an install unpacked under another root (dpkg -x, cmake --install
  * --prefix) still finds its scripts. Writes it into `out`; returns 0 or
@@ -800,7 +869,7 @@ static int config_read(struct config *c, char *err, size_t errlen)
 			return -EINVAL;
 	}
 	if (config_check_static(c, err, errlen) != 0 || config_check_binary(c, err, errlen) != 0 ||
-	    config_find_scripts(c, err, errlen) != 0)
+	    config_check_listen(c, err, errlen) != 0 || config_find_scripts(c, err, errlen) != 0)
 		return -EINVAL;
 	return 0;
 }
@@ -946,6 +1015,9 @@ void config_fini(struct config *c)
 		return;
 	free(c->data_dir);
 	free(c->static_mount);
+	free(c->bind);
+	free(c->metrics_addr);
+	free(c->log_format);
 	free(c->frontend_url);
 	free(c->jwt_secret);
 	free(c->api_key);

@@ -26,6 +26,21 @@ static void on_reload_signal(int sig)
 	server_request_reload();
 }
 
+#ifndef PARLEY_VERSION
+#define PARLEY_VERSION "0.1.0"
+#endif
+
+static long long one(void)
+{
+	return 1;
+}
+
+static struct metrics_value build_info = {
+	.name = "parley_build_info{version=\"" PARLEY_VERSION "\"}",
+	.help = "The running build: its version in the label, value 1.", .type = "gauge",
+	.read = one,
+};
+
 /* `parley backup DIR`: a compacted copy of the data directory (the
  * settings' PARLEY_DATA_DIR) into the new directory DIR, safe while parley
  * runs on it (docs/deploy.md). Exits 0, or 1 with the reason. */
@@ -68,7 +83,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_threshold = (enum log_level)settings.log_level;
+	log_json = settings.log_format && strcmp(settings.log_format, "json") == 0;
 	map_seed();
+	metrics_register(&build_info);
 	signal(SIGPIPE, SIG_IGN);
 
 	/* The data directory first: a second process on it stops here, before

@@ -25,6 +25,7 @@
 #include "net/files.h"
 #include "net/http.h"
 #include "net/peers.h"
+#include "net/scrape.h"
 #include "net/ws.h"
 #include "proto/api.h"
 #include "proto/engine.h"
@@ -351,7 +352,11 @@ int server_start(void)
 	}
 	if (cfg->static_mount)
 		files_init(srv.ctx, static_mount.origin);
-	return ws_listen(cfg->port, &ws_handler, srv.ctx);
+	if ((rc = ws_listen(cfg->bind, cfg->port, &ws_handler, srv.ctx)) < 0)
+		return rc;
+	if (cfg->metrics_addr)
+		return scrape_start(cfg->metrics_addr);
+	return 0;
 }
 
 void server_run(void)
@@ -392,6 +397,7 @@ void server_fini(void)
 	conn_close_all("server shutdown");
 	/* Sockets held for a recovery end too, before the scripts' shutdown. */
 	recovery_end_all("server shutdown");
+	scrape_stop();
 	ws_fini();
 	if (srv.ctx)
 		lws_context_destroy(srv.ctx);

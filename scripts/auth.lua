@@ -132,6 +132,15 @@ return {
 	priority = 100,
 	namespaces = { "/", "/messages" },
 
+	-- Said at every load, at warn: a server left in development mode by
+	-- mistake trusts whatever userId a client sends.
+	load = function()
+		if not parley.settings.jwt_secret then
+			parley.log.warn("development auth is on: any client can claim any userId "
+				.. "(set JWT_SECRET for signed tokens)")
+		end
+	end,
+
 	connect = function(sock, hs)
 		local secret = parley.settings.jwt_secret
 		if secret then

@@ -3,9 +3,12 @@
  * distinct names get their own series; the rest count under "_other". */
 #include "base/metrics.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/map.h"
@@ -17,6 +20,7 @@ static uint64_t connections_total[METRICS_NTRANSPORTS];
 static uint64_t upgrades;
 static uint64_t encodings;
 static struct map events_in, events_out, errors, http_errors, protocol_errors, limits;
+static struct map event_times; /* name -> struct metrics_histogram */
 static int maps_ready;
 
 static void ensure_maps(void)
@@ -29,6 +33,7 @@ static void ensure_maps(void)
 	map_init(&http_errors);
 	map_init(&protocol_errors);
 	map_init(&limits);
+	map_init(&event_times);
 	maps_ready = 1;
 }
 
@@ -136,6 +141,58 @@ void metrics_limit(const char *which)
 	count(&limits, which, strlen(which), 1);
 }
 
+/* Upper bounds of the buckets, in µs and as the text shows them. */
+static const uint64_t bucket_usec[METRICS_BUCKETS] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 2500000,
+};
+static const char *const bucket_le[METRICS_BUCKETS] = {
+	"0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+	"0.1", "0.25", "0.5", "1", "2.5",
+};
+static struct metrics_histogram *histograms, **histograms_tail = &histograms;
+
+void metrics_histogram_register(struct metrics_histogram *h)
+{
+	for (const struct metrics_histogram *w = histograms; w; w = w->next)
+		if (w == h)
+			return;
+	h->next = NULL;
+	*histograms_tail = h;
+	histograms_tail = &h->next;
+}
+
+void metrics_observe(struct metrics_histogram *h, uint64_t usec)
+{
+	int i = 0;
+
+	while (i < METRICS_BUCKETS && usec > bucket_usec[i])
+		i++;
+	__atomic_fetch_add(&h->bucket[i], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&h->sum_usec, usec, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&h->count, 1, __ATOMIC_RELAXED);
+}
+
+void metrics_observe_event(const char *name, size_t len, uint64_t usec)
+{
+	struct metrics_histogram *h;
+
+	ensure_maps();
+	h = map_get(&event_times, name, len);
+	if (!h) {
+		if (event_times.count >= METRICS_MAX_NAMES) {
+			name = "_other";
+			len = 6;
+			h = map_get(&event_times, name, len);
+		}
+		if (!h) {
+			h = xcalloc(1, sizeof(*h));
+			map_put(&event_times, name, len, h);
+		}
+	}
+	metrics_observe(h, usec);
+}
+
 struct text {
 	char *p;
 	size_t len, cap;
@@ -188,6 +245,81 @@ static void put_family(struct text *t, struct map *m, const char *metric,
 		put_label(t, e->key, e->klen);
 		put(t, "\"} %llu\n", (unsigned long long)*(uint64_t *)e->value);
 	}
+}
+
+/* One histogram's series; `label` is `name="value"` or NULL. */
+static void put_histogram_series(struct text *t, const char *metric, const char *label_name,
+				 const char *label, size_t label_len,
+				 const struct metrics_histogram *h)
+{
+	uint64_t cum = 0;
+
+	for (int i = 0; i <= METRICS_BUCKETS; i++) {
+		cum += __atomic_load_n(&h->bucket[i], __ATOMIC_RELAXED);
+		put(t, "%s_bucket{", metric);
+		if (label_name) {
+			put(t, "%s=\"", label_name);
+			put_label(t, label, label_len);
+			put(t, "\",");
+		}
+		put(t, "le=\"%s\"} %llu\n", i < METRICS_BUCKETS ? bucket_le[i] : "+Inf",
+		    (unsigned long long)cum);
+	}
+	/* The count is the +Inf bucket's sum, read once: a concurrent
+	 * observation cannot make them differ. */
+	if (label_name) {
+		put(t, "%s_sum{%s=\"", metric, label_name);
+		put_label(t, label, label_len);
+		put(t, "\"} %.6f\n%s_count{%s=\"", (double)__atomic_load_n(&h->sum_usec,
+		    __ATOMIC_RELAXED) / 1e6, metric, label_name);
+		put_label(t, label, label_len);
+		put(t, "\"} %llu\n", (unsigned long long)cum);
+	} else {
+		put(t, "%s_sum %.6f\n%s_count %llu\n", metric,
+		    (double)__atomic_load_n(&h->sum_usec, __ATOMIC_RELAXED) / 1e6, metric,
+		    (unsigned long long)cum);
+	}
+}
+
+/* The process: CPU, resident memory, open and most file descriptors. */
+static void put_process(struct text *t)
+{
+	struct rusage ru;
+	struct rlimit rl;
+	long long rss = 0, fds = 0;
+	FILE *f;
+	DIR *d;
+
+	getrusage(RUSAGE_SELF, &ru);
+	put(t, "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
+		"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.6f\n",
+	    (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+	f = fopen("/proc/self/statm", "r");
+	if (f) {
+		long long size;
+		if (fscanf(f, "%lld %lld", &size, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	put(t, "# HELP process_resident_memory_bytes Resident memory size.\n"
+		"# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n",
+	    rss * sysconf(_SC_PAGESIZE));
+	d = opendir("/proc/self/fd");
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)))
+			if (e->d_name[0] != '.')
+				fds++;
+		closedir(d);
+		fds--; /* the directory's own descriptor */
+	}
+	put(t, "# HELP process_open_fds Open file descriptors.\n"
+		"# TYPE process_open_fds gauge\nprocess_open_fds %lld\n", fds);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		put(t, "# HELP process_max_fds The most file descriptors the process may open.\n"
+			"# TYPE process_max_fds gauge\nprocess_max_fds %lld\n",
+		    rl.rlim_cur == RLIM_INFINITY ? -1LL : (long long)rl.rlim_cur);
 }
 
 static struct metrics_value *registered, **registered_tail = &registered;
@@ -250,6 +382,23 @@ char *metrics_render(size_t *len)
 		   "Times a limit tripped, by limit.");
 	put_family(&t, &protocol_errors, "parley_protocol_errors_total", "kind",
 		   "Malformed packets and requests, by kind.");
+	put(&t, "# HELP parley_event_seconds The loop's time handling a client event, by name "
+		"(until its handler first waits for the store).\n"
+		"# TYPE parley_event_seconds histogram\n");
+	{
+		struct map_iter it;
+		struct map_entry *e;
+
+		map_iter_init(&it, &event_times);
+		while ((e = map_next(&it)))
+			put_histogram_series(&t, "parley_event_seconds", "event", e->key, e->klen,
+					     e->value);
+	}
+	for (const struct metrics_histogram *h = histograms; h; h = h->next) {
+		put(&t, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help, h->name);
+		put_histogram_series(&t, h->name, NULL, NULL, 0, h);
+	}
+	put_process(&t);
 	for (const struct metrics_value *v = registered; v; v = v->next) {
 		if (v->help)
 			put(&t, "# HELP %s %s\n# TYPE %s %s\n", family(v->name, fam, sizeof(fam)),
@@ -286,6 +435,7 @@ void metrics_fini(void)
 	free_counters(&http_errors);
 	free_counters(&protocol_errors);
 	free_counters(&limits);
+	free_counters(&event_times);
 	last_in.v = last_out.v = NULL;
 	maps_ready = 0;
 }

@@ -45,6 +45,25 @@ struct metrics_value {
  * values registered before it; registering it again does nothing. */
 void metrics_register(struct metrics_value *v);
 
+/* A latency histogram (a Prometheus histogram, in seconds): observed in
+ * microseconds, with relaxed atomics, so another thread may observe (the
+ * store's writer). Buckets from 100 µs to 2.5 s. */
+#define METRICS_BUCKETS 14
+struct metrics_histogram {
+	const char *name, *help;
+	uint64_t bucket[METRICS_BUCKETS + 1]; /* per bucket, not cumulative; the last: +Inf */
+	uint64_t count, sum_usec;
+	struct metrics_histogram *next; /* metrics' own */
+};
+/* Adds `h` (static storage, kept by reference) to what renders; again:
+ * nothing. */
+void metrics_histogram_register(struct metrics_histogram *h);
+/* One observation of `usec` microseconds. */
+void metrics_observe(struct metrics_histogram *h, uint64_t usec);
+/* The loop's time handling a client event named `name` (copied;
+ * client-chosen: past 256 names, "_other"), in parley_event_seconds. */
+void metrics_observe_event(const char *name, size_t len, uint64_t usec);
+
 /* Renders every metric: a NUL-terminated text of `*len` bytes that the
  * caller frees. Never NULL. */
 char *metrics_render(size_t *len);

@@ -42,6 +42,11 @@ struct config {
 	int http_max_inflight;   /* PARLEY_HTTP_MAX_INFLIGHT, 64 script HTTP requests at once */
 	char *push_url;          /* PARLEY_PUSH_URL, NULL: plugins/push's webhook */
 	char *push_secret;       /* PARLEY_PUSH_SECRET, NULL: plugins/push's HMAC key */
+	char *bind;              /* PARLEY_BIND, NULL: every address */
+	char *metrics_addr;      /* PARLEY_METRICS_ADDR, NULL: /metrics on the main port */
+	int guard_socket_stops;  /* PARLEY_GUARD_SOCKET_STOPS, 3 a minute: the socket is cut off */
+	int guard_handler_stops; /* PARLEY_GUARD_HANDLER_STOPS, 5 a minute: the handler is disabled */
+	int guard_throttle_ms;   /* PARLEY_GUARD_THROTTLE, 1000: a stopped socket's pause, per stop */
 	char *scripts_dir;       /* PARLEY_SCRIPTS, "scripts" */
 	char *plugins;           /* PARLEY_PLUGINS, "" (comma-separated names) */
 	char *plugin_path;       /* PARLEY_PLUGIN_PATH, "plugins" (';'-separated dirs) */
@@ -51,6 +56,7 @@ struct config {
 	int recovery_max_events; /* PARLEY_RECOVERY_MAX_EVENTS, 256 kept per socket */
 	size_t recovery_max_bytes; /* PARLEY_RECOVERY_MAX_BYTES, 1 MiB kept per socket */
 	int log_level;           /* PARLEY_LOG, info */
+	char *log_format;        /* PARLEY_LOG_FORMAT, NULL (text) or "text" / "json" */
 	char *config_file;       /* the file that was read, or NULL */
 };
 

@@ -3,6 +3,7 @@
  * each encoded at most once per wire format however many sockets get it. */
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #include "hub/client.h"
 
@@ -88,9 +89,54 @@ static void end_held(struct client *cl, const char *reason)
 	client_free(cl, reason);
 }
 
+/* Users with a socket connected, each once whatever its namespaces and
+ * sockets: a walk of the sockets, at each scrape. */
+static long long online_users(void)
+{
+	struct map seen;
+	struct map_iter it;
+	struct map_entry *e;
+	long long n;
+
+	map_init(&seen);
+	map_iter_init(&it, &clients);
+	while ((e = map_next(&it))) {
+		const struct client *cl = e->value;
+		if (cl->user_id && !map_get(&seen, cl->user_id, strlen(cl->user_id)))
+			map_put(&seen, cl->user_id, strlen(cl->user_id), (void *)cl);
+	}
+	n = (long long)seen.count;
+	map_fini(&seen);
+	return n;
+}
+
+/* Rooms with a member, in every namespace (each user's own room counts). */
+static long long rooms_open(void)
+{
+	struct map_iter it;
+	struct map_entry *e;
+	long long n = 0;
+
+	map_iter_init(&it, &nsps);
+	while ((e = map_next(&it)))
+		n += (long long)((struct nsp *)e->value)->rooms.count;
+	return n;
+}
+
+static struct metrics_value users_metric = {
+	.name = "parley_online_users", .help = "Users with a socket connected.", .type = "gauge",
+	.read = online_users,
+};
+static struct metrics_value rooms_metric = {
+	.name = "parley_rooms", .help = "Rooms with a member, every namespace's (user rooms too).",
+	.type = "gauge", .read = rooms_open,
+};
+
 void client_init(void)
 {
 	metrics_register(&sockets_metric);
+	metrics_register(&users_metric);
+	metrics_register(&rooms_metric);
 	recovery_init(end_held);
 	map_init(&clients);
 	map_init(&nsps);
@@ -147,8 +193,11 @@ struct nsp *nsp_lookup(const char *name, size_t len)
 struct client *client_new(struct conn *c, struct nsp *n, enum client_format format)
 {
 	struct client *cl = xcalloc(1, sizeof(*cl));
+	struct timespec ts;
 
 	cl->format = format;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	cl->connected_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	/* A socket id is a fresh session-style id, unique among sockets. */
 	do
 		conn_new_sid(cl->id);

@@ -85,6 +85,7 @@ struct client {
 	 * (a plain socket, or PARLEY_RECOVERY_WINDOW 0). While the socket is
 	 * held, `conn` is NULL: what is sent to it is only logged. */
 	struct recovery *rec;
+	int64_t connected_at; /* ms since the epoch when the socket was made (the admin API) */
 };
 
 /* A payload to send: one event and its arguments (or an ack's arguments:

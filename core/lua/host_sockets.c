@@ -557,6 +557,28 @@ static int l_transport(lua_State *S)
 	return 1;
 }
 
+/* address(sid) -> the peer's address | nil */
+static int l_address(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+
+	if (!cl)
+		return 0;
+	lua_pushstring(S, cl->conn->hs.addr);
+	return 1;
+}
+
+/* connected_at(sid) -> ms since the epoch when the socket connected | nil */
+static int l_connected_at(lua_State *S)
+{
+	struct client *cl = check_client(S, 1);
+
+	if (!cl)
+		return 0;
+	lua_pushnumber(S, (lua_Number)cl->connected_at);
+	return 1;
+}
+
 /* A parameter whose name or value is not UTF-8 is left out: scripts take
  * names and ids from here, and text that no JSON can carry would fail every
  * event that echoes it (a userId=%FF is then no userId at all: 401). */
@@ -605,6 +627,8 @@ static const luaL_Reg functions[] = {
 	{ "throttle", l_throttle },
 	{ "handshake", l_handshake },
 	{ "transport", l_transport },
+	{ "connected_at", l_connected_at },
+	{ "address", l_address },
 	{ NULL, NULL },
 };
 

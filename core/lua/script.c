@@ -111,15 +111,18 @@ static int call_runtime(const char *what, int nargs, int nresults)
 
 /* ---- core.* ---- */
 
+/* log(level, message[, socket id[, user id]]) */
 static int l_log(lua_State *S)
 {
 	int level = log_level_parse(luaL_checkstring(S, 1));
 	const char *msg = luaL_checkstring(S, 2);
+	const char *sid = luaL_optstring(S, 3, NULL);
+	const char *uid = luaL_optstring(S, 4, NULL);
 
 	if (level < 0)
 		level = LOG_INFO;
 	if ((int)log_threshold >= level)
-		log_write((enum log_level)level, "%s", msg);
+		log_record((enum log_level)level, NULL, sid, uid, "%s", msg);
 	return 0;
 }
 
@@ -171,14 +174,46 @@ static int l_utf8_valid(lua_State *S)
 	return 1;
 }
 
-/* limit(which, message): counts a tripped limit and logs why */
+/* limit(which, message[, level]): counts a tripped limit and logs why, at
+ * info unless a level is given (what an operator must act on: "warn") */
 static int l_limit(lua_State *S)
 {
 	const char *which = luaL_checkstring(S, 1);
 	const char *msg = luaL_checkstring(S, 2);
+	int level = log_level_parse(luaL_optstring(S, 3, "info"));
 
 	metrics_limit(which);
-	log_info("%s", msg);
+	if (level < 0)
+		level = LOG_INFO;
+	if ((int)log_threshold >= level)
+		log_write((enum log_level)level, "%s", msg);
+	return 0;
+}
+
+/* From a client event to its ack, the store's commits it waited for
+ * included: what the client waits. */
+static struct metrics_histogram ack_seconds = {
+	.name = "parley_ack_seconds",
+	.help = "Time from a client event to its ack (the handler's work and the store "
+		"commits it waited for).",
+};
+
+/* clock_us() -> microseconds on a monotonic clock */
+static int l_clock_us(lua_State *S)
+{
+	lua_pushnumber(S, (lua_Number)usec_now());
+	return 1;
+}
+
+/* observe_ack(started): an ack sent, for an event that came at `started`
+ * (clock_us) */
+static int l_observe_ack(lua_State *S)
+{
+	lua_Number started = luaL_checknumber(S, 1);
+	uint64_t now = usec_now();
+
+	metrics_observe(&ack_seconds, started > 0 && (uint64_t)started <= now ?
+				      now - (uint64_t)started : 0);
 	return 0;
 }
 
@@ -213,6 +248,8 @@ static const luaL_Reg core_functions[] = {
 	{ "utf8_valid", l_utf8_valid },
 	{ "renew_budget", l_renew_budget },
 	{ "now", l_now },
+	{ "clock_us", l_clock_us },
+	{ "observe_ack", l_observe_ack },
 	{ "http_respond", l_http_respond },
 	{ NULL, NULL },
 };
@@ -284,6 +321,7 @@ int script_init(void (*on_change)(void))
 {
 	for (size_t i = 0; i < sizeof(lua_metrics) / sizeof(lua_metrics[0]); i++)
 		metrics_register(&lua_metrics[i]);
+	metrics_histogram_register(&ack_seconds);
 	L = guard_newstate(settings.script_timeout_ms, settings.script_memory,
 			   runtime_sources);
 	if (!L)
@@ -347,6 +385,12 @@ int script_init(void (*on_change)(void))
 	lua_setfield(L, -2, "max_user_sockets");
 	lua_pushinteger(L, settings.max_args);
 	lua_setfield(L, -2, "max_args");
+	lua_pushinteger(L, settings.guard_socket_stops);
+	lua_setfield(L, -2, "guard_socket_stops");
+	lua_pushinteger(L, settings.guard_handler_stops);
+	lua_setfield(L, -2, "guard_handler_stops");
+	lua_pushinteger(L, settings.guard_throttle_ms);
+	lua_setfield(L, -2, "guard_throttle");
 	lua_setfield(L, -2, "settings");
 	/* The parts, in order, on one context table; the last leaves there what
 	 * the core calls (R). */
@@ -525,6 +569,7 @@ void script_event(struct client *cl, const char *name, size_t name_len,
 {
 	int known = 1;
 	char id[sizeof(cl->id)];
+	uint64_t start = usec_now();
 
 	/* A handler may disconnect the socket: keep its id, not the pointer. */
 	memcpy(id, cl->id, sizeof(id));
@@ -548,10 +593,13 @@ void script_event(struct client *cl, const char *name, size_t name_len,
 		if (still && !still->closing)
 			client_error(still, 500, "a script failed", ack_id);
 	}
-	if (known)
+	if (known) {
 		metrics_event_in(name, name_len);
-	else
+		metrics_observe_event(name, name_len, usec_now() - start);
+	} else {
 		metrics_event_in("_unknown", 8);
+		metrics_observe_event("_unknown", 8, usec_now() - start);
+	}
 }
 
 void script_http(const char *id, const char *method, const char *path,

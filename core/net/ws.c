@@ -4,6 +4,7 @@
  * control frames and the closing handshake. */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -1018,23 +1019,52 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-int ws_listen(int port, const struct ws_handler *h, struct lws_context *ctx)
+int ws_bind(const char *addr, int port)
 {
 	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
 				   .sin6_addr = IN6ADDR_ANY_INIT };
 	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				  .sin_addr.s_addr = htonl(INADDR_ANY) };
-	struct rlimit rl;
-	int one = 1, zero = 0, fd, err;
+	char text[INET6_ADDRSTRLEN + 2];
+	int one = 1, zero = 0, fd = -1, err, family = 0;
 
+	if (addr && *addr) {
+		/* "[::1]" as in a URL, or a bare literal; no names: a name may
+		 * resolve to several addresses, or change. */
+		size_t len = strlen(addr);
+		if (addr[0] == '[' && len >= 2 && addr[len - 1] == ']') {
+			addr++;
+			len -= 2;
+		}
+		if (len >= sizeof(text)) {
+			log_error("cannot listen on %s: not an IPv4 or IPv6 address", addr);
+			return -EINVAL;
+		}
+		memcpy(text, addr, len);
+		text[len] = '\0';
+		if (inet_pton(AF_INET6, text, &a6.sin6_addr) == 1)
+			family = AF_INET6;
+		else if (inet_pton(AF_INET, text, &a4.sin_addr) == 1)
+			family = AF_INET;
+		else {
+			log_error("cannot listen on %s: not an IPv4 or IPv6 address", text);
+			return -EINVAL;
+		}
+	}
 	/* Both families on one socket where the host has IPv6. */
-	fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd >= 0) {
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) < 0) {
-			close(fd);
-			fd = -1;
+	if (family != AF_INET) {
+		fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd >= 0) {
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) < 0) {
+				if (family == AF_INET6)
+					goto fail;
+				close(fd);
+				fd = -1;
+			}
+		} else if (family == AF_INET6) {
+			goto fail;
 		}
 	}
 	if (fd < 0) {
@@ -1047,6 +1077,25 @@ int ws_listen(int port, const struct ws_handler *h, struct lws_context *ctx)
 	}
 	if (listen(fd, SOMAXCONN) < 0)
 		goto fail;
+	return fd;
+fail:
+	err = -errno;
+	log_error("cannot listen on %s port %d: %s", addr && *addr ? addr : "every address", port,
+		  strerror(-err));
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+int ws_listen(const char *addr, int port, const struct ws_handler *h, struct lws_context *ctx)
+{
+	struct rlimit rl;
+	int fd;
+
+	fd = ws_bind(addr, port);
+	if (fd < 0)
+		return fd;
+
 	fd_ceiling = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 				     rl.rlim_cur > 2 * FD_RESERVE ?
 			     (int)rl.rlim_cur - FD_RESERVE : 1 << 30;
@@ -1056,12 +1105,6 @@ int ws_listen(int port, const struct ws_handler *h, struct lws_context *ctx)
 	ev_io_init(&listen_io, on_accept, fd, EV_READ);
 	ev_io_start(clock_loop, &listen_io);
 	return 0;
-fail:
-	err = -errno;
-	log_error("cannot listen on port %d: %s", port, strerror(-err));
-	if (fd >= 0)
-		close(fd);
-	return err;
 }
 
 void ws_stop_listening(void)

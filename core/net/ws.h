@@ -61,12 +61,17 @@ struct ws_handler {
 	void (*pong)(void *owner, int pong);
 };
 
-/* Listens on `port` (IPv6 and IPv4) and accepts on the loop; an upgrade
+/* A listening, non-blocking socket on `addr` (an IPv4 or IPv6 literal,
+ * "[::1]" too; NULL or "": every address, IPv6 and IPv4) and `port`.
+ * Returns the descriptor, or a negative errno (logged): -EINVAL for an
+ * address that is none, or socket's, bind's or listen's. */
+int ws_bind(const char *addr, int port);
+/* Listens on `addr` and `port` (as ws_bind) and accepts on the loop; an upgrade
  * request is served here and reported to `h` (which must outlive the
  * listener), any other request goes to `ctx` (lws, which must outlive it
  * too), which serves HTTP on it. Returns 0, or the negative errno of
  * socket, bind or listen (logged: -EADDRINUSE, -EACCES, ...). */
-int ws_listen(int port, const struct ws_handler *h, struct lws_context *ctx);
+int ws_listen(const char *addr, int port, const struct ws_handler *h, struct lws_context *ctx);
 /* Closes the listening socket: the kernel refuses new connections. A
  * no-op when it is closed. */
 void ws_stop_listening(void);

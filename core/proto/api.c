@@ -11,6 +11,7 @@
 #include "proto/api.h"
 
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/map.h"
 #include "base/metrics.h"
@@ -31,6 +32,7 @@ struct api_request {
 	int status;
 	char *resp;
 	size_t resp_len;
+	int64_t started_ms; /* for the access log */
 };
 
 static struct map requests; /* id text -> struct api_request */
@@ -166,6 +168,7 @@ int api_request_begin(struct lws *wsi, struct pss *pss, const char *path)
 	r->wsi = wsi;
 	r->method = pss->method;
 	r->path = xstrdup(path);
+	r->started_ms = now_ms();
 	map_put(&requests, r->key, strlen(r->key), r);
 	pss->route_data = r;
 	pss->route = &api_route;
@@ -216,6 +219,10 @@ static int writable(struct lws *wsi, struct pss *pss)
 		return 0;
 	if (r->status >= 400)
 		metrics_http_error(r->status);
+	/* The access log: one line per answered request (the path is UTF-8,
+	 * checked at the door; the query is left out: it may carry tokens). */
+	log_info("api: %s %s %d %zu bytes %lld ms from %s", http_method_name(r->method), r->path,
+		 r->status, r->resp_len, (long long)(now_ms() - r->started_ms), r->query.addr);
 	pss->route_data = NULL;
 	rc = http_respond(wsi, pss, r->status, "application/json", r->resp, r->resp_len);
 	request_free(r);

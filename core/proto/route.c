@@ -58,7 +58,8 @@ static int serve_own(struct lws *wsi, struct pss *pss, const char *path)
 				 (unsigned long long)client_count());
 		return http_respond(wsi, pss, 200, "application/json", body, (size_t)n);
 	}
-	if (strcmp(path, "/metrics") == 0) {
+	/* With PARLEY_METRICS_ADDR, /metrics is there only (core/net/scrape.c). */
+	if (strcmp(path, "/metrics") == 0 && !settings.metrics_addr) {
 		size_t len;
 		char *text = metrics_render(&len);
 		int rc = http_respond(wsi, pss, 200, "text/plain; version=0.0.4", text, len);

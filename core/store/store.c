@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -351,10 +352,25 @@ static int commit_error(int err)
 
 /* Writes every batch of the list that is not doomed (below) in one
  * transaction; sets each batch's err. Returns how many failed. */
+/* The writer's commits, each one write and fsync of LMDB's (the writer
+ * thread observes; /metrics reads on the loop). */
+static struct metrics_histogram commit_seconds = {
+	.name = "parley_store_commit_seconds",
+	.help = "Time of the store's commits: LMDB's write and fsync of one transaction.",
+};
+
+static uint64_t store_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static uint64_t commit_list(struct store_batch *list)
 {
 	struct apply a = { NULL, 0 };
-	uint64_t failed = 0, last_write = 0, n = 0;
+	uint64_t failed = 0, last_write = 0, n = 0, commit_start;
 	int rc;
 
 	/* Doomed without being tried: a batch the loop submitted before it
@@ -388,8 +404,10 @@ static uint64_t commit_list(struct store_batch *list)
 		rc = a.err;
 		goto fail;
 	}
+	commit_start = store_usec();
 	if ((rc = mdb_txn_commit(a.txn)) != 0) /* writes and fsyncs */
 		goto fail;
+	metrics_observe(&commit_seconds, store_usec() - commit_start);
 	return failed;
 fail:
 	failures_made++;
@@ -794,7 +812,32 @@ fail:
 	return err;
 }
 
+/* The map's size and what of it is used: a full map answers 507, and the
+ * gap between the two shows it coming. */
+static long long store_map_bytes(void)
+{
+	MDB_envinfo info;
+
+	return env && mdb_env_info(env, &info) == 0 ? (long long)info.me_mapsize : 0;
+}
+
+static long long store_used_bytes(void)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+
+	if (!env || mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0)
+		return 0;
+	return (long long)(info.me_last_pgno + 1) * (long long)st.ms_psize;
+}
+
 static struct metrics_value store_metrics[] = {
+	{ .name = "parley_store_map_bytes",
+	  .help = "The store's map size (PARLEY_MAP_SIZE): its most, past which writes get 507.",
+	  .type = "gauge", .read = store_map_bytes },
+	{ .name = "parley_store_used_bytes",
+	  .help = "What the store's map holds: its pages in use, up to the last written.",
+	  .type = "gauge", .read = store_used_bytes },
 	{ .name = "parley_store_commits_total",
 	  .help = "Transactions the store's writer committed (and synced).", .type = "counter",
 	  .count = &store_commits },
@@ -853,6 +896,7 @@ int store_open(const char *dir, size_t map_size, struct ev_loop *l)
 
 	for (size_t i = 0; i < sizeof(store_metrics) / sizeof(store_metrics[0]); i++)
 		metrics_register(&store_metrics[i]);
+	metrics_histogram_register(&commit_seconds);
 	/* parley_strerror names LMDB's codes in LMDB's words from now on. */
 	parley_strerror_lmdb(mdb_strerror);
 

@@ -137,8 +137,8 @@ test('scripts keep their own pcall: test:catch sees its error', async () => {
     { ok: false, err: 'mine' });
 });
 
-test('the log names the handler that was stopped', async () => {
-  assert.match(srv.logs(), /testkit: handler for test:spin was stopped: it ran longer than the script time budget/);
+test('the log names the handler that was stopped, its socket and its user', async () => {
+  assert.match(srv.logs(), /testkit: handler for test:spin \(socket [\w-]+, user runner-test:spin\) was stopped: it ran longer than the script time budget/);
 });
 
 // Whatever a failed test left running is stopped, after the hooks above.

@@ -152,7 +152,7 @@ for (const [shape, [statusCode, message]] of Object.entries({
 
 test('what went wrong is logged by type: no script code ran for it, and no job failed', async () => {
   const logs = srv.logs();
-  assert.match(logs, /misbehave: handler for misbehave:throw-looping-tostring failed: \(a table, not a string\)/);
+  assert.match(logs, /misbehave: handler for misbehave:throw-looping-tostring \(socket [\w-]+, user [^)]+\) failed: \(a table, not a string\)/);
   assert.match(logs, /misbehave: handler for misbehave:string-status refused badly: its status abc is not an integer from 400 to 599/);
   assert.match(logs, /misbehave: handler for misbehave:message-not-utf8 refused badly: its message is not UTF-8/);
   assert.doesNotMatch(logs, /a job failed|was stopped/);

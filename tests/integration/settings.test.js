@@ -200,6 +200,9 @@ const KINDS = {
   PARLEY_LOG: { env: ['loud', 'INFO1'], file: ['"loud"', '3'] },
   PARLEY_STATIC: { env: ['nonsense', '/api=/tmp', '/app=/nonexistent-dir'], file: ['"nonsense"', '5'] },
   PARLEY_CONFIG: { env: ['/nonexistent-dir/parley.conf.lua'], file: [] },
+  PARLEY_BIND: { env: ['localhost', '1.2.3', '[::1'], file: ['"localhost"', '5'] },
+  PARLEY_METRICS_ADDR: { env: ['127.0.0.1', '127.0.0.1:0', 'host:9100', '127.0.0.1:9x'], file: ['":9100"', '5'] },
+  PARLEY_LOG_FORMAT: { env: ['xml'], file: ['"xml"', '5'] },
 };
 
 function refuses(env, what, name) {

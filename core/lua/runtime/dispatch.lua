@@ -81,6 +81,9 @@ end
 -- The socket is in its user's room: run the connected hooks.
 function R.connected(id)
 	local sock = sockets[id]
+	-- One line per socket that opens and closes: who, from where, how.
+	log("info", "runtime: socket " .. id .. " connected: user " .. sock.userId .. ", " .. sock.namespace
+		.. ", " .. tostring(core.transport(id)) .. ", from " .. tostring(core.address(id)), sock)
 	for _, h in ipairs(C.reg.connected) do
 		local ok, err = call(h.module, h.fn, sock)
 		if not ok then
@@ -109,6 +112,8 @@ function R.disconnect(id, reason)
 	if not sock then
 		return
 	end
+	log("info", "runtime: socket " .. id .. " disconnected: user " .. tostring(sock.userId) .. ", "
+		.. sock.namespace .. ", " .. tostring(reason), sock)
 	for _, h in ipairs(C.reg.disconnect) do
 		local ok, err = call(h.module, h.fn, sock, reason)
 		if not ok then
@@ -116,6 +121,98 @@ function R.disconnect(id, reason)
 		end
 	end
 	sockets[id] = nil
+end
+
+-- ---- repeat offenders of the guard ----
+-- A call the guard stopped held the loop for its whole budget: everyone
+-- waited. Once may be bad luck; the same socket or the same handler stopped
+-- again and again would cost everyone the budget at every turn. A socket
+-- stopped again is paused (its connection not read, its events refused)
+-- for PARLEY_GUARD_THROTTLE times its stops past the first, then disconnected at
+-- PARLEY_GUARD_SOCKET_STOPS in a minute; a handler (a filter, a route) is
+-- disabled at PARLEY_GUARD_HANDLER_STOPS in a minute, until the next load
+-- builds a new registry. docs/hardening.md, "The guard".
+local SOCKET_STOPS = core.settings.guard_socket_stops
+local HANDLER_STOPS = core.settings.guard_handler_stops
+local THROTTLE_MS = core.settings.guard_throttle
+local STOP_WINDOW_MS = 60000
+-- Per socket: { n = stops in the window, since = when it began, till =
+-- refused until }. Weak keys: the socket's table goes at disconnect; and
+-- the record is not on it, where its script could reset it.
+local socket_stops = setmetatable({}, { __mode = "k" })
+
+-- Counts a stop in rec (n, since); returns the count in this minute.
+local function count_stop(rec, now)
+	if not rec.since or now - rec.since > STOP_WINDOW_MS then
+		rec.n, rec.since = 0, now
+	end
+	rec.n = rec.n + 1
+	return rec.n
+end
+
+local function whose(sock)
+	return "socket " .. sock.id .. " (user " .. tostring(sock.userId) .. ")"
+end
+
+-- The guard stopped h (a registry entry: an event handler, a filter, a
+-- route) running `what`, for sock (nil for a route).
+local function guard_stopped(h, what, sock)
+	local now = core.now()
+	h.stops = h.stops or {}
+	local n = count_stop(h.stops, now)
+	if n >= HANDLER_STOPS and not h.disabled then
+		h.disabled = true
+		core.limit("guard_handler_disabled", module_tag(h.module) .. ": the " .. what
+			.. " was stopped by the guard " .. n .. " times in a minute "
+			.. "(PARLEY_GUARD_HANDLER_STOPS " .. HANDLER_STOPS .. "): disabled until the "
+			.. "next reload" .. (sock and ("; the last stop was for " .. whose(sock)) or ""),
+			"warn")
+	end
+	if not sock then
+		return
+	end
+	local rec = socket_stops[sock]
+	if not rec then
+		rec = {}
+		socket_stops[sock] = rec
+	end
+	n = count_stop(rec, now)
+	if n >= SOCKET_STOPS then
+		core.limit("guard_socket_disconnected", whose(sock) .. ": the guard stopped its calls "
+			.. n .. " times in a minute, the last the " .. what .. " (PARLEY_GUARD_SOCKET_STOPS "
+			.. SOCKET_STOPS .. "): disconnected", "warn")
+		core.error(sock.id, 429, "disconnected: your events ran past the script time budget "
+			.. n .. " times in a minute")
+		core.disconnect(sock.id)
+		return
+	end
+	-- One stop may be the input's bad luck, not the client's doing: the
+	-- socket is served as before. From the second on it is paused.
+	if n >= 2 and THROTTLE_MS > 0 then
+		local ms = THROTTLE_MS * (n - 1)
+		rec.till = now + ms
+		core.throttle(sock.id, ms)
+		core.limit("guard_socket_throttled", whose(sock) .. ": the guard stopped its calls "
+			.. n .. " times in a minute, the last the " .. what .. ": paused for " .. ms
+			.. " ms (PARLEY_GUARD_THROTTLE)")
+	end
+end
+
+-- Whether sock is paused for the guard's stops: then its event is refused
+-- (a transport whose reading cannot be paused, long-polling, gets here).
+local function guard_throttled(sock, ack)
+	local rec = socket_stops[sock]
+	if not rec or not rec.till or core.now() >= rec.till then
+		return false
+	end
+	core.error(sock.id, 429, "throttled: your events ran past the script time budget", ack)
+	return true
+end
+
+-- The refusal of an event or request a disabled handler would have run.
+local function disabled_message(h, what)
+	return clip(module_tag(h.module) .. ": the " .. what .. " is disabled: the guard stopped "
+		.. "it again and again; it runs again after the next reload")
 end
 
 -- A refusal a server operator wants to see: someone acting as somebody
@@ -154,10 +251,17 @@ end
 local function answer_event(sock, handlers, name, args, nargs, ack)
 	local id = sock.id
 	for _, h in ipairs(C.reg.filter) do
+		if h.disabled then
+			core.error(id, 503, disabled_message(h, "filter"), ack)
+			return
+		end
 		local ok, res, status, message = call(h.module, h.fn, sock, name, args[1])
 		if not ok then
-			local st, msg = script_failed(h.module, "filter for " .. name, res)
+			local st, msg = script_failed(h.module, "filter for " .. name, res, sock)
 			core.error(id, st, msg, ack)
+			if res == STOP then
+				guard_stopped(h, "filter (for " .. name .. ")", sock)
+			end
 			return
 		end
 		if res == nil and status then
@@ -176,10 +280,17 @@ local function answer_event(sock, handlers, name, args, nargs, ack)
 	end
 	local result_n, result, result_list, result_module
 	for _, h in ipairs(handlers) do
+		if h.disabled then
+			core.error(id, 503, disabled_message(h, "handler for " .. name), ack)
+			return
+		end
 		local ok, n, res, list = outcome(call(h.module, h.fn, sock, unpack(args, 1, nargs)))
 		if not ok then
-			local st, msg = script_failed(h.module, "handler for " .. name, res)
+			local st, msg = script_failed(h.module, "handler for " .. name, res, sock)
 			core.error(id, st, msg, ack)
+			if res == STOP then
+				guard_stopped(h, "handler for " .. name, sock)
+			end
 			return
 		end
 		-- nil, status, message: a refusal (nil alone, or nil, nil: nothing).
@@ -208,12 +319,17 @@ end
 
 -- One job. Should the runtime's own work fail (no memory left under the
 -- budget, a bug), the client is still answered.
-local function event_job(sock, handlers, name, args, nargs, ack)
+-- started: the core's clock when the event came (core.clock_us), for the
+-- ack's latency: every way out of here has answered.
+local function event_job(sock, handlers, name, args, nargs, ack, started)
 	local ok, err = pcall(answer_event, sock, handlers, name, args, nargs, ack)
 	if not ok then
 		core.renew_budget()
 		pcall(core.error, sock.id, 500, "a script failed", ack)
-		log("error", "runtime: the event " .. name .. " failed: " .. describe(err))
+		log("error", "runtime: the event " .. name .. " failed: " .. describe(err), sock)
+	end
+	if ack then
+		core.observe_ack(started)
 	end
 end
 
@@ -249,13 +365,16 @@ function R.event(id, name, args, att, ack)
 		core.error(id, 400, "too many arguments: at most " .. MAX_ARGS, ack)
 		return true
 	end
+	if guard_throttled(sock, ack) then
+		return true
+	end
 	local derr
 	args, derr = resolve_args(args, att)
 	if not args then
 		core.error(id, derr.status, derr.message, ack)
 		return true
 	end
-	run_job(event_job, sock, handlers, name, args, nargs, ack)
+	run_job(event_job, sock, handlers, name, args, nargs, ack, ack and core.clock_us())
 	return true
 end
 
@@ -335,9 +454,16 @@ end
 -- nothing (200, no body), or a refusal (nil, status, message).
 local function answer_route(id, route, req)
 	local what = "route " .. req.method .. " " .. req.path
+	if route.disabled then
+		return http_error(id, 503, disabled_message(route, what))
+	end
 	local ok, a, b, c = call(route.module, route.fn, req)
 	if not ok then
-		return http_error(id, script_failed(route.module, what, a))
+		http_error(id, script_failed(route.module, what, a))
+		if a == STOP then
+			guard_stopped(route, what)
+		end
+		return
 	end
 	if a == nil and b ~= nil then
 		return http_error(id, refused(route.module, what, b, c, 400, "failed"))

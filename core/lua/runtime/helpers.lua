@@ -44,8 +44,13 @@ local timers = {}       -- timer id -> { fn, owner, every }
 
 -- ---- helpers ----
 
-local function log(level, msg)
-	core.log(level, msg)
+-- sock, when given, names the socket and its user in a JSON record.
+local function log(level, msg, sock)
+	if sock then
+		core.log(level, msg, sock.id, sock.userId)
+	else
+		core.log(level, msg)
+	end
 end
 
 local function module_tag(m)
@@ -138,14 +143,18 @@ end
 -- Returns the status and message the client gets. The failure may be the
 -- memory budget, spent: what the runtime does next to answer gets a budget
 -- of its own.
-local function script_failed(m, what, err)
+-- sock, when given, is the socket whose event the hook ran for: the line
+-- names it and its user, who an operator may have to talk to.
+local function script_failed(m, what, err, sock)
 	core.renew_budget()
+	local whose = sock and (" (socket " .. sock.id .. ", user " .. tostring(sock.userId) .. ")")
+		or ""
 	if err == STOP then
-		log("error", module_tag(m) .. ": " .. what .. " was stopped: it ran longer than "
-			.. "the script time budget (PARLEY_SCRIPT_TIMEOUT)")
+		log("error", module_tag(m) .. ": " .. what .. whose .. " was stopped: it ran longer "
+			.. "than the script time budget (PARLEY_SCRIPT_TIMEOUT)", sock)
 		return 500, "a script took too long"
 	end
-	log("error", module_tag(m) .. ": " .. what .. " failed: " .. describe(err))
+	log("error", module_tag(m) .. ": " .. what .. whose .. " failed: " .. describe(err), sock)
 	return 500, "a script failed"
 end
 

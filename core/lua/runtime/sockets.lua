@@ -35,6 +35,11 @@ function lazy.recovered()
 	return false
 end
 
+-- When the socket connected, in ms since the epoch.
+function lazy.connectedAt(sock)
+	return core.connected_at(sock.id)
+end
+
 -- The handshake as the connect hooks saw it, rebuilt from the core.
 local function handshake_table(query, auth_json, authorization, address)
 	local auth = auth_json and json.decode(auth_json)
@@ -220,7 +225,7 @@ end
 function Socket:log(level, fmt, ...)
 	local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
 	log(level, module_tag(C.current_module) .. ": socket " .. self.id .. " ("
-		.. tostring(self.userId) .. "): " .. msg)
+		.. tostring(self.userId) .. "): " .. msg, self)
 end
 
 function Socket:error(status, message, ack)
