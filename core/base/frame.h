@@ -19,6 +19,7 @@ struct frame {
 	uint32_t len;
 	uint8_t binary; /* a WebSocket binary message (an attachment) */
 	uint8_t opcode; /* a WebSocket control frame (0x9 ping), or 0 for data */
+	uint8_t size_class; /* frame.c's cache of freed frames: which list */
 	/* FRAME_HEADROOM bytes of headroom, then the payload, then a NUL. */
 	unsigned char buf[];
 };

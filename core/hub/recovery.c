@@ -149,7 +149,6 @@ static void drop_oldest(struct recovery *r)
  * `n` and the bound. */
 static void drop_batch(struct recovery *r, uint32_t n)
 {
-	enum { AHEAD = 8 };
 	uint32_t k = 0, events = 0;
 	size_t bytes = 0;
 
@@ -157,14 +156,11 @@ static void drop_batch(struct recovery *r, uint32_t n)
 	while (k < r->count && (events < n || entry_at(r, k)->offset == 0)) {
 		if (entry_at(r, k)->offset)
 			events++;
-		if (k < AHEAD)
-			__builtin_prefetch(entry_at(r, k)->f, 1);
+		__builtin_prefetch(entry_at(r, k)->f, 1);
 		k++;
 	}
 	for (uint32_t i = 0; i < k; i++) {
 		struct frame *f = entry_at(r, i)->f;
-		if (i + AHEAD < k)
-			__builtin_prefetch(entry_at(r, i + AHEAD)->f, 1);
 		bytes += f->len;
 		frame_unref(f);
 	}
