@@ -32,6 +32,7 @@ struct frame *frame_new(const void *data, size_t len, int binary)
 		f = xmalloc(class_size[k]);
 	}
 	f->size_class = k;
+	f->offset = 0;
 	f->refs = 1;
 	f->len = (uint32_t)len;
 	f->binary = (uint8_t)binary;
