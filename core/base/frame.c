@@ -2,36 +2,10 @@
 #include "base/frame.h"
 #include "base/alloc.h"
 
-/* Freed frames of the small sizes are kept, a few thousand at most, on one
- * list per size and taken back newest first. A frame a recovery log
- * (hub/recovery.c) held is freed long after its write, in batches, where
- * malloc's own small caches overflow into its sorted bins (perf: _int_malloc
- * twice as costly per delivery with recovery on); here the next frame is
- * the one just freed, whose memory the free has just touched. */
-enum { FRAME_CLASSES = 4, FRAME_CACHE_MAX = 1024, FRAME_NO_CLASS = 0xff };
-static const size_t class_size[FRAME_CLASSES] = { 128, 256, 512, 1024 };
-static struct frame *cache[FRAME_CLASSES]; /* linked through their buf */
-static uint32_t cached[FRAME_CLASSES];
-
 struct frame *frame_new(const void *data, size_t len, int binary)
 {
-	size_t size = sizeof(struct frame) + FRAME_HEADROOM + len + 1;
-	uint8_t k = 0;
-	struct frame *f;
+	struct frame *f = xmalloc(sizeof(*f) + FRAME_HEADROOM + len + 1);
 
-	while (k < FRAME_CLASSES && size > class_size[k])
-		k++;
-	if (k == FRAME_CLASSES) {
-		f = xmalloc(size);
-		k = FRAME_NO_CLASS;
-	} else if (cache[k]) {
-		f = cache[k];
-		memcpy(&cache[k], f->buf, sizeof(f));
-		cached[k]--;
-	} else {
-		f = xmalloc(class_size[k]);
-	}
-	f->size_class = k;
 	f->offset = 0;
 	f->refs = 1;
 	f->len = (uint32_t)len;
@@ -54,15 +28,8 @@ struct frame *frame_new2(const void *a, size_t alen, const void *b, size_t blen)
 
 void frame_unref(struct frame *f)
 {
-	if (!f || --f->refs)
-		return;
-	if (f->size_class == FRAME_NO_CLASS || cached[f->size_class] >= FRAME_CACHE_MAX) {
+	if (f && --f->refs == 0)
 		free(f);
-		return;
-	}
-	memcpy(f->buf, &cache[f->size_class], sizeof(f));
-	cache[f->size_class] = f;
-	cached[f->size_class]++;
 }
 
 void outq_push(struct outq *q, struct frame *f)
