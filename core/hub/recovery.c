@@ -139,41 +139,6 @@ static void drop_oldest(struct recovery *r)
 	r->evicted = 1;
 }
 
-/* Drops the `n` oldest events of a connected socket's log, and their
- * attachments, at once. Each delivery that finds the log full would
- * otherwise drop one entry whose frame was last touched a whole log ago (a
- * cache miss on the frame's count, the cost of recovery in fan-out): here
- * the slots are read in a row and every frame is prefetched before its
- * count is dropped, so the misses overlap, and the slots freed are those
- * the next deliveries write. The log then holds between the bound less
- * `n` and the bound. */
-static void drop_batch(struct recovery *r, uint32_t n)
-{
-	uint32_t k = 0, events = 0;
-	size_t bytes = 0;
-
-	/* Every frame of the batch is asked for first (attachments are few:
-	 * twice `n` covers them), then read: their misses overlap. */
-	for (uint32_t i = 0; i < r->count && i < 2 * n; i++)
-		__builtin_prefetch(entry_at(r, i)->f, 1);
-	/* `n` events and the attachments after them. */
-	while (k < r->count && (events < n || entry_at(r, k)->f->offset == 0)) {
-		struct frame *f = entry_at(r, k)->f;
-		if (f->offset)
-			events++;
-		bytes += f->len;
-		frame_unref(f);
-		k++;
-	}
-	r->head = (r->head + k) & (r->cap - 1);
-	r->count -= k;
-	r->events -= events;
-	log_events -= events;
-	r->bytes -= bytes;
-	log_bytes -= bytes;
-	r->evicted = 1;
-}
-
 static void drop_all(struct recovery *r)
 {
 	while (r->count)
@@ -232,14 +197,6 @@ void recovery_log(struct recovery *r, struct frame *f, uint64_t offset)
 		if (r->hold && offset)
 			lose(r, limit);
 		return;
-	}
-	if (!r->hold && r->count && ((offset && r->events >= (uint32_t)settings.recovery_max_events) ||
-				     r->bytes + f->len > settings.recovery_max_bytes)) {
-		/* Connected: an eighth of the log at once (drop_batch). */
-		uint32_t n = (uint32_t)settings.recovery_max_events / 8;
-		do
-			drop_batch(r, n ? n : 1);
-		while (r->count && r->bytes + f->len > settings.recovery_max_bytes);
 	}
 	while (r->count && ((offset && r->events >= (uint32_t)settings.recovery_max_events) ||
 			    r->bytes + f->len > settings.recovery_max_bytes)) {
