@@ -15,11 +15,11 @@
 #include "hub/client.h"
 #include "net/conn.h"
 
-/* One frame of the log: an event (offset > 0) or one of its attachments
- * (0), which follow it. */
+/* One frame of the log: an event (its frame's offset > 0) or one of its
+ * attachments (0), which follow it. One pointer: each delivery writes one,
+ * to a slot last touched a whole log ago, and eight share a cache line. */
 struct recovery_entry {
 	struct frame *f;
-	uint64_t offset;
 };
 
 /* What a held socket has more: made when it is held, so that the many
@@ -126,7 +126,7 @@ static void drop_oldest(struct recovery *r)
 {
 	do {
 		struct recovery_entry *e = entry_at(r, 0);
-		if (e->offset) {
+		if (e->f->offset) {
 			r->events--;
 			log_events--;
 		}
@@ -135,7 +135,7 @@ static void drop_oldest(struct recovery *r)
 		frame_unref(e->f);
 		r->head = (r->head + 1) & (r->cap - 1);
 		r->count--;
-	} while (r->count && entry_at(r, 0)->offset == 0);
+	} while (r->count && entry_at(r, 0)->f->offset == 0);
 	r->evicted = 1;
 }
 
@@ -202,7 +202,7 @@ void recovery_log(struct recovery *r, struct frame *f, uint64_t offset)
 			    r->bytes + f->len > settings.recovery_max_bytes)) {
 		limit = r->bytes + f->len > settings.recovery_max_bytes ? "recovery_max_bytes" :
 		       "recovery_max_events";
-		if (r->hold && entry_at(r, 0)->offset > r->hold->hold_offset) {
+		if (r->hold && entry_at(r, 0)->f->offset > r->hold->hold_offset) {
 			lose(r, limit);
 			return;
 		}
@@ -218,7 +218,8 @@ void recovery_log(struct recovery *r, struct frame *f, uint64_t offset)
 		r->cap = cap;
 		r->head = 0;
 	}
-	*entry_at(r, r->count) = (struct recovery_entry){ frame_ref(f), offset };
+	f->offset = offset;
+	*entry_at(r, r->count) = (struct recovery_entry){ frame_ref(f) };
 	r->count++;
 	r->bytes += f->len;
 	log_bytes += f->len;
@@ -265,7 +266,7 @@ void recovery_hold(struct recovery *r, const char *reason)
 	/* Attachments of the last event are logged after it with 0: the
 	 * newest offset is the last entry that has one. */
 	for (uint32_t i = r->count; i-- > 0 && !h->hold_offset;)
-		h->hold_offset = entry_at(r, i)->offset;
+		h->hold_offset = entry_at(r, i)->f->offset;
 	h->next = held;
 	if (held)
 		held->hold->prev = r;
@@ -285,10 +286,10 @@ static long replay_start(const struct recovery *r, int has_offset, uint64_t offs
 	if (!offset)
 		return -ENOENT; /* 0 marks attachments, never an event */
 	for (uint32_t i = r->count; i-- > 0;) {
-		if (entry_at(r, i)->offset != offset)
+		if (entry_at(r, i)->f->offset != offset)
 			continue;
 		/* Past the event and its attachments: the client has them. */
-		for (i++; i < r->count && entry_at(r, i)->offset == 0; i++)
+		for (i++; i < r->count && entry_at(r, i)->f->offset == 0; i++)
 			;
 		return i;
 	}

@@ -380,8 +380,9 @@ static void on_readable(struct conn *c)
 		int r = wsp_parse_header(rbuf_shared + pos, len - pos, &f);
 		if (r == 0)
 			break;
-		/* Fragmented and oversized client frames are out of scope here. */
-		if (r < 0 || !f.masked || !f.fin || f.payload_len > MAX_FRAME) {
+		/* Fragmented and oversized client frames are out of scope here,
+		 * and compressed ones (it agrees to no extension). */
+		if (r < 0 || f.rsv1 || !f.masked || !f.fin || f.payload_len > MAX_FRAME) {
 			conn_close(c);
 			return;
 		}

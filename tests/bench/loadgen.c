@@ -14,7 +14,11 @@
  * epoll/timerfd only; the WebSocket pieces are in wsproto.c. Built in the
  * tree, --parser msgpack speaks socket.io-msgpack-parser's binary packets
  * instead, made from and read back into the text ones by parley's codec
- * (wire/sio_msgpack.c: the servers decode them on their own). */
+ * (wire/sio_msgpack.c: the servers decode them on their own). With zlib,
+ * --deflate offers permessage-deflate (RFC 7692) with no context takeover
+ * either way, as parley agrees to it: messages the server sends compressed
+ * are inflated, and the loadgen's own messages of 1 KB or more are
+ * compressed, as socket.io's and a browser's are. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +40,9 @@
 #include <unistd.h>
 
 #include "wsproto.h"
+#ifdef LOADGEN_DEFLATE
+#include <zlib.h>
+#endif
 #ifdef LOADGEN_MSGPACK
 #include "wire/sio_msgpack.h"
 #endif
@@ -70,6 +77,7 @@ struct client {
 	uint8_t pollout; /* EPOLLOUT is registered */
 	uint8_t dirty;   /* on the flush list */
 	uint8_t frag_op; /* opcode of a fragmented message being reassembled */
+	uint8_t frag_z;  /* ... and whether it is compressed */
 	uint32_t room;
 	char accept[29]; /* the Sec-WebSocket-Accept the server must answer */
 	uint8_t *rbuf;   /* bytes of an incomplete frame (or HTTP head) */
@@ -105,6 +113,7 @@ struct options {
 	const char *label;
 	int verbose;
 	int msgpack; /* --parser msgpack */
+	int deflate; /* --deflate: permessage-deflate */
 };
 
 /* Latency histogram: 1 µs buckets up to 100 ms, then 100 µs buckets up to 10 s. */
@@ -292,14 +301,90 @@ static uint8_t *wb_reserve(struct client *c, size_t n)
 	return c->wbuf + c->wlen;
 }
 
-/* Queues one masked client frame. */
+#ifdef LOADGEN_DEFLATE
+/* --deflate: one stream each way serves every client (no context
+ * takeover: each message is compressed on its own). */
+static z_stream zdef, zinf;
+static uint8_t *zbuf; /* a message inflated or compressed */
+static size_t zbuf_cap;
+static uint64_t c_inflated, c_deflated; /* messages */
+
+static uint8_t *zbuf_room(size_t n)
+{
+	if (zbuf_cap < n) {
+		zbuf_cap = n * 2;
+		zbuf = xrealloc(zbuf, zbuf_cap);
+	}
+	return zbuf;
+}
+
+/* The compressed form of a message (RFC 7692 §7.2.1: the stream's trailing
+ * 00 00 ff ff left off), in zbuf. */
+static size_t deflate_message(const void *p, size_t n)
+{
+	size_t room = deflateBound(&zdef, (uLong)n) + 16;
+	uint8_t *out = zbuf_room(room);
+	deflateReset(&zdef);
+	zdef.next_in = (Bytef *)(uintptr_t)p;
+	zdef.avail_in = (uInt)n;
+	zdef.next_out = out;
+	zdef.avail_out = (uInt)room;
+	if (deflate(&zdef, Z_SYNC_FLUSH) != Z_OK || zdef.avail_in)
+		die("deflate failed on a message of %zu bytes", n);
+	size_t zn = room - zdef.avail_out;
+	if (zn >= 4 && memcmp(out + zn - 4, "\x00\x00\xff\xff", 4) == 0)
+		zn -= 4;
+	c_deflated++;
+	return zn;
+}
+
+/* A compressed message inflated into zbuf; -1 when it does not inflate. */
+static ssize_t inflate_message(const uint8_t *p, size_t n)
+{
+	static const uint8_t tail[4] = { 0x00, 0x00, 0xff, 0xff };
+	size_t have = 0;
+	inflateReset(&zinf);
+	for (int part = 0; part < 2; part++) {
+		zinf.next_in = (Bytef *)(uintptr_t)(part ? tail : p);
+		zinf.avail_in = (uInt)(part ? 4 : n);
+		while (zinf.avail_in) {
+			uint8_t *out = zbuf_room(have + 65536);
+			zinf.next_out = out + have;
+			zinf.avail_out = 65536;
+			int r = inflate(&zinf, Z_SYNC_FLUSH);
+			have = (size_t)(zinf.next_out - out);
+			if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END)
+				return -1;
+			if (have > MAX_MESSAGE)
+				return -1;
+			if (r == Z_BUF_ERROR && zinf.avail_out)
+				break;
+		}
+	}
+	c_inflated++;
+	return (ssize_t)have;
+}
+#endif
+
+/* Queues one masked client frame: compressed (RSV1) under --deflate when it
+ * is a data message of 1 KB or more. */
 static void send_frame(struct client *c, int opcode, const void *payload, size_t len)
 {
 	uint8_t mask[4];
 	uint64_t r = rng();
+	int z = 0;
 	memcpy(mask, &r, 4);
+#ifdef LOADGEN_DEFLATE
+	if (opt.deflate && len >= 1024 && (opcode == WSP_OP_TEXT || opcode == WSP_OP_BINARY)) {
+		len = deflate_message(payload, len);
+		payload = zbuf;
+		z = 1;
+	}
+#endif
 	uint8_t *p = wb_reserve(c, WSP_MAX_HEADER + len);
 	size_t hl = wsp_write_header(p, opcode, len, mask);
+	if (z)
+		p[0] |= 0x40; /* RSV1: compressed */
 	memcpy(p + hl, payload, len);
 	wsp_apply_mask(p + hl, len, mask);
 	c->wlen += (uint32_t)(hl + len);
@@ -444,9 +529,11 @@ static void send_upgrade(struct client *c)
 			 "Host: 127.0.0.1:%d\r\n"
 			 "Upgrade: websocket\r\n"
 			 "Connection: Upgrade\r\n"
-			 "Sec-WebSocket-Key: %s\r\n"
+			 "Sec-WebSocket-Key: %s\r\n%s"
 			 "Sec-WebSocket-Version: 13\r\n\r\n",
-			 opt.port, key);
+			 opt.port, key,
+			 opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+				       "client_no_context_takeover; server_no_context_takeover\r\n" : "");
 	memcpy(wb_reserve(c, (size_t)n), req, (size_t)n);
 	c->wlen += (uint32_t)n;
 	c->state = ST_HTTP;
@@ -536,8 +623,11 @@ static void send_load(struct client *c, uint64_t now)
 	static char *pad;
 	int padn = opt.pad;
 	if (padn && !pad) {
+		/* Words of random letters: text that compresses about as chat
+		 * does (--deflate), not a run of one byte that deflate erases. */
 		pad = xrealloc(NULL, (size_t)padn);
-		memset(pad, 'x', (size_t)padn);
+		for (int i = 0; i < padn; i++)
+			pad[i] = rng() % 6 == 0 ? ' ' : (char)('a' + rng() % 26);
 	}
 	switch (opt.mode) {
 	case MODE_FANOUT:
@@ -850,6 +940,29 @@ static void on_whole(struct client *c, int opcode, const uint8_t *data, size_t l
 	on_message(c, data, len, now);
 }
 
+/* A whole data message as it came: inflated first when compressed. */
+static void on_data(struct client *c, int opcode, int z, const uint8_t *data, size_t len,
+		    uint64_t now)
+{
+#ifdef LOADGEN_DEFLATE
+	if (z) {
+		ssize_t n = inflate_message(data, len);
+		if (n < 0) {
+			client_fail(c, "a compressed message that does not inflate");
+			return;
+		}
+		/* on_whole may send (acks, pongs), which uses zbuf: a copy. */
+		uint8_t *copy = xrealloc(NULL, (size_t)n + 1);
+		memcpy(copy, zbuf, (size_t)n);
+		on_whole(c, opcode, copy, (size_t)n, now);
+		free(copy);
+		return;
+	}
+#endif
+	(void)z;
+	on_whole(c, opcode, data, len, now);
+}
+
 /* Handles complete frames in buf[0..len); returns bytes consumed, -1 on error. */
 static ssize_t parse_frames(struct client *c, uint8_t *buf, size_t len, uint64_t now)
 {
@@ -859,8 +972,8 @@ static ssize_t parse_frames(struct client *c, uint8_t *buf, size_t len, uint64_t
 		int r = wsp_parse_header(buf + pos, len - pos, &f);
 		if (r == 0)
 			break;
-		if (r < 0 || f.masked) {
-			client_fail(c, r < 0 ? "bad frame header" : "server frame is masked");
+		if (r < 0 || f.masked || (f.rsv1 && !opt.deflate)) {
+			client_fail(c, r < 0 || f.rsv1 ? "bad frame header" : "server frame is masked");
 			return -1;
 		}
 		if (f.payload_len > MAX_MESSAGE) {
@@ -876,9 +989,10 @@ static ssize_t parse_frames(struct client *c, uint8_t *buf, size_t len, uint64_t
 		case WSP_OP_TEXT:
 		case WSP_OP_BINARY:
 			if (f.fin) {
-				on_whole(c, f.opcode, payload, plen, now);
+				on_data(c, f.opcode, f.rsv1, payload, plen, now);
 			} else {
 				c->frag_op = (uint8_t)f.opcode;
+				c->frag_z = (uint8_t)f.rsv1;
 				c->frag_len = 0;
 				goto append;
 			}
@@ -896,7 +1010,7 @@ static ssize_t parse_frames(struct client *c, uint8_t *buf, size_t len, uint64_t
 			memcpy(c->frag + c->frag_len, payload, plen);
 			c->frag_len += (uint32_t)plen;
 			if (f.fin && f.opcode == WSP_OP_CONT) {
-				on_whole(c, c->frag_op, c->frag, c->frag_len, now);
+				on_data(c, c->frag_op, c->frag_z, c->frag, c->frag_len, now);
 				c->frag_len = 0;
 			}
 			break;
@@ -931,7 +1045,7 @@ static int check_upgrade(struct client *c, const char *buf, size_t len)
 	if (len < 12 || memcmp(buf, "HTTP/1.1 101", 12) != 0)
 		return -1;
 	const char *line = memchr(buf, '\n', len);
-	int accept_ok = 0;
+	int accept_ok = 0, deflate_ok = 0;
 	while (line && (size_t)(line - buf) < len) {
 		line++;
 		const char *eol = memchr(line, '\r', len - (size_t)(line - buf));
@@ -941,9 +1055,14 @@ static int check_upgrade(struct client *c, const char *buf, size_t len)
 		if (header_eq(line, (size_t)(eol - line), "Sec-WebSocket-Accept", &v) &&
 		    (size_t)(eol - v) == 28 && memcmp(v, c->accept, 28) == 0)
 			accept_ok = 1;
+		if (header_eq(line, (size_t)(eol - line), "Sec-WebSocket-Extensions", &v) &&
+		    strncmp(v, "permessage-deflate", 18) == 0)
+			deflate_ok = 1;
 		line = memchr(eol, '\n', len - (size_t)(eol - buf));
 	}
-	return accept_ok ? 0 : -2;
+	if (!accept_ok)
+		return -2;
+	return opt.deflate && !deflate_ok ? -3 : 0;
 }
 
 static void on_readable(struct client *c)
@@ -981,7 +1100,9 @@ static void on_readable(struct client *c)
 		int r = check_upgrade(c, (const char *)sbuf, hl);
 		if (r < 0) {
 			note("bad upgrade response: %.*s", (int)(hl > 300 ? 300 : hl), sbuf);
-			client_fail(c, r == -1 ? "no 101 to the upgrade" : "bad Sec-WebSocket-Accept");
+			client_fail(c, r == -1 ? "no 101 to the upgrade" :
+				    r == -2 ? "bad Sec-WebSocket-Accept" :
+				    "--deflate: the server did not agree to permessage-deflate");
 			return;
 		}
 		c->state = ST_WS;
@@ -1104,6 +1225,7 @@ static void usage(void)
 		"  --server-pid PID  read the server's RSS and CPU from /proc\n"
 		"  --label NAME      server name printed in the result line\n"
 		"  --parser P        json, or msgpack (socket.io-msgpack-parser; in-tree builds)\n"
+		"  --deflate         offer permessage-deflate; compress sends of 1 KB or more (zlib)\n"
 		"  --verbose\n");
 	exit(2);
 }
@@ -1118,6 +1240,7 @@ static void parse_args(int argc, char **argv)
 		{ "pad", 1, 0, 'P' },	   { "sources", 1, 0, 'S' },	  { "server-pid", 1, 0, 'i' },
 		{ "users", 1, 0, 'U' },	   { "prefix", 1, 0, 'X' },	  { "parser", 1, 0, 'M' },
 		{ "label", 1, 0, 'l' },	   { "verbose", 0, 0, 'v' },	  { "help", 0, 0, 'h' },
+		{ "deflate", 0, 0, 'Z' },
 		{ 0, 0, 0, 0 },
 	};
 	int ch;
@@ -1151,6 +1274,12 @@ static void parse_args(int argc, char **argv)
 		case 'i': opt.server_pid = atoi(optarg); break;
 		case 'l': opt.label = optarg; break;
 		case 'v': opt.verbose = 1; break;
+		case 'Z':
+#ifndef LOADGEN_DEFLATE
+			die("--deflate: this loadgen was built without zlib");
+#endif
+			opt.deflate = 1;
+			break;
 		case 'M':
 			opt.msgpack = strcmp(optarg, "msgpack") == 0;
 			if (!opt.msgpack && strcmp(optarg, "json") != 0)
@@ -1203,6 +1332,12 @@ static void pick_senders(void)
 int main(int argc, char **argv)
 {
 	parse_args(argc, argv);
+#ifdef LOADGEN_DEFLATE
+	if (opt.deflate && (deflateInit2(&zdef, Z_BEST_SPEED, Z_DEFLATED, -15, 8,
+					 Z_DEFAULT_STRATEGY) != Z_OK ||
+			    inflateInit2(&zinf, -15) != Z_OK))
+		die("--deflate: zlib would not start");
+#endif
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	raise_fd_limit();
@@ -1371,6 +1506,13 @@ int main(int argc, char **argv)
 	}
 	printf(" server_cpu_s=%.2f server_cpu_pct=%.0f loadgen_cpu_s=%.2f loadgen_cpu_pct=%.0f",
 	       scpu, scpu >= 0 ? 100.0 * scpu / load_s : -1, lcpu, 100.0 * lcpu / load_s);
+#ifdef LOADGEN_DEFLATE
+	/* Messages the server sent compressed and those the loadgen did: a
+	 * round with --deflate whose inflated is 0 measured no compression. */
+	if (opt.deflate)
+		printf(" deflate=1 pad=%d inflated=%" PRIu64 " deflated=%" PRIu64, opt.pad,
+		       c_inflated, c_deflated);
+#endif
 	printf(" pings=%" PRIu64 " joined_events=%" PRIu64 " online_events=%" PRIu64
 	       " offline_events=%" PRIu64 " typing_stop_events=%" PRIu64 " error_events=%" PRIu64
 	       " other=%" PRIu64 "\n",

@@ -142,6 +142,18 @@ if (has('fanoutoff') || has('idleoff')) {
     onOffRow('memory per idle connection (B, RSS)', 'idle', 'idleoff', num('mem_per_conn_b'));
   }
 }
+// permessage-deflate: the fan-out load with 2 KB messages, compressed
+// (PARLEY_WS_COMPRESSION=1, the reference's perMessageDeflate) and not.
+for (const scen of ['deflate', 'deflateoff']) {
+  if (!has(scen)) continue;
+  section(`fan-out with 2 KB messages, permessage-deflate ${scen === 'deflate' ? 'on' : 'off'} (${desc(scen)})`);
+  row('deliveries/s (bench:recv)', scen, num('deliveries_per_s'));
+  row('lost deliveries (after drain)', scen, num('lost'), { noratio: true });
+  row('server CPU (% of one core)', scen, num('server_cpu_pct'));
+  row('server CPU per delivery (µs)', scen, perDeliveryUs, { digits: 2 });
+  row('loadgen CPU (% of one core)', scen, num('loadgen_cpu_pct'), { noratio: true });
+}
+
 function latencyRows(scen) {
   row('deliveries/s', scen, num('deliveries_per_s'), { ceiling: true });
   row('p50 (µs)', scen, num('lat_p50_us'), { ceiling: true });

@@ -9,7 +9,7 @@
 #   bash tests/bench/run.sh                 # 3 rounds, full sizes (~10 minutes)
 #   bash tests/bench/run.sh --quick         # 1 round, smaller sizes (~1 minute)
 #   options: --rounds N  --only idle,idleoff,fanout,fanoutoff,latency,awake,typing,send,
-#                                 sendroom,sendsplit,presence,mpfanout,mplatency
+#                                 sendroom,sendsplit,presence,mpfanout,mplatency,deflate,deflateoff
 #            --out FILE
 #   (idleoff and fanoutoff are idle and fanout again, parley only, with
 #   connection state recovery off, PARLEY_RECOVERY_WINDOW=0: what recovery,
@@ -18,6 +18,9 @@
 #   on a VM, a vCPU that halts between events can take milliseconds to wake)
 #   (mpfanout and mplatency are fanout and latency with every client on
 #   socket.io-msgpack-parser, parley and the reference alike)
+#   (deflate and deflateoff are fanout with 2 KB messages, permessage-deflate
+#   on (PARLEY_WS_COMPRESSION=1, the reference's perMessageDeflate, the
+#   loadgen's --deflate) and off; deflateoff runs first in even rounds)
 #   (presence is not in the default set: parley scopes user:online to shared
 #   conversations, the reference tells the whole namespace)
 #   (sendsplit is the send scenario with parley's store writer thread moved
@@ -34,7 +37,7 @@ BENCH=$ROOT/tests/bench
 BUILD=${PARLEY_BUILD_DIR:-$ROOT/build}
 ROUNDS=3
 QUICK=0
-ONLY="idle,idleoff,fanout,fanoutoff,latency,awake,typing,send,sendroom,sendsplit,mpfanout,mplatency"
+ONLY="idle,idleoff,fanout,fanoutoff,latency,awake,typing,send,sendroom,sendsplit,mpfanout,mplatency,deflate,deflateoff"
 OUT=$BENCH/last-run.txt
 PORT_BASE=${BENCH_PORT_BASE:-4301}
 SERVER_CPU=0
@@ -47,7 +50,7 @@ while [ $# -gt 0 ]; do
 	--rounds) ROUNDS=$2; shift ;;
 	--only) ONLY=$2; shift ;;
 	--out) OUT=$2; shift ;;
-	-h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,29p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -220,6 +223,17 @@ fanoutoff() {
 		--room 10 --window 8 --duration $FANOUT_DUR
 }
 
+# zfanout deflate|deflateoff ROUND: the fan-out load with 2 KB messages,
+# permessage-deflate on or off, on parley and the reference.
+zfanout() {
+	local round=$2 pe=() re=() lg=()
+	[ "$1" = deflate ] && pe=(PARLEY_WS_COMPRESSION=1) re=(REF_DEFLATE=1) lg=(--deflate)
+	measure "$1" "$round" parley "${pe[@]}" -- --mode fanout --clients $N --room 10 --window 8 \
+		--duration $FANOUT_DUR --pad 2000 "${lg[@]}"
+	measure "$1" "$round" socketio "${re[@]}" -- --mode fanout --clients $N --room 10 --window 8 \
+		--duration $FANOUT_DUR --pad 2000 "${lg[@]}"
+}
+
 START=$(date +%s)
 echo "== $ROUNDS round(s); servers on core $SERVER_CPU, loadgen on core $LOADGEN_CPU; logs in $TMP"
 for round in $(seq "$ROUNDS"); do
@@ -251,6 +265,13 @@ for round in $(seq "$ROUNDS"); do
 		measure mpfanout "$round" socketio REF_PARSER=msgpack -- --mode fanout --clients $N \
 			--room 10 --window 8 --duration $FANOUT_DUR --parser msgpack
 	fi
+	# permessage-deflate: the fan-out load with 2 KB messages (over the 1 KB
+	# threshold both servers compress from), compression on (parley
+	# PARLEY_WS_COMPRESSION=1, the reference perMessageDeflate, the loadgen
+	# --deflate) and off; off first in even rounds.
+	want deflateoff && [ $((round % 2)) = 0 ] && zfanout deflateoff "$round"
+	want deflate && zfanout deflate "$round"
+	want deflateoff && [ $((round % 2)) = 1 ] && zfanout deflateoff "$round"
 	if want mplatency; then
 		measure mplatency "$round" parley -- --mode latency --clients $N --room 10 --rate 2000 \
 			--duration $LAT_DUR --warmup 1 --parser msgpack

@@ -113,9 +113,10 @@ int wsp_parse_header(const uint8_t *buf, size_t len, struct wsp_frame *f)
 {
 	if (len < 2)
 		return 0;
-	if (buf[0] & 0x70)
+	if (buf[0] & 0x30)
 		return -1;
 	f->fin = buf[0] >> 7;
+	f->rsv1 = (buf[0] >> 6) & 1;
 	f->opcode = buf[0] & 0x0F;
 	f->masked = buf[1] >> 7;
 	uint64_t n = buf[1] & 0x7F;

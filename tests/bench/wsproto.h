@@ -30,6 +30,7 @@ void wsp_accept_key(const char *key, size_t key_len, char out[29]);
 /* One parsed frame header. */
 struct wsp_frame {
 	int fin;
+	int rsv1; /* permessage-deflate: the message is compressed */
 	int opcode;
 	int masked;
 	uint8_t mask[4];
@@ -39,7 +40,8 @@ struct wsp_frame {
 
 /* Parses a frame header at buf[0..len). Returns 1 when the header is complete
  * (f filled in; the payload may still be incomplete), 0 when more bytes are
- * needed, -1 when the header is malformed (reserved bits set). */
+ * needed, -1 when the header is malformed (RSV2 or RSV3 set; RSV1 is left
+ * to the caller, which knows whether permessage-deflate was agreed). */
 int wsp_parse_header(const uint8_t *buf, size_t len, struct wsp_frame *f);
 
 /* Writes a frame header for a payload of len bytes into out (at least

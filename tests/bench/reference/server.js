@@ -15,6 +15,7 @@
 // namespace on a user's first / last socket, as parley's scripts/chat.lua does
 // today (off by default: the benchmark compares connection costs without it).
 // REF_PARSER=msgpack speaks socket.io-msgpack-parser instead of JSON.
+// REF_DEFLATE=1 turns permessage-deflate on.
 // PORT from the environment (default 3000), listening on 127.0.0.1.
 'use strict';
 
@@ -48,7 +49,11 @@ const httpServer = http.createServer((req, res) => {
 // REF_PARSER=msgpack: socket.io-msgpack-parser, as the msgpack rounds'
 // clients speak (tests/bench/run.sh --only mpfanout,mplatency).
 const parser = process.env.REF_PARSER === 'msgpack' ? { parser: require('socket.io-msgpack-parser') } : {};
-const io = new Server(httpServer, { serveClient: false, cors: { origin: true }, ...parser });
+// REF_DEFLATE=1: permessage-deflate on (socket.io's perMessageDeflate, off by
+// default: messages of 1 KB or more compressed), as parley with
+// PARLEY_WS_COMPRESSION=1 (run.sh --only deflate).
+const deflate = process.env.REF_DEFLATE === '1' ? { perMessageDeflate: { threshold: 1024 } } : {};
+const io = new Server(httpServer, { serveClient: false, cors: { origin: true }, ...parser, ...deflate });
 const nsp = io.of('/messages');
 
 const userSockets = new Map(); // userId -> number of sockets
