@@ -3,7 +3,9 @@
 # tools and libraries (apt), and with --test what the tests use: Chromium
 # (apt, for the browser test), strace (apt, for the fsync test), systemd and
 # dpkg-dev (apt, for the package test: systemd-analyze, dpkg-shlibdeps), HAProxy
-# and nginx (apt, for the proxy test) and the npm
+# and nginx (apt, for the proxy test), promtool (for the metrics test:
+# unpacked from Debian's prometheus package into tests/.tmp/promtool, not
+# installed, which would start a Prometheus server as a service) and the npm
 # packages of the test clients (tests/node_modules) and of the example page
 # (examples/web/node_modules), each from its package-lock.json. With
 # --plugin-test, only what a plugin's tests use: the test clients' npm
@@ -31,12 +33,24 @@ for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing+=("$p")
 done
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 if [ ${#missing[@]} -gt 0 ]; then
-	sudo=""
-	[ "$(id -u)" -eq 0 ] || sudo="sudo"
 	echo "deps: installing ${missing[*]}"
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "$mode" = "--test" ] && [ ! -x "$here/.tmp/promtool/promtool" ]; then
+	tmp=$(mktemp -d)
+	# apt-get download needs the package lists (a machine that had all the
+	# packages above may never have fetched them).
+	(cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 ||
+		{ $sudo apt-get update -qq && apt-get download prometheus >/dev/null 2>&1; }; } &&
+		dpkg-deb -x prometheus_*.deb root)
+	mkdir -p "$here/.tmp/promtool"
+	cp "$tmp/root/usr/bin/promtool" "$here/.tmp/promtool/promtool"
+	rm -rf "$tmp"
 fi
 
 if [ -n "$mode" ]; then

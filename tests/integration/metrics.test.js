@@ -2,14 +2,27 @@
 // the time of event handling by event name, of acks and of the store's
 // commits as histograms, the store's map size and use, online users and rooms, script
 // loads by result, the process's CPU, memory and descriptors, and the
-// build. And the text keeps the Prometheus exposition format's rules,
-// checked here line by line (promtool is in Debian's `prometheus` package,
-// 96 MB with a server that starts as a service: too heavy for the tests'
-// dependencies, so its rules are written out below instead).
+// build. And the text keeps the Prometheus exposition format's rules:
+// `promtool check metrics` passes it (promtool from Debian's `prometheus`
+// package, unpacked by `tests/deps.sh --test` into tests/.tmp/promtool), and
+// the rules are also checked here line by line, to say which line breaks
+// which.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
 const h = require('./harness');
+
+const PROMTOOL = path.join(h.ROOT, 'tests', '.tmp', 'promtool', 'promtool');
+
+// promtool's own verdict (its lint included) on a scrape.
+function promtool(text) {
+  assert.ok(fs.existsSync(PROMTOOL), `no ${PROMTOOL}: run bash tests/deps.sh --test`);
+  const r = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  assert.equal(r.status, 0, `promtool check metrics: ${r.stdout}${r.stderr}`);
+}
 
 const KEY = 'metrics-test-key-0123456789';
 let srv;
@@ -167,7 +180,9 @@ test('after events, a message stored and a bad event name: /metrics keeps the ex
   assert.equal(r.status, 201, await r.text());
   const res = await fetch(`${srv.url}/metrics`);
   assert.match(res.headers.get('content-type'), /^text\/plain/);
-  const fams = check(await res.text());
+  const text = await res.text();
+  const fams = check(text);
+  promtool(text);
 
   assert.equal(fams.get('parley_event_seconds').type, 'histogram');
   assert.equal(histogramCount(fams, 'parley_event_seconds', { event: 'test:echo' }), 3);
