@@ -193,10 +193,65 @@ void conn_close_all(const char *reason)
 		conn_close(all, reason);
 }
 
+/* Frames compressed during this flush, and what they became. With no
+ * context takeover every WebSocket gets the same bytes for one message, so
+ * one deflate serves all of a broadcast's recipients. A slot per frame
+ * address (a reference kept, so the address cannot be another frame's);
+ * messages past DEFLATED_MAX are compressed for each recipient instead, so
+ * that the slots' buffers, kept once made, hold about DEFLATED_SLOTS x
+ * DEFLATED_MAX bytes at most. */
+#define DEFLATED_SLOTS 16
+#define DEFLATED_MAX (64 * 1024)
+
+static struct deflated {
+	struct frame *f;
+	int opcode;
+	unsigned char *z;
+	size_t len;
+} deflated[DEFLATED_SLOTS];
+
+/* The frame `f` compressed (its header included) into `own` (room for
+ * ws_deflate_room(f->len), used when it is not kept): `*len` bytes. */
+static const unsigned char *deflated_frame(struct frame *f, int opcode, unsigned char *own,
+					   size_t *len)
+{
+	struct deflated *d = &deflated[((uintptr_t)f >> 6) % DEFLATED_SLOTS];
+
+	if (f->len > DEFLATED_MAX) {
+		*len = ws_deflate_write(opcode, frame_data(f), f->len, own);
+		return own;
+	}
+	if (d->f != f || d->opcode != opcode) {
+		if (!d->z)
+			d->z = xmalloc(ws_deflate_room(DEFLATED_MAX));
+		d->len = ws_deflate_write(opcode, frame_data(f), f->len, d->z);
+		frame_unref(d->f);
+		d->f = frame_ref(f);
+		d->opcode = opcode;
+	}
+	*len = d->len;
+	return d->z;
+}
+
+/* Lets the slots' frames go (at the end of a flush: no frame is kept past
+ * it); `buffers`: their buffers too. */
+static void deflated_drop(int buffers)
+{
+	for (int i = 0; i < DEFLATED_SLOTS; i++) {
+		frame_unref(deflated[i].f);
+		deflated[i].f = NULL;
+		if (buffers) {
+			free(deflated[i].z);
+			deflated[i].z = NULL;
+		}
+	}
+}
+
 void conn_fini(void)
 {
 	dirty = NULL; /* every connection is closed: nothing to write */
 	conn_reap();
+	deflated_drop(1);
 }
 
 /* The heartbeat: a ping every pingInterval, and a connection that has not
@@ -319,20 +374,23 @@ static void write_queued(struct conn *c)
 		size_t len;
 		unsigned char *start;
 		if (ws_compresses(c->ws, opcode, f->len)) {
-			/* Compressed for this WebSocket: into the batch, or on its
-			 * own when it does not fit one. */
-			size_t room = ws_deflate_room(f->len);
-			if (total + room > WS_WRITE_BATCH) {
-				unsigned char *own;
-				if (total)
+			/* Compressed (once for all who get it): into the batch,
+			 * or on its own when it does not fit one. */
+			unsigned char *own = f->len > DEFLATED_MAX ? xmalloc(ws_deflate_room(f->len)) : NULL;
+			const unsigned char *z = deflated_frame(f, opcode, own, &len);
+			if (total + len > WS_WRITE_BATCH) {
+				if (total) {
+					free(own);
 					break;
-				own = xmalloc(room);
-				ws_write(c->ws, own, ws_deflate_write(opcode, frame_data(f), f->len, own));
+				}
+				ws_write(c->ws, z, len);
 				free(own);
 				frame_unref(outq_pop(&c->out));
 				goto written;
 			}
-			total += ws_deflate_write(opcode, frame_data(f), f->len, batch + total);
+			memcpy(batch + total, z, len);
+			free(own);
+			total += len;
 			frame_unref(outq_pop(&c->out));
 			continue;
 		}
@@ -370,6 +428,7 @@ void conn_flush(void)
 		if (!ws_busy(c->ws))
 			write_queued(c);
 	}
+	deflated_drop(0);
 }
 
 void conn_ws_writable(void *owner, struct ws *w)

@@ -153,6 +153,33 @@ describe('permessage-deflate with PARLEY_WS_COMPRESSION=1', () => {
     s.close();
   });
 
+  test('a broadcast is compressed once for all its recipients: messages of one burst, large and small, reach every socket whole and in order, with and without deflate', async () => {
+    const sender = sioClient(srv, '/messages', { transports: ['websocket'], query: { userId: 'dz-sender' } });
+    // socket.io-client in Node offers permessage-deflate; the last one is
+    // told not to.
+    const receivers = [0, 1, 2, 3].map((i) => sioClient(srv, '/messages',
+      { transports: ['websocket'], query: { userId: `dz-${i}` }, perMessageDeflate: i < 3 }));
+    await Promise.all([sender, ...receivers].map((c) => connected(c)));
+    for (const r of receivers) await r.timeout(5000).emitWithAck('test:join', { room: 'dz' });
+    const got = receivers.map(() => []);
+    receivers.forEach((r, i) => r.on('test:broadcast-args', (m) => got[i].push(m)));
+    // Distinct texts, most of them past the 1 KB threshold, one past the
+    // size kept once compressed (64 KB), broadcast by one handler call so
+    // that they leave in one flush: 60 of them, more than the 16 frames
+    // kept compressed, so that frames meet in one slot.
+    const sent = [];
+    for (let n = 0; n < 60; n++) {
+      const size = n === 20 ? 100000 : 500 + n * 37;
+      sent.push({ n, text: `${n}:`.padEnd(size, String.fromCharCode(97 + (n % 26))) + n });
+    }
+    assert.equal(await sender.timeout(10000).emitWithAck('test:broadcast-each', 'dz', sent), sent.length);
+    for (let i = 0; i < receivers.length; i++) {
+      while (got[i].length < sent.length) await new Promise((r) => setTimeout(r, 20));
+      assert.deepStrictEqual(got[i], sent, `receiver ${i}`);
+    }
+    [sender, ...receivers].forEach((c) => c.close());
+  });
+
   test('bad compressed input: not deflate data is closed 1007, a message inflating past PARLEY_MAX_PAYLOAD 1009; both counted, a bystander goes on', async () => {
     const bystander = await rawOpen(srv.port, 'permessage-deflate');
     const bad = await rawOpen(srv.port, 'permessage-deflate');

@@ -95,6 +95,17 @@ return {
 			return parley.of(sock.namespace):to(room):emit("test:broadcast-args", ...)
 		end,
 
+		-- (room, list): each item of the list to the room as its own
+		-- "test:broadcast-args", all in one call (so that they leave in one
+		-- flush); acks how many.
+		["test:broadcast-each"] = function(sock, room, list)
+			local to = parley.of(sock.namespace):to(room)
+			for _, item in ipairs(list) do
+				to:emit("test:broadcast-args", item)
+			end
+			return #list
+		end,
+
 		-- (event, ...): asks the client with every argument after the event
 		-- (the default timeout); the outcome comes back as "test:answer-args"
 		-- with the error (null for none) and then every value of the answer.
