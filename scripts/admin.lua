@@ -43,6 +43,19 @@ local function object(body)
 	return body
 end
 
+-- The room of a /api/rooms/:room/... route and its body; or nil, nil, why.
+local function room_and_body(req)
+	local room, err = segment(req.params.room, "the room")
+	if not room then
+		return nil, nil, err
+	end
+	local d, berr = object(req.body)
+	if not d then
+		return nil, nil, berr
+	end
+	return room, d
+end
+
 -- The sockets of a user, in every namespace: { {id, sock}, ... }.
 local function sockets_of(user)
 	local list = {}
@@ -105,13 +118,9 @@ return {
 
 		-- Takes every socket of userId out of the room.
 		["POST /api/rooms/:room/leave"] = function(req)
-			local room, err = segment(req.params.room, "the room")
+			local room, d, err = room_and_body(req)
 			if not room then
 				return nil, 400, err
-			end
-			local d, berr = object(req.body)
-			if not d then
-				return nil, 400, berr
 			end
 			local user, uerr = segment(d.userId, "userId")
 			if not user then
@@ -129,13 +138,9 @@ return {
 
 		-- Emits event(data) to the room, in every namespace that has it.
 		["POST /api/rooms/:room/emit"] = function(req)
-			local room, err = segment(req.params.room, "the room")
+			local room, d, err = room_and_body(req)
 			if not room then
 				return nil, 400, err
-			end
-			local d, berr = object(req.body)
-			if not d then
-				return nil, 400, berr
 			end
 			local event = d.event
 			if type(event) ~= "string" or event == "" or #event > MAX_EVENT then

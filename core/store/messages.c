@@ -613,17 +613,20 @@ static char *sync_page(struct collect_ids *c, size_t n, int reverse, const char 
 	return out.p;
 }
 
+/* A page's size: `limit` within 1..MESSAGES_SYNC_MAX. */
+static size_t sync_limit(long limit)
+{
+	return limit < 1 ? 1 : limit > MESSAGES_SYNC_MAX ? MESSAGES_SYNC_MAX : (size_t)limit;
+}
+
 char *messages_sync(const char *conv, size_t clen, uint64_t after, long limit,
 		    const char *viewer, size_t vlen, size_t *len)
 {
 	struct collect_ids c;
+	size_t n = sync_limit(limit);
 
-	if (limit < 1)
-		limit = 1;
-	if (limit > MESSAGES_SYNC_MAX)
-		limit = MESSAGES_SYNC_MAX;
-	conversation_ids(conv, clen, after, (size_t)limit + 1, &c);
-	return sync_page(&c, c.n < (size_t)limit ? c.n : (size_t)limit, 0, viewer, vlen, len);
+	conversation_ids(conv, clen, after, n + 1, &c);
+	return sync_page(&c, c.n < n ? c.n : n, 0, viewer, vlen, len);
 }
 
 /* The ids of a conversation's messages with seq below `before`, the newest
@@ -650,15 +653,12 @@ char *messages_sync_before(const char *conv, size_t clen, uint64_t before, long 
 			   const char *viewer, size_t vlen, size_t *len)
 {
 	struct collect_ids c;
+	size_t n = sync_limit(limit);
 
-	if (limit < 1)
-		limit = 1;
-	if (limit > MESSAGES_SYNC_MAX)
-		limit = MESSAGES_SYNC_MAX;
 	/* One more than the page: if it is there, older messages exist.
 	 * Collected newest first; answered oldest first. */
-	conversation_ids_back(conv, clen, before, (size_t)limit + 1, &c);
-	return sync_page(&c, c.n < (size_t)limit ? c.n : (size_t)limit, 1, viewer, vlen, len);
+	conversation_ids_back(conv, clen, before, n + 1, &c);
+	return sync_page(&c, c.n < n ? c.n : n, 1, viewer, vlen, len);
 }
 
 /* ---- statuses ---- */
