@@ -103,6 +103,9 @@ static const struct setting setting_table[] = {
 	  "rooms one socket may be in" },
 	{ "max_args", "PARLEY_MAX_ARGS", SETTING_INT, FIELD(max_args), "64", 1, 4096, "",
 	  "arguments one event or ack from a client may have, 1..4096" },
+	{ "max_queued_events", "PARLEY_MAX_QUEUED_EVENTS", SETTING_INT, FIELD(max_queued_events),
+	  "1000", 1, 1000000, "", "events of one socket that may wait behind its job waiting on a "
+	  "read or its connected hooks" },
 	{ "max_conns_per_ip", "PARLEY_MAX_CONNS_PER_IP", SETTING_INT, FIELD(max_conns_per_ip), "0",
 	  0, 1000000, "", "TCP connections from one address, 0: no limit (behind a proxy)" },
 	{ "connect_timeout", "PARLEY_CONNECT_TIMEOUT", SETTING_INT, FIELD(connect_timeout_ms), "10000",
