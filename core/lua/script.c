@@ -282,15 +282,72 @@ static void resume_jobs(const uintptr_t *tickets, const int *errs, size_t n)
 	call_runtime("resume_all", 1, 0);
 }
 
-/* A script's HTTP request ended: R.resume(ticket, answer | nil, err). */
+/* script_resume_with's push, with its context, for push_answer. */
+struct answer {
+	int (*push)(lua_State *S, void *ctx);
+	void *ctx;
+};
+
+/* push_answer(answer): the values answer.push pushes. */
+static int push_answer(lua_State *S)
+{
+	struct answer *a = lua_touserdata(S, 1);
+
+	lua_settop(S, 0);
+	return a->push(S, a->ctx);
+}
+
+/* resume_with(answer, ticket): R.resume(ticket, <the answer's values>), or
+ * R.resume(ticket, nil, why) when pushing them raised. In one call into Lua,
+ * so that the values are made under the call's memory budget. */
+static int resume_with(lua_State *S)
+{
+	struct answer *a = lua_touserdata(S, 1);
+	int base;
+
+	lua_rawgeti(S, LUA_REGISTRYINDEX, runtime_ref);
+	lua_getfield(S, -1, "resume");
+	lua_remove(S, -2);
+	lua_pushvalue(S, 2);
+	base = lua_gettop(S);
+	lua_pushcfunction(S, push_answer);
+	lua_pushlightuserdata(S, a);
+	if (lua_pcall(S, 1, LUA_MULTRET, 0) != 0) {
+		/* The job still answers its client: give it a budget for that. */
+		guard_renew();
+		if (!lua_isstring(S, -1)) {
+			lua_pop(S, 1);
+			lua_pushliteral(S, "the answer could not be read");
+		}
+		lua_pushnil(S);
+		lua_insert(S, -2);
+	}
+	lua_call(S, lua_gettop(S) - base + 1, 0);
+	return 0;
+}
+
+void script_resume_with(uintptr_t ticket, int (*push)(lua_State *L, void *ctx), void *ctx)
+{
+	struct answer a = { push, ctx };
+
+	if (!L)
+		return;
+	lua_pushcfunction(L, resume_with);
+	lua_pushlightuserdata(L, &a);
+	lua_pushnumber(L, (lua_Number)ticket);
+	call_runtime("resume", 2, 0);
+}
+
+/* A script's HTTP request ended: R.resume(ticket, answer | nil, err), the
+ * answer made under the call's memory budget (script_resume_with). */
+static int push_http(lua_State *S, void *r)
+{
+	return host_http_push(S, r);
+}
+
 static void resume_http(uintptr_t ticket, struct http_reply *r)
 {
-	int n;
-
-	push_entry("resume");
-	lua_pushnumber(L, (lua_Number)ticket);
-	n = host_http_push(L, r);
-	call_runtime("resume", 1 + n, 0);
+	script_resume_with(ticket, push_http, r);
 }
 
 /* ---- calls in ---- */

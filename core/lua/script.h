@@ -64,6 +64,17 @@ struct handshake;
 void script_http(const char *id, const char *method, const char *path,
 		 const struct handshake *query, const char *body, size_t body_len);
 
+/* A host function that answers later returned core.PENDING and a ticket
+ * (tickets_pending); its answer has come: resumes the job waiting for
+ * `ticket` with the values `push` pushes (it returns how many: the values
+ * the function would have returned at once, in the same order), as
+ * R.resume(ticket, ...). `push` runs in protected mode under the call's
+ * memory budget: should it raise (no memory left), the job is resumed with
+ * nil and the error's message instead, never left waiting. A ticket nobody
+ * waits for (its job is gone) is dropped. */
+struct lua_State;
+void script_resume_with(uintptr_t ticket, int (*push)(struct lua_State *L, void *ctx), void *ctx);
+
 /* Microseconds spent in Lua, and calls made, since start (for /metrics). */
 extern uint64_t script_usec;
 extern uint64_t script_calls;

@@ -45,8 +45,6 @@ static void resume_durable(void)
 	resume(durable.tickets, durable.errs, n);
 }
 
-/* store_wait() -> ticket: the runtime resumes the waiting job with it once
- * everything written so far is committed and synced. */
 uintptr_t tickets_new(void)
 {
 	static uintptr_t next_ticket;
@@ -54,13 +52,25 @@ uintptr_t tickets_new(void)
 	return ++next_ticket;
 }
 
+/* core.PENDING: its address is the sentinel. */
+static char pending;
+
+int tickets_pending(lua_State *S, uintptr_t ticket)
+{
+	lua_pushlightuserdata(S, (void *)&pending);
+	lua_pushnumber(S, (lua_Number)ticket);
+	return 2;
+}
+
+/* store_wait() -> PENDING, ticket: the runtime resumes the waiting job with
+ * nothing, or the store's error, once everything written so far is
+ * committed and synced. */
 static int l_store_wait(lua_State *S)
 {
 	uintptr_t ticket = tickets_new();
 
 	store_submit(store_batch_new(), tickets_done, (void *)ticket);
-	lua_pushnumber(S, (lua_Number)ticket);
-	return 1;
+	return tickets_pending(S, ticket);
 }
 
 static const luaL_Reg functions[] = {
@@ -71,6 +81,8 @@ static const luaL_Reg functions[] = {
 void tickets_register(lua_State *S)
 {
 	luaL_register(S, NULL, functions);
+	lua_pushlightuserdata(S, (void *)&pending);
+	lua_setfield(S, -2, "PENDING");
 }
 
 void tickets_start(void (*on_durable)(const uintptr_t *tickets, const int *errs, size_t n))

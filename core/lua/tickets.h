@@ -18,8 +18,17 @@ uintptr_t tickets_new(void);
  * batch's `done`. */
 void tickets_done(void *arg, int err);
 
-/* Adds core.store_wait() -> ticket (resumed once everything written so far
- * is durable) to the table at the top of the stack. */
+/* A host function that answers later (a store on another machine): returns
+ * tickets_pending(S, ticket), which pushes core.PENDING and the ticket, and
+ * later hands its answer to script_resume_with(ticket, ...). The runtime's
+ * C.settle makes the script's job wait for it (core/lua/runtime/api.lua
+ * says, for each store and kv function, what the answer holds). */
+int tickets_pending(lua_State *S, uintptr_t ticket);
+
+/* Adds core.PENDING (a light userdata no script can make), and
+ * core.store_wait() -> PENDING, ticket (resumed with nothing, or the
+ * store's error, once everything written so far is durable) to the table at
+ * the top of the stack. */
 void tickets_register(lua_State *S);
 /* From now on, after each round of store completions, hands the seam every
  * ticket queued since the last (with its error: 0 durable, or a negative

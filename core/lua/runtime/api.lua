@@ -7,10 +7,17 @@
 local core, C = ...
 local json, json_null, sockets, timers = C.json, C.json_null, C.sockets, C.timers
 local log, module_tag, wait_for, binary = C.log, C.module_tag, C.wait_for, C.binary
+local settle = C.settle
 local call, script_failed = C.call, C.script_failed
 local is_binary, broadcast_new = C.is_binary, C.broadcast_new
 
 -- ---- the API scripts see ----
+
+-- Its arguments: a call made as an argument of pass is not a tail call,
+-- so an error raised under it points at the script's line.
+local function pass(...)
+	return ...
+end
 
 local parley = {}
 
@@ -184,6 +191,37 @@ function parley.cancel(id)
 	return nil, "no such timer"
 end
 
+-- ---- the store's host functions, on either backend ----
+-- Every parley.kv and parley.store function below calls its core.kv_* or
+-- core.store_* host function through settle(what, kind, ...): the host
+-- function answers at once (LMDB: every read, and every write, whose
+-- durability a ticket stands for), or returns core.PENDING and a ticket
+-- (tickets_pending, core/lua/tickets.h: a store elsewhere, PostgreSQL) and
+-- later resumes that ticket (script_resume_with, core/lua/script.h) with
+-- the values it would have returned at once, same order, same types. The
+-- job waits meanwhile ("read" or "write": the ordering rule, jobs.lua).
+-- What a host function that answers later resumes with:
+--   - a read (kv_get, kv_keys, store_message, store_sync, store_members,
+--     ...): exactly what LMDB's returns.
+--   - a write LMDB answers with a ticket it makes durable later
+--     (store_set_status, store_read_upto, store_edit, store_annotate,
+--     store_hide, store_set_members, store_set_profile): LMDB's values with
+--     that ticket as nil, once the write is committed (nothing left to
+--     wait for); a write that failed, nil and the store's error.
+--   - store_send: rec, created, id, ts, seq, err: LMDB's values with the
+--     ticket's wait already done (err nil: committed; else the store's
+--     error, as the ticket would have given it); a send refused before it
+--     was tried: nil, err.
+--   - store_set_last_seen, kv_set, kv_delete: what LMDB's return (nothing;
+--     true) once committed, or nil and the store's error.
+--   - store_wait: nothing, or the store's error (already this shape on
+--     LMDB: tickets.c's store_wait returns PENDING and a ticket).
+--   - a call that cannot be answered (the store unreachable) may resume
+--     with core.PENDING and a message instead: settle raises it in the job,
+--     as the host function would have raised it at once.
+-- A host function never answers later outside a job (connect, load,
+-- unload and shutdown hooks): settle would raise "... can only wait in".
+
 -- Key-value storage for the running script or plugin (its own namespace,
 -- kept in the store across restarts and reloads). Values are anything JSON
 -- can hold; ttl_ms makes an entry expire. Writes are visible to reads at
@@ -216,7 +254,7 @@ end
 
 function kv.get(key)
 	check_key(key)
-	local text, err = core.kv_get(kv_namespace(), key)
+	local text, err = settle("parley.kv.get", "read", core.kv_get(kv_namespace(), key))
 	if text == nil then
 		return nil, err
 	end
@@ -226,13 +264,14 @@ end
 function kv.set(key, value, ttl_ms)
 	check_key(key)
 	if value == nil then
-		return core.kv_delete(kv_namespace(), key)
+		return pass(settle("parley.kv.set", "write", core.kv_delete(kv_namespace(), key)))
 	end
 	local ok, text = pcall(json.encode, value)
 	if not ok then
 		return nil, "parley.kv: " .. tostring(text)
 	end
-	return core.kv_set(kv_namespace(), key, text, expiry_of(ttl_ms))
+	return pass(settle("parley.kv.set", "write", core.kv_set(kv_namespace(), key, text,
+		expiry_of(ttl_ms))))
 end
 
 -- Adds delta (default 1) to a number (absent counts as 0) and returns the
@@ -244,7 +283,7 @@ function kv.incr(key, delta, ttl_ms)
 		error("parley.kv.incr: delta must be a number", 2)
 	end
 	local ns = kv_namespace()
-	local text, expiry = core.kv_get(ns, key)
+	local text, expiry = settle("parley.kv.incr", "read", core.kv_get(ns, key))
 	local value = 0
 	if text ~= nil then
 		value = json.decode(text)
@@ -253,8 +292,8 @@ function kv.incr(key, delta, ttl_ms)
 		end
 	end
 	value = value + delta
-	local ok, err = core.kv_set(ns, key, json.encode(value),
-		ttl_ms ~= nil and expiry_of(ttl_ms) or (expiry or 0))
+	local ok, err = settle("parley.kv.incr", "write", core.kv_set(ns, key, json.encode(value),
+		ttl_ms ~= nil and expiry_of(ttl_ms) or (expiry or 0)))
 	if not ok then
 		return nil, err
 	end
@@ -263,18 +302,19 @@ end
 
 function kv.delete(key)
 	check_key(key)
-	return core.kv_delete(kv_namespace(), key)
+	return pass(settle("parley.kv.delete", "write", core.kv_delete(kv_namespace(), key)))
 end
 
 -- The keys that start with prefix, in order (durable ones only).
 function kv.keys(prefix, limit)
-	return core.kv_keys(kv_namespace(), prefix or "", limit or 1000)
+	return pass(settle("parley.kv.keys", "read", core.kv_keys(kv_namespace(), prefix or "",
+		limit or 1000)))
 end
 
 -- Waits until everything written so far is on disk. Returns true, or nil
 -- and the store's error.
 function kv.wait()
-	local err = wait_for(core.store_wait(), "parley.kv.wait")
+	local err = settle("parley.kv.wait", "write", core.store_wait())
 	if err then
 		return nil, err
 	end
@@ -310,8 +350,16 @@ local function tell_stored(msg, rec, id, ts, seq)
 end
 
 function store.send(msg)
-	local rec, created, id, ts, seq, ticket = core.store_send(msg)
-	local err = wait_for(ticket, "parley.store.send")
+	local rec, created, id, ts, seq, err = settle("parley.store.send", "write",
+		core.store_send(msg))
+	if rec == nil then
+		return nil, created
+	end
+	-- LMDB: the ticket of the message's durability (a number); answered
+	-- later: the error, if any, of a commit already waited for.
+	if type(err) == "number" then
+		err = wait_for(err, "parley.store.send", "write")
+	end
 	if err then
 		return nil, err
 	end
@@ -321,15 +369,22 @@ function store.send(msg)
 	return rec, created, id, ts, seq
 end
 
+-- A read: the host function `fn`'s answer, waited for when it comes later.
+local function read(what, fn)
+	return function(...)
+		return pass(settle(what, "read", fn(...)))
+	end
+end
+
 -- message(id) -> record, conversationId, senderId, seq, recipients | nil
-store.message = core.store_message
+store.message = read("parley.store.message", core.store_message)
 -- sync(conversationId, after_seq, limit[, viewer]) -> raw JSON {messages,
 -- hasMore}; messages the viewer deleted for themselves are left out
-store.sync = core.store_sync
+store.sync = read("parley.store.sync", core.store_sync)
 -- sync_before(conversationId, before_seq|nil, limit[, viewer]) -> raw JSON
 -- {messages, hasMore}: the `limit` messages just before before_seq (nil:
 -- the newest), oldest first; hasMore: older ones exist
-store.sync_before = core.store_sync_before
+store.sync_before = read("parley.store.sync_before", core.store_sync_before)
 
 -- set_status(messageId, userId, "delivered"|"read", open[, conversationId])
 -- -> change {messageId, conversationId, senderId, status, changed,
@@ -339,7 +394,8 @@ store.sync_before = core.store_sync_before
 -- "not found". A list of ids gives a list of changes, all or nothing: each
 -- id is checked before any is written.
 function store.set_status(ids, user, status, open, conv)
-	local change, err, id = core.store_set_status(ids, user, status, open, conv)
+	local change, err, id = settle("parley.store.set_status", "write",
+		core.store_set_status(ids, user, status, open, conv))
 	if type(change) ~= "table" then
 		return nil, err, id
 	end
@@ -348,21 +404,29 @@ end
 
 -- read(conversationId, userId, upto_seq|nil, open) -> { changes }, count
 function store.read(conv, user, upto, open)
-	local changes, count = core.store_read_upto(conv, user, upto, open)
+	local changes, count = settle("parley.store.read", "write",
+		core.store_read_upto(conv, user, upto, open))
 	return changes, count
 end
 
 -- annotate(messageId, name, value|nil): a plugin's field of the message,
 -- shown with it by sync and message() ("reactions", ...).
-function store.annotate(id, name, value)
-	core.store_annotate(id, name, value)
+-- A write whose answer is its ticket, or nothing: true | nil, err.
+local function done(ticket, err)
+	if ticket == nil and err ~= nil then
+		return nil, err
+	end
 	return true
+end
+
+function store.annotate(id, name, value)
+	return done(settle("parley.store.annotate", "write", core.store_annotate(id, name, value)))
 end
 
 -- edit(messageId, content|nil) -> editedAt | nil, "not found": new content,
 -- or with nil a tombstone (content null, deleted true).
 function store.edit(id, content)
-	local edited_at, err = core.store_edit(id, content)
+	local edited_at, err = settle("parley.store.edit", "write", core.store_edit(id, content))
 	if not edited_at then
 		return nil, err
 	end
@@ -371,41 +435,41 @@ end
 
 -- hide(messageId, userId): deleted for that user only.
 function store.hide(id, user)
-	core.store_hide(id, user)
-	return true
+	return done(settle("parley.store.hide", "write", core.store_hide(id, user)))
 end
 
-store.members = core.store_members
-store.is_member = core.store_is_member
-store.conversations_of = core.store_conversations_of
+store.members = read("parley.store.members", core.store_members)
+store.is_member = read("parley.store.is_member", core.store_is_member)
+store.conversations_of = read("parley.store.conversations_of", core.store_conversations_of)
 -- inbox(userId, before|nil, limit) -> raw JSON {conversations, hasMore},
 -- latest activity first | nil (before is not in the inbox);
 -- inbox_item(userId, conversationId) -> raw JSON item | nil;
 -- participants(conversationId) -> { userIds } whose inbox holds it
-store.inbox = core.store_inbox
-store.inbox_item = core.store_inbox_item
-store.participants = core.store_participants
+store.inbox = read("parley.store.inbox", core.store_inbox)
+store.inbox_item = read("parley.store.inbox_item", core.store_inbox_item)
+store.participants = read("parley.store.participants", core.store_participants)
 -- inbox_updates(conversationId, { userIds }) -> { {item, users}, ... }:
 -- the conversation's item for those users, one per distinct item
-store.inbox_updates = core.store_inbox_updates
-store.profile = core.store_profile
-store.last_seen = core.store_last_seen
-store.set_last_seen = core.store_set_last_seen
+store.inbox_updates = read("parley.store.inbox_updates", core.store_inbox_updates)
+store.profile = read("parley.store.profile", core.store_profile)
+store.last_seen = read("parley.store.last_seen", core.store_last_seen)
+-- set_last_seen(userId, ms): nothing | nil, err
+function store.set_last_seen(user, ms)
+	return pass(settle("parley.store.set_last_seen", "write", core.store_set_last_seen(user, ms)))
+end
 store.iso_time = core.iso_time
 
 function store.set_members(conv, members)
-	core.store_set_members(conv, members)
-	return true
+	return done(settle("parley.store.set_members", "write", core.store_set_members(conv, members)))
 end
 
 function store.set_profile(user, profile)
-	core.store_set_profile(user, profile)
-	return true
+	return done(settle("parley.store.set_profile", "write", core.store_set_profile(user, profile)))
 end
 
 -- Waits until every write so far is durable: true | nil, err.
 function store.wait()
-	local err = wait_for(core.store_wait(), "parley.store.wait")
+	local err = settle("parley.store.wait", "write", core.store_wait())
 	if err then
 		return nil, err
 	end

@@ -12,7 +12,7 @@ local log, describe = C.log, C.describe
 -- coroutine (reused from a pool), so that a script can wait for what the
 -- core does in the background (parley.kv.wait, the store's writes) without
 -- blocking anyone: the job yields, and the core resumes it with the result.
--- Connect, disconnect and join hooks answer at once and cannot wait.
+-- Connect hooks answer at once and cannot wait (docs/lua.md).
 
 local WAIT = {}        -- what a waiting job yields, with its ticket
 local waiting = {}     -- ticket -> the job's coroutine
@@ -28,7 +28,7 @@ end
 
 -- Runs a resumed or started job until it ends or waits again. (A job
 -- catches its own failures and answers its client: this is the last resort.)
-local function step(co, ok, tag, ticket)
+local function step(co, ok, tag, ticket, kind)
 	if not ok then
 		log("error", "runtime: a job failed: " .. describe(tag))
 	elseif tag == WAIT then
@@ -50,17 +50,54 @@ end
 
 -- Inside a job: waits for the core to resume `ticket`; returns what it
 -- passed (nil, or an error message, for the store; an HTTP answer, or nil
--- and an error, for parley.http).
+-- and an error, for parley.http). `kind` says what the job waits on:
+-- "read" (the store's answer to a read), "write" (a write being made
+-- durable), or nil (anything else: an HTTP request).
 local function resumed(saved, ...)
 	C.current_module = saved
 	return ...
 end
 
-local function wait_for(ticket, what)
+-- A job waits; anything else cannot. `level`: error()'s, pointing at the
+-- script's line that asked.
+local function wait(ticket, what, kind, level)
 	if not coroutine.running() then
-		error(what .. " can only wait in an event handler, a route, a timer or an ack callback", 3)
+		error(what .. " can only wait in an event handler, a connected or disconnect hook, a "
+			.. "route, a timer or an ack callback", level + 1)
 	end
-	return resumed(C.current_module, coroutine.yield(WAIT, ticket))
+	return resumed(C.current_module, coroutine.yield(WAIT, ticket, kind))
+end
+
+local function pass(...)
+	return ...
+end
+
+-- Called by the function the script called (not as its tail call).
+local function wait_for(ticket, what, kind)
+	return pass(wait(ticket, what, kind, 3))
+end
+
+-- A host function's answer, now or later: core.PENDING and a ticket (the
+-- store is elsewhere: the core resumes the ticket, script_resume_with, with
+-- the values the function would have returned at once) makes the job wait
+-- for those values; any other values are the answer, returned as they are.
+-- Resumed with PENDING and a message: the function failed as a host
+-- function raises, here in the job (the store refused a call it cannot
+-- answer). `kind`: "read" or "write", as wait_for's. Called by the function
+-- the script called, not as its tail call (the error's level).
+local PENDING = core.PENDING
+local function raise_failed(first, err, ...)
+	if first == PENDING then
+		error(err, 0)
+	end
+	return first, err, ...
+end
+
+local function settle(what, kind, first, ...)
+	if first ~= PENDING then
+		return first, ...
+	end
+	return raise_failed(wait((...), what, kind, 3))
 end
 
 -- For the parts after this one.
@@ -68,3 +105,4 @@ C.waiting = waiting
 C.step = step
 C.run_job = run_job
 C.wait_for = wait_for
+C.settle = settle
