@@ -98,21 +98,28 @@ static void on_answer(void *arg, const PGresult *res, int err)
 }
 
 /* Queues statement `stmt` and answers core.PENDING, ticket: the job is
- * resumed with what `push` pushes of the answer. Text parameters, NULL for
- * SQL NULL; `binary` as pg_call's. */
+ * resumed with what `push` pushes of the answer. Text parameters (NUL-
+ * terminated), NULL for SQL NULL; those `binary` marks are `lengths`
+ * bytes (binary NULL: all text, lengths unused). */
 static int call(lua_State *L, enum pg_kind kind, enum pg_stmt stmt, int n,
 		const char *const *values, const int *lengths, const int *binary,
 		int (*push)(lua_State *L, const PGresult *res), enum failure failure)
 {
 	struct pg_wait *w = xmalloc(sizeof(*w));
 	uintptr_t ticket = tickets_new();
+	int lens[PARAMS_MAX];
+
+	/* pg_call copies lengths[i] bytes of each: a text's own, a binary
+	 * value's as given. */
+	for (int i = 0; i < n; i++)
+		lens[i] = binary && binary[i] ? lengths[i] : values[i] ? (int)strlen(values[i]) : 0;
 
 	w->ticket = ticket;
 	w->push = push;
 	w->failure = failure;
 	w->res = NULL;
 	w->err = 0;
-	pg_call(kind, (int)stmt, n, values, lengths, binary, on_answer, w);
+	pg_call(kind, (int)stmt, n, values, lens, binary, on_answer, w);
 	return tickets_pending(L, ticket);
 }
 
@@ -954,6 +961,44 @@ static int l_kv_keys(lua_State *L)
 		    FAIL_RAISE);
 }
 
+/* kv_incr's answer: the new value's JSON | nil, why */
+static int push_incr(lua_State *L, const PGresult *res)
+{
+	const char *v = PQntuples(res) == 1 ? value(res, 0, 0) : NULL;
+
+	if (!v) {
+		lua_pushnil(L);
+		lua_pushliteral(L, "parley.kv.incr: the value is not a number");
+		return 2;
+	}
+	lua_pushstring(L, v);
+	return 1;
+}
+
+/* kv_incr(ns, key, delta, expiry ms | nil) -> the new value's JSON | nil,
+ * err: kv.incr in one statement (PostgreSQL only: on LMDB api.lua reads
+ * and writes, which nothing can come between there). */
+static int l_kv_incr(lua_State *L)
+{
+	size_t klen;
+	const char *key, *ns = kv_args(L, &klen, &key);
+	lua_Number delta, expiry;
+	char delta_s[32], expiry_s[24], now_s[24];
+
+	if (!ns)
+		return 2;
+	delta = luaL_checknumber(L, 3);
+	expiry = luaL_optnumber(L, 4, -1);
+	snprintf(delta_s, sizeof(delta_s), "%.17g", delta);
+	snprintf(expiry_s, sizeof(expiry_s), "%lld",
+		 expiry > 0 && expiry < 9e18 ? (long long)expiry : 0LL);
+	snprintf(now_s, sizeof(now_s), "%lld", (long long)clock_wall_ms());
+	const char *values[5] = { ns, key, delta_s, expiry < 0 ? NULL : expiry_s, now_s };
+	int lengths[5] = { 0, (int)klen, 0, 0, 0 }, binary[5] = { 0, 1, 0, 0, 0 };
+	return call(L, PG_WRITE, PGS_KV_INCR, 5, values, lengths, binary, push_incr,
+		    FAIL_NIL_ERR);
+}
+
 /* Expired entries go a slice at a time, as kv.c's sweep. */
 static ev_timer sweep_timer;
 
@@ -1005,6 +1050,7 @@ void store_api_pg_register(lua_State *L)
 		{ "kv_set", l_kv_set },
 		{ "kv_delete", l_kv_delete },
 		{ "kv_keys", l_kv_keys },
+		{ "kv_incr", l_kv_incr },
 		{ NULL, NULL },
 	};
 

@@ -77,6 +77,9 @@ const struct pg_statement pg_statements[] = {
 	[PGS_KV_SWEEP] = { "parley_kv_sweep",
 			   "DELETE FROM kv WHERE ctid IN (SELECT ctid FROM kv WHERE expires > 0 "
 			   "AND expires <= $1::bigint LIMIT 2000)", 1 },
+	[PGS_KV_INCR] = { "parley_kv_incr",
+			  "SELECT parley_kv_incr($1, $2::bytea, $3::float8, $4::bigint, $5::bigint)",
+			  5 },
 };
 const size_t pg_nstatements = sizeof(pg_statements) / sizeof(pg_statements[0]);
 

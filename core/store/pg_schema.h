@@ -45,6 +45,7 @@ enum pg_stmt {
 	PGS_KV_DELETE,
 	PGS_KV_KEYS,
 	PGS_KV_SWEEP,
+	PGS_KV_INCR,
 	PGS_COUNT
 };
 

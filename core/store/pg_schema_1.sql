@@ -651,3 +651,33 @@ CREATE FUNCTION parley_hide(p_id text, p_user text) RETURNS void LANGUAGE sql AS
 	INSERT INTO hides SELECT m.conversation_id, m.seq, p_user FROM messages m
 		WHERE m.message_id = p_id ON CONFLICT DO NOTHING
 $$;
+
+-- ---- plugins' key-value entries ----
+
+-- kv.incr in one statement: adds p_delta to the number stored (absent or
+-- expired: 0) and answers the new value's JSON, or NULL when the value is
+-- not a number. p_expires NULL keeps the entry's expiry. The row lock
+-- orders concurrent increments, from any process.
+CREATE FUNCTION parley_kv_incr(p_plugin text, p_key bytea, p_delta float8, p_expires bigint,
+			       p_now bigint)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	cur kv;
+	v float8 := 0;
+	e bigint := 0;
+BEGIN
+	SELECT * INTO cur FROM kv WHERE plugin = p_plugin AND key = p_key FOR UPDATE;
+	IF FOUND AND (cur.expires = 0 OR cur.expires > p_now) THEN
+		IF json_typeof(convert_from(cur.value, 'UTF8')::json) <> 'number' THEN
+			RETURN NULL;
+		END IF;
+		v := convert_from(cur.value, 'UTF8')::float8;
+		e := cur.expires;
+	END IF;
+	v := v + p_delta;
+	INSERT INTO kv VALUES (p_plugin, p_key, convert_to(v::text, 'UTF8'), coalesce(p_expires, e))
+		ON CONFLICT (plugin, key) DO UPDATE
+		SET value = excluded.value, expires = excluded.expires;
+	RETURN v::text;
+END
+$$;
