@@ -764,6 +764,11 @@ void pg_call(enum pg_kind kind, int stmt, int n, const char *const *values, cons
 	pg_wake();
 }
 
+size_t pg_pending(void)
+{
+	return pg.reads.n + pg.writes.n + pg.inflight + pg.failing.n;
+}
+
 int pg_down(const char **why)
 {
 	if (pg.state == PG_UP)

@@ -125,3 +125,13 @@ test('PostgreSQL stopped (immediate) while parley runs: /healthz answers 503 wit
   const st = await srv.stop();
   assert.equal(st.code, 0);
 });
+
+test('SIGTERM on PostgreSQL: the drain sees the store settle (nothing queued or in flight) and does not wait out PARLEY_SHUTDOWN_TIMEOUT', { skip: noPg, timeout: 60000 }, async () => {
+  pgStart();
+  const uri = database('parley_drain');
+  const srv = await h.startParley({ env: { PARLEY_STORE: uri, PARLEY_SHUTDOWN_TIMEOUT: '60000' } });
+  const st = await srv.stop();
+  assert.equal(st.code, 0);
+  assert.match(srv.logs(), /stopping: every client told/);
+  assert.doesNotMatch(srv.logs(), /did not settle/);
+});
