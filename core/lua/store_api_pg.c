@@ -756,6 +756,15 @@ static int l_last_seen(lua_State *L)
 	return call(L, PG_READ, PGS_LAST_SEEN, 1, &user, NULL, NULL, push_last_seen, FAIL_RAISE);
 }
 
+/* A write nobody waits for (last seen, the kv sweep): its failure is
+ * pg.c's to log. */
+static void on_ignored(void *arg, const PGresult *res, int err)
+{
+	(void)arg;
+	(void)res;
+	(void)err;
+}
+
 static int l_set_last_seen(lua_State *L)
 {
 	size_t ulen;
@@ -765,8 +774,10 @@ static int l_set_last_seen(lua_State *L)
 	const char *values[2] = { user, ms_s };
 
 	snprintf(ms_s, sizeof(ms_s), "%lld", ms > 0 && ms < 9e18 ? (long long)ms : 0LL);
-	return call(L, PG_WRITE, PGS_SET_LAST_SEEN, 2, values, NULL, NULL, push_nothing,
-		    FAIL_NIL_ERR);
+	/* Queued and not waited for, as LMDB's: the shutdown hooks write last
+	 * seen, and cannot wait (pg_close commits what is queued). */
+	pg_call(PG_WRITE, PGS_SET_LAST_SEEN, 2, values, NULL, NULL, on_ignored, NULL);
+	return 0;
 }
 
 static int l_annotate(lua_State *L)
@@ -1036,13 +1047,6 @@ static int l_kv_incr(lua_State *L)
 /* Expired entries go a slice at a time, as kv.c's sweep. */
 static ev_timer sweep_timer;
 
-static void on_swept(void *arg, const PGresult *res, int err)
-{
-	(void)arg;
-	(void)res;
-	(void)err;
-}
-
 static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	char now_s[24];
@@ -1051,7 +1055,7 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)revents;
 	snprintf(now_s, sizeof(now_s), "%lld", (long long)clock_wall_ms());
-	pg_call(PG_WRITE, PGS_KV_SWEEP, 1, values, NULL, NULL, on_swept, NULL);
+	pg_call(PG_WRITE, PGS_KV_SWEEP, 1, values, NULL, NULL, on_ignored, NULL);
 	timer_start(t, on_sweep, KV_SWEEP_MS);
 }
 
