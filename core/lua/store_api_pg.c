@@ -892,9 +892,19 @@ static const char *kv_args(lua_State *L, size_t *klen, const char **key)
 	return ns;
 }
 
+/* A bytea column's bytes, in scratch memory (a push that raises after it
+ * must strand nothing), or NULL. */
 static char *bytes_of(const PGresult *res, int row, int col, size_t *len)
 {
-	return (char *)PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), len);
+	unsigned char *v = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), len);
+	char *copy;
+
+	if (!v)
+		return NULL;
+	copy = scratch_alloc(*len ? *len : 1);
+	memcpy(copy, v, *len);
+	PQfreemem(v);
+	return copy;
 }
 
 /* kv_get's answer: value json, expiry ms | nothing */
@@ -906,7 +916,7 @@ static int push_kv_value(lua_State *L, const PGresult *res)
 	if (PQntuples(res) != 1 || !(v = bytes_of(res, 0, 0, &len)))
 		return 0;
 	lua_pushlstring(L, v, len);
-	PQfreemem(v);
+	scratch_free(v);
 	lua_pushnumber(L, strtod(PQgetvalue(res, 0, 1), NULL));
 	return 2;
 }
@@ -982,7 +992,7 @@ static int push_kv_keys(lua_State *L, const PGresult *res)
 		if (!k)
 			continue;
 		lua_pushlstring(L, k, len);
-		PQfreemem(k);
+		scratch_free(k);
 		lua_rawseti(L, -2, ++count);
 	}
 	return 1;
