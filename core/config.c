@@ -70,6 +70,11 @@ static const struct setting setting_table[] = {
 	  "TCP port to listen on, 1..65535" },
 	{ "data_dir", "PARLEY_DATA_DIR", SETTING_PATH, FIELD(data_dir), "./data", 0, 0, "",
 	  "directory of the database" },
+	{ "store", "PARLEY_STORE", SETTING_OPTIONAL, FIELD(store), NULL, 0, 0, "",
+	  "where the store is: unset or lmdb: LMDB in PARLEY_DATA_DIR; a postgresql:// URI: PostgreSQL" },
+	{ "pg_max_queue", "PARLEY_PG_MAX_QUEUE", SETTING_INT, FIELD(pg_max_queue), "100000", 100,
+	  10000000, "",
+	  "store calls queued or in flight on PostgreSQL at most; past it one fails (503)" },
 	{ "map_size", "PARLEY_MAP_SIZE", SETTING_SIZE, FIELD(map_size), "4GiB",
 	  1048576, 1099511627776LL, " (bytes)",
 	  "most the database may hold, 1 MiB..1 TiB (the file grows as it fills)" },
@@ -851,6 +856,24 @@ static int config_find_scripts(struct config *c, char *err, size_t errlen)
 
 /* Fills `c` (zeroed) from the defaults, the config file and the environment.
  * Returns 0 or -EINVAL with a message in `err`. */
+/* PARLEY_STORE: unset or "lmdb" (then NULL: LMDB), or a PostgreSQL URI.
+ * The value is not quoted back: a URI may hold a password. */
+static int config_check_store(struct config *c, char *err, size_t errlen)
+{
+	if (!c->store)
+		return 0;
+	if (strcmp(c->store, "lmdb") == 0) {
+		free(c->store);
+		c->store = NULL;
+		return 0;
+	}
+	if (strncmp(c->store, "postgresql://", 13) == 0 || strncmp(c->store, "postgres://", 11) == 0)
+		return 0;
+	config_fail(err, errlen, NULL, "PARLEY_STORE (file key store)",
+		    "expected lmdb, or a PostgreSQL URI starting with postgresql:// or postgres://");
+	return -EINVAL;
+}
+
 static int config_read(struct config *c, char *err, size_t errlen)
 {
 	/* Defaults go through the same checks as every other source. */
@@ -871,7 +894,8 @@ static int config_read(struct config *c, char *err, size_t errlen)
 		if (config_apply(c, s, value, strlen(value), NULL, s->env, err, errlen) != 0)
 			return -EINVAL;
 	}
-	if (config_check_static(c, err, errlen) != 0 || config_check_binary(c, err, errlen) != 0 ||
+	if (config_check_store(c, err, errlen) != 0 || config_check_static(c, err, errlen) != 0 ||
+	    config_check_binary(c, err, errlen) != 0 ||
 	    config_check_listen(c, err, errlen) != 0 || config_find_scripts(c, err, errlen) != 0)
 		return -EINVAL;
 	return 0;
@@ -1017,6 +1041,7 @@ void config_fini(struct config *c)
 	if (!c)
 		return;
 	free(c->data_dir);
+	free(c->store);
 	free(c->static_mount);
 	free(c->bind);
 	free(c->metrics_addr);
@@ -1064,8 +1089,8 @@ void config_usage(FILE *out)
 		"One process per data directory: parley locks PARLEY_DATA_DIR/parley.lock,\n"
 		"and a second process on the same directory (by any path) exits 1 naming\n"
 		"the pid that holds it. Give each process its own directory; several\n"
-		"processes on one store need the shared store (PostgreSQL, PARLEY_STORE:\n"
-		"planned, not built yet).\n"
+		"processes on one store need the shared store (PostgreSQL, PARLEY_STORE),\n"
+		"with which parley neither locks nor uses the data directory.\n"
 		"\n"
 		"Signals: SIGHUP (or a change of a script or of the config file, with\n"
 		"PARLEY_WATCH=1) reads the settings again and reloads the scripts: the\n"

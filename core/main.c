@@ -10,8 +10,11 @@
 #include "base/map.h"
 #include "base/metrics.h"
 #include "lua/script.h"
+#include "proto/route.h"
 #include "server.h"
 #include "store/messages.h"
+#include "store/pg.h"
+#include "store/pg_schema.h"
 #include "store/store.h"
 
 static void on_stop_signal(int sig)
@@ -89,13 +92,27 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	/* The data directory first: a second process on it stops here, before
-	 * it takes a port or touches the store. */
-	if (store_claim(settings.data_dir) < 0) {
+	 * it takes a port or touches the store. On PostgreSQL the database is
+	 * shared by design and the directory is not used. */
+	if (!settings.store && store_claim(settings.data_dir) < 0) {
 		rc = 1;
 		goto out;
 	}
-	if (server_start() < 0 || store_open(settings.data_dir, settings.map_size, clock_loop) < 0 ||
-	    messages_init() < 0) {
+	if (server_start() < 0) {
+		rc = 1;
+		goto out;
+	}
+	if (settings.store) {
+		/* Unreachable, or a schema newer than ours: logged with the URI
+		 * (its password masked), and we stop. */
+		if (pg_open(settings.store, clock_loop, pg_migrations, pg_nmigrations, pg_statements,
+			    pg_nstatements) < 0) {
+			rc = 1;
+			goto out;
+		}
+		route_set_store_check(pg_down);
+	} else if (store_open(settings.data_dir, settings.map_size, clock_loop) < 0 ||
+		   messages_init() < 0) {
 		rc = 1;
 		goto out;
 	}
@@ -123,6 +140,7 @@ out:
 	 * the store commits what is left, then Lua and the loop go. */
 	server_fini();
 	script_shutdown();
+	pg_close();
 	store_close();
 	messages_fini();
 	script_fini();

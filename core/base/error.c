@@ -16,6 +16,8 @@ static const char *const own[] = {
 	"PARLEY_EBADACK: an ack id must be an integer in 0..2^53",
 	"PARLEY_EBADNAME: the name is missing, not a string, empty, too long or reserved",
 	"PARLEY_ENOTRECIPIENT: the user is not a recipient of the message",
+	"PARLEY_EUNAVAILABLE: the store is unavailable (PostgreSQL unreachable or its queue full)",
+	"PARLEY_ESTATEMENT: a statement of the store failed in PostgreSQL",
 };
 
 /* What a disk does to a write, in the words an operator reads in a log and

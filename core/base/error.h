@@ -44,6 +44,12 @@ enum parley_error {
 	PARLEY_EBADNAME = -32003,
 	/* The user is not a recipient of the message. */
 	PARLEY_ENOTRECIPIENT = -32004,
+	/* The store cannot answer: PostgreSQL is unreachable, the connection
+	 * went before a write's COMMIT was confirmed, or its queue is full. */
+	PARLEY_EUNAVAILABLE = -32005,
+	/* A statement of the store failed in PostgreSQL (logged with its
+	 * message). */
+	PARLEY_ESTATEMENT = -32006,
 };
 
 /* A message for `err`, starting with the code's name ("ENOSPC: ...",

@@ -50,5 +50,12 @@ void host_http_fini(void);
 void host_metrics_register(lua_State *S);
 /* store_api.c: the message store's store_* functions and iso_time. */
 void store_api_register(lua_State *L);
+/* store_api_pg.c: the same store_* and kv_* functions, and store_wait, on
+ * PostgreSQL (store/pg.h): registered over the LMDB ones when the store is
+ * PostgreSQL. store_api_pg_start arms the sweep of expired kv entries (in
+ * kv_start's place), store_api_pg_fini stops it. */
+void store_api_pg_register(lua_State *L);
+void store_api_pg_start(void);
+void store_api_pg_fini(void);
 
 #endif

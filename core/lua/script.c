@@ -400,6 +400,10 @@ int script_init(void (*on_change)(void))
 	host_metrics_register(L);
 	tickets_register(L);
 	store_api_register(L);
+	/* On PostgreSQL the store's functions are store_api_pg.c's, with the
+	 * same names: nothing above the host functions knows the backend. */
+	if (settings.store)
+		store_api_pg_register(L);
 	cryptolua_register(L);
 	jsonlua_open(L);
 	lua_setfield(L, -2, "json");
@@ -471,7 +475,10 @@ int script_init(void (*on_change)(void))
 	/* The sockets and the HTTP API report here from now on. */
 	client_set_hooks(&client_hooks);
 	api_set_hooks(&api_hooks);
-	kv_start();
+	if (settings.store)
+		store_api_pg_start();
+	else
+		kv_start();
 	tickets_start(resume_jobs);
 	if (settings.watch && on_change)
 		watch_init(clock_loop, on_change);
@@ -541,6 +548,7 @@ void script_fini(void)
 	host_timers_fini();
 	host_http_fini();
 	kv_fini();
+	store_api_pg_fini();
 	tickets_fini();
 	watch_fini();
 	client_set_hooks(NULL);

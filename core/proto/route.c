@@ -21,6 +21,7 @@
 #include "proto/api.h"
 #include "proto/engine.h"
 #include "proto/plain.h"
+#include "wire/json.h"
 #include "wire/websocket.h"
 
 /* When the server started, for /healthz. */
@@ -32,9 +33,17 @@ static int64_t started_ms;
  * its WebSocket already (target: the connection; closed once open). */
 enum { ROUTE_ENGINE, ROUTE_PROBE, ROUTE_PLAIN, ROUTE_STALE };
 
+/* Whether the store serves (route_set_store_check), or NULL. */
+static int (*store_down)(const char **why);
+
 void route_init(void)
 {
 	started_ms = now_ms();
+}
+
+void route_set_store_check(int (*down)(const char **why))
+{
+	store_down = down;
 }
 
 static int is_engine_path(const char *path)
@@ -49,6 +58,21 @@ static int serve_own(struct lws *wsi, struct pss *pss, const char *path)
 		/* A load balancer on a kept-alive connection learns to look elsewhere. */
 		static const char going[] = "{\"status\":\"shutting down\"}";
 		return http_respond(wsi, pss, 503, "application/json", going, sizeof(going) - 1);
+	}
+	if (strcmp(path, "/healthz") == 0 && store_down) {
+		/* A load balancer sends no one to a node whose store is gone;
+		 * the reason is the operator's. */
+		const char *why = NULL;
+		if (store_down(&why)) {
+			static const char head[] = "{\"status\":\"unavailable\",\"reason\":";
+			size_t len = strnlen(why, 256), n = sizeof(head) - 1;
+			char body[sizeof(head) + json_escaped_max(256) + 2];
+			memcpy(body, head, n);
+			n += json_escape(why, len, body + n);
+			body[n++] = '}';
+			metrics_http_error(503);
+			return http_respond(wsi, pss, 503, "application/json", body, n);
+		}
 	}
 	if (strcmp(path, "/healthz") == 0) {
 		char body[128];

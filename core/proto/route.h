@@ -11,6 +11,10 @@ struct http_head;
 
 /* Notes the start time (/healthz's uptime). */
 void route_init(void);
+/* What /healthz asks of the store (the app sets it: the store is a layer
+ * this one does not link): 0 when it serves, else 1 with `*why` (static
+ * text), answered as a 503 with the reason. NULL: the store is not asked. */
+void route_set_store_check(int (*down)(const char **why));
 /* An HTTP request whose framing passed (net/http.c's on_request): answers
  * it, or hands it to the route that will. Returns what the lws callback
  * should. */

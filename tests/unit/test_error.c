@@ -34,8 +34,10 @@ static void test_own(void)
 	CHECK(starts(parley_strerror(PARLEY_EBADACK), "PARLEY_EBADACK: "));
 	CHECK(starts(parley_strerror(PARLEY_EBADNAME), "PARLEY_EBADNAME: "));
 	CHECK(starts(parley_strerror(PARLEY_ENOTRECIPIENT), "PARLEY_ENOTRECIPIENT: "));
+	CHECK(starts(parley_strerror(PARLEY_EUNAVAILABLE), "PARLEY_EUNAVAILABLE: "));
+	CHECK(starts(parley_strerror(PARLEY_ESTATEMENT), "PARLEY_ESTATEMENT: "));
 	/* In the range, past the last one: no code. */
-	CHECK_STR(parley_strerror(PARLEY_ENOTRECIPIENT - 1), "unknown error -32005");
+	CHECK_STR(parley_strerror(PARLEY_ESTATEMENT - 1), "unknown error -32007");
 }
 
 static char *fake_lmdb(int err)

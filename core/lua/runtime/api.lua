@@ -283,6 +283,16 @@ function kv.incr(key, delta, ttl_ms)
 		error("parley.kv.incr: delta must be a number", 2)
 	end
 	local ns = kv_namespace()
+	-- A store elsewhere (PostgreSQL) increments in one statement: a read
+	-- then a write would let another job's increment in between.
+	if core.kv_incr then
+		local text, err = settle("parley.kv.incr", "write", core.kv_incr(ns, key, delta,
+			ttl_ms ~= nil and expiry_of(ttl_ms) or nil))
+		if text == nil then
+			return nil, err
+		end
+		return json.decode(text)
+	end
 	local text, expiry = settle("parley.kv.incr", "read", core.kv_get(ns, key))
 	local value = 0
 	if text ~= nil then
@@ -489,6 +499,10 @@ local FULL = {
 }
 function store.failure(err, otherwise)
 	local code = tostring(err):match("^([%u_]+):")
+	if code == "PARLEY_EUNAVAILABLE" then
+		return 503, "the message store is unavailable: "
+			.. tostring(err):match("^[%u_]+: ([^\n]*)")
+	end
 	if FULL[code] then
 		return 507, FULL[code]
 	end

@@ -1,0 +1,63 @@
+/* pg.h - the store on PostgreSQL: one libpq connection per process, non-
+ * blocking and in pipeline mode on the libev loop. Reads are sent at once;
+ * writes are group-committed, one transaction in flight at a time; a lost
+ * connection fails what was in flight and reconnects with backoff. The SQL
+ * (migrations, prepared statements) is the caller's (store/pg_schema.c).
+ * Every function is for the loop thread. */
+#ifndef PARLEY_PG_H
+#define PARLEY_PG_H
+
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+struct ev_loop;
+
+/* A prepared statement: prepared on every (re)connect under `name`. */
+struct pg_statement { const char *name; const char *sql; int nparams; };
+
+/* At start, before the loop serves anyone (so it may block): connects to `uri`, takes an
+ * advisory lock, creates or migrates the schema - `migrations[i]` is the SQL that takes
+ * schema version i to i+1, each applied in its own transaction and recorded in a version
+ * table; a database whose version is newer than `nmigrations` is refused with a clear
+ * message - and prepares `stmts`. Returns 0, or a negative code, logged with the URI
+ * (password masked: postgresql://user:***@host/db). */
+int pg_open(const char *uri, struct ev_loop *loop, const char *const *migrations,
+	    size_t nmigrations, const struct pg_statement *stmts, size_t nstmts);
+/* Sends what is queued, waits for the answers (bounded: a few seconds), fails the rest with
+ * PARLEY_EUNAVAILABLE, closes. Safe twice and when never opened. */
+void pg_close(void);
+
+enum pg_kind { PG_READ, PG_WRITE };
+/* `res` valid during the call only; NULL when err != 0. */
+typedef void pg_done_fn(void *arg, const PGresult *res, int err);
+
+/* Queues statement `stmt` (an index into pg_open's table) with `n` parameters, copied
+ * (values[i] NULL: SQL NULL; lengths[i] its bytes; binary[i] non-zero: binary format,
+ * for bytea - `binary` NULL: all text). Never blocks, never calls `done` before it returns.
+ * done(arg, res, 0): a PG_READ as soon as it is answered; a PG_WRITE once the transaction
+ * holding it has COMMITted (its result is the statement's own).
+ * done(arg, NULL, err) otherwise:
+ *   PARLEY_EUNAVAILABLE - not connected, or the connection went before the COMMIT was
+ *     confirmed (the write may or may not be committed: the SQL functions are idempotent,
+ *     so a retry is safe), or the queue is over its bound;
+ *   PARLEY_ESTATEMENT - the statement itself failed (logged with PostgreSQL's message).
+ * Never done twice, never lost: pg_close fails what is left. */
+void pg_call(enum pg_kind kind, int stmt, int n, const char *const *values, const int *lengths,
+	     const int *binary, pg_done_fn *done, void *arg);
+
+/* 0 when connected and serving; else 1 with `*why` (static text: "PostgreSQL unreachable:
+ * ..."). For /healthz (503 with the reason) and the store's errors. */
+int pg_down(const char **why);
+
+/* Store calls queued, in flight, or failed and not yet told: 0 once the
+ * store has settled (the shutdown's drain waits for it). */
+size_t pg_pending(void);
+
+/* Copies `uri` into `out` (`outlen` bytes, always NUL-terminated, cut if
+ * need be) with its password masked: the userinfo's ("user:***@host") and
+ * a `password=` parameter's ("password=***"). For every message that names
+ * the URI. */
+void pg_mask_uri(const char *uri, char *out, size_t outlen);
+
+#endif

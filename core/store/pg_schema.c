@@ -1,0 +1,88 @@
+/* pg_schema.c - parley's SQL on PostgreSQL (see pg_schema.h): the schema's
+ * migrations, embedded from core/store/pg_schema_<version>.sql at build
+ * time, and the prepared statements, each one call of a function those
+ * define (or one plain statement). Parameters are text unless said. */
+#include "store/pg_schema.h"
+
+extern const char pg_schema_1_sql[];
+
+const char *const pg_migrations[] = {
+	pg_schema_1_sql,
+};
+const size_t pg_nmigrations = sizeof(pg_migrations) / sizeof(pg_migrations[0]);
+
+const struct pg_statement pg_statements[] = {
+	[PGS_SEND] = { "parley_send",
+		       "SELECT * FROM parley_send($1, $2, $3, $4, $5, $6, $7, $8::text[], "
+		       "$9::bigint, $10)", 10 },
+	[PGS_MESSAGE] = { "parley_message", "SELECT * FROM parley_message($1)", 1 },
+	[PGS_SYNC] = { "parley_sync", "SELECT parley_sync($1, $2::bigint, $3::integer, $4)", 4 },
+	[PGS_SYNC_BEFORE] = { "parley_sync_before",
+			      "SELECT parley_sync_before($1, $2::bigint, $3::integer, $4)", 4 },
+	[PGS_SET_STATUS] = { "parley_set_status",
+			     "SELECT * FROM parley_set_status($1::text[], $2, $3::integer, "
+			     "$4::boolean, $5, $6::bigint, $7)", 7 },
+	[PGS_READ_UPTO] = { "parley_read_upto",
+			    "SELECT * FROM parley_read_upto($1, $2, $3::bigint, $4::boolean, "
+			    "$5::bigint, $6)", 6 },
+	[PGS_MEMBERS] = { "parley_members",
+			  "SELECT user_id FROM members WHERE conversation_id = $1 "
+			  "ORDER BY user_id LIMIT 10000", 1 },
+	[PGS_SET_MEMBERS] = { "parley_set_members",
+			      "SELECT parley_set_members($1, $2::text[], $3::bigint)", 3 },
+	[PGS_IS_MEMBER] = { "parley_is_member", "SELECT * FROM parley_is_member($1, $2)", 2 },
+	[PGS_CONVERSATIONS_OF] = { "parley_conversations_of",
+				   "SELECT conversation_id FROM members WHERE user_id = $1 "
+				   "ORDER BY conversation_id LIMIT 100000", 1 },
+	[PGS_INBOX] = { "parley_inbox", "SELECT parley_inbox($1, $2, $3::integer)", 3 },
+	[PGS_INBOX_ITEM] = { "parley_inbox_item", "SELECT parley_inbox_item($1, $2)", 2 },
+	[PGS_INBOX_UPDATES] = { "parley_inbox_updates",
+				"SELECT * FROM parley_inbox_updates($1, $2::text[])", 2 },
+	[PGS_PARTICIPANTS] = { "parley_participants",
+			       "SELECT user_id FROM inbox WHERE conversation_id = $1 "
+			       "ORDER BY user_id LIMIT 10000", 1 },
+	[PGS_PROFILE] = { "parley_profile",
+			  "SELECT profile FROM users WHERE user_id = $1 AND profile IS NOT NULL",
+			  1 },
+	[PGS_SET_PROFILE] = { "parley_set_profile",
+			      "INSERT INTO users (user_id, profile) VALUES ($1, $2) "
+			      "ON CONFLICT (user_id) DO UPDATE SET profile = excluded.profile", 2 },
+	[PGS_LAST_SEEN] = { "parley_last_seen",
+			    "SELECT last_seen FROM users WHERE user_id = $1 "
+			    "AND last_seen IS NOT NULL", 1 },
+	[PGS_SET_LAST_SEEN] = { "parley_set_last_seen",
+				"INSERT INTO users (user_id, last_seen) VALUES ($1, $2::bigint) "
+				"ON CONFLICT (user_id) DO UPDATE SET last_seen = excluded.last_seen",
+				2 },
+	[PGS_ANNOTATE] = { "parley_annotate", "SELECT parley_annotate($1, $2, $3)", 3 },
+	[PGS_EDIT] = { "parley_edit", "SELECT parley_edit($1, $2, $3)", 3 },
+	[PGS_HIDE] = { "parley_hide", "SELECT parley_hide($1, $2)", 2 },
+	/* store_wait: a write that commits after every write queued before. */
+	[PGS_WAIT] = { "parley_wait", "SELECT 1", 0 },
+	/* kv: $2 the key and $3 a value are bytea (binary parameters). */
+	[PGS_KV_GET] = { "parley_kv_get",
+			 "SELECT value, expires FROM kv WHERE plugin = $1 AND key = $2::bytea "
+			 "AND (expires = 0 OR expires > $3::bigint)", 3 },
+	[PGS_KV_SET] = { "parley_kv_set",
+			 "INSERT INTO kv VALUES ($1, $2::bytea, $3::bytea, $4::bigint) "
+			 "ON CONFLICT (plugin, key) DO UPDATE "
+			 "SET value = excluded.value, expires = excluded.expires", 4 },
+	[PGS_KV_DELETE] = { "parley_kv_delete",
+			    "DELETE FROM kv WHERE plugin = $1 AND key = $2::bytea", 2 },
+	[PGS_KV_KEYS] = { "parley_kv_keys",
+			  "SELECT key FROM kv WHERE plugin = $1 AND key >= $2::bytea "
+			  "AND substring(key FROM 1 FOR octet_length($2::bytea)) = $2::bytea "
+			  "AND (expires = 0 OR expires > $3::bigint) ORDER BY key LIMIT $4::integer",
+			  4 },
+	[PGS_KV_SWEEP] = { "parley_kv_sweep",
+			   "DELETE FROM kv WHERE ctid IN (SELECT ctid FROM kv WHERE expires > 0 "
+			   "AND expires <= $1::bigint LIMIT 2000)", 1 },
+	[PGS_KV_INCR] = { "parley_kv_incr",
+			  "SELECT parley_kv_incr($1, $2::bytea, $3::float8, $4::bigint, $5::bigint)",
+			  5 },
+};
+const size_t pg_nstatements = sizeof(pg_statements) / sizeof(pg_statements[0]);
+
+/* Every statement of the enum has its row. */
+_Static_assert(sizeof(pg_statements) / sizeof(pg_statements[0]) == PGS_COUNT,
+	       "pg_statements and enum pg_stmt agree");
