@@ -17,6 +17,7 @@ struct config {
 	int port;                /* PORT, 3000 */
 	char *data_dir;          /* PARLEY_DATA_DIR, "./data" */
 	char *store;             /* PARLEY_STORE, NULL (LMDB) or a postgresql:// URI */
+	int pg_max_queue;        /* PARLEY_PG_MAX_QUEUE, 100000: store calls queued on PostgreSQL */
 	size_t map_size;         /* PARLEY_MAP_SIZE, 4 GiB */
 	char *frontend_url;      /* FRONTEND_URL, NULL = any origin (dev) */
 	char *jwt_secret;        /* JWT_SECRET, NULL = dev auth */
