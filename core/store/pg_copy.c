@@ -36,12 +36,13 @@
 #define CHUNK 1000 /* rows a transaction */
 #define PARAMS_MAX 5
 
-/* One row's parameters: pointers into the LMDB entry, or into `own`. */
+/* One row's parameters: text ones are copies (libpq reads a text parameter
+ * up to its NUL, and LMDB's bytes have none), binary ones point into the
+ * LMDB entry. */
 struct copy_row {
 	const char *values[PARAMS_MAX];
 	int lengths[PARAMS_MAX], binary[PARAMS_MAX];
-	char own[PARAMS_MAX][24];
-	char *array; /* a text[] literal, malloc'd */
+	char *copies[PARAMS_MAX];
 };
 
 /* A kind of row, as the LMDB store holds it and PostgreSQL will. */
@@ -70,16 +71,38 @@ struct copy {
 
 static void param(struct copy_row *r, int i, const char *s, size_t len)
 {
-	r->values[i] = s;
+	r->copies[i] = xstrndup(s, len);
+	r->values[i] = r->copies[i];
 	r->lengths[i] = (int)len;
 	r->binary[i] = 0;
 }
 
-/* A big-endian word as decimal text, in the row's own memory. */
+/* Bytes as they are, for a bytea. */
+static void param_bytes(struct copy_row *r, int i, const char *s, size_t len)
+{
+	r->values[i] = s;
+	r->lengths[i] = (int)len;
+	r->binary[i] = 1;
+}
+
+static void param_number(struct copy_row *r, int i, uint64_t v)
+{
+	char text[24];
+
+	snprintf(text, sizeof(text), "%" PRIu64, v);
+	param(r, i, text, strlen(text));
+}
+
+/* A big-endian word as decimal text. */
 static void param_u64(struct copy_row *r, int i, const void *p)
 {
-	snprintf(r->own[i], sizeof(r->own[i]), "%" PRIu64, record_get_u64(p));
-	param(r, i, r->own[i], strlen(r->own[i]));
+	param_number(r, i, record_get_u64(p));
+}
+
+static void row_free(struct copy_row *r)
+{
+	for (int i = 0; i < PARAMS_MAX; i++)
+		free(r->copies[i]);
 }
 
 /* Splits "a\0b" at its first NUL: the length of a, or 0 when there is no
@@ -136,8 +159,8 @@ static int row_message(const char *k, size_t kl, const char *v, size_t vl, struc
 	if (kl != MESSAGES_ID_LEN || record_parse(v, vl, &rec) < 0)
 		return 0;
 	param(r, 0, rec.json, rec.json_len);
-	r->array = array_literal(rec.recipients, rec.recipients_len);
-	param(r, 1, r->array, strlen(r->array));
+	r->copies[1] = array_literal(rec.recipients, rec.recipients_len);
+	r->values[1] = r->copies[1];
 	return 2;
 }
 
@@ -149,8 +172,7 @@ static int row_status(const char *k, size_t kl, const char *v, size_t vl, struct
 		return 0;
 	param(r, 0, k, MESSAGES_ID_LEN);
 	param(r, 1, k + MESSAGES_ID_LEN + 1, kl - MESSAGES_ID_LEN - 1);
-	snprintf(r->own[2], sizeof(r->own[2]), "%d", (unsigned char)v[0]);
-	param(r, 2, r->own[2], strlen(r->own[2]));
+	param_number(r, 2, (unsigned char)v[0]);
 	param_u64(r, 3, v + 1);
 	param(r, 4, vl > 9 && (v[9] & 1) ? "t" : "f", 1);
 	return 5;
@@ -216,20 +238,20 @@ static int row_inbox(const char *k, size_t kl, const char *v, size_t vl, struct 
 	if (vl != 12 || !row_pair(k, kl, r))
 		return 0;
 	param_u64(r, 2, v);
-	snprintf(r->own[3], sizeof(r->own[3]), "%" PRIu32,
-		 (uint32_t)u[8] << 24 | (uint32_t)u[9] << 16 | (uint32_t)u[10] << 8 | u[11]);
-	param(r, 3, r->own[3], strlen(r->own[3]));
+	param_number(r, 3, (uint32_t)u[8] << 24 | (uint32_t)u[9] << 16 | (uint32_t)u[10] << 8 | u[11]);
 	return 4;
 }
 
 /* kv: plugin "\0" key -> expiry ms(8) value; the key and value are bytes. */
 static int row_kv(const char *k, size_t kl, const char *v, size_t vl, struct copy_row *r)
 {
-	if (vl < 8 || !row_pair(k, kl, r))
+	size_t plen = split(k, kl);
+
+	if (vl < 8 || !plen)
 		return 0;
-	r->binary[1] = 1;
-	param(r, 2, v + 8, vl - 8);
-	r->binary[2] = 1;
+	param(r, 0, k, plen);
+	param_bytes(r, 1, k + plen + 1, kl - plen - 1);
+	param_bytes(r, 2, v + 8, vl - 8);
 	param_u64(r, 3, v);
 	return 4;
 }
@@ -332,7 +354,7 @@ static int copy_entry(void *arg, const void *k, size_t kl, const void *v, size_t
 		return 0;
 	c->seen++;
 	res = PQexecPrepared(c->db, "copy_row", n, r.values, r.lengths, r.binary, 0);
-	free(r.array);
+	row_free(&r);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_error("copy-store: a row of %s: %s", c->kind->name, PQerrorMessage(c->db));
 		c->err = PARLEY_ESTATEMENT;
@@ -422,8 +444,9 @@ static int copy_conversations(PGconn *db, long *lmdb, long long *pg)
 }
 
 /* Whether the database may take this directory's copy: it holds nothing of
- * parley's yet, or an unfinished copy of `source`. 0, -ENOTEMPTY (logged),
- * or PARLEY_ESTATEMENT. */
+ * parley's yet, or an unfinished copy of `source`. 0; 1 when the copy of
+ * `source` is finished (a server may have written since: nothing is copied
+ * over it); -ENOTEMPTY (logged), or PARLEY_ESTATEMENT. */
 static int claim_database(PGconn *db, const char *source, const char *masked)
 {
 	long long mine, others;
@@ -432,10 +455,12 @@ static int claim_database(PGconn *db, const char *source, const char *masked)
 	rc = exec(db, "CREATE TABLE IF NOT EXISTS parley_copy (source text PRIMARY KEY, "
 		      "finished boolean NOT NULL)", PGRES_COMMAND_OK);
 	if (!rc)
-		rc = query_long(db, "SELECT count(*) FROM parley_copy WHERE source = $1", source,
-				&mine);
-	if (rc || mine)
+		rc = query_long(db, "SELECT CASE WHEN finished THEN 2 ELSE 1 END FROM parley_copy "
+				    "WHERE source = $1", source, &mine);
+	if (rc || mine == 1)
 		return rc;
+	if (mine == 2)
+		return 1;
 	rc = query_long(db, "SELECT (SELECT count(*) FROM parley_copy) + (SELECT count(*) FROM "
 			    "(SELECT 1 FROM messages UNION ALL SELECT 1 FROM members UNION ALL "
 			    "SELECT 1 FROM users UNION ALL SELECT 1 FROM kv UNION ALL "
@@ -501,6 +526,11 @@ int pg_copy(const char *dir, size_t map_size, const char *uri)
 		goto out;
 	}
 	rc = claim_database(db, source, masked);
+	if (rc == 1) {
+		printf("parley: %s was already copied into %s: nothing done\n", source, masked);
+		rc = 0;
+		goto out;
+	}
 	if (rc)
 		goto out;
 	printf("parley: copying the LMDB store in %s into %s\n", source, masked);
