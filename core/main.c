@@ -13,6 +13,7 @@
 #include "proto/route.h"
 #include "server.h"
 #include "store/messages.h"
+#include "store/pg_copy.h"
 #include "store/pg.h"
 #include "store/pg_schema.h"
 #include "store/store.h"
@@ -71,6 +72,30 @@ static int backup(int argc, char **argv)
 	return rc == 0 ? 0 : 1;
 }
 
+/* `parley copy-store URI`: the LMDB store of PARLEY_DATA_DIR copied into the
+ * PostgreSQL database URI, to move a server onto it (docs/storage-
+ * postgresql.md); parley must not be running on the directory. Exits 0
+ * when every count matches, else 1 with the reason. */
+static int copy_store(int argc, char **argv)
+{
+	char err[512];
+	int rc;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: parley copy-store postgresql://... (the LMDB store is "
+				"PARLEY_DATA_DIR's)\n");
+		return 2;
+	}
+	rc = config_load(&settings, 1, argv, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "parley: %s\n", err);
+		return 2;
+	}
+	rc = pg_copy(settings.data_dir, settings.map_size, argv[2]);
+	config_fini(&settings);
+	return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512];
@@ -78,6 +103,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "backup") == 0)
 		return backup(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "copy-store") == 0)
+		return copy_store(argc, argv);
 	rc = config_load(&settings, argc, argv, err, sizeof(err));
 	if (rc == 1)
 		return 0;
