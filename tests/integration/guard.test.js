@@ -33,8 +33,9 @@ async function metric(name) {
 }
 
 // An event that waited behind its socket's earlier job (one waiting for a
-// store read: PostgreSQL) starts in the call that resumed that job.
-const STOP_LINE = /guard: a call into Lua \((?:event|resume)\) was stopped after (\d+) ms; the budget is (\d+) ms/g;
+// store read: PostgreSQL) starts in a call of its own, from a timer
+// (runtime/jobs.lua: not on what that job left of its budget).
+const STOP_LINE = /guard: a call into Lua \((?:event|timer)\) was stopped after (\d+) ms; the budget is (\d+) ms/g;
 
 // The "stopped after N ms" of each stop the log holds so far.
 function stops() {

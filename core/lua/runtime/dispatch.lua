@@ -202,7 +202,7 @@ local function guard_stopped(h, what, sock)
 	if n >= 2 and THROTTLE_MS > 0 then
 		local ms = THROTTLE_MS * (n - 1)
 		rec.till = now + ms
-		core.throttle(sock.id, ms)
+		C.throttle(sock, ms)
 		core.limit("guard_socket_throttled", whose(sock) .. ": the guard stopped its calls "
 			.. n .. " times in a minute, the last the " .. what .. ": paused for " .. ms
 			.. " ms (PARLEY_GUARD_THROTTLE)")
@@ -594,6 +594,9 @@ local function timer_job(id, t)
 end
 
 function R.timer(id)
+	if id < 0 then
+		return C.drain_due(id)
+	end
 	local t = timers[id]
 	if not t then
 		return

@@ -45,6 +45,42 @@ end
 
 local drain
 
+-- A socket's queue starts from a timer of its own (a negative id: R.timer
+-- hands it to C.drain_due), not inside the call into Lua that released the
+-- socket: each call has its own time budget (the guard's), and the queued
+-- events must not run on what another job left of one. While the socket
+-- is throttled (C.throttle) its queue waits for the end, as what the core
+-- still holds of its input does.
+local paused_till = setmetatable({}, { __mode = "k" }) -- socket -> core.now() it ends
+local drain_timer = {}  -- socket -> the id of the timer that starts its queue
+local drain_socket = {} -- that id -> the socket
+local last_drain_id = 0
+
+local function drain_later(sock, ms)
+	if drain_timer[sock] then
+		return
+	end
+	last_drain_id = last_drain_id - 1
+	drain_timer[sock], drain_socket[last_drain_id] = last_drain_id, sock
+	core.timer(last_drain_id, ms)
+end
+
+function C.drain_due(id)
+	local sock = drain_socket[id]
+	if not sock then
+		return
+	end
+	drain_socket[id], drain_timer[sock] = nil, nil
+	drain(sock)
+end
+
+-- Stops reading from the socket's connection for ms, and starts none of
+-- its queued events before then.
+function C.throttle(sock, ms)
+	paused_till[sock] = core.now() + ms
+	core.throttle(sock.id, ms)
+end
+
 -- The job `co` no longer holds its socket: the socket's next events start.
 local function release(co)
 	local sock = holding[co]
@@ -54,7 +90,7 @@ local function release(co)
 	holding[co], through[co] = nil, nil
 	held[sock] = nil
 	if queued[sock] then
-		drain(sock)
+		drain_later(sock, 0)
 	end
 end
 
@@ -104,6 +140,12 @@ function drain(sock)
 	draining[sock] = true
 	local q = queued[sock]
 	while q and not held[sock] do
+		-- Throttled, by a job of the queue too: the rest waits for the end.
+		local till = paused_till[sock]
+		if till and core.now() < till then
+			drain_later(sock, till - core.now())
+			break
+		end
 		local p = q[q.first]
 		q[q.first] = nil
 		q.first = q.first + 1
@@ -121,7 +163,7 @@ end
 -- (the connected hooks). Returns false when the socket's queue is full
 -- (MAX_QUEUED): the job was not queued.
 local function run_socket_job(sock, holds_through, job, ...)
-	if not held[sock] then
+	if not held[sock] and not queued[sock] then
 		start(sock, holds_through, job, ...)
 		return true
 	end

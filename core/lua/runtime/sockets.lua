@@ -213,7 +213,7 @@ end
 -- Stops reading from this socket's connection for ms (at most 60 s): its
 -- client's further events wait in TCP, and it slows down.
 function Socket:throttle(ms)
-	core.throttle(self.id, ms)
+	C.throttle(self, ms)
 end
 
 function Socket:disconnect()
