@@ -52,9 +52,12 @@ void host_metrics_register(lua_State *S);
 void store_api_register(lua_State *L);
 /* store_api_pg.c: the same store_* and kv_* functions, and store_wait, on
  * PostgreSQL (store/pg.h): registered over the LMDB ones when the store is
- * PostgreSQL. store_api_pg_start arms the sweep of expired kv entries (in
- * kv_start's place), store_api_pg_fini stops it. */
-void store_api_pg_register(lua_State *L);
+ * PostgreSQL; each answer resumes its job through `resume_with` (the
+ * seam's script_resume_with). store_api_pg_start arms the sweep of expired
+ * kv entries (in kv_start's place), store_api_pg_fini stops it. */
+void store_api_pg_register(lua_State *L,
+			   void (*resume_with)(uintptr_t ticket,
+					       int (*push)(lua_State *L, void *ctx), void *ctx));
 void store_api_pg_start(void);
 void store_api_pg_fini(void);
 

@@ -403,7 +403,7 @@ int script_init(void (*on_change)(void))
 	/* On PostgreSQL the store's functions are store_api_pg.c's, with the
 	 * same names: nothing above the host functions knows the backend. */
 	if (settings.store)
-		store_api_pg_register(L);
+		store_api_pg_register(L, script_resume_with);
 	cryptolua_register(L);
 	jsonlua_open(L);
 	lua_setfield(L, -2, "json");

@@ -4,7 +4,7 @@
  * prepared statement (store/pg_schema.c) sent through store/pg.c. Each
  * checks its arguments as LMDB's does (raising alike), queues its statement
  * and returns core.PENDING and a ticket (tickets_pending); the statement's
- * answer resumes the job (script_resume_with) with the values LMDB's would
+ * answer resumes the job (the seam's script_resume_with) with the values LMDB's would
  * have returned, as core/lua/runtime/api.lua says for each. A call the
  * store could not answer (PostgreSQL unreachable, the statement failed)
  * resumes reads and writes without an error value of their own with
@@ -27,7 +27,6 @@
 #include "base/error.h"
 #include "base/scratch.h"
 #include "lua/jsonlua.h"
-#include "lua/script.h"
 #include "lua/tickets.h"
 #include "store/messages.h"
 #include "store/pg_schema.h"
@@ -121,13 +120,16 @@ static int push_answer(lua_State *L, void *ctx)
 	return 0;
 }
 
+/* The seam's script_resume_with, given at registration. */
+static void (*resume_with)(uintptr_t ticket, int (*push)(lua_State *L, void *ctx), void *ctx);
+
 static void on_answer(void *arg, const PGresult *res, int err)
 {
 	struct pg_wait *w = arg;
 
 	w->res = res;
 	w->err = err;
-	script_resume_with(w->ticket, push_answer, w);
+	resume_with(w->ticket, push_answer, w);
 	free(w);
 }
 
@@ -1069,7 +1071,9 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 	timer_start(t, on_sweep, KV_SWEEP_MS);
 }
 
-void store_api_pg_register(lua_State *L)
+void store_api_pg_register(lua_State *L,
+			   void (*resume)(uintptr_t ticket, int (*push)(lua_State *L, void *ctx),
+					  void *ctx))
 {
 	static const luaL_Reg functions[] = {
 		{ "store_send", l_send },
@@ -1102,6 +1106,7 @@ void store_api_pg_register(lua_State *L)
 		{ NULL, NULL },
 	};
 
+	resume_with = resume;
 	luaL_register(L, NULL, functions);
 }
 
