@@ -23,22 +23,24 @@
 
 enum entry_kind { TO_ROOMS, TO_ALL, TO_SOCKET };
 
-/* One emit of the log. `names` holds, one after the other, its `nrooms`
- * rooms, `nexcept_rooms` excepted rooms and `nexcept_sids` excepted socket
- * ids (TO_SOCKET: its one socket's id), each as a uint32_t length and its
- * bytes. */
+/* One emit of the log. Its bytes are in the log's byte ring at `pos`: its
+ * Socket.IO packet (`text_len` bytes), then its `nrooms` rooms,
+ * `nexcept_rooms` excepted rooms and `nexcept_sids` excepted socket ids
+ * (TO_SOCKET: its one socket's id), each as a uint32_t length and its
+ * bytes. A copy, not a reference to the frame that was sent: that frame is
+ * freed once written, while it is still in the cache, as without recovery,
+ * and the log is written in one sequence. */
 struct log_entry {
 	uint64_t offset;
-	int64_t at_ms;          /* when it was logged (now_ms) */
+	uint64_t pos;           /* in `bytes`, modulo its size */
+	int64_t at_ms;          /* when it was logged (the loop's time) */
 	struct nsp *nsp;
-	struct frame *text;     /* its Socket.IO packet, for JSON sockets */
-	struct frame *msgpack;  /* for msgpack sockets, made at its first replay */
-	struct frame **att;
+	struct frame **att;     /* its attachments (references), or NULL */
 	unsigned natt;
 	enum entry_kind kind;
+	uint32_t text_len, len; /* the packet's bytes; all its bytes */
 	uint32_t nrooms, nexcept_rooms, nexcept_sids;
-	char *names;
-	size_t bytes;           /* what it counts against PARLEY_RECOVERY_MAX_BYTES */
+	size_t att_bytes;
 };
 
 /* A room the socket left: it was in it for the events of offsets in
@@ -80,9 +82,16 @@ static struct map pids;
 static struct recovery *held;     /* the held sockets */
 static uint64_t last_offset;
 
-/* The log: a ring of `cap` entries (a power of two, or 0), in offset order. */
+/* The log: a ring of `cap` entries (a power of two, or 0), in offset order,
+ * and their bytes in a ring of PARLEY_RECOVERY_MAX_BYTES (allocated at the
+ * first emit; pages are the system's until written): `bytes_tail` is where
+ * the next goes, positions counting up over the server's life. */
 static struct log_entry *ring;
 static uint32_t ring_head, ring_count, ring_cap;
+static char *bytes;
+static size_t bytes_cap;
+static uint64_t bytes_tail;
+static size_t att_bytes;          /* attachments the log holds */
 /* The newest offset the log dropped (0: none): an offset after it is
  * there if it was logged at all. */
 static uint64_t dropped_through;
@@ -126,23 +135,27 @@ static void drop_oldest(const char *limit)
 
 	dropped_through = e->offset;
 	drop_limit = limit;
-	frame_unref(e->text);
-	frame_unref(e->msgpack);
 	for (unsigned i = 0; i < e->natt; i++)
 		frame_unref(e->att[i]);
 	free(e->att);
-	free(e->names);
-	log_bytes -= e->bytes;
+	att_bytes -= e->att_bytes;
 	log_events--;
 	ring_head = (ring_head + 1) & (ring_cap - 1);
 	ring_count--;
+	log_bytes = (ring_count ? bytes_tail - entry_at(0)->pos : 0) + att_bytes;
+}
+
+/* The loop's time in ms: a log entry's age needs no more. */
+static int64_t loop_ms(void)
+{
+	return (int64_t)(ev_now(clock_loop) * 1000);
 }
 
 /* Drops what is older than the window, and comes back when the next one
  * will be: a quiet server's log empties. */
 static void on_expiry(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	int64_t now = now_ms();
+	int64_t now = loop_ms();
 
 	(void)loop;
 	(void)revents;
@@ -169,6 +182,8 @@ void recovery_fini(void)
 	free(ring);
 	ring = NULL;
 	ring_cap = ring_head = 0;
+	free(bytes);
+	bytes = NULL;
 	map_fini(&pids);
 }
 
@@ -226,23 +241,54 @@ static const char *get_name(const char **p, size_t *len)
 	return s;
 }
 
+/* The entry's bytes. */
+static const char *entry_bytes(const struct log_entry *e)
+{
+	return bytes + e->pos % bytes_cap;
+}
+
 void recovery_log(struct nsp *n, uint64_t offset, struct frame *text, struct frame **att,
 		  unsigned natt, const struct room_target *t, int to_all, const char *sid)
 {
 	struct log_entry *e;
-	size_t names = 0;
+	size_t len = text->len, atts = 0;
+	uint64_t pos;
 	char *p;
 
 	if (t) {
-		for (size_t i = 0; i < t->nrooms; i++)
-			names += sizeof(uint32_t) + t->room_lens[i];
+		for (size_t i = 0; !to_all && i < t->nrooms; i++)
+			len += sizeof(uint32_t) + t->room_lens[i];
 		for (size_t i = 0; i < t->nexcept_rooms; i++)
-			names += sizeof(uint32_t) + t->except_lens[i];
+			len += sizeof(uint32_t) + t->except_lens[i];
 		for (size_t i = 0; i < t->nexcept_sets; i++)
-			names += sizeof(uint32_t) +
-				 strlen(((struct client *)t->except_sets[i]->owner)->id);
+			len += sizeof(uint32_t) +
+			       strlen(((struct client *)t->except_sets[i]->owner)->id);
 	} else {
-		names = sizeof(uint32_t) + strlen(sid);
+		len += sizeof(uint32_t) + strlen(sid);
+	}
+	for (unsigned i = 0; i < natt; i++)
+		atts += att[i]->len;
+	if (!bytes) {
+		bytes_cap = settings.recovery_max_bytes;
+		bytes = xmalloc(bytes_cap);
+	}
+	/* An entry is in one piece: one that would run past the end starts
+	 * at the beginning. */
+	pos = bytes_tail;
+	if (pos % bytes_cap + len > bytes_cap)
+		pos += bytes_cap - pos % bytes_cap;
+	/* The bounds, oldest first. */
+	while (ring_count && (ring_count >= (uint32_t)settings.recovery_max_events ||
+			      pos + len - entry_at(0)->pos > bytes_cap ||
+			      (pos + len - entry_at(0)->pos) + att_bytes + atts >
+			      settings.recovery_max_bytes))
+		drop_oldest(ring_count >= (uint32_t)settings.recovery_max_events ?
+			    "recovery_max_events" : "recovery_max_bytes");
+	if (len > bytes_cap || len + atts > settings.recovery_max_bytes) {
+		/* Too big to keep at all: a hole, that the offsets tell. */
+		dropped_through = offset;
+		drop_limit = "recovery_max_bytes";
+		return;
 	}
 	if (ring_count == ring_cap) {
 		uint32_t cap = ring_cap ? ring_cap * 2 : 64;
@@ -255,18 +301,18 @@ void recovery_log(struct nsp *n, uint64_t offset, struct frame *text, struct fra
 		ring_head = 0;
 	}
 	e = entry_at(ring_count);
-	*e = (struct log_entry){ .offset = offset, .at_ms = now_ms(), .nsp = n,
-				 .text = frame_ref(text), .natt = natt,
-				 .kind = !t ? TO_SOCKET : to_all ? TO_ALL : TO_ROOMS };
-	e->bytes = sizeof(*e) + text->len + names;
+	*e = (struct log_entry){ .offset = offset, .pos = pos, .at_ms = loop_ms(), .nsp = n,
+				 .natt = natt, .text_len = text->len, .len = (uint32_t)len,
+				 .kind = !t ? TO_SOCKET : to_all ? TO_ALL : TO_ROOMS,
+				 .att_bytes = atts };
 	if (natt) {
 		e->att = xmalloc(natt * sizeof(*e->att));
-		for (unsigned i = 0; i < natt; i++) {
+		for (unsigned i = 0; i < natt; i++)
 			e->att[i] = frame_ref(att[i]);
-			e->bytes += att[i]->len;
-		}
 	}
-	p = e->names = names ? xmalloc(names) : NULL;
+	p = bytes + pos % bytes_cap;
+	memcpy(p, frame_data(text), text->len);
+	p += text->len;
 	if (t) {
 		e->nrooms = to_all ? 0 : (uint32_t)t->nrooms;
 		for (size_t i = 0; i < e->nrooms; i++)
@@ -282,16 +328,12 @@ void recovery_log(struct nsp *n, uint64_t offset, struct frame *text, struct fra
 	} else {
 		put_name(&p, sid, strlen(sid));
 	}
+	bytes_tail = pos + len;
 	ring_count++;
 	log_events++;
-	log_bytes += e->bytes;
-	/* The bounds, oldest first; an entry over the bytes alone goes at once
-	 * (a hole the offsets after it tell). */
-	while (ring_count && (ring_count > (uint32_t)settings.recovery_max_events ||
-			      log_bytes > settings.recovery_max_bytes))
-		drop_oldest(ring_count > (uint32_t)settings.recovery_max_events ?
-			    "recovery_max_events" : "recovery_max_bytes");
-	if (ring_count && !ev_is_active(&expiry))
+	att_bytes += atts;
+	log_bytes = bytes_tail - entry_at(0)->pos + att_bytes;
+	if (!ev_is_active(&expiry))
 		timer_start(&expiry, on_expiry, settings.recovery_window_ms);
 }
 
@@ -439,7 +481,7 @@ static int was_in(const struct recovery *r, const char *name, size_t len, uint64
 static int went_to(const struct recovery *r, const struct log_entry *e)
 {
 	const struct client *cl = r->owner;
-	const char *p = e->names;
+	const char *p = entry_bytes(e) + e->text_len;
 	const char *s;
 	size_t len;
 	int in = e->kind == TO_ALL;
@@ -547,19 +589,13 @@ void recovery_replay(struct recovery *r, struct conn *c)
 		if (!went_to(r, e))
 			continue;
 		if (cl->format == CLIENT_SIO_MSGPACK) {
-			/* Made once, for every msgpack socket that replays it. */
-			if (!e->msgpack) {
-				e->msgpack = client_msgpack_frame((const char *)frame_data(e->text) + 1,
-								  e->text->len - 1, e->att, e->natt);
-				if (!e->msgpack)
-					continue;
-				e->bytes += e->msgpack->len;
-				log_bytes += e->msgpack->len;
-			}
-			conn_send(c, frame_ref(e->msgpack));
+			struct frame *m = client_msgpack_frame(entry_bytes(e) + 1, e->text_len - 1,
+							       e->att, e->natt);
+			if (m)
+				conn_send(c, m);
 			continue;
 		}
-		conn_send(c, frame_ref(e->text));
+		conn_send(c, frame_new(entry_bytes(e), e->text_len, 0));
 		for (unsigned k = 0; k < e->natt; k++)
 			conn_send(c, frame_ref(e->att[k]));
 	}
