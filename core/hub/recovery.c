@@ -57,6 +57,9 @@ struct recovery_hold {
 	struct recovery *r;
 	ev_timer window;          /* ends the socket when the window passes */
 	uint64_t hold_sent;       /* the socket's newest offset when it was held */
+	/* The last offset issued then: none after `hold_sent` up to this one
+	 * went to the socket, so the log may drop those. */
+	uint64_t hold_point;
 	struct recovery *prev, *next; /* in `held` */
 	char reason[64];          /* why its transport dropped */
 };
@@ -367,9 +370,9 @@ void recovery_missed(struct recovery *r)
 {
 	const char *limit = drop_limit ? drop_limit : "recovery_max_events";
 
-	/* It may need every entry after the last event it was sent before it
-	 * was held (the client may have had them all): one of those is gone. */
-	if (r->lost || !r->hold || dropped_through <= r->hold->hold_sent)
+	/* It needs every entry since it was held (the entries between its
+	 * last event and the hold went elsewhere): one of those is gone. */
+	if (r->lost || !r->hold || dropped_through <= r->hold->hold_point)
 		return;
 	metrics_limit(limit);
 	log_info("%s (%s): held for a recovery, the log dropped events it missed (%s): ended",
@@ -448,6 +451,7 @@ void recovery_hold(struct recovery *r, const char *reason)
 	h->r = r;
 	snprintf(h->reason, sizeof(h->reason), "%s", reason);
 	h->hold_sent = r->owner->sent_offset;
+	h->hold_point = last_offset;
 	h->next = held;
 	if (held)
 		held->hold->prev = r;
@@ -541,11 +545,13 @@ struct client *recovery_claim(struct client *cl, const char *pid, size_t pid_len
 	/* Without an offset the client had no event: it missed every one the
 	 * socket was sent. An offset is one the socket was sent (0 names
 	 * none); what it missed, the entries after it up to the socket's
-	 * newest, must all be in the log still, and the rooms it left then
-	 * remembered. */
+	 * newest, must all be in the log still (but for those between its
+	 * last event before the hold and the hold: none of them was its),
+	 * and the rooms it left then remembered. */
 	from = has_offset ? offset : r->born;
+	uint64_t need = from < r->hold->hold_sent ? from : r->hold->hold_point;
 	if ((has_offset && (offset == 0 || offset > old->sent_offset)) ||
-	    (from < old->sent_offset && (from < dropped_through || from < r->left_floor))) {
+	    (from < old->sent_offset && (need < dropped_through || from < r->left_floor))) {
 		claims[LOG_LOST]++;
 		log_info("%s (%s): recovery refused: the log no longer holds every event %s missed "
 			 "after the client's offset (PARLEY_RECOVERY_MAX_EVENTS, "

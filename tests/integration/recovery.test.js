@@ -233,7 +233,7 @@ test('evicted from a conversation while held: it gets back the messages from bef
   b.disconnect();
 });
 
-test('the log is the server\'s: other rooms\' traffic past its bound does not end a held session that missed nothing; one it missed that the log dropped does, and comes back as a new session', async () => {
+test('the log is the server\'s: other rooms\' traffic past its bound does not end a held session, nor keep it from what it missed; an event it missed that the log dropped does, and it comes back as a new session', async () => {
   const srv = await start({ PARLEY_RECOVERY_MAX_EVENTS: '4' });
   const a = await client(srv, 'ga');
   const b = await client(srv, 'gb');
@@ -250,6 +250,17 @@ test('the log is the server\'s: other rooms\' traffic past its bound does not en
   assert.equal(a.recovered, true, 'recovered: it missed nothing');
   let probe = await until(a, (e) => e.event === 'probe:connected', seen);
   assert.deepEqual(a.log.slice(seen, probe).map((e) => e.event), []);
+  // The log moves past its last event, then it drops and misses one: what
+  // went elsewhere between its last event and the drop was never its, so it
+  // recovers the one it missed.
+  for (let i = 1; i <= 6; i++) await cast('g2', 100 + i);
+  await drop(srv, a);
+  await cast('g1', 'missed');
+  seen = a.log.length;
+  await reconnect(a);
+  assert.equal(a.recovered, true, 'recovered, though the log no longer holds its last event');
+  probe = await until(a, (e) => e.event === 'probe:connected', seen);
+  assert.deepEqual(a.log.slice(seen, probe).map((e) => [e.event, e.args[0]]), [['t:cast', 'missed']]);
   // Now it misses one, and the log drops it: the session ends.
   await drop(srv, a);
   await cast('g1', 7);
