@@ -165,11 +165,13 @@ static const struct setting setting_table[] = {
 	  "how long a dropped Socket.IO session can be recovered (its id, rooms and missed events), "
 	  "0: off" },
 	{ "recovery_max_events", "PARLEY_RECOVERY_MAX_EVENTS", SETTING_INT,
-	  FIELD(recovery_max_events), "256", 1, 100000, "",
-	  "events kept per socket for a recovery; a session that misses more starts anew" },
+	  FIELD(recovery_max_events), "65536", 1, 16777216, "",
+	  "emits the server keeps for recoveries (a broadcast is one, whatever its rooms); a "
+	  "session that missed one the log dropped starts anew" },
 	{ "recovery_max_bytes", "PARLEY_RECOVERY_MAX_BYTES", SETTING_SIZE, FIELD(recovery_max_bytes),
-	  "1048576", 1024, 1073741824, " (bytes)",
-	  "bytes of events kept per socket for a recovery; a session that misses more starts anew" },
+	  "67108864", 1024, 1073741824, " (bytes)",
+	  "bytes of emits the server keeps for recoveries; a session that missed one the log "
+	  "dropped starts anew" },
 	{ "log", "PARLEY_LOG", SETTING_LOG, FIELD(log_level), "info", 0, 0, "",
 	  "log level: error, warn, info or debug" },
 	{ "log_format", "PARLEY_LOG_FORMAT", SETTING_OPTIONAL, FIELD(log_format), NULL, 0, 0, "",

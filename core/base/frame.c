@@ -6,7 +6,6 @@ struct frame *frame_new(const void *data, size_t len, int binary)
 {
 	struct frame *f = xmalloc(sizeof(*f) + FRAME_HEADROOM + len + 1);
 
-	f->offset = 0;
 	f->refs = 1;
 	f->len = (uint32_t)len;
 	f->binary = (uint8_t)binary;

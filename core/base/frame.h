@@ -19,9 +19,6 @@ struct frame {
 	uint32_t len;
 	uint8_t binary; /* a WebSocket binary message (an attachment) */
 	uint8_t opcode; /* a WebSocket control frame (0x9 ping), or 0 for data */
-	/* A Socket.IO event's recovery offset (hub/recovery.c keeps it here,
-	 * where its log finds it, so that a log's slot is one pointer), or 0. */
-	uint64_t offset;
 	/* FRAME_HEADROOM bytes of headroom, then the payload, then a NUL. */
 	unsigned char buf[];
 };

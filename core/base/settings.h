@@ -56,8 +56,8 @@ struct config {
 	int watch;               /* PARLEY_WATCH, 1: reload when a script file changes */
 	char *static_mount;      /* PARLEY_STATIC, NULL; "/prefix=directory": files served */
 	int recovery_window_ms;  /* PARLEY_RECOVERY_WINDOW, 120000; 0 = no recovery */
-	int recovery_max_events; /* PARLEY_RECOVERY_MAX_EVENTS, 256 kept per socket */
-	size_t recovery_max_bytes; /* PARLEY_RECOVERY_MAX_BYTES, 1 MiB kept per socket */
+	int recovery_max_events; /* PARLEY_RECOVERY_MAX_EVENTS, 65536 emits kept server-wide */
+	size_t recovery_max_bytes; /* PARLEY_RECOVERY_MAX_BYTES, 64 MiB kept server-wide */
 	int log_level;           /* PARLEY_LOG, info */
 	char *log_format;        /* PARLEY_LOG_FORMAT, NULL (text) or "text" / "json" */
 	char *config_file;       /* the file that was read, or NULL */

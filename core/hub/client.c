@@ -222,10 +222,28 @@ void client_set_user(struct client *cl, const char *user_id, size_t len)
 	if (len + 5 < sizeof(room)) {
 		memcpy(room, "user:", 5);
 		memcpy(room + 5, user_id, len);
-		room_join(cl->nsp, &cl->rooms, room, len + 5);
+		client_join(cl, room, len + 5);
 	}
 	cl->nsp->sockets++;
 	sockets++;
+}
+
+int client_join(struct client *cl, const char *name, size_t len)
+{
+	/* The events after this one are the room's for this socket. */
+	return room_join(cl->nsp, &cl->rooms, name, len, recovery_last_offset());
+}
+
+int client_leave(struct client *cl, const char *name, size_t len)
+{
+	uint64_t stamp;
+
+	if (!room_stamp(cl->nsp, &cl->rooms, name, len, &stamp))
+		return -ENOENT;
+	/* A replay still owes it the room's events from while it was in. */
+	if (cl->rec)
+		recovery_left(cl->rec, name, len, stamp);
+	return room_leave(cl->nsp, &cl->rooms, name, len);
 }
 
 static void ack_wait_free(struct ack_wait *w)
@@ -406,8 +424,10 @@ out:
 
 /* The emit for a msgpack socket of the namespace `n`, asking for the ack
  * `id` (negative: none): its text packet, encoded again. NULL when that
- * fails (client_msgpack_frame). */
-static struct frame *encode_msgpack(struct emit *e, struct nsp *n, int64_t id)
+ * fails (client_msgpack_frame). The text packet goes to `*text` (a
+ * reference the caller owns) when `text` is not NULL. */
+static struct frame *encode_msgpack(struct emit *e, struct nsp *n, int64_t id,
+				    struct frame **text_out)
 {
 	/* The text frame JSON sockets of the same namespace got, when there
 	 * is one: a broadcast to both kinds writes its text once. */
@@ -418,8 +438,34 @@ static struct frame *encode_msgpack(struct emit *e, struct nsp *n, int64_t id)
 	metrics_encoding();
 	f = client_msgpack_frame((const char *)frame_data(text) + 1, text->len - 1, e->att,
 				 e->natt);
-	frame_unref(text);
+	if (text_out)
+		*text_out = text;
+	else
+		frame_unref(text);
 	return f;
+}
+
+/* Logs `e` for recovery, once, as `text` (its Socket.IO packet for the
+ * namespace of `cl`, the socket it reaches first): to where its broadcast
+ * goes, or to `cl` alone. */
+static void log_emit(struct client *cl, struct emit *e, struct frame *text)
+{
+	e->logged = 1;
+	if (e->offset)
+		recovery_log(cl->nsp, e->offset, text, e->att, e->natt, e->target, e->to_all,
+			     e->target ? NULL : cl->id);
+}
+
+/* What recovery does at each delivery to `cl` (it has a recovery): note
+ * the offset; held, a missed event. 1 when the socket is held: nothing
+ * to send. */
+static int recovery_delivered(struct client *cl, const struct emit *e)
+{
+	cl->sent_offset = e->offset;
+	if (cl->conn)
+		return 0;
+	recovery_missed(cl->rec);
+	return 1;
 }
 
 void client_emit(struct client *cl, struct emit *e)
@@ -439,17 +485,23 @@ void client_emit(struct client *cl, struct emit *e)
 	if (cl->format == CLIENT_SIO_MSGPACK) {
 		/* One encoding per namespace, shared as the text one is. */
 		if (!e->msgpack || e->msgpack_nsp != cl->nsp) {
+			struct frame *text = NULL;
+			int log = cl->rec && !e->logged;
 			frame_unref(e->msgpack);
-			e->msgpack = encode_msgpack(e, cl->nsp, -1);
+			e->msgpack = encode_msgpack(e, cl->nsp, -1, log ? &text : NULL);
 			e->msgpack_nsp = cl->nsp;
+			/* The log keeps the text packet: each parser's frame
+			 * can be made from it at a replay. */
+			if (log)
+				log_emit(cl, e, text);
+			frame_unref(text);
 		}
 		if (!e->msgpack)
 			return;
-		/* The whole event, attachments inside: one frame to log. */
-		if (cl->rec)
-			recovery_log(cl->rec, e->msgpack, e->offset);
-		if (c) /* held: logged for its recovery */
-			conn_send(c, frame_ref(e->msgpack));
+		/* The whole event, attachments inside: one frame. */
+		if (cl->rec && recovery_delivered(cl, e))
+			return; /* held: logged for its recovery */
+		conn_send(c, frame_ref(e->msgpack));
 		return;
 	}
 	if (!e->sio[0] || e->nsp != cl->nsp) {
@@ -458,12 +510,11 @@ void client_emit(struct client *cl, struct emit *e)
 		e->nsp = cl->nsp;
 	}
 	if (cl->rec) {
-		recovery_log(cl->rec, e->sio[0], e->offset);
-		for (unsigned i = 0; i < e->natt; i++)
-			recovery_log(cl->rec, e->att[i], 0);
+		if (!e->logged)
+			log_emit(cl, e, e->sio[0]);
+		if (recovery_delivered(cl, e))
+			return; /* held: logged for its recovery */
 	}
-	if (!c)
-		return; /* held: logged for its recovery */
 	conn_send(c, frame_ref(e->sio[0]));
 	for (unsigned i = 0; i < e->natt; i++)
 		conn_send(c, frame_ref(e->att[i]));
@@ -474,10 +525,34 @@ static void deliver(void *owner, void *arg)
 	client_emit(owner, arg);
 }
 
-size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e)
+/* Every socket of a namespace: for broadcasts that name no room. */
+static size_t broadcast_all(struct nsp *n, const struct room_target *t, struct emit *e)
 {
-	size_t count = room_broadcast(n, t, deliver, e);
+	uint64_t epoch = room_mark_except(n, t);
+	struct map_iter it;
+	struct map_entry *ent;
+	size_t count = 0;
 
+	map_iter_init(&it, &clients);
+	while ((ent = map_next(&it))) {
+		struct client *cl = ent->value;
+		if (cl->nsp != n || !cl->user_id || cl->rooms.mark == epoch)
+			continue;
+		client_emit(cl, e);
+		count++;
+	}
+	return count;
+}
+
+size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e,
+			int to_all)
+{
+	size_t count;
+
+	e->target = t;
+	e->to_all = to_all ? 1 : 0;
+	count = to_all ? broadcast_all(n, t, e) : room_broadcast(n, t, deliver, e);
+	e->target = NULL;
 	if (count)
 		metrics_event_out(e->name, e->name_len, count);
 	return count;
@@ -579,7 +654,7 @@ uint64_t client_request(struct client *cl, struct emit *e, int timeout_ms)
 		return id;
 	}
 	if (cl->format == CLIENT_SIO_MSGPACK) {
-		struct frame *m = encode_msgpack(e, cl->nsp, (int64_t)id);
+		struct frame *m = encode_msgpack(e, cl->nsp, (int64_t)id, NULL);
 		if (m)
 			conn_send(c, m);
 		return id;

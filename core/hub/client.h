@@ -85,6 +85,10 @@ struct client {
 	 * (a plain socket, or PARLEY_RECOVERY_WINDOW 0). While the socket is
 	 * held, `conn` is NULL: what is sent to it is only logged. */
 	struct recovery *rec;
+	/* The offset of the newest event sent (or, held, due) to it: kept
+	 * here, on memory each delivery touches anyway, so that recovery
+	 * costs a delivery one store (the server's log has the event). */
+	uint64_t sent_offset;
 	int64_t connected_at; /* ms since the epoch when the socket was made (the admin API) */
 };
 
@@ -111,6 +115,13 @@ struct emit {
 	struct frame *msgpack; /* for msgpack sockets, encoded lazily ... */
 	struct nsp *msgpack_nsp; /* ... for this namespace */
 	uint64_t offset; /* its recovery offset, once encoded for Socket.IO (0: none) */
+	/* Where a broadcast goes (set by client_broadcast and the like for
+	 * recovery's log, valid while it walks; NULL: client_emit's one
+	 * socket), whether to every socket of the namespace, and whether the
+	 * log has it already. */
+	const struct room_target *target;
+	unsigned to_all : 1;
+	unsigned logged : 1;
 };
 
 /* Makes the maps of sockets and namespaces. */
@@ -163,12 +174,19 @@ const struct map *client_all(void);
 uint64_t client_count(void);
 /* Sets the user (copied) and joins the room "user:{id}". */
 void client_set_user(struct client *cl, const char *user_id, size_t len);
+/* Joins or leaves the room `name` (room_join, room_leave: 0, -EEXIST,
+ * -ENOENT), minding recovery: a replay gives a socket a room's events from
+ * while it was in it only. */
+int client_join(struct client *cl, const char *name, size_t len);
+int client_leave(struct client *cl, const char *name, size_t len);
 /* Sends `e` to the socket, encoding it for the socket's format the first
  * time (the frames stay in `e`, shared, until emit_fini). */
 void client_emit(struct client *cl, struct emit *e);
-/* Sends `e` to every socket of `t`'s rooms in `n` but the excepted ones.
- * Returns how many sockets it reached. */
-size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e);
+/* Sends `e` to every socket of `t`'s rooms in `n` but the excepted ones
+ * (with `to_all`, to every socket of `n` with a user but the excepted
+ * ones). Returns how many sockets it reached. */
+size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e,
+			int to_all);
 /* The Socket.IO packet `pkt` (text, `len` bytes, no Engine.IO type before
  * it) and its `natt` attachments `att` as one socket.io-msgpack-parser
  * frame: a new binary frame the caller owns, or NULL (logged) when the

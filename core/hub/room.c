@@ -58,7 +58,20 @@ int room_has(const struct nsp *n, const struct room_set *set, const char *name,
 	return r && set_find(set, r) >= 0;
 }
 
-int room_join(struct nsp *n, struct room_set *set, const char *name, size_t len)
+int room_stamp(const struct nsp *n, const struct room_set *set, const char *name,
+	       size_t len, uint64_t *stamp)
+{
+	struct room *r = room_find(n, name, len);
+	int i = r ? set_find(set, r) : -1;
+
+	if (i < 0)
+		return 0;
+	*stamp = set->v[i].stamp;
+	return 1;
+}
+
+int room_join(struct nsp *n, struct room_set *set, const char *name, size_t len,
+	      uint64_t stamp)
 {
 	struct room *r = room_find(n, name, len);
 
@@ -84,7 +97,7 @@ int room_join(struct nsp *n, struct room_set *set, const char *name, size_t len)
 		set->v = xrealloc(set->v, set->cap * sizeof(*set->v));
 	}
 	r->members[r->count] = (struct room_member){ set, set->count };
-	set->v[set->count] = (struct membership){ r, r->count };
+	set->v[set->count] = (struct membership){ r, r->count, stamp };
 	r->count++;
 	set->count++;
 	return 0;

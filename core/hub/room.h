@@ -16,6 +16,10 @@ struct room_set;
 struct membership {
 	struct room *room;
 	uint32_t index; /* this member's slot in room->members */
+	/* The caller's stamp of the join (room_join): for recovery, the last
+	 * event offset issued before it, so that a replay knows which of a
+	 * room's events came after the socket joined. */
+	uint64_t stamp;
 };
 
 /* The rooms one socket is in; `owner` is the socket. */
@@ -52,9 +56,11 @@ struct nsp *nsp_new(const char *name, size_t len);
 /* Frees the namespace and its rooms; members must have left. NULL is a no-op. */
 void nsp_free(struct nsp *n);
 
-/* Adds `set` to the room `name` (copied), creating it. Returns 0, or
- * -EEXIST when it is there already (nothing changes). */
-int room_join(struct nsp *n, struct room_set *set, const char *name, size_t len);
+/* Adds `set` to the room `name` (copied), creating it, with `stamp` kept
+ * with the membership. Returns 0, or -EEXIST when it is there already
+ * (nothing changes, the first stamp stays). */
+int room_join(struct nsp *n, struct room_set *set, const char *name, size_t len,
+	      uint64_t stamp);
 /* Removes `set` from the room, deleting an emptied room. Returns 0, or
  * -ENOENT when it was not there. */
 int room_leave(struct nsp *n, struct room_set *set, const char *name, size_t len);
@@ -66,6 +72,9 @@ struct room *room_find(const struct nsp *n, const char *name, size_t len);
 /* 1 if `set` is in the room, else 0. */
 int room_has(const struct nsp *n, const struct room_set *set, const char *name,
 	     size_t len);
+/* 1 if `set` is in the room, with its join's stamp in `*stamp`; else 0. */
+int room_stamp(const struct nsp *n, const struct room_set *set, const char *name,
+	       size_t len, uint64_t *stamp);
 
 /* A broadcast: the rooms it goes to and those (and sockets) it skips. */
 struct room_target {

@@ -172,6 +172,112 @@ test('the same for a socket.io-msgpack-parser client, beside JSON ones', async (
   await dropMissReconnect(['websocket'], require('socket.io-msgpack-parser'));
 });
 
+test('while held: a broadcast to several of its rooms comes back once; an excepted room or socket is honoured; a direct emit comes back; a room left keeps its events from before, a room joined gives those from after', async () => {
+  const srv = await start();
+  const a = await client(srv, 'xa');
+  const b = await client(srv, 'xb');
+  for (const room of ['x1', 'x2', 'x3']) await request(a, 'test:join', { room });
+  const id = a.id;
+  await drop(srv, a);
+  const cast = (data) => b.timeout(5000).emitWithAck('test:broadcast', data);
+  const toA = (data) => b.timeout(5000).emitWithAck('test:to-socket', { id, ...data });
+  // (A held socket is still in its rooms: the count says whom the walk reached.)
+  assert.equal(await cast({ rooms: ['x1', 'x2'], event: 't:both', data: 1 }), 1);
+  assert.equal(await cast({ rooms: ['x1'], exceptRooms: ['x3'], event: 't:except-room', data: 2 }), 0);
+  assert.equal(await cast({ rooms: ['x2'], exceptSockets: [id], event: 't:except-socket', data: 3 }), 0);
+  assert.equal(await toA({ event: 't:direct', data: 4 }), true);
+  assert.equal(await cast({ rooms: ['x1'], event: 't:before-leave', data: 5 }), 1);
+  assert.equal(await toA({ leave: 'x1' }), true);
+  assert.equal(await cast({ rooms: ['x1'], event: 't:after-leave', data: 6 }), 0);
+  assert.equal(await cast({ rooms: ['x5'], event: 't:before-join', data: 7 }), 0);
+  assert.equal(await toA({ join: 'x5' }), true);
+  assert.equal(await cast({ rooms: ['x5', 'x2'], event: 't:after-join', data: 8 }), 1);
+  const seen = a.log.length;
+  await reconnect(a);
+  assert.equal(a.recovered, true);
+  const probe = await until(a, (e) => e.event === 'probe:connected', seen);
+  assert.deepEqual(a.log.slice(seen, probe).map((e) => [e.event, e.args[0]]),
+    [['t:both', 1], ['t:direct', 4], ['t:before-leave', 5], ['t:after-join', 8]],
+    'what the broadcasts chose while it was held, once each, in order');
+  assert.deepEqual((await request(a, 'test:rooms', {})).sort(), ['user:xa', 'x2', 'x3', 'x5'].sort());
+  a.disconnect();
+  b.disconnect();
+});
+
+test('evicted from a conversation while held: it gets back the messages from before and the conversation:left, none from after, and not the room', async () => {
+  const KEY = 'recovery-test-key';
+  const srv = await start({ PARLEY_API_KEY: KEY });
+  const members = (list) => fetch(`${srv.url}/api/conversations/rc-evict/members`, { method: 'PUT',
+    headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ members: list }) });
+  assert.equal((await members(['ea', 'eb'])).status, 200);
+  const a = await client(srv, 'ea');
+  const b = await client(srv, 'eb');
+  await join(a, 'rc-evict');
+  await join(b, 'rc-evict');
+  await until(a, (e) => e.event === 'conversation:joined');
+  await drop(srv, a);
+  await send(b, 'rc-evict', 'while a member');
+  assert.equal((await members(['eb'])).status, 200);
+  await send(b, 'rc-evict', 'after the eviction');
+  const seen = a.log.length;
+  await reconnect(a);
+  assert.equal(a.recovered, true);
+  const probe = await until(a, (e) => e.event === 'probe:connected', seen);
+  const got = a.log.slice(seen, probe).filter((e) => e.event !== 'conversation:updated')
+    .map((e) => e.event === 'message:received' ? e.args[0].content : e.event);
+  assert.deepEqual(got, ['while a member', 'conversation:left'],
+    'the events of its time in the conversation, then its eviction, nothing after');
+  assert.deepEqual(await request(a, 'test:rooms', {}), ['user:ea']);
+  a.disconnect();
+  b.disconnect();
+});
+
+test('the log is the server\'s: other rooms\' traffic past its bound does not end a held session, nor keep it from what it missed; an event it missed that the log dropped does, and it comes back as a new session', async () => {
+  const srv = await start({ PARLEY_RECOVERY_MAX_EVENTS: '4' });
+  const a = await client(srv, 'ga');
+  const b = await client(srv, 'gb');
+  await request(a, 'test:join', { room: 'g1' });
+  await request(b, 'test:join', { room: 'g2' });
+  const cast = (room, data) => b.timeout(5000).emitWithAck('test:broadcast', { rooms: [room], event: 't:cast', data });
+  await cast('g1', 0);
+  await until(a, (e) => e.event === 't:cast');
+  // Nothing for a while it is away: it recovers, though the log moved on.
+  await drop(srv, a);
+  for (let i = 1; i <= 6; i++) await cast('g2', i);
+  let seen = a.log.length;
+  await reconnect(a);
+  assert.equal(a.recovered, true, 'recovered: it missed nothing');
+  let probe = await until(a, (e) => e.event === 'probe:connected', seen);
+  assert.deepEqual(a.log.slice(seen, probe).map((e) => e.event), []);
+  // The log moves past its last event, then it drops and misses one: what
+  // went elsewhere between its last event and the drop was never its, so it
+  // recovers the one it missed.
+  for (let i = 1; i <= 6; i++) await cast('g2', 100 + i);
+  await drop(srv, a);
+  await cast('g1', 'missed');
+  seen = a.log.length;
+  await reconnect(a);
+  assert.equal(a.recovered, true, 'recovered, though the log no longer holds its last event');
+  probe = await until(a, (e) => e.event === 'probe:connected', seen);
+  assert.deepEqual(a.log.slice(seen, probe).map((e) => [e.event, e.args[0]]), [['t:cast', 'missed']]);
+  // Now it misses one, and the log drops it: the session ends.
+  await drop(srv, a);
+  await cast('g1', 7);
+  for (let i = 8; i <= 13; i++) await cast('g2', i);
+  assert.equal(await metric(srv, 'parley_recovery_held'), 1, 'a dropped event it never got does not end it by itself');
+  await cast('g1', 14);
+  await waitFor(() => metric(srv, 'parley_recovery_held'), (v) => v === 0, 'the session ended');
+  seen = a.log.length;
+  await reconnect(a);
+  assert.equal(a.recovered, false, 'never a partial replay');
+  probe = await until(a, (e) => e.event === 'probe:connected', seen);
+  assert.deepEqual(a.log.slice(seen, probe).map((e) => e.event), []);
+  assert.ok(await metric(srv, 'parley_limits_total{limit="recovery_max_events"}') >= 1);
+  a.disconnect();
+  b.disconnect();
+});
+
 test('a session past PARLEY_RECOVERY_WINDOW is ended as a disconnect; coming back gets a new session (recovered false), not its rooms', async () => {
   const srv = await start({ PARLEY_RECOVERY_WINDOW: '200' });
   const a = await client(srv, 'wa');

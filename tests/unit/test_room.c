@@ -54,13 +54,13 @@ int main(void)
 
 	/* Everyone in "a"; the even ones also in "b"; 0..9 also in "c". */
 	for (int i = 0; i < N; i++) {
-		CHECK_INT(room_join(n, &m[i].set, "a", 1), 0);
+		CHECK_INT(room_join(n, &m[i].set, "a", 1, 0), 0);
 		if (i % 2 == 0)
-			room_join(n, &m[i].set, "b", 1);
+			room_join(n, &m[i].set, "b", 1, 0);
 		if (i < 10)
-			room_join(n, &m[i].set, "c", 1);
+			room_join(n, &m[i].set, "c", 1, 0);
 	}
-	CHECK_INT(room_join(n, &m[0].set, "a", 1), -EEXIST);
+	CHECK_INT(room_join(n, &m[0].set, "a", 1, 0), -EEXIST);
 	CHECK_UINT(room_find(n, "a", 1)->count, N);
 	CHECK_UINT(room_find(n, "b", 1)->count, N / 2);
 	CHECK(room_has(n, &m[4].set, "b", 1));

@@ -149,6 +149,24 @@ return {
 			return sock:rooms()
 		end,
 
+		-- {id, event, data}: an emit to the socket `id` alone (sock:emit);
+		-- {id, join = room} or {id, leave = room}: makes it join or leave.
+		-- Acks whether the socket was there.
+		["test:to-socket"] = function(sock, data)
+			local s = parley.socket(data.id)
+			if not s then
+				return false
+			end
+			if data.join then
+				s:join(data.join)
+			elseif data.leave then
+				s:leave(data.leave)
+			else
+				s:emit(data.event, data.data)
+			end
+			return true
+		end,
+
 		-- parley.json.encode of tables with number keys: the text, or the error.
 		["test:encode-keys"] = function()
 			local function try(v)
