@@ -172,6 +172,11 @@ const struct map *client_all(void)
 	return &clients;
 }
 
+const struct map *client_namespaces(void)
+{
+	return &nsps;
+}
+
 uint64_t client_count(void)
 {
 	return sockets;
@@ -478,6 +483,26 @@ size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit 
 {
 	size_t count = room_broadcast(n, t, deliver, e);
 
+	if (count)
+		metrics_event_out(e->name, e->name_len, count);
+	return count;
+}
+
+size_t client_broadcast_all(struct nsp *n, const struct room_target *t, struct emit *e)
+{
+	uint64_t epoch = room_mark_except(n, t);
+	struct map_iter it;
+	struct map_entry *ent;
+	size_t count = 0;
+
+	map_iter_init(&it, &clients);
+	while ((ent = map_next(&it))) {
+		struct client *cl = ent->value;
+		if (cl->nsp != n || !cl->user_id || cl->rooms.mark == epoch)
+			continue;
+		client_emit(cl, e);
+		count++;
+	}
 	if (count)
 		metrics_event_out(e->name, e->name_len, count);
 	return count;

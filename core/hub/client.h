@@ -169,6 +169,9 @@ void client_emit(struct client *cl, struct emit *e);
 /* Sends `e` to every socket of `t`'s rooms in `n` but the excepted ones.
  * Returns how many sockets it reached. */
 size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e);
+/* Sends `e` to every connected socket of `n` (one with a user) but the
+ * excepted ones of `t` (its rooms are not read). Returns how many it reached. */
+size_t client_broadcast_all(struct nsp *n, const struct room_target *t, struct emit *e);
 /* The Socket.IO packet `pkt` (text, `len` bytes, no Engine.IO type before
  * it) and its `natt` attachments `att` as one socket.io-msgpack-parser
  * frame: a new binary frame the caller owns, or NULL (logged) when the
@@ -196,6 +199,8 @@ void client_error(struct client *cl, int status, const char *message, int64_t ac
 
 /* The namespace `name`, or NULL when no script declared it. */
 struct nsp *nsp_lookup(const char *name, size_t len);
+/* Every namespace, by name (struct nsp values): to walk, not to change. */
+const struct map *client_namespaces(void);
 /* Declares the namespace `name` (copied; a no-op when it exists).
  * Namespaces last until client_fini: sockets and lookups keep pointers to
  * them. */

@@ -186,27 +186,6 @@ static void strings_free(struct strings *s)
 	}
 }
 
-/* Every socket of a namespace: for broadcasts that name no room. */
-static size_t broadcast_all(struct nsp *n, const struct room_target *t, struct emit *e)
-{
-	uint64_t epoch = room_mark_except(n, t);
-	struct map_iter it;
-	struct map_entry *ent;
-	size_t count = 0;
-
-	map_iter_init(&it, client_all());
-	while ((ent = map_next(&it))) {
-		struct client *cl = ent->value;
-		if (cl->nsp != n || !cl->user_id || cl->rooms.mark == epoch)
-			continue;
-		client_emit(cl, e);
-		count++;
-	}
-	if (count)
-		metrics_event_out(e->name, e->name_len, count);
-	return count;
-}
-
 /* broadcast(nsp, rooms|nil, except_sids|sid|nil, except_rooms|nil, event,
  *           att, plain, ...) -> count (the arguments as for emit, request
  *           and ack: read_args) */
@@ -243,7 +222,7 @@ static int l_broadcast(lua_State *S)
 	}
 	t.except_sets = except_sets;
 	if (lua_isnoneornil(S, 2))
-		count = broadcast_all(n, &t, &e);
+		count = client_broadcast_all(n, &t, &e);
 	else
 		count = client_broadcast(n, &t, &e);
 	release_emit(&e);
