@@ -63,11 +63,16 @@ function assertGapless(messages) {
 function pgDir() {
   return decodeURIComponent(/[?&]host=([^&]*)/.exec(PG)[1]);
 }
+// Stopped: started again by the test, or by test.after should it not get
+// there (the PostgreSQL is the whole suite's).
+let pgStopped = false;
 function pgStopImmediate() {
+  pgStopped = true;
   execFileSync('bash', [path.join(h.ROOT, 'tests', 'pg.sh'), 'stop', pgDir()], { stdio: 'ignore' });
 }
 function pgStart() {
   execFileSync('bash', [path.join(h.ROOT, 'tests', 'pg.sh'), 'start', pgDir()], { stdio: 'ignore' });
+  pgStopped = false;
 }
 
 test('two processes on one database: a message sent through one is synced through the other', { skip }, async () => {
@@ -204,4 +209,7 @@ test('PostgreSQL stopped immediately mid-load, then started: every acked message
   await a.stop();
 });
 
-test.after(() => h.cleanup());
+test.after(() => {
+  if (pgStopped) pgStart();
+  return h.cleanup();
+});
