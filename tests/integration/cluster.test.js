@@ -7,7 +7,8 @@
 // node with no member of a room is not subscribed to it and receives
 // nothing for it; Redis killed: each node serves its own sockets and
 // /healthz says degraded and why; Redis back: the nodes subscribe again by
-// themselves and cross-node delivery resumes. Runs with PARLEY_TEST_PG (the
+// themselves and cross-node delivery resumes. Each node keeps its liveness
+// key. Runs with PARLEY_TEST_PG (the
 // PostgreSQL pass of tests/run.sh) and Debian's redis-server.
 'use strict';
 const test = require('node:test');
@@ -254,6 +255,14 @@ test('a node with no member of a room is not subscribed to it and receives nothi
   carol.close();
 });
 
+test('each node keeps a liveness key parley:node:<id> with a TTL', { skip, timeout: 60000 }, async () => {
+  for (const name of ['A', 'B', 'C']) {
+    assert.match(cli('GET', `parley:node:${name}`), /^[0-9a-f]{16}$/, `node ${name}'s key holds its incarnation`);
+    const ttl = Number(cli('PTTL', `parley:node:${name}`));
+    assert.ok(ttl > 0 && ttl <= 15000, `node ${name}'s key expires (PTTL ${ttl})`);
+  }
+});
+
 test('Redis killed: each node serves its own sockets and /healthz says degraded; Redis back: the nodes subscribe again and cross-node delivery resumes', { skip, timeout: 60000 }, async () => {
   const alice = await client(nodes.A, 'fault-a');
   const alice2 = await client(nodes.A, 'fault-a2');
@@ -278,6 +287,7 @@ test('Redis killed: each node serves its own sockets and /healthz says degraded;
   }
   await h.waitFor(async () => shardSubscribers('conversation:conv-fault'), (n) => n === 2,
     'A and B subscribed again by themselves');
+  assert.match(cli('GET', 'parley:node:A'), /^[0-9a-f]{16}$/, 'the liveness key is set again');
   const after = await alice.request('message:send', text('conv-fault', 'Redis is back', 'f-2'));
   // The first went while Redis was away: it stayed on A (messages:sync is
   // how bob catches up); the second reaches him.
