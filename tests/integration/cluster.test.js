@@ -85,14 +85,24 @@ test.before(async () => {
   await node('C');
 });
 
-test.after(async () => {
-  for (const srv of Object.values(nodes)) {
-    const st = await srv.stop();
-    assert.equal(st.code, 0, srv.logs());
-  }
-  if (redis) await redisKill();
-  h.cleanup();
+// The Redis goes with this file however it ends: a failed stop below, or
+// the runner's SIGTERM at its timeout (the harness exits then).
+process.once('exit', () => {
+  if (redis) redis.kill('SIGKILL');
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test.after(async () => {
+  try {
+    for (const srv of Object.values(nodes)) {
+      const st = await srv.stop();
+      assert.equal(st.code, 0, srv.logs());
+    }
+  } finally {
+    if (redis) await redisKill();
+    h.cleanup();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('cluster mode on the LMDB store is refused at start, saying it needs PostgreSQL', { timeout: 30000 }, async () => {
