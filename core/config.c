@@ -75,6 +75,14 @@ static const struct setting setting_table[] = {
 	{ "pg_max_queue", "PARLEY_PG_MAX_QUEUE", SETTING_INT, FIELD(pg_max_queue), "100000", 100,
 	  10000000, "",
 	  "store calls queued or in flight on PostgreSQL at most; past it one fails (503)" },
+	{ "redis", "PARLEY_REDIS", SETTING_OPTIONAL, FIELD(redis), NULL, 0, 0, "",
+	  "cluster mode: the Redis the nodes share, redis://host[:port][/db] or unix:///path.sock; "
+	  "needs PARLEY_STORE on PostgreSQL" },
+	{ "node_id", "PARLEY_NODE_ID", SETTING_OPTIONAL, FIELD(node_id), NULL, 0, 0, "",
+	  "this node's name in the cluster (unique per node); unset: <hostname>:<port>" },
+	{ "redis_max_backlog", "PARLEY_REDIS_MAX_BACKLOG", SETTING_SIZE, FIELD(redis_max_backlog),
+	  "64MiB", 65536, 4294967296LL, " (bytes)",
+	  "most broadcasts unsent to a slow Redis may hold; past it they stay on this node" },
 	{ "map_size", "PARLEY_MAP_SIZE", SETTING_SIZE, FIELD(map_size), "4GiB",
 	  1048576, 1099511627776LL, " (bytes)",
 	  "most the database may hold, 1 MiB..1 TiB (the file grows as it fills)" },
@@ -876,6 +884,38 @@ static int config_check_store(struct config *c, char *err, size_t errlen)
 	return -EINVAL;
 }
 
+/* PARLEY_REDIS: a redis:// or unix:// URI (cluster_open reads the rest),
+ * and only with the shared store: nodes on LMDB would each keep their own
+ * messages. PARLEY_NODE_ID: printable, at most 200 bytes. */
+static int config_check_cluster(struct config *c, char *err, size_t errlen)
+{
+	if (c->node_id) {
+		size_t len = strlen(c->node_id);
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)c->node_id[i] <= ' ' || c->node_id[i] == 0x7f)
+				len = 0;
+		if (!len || len > 200) {
+			config_fail(err, errlen, NULL, "PARLEY_NODE_ID (file key node_id)",
+				    "expected 1..200 printable characters without spaces");
+			return -EINVAL;
+		}
+	}
+	if (!c->redis)
+		return 0;
+	if (strncmp(c->redis, "redis://", 8) != 0 && strncmp(c->redis, "unix://", 7) != 0) {
+		config_fail(err, errlen, NULL, "PARLEY_REDIS (file key redis)",
+			    "expected redis://host[:port][/db] or unix:///path.sock");
+		return -EINVAL;
+	}
+	if (!c->store) {
+		config_fail(err, errlen, NULL, NULL,
+			    "cluster mode (PARLEY_REDIS) needs the shared store: "
+			    "PARLEY_STORE=postgresql://...");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int config_read(struct config *c, char *err, size_t errlen)
 {
 	/* Defaults go through the same checks as every other source. */
@@ -896,7 +936,8 @@ static int config_read(struct config *c, char *err, size_t errlen)
 		if (config_apply(c, s, value, strlen(value), NULL, s->env, err, errlen) != 0)
 			return -EINVAL;
 	}
-	if (config_check_store(c, err, errlen) != 0 || config_check_static(c, err, errlen) != 0 ||
+	if (config_check_store(c, err, errlen) != 0 || config_check_cluster(c, err, errlen) != 0 ||
+	    config_check_static(c, err, errlen) != 0 ||
 	    config_check_binary(c, err, errlen) != 0 ||
 	    config_check_listen(c, err, errlen) != 0 || config_find_scripts(c, err, errlen) != 0)
 		return -EINVAL;
@@ -1044,6 +1085,8 @@ void config_fini(struct config *c)
 		return;
 	free(c->data_dir);
 	free(c->store);
+	free(c->redis);
+	free(c->node_id);
 	free(c->static_mount);
 	free(c->bind);
 	free(c->metrics_addr);

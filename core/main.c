@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/map.h"
 #include "base/metrics.h"
+#include "cluster/cluster.h"
 #include "lua/script.h"
 #include "proto/route.h"
 #include "server.h"
@@ -138,6 +139,15 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		route_set_store_check(pg_down);
+		/* Cluster mode (config.c allows it only on PostgreSQL):
+		 * Redis unreachable or too old at start stops us here. */
+		if (settings.redis) {
+			if (cluster_open(settings.redis, settings.node_id, settings.port) < 0) {
+				rc = 1;
+				goto out;
+			}
+			route_set_degraded_check(cluster_degraded);
+		}
 	} else if (store_open(settings.data_dir, settings.map_size, clock_loop) < 0 ||
 		   messages_init() < 0) {
 		rc = 1;
@@ -167,6 +177,7 @@ out:
 	 * the store commits what is left, then Lua and the loop go. */
 	server_fini();
 	script_shutdown();
+	cluster_close();
 	pg_close();
 	store_close();
 	messages_fini();

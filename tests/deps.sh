@@ -3,7 +3,8 @@
 # tools and libraries (apt), and with --test what the tests use: Chromium
 # (apt, for the browser test), strace (apt, for the fsync test), systemd and
 # dpkg-dev (apt, for the package test: systemd-analyze, dpkg-shlibdeps), PostgreSQL
-# (apt, for the PostgreSQL pass: tests/pg.sh), HAProxy
+# (apt, for the PostgreSQL pass: tests/pg.sh) and Redis (apt, for cluster mode's
+# test in that pass), HAProxy
 # and nginx (apt, for the proxy test), promtool (for the metrics test:
 # unpacked from Debian's prometheus package into tests/.tmp/promtool, not
 # installed, which would start a Prometheus server as a service) and the npm
@@ -21,14 +22,15 @@ esac
 
 packages=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev
 	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev zlib1g-dev libmsgpack-dev curl
-	libcurl4-openssl-dev libpq-dev)
+	libcurl4-openssl-dev libpq-dev libhiredis-dev)
 
 if [ "$mode" = "--test" ]; then
 	# systemd-analyze, dpkg-shlibdeps: the package test (cpack's .deb, the
 	# unit); haproxy, nginx: the proxy test (docs/deploy.md's configs).
 	# postgresql: the PostgreSQL pass (tests/pg.sh; its service is not
-	# used: the tests run a private one).
-	packages+=(chromium strace systemd dpkg-dev haproxy nginx postgresql)
+	# used: the tests run a private one). redis-server: cluster mode's test
+	# in that pass (tests/integration/cluster.test.js starts its own).
+	packages+=(chromium strace systemd dpkg-dev haproxy nginx postgresql redis-server)
 fi
 
 missing=()

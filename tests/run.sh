@@ -5,7 +5,9 @@
 # (tests/plugin-test.sh) against the real binary on loopback, first the
 # normal build and then the sanitizer build, then both suites again on the
 # normal build with the store on a private PostgreSQL (tests/pg.sh;
-# PARLEY_SKIP_PG=1 leaves that pass out).
+# PARLEY_SKIP_PG=1 leaves that pass out). Cluster mode's test
+# (integration/cluster.test.js: three nodes, a private Redis it starts)
+# runs in that pass, and skips in the others.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

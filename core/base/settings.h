@@ -18,6 +18,9 @@ struct config {
 	char *data_dir;          /* PARLEY_DATA_DIR, "./data" */
 	char *store;             /* PARLEY_STORE, NULL (LMDB) or a postgresql:// URI */
 	int pg_max_queue;        /* PARLEY_PG_MAX_QUEUE, 100000: store calls queued on PostgreSQL */
+	char *redis;             /* PARLEY_REDIS, NULL; a redis:// or unix:// URI: cluster mode */
+	char *node_id;           /* PARLEY_NODE_ID, NULL: "<hostname>:<port>" */
+	size_t redis_max_backlog; /* PARLEY_REDIS_MAX_BACKLOG, 64 MiB unsent to Redis at most */
 	size_t map_size;         /* PARLEY_MAP_SIZE, 4 GiB */
 	char *frontend_url;      /* FRONTEND_URL, NULL = any origin (dev) */
 	char *jwt_secret;        /* JWT_SECRET, NULL = dev auth */

@@ -172,6 +172,11 @@ const struct map *client_all(void)
 	return &clients;
 }
 
+const struct map *client_namespaces(void)
+{
+	return &nsps;
+}
+
 uint64_t client_count(void)
 {
 	return sockets;

@@ -214,6 +214,8 @@ void client_error(struct client *cl, int status, const char *message, int64_t ac
 
 /* The namespace `name`, or NULL when no script declared it. */
 struct nsp *nsp_lookup(const char *name, size_t len);
+/* Every namespace, by name (struct nsp values): to walk, not to change. */
+const struct map *client_namespaces(void);
 /* Declares the namespace `name` (copied; a no-op when it exists).
  * Namespaces last until client_fini: sockets and lookups keep pointers to
  * them. */

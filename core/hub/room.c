@@ -8,6 +8,12 @@
 #include "base/alloc.h"
 
 static uint64_t broadcast_epoch;
+static void (*room_watch)(struct nsp *n, const struct room *r, int opened);
+
+void room_set_watch(void (*on_room)(struct nsp *n, const struct room *r, int opened))
+{
+	room_watch = on_room;
+}
 
 struct nsp *nsp_new(const char *name, size_t len)
 {
@@ -82,6 +88,8 @@ int room_join(struct nsp *n, struct room_set *set, const char *name, size_t len,
 		memcpy(r->name, name, len);
 		r->name_len = len;
 		map_put(&n->rooms, name, len, r);
+		if (room_watch)
+			room_watch(n, r, 1);
 	} else if (set_find(set, r) >= 0) {
 		return -EEXIST;
 	}
@@ -135,6 +143,8 @@ static void drop_if_empty(struct nsp *n, struct room *r)
 	if (r->count)
 		return;
 	map_del(&n->rooms, r->name, r->name_len);
+	if (room_watch)
+		room_watch(n, r, 0);
 	free(r->members);
 	free(r);
 }

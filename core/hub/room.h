@@ -51,6 +51,12 @@ struct nsp {
 	uint32_t sockets; /* connected sockets */
 };
 
+/* Told when a room of any namespace is made for its first member (`opened`
+ * 1) or goes with its last (0), after the namespace's map of rooms changed: cluster
+ * mode follows the rooms this node has members in. NULL: nobody is told.
+ * The watcher must not join or leave rooms. */
+void room_set_watch(void (*on_room)(struct nsp *n, const struct room *r, int opened));
+
 /* A namespace named `name` (copied). Never NULL. */
 struct nsp *nsp_new(const char *name, size_t len);
 /* Frees the namespace and its rooms; members must have left. NULL is a no-op. */

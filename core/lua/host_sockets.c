@@ -14,6 +14,7 @@
 #include "lua/jsonlua.h"
 #include "base/scratch.h"
 #include "base/settings.h"
+#include "cluster/cluster.h"
 #include "hub/client.h"
 #include "net/conn.h"
 #include "wire/json.h"
@@ -222,6 +223,10 @@ static int l_broadcast(lua_State *S)
 	}
 	t.except_sets = except_sets;
 	count = client_broadcast(n, &t, &e, lua_isnoneornil(S, 2));
+	/* Cluster mode: the other nodes' sockets too (the count stays this
+	 * node's). A socket's own emit never goes there: it is this node's. */
+	struct relay_list except_sids = { sids.v, sids.lens, sids.n };
+	cluster_publish(n, lua_isnoneornil(S, 2), &t, &except_sids, &e);
 	release_emit(&e);
 	strings_free(&rooms);
 	strings_free(&sids);

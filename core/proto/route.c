@@ -36,6 +36,15 @@ enum { ROUTE_ENGINE, ROUTE_PROBE, ROUTE_PLAIN, ROUTE_STALE };
 /* Whether the store serves (route_set_store_check), or NULL. */
 static int (*store_down)(const char **why);
 
+/* Whether the node serves only its own sockets (route_set_degraded_check),
+ * or NULL. */
+static int (*degraded)(const char **why);
+
+void route_set_degraded_check(int (*check)(const char **why))
+{
+	degraded = check;
+}
+
 void route_init(void)
 {
 	started_ms = now_ms();
@@ -75,11 +84,20 @@ static int serve_own(struct lws *wsi, struct pss *pss, const char *path)
 		}
 	}
 	if (strcmp(path, "/healthz") == 0) {
-		char body[128];
-		int n = snprintf(body, sizeof(body),
-				 "{\"status\":\"ok\",\"uptimeMs\":%lld,\"sockets\":%llu}",
+		char body[128 + json_escaped_max(256)];
+		const char *why = NULL;
+		int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"uptimeMs\":%lld,\"sockets\":%llu",
+				 degraded && degraded(&why) ? "degraded" : "ok",
 				 (long long)(now_ms() - started_ms),
 				 (unsigned long long)client_count());
+		/* Cluster mode without Redis: the node still serves its own
+		 * sockets (200), and says what it cannot do and why. */
+		if (why) {
+			memcpy(body + n, ",\"reason\":", 10);
+			n += 10;
+			n += (int)json_escape(why, strnlen(why, 256), body + n);
+		}
+		body[n++] = '}';
 		return http_respond(wsi, pss, 200, "application/json", body, (size_t)n);
 	}
 	/* With PARLEY_METRICS_ADDR, /metrics is there only (core/net/scrape.c). */

@@ -15,6 +15,10 @@ void route_init(void);
  * this one does not link): 0 when it serves, else 1 with `*why` (static
  * text), answered as a 503 with the reason. NULL: the store is not asked. */
 void route_set_store_check(int (*down)(const char **why));
+/* What /healthz asks of cluster mode (the app sets it): 0 when it serves,
+ * else 1 with `*why` (the module's text): the node serves its own sockets,
+ * so the answer stays 200, saying "degraded" and why. NULL: not asked. */
+void route_set_degraded_check(int (*degraded)(const char **why));
 /* An HTTP request whose framing passed (net/http.c's on_request): answers
  * it, or hands it to the route that will. Returns what the lws callback
  * should. */

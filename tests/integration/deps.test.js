@@ -34,12 +34,14 @@ test('deps.sh --plugin-test installs the build\'s packages (libpq-dev too) and n
   assert.equal(plugin.status, 0, plugin.stderr);
   assert.match(plugin.install, /liblmdb-dev/);
   assert.match(plugin.install, /libpq-dev/);
-  assert.doesNotMatch(plugin.install, /chromium|strace|postgresql(?!-)/);
+  assert.match(plugin.install, /libhiredis-dev/);
+  assert.doesNotMatch(plugin.install, /chromium|strace|postgresql(?!-)|redis-server/);
   const all = asked(['--test']);
   assert.equal(all.status, 0, all.stderr);
   assert.match(all.install, /chromium/);
   assert.match(all.install, /strace/);
   assert.match(all.install, / postgresql( |$)/);
+  assert.match(all.install, / redis-server( |$)/);
   assert.equal(asked(['--bogus']).status, 2);
 });
 

@@ -204,6 +204,8 @@ const KINDS = {
   PARLEY_BIND: { env: ['localhost', '1.2.3', '[::1'], file: ['"localhost"', '5'] },
   PARLEY_METRICS_ADDR: { env: ['127.0.0.1', '127.0.0.1:0', 'host:9100', '127.0.0.1:9x'], file: ['":9100"', '5'] },
   PARLEY_LOG_FORMAT: { env: ['xml'], file: ['"xml"', '5'] },
+  PARLEY_REDIS: { env: ['mysql://h', 'redis:/h', 'redis://localhost'], file: ['"mysql://h"', '5'] },
+  PARLEY_NODE_ID: { env: ['a b', 'x'.repeat(201), 'tab\there'], file: ['"a b"', '5'] },
 };
 
 function refuses(env, what, name) {
