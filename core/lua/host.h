@@ -48,6 +48,15 @@ void host_http_fini(void);
  * metric_add(series, delta), metric_set(series, value): series scripts
  * count on /metrics. */
 void host_metrics_register(lua_State *S);
+/* store_args.c: what the store's host functions on either backend check
+ * alike. A name argument (a conversation, user or message id: 1 to
+ * MESSAGES_NAME_MAX bytes without NUL, or a Lua error naming `what`); a
+ * string field of the table at `t`, read raw (NULL when absent, a Lua error
+ * when it is no string; the table keeps it alive); a status's level (an
+ * enum msg_status, or a Lua error). */
+const char *store_arg_name(lua_State *L, int idx, const char *what, size_t *len);
+const char *store_arg_field(lua_State *L, int t, const char *name, size_t *len);
+int store_arg_level(lua_State *L, int idx);
 /* store_api.c: the message store's store_* functions and iso_time. */
 void store_api_register(lua_State *L);
 /* store_api_pg.c: the same store_* and kv_* functions, and store_wait, on

@@ -20,36 +20,6 @@
 
 #define NAME_MAX_BYTES MESSAGES_NAME_MAX
 
-static const char *check_name(lua_State *L, int idx, const char *what, size_t *len)
-{
-	const char *s = luaL_checklstring(L, idx, len);
-
-	if (*len == 0 || *len > NAME_MAX_BYTES || memchr(s, '\0', *len))
-		luaL_error(L, "store: %s must be 1 to %d bytes without NUL", what, NAME_MAX_BYTES);
-	return s;
-}
-
-/* A string field of the table at `t` (read raw: no script code runs for
- * it, and the table keeps the string alive), or NULL when absent. */
-static const char *field_string(lua_State *L, int t, const char *name, size_t *len)
-{
-	const char *s;
-
-	lua_pushstring(L, name);
-	lua_rawget(L, t);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		*len = 0;
-		return NULL;
-	}
-	if (lua_type(L, -1) != LUA_TSTRING)
-		luaL_error(L, "store.send: %s must be a string", name);
-	s = lua_tolstring(L, -1, len);
-	/* The table keeps the string alive while we use it. */
-	lua_pop(L, 1);
-	return s;
-}
-
 /* A new ticket, for the batch the next call submits. */
 static void *ticket_new(lua_Number *pushed)
 {
@@ -89,11 +59,11 @@ static int l_send(lua_State *L)
 
 	memset(&m, 0, sizeof(m));
 	luaL_checktype(L, 1, LUA_TTABLE);
-	m.conv = field_string(L, 1, "conversationId", &m.conv_len);
-	m.sender = field_string(L, 1, "senderId", &m.sender_len);
-	m.client_id = field_string(L, 1, "clientMessageId", &m.client_id_len);
-	m.type = field_string(L, 1, "type", &m.type_len);
-	m.reply_to = field_string(L, 1, "replyTo", &m.reply_to_len);
+	m.conv = store_arg_field(L, 1, "conversationId", &m.conv_len);
+	m.sender = store_arg_field(L, 1, "senderId", &m.sender_len);
+	m.client_id = store_arg_field(L, 1, "clientMessageId", &m.client_id_len);
+	m.type = store_arg_field(L, 1, "type", &m.type_len);
+	m.reply_to = store_arg_field(L, 1, "replyTo", &m.reply_to_len);
 	if (!m.conv || !m.sender || !m.type || m.conv_len > NAME_MAX_BYTES ||
 	    m.sender_len > NAME_MAX_BYTES || m.client_id_len > NAME_MAX_BYTES ||
 	    m.reply_to_len > NAME_MAX_BYTES || m.type_len > 32)
@@ -202,7 +172,7 @@ static int l_message(lua_State *L)
 static int l_sync(lua_State *L)
 {
 	size_t clen, vlen = 0, len;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 	uint64_t after = (uint64_t)luaL_optnumber(L, 2, 0);
 	lua_Integer limit = luaL_optinteger(L, 3, 50);
 	const char *viewer = luaL_optlstring(L, 4, NULL, &vlen);
@@ -219,7 +189,7 @@ static int l_sync(lua_State *L)
 static int l_sync_before(lua_State *L)
 {
 	size_t clen, vlen = 0, len;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 	int newest = lua_isnoneornil(L, 2);
 	lua_Number n = newest ? 0 : luaL_checknumber(L, 2);
 	/* nil is before nothing: the newest. A seq below 1 has nothing before
@@ -254,13 +224,6 @@ static void push_change(lua_State *L, const struct msg_change *ch)
 	lua_setfield(L, -2, "updatedAt");
 }
 
-static int level_of(lua_State *L, int idx)
-{
-	int level = messages_status_level(luaL_checkstring(L, idx));
-
-	return level ? level : luaL_error(L, "store: status must be sent, delivered or read");
-}
-
 /* store_set_status(messageId | { messageIds }, userId, status, open
  *                  [, conversationId]) ->
  *   change {messageId, conversationId, senderId, status (the aggregate),
@@ -284,11 +247,11 @@ static int l_set_status(lua_State *L)
 
 	if (!list)
 		luaL_checkstring(L, 1);
-	user = check_name(L, 2, "userId", &ulen);
-	level = level_of(L, 3);
+	user = store_arg_name(L, 2, "userId", &ulen);
+	level = store_arg_level(L, 3);
 	open = lua_toboolean(L, 4);
 	if (!lua_isnoneornil(L, 5))
-		conv = check_name(L, 5, "conversationId", &clen);
+		conv = store_arg_name(L, 5, "conversationId", &clen);
 	if (list) {
 		n = lua_objlen(L, 1);
 		if (n > MESSAGES_STATUS_LIST_MAX)
@@ -346,8 +309,8 @@ static int l_set_status(lua_State *L)
 static int l_read_upto(lua_State *L)
 {
 	size_t clen, ulen, n;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
-	const char *user = check_name(L, 2, "userId", &ulen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
+	const char *user = store_arg_name(L, 2, "userId", &ulen);
 	uint64_t upto = lua_isnoneornil(L, 3) ? UINT64_MAX : (uint64_t)luaL_checknumber(L, 3);
 	int open = lua_toboolean(L, 4), count;
 	struct msg_change *changes;
@@ -372,7 +335,7 @@ static int l_read_upto(lua_State *L)
 static int l_members(lua_State *L)
 {
 	size_t clen, len;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 	char *names = messages_members(conv, clen, &len);
 
 	push_names(L, names, len);
@@ -386,9 +349,9 @@ static int l_members(lua_State *L)
 static int l_inbox(lua_State *L)
 {
 	size_t ulen, blen = 0, len;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 	const char *before = lua_isnoneornil(L, 2) ? NULL :
-			     check_name(L, 2, "conversationId", &blen);
+			     store_arg_name(L, 2, "conversationId", &blen);
 	lua_Integer limit = luaL_optinteger(L, 3, 20);
 	char *json = messages_inbox(user, ulen, before, blen, (long)limit, &len);
 
@@ -405,8 +368,8 @@ static int l_inbox(lua_State *L)
 static int l_inbox_item(lua_State *L)
 {
 	size_t ulen, clen, len;
-	const char *user = check_name(L, 1, "userId", &ulen);
-	const char *conv = check_name(L, 2, "conversationId", &clen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
+	const char *conv = store_arg_name(L, 2, "conversationId", &clen);
 	char *json = messages_inbox_item(user, ulen, conv, clen, &len);
 
 	if (!json) {
@@ -425,7 +388,7 @@ static int l_inbox_item(lua_State *L)
 static int l_inbox_updates(lua_State *L)
 {
 	size_t clen, n = 0, groups;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 	size_t total;
 	const char **users;
 	size_t *ulens, *item_lens;
@@ -481,7 +444,7 @@ static int l_inbox_updates(lua_State *L)
 static int l_participants(lua_State *L)
 {
 	size_t clen, len;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 	char *names = messages_participants(conv, clen, &len);
 
 	push_names(L, names, len);
@@ -493,7 +456,7 @@ static int l_participants(lua_State *L)
 static int l_conversations_of(lua_State *L)
 {
 	size_t ulen, len;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 	char *names = messages_conversations_of(user, ulen, &len);
 
 	push_names(L, names, len);
@@ -506,8 +469,8 @@ static int l_conversations_of(lua_State *L)
 static int l_is_member(lua_State *L)
 {
 	size_t clen, ulen;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
-	const char *user = check_name(L, 2, "userId", &ulen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
+	const char *user = store_arg_name(L, 2, "userId", &ulen);
 	int registered, member = messages_is_member(conv, clen, user, ulen, &registered);
 
 	lua_pushboolean(L, member);
@@ -520,7 +483,7 @@ static int l_is_member(lua_State *L)
 static int l_set_members(lua_State *L)
 {
 	size_t clen, n, len = 0;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 	char *members = NULL;
 	lua_Number ticket;
 	void *arg;
@@ -555,7 +518,7 @@ static int l_set_members(lua_State *L)
 static int l_profile(lua_State *L)
 {
 	size_t ulen, vlen;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 	const void *v;
 
 	if (!messages_profile(user, ulen, &v, &vlen))
@@ -568,7 +531,7 @@ static int l_profile(lua_State *L)
 static int l_set_profile(lua_State *L)
 {
 	size_t ulen, len;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 	const char *err = NULL;
 	char *json;
 	lua_Number ticket;
@@ -589,7 +552,7 @@ static int l_set_profile(lua_State *L)
 static int l_last_seen(lua_State *L)
 {
 	size_t ulen;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 	int64_t ms;
 
 	if (!messages_last_seen(user, ulen, &ms))
@@ -602,7 +565,7 @@ static int l_last_seen(lua_State *L)
 static int l_set_last_seen(lua_State *L)
 {
 	size_t ulen;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 	lua_Number ms = luaL_checknumber(L, 2);
 
 	messages_set_last_seen(user, ulen, ms > 0 ? (int64_t)ms : 0);
@@ -678,7 +641,7 @@ static int l_hide(lua_State *L)
 {
 	size_t idlen, ulen;
 	const char *id = luaL_checklstring(L, 1, &idlen);
-	const char *user = check_name(L, 2, "userId", &ulen);
+	const char *user = store_arg_name(L, 2, "userId", &ulen);
 	lua_Number ticket;
 	void *arg;
 

@@ -161,33 +161,6 @@ static int call(lua_State *L, enum pg_kind kind, enum pg_stmt stmt, int n,
 
 /* ---- arguments ---- */
 
-static const char *check_name(lua_State *L, int idx, const char *what, size_t *len)
-{
-	const char *s = luaL_checklstring(L, idx, len);
-
-	if (*len == 0 || *len > NAME_MAX_BYTES || memchr(s, '\0', *len))
-		luaL_error(L, "store: %s must be 1 to %d bytes without NUL", what, NAME_MAX_BYTES);
-	return s;
-}
-
-static const char *field_string(lua_State *L, int t, const char *name, size_t *len)
-{
-	const char *s;
-
-	lua_pushstring(L, name);
-	lua_rawget(L, t);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		*len = 0;
-		return NULL;
-	}
-	if (lua_type(L, -1) != LUA_TSTRING)
-		luaL_error(L, "store.send: %s must be a string", name);
-	s = lua_tolstring(L, -1, len);
-	lua_pop(L, 1);
-	return s;
-}
-
 /* A text[] literal: {"a","b"}, each element quoted, " and \ escaped. */
 struct array_buf {
 	char *p;
@@ -336,11 +309,11 @@ static int l_send(lua_State *L)
 	int rc;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
-	conv = field_string(L, 1, "conversationId", &clen);
-	sender = field_string(L, 1, "senderId", &slen);
-	cid = field_string(L, 1, "clientMessageId", &cidlen);
-	type = field_string(L, 1, "type", &tlen);
-	reply_to = field_string(L, 1, "replyTo", &rlen);
+	conv = store_arg_field(L, 1, "conversationId", &clen);
+	sender = store_arg_field(L, 1, "senderId", &slen);
+	cid = store_arg_field(L, 1, "clientMessageId", &cidlen);
+	type = store_arg_field(L, 1, "type", &tlen);
+	reply_to = store_arg_field(L, 1, "replyTo", &rlen);
 	if (!conv || !sender || !type || clen > NAME_MAX_BYTES || slen > NAME_MAX_BYTES ||
 	    cidlen > NAME_MAX_BYTES || rlen > NAME_MAX_BYTES || tlen > 32)
 		return luaL_error(L, "store.send: conversationId, senderId and type are required");
@@ -416,7 +389,7 @@ static int l_message(lua_State *L)
 static int l_sync(lua_State *L)
 {
 	size_t clen, vlen = 0;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 	lua_Number after = luaL_optnumber(L, 2, 0);
 	lua_Integer limit = luaL_optinteger(L, 3, 50);
 	const char *viewer = luaL_optlstring(L, 4, NULL, &vlen);
@@ -433,7 +406,7 @@ static int l_sync(lua_State *L)
 static int l_sync_before(lua_State *L)
 {
 	size_t clen, vlen = 0;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 	int newest = lua_isnoneornil(L, 2);
 	lua_Number n = newest ? 0 : luaL_checknumber(L, 2);
 	lua_Integer limit = luaL_optinteger(L, 3, 50);
@@ -450,13 +423,6 @@ static int l_sync_before(lua_State *L)
 		 (long)(limit < 1 ? 1 : limit > MESSAGES_SYNC_MAX ? MESSAGES_SYNC_MAX : limit));
 	return call(L, PG_READ, PGS_SYNC_BEFORE, 4, values, NULL, NULL, push_raw_or_nil,
 		    FAIL_RAISE);
-}
-
-static int level_of(lua_State *L, int idx)
-{
-	int level = messages_status_level(luaL_checkstring(L, idx));
-
-	return level ? level : luaL_error(L, "store: status must be sent, delivered or read");
 }
 
 /* set_status's answer: changes (the list) | nil, why, the id refused */
@@ -501,10 +467,10 @@ static int l_set_status(lua_State *L)
 
 	if (!list)
 		luaL_checkstring(L, 1);
-	user = check_name(L, 2, "userId", &ulen);
-	level = level_of(L, 3);
+	user = store_arg_name(L, 2, "userId", &ulen);
+	level = store_arg_level(L, 3);
 	if (!lua_isnoneornil(L, 5))
-		conv = check_name(L, 5, "conversationId", &clen);
+		conv = store_arg_name(L, 5, "conversationId", &clen);
 	if (list && lua_objlen(L, 1) > MESSAGES_STATUS_LIST_MAX)
 		return luaL_error(L, "store.set_status: more than %d message ids",
 				  MESSAGES_STATUS_LIST_MAX);
@@ -558,8 +524,8 @@ static int push_read(lua_State *L, const PGresult *res)
 static int l_read_upto(lua_State *L)
 {
 	size_t clen, ulen;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
-	const char *user = check_name(L, 2, "userId", &ulen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
+	const char *user = store_arg_name(L, 2, "userId", &ulen);
 	char upto_s[24], now_s[24], when[MESSAGES_TIME_LEN];
 	int64_t now = clock_wall_ms();
 	const char *values[6] = { conv, user, upto_s, lua_toboolean(L, 4) ? "true" : "false",
@@ -582,7 +548,7 @@ static int l_read_upto(lua_State *L)
 static int l_members(lua_State *L)
 {
 	size_t clen;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 
 	return call(L, PG_READ, PGS_MEMBERS, 1, &conv, NULL, NULL, push_names, FAIL_RAISE);
 }
@@ -590,7 +556,7 @@ static int l_members(lua_State *L)
 static int l_conversations_of(lua_State *L)
 {
 	size_t ulen;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 
 	return call(L, PG_READ, PGS_CONVERSATIONS_OF, 1, &user, NULL, NULL, push_names,
 		    FAIL_RAISE);
@@ -599,7 +565,7 @@ static int l_conversations_of(lua_State *L)
 static int l_participants(lua_State *L)
 {
 	size_t clen;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 
 	return call(L, PG_READ, PGS_PARTICIPANTS, 1, &conv, NULL, NULL, push_names, FAIL_RAISE);
 }
@@ -618,15 +584,15 @@ static int l_is_member(lua_State *L)
 	size_t clen, ulen;
 	const char *values[2];
 
-	values[0] = check_name(L, 1, "conversationId", &clen);
-	values[1] = check_name(L, 2, "userId", &ulen);
+	values[0] = store_arg_name(L, 1, "conversationId", &clen);
+	values[1] = store_arg_name(L, 2, "userId", &ulen);
 	return call(L, PG_READ, PGS_IS_MEMBER, 2, values, NULL, NULL, push_is_member, FAIL_RAISE);
 }
 
 static int l_set_members(lua_State *L)
 {
 	size_t clen;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 	char now_s[24], *members;
 	const char *values[3];
 	int rc;
@@ -646,9 +612,9 @@ static int l_set_members(lua_State *L)
 static int l_inbox(lua_State *L)
 {
 	size_t ulen, blen = 0;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 	const char *before = lua_isnoneornil(L, 2) ? NULL :
-			     check_name(L, 2, "conversationId", &blen);
+			     store_arg_name(L, 2, "conversationId", &blen);
 	lua_Integer limit = luaL_optinteger(L, 3, 20);
 	char limit_s[24];
 	const char *values[3] = { user, before, limit_s };
@@ -663,8 +629,8 @@ static int l_inbox_item(lua_State *L)
 	size_t ulen, clen;
 	const char *values[2];
 
-	values[0] = check_name(L, 1, "userId", &ulen);
-	values[1] = check_name(L, 2, "conversationId", &clen);
+	values[0] = store_arg_name(L, 1, "userId", &ulen);
+	values[1] = store_arg_name(L, 2, "conversationId", &clen);
 	return call(L, PG_READ, PGS_INBOX_ITEM, 2, values, NULL, NULL, push_raw_or_nil,
 		    FAIL_RAISE);
 }
@@ -700,7 +666,7 @@ static int push_updates(lua_State *L, const PGresult *res)
 static int l_inbox_updates(lua_State *L)
 {
 	size_t clen;
-	const char *conv = check_name(L, 1, "conversationId", &clen);
+	const char *conv = store_arg_name(L, 1, "conversationId", &clen);
 	const char *values[2];
 	char *users;
 	int rc;
@@ -717,7 +683,7 @@ static int l_inbox_updates(lua_State *L)
 static int l_profile(lua_State *L)
 {
 	size_t ulen;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 
 	return call(L, PG_READ, PGS_PROFILE, 1, &user, NULL, NULL, push_raw_or_none, FAIL_RAISE);
 }
@@ -725,7 +691,7 @@ static int l_profile(lua_State *L)
 static int l_set_profile(lua_State *L)
 {
 	size_t ulen, len;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 	const char *err = NULL, *values[2];
 	char *json;
 	int rc;
@@ -753,7 +719,7 @@ static int push_last_seen(lua_State *L, const PGresult *res)
 static int l_last_seen(lua_State *L)
 {
 	size_t ulen;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 
 	return call(L, PG_READ, PGS_LAST_SEEN, 1, &user, NULL, NULL, push_last_seen, FAIL_RAISE);
 }
@@ -770,7 +736,7 @@ static void on_ignored(void *arg, const PGresult *res, int err)
 static int l_set_last_seen(lua_State *L)
 {
 	size_t ulen;
-	const char *user = check_name(L, 1, "userId", &ulen);
+	const char *user = store_arg_name(L, 1, "userId", &ulen);
 	lua_Number ms = luaL_checknumber(L, 2);
 	char ms_s[24];
 	const char *values[2] = { user, ms_s };
@@ -865,7 +831,7 @@ static int l_hide(lua_State *L)
 	if (idlen != MESSAGES_ID_LEN || memchr(id, '\0', idlen))
 		return luaL_error(L, "store.hide: not a message id");
 	values[0] = id;
-	values[1] = check_name(L, 2, "userId", &ulen);
+	values[1] = store_arg_name(L, 2, "userId", &ulen);
 	return call(L, PG_WRITE, PGS_HIDE, 2, values, NULL, NULL, push_ticket_nil, FAIL_RAISE);
 }
 
