@@ -20,6 +20,7 @@
  * are inflated, and the loadgen's own messages of 1 KB or more are
  * compressed, as socket.io's and a browser's are. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -110,6 +111,7 @@ struct options {
 	int users;
 	const char *prefix; /* before every user id and room name */
 	int server_pid;
+	int db_pid; /* --db-pid: a database's main process; its CPU and its children's */
 	const char *label;
 	int verbose;
 	int msgpack; /* --parser msgpack */
@@ -228,13 +230,12 @@ static long server_rss_kb(void)
 	return kb;
 }
 
-/* utime + stime of the server (all its threads) in seconds; -1 if unknown. */
-static double server_cpu_s(void)
+/* utime + stime of process `pid` (all its threads) in seconds, and its
+ * parent's pid in *ppid when ppid is not NULL; -1 if unknown. */
+static double proc_cpu_s(int pid, int *ppid)
 {
 	char path[64], buf[1024];
-	if (!opt.server_pid)
-		return -1;
-	snprintf(path, sizeof path, "/proc/%d/stat", opt.server_pid);
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
@@ -250,6 +251,8 @@ static double server_cpu_s(void)
 	p += 2; /* field 3, the state */
 	unsigned long long utime = 0, stime = 0;
 	for (int field = 3; field <= 15 && *p; field++) {
+		if (field == 4 && ppid)
+			*ppid = atoi(p);
 		if (field == 14)
 			utime = strtoull(p, NULL, 10);
 		if (field == 15)
@@ -260,6 +263,40 @@ static double server_cpu_s(void)
 		p++;
 	}
 	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The server's CPU, all its threads: the writer thread's too. */
+static double server_cpu_s(void)
+{
+	return opt.server_pid ? proc_cpu_s(opt.server_pid, NULL) : -1;
+}
+
+/* The database's CPU: its main process and every process it started
+ * (PostgreSQL's postmaster and its backends, writers, checkpointer), which
+ * are its children; -1 without --db-pid. A backend that ends during the run
+ * takes its CPU with it: the ones that matter here (the server's connection,
+ * the WAL writer) live through the run. */
+static double db_cpu_s(void)
+{
+	if (!opt.db_pid)
+		return -1;
+	double sum = proc_cpu_s(opt.db_pid, NULL);
+	if (sum < 0)
+		return -1;
+	DIR *d = opendir("/proc");
+	if (!d)
+		return -1;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int pid = atoi(e->d_name), ppid = 0;
+		if (pid <= 0 || pid == opt.db_pid)
+			continue;
+		double s = proc_cpu_s(pid, &ppid);
+		if (s >= 0 && ppid == opt.db_pid)
+			sum += s;
+	}
+	closedir(d);
+	return sum;
 }
 
 static double self_cpu_s(void)
@@ -1223,6 +1260,7 @@ static void usage(void)
 		"  --sources S       spread clients over 127.0.0.1..S (250)\n"
 		"  --users U         client i is user u<i %% U> (default: every client its own user)\n"
 		"  --server-pid PID  read the server's RSS and CPU from /proc\n"
+		"  --db-pid PID      also report the CPU of a database: PID and its children\n"
 		"  --label NAME      server name printed in the result line\n"
 		"  --parser P        json, or msgpack (socket.io-msgpack-parser; in-tree builds)\n"
 		"  --deflate         offer permessage-deflate; compress sends of 1 KB or more (zlib)\n"
@@ -1240,7 +1278,7 @@ static void parse_args(int argc, char **argv)
 		{ "pad", 1, 0, 'P' },	   { "sources", 1, 0, 'S' },	  { "server-pid", 1, 0, 'i' },
 		{ "users", 1, 0, 'U' },	   { "prefix", 1, 0, 'X' },	  { "parser", 1, 0, 'M' },
 		{ "label", 1, 0, 'l' },	   { "verbose", 0, 0, 'v' },	  { "help", 0, 0, 'h' },
-		{ "deflate", 0, 0, 'Z' },
+		{ "deflate", 0, 0, 'Z' },  { "db-pid", 1, 0, 'B' },
 		{ 0, 0, 0, 0 },
 	};
 	int ch;
@@ -1272,6 +1310,7 @@ static void parse_args(int argc, char **argv)
 		case 'U': opt.users = atoi(optarg); break;
 		case 'X': opt.prefix = optarg; break;
 		case 'i': opt.server_pid = atoi(optarg); break;
+		case 'B': opt.db_pid = atoi(optarg); break;
 		case 'l': opt.label = optarg; break;
 		case 'v': opt.verbose = 1; break;
 		case 'Z':
@@ -1393,7 +1432,7 @@ int main(int argc, char **argv)
 
 	/* Phase 3: the load. */
 	long rss1 = -1;
-	double scpu2, lcpu2, scpu3, lcpu3, idle_scpu = -1;
+	double scpu2, lcpu2, scpu3, lcpu3, idle_scpu = -1, dcpu2 = -1, dcpu3 = -1;
 	double load_s = opt.duration;
 	if (opt.mode == MODE_IDLE) {
 		scpu2 = server_cpu_s();
@@ -1422,6 +1461,7 @@ int main(int argc, char **argv)
 		t_load1 = t_load0 + (uint64_t)((warm + opt.duration) * 1e9);
 		scpu2 = server_cpu_s();
 		lcpu2 = self_cpu_s();
+		dcpu2 = db_cpu_s();
 		sending = 1;
 		/* Window counters count from the end of the warm-up. */
 		uint64_t sent_at_warm = 0, acked_at_warm = 0, recv_at_warm = 0;
@@ -1437,6 +1477,7 @@ int main(int argc, char **argv)
 				recv_at_warm = c_recv_window;
 				scpu2 = server_cpu_s();
 				lcpu2 = self_cpu_s();
+				dcpu2 = db_cpu_s();
 			}
 			if (opt.verbose && now >= next_note) {
 				note("sent %" PRIu64 " acked %" PRIu64 " recv %" PRIu64, c_sent, c_acked, c_recv);
@@ -1445,6 +1486,7 @@ int main(int argc, char **argv)
 		}
 		scpu3 = server_cpu_s();
 		lcpu3 = self_cpu_s();
+		dcpu3 = db_cpu_s();
 		c_sent_window = c_sent - sent_at_warm;
 		c_acked_window -= acked_at_warm;
 		c_recv_window -= recv_at_warm;
@@ -1506,6 +1548,8 @@ int main(int argc, char **argv)
 	}
 	printf(" server_cpu_s=%.2f server_cpu_pct=%.0f loadgen_cpu_s=%.2f loadgen_cpu_pct=%.0f",
 	       scpu, scpu >= 0 ? 100.0 * scpu / load_s : -1, lcpu, 100.0 * lcpu / load_s);
+	if (opt.db_pid)
+		printf(" db_cpu_s=%.2f", dcpu2 >= 0 && dcpu3 >= 0 ? dcpu3 - dcpu2 : -1);
 #ifdef LOADGEN_DEFLATE
 	/* Messages the server sent compressed and those the loadgen did: a
 	 * round with --deflate whose inflated is 0 measured no compression. */
