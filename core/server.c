@@ -30,6 +30,7 @@
 #include "proto/api.h"
 #include "proto/engine.h"
 #include "proto/route.h"
+#include "store/pg.h"
 #include "store/store.h"
 
 /* The app's own state: the lws context, and what a signal handler asks. */
@@ -166,6 +167,11 @@ static int drain_settled(void)
 {
 	uint64_t seq;
 
+	/* On PostgreSQL a job resumed by an answer runs inside that answer's
+	 * callback, so what it writes is queued before the next check: the
+	 * store has settled once nothing is queued or in flight. */
+	if (settings.store)
+		return pg_pending() == 0;
 	if (!drain.barrier_done)
 		return 0;
 	drain.barrier_done = 0;
@@ -191,7 +197,8 @@ static int drain_advance(void)
 		life.draining = 1;
 		drain.started = now_ms();
 		drain_listening();
-		drain.barrier = store_submit(store_batch_new(), on_drain_barrier, NULL);
+		if (!settings.store)
+			drain.barrier = store_submit(store_batch_new(), on_drain_barrier, NULL);
 		/* Events a client sent before it could know are on their way:
 		 * each connection's pong comes after them (conn_drain_ping). */
 		for (struct conn *c = conn_all(); c; c = c->all_next)

@@ -2,7 +2,8 @@
 # deps.sh - installs what parley needs on Debian 12 and is missing: the build
 # tools and libraries (apt), and with --test what the tests use: Chromium
 # (apt, for the browser test), strace (apt, for the fsync test), systemd and
-# dpkg-dev (apt, for the package test: systemd-analyze, dpkg-shlibdeps), HAProxy
+# dpkg-dev (apt, for the package test: systemd-analyze, dpkg-shlibdeps), PostgreSQL
+# (apt, for the PostgreSQL pass: tests/pg.sh), HAProxy
 # and nginx (apt, for the proxy test), promtool (for the metrics test:
 # unpacked from Debian's prometheus package into tests/.tmp/promtool, not
 # installed, which would start a Prometheus server as a service) and the npm
@@ -20,12 +21,14 @@ esac
 
 packages=(build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev
 	libev-dev libluajit-5.1-dev luajit liblmdb-dev libssl-dev zlib1g-dev libmsgpack-dev curl
-	libcurl4-openssl-dev)
+	libcurl4-openssl-dev libpq-dev)
 
 if [ "$mode" = "--test" ]; then
 	# systemd-analyze, dpkg-shlibdeps: the package test (cpack's .deb, the
 	# unit); haproxy, nginx: the proxy test (docs/deploy.md's configs).
-	packages+=(chromium strace systemd dpkg-dev haproxy nginx)
+	# postgresql: the PostgreSQL pass (tests/pg.sh; its service is not
+	# used: the tests run a private one).
+	packages+=(chromium strace systemd dpkg-dev haproxy nginx postgresql)
 fi
 
 missing=()

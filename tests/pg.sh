@@ -3,7 +3,7 @@
 # /usr/lib/postgresql/15/bin): `start DIR` makes a cluster in DIR (initdb on
 # first use), starts it listening on a Unix socket in DIR only (no TCP), with
 # fsync on as in production, and prints the base URI the harness takes
-# (PARLEY_TEST_PG); `stop DIR` stops it (immediately: the tests' data is
+# (PARLEY_TEST_PG) - when it runs already, only prints it; `stop DIR` stops it (immediately: the tests' data is
 # throwaway). PostgreSQL refuses to run as root: as root, DIR belongs to the
 # `postgres` user and every command runs as it (runuser).
 set -euo pipefail
@@ -35,9 +35,12 @@ start)
 	fi
 	# fsync on (the default, said for the reader): the tests are about
 	# durability. Many tests each open a database: connections to spare.
-	"${as[@]}" "$bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 \
-		-o "-k $dir -c listen_addresses='' -c fsync=on -c max_connections=200" start \
-		>/dev/null || { tail -n 20 "$dir/postgres.log" >&2; exit 1; }
+	# Already running: only the URI.
+	if ! "${as[@]}" "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+		"${as[@]}" "$bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 \
+			-o "-k $dir -c listen_addresses='' -c fsync=on -c max_connections=200" \
+			start >/dev/null || { tail -n 20 "$dir/postgres.log" >&2; exit 1; }
+	fi
 	echo "postgresql://postgres@/postgres?host=$dir"
 	;;
 stop)

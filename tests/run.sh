@@ -3,7 +3,9 @@
 # missing, builds parley (and an ASan+UBSan build), runs the unit tests
 # under ctest, then the integration tests and the plugin tests
 # (tests/plugin-test.sh) against the real binary on loopback, first the
-# normal build and then the sanitizer build.
+# normal build and then the sanitizer build, then both suites again on the
+# normal build with the store on a private PostgreSQL (tests/pg.sh;
+# PARLEY_SKIP_PG=1 leaves that pass out).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -30,4 +32,14 @@ if [ "${PARLEY_SKIP_ASAN:-0}" != "1" ]; then
 	echo "== integration and plugin tests under ASan+UBSan (build-asan/parley)"
 	(cd tests && PARLEY_BIN="$root/build-asan/parley" node --test --test-concurrency=1 --test-timeout=600000 integration/)
 	PARLEY_BIN="$root/build-asan/parley" bash tests/plugin-test.sh
+fi
+if [ "${PARLEY_SKIP_PG:-0}" != "1" ]; then
+	echo "== integration and plugin tests with the store on PostgreSQL (build/parley)"
+	pgdir=$(mktemp -d /tmp/parley-pg-XXXXXX)
+	# Stopped however the pass ends.
+	trap 'bash "$root/tests/pg.sh" stop "$pgdir" || true; rm -rf "$pgdir"' EXIT
+	PARLEY_TEST_PG=$(bash tests/pg.sh start "$pgdir")
+	export PARLEY_TEST_PG
+	(cd tests && PARLEY_BIN="$root/build/parley" node --test --test-concurrency=1 --test-timeout=600000 integration/)
+	PARLEY_BIN="$root/build/parley" bash tests/plugin-test.sh
 fi

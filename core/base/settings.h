@@ -17,6 +17,7 @@ struct config {
 	int port;                /* PORT, 3000 */
 	char *data_dir;          /* PARLEY_DATA_DIR, "./data" */
 	char *store;             /* PARLEY_STORE, NULL (LMDB) or a postgresql:// URI */
+	int pg_max_queue;        /* PARLEY_PG_MAX_QUEUE, 100000: store calls queued on PostgreSQL */
 	size_t map_size;         /* PARLEY_MAP_SIZE, 4 GiB */
 	char *frontend_url;      /* FRONTEND_URL, NULL = any origin (dev) */
 	char *jwt_secret;        /* JWT_SECRET, NULL = dev auth */
@@ -33,6 +34,7 @@ struct config {
 	int max_user_sockets;    /* PARLEY_MAX_USER_SOCKETS, 100 per user and namespace */
 	int max_rooms;           /* PARLEY_MAX_ROOMS, 1000 per socket */
 	int max_args;            /* PARLEY_MAX_ARGS, 64 arguments of one event or ack */
+	int max_queued_events;   /* PARLEY_MAX_QUEUED_EVENTS, 1000 events of one socket behind its waiting job */
 	int max_conns_per_ip;    /* PARLEY_MAX_CONNS_PER_IP, 0 = unlimited */
 	int connect_timeout_ms;  /* PARLEY_CONNECT_TIMEOUT, 10000 */
 	int ws_compression;      /* PARLEY_WS_COMPRESSION, 0: permessage-deflate off */

@@ -446,6 +446,8 @@ int script_init(void (*on_change)(void))
 	lua_setfield(L, -2, "max_user_sockets");
 	lua_pushinteger(L, settings.max_args);
 	lua_setfield(L, -2, "max_args");
+	lua_pushinteger(L, settings.max_queued_events);
+	lua_setfield(L, -2, "max_queued_events");
 	lua_pushinteger(L, settings.guard_socket_stops);
 	lua_setfield(L, -2, "guard_socket_stops");
 	lua_pushinteger(L, settings.guard_handler_stops);

@@ -64,24 +64,58 @@ struct pg_wait {
 	int err;
 };
 
+/* The error's text: parley_strerror's, and for PARLEY_EUNAVAILABLE the
+ * reason the store is down when it is ("PARLEY_EUNAVAILABLE: PostgreSQL
+ * unreachable: ..."), which the client's 503 repeats. */
+static void push_error(lua_State *L, int err)
+{
+	const char *why;
+
+	if (err == PARLEY_EUNAVAILABLE && pg_down(&why))
+		lua_pushfstring(L, "PARLEY_EUNAVAILABLE: %s", why);
+	else
+		lua_pushstring(L, parley_strerror(err));
+}
+
+/* The answer's values, in a protected call of its own. */
+static int push_values(lua_State *L)
+{
+	struct pg_wait *w = lua_touserdata(L, 1);
+
+	lua_settop(L, 0);
+	return w->push(L, w->res);
+}
+
 static int push_answer(lua_State *L, void *ctx)
 {
 	struct pg_wait *w = ctx;
+	int base = lua_gettop(L);
 
-	if (!w->err)
-		return w->push(L, w->res);
+	if (!w->err) {
+		/* Should making the values raise (the memory budget), the job
+		 * raises it, as the call would have at once on LMDB: resumed
+		 * with core.PENDING and the message, which settle raises. */
+		lua_pushcfunction(L, push_values);
+		lua_pushlightuserdata(L, w);
+		if (lua_pcall(L, 1, LUA_MULTRET, 0) == 0)
+			return lua_gettop(L) - base;
+		tickets_pending(L, 0);
+		lua_pop(L, 1);
+		lua_insert(L, -2);
+		return 2;
+	}
 	switch (w->failure) {
 	case FAIL_RAISE:
 		tickets_pending(L, 0);
 		lua_pop(L, 1);
-		lua_pushstring(L, parley_strerror(w->err));
+		push_error(L, w->err);
 		return 2;
 	case FAIL_NIL_ERR:
 		lua_pushnil(L);
-		lua_pushstring(L, parley_strerror(w->err));
+		push_error(L, w->err);
 		return 2;
 	case FAIL_ERR:
-		lua_pushstring(L, parley_strerror(w->err));
+		push_error(L, w->err);
 		return 1;
 	}
 	return 0;

@@ -23,12 +23,10 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/settings.h"
 
 /* Writes one transaction carries at most. */
 #define PG_GROUP_MAX 1000
-/* Calls queued or in flight at most: past it a call fails (the database is
- * far behind; memory would grow without bound). */
-#define PG_QUEUE_MAX 100000
 /* Tries of a write that keeps deadlocking or failing to serialize. */
 #define PG_TRIES_MAX 5
 /* The reconnect's backoff, in seconds: doubled after each failure. */
@@ -713,6 +711,11 @@ static void pg_schedule_reconnect(void)
 		pg.backoff = PG_BACKOFF_MAX;
 }
 
+static size_t pg_queue_max(void)
+{
+	return settings.pg_max_queue > 0 ? (size_t)settings.pg_max_queue : 100000;
+}
+
 void pg_call(enum pg_kind kind, int stmt, int n, const char *const *values, const int *lengths,
 	     const int *binary, pg_done_fn *done, void *arg)
 {
@@ -749,11 +752,15 @@ void pg_call(enum pg_kind kind, int stmt, int n, const char *const *values, cons
 		j->formats[i] = binary && binary[i] ? 1 : 0;
 		p += len + 1;
 	}
+	/* Past PARLEY_PG_MAX_QUEUE the database is far behind: a call fails
+	 * rather than memory growing without bound. */
 	if (pg.state != PG_UP || stmt < 0 || (size_t)stmt >= pg.nstmts ||
-	    pg.reads.n + pg.writes.n + pg.inflight >= PG_QUEUE_MAX) {
-		if (pg.state == PG_UP && stmt >= 0 && (size_t)stmt < pg.nstmts)
-			log_warn("pg: %d calls queued or in flight: a call is refused",
-				 PG_QUEUE_MAX);
+	    pg.reads.n + pg.writes.n + pg.inflight >= pg_queue_max()) {
+		if (pg.state == PG_UP && stmt >= 0 && (size_t)stmt < pg.nstmts) {
+			log_warn("pg: %zu calls queued or in flight (PARLEY_PG_MAX_QUEUE): a call "
+				 "is refused", pg_queue_max());
+			metrics_limit("pg_queue");
+		}
 		j->err = pg.state == PG_UP && (stmt < 0 || (size_t)stmt >= pg.nstmts)
 				 ? PARLEY_ESTATEMENT
 				 : PARLEY_EUNAVAILABLE;
@@ -762,6 +769,11 @@ void pg_call(enum pg_kind kind, int stmt, int n, const char *const *values, cons
 		pg_list_push(kind == PG_READ ? &pg.reads : &pg.writes, j);
 	}
 	pg_wake();
+}
+
+size_t pg_pending(void)
+{
+	return pg.reads.n + pg.writes.n + pg.inflight + pg.failing.n;
 }
 
 int pg_down(const char **why)

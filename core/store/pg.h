@@ -50,6 +50,10 @@ void pg_call(enum pg_kind kind, int stmt, int n, const char *const *values, cons
  * ..."). For /healthz (503 with the reason) and the store's errors. */
 int pg_down(const char **why);
 
+/* Store calls queued, in flight, or failed and not yet told: 0 once the
+ * store has settled (the shutdown's drain waits for it). */
+size_t pg_pending(void);
+
 /* Copies `uri` into `out` (`outlen` bytes, always NUL-terminated, cut if
  * need be) with its password masked: the userinfo's ("user:***@host") and
  * a `password=` parameter's ("password=***"). For every message that names

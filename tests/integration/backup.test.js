@@ -45,7 +45,7 @@ async function messages(srv, conversationId) {
   return all;
 }
 
-test('parley backup while clients send: the restored copy holds every message acked before it began, each as in the original', { timeout: 60000 }, async () => {
+test('parley backup while clients send: the restored copy holds every message acked before it began, each as in the original', { timeout: 60000, ...h.lmdbOnly('parley backup copies the LMDB data directory') }, async () => {
   const dataDir = tmp('data');
   const srv = await h.startParley({ dataDir });
   const senders = await Promise.all([0, 1, 2].map((i) =>
@@ -83,7 +83,7 @@ test('parley backup while clients send: the restored copy holds every message ac
   assert.equal((await restored.stop()).code, 0);
 });
 
-test('parley backup refuses an existing destination and a directory with no database, saying so, exit 1', async () => {
+test('parley backup refuses an existing destination and a directory with no database, saying so, exit 1', h.lmdbOnly('parley backup copies the LMDB data directory'), async () => {
   const empty = tmp('nodb');
   const r1 = spawnSync(h.BINARY, ['backup', path.join(tmp('dest'), 'x')], { cwd: h.ROOT, encoding: 'utf8', env: { PATH: process.env.PATH, PARLEY_DATA_DIR: empty } });
   assert.equal(r1.status, 1, r1.stdout + r1.stderr);

@@ -81,7 +81,7 @@ async function contents(srv, conv) {
   }
 }
 
-test('a second parley on a held data directory refuses to start, on another port or the same one, and the first loses nothing', async () => {
+test('a second parley on a held data directory refuses to start, on another port or the same one, and the first loses nothing', h.lmdbOnly('the data directory\'s lock is LMDB\'s (PostgreSQL is shared by design)'), async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-own-'));
   const first = await start({ dataDir });
   const a = await client(first, 'own-a');
@@ -100,7 +100,7 @@ test('a second parley on a held data directory refuses to start, on another port
   await again.stop();
 });
 
-test('the directory is the same through a symlink, a relative path and the default ./data', async () => {
+test('the directory is the same through a symlink, a relative path and the default ./data', h.lmdbOnly('the data directory\'s lock is LMDB\'s (PostgreSQL is shared by design)'), async () => {
   const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-paths-'));
   const dataDir = path.join(parent, 'store');
   fs.mkdirSync(dataDir);

@@ -29,15 +29,17 @@ function asked(args) {
   return { status: r.status, stderr: r.stderr, install: out.split('\n').filter((l) => l.startsWith('install')).join(' ') };
 }
 
-test('deps.sh --plugin-test installs the build\'s packages and not Chromium or strace; --test installs both', () => {
+test('deps.sh --plugin-test installs the build\'s packages (libpq-dev too) and not Chromium, strace or PostgreSQL; --test installs them', () => {
   const plugin = asked(['--plugin-test']);
   assert.equal(plugin.status, 0, plugin.stderr);
   assert.match(plugin.install, /liblmdb-dev/);
-  assert.doesNotMatch(plugin.install, /chromium|strace/);
+  assert.match(plugin.install, /libpq-dev/);
+  assert.doesNotMatch(plugin.install, /chromium|strace|postgresql(?!-)/);
   const all = asked(['--test']);
   assert.equal(all.status, 0, all.stderr);
   assert.match(all.install, /chromium/);
   assert.match(all.install, /strace/);
+  assert.match(all.install, / postgresql( |$)/);
   assert.equal(asked(['--bogus']).status, 2);
 });
 

@@ -103,7 +103,7 @@ async function runOutOfRoom(srv, expected, makeRoom) {
   s.close();
 }
 
-test('a full file system (a small tmpfs): message:send gets 507 "no space is left on the disk", counted; reads go on; once there is room again sends work with no gap in the sequence', { timeout: 60000 }, async (t) => {
+test('a full file system (a small tmpfs): message:send gets 507 "no space is left on the disk", counted; reads go on; once there is room again sends work with no gap in the sequence', { timeout: 60000, ...h.lmdbOnly('LMDB\'s data file on a full disk') }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-disk-'));
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir], { stdio: 'pipe' });
@@ -125,7 +125,7 @@ test('a full file system (a small tmpfs): message:send gets 507 "no space is lef
   }
 });
 
-test('the file size limit (RLIMIT_FSIZE, lowered on the running parley): message:send gets 507 naming it, counted; parley is not killed by SIGXFSZ; once the limit is raised sends work with no gap', { timeout: 60000 }, async () => {
+test('the file size limit (RLIMIT_FSIZE, lowered on the running parley): message:send gets 507 naming it, counted; parley is not killed by SIGXFSZ; once the limit is raised sends work with no gap', { timeout: 60000, ...h.lmdbOnly('LMDB\'s data file on a full disk') }, async () => {
   const srv = await start({});
   try {
     const file = path.join(srv.dataDir, 'data.mdb');
@@ -139,7 +139,7 @@ test('the file size limit (RLIMIT_FSIZE, lowered on the running parley): message
   }
 });
 
-test('what a client is told for each store error: 507 naming what is full, 503 for any other error of the store (an I/O error is not a script failure), 500 only for what is not the store\'s', async () => {
+test('what a client is told for each store error: 507 naming what is full, 503 for any other error of the store (an I/O error is not a script failure), 500 only for what is not the store\'s', h.lmdbOnly('LMDB\'s data file on a full disk'), async () => {
   const srv = await start({});
   try {
     const s = client(srv, { query: { userId: 'asker' }, transports: ['websocket'] });

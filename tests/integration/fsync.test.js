@@ -161,7 +161,7 @@ async function client(srv, userId) {
   return s;
 }
 
-test('every ack of message:send and every 201 of POST /api/.../messages leaves parley after an fdatasync of data.mdb that covers the message', { timeout: 120000 }, async () => {
+test('every ack of message:send and every 201 of POST /api/.../messages leaves parley after an fdatasync of data.mdb that covers the message', { timeout: 120000, ...h.lmdbOnly('the fdatasync of LMDB\'s data.mdb') }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-fsync-'));
   const srv = await traced(dataDir);
   const nonce = Date.now().toString(36);
@@ -213,7 +213,7 @@ async function holdStore(dataDir) {
   return { release: () => { proc.stdin.end(); return new Promise((resolve) => proc.once('exit', resolve)); } };
 }
 
-test('while the store cannot commit, no send is acked; once it can, the 20 sends that waited are acked after at most 2 syncs of data.mdb', { timeout: 120000 }, async () => {
+test('while the store cannot commit, no send is acked; once it can, the 20 sends that waited are acked after at most 2 syncs of data.mdb', { timeout: 120000, ...h.lmdbOnly('the fdatasync of LMDB\'s data.mdb') }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-group-'));
   const srv = await traced(dataDir);
   const nonce = Date.now().toString(36);

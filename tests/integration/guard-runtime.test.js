@@ -38,7 +38,7 @@ async function holdStore(dataDir) {
   return () => { holder.stdin.end(); return new Promise((resolve) => holder.once('exit', resolve)); };
 }
 
-test(`the guard never stops the runtime: after a resumed job is stopped, the runtime resumes ${WAITERS} more in the same call and answers each`, { timeout: 60000 }, async () => {
+test(`the guard never stops the runtime: after a resumed job is stopped, the runtime resumes ${WAITERS} more in the same call and answers each`, { timeout: 60000, ...h.lmdbOnly('holds the LMDB write lock (lmdb_hold) to keep writes in flight') }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-guard-runtime-'));
   srv = await h.startParley({ dataDir, env: { PARLEY_SCRIPT_TIMEOUT: '100' } });
   const spinner = h.sioClient(srv, '/messages', { query: { userId: 'spinner' }, transports: ['websocket'] });

@@ -2,7 +2,8 @@
 // file, and gives tests small helpers for real clients. Nothing here stands
 // in for parley: every test talks to the built binary over TCP.
 'use strict';
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
+const crypto = require('node:crypto');
 const { after } = require('node:test');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -47,6 +48,39 @@ process.once('SIGTERM', () => {
   process.exit(143);
 });
 
+// PARLEY_TEST_PG (a base URI, tests/pg.sh start prints it): every parley
+// the tests start keeps its store on that PostgreSQL, in a database of its
+// own named from its data directory (a restart on the same directory finds
+// its data again), created on first use.
+const PG = process.env.PARLEY_TEST_PG || null;
+
+// For a test about LMDB itself (the map, the disk, the data directory's
+// lock, backup): its options skip it on PostgreSQL, saying why.
+function lmdbOnly(why) {
+  return PG ? { skip: `LMDB only (PARLEY_TEST_PG is set): ${why}` } : {};
+}
+
+// The PostgreSQL URI for a parley whose data directory is `dataDir` (null:
+// a new database each time), its database created if missing.
+function pgStore(dataDir) {
+  let key = crypto.randomUUID();
+  if (dataDir) {
+    try { key = fs.realpathSync.native(dataDir); } catch (_) { key = path.resolve(dataDir); }
+  }
+  const db = 'parley_' + crypto.createHash('sha256').update(key).digest('hex').slice(0, 24);
+  const psql = (sql) => execFileSync('psql', [PG, '-qAtX', '-v', 'ON_ERROR_STOP=1', '-c', sql],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (psql(`SELECT 1 FROM pg_database WHERE datname = '${db}'`).trim() !== '1') {
+    try {
+      psql(`CREATE DATABASE ${db}`);
+    } catch (e) {
+      // Another test process created it in between: that is as good.
+      if (!/already exists/.test(String(e.stderr))) throw e;
+    }
+  }
+  return PG.replace(/^(\w+:\/\/[^/]*\/)[^?]*/, `$1${db}`);
+}
+
 function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -62,7 +96,8 @@ function freePort() {
 // Spawns parley with the default scripts plus the testkit plugin (unless
 // opts.env overrides) and does not wait for it: { port, url, proc, dataDir,
 // exited, logs() }. opts: port, dataDir (a new temp folder by default;
-// null leaves PARLEY_DATA_DIR unset), cwd (the repository), env, args, binary
+// null leaves PARLEY_DATA_DIR unset), cwd (the repository), env (with
+// PARLEY_TEST_PG, PARLEY_STORE: '' there keeps this one on LMDB), args, binary
 // (another parley binary: an installed one), wrap
 // (a command line that runs parley, e.g. ['strace', '-f', ...]: proc is
 // then the wrapper's; parley is its child, see fsync.test.js).
@@ -74,6 +109,7 @@ async function spawnParley(opts = {}) {
     PATH: process.env.PATH,
     PORT: String(port),
     ...(dataDir !== null ? { PARLEY_DATA_DIR: dataDir } : {}),
+    ...(PG ? { PARLEY_STORE: pgStore(dataDir) } : {}),
     PARLEY_SCRIPTS: path.join(ROOT, 'scripts'),
     PARLEY_PLUGIN_PATH: path.join(ROOT, 'tests', 'plugins') + ';' + path.join(ROOT, 'plugins'),
     PARLEY_PLUGINS: 'testkit',
@@ -292,6 +328,6 @@ async function pollHandshake(srv, extra = '') {
 }
 
 module.exports = {
-  ROOT, BINARY, spawnParley, startParley, cleanup, sleep, metric, waitFor, scriptLoads, loaded, reload, sioClient, connected, once, silent, frameQueue, plainClient,
+  ROOT, BINARY, PG, lmdbOnly, pgStore, spawnParley, startParley, cleanup, sleep, metric, waitFor, scriptLoads, loaded, reload, sioClient, connected, once, silent, frameQueue, plainClient,
   rawEngineWs, pollHandshake, freePort,
 };

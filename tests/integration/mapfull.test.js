@@ -58,7 +58,7 @@ async function eventsIn(srv, event, n) {
   }
 }
 
-test('once the map is full, message:send gets 507 "the message store is full" naming the map, counted; every message acked before is still there after a restart', { timeout: 60000 }, async () => {
+test('once the map is full, message:send gets 507 "the message store is full" naming the map, counted; every message acked before is still there after a restart', { timeout: 60000, ...h.lmdbOnly('the LMDB map filling up') }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-full-'));
   const env = { PARLEY_MAP_SIZE: String(1 << 20) };
   let srv = await start({ dataDir, env });
@@ -132,7 +132,7 @@ async function checkSequence(dataDir, conversationId, acked) {
   }
 }
 
-test('a send that failed on a full map takes no sequence number: the small sends that still fit after it, and a restart, leave no gap', { timeout: 60000 }, async () => {
+test('a send that failed on a full map takes no sequence number: the small sends that still fit after it, and a restart, leave no gap', { timeout: 60000, ...h.lmdbOnly('the LMDB map filling up') }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-full-'));
   const srv = await start({ dataDir, env: { PARLEY_MAP_SIZE: String(1 << 20) } });
   const acked = [];
@@ -166,7 +166,7 @@ test('a send that failed on a full map takes no sequence number: the small sends
   await checkSequence(dataDir, 'gaps', acked);
 });
 
-test('concurrent senders on a full map: batches that fail together or behind a failed one leave no gap, and no failed message is stored', { timeout: 60000 }, async () => {
+test('concurrent senders on a full map: batches that fail together or behind a failed one leave no gap, and no failed message is stored', { timeout: 60000, ...h.lmdbOnly('the LMDB map filling up') }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-full-'));
   const srv = await start({ dataDir, env: { PARLEY_MAP_SIZE: String(1 << 20) } });
   const acked = [];
@@ -206,7 +206,7 @@ test('concurrent senders on a full map: batches that fail together or behind a f
   await checkSequence(dataDir, 'crowd', acked);
 });
 
-test('a retry of a send still in flight is acked only if that send is stored: when its commit fails, so does the retry', { timeout: 60000 }, async () => {
+test('a retry of a send still in flight is acked only if that send is stored: when its commit fails, so does the retry', { timeout: 60000, ...h.lmdbOnly('the LMDB map filling up') }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-full-'));
   const srv = await start({ dataDir, env: { PARLEY_MAP_SIZE: String(1 << 20) } });
   const acked = [];

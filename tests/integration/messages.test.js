@@ -212,7 +212,7 @@ test('open conversation: a newcomer marking a message everyone has read does not
   assert.equal(messages[0].status, 'read');
   assert.deepEqual(messages[0].statuses, { ob: 'read', oc: 'read' });
 });
-test('conversation:read by a user who was never a recipient copies no message: the store grows by far less than the history read, and the reader counts as a recipient at read', async () => {
+test('conversation:read by a user who was never a recipient copies no message: the store grows by far less than the history read, and the reader counts as a recipient at read', h.lmdbOnly('measures the growth of LMDB\'s data.mdb'), async () => {
   const file = path.join(dataDir, 'data.mdb');
   const writer = await srv.client('hist-writer');
   await writer.join('history');

@@ -107,7 +107,7 @@ async function startWith({ file, env }) {
   return { p, cwd };
 }
 
-test('each kind of setting: the default with neither, the file\'s value with a file, the environment\'s over the file\'s, and a file value the environment leaves alone stays', { timeout: 120000 }, async () => {
+test('each kind of setting: the default with neither, the file\'s value with a file, the environment\'s over the file\'s, and a file value the environment leaves alone stays', { timeout: 120000, ...h.lmdbOnly('data_dir is seen through the LMDB lock file') }, async () => {
   const [filePort, envPort] = [await h.freePort(), await h.freePort()];
   // Each run gets new data directories: the lock file stays after an exit.
   let fileDir = tmp('filedata');
@@ -189,6 +189,7 @@ const SIZE = { env: ['abc', '-5', '10x', '1.5', '4 XiB', '99999999999999999999']
 const isSize = (def) => /^\d+[KMGT]iB$/.test(def);
 const KINDS = {
   PARLEY_DATA_DIR: { env: [], file: ['""', '5'] },
+  PARLEY_STORE: { env: ['mysql://u@h/db', 'postgresql:/db', 'redis'], file: ['"mysql://u@h/db"', '5'] },
   PARLEY_SCRIPTS: { env: [], file: ['""', '5'] },
   PARLEY_PLUGIN_PATH: { env: [], file: ['""', '{}'] },
   FRONTEND_URL: { env: [], file: ['5', '{}'] },

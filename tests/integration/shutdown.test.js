@@ -148,7 +148,7 @@ async function holdStore(dataDir) {
   return { release: () => { proc.stdin.end(); return new Promise((resolve) => proc.once('exit', resolve)); } };
 }
 
-test('SIGTERM with a send in flight (its commit held back): new connections are refused at once, a send made during the drain gets 503, a SIGHUP reloads nothing, the in-flight send is acked before the close and is stored', { timeout: 60000 }, async () => {
+test('SIGTERM with a send in flight (its commit held back): new connections are refused at once, a send made during the drain gets 503, a SIGHUP reloads nothing, the in-flight send is acked before the close and is stored', { timeout: 60000, ...h.lmdbOnly('LMDB\'s write lock (lmdb_hold) or its data directory') }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-inflight-'));
   let srv = await start({ dataDir, env: { PARLEY_SHUTDOWN_TIMEOUT: '30000' } });
   const s = h.sioClient(srv, '/messages', { query: { userId: 'inflight' }, transports: ['websocket'] });
@@ -279,7 +279,7 @@ function startWith(dataDir, port) {
     env: { PATH: process.env.PATH, PORT: String(port), PARLEY_DATA_DIR: dataDir, PARLEY_LOG: 'info' } });
 }
 
-test('a data directory that is not an LMDB database, a file, or under a missing parent: a clear start-up error, exit 1', async () => {
+test('a data directory that is not an LMDB database, a file, or under a missing parent: a clear start-up error, exit 1', h.lmdbOnly('LMDB\'s write lock (lmdb_hold) or its data directory'), async () => {
   const port = await h.freePort();
   const corrupt = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-corrupt-'));
   fs.writeFileSync(path.join(corrupt, 'data.mdb'), Buffer.alloc(64 * 1024, 0x5a));
@@ -336,7 +336,7 @@ test('during the drain, while a polling session waits to be told: /healthz, a ne
   assert.deepEqual(await srv.exited, { code: 0, signal: null }, srv.logs());
 });
 
-test('PARLEY_SHUTDOWN_TIMEOUT runs out while the store cannot commit: the clients are told anyway (the send in flight unacked), and parley exits 0 once the store lets it', { timeout: 60000 }, async () => {
+test('PARLEY_SHUTDOWN_TIMEOUT runs out while the store cannot commit: the clients are told anyway (the send in flight unacked), and parley exits 0 once the store lets it', { timeout: 60000, ...h.lmdbOnly('LMDB\'s write lock (lmdb_hold) or its data directory') }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-drainout-'));
   const srv = await start({ dataDir, env: { PARLEY_SHUTDOWN_TIMEOUT: '900' } });
   const s = h.sioClient(srv, '/messages', { query: { userId: 'stuck' }, transports: ['websocket'] });

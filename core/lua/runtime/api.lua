@@ -499,6 +499,10 @@ local FULL = {
 }
 function store.failure(err, otherwise)
 	local code = tostring(err):match("^([%u_]+):")
+	if code == "PARLEY_EUNAVAILABLE" then
+		return 503, "the message store is unavailable: "
+			.. tostring(err):match("^[%u_]+: ([^\n]*)")
+	end
 	if FULL[code] then
 		return 507, FULL[code]
 	end

@@ -9,6 +9,7 @@ local json, STOP, R, sockets = C.json, C.STOP, C.R, C.sockets
 local timers, log, module_tag, describe = C.timers, C.log, C.module_tag, C.describe
 local clip, call, script_failed, refused = C.clip, C.call, C.script_failed, C.refused
 local waiting, step, run_job, encode_args = C.waiting, C.step, C.run_job, C.encode_args
+local run_socket_job, drop_queued = C.run_socket_job, C.drop_queued
 local decode_args, resolve_args, Socket, handshake_table = C.decode_args, C.resolve_args, C.Socket, C.handshake_table
 local connecting, profile_of, armed_by = C.connecting, C.profile_of, C.armed_by
 
@@ -78,18 +79,24 @@ function R.connect(id, nsp, query, auth_json, authorization, address)
 	return identity.userId
 end
 
--- The socket is in its user's room: run the connected hooks.
+-- The connected hooks, or the disconnect hooks, in order: one job.
+local function hooks_job(sock, which, what, reason)
+	for _, h in ipairs(C.reg[which]) do
+		local ok, err = call(h.module, h.fn, sock, reason)
+		if not ok then
+			script_failed(h.module, what, err)
+		end
+	end
+end
+
+-- The socket is in its user's room: run the connected hooks, as a job
+-- that may wait; the socket's events wait for it (jobs.lua).
 function R.connected(id)
 	local sock = sockets[id]
 	-- One line per socket that opens and closes: who, from where, how.
 	log("info", "runtime: socket " .. id .. " connected: user " .. sock.userId .. ", " .. sock.namespace
 		.. ", " .. tostring(core.transport(id)) .. ", from " .. tostring(core.address(id)), sock)
-	for _, h in ipairs(C.reg.connected) do
-		local ok, err = call(h.module, h.fn, sock)
-		if not ok then
-			script_failed(h.module, "connected hook", err)
-		end
-	end
+	run_socket_job(sock, true, hooks_job, sock, "connected", "connected hook")
 end
 
 -- Connection state recovery: the held socket `id` is back, and `fresh`,
@@ -114,12 +121,16 @@ function R.disconnect(id, reason)
 	end
 	log("info", "runtime: socket " .. id .. " disconnected: user " .. tostring(sock.userId) .. ", "
 		.. sock.namespace .. ", " .. tostring(reason), sock)
-	for _, h in ipairs(C.reg.disconnect) do
-		local ok, err = call(h.module, h.fn, sock, reason)
-		if not ok then
-			script_failed(h.module, "disconnect hook", err)
-		end
+	-- Events still queued behind a waiting job never ran: nobody is left
+	-- to answer them (the client sends again what it got no ack for).
+	local dropped = drop_queued(sock)
+	if dropped > 0 then
+		log("info", "runtime: socket " .. id .. " went with " .. dropped
+			.. " event(s) queued: not run", sock)
 	end
+	-- A job, at once (not behind the socket's waiting job: the socket is
+	-- still counted in its rooms until the hooks first wait).
+	run_job(hooks_job, sock, "disconnect", "disconnect hook", reason)
 	sockets[id] = nil
 end
 
@@ -337,6 +348,7 @@ end
 -- is counted and logged (a list that long cannot be a function's arguments
 -- anyway: Lua's stack has a bound).
 local MAX_ARGS = core.settings.max_args
+local MAX_QUEUED = core.settings.max_queued_events
 local function too_many_args(sock, what, nargs)
 	if nargs <= MAX_ARGS then
 		return false
@@ -374,7 +386,13 @@ function R.event(id, name, args, att, ack)
 		core.error(id, derr.status, derr.message, ack)
 		return true
 	end
-	run_job(event_job, sock, handlers, name, args, nargs, ack, ack and core.clock_us())
+	if not run_socket_job(sock, false, event_job, sock, handlers, name, args, nargs, ack,
+		ack and core.clock_us()) then
+		core.limit("max_queued_events", "socket " .. id .. " (" .. tostring(sock.userId)
+			.. "): the event " .. name .. " came with " .. MAX_QUEUED .. " events already "
+			.. "waiting for the socket's earlier ones (PARLEY_MAX_QUEUED_EVENTS): refused")
+		core.error(id, 429, "too many events waiting: at most " .. MAX_QUEUED, ack)
+	end
 	return true
 end
 

@@ -154,6 +154,14 @@ local function script_failed(m, what, err, sock)
 			.. "than the script time budget (PARLEY_SCRIPT_TIMEOUT)", sock)
 		return 500, "a script took too long"
 	end
+	-- The store could not answer (PostgreSQL unreachable, its queue full):
+	-- raised by C.settle in the job. The client is told to come back.
+	local down = type(err) == "string" and err:match("^PARLEY_EUNAVAILABLE: ([^\n]*)")
+	if down then
+		log("warn", module_tag(m) .. ": " .. what .. whose .. " failed: the message store "
+			.. "is unavailable", sock)
+		return 503, "the message store is unavailable: " .. down
+	end
 	log("error", module_tag(m) .. ": " .. what .. whose .. " failed: " .. describe(err), sock)
 	return 500, "a script failed"
 end

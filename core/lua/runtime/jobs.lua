@@ -18,12 +18,44 @@ local WAIT = {}        -- what a waiting job yields, with its ticket
 local waiting = {}     -- ticket -> the job's coroutine
 local idle_workers = {}
 
+-- ---- a socket's events in order ----
+-- A socket's events run in order up to their first write: while a job of
+-- the socket is running or waits on a "read" (the store's answer, on a
+-- store that answers later), it holds the socket, and the socket's later
+-- events queue behind it (FIFO); they start when that job ends or waits on
+-- anything else (a write, an HTTP request). So two sends of one socket get
+-- their sequence numbers in the order they were sent, on every backend.
+-- The connected hooks hold their socket through every wait: its events
+-- wait for them. On LMDB no read waits: events queue only behind
+-- connected hooks that wait. docs/lua.md, "Jobs and waiting".
+local holding = {}     -- job's coroutine -> the socket it holds
+local through = {}     -- job's coroutine -> true: holds through any wait
+local held = {}        -- socket -> the coroutine holding it
+local queued = {}      -- socket -> { first = i, last = j, [i..j] = packed job }
+local draining = {}    -- socket -> true while its queue is being started
+local MAX_QUEUED = core.settings.max_queued_events
+
 -- A worker runs a job, offers itself for the next, and runs that one: the
 -- tail call keeps its stack flat however many jobs it runs.
 local function worker_body(job, ...)
 	job(...)
 	idle_workers[#idle_workers + 1] = coroutine.running()
 	return worker_body(coroutine.yield())
+end
+
+local drain
+
+-- The job `co` no longer holds its socket: the socket's next events start.
+local function release(co)
+	local sock = holding[co]
+	if not sock then
+		return
+	end
+	holding[co], through[co] = nil, nil
+	held[sock] = nil
+	if queued[sock] then
+		drain(sock)
+	end
 end
 
 -- Runs a resumed or started job until it ends or waits again. (A job
@@ -33,19 +65,83 @@ local function step(co, ok, tag, ticket, kind)
 		log("error", "runtime: a job failed: " .. describe(tag))
 	elseif tag == WAIT then
 		waiting[ticket] = co
+		if kind == "read" or through[co] then
+			return
+		end
 	end
+	release(co)
 end
 
-local function run_job(job, ...)
+local function start(sock, holds_through, job, ...)
 	local co = idle_workers[#idle_workers]
 	if co then
 		idle_workers[#idle_workers] = nil
 	else
 		co = coroutine.create(worker_body)
 	end
+	if sock then
+		holding[co], through[co] = sock, holds_through or nil
+		held[sock] = co
+	end
 	local saved = C.current_module
 	step(co, coroutine.resume(co, job, ...))
 	C.current_module = saved
+end
+
+local function run_job(job, ...)
+	start(nil, nil, job, ...)
+end
+
+local function start_packed(sock, p)
+	start(sock, p.through, unpack(p, 1, p.n))
+end
+
+-- Starts the socket's queued jobs, in order, until one holds it.
+function drain(sock)
+	if draining[sock] then
+		return
+	end
+	draining[sock] = true
+	local q = queued[sock]
+	while q and not held[sock] do
+		local p = q[q.first]
+		q[q.first] = nil
+		q.first = q.first + 1
+		if q.first > q.last then
+			queued[sock] = nil
+			q = nil
+		end
+		start_packed(sock, p)
+	end
+	draining[sock] = nil
+end
+
+-- A job of the socket: runs now, or queues behind the job that holds the
+-- socket. `holds_through`: the job holds its socket through every wait
+-- (the connected hooks). Returns false when the socket's queue is full
+-- (MAX_QUEUED): the job was not queued.
+local function run_socket_job(sock, holds_through, job, ...)
+	if not held[sock] then
+		start(sock, holds_through, job, ...)
+		return true
+	end
+	local q = queued[sock]
+	if not q then
+		q = { first = 1, last = 0 }
+		queued[sock] = q
+	elseif q.last - q.first + 1 >= MAX_QUEUED then
+		return false
+	end
+	q.last = q.last + 1
+	q[q.last] = { n = select("#", ...) + 1, through = holds_through, job, ... }
+	return true
+end
+
+-- The socket is gone: its queued jobs never start. Returns how many.
+local function drop_queued(sock)
+	local q = queued[sock]
+	queued[sock] = nil
+	return q and q.last - q.first + 1 or 0
 end
 
 -- Inside a job: waits for the core to resume `ticket`; returns what it
@@ -104,5 +200,7 @@ end
 C.waiting = waiting
 C.step = step
 C.run_job = run_job
+C.run_socket_job = run_socket_job
+C.drop_queued = drop_queued
 C.wait_for = wait_for
 C.settle = settle

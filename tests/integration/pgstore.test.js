@@ -1,0 +1,204 @@
+// pgstore.test.js - the store on PostgreSQL (issue 18, docs/storage-
+// postgresql.md) as only PostgreSQL can be: two parley processes on one
+// database (a message sent through one is synced through the other; the
+// same clientMessageId sent to both at once makes one message; concurrent
+// sends into one conversation from both give a gapless sequence), kill -9
+// of parley and an immediate stop of PostgreSQL mid-load (every acked
+// message is there, in order, no gap), and sends while PostgreSQL is down
+// (a 503 error, never an ack). Runs when PARLEY_TEST_PG is set (tests/pg.sh
+// start DIR prints it; tests/run.sh does), skipped otherwise.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const path = require('node:path');
+const h = require('./harness');
+
+const PG = process.env.PARLEY_TEST_PG;
+const skip = !PG && 'needs PostgreSQL: PARLEY_TEST_PG=$(bash tests/pg.sh start DIR) (tests/run.sh does)';
+
+let serial = 0;
+// A new database of its own: its URI.
+function newDatabase() {
+  const name = `pgstore_${process.pid}_${++serial}`;
+  execFileSync('psql', [PG, '-qc', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
+  const u = new URL(PG);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function start(store) {
+  return h.startParley({ env: { PARLEY_STORE: store } });
+}
+
+async function client(srv, userId) {
+  const c = h.sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'] });
+  await h.connected(c);
+  return c;
+}
+
+const msg = (conversationId, content, clientMessageId) =>
+  ({ conversationId, clientMessageId, type: 'text', content });
+
+function send(c, conv, content, cid, ms = 10000) {
+  return c.timeout(ms).emitWithAck('message:send', msg(conv, content, cid));
+}
+
+// Every message of a conversation, by paging sync through `c`.
+async function history(c, conversationId) {
+  const all = [];
+  for (;;) {
+    const after = all.length ? all[all.length - 1].messageId : undefined;
+    const page = await c.timeout(10000).emitWithAck('messages:sync',
+      { conversationId, limit: 500, ...(after ? { after } : {}) });
+    assert.ok(Array.isArray(page.messages), JSON.stringify(page));
+    all.push(...page.messages);
+    if (!page.hasMore) return all;
+  }
+}
+
+function assertGapless(messages) {
+  assert.deepEqual(messages.map((m) => m.seq), messages.map((_, i) => i + 1));
+}
+
+// The test PostgreSQL's directory (the URI's host: tests/pg.sh's DIR).
+function pgDir() {
+  return new URL(PG).searchParams.get('host');
+}
+function pgStopImmediate() {
+  execFileSync('bash', [path.join(h.ROOT, 'tests', 'pg.sh'), 'stop', pgDir()], { stdio: 'ignore' });
+}
+function pgStart() {
+  execFileSync('bash', [path.join(h.ROOT, 'tests', 'pg.sh'), 'start', pgDir()], { stdio: 'ignore' });
+}
+
+test('two processes on one database: a message sent through one is synced through the other', { skip }, async () => {
+  const store = newDatabase();
+  const a = await start(store);
+  const b = await start(store);
+  const ann = await client(a, 'ann');
+  const bob = await client(b, 'bob');
+  const ack = await send(ann, 'two-1', 'from a', 'c-1');
+  assert.equal(ack.status, 'sent');
+  const got = await history(bob, 'two-1');
+  assert.equal(got.length, 1);
+  assert.equal(got[0].messageId, ack.messageId);
+  assert.equal(got[0].content, 'from a');
+  assert.equal(got[0].seq, 1);
+  // And back: the next number is the other process's next.
+  const back = await send(bob, 'two-1', 'from b', 'c-2');
+  const both = await history(ann, 'two-1');
+  assert.deepEqual(both.map((m) => [m.messageId, m.seq]), [[ack.messageId, 1], [back.messageId, 2]]);
+  await a.stop();
+  await b.stop();
+});
+
+test('the same clientMessageId sent to both processes at once creates one message', { skip }, async () => {
+  const store = newDatabase();
+  const a = await start(store);
+  const b = await start(store);
+  const ann1 = await client(a, 'ann');
+  const ann2 = await client(b, 'ann');
+  for (let i = 0; i < 20; i++) {
+    const [x, y] = await Promise.all([send(ann1, 'idem-1', `try ${i}`, `k-${i}`),
+      send(ann2, 'idem-1', `try ${i}`, `k-${i}`)]);
+    assert.equal(x.messageId, y.messageId, `key k-${i}: ${JSON.stringify([x, y])}`);
+  }
+  const all = await history(ann1, 'idem-1');
+  assert.equal(all.length, 20);
+  assertGapless(all);
+  await a.stop();
+  await b.stop();
+});
+
+test('concurrent sends into one conversation from both processes give a gapless sequence', { skip }, async () => {
+  const store = newDatabase();
+  const a = await start(store);
+  const b = await start(store);
+  const senders = [];
+  for (let i = 0; i < 4; i++) senders.push(await client(i % 2 ? b : a, `u${i}`));
+  const acks = await Promise.all(senders.flatMap((c, i) =>
+    Array.from({ length: 50 }, (_, j) => send(c, 'race-1', `${i}-${j}`, `${i}-${j}`))));
+  assert.ok(acks.every((x) => x.status === 'sent'), JSON.stringify(acks.find((x) => x.status !== 'sent')));
+  const all = await history(senders[0], 'race-1');
+  assert.equal(all.length, 200);
+  assertGapless(all);
+  assert.deepEqual(new Set(all.map((m) => m.messageId)), new Set(acks.map((x) => x.messageId)));
+  await a.stop();
+  await b.stop();
+});
+
+// Sends in a loop from `c` until stopped; resolves with the acks.
+function load(c, conv) {
+  const acked = [];
+  let stop = false, i = 0;
+  const done = (async () => {
+    while (!stop) {
+      const n = i++;
+      let ack;
+      try {
+        ack = await send(c, conv, `m-${n}`, `l-${n}`, 3000);
+      } catch (e) {
+        return; // the connection went
+      }
+      if (ack && ack.status === 'sent') acked.push(ack);
+    }
+  })();
+  return { acked, stop: async () => { stop = true; await done; } };
+}
+
+test('kill -9 of parley mid-load: every acked message is there, in order, with no gap', { skip }, async () => {
+  const store = newDatabase();
+  const a = await start(store);
+  const c = await client(a, 'kim');
+  const l = load(c, 'kill-1');
+  await h.waitFor(() => l.acked.length, (n) => n >= 50, 'fifty acks', 20000);
+  a.proc.kill('SIGKILL');
+  await l.stop();
+  const b = await start(store);
+  const all = await history(await client(b, 'kim'), 'kill-1');
+  assertGapless(all);
+  const stored = new Set(all.map((m) => m.messageId));
+  for (const ack of l.acked) assert.ok(stored.has(ack.messageId), `acked ${ack.messageId} is lost`);
+  await b.stop();
+});
+
+test('PostgreSQL stopped immediately mid-load, then started: every acked message is there, in order, no gap; while it is down sends get a 503 error, never an ack', { skip, timeout: 120000 }, async () => {
+  const store = newDatabase();
+  const a = await start(store);
+  const c = await client(a, 'pam');
+  const l = load(c, 'crash-1');
+  await h.waitFor(() => l.acked.length, (n) => n >= 50, 'fifty acks', 20000);
+  let down;
+  try {
+    pgStopImmediate();
+    // While it is down: an error, never an ack. (The first sends may still
+    // have been in flight: those may be refused too, never falsely acked.)
+    down = await send(c, 'crash-1', 'while down', 'down-1');
+    const err = await new Promise((resolve) => {
+      c.once('error', resolve);
+      c.emit('message:send', msg('crash-1', 'while down, no ack', 'down-2'));
+    });
+    assert.equal(err.statusCode, 503, JSON.stringify(err));
+  } finally {
+    pgStart();
+  }
+  await l.stop();
+  assert.equal(down.status, 'error', JSON.stringify(down));
+  assert.equal(down.statusCode, 503);
+  assert.match(down.message, /^the message store is unavailable/);
+  const health = await fetch(`${a.url}/healthz`);
+  assert.ok(health.status === 200 || health.status === 503);
+  // It reconnects by itself and carries on.
+  await h.waitFor(async () => (await fetch(`${a.url}/healthz`)).status, (st) => st === 200,
+    'healthz 200 again', 30000);
+  const after = await send(c, 'crash-1', 'after', 'after-1');
+  assert.equal(after.status, 'sent', JSON.stringify(after));
+  const all = await history(c, 'crash-1');
+  assertGapless(all);
+  const stored = new Set(all.map((m) => m.messageId));
+  for (const ack of [...l.acked, after]) assert.ok(stored.has(ack.messageId), `acked ${ack.messageId} is lost`);
+  await a.stop();
+});
+
+test.after(() => h.cleanup());
