@@ -230,12 +230,12 @@ static long server_rss_kb(void)
 	return kb;
 }
 
-/* utime + stime of process `pid` (all its threads) in seconds, and its
- * parent's pid in *ppid when ppid is not NULL; -1 if unknown. */
-static double proc_cpu_s(int pid, int *ppid)
+/* utime + stime in seconds from a /proc stat file (a process's: all its
+ * threads; a task's: that thread), its parent's pid in *ppid and its name in
+ * name[16] when not NULL; -1 if unknown. */
+static double stat_cpu_s(const char *path, int *ppid, char *name)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	char buf[1024];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
@@ -246,8 +246,18 @@ static double proc_cpu_s(int pid, int *ppid)
 	buf[n] = '\0';
 	/* The command name may hold spaces: fields count from the last ')'. */
 	char *p = strrchr(buf, ')');
-	if (!p)
+	char *open_paren = strchr(buf, '(');
+	if (!p || !open_paren || open_paren > p)
 		return -1;
+	if (name) {
+		size_t len = (size_t)(p - open_paren - 1);
+		len = len > 15 ? 15 : len;
+		memcpy(name, open_paren + 1, len);
+		name[len] = '\0';
+		for (char *c = name; *c; c++)
+			if (*c == ' ' || *c == ',' || *c == ':')
+				*c = '_';
+	}
 	p += 2; /* field 3, the state */
 	unsigned long long utime = 0, stime = 0;
 	for (int field = 3; field <= 15 && *p; field++) {
@@ -265,10 +275,83 @@ static double proc_cpu_s(int pid, int *ppid)
 	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
+static double proc_cpu_s(int pid, int *ppid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	return stat_cpu_s(path, ppid, NULL);
+}
+
 /* The server's CPU, all its threads: the writer thread's too. */
 static double server_cpu_s(void)
 {
 	return opt.server_pid ? proc_cpu_s(opt.server_pid, NULL) : -1;
+}
+
+/* The server's threads over the measured window, by name (parley's loop
+ * thread is "parley", its store writer "parley-store"): where a durable
+ * send's CPU goes. Threads of one name are added up. */
+#define MAX_THREADS 64
+static struct server_thread {
+	int tid;
+	char name[16];
+	double cpu0, cpu1;
+} threads[MAX_THREADS];
+static int n_threads;
+
+/* at_end 0: lists the threads and their CPU; 1: their CPU again. */
+static void threads_sample(int at_end)
+{
+	char path[96];
+	if (!opt.server_pid)
+		return;
+	if (at_end) {
+		for (int i = 0; i < n_threads; i++) {
+			snprintf(path, sizeof path, "/proc/%d/task/%d/stat", opt.server_pid, threads[i].tid);
+			threads[i].cpu1 = stat_cpu_s(path, NULL, NULL);
+		}
+		return;
+	}
+	snprintf(path, sizeof path, "/proc/%d/task", opt.server_pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *e;
+	n_threads = 0;
+	while ((e = readdir(d)) && n_threads < MAX_THREADS) {
+		int tid = atoi(e->d_name);
+		if (tid <= 0)
+			continue;
+		struct server_thread *t = &threads[n_threads];
+		snprintf(path, sizeof path, "/proc/%d/task/%d/stat", opt.server_pid, tid);
+		t->tid = tid;
+		t->cpu0 = stat_cpu_s(path, NULL, t->name);
+		if (t->cpu0 >= 0)
+			n_threads++;
+	}
+	closedir(d);
+}
+
+/* " thread_cpu_s=name:s,name:s" over the window; nothing when unknown. */
+static void threads_print(void)
+{
+	int printed = 0;
+	for (int i = 0; i < n_threads; i++) {
+		int first = 1;
+		double sum = 0;
+		for (int j = 0; j < n_threads; j++) {
+			if (strcmp(threads[j].name, threads[i].name) != 0)
+				continue;
+			if (j < i)
+				first = 0;
+			if (threads[j].cpu1 >= 0)
+				sum += threads[j].cpu1 - threads[j].cpu0;
+		}
+		if (!first)
+			continue;
+		printf("%s%s:%.2f", printed ? "," : " thread_cpu_s=", threads[i].name, sum);
+		printed = 1;
+	}
 }
 
 /* The database's CPU: its main process and every process it started
@@ -1462,6 +1545,7 @@ int main(int argc, char **argv)
 		scpu2 = server_cpu_s();
 		lcpu2 = self_cpu_s();
 		dcpu2 = db_cpu_s();
+		threads_sample(0);
 		sending = 1;
 		/* Window counters count from the end of the warm-up. */
 		uint64_t sent_at_warm = 0, acked_at_warm = 0, recv_at_warm = 0;
@@ -1478,6 +1562,7 @@ int main(int argc, char **argv)
 				scpu2 = server_cpu_s();
 				lcpu2 = self_cpu_s();
 				dcpu2 = db_cpu_s();
+				threads_sample(0);
 			}
 			if (opt.verbose && now >= next_note) {
 				note("sent %" PRIu64 " acked %" PRIu64 " recv %" PRIu64, c_sent, c_acked, c_recv);
@@ -1487,6 +1572,7 @@ int main(int argc, char **argv)
 		scpu3 = server_cpu_s();
 		lcpu3 = self_cpu_s();
 		dcpu3 = db_cpu_s();
+		threads_sample(1);
 		c_sent_window = c_sent - sent_at_warm;
 		c_acked_window -= acked_at_warm;
 		c_recv_window -= recv_at_warm;
@@ -1550,6 +1636,8 @@ int main(int argc, char **argv)
 	       scpu, scpu >= 0 ? 100.0 * scpu / load_s : -1, lcpu, 100.0 * lcpu / load_s);
 	if (opt.db_pid)
 		printf(" db_cpu_s=%.2f", dcpu2 >= 0 && dcpu3 >= 0 ? dcpu3 - dcpu2 : -1);
+	if (opt.mode != MODE_IDLE)
+		threads_print();
 #ifdef LOADGEN_DEFLATE
 	/* Messages the server sent compressed and those the loadgen did: a
 	 * round with --deflate whose inflated is 0 measured no compression. */

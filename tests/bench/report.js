@@ -83,6 +83,21 @@ const perAckUs = (key) => (r) => {
   const a = Number(r.acks_per_s) * Number(r.duration_s);
   return a > 0 && Number(r[key]) >= 0 ? (1e6 * Number(r[key])) / a : NaN;
 };
+// One thread's CPU per ack (thread_cpu_s=parley:1.18,parley-store:0.65):
+// parley's loop thread is "parley", its LMDB writer "parley-store".
+const threadPerAckUs = (name) => (r) => {
+  const t = (r.thread_cpu_s || '').split(',').find((x) => x.slice(0, x.lastIndexOf(':')) === name);
+  const a = Number(r.acks_per_s) * Number(r.duration_s);
+  return t && a > 0 ? (1e6 * Number(t.slice(t.lastIndexOf(':') + 1))) / a : NaN;
+};
+// The two rows of where a durable ack's CPU goes in parley, LMDB.
+const threadRows = (scen) => {
+  for (const [label, name] of [['  of which the loop thread (µs)', 'parley'],
+    ['  of which the store writer thread (µs)', 'parley-store']]) {
+    const p = med(scen, 'parley', threadPerAckUs(name));
+    rows.push({ label, parley: fmt(p, 2), ref: '', ratio: '', ceiling: '', target: '', met: '' });
+  }
+};
 const has = (scen) => runs.some((r) => r.SCEN === scen);
 const desc = (scen) => {
   const r = runs.find((x) => x.SCEN === scen && x.mode);
@@ -202,6 +217,7 @@ if (has('send')) {
   row('message:received lost', 'send', num('lost'), { ceiling: true, noratio: true, na: sendNA });
   row('server CPU (% of one core)', 'send', num('server_cpu_pct'), { ceiling: true });
   row('server CPU per ack (µs, all threads; parley durable)', 'send', perAckUs('server_cpu_s'), { digits: 2 });
+  threadRows('send');
 }
 if (has('sendroom')) {
   section(`message:send into rooms of 10: fan-out with storage on (${desc('sendroom')}; parley stores every message durably, Socket.IO keeps nothing)`);
@@ -210,6 +226,7 @@ if (has('sendroom')) {
   row('message:received lost', 'sendroom', num('lost'), { ceiling: true, noratio: true, na: sendNA });
   row('server CPU (% of one core)', 'sendroom', num('server_cpu_pct'), { ceiling: true });
   row('server CPU per ack (µs, all threads; parley durable)', 'sendroom', perAckUs('server_cpu_s'), { digits: 2 });
+  threadRows('sendroom');
 }
 if (has('sendsplit')) {
   section(`the send load again with parley's store writer thread on the loadgen's core (${desc('sendsplit')}): outside the one-core rule, parley only; the writer shares that core with the loadgen`);
@@ -223,6 +240,7 @@ if (has('sendsplit')) {
   row('message:received lost', 'sendsplit', num('lost'), { noratio: true, na: sendNA });
   row('server CPU (% of one core, both threads)', 'sendsplit', num('server_cpu_pct'));
   row('server CPU per durable ack (µs, both threads)', 'sendsplit', perAckUs('server_cpu_s'), { digits: 2 });
+  threadRows('sendsplit');
 }
 // parley with its store on PostgreSQL (on the loadgen's core), against the
 // reference's in-memory figures of the same load in the same run: the
