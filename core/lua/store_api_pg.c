@@ -756,6 +756,15 @@ static int l_last_seen(lua_State *L)
 	return call(L, PG_READ, PGS_LAST_SEEN, 1, &user, NULL, NULL, push_last_seen, FAIL_RAISE);
 }
 
+/* A write nobody waits for (last seen, the kv sweep): its failure is
+ * pg.c's to log. */
+static void on_ignored(void *arg, const PGresult *res, int err)
+{
+	(void)arg;
+	(void)res;
+	(void)err;
+}
+
 static int l_set_last_seen(lua_State *L)
 {
 	size_t ulen;
@@ -765,8 +774,10 @@ static int l_set_last_seen(lua_State *L)
 	const char *values[2] = { user, ms_s };
 
 	snprintf(ms_s, sizeof(ms_s), "%lld", ms > 0 && ms < 9e18 ? (long long)ms : 0LL);
-	return call(L, PG_WRITE, PGS_SET_LAST_SEEN, 2, values, NULL, NULL, push_nothing,
-		    FAIL_NIL_ERR);
+	/* Queued and not waited for, as LMDB's: the shutdown hooks write last
+	 * seen, and cannot wait (pg_close commits what is queued). */
+	pg_call(PG_WRITE, PGS_SET_LAST_SEEN, 2, values, NULL, NULL, on_ignored, NULL);
+	return 0;
 }
 
 static int l_annotate(lua_State *L)
@@ -881,9 +892,19 @@ static const char *kv_args(lua_State *L, size_t *klen, const char **key)
 	return ns;
 }
 
+/* A bytea column's bytes, in scratch memory (a push that raises after it
+ * must strand nothing), or NULL. */
 static char *bytes_of(const PGresult *res, int row, int col, size_t *len)
 {
-	return (char *)PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), len);
+	unsigned char *v = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), len);
+	char *copy;
+
+	if (!v)
+		return NULL;
+	copy = scratch_alloc(*len ? *len : 1);
+	memcpy(copy, v, *len);
+	PQfreemem(v);
+	return copy;
 }
 
 /* kv_get's answer: value json, expiry ms | nothing */
@@ -895,7 +916,7 @@ static int push_kv_value(lua_State *L, const PGresult *res)
 	if (PQntuples(res) != 1 || !(v = bytes_of(res, 0, 0, &len)))
 		return 0;
 	lua_pushlstring(L, v, len);
-	PQfreemem(v);
+	scratch_free(v);
 	lua_pushnumber(L, strtod(PQgetvalue(res, 0, 1), NULL));
 	return 2;
 }
@@ -971,7 +992,7 @@ static int push_kv_keys(lua_State *L, const PGresult *res)
 		if (!k)
 			continue;
 		lua_pushlstring(L, k, len);
-		PQfreemem(k);
+		scratch_free(k);
 		lua_rawseti(L, -2, ++count);
 	}
 	return 1;
@@ -1036,13 +1057,6 @@ static int l_kv_incr(lua_State *L)
 /* Expired entries go a slice at a time, as kv.c's sweep. */
 static ev_timer sweep_timer;
 
-static void on_swept(void *arg, const PGresult *res, int err)
-{
-	(void)arg;
-	(void)res;
-	(void)err;
-}
-
 static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	char now_s[24];
@@ -1051,7 +1065,7 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)revents;
 	snprintf(now_s, sizeof(now_s), "%lld", (long long)clock_wall_ms());
-	pg_call(PG_WRITE, PGS_KV_SWEEP, 1, values, NULL, NULL, on_swept, NULL);
+	pg_call(PG_WRITE, PGS_KV_SWEEP, 1, values, NULL, NULL, on_ignored, NULL);
 	timer_start(t, on_sweep, KV_SWEEP_MS);
 }
 

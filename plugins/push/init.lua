@@ -206,6 +206,7 @@ local function deliver(d)
 end
 
 local function tick()
+	load_outbox()
 	local now, busy = parley.now(), 0
 	for _ in pairs(box.inflight) do
 		busy = busy + 1
@@ -267,7 +268,9 @@ local hooks = {
 			"POSTs to the webhook.")
 		parley.metrics.declare("parley_push_webhook_seconds_total", "seconds",
 			"Time the webhook's POSTs took, summed (over requests: the mean latency).")
-		load_outbox()
+		-- The outbox is read by the first tick (or the first hook that needs
+		-- it): a timer may wait for the store, the load hook may not (on
+		-- PostgreSQL every store read waits).
 		parley.timer(config.tick_ms, tick, true)
 	end,
 

@@ -109,7 +109,9 @@ async function spawnParley(opts = {}) {
     PATH: process.env.PATH,
     PORT: String(port),
     ...(dataDir !== null ? { PARLEY_DATA_DIR: dataDir } : {}),
-    ...(PG ? { PARLEY_STORE: pgStore(dataDir) } : {}),
+    // A test that names its directory in opts.env (to restart on it) names
+    // its database so too.
+    ...(PG ? { PARLEY_STORE: pgStore((opts.env && opts.env.PARLEY_DATA_DIR) || dataDir) } : {}),
     PARLEY_SCRIPTS: path.join(ROOT, 'scripts'),
     PARLEY_PLUGIN_PATH: path.join(ROOT, 'tests', 'plugins') + ';' + path.join(ROOT, 'plugins'),
     PARLEY_PLUGINS: 'testkit',

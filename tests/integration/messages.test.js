@@ -10,6 +10,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const parley = require('../harness/parley-testing');
+const h = require('./harness');
 
 const KEY = 'messages-test-key';
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-msg-'));

@@ -190,7 +190,8 @@ test('kill -9 while a push waits for its retry: it goes out after the restart, s
   ann.close();
   await srv.kill('SIGKILL');
   const again = await startPush(hook.url, conf, { dataDir });
-  assert.equal(await gauge(again), 1);
+  // Read back by the first tick (the load hook cannot wait for the store).
+  await h.waitFor(() => gauge(again), (n) => n === 1, 'the outbox read back');
   await hook.count(2);
   assert.equal(hook.posts[1].headers['x-parley-delivery'], hook.posts[0].headers['x-parley-delivery']);
   assert.equal(hook.posts[1].body.preview, 'before the crash');
@@ -210,7 +211,8 @@ test('kill -9 right after the ack: the push was already in the store, and is the
   await srv.kill('SIGKILL');
   assert.equal(hook.posts.length, 0);
   const again = await startPush(hook.url, { collapse_ms: 0 }, { dataDir });
-  assert.equal(await gauge(again), 1);
+  // Read back by the first tick (the load hook cannot wait for the store).
+  await h.waitFor(() => gauge(again), (n) => n === 1, 'the outbox read back');
   // The new collapse window does not move a delivery already due later: it
   // waits; what matters here is that it survived.
 });
