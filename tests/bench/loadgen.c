@@ -20,6 +20,7 @@
  * are inflated, and the loadgen's own messages of 1 KB or more are
  * compressed, as socket.io's and a browser's are. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -110,6 +111,7 @@ struct options {
 	int users;
 	const char *prefix; /* before every user id and room name */
 	int server_pid;
+	int db_pid; /* --db-pid: a database's main process; its CPU and its children's */
 	const char *label;
 	int verbose;
 	int msgpack; /* --parser msgpack */
@@ -228,13 +230,12 @@ static long server_rss_kb(void)
 	return kb;
 }
 
-/* utime + stime of the server (all its threads) in seconds; -1 if unknown. */
-static double server_cpu_s(void)
+/* utime + stime in seconds from a /proc stat file (a process's: all its
+ * threads; a task's: that thread), its parent's pid in *ppid and its name in
+ * name[16] when not NULL; -1 if unknown. */
+static double stat_cpu_s(const char *path, int *ppid, char *name)
 {
-	char path[64], buf[1024];
-	if (!opt.server_pid)
-		return -1;
-	snprintf(path, sizeof path, "/proc/%d/stat", opt.server_pid);
+	char buf[1024];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
@@ -245,11 +246,23 @@ static double server_cpu_s(void)
 	buf[n] = '\0';
 	/* The command name may hold spaces: fields count from the last ')'. */
 	char *p = strrchr(buf, ')');
-	if (!p)
+	char *open_paren = strchr(buf, '(');
+	if (!p || !open_paren || open_paren > p)
 		return -1;
+	if (name) {
+		size_t len = (size_t)(p - open_paren - 1);
+		len = len > 15 ? 15 : len;
+		memcpy(name, open_paren + 1, len);
+		name[len] = '\0';
+		for (char *c = name; *c; c++)
+			if (*c == ' ' || *c == ',' || *c == ':')
+				*c = '_';
+	}
 	p += 2; /* field 3, the state */
 	unsigned long long utime = 0, stime = 0;
 	for (int field = 3; field <= 15 && *p; field++) {
+		if (field == 4 && ppid)
+			*ppid = atoi(p);
 		if (field == 14)
 			utime = strtoull(p, NULL, 10);
 		if (field == 15)
@@ -260,6 +273,113 @@ static double server_cpu_s(void)
 		p++;
 	}
 	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double proc_cpu_s(int pid, int *ppid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	return stat_cpu_s(path, ppid, NULL);
+}
+
+/* The server's CPU, all its threads: the writer thread's too. */
+static double server_cpu_s(void)
+{
+	return opt.server_pid ? proc_cpu_s(opt.server_pid, NULL) : -1;
+}
+
+/* The server's threads over the measured window, by name (parley's loop
+ * thread is "parley", its store writer "parley-store"): where a durable
+ * send's CPU goes. Threads of one name are added up. */
+#define MAX_THREADS 64
+static struct server_thread {
+	int tid;
+	char name[16];
+	double cpu0, cpu1;
+} threads[MAX_THREADS];
+static int n_threads;
+
+/* at_end 0: lists the threads and their CPU; 1: their CPU again. */
+static void threads_sample(int at_end)
+{
+	char path[96];
+	if (!opt.server_pid)
+		return;
+	if (at_end) {
+		for (int i = 0; i < n_threads; i++) {
+			snprintf(path, sizeof path, "/proc/%d/task/%d/stat", opt.server_pid, threads[i].tid);
+			threads[i].cpu1 = stat_cpu_s(path, NULL, NULL);
+		}
+		return;
+	}
+	snprintf(path, sizeof path, "/proc/%d/task", opt.server_pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *e;
+	n_threads = 0;
+	while ((e = readdir(d)) && n_threads < MAX_THREADS) {
+		int tid = atoi(e->d_name);
+		if (tid <= 0)
+			continue;
+		struct server_thread *t = &threads[n_threads];
+		snprintf(path, sizeof path, "/proc/%d/task/%d/stat", opt.server_pid, tid);
+		t->tid = tid;
+		t->cpu0 = stat_cpu_s(path, NULL, t->name);
+		if (t->cpu0 >= 0)
+			n_threads++;
+	}
+	closedir(d);
+}
+
+/* " thread_cpu_s=name:s,name:s" over the window; nothing when unknown. */
+static void threads_print(void)
+{
+	int printed = 0;
+	for (int i = 0; i < n_threads; i++) {
+		int first = 1;
+		double sum = 0;
+		for (int j = 0; j < n_threads; j++) {
+			if (strcmp(threads[j].name, threads[i].name) != 0)
+				continue;
+			if (j < i)
+				first = 0;
+			if (threads[j].cpu1 >= 0)
+				sum += threads[j].cpu1 - threads[j].cpu0;
+		}
+		if (!first)
+			continue;
+		printf("%s%s:%.2f", printed ? "," : " thread_cpu_s=", threads[i].name, sum);
+		printed = 1;
+	}
+}
+
+/* The database's CPU: its main process and every process it started
+ * (PostgreSQL's postmaster and its backends, writers, checkpointer), which
+ * are its children; -1 without --db-pid. A backend that ends during the run
+ * takes its CPU with it: the ones that matter here (the server's connection,
+ * the WAL writer) live through the run. */
+static double db_cpu_s(void)
+{
+	if (!opt.db_pid)
+		return -1;
+	double sum = proc_cpu_s(opt.db_pid, NULL);
+	if (sum < 0)
+		return -1;
+	DIR *d = opendir("/proc");
+	if (!d)
+		return -1;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int pid = atoi(e->d_name), ppid = 0;
+		if (pid <= 0 || pid == opt.db_pid)
+			continue;
+		double s = proc_cpu_s(pid, &ppid);
+		if (s >= 0 && ppid == opt.db_pid)
+			sum += s;
+	}
+	closedir(d);
+	return sum;
 }
 
 static double self_cpu_s(void)
@@ -1223,6 +1343,7 @@ static void usage(void)
 		"  --sources S       spread clients over 127.0.0.1..S (250)\n"
 		"  --users U         client i is user u<i %% U> (default: every client its own user)\n"
 		"  --server-pid PID  read the server's RSS and CPU from /proc\n"
+		"  --db-pid PID      also report the CPU of a database: PID and its children\n"
 		"  --label NAME      server name printed in the result line\n"
 		"  --parser P        json, or msgpack (socket.io-msgpack-parser; in-tree builds)\n"
 		"  --deflate         offer permessage-deflate; compress sends of 1 KB or more (zlib)\n"
@@ -1240,7 +1361,7 @@ static void parse_args(int argc, char **argv)
 		{ "pad", 1, 0, 'P' },	   { "sources", 1, 0, 'S' },	  { "server-pid", 1, 0, 'i' },
 		{ "users", 1, 0, 'U' },	   { "prefix", 1, 0, 'X' },	  { "parser", 1, 0, 'M' },
 		{ "label", 1, 0, 'l' },	   { "verbose", 0, 0, 'v' },	  { "help", 0, 0, 'h' },
-		{ "deflate", 0, 0, 'Z' },
+		{ "deflate", 0, 0, 'Z' },  { "db-pid", 1, 0, 'B' },
 		{ 0, 0, 0, 0 },
 	};
 	int ch;
@@ -1272,6 +1393,7 @@ static void parse_args(int argc, char **argv)
 		case 'U': opt.users = atoi(optarg); break;
 		case 'X': opt.prefix = optarg; break;
 		case 'i': opt.server_pid = atoi(optarg); break;
+		case 'B': opt.db_pid = atoi(optarg); break;
 		case 'l': opt.label = optarg; break;
 		case 'v': opt.verbose = 1; break;
 		case 'Z':
@@ -1393,7 +1515,7 @@ int main(int argc, char **argv)
 
 	/* Phase 3: the load. */
 	long rss1 = -1;
-	double scpu2, lcpu2, scpu3, lcpu3, idle_scpu = -1;
+	double scpu2, lcpu2, scpu3, lcpu3, idle_scpu = -1, dcpu2 = -1, dcpu3 = -1;
 	double load_s = opt.duration;
 	if (opt.mode == MODE_IDLE) {
 		scpu2 = server_cpu_s();
@@ -1422,6 +1544,8 @@ int main(int argc, char **argv)
 		t_load1 = t_load0 + (uint64_t)((warm + opt.duration) * 1e9);
 		scpu2 = server_cpu_s();
 		lcpu2 = self_cpu_s();
+		dcpu2 = db_cpu_s();
+		threads_sample(0);
 		sending = 1;
 		/* Window counters count from the end of the warm-up. */
 		uint64_t sent_at_warm = 0, acked_at_warm = 0, recv_at_warm = 0;
@@ -1437,6 +1561,8 @@ int main(int argc, char **argv)
 				recv_at_warm = c_recv_window;
 				scpu2 = server_cpu_s();
 				lcpu2 = self_cpu_s();
+				dcpu2 = db_cpu_s();
+				threads_sample(0);
 			}
 			if (opt.verbose && now >= next_note) {
 				note("sent %" PRIu64 " acked %" PRIu64 " recv %" PRIu64, c_sent, c_acked, c_recv);
@@ -1445,6 +1571,8 @@ int main(int argc, char **argv)
 		}
 		scpu3 = server_cpu_s();
 		lcpu3 = self_cpu_s();
+		dcpu3 = db_cpu_s();
+		threads_sample(1);
 		c_sent_window = c_sent - sent_at_warm;
 		c_acked_window -= acked_at_warm;
 		c_recv_window -= recv_at_warm;
@@ -1506,6 +1634,10 @@ int main(int argc, char **argv)
 	}
 	printf(" server_cpu_s=%.2f server_cpu_pct=%.0f loadgen_cpu_s=%.2f loadgen_cpu_pct=%.0f",
 	       scpu, scpu >= 0 ? 100.0 * scpu / load_s : -1, lcpu, 100.0 * lcpu / load_s);
+	if (opt.db_pid)
+		printf(" db_cpu_s=%.2f", dcpu2 >= 0 && dcpu3 >= 0 ? dcpu3 - dcpu2 : -1);
+	if (opt.mode != MODE_IDLE)
+		threads_print();
 #ifdef LOADGEN_DEFLATE
 	/* Messages the server sent compressed and those the loadgen did: a
 	 * round with --deflate whose inflated is 0 measured no compression. */

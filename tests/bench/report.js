@@ -75,6 +75,29 @@ const perDeliveryUs = (r) => {
   const d = Number(r.deliveries_per_s) * Number(r.duration_s);
   return d > 0 ? (1e6 * Number(r.server_cpu_s)) / d : NaN;
 };
+// CPU per acked send over the measured window: the server's over all its
+// threads (parley's loop and its store writer; /proc/PID/stat sums them),
+// or PostgreSQL's over all its processes (db_cpu_s, the postmaster and its
+// children).
+const perAckUs = (key) => (r) => {
+  const a = Number(r.acks_per_s) * Number(r.duration_s);
+  return a > 0 && Number(r[key]) >= 0 ? (1e6 * Number(r[key])) / a : NaN;
+};
+// One thread's CPU per ack (thread_cpu_s=parley:1.18,parley-store:0.65):
+// parley's loop thread is "parley", its LMDB writer "parley-store".
+const threadPerAckUs = (name) => (r) => {
+  const t = (r.thread_cpu_s || '').split(',').find((x) => x.slice(0, x.lastIndexOf(':')) === name);
+  const a = Number(r.acks_per_s) * Number(r.duration_s);
+  return t && a > 0 ? (1e6 * Number(t.slice(t.lastIndexOf(':') + 1))) / a : NaN;
+};
+// The two rows of where a durable ack's CPU goes in parley, LMDB.
+const threadRows = (scen) => {
+  for (const [label, name] of [['  of which the loop thread (µs)', 'parley'],
+    ['  of which the store writer thread (µs)', 'parley-store']]) {
+    const p = med(scen, 'parley', threadPerAckUs(name));
+    rows.push({ label, parley: fmt(p, 2), ref: '', ratio: '', ceiling: '', target: '', met: '' });
+  }
+};
 const has = (scen) => runs.some((r) => r.SCEN === scen);
 const desc = (scen) => {
   const r = runs.find((x) => x.SCEN === scen && x.mode);
@@ -193,6 +216,8 @@ if (has('send')) {
   row('error acks (whole run)', 'send', num('ack_err'), { ceiling: true, noratio: true });
   row('message:received lost', 'send', num('lost'), { ceiling: true, noratio: true, na: sendNA });
   row('server CPU (% of one core)', 'send', num('server_cpu_pct'), { ceiling: true });
+  row('server CPU per ack (µs, all threads; parley durable)', 'send', perAckUs('server_cpu_s'), { digits: 2 });
+  threadRows('send');
 }
 if (has('sendroom')) {
   section(`message:send into rooms of 10: fan-out with storage on (${desc('sendroom')}; parley stores every message durably, Socket.IO keeps nothing)`);
@@ -200,6 +225,8 @@ if (has('sendroom')) {
   row('message:received deliveries/s', 'sendroom', num('deliveries_per_s'), { ceiling: true, na: sendNA });
   row('message:received lost', 'sendroom', num('lost'), { ceiling: true, noratio: true, na: sendNA });
   row('server CPU (% of one core)', 'sendroom', num('server_cpu_pct'), { ceiling: true });
+  row('server CPU per ack (µs, all threads; parley durable)', 'sendroom', perAckUs('server_cpu_s'), { digits: 2 });
+  threadRows('sendroom');
 }
 if (has('sendsplit')) {
   section(`the send load again with parley's store writer thread on the loadgen's core (${desc('sendsplit')}): outside the one-core rule, parley only; the writer shares that core with the loadgen`);
@@ -212,6 +239,39 @@ if (has('sendsplit')) {
   }
   row('message:received lost', 'sendsplit', num('lost'), { noratio: true, na: sendNA });
   row('server CPU (% of one core, both threads)', 'sendsplit', num('server_cpu_pct'));
+  row('server CPU per durable ack (µs, both threads)', 'sendsplit', perAckUs('server_cpu_s'), { digits: 2 });
+  threadRows('sendsplit');
+}
+// parley with its store on PostgreSQL (on the loadgen's core), against the
+// reference's in-memory figures of the same load in the same run: the
+// Socket.IO column is the send (or sendroom) scenario's.
+function pgRow(label, scen, refScen, f, opts = {}) {
+  const p = med(scen, 'parley', f);
+  const s = opts.noref ? NaN : med(refScen, 'socketio', f);
+  const d = opts.digits || 0;
+  rows.push({ label, parley: sendNA(scen) ? 'n/a' : fmt(p, d), ref: opts.noref ? '' : fmt(s, d),
+    ratio: opts.noref || opts.noratio || sendNA(scen) ? '' : ratio(p, s), ceiling: '',
+    target: opts.targetText || '', met: opts.target ? opts.target(p, s) : '' });
+}
+const pgRows = (scen, refScen, fanout) => {
+  pgRow('acks/s (status "sent")', scen, refScen, num('acks_per_s'), { targetText: '≥ ref',
+    target: (p, s) => (Number.isFinite(s) ? yes(p >= s) : '') });
+  if (fanout) pgRow('message:received deliveries/s', scen, refScen, num('deliveries_per_s'));
+  pgRow('error acks (whole run)', scen, refScen, num('ack_err'), { noratio: true });
+  pgRow('message:received lost', scen, refScen, num('lost'), { noratio: true });
+  pgRow('server CPU (% of one core)', scen, refScen, num('server_cpu_pct'));
+  pgRow('server CPU per ack (µs, all threads; parley durable)', scen, refScen, perAckUs('server_cpu_s'), { digits: 2 });
+  pgRow('PostgreSQL CPU (% of one core, all its processes)', scen, refScen,
+    (r) => (Number(r.db_cpu_s) >= 0 ? (100 * Number(r.db_cpu_s)) / Number(r.duration_s) : NaN), { noref: true });
+  pgRow('PostgreSQL CPU per ack (µs, all its processes)', scen, refScen, perAckUs('db_cpu_s'), { digits: 2, noref: true });
+};
+if (has('sendpg')) {
+  section(`message:send with ack, parley's store on PostgreSQL (${desc('sendpg')}; PostgreSQL on the loadgen's core; Socket.IO column: the reference's in-memory send above, same run)`);
+  pgRows('sendpg', 'send', false);
+}
+if (has('sendroompg')) {
+  section(`message:send into rooms of 10, parley's store on PostgreSQL (${desc('sendroompg')}; PostgreSQL on the loadgen's core; Socket.IO column: the reference's in-memory sendroom above, same run)`);
+  pgRows('sendroompg', 'sendroom', true);
 }
 if (has('presence')) {
   section(`presence broadcast: distinct users, user:online to the whole namespace (${desc('presence')}; reference with REF_PRESENCE=1; one round)`);

@@ -10,6 +10,7 @@
 #   bash tests/bench/run.sh --quick         # 1 round, smaller sizes (~1 minute)
 #   options: --rounds N  --only idle,idleoff,fanout,fanoutoff,latency,awake,typing,send,
 #                                 sendroom,sendsplit,presence,mpfanout,mplatency,deflate,deflateoff
+#                                 sendpg,sendroompg
 #            --out FILE
 #   (idleoff and fanoutoff are idle and fanout again, parley only, with
 #   connection state recovery off, PARLEY_RECOVERY_WINDOW=0: what recovery,
@@ -27,7 +28,13 @@
 #   to the loadgen's core: outside the one-core rule, parley only; about
 #   what a core of its own for the writer would give, less what the loadgen
 #   takes of that core)
+#   (sendpg and sendroompg are send and sendroom with parley's store on
+#   PostgreSQL, parley only, beside the reference's in-memory figures of send
+#   and sendroom: a private PostgreSQL 15 (tests/pg.sh) started once, pinned
+#   to the loadgen's core, a fresh database each run; left out, with a
+#   warning, where PostgreSQL is not installed: tests/deps.sh --test)
 #
+
 # Sizes respect the machine: 20000 open files per process, so at most ~19.8k
 # sockets on each side (the idle scenario uses 10,000 clients).
 set -u
@@ -37,7 +44,7 @@ BENCH=$ROOT/tests/bench
 BUILD=${PARLEY_BUILD_DIR:-$ROOT/build}
 ROUNDS=3
 QUICK=0
-ONLY="idle,idleoff,fanout,fanoutoff,latency,awake,typing,send,sendroom,sendsplit,mpfanout,mplatency,deflate,deflateoff"
+ONLY="idle,idleoff,fanout,fanoutoff,latency,awake,typing,send,sendroom,sendsplit,sendpg,sendroompg,mpfanout,mplatency,deflate,deflateoff"
 OUT=$BENCH/last-run.txt
 PORT_BASE=${BENCH_PORT_BASE:-4301}
 SERVER_CPU=0
@@ -50,7 +57,7 @@ while [ $# -gt 0 ]; do
 	--rounds) ROUNDS=$2; shift ;;
 	--only) ONLY=$2; shift ;;
 	--out) OUT=$2; shift ;;
-	-h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,35p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -97,10 +104,12 @@ LOG=$TMP/runs.log
 : >"$RAW"
 SPID=""
 AWAKE=""
+PG_DIR=""
 cleanup() {
 	[ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
 	[ -n "$AWAKE" ] && kill -KILL $AWAKE 2>/dev/null
 	rm -rf "$TMP/data"
+	pg_stop
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -122,6 +131,42 @@ keep_awake() {
 		wait $AWAKE 2>/dev/null
 		AWAKE=""
 	fi
+}
+
+# The PostgreSQL of sendpg and sendroompg: tests/pg.sh's private cluster
+# (fsync on, synchronous_commit as PostgreSQL ships it: on), started under
+# taskset so that the postmaster and every process it forks stay on the
+# loadgen's core; its own directory, outside $TMP, which the postgres user
+# cannot enter when we are root. Sets PG_URI (the base URI) and PG_PID (the
+# postmaster, whose children are the backends and writers).
+PG_URI=""
+PG_PID=""
+PG_DB=0
+pg_start() {
+	PG_DIR=$(mktemp -d /tmp/parley-bench-pg.XXXXXX)
+	PG_URI=$(taskset -c $LOADGEN_CPU bash "$ROOT/tests/pg.sh" start "$PG_DIR") ||
+		die "PostgreSQL did not start (tests/pg.sh start $PG_DIR; see $PG_DIR/postgres.log)"
+	PG_PID=$(head -1 "$PG_DIR/data/postmaster.pid")
+	local p
+	for p in $PG_PID $(pgrep -P "$PG_PID"); do
+		taskset -a -p -c $LOADGEN_CPU "$p" >/dev/null || die "taskset -p -c $LOADGEN_CPU $p failed"
+	done
+}
+pg_stop() {
+	[ -n "$PG_DIR" ] || return 0
+	bash "$ROOT/tests/pg.sh" stop "$PG_DIR" >/dev/null 2>&1
+	rm -rf "$PG_DIR"
+	PG_DIR=""
+}
+# pg_database: a fresh database for one run; sets PG_DB_URI.
+pg_database() {
+	PG_DB=$((PG_DB + 1))
+	psql "$PG_URI" -qXc "CREATE DATABASE bench_$PG_DB" >/dev/null ||
+		die "CREATE DATABASE bench_$PG_DB failed"
+	PG_DB_URI=${PG_URI/\/postgres\?/\/bench_$PG_DB?}
+}
+pg_drop_database() {
+	psql "$PG_URI" -qXc "DROP DATABASE bench_$PG_DB WITH (FORCE)" >/dev/null 2>&1
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -195,9 +240,10 @@ measure() {
 	case $kind in parley) port=$PORT_BASE ;; socketio) port=$((PORT_BASE + 1)) ;; *) port=$((PORT_BASE + 2)) ;; esac
 	start_server "$kind" "$port" "${envs[@]}"
 	[ "$scen" = sendsplit ] && writer_to_loadgen_core
-	local out rc alive=1
+	local out rc alive=1 db=()
+	case $scen in sendpg|sendroompg) db=(--db-pid "$PG_PID") ;; esac
 	out=$(timeout 600 taskset -c $LOADGEN_CPU "$LOADGEN" --port "$port" --server-pid "$SPID" \
-		--label "$kind" "$@" 2>>"$TMP/loadgen.err")
+		"${db[@]}" --label "$kind" "$@" 2>>"$TMP/loadgen.err")
 	rc=$?
 	kill -0 "$SPID" 2>/dev/null || alive=0
 	stop_server
@@ -233,6 +279,25 @@ zfanout() {
 	measure "$1" "$round" socketio "${re[@]}" -- --mode fanout --clients $N --room 10 --window 8 \
 		--duration $FANOUT_DUR --pad 2000 "${lg[@]}"
 }
+
+# pgsend SCEN ROUND LOADGEN ARGS...: parley on a fresh PostgreSQL database.
+pgsend() {
+	local scen=$1 round=$2
+	shift 2
+	pg_database
+	measure "$scen" "$round" parley PARLEY_STORE="$PG_DB_URI" -- "$@"
+	pg_drop_database
+}
+
+if { want sendpg || want sendroompg; } &&
+	! { [ -x "${PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ] && command -v psql >/dev/null; }; then
+	echo "run.sh: PostgreSQL 15 is not installed (tests/deps.sh --test): no sendpg, sendroompg" >&2
+	ONLY=$(sed 's/,sendpg,/,/g; s/,sendroompg,/,/g' <<<",$ONLY,")
+fi
+if want sendpg || want sendroompg; then
+	pg_start
+	echo "== PostgreSQL on core $LOADGEN_CPU: $PG_URI (postmaster $PG_PID)"
+fi
 
 START=$(date +%s)
 echo "== $ROUNDS round(s); servers on core $SERVER_CPU, loadgen on core $LOADGEN_CPU; logs in $TMP"
@@ -280,6 +345,10 @@ for round in $(seq "$ROUNDS"); do
 	fi
 	want sendsplit && measure sendsplit "$round" parley -- --mode send --clients $SEND_N --room 1 \
 		--window 8 --duration $DUR
+	want sendpg && pgsend sendpg "$round" --mode send --clients $SEND_N --room 1 --window 8 \
+		--duration $DUR
+	want sendroompg && pgsend sendroompg "$round" --mode send --clients $N --room 10 --window 8 \
+		--duration $DUR
 done
 if want presence; then
 	echo "== presence (one round)"
@@ -303,6 +372,7 @@ SIO_VERSION=$(node -e "console.log(require('$SIO_DIR/package.json').version)")
 	echo "node:     $(node --version), socket.io $SIO_VERSION ($SIO_DIR)"
 	echo "pinning:  servers taskset -c $SERVER_CPU, loadgen taskset -c $LOADGEN_CPU"
 	echo "parley:   PARLEY_PLUGIN_PATH=tests/plugins PARLEY_PLUGINS=bench PARLEY_LOG=warn (default scripts)"
+	[ -n "$PG_DIR" ] && echo "postgres: $(psql "$PG_URI" -qXAtc 'SELECT version()' 2>/dev/null | cut -d, -f1); tests/pg.sh (fsync=on, synchronous_commit=$(psql "$PG_URI" -qXAtc 'SHOW synchronous_commit' 2>/dev/null), shared_buffers=$(psql "$PG_URI" -qXAtc 'SHOW shared_buffers' 2>/dev/null)), taskset -c $LOADGEN_CPU; a fresh database per run"
 	echo
 	node "$BENCH/report.js" "$RAW"
 	echo
