@@ -137,7 +137,7 @@ void client_init(void)
 	metrics_register(&sockets_metric);
 	metrics_register(&users_metric);
 	metrics_register(&rooms_metric);
-	recovery_init(end_held);
+	recovery_init(end_held, client_msgpack_frame);
 	map_init(&clients);
 	map_init(&nsps);
 }

@@ -78,6 +78,8 @@ struct recovery {
 };
 
 static void (*end_socket)(struct client *cl, const char *reason);
+static struct frame *(*msgpack_frame)(const char *pkt, size_t len, struct frame **att,
+				      unsigned natt);
 /* pid -> struct recovery, of the held sockets: only those can be claimed,
  * and a connected socket does not pay for an entry. Pids are 120 random
  * bits: one is checked against these only. */
@@ -169,9 +171,12 @@ static void on_expiry(struct ev_loop *loop, ev_timer *t, int revents)
 			    (double)(entry_at(0)->at_ms + settings.recovery_window_ms - now));
 }
 
-void recovery_init(void (*on_end)(struct client *cl, const char *reason))
+void recovery_init(void (*on_end)(struct client *cl, const char *reason),
+		   struct frame *(*msgpack)(const char *pkt, size_t len, struct frame **att,
+					    unsigned natt))
 {
 	end_socket = on_end;
+	msgpack_frame = msgpack;
 	map_init(&pids);
 	for (size_t i = 0; i < sizeof(recovery_metrics) / sizeof(recovery_metrics[0]); i++)
 		metrics_register(&recovery_metrics[i]);
@@ -595,8 +600,8 @@ void recovery_replay(struct recovery *r, struct conn *c)
 		if (!went_to(r, e))
 			continue;
 		if (cl->format == CLIENT_SIO_MSGPACK) {
-			struct frame *m = client_msgpack_frame(entry_bytes(e) + 1, e->text_len - 1,
-							       e->att, e->natt);
+			struct frame *m = msgpack_frame(entry_bytes(e) + 1, e->text_len - 1,
+							e->att, e->natt);
 			if (m)
 				conn_send(c, m);
 			continue;

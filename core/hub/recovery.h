@@ -31,8 +31,12 @@ struct room_target;
 /* Registers the metrics; `on_end(cl, reason)` is called (from a timer, on
  * the loop) when a held socket's window passes or the log lost an event it
  * missed: the socket is to be freed, with its disconnect hooks, for
- * `reason`. */
-void recovery_init(void (*on_end)(struct client *cl, const char *reason));
+ * `reason`. `msgpack(pkt, len, att, natt)` makes a msgpack socket's frame
+ * of a logged text packet and its attachments at replay (NULL: it could
+ * not, and logged why): client.c's encoder, which stays client.c's. */
+void recovery_init(void (*on_end)(struct client *cl, const char *reason),
+		   struct frame *(*msgpack)(const char *pkt, size_t len, struct frame **att,
+					    unsigned natt));
 /* Frees the log and the map of pids; every socket must be gone. */
 void recovery_fini(void);
 
