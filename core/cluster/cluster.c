@@ -282,11 +282,8 @@ static void deliver(const char *data, size_t len)
 	t.nexcept_rooms = m.except_rooms.n;
 	/* An excepted socket is one node's: here, those that are this node's. */
 	sets = xcalloc(m.except_sids.n, sizeof(*sets));
-	for (size_t i = 0; i < m.except_sids.n; i++) {
-		struct client *c = client_find(m.except_sids.v[i], m.except_sids.lens[i]);
-		if (c)
-			sets[t.nexcept_sets++] = &c->rooms;
-	}
+	t.nexcept_sets = client_room_sets(m.except_sids.v, m.except_sids.lens, m.except_sids.n,
+					  sets);
 	t.except_sets = sets;
 	memset(&e, 0, sizeof(e));
 	e.name = m.event;

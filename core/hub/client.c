@@ -549,6 +549,19 @@ static size_t broadcast_all(struct nsp *n, const struct room_target *t, struct e
 	return count;
 }
 
+size_t client_room_sets(const char *const *ids, const size_t *lens, size_t n,
+			struct room_set **out)
+{
+	size_t found = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct client *cl = client_find(ids[i], lens[i]);
+		if (cl)
+			out[found++] = &cl->rooms;
+	}
+	return found;
+}
+
 size_t client_broadcast(struct nsp *n, const struct room_target *t, struct emit *e,
 			int to_all)
 {

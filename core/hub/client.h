@@ -168,6 +168,12 @@ void client_answer(struct client *cl, uint64_t id, const char *args, size_t args
 
 /* The socket with this id, or NULL. */
 struct client *client_find(const char *id, size_t len);
+/* The room sets of the sockets of this node among the `n` ids `ids` (of
+ * `lens` bytes), into `out` (the caller's, `n` entries): a broadcast's
+ * excepted sockets (struct room_target's except_sets). Returns how many
+ * were found; an id of no socket here is left out. */
+size_t client_room_sets(const char *const *ids, const size_t *lens, size_t n,
+			struct room_set **out);
 /* Every socket, by id (struct client values): to walk, not to change. */
 const struct map *client_all(void);
 /* Connected sockets (those the connect hooks accepted). */

@@ -216,11 +216,8 @@ static int l_broadcast(lua_State *S)
 	t.nexcept_rooms = except_rooms.n;
 	if (sids.n > SHORT_LIST)
 		except_sets = xcalloc(sids.n, sizeof(*except_sets));
-	for (size_t i = 0; i < sids.n; i++) {
-		struct client *cl = client_find(sids.v[i], sids.lens[i]);
-		if (cl)
-			except_sets[t.nexcept_sets++] = &cl->rooms;
-	}
+	t.nexcept_sets = client_room_sets(sids.v, sids.lens, sids.n,
+					  except_sets);
 	t.except_sets = except_sets;
 	count = client_broadcast(n, &t, &e, lua_isnoneornil(S, 2));
 	/* Cluster mode: the other nodes' sockets too (the count stays this
