@@ -57,6 +57,14 @@ void host_metrics_register(lua_State *S);
 const char *store_arg_name(lua_State *L, int idx, const char *what, size_t *len);
 const char *store_arg_field(lua_State *L, int t, const char *name, size_t *len);
 int store_arg_level(lua_State *L, int idx);
+/* Plugin kv's bounds, and the first two arguments of kv_*(ns, key, ...):
+ * the namespace (`*nlen` bytes) returned and the key; NULL, with nil and
+ * the error pushed, when the key is unusable (empty, too long) or the
+ * namespace is (too long, a NUL: the runtime names it, so a bug). */
+#define KV_NS_MAX 64
+#define KV_KEY_MAX 400
+#define KV_VALUE_MAX (1u << 20)
+const char *store_kv_args(lua_State *L, size_t *nlen, const char **key, size_t *klen);
 /* store_api.c: the message store's store_* functions and iso_time. */
 void store_api_register(lua_State *L);
 /* store_api_pg.c: the same store_* and kv_* functions, and store_wait, on

@@ -17,8 +17,6 @@
 #include "store/store.h"
 
 /* A plugin's key-value keys (after its name) and values. */
-#define KV_KEY_MAX 400
-#define KV_VALUE_MAX (1u << 20)
 /* How often expired key-value entries are swept, and how many are looked
  * at per sweep. */
 #define KV_SWEEP_MS 30000
@@ -52,14 +50,11 @@ static uint64_t get_u64(const unsigned char *p)
 static size_t kv_key(lua_State *S, char *out)
 {
 	size_t nlen, klen;
-	const char *ns = luaL_checklstring(S, 1, &nlen);
-	const char *key = luaL_checklstring(S, 2, &klen);
+	const char *key;
+	const char *ns = store_kv_args(S, &nlen, &key, &klen);
 
-	if (klen == 0 || klen > KV_KEY_MAX || nlen > 64) {
-		lua_pushnil(S);
-		lua_pushfstring(S, "keys are 1 to %d bytes", KV_KEY_MAX);
+	if (!ns)
 		return 0;
-	}
 	memcpy(out, ns, nlen);
 	out[nlen] = '\0';
 	memcpy(out + nlen + 1, key, klen);
@@ -69,7 +64,7 @@ static size_t kv_key(lua_State *S, char *out)
 /* kv_get(ns, key) -> value json, expiry ms (0: none) | nil */
 static int l_kv_get(lua_State *S)
 {
-	char key[64 + 1 + KV_KEY_MAX];
+	char key[KV_NS_MAX + 1 + KV_KEY_MAX];
 	size_t klen = kv_key(S, key), vlen;
 	const void *val;
 	int rc;
@@ -95,7 +90,7 @@ static int l_kv_get(lua_State *S)
 /* kv_set(ns, key, json, expiry ms or 0) -> true | nil, err */
 static int l_kv_set(lua_State *S)
 {
-	char key[64 + 1 + KV_KEY_MAX];
+	char key[KV_NS_MAX + 1 + KV_KEY_MAX];
 	size_t klen = kv_key(S, key), vlen;
 	const char *v = luaL_checklstring(S, 3, &vlen);
 	lua_Number expiry = luaL_optnumber(S, 4, 0);
@@ -121,7 +116,7 @@ static int l_kv_set(lua_State *S)
 /* kv_delete(ns, key) -> true | nil, err */
 static int l_kv_delete(lua_State *S)
 {
-	char key[64 + 1 + KV_KEY_MAX];
+	char key[KV_NS_MAX + 1 + KV_KEY_MAX];
 	size_t klen = kv_key(S, key);
 
 	if (!klen)
@@ -171,11 +166,11 @@ static int l_kv_keys(lua_State *S)
 	const char *ns = luaL_checklstring(S, 1, &nlen);
 	const char *prefix = luaL_optlstring(S, 2, "", &plen);
 	lua_Integer limit = luaL_optinteger(S, 3, 1000);
-	char key[64 + 1 + KV_KEY_MAX];
+	char key[KV_NS_MAX + 1 + KV_KEY_MAX];
 	struct kv_keys c = { NULL, 0, 0, nlen + 1, wall_ms() };
 	int count = 0;
 
-	if (nlen > 64 || plen > KV_KEY_MAX)
+	if (nlen > KV_NS_MAX || plen > KV_KEY_MAX)
 		return luaL_error(S, "kv: prefix too long");
 	memcpy(key, ns, nlen);
 	key[nlen] = '\0';
@@ -197,7 +192,7 @@ static int l_kv_keys(lua_State *S)
 
 
 /* Deletes expired key-value entries, a slice of the database at a time. */
-static char sweep_from[64 + 1 + KV_KEY_MAX];
+static char sweep_from[KV_NS_MAX + 1 + KV_KEY_MAX];
 static size_t sweep_from_len;
 static ev_timer sweep_timer;
 

@@ -34,8 +34,6 @@
 #define NAME_MAX_BYTES MESSAGES_NAME_MAX
 #define PARAMS_MAX 10
 /* kv.c's bounds, the same on both backends. */
-#define KV_KEY_MAX 400
-#define KV_VALUE_MAX (1u << 20)
 #define KV_SWEEP_MS 30000
 
 /* Wall-clock ms: message times, expiries (LMDB's are the same clock). */
@@ -844,22 +842,6 @@ static int l_store_wait(lua_State *L)
 
 /* ---- kv (kv.c's, on the kv table) ---- */
 
-/* The namespace (text) and key (bytea) of kv_*(ns, key, ...), checked as
- * kv.c does; NULL with nil and the error pushed when the key is unusable. */
-static const char *kv_args(lua_State *L, size_t *klen, const char **key)
-{
-	size_t nlen;
-	const char *ns = luaL_checklstring(L, 1, &nlen);
-
-	*key = luaL_checklstring(L, 2, klen);
-	if (*klen == 0 || *klen > KV_KEY_MAX || nlen > 64 || memchr(ns, '\0', nlen)) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "keys are 1 to %d bytes", KV_KEY_MAX);
-		return NULL;
-	}
-	return ns;
-}
-
 /* A bytea column's bytes, in scratch memory (a push that raises after it
  * must strand nothing), or NULL. */
 static char *bytes_of(const PGresult *res, int row, int col, size_t *len)
@@ -891,8 +873,8 @@ static int push_kv_value(lua_State *L, const PGresult *res)
 
 static int l_kv_get(lua_State *L)
 {
-	size_t klen;
-	const char *key, *ns = kv_args(L, &klen, &key);
+	size_t nlen, klen;
+	const char *key, *ns = store_kv_args(L, &nlen, &key, &klen);
 	char now_s[24];
 	const char *values[3] = { ns, key, now_s };
 	int lengths[3] = { 0, (int)klen, 0 }, binary[3] = { 0, 1, 0 };
@@ -913,8 +895,8 @@ static int push_true(lua_State *L, const PGresult *res)
 
 static int l_kv_set(lua_State *L)
 {
-	size_t klen, vlen;
-	const char *key, *ns = kv_args(L, &klen, &key);
+	size_t nlen, klen, vlen;
+	const char *key, *ns = store_kv_args(L, &nlen, &key, &klen);
 	const char *v;
 	lua_Number expiry;
 	char expiry_s[24];
@@ -937,8 +919,8 @@ static int l_kv_set(lua_State *L)
 
 static int l_kv_delete(lua_State *L)
 {
-	size_t klen;
-	const char *key, *ns = kv_args(L, &klen, &key);
+	size_t nlen, klen;
+	const char *key, *ns = store_kv_args(L, &nlen, &key, &klen);
 	const char *values[2] = { ns, key };
 	int lengths[2] = { 0, (int)klen }, binary[2] = { 0, 1 };
 
@@ -976,7 +958,7 @@ static int l_kv_keys(lua_State *L)
 	const char *values[4] = { ns, prefix, now_s, limit_s };
 	int lengths[4] = { 0, (int)plen, 0, 0 }, binary[4] = { 0, 1, 0, 0 };
 
-	if (nlen > 64 || plen > KV_KEY_MAX || memchr(ns, '\0', nlen))
+	if (nlen > KV_NS_MAX || plen > KV_KEY_MAX || memchr(ns, '\0', nlen))
 		return luaL_error(L, "kv: prefix too long");
 	snprintf(now_s, sizeof(now_s), "%lld", (long long)clock_wall_ms());
 	snprintf(limit_s, sizeof(limit_s), "%ld", (long)(limit < 1 ? 1 : limit));
@@ -1003,8 +985,8 @@ static int push_incr(lua_State *L, const PGresult *res)
  * and writes, which nothing can come between there). */
 static int l_kv_incr(lua_State *L)
 {
-	size_t klen;
-	const char *key, *ns = kv_args(L, &klen, &key);
+	size_t nlen, klen;
+	const char *key, *ns = store_kv_args(L, &nlen, &key, &klen);
 	lua_Number delta, expiry;
 	char delta_s[32], expiry_s[24], now_s[24];
 

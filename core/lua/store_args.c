@@ -1,5 +1,6 @@
 /* store_args.c - the arguments the store's host functions share, on either
- * backend (store_api.c's LMDB ones, store_api_pg.c's PostgreSQL ones): the
+ * backend (store_api.c's and kv.c's LMDB ones, store_api_pg.c's PostgreSQL
+ * ones): the
  * same checks and the same errors for the same mistakes. */
 #include "lua/host.h"
 
@@ -43,4 +44,17 @@ int store_arg_level(lua_State *L, int idx)
 	int level = messages_status_level(luaL_checkstring(L, idx));
 
 	return level ? level : luaL_error(L, "store: status must be sent, delivered or read");
+}
+
+const char *store_kv_args(lua_State *L, size_t *nlen, const char **key, size_t *klen)
+{
+	const char *ns = luaL_checklstring(L, 1, nlen);
+
+	*key = luaL_checklstring(L, 2, klen);
+	if (*klen == 0 || *klen > KV_KEY_MAX || *nlen > KV_NS_MAX || memchr(ns, '\0', *nlen)) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "keys are 1 to %d bytes", KV_KEY_MAX);
+		return NULL;
+	}
+	return ns;
 }
