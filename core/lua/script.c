@@ -454,6 +454,9 @@ int script_init(void (*on_change)(void))
 	lua_setfield(L, -2, "guard_handler_stops");
 	lua_pushinteger(L, settings.guard_throttle_ms);
 	lua_setfield(L, -2, "guard_throttle");
+	/* Whether the store's reads answer later (PostgreSQL) or at once. */
+	lua_pushboolean(L, settings.store != NULL);
+	lua_setfield(L, -2, "store_reads_wait");
 	lua_setfield(L, -2, "settings");
 	/* The parts, in order, on one context table; the last leaves there what
 	 * the core calls (R). */

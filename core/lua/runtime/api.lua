@@ -380,7 +380,13 @@ function store.send(msg)
 end
 
 -- A read: the host function `fn`'s answer, waited for when it comes later.
+-- On a store whose reads answer at once (LMDB) the host function itself:
+-- nothing between a script and its read on the hot path.
+local READS_WAIT = core.settings.store_reads_wait
 local function read(what, fn)
+	if not READS_WAIT then
+		return fn
+	end
 	return function(...)
 		return pass(settle(what, "read", fn(...)))
 	end
