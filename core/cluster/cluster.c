@@ -36,6 +36,16 @@
  * back on one connection, so they are never far apart). */
 #define CLUSTER_WINDOW 64
 
+/* The most channels of their own the modules may follow, and the most
+ * modules told when Redis is back (cluster_listen, cluster_on_up). */
+#define CLUSTER_MAX_LISTENERS 8
+
+/* A command on the publishing connection waiting for its reply. */
+struct pending {
+	cluster_reply_fn done;
+	void *arg;
+};
+
 /* What this node has seen of another's broadcasts. */
 struct peer {
 	uint64_t incarnation; /* the node's start this state is of */
@@ -57,6 +67,19 @@ static struct {
 	ev_timer liveness;
 	ev_timer sweep;
 	char why[448];
+	/* The publishing connection's commands not yet answered, oldest first
+	 * (a ring: head, count, cap). Redis answers a connection's commands in
+	 * order, so each reply is the oldest's. */
+	struct pending *waiting;
+	size_t head, count, cap;
+	struct {
+		char *channel;
+		size_t len;
+		cluster_message_fn fn;
+	} listeners[CLUSTER_MAX_LISTENERS];
+	size_t nlisteners;
+	void (*up_hooks[CLUSTER_MAX_LISTENERS])(void);
+	size_t nup_hooks;
 } cl;
 
 static uint64_t published, unsent_down, unsent_backlog, received, own, duplicates, malformed,
@@ -177,6 +200,96 @@ static void on_sub_up(void *arg)
 			follow("SSUBSCRIBE", n->name, n->name_len, r->name, r->name_len);
 		}
 	}
+	for (size_t i = 0; i < cl.nlisteners; i++) {
+		const char *argv[] = { "SSUBSCRIBE", cl.listeners[i].channel };
+		size_t lens[] = { 10, cl.listeners[i].len };
+		link_send(cl.sub, 2, argv, lens);
+	}
+}
+
+/* ---- commands on the publishing connection ---- */
+
+/* Sends a command on the publishing connection, its reply to go to `done`
+ * (NULL: an error reply is counted and logged, anything else dropped). */
+static int pub_send(int argc, const char **argv, const size_t *lens, cluster_reply_fn done,
+		    void *arg)
+{
+	int rc = link_send(cl.pub, argc, argv, lens);
+
+	if (rc < 0)
+		return rc;
+	if (cl.count == cl.cap) {
+		size_t cap = cl.cap ? cl.cap * 2 : 64;
+		struct pending *w = xcalloc(cap, sizeof(*w));
+		for (size_t i = 0; i < cl.count; i++)
+			w[i] = cl.waiting[(cl.head + i) % cl.cap];
+		free(cl.waiting);
+		cl.waiting = w;
+		cl.cap = cap;
+		cl.head = 0;
+	}
+	cl.waiting[(cl.head + cl.count) % cl.cap] = (struct pending){ done, arg };
+	cl.count++;
+	return 0;
+}
+
+/* The oldest command waiting, taken off the ring (NULLs when none: a reply
+ * nobody asked for, which Redis never sends on this connection). */
+static struct pending pub_next(void)
+{
+	struct pending p = { NULL, NULL };
+
+	if (cl.count) {
+		p = cl.waiting[cl.head];
+		cl.head = (cl.head + 1) % cl.cap;
+		cl.count--;
+	}
+	return p;
+}
+
+int cluster_command(int argc, const char **argv, const size_t *lens, cluster_reply_fn done,
+		    void *arg)
+{
+	if (!cl.on)
+		return PARLEY_EUNAVAILABLE;
+	return pub_send(argc, argv, lens, done, arg);
+}
+
+void cluster_listen(const char *name, cluster_message_fn fn)
+{
+	size_t len = strlen(name);
+	const char *argv[] = { "SSUBSCRIBE", name };
+	size_t lens[] = { 10, len };
+
+	if (!cl.on || cl.nlisteners == CLUSTER_MAX_LISTENERS)
+		return;
+	cl.listeners[cl.nlisteners].channel = xstrdup(name);
+	cl.listeners[cl.nlisteners].len = len;
+	cl.listeners[cl.nlisteners].fn = fn;
+	cl.nlisteners++;
+	/* Down: on_sub_up subscribes when it comes. */
+	link_send(cl.sub, 2, argv, lens);
+}
+
+void cluster_on_up(void (*fn)(void))
+{
+	if (cl.on && cl.nup_hooks < CLUSTER_MAX_LISTENERS)
+		cl.up_hooks[cl.nup_hooks++] = fn;
+}
+
+int cluster_is_up(void)
+{
+	return cl.on && up_read();
+}
+
+const char *cluster_node(void)
+{
+	return cl.on ? cl.node : NULL;
+}
+
+uint64_t cluster_incarnation(void)
+{
+	return cl.incarnation;
 }
 
 /* ---- liveness ---- */
@@ -190,7 +303,7 @@ static void set_liveness(void)
 					   (unsigned long long)cl.incarnation),
 			  2, (size_t)snprintf(ttl, sizeof(ttl), "%d", CLUSTER_LIVENESS_TTL_MS) };
 
-	link_send(cl.pub, 5, argv, lens);
+	pub_send(5, argv, lens, NULL, NULL);
 }
 
 static void on_liveness(struct ev_loop *loop, ev_timer *w, int revents)
@@ -205,6 +318,8 @@ static void on_pub_up(void *arg)
 {
 	(void)arg;
 	set_liveness();
+	for (size_t i = 0; i < cl.nup_hooks; i++)
+		cl.up_hooks[i]();
 }
 
 /* ---- what comes from the other nodes ---- */
@@ -318,29 +433,54 @@ static void on_sub_reply(void *arg, const redisReply *r)
 	}
 	/* ["smessage", channel, payload]; the (un)subscribe confirmations
 	 * need nothing. */
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-	    r->element[0]->type == REDIS_REPLY_STRING && r->element[2]->type == REDIS_REPLY_STRING &&
-	    strcmp(r->element[0]->str, "smessage") == 0)
-		deliver(r->element[2]->str, r->element[2]->len);
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
+	    r->element[2]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "smessage") != 0)
+		return;
+	for (size_t i = 0; i < cl.nlisteners; i++) {
+		if (r->element[1]->len == cl.listeners[i].len &&
+		    memcmp(r->element[1]->str, cl.listeners[i].channel, cl.listeners[i].len) == 0) {
+			cl.listeners[i].fn(r->element[2]->str, r->element[2]->len);
+			return;
+		}
+	}
+	deliver(r->element[2]->str, r->element[2]->len);
 }
 
 static void on_pub_reply(void *arg, const redisReply *r)
 {
+	struct pending p = pub_next();
+
 	(void)arg;
 	if (r->type == REDIS_REPLY_ERROR) {
 		redis_errors++;
-		log_warn("cluster: Redis refused a command: %s", r->str);
+		if (!p.done)
+			log_warn("cluster: Redis refused a command: %s", r->str);
 	}
+	if (p.done)
+		p.done(p.arg, r);
 }
 
-static void on_down(void *arg, const char *why)
+static void on_sub_down(void *arg, const char *why)
 {
 	(void)arg;
 	snprintf(cl.why, sizeof(cl.why), "Redis unreachable at %.200s: %.200s", cl.shown, why);
 }
 
-static const struct link_ops pub_ops = { on_pub_up, on_pub_reply, on_down };
-static const struct link_ops sub_ops = { on_sub_up, on_sub_reply, on_down };
+/* The publishing connection went: the commands it had not answered get no
+ * reply (each told with NULL; they may or may not have run). */
+static void on_pub_down(void *arg, const char *why)
+{
+	on_sub_down(arg, why);
+	while (cl.count) {
+		struct pending p = pub_next();
+		if (p.done)
+			p.done(p.arg, NULL);
+	}
+}
+
+static const struct link_ops pub_ops = { on_pub_up, on_pub_reply, on_pub_down };
+static const struct link_ops sub_ops = { on_sub_up, on_sub_reply, on_sub_down };
 
 /* ---- publishing ---- */
 
@@ -418,7 +558,7 @@ void cluster_publish(const struct nsp *n, int everyone, const struct room_target
 				   everyone ? 0 : t->room_lens[i], buf, sizeof(buf), &clen);
 		const char *argv[] = { "SPUBLISH", ch, msg };
 		size_t lens[] = { 8, clen, len };
-		link_send(cl.pub, 3, argv, lens);
+		pub_send(3, argv, lens, NULL, NULL);
 		if (ch != buf)
 			free(ch);
 	}
@@ -621,6 +761,18 @@ void cluster_close(void)
 	link_free(cl.pub);
 	link_free(cl.sub);
 	cl.pub = cl.sub = NULL;
+	/* Nobody is left to answer them. */
+	while (cl.count) {
+		struct pending p = pub_next();
+		if (p.done)
+			p.done(p.arg, NULL);
+	}
+	free(cl.waiting);
+	cl.waiting = NULL;
+	cl.cap = 0;
+	for (size_t i = 0; i < cl.nlisteners; i++)
+		free(cl.listeners[i].channel);
+	cl.nlisteners = cl.nup_hooks = 0;
 	map_iter_init(&it, &cl.peers);
 	while ((e = map_next(&it)))
 		free(e->value);

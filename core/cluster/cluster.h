@@ -11,6 +11,9 @@
 #define PARLEY_CLUSTER_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
 
 #include "hub/client.h"
 #include "wire/relay.h"
@@ -35,6 +38,38 @@ void cluster_close(void);
  * unsent, the broadcast stays on this node (counted). */
 void cluster_publish(const struct nsp *n, int everyone, const struct room_target *t,
 		     const struct relay_list *sids, const struct emit *e);
+
+/* ---- for the cluster's other modules (presence, sessions) ---- */
+
+/* Where a command's reply goes: `r` (valid during the call), or NULL when
+ * the connection went before the reply came (the command may or may not
+ * have run) or the cluster closed. An error reply is handed over too
+ * (and counted in parley_cluster_redis_errors_total). */
+typedef void (*cluster_reply_fn)(void *arg, const redisReply *r);
+/* Sends a command (its `argc` arguments copied) on the publishing
+ * connection, after every broadcast this node published before it: Redis
+ * runs a connection's commands in order. `done` (NULL: none) gets its
+ * reply, later, on the loop. Returns 0, or PARLEY_EUNAVAILABLE when
+ * cluster mode is off or Redis unreachable (`done` is not called). */
+int cluster_command(int argc, const char **argv, const size_t *lens, cluster_reply_fn done,
+		    void *arg);
+
+/* What a channel's message is handed to (valid during the call). */
+typedef void (*cluster_message_fn)(const char *data, size_t len);
+/* Follows the sharded channel `name` for as long as the cluster is open
+ * (again after every reconnect), its messages to `fn` instead of the
+ * broadcast path. At most 8 channels; a no-op outside cluster mode. */
+void cluster_listen(const char *name, cluster_message_fn fn);
+/* `fn` runs each time the publishing connection is (back) up: what a
+ * module keeps in Redis is written again then (Redis may have restarted
+ * empty). At most 8; a no-op outside cluster mode. */
+void cluster_on_up(void (*fn)(void));
+/* 1 while cluster mode is on and both connections serve, else 0. */
+int cluster_is_up(void);
+/* This node's id, or NULL outside cluster mode. */
+const char *cluster_node(void);
+/* This node's start: a random number drawn at cluster_open. */
+uint64_t cluster_incarnation(void);
 
 /* 0 when cluster mode is off or serves; 1 with `*why` (the module's text)
  * while a connection to Redis is down: /healthz says degraded. */
