@@ -25,6 +25,9 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-cfeat-'));
 const sock = path.join(dir, 'redis.sock');
 const shared = path.join(dir, 'store');
 const API_KEY = 'cluster-features-key';
+// Typing expires fast, so that its expiry across nodes is seen at once.
+const CONFIG = path.join(dir, 'parley.conf.lua');
+fs.writeFileSync(CONFIG, 'return { plugin_config = { chat = { typing_ttl_ms = 300, sweep_ms = 50 } } }\n');
 let redis = null;
 const nodes = {};
 
@@ -45,7 +48,7 @@ async function node(name, env = {}) {
   nodes[name] = await h.startParley({
     env: { PARLEY_DATA_DIR: shared, PARLEY_REDIS: `unix://${sock}`, PARLEY_NODE_ID: name,
       PARLEY_RECOVERY_WINDOW: '60000', PARLEY_API_KEY: API_KEY,
-      PARLEY_PLUGINS: 'testkit,reactions,edits', ...env },
+      PARLEY_PLUGINS: 'testkit,reactions,edits', PARLEY_CONFIG: CONFIG, ...env },
   });
   return nodes[name];
 }
@@ -261,4 +264,91 @@ test('the log in Redis is bounded: past PARLEY_REDIS_RECOVERY_MAX_EVENTS a sessi
   assert.equal(await h.metric(nodes.C, 'parley_cluster_recovery_claims_total{result="log_lost"}') >= 1, true);
   a.close();
   peer.close();
+});
+
+// ---- the features across nodes ----
+
+test('typing across nodes: typing:start from A reaches B and C, and its expiry (no typing:stop sent) reaches them too', { skip, timeout: 60000 }, async () => {
+  const alice = await client(nodes.A, 'ft-a');
+  const bob = await client(nodes.B, 'ft-b');
+  const carol = await client(nodes.C, 'ft-c');
+  for (const s of [alice, bob, carol]) await join(s, 'ft-1');
+  await request(alice, 'typing:start', { conversationId: 'ft-1', isTyping: true });
+  for (const s of [bob, carol]) {
+    const i = await until(s, (e) => e.event === 'typing:start');
+    assert.equal(s.log[i].args[0].userId, 'ft-a');
+    const j = await until(s, (e) => e.event === 'typing:stop', i);
+    assert.deepEqual([s.log[j].args[0].userId, s.log[j].args[0].conversationId], ['ft-a', 'ft-1'],
+      'the typing expired on A, and B and C heard it');
+  }
+  for (const s of [alice, bob, carol]) s.close();
+});
+
+test('receipts across nodes: message:delivered and message:read on B reach the sender on A as message:status', { skip, timeout: 60000 }, async () => {
+  const alice = await client(nodes.A, 'fr-a');
+  const bob = await client(nodes.B, 'fr-b');
+  for (const s of [alice, bob]) await join(s, 'fr-1');
+  const sent = await send(alice, 'fr-1', 'read me');
+  await until(bob, (e) => e.event === 'message:received' && e.args[0].messageId === sent.messageId);
+  for (const status of ['delivered', 'read']) {
+    const ack = await request(bob, `message:${status}`, { conversationId: 'fr-1', messageIds: [sent.messageId] });
+    assert.equal(ack.success, true);
+    const i = await until(alice, (e) => e.event === 'message:status' && e.args[0].status === status);
+    assert.equal(alice.log[i].args[0].messageId, sent.messageId);
+    assert.equal(alice.log[i].args[0].userId, 'fr-b');
+  }
+  alice.close();
+  bob.close();
+});
+
+test('messages:sync on C returns what was sent on A (one store)', { skip, timeout: 60000 }, async () => {
+  const alice = await client(nodes.A, 'fs-a');
+  const carol = await client(nodes.C, 'fs-c');
+  for (const s of [alice, carol]) await join(s, 'fs-1');
+  await send(alice, 'fs-1', 'sync one');
+  await send(alice, 'fs-1', 'sync two');
+  const got = await request(carol, 'messages:sync', { conversationId: 'fs-1' });
+  const texts = JSON.stringify(got);
+  assert.match(texts, /sync one/);
+  assert.match(texts, /sync two/);
+  alice.close();
+  carol.close();
+});
+
+test('the HTTP API on B reaches sockets on A and C: a POSTed message arrives on both', { skip, timeout: 60000 }, async () => {
+  const alice = await client(nodes.A, 'fh-a');
+  const carol = await client(nodes.C, 'fh-c');
+  for (const s of [alice, carol]) await join(s, 'fh-1');
+  const r = await fetch(`${nodes.B.url}/api/conversations/fh-1/messages`, {
+    method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ senderId: 'fh-a', clientMessageId: 'fh-m1', type: 'text', content: 'via B' }),
+  });
+  assert.equal(r.status, 201, await r.text());
+  for (const s of [alice, carol]) {
+    await until(s, (e) => e.event === 'message:received' && e.args[0].content === 'via B');
+  }
+  alice.close();
+  carol.close();
+});
+
+test('reactions and edits (plugins) across nodes: a reaction on C and an edit on A reach the members on the other nodes', { skip, timeout: 60000 }, async () => {
+  const alice = await client(nodes.A, 'fp-a');
+  const bob = await client(nodes.B, 'fp-b');
+  const carol = await client(nodes.C, 'fp-c');
+  for (const s of [alice, bob, carol]) await join(s, 'fp-1');
+  const sent = await send(alice, 'fp-1', 'react to me');
+  await until(carol, (e) => e.event === 'message:received' && e.args[0].messageId === sent.messageId);
+  const ack = await request(carol, 'reaction:add', { conversationId: 'fp-1', messageId: sent.messageId, emoji: '+1' });
+  assert.equal(ack.success, true, JSON.stringify(ack));
+  for (const s of [alice, bob]) {
+    const i = await until(s, (e) => e.event === 'message:reaction');
+    assert.deepEqual([s.log[i].args[0].userId, s.log[i].args[0].emoji], ['fp-c', '+1']);
+  }
+  const edit = await request(alice, 'message:edit', { messageId: sent.messageId, content: 'edited on A' });
+  assert.equal(edit.success, true, JSON.stringify(edit));
+  for (const s of [bob, carol]) {
+    const i = await until(s, (e) => e.event === 'message:edited');
+    assert.equal(s.log[i].args[0].messageId, sent.messageId);
+  }
+  for (const s of [alice, bob, carol]) s.close();
 });
