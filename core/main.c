@@ -10,6 +10,7 @@
 #include "base/map.h"
 #include "base/metrics.h"
 #include "cluster/cluster.h"
+#include "cluster/sessions.h"
 #include "lua/script.h"
 #include "proto/route.h"
 #include "server.h"
@@ -147,6 +148,7 @@ int main(int argc, char **argv)
 				goto out;
 			}
 			route_set_degraded_check(cluster_degraded);
+			sessions_open();
 		}
 	} else if (store_open(settings.data_dir, settings.map_size, clock_loop) < 0 ||
 		   messages_init() < 0) {
@@ -177,6 +179,7 @@ out:
 	 * the store commits what is left, then Lua and the loop go. */
 	server_fini();
 	script_shutdown();
+	sessions_close();
 	cluster_close();
 	pg_close();
 	store_close();

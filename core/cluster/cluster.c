@@ -80,6 +80,7 @@ static struct {
 	size_t nlisteners;
 	void (*up_hooks[CLUSTER_MAX_LISTENERS])(void);
 	size_t nup_hooks;
+	cluster_published_fn on_publish;
 } cl;
 
 static uint64_t published, unsent_down, unsent_backlog, received, own, duplicates, malformed,
@@ -275,6 +276,11 @@ void cluster_on_up(void (*fn)(void))
 {
 	if (cl.on && cl.nup_hooks < CLUSTER_MAX_LISTENERS)
 		cl.up_hooks[cl.nup_hooks++] = fn;
+}
+
+void cluster_on_publish(cluster_published_fn fn)
+{
+	cl.on_publish = fn;
 }
 
 int cluster_is_up(void)
@@ -563,6 +569,8 @@ void cluster_publish(const struct nsp *n, int everyone, const struct room_target
 			free(ch);
 	}
 	published++;
+	if (cl.on_publish)
+		cl.on_publish(n, everyone, t, msg, len);
 	free(msg);
 	free(att);
 	free(att_lens);
@@ -773,6 +781,7 @@ void cluster_close(void)
 	for (size_t i = 0; i < cl.nlisteners; i++)
 		free(cl.listeners[i].channel);
 	cl.nlisteners = cl.nup_hooks = 0;
+	cl.on_publish = NULL;
 	map_iter_init(&it, &cl.peers);
 	while ((e = map_next(&it)))
 		free(e->value);

@@ -64,6 +64,13 @@ void cluster_listen(const char *name, cluster_message_fn fn);
  * module keeps in Redis is written again then (Redis may have restarted
  * empty). At most 8; a no-op outside cluster mode. */
 void cluster_on_up(void (*fn)(void));
+/* `fn` is given each broadcast this node publishes, as published (the
+ * relay message `msg`, `len` bytes, valid during the call), with where it
+ * went: recovery across nodes keeps the rooms' recent broadcasts. One at
+ * most (NULL: none). */
+typedef void (*cluster_published_fn)(const struct nsp *n, int everyone,
+				     const struct room_target *t, const char *msg, size_t len);
+void cluster_on_publish(cluster_published_fn fn);
 /* 1 while cluster mode is on and both connections serve, else 0. */
 int cluster_is_up(void);
 /* This node's id, or NULL outside cluster mode. */

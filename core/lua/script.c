@@ -364,6 +364,16 @@ static struct metrics_value lua_metrics[] = {
 	{ .name = "parley_script_loads_total{result=\"refused\"}", .count = &script_loads_refused },
 };
 
+/* Recovery across nodes: the socket `fresh_id` the connect hooks accepted
+ * is now `cl->id`, a session another node made. */
+static void script_adopt(struct client *cl, const char *fresh_id)
+{
+	push_entry("adopted");
+	lua_pushstring(L, cl->id);
+	lua_pushstring(L, fresh_id);
+	call_runtime("adopted", 2, 0);
+}
+
 static const struct client_hooks client_hooks = {
 	.on_connect = script_connect,
 	.on_connected = script_connected,
@@ -371,6 +381,7 @@ static const struct client_hooks client_hooks = {
 	.on_ack = script_ack,
 	.on_disconnect = script_disconnect,
 	.on_resume = script_resume,
+	.on_adopt = script_adopt,
 };
 static const struct api_hooks api_hooks = { .on_request = script_http };
 

@@ -114,6 +114,19 @@ function R.recovered(id, fresh)
 	end
 end
 
+-- Recovery across nodes: the socket the connect hooks accepted as `fresh`
+-- is a session another node made, and takes its id `id`. The connected
+-- hooks run next, for `id`, with sock.recovered.
+function R.adopted(id, fresh)
+	local sock = sockets[fresh]
+	sockets[fresh] = nil
+	if sock then
+		rawset(sock, "id", id)
+		rawset(sock, "recovered", true)
+		sockets[id] = sock
+	end
+end
+
 function R.disconnect(id, reason)
 	local sock = sockets[id]
 	if not sock then
