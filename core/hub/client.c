@@ -39,6 +39,14 @@ void client_set_hooks(const struct client_hooks *h)
 	hooks = h;
 }
 
+static void (*member_watch)(const struct client *cl, const char *room, size_t len, int joined);
+
+void client_set_member_watch(void (*on_member)(const struct client *cl, const char *room,
+					       size_t len, int joined))
+{
+	member_watch = on_member;
+}
+
 int client_connect(struct client *cl, const char *auth, size_t auth_len, int *code,
 		   char *msg, size_t msg_cap)
 {
@@ -236,7 +244,11 @@ void client_set_user(struct client *cl, const char *user_id, size_t len)
 int client_join(struct client *cl, const char *name, size_t len)
 {
 	/* The events after this one are the room's for this socket. */
-	return room_join(cl->nsp, &cl->rooms, name, len, recovery_last_offset());
+	int rc = room_join(cl->nsp, &cl->rooms, name, len, recovery_last_offset());
+
+	if (rc == 0 && member_watch && cl->user_id)
+		member_watch(cl, name, len, 1);
+	return rc;
 }
 
 int client_leave(struct client *cl, const char *name, size_t len)
@@ -248,6 +260,8 @@ int client_leave(struct client *cl, const char *name, size_t len)
 	/* A replay still owes it the room's events from while it was in. */
 	if (cl->rec)
 		recovery_left(cl->rec, name, len, stamp);
+	if (member_watch && cl->user_id)
+		member_watch(cl, name, len, 0);
 	return room_leave(cl->nsp, &cl->rooms, name, len);
 }
 
@@ -277,6 +291,9 @@ void client_free(struct client *cl, const char *reason)
 		if (cl->user_id)
 			report_ack(cl, id, NULL, 0, NULL, 0, "disconnected");
 	}
+	if (member_watch && cl->user_id)
+		for (uint32_t i = 0; i < cl->rooms.count; i++)
+			member_watch(cl, cl->rooms.v[i].room->name, cl->rooms.v[i].room->name_len, 0);
 	room_leave_all(cl->nsp, &cl->rooms);
 	/* A held socket is on no connection. */
 	for (pp = c ? &c->clients : NULL; pp && *pp; pp = &(*pp)->next)
