@@ -11,6 +11,7 @@
 #include "base/metrics.h"
 #include "cluster/cluster.h"
 #include "cluster/sessions.h"
+#include "cluster/presence.h"
 #include "lua/script.h"
 #include "proto/route.h"
 #include "server.h"
@@ -149,6 +150,9 @@ int main(int argc, char **argv)
 			}
 			route_set_degraded_check(cluster_degraded);
 			sessions_open();
+			/* The cluster's decisions go to the scripts' presence
+			 * hooks (the loop runs only after script_init). */
+			presence_open(script_presence);
 		}
 	} else if (store_open(settings.data_dir, settings.map_size, clock_loop) < 0 ||
 		   messages_init() < 0) {
@@ -180,6 +184,7 @@ out:
 	server_fini();
 	script_shutdown();
 	sessions_close();
+	presence_close();
 	cluster_close();
 	pg_close();
 	store_close();

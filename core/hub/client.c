@@ -41,6 +41,14 @@ void client_set_hooks(const struct client_hooks *h)
 	hooks = h;
 }
 
+static void (*member_watch)(const struct client *cl, const char *room, size_t len, int joined);
+
+void client_set_member_watch(void (*on_member)(const struct client *cl, const char *room,
+					       size_t len, int joined))
+{
+	member_watch = on_member;
+}
+
 int client_connect(struct client *cl, const char *auth, size_t auth_len, int *code,
 		   char *msg, size_t msg_cap)
 {
@@ -270,8 +278,12 @@ int client_join(struct client *cl, const char *name, size_t len)
 	/* The events after this one are the room's for this socket. */
 	int rc = room_join(cl->nsp, &cl->rooms, name, len, recovery_last_offset());
 
-	if (rc == 0 && watch && watch->changed && cl->rec && cl->user_id)
-		watch->changed(cl);
+	if (rc == 0 && cl->user_id) {
+		if (member_watch)
+			member_watch(cl, name, len, 1);
+		if (watch && watch->changed && cl->rec)
+			watch->changed(cl);
+	}
 	return rc;
 }
 
@@ -285,8 +297,12 @@ int client_leave(struct client *cl, const char *name, size_t len)
 	if (cl->rec)
 		recovery_left(cl->rec, name, len, stamp);
 	int rc = room_leave(cl->nsp, &cl->rooms, name, len);
-	if (rc == 0 && watch && watch->changed && cl->rec && cl->user_id)
-		watch->changed(cl);
+	if (rc == 0 && cl->user_id) {
+		if (member_watch)
+			member_watch(cl, name, len, 0);
+		if (watch && watch->changed && cl->rec)
+			watch->changed(cl);
+	}
 	return rc;
 }
 
@@ -316,6 +332,9 @@ void client_free(struct client *cl, const char *reason)
 		if (cl->user_id)
 			report_ack(cl, id, NULL, 0, NULL, 0, "disconnected");
 	}
+	if (member_watch && cl->user_id)
+		for (uint32_t i = 0; i < cl->rooms.count; i++)
+			member_watch(cl, cl->rooms.v[i].room->name, cl->rooms.v[i].room->name_len, 0);
 	room_leave_all(cl->nsp, &cl->rooms);
 	if (watch && watch->gone && cl->rec && cl->user_id)
 		watch->gone(cl);

@@ -64,6 +64,13 @@ struct client_hooks {
  * connect is refused (500), and events and answers are dropped. */
 void client_set_hooks(const struct client_hooks *h);
 
+/* Told when an accepted socket (one with a user) joins a room (`joined` 1)
+ * or leaves it (0), its own user's room included, and for each of its rooms
+ * as it goes: cluster mode counts the rooms' members over the nodes. NULL:
+ * nobody is told. The watcher must not join or leave rooms. */
+void client_set_member_watch(void (*on_member)(const struct client *cl, const char *room,
+					       size_t len, int joined));
+
 /* What a socket's frames look like on the wire, chosen by its protocol. */
 enum client_format {
 	CLIENT_SIO,   /* Socket.IO packets (in Engine.IO messages) */

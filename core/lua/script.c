@@ -415,6 +415,8 @@ int script_init(void (*on_change)(void))
 	 * same names: nothing above the host functions knows the backend. */
 	if (settings.store)
 		store_api_pg_register(L, script_resume_with);
+	/* Cluster mode: presence questions answered by Redis. */
+	host_presence_register(L, script_resume_with);
 	cryptolua_register(L);
 	jsonlua_open(L);
 	lua_setfield(L, -2, "json");
@@ -621,6 +623,19 @@ void script_resume(struct client *cl, struct client *fresh)
 	lua_pushstring(L, cl->id);
 	lua_pushstring(L, fresh->id);
 	call_runtime("recovered", 2, 0);
+}
+
+void script_presence(const char *nsp, size_t nsp_len, const char *user, size_t user_len,
+		     const char *state, int64_t gone_ms)
+{
+	if (!L)
+		return;
+	push_entry("presence");
+	lua_pushlstring(L, nsp, nsp_len);
+	lua_pushlstring(L, user, user_len);
+	lua_pushstring(L, state);
+	lua_pushnumber(L, (lua_Number)gone_ms);
+	call_runtime("presence", 4, 0);
 }
 
 void script_disconnect(struct client *cl, const char *reason)

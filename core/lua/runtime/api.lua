@@ -114,23 +114,82 @@ function parley.room_sockets(room, nsp)
 	return core.room_sockets(nsp or C.default_nsp, room)
 end
 
+-- Presence over every node (cluster mode) or this node's (one node, and
+-- the parley.local_* variants). In cluster mode each cluster-wide call asks
+-- Redis and the job waits for the answer (docs/cluster.md says the cost);
+-- Redis unreachable, the answer is this node's. On one node the calls
+-- answer at once, as they always did.
+local CLUSTER = core.presence_cluster == true
+-- true in cluster mode: user:online / user:offline are decided by the
+-- cluster and told through the presence hook (docs/lua.md).
+parley.cluster_presence = CLUSTER
+
+-- The local answer when Redis gave none (false).
+local function or_local(answer, fn, nsp, arg)
+	if answer == false then
+		return fn(nsp, arg)
+	end
+	return answer
+end
+
 -- The users whose sockets are in a room, each once (an array).
-function parley.room_users(room, nsp)
+function parley.local_room_users(room, nsp)
 	return core.room_users(nsp or C.default_nsp, room)
 end
 
-function parley.room_size(room, nsp)
+function parley.local_room_size(room, nsp)
 	return core.room_size(nsp or C.default_nsp, room)
 end
 
 -- How many sockets a user has connected in the namespace.
-function parley.user_sockets(user_id, nsp)
+function parley.local_user_sockets(user_id, nsp)
 	return core.room_size(nsp or C.default_nsp, "user:" .. user_id)
 end
 
 -- The users with a socket connected to the namespace (an array).
-function parley.online_users(nsp)
+function parley.local_online_users(nsp)
 	return core.online_users(nsp or C.default_nsp)
+end
+
+if CLUSTER then
+	function parley.room_users(room, nsp)
+		nsp = nsp or C.default_nsp
+		return or_local(settle("parley.room_users", "read",
+			core.presence_room_users(nsp, room)), core.room_users, nsp, room)
+	end
+
+	function parley.room_size(room, nsp)
+		nsp = nsp or C.default_nsp
+		return or_local(settle("parley.room_size", "read",
+			core.presence_room_size(nsp, room)), core.room_size, nsp, room)
+	end
+
+	function parley.user_sockets(user_id, nsp)
+		nsp = nsp or C.default_nsp
+		local room = "user:" .. user_id
+		return or_local(settle("parley.user_sockets", "read",
+			core.presence_room_size(nsp, room)), core.room_size, nsp, room)
+	end
+
+	function parley.online_users(nsp)
+		nsp = nsp or C.default_nsp
+		return or_local(settle("parley.online_users", "read",
+			core.presence_online_users(nsp)), core.online_users, nsp)
+	end
+
+	-- The users whose grace this node owns and has ended: those the cluster
+	-- confirms offline (each to one node), an array; {} when Redis is
+	-- unreachable (ask again later).
+	function parley.presence_expire(users, nsp)
+		local confirmed = settle("parley.presence_expire", "read",
+			core.presence_expire(nsp or C.default_nsp, users))
+		return confirmed or {}
+	end
+else
+	parley.room_users = parley.local_room_users
+	parley.room_size = parley.local_room_size
+	parley.user_sockets = parley.local_user_sockets
+	parley.online_users = parley.local_online_users
 end
 
 function parley.now()

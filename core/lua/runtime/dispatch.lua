@@ -147,6 +147,26 @@ function R.disconnect(id, reason)
 	sockets[id] = nil
 end
 
+-- Cluster mode: what the cluster decided of a user (core/cluster/presence.c):
+-- the presence hooks run in order, as one job that may wait, with
+-- { namespace, userId, state = "online" | "leaving" | "back", gone } (gone:
+-- when the user's last socket went, ms, for "leaving").
+local function presence_job(change)
+	for _, h in ipairs(C.reg.presence) do
+		local ok, err = call(h.module, h.fn, change)
+		if not ok then
+			script_failed(h.module, "presence hook", err)
+		end
+	end
+end
+
+function R.presence(nsp, user, state, gone)
+	if #C.reg.presence == 0 then
+		return
+	end
+	run_job(presence_job, { namespace = nsp, userId = user, state = state, gone = gone })
+end
+
 -- ---- repeat offenders of the guard ----
 -- A call the guard stopped held the loop for its whole budget: everyone
 -- waited. Once may be bad luck; the same socket or the same handler stopped
