@@ -40,6 +40,13 @@
  * modules told when Redis is back (cluster_listen, cluster_on_up). */
 #define CLUSTER_MAX_LISTENERS 8
 
+/* The event a socket gets when broadcasts may not have reached it: this
+ * node's subscribing connection was lost (Redis down, or Redis closed it as
+ * a slow subscriber), or another node kept broadcasts to itself (Redis down
+ * for it, or its backlog full). Clients answer with messages:sync for the
+ * conversations they show (docs/cluster.md, "Faults"). */
+#define CLUSTER_RESYNC_EVENT "cluster:resync"
+
 /* A command on the publishing connection waiting for its reply. */
 struct pending {
 	cluster_reply_fn done;
@@ -81,10 +88,19 @@ static struct {
 	void (*up_hooks[CLUSTER_MAX_LISTENERS])(void);
 	size_t nup_hooks;
 	cluster_published_fn on_publish;
+	/* The subscribing connection: up once at least; lost since (a notice is
+	 * owed to this node's sockets); the replies to its resubscription still
+	 * to come before the notice goes (then the subscriptions are in force,
+	 * and a messages:sync the notice prompts misses nothing). */
+	int sub_was_up, sub_lost;
+	size_t sub_expect;
+	/* Broadcasts stayed on this node since the last notice: one is owed to
+	 * the other nodes. */
+	int unsent;
 } cl;
 
 static uint64_t published, unsent_down, unsent_backlog, received, own, duplicates, malformed,
-	unknown_nsp, deliveries, subscriptions, redis_errors;
+	unknown_nsp, deliveries, subscriptions, redis_errors, resync_local, resync_remote;
 
 static long long up_read(void)
 {
@@ -122,6 +138,11 @@ static struct metrics_value cluster_metrics[] = {
 		  "everyone channel.", .type = "gauge", .count = &subscriptions },
 	{ .name = "parley_cluster_redis_errors_total",
 	  .help = "Error replies from Redis (logged).", .type = "counter", .count = &redis_errors },
+	{ .name = "parley_cluster_resync_total{to=\"local\"}",
+	  .help = "cluster:resync notices: to this node's sockets once its subscribing connection "
+		  "was back (local), to the other nodes once broadcasts that stayed here could go "
+		  "again (remote).", .type = "counter", .count = &resync_local },
+	{ .name = "parley_cluster_resync_total{to=\"remote\"}", .count = &resync_remote },
 };
 
 /* ---- channels ---- */
@@ -149,21 +170,24 @@ static char *channel(const char *nsp, size_t nsp_len, const char *room, size_t r
 	return p;
 }
 
-static void follow(const char *cmd, const char *nsp, size_t nsp_len, const char *room,
-		   size_t room_len)
+/* Returns 1 when the command went, 0 while the link is down. */
+static int follow(const char *cmd, const char *nsp, size_t nsp_len, const char *room,
+		  size_t room_len)
 {
 	char buf[256];
 	size_t len;
 	char *ch = channel(nsp, nsp_len, room, room_len, buf, sizeof(buf), &len);
 	const char *argv[] = { cmd, ch };
 	size_t lens[] = { strlen(cmd), len };
+	int sent;
 
 	/* One channel a command: on a Redis Cluster a command's channels must
 	 * share a slot. While the link is down nothing is sent: on_sub_up
 	 * subscribes to everything the node follows then. */
-	link_send(cl.sub, 2, argv, lens);
+	sent = link_send(cl.sub, 2, argv, lens) == 0;
 	if (ch != buf)
 		free(ch);
+	return sent;
 }
 
 /* hub's rooms come and go: the node follows the channel of each room it has
@@ -181,12 +205,46 @@ static void on_room(struct nsp *n, const struct room *r, int opened)
 	}
 }
 
+/* Tells every socket of this node that broadcasts may have missed it
+ * (CLUSTER_RESYNC_EVENT {reason}): delivered here only. */
+static void tell_local(const char *reason)
+{
+	char args[64];
+	int len = snprintf(args, sizeof(args), "{\"reason\":\"%s\"}", reason);
+	struct map_iter it;
+	struct map_entry *me;
+
+	map_iter_init(&it, client_namespaces());
+	while ((me = map_next(&it))) {
+		struct nsp *n = me->value;
+		struct room_target t;
+		struct emit e;
+		if (!n->sockets)
+			continue;
+		memset(&t, 0, sizeof(t));
+		memset(&e, 0, sizeof(e));
+		e.name = CLUSTER_RESYNC_EVENT;
+		e.name_len = sizeof(CLUSTER_RESYNC_EVENT) - 1;
+		e.args = args;
+		e.args_len = (size_t)len;
+		e.nargs = 1;
+		client_broadcast(n, &t, &e, 1);
+		emit_fini(&e);
+	}
+	resync_local++;
+	log_info("cluster: subscribed again after a loss: told this node's sockets to catch up "
+		 "(%s)", CLUSTER_RESYNC_EVENT);
+}
+
 /* The subscribing connection is (back) up: every channel the node follows,
- * subscribed again (Redis forgot them with the connection). */
+ * subscribed again (Redis forgot them with the connection). After a loss,
+ * this node's sockets are told to catch up once Redis has answered every
+ * one of these subscriptions. */
 static void on_sub_up(void *arg)
 {
 	struct map_iter it, rit;
 	struct map_entry *e, *re;
+	size_t sent = 0;
 
 	(void)arg;
 	map_iter_init(&it, client_namespaces());
@@ -194,17 +252,27 @@ static void on_sub_up(void *arg)
 		struct nsp *n = e->value;
 		if (!n->rooms.count)
 			continue;
-		follow("SSUBSCRIBE", n->name, n->name_len, NULL, 0);
+		sent += (size_t)follow("SSUBSCRIBE", n->name, n->name_len, NULL, 0);
 		map_iter_init(&rit, &n->rooms);
 		while ((re = map_next(&rit))) {
 			const struct room *r = re->value;
-			follow("SSUBSCRIBE", n->name, n->name_len, r->name, r->name_len);
+			sent += (size_t)follow("SSUBSCRIBE", n->name, n->name_len, r->name,
+					       r->name_len);
 		}
 	}
 	for (size_t i = 0; i < cl.nlisteners; i++) {
 		const char *argv[] = { "SSUBSCRIBE", cl.listeners[i].channel };
 		size_t lens[] = { 10, cl.listeners[i].len };
-		link_send(cl.sub, 2, argv, lens);
+		sent += link_send(cl.sub, 2, argv, lens) == 0;
+	}
+	cl.sub_was_up = 1;
+	if (!cl.sub_lost)
+		return;
+	/* The link sent its SELECT before this: its reply comes first. */
+	cl.sub_expect = sent + (cl.addr.db ? 1 : 0);
+	if (!cl.sub_expect) {
+		cl.sub_lost = 0;
+		tell_local("subscription");
 	}
 }
 
@@ -312,18 +380,24 @@ static void set_liveness(void)
 	pub_send(5, argv, lens, NULL, NULL);
 }
 
+static void tell_others(void);
+
 static void on_liveness(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop;
 	(void)w;
 	(void)revents;
 	set_liveness();
+	/* A backlog that drained with nothing new to publish: the notice goes
+	 * from here. */
+	tell_others();
 }
 
 static void on_pub_up(void *arg)
 {
 	(void)arg;
 	set_liveness();
+	tell_others();
 	for (size_t i = 0; i < cl.nup_hooks; i++)
 		cl.up_hooks[i]();
 }
@@ -429,9 +503,25 @@ out:
 	relay_msg_fini(&m);
 }
 
+static int is_smessage(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+	       r->element[0]->type == REDIS_REPLY_STRING &&
+	       r->element[1]->type == REDIS_REPLY_STRING &&
+	       r->element[2]->type == REDIS_REPLY_STRING &&
+	       strcmp(r->element[0]->str, "smessage") == 0;
+}
+
 static void on_sub_reply(void *arg, const redisReply *r)
 {
 	(void)arg;
+	/* Redis answers a connection's commands in order: the first replies
+	 * after a reconnect (every one but the messages of the channels) are
+	 * those of on_sub_up's subscriptions. */
+	if (cl.sub_expect && !is_smessage(r) && --cl.sub_expect == 0) {
+		cl.sub_lost = 0;
+		tell_local("subscription");
+	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		redis_errors++;
 		log_warn("cluster: Redis refused a subscription: %s", r->str);
@@ -439,9 +529,7 @@ static void on_sub_reply(void *arg, const redisReply *r)
 	}
 	/* ["smessage", channel, payload]; the (un)subscribe confirmations
 	 * need nothing. */
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
-	    r->element[2]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "smessage") != 0)
+	if (!is_smessage(r))
 		return;
 	for (size_t i = 0; i < cl.nlisteners; i++) {
 		if (r->element[1]->len == cl.listeners[i].len &&
@@ -467,17 +555,28 @@ static void on_pub_reply(void *arg, const redisReply *r)
 		p.done(p.arg, r);
 }
 
+static void set_why(const char *why)
+{
+	snprintf(cl.why, sizeof(cl.why), "Redis unreachable at %.200s: %.200s", cl.shown, why);
+}
+
 static void on_sub_down(void *arg, const char *why)
 {
 	(void)arg;
-	snprintf(cl.why, sizeof(cl.why), "Redis unreachable at %.200s: %.200s", cl.shown, why);
+	/* What was published from now until the subscriptions are back does
+	 * not reach this node. */
+	if (cl.sub_was_up)
+		cl.sub_lost = 1;
+	cl.sub_expect = 0;
+	set_why(why);
 }
 
 /* The publishing connection went: the commands it had not answered get no
  * reply (each told with NULL; they may or may not have run). */
 static void on_pub_down(void *arg, const char *why)
 {
-	on_sub_down(arg, why);
+	(void)arg;
+	set_why(why);
 	while (cl.count) {
 		struct pending p = pub_next();
 		if (p.done)
@@ -489,6 +588,40 @@ static const struct link_ops pub_ops = { on_pub_up, on_pub_reply, on_pub_down };
 static const struct link_ops sub_ops = { on_sub_up, on_sub_reply, on_sub_down };
 
 /* ---- publishing ---- */
+
+/* Broadcasts stayed on this node (Redis down for it, or its backlog full)
+ * and now may go again: every node is told, through each namespace's
+ * everyone channel, that its sockets may have missed some
+ * (CLUSTER_RESYNC_EVENT {reason: "unsent"}). Does nothing until then. */
+static void tell_others(void)
+{
+	static const char args[] = "{\"reason\":\"unsent\"}";
+	struct map_iter it;
+	struct map_entry *me;
+
+	if (!cl.unsent || !link_is_up(cl.pub) ||
+	    link_backlog(cl.pub) > settings.redis_max_backlog)
+		return;
+	/* Cleared first: cluster_publish below comes back here. */
+	cl.unsent = 0;
+	map_iter_init(&it, client_namespaces());
+	while ((me = map_next(&it))) {
+		struct room_target t;
+		struct emit e;
+		memset(&t, 0, sizeof(t));
+		memset(&e, 0, sizeof(e));
+		e.name = CLUSTER_RESYNC_EVENT;
+		e.name_len = sizeof(CLUSTER_RESYNC_EVENT) - 1;
+		e.args = args;
+		e.args_len = sizeof(args) - 1;
+		e.nargs = 1;
+		cluster_publish(me->value, 1, &t, NULL, &e);
+		emit_fini(&e);
+	}
+	resync_remote++;
+	log_info("cluster: broadcasts that stayed on this node: told the other nodes' sockets to "
+		 "catch up (%s)", CLUSTER_RESYNC_EVENT);
+}
 
 void cluster_publish(const struct nsp *n, int everyone, const struct room_target *t,
 		     const struct relay_list *sids, const struct emit *e)
@@ -502,11 +635,13 @@ void cluster_publish(const struct nsp *n, int everyone, const struct room_target
 		return;
 	if (!link_is_up(cl.pub)) {
 		unsent_down++;
+		cl.unsent = 1;
 		return;
 	}
 	/* Redis reads slower than this node publishes: what it cannot take
 	 * stays here rather than growing the node's memory. */
 	if (link_backlog(cl.pub) > settings.redis_max_backlog) {
+		cl.unsent = 1;
 		metrics_limit("redis_backlog");
 		if (!unsent_backlog++)
 			log_warn("cluster: more than %zu bytes unsent to Redis "
@@ -514,6 +649,8 @@ void cluster_publish(const struct nsp *n, int everyone, const struct room_target
 				 "catches up", settings.redis_max_backlog);
 		return;
 	}
+	/* The notice of what stayed here goes before this broadcast. */
+	tell_others();
 	memset(&m, 0, sizeof(m));
 	m.origin = cl.node;
 	m.origin_len = cl.node_len;
