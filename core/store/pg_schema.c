@@ -5,16 +5,24 @@
 #include "store/pg_schema.h"
 
 extern const char pg_schema_1_sql[];
+extern const char pg_schema_2_sql[];
 
 const char *const pg_migrations[] = {
 	pg_schema_1_sql,
+	pg_schema_2_sql,
 };
 const size_t pg_nmigrations = sizeof(pg_migrations) / sizeof(pg_migrations[0]);
 
 const struct pg_statement pg_statements[] = {
+	/* store_send: the send alone (a plugin's, or a script's own). */
 	[PGS_SEND] = { "parley_send",
-		       "SELECT * FROM parley_send($1, $2, $3, $4, $5, $6, $7, $8::text[], "
-		       "$9::bigint, $10)", 10 },
+		       "SELECT record_json, created, message_id, sent_at, seq FROM parley_send_as($1, $2, "
+		       "$3, $4, $5, $6, $7, NULL, NULL, NULL, false, $8::text[], $9::bigint, $10)",
+		       10 },
+	/* store_send_as: messages.lua's whole send, checks included. */
+	[PGS_SEND_AS] = { "parley_send_as",
+			  "SELECT * FROM parley_send_as($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, "
+			  "true, $10::text[], $11::bigint, $12)", 12 },
 	[PGS_MESSAGE] = { "parley_message", "SELECT * FROM parley_message($1)", 1 },
 	[PGS_SYNC] = { "parley_sync", "SELECT parley_sync($1, $2::bigint, $3::integer, $4)", 4 },
 	[PGS_SYNC_BEFORE] = { "parley_sync_before",

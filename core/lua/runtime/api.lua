@@ -438,6 +438,34 @@ function store.send(msg)
 	return rec, created, id, ts, seq
 end
 
+-- send_as{conversationId, senderId, clientMessageId?, type, content,
+-- replyTo?, profile = {name?, avatar?, phoneNumber?}, roomUsers} ->
+-- record, created, messageId, timestamp, seq, members, participants, stale
+-- | false (a conversation with registered members, the sender not one)
+-- | nil, err
+-- Only on a store whose reads wait (PostgreSQL; nil on LMDB, where the
+-- separate calls cost nothing): scripts/messages.lua's whole send in one
+-- round trip. In the send's own statement: a conversation with members is
+-- theirs only, and its recipients are its members (roomUsers, for an open
+-- one); the sender's profile is the given fields completed by the stored
+-- one. Answers besides the members (nil: open) and the participants as
+-- they are after the send, for its announcement; `stale` when this process
+-- set a conversation's members since the send was queued (read them again).
+if core.store_send_as then
+	function store.send_as(msg)
+		local rec, created, id, ts, seq, sender, members, participants, stale = settle(
+			"parley.store.send_as", "write", core.store_send_as(msg))
+		if not rec then
+			return rec, created
+		end
+		if created and C.reg.stored and #C.reg.stored > 0 then
+			msg.sender = json.decode(sender)
+			tell_stored(msg, rec, id, ts, seq)
+		end
+		return rec, created, id, ts, seq, members, participants, stale
+	end
+end
+
 -- A read: the host function `fn`'s answer, waited for when it comes later.
 -- On a store whose reads answer at once (LMDB) the host function itself:
 -- nothing between a script and its read on the hot path.
