@@ -72,6 +72,11 @@ static struct {
 	struct link *pub, *sub;
 	struct map peers; /* node id -> struct peer */
 	ev_timer liveness;
+	/* Commands were refused for the backlog: once it drains, the modules
+	 * write what they keep in Redis again (their up hooks, from this
+	 * timer: never inside a module's own call). */
+	int owed_up;
+	ev_timer drained;
 	ev_timer sweep;
 	char why[448];
 	/* The publishing connection's commands not yet answered, oldest first
@@ -99,6 +104,7 @@ static struct {
 	int unsent;
 } cl;
 
+static uint64_t refused_commands;
 static uint64_t published, unsent_down, unsent_backlog, received, own, duplicates, malformed,
 	unknown_nsp, deliveries, subscriptions, redis_errors, resync_local, resync_remote;
 
@@ -119,6 +125,10 @@ static struct metrics_value cluster_metrics[] = {
 		  "PARLEY_REDIS_MAX_BACKLOG unsent to it (backlog).",
 	  .type = "counter", .count = &unsent_down },
 	{ .name = "parley_cluster_unsent_total{reason=\"backlog\"}", .count = &unsent_backlog },
+	{ .name = "parley_cluster_commands_refused_total", .help = "Commands of the cluster's "
+	  "modules (presence, sessions) refused while more than PARLEY_REDIS_MAX_BACKLOG was "
+	  "unsent to Redis; what they keep there is written again once it drains.",
+	  .type = "counter", .count = &refused_commands },
 	{ .name = "parley_cluster_received_total",
 	  .help = "Messages that came from Redis (every copy, this node's own included).",
 	  .type = "counter", .count = &received },
@@ -316,11 +326,42 @@ static struct pending pub_next(void)
 	return p;
 }
 
+/* While commands are owed: the backlog drained, the modules write their
+ * state again, as after a reconnect. */
+static void on_drained(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	if (!link_is_up(cl.pub) || link_backlog(cl.pub) > settings.redis_max_backlog / 2)
+		return;
+	ev_timer_stop(clock_loop, w);
+	cl.owed_up = 0;
+	log_info("cluster: Redis caught up: presence and sessions written again");
+	for (size_t i = 0; i < cl.nup_hooks; i++)
+		cl.up_hooks[i]();
+}
+
 int cluster_command(int argc, const char **argv, const size_t *lens, cluster_reply_fn done,
 		    void *arg)
 {
 	if (!cl.on)
 		return PARLEY_EUNAVAILABLE;
+	/* Redis reads slower than this node writes: the modules' commands, as
+	 * the broadcasts, stay out of a buffer that would grow the node's
+	 * memory without bound. What a refused command would have written is
+	 * written again, all of it, once the backlog drains (on_drained). */
+	if (link_backlog(cl.pub) > settings.redis_max_backlog) {
+		metrics_limit("redis_backlog");
+		if (!refused_commands++ || !cl.owed_up)
+			log_warn("cluster: more than %zu bytes unsent to Redis "
+				 "(PARLEY_REDIS_MAX_BACKLOG): presence and sessions are written "
+				 "again once it drains", settings.redis_max_backlog);
+		if (!cl.owed_up) {
+			cl.owed_up = 1;
+			ev_timer_start(clock_loop, &cl.drained);
+		}
+		return PARLEY_EUNAVAILABLE;
+	}
 	return pub_send(argc, argv, lens, done, arg);
 }
 
@@ -884,6 +925,7 @@ int cluster_open(const char *uri, const char *node_id, int port)
 	cl.pub = link_new(&cl.addr, "publish", &pub_ops, NULL);
 	cl.sub = link_new(&cl.addr, "subscribe", &sub_ops, NULL);
 	room_set_watch(on_room);
+	ev_timer_init(&cl.drained, on_drained, 0.25, 0.25);
 	ev_timer_init(&cl.liveness, on_liveness, CLUSTER_LIVENESS_EVERY_S, CLUSTER_LIVENESS_EVERY_S);
 	ev_timer_start(clock_loop, &cl.liveness);
 	ev_timer_init(&cl.sweep, on_sweep, CLUSTER_PEER_IDLE_MS / 1000.,
@@ -902,6 +944,8 @@ void cluster_close(void)
 		return;
 	room_set_watch(NULL);
 	ev_timer_stop(clock_loop, &cl.liveness);
+	ev_timer_stop(clock_loop, &cl.drained);
+	cl.owed_up = 0;
 	ev_timer_stop(clock_loop, &cl.sweep);
 	link_free(cl.pub);
 	link_free(cl.sub);

@@ -483,7 +483,9 @@ test('Redis frozen (SIGSTOP) while a node publishes 64 MiB: PARLEY_REDIS_MAX_BAC
   await bob.join('conv-frozen');
   const limitBefore = await h.metric(nodes.node1, 'parley_limits_total{limit="redis_backlog"}') || 0;
   const unsentBefore = await h.metric(nodes.node1, 'parley_cluster_unsent_total{reason="backlog"}');
+  const commandsBefore = await h.metric(nodes.node1, 'parley_cluster_commands_refused_total');
   const rssBefore = rss(nodes.node1);
+  let carol = null;
   redis.kill('SIGSTOP');
   try {
     // 256 broadcasts of 256 KiB into a room nobody follows: each goes to
@@ -492,21 +494,33 @@ test('Redis frozen (SIGSTOP) while a node publishes 64 MiB: PARLEY_REDIS_MAX_BAC
     for (let i = 0; i < 256; i++) {
       await alice.request('test:broadcast', { rooms: ['nobody-here'], event: 'blob', data: blob }, 5000);
     }
+    // A user who connects now: her presence is not written (it would
+    // grow the backlog), but owed.
+    carol = await direct(nodes.node1, 'slow-c');
     const refused = await h.metric(nodes.node1, 'parley_limits_total{limit="redis_backlog"}') - limitBefore;
     const unsent = await h.metric(nodes.node1, 'parley_cluster_unsent_total{reason="backlog"}') - unsentBefore;
+    const commands = await h.metric(nodes.node1, 'parley_cluster_commands_refused_total') - commandsBefore;
     const grown = rss(nodes.node1) - rssBefore;
     t.diagnostic(`backlog limit: ${refused} of 256 broadcasts stayed on the node; RSS grew ${(grown / 1048576).toFixed(1)} MiB`);
     // 1 MiB of backlog, plus what the kernel's socket buffer took: all
     // but a few dozen stayed on the node.
     assert.ok(refused >= 200, `the backlog limit refused ${refused} of 256`);
-    assert.equal(unsent, refused);
+    // The modules' commands (carol's presence, the broadcasts' room
+    // history) are held to the same limit.
+    assert.ok(commands >= 1, `carol's presence was refused (${commands})`);
+    assert.equal(unsent + commands, refused);
     assert.ok(grown < 24 * 1024 * 1024, `the node grew by ${grown} bytes for 64 MiB published`);
     assert.match(nodes.node1.logs(), /more than 1048576 bytes unsent to Redis \(PARLEY_REDIS_MAX_BACKLOG\)/);
   } finally {
     redis.kill('SIGCONT');
   }
-  // Redis reads the backlog; node1 tells the others what stayed behind.
+  // Redis reads the backlog; node1 tells the others what stayed behind,
+  // and writes the presence it owed: node2 counts carol.
   assert.deepEqual(await resync(bob, 'unsent'), { reason: 'unsent' });
+  await h.waitFor(async () => (await fetch(`${nodes.node2.url}/api/users/slow-c/presence`,
+    { headers: { authorization: `Bearer ${KEY}` } })).json(),
+  (p) => p.sockets === 1, 'node2 counts the socket node1 could not write while Redis stalled', 15000);
+  carol.close();
   assert.ok(await h.metric(nodes.node1, 'parley_cluster_resync_total{to="remote"}') >= 1);
   const ack = await alice.request('message:send', text('conv-frozen', 'flowing again', 'fz-1'));
   assert.equal((await bob.next('message:received')).messageId, ack.messageId);
