@@ -28,6 +28,7 @@
 #include "lua/tickets.h"
 #include "base/clock.h"
 #include "base/settings.h"
+#include "cluster/cluster.h"
 #include "hub/client.h"
 #include "net/conn.h"
 #include "net/http.h"
@@ -467,6 +468,12 @@ int script_init(void (*on_change)(void))
 	lua_setfield(L, -2, "guard_handler_stops");
 	lua_pushinteger(L, settings.guard_throttle_ms);
 	lua_setfield(L, -2, "guard_throttle");
+	/* Cluster mode's node id (nil on one node): plugins that share state
+	 * through the store record which node holds what. */
+	if (cluster_node()) {
+		lua_pushstring(L, cluster_node());
+		lua_setfield(L, -2, "node_id");
+	}
 	/* Whether the store's reads answer later (PostgreSQL) or at once. */
 	lua_pushboolean(L, settings.store != NULL);
 	lua_setfield(L, -2, "store_reads_wait");

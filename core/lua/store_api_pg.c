@@ -1171,6 +1171,60 @@ static int l_kv_incr(lua_State *L)
 		    FAIL_NIL_ERR);
 }
 
+/* kv_cas's answer: whether it wrote (a row came back). */
+static int push_cas(lua_State *L, const PGresult *res)
+{
+	lua_pushboolean(L, PQntuples(res) > 0);
+	return 1;
+}
+
+/* kv_cas(ns, key, expected json | nil, new json | nil, expiry ms or 0) ->
+ * true (written) | false (the live value was not `expected`) | nil, err:
+ * kv.cas in one statement (PostgreSQL only: on LMDB api.lua reads and
+ * writes, which nothing can come between there). Both nil is api.lua's
+ * (a read); values compare as bytes, the JSON both sides encoded. */
+static int l_kv_cas(lua_State *L)
+{
+	size_t nlen, klen, elen = 0, vlen = 0;
+	const char *key, *ns = store_kv_args(L, &nlen, &key, &klen);
+	const char *expected, *v;
+	lua_Number expiry;
+	char expiry_s[24], now_s[24];
+
+	if (!ns)
+		return 2;
+	expected = luaL_optlstring(L, 3, NULL, &elen);
+	v = luaL_optlstring(L, 4, NULL, &vlen);
+	expiry = luaL_optnumber(L, 5, 0);
+	if (!expected && !v)
+		return luaL_error(L, "kv_cas: an expected or a new value is required");
+	if (vlen > KV_VALUE_MAX || elen > KV_VALUE_MAX) {
+		lua_pushnil(L);
+		lua_pushliteral(L, "values are at most 1 MiB");
+		return 2;
+	}
+	snprintf(expiry_s, sizeof(expiry_s), "%lld",
+		 expiry > 0 && expiry < 9e18 ? (long long)expiry : 0LL);
+	snprintf(now_s, sizeof(now_s), "%lld", (long long)clock_wall_ms());
+	if (!expected) {
+		const char *values[5] = { ns, key, v, expiry_s, now_s };
+		int lengths[5] = { 0, (int)klen, (int)vlen, 0, 0 }, binary[5] = { 0, 1, 1, 0, 0 };
+		return call(L, PG_WRITE, PGS_KV_CAS_ADD, 5, values, lengths, binary, push_cas,
+			    FAIL_NIL_ERR);
+	}
+	if (!v) {
+		const char *values[4] = { ns, key, expected, now_s };
+		int lengths[4] = { 0, (int)klen, (int)elen, 0 }, binary[4] = { 0, 1, 1, 0 };
+		return call(L, PG_WRITE, PGS_KV_CAS_DELETE, 4, values, lengths, binary, push_cas,
+			    FAIL_NIL_ERR);
+	}
+	const char *values[6] = { ns, key, expected, v, expiry_s, now_s };
+	int lengths[6] = { 0, (int)klen, (int)elen, (int)vlen, 0, 0 };
+	int binary[6] = { 0, 1, 1, 1, 0, 0 };
+	return call(L, PG_WRITE, PGS_KV_CAS_SET, 6, values, lengths, binary, push_cas,
+		    FAIL_NIL_ERR);
+}
+
 /* Expired entries go a slice at a time, as kv.c's sweep. */
 static ev_timer sweep_timer;
 
@@ -1219,6 +1273,7 @@ void store_api_pg_register(lua_State *L,
 		{ "kv_delete", l_kv_delete },
 		{ "kv_keys", l_kv_keys },
 		{ "kv_incr", l_kv_incr },
+		{ "kv_cas", l_kv_cas },
 		{ NULL, NULL },
 	};
 

@@ -369,6 +369,55 @@ function kv.incr(key, delta, ttl_ms)
 	return value
 end
 
+-- The JSON of a value kv.cas compares: scalars only, whose encoding is
+-- one text (a table's key order is not).
+local function cas_text(value, what)
+	local t = type(value)
+	if value == nil then
+		return nil
+	end
+	if t ~= "string" and t ~= "number" and t ~= "boolean" then
+		error("parley.kv.cas: " .. what .. " must be nil, a string, a number or a boolean", 3)
+	end
+	return json.encode(value)
+end
+
+-- Sets key to new (nil deletes) if its live value is expected (nil: absent
+-- or expired), as one step no other write of any process comes between:
+-- true, or false when the value was something else (nothing written), or
+-- nil and the store's error. Values are strings, numbers or booleans. New
+-- gets ttl_ms, or no expiry.
+function kv.cas(key, expected, new, ttl_ms)
+	check_key(key)
+	local ns = kv_namespace()
+	local want, text = cas_text(expected, "expected"), cas_text(new, "the new value")
+	local expiry = expiry_of(ttl_ms)
+	if want == nil and text == nil then
+		local cur, err = settle("parley.kv.cas", "read", core.kv_get(ns, key))
+		if cur == nil and err ~= nil then
+			return nil, err
+		end
+		return cur == nil
+	end
+	-- A store elsewhere (PostgreSQL) compares and writes in one statement.
+	if core.kv_cas then
+		return pass(settle("parley.kv.cas", "write", core.kv_cas(ns, key, want, text, expiry)))
+	end
+	-- LMDB: the read answers at once and the write is visible at once, so
+	-- nothing runs between the two.
+	local cur, err = settle("parley.kv.cas", "read", core.kv_get(ns, key))
+	if cur == nil and err ~= nil then
+		return nil, err
+	end
+	if cur ~= want then
+		return false
+	end
+	if text == nil then
+		return pass(settle("parley.kv.cas", "write", core.kv_delete(ns, key)))
+	end
+	return pass(settle("parley.kv.cas", "write", core.kv_set(ns, key, text, expiry)))
+end
+
 function kv.delete(key)
 	check_key(key)
 	return pass(settle("parley.kv.delete", "write", core.kv_delete(kv_namespace(), key)))
