@@ -53,6 +53,14 @@ struct pending {
 	void *arg;
 };
 
+/* Something waiting until Redis has answered the subscribing connection's
+ * commands up to `mark`. */
+struct sub_waiter {
+	uint64_t mark;
+	void (*fn)(void *arg);
+	void *arg;
+};
+
 /* What this node has seen of another's broadcasts. */
 struct peer {
 	uint64_t incarnation; /* the node's start this state is of */
@@ -77,6 +85,13 @@ static struct {
 	 * timer: never inside a module's own call). */
 	int owed_up;
 	ev_timer drained;
+	/* The subscribing connection's commands since it came up, and the
+	 * replies to them so far (each (un)subscription has one; Redis answers
+	 * in order): what waits for a subscription (cluster_subscribed) waits
+	 * until `sub_answered` reaches the count when it asked. */
+	uint64_t sub_sent, sub_answered;
+	struct sub_waiter *sub_waiters;
+	size_t nsub_waiters, sub_waiters_cap;
 	ev_timer sweep;
 	char why[448];
 	/* The publishing connection's commands not yet answered, oldest first
@@ -195,6 +210,7 @@ static int follow(const char *cmd, const char *nsp, size_t nsp_len, const char *
 	 * share a slot. While the link is down nothing is sent: on_sub_up
 	 * subscribes to everything the node follows then. */
 	sent = link_send(cl.sub, 2, argv, lens) == 0;
+	cl.sub_sent += (uint64_t)sent;
 	if (ch != buf)
 		free(ch);
 	return sent;
@@ -246,6 +262,40 @@ static void tell_local(const char *reason)
 		 "(%s)", CLUSTER_RESYNC_EVENT);
 }
 
+/* Runs (and forgets) the waiters whose subscriptions Redis has answered;
+ * every one of them when `all` (the connection went: what they wait for is
+ * caught up by the resync that follows, not by waiting). */
+static void run_sub_waiters(int all)
+{
+	size_t i = 0;
+
+	while (i < cl.nsub_waiters && (all || cl.sub_waiters[i].mark <= cl.sub_answered))
+		i++;
+	if (!i)
+		return;
+	/* Taken off first: a waiter's function may ask again. */
+	struct sub_waiter *done = xmalloc(i * sizeof(*done));
+	memcpy(done, cl.sub_waiters, i * sizeof(*done));
+	memmove(cl.sub_waiters, cl.sub_waiters + i, (cl.nsub_waiters - i) * sizeof(*done));
+	cl.nsub_waiters -= i;
+	for (size_t k = 0; k < i; k++)
+		done[k].fn(done[k].arg);
+	free(done);
+}
+
+int cluster_subscribed(void (*fn)(void *arg), void *arg)
+{
+	if (!cl.on || !link_is_up(cl.sub) || cl.sub_answered >= cl.sub_sent)
+		return 0;
+	if (cl.nsub_waiters == cl.sub_waiters_cap) {
+		cl.sub_waiters_cap = cl.sub_waiters_cap ? cl.sub_waiters_cap * 2 : 16;
+		cl.sub_waiters = xrealloc(cl.sub_waiters,
+					  cl.sub_waiters_cap * sizeof(*cl.sub_waiters));
+	}
+	cl.sub_waiters[cl.nsub_waiters++] = (struct sub_waiter){ cl.sub_sent, fn, arg };
+	return 1;
+}
+
 /* The subscribing connection is (back) up: every channel the node follows,
  * subscribed again (Redis forgot them with the connection). After a loss,
  * this node's sockets are told to catch up once Redis has answered every
@@ -257,6 +307,9 @@ static void on_sub_up(void *arg)
 	size_t sent = 0;
 
 	(void)arg;
+	/* A new connection: the link sent its SELECT before this. */
+	cl.sub_sent = cl.addr.db ? 1 : 0;
+	cl.sub_answered = 0;
 	map_iter_init(&it, client_namespaces());
 	while ((e = map_next(&it))) {
 		struct nsp *n = e->value;
@@ -275,6 +328,7 @@ static void on_sub_up(void *arg)
 		size_t lens[] = { 10, cl.listeners[i].len };
 		sent += link_send(cl.sub, 2, argv, lens) == 0;
 	}
+	cl.sub_sent += sent;
 	cl.sub_was_up = 1;
 	if (!cl.sub_lost)
 		return;
@@ -378,7 +432,7 @@ void cluster_listen(const char *name, cluster_message_fn fn)
 	cl.listeners[cl.nlisteners].fn = fn;
 	cl.nlisteners++;
 	/* Down: on_sub_up subscribes when it comes. */
-	link_send(cl.sub, 2, argv, lens);
+	cl.sub_sent += link_send(cl.sub, 2, argv, lens) == 0;
 }
 
 void cluster_on_up(void (*fn)(void))
@@ -563,6 +617,11 @@ static void on_sub_reply(void *arg, const redisReply *r)
 		cl.sub_lost = 0;
 		tell_local("subscription");
 	}
+	if (!is_smessage(r)) {
+		cl.sub_answered++;
+		if (cl.nsub_waiters)
+			run_sub_waiters(0);
+	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		redis_errors++;
 		log_warn("cluster: Redis refused a subscription: %s", r->str);
@@ -610,6 +669,7 @@ static void on_sub_down(void *arg, const char *why)
 		cl.sub_lost = 1;
 	cl.sub_expect = 0;
 	set_why(why);
+	run_sub_waiters(1);
 }
 
 /* The publishing connection went: the commands it had not answered get no
@@ -947,6 +1007,10 @@ void cluster_close(void)
 	ev_timer_stop(clock_loop, &cl.drained);
 	cl.owed_up = 0;
 	ev_timer_stop(clock_loop, &cl.sweep);
+	run_sub_waiters(1);
+	free(cl.sub_waiters);
+	cl.sub_waiters = NULL;
+	cl.sub_waiters_cap = 0;
 	link_free(cl.pub);
 	link_free(cl.sub);
 	cl.pub = cl.sub = NULL;

@@ -75,6 +75,13 @@ void cluster_on_up(void (*fn)(void));
 typedef void (*cluster_published_fn)(const struct nsp *n, int everyone,
 				     const struct room_target *t, const char *msg, size_t len);
 void cluster_on_publish(cluster_published_fn fn);
+/* Whether a room this node has just started to follow is followed yet:
+ * 0 when every subscription sent so far is in force (or cluster mode is
+ * off, or the subscribing connection down: the resync after it covers
+ * what it misses); else 1, and `fn(arg)` runs once Redis has answered them
+ * (or the connection went). A join waits for it, so that nothing published
+ * into the room after the join's answer passes this node by. */
+int cluster_subscribed(void (*fn)(void *arg), void *arg);
 /* 1 while cluster mode is on and both connections serve, else 0. */
 int cluster_is_up(void);
 /* This node's id, or NULL outside cluster mode. */

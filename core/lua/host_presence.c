@@ -13,6 +13,7 @@
 #include <lua.h>
 
 #include "base/alloc.h"
+#include "cluster/cluster.h"
 #include "cluster/presence.h"
 #include "lua/jsonlua.h"
 #include "lua/tickets.h"
@@ -124,7 +125,35 @@ static int l_expire(lua_State *S)
 	return tickets_pending(S, ticket);
 }
 
+static int push_true(lua_State *L, void *ctx)
+{
+	(void)ctx;
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static void on_subscribed(void *arg)
+{
+	resume_with((uintptr_t)arg, push_true, NULL);
+}
+
+/* subscribed() -> true once every room this node has started to follow is
+ * followed in Redis: at once, or PENDING, ticket (runtime sockets.lua's
+ * join waits, so that its answer never comes before the room's
+ * broadcasts from the other nodes reach this node). */
+static int l_subscribed(lua_State *S)
+{
+	uintptr_t ticket = tickets_new();
+
+	if (!cluster_subscribed(on_subscribed, (void *)ticket)) {
+		lua_pushboolean(S, 1);
+		return 1;
+	}
+	return tickets_pending(S, ticket);
+}
+
 static const luaL_Reg functions[] = {
+	{ "subscribed", l_subscribed },
 	{ "presence_room_size", l_room_size },
 	{ "presence_room_users", l_room_users },
 	{ "presence_online_users", l_online_users },

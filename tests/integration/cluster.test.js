@@ -265,6 +265,30 @@ test('a node with no member of a room is not subscribed to it and receives nothi
   carol.close();
 });
 
+test('a join is answered once its node follows the room in Redis: a message sent right after reaches the joiner on another node', { skip, timeout: 60000 }, async () => {
+  const alice = await client(nodes.A, 'sub-a');
+  const bob = await client(nodes.B, 'sub-b');
+  await alice.join('conv-sub');
+  // Redis stops reading: B's subscription to the room (new to B) waits.
+  redis.kill('SIGSTOP');
+  let answered = false;
+  let joined;
+  try {
+    joined = bob.join('conv-sub').then(() => { answered = true; });
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(answered, false, 'the join was answered before Redis had the subscription');
+  } finally {
+    redis.kill('SIGCONT');
+  }
+  await joined;
+  // Answered: the subscription is in force already, no waiting here.
+  assert.equal(shardSubscribers('conversation:conv-sub'), 2);
+  const ack = await alice.request('message:send', text('conv-sub', 'right after the join', 's-1'));
+  assert.equal((await bob.next('message:received')).messageId, ack.messageId);
+  alice.close();
+  bob.close();
+});
+
 test('each node keeps a liveness key parley:node:<id> with a TTL', { skip, timeout: 60000 }, async () => {
   for (const name of ['A', 'B', 'C']) {
     assert.match(cli('GET', `parley:node:${name}`), /^[0-9a-f]{16}$/, `node ${name}'s key holds its incarnation`);

@@ -189,6 +189,14 @@ function Socket:join(room)
 	if ok == nil and err == "too many rooms" then
 		return nil, { status = 429, message = "too many rooms for one socket" }
 	end
+	-- Cluster mode: a room new to this node is followed in Redis once Redis
+	-- has answered the subscription; until then another node's broadcast
+	-- into it would pass this node by. A job waits for that, so that what
+	-- it answers (a join's ack) comes after it. (A connect hook cannot
+	-- wait: the user's own room is joined before the loop runs again.)
+	if ok and core.subscribed and coroutine.running() then
+		C.settle("join", "read", core.subscribed())
+	end
 	return ok, err
 end
 
