@@ -47,6 +47,8 @@ enum pg_stmt {
 	PGS_KV_KEYS,
 	PGS_KV_SWEEP,
 	PGS_KV_INCR,
+	PGS_SEND_MANY,
+	PGS_SEND_AS_MANY,
 	PGS_COUNT
 };
 
