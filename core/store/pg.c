@@ -27,6 +27,9 @@
 
 /* Writes one transaction carries at most. */
 #define PG_GROUP_MAX 1000
+/* A batch (pg.h) stops taking calls once their parameters reach this many
+ * bytes: the arrays are built in memory and sent as one message. */
+#define PG_BATCH_BYTES (1024 * 1024)
 /* Tries of a write that keeps deadlocking or failing to serialize. */
 #define PG_TRIES_MAX 5
 /* The reconnect's backoff, in seconds: doubled after each failure. */
@@ -47,6 +50,7 @@ struct pg_job {
 	pg_done_fn *done;
 	void *arg;
 	int err;       /* for the failing list: what done gets */
+	int single;    /* its batch failed: sent alone from now on */
 	PGresult *res; /* a write's result, kept until its group commits */
 };
 
@@ -58,6 +62,7 @@ struct pg_list {
 /* What the pipeline answers next, in the order it was sent. */
 enum pg_expect_kind {
 	PG_EXPECT_JOB,        /* a read's or a write's result */
+	PG_EXPECT_BATCH,      /* a batch's: `job` and the `count - 1` writes after it */
 	PG_EXPECT_READ_SYNC,  /* the sync after a read */
 	PG_EXPECT_GROUP_SYNC, /* the sync that commits the write group */
 	PG_EXPECT_PREPARE,    /* a statement prepared after a reconnect */
@@ -68,6 +73,7 @@ struct pg_expect {
 	struct pg_expect *next;
 	enum pg_expect_kind kind;
 	struct pg_job *job;
+	size_t count;
 	PGresult *res; /* the result seen so far (the NULL that ends it is to come) */
 };
 
@@ -91,13 +97,14 @@ static struct {
 	int group_inflight;
 	struct pg_job *group_failed; /* its first statement that failed */
 	int group_retry;             /* a deadlock or serialization failure */
+	int group_unbatch;           /* a batch failed: its calls go again alone */
 	struct pg_expect *expect_head, *expect_tail;
 	size_t inflight; /* jobs sent and not yet done */
 	char why[256];
 } pg;
 
 static uint64_t pg_reconnects, pg_transactions, pg_statements, pg_failures, pg_unavailable,
-	pg_retries;
+	pg_retries, pg_batches, pg_batch_failures;
 
 static long long pg_up_read(void)
 {
@@ -129,6 +136,12 @@ static struct metrics_value pg_metrics[] = {
 	{ .name = "parley_pg_retries_total",
 	  .help = "Write groups sent again after a deadlock or a serialization failure.",
 	  .type = "counter", .count = &pg_retries },
+	{ .name = "parley_pg_batches_total",
+	  .help = "Runs of writes sent as one statement (a batch: many sends in one call).",
+	  .type = "counter", .count = &pg_batches },
+	{ .name = "parley_pg_batch_failures_total",
+	  .help = "Batches that failed, whose writes went again one by one.",
+	  .type = "counter", .count = &pg_batch_failures },
 	{ .name = "parley_pg_queue_depth",
 	  .help = "Store calls queued or in flight on PostgreSQL.", .type = "gauge",
 	  .read = pg_depth_read },
@@ -334,6 +347,7 @@ static void pg_lost(const char *what)
 	pg.group_inflight = 0;
 	pg.group_failed = NULL;
 	pg.group_retry = 0;
+	pg.group_unbatch = 0;
 	pg.inflight = 0;
 	while ((j = pg_list_pop(&pg.reads)))
 		pg_list_push(&fail, j);
@@ -378,8 +392,103 @@ static int pg_send_job(struct pg_job *j)
 	return 0;
 }
 
+/* A text[] literal being built: {"a",NULL,"b\"c"}. */
+struct pg_buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void pg_buf_put(struct pg_buf *b, const char *s, size_t len)
+{
+	if (b->len + len + 1 > b->cap) {
+		b->cap = (b->len + len + 1) * 2;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->len, s, len);
+	b->len += len;
+	b->p[b->len] = '\0';
+}
+
+/* Appends `s` (NULL: SQL NULL) as the array's next element: quoted, its "
+ * and \ escaped. */
+static void pg_buf_element(struct pg_buf *b, const char *s, size_t len, int first)
+{
+	size_t from = 0;
+
+	if (!first)
+		pg_buf_put(b, ",", 1);
+	if (!s) {
+		pg_buf_put(b, "NULL", 4);
+		return;
+	}
+	pg_buf_put(b, "\"", 1);
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] != '"' && s[i] != '\\')
+			continue;
+		pg_buf_put(b, s + from, i - from);
+		pg_buf_put(b, "\\", 1);
+		from = i;
+	}
+	pg_buf_put(b, s + from, len - from);
+	pg_buf_put(b, "\"", 1);
+}
+
+/* Whether `j` may go in a batch of its statement's: it has one, and every
+ * parameter is text (a batch's arrays are). */
+static int pg_batchable(const struct pg_job *j)
+{
+	if (j->single || !pg.stmts[j->stmt].batch)
+		return 0;
+	for (int i = 0; i < j->n; i++)
+		if (j->formats[i])
+			return 0;
+	return 1;
+}
+
+static size_t pg_job_bytes(const struct pg_job *j)
+{
+	size_t bytes = 0;
+
+	for (int i = 0; i < j->n; i++)
+		bytes += (size_t)j->lengths[i];
+	return bytes;
+}
+
+/* Sends `first` and the `count - 1` writes after it (one statement's, all
+ * batchable) as one call of the statement's batch: parameter i the text[]
+ * of their parameters i. Returns 0, or -1 when libpq would not send. */
+static int pg_send_batch(struct pg_job *first, size_t count)
+{
+	const struct pg_statement *s = &pg.stmts[first->stmt];
+	int n = first->n, ok;
+	struct pg_buf *arrays = xcalloc((size_t)n, sizeof(*arrays));
+	const char **values = xcalloc((size_t)n, sizeof(*values));
+
+	for (int i = 0; i < n; i++) {
+		struct pg_job *j = first;
+		pg_buf_put(&arrays[i], "{", 1);
+		for (size_t k = 0; k < count; k++, j = j->next)
+			pg_buf_element(&arrays[i], j->values[i], (size_t)j->lengths[i], k == 0);
+		pg_buf_put(&arrays[i], "}", 1);
+		values[i] = arrays[i].p;
+	}
+	ok = PQsendQueryPrepared(pg.conn, pg.stmts[s->batch].name, n, values, NULL, NULL, 0);
+	for (int i = 0; i < n; i++)
+		free(arrays[i].p);
+	free(arrays);
+	free(values);
+	if (!ok)
+		return -1;
+	pg_batches++;
+	pg_expect(PG_EXPECT_BATCH, first);
+	pg.expect_tail->count = count;
+	pg.inflight += count;
+	return 0;
+}
+
 /* Sends the queued reads, each with its sync, and a write group when none
- * is in flight. Returns 0, or -1 when the connection is gone (handled). */
+ * is in flight: a run of writes that can go as one batch goes as one.
+ * Returns 0, or -1 when the connection is gone (handled). */
 static int pg_send(void)
 {
 	struct pg_job *j;
@@ -396,8 +505,17 @@ static int pg_send(void)
 	}
 	if (!pg.group_inflight && pg.writes.n) {
 		while (pg.group.n < PG_GROUP_MAX && (j = pg_list_pop(&pg.writes))) {
+			size_t count = 1, bytes = pg_job_bytes(j);
+			struct pg_job *next;
 			pg_list_push(&pg.group, j);
-			if (pg_send_job(j) < 0)
+			while (pg_batchable(j) && pg.group.n < PG_GROUP_MAX &&
+			       bytes < PG_BATCH_BYTES && (next = pg.writes.head) &&
+			       next->stmt == j->stmt && next->n == j->n && pg_batchable(next)) {
+				pg_list_push(&pg.group, pg_list_pop(&pg.writes));
+				bytes += pg_job_bytes(next);
+				count++;
+			}
+			if (count > 1 ? pg_send_batch(j, count) < 0 : pg_send_job(j) < 0)
 				goto lost;
 		}
 		if (!PQpipelineSync(pg.conn))
@@ -418,14 +536,15 @@ static void pg_group_done(void)
 {
 	struct pg_list group = pg.group, again = { 0 };
 	struct pg_job *j, *failed = pg.group_failed;
-	int retry = pg.group_retry;
+	int retry = pg.group_retry, unbatch = pg.group_unbatch;
 
 	memset(&pg.group, 0, sizeof(pg.group));
 	pg.group_inflight = 0;
 	pg.group_failed = NULL;
 	pg.group_retry = 0;
+	pg.group_unbatch = 0;
 	pg.inflight -= group.n;
-	if (!failed && !retry) {
+	if (!failed && !retry && !unbatch) {
 		pg_transactions++;
 		while ((j = pg_list_pop(&group)))
 			pg_job_finish(j, j->res, 0);
@@ -434,7 +553,8 @@ static void pg_group_done(void)
 	/* Rolled back: the others go again first, in their order, so that
 	 * writes still commit in the order they were queued. A deadlock or a
 	 * serialization failure is no statement's fault: all go again, a few
-	 * times. */
+	 * times. So does a failed batch, its calls alone: the one at fault
+	 * fails by itself, the others commit as they would have. */
 	if (retry)
 		pg_retries++;
 	while ((j = pg_list_pop(&group))) {
@@ -463,6 +583,59 @@ static void pg_log_statement_error(const struct pg_job *j, const PGresult *r)
 		  state ? state : "no SQLSTATE", PQresultErrorMessage(r));
 }
 
+/* Row `row` of `r` as a result of its own, with `r`'s columns: what the
+ * call of that row would have had alone. */
+static PGresult *pg_row_result(const PGresult *r, int row)
+{
+	PGresult *one = PQcopyResult(r, PG_COPYRES_ATTRS);
+	int ok = one != NULL;
+
+	for (int c = 0; ok && c < PQnfields(r); c++)
+		ok = PQgetisnull(r, row, c) ? PQsetvalue(one, 0, c, NULL, -1)
+					    : PQsetvalue(one, 0, c, PQgetvalue(r, row, c),
+							 PQgetlength(r, row, c));
+	/* The transaction commits with this batch in it: its calls must be
+	 * answered, so no memory is as no memory anywhere else (alloc.h). */
+	if (!ok)
+		alloc_fail((size_t)PQgetlength(r, row, 0));
+	return one;
+}
+
+/* A batch's result: each of its writes keeps its row until the group's sync.
+ * A batch that failed (or answered other than a row a call) makes the group
+ * go again with its calls alone. Returns 0, or -1 when the connection is gone. */
+static int pg_complete_batch(struct pg_expect *e)
+{
+	PGresult *r = e->res;
+	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	struct pg_job *j = e->job;
+
+	if (st == PGRES_FATAL_ERROR && (!r || pg_is_connection_error(r)))
+		return -1;
+	if (st == PGRES_TUPLES_OK && PQntuples(r) == (int)e->count) {
+		for (size_t i = 0; i < e->count; i++, j = j->next)
+			j->res = pg_row_result(r, (int)i);
+		return 0;
+	}
+	/* Aborted by a statement before it: the group goes again anyway. */
+	if (st != PGRES_TUPLES_OK && st != PGRES_FATAL_ERROR)
+		return 0;
+	if (pg.group_failed || pg.group_retry)
+		return 0;
+	if (st == PGRES_FATAL_ERROR && pg_is_retryable(r)) {
+		pg.group_retry = 1;
+		return 0;
+	}
+	log_warn("pg: a batch of %zu calls of %s failed (%s): each goes again alone",
+		 e->count, pg.stmts[j->stmt].name,
+		 st == PGRES_FATAL_ERROR ? PQresultErrorMessage(r) : "not a row a call");
+	for (size_t i = 0; i < e->count; i++, j = j->next)
+		j->single = 1;
+	pg.group_unbatch = 1;
+	pg_batch_failures++;
+	return 0;
+}
+
 /* One command's results are all in (`e->res`, or NULL: none came). Returns
  * 0, or -1 when the connection is gone (handled). */
 static int pg_complete(struct pg_expect *e)
@@ -479,6 +652,8 @@ static int pg_complete(struct pg_expect *e)
 		}
 		return 0;
 	}
+	if (e->kind == PG_EXPECT_BATCH)
+		return pg_complete_batch(e);
 	if (st == PGRES_FATAL_ERROR && (!r || pg_is_connection_error(r)))
 		return -1;
 	if (j->kind == PG_READ) {
@@ -496,7 +671,8 @@ static int pg_complete(struct pg_expect *e)
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
 		j->res = r;
 		e->res = NULL;
-	} else if (st == PGRES_FATAL_ERROR && !pg.group_failed && !pg.group_retry) {
+	} else if (st == PGRES_FATAL_ERROR && !pg.group_failed && !pg.group_retry &&
+		   !pg.group_unbatch) {
 		if (pg_is_retryable(r)) {
 			pg.group_retry = 1;
 		} else {

@@ -13,8 +13,14 @@
 
 struct ev_loop;
 
-/* A prepared statement: prepared on every (re)connect under `name`. */
-struct pg_statement { const char *name; const char *sql; int nparams; };
+/* A prepared statement: prepared on every (re)connect under `name`. `batch`, when not 0,
+ * is the index of a statement that does what a run of calls of this one does, in one call:
+ * each of its parameters a text[] of the run's values of that parameter (so only calls
+ * whose parameters are all text), answering one row a call, in the calls' order, each the
+ * row that call alone would answer (the calls' own statements answer one row each). A run
+ * of such writes queued one after another goes to PostgreSQL as one call of it: one
+ * statement for many (the group commit's writes; statement 0 is never a batch). */
+struct pg_statement { const char *name; const char *sql; int nparams; int batch; };
 
 /* At start, before the loop serves anyone (so it may block): connects to `uri`, takes an
  * advisory lock, creates or migrates the schema - `migrations[i]` is the SQL that takes

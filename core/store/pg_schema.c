@@ -6,10 +6,12 @@
 
 extern const char pg_schema_1_sql[];
 extern const char pg_schema_2_sql[];
+extern const char pg_schema_3_sql[];
 
 const char *const pg_migrations[] = {
 	pg_schema_1_sql,
 	pg_schema_2_sql,
+	pg_schema_3_sql,
 };
 const size_t pg_nmigrations = sizeof(pg_migrations) / sizeof(pg_migrations[0]);
 
@@ -18,11 +20,11 @@ const struct pg_statement pg_statements[] = {
 	[PGS_SEND] = { "parley_send",
 		       "SELECT record_json, created, message_id, sent_at, seq FROM parley_send_as($1, $2, "
 		       "$3, $4, $5, $6, $7, NULL, NULL, NULL, false, $8::text[], $9::bigint, $10)",
-		       10 },
+		       10, PGS_SEND_MANY },
 	/* store_send_as: messages.lua's whole send, checks included. */
 	[PGS_SEND_AS] = { "parley_send_as",
 			  "SELECT * FROM parley_send_as($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, "
-			  "true, $10::text[], $11::bigint, $12)", 12 },
+			  "true, $10::text[], $11::bigint, $12)", 12, PGS_SEND_AS_MANY },
 	[PGS_MESSAGE] = { "parley_message", "SELECT * FROM parley_message($1)", 1 },
 	[PGS_SYNC] = { "parley_sync", "SELECT parley_sync($1, $2::bigint, $3::integer, $4)", 4 },
 	[PGS_SYNC_BEFORE] = { "parley_sync_before",
@@ -124,6 +126,17 @@ const struct pg_statement pg_statements[] = {
 				"AND value = $3::bytea AND (expires = 0 OR expires > $4::bigint) "
 				"RETURNING 1",
 				4 },
+	/* A run of sends of one write group as one statement (pg.h's batch):
+	 * each parameter the run's values of the one above, as a text[]. */
+	[PGS_SEND_MANY] = { "parley_send_many",
+			    "SELECT record_json, created, message_id, sent_at, seq FROM "
+			    "parley_send_many($1::text[], $2::text[], $3::text[], $4::text[], "
+			    "$5::text[], $6::text[], $7::text[], NULL, NULL, NULL, false, "
+			    "$8::text[], $9::bigint[], $10::text[])", 10 },
+	[PGS_SEND_AS_MANY] = { "parley_send_as_many",
+			       "SELECT * FROM parley_send_many($1::text[], $2::text[], $3::text[], "
+			       "$4::text[], $5::text[], $6::text[], NULL, $7::text[], $8::text[], "
+			       "$9::text[], true, $10::text[], $11::bigint[], $12::text[])", 12 },
 };
 const size_t pg_nstatements = sizeof(pg_statements) / sizeof(pg_statements[0]);
 

@@ -25,8 +25,17 @@ function newDatabase() {
   return PG.replace(/^(\w+:\/\/[^/]*\/)[^?]*/, `$1${name}`);
 }
 
+const KEY = 'pgstore-key';
 async function start(store) {
-  return h.startParley({ env: { PARLEY_STORE: store } });
+  return h.startParley({ env: { PARLEY_STORE: store, PARLEY_API_KEY: KEY } });
+}
+
+async function putMembers(srv, conv, members) {
+  const r = await fetch(`${srv.url}/api/conversations/${conv}/members`, {
+    method: 'PUT', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ members }),
+  });
+  assert.equal(r.status, 200, `PUT members: ${r.status} ${await r.text()}`);
 }
 
 async function client(srv, userId) {
@@ -75,7 +84,7 @@ function pgStart() {
   pgStopped = false;
 }
 
-test('a database at schema version 1 is migrated to version 2 at start: its messages, keys and sequence go on', { skip }, async () => {
+test('a database at schema version 1 is migrated to version 3 at start: its messages, keys and sequence go on', { skip }, async () => {
   const store = newDatabase();
   const sql = (text) => execFileSync('psql', [store, '-qAtX', '-v', 'ON_ERROR_STOP=1', '-c', text],
     { encoding: 'utf8' }).trim();
@@ -90,7 +99,8 @@ test('a database at schema version 1 is migrated to version 2 at start: its mess
     NULL, '{"id":"ann"}', '{}', 1764700000000, '2025-12-02T18:26:40.000Z')`);
   const srv = await start(store);
   assert.match(srv.logs(), /migrated .* to schema version 2/);
-  assert.equal(sql('SELECT max(version) FROM parley_schema_version'), '2');
+  assert.match(srv.logs(), /migrated .* to schema version 3/);
+  assert.equal(sql('SELECT max(version) FROM parley_schema_version'), '3');
   const ann = await client(srv, 'ann');
   // The old key answers the old message; the next message takes seq 2.
   const retry = await send(ann, 'mig-1', 'before', 'c-1');
@@ -101,6 +111,99 @@ test('a database at schema version 1 is migrated to version 2 at start: its mess
   assert.deepEqual(all.map((m) => [m.messageId, m.seq, m.content]),
     [[old, 1, 'before'], [next.messageId, 2, 'after']]);
   assert.deepEqual(all[1].sender, { id: 'ann', name: 'ann' });
+  await srv.stop();
+});
+
+test('a database at schema version 2 is migrated to version 3 at start: its messages, keys, inbox and sequence go on', { skip }, async () => {
+  const store = newDatabase();
+  const sql = (text) => execFileSync('psql', [store, '-qAtX', '-v', 'ON_ERROR_STOP=1', '-c', text],
+    { encoding: 'utf8' }).trim();
+  // Version 2 as a parley of that version left it, with one message sent
+  // through its parley_send_as.
+  for (const v of [1, 2]) {
+    execFileSync('psql', [store, '-qX1', '-v', 'ON_ERROR_STOP=1', '-f',
+      path.join(h.ROOT, 'core', 'store', `pg_schema_${v}.sql`)], { stdio: 'ignore' });
+  }
+  sql('CREATE TABLE parley_schema_version (version integer PRIMARY KEY, '
+    + 'applied timestamptz NOT NULL DEFAULT now()); '
+    + 'INSERT INTO parley_schema_version (version) VALUES (1), (2)');
+  const old = sql(`SELECT message_id FROM parley_send_as('mig-2', 'ann', 'c-1', 'text', '"before"',
+    NULL, NULL, NULL, NULL, NULL, true, '{bob}', 1764700000000, '2025-12-02T18:26:40.000Z')`);
+  const srv = await start(store);
+  assert.match(srv.logs(), /migrated .* to schema version 3/);
+  assert.doesNotMatch(srv.logs(), /migrated .* to schema version 2/);
+  assert.equal(sql('SELECT max(version) FROM parley_schema_version'), '3');
+  const ann = await client(srv, 'ann');
+  const bob = await client(srv, 'bob');
+  await putMembers(srv, 'mig-2', ['ann', 'bob']);
+  // The old key answers the old message; sends at once go on after it,
+  // gapless, through the new function (a batch: many in one statement).
+  const b0 = await h.metric(srv, 'parley_pg_batches_total');
+  const retry = await send(ann, 'mig-2', 'before', 'c-1');
+  assert.equal(retry.messageId, old);
+  const acks = await Promise.all(Array.from({ length: 30 }, (_, i) => send(ann, 'mig-2', `after ${i}`, `c-${i + 2}`)));
+  assert.ok(acks.every((x) => x.status === 'sent'), JSON.stringify(acks));
+  assert.ok(await h.metric(srv, 'parley_pg_batches_total') > b0, 'the sends went in batches');
+  const all = await history(bob, 'mig-2');
+  assert.deepEqual(all.map((m) => m.seq), Array.from({ length: 31 }, (_, i) => i + 1));
+  assert.deepEqual(all.map((m) => m.messageId), [old, ...acks.map((x) => x.messageId)]);
+  assert.deepEqual(all.map((m) => m.content), ['before', ...acks.map((_, i) => `after ${i}`)]);
+  // bob's inbox: the conversation, its last message, 31 unread.
+  const inbox = await bob.timeout(10000).emitWithAck('conversations:list', {});
+  const item = inbox.conversations.find((x) => x.conversationId === 'mig-2');
+  assert.ok(item, JSON.stringify(inbox));
+  assert.equal(item.unreadCount, 31, JSON.stringify(item));
+  assert.equal(item.lastMessage.messageId, acks[29].messageId, JSON.stringify(item));
+  await srv.stop();
+});
+
+test('sends that go in one batch: refused, repeated and failing ones are answered as alone, the others committed gapless', { skip }, async () => {
+  const store = newDatabase();
+  const srv = await start(store);
+  const sql = (text) => execFileSync('psql', [store, '-qAtX', '-v', 'ON_ERROR_STOP=1', '-c', text],
+    { encoding: 'utf8' }).trim();
+  // A message PostgreSQL refuses: its send's statement fails, and with it
+  // the batch it is in.
+  sql(`CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    IF NEW.content = '"boom"' THEN RAISE EXCEPTION 'boom refused'; END IF; RETURN NEW; END $$;
+    CREATE TRIGGER boom BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION boom()`);
+  const ann = await client(srv, 'ann');
+  const bob = await client(srv, 'bob');
+  const eve = await client(srv, 'eve');
+  await putMembers(srv, 'closed-1', ['ann', 'bob']);
+  const b0 = await h.metric(srv, 'parley_pg_batches_total');
+  const f0 = await h.metric(srv, 'parley_pg_batch_failures_total');
+  const sends = [];
+  for (let i = 0; i < 40; i++) {
+    sends.push(send(ann, 'open-1', i === 20 ? 'boom' : `m${i}`, `k-${i}`));
+    sends.push(send(ann, 'open-1', `again ${i}`, `k-${i}`)); // the same key: the same message
+    sends.push(send(eve, 'closed-1', `no ${i}`, `e-${i}`));  // not a member: refused
+    sends.push(send(bob, 'closed-1', `yes ${i}`, `b-${i}`));
+  }
+  const acks = await Promise.all(sends);
+  assert.ok(await h.metric(srv, 'parley_pg_batches_total') > b0, 'the sends went in batches');
+  assert.ok(await h.metric(srv, 'parley_pg_batch_failures_total') > f0, 'the failing send failed a batch');
+  const anns = acks.filter((_, i) => i % 4 === 0), agains = acks.filter((_, i) => i % 4 === 1);
+  // The failing send's error is its own; its key is not taken (its
+  // transaction rolled back), so the send after it with that key is new.
+  assert.equal(anns[20].status, 'error', JSON.stringify(anns[20]));
+  assert.equal(anns[20].statusCode, 503, JSON.stringify(anns[20]));
+  assert.equal(agains[20].status, 'sent', JSON.stringify(agains[20]));
+  for (let i = 0; i < 40; i++) {
+    if (i === 20) continue;
+    assert.equal(anns[i].status, 'sent', JSON.stringify(anns[i]));
+    assert.equal(agains[i].messageId, anns[i].messageId, `k-${i}: ${JSON.stringify([anns[i], agains[i]])}`);
+  }
+  for (const x of acks.filter((_, i) => i % 4 === 2)) {
+    assert.equal(x.status, 'error', JSON.stringify(x));
+    assert.equal(x.statusCode, 403, JSON.stringify(x));
+  }
+  const open = await history(bob, 'open-1');
+  assert.deepEqual(open.map((m) => m.content), anns.map((_, i) => (i === 20 ? 'again 20' : `m${i}`)));
+  assertGapless(open);
+  const closed = await history(ann, 'closed-1');
+  assert.deepEqual(closed.map((m) => m.content), Array.from({ length: 40 }, (_, i) => `yes ${i}`));
+  assertGapless(closed);
   await srv.stop();
 });
 
