@@ -14,10 +14,14 @@
 #   send    message:send, durable through PostgreSQL (the chat send the
 #           issue means), paced the same: PostgreSQL is in every send's
 #           path, so this one is also the store's test (docs/scaling.md).
+# and, not paced, the most the setups deliver:
+#   fanmax  bench:send with 8 unacked per sender (loadgen --mode fanout)
+#           and at most 8 deliveries due per client (--undelivered), 5 s:
+#           deliveries per core of the nodes, broadcasts Redis takes.
 #
-#   bash tests/bench/cluster.sh                  # 2 rounds (~3 minutes)
+#   bash tests/bench/cluster.sh                  # 2 rounds (~4 minutes)
 #   bash tests/bench/cluster.sh --quick          # 1 round, 500 clients, 3 s
-#   options: --rounds N  --only fanout,send  --rate R  --out FILE
+#   options: --rounds N  --only fanout,send,fanmax  --rate R  --out FILE
 #
 # Placement (2 cores): the parley nodes (one, or both) on core 0, the
 # loadgen, Redis and PostgreSQL on core 1; so both setups give the servers
@@ -30,7 +34,7 @@ BENCH=$ROOT/tests/bench
 BUILD=${PARLEY_BUILD_DIR:-$ROOT/build}
 ROUNDS=2
 QUICK=0
-ONLY=fanout,send
+ONLY=fanout,send,fanmax
 RATE=2000
 OUT=$BENCH/last-cluster-run.txt
 PORT_A=${BENCH_PORT_BASE:-4311}
@@ -52,7 +56,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-if [ "$QUICK" = 1 ]; then N=500 DUR=3; else N=1000 DUR=10; fi
+if [ "$QUICK" = 1 ]; then N=500 DUR=3 MAX_DUR=3; else N=1000 DUR=10 MAX_DUR=5; fi
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 want() { case ",$ONLY," in *",$1,"*) return 0 ;; esac; return 1; }
@@ -154,10 +158,16 @@ stop_nodes() {
 	ALIVE=$alive
 }
 
-# run SCEN(fanout|send) SETUP(1node|2nodes) ROUND
+# run SCEN(fanout|send|fanmax) SETUP(1node|2nodes) ROUND
 run() {
-	local scen=$1 setup=$2 round=$3 event=bench args=()
-	[ "$scen" = send ] && event=send
+	local scen=$1 setup=$2 round=$3 args=() load
+	case $scen in
+	fanout) load=(--mode latency --event bench --rate "$RATE" --duration "$DUR" --warmup 1) ;;
+	send) load=(--mode latency --event send --rate "$RATE" --duration "$DUR" --warmup 1) ;;
+	# At most 8 deliveries due per member: the window's worth (the
+	# acks come before the other node's deliveries).
+	fanmax) load=(--mode fanout --window 8 --undelivered $((N * 8)) --duration "$MAX_DUR") ;;
+	esac
 	pg_database
 	if [ "$setup" = 1node ]; then
 		start_node "$PORT_A"
@@ -170,8 +180,7 @@ run() {
 	fi
 	local out rc
 	out=$(timeout 300 taskset -c $OTHER_CPU "$LOADGEN" "${args[@]}" --db-pid "$PG_PID" \
-		--label "$setup" --mode latency --event "$event" --clients "$N" --room 10 \
-		--rate "$RATE" --duration "$DUR" --warmup 1 2>>"$TMP/loadgen.err")
+		--label "$setup" --clients "$N" --room 10 "${load[@]}" 2>>"$TMP/loadgen.err")
 	rc=$?
 	stop_nodes
 	pg_drop_database
@@ -186,7 +195,7 @@ START=$(date +%s)
 echo "== $ROUNDS round(s): $N clients in rooms of 10, $RATE sends/s, ${DUR} s measured"
 for round in $(seq "$ROUNDS"); do
 	echo "== round $round"
-	for scen in fanout send; do
+	for scen in fanout send fanmax; do
 		want "$scen" || continue
 		# Which setup goes first alternates with the rounds.
 		if [ $((round % 2)) = 1 ]; then
@@ -234,7 +243,8 @@ table() {
 		inb = (pub != "" && pub > 0) ? sprintf("%.0f", f("redis_in_bytes") / pub) : "-"
 		outb = (pub != "" && pub > 0) ? sprintf("%.0f", f("redis_out_bytes") / pub) : "-"
 		rp50 = f("rlat_p50_us"); rp99 = f("rlat_p99_us"); rem = f("remote_deliveries_per_s")
-		if (rp50 == "") { rp50 = "-"; rp99 = "-"; rem = "-" }
+		if (rp50 == "") { rp50 = "-"; rp99 = "-" }
+		if (rem == "") rem = "-"
 		printf "%-6s %-6s %-2s %8s %11s %11s %6s %7s %7s %7s %7s %6s %6.2f %9s %8s %8s %6s%s\n",
 			scen, setup, r, f("sends_per_s"), dl, rem, f("lost"), f("lat_p50_us"), f("lat_p99_us"),
 			rp50, rp99, f("server_cpu_pct"), usd, pps, rus, inb, outb,
@@ -272,7 +282,8 @@ DIRTY=$(git -C "$ROOT" status --porcelain -- core scripts plugins tests/bench CM
 	echo "machine:  $(uname -srm); $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
 	echo "redis:    $("$REDIS" --version | cut -d' ' -f3) on a Unix socket, no persistence, taskset -c $OTHER_CPU"
 	echo "postgres: $(psql "$PG_URI" -qXAtc 'SELECT version()' 2>/dev/null | cut -d, -f1); tests/pg.sh (fsync on), taskset -c $OTHER_CPU; a fresh database per run"
-	echo "load:     $N clients, rooms of 10 (5 members on each node in 2nodes), one sender per room, $RATE sends/s, ${DUR} s after 1 s of warm-up"
+	echo "load:     $N clients, rooms of 10 (5 members on each node in 2nodes), one sender per room; fanout, send:"
+	echo "          $RATE sends/s, ${DUR} s after 1 s of warm-up; fanmax: 8 unacked per sender, ${MAX_DUR} s"
 	echo "placing:  parley node(s) taskset -c $SERVER_CPU; loadgen, Redis, PostgreSQL taskset -c $OTHER_CPU"
 	echo "columns:  deliv/s all deliveries, remote/s those to a member on the other node; p50/p99 send to"
 	echo "          receipt, all and (rp) the remote ones; cpu% the node(s) in % of a core; us/dlv the nodes'"

@@ -125,6 +125,7 @@ struct options {
 	const char *redis_sock;     /* --redis-sock: its INFO stats over the window */
 	int cluster_metrics;        /* --cluster-metrics: parley_cluster_* of every port */
 	int durable;                /* --event send: latency mode sends message:send */
+	int undelivered;            /* --undelivered: no send while this many deliveries are due */
 	const char *label;
 	int verbose;
 	int msgpack; /* --parser msgpack */
@@ -1427,11 +1428,15 @@ static void on_writable(struct client *c)
 static void pump_window(void)
 {
 	uint64_t now = now_ns();
+	/* A send is acked before its deliveries on other nodes are made (they
+	 * go through Redis): without a bound on deliveries still to come,
+	 * the window would fill a queue rather than measure the cluster. */
+	uint64_t cap = opt.undelivered > 0 ? (uint64_t)opt.undelivered : UINT64_MAX;
 	for (int i = 0; i < n_senders; i++) {
 		struct client *c = &clients[sender_list[i]];
 		if (c->state != ST_READY)
 			continue;
-		while (c->inflight < (uint32_t)opt.window)
+		while (c->inflight < (uint32_t)opt.window && c_expected - c_recv < cap)
 			send_load(c, now);
 	}
 }
@@ -1524,6 +1529,8 @@ static void usage(void)
 		"  --redis-pid PID   report Redis's CPU over the measured window\n"
 		"  --redis-sock PATH report Redis's INFO stats bytes in and out over the window\n"
 		"  --cluster-metrics report every port's parley_cluster_* counters over the window\n"
+		"  --undelivered D   fanout/send/typing: no new send while D deliveries are still due\n"
+		"                    (a cluster acks before the other nodes deliver; 0: no bound)\n"
 		"  --label NAME      server name printed in the result line\n"
 		"  --parser P        json, or msgpack (socket.io-msgpack-parser; in-tree builds)\n"
 		"  --deflate         offer permessage-deflate; compress sends of 1 KB or more (zlib)\n"
@@ -1559,6 +1566,7 @@ static void parse_args(int argc, char **argv)
 		{ "label", 1, 0, 'l' },	   { "verbose", 0, 0, 'v' },	  { "help", 0, 0, 'h' },
 		{ "deflate", 0, 0, 'Z' },  { "db-pid", 1, 0, 'B' },	  { "event", 1, 0, 'E' },
 		{ "redis-pid", 1, 0, 'R' }, { "redis-sock", 1, 0, 'Q' }, { "cluster-metrics", 0, 0, 'C' },
+		{ "undelivered", 1, 0, 'N' },
 		{ 0, 0, 0, 0 },
 	};
 	int ch;
@@ -1594,6 +1602,7 @@ static void parse_args(int argc, char **argv)
 		case 'R': opt.redis_pid = atoi(optarg); break;
 		case 'Q': opt.redis_sock = optarg; break;
 		case 'C': opt.cluster_metrics = 1; break;
+		case 'N': opt.undelivered = atoi(optarg); break;
 		case 'E':
 			if (strcmp(optarg, "send") != 0 && strcmp(optarg, "bench") != 0)
 				usage();
@@ -1625,7 +1634,7 @@ static void parse_args(int argc, char **argv)
 		if (opt.ports[i] < 1 || opt.ports[i] > 65535)
 			usage();
 	if (opt.clients < 1 || opt.room < 1 || opt.window < 1 || opt.n_ports < 1 || opt.concurrency < 1 || opt.sources < 1 || opt.sources > 254 ||
-	    opt.duration <= 0 || opt.rate <= 0 || opt.pad < 0 || opt.pad > (16 << 20))
+	    opt.duration <= 0 || opt.rate <= 0 || opt.undelivered < 0 || opt.pad < 0 || opt.pad > (16 << 20))
 		usage();
 }
 
@@ -1855,7 +1864,7 @@ int main(int argc, char **argv)
 		if (opt.n_ports > 1) {
 			printf(" ports=%d remote_deliveries=%" PRIu64 " remote_deliveries_per_s=%.0f",
 			       opt.n_ports, c_recv_remote, (double)c_recv_remote_window / load_s);
-			if (opt.mode == MODE_LATENCY)
+			if (opt.mode == MODE_FANOUT || opt.mode == MODE_LATENCY)
 				printf(" rlat_samples=%" PRIu64 " rlat_p50_us=%.0f rlat_p90_us=%.0f"
 				       " rlat_p99_us=%.0f rlat_p999_us=%.0f rlat_max_us=%.0f",
 				       hist_remote->count, hist_quantile(hist_remote, 0.50),
