@@ -9,6 +9,11 @@
  *   typing   typing:start relays per second
  *   noop     bench:noop acks per second: an event whose handler does nothing
  *
+ * The clients may be spread over several servers (--port A,B: the nodes
+ * of a cluster), and the deliveries that crossed from one to another are
+ * counted and timed apart; --event send makes the latency mode's paced
+ * sends durable message:send.
+ *
  * Every expected delivery is counted and losses are reported. Output: one
  * `RESULT key=value ...` line for scripts and one human line. libc + Linux
  * epoll/timerfd only; the WebSocket pieces are in wsproto.c. Built in the
@@ -145,7 +150,8 @@ struct histogram {
 };
 
 static struct options opt = {
-	.mode = MODE_IDLE, .port = 3000, .ports = { 3000 }, .n_ports = 1, .clients = 1000, .room = 10, .senders = 0,
+	.mode = MODE_IDLE, .port = 3000, .ports = { 3000 }, .n_ports = 1, .clients = 1000, .room = 10,
+	.senders = 0,
 	.window = 8, .rate = 2000, .duration = 10, .warmup = 1, .hold = 2, .drain = 5,
 	.concurrency = 200, .pad = 0, .sources = 250, .users = 0, .server_pid = 0, .label = "server", .prefix = "",
 };
