@@ -231,6 +231,7 @@ table() {
 	}
 	function put(key, v) { vals[key] = vals[key] " " v }
 	BEGIN {
+		CONVFMT = "%.10g"; OFMT = "%.10g"
 		printf "%-6s %-6s %-2s %8s %7s %11s %11s %6s %7s %7s %7s %7s %6s %6s %6s %8s %6s %6s %7s\n",
 			"event", "setup", "r", "sends/s", "acks/s", "deliv/s", "remote/s", "lost", "p50us", "p99us",
 			"rp50us", "rp99us", "cpu%", "us/dlv", "cmd/bc", "redisus", "in_B", "out_B", "pgus"
