@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# cluster.sh - fan-out across two parley nodes on Redis, beside one node, in
-# the same run (issue 19): 1,000 clients in rooms of 10, each room's members
-# alternating between the two nodes (5 and 5), one sender per room (the
-# senders spread over both nodes), a paced 2,000 sends/s; deliveries/s and
+# cluster.sh - fan-out across two (and four) parley nodes on Redis, beside
+# one node, in the same run (issue 19): 1,000 clients in rooms of 10, each
+# room's members alternating between the nodes (5 and 5 on two), one sender
+# per room (the senders spread over the nodes), a paced 2,000 sends/s; deliveries/s and
 # the latency from send to receipt, all of it and that of the members on the
 # other node alone; the nodes' CPU per delivery; Redis's CPU and bytes per
 # published message. The same load on ONE node (no Redis, the same store)
@@ -19,12 +19,17 @@
 #           and at most 8 deliveries due per client (--undelivered), 5 s:
 #           deliveries per core of the nodes, broadcasts Redis takes.
 #
-#   bash tests/bench/cluster.sh                  # 2 rounds (~4 minutes)
+#   bash tests/bench/cluster.sh                  # 2 rounds (~5 minutes)
 #   bash tests/bench/cluster.sh --quick          # 1 round, 500 clients, 3 s
 #   options: --rounds N  --only fanout,send,fanmax  --rate R  --out FILE
+#            --nodes 2,4   the cluster sizes beside one node (2 to 4; default 2,4):
+#                          with 4, each room has members on every node and
+#                          Redis sends each broadcast to 4 subscribers, which
+#                          with 2 splits Redis's cost into per SPUBLISH and
+#                          per copy
 #
-# Placement (2 cores): the parley nodes (one, or both) on core 0, the
-# loadgen, Redis and PostgreSQL on core 1; so both setups give the servers
+# Placement (2 cores): the parley nodes (one, or all) on core 0, the
+# loadgen, Redis and PostgreSQL on core 1; so every setup gives the servers
 # the same one core. Everything it starts (PostgreSQL, Redis, the nodes) is
 # stopped on exit. Needs PostgreSQL 15 and redis-server (tests/deps.sh --test).
 set -u
@@ -38,7 +43,7 @@ ONLY=fanout,send,fanmax
 RATE=2000
 OUT=$BENCH/last-cluster-run.txt
 PORT_A=${BENCH_PORT_BASE:-4311}
-PORT_B=$((PORT_A + 1))
+CLUSTER_SIZES=2,4
 SERVER_CPU=0
 OTHER_CPU=1
 REDIS=${REDIS_SERVER:-/usr/bin/redis-server}
@@ -50,11 +55,15 @@ while [ $# -gt 0 ]; do
 	--rounds) ROUNDS=$2; shift ;;
 	--only) ONLY=$2; shift ;;
 	--rate) RATE=$2; shift ;;
+	--nodes) CLUSTER_SIZES=$2; shift ;;
 	--out) OUT=$2; shift ;;
-	-h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,34p' "$0"; exit 0 ;;
 	*) echo "cluster.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
+done
+for n in ${CLUSTER_SIZES//,/ }; do
+	case $n in 2|3|4) ;; *) echo "cluster.sh: --nodes takes sizes from 2 to 4 (the loadgen's ports)" >&2; exit 2 ;; esac
 done
 if [ "$QUICK" = 1 ]; then N=500 DUR=3 MAX_DUR=3; else N=1000 DUR=10 MAX_DUR=5; fi
 
@@ -158,7 +167,7 @@ stop_nodes() {
 	ALIVE=$alive
 }
 
-# run SCEN(fanout|send|fanmax) SETUP(1node|2nodes) ROUND
+# run SCEN(fanout|send|fanmax) SETUP(1node|<n>nodes) ROUND
 run() {
 	local scen=$1 setup=$2 round=$3 args=() load
 	case $scen in
@@ -175,9 +184,13 @@ run() {
 		start_node "$PORT_A"
 		args=(--port "$PORT_A" --server-pid "${NODES[0]}")
 	else
-		start_node "$PORT_A" PARLEY_REDIS="unix://$REDIS_SOCK" PARLEY_NODE_ID=bench-a
-		start_node "$PORT_B" PARLEY_REDIS="unix://$REDIS_SOCK" PARLEY_NODE_ID=bench-b
-		args=(--port "$PORT_A,$PORT_B" --server-pid "${NODES[0]},${NODES[1]}"
+		local i ports=() pids
+		for i in $(seq 0 $((${setup%nodes} - 1))); do
+			start_node $((PORT_A + i)) PARLEY_REDIS="unix://$REDIS_SOCK" PARLEY_NODE_ID=bench-$i
+			ports+=($((PORT_A + i)))
+		done
+		pids=$(IFS=,; echo "${NODES[*]}")
+		args=(--port "$(IFS=,; echo "${ports[*]}")" --server-pid "$pids"
 			--redis-pid "$REDIS_PID" --redis-sock "$REDIS_SOCK" --cluster-metrics)
 	fi
 	local out rc
@@ -199,14 +212,11 @@ for round in $(seq "$ROUNDS"); do
 	echo "== round $round"
 	for scen in fanout send fanmax; do
 		want "$scen" || continue
-		# Which setup goes first alternates with the rounds.
-		if [ $((round % 2)) = 1 ]; then
-			run "$scen" 1node "$round"
-			run "$scen" 2nodes "$round"
-		else
-			run "$scen" 2nodes "$round"
-			run "$scen" 1node "$round"
-		fi
+		# The setups' order is reversed in even rounds.
+		setups=(1node)
+		for n in ${CLUSTER_SIZES//,/ }; do setups+=("${n}nodes"); done
+		[ $((round % 2)) = 0 ] && setups=($(printf '%s\n' "${setups[@]}" | tac))
+		for setup in "${setups[@]}"; do run "$scen" "$setup" "$round"; done
 	done
 done
 ELAPSED=$(($(date +%s) - START))
@@ -289,10 +299,10 @@ DIRTY=$(git -C "$ROOT" status --porcelain -- core scripts plugins tests/bench CM
 	echo "machine:  $(uname -srm); $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
 	echo "redis:    $("$REDIS" --version | cut -d' ' -f3) on a Unix socket, no persistence, taskset -c $OTHER_CPU"
 	echo "postgres: $(psql "$PG_URI" -qXAtc 'SELECT version()' 2>/dev/null | cut -d, -f1); tests/pg.sh (fsync on), taskset -c $OTHER_CPU; a fresh database per run"
-	echo "load:     $N clients, rooms of 10 (5 members on each node in 2nodes), one sender per room; fanout, send:"
+	echo "load:     $N clients, rooms of 10 (client i on node i % n: 5 + 5 members in 2nodes), one sender per room; fanout, send:"
 	echo "          $RATE sends/s, ${DUR} s after 1 s of warm-up; fanmax: 8 unacked per sender, ${MAX_DUR} s"
 	echo "placing:  parley node(s) taskset -c $SERVER_CPU; loadgen, Redis, PostgreSQL taskset -c $OTHER_CPU"
-	echo "columns:  deliv/s all deliveries, remote/s those to a member on the other node; p50/p99 send to"
+	echo "columns:  deliv/s all deliveries, remote/s those to a member on another node; p50/p99 send to"
 	echo "          receipt, all and (rp) the remote ones; cpu% the node(s) in % of a core; us/dlv the nodes'"
 	echo "          CPU per delivery; per broadcast (parley_cluster_published_total, one a send): cmd/bc Redis's"
 	echo "          commands (its SPUBLISHes, one per targeted channel), redisus Redis's CPU (µs), in_B/out_B"
