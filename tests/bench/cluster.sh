@@ -2,13 +2,13 @@
 # cluster.sh - fan-out across two (and four) parley nodes on Redis, beside
 # one node, in the same run (issue 19): 1,000 clients in rooms of 10, each
 # room's members alternating between the nodes (5 and 5 on two), one sender
-# per room (the senders spread over the nodes), a paced 2,000 sends/s; deliveries/s and
-# the latency from send to receipt, all of it and that of the members on the
-# other node alone; the nodes' CPU per delivery; Redis's CPU and bytes per
-# published message. The same load on ONE node (no Redis, the same store)
-# is the comparison.
+# per room (the senders spread over the nodes), a paced 2,000 sends/s;
+# deliveries/s and the latency from send to receipt, all of it and that of
+# the members on another node alone; the nodes' CPU per delivery; Redis's
+# CPU and bytes per published message. The same load on ONE node (no
+# Redis, the same store) is the comparison.
 #
-# Two events, each in both setups:
+# Two events, paced, in every setup:
 #   fanout  bench:send (tests/plugins/bench: a script's room broadcast, no
 #           store): what the cluster itself costs.
 #   send    message:send, durable through PostgreSQL (the chat send the
