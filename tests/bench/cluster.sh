@@ -292,7 +292,7 @@ table() {
 COMMIT=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git -C "$ROOT" status --porcelain -- core scripts plugins tests/bench CMakeLists.txt 2>/dev/null | wc -l)
 {
-	echo "parley cluster benchmark: two nodes on Redis beside one node"
+	echo "parley cluster benchmark: ${CLUSTER_SIZES//,/ and } nodes on Redis beside one node"
 	echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 	echo "command:  $COMMAND   ($ROUNDS round(s), ${ELAPSED} s)"
 	echo "commit:   $COMMIT$([ "$DIRTY" -gt 0 ] && echo " + uncommitted changes in $DIRTY file(s)")"
