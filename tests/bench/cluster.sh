@@ -19,7 +19,7 @@
 #           and at most 8 deliveries due per client (--undelivered), 5 s:
 #           deliveries per core of the nodes, broadcasts Redis takes.
 #
-#   bash tests/bench/cluster.sh                  # 2 rounds (~5 minutes)
+#   bash tests/bench/cluster.sh                  # 2 rounds (~3 minutes)
 #   bash tests/bench/cluster.sh --quick          # 1 round, 500 clients, 3 s
 #   options: --rounds N  --only fanout,send,fanmax  --rate R  --out FILE
 #            --nodes 2,4   the cluster sizes beside one node (2 to 4; default 2,4):
@@ -207,7 +207,7 @@ run() {
 }
 
 START=$(date +%s)
-echo "== $ROUNDS round(s): $N clients in rooms of 10, $RATE sends/s, ${DUR} s measured"
+echo "== $ROUNDS round(s): $N clients in rooms of 10, $RATE sends/s, ${DUR} s measured; logs in $TMP"
 for round in $(seq "$ROUNDS"); do
 	echo "== round $round"
 	for scen in fanout send fanmax; do
