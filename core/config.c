@@ -83,6 +83,17 @@ static const struct setting setting_table[] = {
 	{ "redis_max_backlog", "PARLEY_REDIS_MAX_BACKLOG", SETTING_SIZE, FIELD(redis_max_backlog),
 	  "64MiB", 65536, 4294967296LL, " (bytes)",
 	  "most broadcasts unsent to a slow Redis may hold; past it they stay on this node" },
+	{ "redis_recovery_max_events", "PARLEY_REDIS_RECOVERY_MAX_EVENTS", SETTING_INT,
+	  FIELD(redis_recovery_max_events), "10000", 1, 16777216, "",
+	  "cluster mode: emits this node keeps in Redis for recoveries on another node (the "
+	  "oldest go first; a session that missed one starts anew)" },
+	{ "redis_recovery_max_bytes", "PARLEY_REDIS_RECOVERY_MAX_BYTES", SETTING_SIZE,
+	  FIELD(redis_recovery_max_bytes), "16MiB", 1024, 1073741824, " (bytes)",
+	  "cluster mode: bytes of emits this node keeps in Redis for recoveries on another node" },
+	{ "redis_room_history", "PARLEY_REDIS_ROOM_HISTORY", SETTING_INT, FIELD(redis_room_history),
+	  "1000", 1, 1000000, "",
+	  "cluster mode: a room's latest broadcasts kept in Redis (for the recovery window) for "
+	  "sessions whose node died; a session that missed more starts anew" },
 	{ "map_size", "PARLEY_MAP_SIZE", SETTING_SIZE, FIELD(map_size), "4GiB",
 	  1048576, 1099511627776LL, " (bytes)",
 	  "most the database may hold, 1 MiB..1 TiB (the file grows as it fills)" },

@@ -10,6 +10,8 @@
 #include "base/map.h"
 #include "base/metrics.h"
 #include "cluster/cluster.h"
+#include "cluster/sessions.h"
+#include "cluster/presence.h"
 #include "lua/script.h"
 #include "proto/route.h"
 #include "server.h"
@@ -147,6 +149,10 @@ int main(int argc, char **argv)
 				goto out;
 			}
 			route_set_degraded_check(cluster_degraded);
+			sessions_open();
+			/* The cluster's decisions go to the scripts' presence
+			 * hooks (the loop runs only after script_init). */
+			presence_open(script_presence);
 		}
 	} else if (store_open(settings.data_dir, settings.map_size, clock_loop) < 0 ||
 		   messages_init() < 0) {
@@ -177,6 +183,8 @@ out:
 	 * the store commits what is left, then Lua and the loop go. */
 	server_fini();
 	script_shutdown();
+	sessions_close();
+	presence_close();
 	cluster_close();
 	pg_close();
 	store_close();

@@ -10,6 +10,10 @@
 --                                share a conversation with the user; the time
 --                                they went is kept as lastSeen (at shutdown
 --                                too, for those online or in the grace period)
+--                                In cluster mode the cluster decides (Redis,
+--                                core/cluster/presence.c): over every node's
+--                                sockets, each once; this script tells what it
+--                                is handed in its presence hook.
 --
 -- Who is typing and who is about to go offline is shared state
 -- (parley.shared), so a reload of this script takes it over. Each kind is
@@ -31,6 +35,9 @@ local OFFLINE_PER_SWEEP = 500
 -- A user's remembered conversations are pruned when they reach this many,
 -- or twice as many as the last pruning kept.
 local PRUNE_AT = 64
+-- Cluster mode: the first and last socket anywhere are the cluster's to
+-- decide (docs/cluster.md).
+local CLUSTER = parley.cluster_presence
 
 -- "conversationId\0userId" -> { expires, conv, user, sid }
 local typing = parley.shared("typing")
@@ -210,10 +217,27 @@ end
 -- may have changed during the grace period.
 local function go_offline(user, entry)
 	local convs = conversations_of(user)
-	leaving[user] = nil
+	-- (In cluster mode a new grace may have begun while this one was
+	-- confirmed: that one stays.)
+	if leaving[user] == entry then
+		leaving[user] = nil
+	end
 	forget_user(user)
 	store.set_last_seen(user, entry.gone)
 	tell("user:offline", user, convs)
+end
+
+-- Cluster mode: the graces this node owns that are over, asked of the
+-- cluster at once (one Redis call); those it confirms (no socket anywhere,
+-- nobody back) are told offline here, and only here.
+local function expire_due(due)
+	local users = {}
+	for user in pairs(due) do
+		users[#users + 1] = user
+	end
+	for _, user in ipairs(parley.presence_expire(users, NAMESPACE)) do
+		go_offline(user, due[user])
+	end
 end
 
 local function sweep()
@@ -223,15 +247,26 @@ local function sweep()
 			end_typing(key)
 		end
 	end
-	local told = 0
+	local told, due = 0, nil
 	for user, entry in pairs(leaving) do
 		if entry.at <= now then
-			go_offline(user, entry)
+			if CLUSTER then
+				-- Out of the table before the wait: the next sweep
+				-- does not ask again.
+				leaving[user] = nil
+				due = due or {}
+				due[user] = entry
+			else
+				go_offline(user, entry)
+			end
 			told = told + 1
 			if told >= OFFLINE_PER_SWEEP then
 				break
 			end
 		end
+	end
+	if due then
+		expire_due(due)
 	end
 end
 
@@ -254,9 +289,29 @@ return {
 		end
 	end,
 
+	-- Cluster mode: the cluster decided (core/cluster/presence.c). A first
+	-- socket anywhere is told here; a last one gone starts the grace on
+	-- this node, which alone may end it (sweep); back during the grace:
+	-- nothing to tell.
+	presence = function(change)
+		if change.namespace ~= NAMESPACE then
+			return
+		end
+		local user = change.userId
+		if change.state == "online" then
+			leaving[user] = nil
+			tell("user:online", user, conversations_of(user))
+		elseif change.state == "leaving" then
+			leaving[user] = { at = parley.now() + GRACE_MS, gone = change.gone }
+		elseif change.state == "back" then
+			leaving[user] = nil
+		end
+	end,
+
 	connected = function(sock)
-		-- A recovered socket never went, for presence: it was held.
-		if sock.namespace ~= NAMESPACE or sock.recovered
+		-- A recovered socket never went, for presence: it was held. In
+		-- cluster mode the presence hook tells.
+		if CLUSTER or sock.namespace ~= NAMESPACE or sock.recovered
 			or parley.user_sockets(sock.userId, NAMESPACE) ~= 1 then
 			return
 		end
@@ -273,13 +328,17 @@ return {
 			return
 		end
 		-- The socket is still counted while its disconnect hooks run.
-		if parley.user_sockets(sock.userId, NAMESPACE) ~= 1 then
+		-- Typings are this node's (their sockets are here).
+		if parley.local_user_sockets(sock.userId, NAMESPACE) ~= 1 then
 			return
 		end
 		for key, t in pairs(typing) do
 			if t.user == sock.userId then
 				end_typing(key)
 			end
+		end
+		if CLUSTER then
+			return
 		end
 		local now = parley.now()
 		local entry = { at = now + GRACE_MS, gone = now }

@@ -314,6 +314,50 @@ local function send(sender_id, profile, d)
 	return rec, created, id, ts
 end
 
+-- send() where every store call is a round trip (PostgreSQL): the same
+-- checks, profile, recipients and announcement, with everything the store
+-- knows of them asked in the send's own statement (store.send_as).
+if store.send_as then
+	send = function(sender_id, given, d)
+		local conv = d.conversationId
+		given = given or {}
+		local rec, created, id, ts, _, members, participants, stale = store.send_as({
+			conversationId = conv, senderId = sender_id, clientMessageId = d.clientMessageId,
+			type = d.type, content = d.content, replyTo = d.replyTo,
+			profile = { name = given.name, avatar = given.avatar,
+				phoneNumber = given.phoneNumber },
+			roomUsers = users_in_room(conv),
+		})
+		if rec == false then
+			return nil, 403, "not a member of this conversation"
+		end
+		if not rec then
+			return nil, store_error(created)
+		end
+		if created then
+			if stale then
+				-- Members set meanwhile: as they are now, as send_steps has them.
+				local _, registered = store.is_member(conv, sender_id)
+				members = registered and store.members(conv) or nil
+				participants = store.participants(conv)
+			end
+			-- In store.participants' order (the store's is its update's).
+			table.sort(participants)
+			local b = parley.of(NAMESPACE):to(room_of(conv))
+			if members then
+				for _, u in ipairs(members) do
+					b:to("user:" .. u)
+				end
+			else
+				b:to("user:" .. sender_id)
+			end
+			b:emit("message:received", rec)
+			tell_inbox(conv, participants)
+		end
+		return rec, created, id, ts
+	end
+end
+
 -- Tells the conversation, and the sender while still in it, that a
 -- message's status moved.
 local function announce(change, by)

@@ -21,6 +21,9 @@ struct config {
 	char *redis;             /* PARLEY_REDIS, NULL; a redis:// or unix:// URI: cluster mode */
 	char *node_id;           /* PARLEY_NODE_ID, NULL: "<hostname>:<port>" */
 	size_t redis_max_backlog; /* PARLEY_REDIS_MAX_BACKLOG, 64 MiB unsent to Redis at most */
+	int redis_recovery_max_events; /* PARLEY_REDIS_RECOVERY_MAX_EVENTS, 10000 per node in Redis */
+	size_t redis_recovery_max_bytes; /* PARLEY_REDIS_RECOVERY_MAX_BYTES, 16 MiB per node */
+	int redis_room_history;  /* PARLEY_REDIS_ROOM_HISTORY, 1000 broadcasts per room in Redis */
 	size_t map_size;         /* PARLEY_MAP_SIZE, 4 GiB */
 	char *frontend_url;      /* FRONTEND_URL, NULL = any origin (dev) */
 	char *jwt_secret;        /* JWT_SECRET, NULL = dev auth */

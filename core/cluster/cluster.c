@@ -40,6 +40,13 @@
  * modules told when Redis is back (cluster_listen, cluster_on_up). */
 #define CLUSTER_MAX_LISTENERS 8
 
+/* The event a socket gets when broadcasts may not have reached it: this
+ * node's subscribing connection was lost (Redis down, or Redis closed it as
+ * a slow subscriber), or another node kept broadcasts to itself (Redis down
+ * for it, or its backlog full). Clients answer with messages:sync for the
+ * conversations they show (docs/cluster.md, "Faults"). */
+#define CLUSTER_RESYNC_EVENT "cluster:resync"
+
 /* A command on the publishing connection waiting for its reply. */
 struct pending {
 	cluster_reply_fn done;
@@ -65,6 +72,11 @@ static struct {
 	struct link *pub, *sub;
 	struct map peers; /* node id -> struct peer */
 	ev_timer liveness;
+	/* Commands were refused for the backlog: once it drains, the modules
+	 * write what they keep in Redis again (their up hooks, from this
+	 * timer: never inside a module's own call). */
+	int owed_up;
+	ev_timer drained;
 	ev_timer sweep;
 	char why[448];
 	/* The publishing connection's commands not yet answered, oldest first
@@ -80,10 +92,21 @@ static struct {
 	size_t nlisteners;
 	void (*up_hooks[CLUSTER_MAX_LISTENERS])(void);
 	size_t nup_hooks;
+	cluster_published_fn on_publish;
+	/* The subscribing connection: up once at least; lost since (a notice is
+	 * owed to this node's sockets); the replies to its resubscription still
+	 * to come before the notice goes (then the subscriptions are in force,
+	 * and a messages:sync the notice prompts misses nothing). */
+	int sub_was_up, sub_lost;
+	size_t sub_expect;
+	/* Broadcasts stayed on this node since the last notice: one is owed to
+	 * the other nodes. */
+	int unsent;
 } cl;
 
+static uint64_t refused_commands;
 static uint64_t published, unsent_down, unsent_backlog, received, own, duplicates, malformed,
-	unknown_nsp, deliveries, subscriptions, redis_errors;
+	unknown_nsp, deliveries, subscriptions, redis_errors, resync_local, resync_remote;
 
 static long long up_read(void)
 {
@@ -102,6 +125,10 @@ static struct metrics_value cluster_metrics[] = {
 		  "PARLEY_REDIS_MAX_BACKLOG unsent to it (backlog).",
 	  .type = "counter", .count = &unsent_down },
 	{ .name = "parley_cluster_unsent_total{reason=\"backlog\"}", .count = &unsent_backlog },
+	{ .name = "parley_cluster_commands_refused_total", .help = "Commands of the cluster's "
+	  "modules (presence, sessions) refused while more than PARLEY_REDIS_MAX_BACKLOG was "
+	  "unsent to Redis; what they keep there is written again once it drains.",
+	  .type = "counter", .count = &refused_commands },
 	{ .name = "parley_cluster_received_total",
 	  .help = "Messages that came from Redis (every copy, this node's own included).",
 	  .type = "counter", .count = &received },
@@ -121,6 +148,11 @@ static struct metrics_value cluster_metrics[] = {
 		  "everyone channel.", .type = "gauge", .count = &subscriptions },
 	{ .name = "parley_cluster_redis_errors_total",
 	  .help = "Error replies from Redis (logged).", .type = "counter", .count = &redis_errors },
+	{ .name = "parley_cluster_resync_total{to=\"local\"}",
+	  .help = "cluster:resync notices: to this node's sockets once its subscribing connection "
+		  "was back (local), to the other nodes once broadcasts that stayed here could go "
+		  "again (remote).", .type = "counter", .count = &resync_local },
+	{ .name = "parley_cluster_resync_total{to=\"remote\"}", .count = &resync_remote },
 };
 
 /* ---- channels ---- */
@@ -148,21 +180,24 @@ static char *channel(const char *nsp, size_t nsp_len, const char *room, size_t r
 	return p;
 }
 
-static void follow(const char *cmd, const char *nsp, size_t nsp_len, const char *room,
-		   size_t room_len)
+/* Returns 1 when the command went, 0 while the link is down. */
+static int follow(const char *cmd, const char *nsp, size_t nsp_len, const char *room,
+		  size_t room_len)
 {
 	char buf[256];
 	size_t len;
 	char *ch = channel(nsp, nsp_len, room, room_len, buf, sizeof(buf), &len);
 	const char *argv[] = { cmd, ch };
 	size_t lens[] = { strlen(cmd), len };
+	int sent;
 
 	/* One channel a command: on a Redis Cluster a command's channels must
 	 * share a slot. While the link is down nothing is sent: on_sub_up
 	 * subscribes to everything the node follows then. */
-	link_send(cl.sub, 2, argv, lens);
+	sent = link_send(cl.sub, 2, argv, lens) == 0;
 	if (ch != buf)
 		free(ch);
+	return sent;
 }
 
 /* hub's rooms come and go: the node follows the channel of each room it has
@@ -180,12 +215,46 @@ static void on_room(struct nsp *n, const struct room *r, int opened)
 	}
 }
 
+/* Tells every socket of this node that broadcasts may have missed it
+ * (CLUSTER_RESYNC_EVENT {reason}): delivered here only. */
+static void tell_local(const char *reason)
+{
+	char args[64];
+	int len = snprintf(args, sizeof(args), "{\"reason\":\"%s\"}", reason);
+	struct map_iter it;
+	struct map_entry *me;
+
+	map_iter_init(&it, client_namespaces());
+	while ((me = map_next(&it))) {
+		struct nsp *n = me->value;
+		struct room_target t;
+		struct emit e;
+		if (!n->sockets)
+			continue;
+		memset(&t, 0, sizeof(t));
+		memset(&e, 0, sizeof(e));
+		e.name = CLUSTER_RESYNC_EVENT;
+		e.name_len = sizeof(CLUSTER_RESYNC_EVENT) - 1;
+		e.args = args;
+		e.args_len = (size_t)len;
+		e.nargs = 1;
+		client_broadcast(n, &t, &e, 1);
+		emit_fini(&e);
+	}
+	resync_local++;
+	log_info("cluster: subscribed again after a loss: told this node's sockets to catch up "
+		 "(%s)", CLUSTER_RESYNC_EVENT);
+}
+
 /* The subscribing connection is (back) up: every channel the node follows,
- * subscribed again (Redis forgot them with the connection). */
+ * subscribed again (Redis forgot them with the connection). After a loss,
+ * this node's sockets are told to catch up once Redis has answered every
+ * one of these subscriptions. */
 static void on_sub_up(void *arg)
 {
 	struct map_iter it, rit;
 	struct map_entry *e, *re;
+	size_t sent = 0;
 
 	(void)arg;
 	map_iter_init(&it, client_namespaces());
@@ -193,17 +262,27 @@ static void on_sub_up(void *arg)
 		struct nsp *n = e->value;
 		if (!n->rooms.count)
 			continue;
-		follow("SSUBSCRIBE", n->name, n->name_len, NULL, 0);
+		sent += (size_t)follow("SSUBSCRIBE", n->name, n->name_len, NULL, 0);
 		map_iter_init(&rit, &n->rooms);
 		while ((re = map_next(&rit))) {
 			const struct room *r = re->value;
-			follow("SSUBSCRIBE", n->name, n->name_len, r->name, r->name_len);
+			sent += (size_t)follow("SSUBSCRIBE", n->name, n->name_len, r->name,
+					       r->name_len);
 		}
 	}
 	for (size_t i = 0; i < cl.nlisteners; i++) {
 		const char *argv[] = { "SSUBSCRIBE", cl.listeners[i].channel };
 		size_t lens[] = { 10, cl.listeners[i].len };
-		link_send(cl.sub, 2, argv, lens);
+		sent += link_send(cl.sub, 2, argv, lens) == 0;
+	}
+	cl.sub_was_up = 1;
+	if (!cl.sub_lost)
+		return;
+	/* The link sent its SELECT before this: its reply comes first. */
+	cl.sub_expect = sent + (cl.addr.db ? 1 : 0);
+	if (!cl.sub_expect) {
+		cl.sub_lost = 0;
+		tell_local("subscription");
 	}
 }
 
@@ -247,11 +326,42 @@ static struct pending pub_next(void)
 	return p;
 }
 
+/* While commands are owed: the backlog drained, the modules write their
+ * state again, as after a reconnect. */
+static void on_drained(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	if (!link_is_up(cl.pub) || link_backlog(cl.pub) > settings.redis_max_backlog / 2)
+		return;
+	ev_timer_stop(clock_loop, w);
+	cl.owed_up = 0;
+	log_info("cluster: Redis caught up: presence and sessions written again");
+	for (size_t i = 0; i < cl.nup_hooks; i++)
+		cl.up_hooks[i]();
+}
+
 int cluster_command(int argc, const char **argv, const size_t *lens, cluster_reply_fn done,
 		    void *arg)
 {
 	if (!cl.on)
 		return PARLEY_EUNAVAILABLE;
+	/* Redis reads slower than this node writes: the modules' commands, as
+	 * the broadcasts, stay out of a buffer that would grow the node's
+	 * memory without bound. What a refused command would have written is
+	 * written again, all of it, once the backlog drains (on_drained). */
+	if (link_backlog(cl.pub) > settings.redis_max_backlog) {
+		metrics_limit("redis_backlog");
+		if (!refused_commands++ || !cl.owed_up)
+			log_warn("cluster: more than %zu bytes unsent to Redis "
+				 "(PARLEY_REDIS_MAX_BACKLOG): presence and sessions are written "
+				 "again once it drains", settings.redis_max_backlog);
+		if (!cl.owed_up) {
+			cl.owed_up = 1;
+			ev_timer_start(clock_loop, &cl.drained);
+		}
+		return PARLEY_EUNAVAILABLE;
+	}
 	return pub_send(argc, argv, lens, done, arg);
 }
 
@@ -275,6 +385,11 @@ void cluster_on_up(void (*fn)(void))
 {
 	if (cl.on && cl.nup_hooks < CLUSTER_MAX_LISTENERS)
 		cl.up_hooks[cl.nup_hooks++] = fn;
+}
+
+void cluster_on_publish(cluster_published_fn fn)
+{
+	cl.on_publish = fn;
 }
 
 int cluster_is_up(void)
@@ -306,18 +421,24 @@ static void set_liveness(void)
 	pub_send(5, argv, lens, NULL, NULL);
 }
 
+static void tell_others(void);
+
 static void on_liveness(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop;
 	(void)w;
 	(void)revents;
 	set_liveness();
+	/* A backlog that drained with nothing new to publish: the notice goes
+	 * from here. */
+	tell_others();
 }
 
 static void on_pub_up(void *arg)
 {
 	(void)arg;
 	set_liveness();
+	tell_others();
 	for (size_t i = 0; i < cl.nup_hooks; i++)
 		cl.up_hooks[i]();
 }
@@ -423,9 +544,25 @@ out:
 	relay_msg_fini(&m);
 }
 
+static int is_smessage(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+	       r->element[0]->type == REDIS_REPLY_STRING &&
+	       r->element[1]->type == REDIS_REPLY_STRING &&
+	       r->element[2]->type == REDIS_REPLY_STRING &&
+	       strcmp(r->element[0]->str, "smessage") == 0;
+}
+
 static void on_sub_reply(void *arg, const redisReply *r)
 {
 	(void)arg;
+	/* Redis answers a connection's commands in order: the first replies
+	 * after a reconnect (every one but the messages of the channels) are
+	 * those of on_sub_up's subscriptions. */
+	if (cl.sub_expect && !is_smessage(r) && --cl.sub_expect == 0) {
+		cl.sub_lost = 0;
+		tell_local("subscription");
+	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		redis_errors++;
 		log_warn("cluster: Redis refused a subscription: %s", r->str);
@@ -433,9 +570,7 @@ static void on_sub_reply(void *arg, const redisReply *r)
 	}
 	/* ["smessage", channel, payload]; the (un)subscribe confirmations
 	 * need nothing. */
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
-	    r->element[2]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "smessage") != 0)
+	if (!is_smessage(r))
 		return;
 	for (size_t i = 0; i < cl.nlisteners; i++) {
 		if (r->element[1]->len == cl.listeners[i].len &&
@@ -461,17 +596,28 @@ static void on_pub_reply(void *arg, const redisReply *r)
 		p.done(p.arg, r);
 }
 
+static void set_why(const char *why)
+{
+	snprintf(cl.why, sizeof(cl.why), "Redis unreachable at %.200s: %.200s", cl.shown, why);
+}
+
 static void on_sub_down(void *arg, const char *why)
 {
 	(void)arg;
-	snprintf(cl.why, sizeof(cl.why), "Redis unreachable at %.200s: %.200s", cl.shown, why);
+	/* What was published from now until the subscriptions are back does
+	 * not reach this node. */
+	if (cl.sub_was_up)
+		cl.sub_lost = 1;
+	cl.sub_expect = 0;
+	set_why(why);
 }
 
 /* The publishing connection went: the commands it had not answered get no
  * reply (each told with NULL; they may or may not have run). */
 static void on_pub_down(void *arg, const char *why)
 {
-	on_sub_down(arg, why);
+	(void)arg;
+	set_why(why);
 	while (cl.count) {
 		struct pending p = pub_next();
 		if (p.done)
@@ -483,6 +629,40 @@ static const struct link_ops pub_ops = { on_pub_up, on_pub_reply, on_pub_down };
 static const struct link_ops sub_ops = { on_sub_up, on_sub_reply, on_sub_down };
 
 /* ---- publishing ---- */
+
+/* Broadcasts stayed on this node (Redis down for it, or its backlog full)
+ * and now may go again: every node is told, through each namespace's
+ * everyone channel, that its sockets may have missed some
+ * (CLUSTER_RESYNC_EVENT {reason: "unsent"}). Does nothing until then. */
+static void tell_others(void)
+{
+	static const char args[] = "{\"reason\":\"unsent\"}";
+	struct map_iter it;
+	struct map_entry *me;
+
+	if (!cl.unsent || !link_is_up(cl.pub) ||
+	    link_backlog(cl.pub) > settings.redis_max_backlog)
+		return;
+	/* Cleared first: cluster_publish below comes back here. */
+	cl.unsent = 0;
+	map_iter_init(&it, client_namespaces());
+	while ((me = map_next(&it))) {
+		struct room_target t;
+		struct emit e;
+		memset(&t, 0, sizeof(t));
+		memset(&e, 0, sizeof(e));
+		e.name = CLUSTER_RESYNC_EVENT;
+		e.name_len = sizeof(CLUSTER_RESYNC_EVENT) - 1;
+		e.args = args;
+		e.args_len = sizeof(args) - 1;
+		e.nargs = 1;
+		cluster_publish(me->value, 1, &t, NULL, &e);
+		emit_fini(&e);
+	}
+	resync_remote++;
+	log_info("cluster: broadcasts that stayed on this node: told the other nodes' sockets to "
+		 "catch up (%s)", CLUSTER_RESYNC_EVENT);
+}
 
 void cluster_publish(const struct nsp *n, int everyone, const struct room_target *t,
 		     const struct relay_list *sids, const struct emit *e)
@@ -496,11 +676,13 @@ void cluster_publish(const struct nsp *n, int everyone, const struct room_target
 		return;
 	if (!link_is_up(cl.pub)) {
 		unsent_down++;
+		cl.unsent = 1;
 		return;
 	}
 	/* Redis reads slower than this node publishes: what it cannot take
 	 * stays here rather than growing the node's memory. */
 	if (link_backlog(cl.pub) > settings.redis_max_backlog) {
+		cl.unsent = 1;
 		metrics_limit("redis_backlog");
 		if (!unsent_backlog++)
 			log_warn("cluster: more than %zu bytes unsent to Redis "
@@ -508,6 +690,8 @@ void cluster_publish(const struct nsp *n, int everyone, const struct room_target
 				 "catches up", settings.redis_max_backlog);
 		return;
 	}
+	/* The notice of what stayed here goes before this broadcast. */
+	tell_others();
 	memset(&m, 0, sizeof(m));
 	m.origin = cl.node;
 	m.origin_len = cl.node_len;
@@ -563,6 +747,8 @@ void cluster_publish(const struct nsp *n, int everyone, const struct room_target
 			free(ch);
 	}
 	published++;
+	if (cl.on_publish)
+		cl.on_publish(n, everyone, t, msg, len);
 	free(msg);
 	free(att);
 	free(att_lens);
@@ -739,6 +925,7 @@ int cluster_open(const char *uri, const char *node_id, int port)
 	cl.pub = link_new(&cl.addr, "publish", &pub_ops, NULL);
 	cl.sub = link_new(&cl.addr, "subscribe", &sub_ops, NULL);
 	room_set_watch(on_room);
+	ev_timer_init(&cl.drained, on_drained, 0.25, 0.25);
 	ev_timer_init(&cl.liveness, on_liveness, CLUSTER_LIVENESS_EVERY_S, CLUSTER_LIVENESS_EVERY_S);
 	ev_timer_start(clock_loop, &cl.liveness);
 	ev_timer_init(&cl.sweep, on_sweep, CLUSTER_PEER_IDLE_MS / 1000.,
@@ -757,6 +944,8 @@ void cluster_close(void)
 		return;
 	room_set_watch(NULL);
 	ev_timer_stop(clock_loop, &cl.liveness);
+	ev_timer_stop(clock_loop, &cl.drained);
+	cl.owed_up = 0;
 	ev_timer_stop(clock_loop, &cl.sweep);
 	link_free(cl.pub);
 	link_free(cl.sub);
@@ -773,6 +962,7 @@ void cluster_close(void)
 	for (size_t i = 0; i < cl.nlisteners; i++)
 		free(cl.listeners[i].channel);
 	cl.nlisteners = cl.nup_hooks = 0;
+	cl.on_publish = NULL;
 	map_iter_init(&it, &cl.peers);
 	while ((e = map_next(&it)))
 		free(e->value);

@@ -50,7 +50,10 @@ typedef void (*cluster_reply_fn)(void *arg, const redisReply *r);
  * connection, after every broadcast this node published before it: Redis
  * runs a connection's commands in order. `done` (NULL: none) gets its
  * reply, later, on the loop. Returns 0, or PARLEY_EUNAVAILABLE when
- * cluster mode is off or Redis unreachable (`done` is not called). */
+ * cluster mode is off, Redis unreachable, or more than
+ * PARLEY_REDIS_MAX_BACKLOG is unsent to it (`done` is not called; in the
+ * last case the cluster_on_up hooks run again once the backlog drains, to
+ * write what was refused). */
 int cluster_command(int argc, const char **argv, const size_t *lens, cluster_reply_fn done,
 		    void *arg);
 
@@ -60,10 +63,18 @@ typedef void (*cluster_message_fn)(const char *data, size_t len);
  * (again after every reconnect), its messages to `fn` instead of the
  * broadcast path. At most 8 channels; a no-op outside cluster mode. */
 void cluster_listen(const char *name, cluster_message_fn fn);
-/* `fn` runs each time the publishing connection is (back) up: what a
- * module keeps in Redis is written again then (Redis may have restarted
- * empty). At most 8; a no-op outside cluster mode. */
+/* `fn` runs each time the publishing connection is (back) up, and once a
+ * backlog that refused commands has drained: what a module keeps in Redis
+ * is written again then (Redis may have restarted empty). At most 8; a
+ * no-op outside cluster mode. */
 void cluster_on_up(void (*fn)(void));
+/* `fn` is given each broadcast this node publishes, as published (the
+ * relay message `msg`, `len` bytes, valid during the call), with where it
+ * went: recovery across nodes keeps the rooms' recent broadcasts. One at
+ * most (NULL: none). */
+typedef void (*cluster_published_fn)(const struct nsp *n, int everyone,
+				     const struct room_target *t, const char *msg, size_t len);
+void cluster_on_publish(cluster_published_fn fn);
 /* 1 while cluster mode is on and both connections serve, else 0. */
 int cluster_is_up(void);
 /* This node's id, or NULL outside cluster mode. */

@@ -1,7 +1,9 @@
 /* client.c - sockets: one per namespace connection (or plain WebSocket),
  * with their user, rooms and pending acks; and the emits that reach them,
  * each encoded at most once per wire format however many sockets get it. */
+#include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -37,6 +39,14 @@ static const struct client_hooks *hooks;
 void client_set_hooks(const struct client_hooks *h)
 {
 	hooks = h;
+}
+
+static void (*member_watch)(const struct client *cl, const char *room, size_t len, int joined);
+
+void client_set_member_watch(void (*on_member)(const struct client *cl, const char *room,
+					       size_t len, int joined))
+{
+	member_watch = on_member;
 }
 
 int client_connect(struct client *cl, const char *auth, size_t auth_len, int *code,
@@ -131,6 +141,36 @@ static struct metrics_value rooms_metric = {
 	.name = "parley_rooms", .help = "Rooms with a member, every namespace's (user rooms too).",
 	.type = "gauge", .read = rooms_open,
 };
+
+static const struct client_watch *watch;
+
+void client_set_watch(const struct client_watch *w)
+{
+	watch = w;
+}
+
+int client_recover_elsewhere(struct client *cl, const char *pid, size_t pid_len,
+			     int has_offset, uint64_t offset, void (*answer)(struct client *cl))
+{
+	if (!watch || !watch->claim || !cl->rec)
+		return 0;
+	return watch->claim(cl, pid, pid_len, has_offset, offset, answer);
+}
+
+int client_adopt(struct client *cl, const char *sid)
+{
+	char fresh[sizeof(cl->id)];
+
+	if (strlen(sid) >= sizeof(cl->id) || map_get(&clients, sid, strlen(sid)))
+		return -EEXIST;
+	memcpy(fresh, cl->id, sizeof(fresh));
+	map_del(&clients, cl->id, strlen(cl->id));
+	snprintf(cl->id, sizeof(cl->id), "%s", sid);
+	map_put(&clients, cl->id, strlen(cl->id), cl);
+	if (hooks && hooks->on_adopt)
+		hooks->on_adopt(cl, fresh);
+	return 0;
+}
 
 void client_init(void)
 {
@@ -236,7 +276,15 @@ void client_set_user(struct client *cl, const char *user_id, size_t len)
 int client_join(struct client *cl, const char *name, size_t len)
 {
 	/* The events after this one are the room's for this socket. */
-	return room_join(cl->nsp, &cl->rooms, name, len, recovery_last_offset());
+	int rc = room_join(cl->nsp, &cl->rooms, name, len, recovery_last_offset());
+
+	if (rc == 0 && cl->user_id) {
+		if (member_watch)
+			member_watch(cl, name, len, 1);
+		if (watch && watch->changed && cl->rec)
+			watch->changed(cl);
+	}
+	return rc;
 }
 
 int client_leave(struct client *cl, const char *name, size_t len)
@@ -248,7 +296,14 @@ int client_leave(struct client *cl, const char *name, size_t len)
 	/* A replay still owes it the room's events from while it was in. */
 	if (cl->rec)
 		recovery_left(cl->rec, name, len, stamp);
-	return room_leave(cl->nsp, &cl->rooms, name, len);
+	int rc = room_leave(cl->nsp, &cl->rooms, name, len);
+	if (rc == 0 && cl->user_id) {
+		if (member_watch)
+			member_watch(cl, name, len, 0);
+		if (watch && watch->changed && cl->rec)
+			watch->changed(cl);
+	}
+	return rc;
 }
 
 static void ack_wait_free(struct ack_wait *w)
@@ -277,7 +332,12 @@ void client_free(struct client *cl, const char *reason)
 		if (cl->user_id)
 			report_ack(cl, id, NULL, 0, NULL, 0, "disconnected");
 	}
+	if (member_watch && cl->user_id)
+		for (uint32_t i = 0; i < cl->rooms.count; i++)
+			member_watch(cl, cl->rooms.v[i].room->name, cl->rooms.v[i].room->name_len, 0);
 	room_leave_all(cl->nsp, &cl->rooms);
+	if (watch && watch->gone && cl->rec && cl->user_id)
+		watch->gone(cl);
 	/* A held socket is on no connection. */
 	for (pp = c ? &c->clients : NULL; pp && *pp; pp = &(*pp)->next)
 		if (*pp == cl) {
@@ -456,9 +516,12 @@ static struct frame *encode_msgpack(struct emit *e, struct nsp *n, int64_t id,
 static void log_emit(struct client *cl, struct emit *e, struct frame *text)
 {
 	e->logged = 1;
-	if (e->offset)
-		recovery_log(cl->nsp, e->offset, text, e->att, e->natt, e->target, e->to_all,
-			     e->target ? NULL : cl->id);
+	if (!e->offset)
+		return;
+	recovery_log(cl->nsp, e->offset, text, e->att, e->natt, e->target, e->to_all,
+		     e->target ? NULL : cl->id);
+	if (watch && watch->logged)
+		watch->logged(cl, e);
 }
 
 /* What recovery does at each delivery to `cl` (it has a recovery): note

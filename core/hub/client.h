@@ -54,11 +54,22 @@ struct client_hooks {
 	 * the same user), which goes without its disconnect hooks. The
 	 * connected hook follows for `cl`. */
 	void (*on_resume)(struct client *cl, struct client *fresh);
+	/* Connection state recovery across nodes: `cl`, accepted, takes the
+	 * id of a session another node made (it had `fresh_id` until now).
+	 * The connected hook follows for it, recovered. */
+	void (*on_adopt)(struct client *cl, const char *fresh_id);
 };
 
 /* Sets the hooks (NULL: none; `h` must outlive them). Without a hook, a
  * connect is refused (500), and events and answers are dropped. */
 void client_set_hooks(const struct client_hooks *h);
+
+/* Told when an accepted socket (one with a user) joins a room (`joined` 1)
+ * or leaves it (0), its own user's room included, and for each of its rooms
+ * as it goes: cluster mode counts the rooms' members over the nodes. NULL:
+ * nobody is told. The watcher must not join or leave rooms. */
+void client_set_member_watch(void (*on_member)(const struct client *cl, const char *room,
+					       size_t len, int joined));
 
 /* What a socket's frames look like on the wire, chosen by its protocol. */
 enum client_format {
@@ -91,6 +102,37 @@ struct client {
 	uint64_t sent_offset;
 	int64_t connected_at; /* ms since the epoch when the socket was made (the admin API) */
 };
+
+struct emit;
+
+/* What cluster mode follows of the recoverable sockets (cluster/sessions.c:
+ * connection state recovery across nodes). Any member may be NULL; none is
+ * called outside cluster mode, so one node pays nothing for them. */
+struct client_watch {
+	/* The emit `e` went into the recovery log (first delivered to `cl`,
+	 * its target still set). */
+	void (*logged)(struct client *cl, const struct emit *e);
+	/* The user or the rooms of a recoverable socket changed. */
+	void (*changed)(struct client *cl);
+	/* A recoverable socket with a user is being freed. */
+	void (*gone)(struct client *cl);
+	/* Is `pid` a session of another node's? Then the claim is started for
+	 * `cl` (accepted) and 1 returned: `answer(cl)` (the CONNECT answer)
+	 * runs when it is settled, the socket recovered or not, then the
+	 * connected hook. 0: not another node's. */
+	int (*claim)(struct client *cl, const char *pid, size_t pid_len, int has_offset,
+		     uint64_t offset, void (*answer)(struct client *cl));
+};
+/* Sets the watch (NULL: none; `w` must outlive it). */
+void client_set_watch(const struct client_watch *w);
+/* The claim of a pid another node made, when cluster mode knows it
+ * (client_watch.claim): 1 pending, 0 not another node's. */
+int client_recover_elsewhere(struct client *cl, const char *pid, size_t pid_len,
+			     int has_offset, uint64_t offset, void (*answer)(struct client *cl));
+/* `cl` takes the socket id `sid` (a session recovered from another node),
+ * when no socket here has it: 0, or -EEXIST (it keeps its own). The
+ * scripts are told (on_adopt). */
+int client_adopt(struct client *cl, const char *sid);
 
 /* A payload to send: one event and its arguments (or an ack's arguments:
  * client_ack), encoded once per wire format and shared by every recipient. */

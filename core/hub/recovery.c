@@ -43,13 +43,6 @@ struct log_entry {
 	size_t att_bytes;
 };
 
-/* A room the socket left: it was in it for the events of offsets in
- * (since, until]. */
-struct left_room {
-	uint64_t since, until;
-	size_t len;
-	char name[];
-};
 
 /* What a held socket has more: made when it is held, so that the many
  * sockets that are connected pay nothing for it. */
@@ -74,7 +67,7 @@ struct recovery {
 	unsigned lost : 1;        /* held, the log lost an event it missed: it ends */
 	uint64_t replay_from;     /* claimed: the client has every event up to this */
 	struct recovery_hold *hold; /* while it is held */
-	char pid[24];
+	char pid[RECOVERY_PID_MAX + 1];
 };
 
 static void (*end_socket)(struct client *cl, const char *reason);
@@ -86,6 +79,9 @@ static struct frame *(*msgpack_frame)(const char *pkt, size_t len, struct frame 
 static struct map pids;
 static struct recovery *held;     /* the held sockets */
 static uint64_t last_offset;
+/* What ends every pid this server makes (cluster mode: its incarnation, so
+ * that another node knows whose the pid is), or "". */
+static char pid_suffix[RECOVERY_PID_MAX - 20 + 1];
 
 /* The log: a ring of `cap` entries (a power of two, or 0), in offset order,
  * and their bytes in a ring of PARLEY_RECOVERY_MAX_BYTES (allocated at the
@@ -204,7 +200,49 @@ struct recovery *recovery_new(struct client *cl)
 	do
 		conn_new_sid(r->pid);
 	while (map_get(&pids, r->pid, strlen(r->pid)));
+	if (pid_suffix[0])
+		strcat(r->pid, pid_suffix);
 	return r;
+}
+
+void recovery_set_pid_suffix(const char *suffix)
+{
+	snprintf(pid_suffix, sizeof(pid_suffix), "%s", suffix ? suffix : "");
+}
+
+void recovery_set_pid(struct recovery *r, const char *pid, size_t len)
+{
+	if (len > RECOVERY_PID_MAX)
+		len = RECOVERY_PID_MAX;
+	memcpy(r->pid, pid, len);
+	r->pid[len] = '\0';
+}
+
+uint64_t recovery_born(const struct recovery *r, uint64_t *left_floor)
+{
+	*left_floor = r->left_floor;
+	return r->born;
+}
+
+const struct left_room *const *recovery_left_rooms(const struct recovery *r, uint32_t *n)
+{
+	*n = r->nleft;
+	return (const struct left_room *const *)r->left;
+}
+
+int recovery_holds(const char *pid, size_t len)
+{
+	return len <= RECOVERY_PID_MAX && map_get(&pids, pid, len) != NULL;
+}
+
+int recovery_drop(const char *pid, size_t len, const char *reason)
+{
+	struct recovery *r = len <= RECOVERY_PID_MAX ? map_get(&pids, pid, len) : NULL;
+
+	if (!r || !r->hold || r->lost || r->owner->closing)
+		return -ENOENT;
+	end_socket(r->owner, reason);
+	return 0;
 }
 
 const char *recovery_pid(const struct recovery *r)

@@ -22,6 +22,18 @@
 
 #include "base/frame.h"
 
+/* The longest pid: 20 random characters, and in cluster mode the
+ * incarnation of the node that made it (16 hex digits). */
+#define RECOVERY_PID_MAX 36
+
+/* A room the socket left: it was in it for the events of offsets in
+ * (since, until]. */
+struct left_room {
+	uint64_t since, until;
+	size_t len;
+	char name[];
+};
+
 struct client;
 struct conn;
 struct nsp;
@@ -45,8 +57,28 @@ void recovery_fini(void);
 struct recovery *recovery_new(struct client *cl);
 /* Forgets the pid and what the socket left. NULL is a no-op. */
 void recovery_free(struct recovery *r);
-/* The pid (20 url-safe characters, NUL-terminated). */
+/* The pid (20 url-safe characters and the suffix, NUL-terminated). */
 const char *recovery_pid(const struct recovery *r);
+
+/* ---- for cluster mode (cluster/sessions.c) ---- */
+
+/* Every pid made from now on ends with `suffix` (copied; at most 16
+ * characters), which tells the other nodes whose it is. */
+void recovery_set_pid_suffix(const char *suffix);
+/* The socket of `r` takes the pid `pid` (`len` bytes, at most
+ * RECOVERY_PID_MAX): a session another node made, recovered here. */
+void recovery_set_pid(struct recovery *r, const char *pid, size_t len);
+/* The last offset issued when `r` was made, and the offset before which it
+ * forgot the rooms it left (`*left_floor`). */
+uint64_t recovery_born(const struct recovery *r, uint64_t *left_floor);
+/* The rooms the socket of `r` left that a replay may still need (`*n`),
+ * oldest first; valid until it next leaves one. */
+const struct left_room *const *recovery_left_rooms(const struct recovery *r, uint32_t *n);
+/* 1 when the socket of `pid` is held here, else 0. */
+int recovery_holds(const char *pid, size_t len);
+/* Ends the held socket of `pid` for `reason`: another node recovered it.
+ * 0, or -ENOENT when no socket of that pid is held here. */
+int recovery_drop(const char *pid, size_t len, const char *reason);
 
 /* The offset of a new event: every emit to Socket.IO sockets has its own,
  * increasing over the server's life, and all its recipients see the same

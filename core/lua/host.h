@@ -76,6 +76,12 @@ void store_api_pg_register(lua_State *L,
 			   void (*resume_with)(uintptr_t ticket,
 					       int (*push)(lua_State *L, void *ctx), void *ctx));
 void store_api_pg_start(void);
+/* host_presence.c: cluster mode's presence_room_size, presence_room_users,
+ * presence_online_users and presence_expire, and core.presence_cluster
+ * (true); nothing outside cluster mode. Answers resume through `resume_with`. */
+void host_presence_register(lua_State *L,
+			    void (*resume_with)(uintptr_t ticket,
+						int (*push)(lua_State *L, void *ctx), void *ctx));
 void store_api_pg_fini(void);
 
 #endif

@@ -28,6 +28,7 @@
 #include "lua/tickets.h"
 #include "base/clock.h"
 #include "base/settings.h"
+#include "cluster/cluster.h"
 #include "hub/client.h"
 #include "net/conn.h"
 #include "net/http.h"
@@ -364,6 +365,16 @@ static struct metrics_value lua_metrics[] = {
 	{ .name = "parley_script_loads_total{result=\"refused\"}", .count = &script_loads_refused },
 };
 
+/* Recovery across nodes: the socket `fresh_id` the connect hooks accepted
+ * is now `cl->id`, a session another node made. */
+static void script_adopt(struct client *cl, const char *fresh_id)
+{
+	push_entry("adopted");
+	lua_pushstring(L, cl->id);
+	lua_pushstring(L, fresh_id);
+	call_runtime("adopted", 2, 0);
+}
+
 static const struct client_hooks client_hooks = {
 	.on_connect = script_connect,
 	.on_connected = script_connected,
@@ -371,6 +382,7 @@ static const struct client_hooks client_hooks = {
 	.on_ack = script_ack,
 	.on_disconnect = script_disconnect,
 	.on_resume = script_resume,
+	.on_adopt = script_adopt,
 };
 static const struct api_hooks api_hooks = { .on_request = script_http };
 
@@ -404,6 +416,8 @@ int script_init(void (*on_change)(void))
 	 * same names: nothing above the host functions knows the backend. */
 	if (settings.store)
 		store_api_pg_register(L, script_resume_with);
+	/* Cluster mode: presence questions answered by Redis. */
+	host_presence_register(L, script_resume_with);
 	cryptolua_register(L);
 	jsonlua_open(L);
 	lua_setfield(L, -2, "json");
@@ -454,6 +468,12 @@ int script_init(void (*on_change)(void))
 	lua_setfield(L, -2, "guard_handler_stops");
 	lua_pushinteger(L, settings.guard_throttle_ms);
 	lua_setfield(L, -2, "guard_throttle");
+	/* Cluster mode's node id (nil on one node): plugins that share state
+	 * through the store record which node holds what. */
+	if (cluster_node()) {
+		lua_pushstring(L, cluster_node());
+		lua_setfield(L, -2, "node_id");
+	}
 	/* Whether the store's reads answer later (PostgreSQL) or at once. */
 	lua_pushboolean(L, settings.store != NULL);
 	lua_setfield(L, -2, "store_reads_wait");
@@ -610,6 +630,19 @@ void script_resume(struct client *cl, struct client *fresh)
 	lua_pushstring(L, cl->id);
 	lua_pushstring(L, fresh->id);
 	call_runtime("recovered", 2, 0);
+}
+
+void script_presence(const char *nsp, size_t nsp_len, const char *user, size_t user_len,
+		     const char *state, int64_t gone_ms)
+{
+	if (!L)
+		return;
+	push_entry("presence");
+	lua_pushlstring(L, nsp, nsp_len);
+	lua_pushlstring(L, user, user_len);
+	lua_pushstring(L, state);
+	lua_pushnumber(L, (lua_Number)gone_ms);
+	call_runtime("presence", 4, 0);
 }
 
 void script_disconnect(struct client *cl, const char *reason)

@@ -73,6 +73,11 @@ void script_http(const char *id, const char *method, const char *path,
  * nil and the error's message instead, never left waiting. A ticket nobody
  * waits for (its job is gone) is dropped. */
 struct lua_State;
+/* Cluster mode: what the cluster decided of a user (cluster/presence.h's
+ * presence_change_fn), for the scripts' presence hooks. */
+void script_presence(const char *nsp, size_t nsp_len, const char *user, size_t user_len,
+		     const char *state, int64_t gone_ms);
+
 void script_resume_with(uintptr_t ticket, int (*push)(struct lua_State *L, void *ctx), void *ctx);
 
 /* Microseconds spent in Lua, and calls made, since start (for /metrics). */

@@ -32,7 +32,7 @@
 #include "store/pg_schema.h"
 
 #define NAME_MAX_BYTES MESSAGES_NAME_MAX
-#define PARAMS_MAX 10
+#define PARAMS_MAX 12
 /* kv.c's bounds, the same on both backends. */
 #define KV_SWEEP_MS 30000
 
@@ -59,7 +59,15 @@ struct pg_wait {
 	enum failure failure;
 	const PGresult *res;
 	int err;
+	unsigned long members_gen; /* members_gen when it was queued */
 };
+
+/* How many store_set_members this process has queued: a send_as whose
+ * answer finds it moved since the send was queued tells its script that
+ * the members it answers may be older than the membership now. */
+static unsigned long members_gen;
+/* The call whose answer is being pushed (push_values). */
+static const struct pg_wait *answering;
 
 /* The error's text: parley_strerror's, and for PARLEY_EUNAVAILABLE the
  * reason the store is down when it is ("PARLEY_EUNAVAILABLE: PostgreSQL
@@ -80,6 +88,7 @@ static int push_values(lua_State *L)
 	struct pg_wait *w = lua_touserdata(L, 1);
 
 	lua_settop(L, 0);
+	answering = w;
 	return w->push(L, w->res);
 }
 
@@ -153,6 +162,7 @@ static int call(lua_State *L, enum pg_kind kind, enum pg_stmt stmt, int n,
 	w->failure = failure;
 	w->res = NULL;
 	w->err = 0;
+	w->members_gen = members_gen;
 	pg_call(kind, (int)stmt, n, values, lens, binary, on_answer, w);
 	return tickets_pending(L, ticket);
 }
@@ -297,41 +307,58 @@ static int push_sent(lua_State *L, const PGresult *res)
 	return 6;
 }
 
+/* The fields of a send's table (at 1) that both sends take, checked as
+ * LMDB's store_send checks them (raising alike); `content` in scratch
+ * memory, the caller's to free. */
+struct send_fields {
+	const char *conv, *sender, *cid, *type, *reply_to;
+	char *content;
+};
+
+static void send_fields(lua_State *L, const char *what, struct send_fields *f)
+{
+	size_t clen, slen, cidlen, tlen, rlen, len;
+	const char *err = NULL;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	f->conv = store_arg_field(L, 1, "conversationId", &clen);
+	f->sender = store_arg_field(L, 1, "senderId", &slen);
+	f->cid = store_arg_field(L, 1, "clientMessageId", &cidlen);
+	f->type = store_arg_field(L, 1, "type", &tlen);
+	f->reply_to = store_arg_field(L, 1, "replyTo", &rlen);
+	if (!f->conv || !f->sender || !f->type || clen > NAME_MAX_BYTES ||
+	    slen > NAME_MAX_BYTES || cidlen > NAME_MAX_BYTES || rlen > NAME_MAX_BYTES || tlen > 32)
+		luaL_error(L, "%s: conversationId, senderId and type are required", what);
+	/* Text parameters end at a NUL: a name with one is no name. */
+	if (memchr(f->conv, '\0', clen) || memchr(f->sender, '\0', slen) ||
+	    (f->cid && memchr(f->cid, '\0', cidlen)) || memchr(f->type, '\0', tlen) ||
+	    (f->reply_to && memchr(f->reply_to, '\0', rlen)))
+		luaL_error(L, "%s: names cannot hold NUL", what);
+	lua_pushliteral(L, "content");
+	lua_rawget(L, 1);
+	f->content = jsonlua_encode(L, -1, &len, &err);
+	lua_pop(L, 1);
+	if (!f->content)
+		luaL_error(L, "%s: content: %s", what, err);
+}
+
 static int l_send(lua_State *L)
 {
-	const char *conv, *sender, *cid, *type, *reply_to, *err = NULL;
-	size_t clen, slen, cidlen, tlen, rlen, len;
-	char *content, *sender_json = NULL, *recipients = NULL, now_s[24], when[MESSAGES_TIME_LEN];
+	struct send_fields f;
+	const char *err = NULL;
+	size_t len;
+	char *sender_json = NULL, *recipients = NULL, now_s[24], when[MESSAGES_TIME_LEN];
 	const char *values[PARAMS_MAX];
 	int64_t now = clock_wall_ms();
 	int rc;
 
-	luaL_checktype(L, 1, LUA_TTABLE);
-	conv = store_arg_field(L, 1, "conversationId", &clen);
-	sender = store_arg_field(L, 1, "senderId", &slen);
-	cid = store_arg_field(L, 1, "clientMessageId", &cidlen);
-	type = store_arg_field(L, 1, "type", &tlen);
-	reply_to = store_arg_field(L, 1, "replyTo", &rlen);
-	if (!conv || !sender || !type || clen > NAME_MAX_BYTES || slen > NAME_MAX_BYTES ||
-	    cidlen > NAME_MAX_BYTES || rlen > NAME_MAX_BYTES || tlen > 32)
-		return luaL_error(L, "store.send: conversationId, senderId and type are required");
-	/* Text parameters end at a NUL: a name with one is no name. */
-	if (memchr(conv, '\0', clen) || memchr(sender, '\0', slen) ||
-	    (cid && memchr(cid, '\0', cidlen)) || memchr(type, '\0', tlen) ||
-	    (reply_to && memchr(reply_to, '\0', rlen)))
-		return luaL_error(L, "store.send: names cannot hold NUL");
-	lua_pushliteral(L, "content");
-	lua_rawget(L, 1);
-	content = jsonlua_encode(L, -1, &len, &err);
-	lua_pop(L, 1);
-	if (!content)
-		return luaL_error(L, "store.send: content: %s", err);
+	send_fields(L, "store.send", &f);
 	lua_pushliteral(L, "sender");
 	lua_rawget(L, 1);
 	if (!lua_isnil(L, -1)) {
 		sender_json = jsonlua_encode(L, -1, &len, &err);
 		if (!sender_json) {
-			scratch_free(content);
+			scratch_free(f.content);
 			return luaL_error(L, "store.send: sender: %s", err);
 		}
 	}
@@ -343,20 +370,159 @@ static int l_send(lua_State *L)
 	lua_pop(L, 1);
 	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
 	messages_iso_time(now, when);
-	values[0] = conv;
-	values[1] = sender;
-	values[2] = cid;
-	values[3] = type;
-	values[4] = content;
-	values[5] = reply_to;
+	values[0] = f.conv;
+	values[1] = f.sender;
+	values[2] = f.cid;
+	values[3] = f.type;
+	values[4] = f.content;
+	values[5] = f.reply_to;
 	values[6] = sender_json;
 	values[7] = recipients ? recipients : "{}";
 	values[8] = now_s;
 	values[9] = when;
 	rc = call(L, PG_WRITE, PGS_SEND, 10, values, NULL, NULL, push_sent, FAIL_NIL_ERR);
-	scratch_free(content);
+	scratch_free(f.content);
 	scratch_free(sender_json);
 	scratch_free(recipients);
+	return rc;
+}
+
+/* store_send_as's answer: false (refused: not a member) | rec, created,
+ * id, ts, seq, sender (the profile's JSON text), members (nil: open),
+ * participants, stale (members set in this process since the send was
+ * queued: what it answers may be older than the membership now). */
+static int push_sent_as(lua_State *L, const PGresult *res)
+{
+	if (PQntuples(res) != 1 || PQnfields(res) != 9) {
+		lua_pushnil(L);
+		lua_pushstring(L, parley_strerror(PARLEY_ESTATEMENT));
+		return 2;
+	}
+	if (PQgetvalue(res, 0, 0)[0] == 't') {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	jsonlua_push_raw(L, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+	lua_pushboolean(L, PQgetvalue(res, 0, 2)[0] == 't');
+	lua_pushstring(L, PQgetvalue(res, 0, 3));
+	lua_pushstring(L, PQgetvalue(res, 0, 4));
+	lua_pushnumber(L, strtod(PQgetvalue(res, 0, 5), NULL));
+	if (value(res, 0, 6))
+		lua_pushlstring(L, PQgetvalue(res, 0, 6), (size_t)PQgetlength(res, 0, 6));
+	else
+		lua_pushnil(L);
+	for (int col = 7; col <= 8; col++) {
+		if (value(res, 0, col))
+			push_validated(L, res, 0, col);
+		else
+			lua_pushnil(L);
+	}
+	lua_pushboolean(L, answering->members_gen != members_gen);
+	return 9;
+}
+
+/* A profile field given to store_send_as: its JSON text in scratch memory,
+ * or NULL when absent (nil or false: the stored profile's is taken). */
+static char *profile_field(lua_State *L, int t, const char *name)
+{
+	const char *err = NULL;
+	size_t len;
+	char *json = NULL;
+
+	lua_getfield(L, t, name);
+	if (lua_toboolean(L, -1))
+		json = jsonlua_encode(L, -1, &len, &err);
+	lua_pop(L, 1);
+	if (err)
+		luaL_error(L, "store.send_as: profile.%s: %s", name, err);
+	return json;
+}
+
+/* The recipients of an open conversation's send (store_send_as's
+ * roomUsers, at `idx`) as a text[] literal in scratch memory: at most
+ * MESSAGES_RECIPIENTS_MAX, those that are no user id and the sender left
+ * out. A list of up to SEND_AS_CLEAN_MAX is also made distinct here (first
+ * place kept), which parley_send_as then takes as it is: its query that
+ * does that is most of what a send into a small room would cost it. */
+#define SEND_AS_CLEAN_MAX 64
+static char *recipients_of(lua_State *L, int idx, const char *sender)
+{
+	struct array_buf a = { 0 };
+	size_t n = lua_objlen(L, idx), count = 0;
+	const char *kept[SEND_AS_CLEAN_MAX];
+	int clean = n <= SEND_AS_CLEAN_MAX, top = lua_gettop(L);
+
+	/* What is kept stays on the stack while we look (a number's text
+	 * lives nowhere else). */
+	luaL_checkstack(L, SEND_AS_CLEAN_MAX + 2, "store.send_as: roomUsers");
+	array_put(&a, "{", 1);
+	for (size_t i = 1; i <= n && i <= MESSAGES_RECIPIENTS_MAX; i++) {
+		size_t ulen = 0;
+		int seen = 0;
+		lua_rawgeti(L, idx, (int)i);
+		const char *u = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER ?
+				lua_tolstring(L, -1, &ulen) : NULL;
+		if (!u || !ulen || ulen > NAME_MAX_BYTES || memchr(u, '\0', ulen) ||
+		    strcmp(u, sender) == 0) {
+			lua_pop(L, 1);
+			continue;
+		}
+		for (size_t j = 0; clean && j < count && !seen; j++)
+			seen = strcmp(kept[j], u) == 0;
+		if (!seen)
+			array_add(&a, u, ulen);
+		if (clean && !seen)
+			kept[count++] = u;
+		else
+			lua_pop(L, 1);
+	}
+	lua_settop(L, top);
+	array_put(&a, "}", 1);
+	return a.p;
+}
+
+static int l_send_as(lua_State *L)
+{
+	static const char *const fields[3] = { "name", "avatar", "phoneNumber" };
+	struct send_fields f;
+	char *profile[3] = { NULL, NULL, NULL }, *room_users = NULL;
+	char now_s[24], when[MESSAGES_TIME_LEN];
+	const char *values[PARAMS_MAX];
+	int64_t now = clock_wall_ms();
+	int rc;
+
+	send_fields(L, "store.send_as", &f);
+	lua_pushliteral(L, "profile");
+	lua_rawget(L, 1);
+	if (lua_istable(L, -1)) {
+		/* A field that raises strands nothing: scratch memory. */
+		for (int i = 0; i < 3; i++)
+			profile[i] = profile_field(L, lua_gettop(L), fields[i]);
+	}
+	lua_pop(L, 1);
+	lua_pushliteral(L, "roomUsers");
+	lua_rawget(L, 1);
+	room_users = lua_istable(L, -1) ? recipients_of(L, lua_gettop(L), f.sender) : NULL;
+	lua_pop(L, 1);
+	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
+	messages_iso_time(now, when);
+	values[0] = f.conv;
+	values[1] = f.sender;
+	values[2] = f.cid;
+	values[3] = f.type;
+	values[4] = f.content;
+	values[5] = f.reply_to;
+	values[6] = profile[0];
+	values[7] = profile[1];
+	values[8] = profile[2];
+	values[9] = room_users ? room_users : "{}";
+	values[10] = now_s;
+	values[11] = when;
+	rc = call(L, PG_WRITE, PGS_SEND_AS, 12, values, NULL, NULL, push_sent_as, FAIL_NIL_ERR);
+	scratch_free(f.content);
+	for (int i = 0; i < 3; i++)
+		scratch_free(profile[i]);
+	scratch_free(room_users);
 	return rc;
 }
 
@@ -601,6 +767,7 @@ static int l_set_members(lua_State *L)
 	values[0] = conv;
 	values[1] = members;
 	values[2] = now_s;
+	members_gen++;
 	rc = call(L, PG_WRITE, PGS_SET_MEMBERS, 3, values, NULL, NULL, push_ticket_nil,
 		  FAIL_RAISE);
 	scratch_free(members);
@@ -1004,6 +1171,60 @@ static int l_kv_incr(lua_State *L)
 		    FAIL_NIL_ERR);
 }
 
+/* kv_cas's answer: whether it wrote (a row came back). */
+static int push_cas(lua_State *L, const PGresult *res)
+{
+	lua_pushboolean(L, PQntuples(res) > 0);
+	return 1;
+}
+
+/* kv_cas(ns, key, expected json | nil, new json | nil, expiry ms or 0) ->
+ * true (written) | false (the live value was not `expected`) | nil, err:
+ * kv.cas in one statement (PostgreSQL only: on LMDB api.lua reads and
+ * writes, which nothing can come between there). Both nil is api.lua's
+ * (a read); values compare as bytes, the JSON both sides encoded. */
+static int l_kv_cas(lua_State *L)
+{
+	size_t nlen, klen, elen = 0, vlen = 0;
+	const char *key, *ns = store_kv_args(L, &nlen, &key, &klen);
+	const char *expected, *v;
+	lua_Number expiry;
+	char expiry_s[24], now_s[24];
+
+	if (!ns)
+		return 2;
+	expected = luaL_optlstring(L, 3, NULL, &elen);
+	v = luaL_optlstring(L, 4, NULL, &vlen);
+	expiry = luaL_optnumber(L, 5, 0);
+	if (!expected && !v)
+		return luaL_error(L, "kv_cas: an expected or a new value is required");
+	if (vlen > KV_VALUE_MAX || elen > KV_VALUE_MAX) {
+		lua_pushnil(L);
+		lua_pushliteral(L, "values are at most 1 MiB");
+		return 2;
+	}
+	snprintf(expiry_s, sizeof(expiry_s), "%lld",
+		 expiry > 0 && expiry < 9e18 ? (long long)expiry : 0LL);
+	snprintf(now_s, sizeof(now_s), "%lld", (long long)clock_wall_ms());
+	if (!expected) {
+		const char *values[5] = { ns, key, v, expiry_s, now_s };
+		int lengths[5] = { 0, (int)klen, (int)vlen, 0, 0 }, binary[5] = { 0, 1, 1, 0, 0 };
+		return call(L, PG_WRITE, PGS_KV_CAS_ADD, 5, values, lengths, binary, push_cas,
+			    FAIL_NIL_ERR);
+	}
+	if (!v) {
+		const char *values[4] = { ns, key, expected, now_s };
+		int lengths[4] = { 0, (int)klen, (int)elen, 0 }, binary[4] = { 0, 1, 1, 0 };
+		return call(L, PG_WRITE, PGS_KV_CAS_DELETE, 4, values, lengths, binary, push_cas,
+			    FAIL_NIL_ERR);
+	}
+	const char *values[6] = { ns, key, expected, v, expiry_s, now_s };
+	int lengths[6] = { 0, (int)klen, (int)elen, (int)vlen, 0, 0 };
+	int binary[6] = { 0, 1, 1, 1, 0, 0 };
+	return call(L, PG_WRITE, PGS_KV_CAS_SET, 6, values, lengths, binary, push_cas,
+		    FAIL_NIL_ERR);
+}
+
 /* Expired entries go a slice at a time, as kv.c's sweep. */
 static ev_timer sweep_timer;
 
@@ -1025,6 +1246,7 @@ void store_api_pg_register(lua_State *L,
 {
 	static const luaL_Reg functions[] = {
 		{ "store_send", l_send },
+		{ "store_send_as", l_send_as },
 		{ "store_message", l_message },
 		{ "store_sync", l_sync },
 		{ "store_sync_before", l_sync_before },
@@ -1051,6 +1273,7 @@ void store_api_pg_register(lua_State *L,
 		{ "kv_delete", l_kv_delete },
 		{ "kv_keys", l_kv_keys },
 		{ "kv_incr", l_kv_incr },
+		{ "kv_cas", l_kv_cas },
 		{ NULL, NULL },
 	};
 

@@ -419,6 +419,13 @@ static void send_connected(struct conn *c, const struct client *cl)
 	send_packet(c, SIO_CONNECT, cl->nsp->name, cl->nsp->name_len, body, (size_t)len);
 }
 
+/* The CONNECT answer of a socket whose claim of another node's session
+ * is settled (recovered or not; its connection is still there). */
+static void answer_claim(struct client *cl)
+{
+	send_connected(cl->conn, cl);
+}
+
 /* A recovering client's CONNECT payload holds the pid it was given and the
  * offset of the last event it took (socket.io-client >= 4.6 adds them to
  * its auth): the socket `cl`, accepted, may then be a held one coming
@@ -427,7 +434,7 @@ static void send_connected(struct conn *c, const struct client *cl)
 static struct client *recover(struct client *cl, const char *auth, size_t auth_len)
 {
 	struct json_span obj = { auth, auth_len }, v;
-	char pid[32], off[32];
+	char pid[RECOVERY_PID_MAX + 8], off[32];
 	long plen, olen;
 	uint64_t offset = 0;
 	int has_offset = 0;
@@ -452,6 +459,9 @@ static struct client *recover(struct client *cl, const char *auth, size_t auth_l
 			offset = offset * 10 + (uint64_t)(off[i] - '0');
 		}
 	}
+	/* Another node's session (cluster mode): settled when Redis answers. */
+	if (client_recover_elsewhere(cl, pid, (size_t)plen, has_offset, offset, answer_claim))
+		return NULL;
 	return client_recover(cl, pid, (size_t)plen, has_offset, offset);
 }
 
@@ -494,6 +504,8 @@ static void on_connect(struct conn *c, const struct sio_packet *pkt)
 	/* A recovered socket's missed events follow its CONNECT answer, before
 	 * anything its connected hooks send. */
 	struct client *now = recover(cl, pkt->len ? pkt->data : NULL, pkt->len);
+	if (!now)
+		return; /* answered when the claim is settled */
 	send_connected(c, now);
 	if (now != cl)
 		client_replay(now);

@@ -5,16 +5,24 @@
 #include "store/pg_schema.h"
 
 extern const char pg_schema_1_sql[];
+extern const char pg_schema_2_sql[];
 
 const char *const pg_migrations[] = {
 	pg_schema_1_sql,
+	pg_schema_2_sql,
 };
 const size_t pg_nmigrations = sizeof(pg_migrations) / sizeof(pg_migrations[0]);
 
 const struct pg_statement pg_statements[] = {
+	/* store_send: the send alone (a plugin's, or a script's own). */
 	[PGS_SEND] = { "parley_send",
-		       "SELECT * FROM parley_send($1, $2, $3, $4, $5, $6, $7, $8::text[], "
-		       "$9::bigint, $10)", 10 },
+		       "SELECT record_json, created, message_id, sent_at, seq FROM parley_send_as($1, $2, "
+		       "$3, $4, $5, $6, $7, NULL, NULL, NULL, false, $8::text[], $9::bigint, $10)",
+		       10 },
+	/* store_send_as: messages.lua's whole send, checks included. */
+	[PGS_SEND_AS] = { "parley_send_as",
+			  "SELECT * FROM parley_send_as($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, "
+			  "true, $10::text[], $11::bigint, $12)", 12 },
 	[PGS_MESSAGE] = { "parley_message", "SELECT * FROM parley_message($1)", 1 },
 	[PGS_SYNC] = { "parley_sync", "SELECT parley_sync($1, $2::bigint, $3::integer, $4)", 4 },
 	[PGS_SYNC_BEFORE] = { "parley_sync_before",
@@ -77,9 +85,45 @@ const struct pg_statement pg_statements[] = {
 	[PGS_KV_SWEEP] = { "parley_kv_sweep",
 			   "DELETE FROM kv WHERE ctid IN (SELECT ctid FROM kv WHERE expires > 0 "
 			   "AND expires <= $1::bigint LIMIT 2000)", 1 },
+	/* kv.incr in one statement, not schema 1's parley_kv_incr: that one
+	 * reads FOR UPDATE, which locks nothing while the key is absent, so
+	 * two first increments from two nodes both wrote 1. Here the insert's
+	 * conflict waits on the row and adds to what the other wrote; a live
+	 * value that is not a number is left alone (no row: NULL). $4 NULL
+	 * keeps the live entry's expiry. */
 	[PGS_KV_INCR] = { "parley_kv_incr",
-			  "SELECT parley_kv_incr($1, $2::bytea, $3::float8, $4::bigint, $5::bigint)",
+			  "INSERT INTO kv VALUES ($1, $2::bytea, "
+			  "convert_to($3::float8::text, 'UTF8'), coalesce($4::bigint, 0)) "
+			  "ON CONFLICT (plugin, key) DO UPDATE SET "
+			  "value = CASE WHEN kv.expires = 0 OR kv.expires > $5::bigint "
+			  "THEN convert_to((convert_from(kv.value, 'UTF8')::float8 + $3::float8)::text, "
+			  "'UTF8') ELSE excluded.value END, "
+			  "expires = CASE WHEN $4::bigint IS NOT NULL THEN $4::bigint "
+			  "WHEN kv.expires = 0 OR kv.expires > $5::bigint THEN kv.expires ELSE 0 END "
+			  "WHERE (kv.expires <> 0 AND kv.expires <= $5::bigint) "
+			  "OR json_typeof(convert_from(kv.value, 'UTF8')::json) = 'number' "
+			  "RETURNING convert_from(value, 'UTF8')",
 			  5 },
+	/* kv.cas, each one statement (a row comes back when it wrote): a
+	 * concurrent writer of the row waits on its lock, and the WHERE is
+	 * checked again on what it wrote. ADD: the key absent or expired ($5
+	 * now); SET and DELETE: the live value is $3 exactly. */
+	[PGS_KV_CAS_ADD] = { "parley_kv_cas_add",
+			     "INSERT INTO kv VALUES ($1, $2::bytea, $3::bytea, $4::bigint) "
+			     "ON CONFLICT (plugin, key) DO UPDATE "
+			     "SET value = excluded.value, expires = excluded.expires "
+			     "WHERE kv.expires > 0 AND kv.expires <= $5::bigint RETURNING 1",
+			     5 },
+	[PGS_KV_CAS_SET] = { "parley_kv_cas_set",
+			     "UPDATE kv SET value = $4::bytea, expires = $5::bigint "
+			     "WHERE plugin = $1 AND key = $2::bytea AND value = $3::bytea "
+			     "AND (expires = 0 OR expires > $6::bigint) RETURNING 1",
+			     6 },
+	[PGS_KV_CAS_DELETE] = { "parley_kv_cas_delete",
+				"DELETE FROM kv WHERE plugin = $1 AND key = $2::bytea "
+				"AND value = $3::bytea AND (expires = 0 OR expires > $4::bigint) "
+				"RETURNING 1",
+				4 },
 };
 const size_t pg_nstatements = sizeof(pg_statements) / sizeof(pg_statements[0]);
 

@@ -19,6 +19,7 @@ extern const size_t pg_nstatements;
  * pg_schema.c's; lua/store_api_pg.c and lua/kv_pg.c call them). */
 enum pg_stmt {
 	PGS_SEND,
+	PGS_SEND_AS,
 	PGS_MESSAGE,
 	PGS_SYNC,
 	PGS_SYNC_BEFORE,
@@ -46,6 +47,9 @@ enum pg_stmt {
 	PGS_KV_KEYS,
 	PGS_KV_SWEEP,
 	PGS_KV_INCR,
+	PGS_KV_CAS_ADD,
+	PGS_KV_CAS_SET,
+	PGS_KV_CAS_DELETE,
 	PGS_COUNT
 };
 

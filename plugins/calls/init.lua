@@ -13,18 +13,31 @@
 --        relayed to the other party of that call only
 -- A call nobody answers within ring_ms ends as call:missed; a party's
 -- disconnect ends it for the other (call:ended {reason: "disconnected"}).
--- Only the parties of a call can signal into it (403 otherwise). Calls are
--- shared state: a reload keeps them.
+-- Only the parties of a call can signal into it (403 otherwise).
+--
+-- The state is in the store (parley.kv), so that on several nodes
+-- (docs/cluster.md) the parties may be anywhere and any node decides:
+--   "c:<callId>" -> the call record, as JSON text: every change is a
+--       kv.cas from the text read to the new one, so two nodes racing
+--       (two devices answering at once) cannot both win;
+--   "b:<userId>" -> the callId the user is in (ringing or active), taken
+--       with kv.cas from absent, given back only by its call.
+-- Both expire (lease_ms) unless the node of a party refreshes them: a
+-- call whose nodes all died frees its users by itself.
+-- A party's socket is in the room "call:<callId>" (the caller's from the
+-- invite, the callee's from the accept): what goes to "the other party" is
+-- a broadcast to that room but the sender, which reaches its node.
 
-local store = parley.store
+local kv, json = parley.kv, parley.json
 local KINDS = { voice = true, video = true, screen = true }
+-- Changes of one record retried this often when another write came first.
+local CAS_TRIES = 8
 
--- callId -> { id, kind, caller, caller_sid, callees = {user = true},
---             state = "ringing"|"active", callee, callee_sid, conversationId,
---             ring_until }
-local calls = parley.shared("calls")
--- userId -> callId: who is in a call (ringing or active)
-local busy = parley.shared("busy")
+-- This node's party sockets: sid -> { id = callId, role = "caller" |
+-- "callee", ring_until (the caller's, while it rings), refreshed }.
+-- Node-local (parley.shared): which calls to end when a socket goes, which
+-- records and busy keys this node refreshes, which rooms it leaves.
+local here = parley.shared("here")
 
 local function user_room(u)
 	return "user:" .. u
@@ -34,18 +47,78 @@ local function to_user(u)
 	return parley.to(user_room(u))
 end
 
-local function end_call(call, notify)
-	calls[call.id] = nil
-	if busy[call.caller] == call.id then
-		busy[call.caller] = nil
+local function call_room(id)
+	return "call:" .. id
+end
+
+-- The call record and its text, or nil (ended or unknown).
+local function load_call(id)
+	local text = kv.get("c:" .. id)
+	if type(text) ~= "string" then
+		return nil
 	end
-	for u in pairs(call.callees) do
-		if busy[u] == call.id then
-			busy[u] = nil
+	local call = json.decode(text)
+	if type(call) ~= "table" then
+		return nil
+	end
+	return call, text
+end
+
+local function ttl_of(call)
+	if call.state == "ringing" then
+		return math.max(1, call.ring_until - parley.now()) + config.lease_ms
+	end
+	return config.lease_ms
+end
+
+-- Applies `change(call)` to the record as one step against other nodes:
+-- change returns true to write the call it changed, "delete" to end it,
+-- or false, status, message to give up. Returns the call as written (nil
+-- once deleted) and true, or nil, false, status, message.
+local function update(id, change)
+	for _ = 1, CAS_TRIES do
+		local call, text = load_call(id)
+		if not call then
+			return nil, false, 404, "no such call"
+		end
+		local what, status, message = change(call)
+		if not what then
+			return nil, false, status, message
+		end
+		local ok
+		if what == "delete" then
+			ok = kv.cas("c:" .. id, text, nil)
+		else
+			ok = kv.cas("c:" .. id, text, json.encode(call), ttl_of(call))
+		end
+		if ok then
+			return call, true
 		end
 	end
-	if notify then
-		notify()
+	return nil, false, 409, "the call changed too often: try again"
+end
+
+-- An ended call's busy keys given back: before its parties are told, so
+-- that what they do next finds them free.
+local function free_users(call)
+	kv.cas("b:" .. call.caller, call.id, nil)
+	for u in pairs(call.callees) do
+		kv.cas("b:" .. u, call.id, nil)
+	end
+end
+
+-- An ended call's room left by this node's sockets: after they were told
+-- through it. Other nodes' sockets leave when their refresh finds the call
+-- gone.
+local function leave_room(call)
+	for _, sid in ipairs({ call.caller_sid, call.callee_sid or false }) do
+		local s = sid and parley.socket(sid)
+		if s then
+			s:leave(call_room(call.id))
+		end
+		if sid and here[sid] and here[sid].id == call.id then
+			here[sid] = nil
+		end
 	end
 end
 
@@ -58,16 +131,78 @@ local function each_callee(call, but, fn)
 	end
 end
 
-local function sweep()
-	local now = parley.now()
-	for _, call in pairs(calls) do
-		if call.state == "ringing" and call.ring_until <= now then
-			end_call(call, function()
-				local missed = { callId = call.id, kind = call.kind, from = call.caller }
-				to_user(call.caller):emit("call:missed", missed)
-				each_callee(call, nil, function(u) to_user(u):emit("call:missed", missed) end)
-			end)
+-- Keeps the records and busy keys of this node's parties alive, and
+-- forgets (leaving the room) the calls other nodes ended.
+local function refresh(sid, mine, now)
+	local call, text = load_call(mine.id)
+	if not call then
+		here[sid] = nil
+		local s = parley.socket(sid)
+		if s then
+			s:leave(call_room(mine.id))
 		end
+		return
+	end
+	mine.refreshed = now
+	kv.cas("c:" .. call.id, text, text, ttl_of(call))
+	local user = mine.role == "caller" and call.caller or call.callee
+	if user then
+		kv.cas("b:" .. user, call.id, call.id, ttl_of(call))
+	end
+end
+
+-- A call this node rang and nobody answered: the first node to delete it
+-- tells (only this one rings it, so once).
+local function expire(sid, mine)
+	local call, ok, status = update(mine.id, function(c)
+		if c.state ~= "ringing" then
+			return false
+		end
+		return "delete"
+	end)
+	if not ok then
+		mine.ring_until = nil
+		if status == 404 then
+			refresh(sid, mine, parley.now()) -- ended elsewhere: forget it
+		end
+		return
+	end
+	free_users(call)
+	local missed = { callId = call.id, kind = call.kind, from = call.caller }
+	to_user(call.caller):emit("call:missed", missed)
+	each_callee(call, nil, function(u) to_user(u):emit("call:missed", missed) end)
+	leave_room(call)
+end
+
+local sweeping = false
+
+local function sweep()
+	-- A sweep waits on the store (PostgreSQL): the next tick skips while
+	-- one is still running.
+	if sweeping then
+		return
+	end
+	sweeping = true
+	local ok, err = pcall(function()
+		local now = parley.now()
+		local due = {}
+		for sid, mine in pairs(here) do
+			due[#due + 1] = { sid, mine }
+		end
+		for _, d in ipairs(due) do
+			local sid, mine = d[1], d[2]
+			if here[sid] == mine then
+				if mine.ring_until and mine.ring_until <= now then
+					expire(sid, mine)
+				elseif now - mine.refreshed >= config.lease_ms / 3 then
+					refresh(sid, mine, now)
+				end
+			end
+		end
+	end)
+	sweeping = false
+	if not ok then
+		error(err, 0)
 	end
 end
 
@@ -82,11 +217,11 @@ local function callees_of(sock, d)
 	if type(d.conversationId) ~= "string" or d.conversationId == "" or #d.conversationId > 128 then
 		return nil, 400, "toUserId or conversationId is required"
 	end
-	local member, registered = store.is_member(d.conversationId, sock.userId)
+	local member, registered = parley.store.is_member(d.conversationId, sock.userId)
 	if registered and not member then
 		return nil, 403, "not a member of this conversation"
 	end
-	local candidates = registered and store.members(d.conversationId)
+	local candidates = registered and parley.store.members(d.conversationId)
 		or parley.room_users("conversation:" .. d.conversationId)
 	local users = {}
 	for _, u in ipairs(candidates) do
@@ -100,21 +235,44 @@ local function callees_of(sock, d)
 	return users
 end
 
--- The call `d.callId` if the socket is a party to it (or, for accept and
--- reject, an invited callee), else nil, status, message.
+-- Whether the socket is a party to the call (or, while it rings, an
+-- invited callee).
+local function is_party(sock, call)
+	return sock.id == call.caller_sid or (call.state == "active" and sock.id == call.callee_sid)
+		or (call.state == "ringing" and call.callees[sock.userId] ~= nil)
+end
+
+-- The call `d.callId` if the socket is a party to it, else nil, status,
+-- message.
 local function party_call(sock, d)
-	if type(d) ~= "table" or type(d.callId) ~= "string" then
+	if type(d) ~= "table" or type(d.callId) ~= "string" or d.callId == "" or #d.callId > 64 then
 		return nil, 400, "callId is required"
 	end
-	local call = calls[d.callId]
+	local call = load_call(d.callId)
 	if not call then
 		return nil, 404, "no such call"
 	end
-	if sock.id == call.caller_sid or (call.state == "active" and sock.id == call.callee_sid)
-		or (call.state == "ringing" and call.callees[sock.userId]) then
+	if is_party(sock, call) then
 		return call
 	end
 	return nil, 403, "not a party to this call"
+end
+
+-- For accept and reject: the call `d.callId` if the socket's user was
+-- invited to it (ringing or not: the change itself says 409 when it no
+-- longer rings), else nil, status, message.
+local function invited_call(sock, d)
+	if type(d) ~= "table" or type(d.callId) ~= "string" or d.callId == "" or #d.callId > 64 then
+		return nil, 400, "callId is required"
+	end
+	local call = load_call(d.callId)
+	if not call then
+		return nil, 404, "no such call"
+	end
+	if call.callees[sock.userId] == nil and call.callee ~= sock.userId then
+		return nil, 403, "not a party to this call"
+	end
+	return call
 end
 
 -- Relays a signal to the other party of the call.
@@ -129,23 +287,32 @@ local function relay(event)
 			out[k] = v
 		end
 		out.from = sock.userId
-		if sock.id == call.caller_sid then
-			if call.state == "active" then
-				local s = parley.socket(call.callee_sid)
-				if s then
-					s:emit(event, out)
-				end
-			else
-				each_callee(call, nil, function(u) to_user(u):emit(event, out) end)
-			end
+		if sock.id == call.caller_sid and call.state ~= "active" then
+			each_callee(call, nil, function(u) to_user(u):emit(event, out) end)
 		else
-			local s = parley.socket(call.caller_sid)
-			if s then
-				s:emit(event, out)
-			end
+			parley.to(call_room(call.id)):except(sock):emit(event, out)
 		end
 		return { success = true }
 	end
+end
+
+-- Ends the call a party hung up or lost, once whichever node gets there
+-- first: the other party is told (while it rings, every invited device).
+-- Returns the call it ended, or nil when it had ended already.
+local function hang_up(sock, id, reason)
+	local call, ok = update(id, function() return "delete" end)
+	if not ok then
+		return nil
+	end
+	free_users(call)
+	local ended = { callId = call.id, reason = reason, by = sock.userId }
+	if sock.id == call.caller_sid and call.state ~= "active" then
+		each_callee(call, nil, function(u) to_user(u):emit("call:ended", ended) end)
+	else
+		parley.to(call_room(call.id)):except(sock):emit("call:ended", ended)
+	end
+	leave_room(call)
+	return call
 end
 
 return {
@@ -154,25 +321,15 @@ return {
 	end,
 
 	disconnect = function(sock)
-		for _, call in pairs(calls) do
-			if sock.id == call.caller_sid then
-				end_call(call, function()
-					local ended = { callId = call.id, reason = "disconnected", by = sock.userId }
-					if call.state == "active" then
-						local s = parley.socket(call.callee_sid)
-						if s then s:emit("call:ended", ended) end
-					else
-						each_callee(call, nil, function(u) to_user(u):emit("call:ended", ended) end)
-					end
-				end)
-			elseif call.state == "active" and sock.id == call.callee_sid then
-				end_call(call, function()
-					local s = parley.socket(call.caller_sid)
-					if s then
-						s:emit("call:ended", { callId = call.id, reason = "disconnected", by = sock.userId })
-					end
-				end)
-			end
+		local mine = here[sock.id]
+		if not mine then
+			return
+		end
+		here[sock.id] = nil
+		local call = load_call(mine.id)
+		if call and (sock.id == call.caller_sid
+			or (call.state == "active" and sock.id == call.callee_sid)) then
+			hang_up(sock, call.id, "disconnected")
 		end
 	end,
 
@@ -181,81 +338,100 @@ return {
 			if type(d) ~= "table" or not KINDS[d.kind] then
 				return nil, 400, "kind must be voice, video or screen"
 			end
-			if busy[sock.userId] then
-				return nil, 409, "you are already in a call"
-			end
 			local users, status, message = callees_of(sock, d)
 			if not users then
 				return nil, status, message
 			end
 			local id = parley.crypto.base64url_encode(parley.crypto.random(12))
+			local now = parley.now()
+			local ttl = config.ring_ms + config.lease_ms
+			-- The caller first: two invites of one user at once (two
+			-- devices, two nodes) make one call.
+			if not kv.cas("b:" .. sock.userId, nil, id, ttl) then
+				return nil, 409, "you are already in a call"
+			end
 			local call = { id = id, kind = d.kind, caller = sock.userId, caller_sid = sock.id,
-				callees = {}, state = "ringing", conversationId = d.conversationId,
-				ring_until = parley.now() + config.ring_ms }
+				caller_node = parley.settings.node_id, callees = {}, state = "ringing",
+				conversationId = d.conversationId, ring_until = now + config.ring_ms }
 			local free = 0
 			for _, u in ipairs(users) do
-				if busy[u] then
-					sock:emit("call:busy", { callId = id, userId = u })
-				else
+				if kv.cas("b:" .. u, nil, id, ttl) then
 					call.callees[u] = true
 					free = free + 1
+				else
+					sock:emit("call:busy", { callId = id, userId = u })
 				end
 			end
 			if free == 0 then
+				kv.cas("b:" .. sock.userId, id, nil)
 				return { callId = id, busy = true }
 			end
-			calls[id] = call
-			busy[sock.userId] = id
+			sock:join(call_room(id))
+			kv.set("c:" .. id, json.encode(call), ttl_of(call))
+			here[sock.id] = { id = id, role = "caller", ring_until = call.ring_until, refreshed = now }
 			local incoming = { callId = id, kind = d.kind, from = sock.user,
 				conversationId = d.conversationId or parley.null }
-			each_callee(call, nil, function(u)
-				busy[u] = id
-				to_user(u):emit("call:incoming", incoming)
-			end)
+			each_callee(call, nil, function(u) to_user(u):emit("call:incoming", incoming) end)
 			return { callId = id }
 		end,
 
 		["call:accept"] = function(sock, d)
-			local call, status, message = party_call(sock, d)
+			local call, status, message = invited_call(sock, d)
 			if not call then
 				return nil, status, message
 			end
-			if call.state ~= "ringing" or not call.callees[sock.userId] then
-				return nil, 409, "the call is not ringing for you"
+			-- In the room before the caller can hear of it: its offer
+			-- comes back to this socket through the room.
+			sock:join(call_room(call.id))
+			local won, ok
+			won, ok, status, message = update(call.id, function(c)
+				if c.state ~= "ringing" or not c.callees[sock.userId] then
+					return false, 409, "the call is not ringing for you"
+				end
+				c.state, c.ring_until = "active", nil
+				c.callee, c.callee_sid, c.callee_node = sock.userId, sock.id, parley.settings.node_id
+				return true
+			end)
+			if not ok then
+				sock:leave(call_room(call.id))
+				return nil, status, message
 			end
-			call.state = "active"
-			call.callee = sock.userId
-			call.callee_sid = sock.id
-			local caller = parley.socket(call.caller_sid)
-			if caller then
-				caller:emit("call:accepted", { callId = call.id, userId = sock.userId })
-			end
-			to_user(sock.userId):except(sock):emit("call:answered-elsewhere", { callId = call.id })
-			each_callee(call, sock.userId, function(u)
-				busy[u] = nil
-				call.callees[u] = nil
-				to_user(u):emit("call:ended", { callId = call.id, reason = "answered" })
+			here[sock.id] = { id = won.id, role = "callee", refreshed = parley.now() }
+			parley.to(call_room(won.id)):except(sock):emit("call:accepted",
+				{ callId = won.id, userId = sock.userId })
+			to_user(sock.userId):except(sock):emit("call:answered-elsewhere", { callId = won.id })
+			each_callee(won, sock.userId, function(u)
+				kv.cas("b:" .. u, won.id, nil)
+				to_user(u):emit("call:ended", { callId = won.id, reason = "answered" })
 			end)
 			return { success = true }
 		end,
 
 		["call:reject"] = function(sock, d)
-			local call, status, message = party_call(sock, d)
+			local call, status, message = invited_call(sock, d)
 			if not call then
 				return nil, status, message
 			end
-			if call.state ~= "ringing" or not call.callees[sock.userId] then
-				return nil, 409, "the call is not ringing for you"
+			local left, ok
+			left, ok, status, message = update(call.id, function(c)
+				if c.state ~= "ringing" or not c.callees[sock.userId] then
+					return false, 409, "the call is not ringing for you"
+				end
+				c.callees[sock.userId] = nil
+				return next(c.callees) == nil and "delete" or true
+			end)
+			if not ok then
+				return nil, status, message
 			end
-			call.callees[sock.userId] = nil
-			busy[sock.userId] = nil
+			kv.cas("b:" .. sock.userId, call.id, nil)
+			local over = next(left.callees) == nil
+			if over then
+				free_users(left)
+			end
 			to_user(sock.userId):except(sock):emit("call:ended", { callId = call.id, reason = "rejected" })
-			local caller = parley.socket(call.caller_sid)
-			if caller then
-				caller:emit("call:rejected", { callId = call.id, userId = sock.userId })
-			end
-			if next(call.callees) == nil then
-				end_call(call)
+			parley.to(call_room(call.id)):emit("call:rejected", { callId = call.id, userId = sock.userId })
+			if over then
+				leave_room(left)
 			end
 			return { success = true }
 		end,
@@ -265,20 +441,9 @@ return {
 			if not call then
 				return nil, status, message
 			end
-			end_call(call, function()
-				local ended = { callId = call.id, reason = "ended", by = sock.userId }
-				if sock.id == call.caller_sid then
-					if call.state == "active" then
-						local s = parley.socket(call.callee_sid)
-						if s then s:emit("call:ended", ended) end
-					else
-						each_callee(call, nil, function(u) to_user(u):emit("call:ended", ended) end)
-					end
-				else
-					local s = parley.socket(call.caller_sid)
-					if s then s:emit("call:ended", ended) end
-				end
-			end)
+			if not hang_up(sock, call.id, "ended") then
+				return nil, 404, "no such call"
+			end
 			return { success = true }
 		end,
 

@@ -71,6 +71,45 @@ test('200 concurrent increments from 4 sockets end at exactly 200; incr of a str
   others.forEach((o) => o.close());
 });
 
+test('kv.cas: set if absent, swap if equal, delete if equal; a mismatch writes nothing; tables are refused', async () => {
+  const cas = (key, expected, nw, ttl) => ask('test:kv-cas', { key, expected, new: nw, ttl });
+  assert.deepEqual(await cas('slot', undefined, 'a'), { ok: true });
+  assert.deepEqual(await cas('slot', undefined, 'b'), { ok: false }, 'set-if-absent overwrote');
+  assert.deepEqual(await cas('slot', 'b', 'c'), { ok: false }, 'swapped on a wrong expected value');
+  assert.deepEqual(await ask('test:kv-get', { key: 'slot' }), { value: 'a' });
+  assert.deepEqual(await cas('slot', 'a', 7), { ok: true });
+  assert.deepEqual(await cas('slot', '7', 8), { ok: false }, 'the string "7" matched the number 7');
+  assert.deepEqual(await cas('slot', 7, true), { ok: true });
+  assert.deepEqual(await ask('test:kv-get', { key: 'slot' }), { value: true });
+  assert.deepEqual(await cas('slot', false, undefined), { ok: false });
+  assert.deepEqual(await cas('slot', true, undefined), { ok: true });
+  assert.deepEqual(await ask('test:kv-get', { key: 'slot' }), {});
+  assert.deepEqual(await cas('slot', undefined, undefined), { ok: true }, 'absent is nil');
+  assert.equal((await cas('slot', undefined, { t: 1 })).statusCode, 400);
+  // An expired value is absent: set-if-absent takes its place.
+  assert.deepEqual(await cas('short', undefined, 'x', 300), { ok: true });
+  assert.deepEqual(await cas('short', undefined, 'y'), { ok: false });
+  await new Promise((r) => setTimeout(r, 600));
+  assert.deepEqual(await cas('short', 'x', 'z'), { ok: false }, 'an expired value matched');
+  assert.deepEqual(await cas('short', undefined, 'y'), { ok: true });
+  assert.deepEqual(await ask('test:kv-get', { key: 'short' }), { value: 'y' });
+});
+
+test('100 concurrent set-if-absent from 4 sockets: exactly one wins, and its value is the one kept', async () => {
+  const others = await Promise.all([1, 2, 3].map(async (i) => {
+    const o = h.sioClient(srv, '/messages', { query: { userId: `cas${i}` }, transports: ['websocket'] });
+    await h.connected(o);
+    return o;
+  }));
+  const all = [s, ...others];
+  const answers = await Promise.all(Array.from({ length: 100 }, (_, i) =>
+    all[i % 4].timeout(5000).emitWithAck('test:kv-cas', { key: 'race', new: `w${i}` })));
+  const won = answers.map((a, i) => (a.ok === true ? i : -1)).filter((i) => i >= 0);
+  assert.equal(won.length, 1, JSON.stringify(answers));
+  assert.deepEqual(await ask('test:kv-get', { key: 'race' }), { value: `w${won[0]}` });
+  others.forEach((o) => o.close());
+});
+
 test('each plugin has its own namespace: kvpeer does not see testkit\'s key', async () => {
   await ask('test:kv-set', { key: 'mine', value: 'testkit' });
   assert.deepEqual(await ask('peer:get', { key: 'mine' }), {});

@@ -114,23 +114,82 @@ function parley.room_sockets(room, nsp)
 	return core.room_sockets(nsp or C.default_nsp, room)
 end
 
+-- Presence over every node (cluster mode) or this node's (one node, and
+-- the parley.local_* variants). In cluster mode each cluster-wide call asks
+-- Redis and the job waits for the answer (docs/cluster.md says the cost);
+-- Redis unreachable, the answer is this node's. On one node the calls
+-- answer at once, as they always did.
+local CLUSTER = core.presence_cluster == true
+-- true in cluster mode: user:online / user:offline are decided by the
+-- cluster and told through the presence hook (docs/lua.md).
+parley.cluster_presence = CLUSTER
+
+-- The local answer when Redis gave none (false).
+local function or_local(answer, fn, nsp, arg)
+	if answer == false then
+		return fn(nsp, arg)
+	end
+	return answer
+end
+
 -- The users whose sockets are in a room, each once (an array).
-function parley.room_users(room, nsp)
+function parley.local_room_users(room, nsp)
 	return core.room_users(nsp or C.default_nsp, room)
 end
 
-function parley.room_size(room, nsp)
+function parley.local_room_size(room, nsp)
 	return core.room_size(nsp or C.default_nsp, room)
 end
 
 -- How many sockets a user has connected in the namespace.
-function parley.user_sockets(user_id, nsp)
+function parley.local_user_sockets(user_id, nsp)
 	return core.room_size(nsp or C.default_nsp, "user:" .. user_id)
 end
 
 -- The users with a socket connected to the namespace (an array).
-function parley.online_users(nsp)
+function parley.local_online_users(nsp)
 	return core.online_users(nsp or C.default_nsp)
+end
+
+if CLUSTER then
+	function parley.room_users(room, nsp)
+		nsp = nsp or C.default_nsp
+		return or_local(settle("parley.room_users", "read",
+			core.presence_room_users(nsp, room)), core.room_users, nsp, room)
+	end
+
+	function parley.room_size(room, nsp)
+		nsp = nsp or C.default_nsp
+		return or_local(settle("parley.room_size", "read",
+			core.presence_room_size(nsp, room)), core.room_size, nsp, room)
+	end
+
+	function parley.user_sockets(user_id, nsp)
+		nsp = nsp or C.default_nsp
+		local room = "user:" .. user_id
+		return or_local(settle("parley.user_sockets", "read",
+			core.presence_room_size(nsp, room)), core.room_size, nsp, room)
+	end
+
+	function parley.online_users(nsp)
+		nsp = nsp or C.default_nsp
+		return or_local(settle("parley.online_users", "read",
+			core.presence_online_users(nsp)), core.online_users, nsp)
+	end
+
+	-- The users whose grace this node owns and has ended: those the cluster
+	-- confirms offline (each to one node), an array; {} when Redis is
+	-- unreachable (ask again later).
+	function parley.presence_expire(users, nsp)
+		local confirmed = settle("parley.presence_expire", "read",
+			core.presence_expire(nsp or C.default_nsp, users))
+		return confirmed or {}
+	end
+else
+	parley.room_users = parley.local_room_users
+	parley.room_size = parley.local_room_size
+	parley.user_sockets = parley.local_user_sockets
+	parley.online_users = parley.local_online_users
 end
 
 function parley.now()
@@ -310,6 +369,55 @@ function kv.incr(key, delta, ttl_ms)
 	return value
 end
 
+-- The JSON of a value kv.cas compares: scalars only, whose encoding is
+-- one text (a table's key order is not).
+local function cas_text(value, what)
+	local t = type(value)
+	if value == nil then
+		return nil
+	end
+	if t ~= "string" and t ~= "number" and t ~= "boolean" then
+		error("parley.kv.cas: " .. what .. " must be nil, a string, a number or a boolean", 3)
+	end
+	return json.encode(value)
+end
+
+-- Sets key to new (nil deletes) if its live value is expected (nil: absent
+-- or expired), as one step no other write of any process comes between:
+-- true, or false when the value was something else (nothing written), or
+-- nil and the store's error. Values are strings, numbers or booleans. New
+-- gets ttl_ms, or no expiry.
+function kv.cas(key, expected, new, ttl_ms)
+	check_key(key)
+	local ns = kv_namespace()
+	local want, text = cas_text(expected, "expected"), cas_text(new, "the new value")
+	local expiry = expiry_of(ttl_ms)
+	if want == nil and text == nil then
+		local cur, err = settle("parley.kv.cas", "read", core.kv_get(ns, key))
+		if cur == nil and err ~= nil then
+			return nil, err
+		end
+		return cur == nil
+	end
+	-- A store elsewhere (PostgreSQL) compares and writes in one statement.
+	if core.kv_cas then
+		return pass(settle("parley.kv.cas", "write", core.kv_cas(ns, key, want, text, expiry)))
+	end
+	-- LMDB: the read answers at once and the write is visible at once, so
+	-- nothing runs between the two.
+	local cur, err = settle("parley.kv.cas", "read", core.kv_get(ns, key))
+	if cur == nil and err ~= nil then
+		return nil, err
+	end
+	if cur ~= want then
+		return false
+	end
+	if text == nil then
+		return pass(settle("parley.kv.cas", "write", core.kv_delete(ns, key)))
+	end
+	return pass(settle("parley.kv.cas", "write", core.kv_set(ns, key, text, expiry)))
+end
+
 function kv.delete(key)
 	check_key(key)
 	return pass(settle("parley.kv.delete", "write", core.kv_delete(kv_namespace(), key)))
@@ -377,6 +485,34 @@ function store.send(msg)
 		tell_stored(msg, rec, id, ts, seq)
 	end
 	return rec, created, id, ts, seq
+end
+
+-- send_as{conversationId, senderId, clientMessageId?, type, content,
+-- replyTo?, profile = {name?, avatar?, phoneNumber?}, roomUsers} ->
+-- record, created, messageId, timestamp, seq, members, participants, stale
+-- | false (a conversation with registered members, the sender not one)
+-- | nil, err
+-- Only on a store whose reads wait (PostgreSQL; nil on LMDB, where the
+-- separate calls cost nothing): scripts/messages.lua's whole send in one
+-- round trip. In the send's own statement: a conversation with members is
+-- theirs only, and its recipients are its members (roomUsers, for an open
+-- one); the sender's profile is the given fields completed by the stored
+-- one. Answers besides the members (nil: open) and the participants as
+-- they are after the send, for its announcement; `stale` when this process
+-- set a conversation's members since the send was queued (read them again).
+if core.store_send_as then
+	function store.send_as(msg)
+		local rec, created, id, ts, seq, sender, members, participants, stale = settle(
+			"parley.store.send_as", "write", core.store_send_as(msg))
+		if not rec then
+			return rec, created
+		end
+		if created and C.reg.stored and #C.reg.stored > 0 then
+			msg.sender = json.decode(sender)
+			tell_stored(msg, rec, id, ts, seq)
+		end
+		return rec, created, id, ts, seq, members, participants, stale
+	end
 end
 
 -- A read: the host function `fn`'s answer, waited for when it comes later.

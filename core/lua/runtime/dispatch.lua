@@ -114,6 +114,19 @@ function R.recovered(id, fresh)
 	end
 end
 
+-- Recovery across nodes: the socket the connect hooks accepted as `fresh`
+-- is a session another node made, and takes its id `id`. The connected
+-- hooks run next, for `id`, with sock.recovered.
+function R.adopted(id, fresh)
+	local sock = sockets[fresh]
+	sockets[fresh] = nil
+	if sock then
+		rawset(sock, "id", id)
+		rawset(sock, "recovered", true)
+		sockets[id] = sock
+	end
+end
+
 function R.disconnect(id, reason)
 	local sock = sockets[id]
 	if not sock then
@@ -132,6 +145,26 @@ function R.disconnect(id, reason)
 	-- still counted in its rooms until the hooks first wait).
 	run_job(hooks_job, sock, "disconnect", "disconnect hook", reason)
 	sockets[id] = nil
+end
+
+-- Cluster mode: what the cluster decided of a user (core/cluster/presence.c):
+-- the presence hooks run in order, as one job that may wait, with
+-- { namespace, userId, state = "online" | "leaving" | "back", gone } (gone:
+-- when the user's last socket went, ms, for "leaving").
+local function presence_job(change)
+	for _, h in ipairs(C.reg.presence) do
+		local ok, err = call(h.module, h.fn, change)
+		if not ok then
+			script_failed(h.module, "presence hook", err)
+		end
+	end
+end
+
+function R.presence(nsp, user, state, gone)
+	if #C.reg.presence == 0 then
+		return
+	end
+	run_job(presence_job, { namespace = nsp, userId = user, state = state, gone = gone })
 end
 
 -- ---- repeat offenders of the guard ----

@@ -334,6 +334,18 @@ return {
 			return { value = v }
 		end,
 
+		-- kv.cas: { ok = true | false } or 400 with the error.
+		["test:kv-cas"] = function(sock, data)
+			local ok, res, err = pcall(parley.kv.cas, data.key, data.expected, data.new, data.ttl)
+			if not ok then
+				return nil, 400, tostring(res)
+			end
+			if res == nil then
+				return nil, 500, err
+			end
+			return { ok = res }
+		end,
+
 		-- Acked only once the write is on disk.
 		["test:kv-durable-set"] = function(sock, data)
 			parley.kv.set(data.key, data.value)
