@@ -27,6 +27,9 @@
 #                          Redis sends each broadcast to 4 subscribers, which
 #                          with 2 splits Redis's cost into per SPUBLISH and
 #                          per copy
+#            --node-env VAR=VALUE   set in every node's environment (repeatable),
+#                          e.g. PARLEY_RECOVERY_WINDOW=0: recovery off, so no
+#                          recovery log copied into Redis
 #
 # Placement (2 cores): the parley nodes (one, or all) on core 0, the
 # loadgen, Redis and PostgreSQL on core 1; so every setup gives the servers
@@ -44,6 +47,7 @@ RATE=2000
 OUT=$BENCH/last-cluster-run.txt
 PORT_A=${BENCH_PORT_BASE:-4311}
 CLUSTER_SIZES=2,4
+NODE_ENV=()
 SERVER_CPU=0
 OTHER_CPU=1
 REDIS=${REDIS_SERVER:-/usr/bin/redis-server}
@@ -56,8 +60,9 @@ while [ $# -gt 0 ]; do
 	--only) ONLY=$2; shift ;;
 	--rate) RATE=$2; shift ;;
 	--nodes) CLUSTER_SIZES=$2; shift ;;
+	--node-env) NODE_ENV+=("$2"); shift ;;
 	--out) OUT=$2; shift ;;
-	-h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,37p' "$0"; exit 0 ;;
 	*) echo "cluster.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -141,7 +146,7 @@ start_node() {
 	shift
 	port_open "$port" && die "port $port is already in use (set BENCH_PORT_BASE)"
 	mkdir -p "$TMP/data"
-	env "$@" PORT="$port" PARLEY_STORE="$PG_DB_URI" PARLEY_PLUGIN_PATH=tests/plugins \
+	env "${NODE_ENV[@]}" "$@" PORT="$port" PARLEY_STORE="$PG_DB_URI" PARLEY_PLUGIN_PATH=tests/plugins \
 		PARLEY_PLUGINS=bench PARLEY_LOG=warn PARLEY_DATA_DIR="$TMP/data/$port" \
 		taskset -c $SERVER_CPU "$PARLEY" >>"$TMP/parley.log" 2>&1 &
 	local pid=$!
@@ -302,6 +307,7 @@ DIRTY=$(git -C "$ROOT" status --porcelain -- core scripts plugins tests/bench CM
 	echo "load:     $N clients, rooms of 10 (client i on node i % n: 5 + 5 members in 2nodes), one sender per room; fanout, send:"
 	echo "          $RATE sends/s, ${DUR} s after 1 s of warm-up; fanmax: 8 unacked per sender, ${MAX_DUR} s"
 	echo "placing:  parley node(s) taskset -c $SERVER_CPU; loadgen, Redis, PostgreSQL taskset -c $OTHER_CPU"
+	echo "nodes:    PARLEY_PLUGIN_PATH=tests/plugins PARLEY_PLUGINS=bench PARLEY_LOG=warn${NODE_ENV[*]:+ ${NODE_ENV[*]}} (default scripts)"
 	echo "columns:  deliv/s all deliveries, remote/s those to a member on another node; p50/p99 send to"
 	echo "          receipt, all and (rp) the remote ones; cpu% the node(s) in % of a core; us/dlv the nodes'"
 	echo "          CPU per delivery; per broadcast (parley_cluster_published_total, one a send): cmd/bc Redis's"
