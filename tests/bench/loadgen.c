@@ -9,6 +9,11 @@
  *   typing   typing:start relays per second
  *   noop     bench:noop acks per second: an event whose handler does nothing
  *
+ * The clients may be spread over several servers (--port A,B: the nodes
+ * of a cluster), and the deliveries that crossed from one to another are
+ * counted and timed apart; --event send makes the latency mode's paced
+ * sends durable message:send.
+ *
  * Every expected delivery is counted and losses are reported. Output: one
  * `RESULT key=value ...` line for scripts and one human line. libc + Linux
  * epoll/timerfd only; the WebSocket pieces are in wsproto.c. Built in the
@@ -37,6 +42,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,6 +85,7 @@ struct client {
 	uint8_t dirty;   /* on the flush list */
 	uint8_t frag_op; /* opcode of a fragmented message being reassembled */
 	uint8_t frag_z;  /* ... and whether it is compressed */
+	uint8_t node;    /* which of --port's servers it connects to */
 	uint32_t room;
 	char accept[29]; /* the Sec-WebSocket-Accept the server must answer */
 	uint8_t *rbuf;   /* bytes of an incomplete frame (or HTTP head) */
@@ -93,9 +100,14 @@ struct client {
 	uint64_t seq;
 };
 
+#define MAX_PORTS 4
+#define MAX_PIDS 4
+
 struct options {
 	enum mode mode;
-	int port;
+	int port;              /* the first of ports */
+	int ports[MAX_PORTS];  /* --port A,B: client i connects to ports[i % n_ports] */
+	int n_ports;
 	int clients;
 	int room;
 	int senders;
@@ -110,8 +122,15 @@ struct options {
 	int sources;
 	int users;
 	const char *prefix; /* before every user id and room name */
-	int server_pid;
+	int server_pid;               /* the first of server_pids: RSS and threads */
+	int server_pids[MAX_PIDS];    /* --server-pid A,B: CPU added up */
+	int n_server_pids;
 	int db_pid; /* --db-pid: a database's main process; its CPU and its children's */
+	int redis_pid;              /* --redis-pid: its CPU over the window */
+	const char *redis_sock;     /* --redis-sock: its INFO stats over the window */
+	int cluster_metrics;        /* --cluster-metrics: parley_cluster_* of every port */
+	int durable;                /* --event send: latency mode sends message:send */
+	int undelivered;            /* --undelivered: no send while this many deliveries are due */
 	const char *label;
 	int verbose;
 	int msgpack; /* --parser msgpack */
@@ -131,7 +150,8 @@ struct histogram {
 };
 
 static struct options opt = {
-	.mode = MODE_IDLE, .port = 3000, .clients = 1000, .room = 10, .senders = 0,
+	.mode = MODE_IDLE, .port = 3000, .ports = { 3000 }, .n_ports = 1, .clients = 1000, .room = 10,
+	.senders = 0,
 	.window = 8, .rate = 2000, .duration = 10, .warmup = 1, .hold = 2, .drain = 5,
 	.concurrency = 200, .pad = 0, .sources = 250, .users = 0, .server_pid = 0, .label = "server", .prefix = "",
 };
@@ -146,6 +166,7 @@ static size_t sbuf_cap;
 static uint64_t t_start;
 static uint64_t rng_state;
 static struct histogram *hist;
+static struct histogram *hist_remote; /* deliveries whose sender is on another port */
 
 /* Counters. */
 static int n_started, n_inflight_connects, n_connected, n_joined, n_failed, n_closed_late;
@@ -155,6 +176,7 @@ static uint64_t c_sent, c_acked, c_ack_err, c_recv, c_recv_window, c_acked_windo
 static uint64_t c_sent_window; /* sends in the measured window */
 static uint64_t c_other_events, c_pings, c_expected;
 static uint64_t c_recv_other_names[8];
+static uint64_t c_recv_remote, c_recv_remote_window; /* deliveries across servers */
 static int sending;       /* the load phase is running */
 static uint64_t t_load0, t_load1; /* the measured window */
 static uint64_t t_lat0;   /* latency samples count from here (after the warm-up) */
@@ -282,10 +304,20 @@ static double proc_cpu_s(int pid, int *ppid)
 	return stat_cpu_s(path, ppid, NULL);
 }
 
-/* The server's CPU, all its threads: the writer thread's too. */
+/* The servers' CPU, all their threads (the writer thread's too), added
+ * up over --server-pid's processes. */
 static double server_cpu_s(void)
 {
-	return opt.server_pid ? proc_cpu_s(opt.server_pid, NULL) : -1;
+	double sum = 0;
+	if (!opt.n_server_pids)
+		return -1;
+	for (int i = 0; i < opt.n_server_pids; i++) {
+		double s = proc_cpu_s(opt.server_pids[i], NULL);
+		if (s < 0)
+			return -1;
+		sum += s;
+	}
+	return sum;
 }
 
 /* The server's threads over the measured window, by name (parley's loop
@@ -388,6 +420,121 @@ static double self_cpu_s(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
 	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- a cluster's figures over the window: Redis and the nodes ---- */
+
+/* What Redis and the nodes' parley_cluster_* counters say at one moment;
+ * the report gives the differences over the measured window. Read with
+ * blocking calls of a few hundred µs, once at each end of the window. */
+struct probe {
+	double redis_cpu;
+	long long redis_in, redis_out, redis_cmds;
+	long long published, received, cluster_deliveries;
+};
+static struct probe probe0, probe1;
+
+/* The value after "name" at the start of a line of text[0..len); -1. */
+static long long line_value(const char *text, size_t len, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *p = text, *end = text + len;
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		size_t ll = eol ? (size_t)(eol - p) : (size_t)(end - p);
+		if (ll > nl && memcmp(p, name, nl) == 0)
+			return (long long)strtod(p + nl, NULL);
+		p = eol ? eol + 1 : end;
+	}
+	return -1;
+}
+
+/* Reads from fd until the peer closes, up to cap - 1 bytes; the length. */
+static size_t read_all(int fd, char *buf, size_t cap)
+{
+	size_t have = 0;
+	while (have < cap - 1) {
+		ssize_t n = read(fd, buf + have, cap - 1 - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	buf[have] = '\0';
+	return have;
+}
+
+static int connect_blocking(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct timeval tv = { .tv_sec = 5 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	return connect(fd, sa, len);
+}
+
+/* INFO stats from --redis-sock: bytes in and out, commands. Its own
+ * reply (about 1.5 KB) falls into the next sample's output bytes. */
+static void probe_redis(struct probe *pr)
+{
+	static char reply[16384];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	pr->redis_in = pr->redis_out = pr->redis_cmds = -1;
+	if (!opt.redis_sock || strlen(opt.redis_sock) >= sizeof sa.sun_path)
+		return;
+	memcpy(sa.sun_path, opt.redis_sock, strlen(opt.redis_sock) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	/* QUIT after INFO: Redis closes the connection, which ends the read. */
+	static const char req[] = "INFO stats\r\nQUIT\r\n";
+	if (connect_blocking(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+	    write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
+		size_t n = read_all(fd, reply, sizeof reply);
+		pr->redis_in = line_value(reply, n, "total_net_input_bytes:");
+		pr->redis_out = line_value(reply, n, "total_net_output_bytes:");
+		pr->redis_cmds = line_value(reply, n, "total_commands_processed:");
+	}
+	close(fd);
+}
+
+/* parley_cluster_* from every port's /metrics, added up. */
+static void probe_nodes(struct probe *pr)
+{
+	static char reply[1 << 20];
+	pr->published = pr->received = pr->cluster_deliveries = 0;
+	for (int i = 0; i < opt.n_ports; i++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)opt.ports[i]) };
+		sa.sin_addr.s_addr = htonl(0x7F000001u);
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			die("socket: %s", strerror(errno));
+		char req[128];
+		int rl = snprintf(req, sizeof req, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+				  "Connection: close\r\n\r\n", opt.ports[i]);
+		size_t n = 0;
+		if (connect_blocking(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+		    write(fd, req, (size_t)rl) == rl)
+			n = read_all(fd, reply, sizeof reply);
+		close(fd);
+		long long pub = line_value(reply, n, "parley_cluster_published_total ");
+		long long rcv = line_value(reply, n, "parley_cluster_received_total ");
+		long long del = line_value(reply, n, "parley_cluster_deliveries_total ");
+		if (pub < 0 || rcv < 0 || del < 0)
+			die("--cluster-metrics: no parley_cluster_* in port %d's /metrics (%zu bytes): "
+			    "is it in cluster mode?", opt.ports[i], n);
+		pr->published += pub;
+		pr->received += rcv;
+		pr->cluster_deliveries += del;
+	}
+}
+
+static void probe_sample(struct probe *pr)
+{
+	pr->redis_cpu = opt.redis_pid ? proc_cpu_s(opt.redis_pid, NULL) : -1;
+	probe_redis(pr);
+	if (opt.cluster_metrics)
+		probe_nodes(pr);
 }
 
 /* ---- output buffers ---- */
@@ -651,7 +798,7 @@ static void send_upgrade(struct client *c)
 			 "Connection: Upgrade\r\n"
 			 "Sec-WebSocket-Key: %s\r\n%s"
 			 "Sec-WebSocket-Version: 13\r\n\r\n",
-			 opt.port, key,
+			 opt.ports[c->node], key,
 			 opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
 				       "client_no_context_takeover; server_no_context_takeover\r\n" : "");
 	memcpy(wb_reserve(c, (size_t)n), req, (size_t)n);
@@ -674,7 +821,8 @@ static void start_connect(struct client *c)
 	src.sin_addr.s_addr = htonl(0x7F000000u | (1 + c->idx % (uint32_t)opt.sources));
 	if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0)
 		die("bind 127.0.0.%u: %s", 1 + c->idx % (uint32_t)opt.sources, strerror(errno));
-	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port) };
+	struct sockaddr_in dst = { .sin_family = AF_INET,
+				   .sin_port = htons((uint16_t)opt.ports[c->node]) };
 	dst.sin_addr.s_addr = htonl(0x7F000001u);
 	c->fd = fd;
 	c->state = ST_CONNECTING;
@@ -722,12 +870,18 @@ static void send_join(struct client *c)
 	c->state = ST_JOINING;
 }
 
+/* The mode sends message:send: send, or latency with --event send. */
+static int sends_messages(void)
+{
+	return opt.mode == MODE_SEND || (opt.mode == MODE_LATENCY && opt.durable);
+}
+
 /* Deliveries one send of the current mode should cause. */
 static uint64_t expected_per_send(const struct client *c)
 {
-	switch (opt.mode) {
-	case MODE_SEND:
+	if (sends_messages()) /* message:received reaches the sender too */
 		return room_members[c->room];
+	switch (opt.mode) {
 	case MODE_NOOP:
 		return 0;
 	default:
@@ -749,7 +903,8 @@ static void send_load(struct client *c, uint64_t now)
 		for (int i = 0; i < padn; i++)
 			pad[i] = rng() % 6 == 0 ? ' ' : (char)('a' + rng() % 26);
 	}
-	switch (opt.mode) {
+	enum mode m = sends_messages() ? MODE_SEND : opt.mode;
+	switch (m) {
 	case MODE_FANOUT:
 	case MODE_LATENCY:
 		if (padn)
@@ -783,41 +938,41 @@ static void send_load(struct client *c, uint64_t now)
 	c_expected += expected_per_send(c);
 }
 
-static void hist_add(uint64_t ns)
+static void hist_add(struct histogram *h, uint64_t ns)
 {
 	uint64_t us = ns / 1000;
 	if (us < HIST_FINE)
-		hist->fine[us]++;
+		h->fine[us]++;
 	else if (us / 100 < HIST_FINE / 100 + HIST_COARSE)
-		hist->coarse[us / 100 - HIST_FINE / 100]++;
+		h->coarse[us / 100 - HIST_FINE / 100]++;
 	else
-		hist->over++;
-	hist->count++;
-	hist->sum_us += (double)ns / 1000.0;
-	if (ns > hist->max_ns)
-		hist->max_ns = ns;
+		h->over++;
+	h->count++;
+	h->sum_us += (double)ns / 1000.0;
+	if (ns > h->max_ns)
+		h->max_ns = ns;
 }
 
 /* The latency (µs) at quantile q of the recorded samples. */
-static double hist_quantile(double q)
+static double hist_quantile(const struct histogram *h, double q)
 {
-	if (!hist->count)
+	if (!h->count)
 		return 0;
-	uint64_t rank = (uint64_t)(q * (double)hist->count);
-	if (rank >= hist->count)
-		rank = hist->count - 1;
+	uint64_t rank = (uint64_t)(q * (double)h->count);
+	if (rank >= h->count)
+		rank = h->count - 1;
 	uint64_t seen = 0;
 	for (int i = 0; i < HIST_FINE; i++) {
-		seen += hist->fine[i];
+		seen += h->fine[i];
 		if (seen > rank)
 			return i;
 	}
 	for (int i = 0; i < HIST_COARSE; i++) {
-		seen += hist->coarse[i];
+		seen += h->coarse[i];
 		if (seen > rank)
 			return (double)(HIST_FINE + i * 100);
 	}
-	return (double)hist->max_ns / 1000.0;
+	return (double)h->max_ns / 1000.0;
 }
 
 /* Reads an unsigned integer after key (e.g. "\"t\":") in p[0..len); -1 if absent. */
@@ -857,6 +1012,8 @@ static int ack_ok(const char *p, size_t len)
 {
 	if (memmem(p, len, "\"status\":\"error\"", 16))
 		return 0;
+	if (sends_messages())
+		return memmem(p, len, "\"status\":\"sent\"", 15) != NULL;
 	switch (opt.mode) {
 	case MODE_FANOUT:
 	case MODE_LATENCY:
@@ -872,7 +1029,27 @@ static int ack_ok(const char *p, size_t len)
 	}
 }
 
-static void on_event(const char *p, size_t len, uint64_t now)
+/* A delivery's latency, from the send time the sender wrote into it; the
+ * deliveries whose sender connects to another port go into hist_remote
+ * too. sender < 0: unknown. */
+static void sample_delivery(const struct client *c, int64_t t, int64_t sender, uint64_t now)
+{
+	int remote = sender >= 0 && sender < opt.clients && clients[sender].node != c->node;
+	if (remote) {
+		c_recv_remote++;
+		if (sending && now <= t_load1)
+			c_recv_remote_window++;
+	}
+	if (t < 0 || now < t_lat0)
+		return;
+	uint64_t sent_at = t_start + (uint64_t)t;
+	uint64_t ns = now > sent_at ? now - sent_at : 0;
+	hist_add(hist, ns);
+	if (remote)
+		hist_add(hist_remote, ns);
+}
+
+static void on_event(struct client *c, const char *p, size_t len, uint64_t now)
 {
 	/* p: ["name",payload] */
 	if (len < 4 || p[0] != '[' || p[1] != '"') {
@@ -889,19 +1066,21 @@ static void on_event(const char *p, size_t len, uint64_t now)
 	const char *body = q + 1;
 	size_t bl = len - (size_t)(body - p);
 	int counts = 0;
-	if (opt.mode == MODE_FANOUT || opt.mode == MODE_LATENCY) {
+	if (sends_messages()) {
+		counts = name_is(name, nl, "message:received");
+		/* The send time is in the content ("... t=T"), the sender in
+		 * the clientMessageId ("lg-IDX-..."). */
+		if (counts && opt.mode == MODE_LATENCY)
+			sample_delivery(c, json_uint_field(body, bl, "t="), json_uint_field(body, bl,
+					"\"clientMessageId\":\"lg-"), now);
+	} else if (opt.mode == MODE_FANOUT || opt.mode == MODE_LATENCY) {
 		if (name_is(name, nl, "bench:recv")) {
 			counts = 1;
-			int64_t t = json_uint_field(body, bl, "\"t\":");
-			if (t >= 0 && now >= t_lat0) {
-				uint64_t sent_at = t_start + (uint64_t)t;
-				hist_add(now > sent_at ? now - sent_at : 0);
-			}
+			sample_delivery(c, json_uint_field(body, bl, "\"t\":"),
+					json_uint_field(body, bl, "\"s\":"), now);
 		}
 	} else if (opt.mode == MODE_TYPING) {
 		counts = name_is(name, nl, "typing:start");
-	} else if (opt.mode == MODE_SEND) {
-		counts = name_is(name, nl, "message:received");
 	}
 	if (counts) {
 		c_recv++;
@@ -1016,7 +1195,7 @@ static void on_message(struct client *c, const uint8_t *data, size_t len, uint64
 		client_fail(c, "CONNECT_ERROR from the server");
 		return;
 	case '2':
-		on_event(body, bl, now);
+		on_event(c, body, bl, now);
 		return;
 	case '3':
 		if (has_id)
@@ -1255,11 +1434,15 @@ static void on_writable(struct client *c)
 static void pump_window(void)
 {
 	uint64_t now = now_ns();
+	/* A send is acked before its deliveries on other nodes are made (they
+	 * go through Redis): without a bound on deliveries still to come,
+	 * the window would fill a queue rather than measure the cluster. */
+	uint64_t cap = opt.undelivered > 0 ? (uint64_t)opt.undelivered : UINT64_MAX;
 	for (int i = 0; i < n_senders; i++) {
 		struct client *c = &clients[sender_list[i]];
 		if (c->state != ST_READY)
 			continue;
-		while (c->inflight < (uint32_t)opt.window)
+		while (c->inflight < (uint32_t)opt.window && c_expected - c_recv < cap)
 			send_load(c, now);
 	}
 }
@@ -1328,7 +1511,9 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: loadgen --mode idle|fanout|latency|send|typing|noop [options]\n"
-		"  --port P          server port on 127.0.0.1 (3000)\n"
+		"  --port P[,P2..]   server port on 127.0.0.1 (3000); several (up to %d, nodes of a\n"
+		"                    cluster): client i connects to the (i %% n)-th, and with one\n"
+		"                    sender per room, room r's sender is its member r %% n\n"
 		"  --clients N       Socket.IO clients (1000)\n"
 		"  --room K          clients per room; client i joins conversation r<i/K> (10)\n"
 		"  --senders M       clients that send (default: one per room)\n"
@@ -1342,13 +1527,37 @@ static void usage(void)
 		"  --pad B           extra payload bytes in bench:send, up to 16 MB (0)\n"
 		"  --sources S       spread clients over 127.0.0.1..S (250)\n"
 		"  --users U         client i is user u<i %% U> (default: every client its own user)\n"
-		"  --server-pid PID  read the server's RSS and CPU from /proc\n"
+		"  --server-pid PID[,PID2..]  read the server's RSS and CPU from /proc (the CPU of\n"
+		"                    all of them added up; the RSS and threads of the first)\n"
 		"  --db-pid PID      also report the CPU of a database: PID and its children\n"
+		"  --event send      latency mode sends message:send (durable) instead of bench:send;\n"
+		"                    message:received's latency, the sender's own copy included\n"
+		"  --redis-pid PID   report Redis's CPU over the measured window\n"
+		"  --redis-sock PATH report Redis's INFO stats bytes in and out over the window\n"
+		"  --cluster-metrics report every port's parley_cluster_* counters over the window\n"
+		"  --undelivered D   fanout/send/typing: no new send while D deliveries are still due\n"
+		"                    (a cluster acks before the other nodes deliver; 0: no bound)\n"
 		"  --label NAME      server name printed in the result line\n"
 		"  --parser P        json, or msgpack (socket.io-msgpack-parser; in-tree builds)\n"
 		"  --deflate         offer permessage-deflate; compress sends of 1 KB or more (zlib)\n"
-		"  --verbose\n");
+		"  --verbose\n", MAX_PORTS);
 	exit(2);
+}
+
+/* "A,B,...": up to max numbers into out; their count, 0 when malformed. */
+static int int_list(const char *arg, int *out, int max)
+{
+	int n = 0;
+	const char *p = arg;
+	while (*p && n < max) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p || v <= 0 || v > 1 << 30 || (*end && *end != ','))
+			return 0;
+		out[n++] = (int)v;
+		p = *end ? end + 1 : end;
+	}
+	return *p ? 0 : n;
 }
 
 static void parse_args(int argc, char **argv)
@@ -1361,7 +1570,9 @@ static void parse_args(int argc, char **argv)
 		{ "pad", 1, 0, 'P' },	   { "sources", 1, 0, 'S' },	  { "server-pid", 1, 0, 'i' },
 		{ "users", 1, 0, 'U' },	   { "prefix", 1, 0, 'X' },	  { "parser", 1, 0, 'M' },
 		{ "label", 1, 0, 'l' },	   { "verbose", 0, 0, 'v' },	  { "help", 0, 0, 'h' },
-		{ "deflate", 0, 0, 'Z' },  { "db-pid", 1, 0, 'B' },
+		{ "deflate", 0, 0, 'Z' },  { "db-pid", 1, 0, 'B' },	  { "event", 1, 0, 'E' },
+		{ "redis-pid", 1, 0, 'R' }, { "redis-sock", 1, 0, 'Q' }, { "cluster-metrics", 0, 0, 'C' },
+		{ "undelivered", 1, 0, 'N' },
 		{ 0, 0, 0, 0 },
 	};
 	int ch;
@@ -1377,7 +1588,7 @@ static void parse_args(int argc, char **argv)
 			opt.mode = (enum mode)found;
 			break;
 		}
-		case 'p': opt.port = atoi(optarg); break;
+		case 'p': opt.n_ports = int_list(optarg, opt.ports, MAX_PORTS); break;
 		case 'n': opt.clients = atoi(optarg); break;
 		case 'k': opt.room = atoi(optarg); break;
 		case 's': opt.senders = atoi(optarg); break;
@@ -1392,8 +1603,17 @@ static void parse_args(int argc, char **argv)
 		case 'S': opt.sources = atoi(optarg); break;
 		case 'U': opt.users = atoi(optarg); break;
 		case 'X': opt.prefix = optarg; break;
-		case 'i': opt.server_pid = atoi(optarg); break;
+		case 'i': opt.n_server_pids = int_list(optarg, opt.server_pids, MAX_PIDS); break;
 		case 'B': opt.db_pid = atoi(optarg); break;
+		case 'R': opt.redis_pid = atoi(optarg); break;
+		case 'Q': opt.redis_sock = optarg; break;
+		case 'C': opt.cluster_metrics = 1; break;
+		case 'N': opt.undelivered = atoi(optarg); break;
+		case 'E':
+			if (strcmp(optarg, "send") != 0 && strcmp(optarg, "bench") != 0)
+				usage();
+			opt.durable = strcmp(optarg, "send") == 0;
+			break;
 		case 'l': opt.label = optarg; break;
 		case 'v': opt.verbose = 1; break;
 		case 'Z':
@@ -1414,9 +1634,13 @@ static void parse_args(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (opt.clients < 1 || opt.room < 1 || opt.window < 1 || opt.port < 1 ||
-	    opt.port > 65535 || opt.concurrency < 1 || opt.sources < 1 || opt.sources > 254 ||
-	    opt.duration <= 0 || opt.rate <= 0 || opt.pad < 0 || opt.pad > (16 << 20))
+	opt.port = opt.ports[0];
+	opt.server_pid = opt.n_server_pids ? opt.server_pids[0] : 0;
+	for (int i = 0; i < opt.n_ports; i++)
+		if (opt.ports[i] < 1 || opt.ports[i] > 65535)
+			usage();
+	if (opt.clients < 1 || opt.room < 1 || opt.window < 1 || opt.n_ports < 1 || opt.concurrency < 1 || opt.sources < 1 || opt.sources > 254 ||
+	    opt.duration <= 0 || opt.rate <= 0 || opt.undelivered < 0 || opt.pad < 0 || opt.pad > (16 << 20))
 		usage();
 }
 
@@ -1443,6 +1667,9 @@ static void pick_senders(void)
 	/* Sender j: room j % rooms, and the (j / rooms)-th member of that room. */
 	for (int j = 0; j < m; j++) {
 		int room = j % n_rooms, member = (j / n_rooms) % opt.room;
+		/* Several servers: the rooms' senders spread over them. */
+		if (opt.n_ports > 1)
+			member = (member + room % opt.n_ports) % opt.room;
 		int idx = room * opt.room + member;
 		if (idx >= opt.clients)
 			idx = room * opt.room;
@@ -1471,7 +1698,8 @@ int main(int argc, char **argv)
 	clients = calloc((size_t)opt.clients, sizeof *clients);
 	dirty_list = calloc((size_t)opt.clients, sizeof *dirty_list);
 	hist = calloc(1, sizeof *hist);
-	if (!clients || !dirty_list || !hist)
+	hist_remote = calloc(1, sizeof *hist_remote);
+	if (!clients || !dirty_list || !hist || !hist_remote)
 		die("out of memory");
 	pick_senders();
 	room_members = calloc((size_t)n_rooms, sizeof *room_members);
@@ -1479,6 +1707,7 @@ int main(int argc, char **argv)
 		clients[i].fd = -1;
 		clients[i].idx = (uint32_t)i;
 		clients[i].room = (uint32_t)(i / opt.room);
+		clients[i].node = (uint8_t)(i % opt.n_ports);
 		clients[i].state = ST_CLOSED;
 	}
 	ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1489,7 +1718,8 @@ int main(int argc, char **argv)
 	double scpu0 = server_cpu_s(), lcpu0 = self_cpu_s();
 
 	/* Phase 1: connect everyone, at most --concurrency handshakes at once. */
-	note("%s: connecting %d clients to 127.0.0.1:%d", opt.label, opt.clients, opt.port);
+	note("%s: connecting %d clients to 127.0.0.1:%d%s", opt.label, opt.clients, opt.port,
+	     opt.n_ports > 1 ? " and the other ports" : "");
 	start_next_connect();
 	uint64_t deadline = now_ns() + 180 * NS_PER_S;
 	while (n_connected + n_failed < opt.clients && now_ns() < deadline)
@@ -1546,9 +1776,10 @@ int main(int argc, char **argv)
 		lcpu2 = self_cpu_s();
 		dcpu2 = db_cpu_s();
 		threads_sample(0);
+		probe_sample(&probe0);
 		sending = 1;
 		/* Window counters count from the end of the warm-up. */
-		uint64_t sent_at_warm = 0, acked_at_warm = 0, recv_at_warm = 0;
+		uint64_t sent_at_warm = 0, acked_at_warm = 0, recv_at_warm = 0, remote_at_warm = 0;
 		int warmed = warm == 0;
 		uint64_t next_note = t_load0 + NS_PER_S;
 		while (now_ns() < t_load1) {
@@ -1559,10 +1790,12 @@ int main(int argc, char **argv)
 				sent_at_warm = c_sent;
 				acked_at_warm = c_acked_window;
 				recv_at_warm = c_recv_window;
+				remote_at_warm = c_recv_remote_window;
 				scpu2 = server_cpu_s();
 				lcpu2 = self_cpu_s();
 				dcpu2 = db_cpu_s();
 				threads_sample(0);
+				probe_sample(&probe0);
 			}
 			if (opt.verbose && now >= next_note) {
 				note("sent %" PRIu64 " acked %" PRIu64 " recv %" PRIu64, c_sent, c_acked, c_recv);
@@ -1573,7 +1806,9 @@ int main(int argc, char **argv)
 		lcpu3 = self_cpu_s();
 		dcpu3 = db_cpu_s();
 		threads_sample(1);
+		probe_sample(&probe1);
 		c_sent_window = c_sent - sent_at_warm;
+		c_recv_remote_window -= remote_at_warm;
 		c_acked_window -= acked_at_warm;
 		c_recv_window -= recv_at_warm;
 		sending = 0;
@@ -1629,8 +1864,31 @@ int main(int argc, char **argv)
 			printf(" lat_samples=%" PRIu64 " lat_mean_us=%.0f lat_p50_us=%.0f lat_p90_us=%.0f"
 			       " lat_p99_us=%.0f lat_p999_us=%.0f lat_max_us=%.0f",
 			       hist->count, hist->count ? hist->sum_us / (double)hist->count : 0,
-			       hist_quantile(0.50), hist_quantile(0.90), hist_quantile(0.99),
-			       hist_quantile(0.999), (double)hist->max_ns / 1000.0);
+			       hist_quantile(hist, 0.50), hist_quantile(hist, 0.90),
+			       hist_quantile(hist, 0.99), hist_quantile(hist, 0.999),
+			       (double)hist->max_ns / 1000.0);
+		if (opt.n_ports > 1) {
+			printf(" ports=%d remote_deliveries=%" PRIu64 " remote_deliveries_per_s=%.0f",
+			       opt.n_ports, c_recv_remote, (double)c_recv_remote_window / load_s);
+			if (opt.mode == MODE_FANOUT || opt.mode == MODE_LATENCY)
+				printf(" rlat_samples=%" PRIu64 " rlat_p50_us=%.0f rlat_p90_us=%.0f"
+				       " rlat_p99_us=%.0f rlat_p999_us=%.0f rlat_max_us=%.0f",
+				       hist_remote->count, hist_quantile(hist_remote, 0.50),
+				       hist_quantile(hist_remote, 0.90), hist_quantile(hist_remote, 0.99),
+				       hist_quantile(hist_remote, 0.999),
+				       (double)hist_remote->max_ns / 1000.0);
+		}
+		if (opt.redis_pid)
+			printf(" redis_cpu_s=%.2f", probe0.redis_cpu >= 0 && probe1.redis_cpu >= 0
+							     ? probe1.redis_cpu - probe0.redis_cpu : -1);
+		if (opt.redis_sock)
+			printf(" redis_in_bytes=%lld redis_out_bytes=%lld redis_commands=%lld",
+			       probe1.redis_in - probe0.redis_in, probe1.redis_out - probe0.redis_out,
+			       probe1.redis_cmds - probe0.redis_cmds);
+		if (opt.cluster_metrics)
+			printf(" published=%lld cluster_received=%lld cluster_deliveries=%lld",
+			       probe1.published - probe0.published, probe1.received - probe0.received,
+			       probe1.cluster_deliveries - probe0.cluster_deliveries);
 	}
 	printf(" server_cpu_s=%.2f server_cpu_pct=%.0f loadgen_cpu_s=%.2f loadgen_cpu_pct=%.0f",
 	       scpu, scpu >= 0 ? 100.0 * scpu / load_s : -1, lcpu, 100.0 * lcpu / load_s);
@@ -1665,8 +1923,12 @@ int main(int argc, char **argv)
 		if (c_ack_err)
 			printf(", %" PRIu64 " error acks", c_ack_err);
 		if (hist->count)
-			printf(", latency p50 %.0f p90 %.0f p99 %.0f max %.0f us", hist_quantile(0.5),
-			       hist_quantile(0.9), hist_quantile(0.99), (double)hist->max_ns / 1000.0);
+			printf(", latency p50 %.0f p90 %.0f p99 %.0f max %.0f us",
+			       hist_quantile(hist, 0.5), hist_quantile(hist, 0.9),
+			       hist_quantile(hist, 0.99), (double)hist->max_ns / 1000.0);
+		if (hist_remote->count)
+			printf(" (across servers: p50 %.0f p99 %.0f us)", hist_quantile(hist_remote, 0.5),
+			       hist_quantile(hist_remote, 0.99));
 	}
 	printf("; CPU server %.2f s, loadgen %.2f s over %.1f s\n", scpu, lcpu, load_s);
 	if (n_connected < opt.clients || n_closed_late)
