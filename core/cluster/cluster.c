@@ -135,8 +135,9 @@ static struct metrics_value cluster_metrics[] = {
 	  .help = "1 while both connections to Redis (publishing, subscribing) serve, else 0.",
 	  .type = "gauge", .read = up_read },
 	{ .name = "parley_cluster_published_total",
-	  .help = "Broadcasts published to the other nodes (one message per targeted room's "
-		  "channel).", .type = "counter", .count = &published },
+	  .help = "Broadcasts published to the other nodes, counted once each (a broadcast "
+		  "is one SPUBLISH per targeted room's channel).", .type = "counter",
+	  .count = &published },
 	{ .name = "parley_cluster_unsent_total{reason=\"down\"}",
 	  .help = "Broadcasts that stayed on this node: Redis unreachable (down), or more than "
 		  "PARLEY_REDIS_MAX_BACKLOG unsent to it (backlog).",
