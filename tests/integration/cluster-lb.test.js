@@ -20,7 +20,7 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, spawnSync, execFileSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -30,12 +30,10 @@ const WebSocket = require('ws');
 const h = require('./harness');
 const { Client } = require('../harness/parley-testing');
 
-const REDIS = '/usr/bin/redis-server';
+const { redisSkip, privateRedis } = require('./redis-kit');
 const HAPROXY = ['/usr/sbin/haproxy', '/usr/bin/haproxy'].find((p) => fs.existsSync(p));
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => fs.existsSync(p));
-const skip = !h.PG ? 'needs PostgreSQL (PARLEY_TEST_PG, the PostgreSQL pass of tests/run.sh)'
-  : !fs.existsSync(REDIS) ? `needs Redis (${REDIS}; tests/deps.sh --test installs it)`
-    : !HAPROXY ? 'needs HAProxy (haproxy; tests/deps.sh --test installs it)' : false;
+const skip = redisSkip || (!HAPROXY ? 'needs HAProxy (haproxy; tests/deps.sh --test installs it)' : false);
 const skipNginx = skip || (!NGINX && 'needs nginx (tests/deps.sh --test installs it)');
 
 // The balancers' certificate is the test's own.
@@ -43,9 +41,11 @@ process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
 const KEY = 'lb-test-key';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-cluster-lb-'));
-const sock = path.join(dir, 'redis.sock');
+const redis = privateRedis(dir);
+const { sock, cli, shardSubscribers } = redis;
+const redisStart = () => redis.start();
+const redisKill = () => redis.stop();
 const shared = path.join(dir, 'store');
-let redis = null;
 const nodes = {};      // node1..node3 (the names HAProxy's cookie carries)
 const killed = new Set();
 const procs = [];      // haproxy, nginx
@@ -54,27 +54,6 @@ let lb = null;         // { port, url, stats(), proc }
 
 // ---- Redis ----
 
-const cli = (...args) => execFileSync('redis-cli', ['-s', sock, ...args],
-  { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-const shardSubscribers = (room) =>
-  Number(cli('PUBSUB', 'SHARDNUMSUB', `parley:/messages:room:${room}`).split('\n')[1]);
-
-async function redisStart() {
-  redis = spawn(REDIS, ['--port', '0', '--unixsocket', sock, '--dir', dir, '--save', '',
-    '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  redis.stdout.on('data', (d) => { out += d; });
-  redis.stderr.on('data', (d) => { out += d; });
-  await h.waitFor(() => { try { return cli('PING'); } catch (_) { return null; } },
-    (v) => v === 'PONG', `redis-server answers PING (${out})`);
-}
-
-function redisKill() {
-  const p = redis;
-  redis = null;
-  p.kill('SIGKILL');
-  return new Promise((r) => p.on('exit', r));
-}
 
 // ---- nodes and clients ----
 
@@ -240,7 +219,7 @@ test.before(async () => {
 // runner's timeout).
 process.once('exit', () => {
   for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
-  if (redis) { redis.kill('SIGCONT'); redis.kill('SIGKILL'); }
+  redis.stopNow();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -255,7 +234,7 @@ test.after(async () => {
       assert.equal(st.code, 0, srv.logs());
     }
   } finally {
-    if (redis) { redis.kill('SIGCONT'); await redisKill(); }
+    await redisKill();
     h.cleanup();
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -486,7 +465,7 @@ test('Redis frozen (SIGSTOP) while a node publishes 64 MiB: PARLEY_REDIS_MAX_BAC
   const commandsBefore = await h.metric(nodes.node1, 'parley_cluster_commands_refused_total');
   const rssBefore = rss(nodes.node1);
   let carol = null;
-  redis.kill('SIGSTOP');
+  redis.signal('SIGSTOP');
   try {
     // 256 broadcasts of 256 KiB into a room nobody follows: each goes to
     // Redis, which reads nothing now.
@@ -512,7 +491,7 @@ test('Redis frozen (SIGSTOP) while a node publishes 64 MiB: PARLEY_REDIS_MAX_BAC
     assert.ok(grown < 24 * 1024 * 1024, `the node grew by ${grown} bytes for 64 MiB published`);
     assert.match(nodes.node1.logs(), /more than 1048576 bytes unsent to Redis \(PARLEY_REDIS_MAX_BACKLOG\)/);
   } finally {
-    redis.kill('SIGCONT');
+    redis.signal('SIGCONT');
   }
   // Redis reads the backlog; node1 tells the others what stayed behind,
   // and writes the presence it owed: node2 counts carol.

@@ -13,7 +13,6 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -21,42 +20,22 @@ const h = require('./harness');
 const { Client } = require('../harness/parley-testing');
 const parser = require('socket.io-msgpack-parser');
 
-const REDIS = '/usr/bin/redis-server';
-const skip = !h.PG ? 'needs PostgreSQL (PARLEY_TEST_PG, the PostgreSQL pass of tests/run.sh)'
-  : !fs.existsSync(REDIS) ? `needs Redis (${REDIS}; tests/deps.sh --test installs it)` : false;
+const { redisSkip, privateRedis } = require('./redis-kit');
+const skip = redisSkip;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-cluster-'));
-const sock = path.join(dir, 'redis.sock');
+const redis = privateRedis(dir);
+const { sock, cli, shardSubscribers } = redis;
+const redisStart = () => redis.start();
+const redisKill = () => redis.stop();
 // One data directory for the three: on PostgreSQL it names the database
 // (the harness), so the nodes share one store.
 const shared = path.join(dir, 'store');
-let redis = null;
 const nodes = {};
 
 // The private Redis: no persistence, a Unix socket only; resolves once it
 // answers PING.
-async function redisStart() {
-  redis = spawn(REDIS, ['--port', '0', '--unixsocket', sock, '--dir', dir, '--save', '',
-    '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  redis.stdout.on('data', (d) => { out += d; });
-  redis.stderr.on('data', (d) => { out += d; });
-  await h.waitFor(() => { try { return cli('PING'); } catch (_) { return null; } },
-    (v) => v === 'PONG', `redis-server answers PING (${out})`);
-}
-
-function redisKill() {
-  const p = redis;
-  redis = null;
-  p.kill('SIGKILL');
-  return new Promise((r) => p.on('exit', r));
-}
-
-const cli = (...args) => execFileSync('redis-cli', ['-s', sock, ...args],
-  { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
 // Subscribers of a room's channel, over every node (Redis's own count).
-const shardSubscribers = (room) =>
-  Number(cli('PUBSUB', 'SHARDNUMSUB', `parley:/messages:room:${room}`).split('\n')[1]);
 
 async function node(name) {
   nodes[name] = await h.startParley({
@@ -88,7 +67,7 @@ test.before(async () => {
 // The Redis goes with this file however it ends: a failed stop below, or
 // the runner's SIGTERM at its timeout (the harness exits then).
 process.once('exit', () => {
-  if (redis) redis.kill('SIGKILL');
+  redis.stopNow();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -99,7 +78,7 @@ test.after(async () => {
       assert.equal(st.code, 0, srv.logs());
     }
   } finally {
-    if (redis) await redisKill();
+    await redisKill();
     h.cleanup();
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -270,7 +249,7 @@ test('a join is answered once its node follows the room in Redis: a message sent
   const bob = await client(nodes.B, 'sub-b');
   await alice.join('conv-sub');
   // Redis stops reading: B's subscription to the room (new to B) waits.
-  redis.kill('SIGSTOP');
+  redis.signal('SIGSTOP');
   let answered = false;
   let joined;
   try {
@@ -278,7 +257,7 @@ test('a join is answered once its node follows the room in Redis: a message sent
     await new Promise((r) => setTimeout(r, 700));
     assert.equal(answered, false, 'the join was answered before Redis had the subscription');
   } finally {
-    redis.kill('SIGCONT');
+    redis.signal('SIGCONT');
   }
   await joined;
   // Answered: the subscription is in force already, no waiting here.
