@@ -645,6 +645,15 @@ void script_presence(const char *nsp, size_t nsp_len, const char *user, size_t u
 	call_runtime("presence", 4, 0);
 }
 
+void script_node_gone(const char *node, size_t len)
+{
+	if (!L)
+		return;
+	push_entry("node_gone");
+	lua_pushlstring(L, node, len);
+	call_runtime("node_gone", 1, 0);
+}
+
 void script_disconnect(struct client *cl, const char *reason)
 {
 	push_entry("disconnect");
