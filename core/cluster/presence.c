@@ -109,7 +109,7 @@ static const char library[] =
 	"  local after = redis.call('HLEN', rk)\n"
 	"  return moved(a[1], a[2], u, after + 1, after, a[5])\n"
 	"end)\n"
-	/* reap(token, now, batch, cursor) -> { more, cursor, { node id... },
+	/* reap(token, now, batch, cursor) -> { more, cursor, { id, inc, ... },
 	 * nsp1, user1, ... }: the nodes whose token is no longer current (dead,
 	 * restarted, or reconnected) counted out; the users they left with no
 	 * socket, and the graces they owned, are the caller's to end. A token
@@ -121,6 +121,12 @@ static const char library[] =
 	"redis.register_function('parley_reap', function(_, a)\n"
 	"  local token, now, budget, cursor = a[1], a[2], tonumber(a[3]), a[4]\n"
 	"  local out = {0}\n"
+	/* From now: but a death this very call finds is told (a cluster that
+	 * starts again learns of its members that died while it was down). */
+	"  if cursor == '' then\n"
+	"    local last = redis.call('XREVRANGE', 'parley:gone', '+', '-', 'COUNT', 1)\n"
+	"    cursor = last[1] and last[1][1] or '0-0'\n"
+	"  end\n"
 	"  local reg = redis.call('HGETALL', 'parley:nodes')\n"
 	"  for i = 1, #reg, 2 do\n"
 	"    local t, id = reg[i], reg[i + 1]\n"
@@ -168,14 +174,9 @@ static const char library[] =
 	"    end\n"
 	"  end\n"
 	"  local gone = {}\n"
-	"  if cursor == '' then\n"
-	"    local last = redis.call('XREVRANGE', 'parley:gone', '+', '-', 'COUNT', 1)\n"
-	"    cursor = last[1] and last[1][1] or '0-0'\n"
-	"  else\n"
-	"    for _, e in ipairs(redis.call('XRANGE', 'parley:gone', '(' .. cursor, '+', 'COUNT', GONE_BATCH)) do\n"
-	"      cursor = e[1]\n"
-	"      gone[#gone + 1] = e[2][2]\n"
-	"    end\n"
+	"  for _, e in ipairs(redis.call('XRANGE', 'parley:gone', '(' .. cursor, '+', 'COUNT', GONE_BATCH)) do\n"
+	"    cursor = e[1]\n"
+	"    gone[#gone + 1] = e[2][2]; gone[#gone + 1] = e[2][4]\n"
 	"  end\n"
 	"  table.insert(out, 2, cursor)\n"
 	"  table.insert(out, 3, gone)\n"
@@ -365,16 +366,16 @@ static void told_gone(const redisReply *ids)
 {
 	const char *self = cluster_node();
 
-	for (size_t i = 0; i < ids->elements; i++) {
-		const redisReply *id = ids->element[i];
-		if (id->type != REDIS_REPLY_STRING ||
+	for (size_t i = 0; i + 1 < ids->elements; i += 2) {
+		const redisReply *id = ids->element[i], *inc = ids->element[i + 1];
+		if (id->type != REDIS_REPLY_STRING || inc->type != REDIS_REPLY_STRING ||
 		    (strlen(self) == id->len && memcmp(self, id->str, id->len) == 0))
 			continue;
 		gone_n++;
-		log_info("cluster: node %.*s is gone (its liveness key expired or holds a new start)",
-			 (int)id->len, id->str);
+		log_info("cluster: node %.*s (start %.*s) is gone: its liveness key expired or "
+			 "holds a new start", (int)id->len, id->str, (int)inc->len, inc->str);
 		if (pr.gone)
-			pr.gone(id->str, id->len);
+			pr.gone(id->str, id->len, inc->str, inc->len);
 	}
 }
 

@@ -25,10 +25,12 @@ typedef void (*presence_change_fn)(const char *nsp, size_t nsp_len, const char *
  * A no-op outside cluster mode. */
 void presence_open(presence_change_fn changed);
 /* Another node died (its liveness key expired, or holds a new start under
- * its name): `node` (`len` bytes, valid during the call) is its id. Every
- * node is told, once per death, within a second of the survivor that
+ * its name): `node` (`len` bytes) is its id, `inc` (`inc_len`) the start
+ * that died (cluster_incarnation's 16 hex digits); valid during the call.
+ * Every node is told, once per death, within a second of the survivor that
  * counted it out; never of its own id. */
-typedef void (*presence_gone_fn)(const char *node, size_t len);
+typedef void (*presence_gone_fn)(const char *node, size_t len, const char *inc,
+				 size_t inc_len);
 /* Where deaths go (NULL: nowhere). */
 void presence_on_gone(presence_gone_fn fn);
 /* Stops counting; safe twice and when never opened. */
