@@ -153,6 +153,7 @@ int main(int argc, char **argv)
 			/* The cluster's decisions go to the scripts' presence
 			 * hooks (the loop runs only after script_init). */
 			presence_open(script_presence);
+			presence_on_gone(script_node_gone);
 		}
 	} else if (store_open(settings.data_dir, settings.map_size, clock_loop) < 0 ||
 		   messages_init() < 0) {

@@ -45,12 +45,21 @@
  * grace (one hour: chat.schema.lua's longest grace, and a minute). The
  * survivors adopt a dead owner's graces long before. */
 #define PRESENCE_STATE_TTL_MS "3660000"
+/* The deaths every node reads (parley:gone): kept an hour, the last 1,000
+ * at least. A node away from Redis longer than that was counted dead
+ * itself; its parties' calls were ended by the others. */
+#define PRESENCE_GONE_TTL_MS "3600000"
+#define PRESENCE_GONE_MAX "1000"
+/* Deaths handed over per reap call at most (the rest at the next). */
+#define PRESENCE_GONE_BATCH "100"
 
 /* The Redis side. Keys are built from the arguments (FCALL with no keys): one
  * Redis, not a Redis Cluster (docs/cluster.md). */
 static const char library[] =
 	"#!lua name=parley_presence\n"
 	"local TTL = " PRESENCE_STATE_TTL_MS "\n"
+	"local GONE_TTL, GONE_MAX, GONE_BATCH = " PRESENCE_GONE_TTL_MS ", " PRESENCE_GONE_MAX ", "
+	PRESENCE_GONE_BATCH "\n"
 	"local function room_key(nsp, room) return 'parley:room:' .. nsp .. ':' .. room end\n"
 	"local function state_key(nsp, user) return 'parley:presence:' .. nsp .. ':' .. user end\n"
 	"local function user_of(room)\n"
@@ -100,19 +109,35 @@ static const char library[] =
 	"  local after = redis.call('HLEN', rk)\n"
 	"  return moved(a[1], a[2], u, after + 1, after, a[5])\n"
 	"end)\n"
-	/* reap(token, now, batch) -> { more, nsp1, user1, ... }: the nodes whose
-	 * token is no longer current (dead, restarted, or reconnected) counted
-	 * out; the users they left with no socket, and the graces they owned,
-	 * are the caller's to end. */
+	/* reap(token, now, batch, cursor) -> { more, cursor, { id, inc, ... },
+	 * nsp1, user1, ... }: the nodes whose token is no longer current (dead,
+	 * restarted, or reconnected) counted out; the users they left with no
+	 * socket, and the graces they owned, are the caller's to end. A token
+	 * whose node's liveness key no longer holds its incarnation is a death
+	 * (a reconnect keeps the incarnation): the first reap that sees it
+	 * appends it to the stream parley:gone, once per incarnation (the
+	 * marker parley:gone:<inc>). Every node's reap reads the deaths after
+	 * its cursor ("": from now) and gets them with the new cursor. */
 	"redis.register_function('parley_reap', function(_, a)\n"
-	"  local token, now, budget = a[1], a[2], tonumber(a[3])\n"
+	"  local token, now, budget, cursor = a[1], a[2], tonumber(a[3]), a[4]\n"
 	"  local out = {0}\n"
+	/* From now: but a death this very call finds is told (a cluster that
+	 * starts again learns of its members that died while it was down). */
+	"  if cursor == '' then\n"
+	"    local last = redis.call('XREVRANGE', 'parley:gone', '+', '-', 'COUNT', 1)\n"
+	"    cursor = last[1] and last[1][1] or '0-0'\n"
+	"  end\n"
 	"  local reg = redis.call('HGETALL', 'parley:nodes')\n"
 	"  for i = 1, #reg, 2 do\n"
 	"    local t, id = reg[i], reg[i + 1]\n"
-	"    if budget <= 0 then out[1] = 1; return out end\n"
-	"    if t ~= token and (redis.call('GET', 'parley:pnode:' .. id) ~= t\n"
-	"        or redis.call('GET', 'parley:node:' .. id) ~= string.sub(t, 1, 16)) then\n"
+	"    if budget <= 0 then out[1] = 1; break end\n"
+	"    local inc = string.sub(t, 1, 16)\n"
+	"    local alive = redis.call('GET', 'parley:node:' .. id) == inc\n"
+	"    if t ~= token and (redis.call('GET', 'parley:pnode:' .. id) ~= t or not alive) then\n"
+	"      if not alive and redis.call('SET', 'parley:gone:' .. inc, id, 'NX', 'PX', GONE_TTL) then\n"
+	"        redis.call('XADD', 'parley:gone', 'MAXLEN', '~', GONE_MAX, '*', 'node', id, 'inc', inc)\n"
+	"        redis.call('PEXPIRE', 'parley:gone', GONE_TTL)\n"
+	"      end\n"
 	"      local owned, grace = 'parley:owned:' .. t, 'parley:grace:' .. t\n"
 	"      local batch = redis.call('SPOP', owned, budget)\n"
 	"      budget = budget - #batch\n"
@@ -148,6 +173,13 @@ static const char library[] =
 	"      end\n"
 	"    end\n"
 	"  end\n"
+	"  local gone = {}\n"
+	"  for _, e in ipairs(redis.call('XRANGE', 'parley:gone', '(' .. cursor, '+', 'COUNT', GONE_BATCH)) do\n"
+	"    cursor = e[1]\n"
+	"    gone[#gone + 1] = e[2][2]; gone[#gone + 1] = e[2][4]\n"
+	"  end\n"
+	"  table.insert(out, 2, cursor)\n"
+	"  table.insert(out, 3, gone)\n"
 	"  return out\n"
 	"end)\n"
 	/* expire(token, nsp, user...) -> the users confirmed offline: still
@@ -194,9 +226,15 @@ static struct {
 	char node_key[300]; /* parley:pnode:<id> */
 	ev_timer refresh, reap;
 	int reaping; /* a reap call in flight */
+	presence_gone_fn gone;
+	/* The last death in parley:gone this node was told of ("" until the
+	 * first reap answers): kept across reconnects, so that a node away
+	 * from Redis for a while hears the deaths it missed. */
+	char cursor[48];
+	size_t cursor_len;
 } pr;
 
-static uint64_t writes, unsent, online_n, leaving_n, back_n, offline_n, reaped, queries;
+static uint64_t writes, unsent, online_n, leaving_n, back_n, offline_n, reaped, queries, gone_n;
 
 static struct metrics_value presence_metrics[] = {
 	{ .name = "parley_cluster_presence_writes_total",
@@ -219,6 +257,9 @@ static struct metrics_value presence_metrics[] = {
 	{ .name = "parley_cluster_presence_queries_total",
 	  .help = "Cluster-wide presence questions asked of Redis (room_size, room_users, "
 		  "user_sockets, online_users).", .type = "counter", .count = &queries },
+	{ .name = "parley_cluster_nodes_gone_total",
+	  .help = "Deaths of other nodes this node was told of (their node_gone hooks ran here).",
+	  .type = "counter", .count = &gone_n },
 };
 
 static int64_t wall_ms(void)
@@ -317,6 +358,27 @@ static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void reap(void);
 
+/* Other nodes' deaths, each once here (the stream holds each once, the
+ * cursor moves past it). This node's own id is left out: it is another
+ * incarnation under our name (a restart faster than the TTL), and what
+ * names our id is ours now. */
+static void told_gone(const redisReply *ids)
+{
+	const char *self = cluster_node();
+
+	for (size_t i = 0; i + 1 < ids->elements; i += 2) {
+		const redisReply *id = ids->element[i], *inc = ids->element[i + 1];
+		if (id->type != REDIS_REPLY_STRING || inc->type != REDIS_REPLY_STRING ||
+		    (strlen(self) == id->len && memcmp(self, id->str, id->len) == 0))
+			continue;
+		gone_n++;
+		log_info("cluster: node %.*s (start %.*s) is gone: its liveness key expired or "
+			 "holds a new start", (int)id->len, id->str, (int)inc->len, inc->str);
+		if (pr.gone)
+			pr.gone(id->str, id->len, inc->str, inc->len);
+	}
+}
+
 static void on_reap_reply(void *arg, const redisReply *r)
 {
 	int more = 0;
@@ -324,10 +386,16 @@ static void on_reap_reply(void *arg, const redisReply *r)
 
 	(void)arg;
 	pr.reaping = 0;
-	if (!pr.on || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+	if (!pr.on || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 3)
 		return;
 	more = r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1;
-	for (size_t i = 1; i + 1 < r->elements; i += 2) {
+	if (r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->len < sizeof(pr.cursor)) {
+		memcpy(pr.cursor, r->element[1]->str, r->element[1]->len);
+		pr.cursor_len = r->element[1]->len;
+	}
+	if (r->element[2]->type == REDIS_REPLY_ARRAY)
+		told_gone(r->element[2]);
+	for (size_t i = 3; i + 1 < r->elements; i += 2) {
 		const redisReply *n = r->element[i], *u = r->element[i + 1];
 		if (n->type != REDIS_REPLY_STRING || u->type != REDIS_REPLY_STRING)
 			continue;
@@ -342,14 +410,15 @@ static void on_reap_reply(void *arg, const redisReply *r)
 static void reap(void)
 {
 	char now[24], batch[16];
-	const char *argv[] = { "FCALL", "parley_reap", "0", pr.token, now, batch };
+	const char *argv[] = { "FCALL", "parley_reap", "0", pr.token, now, batch, pr.cursor };
 	size_t lens[] = { 5, 11, 1, pr.token_len,
 			  (size_t)snprintf(now, sizeof(now), "%" PRId64, wall_ms()),
-			  (size_t)snprintf(batch, sizeof(batch), "%d", PRESENCE_REAP_BATCH) };
+			  (size_t)snprintf(batch, sizeof(batch), "%d", PRESENCE_REAP_BATCH),
+			  pr.cursor_len };
 
 	if (pr.reaping)
 		return;
-	if (cluster_command(6, argv, lens, on_reap_reply, NULL) == 0)
+	if (cluster_command(7, argv, lens, on_reap_reply, NULL) == 0)
 		pr.reaping = 1;
 }
 
@@ -513,6 +582,11 @@ void presence_open(presence_change_fn changed)
 	ev_timer_start(clock_loop, &pr.refresh);
 	ev_timer_init(&pr.reap, on_reap, PRESENCE_REAP_S, PRESENCE_REAP_S);
 	ev_timer_start(clock_loop, &pr.reap);
+}
+
+void presence_on_gone(presence_gone_fn fn)
+{
+	pr.gone = fn;
 }
 
 void presence_close(void)

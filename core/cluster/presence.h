@@ -24,6 +24,15 @@ typedef void (*presence_change_fn)(const char *nsp, size_t nsp_len, const char *
  * each time Redis is back) and hands the cluster's decisions to `changed`.
  * A no-op outside cluster mode. */
 void presence_open(presence_change_fn changed);
+/* Another node died (its liveness key expired, or holds a new start under
+ * its name): `node` (`len` bytes) is its id, `inc` (`inc_len`) the start
+ * that died (cluster_incarnation's 16 hex digits); valid during the call.
+ * Every node is told, once per death, within a second of the survivor that
+ * counted it out; never of its own id. */
+typedef void (*presence_gone_fn)(const char *node, size_t len, const char *inc,
+				 size_t inc_len);
+/* Where deaths go (NULL: nowhere). */
+void presence_on_gone(presence_gone_fn fn);
 /* Stops counting; safe twice and when never opened. */
 void presence_close(void);
 /* 1 while presence is counted in Redis (cluster mode), else 0. */

@@ -471,8 +471,14 @@ int script_init(void (*on_change)(void))
 	/* Cluster mode's node id (nil on one node): plugins that share state
 	 * through the store record which node holds what. */
 	if (cluster_node()) {
+		char inc[24];
 		lua_pushstring(L, cluster_node());
 		lua_setfield(L, -2, "node_id");
+		/* This start of the node: what a node_gone hook names as the
+		 * start that died (a restart under the same id is a new one). */
+		snprintf(inc, sizeof(inc), "%016llx", (unsigned long long)cluster_incarnation());
+		lua_pushstring(L, inc);
+		lua_setfield(L, -2, "node_start");
 	}
 	/* Whether the store's reads answer later (PostgreSQL) or at once. */
 	lua_pushboolean(L, settings.store != NULL);
@@ -643,6 +649,16 @@ void script_presence(const char *nsp, size_t nsp_len, const char *user, size_t u
 	lua_pushstring(L, state);
 	lua_pushnumber(L, (lua_Number)gone_ms);
 	call_runtime("presence", 4, 0);
+}
+
+void script_node_gone(const char *node, size_t len, const char *inc, size_t inc_len)
+{
+	if (!L)
+		return;
+	push_entry("node_gone");
+	lua_pushlstring(L, node, len);
+	lua_pushlstring(L, inc, inc_len);
+	call_runtime("node_gone", 2, 0);
 }
 
 void script_disconnect(struct client *cl, const char *reason)

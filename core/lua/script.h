@@ -77,6 +77,9 @@ struct lua_State;
  * presence_change_fn), for the scripts' presence hooks. */
 void script_presence(const char *nsp, size_t nsp_len, const char *user, size_t user_len,
 		     const char *state, int64_t gone_ms);
+/* Cluster mode: another node died (cluster/presence.h's presence_gone_fn),
+ * for the scripts' node_gone hooks. */
+void script_node_gone(const char *node, size_t len, const char *inc, size_t inc_len);
 
 void script_resume_with(uintptr_t ticket, int (*push)(struct lua_State *L, void *ctx), void *ctx);
 

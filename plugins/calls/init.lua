@@ -12,7 +12,9 @@
 --   call:offer, call:answer, call:ice-candidate {callId, ...}
 --        relayed to the other party of that call only
 -- A call nobody answers within ring_ms ends as call:missed; a party's
--- disconnect ends it for the other (call:ended {reason: "disconnected"}).
+-- disconnect ends it for the other (call:ended {reason: "disconnected"}),
+-- and so does the death of the node a party was on (cluster mode: the
+-- node_gone hook).
 -- Only the parties of a call can signal into it (403 otherwise).
 --
 -- The state is in the store (parley.kv), so that on several nodes
@@ -315,6 +317,32 @@ local function hang_up(sock, id, reason)
 	return call
 end
 
+-- The other party of this node's party `sid` was on `node`, which died:
+-- the call ends as that party's disconnect would have ended it (the record
+-- deleted, the busy marks given back, then the survivor told). Once: the
+-- kv.cas decides against any other end at the same moment.
+local function other_gone(sid, mine, node)
+	local call, ok = update(mine.id, function(c)
+		if c.state ~= "active" then
+			return false
+		end
+		if (mine.role == "caller" and c.callee_node or c.caller_node) ~= node then
+			return false
+		end
+		return "delete"
+	end)
+	if not ok then
+		return
+	end
+	free_users(call)
+	local s = parley.socket(sid)
+	if s then
+		s:emit("call:ended", { callId = call.id, reason = "disconnected",
+			by = mine.role == "caller" and call.callee or call.caller })
+	end
+	leave_room(call)
+end
+
 return {
 	load = function()
 		parley.timer(config.sweep_ms, sweep, true)
@@ -330,6 +358,22 @@ return {
 		if call and (sock.id == call.caller_sid
 			or (call.state == "active" and sock.id == call.callee_sid)) then
 			hang_up(sock, call.id, "disconnected")
+		end
+	end,
+
+	-- Cluster mode: a node died (docs/cluster.md). Its sockets' disconnect
+	-- hooks never ran: this node ends the active calls of its own parties
+	-- whose other party was there. A call still ringing stays: the
+	-- callee's other devices may answer, or it is missed.
+	node_gone = function(node)
+		local due = {}
+		for sid, mine in pairs(here) do
+			due[#due + 1] = { sid, mine }
+		end
+		for _, d in ipairs(due) do
+			if here[d[1]] == d[2] then
+				other_gone(d[1], d[2], node)
+			end
 		end
 	end,
 

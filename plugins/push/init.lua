@@ -10,7 +10,16 @@
 -- else is retried with exponential backoff and jitter up to max_attempts
 -- and max_age_ms, then dropped and counted. Several messages to one user
 -- within collapse_ms go as one push (`count`); a user who connects before
--- it went out cancels it; past max_outbox the oldest is dropped.
+-- it went out cancels it (and a try finds them connected anywhere: none);
+-- past max_outbox the oldest is dropped.
+--
+-- Several nodes (docs/cluster.md): each delivery has an owner, the node
+-- that enqueued it, and only the owner tries it. It is kept under the
+-- owner's own keys ("o:<node>\0<id>", the node's start in the value), so
+-- a node that starts reads only its own name's deliveries, and takes them
+-- from its earlier start with kv.cas; when a node dies, every survivor
+-- tries to take each of its deliveries with kv.cas on the delivery's text,
+-- and exactly one wins it. One node: "o:<id>", no owner.
 
 local json, crypto, kv = parley.json, parley.crypto, parley.kv
 
@@ -20,10 +29,15 @@ local priority = -100
 
 local URL = config.url or parley.settings.push_url
 local SECRET = config.secret or parley.settings.push_secret
+-- Cluster mode: this node's name and start (nil on one node).
+local NODE, START = parley.settings.node_id, parley.settings.node_start
+local PREFIX = NODE and "o:" .. NODE .. "\0" or "o:"
 
 -- The outbox, in memory as in the store ("o:<id>" -> delivery), kept across
 -- reloads; read from the store once after a start.
--- delivery: { id, userId, kind, due, attempts, created, count, payload }
+-- delivery: { id, userId, kind, due, attempts, created, count, payload,
+-- start (cluster mode: the owner's start) }; stored as its JSON text, so
+-- that kv.cas can compare it.
 local box = parley.shared("outbox")
 
 local function gauge()
@@ -42,7 +56,20 @@ local function new_id()
 end
 
 local function save(d)
-	kv.set("o:" .. d.id, d)
+	d.start = START
+	kv.set(PREFIX .. d.id, json.encode(d))
+end
+
+-- A stored delivery (its JSON text; a table from before it was text), or
+-- nil.
+local function decode(v)
+	if type(v) == "string" then
+		v = json.decode(v)
+	end
+	if type(v) == "table" and type(v.id) == "string" and type(v.userId) == "string" then
+		return v
+	end
+	return nil
 end
 
 local function index(d)
@@ -69,7 +96,7 @@ local function remove(d, reason)
 			box.of_user[d.userId] = nil
 		end
 	end
-	kv.delete("o:" .. d.id)
+	kv.delete(PREFIX .. d.id)
 	if reason then
 		parley.metrics.add('parley_push_dropped_total{reason="' .. reason .. '"}', 1)
 		parley.log.warn("delivery %s to %s dropped: %s", d.id, d.userId, reason)
@@ -82,10 +109,46 @@ local function load_outbox()
 		return
 	end
 	box.items, box.of_user, box.n, box.inflight = {}, {}, 0, {}
-	for _, key in ipairs(kv.keys("o:", config.max_outbox + 1) or {}) do
-		local d = kv.get(key)
-		if type(d) == "table" and d.id then
+	for _, key in ipairs(kv.keys(PREFIX, config.max_outbox + 1) or {}) do
+		local v = kv.get(key)
+		local d = decode(v)
+		if d and d.start ~= START then
+			-- An earlier start of this node's name (a restart): ours if
+			-- no survivor took it first (node_gone), and theirs if so.
+			local was = d.start
+			d.start = START
+			if not kv.cas(key, v, json.encode(d)) then
+				d = nil
+			elseif was then
+				parley.metrics.add("parley_push_taken_total", 1)
+			end
+		end
+		if d then
 			index(d)
+		end
+	end
+	gauge()
+end
+
+-- Cluster mode: node `node` died (its start `start`): its deliveries are
+-- taken, each by exactly one survivor (a kv.cas from the text read), and
+-- tried here from now on. Our copy is written before the dead node's is
+-- deleted: a crash between the two sends one twice (the same delivery id,
+-- which receivers drop), never none.
+local function take_over(node, start)
+	load_outbox()
+	for _, key in ipairs(kv.keys("o:" .. node .. "\0", config.max_outbox + 1) or {}) do
+		local v = kv.get(key)
+		local d = decode(v)
+		if d and d.start == start and not box.items[d.id] then
+			save(d)
+			if kv.cas(key, v, nil) then
+				index(d)
+				parley.metrics.add("parley_push_taken_total", 1)
+				parley.log.info("delivery %s to %s taken over from node %s", d.id, d.userId, node)
+			else
+				kv.delete(PREFIX .. d.id)
+			end
 		end
 	end
 	gauge()
@@ -167,6 +230,20 @@ end
 
 -- One try of one delivery (a job of its own: it waits for the webhook).
 local function deliver(d)
+	-- Connected anywhere since (in a cluster, maybe on another node, whose
+	-- connected hook does not see this node's outbox): no push.
+	if online(d.userId) then
+		box.inflight[d.id] = nil
+		if box.items[d.id] == d then
+			remove(d)
+			parley.metrics.add("parley_push_cancelled_total", 1)
+		end
+		return
+	end
+	if box.items[d.id] ~= d then
+		box.inflight[d.id] = nil
+		return
+	end
 	local body = body_of(d)
 	local started = parley.now()
 	local res, err = parley.http.request({
@@ -260,10 +337,13 @@ local hooks = {
 				'parley_push_dropped_total{reason="age"}',
 				'parley_push_dropped_total{reason="overflow"}' })
 		parley.metrics.declare("parley_push_cancelled_total", "counter",
-			"Pushes not sent: their user connected first.")
+			"Pushes not sent: their user connected first (anywhere in a cluster).")
 		parley.metrics.declare("parley_push_collapsed_total", "counter",
 			"Messages told in a push that was already waiting for their user.")
 		parley.metrics.declare("parley_push_outbox", "gauge", "Pushes waiting in the outbox.")
+		parley.metrics.declare("parley_push_taken_total", "counter",
+			"Cluster mode: pushes this node took over from a node that died (or from "
+				.. "its own name's earlier start).")
 		parley.metrics.declare("parley_push_webhook_requests_total", "counter",
 			"POSTs to the webhook.")
 		parley.metrics.declare("parley_push_webhook_seconds_total", "seconds",
@@ -303,6 +383,11 @@ local hooks = {
 				parley.metrics.add("parley_push_cancelled_total", 1)
 			end
 		end
+	end,
+
+	-- Cluster mode: a node died; its deliveries need an owner.
+	node_gone = function(node, start)
+		take_over(node, start)
 	end,
 
 	events = {},

@@ -4,7 +4,8 @@
 // nodes, two devices answering at once: exactly one wins and the other is
 // told it was answered elsewhere, offer/answer/ICE between the two nodes
 // only, busy with a call set up on another node, missed decided once,
-// hang-up and disconnect from either side); a rate limit per user across
+// hang-up and disconnect from either side, the callee's node killed with
+// -9 ends the call for the caller); a rate limit per user across
 // the cluster (sockets on two nodes); a file transfer's progress from one
 // node to another. Three nodes on one PostgreSQL database and a private
 // Redis on a Unix socket, as cluster-features.test.js starts them;
@@ -123,6 +124,7 @@ process.once('exit', () => {
 test.after(async () => {
   try {
     for (const srv of Object.values(nodes)) {
+      if (srv.proc.exitCode !== null || srv.proc.signalCode !== null) continue;
       const st = await srv.stop();
       assert.equal(st.code, 0, srv.logs());
     }
@@ -244,6 +246,42 @@ test('disconnects: the caller on A leaves while the callee\'s devices on B and C
   assert.equal(again.busy, undefined, JSON.stringify(again));
   await request(c, 'call:end', { callId: again.callId });
   for (const s of [b1, c]) s.close();
+});
+
+test('the callee\'s node killed with -9 mid-call: the caller on A is told the call ended, once, and can call someone else at once; every survivor hears of the death once', { skip, timeout: 90000 }, async () => {
+  await node('D');
+  const a = await client(nodes.A, 'cg-a');
+  const b = await client(nodes.D, 'cg-b');
+  const c = await client(nodes.C, 'cg-c');
+  await followed('user:cg-b', 1);
+  await followed('user:cg-c', 1);
+  const { callId } = await request(a, 'call:invite', { toUserId: 'cg-b', kind: 'video' });
+  await next(b, 'call:incoming');
+  assert.deepEqual(await request(b, 'call:accept', { callId }), { success: true });
+  await next(a, 'call:accepted');
+  await nodes.D.kill('SIGKILL');
+  b.close();
+  // D's liveness key expires (15 s after its last refresh), a survivor's
+  // reap (every second) counts D out, and each node reads the death at its
+  // next reap. A's refresh keeps the record and the caller's busy mark
+  // alive meanwhile: without the death told, the call never ends.
+  assert.deepEqual(await next(a, 'call:ended', 0, 30000), { callId, reason: 'disconnected', by: 'cg-b' });
+  assert.equal((await request(a, 'call:offer', { callId, sdp: 'late' })).statusCode, 404, 'the record outlived the call');
+  const again = await request(a, 'call:invite', { toUserId: 'cg-c', kind: 'voice' });
+  assert.equal(typeof again.callId, 'string', JSON.stringify(again));
+  assert.equal(again.busy, undefined, JSON.stringify(again));
+  assert.equal((await next(c, 'call:incoming')).callId, again.callId);
+  await request(a, 'call:end', { callId: again.callId });
+  await next(c, 'call:ended');
+  assert.equal(count(a, 'call:ended'), 1, JSON.stringify(a.log.map((e) => e.event)));
+  // The death is in the stream once (one entry, however many reaps saw
+  // D's tokens), and each node reads past it once (its cursor).
+  assert.equal(cli('XLEN', 'parley:gone'), '1');
+  for (const n of ['A', 'B', 'C']) {
+    await h.waitFor(() => h.metric(nodes[n], 'parley_cluster_nodes_gone_total'), (v) => v >= 1, `${n} told of D's death`);
+    assert.equal(await h.metric(nodes[n], 'parley_cluster_nodes_gone_total'), 1, `${n} told of D's death twice`);
+  }
+  for (const s of [a, c]) s.close();
 });
 
 // ---- rate limits ----

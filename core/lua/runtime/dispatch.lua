@@ -167,6 +167,26 @@ function R.presence(nsp, user, state, gone)
 	run_job(presence_job, { namespace = nsp, userId = user, state = state, gone = gone })
 end
 
+-- Cluster mode: another node died (core/cluster/presence.c), told once per
+-- death on every node: the node_gone hooks run in order, as one job that
+-- may wait, with the dead node's id (parley.settings.node_id there) and the
+-- start of it that died (its parley.settings.node_start).
+local function node_gone_job(node, start)
+	for _, h in ipairs(C.reg.node_gone) do
+		local ok, err = call(h.module, h.fn, node, start)
+		if not ok then
+			script_failed(h.module, "node_gone hook", err)
+		end
+	end
+end
+
+function R.node_gone(node, start)
+	if #C.reg.node_gone == 0 then
+		return
+	end
+	run_job(node_gone_job, node, start)
+end
+
 -- ---- repeat offenders of the guard ----
 -- A call the guard stopped held the loop for its whole budget: everyone
 -- waited. Once may be bad luck; the same socket or the same handler stopped

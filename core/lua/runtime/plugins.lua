@@ -184,7 +184,7 @@ local function load_module(path, name, config)
 end
 
 local hook_names = { "connect", "connected", "disconnect", "join", "filter", "load", "unload",
-	"shutdown", "stored", "presence" }
+	"shutdown", "stored", "presence", "node_gone" }
 
 -- "GET /api/users/:id" -> method, segments ({"api", "users", ":id"}).
 local function parse_route(spec)
