@@ -12,7 +12,6 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFileSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
@@ -20,21 +19,21 @@ const os = require('node:os');
 const path = require('node:path');
 const h = require('./harness');
 
-const REDIS = '/usr/bin/redis-server';
-const skip = !h.PG ? 'needs PostgreSQL (PARLEY_TEST_PG, the PostgreSQL pass of tests/run.sh)'
-  : !fs.existsSync(REDIS) ? `needs Redis (${REDIS}; tests/deps.sh --test installs it)` : false;
+const { redisSkip, privateRedis } = require('./redis-kit');
+const skip = redisSkip;
 
 const KEY = 'cluster-push-key';
 const SECRET = 'cluster-push-secret';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-cpush-'));
-const sock = path.join(dir, 'redis.sock');
+const redis = privateRedis(dir);
+const { sock, cli } = redis;
+const redisStart = () => redis.start();
 const shared = path.join(dir, 'store');
 const CONFIG = path.join(dir, 'parley.conf.lua');
 // A push waits 2 s for more messages (time for the user to connect
 // elsewhere); a failed try comes again within 0.1 to 0.4 s.
 fs.writeFileSync(CONFIG, `return { plugin_config = { push = { collapse_ms = 2000,
   backoff_ms = 200, max_backoff_ms = 400, max_attempts = 100, tick_ms = 50, calls = false } } }\n`);
-let redis = null;
 const nodes = {};
 const opened = [];
 
@@ -42,18 +41,6 @@ const opened = [];
 // `answer(body)` says.
 const hook = { posts: [], answer: () => 200 };
 
-async function redisStart() {
-  redis = spawn(REDIS, ['--port', '0', '--unixsocket', sock, '--dir', dir, '--save', '',
-    '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  redis.stdout.on('data', (d) => { out += d; });
-  redis.stderr.on('data', (d) => { out += d; });
-  await h.waitFor(() => { try { return cli('PING'); } catch (_) { return null; } },
-    (v) => v === 'PONG', `redis-server answers PING (${out})`);
-}
-
-const cli = (...args) => execFileSync('redis-cli', ['-s', sock, ...args],
-  { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
 
 async function node(name) {
   nodes[name] = await h.startParley({
@@ -111,7 +98,7 @@ test.before(async () => {
 });
 
 process.once('exit', () => {
-  if (redis) redis.kill('SIGKILL');
+  redis.stopNow();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -124,7 +111,7 @@ test.after(async () => {
       assert.equal(st.code, 0, srv.logs());
     }
   } finally {
-    if (redis) { const p = redis; redis = null; p.kill('SIGKILL'); await new Promise((r) => p.on('exit', r)); }
+    await redis.stop();
     if (hook.server) { hook.server.closeAllConnections(); hook.server.close(); }
     h.cleanup();
     fs.rmSync(dir, { recursive: true, force: true });
