@@ -28,38 +28,66 @@
 /* The incarnation at the end of a pid, in hex. */
 #define INC_LEN 16
 
-/* Appends an emit to this node's log (KEYS[1] the stream, KEYS[2] its
- * meta hash: bytes held, the newest offset dropped) under the offset
- * ARGV[1], then drops the oldest past the bounds (ARGV[3] entries, ARGV[4]
- * bytes, ARGV[5] ms of age by Redis's clock); ARGV[7] is an offset that
- * never got there (0: none). An entry dropped for its count or bytes is
- * noted (a session that missed it cannot be recovered); one dropped for
- * its age is not: a client within its window got it, or it was not its
- * (sessions.c's on_claim). Returns how many it dropped. */
-static const char append_lua[] =
+/* Writes what one loop iteration of this node logged and published (one
+ * call per iteration, not one per emit: the fixed part of a call is most of
+ * its cost). KEYS[1] is this node's log stream, KEYS[2] its meta hash
+ * (bytes held, the newest offset dropped), KEYS[3..] the histories of the
+ * rooms broadcast into. ARGV[1..8]: the log's bounds (entries, bytes, ms of
+ * age by Redis's clock), the keys' TTL, an offset that never got there (0:
+ * none), how many log entries, a history's cap, how many messages; then the
+ * log entries (offset, entry), the published messages, and for each
+ * history key the index of its message among them.
+ *
+ * The entries go in, then the oldest past the bounds are cut with one
+ * XRANGE and one XTRIM. An entry cut for the count or the bytes is noted (a
+ * session that missed it cannot be recovered); one cut for its age is not:
+ * a client within its window got it, or it was not its (sessions.c's
+ * on_claim). Each history gets its message (XADD's own approximate MAXLEN
+ * trims it) and its TTL once. Returns how many entries the log cut. */
+static const char flush_lua[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"local maxev, maxb, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
-	"local dropped = tonumber(redis.call('HGET', KEYS[2], 'dropped') or '0')\n"
-	"local hole = tonumber(ARGV[7])\n"
+	"local nlog, nmsg = tonumber(ARGV[6]), tonumber(ARGV[8])\n"
 	"local n = 0\n"
-	"redis.call('XADD', KEYS[1], ARGV[1] .. '-0', 't', now, 'd', ARGV[2])\n"
-	"local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', #ARGV[2])\n"
-	"local len = redis.call('XLEN', KEYS[1])\n"
-	"while len > 0 do\n"
-	"  local h = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]\n"
-	"  if len <= maxev and bytes <= maxb and tonumber(h[2][2]) + window > now then break end\n"
-	"  redis.call('XDEL', KEYS[1], h[1])\n"
-	"  bytes = redis.call('HINCRBY', KEYS[2], 'bytes', -#h[2][4])\n"
-	"  len = len - 1\n"
-	"  n = n + 1\n"
-	"  local o = tonumber(string.match(h[1], '^(%d+)'))\n"
-	"  if o > dropped and tonumber(h[2][2]) + window > now then dropped = o end\n"
+	"if nlog > 0 then\n"
+	"  local maxev, maxb, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+	"  local m = redis.call('HMGET', KEYS[2], 'bytes', 'dropped')\n"
+	"  local bytes, dropped = tonumber(m[1] or '0'), tonumber(m[2] or '0')\n"
+	"  for i = 9, 8 + 2 * nlog, 2 do\n"
+	"    redis.call('XADD', KEYS[1], ARGV[i] .. '-0', 't', now, 'd', ARGV[i + 1])\n"
+	"    bytes = bytes + #ARGV[i + 1]\n"
+	"  end\n"
+	"  local len = redis.call('XLEN', KEYS[1])\n"
+	"  local cut, step, more = nil, 1, true\n"
+	"  while more and len > 0 do\n"
+	"    local h = redis.call('XRANGE', KEYS[1], cut and '(' .. cut or '-', '+', 'COUNT',\n"
+	"                         math.max(len - maxev, step))\n"
+	"    more = #h > 0\n"
+	"    for _, e in ipairs(h) do\n"
+	"      local at = tonumber(e[2][2])\n"
+	"      if len <= maxev and bytes <= maxb and at + window > now then more = false break end\n"
+	"      bytes = bytes - #e[2][4]\n"
+	"      len = len - 1\n"
+	"      n = n + 1\n"
+	"      cut = e[1]\n"
+	"      local o = tonumber(string.match(cut, '^(%d+)'))\n"
+	"      if o > dropped and at + window > now then dropped = o end\n"
+	"    end\n"
+	"    step = math.min(step * 4, 1024)\n"
+	"  end\n"
+	"  if cut then redis.call('XTRIM', KEYS[1], 'MINID', string.match(cut, '^(%d+)') .. '-1') end\n"
+	"  local hole = tonumber(ARGV[5])\n"
+	"  if hole > dropped then dropped = hole end\n"
+	"  redis.call('HSET', KEYS[2], 'bytes', bytes, 'dropped', dropped)\n"
+	"  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+	"  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
 	"end\n"
-	"if hole > dropped then dropped = hole end\n"
-	"if n > 0 or hole > 0 then redis.call('HSET', KEYS[2], 'dropped', dropped) end\n"
-	"redis.call('PEXPIRE', KEYS[1], ARGV[6])\n"
-	"redis.call('PEXPIRE', KEYS[2], ARGV[6])\n"
+	"local base, seen = 8 + 2 * nlog, {}\n"
+	"for i = 3, #KEYS do\n"
+	"  local k = KEYS[i]\n"
+	"  redis.call('XADD', k, 'MAXLEN', '~', ARGV[7], '*', 'm', ARGV[base + tonumber(ARGV[base + nmsg + i - 2])])\n"
+	"  if not seen[k] then redis.call('PEXPIRE', k, ARGV[4]) seen[k] = true end\n"
+	"end\n"
 	"return n\n";
 
 /* Claims the session of the pid ARGV[1], made by the node of incarnation
@@ -179,13 +207,30 @@ static struct {
 	char inc[INC_LEN + 1];
 	char sess_key[48], log_key[48], meta_key[56];
 	char ttl[24];
-	char append_sha[48], claim_sha[48];
+	char flush_sha[48], claim_sha[48];
 	/* pids recovered here from another node -> the client's offset then
 	 * (one of that node's) + 1 */
 	struct map adopted;
 	uint64_t hole;      /* an offset whose append may not have got there */
 	ev_timer refresh;
+	/* What this loop iteration logged and published, written in one
+	 * script call when it ends (flush_lua): the log's entries (offset,
+	 * entry: 2 pieces each), the published messages, and per room
+	 * broadcast into its history key and the index of its message. */
+	struct batch {
+		struct piece { char *p; size_t len; } *log, *msgs, *keys;
+		size_t *key_msg;
+		size_t nlog, logcap, nmsgs, msgcap, nkeys, keycap;
+		size_t bytes;
+		uint64_t last; /* the newest offset logged in it */
+	} batch;
+	ev_prepare flush;
 } ss;
+
+/* A batch is written within the iteration once it holds this many pieces
+ * or bytes: one script call stays short for Redis. */
+#define BATCH_MAX_PIECES 2048
+#define BATCH_MAX_BYTES (4u << 20)
 
 static uint64_t appends, append_failed, dropped_total, records_written, adopted_count,
 	history_appends;
@@ -232,18 +277,18 @@ static void on_loaded(void *arg, const redisReply *r)
 {
 	char *sha = arg;
 
-	if (r && r->type == REDIS_REPLY_STRING && r->len < sizeof(ss.append_sha))
+	if (r && r->type == REDIS_REPLY_STRING && r->len < sizeof(ss.flush_sha))
 		memcpy(sha, r->str, r->len + 1);
 }
 
 /* Redis (back) up: it may have restarted empty, without the scripts. */
 static void on_up(void)
 {
-	const char *argv[] = { "SCRIPT", "LOAD", append_lua };
-	size_t lens[] = { 6, 4, sizeof(append_lua) - 1 };
+	const char *argv[] = { "SCRIPT", "LOAD", flush_lua };
+	size_t lens[] = { 6, 4, sizeof(flush_lua) - 1 };
 
-	ss.append_sha[0] = ss.claim_sha[0] = '\0';
-	cluster_command(3, argv, lens, on_loaded, ss.append_sha);
+	ss.flush_sha[0] = ss.claim_sha[0] = '\0';
+	cluster_command(3, argv, lens, on_loaded, ss.flush_sha);
 	argv[2] = claim_lua;
 	lens[2] = sizeof(claim_lua) - 1;
 	cluster_command(3, argv, lens, on_loaded, ss.claim_sha);
@@ -273,22 +318,133 @@ static int run_script(const char *sha, const char *body, int argc, const char **
 	return cluster_command(argc + 3, argv, alen, done, arg);
 }
 
-/* ---- this node's log, copied ---- */
+/* ---- this node's log, copied, and the rooms' history: one call an
+ * iteration ---- */
 
-static void on_appended(void *arg, const redisReply *r)
+static void batch_grow(struct piece **v, size_t n, size_t *cap, size_t add)
 {
-	uint64_t offset = (uint64_t)(uintptr_t)arg;
-
-	if (!r || r->type == REDIS_REPLY_ERROR) {
-		/* It may not be there: a claim must not take its absence for
-		 * nothing missed. */
-		append_failed++;
-		if (offset > ss.hole)
-			ss.hole = offset;
-		return;
+	if (n + add > *cap) {
+		*cap = (n + add) * 2 + 16;
+		*v = xrealloc(*v, *cap * sizeof(**v));
 	}
-	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+}
+
+static void batch_clear(struct batch *b)
+{
+	for (size_t i = 0; i < b->nlog; i++)
+		free(b->log[i].p);
+	for (size_t i = 0; i < b->nmsgs; i++)
+		free(b->msgs[i].p);
+	for (size_t i = 0; i < b->nkeys; i++)
+		free(b->keys[i].p);
+	b->nlog = b->nmsgs = b->nkeys = 0;
+	b->bytes = 0;
+	b->last = 0;
+}
+
+/* What a flush carried, for its reply. */
+struct flushed {
+	size_t entries;
+	uint64_t last;
+};
+
+/* The entries of a flush that may not have got there: a claim must not
+ * take their absence for nothing missed. */
+static void batch_failed(size_t entries, uint64_t last)
+{
+	append_failed += entries;
+	if (last > ss.hole)
+		ss.hole = last;
+}
+
+static void on_flushed(void *arg, const redisReply *r)
+{
+	struct flushed *f = arg;
+
+	if (!r || r->type == REDIS_REPLY_ERROR)
+		batch_failed(f->entries, f->last);
+	else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
 		dropped_total += (uint64_t)r->integer;
+	free(f);
+}
+
+/* Sends the batch: EVALSHA once Redis has the script, EVAL until then. */
+static void batch_flush(void)
+{
+	struct batch *b = &ss.batch;
+	size_t nargs = 8 + b->nlog + b->nmsgs + b->nkeys;
+	size_t argc = 3 + 2 + b->nkeys + nargs, k = 0;
+	const char **argv;
+	size_t *lens;
+	char num[12][24];
+	struct flushed *f;
+
+	if (!b->nlog && !b->nkeys)
+		return;
+	argv = xcalloc(argc, sizeof(*argv));
+	lens = xcalloc(argc, sizeof(*lens));
+#define ARG(s, n) (argv[k] = (s), lens[k++] = (n))
+#define NUM(i, fmt, v) ARG(num[i], (size_t)snprintf(num[i], sizeof(num[i]), fmt, v))
+	ARG(ss.flush_sha[0] ? "EVALSHA" : "EVAL", ss.flush_sha[0] ? 7 : 4);
+	if (ss.flush_sha[0])
+		ARG(ss.flush_sha, strlen(ss.flush_sha));
+	else
+		ARG(flush_lua, sizeof(flush_lua) - 1);
+	NUM(0, "%zu", 2 + b->nkeys);
+	ARG(ss.log_key, strlen(ss.log_key));
+	ARG(ss.meta_key, strlen(ss.meta_key));
+	for (size_t i = 0; i < b->nkeys; i++)
+		ARG(b->keys[i].p, b->keys[i].len);
+	NUM(1, "%d", settings.redis_recovery_max_events);
+	NUM(2, "%zu", settings.redis_recovery_max_bytes);
+	NUM(3, "%d", settings.recovery_window_ms);
+	ARG(ss.ttl, strlen(ss.ttl));
+	NUM(4, "%llu", (unsigned long long)ss.hole);
+	NUM(5, "%zu", b->nlog / 2);
+	NUM(6, "%d", settings.redis_room_history);
+	NUM(7, "%zu", b->nmsgs);
+	for (size_t i = 0; i < b->nlog; i++)
+		ARG(b->log[i].p, b->log[i].len);
+	for (size_t i = 0; i < b->nmsgs; i++)
+		ARG(b->msgs[i].p, b->msgs[i].len);
+	/* Each history key's message, by its index (1-based) among them. */
+	char (*idx)[24] = xcalloc(b->nkeys ? b->nkeys : 1, sizeof(*idx));
+	for (size_t i = 0; i < b->nkeys; i++)
+		ARG(idx[i], (size_t)snprintf(idx[i], sizeof(idx[i]), "%zu", b->key_msg[i] + 1));
+#undef NUM
+#undef ARG
+	f = xmalloc(sizeof(*f));
+	f->entries = b->nlog / 2;
+	f->last = b->last;
+	if (cluster_command((int)k, argv, lens, on_flushed, f) == 0) {
+		appends += f->entries;
+		history_appends += b->nkeys;
+	} else {
+		batch_failed(f->entries, f->last);
+		free(f);
+	}
+	free(idx);
+	free(argv);
+	free(lens);
+	batch_clear(b);
+}
+
+/* Before the loop waits again (after every other callback of the
+ * iteration: the lowest priority): what it logged and published goes. */
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	batch_flush();
+}
+
+static void batch_check(void)
+{
+	const struct batch *b = &ss.batch;
+
+	if (b->nlog + b->nmsgs + b->nkeys >= BATCH_MAX_PIECES || b->bytes >= BATCH_MAX_BYTES)
+		batch_flush();
 }
 
 static void put_names(struct out *o, const char *const *v, const size_t *lens, size_t n)
@@ -299,12 +455,13 @@ static void put_names(struct out *o, const char *const *v, const size_t *lens, s
 }
 
 /* An emit went into this node's recovery log: the same entry goes to
- * Redis, for a recovery elsewhere. */
+ * Redis (with this iteration's others), for a recovery elsewhere. */
 static void on_logged(struct client *cl, const struct emit *e)
 {
 	const struct room_target *t = e->target;
+	struct batch *b = &ss.batch;
 	struct out o = { 0 };
-	char id[24], maxev[24], maxb[24], window[24], hole[24];
+	char id[24];
 
 	out_put(&o, !t ? "S" : e->to_all ? "A" : "R", 1);
 	out_put(&o, cl->nsp->name, cl->nsp->name_len);
@@ -331,41 +488,34 @@ static void on_logged(struct client *cl, const struct emit *e)
 			out_put(&o, sid, strlen(sid));
 		}
 	}
-	const char *args[] = { ss.log_key, ss.meta_key, id, o.p, maxev, maxb, window, ss.ttl,
-			       hole };
-	size_t lens[] = { strlen(ss.log_key), strlen(ss.meta_key),
-			  (size_t)snprintf(id, sizeof(id), "%llu", (unsigned long long)e->offset),
-			  o.len,
-			  (size_t)snprintf(maxev, sizeof(maxev), "%d",
-					   settings.redis_recovery_max_events),
-			  (size_t)snprintf(maxb, sizeof(maxb), "%zu",
-					   settings.redis_recovery_max_bytes),
-			  (size_t)snprintf(window, sizeof(window), "%d", settings.recovery_window_ms),
-			  strlen(ss.ttl),
-			  (size_t)snprintf(hole, sizeof(hole), "%llu", (unsigned long long)ss.hole) };
-	if (run_script(ss.append_sha, append_lua, 9, args, lens, 2, on_appended,
-		       (void *)(uintptr_t)e->offset) < 0) {
-		append_failed++;
-		if (e->offset > ss.hole)
-			ss.hole = e->offset;
-	} else {
-		appends++;
-	}
-	free(o.p);
+	batch_grow(&b->log, b->nlog, &b->logcap, 2);
+	size_t idlen = (size_t)snprintf(id, sizeof(id), "%llu", (unsigned long long)e->offset);
+	b->log[b->nlog++] = (struct piece){ xstrndup(id, idlen), idlen };
+	b->log[b->nlog++] = (struct piece){ o.p, o.len };
+	b->bytes += o.len;
+	b->last = e->offset;
+	batch_check();
 }
-
-/* ---- the rooms' history ---- */
 
 /* Each broadcast this node publishes goes into the history of each room it
  * targets too (capped at PARLEY_REDIS_ROOM_HISTORY, living the window):
- * what a session of a node that died missed is read from there. */
+ * what a session of a node that died missed is read from there. The
+ * message goes once with this iteration's batch, however many rooms. */
 static void on_published(const struct nsp *n, int everyone, const struct room_target *t,
 			 const char *msg, size_t len)
 {
-	char cap[24];
-	size_t caplen = (size_t)snprintf(cap, sizeof(cap), "%d", settings.redis_room_history);
+	struct batch *b = &ss.batch;
+	size_t nrooms = everyone ? 1 : t->nrooms;
 
-	for (size_t i = 0; i < (everyone ? 1 : t->nrooms); i++) {
+	batch_grow(&b->msgs, b->nmsgs, &b->msgcap, 1);
+	b->msgs[b->nmsgs] = (struct piece){ xmalloc(len ? len : 1), len };
+	memcpy(b->msgs[b->nmsgs++].p, msg, len);
+	b->bytes += len;
+	size_t had = b->keycap;
+	batch_grow(&b->keys, b->nkeys, &b->keycap, nrooms);
+	if (b->keycap != had)
+		b->key_msg = xrealloc(b->key_msg, b->keycap * sizeof(*b->key_msg));
+	for (size_t i = 0; i < nrooms; i++) {
 		struct out k = { 0 };
 		size_t rlen = everyone ? 0 : t->room_lens[i];
 		k.cap = 32 + n->name_len + rlen;
@@ -376,15 +526,10 @@ static void on_published(const struct nsp *n, int everyone, const struct room_ta
 			memcpy(k.p + k.len, t->rooms[i], rlen);
 			k.len += rlen;
 		}
-		const char *xadd[] = { "XADD", k.p, "MAXLEN", "~", cap, "*", "m", msg };
-		size_t xlens[] = { 4, k.len, 6, 1, caplen, 1, 1, len };
-		const char *exp[] = { "PEXPIRE", k.p, ss.ttl };
-		size_t elens[] = { 7, k.len, strlen(ss.ttl) };
-		if (cluster_command(8, xadd, xlens, NULL, NULL) == 0)
-			history_appends++;
-		cluster_command(3, exp, elens, NULL, NULL);
-		free(k.p);
+		b->key_msg[b->nkeys] = b->nmsgs - 1;
+		b->keys[b->nkeys++] = (struct piece){ k.p, k.len };
 	}
+	batch_check();
 }
 
 /* ---- the records of this node's sockets ---- */
@@ -1001,6 +1146,12 @@ void sessions_open(void)
 	cluster_on_publish(on_published);
 	ev_timer_init(&ss.refresh, on_refresh, SESSIONS_REFRESH_S, SESSIONS_REFRESH_S);
 	ev_timer_start(clock_loop, &ss.refresh);
+	/* Always on, and last of the iteration's prepare watchers: a batch
+	 * filled by another one (a store reply's hooks, the drain) still goes
+	 * before the loop waits. */
+	ev_prepare_init(&ss.flush, on_flush);
+	ev_set_priority(&ss.flush, EV_MINPRI);
+	ev_prepare_start(clock_loop, &ss.flush);
 	ss.on = 1;
 }
 
@@ -1012,6 +1163,14 @@ void sessions_close(void)
 	cluster_on_publish(NULL);
 	recovery_set_pid_suffix(NULL);
 	ev_timer_stop(clock_loop, &ss.refresh);
+	batch_flush();
+	ev_prepare_stop(clock_loop, &ss.flush);
+	batch_clear(&ss.batch);
+	free(ss.batch.log);
+	free(ss.batch.msgs);
+	free(ss.batch.keys);
+	free(ss.batch.key_msg);
+	memset(&ss.batch, 0, sizeof(ss.batch));
 	map_fini(&ss.adopted);
 	ss.on = 0;
 }
