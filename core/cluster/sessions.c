@@ -29,63 +29,75 @@
 #define INC_LEN 16
 
 /* Writes what one loop iteration of this node logged and published (one
- * call per iteration, not one per emit: the fixed part of a call is most of
- * its cost). KEYS[1] is this node's log stream, KEYS[2] its meta hash
- * (bytes held, the newest offset dropped), KEYS[3..] the histories of the
- * rooms broadcast into. ARGV[1..8]: the log's bounds (entries, bytes, ms of
- * age by Redis's clock), the keys' TTL, an offset that never got there (0:
- * none), how many log entries, a history's cap, how many messages; then the
- * log entries (offset, entry), the published messages, and for each
- * history key the index of its message among them.
+ * call per iteration, not one per emit: the fixed part of a call, and each
+ * command inside it, is most of the cost). The log's entries of the
+ * iteration go as ONE stream entry: KEYS[1] is this node's log (id = the
+ * batch's last offset, `d` = its entries as netstrings: offset, entry,
+ * ...), KEYS[2] its index (the same ids: `t` Redis's time in ms, `e` and
+ * `b` the node's running count of entries and bytes logged before the
+ * batch), KEYS[3] its meta hash (`dropped`: the newest offset cut for the
+ * count or the bytes), KEYS[4..] the histories of the rooms broadcast into.
+ * ARGV[1..13]: the log's bounds (entries, bytes, ms of age by Redis's
+ * clock), the keys' TTL, an offset that never got there (0: none), the
+ * batch's entries, a history's cap, how many messages, the batch's last
+ * offset, the running count and bytes before it and after it; ARGV[14] the
+ * batch; then the published messages, and for each history key the index
+ * of its message among them.
  *
- * The entries go in, then the oldest past the bounds are cut with one
- * XRANGE and one XTRIM. An entry cut for the count or the bytes is noted (a
- * session that missed it cannot be recovered); one cut for its age is not:
- * a client within its window got it, or it was not its (sessions.c's
- * on_claim). Each history gets its message (XADD's own approximate MAXLEN
+ * The oldest batches past the bounds are cut (read from the small index,
+ * two XTRIM MINID). A batch cut for the count or the bytes is noted (a
+ * session that missed one of its entries cannot be recovered); one cut for
+ * its age is not: a client within its window got it, or it was not its
+ * (sessions.c's on_claim). The keys get their TTL when made (the refresh
+ * keeps it). Each history gets its message (XADD's own approximate MAXLEN
  * trims it) and its TTL once. Returns how many entries the log cut. */
 static const char flush_lua[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"local nlog, nmsg = tonumber(ARGV[6]), tonumber(ARGV[8])\n"
-	"local n = 0\n"
-	"if nlog > 0 then\n"
+	"local nmsg, n = tonumber(ARGV[8]), 0\n"
+	"if tonumber(ARGV[6]) > 0 then\n"
 	"  local maxev, maxb, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-	"  local m = redis.call('HMGET', KEYS[2], 'bytes', 'dropped')\n"
-	"  local bytes, dropped = tonumber(m[1] or '0'), tonumber(m[2] or '0')\n"
-	"  for i = 9, 8 + 2 * nlog, 2 do\n"
-	"    redis.call('XADD', KEYS[1], ARGV[i] .. '-0', 't', now, 'd', ARGV[i + 1])\n"
-	"    bytes = bytes + #ARGV[i + 1]\n"
+	"  local E, B = tonumber(ARGV[12]), tonumber(ARGV[13])\n"
+	"  local id = ARGV[9] .. '-0'\n"
+	"  redis.call('XADD', KEYS[1], id, 'd', ARGV[14])\n"
+	"  redis.call('XADD', KEYS[2], id, 't', now, 'e', ARGV[10], 'b', ARGV[11])\n"
+	"  if redis.call('XLEN', KEYS[2]) == 1 then\n"
+	"    redis.call('HSETNX', KEYS[3], 'dropped', 0)\n"
+	"    for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end\n"
 	"  end\n"
-	"  local len = redis.call('XLEN', KEYS[1])\n"
-	"  local cut, step, more = nil, 1, true\n"
-	"  while more and len > 0 do\n"
-	"    local h = redis.call('XRANGE', KEYS[1], cut and '(' .. cut or '-', '+', 'COUNT',\n"
-	"                         math.max(len - maxev, step))\n"
+	"  local cut, noted, first, head, step, more = nil, nil, nil, nil, 1, true\n"
+	"  while more do\n"
+	"    local h = redis.call('XRANGE', KEYS[2], cut and '(' .. cut or '-', '+', 'COUNT', step)\n"
 	"    more = #h > 0\n"
-	"    for _, e in ipairs(h) do\n"
-	"      local at = tonumber(e[2][2])\n"
-	"      if len <= maxev and bytes <= maxb and at + window > now then more = false break end\n"
-	"      bytes = bytes - #e[2][4]\n"
-	"      len = len - 1\n"
-	"      n = n + 1\n"
-	"      cut = e[1]\n"
-	"      local o = tonumber(string.match(cut, '^(%d+)'))\n"
-	"      if o > dropped and at + window > now then dropped = o end\n"
+	"    for _, x in ipairs(h) do\n"
+	"      local at, e, b = tonumber(x[2][2]), tonumber(x[2][4]), tonumber(x[2][6])\n"
+	"      first = first or e\n"
+	"      head = e\n"
+	"      if E - e <= maxev and B - b <= maxb and at + window > now then more = false break end\n"
+	"      if at + window > now then noted = x[1] end\n"
+	"      cut, head = x[1], nil\n"
 	"    end\n"
-	"    step = math.min(step * 4, 1024)\n"
+	"    step = math.min(step * 4, 256)\n"
 	"  end\n"
-	"  if cut then redis.call('XTRIM', KEYS[1], 'MINID', string.match(cut, '^(%d+)') .. '-1') end\n"
+	"  if cut then\n"
+	"    local min = string.match(cut, '^(%d+)') .. '-1'\n"
+	"    redis.call('XTRIM', KEYS[1], 'MINID', min)\n"
+	"    redis.call('XTRIM', KEYS[2], 'MINID', min)\n"
+	"    n = (head or E) - first\n"
+	"  end\n"
 	"  local hole = tonumber(ARGV[5])\n"
-	"  if hole > dropped then dropped = hole end\n"
-	"  redis.call('HSET', KEYS[2], 'bytes', bytes, 'dropped', dropped)\n"
-	"  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
-	"  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+	"  local d = noted and tonumber(string.match(noted, '^(%d+)')) or 0\n"
+	"  if hole > d then d = hole end\n"
+	/* Offsets grow, so a batch cut now is newer than any cut before; a
+	 * hole may not be. */
+	"  if d > 0 and (noted or d > tonumber(redis.call('HGET', KEYS[3], 'dropped') or '0')) then\n"
+	"    redis.call('HSET', KEYS[3], 'dropped', d)\n"
+	"  end\n"
 	"end\n"
-	"local base, seen = 8 + 2 * nlog, {}\n"
-	"for i = 3, #KEYS do\n"
+	"local base, seen = 14, {}\n"
+	"for i = 4, #KEYS do\n"
 	"  local k = KEYS[i]\n"
-	"  redis.call('XADD', k, 'MAXLEN', '~', ARGV[7], '*', 'm', ARGV[base + tonumber(ARGV[base + nmsg + i - 2])])\n"
+	"  redis.call('XADD', k, 'MAXLEN', '~', ARGV[7], '*', 'm', ARGV[base + tonumber(ARGV[base + nmsg + i - 3])])\n"
 	"  if not seen[k] then redis.call('PEXPIRE', k, ARGV[4]) seen[k] = true end\n"
 	"end\n"
 	"return n\n";
@@ -96,8 +108,8 @@ static const char flush_lua[] =
  * is the user's part alone. Taken once: the record goes. Returns
  * {'unknown'}, {'other'} (another user's: left alone) or {'ok', record,
  * newest offset dropped, the Redis time of the log's last entry in ms (0:
- * none), incarnation, entries after offset ARGV[5], the broadcasts of
- * its rooms (and its namespace's everyone) in Redis since the later of
+ * none), incarnation, the log's batches that end after offset ARGV[5],
+ * the broadcasts of its rooms (and its namespace's everyone) in Redis since the later of
  * that entry and the session's start}: the entries cover what its node
  * delivered, the rooms' history what came after (its node dead, or the
  * broadcast not yet there). */
@@ -118,7 +130,7 @@ static const char claim_lua[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"local entries = redis.call('XRANGE', lkey, '(' .. ARGV[5] .. '-0', '+')\n"
-	"local last = redis.call('XREVRANGE', lkey, '+', '-', 'COUNT', 1)[1]\n"
+	"local last = redis.call('XREVRANGE', lkey .. ':idx', '+', '-', 'COUNT', 1)[1]\n"
 	"local after = last and tonumber(last[2][2]) or 0\n"
 	/* the record's netstrings: user, namespace, parser, sid, born, floor,
 	 * alien, since (ms), rooms */
@@ -205,7 +217,9 @@ static int in_num(const char **p, const char *end, uint64_t *v)
 static struct {
 	int on;
 	char inc[INC_LEN + 1];
-	char sess_key[48], log_key[48], meta_key[56];
+	char sess_key[48], log_key[48], index_key[56], meta_key[56];
+	/* entries and their bytes logged to Redis so far (the index's `e`, `b`) */
+	uint64_t logged, logged_bytes;
 	char ttl[24];
 	char flush_sha[48], claim_sha[48];
 	/* pids recovered here from another node -> the client's offset then
@@ -218,9 +232,10 @@ static struct {
 	 * entry: 2 pieces each), the published messages, and per room
 	 * broadcast into its history key and the index of its message. */
 	struct batch {
-		struct piece { char *p; size_t len; } *log, *msgs, *keys;
+		struct out log; /* netstrings: offset, entry, ... */
+		struct piece { char *p; size_t len; } *msgs, *keys;
 		size_t *key_msg;
-		size_t nlog, logcap, nmsgs, msgcap, nkeys, keycap;
+		size_t nlog, nmsgs, msgcap, nkeys, keycap;
 		size_t bytes;
 		uint64_t last; /* the newest offset logged in it */
 	} batch;
@@ -331,8 +346,7 @@ static void batch_grow(struct piece **v, size_t n, size_t *cap, size_t add)
 
 static void batch_clear(struct batch *b)
 {
-	for (size_t i = 0; i < b->nlog; i++)
-		free(b->log[i].p);
+	b->log.len = 0;
 	for (size_t i = 0; i < b->nmsgs; i++)
 		free(b->msgs[i].p);
 	for (size_t i = 0; i < b->nkeys; i++)
@@ -372,11 +386,10 @@ static void on_flushed(void *arg, const redisReply *r)
 static void batch_flush(void)
 {
 	struct batch *b = &ss.batch;
-	size_t nargs = 8 + b->nlog + b->nmsgs + b->nkeys;
-	size_t argc = 3 + 2 + b->nkeys + nargs, k = 0;
+	size_t argc = 3 + 3 + b->nkeys + 14 + b->nmsgs + b->nkeys, k = 0;
 	const char **argv;
 	size_t *lens;
-	char num[12][24];
+	char num[13][24];
 	struct flushed *f;
 
 	if (!b->nlog && !b->nkeys)
@@ -390,8 +403,9 @@ static void batch_flush(void)
 		ARG(ss.flush_sha, strlen(ss.flush_sha));
 	else
 		ARG(flush_lua, sizeof(flush_lua) - 1);
-	NUM(0, "%zu", 2 + b->nkeys);
+	NUM(0, "%zu", 3 + b->nkeys);
 	ARG(ss.log_key, strlen(ss.log_key));
+	ARG(ss.index_key, strlen(ss.index_key));
 	ARG(ss.meta_key, strlen(ss.meta_key));
 	for (size_t i = 0; i < b->nkeys; i++)
 		ARG(b->keys[i].p, b->keys[i].len);
@@ -400,11 +414,15 @@ static void batch_flush(void)
 	NUM(3, "%d", settings.recovery_window_ms);
 	ARG(ss.ttl, strlen(ss.ttl));
 	NUM(4, "%llu", (unsigned long long)ss.hole);
-	NUM(5, "%zu", b->nlog / 2);
+	NUM(5, "%zu", b->nlog);
 	NUM(6, "%d", settings.redis_room_history);
 	NUM(7, "%zu", b->nmsgs);
-	for (size_t i = 0; i < b->nlog; i++)
-		ARG(b->log[i].p, b->log[i].len);
+	NUM(8, "%llu", (unsigned long long)b->last);
+	NUM(9, "%llu", (unsigned long long)ss.logged);
+	NUM(10, "%llu", (unsigned long long)ss.logged_bytes);
+	NUM(11, "%llu", (unsigned long long)(ss.logged + b->nlog));
+	NUM(12, "%llu", (unsigned long long)(ss.logged_bytes + b->log.len));
+	ARG(b->log.len ? b->log.p : "", b->log.len);
 	for (size_t i = 0; i < b->nmsgs; i++)
 		ARG(b->msgs[i].p, b->msgs[i].len);
 	/* Each history key's message, by its index (1-based) among them. */
@@ -413,8 +431,12 @@ static void batch_flush(void)
 		ARG(idx[i], (size_t)snprintf(idx[i], sizeof(idx[i]), "%zu", b->key_msg[i] + 1));
 #undef NUM
 #undef ARG
+	/* Counted as sent either way: a batch that did not get there leaves
+	 * a hole, and the bounds then count it as held (they cut earlier). */
+	ss.logged += b->nlog;
+	ss.logged_bytes += b->log.len;
 	f = xmalloc(sizeof(*f));
-	f->entries = b->nlog / 2;
+	f->entries = b->nlog;
 	f->last = b->last;
 	if (cluster_command((int)k, argv, lens, on_flushed, f) == 0) {
 		appends += f->entries;
@@ -443,7 +465,8 @@ static void batch_check(void)
 {
 	const struct batch *b = &ss.batch;
 
-	if (b->nlog + b->nmsgs + b->nkeys >= BATCH_MAX_PIECES || b->bytes >= BATCH_MAX_BYTES)
+	if (b->nlog + b->nmsgs + b->nkeys >= BATCH_MAX_PIECES || b->bytes >= BATCH_MAX_BYTES ||
+	    b->nlog * 4 >= (size_t)settings.redis_recovery_max_events)
 		batch_flush();
 }
 
@@ -488,11 +511,12 @@ static void on_logged(struct client *cl, const struct emit *e)
 			out_put(&o, sid, strlen(sid));
 		}
 	}
-	batch_grow(&b->log, b->nlog, &b->logcap, 2);
-	size_t idlen = (size_t)snprintf(id, sizeof(id), "%llu", (unsigned long long)e->offset);
-	b->log[b->nlog++] = (struct piece){ xstrndup(id, idlen), idlen };
-	b->log[b->nlog++] = (struct piece){ o.p, o.len };
+	out_put(&b->log, id, (size_t)snprintf(id, sizeof(id), "%llu",
+					     (unsigned long long)e->offset));
+	out_put(&b->log, o.p, o.len);
+	b->nlog++;
 	b->bytes += o.len;
+	free(o.p);
 	b->last = e->offset;
 	batch_check();
 }
@@ -623,14 +647,14 @@ static void set_forward(const char *pid)
  * window (and the liveness TTL) after it. */
 static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	const char *keys[] = { ss.sess_key, ss.log_key, ss.meta_key };
+	const char *keys[] = { ss.sess_key, ss.log_key, ss.index_key, ss.meta_key };
 	struct map_iter it;
 	struct map_entry *e;
 
 	(void)loop;
 	(void)w;
 	(void)revents;
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const char *argv[] = { "PEXPIRE", keys[i], ss.ttl };
 		size_t lens[] = { 7, strlen(keys[i]), strlen(ss.ttl) };
 		cluster_command(3, argv, lens, NULL, NULL);
@@ -818,30 +842,38 @@ static void rejoin(struct client *cl, const struct claim *c)
 		client_join(cl, c->rooms[i], c->lens[i]);
 }
 
-/* The missed entries, sent again as this node's own emits to the socket:
- * each gets an offset of this node (and goes into its log, and so into
- * Redis), so that the client's offset stays one this node's log knows.
- * 0, or -1 when an entry did not read. */
-static int replay(struct client *cl, const struct record *r, const redisReply *entries)
+/* The missed entries (the log's batches that end after the client's
+ * offset `from`: those of its entries after it), sent again as this node's
+ * own emits to the socket: each gets an offset of this node (and goes into
+ * its log, and so into Redis), so that the client's offset stays one this
+ * node's log knows. 0, or -1 when an entry did not read. */
+static int replay(struct client *cl, const struct record *r, const redisReply *batches,
+		  uint64_t from)
 {
-	for (size_t i = 0; i < entries->elements; i++) {
-		const redisReply *x = entries->element[i];
-		struct frame *att[64];
-		struct emit e;
-		int went, rc;
-		uint64_t offset = strtoull(x->element[0]->str, NULL, 10);
-		const redisReply *f = x->element[1];
-		if (f->type != REDIS_REPLY_ARRAY || f->elements != 4)
-			return -1;
-		rc = read_entry(f->element[3]->str, f->element[3]->len, offset, r, cl->nsp, &e, att,
-				sizeof(att) / sizeof(att[0]), &went);
-		if (rc == 0 && went && cl->conn)
-			client_emit(cl, &e);
-		emit_fini(&e);
-		for (unsigned k = 0; k < e.natt; k++)
-			frame_unref(att[k]);
-		if (rc < 0)
-			return -1;
+	for (size_t i = 0; i < batches->elements; i++) {
+		const redisReply *d = batches->element[i]->element[1]->element[1];
+		const char *p = d->str, *end = d->str + d->len;
+		while (p < end) {
+			struct frame *att[64];
+			struct emit e;
+			const char *s;
+			size_t len;
+			uint64_t offset;
+			int went, rc;
+			if (in_num(&p, end, &offset) < 0 || in_get(&p, end, &s, &len) < 0)
+				return -1;
+			if (offset <= from)
+				continue;
+			rc = read_entry(s, len, offset, r, cl->nsp, &e, att,
+					sizeof(att) / sizeof(att[0]), &went);
+			if (rc == 0 && went && cl->conn)
+				client_emit(cl, &e);
+			emit_fini(&e);
+			for (unsigned k = 0; k < e.natt; k++)
+				frame_unref(att[k]);
+			if (rc < 0)
+				return -1;
+		}
 	}
 	return 0;
 }
@@ -963,9 +995,9 @@ static int reply_ok(const redisReply *r)
 		    x->element[0]->type != REDIS_REPLY_STRING)
 			return 0;
 		const redisReply *f = x->element[1];
-		if (f->type != REDIS_REPLY_ARRAY || f->elements != 4)
+		if (f->type != REDIS_REPLY_ARRAY || f->elements != 2)
 			return 0;
-		for (size_t k = 0; k < 4; k++)
+		for (size_t k = 0; k < 2; k++)
 			if (f->element[k]->type != REDIS_REPLY_STRING)
 				return 0;
 	}
@@ -1045,11 +1077,11 @@ static void on_claim(void *arg, const redisReply *r)
 							   r->element[4]->str, c->pid) };
 			cluster_command(3, argv, lens, NULL, NULL);
 			claims[RECOVERED]++;
-			log_info("%s (%s): recovered a session of node %s (%zu events after offset "
+			log_info("%s (%s): recovered a session of node %s (%zu batches of its log after offset "
 				 "%llu)", cl->id, cl->user_id, r->element[4]->str, entries->elements,
 				 (unsigned long long)from);
 			c->answer(cl);
-			if (replay(cl, &rec, entries) < 0)
+			if (replay(cl, &rec, entries, c->has_offset ? c->offset : 0) < 0)
 				log_warn("cluster: an entry of the recovery log in Redis does not "
 					 "read: the replay stopped there");
 			replay_history(cl, &rec, r->element[6]);
@@ -1134,6 +1166,7 @@ void sessions_open(void)
 	snprintf(ss.inc, sizeof(ss.inc), "%016llx", (unsigned long long)cluster_incarnation());
 	snprintf(ss.sess_key, sizeof(ss.sess_key), "parley:rsess:%s", ss.inc);
 	snprintf(ss.log_key, sizeof(ss.log_key), "parley:rlog:%s", ss.inc);
+	snprintf(ss.index_key, sizeof(ss.index_key), "parley:rlog:%s:idx", ss.inc);
 	snprintf(ss.meta_key, sizeof(ss.meta_key), "parley:rlog:%s:meta", ss.inc);
 	snprintf(ss.ttl, sizeof(ss.ttl), "%d", settings.recovery_window_ms + SESSIONS_GRACE_MS);
 	map_init(&ss.adopted);
@@ -1166,7 +1199,7 @@ void sessions_close(void)
 	batch_flush();
 	ev_prepare_stop(clock_loop, &ss.flush);
 	batch_clear(&ss.batch);
-	free(ss.batch.log);
+	free(ss.batch.log.p);
 	free(ss.batch.msgs);
 	free(ss.batch.keys);
 	free(ss.batch.key_msg);
