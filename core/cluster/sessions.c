@@ -41,49 +41,64 @@
  * clock), the keys' TTL, an offset that never got there (0: none), the
  * batch's entries, a history's cap, how many messages, the batch's last
  * offset, the running count and bytes before it and after it; ARGV[14] the
- * batch; then the published messages, and for each history key the index
- * of its message among them.
+ * batch; ARGV[15] '1' when the node asks for the bounds to be looked at;
+ * then the published messages, and for each history key the index of its
+ * message among them.
  *
- * The oldest batches past the bounds are cut (read from the small index,
- * two XTRIM MINID). A batch cut for the count or the bytes is noted (a
- * session that missed one of its entries cannot be recovered); one cut for
- * its age is not: a client within its window got it, or it was not its
- * (sessions.c's on_claim). The keys get their TTL when made (the refresh
- * keeps it). Each history gets its message (XADD's own approximate MAXLEN
- * trims it) and its TTL once. Returns how many entries the log cut. */
+ * Asked (the node knows the head's count, bytes and age from the last time:
+ * only when a bound may be passed, after Redis came back, or at the head's
+ * age), the oldest batches past the bounds are cut, read from the small
+ * index, with two XTRIM MINID; over the count or the bytes, down to 7/8 of
+ * them, so that most calls look at nothing. A batch cut for the count or
+ * the bytes is noted (a session that missed one of its entries cannot be
+ * recovered); one cut for its age is not: a client within its window got
+ * it, or it was not its (sessions.c's on_claim). The keys get their TTL
+ * then too (the refresh keeps it). Each history gets its message (XADD's
+ * own approximate MAXLEN trims it) and its TTL once. Returns {entries cut,
+ * and when asked: the head's running count and bytes, and the ms until it
+ * ages out}. */
 static const char flush_lua[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"local nmsg, n = tonumber(ARGV[8]), 0\n"
+	"local nmsg, n, noted, ret = tonumber(ARGV[8]), 0, nil, {0}\n"
 	"if tonumber(ARGV[6]) > 0 then\n"
 	"  local maxev, maxb, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
 	"  local E, B = tonumber(ARGV[12]), tonumber(ARGV[13])\n"
 	"  local id = ARGV[9] .. '-0'\n"
 	"  redis.call('XADD', KEYS[1], id, 'd', ARGV[14])\n"
 	"  redis.call('XADD', KEYS[2], id, 't', now, 'e', ARGV[10], 'b', ARGV[11])\n"
-	"  if redis.call('XLEN', KEYS[2]) == 1 then\n"
+	"  if ARGV[15] == '1' then\n"
 	"    redis.call('HSETNX', KEYS[3], 'dropped', 0)\n"
 	"    for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end\n"
-	"  end\n"
-	"  local cut, noted, first, head, step, more = nil, nil, nil, nil, 1, true\n"
-	"  while more do\n"
-	"    local h = redis.call('XRANGE', KEYS[2], cut and '(' .. cut or '-', '+', 'COUNT', step)\n"
-	"    more = #h > 0\n"
-	"    for _, x in ipairs(h) do\n"
-	"      local at, e, b = tonumber(x[2][2]), tonumber(x[2][4]), tonumber(x[2][6])\n"
-	"      first = first or e\n"
-	"      head = e\n"
-	"      if E - e <= maxev and B - b <= maxb and at + window > now then more = false break end\n"
-	"      if at + window > now then noted = x[1] end\n"
-	"      cut, head = x[1], nil\n"
+	"    local cut, first, head, hb, hat, step, more = nil, nil, nil, B, nil, 1, true\n"
+	"    local limev, limb\n"
+	"    while more do\n"
+	"      local h = redis.call('XRANGE', KEYS[2], cut and '(' .. cut or '-', '+', 'COUNT', step)\n"
+	"      more = #h > 0\n"
+	"      for _, x in ipairs(h) do\n"
+	"        local at, e, b = tonumber(x[2][2]), tonumber(x[2][4]), tonumber(x[2][6])\n"
+	"        if not first then\n"
+	"          first = e\n"
+	/* Over a bound: down to 7/8 of it, so that the next cut is many
+	 * batches away (the node asks again only then, or at the head's age). */
+	"          if E - e > maxev or B - b > maxb then\n"
+	"            limev, limb = math.floor(maxev * 7 / 8), math.floor(maxb * 7 / 8)\n"
+	"          else limev, limb = maxev, maxb end\n"
+	"        end\n"
+	"        head, hb, hat = e, b, at\n"
+	"        if E - e <= limev and B - b <= limb and at + window > now then more = false break end\n"
+	"        if at + window > now then noted = x[1] end\n"
+	"        cut, head, hb, hat = x[1], nil, B, nil\n"
+	"      end\n"
+	"      step = math.min(step * 4, 256)\n"
 	"    end\n"
-	"    step = math.min(step * 4, 256)\n"
-	"  end\n"
-	"  if cut then\n"
-	"    local min = string.match(cut, '^(%d+)') .. '-1'\n"
-	"    redis.call('XTRIM', KEYS[1], 'MINID', min)\n"
-	"    redis.call('XTRIM', KEYS[2], 'MINID', min)\n"
-	"    n = (head or E) - first\n"
+	"    if cut then\n"
+	"      local min = string.match(cut, '^(%d+)') .. '-1'\n"
+	"      redis.call('XTRIM', KEYS[1], 'MINID', min)\n"
+	"      redis.call('XTRIM', KEYS[2], 'MINID', min)\n"
+	"      n = (head or E) - first\n"
+	"    end\n"
+	"    ret = {n, head or E, hb, hat and hat + window - now or window}\n"
 	"  end\n"
 	"  local hole = tonumber(ARGV[5])\n"
 	"  local d = noted and tonumber(string.match(noted, '^(%d+)')) or 0\n"
@@ -94,13 +109,13 @@ static const char flush_lua[] =
 	"    redis.call('HSET', KEYS[3], 'dropped', d)\n"
 	"  end\n"
 	"end\n"
-	"local base, seen = 14, {}\n"
+	"local base, seen = 15, {}\n"
 	"for i = 4, #KEYS do\n"
 	"  local k = KEYS[i]\n"
 	"  redis.call('XADD', k, 'MAXLEN', '~', ARGV[7], '*', 'm', ARGV[base + tonumber(ARGV[base + nmsg + i - 3])])\n"
 	"  if not seen[k] then redis.call('PEXPIRE', k, ARGV[4]) seen[k] = true end\n"
 	"end\n"
-	"return n\n";
+	"return ret\n";
 
 /* Claims the session of the pid ARGV[1], made by the node of incarnation
  * ARGV[2] (or recovered since by the one its forward key names), for a
@@ -220,6 +235,12 @@ static struct {
 	char sess_key[48], log_key[48], index_key[56], meta_key[56];
 	/* entries and their bytes logged to Redis so far (the index's `e`, `b`) */
 	uint64_t logged, logged_bytes;
+	/* the log's head in Redis, as last told: its running count and bytes,
+	 * and when (the loop's time) it ages out; `check` asks the next flush
+	 * to look at the bounds anyway (first write, Redis back, a failure) */
+	uint64_t head_e, head_b;
+	double head_until;
+	int check, asking; /* asking: a look at the bounds is on its way */
 	char ttl[24];
 	char flush_sha[48], claim_sha[48];
 	/* pids recovered here from another node -> the client's offset then
@@ -303,6 +324,7 @@ static void on_up(void)
 	size_t lens[] = { 6, 4, sizeof(flush_lua) - 1 };
 
 	ss.flush_sha[0] = ss.claim_sha[0] = '\0';
+	ss.check = 1;
 	cluster_command(3, argv, lens, on_loaded, ss.flush_sha);
 	argv[2] = claim_lua;
 	lens[2] = sizeof(claim_lua) - 1;
@@ -375,10 +397,20 @@ static void on_flushed(void *arg, const redisReply *r)
 {
 	struct flushed *f = arg;
 
-	if (!r || r->type == REDIS_REPLY_ERROR)
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER) {
 		batch_failed(f->entries, f->last);
-	else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
-		dropped_total += (uint64_t)r->integer;
+		ss.check = 1;
+		ss.asking = 0;
+	} else {
+		dropped_total += (uint64_t)(r->element[0]->integer > 0 ? r->element[0]->integer : 0);
+		if (r->elements == 4 && r->element[3]->type == REDIS_REPLY_INTEGER) {
+			ss.head_e = (uint64_t)r->element[1]->integer;
+			ss.head_b = (uint64_t)r->element[2]->integer;
+			ss.head_until = ev_now(clock_loop) + (double)r->element[3]->integer / 1000.;
+			ss.asking = 0;
+		}
+	}
 	free(f);
 }
 
@@ -386,7 +418,14 @@ static void on_flushed(void *arg, const redisReply *r)
 static void batch_flush(void)
 {
 	struct batch *b = &ss.batch;
-	size_t argc = 3 + 3 + b->nkeys + 14 + b->nmsgs + b->nkeys, k = 0;
+	size_t argc = 3 + 3 + b->nkeys + 15 + b->nmsgs + b->nkeys, k = 0;
+	uint64_t events = ss.logged + b->nlog, bytes = ss.logged_bytes + b->log.len;
+	/* What the head was when last told errs old: a bound passed is seen. */
+	int check = ss.check ||
+		    (!ss.asking &&
+		     (events - ss.head_e > (uint64_t)settings.redis_recovery_max_events ||
+		      bytes - ss.head_b > settings.redis_recovery_max_bytes ||
+		      ev_now(clock_loop) >= ss.head_until));
 	const char **argv;
 	size_t *lens;
 	char num[13][24];
@@ -420,9 +459,10 @@ static void batch_flush(void)
 	NUM(8, "%llu", (unsigned long long)b->last);
 	NUM(9, "%llu", (unsigned long long)ss.logged);
 	NUM(10, "%llu", (unsigned long long)ss.logged_bytes);
-	NUM(11, "%llu", (unsigned long long)(ss.logged + b->nlog));
-	NUM(12, "%llu", (unsigned long long)(ss.logged_bytes + b->log.len));
+	NUM(11, "%llu", (unsigned long long)events);
+	NUM(12, "%llu", (unsigned long long)bytes);
 	ARG(b->log.len ? b->log.p : "", b->log.len);
+	ARG(check ? "1" : "0", 1);
 	for (size_t i = 0; i < b->nmsgs; i++)
 		ARG(b->msgs[i].p, b->msgs[i].len);
 	/* Each history key's message, by its index (1-based) among them. */
@@ -433,8 +473,13 @@ static void batch_flush(void)
 #undef ARG
 	/* Counted as sent either way: a batch that did not get there leaves
 	 * a hole, and the bounds then count it as held (they cut earlier). */
-	ss.logged += b->nlog;
-	ss.logged_bytes += b->log.len;
+	ss.logged = events;
+	ss.logged_bytes = bytes;
+	if (check && b->nlog) {
+		/* Until its answer, the next ones do not look again. */
+		ss.check = 0;
+		ss.asking = 1;
+	}
 	f = xmalloc(sizeof(*f));
 	f->entries = b->nlog;
 	f->last = b->last;
@@ -1170,6 +1215,7 @@ void sessions_open(void)
 	snprintf(ss.meta_key, sizeof(ss.meta_key), "parley:rlog:%s:meta", ss.inc);
 	snprintf(ss.ttl, sizeof(ss.ttl), "%d", settings.recovery_window_ms + SESSIONS_GRACE_MS);
 	map_init(&ss.adopted);
+	ss.check = 1;
 	for (size_t i = 0; i < sizeof(sessions_metrics) / sizeof(sessions_metrics[0]); i++)
 		metrics_register(&sessions_metrics[i]);
 	recovery_set_pid_suffix(ss.inc);
