@@ -28,39 +28,94 @@
 /* The incarnation at the end of a pid, in hex. */
 #define INC_LEN 16
 
-/* Appends an emit to this node's log (KEYS[1] the stream, KEYS[2] its
- * meta hash: bytes held, the newest offset dropped) under the offset
- * ARGV[1], then drops the oldest past the bounds (ARGV[3] entries, ARGV[4]
- * bytes, ARGV[5] ms of age by Redis's clock); ARGV[7] is an offset that
- * never got there (0: none). An entry dropped for its count or bytes is
- * noted (a session that missed it cannot be recovered); one dropped for
- * its age is not: a client within its window got it, or it was not its
- * (sessions.c's on_claim). Returns how many it dropped. */
-static const char append_lua[] =
+/* Writes what one loop iteration of this node logged and published (one
+ * call per iteration, not one per emit: the fixed part of a call, and each
+ * command inside it, is most of the cost). The log's entries of the
+ * iteration go as ONE stream entry: KEYS[1] is this node's log (id = the
+ * batch's last offset, `d` = its entries as netstrings: offset, entry,
+ * ...), KEYS[2] its index (the same ids: `t` Redis's time in ms, `e` and
+ * `b` the node's running count of entries and bytes logged before the
+ * batch), KEYS[3] its meta hash (`dropped`: the newest offset cut for the
+ * count or the bytes), KEYS[4..] the histories of the rooms broadcast into.
+ * ARGV[1..13]: the log's bounds (entries, bytes, ms of age by Redis's
+ * clock), the keys' TTL, an offset that never got there (0: none), the
+ * batch's entries, a history's cap, how many messages, the batch's last
+ * offset, the running count and bytes before it and after it; ARGV[14] the
+ * batch; ARGV[15] '1' when the node asks for the bounds to be looked at;
+ * then the published messages, and for each history key the index of its
+ * message among them.
+ *
+ * Asked (the node knows the head's count, bytes and age from the last time:
+ * only when a bound may be passed, after Redis came back, or at the head's
+ * age), the oldest batches past the bounds are cut, read from the small
+ * index, with two XTRIM MINID; over the count or the bytes, down to 7/8 of
+ * them, so that most calls look at nothing. A batch cut for the count or
+ * the bytes is noted (a session that missed one of its entries cannot be
+ * recovered); one cut for its age is not: a client within its window got
+ * it, or it was not its (sessions.c's on_claim). The keys get their TTL
+ * then too (the refresh keeps it). Each history gets its message (XADD's
+ * own approximate MAXLEN trims it) and its TTL once. Returns {entries cut,
+ * and when asked: the head's running count and bytes, and the ms until it
+ * ages out}. */
+static const char flush_lua[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"local maxev, maxb, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
-	"local dropped = tonumber(redis.call('HGET', KEYS[2], 'dropped') or '0')\n"
-	"local hole = tonumber(ARGV[7])\n"
-	"local n = 0\n"
-	"redis.call('XADD', KEYS[1], ARGV[1] .. '-0', 't', now, 'd', ARGV[2])\n"
-	"local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', #ARGV[2])\n"
-	"local len = redis.call('XLEN', KEYS[1])\n"
-	"while len > 0 do\n"
-	"  local h = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]\n"
-	"  if len <= maxev and bytes <= maxb and tonumber(h[2][2]) + window > now then break end\n"
-	"  redis.call('XDEL', KEYS[1], h[1])\n"
-	"  bytes = redis.call('HINCRBY', KEYS[2], 'bytes', -#h[2][4])\n"
-	"  len = len - 1\n"
-	"  n = n + 1\n"
-	"  local o = tonumber(string.match(h[1], '^(%d+)'))\n"
-	"  if o > dropped and tonumber(h[2][2]) + window > now then dropped = o end\n"
+	"local nmsg, n, noted, ret = tonumber(ARGV[8]), 0, nil, {0}\n"
+	"if tonumber(ARGV[6]) > 0 then\n"
+	"  local maxev, maxb, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+	"  local E, B = tonumber(ARGV[12]), tonumber(ARGV[13])\n"
+	"  local id = ARGV[9] .. '-0'\n"
+	"  redis.call('XADD', KEYS[1], id, 'd', ARGV[14])\n"
+	"  redis.call('XADD', KEYS[2], id, 't', now, 'e', ARGV[10], 'b', ARGV[11])\n"
+	"  if ARGV[15] == '1' then\n"
+	"    redis.call('HSETNX', KEYS[3], 'dropped', 0)\n"
+	"    for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end\n"
+	"    local cut, first, head, hb, hat, step, more = nil, nil, nil, B, nil, 1, true\n"
+	"    local limev, limb\n"
+	"    while more do\n"
+	"      local h = redis.call('XRANGE', KEYS[2], cut and '(' .. cut or '-', '+', 'COUNT', step)\n"
+	"      more = #h > 0\n"
+	"      for _, x in ipairs(h) do\n"
+	"        local at, e, b = tonumber(x[2][2]), tonumber(x[2][4]), tonumber(x[2][6])\n"
+	"        if not first then\n"
+	"          first = e\n"
+	/* Over a bound: down to 7/8 of it, so that the next cut is many
+	 * batches away (the node asks again only then, or at the head's age). */
+	"          if E - e > maxev or B - b > maxb then\n"
+	"            limev, limb = math.floor(maxev * 7 / 8), math.floor(maxb * 7 / 8)\n"
+	"          else limev, limb = maxev, maxb end\n"
+	"        end\n"
+	"        head, hb, hat = e, b, at\n"
+	"        if E - e <= limev and B - b <= limb and at + window > now then more = false break end\n"
+	"        if at + window > now then noted = x[1] end\n"
+	"        cut, head, hb, hat = x[1], nil, B, nil\n"
+	"      end\n"
+	"      step = math.min(step * 4, 256)\n"
+	"    end\n"
+	"    if cut then\n"
+	"      local min = string.match(cut, '^(%d+)') .. '-1'\n"
+	"      redis.call('XTRIM', KEYS[1], 'MINID', min)\n"
+	"      redis.call('XTRIM', KEYS[2], 'MINID', min)\n"
+	"      n = (head or E) - first\n"
+	"    end\n"
+	"    ret = {n, head or E, hb, hat and hat + window - now or window}\n"
+	"  end\n"
+	"  local hole = tonumber(ARGV[5])\n"
+	"  local d = noted and tonumber(string.match(noted, '^(%d+)')) or 0\n"
+	"  if hole > d then d = hole end\n"
+	/* Offsets grow, so a batch cut now is newer than any cut before; a
+	 * hole may not be. */
+	"  if d > 0 and (noted or d > tonumber(redis.call('HGET', KEYS[3], 'dropped') or '0')) then\n"
+	"    redis.call('HSET', KEYS[3], 'dropped', d)\n"
+	"  end\n"
 	"end\n"
-	"if hole > dropped then dropped = hole end\n"
-	"if n > 0 or hole > 0 then redis.call('HSET', KEYS[2], 'dropped', dropped) end\n"
-	"redis.call('PEXPIRE', KEYS[1], ARGV[6])\n"
-	"redis.call('PEXPIRE', KEYS[2], ARGV[6])\n"
-	"return n\n";
+	"local base, seen = 15, {}\n"
+	"for i = 4, #KEYS do\n"
+	"  local k = KEYS[i]\n"
+	"  redis.call('XADD', k, 'MAXLEN', '~', ARGV[7], '*', 'm', ARGV[base + tonumber(ARGV[base + nmsg + i - 3])])\n"
+	"  if not seen[k] then redis.call('PEXPIRE', k, ARGV[4]) seen[k] = true end\n"
+	"end\n"
+	"return ret\n";
 
 /* Claims the session of the pid ARGV[1], made by the node of incarnation
  * ARGV[2] (or recovered since by the one its forward key names), for a
@@ -68,8 +123,8 @@ static const char append_lua[] =
  * is the user's part alone. Taken once: the record goes. Returns
  * {'unknown'}, {'other'} (another user's: left alone) or {'ok', record,
  * newest offset dropped, the Redis time of the log's last entry in ms (0:
- * none), incarnation, entries after offset ARGV[5], the broadcasts of
- * its rooms (and its namespace's everyone) in Redis since the later of
+ * none), incarnation, the log's batches that end after offset ARGV[5],
+ * the broadcasts of its rooms (and its namespace's everyone) in Redis since the later of
  * that entry and the session's start}: the entries cover what its node
  * delivered, the rooms' history what came after (its node dead, or the
  * broadcast not yet there). */
@@ -90,7 +145,7 @@ static const char claim_lua[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"local entries = redis.call('XRANGE', lkey, '(' .. ARGV[5] .. '-0', '+')\n"
-	"local last = redis.call('XREVRANGE', lkey, '+', '-', 'COUNT', 1)[1]\n"
+	"local last = redis.call('XREVRANGE', lkey .. ':idx', '+', '-', 'COUNT', 1)[1]\n"
 	"local after = last and tonumber(last[2][2]) or 0\n"
 	/* the record's netstrings: user, namespace, parser, sid, born, floor,
 	 * alien, since (ms), rooms */
@@ -177,15 +232,41 @@ static int in_num(const char **p, const char *end, uint64_t *v)
 static struct {
 	int on;
 	char inc[INC_LEN + 1];
-	char sess_key[48], log_key[48], meta_key[56];
+	char sess_key[48], log_key[48], index_key[56], meta_key[56];
+	/* entries and their bytes logged to Redis so far (the index's `e`, `b`) */
+	uint64_t logged, logged_bytes;
+	/* the log's head in Redis, as last told: its running count and bytes,
+	 * and when (the loop's time) it ages out; `check` asks the next flush
+	 * to look at the bounds anyway (first write, Redis back, a failure) */
+	uint64_t head_e, head_b;
+	double head_until;
+	int check, asking; /* asking: a look at the bounds is on its way */
 	char ttl[24];
-	char append_sha[48], claim_sha[48];
+	char flush_sha[48], claim_sha[48];
 	/* pids recovered here from another node -> the client's offset then
 	 * (one of that node's) + 1 */
 	struct map adopted;
 	uint64_t hole;      /* an offset whose append may not have got there */
 	ev_timer refresh;
+	/* What this loop iteration logged and published, written in one
+	 * script call when it ends (flush_lua): the log's entries (offset,
+	 * entry: 2 pieces each), the published messages, and per room
+	 * broadcast into its history key and the index of its message. */
+	struct batch {
+		struct out log; /* netstrings: offset, entry, ... */
+		struct piece { char *p; size_t len; } *msgs, *keys;
+		size_t *key_msg;
+		size_t nlog, nmsgs, msgcap, nkeys, keycap;
+		size_t bytes;
+		uint64_t last; /* the newest offset logged in it */
+	} batch;
+	ev_prepare flush;
 } ss;
+
+/* A batch is written within the iteration once it holds this many pieces
+ * or bytes: one script call stays short for Redis. */
+#define BATCH_MAX_PIECES 2048
+#define BATCH_MAX_BYTES (4u << 20)
 
 static uint64_t appends, append_failed, dropped_total, records_written, adopted_count,
 	history_appends;
@@ -232,18 +313,19 @@ static void on_loaded(void *arg, const redisReply *r)
 {
 	char *sha = arg;
 
-	if (r && r->type == REDIS_REPLY_STRING && r->len < sizeof(ss.append_sha))
+	if (r && r->type == REDIS_REPLY_STRING && r->len < sizeof(ss.flush_sha))
 		memcpy(sha, r->str, r->len + 1);
 }
 
 /* Redis (back) up: it may have restarted empty, without the scripts. */
 static void on_up(void)
 {
-	const char *argv[] = { "SCRIPT", "LOAD", append_lua };
-	size_t lens[] = { 6, 4, sizeof(append_lua) - 1 };
+	const char *argv[] = { "SCRIPT", "LOAD", flush_lua };
+	size_t lens[] = { 6, 4, sizeof(flush_lua) - 1 };
 
-	ss.append_sha[0] = ss.claim_sha[0] = '\0';
-	cluster_command(3, argv, lens, on_loaded, ss.append_sha);
+	ss.flush_sha[0] = ss.claim_sha[0] = '\0';
+	ss.check = 1;
+	cluster_command(3, argv, lens, on_loaded, ss.flush_sha);
 	argv[2] = claim_lua;
 	lens[2] = sizeof(claim_lua) - 1;
 	cluster_command(3, argv, lens, on_loaded, ss.claim_sha);
@@ -273,22 +355,164 @@ static int run_script(const char *sha, const char *body, int argc, const char **
 	return cluster_command(argc + 3, argv, alen, done, arg);
 }
 
-/* ---- this node's log, copied ---- */
+/* ---- this node's log, copied, and the rooms' history: one call an
+ * iteration ---- */
 
-static void on_appended(void *arg, const redisReply *r)
+static void batch_grow(struct piece **v, size_t n, size_t *cap, size_t add)
 {
-	uint64_t offset = (uint64_t)(uintptr_t)arg;
-
-	if (!r || r->type == REDIS_REPLY_ERROR) {
-		/* It may not be there: a claim must not take its absence for
-		 * nothing missed. */
-		append_failed++;
-		if (offset > ss.hole)
-			ss.hole = offset;
-		return;
+	if (n + add > *cap) {
+		*cap = (n + add) * 2 + 16;
+		*v = xrealloc(*v, *cap * sizeof(**v));
 	}
-	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
-		dropped_total += (uint64_t)r->integer;
+}
+
+static void batch_clear(struct batch *b)
+{
+	b->log.len = 0;
+	for (size_t i = 0; i < b->nmsgs; i++)
+		free(b->msgs[i].p);
+	for (size_t i = 0; i < b->nkeys; i++)
+		free(b->keys[i].p);
+	b->nlog = b->nmsgs = b->nkeys = 0;
+	b->bytes = 0;
+	b->last = 0;
+}
+
+/* What a flush carried, for its reply. */
+struct flushed {
+	size_t entries;
+	uint64_t last;
+};
+
+/* The entries of a flush that may not have got there: a claim must not
+ * take their absence for nothing missed. */
+static void batch_failed(size_t entries, uint64_t last)
+{
+	append_failed += entries;
+	if (last > ss.hole)
+		ss.hole = last;
+}
+
+static void on_flushed(void *arg, const redisReply *r)
+{
+	struct flushed *f = arg;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+		batch_failed(f->entries, f->last);
+		ss.check = 1;
+		ss.asking = 0;
+	} else {
+		dropped_total += (uint64_t)(r->element[0]->integer > 0 ? r->element[0]->integer : 0);
+		if (r->elements == 4 && r->element[3]->type == REDIS_REPLY_INTEGER) {
+			ss.head_e = (uint64_t)r->element[1]->integer;
+			ss.head_b = (uint64_t)r->element[2]->integer;
+			ss.head_until = ev_now(clock_loop) + (double)r->element[3]->integer / 1000.;
+			ss.asking = 0;
+		}
+	}
+	free(f);
+}
+
+/* Sends the batch: EVALSHA once Redis has the script, EVAL until then. */
+static void batch_flush(void)
+{
+	struct batch *b = &ss.batch;
+	size_t argc = 3 + 3 + b->nkeys + 15 + b->nmsgs + b->nkeys, k = 0;
+	uint64_t events = ss.logged + b->nlog, bytes = ss.logged_bytes + b->log.len;
+	/* What the head was when last told errs old: a bound passed is seen. */
+	int check = ss.check ||
+		    (!ss.asking &&
+		     (events - ss.head_e > (uint64_t)settings.redis_recovery_max_events ||
+		      bytes - ss.head_b > settings.redis_recovery_max_bytes ||
+		      ev_now(clock_loop) >= ss.head_until));
+	const char **argv;
+	size_t *lens;
+	char num[13][24];
+	struct flushed *f;
+
+	if (!b->nlog && !b->nkeys)
+		return;
+	argv = xcalloc(argc, sizeof(*argv));
+	lens = xcalloc(argc, sizeof(*lens));
+#define ARG(s, n) (argv[k] = (s), lens[k++] = (n))
+#define NUM(i, fmt, v) ARG(num[i], (size_t)snprintf(num[i], sizeof(num[i]), fmt, v))
+	ARG(ss.flush_sha[0] ? "EVALSHA" : "EVAL", ss.flush_sha[0] ? 7 : 4);
+	if (ss.flush_sha[0])
+		ARG(ss.flush_sha, strlen(ss.flush_sha));
+	else
+		ARG(flush_lua, sizeof(flush_lua) - 1);
+	NUM(0, "%zu", 3 + b->nkeys);
+	ARG(ss.log_key, strlen(ss.log_key));
+	ARG(ss.index_key, strlen(ss.index_key));
+	ARG(ss.meta_key, strlen(ss.meta_key));
+	for (size_t i = 0; i < b->nkeys; i++)
+		ARG(b->keys[i].p, b->keys[i].len);
+	NUM(1, "%d", settings.redis_recovery_max_events);
+	NUM(2, "%zu", settings.redis_recovery_max_bytes);
+	NUM(3, "%d", settings.recovery_window_ms);
+	ARG(ss.ttl, strlen(ss.ttl));
+	NUM(4, "%llu", (unsigned long long)ss.hole);
+	NUM(5, "%zu", b->nlog);
+	NUM(6, "%d", settings.redis_room_history);
+	NUM(7, "%zu", b->nmsgs);
+	NUM(8, "%llu", (unsigned long long)b->last);
+	NUM(9, "%llu", (unsigned long long)ss.logged);
+	NUM(10, "%llu", (unsigned long long)ss.logged_bytes);
+	NUM(11, "%llu", (unsigned long long)events);
+	NUM(12, "%llu", (unsigned long long)bytes);
+	ARG(b->log.len ? b->log.p : "", b->log.len);
+	ARG(check ? "1" : "0", 1);
+	for (size_t i = 0; i < b->nmsgs; i++)
+		ARG(b->msgs[i].p, b->msgs[i].len);
+	/* Each history key's message, by its index (1-based) among them. */
+	char (*idx)[24] = xcalloc(b->nkeys ? b->nkeys : 1, sizeof(*idx));
+	for (size_t i = 0; i < b->nkeys; i++)
+		ARG(idx[i], (size_t)snprintf(idx[i], sizeof(idx[i]), "%zu", b->key_msg[i] + 1));
+#undef NUM
+#undef ARG
+	/* Counted as sent either way: a batch that did not get there leaves
+	 * a hole, and the bounds then count it as held (they cut earlier). */
+	ss.logged = events;
+	ss.logged_bytes = bytes;
+	if (check && b->nlog) {
+		/* Until its answer, the next ones do not look again. */
+		ss.check = 0;
+		ss.asking = 1;
+	}
+	f = xmalloc(sizeof(*f));
+	f->entries = b->nlog;
+	f->last = b->last;
+	if (cluster_command((int)k, argv, lens, on_flushed, f) == 0) {
+		appends += f->entries;
+		history_appends += b->nkeys;
+	} else {
+		batch_failed(f->entries, f->last);
+		free(f);
+	}
+	free(idx);
+	free(argv);
+	free(lens);
+	batch_clear(b);
+}
+
+/* Before the loop waits again (after every other callback of the
+ * iteration: the lowest priority): what it logged and published goes. */
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	batch_flush();
+}
+
+static void batch_check(void)
+{
+	const struct batch *b = &ss.batch;
+
+	if (b->nlog + b->nmsgs + b->nkeys >= BATCH_MAX_PIECES || b->bytes >= BATCH_MAX_BYTES ||
+	    b->nlog * 4 >= (size_t)settings.redis_recovery_max_events)
+		batch_flush();
 }
 
 static void put_names(struct out *o, const char *const *v, const size_t *lens, size_t n)
@@ -299,12 +523,13 @@ static void put_names(struct out *o, const char *const *v, const size_t *lens, s
 }
 
 /* An emit went into this node's recovery log: the same entry goes to
- * Redis, for a recovery elsewhere. */
+ * Redis (with this iteration's others), for a recovery elsewhere. */
 static void on_logged(struct client *cl, const struct emit *e)
 {
 	const struct room_target *t = e->target;
+	struct batch *b = &ss.batch;
 	struct out o = { 0 };
-	char id[24], maxev[24], maxb[24], window[24], hole[24];
+	char id[24];
 
 	out_put(&o, !t ? "S" : e->to_all ? "A" : "R", 1);
 	out_put(&o, cl->nsp->name, cl->nsp->name_len);
@@ -331,41 +556,35 @@ static void on_logged(struct client *cl, const struct emit *e)
 			out_put(&o, sid, strlen(sid));
 		}
 	}
-	const char *args[] = { ss.log_key, ss.meta_key, id, o.p, maxev, maxb, window, ss.ttl,
-			       hole };
-	size_t lens[] = { strlen(ss.log_key), strlen(ss.meta_key),
-			  (size_t)snprintf(id, sizeof(id), "%llu", (unsigned long long)e->offset),
-			  o.len,
-			  (size_t)snprintf(maxev, sizeof(maxev), "%d",
-					   settings.redis_recovery_max_events),
-			  (size_t)snprintf(maxb, sizeof(maxb), "%zu",
-					   settings.redis_recovery_max_bytes),
-			  (size_t)snprintf(window, sizeof(window), "%d", settings.recovery_window_ms),
-			  strlen(ss.ttl),
-			  (size_t)snprintf(hole, sizeof(hole), "%llu", (unsigned long long)ss.hole) };
-	if (run_script(ss.append_sha, append_lua, 9, args, lens, 2, on_appended,
-		       (void *)(uintptr_t)e->offset) < 0) {
-		append_failed++;
-		if (e->offset > ss.hole)
-			ss.hole = e->offset;
-	} else {
-		appends++;
-	}
+	out_put(&b->log, id, (size_t)snprintf(id, sizeof(id), "%llu",
+					     (unsigned long long)e->offset));
+	out_put(&b->log, o.p, o.len);
+	b->nlog++;
+	b->bytes += o.len;
 	free(o.p);
+	b->last = e->offset;
+	batch_check();
 }
-
-/* ---- the rooms' history ---- */
 
 /* Each broadcast this node publishes goes into the history of each room it
  * targets too (capped at PARLEY_REDIS_ROOM_HISTORY, living the window):
- * what a session of a node that died missed is read from there. */
+ * what a session of a node that died missed is read from there. The
+ * message goes once with this iteration's batch, however many rooms. */
 static void on_published(const struct nsp *n, int everyone, const struct room_target *t,
 			 const char *msg, size_t len)
 {
-	char cap[24];
-	size_t caplen = (size_t)snprintf(cap, sizeof(cap), "%d", settings.redis_room_history);
+	struct batch *b = &ss.batch;
+	size_t nrooms = everyone ? 1 : t->nrooms;
 
-	for (size_t i = 0; i < (everyone ? 1 : t->nrooms); i++) {
+	batch_grow(&b->msgs, b->nmsgs, &b->msgcap, 1);
+	b->msgs[b->nmsgs] = (struct piece){ xmalloc(len ? len : 1), len };
+	memcpy(b->msgs[b->nmsgs++].p, msg, len);
+	b->bytes += len;
+	size_t had = b->keycap;
+	batch_grow(&b->keys, b->nkeys, &b->keycap, nrooms);
+	if (b->keycap != had)
+		b->key_msg = xrealloc(b->key_msg, b->keycap * sizeof(*b->key_msg));
+	for (size_t i = 0; i < nrooms; i++) {
 		struct out k = { 0 };
 		size_t rlen = everyone ? 0 : t->room_lens[i];
 		k.cap = 32 + n->name_len + rlen;
@@ -376,15 +595,10 @@ static void on_published(const struct nsp *n, int everyone, const struct room_ta
 			memcpy(k.p + k.len, t->rooms[i], rlen);
 			k.len += rlen;
 		}
-		const char *xadd[] = { "XADD", k.p, "MAXLEN", "~", cap, "*", "m", msg };
-		size_t xlens[] = { 4, k.len, 6, 1, caplen, 1, 1, len };
-		const char *exp[] = { "PEXPIRE", k.p, ss.ttl };
-		size_t elens[] = { 7, k.len, strlen(ss.ttl) };
-		if (cluster_command(8, xadd, xlens, NULL, NULL) == 0)
-			history_appends++;
-		cluster_command(3, exp, elens, NULL, NULL);
-		free(k.p);
+		b->key_msg[b->nkeys] = b->nmsgs - 1;
+		b->keys[b->nkeys++] = (struct piece){ k.p, k.len };
 	}
+	batch_check();
 }
 
 /* ---- the records of this node's sockets ---- */
@@ -478,14 +692,14 @@ static void set_forward(const char *pid)
  * window (and the liveness TTL) after it. */
 static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	const char *keys[] = { ss.sess_key, ss.log_key, ss.meta_key };
+	const char *keys[] = { ss.sess_key, ss.log_key, ss.index_key, ss.meta_key };
 	struct map_iter it;
 	struct map_entry *e;
 
 	(void)loop;
 	(void)w;
 	(void)revents;
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const char *argv[] = { "PEXPIRE", keys[i], ss.ttl };
 		size_t lens[] = { 7, strlen(keys[i]), strlen(ss.ttl) };
 		cluster_command(3, argv, lens, NULL, NULL);
@@ -673,30 +887,38 @@ static void rejoin(struct client *cl, const struct claim *c)
 		client_join(cl, c->rooms[i], c->lens[i]);
 }
 
-/* The missed entries, sent again as this node's own emits to the socket:
- * each gets an offset of this node (and goes into its log, and so into
- * Redis), so that the client's offset stays one this node's log knows.
- * 0, or -1 when an entry did not read. */
-static int replay(struct client *cl, const struct record *r, const redisReply *entries)
+/* The missed entries (the log's batches that end after the client's
+ * offset `from`: those of its entries after it), sent again as this node's
+ * own emits to the socket: each gets an offset of this node (and goes into
+ * its log, and so into Redis), so that the client's offset stays one this
+ * node's log knows. 0, or -1 when an entry did not read. */
+static int replay(struct client *cl, const struct record *r, const redisReply *batches,
+		  uint64_t from)
 {
-	for (size_t i = 0; i < entries->elements; i++) {
-		const redisReply *x = entries->element[i];
-		struct frame *att[64];
-		struct emit e;
-		int went, rc;
-		uint64_t offset = strtoull(x->element[0]->str, NULL, 10);
-		const redisReply *f = x->element[1];
-		if (f->type != REDIS_REPLY_ARRAY || f->elements != 4)
-			return -1;
-		rc = read_entry(f->element[3]->str, f->element[3]->len, offset, r, cl->nsp, &e, att,
-				sizeof(att) / sizeof(att[0]), &went);
-		if (rc == 0 && went && cl->conn)
-			client_emit(cl, &e);
-		emit_fini(&e);
-		for (unsigned k = 0; k < e.natt; k++)
-			frame_unref(att[k]);
-		if (rc < 0)
-			return -1;
+	for (size_t i = 0; i < batches->elements; i++) {
+		const redisReply *d = batches->element[i]->element[1]->element[1];
+		const char *p = d->str, *end = d->str + d->len;
+		while (p < end) {
+			struct frame *att[64];
+			struct emit e;
+			const char *s;
+			size_t len;
+			uint64_t offset;
+			int went, rc;
+			if (in_num(&p, end, &offset) < 0 || in_get(&p, end, &s, &len) < 0)
+				return -1;
+			if (offset <= from)
+				continue;
+			rc = read_entry(s, len, offset, r, cl->nsp, &e, att,
+					sizeof(att) / sizeof(att[0]), &went);
+			if (rc == 0 && went && cl->conn)
+				client_emit(cl, &e);
+			emit_fini(&e);
+			for (unsigned k = 0; k < e.natt; k++)
+				frame_unref(att[k]);
+			if (rc < 0)
+				return -1;
+		}
 	}
 	return 0;
 }
@@ -818,9 +1040,9 @@ static int reply_ok(const redisReply *r)
 		    x->element[0]->type != REDIS_REPLY_STRING)
 			return 0;
 		const redisReply *f = x->element[1];
-		if (f->type != REDIS_REPLY_ARRAY || f->elements != 4)
+		if (f->type != REDIS_REPLY_ARRAY || f->elements != 2)
 			return 0;
-		for (size_t k = 0; k < 4; k++)
+		for (size_t k = 0; k < 2; k++)
 			if (f->element[k]->type != REDIS_REPLY_STRING)
 				return 0;
 	}
@@ -900,11 +1122,11 @@ static void on_claim(void *arg, const redisReply *r)
 							   r->element[4]->str, c->pid) };
 			cluster_command(3, argv, lens, NULL, NULL);
 			claims[RECOVERED]++;
-			log_info("%s (%s): recovered a session of node %s (%zu events after offset "
+			log_info("%s (%s): recovered a session of node %s (%zu batches of its log after offset "
 				 "%llu)", cl->id, cl->user_id, r->element[4]->str, entries->elements,
 				 (unsigned long long)from);
 			c->answer(cl);
-			if (replay(cl, &rec, entries) < 0)
+			if (replay(cl, &rec, entries, c->has_offset ? c->offset : 0) < 0)
 				log_warn("cluster: an entry of the recovery log in Redis does not "
 					 "read: the replay stopped there");
 			replay_history(cl, &rec, r->element[6]);
@@ -989,9 +1211,11 @@ void sessions_open(void)
 	snprintf(ss.inc, sizeof(ss.inc), "%016llx", (unsigned long long)cluster_incarnation());
 	snprintf(ss.sess_key, sizeof(ss.sess_key), "parley:rsess:%s", ss.inc);
 	snprintf(ss.log_key, sizeof(ss.log_key), "parley:rlog:%s", ss.inc);
+	snprintf(ss.index_key, sizeof(ss.index_key), "parley:rlog:%s:idx", ss.inc);
 	snprintf(ss.meta_key, sizeof(ss.meta_key), "parley:rlog:%s:meta", ss.inc);
 	snprintf(ss.ttl, sizeof(ss.ttl), "%d", settings.recovery_window_ms + SESSIONS_GRACE_MS);
 	map_init(&ss.adopted);
+	ss.check = 1;
 	for (size_t i = 0; i < sizeof(sessions_metrics) / sizeof(sessions_metrics[0]); i++)
 		metrics_register(&sessions_metrics[i]);
 	recovery_set_pid_suffix(ss.inc);
@@ -1001,6 +1225,12 @@ void sessions_open(void)
 	cluster_on_publish(on_published);
 	ev_timer_init(&ss.refresh, on_refresh, SESSIONS_REFRESH_S, SESSIONS_REFRESH_S);
 	ev_timer_start(clock_loop, &ss.refresh);
+	/* Always on, and last of the iteration's prepare watchers: a batch
+	 * filled by another one (a store reply's hooks, the drain) still goes
+	 * before the loop waits. */
+	ev_prepare_init(&ss.flush, on_flush);
+	ev_set_priority(&ss.flush, EV_MINPRI);
+	ev_prepare_start(clock_loop, &ss.flush);
 	ss.on = 1;
 }
 
@@ -1012,6 +1242,14 @@ void sessions_close(void)
 	cluster_on_publish(NULL);
 	recovery_set_pid_suffix(NULL);
 	ev_timer_stop(clock_loop, &ss.refresh);
+	batch_flush();
+	ev_prepare_stop(clock_loop, &ss.flush);
+	batch_clear(&ss.batch);
+	free(ss.batch.log.p);
+	free(ss.batch.msgs);
+	free(ss.batch.keys);
+	free(ss.batch.key_msg);
+	memset(&ss.batch, 0, sizeof(ss.batch));
 	map_fini(&ss.adopted);
 	ss.on = 0;
 }
