@@ -11,38 +11,25 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const h = require('./harness');
 
-const REDIS = '/usr/bin/redis-server';
-const skip = !h.PG ? 'needs PostgreSQL (PARLEY_TEST_PG, the PostgreSQL pass of tests/run.sh)'
-  : !fs.existsSync(REDIS) ? `needs Redis (${REDIS}; tests/deps.sh --test installs it)` : false;
+const { redisSkip, privateRedis } = require('./redis-kit');
+const skip = redisSkip;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-cfeat-'));
-const sock = path.join(dir, 'redis.sock');
+const redis = privateRedis(dir);
+const { sock, cli } = redis;
+const redisStart = () => redis.start();
 const shared = path.join(dir, 'store');
 const API_KEY = 'cluster-features-key';
 // Typing expires fast, so that its expiry across nodes is seen at once.
 const CONFIG = path.join(dir, 'parley.conf.lua');
 fs.writeFileSync(CONFIG, 'return { plugin_config = { chat = { typing_ttl_ms = 300, sweep_ms = 50 } } }\n');
-let redis = null;
 const nodes = {};
 
-async function redisStart() {
-  redis = spawn(REDIS, ['--port', '0', '--unixsocket', sock, '--dir', dir, '--save', '',
-    '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  redis.stdout.on('data', (d) => { out += d; });
-  redis.stderr.on('data', (d) => { out += d; });
-  await h.waitFor(() => { try { return cli('PING'); } catch (_) { return null; } },
-    (v) => v === 'PONG', `redis-server answers PING (${out})`);
-}
-
-const cli = (...args) => execFileSync('redis-cli', ['-s', sock, ...args],
-  { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
 
 async function node(name, env = {}) {
   nodes[name] = await h.startParley({
@@ -124,7 +111,7 @@ test.before(async () => {
 });
 
 process.once('exit', () => {
-  if (redis) redis.kill('SIGKILL');
+  redis.stopNow();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -136,7 +123,7 @@ test.after(async () => {
       assert.equal(st.code, 0, srv.logs());
     }
   } finally {
-    if (redis) { const p = redis; redis = null; p.kill('SIGKILL'); await new Promise((r) => p.on('exit', r)); }
+    await redis.stop();
     h.cleanup();
     fs.rmSync(dir, { recursive: true, force: true });
   }
