@@ -261,9 +261,15 @@ end
 -- Users with the same item (after a message: the sender, and recipients by
 -- what they had left unread) get it in one broadcast, encoded once.
 local function tell_inbox(conv, users)
-	local following = {}
-	for _, u in ipairs(users) do
-		if parley.room_size(inbox_room(u), NAMESPACE) > 0 then
+	local rooms, following = {}, {}
+	for i, u in ipairs(users) do
+		rooms[i] = inbox_room(u)
+	end
+	-- One question for all of them (in cluster mode one round trip to
+	-- Redis, not one a participant).
+	local sizes = parley.room_sizes(rooms, NAMESPACE)
+	for i, u in ipairs(users) do
+		if sizes[i] > 0 then
 			following[#following + 1] = u
 		end
 	end

@@ -200,6 +200,13 @@ static const char library[] =
 	"  end\n"
 	"  return out\n"
 	"end)\n"
+	/* room_sizes(nsp, room...) -> each room's sockets on every node */
+	"redis.register_function{function_name = 'parley_room_sizes', flags = {'no-writes'},\n"
+	"  callback = function(_, a)\n"
+	"    local out = {}\n"
+	"    for i = 2, #a do out[#out + 1] = redis.call('HLEN', room_key(a[1], a[i])) end\n"
+	"    return out\n"
+	"  end}\n"
 	/* room_users(nsp, room) -> the distinct users of the room's sockets */
 	"redis.register_function{function_name = 'parley_room_users', flags = {'no-writes'},\n"
 	"  callback = function(_, a)\n"
@@ -524,6 +531,36 @@ static void on_expire_reply(void *arg, const redisReply *r)
 		offline_n += r->elements;
 	x->done(x->arg, r);
 	free(x);
+}
+
+int presence_room_sizes(const char *nsp, size_t nsp_len, const char *const *rooms,
+			const size_t *lens, size_t n, cluster_reply_fn done, void *arg)
+{
+	const char **argv;
+	size_t *alens;
+	int rc;
+
+	if (!pr.on || !cluster_is_up())
+		return PARLEY_EUNAVAILABLE;
+	queries++;
+	argv = xcalloc(n + 4, sizeof(*argv));
+	alens = xcalloc(n + 4, sizeof(*alens));
+	argv[0] = "FCALL_RO";
+	alens[0] = 8;
+	argv[1] = "parley_room_sizes";
+	alens[1] = 17;
+	argv[2] = "0";
+	alens[2] = 1;
+	argv[3] = nsp;
+	alens[3] = nsp_len;
+	for (size_t i = 0; i < n; i++) {
+		argv[4 + i] = rooms[i];
+		alens[4 + i] = lens[i];
+	}
+	rc = cluster_command((int)n + 4, argv, alens, done, arg);
+	free(argv);
+	free(alens);
+	return rc;
 }
 
 int presence_expire(const char *nsp, size_t nsp_len, const char *const *users,

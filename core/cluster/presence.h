@@ -50,6 +50,12 @@ enum presence_query {
 int presence_query(enum presence_query q, const char *nsp, size_t nsp_len, const char *room,
 		   size_t room_len, cluster_reply_fn done, void *arg);
 
+/* The sockets on every node of each of `n` rooms (of `nsp`), in one
+ * question: `done` gets an array of integers, in the rooms' order. Returns
+ * 0 or PARLEY_EUNAVAILABLE (`done` not called). */
+int presence_room_sizes(const char *nsp, size_t nsp_len, const char *const *rooms,
+			const size_t *lens, size_t n, cluster_reply_fn done, void *arg);
+
 /* The grace of `users` (of `nsp`) this node owns is over: `done` gets the
  * array of those the cluster confirms offline now (no socket anywhere, not
  * taken over by a reconnect; each confirmed to one node only). Returns 0 or

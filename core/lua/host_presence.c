@@ -18,9 +18,10 @@
 #include "lua/jsonlua.h"
 #include "lua/tickets.h"
 
-/* Users in one presence_expire call at most (chat.lua's sweep sends up to
- * 500): the call is one Redis function, and it blocks Redis while it runs. */
-#define EXPIRE_MAX 1000
+/* Names in one presence_expire or presence_room_sizes call at most
+ * (chat.lua's sweep sends up to 500; api.lua cuts room_sizes' lists to
+ * this): the call is one Redis function, which blocks Redis while it runs. */
+#define NAMES_MAX 1000
 
 static void (*resume_with)(uintptr_t ticket, int (*push)(lua_State *L, void *ctx), void *ctx);
 
@@ -41,8 +42,11 @@ static int push_reply(lua_State *L, void *ctx)
 	lua_createtable(L, r->type == REDIS_REPLY_ARRAY ? (int)r->elements : 0, 0);
 	jsonlua_mark_array(L);
 	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-		lua_pushlstring(L, r->element[i]->str ? r->element[i]->str : "",
-				r->element[i]->len);
+		if (r->element[i]->type == REDIS_REPLY_INTEGER)
+			lua_pushinteger(L, (lua_Integer)r->element[i]->integer);
+		else
+			lua_pushlstring(L, r->element[i]->str ? r->element[i]->str : "",
+					r->element[i]->len);
 		lua_rawseti(L, -2, (int)i + 1);
 	}
 	return 1;
@@ -85,44 +89,64 @@ static int l_online_users(lua_State *S)
 	return ask(S, PRESENCE_ONLINE_USERS);
 }
 
-/* presence_expire(nsp, { user, ... }) -> PENDING, ticket (the users the
- * cluster confirms offline), or false (Redis unreachable: none confirmed,
- * ask again later). At most EXPIRE_MAX users; strings only. */
-static int l_expire(lua_State *S)
+/* What asks Redis about a list of names (presence_expire,
+ * presence_room_sizes). */
+typedef int (*ask_many_fn)(const char *nsp, size_t nsp_len, const char *const *names,
+			   const size_t *lens, size_t n, cluster_reply_fn done, void *arg);
+
+/* name(nsp, { string, ... }) -> PENDING, ticket, or false (Redis
+ * unreachable). At most NAMES_MAX strings: the call is one Redis function,
+ * which blocks Redis while it runs. */
+static int ask_many(lua_State *S, const char *name, ask_many_fn ask_fn)
 {
 	size_t nlen, n;
 	const char *nsp = luaL_checklstring(S, 1, &nlen);
-	const char **users;
+	const char **names;
 	size_t *lens;
 	uintptr_t ticket;
 	int rc;
 
 	luaL_checktype(S, 2, LUA_TTABLE);
 	n = lua_objlen(S, 2);
-	if (n > EXPIRE_MAX)
-		return luaL_error(S, "presence_expire: at most %d users a call", EXPIRE_MAX);
-	users = xcalloc(n + 1, sizeof(*users));
+	if (n > NAMES_MAX)
+		return luaL_error(S, "%s: at most %d names a call", name, NAMES_MAX);
+	names = xcalloc(n + 1, sizeof(*names));
 	lens = xcalloc(n + 1, sizeof(*lens));
 	for (size_t i = 0; i < n; i++) {
 		lua_rawgeti(S, 2, (int)i + 1);
 		if (lua_type(S, -1) != LUA_TSTRING) {
-			free(users);
+			free(names);
 			free(lens);
-			return luaL_error(S, "presence_expire: user %d is not a string", (int)i + 1);
+			return luaL_error(S, "%s: name %d is not a string", name, (int)i + 1);
 		}
 		/* The table holds the string while the call copies it. */
-		users[i] = lua_tolstring(S, -1, &lens[i]);
+		names[i] = lua_tolstring(S, -1, &lens[i]);
 		lua_pop(S, 1);
 	}
 	ticket = tickets_new();
-	rc = presence_expire(nsp, nlen, users, lens, n, on_reply, (void *)ticket);
-	free(users);
+	rc = ask_fn(nsp, nlen, names, lens, n, on_reply, (void *)ticket);
+	free(names);
 	free(lens);
 	if (rc < 0) {
 		lua_pushboolean(S, 0);
 		return 1;
 	}
 	return tickets_pending(S, ticket);
+}
+
+/* presence_expire(nsp, { user, ... }) -> PENDING, ticket (the users the
+ * cluster confirms offline), or false (Redis unreachable: none confirmed,
+ * ask again later). */
+static int l_expire(lua_State *S)
+{
+	return ask_many(S, "presence_expire", presence_expire);
+}
+
+/* presence_room_sizes(nsp, { room, ... }) -> PENDING, ticket (each room's
+ * sockets on every node, in order), or false (ask this node). */
+static int l_room_sizes(lua_State *S)
+{
+	return ask_many(S, "presence_room_sizes", presence_room_sizes);
 }
 
 static int push_true(lua_State *L, void *ctx)
@@ -158,6 +182,7 @@ static const luaL_Reg functions[] = {
 	{ "presence_room_users", l_room_users },
 	{ "presence_online_users", l_online_users },
 	{ "presence_expire", l_expire },
+	{ "presence_room_sizes", l_room_sizes },
 	{ NULL, NULL },
 };
 

@@ -268,6 +268,26 @@ test('a join is answered once its node follows the room in Redis: a message sent
   bob.close();
 });
 
+test('inbox updates cross nodes: participants who follow their list on B and C get conversation:updated for a message sent on A, one who does not follow gets none', { skip, timeout: 60000 }, async () => {
+  const alice = await client(nodes.A, 'inbox-a');
+  const bob = await client(nodes.B, 'inbox-b');
+  const carol = await client(nodes.C, 'inbox-c');
+  const dave = await client(nodes.B, 'inbox-d');
+  for (const c of [alice, bob, carol, dave]) await c.join('conv-inbox');
+  await bob.request('conversations:list', {});
+  await carol.request('conversations:list', {});
+  const ack = await alice.request('message:send', text('conv-inbox', 'to the lists', 'i-1'));
+  for (const c of [bob, carol]) {
+    const item = await c.next('conversation:updated');
+    assert.equal(item.conversationId, 'conv-inbox');
+    assert.equal(item.lastMessage.messageId, ack.messageId);
+  }
+  // dave follows no list: his next event is the marker, not an update.
+  await broadcast(alice, { rooms: ['user:inbox-d'], event: 'inbox:marker', data: {} });
+  assert.equal(await dave.noneBefore('conversation:updated', 'inbox:marker'), true);
+  for (const c of [alice, bob, carol, dave]) c.close();
+});
+
 test('each node keeps a liveness key parley:node:<id> with a TTL', { skip, timeout: 60000 }, async () => {
   for (const name of ['A', 'B', 'C']) {
     assert.match(cli('GET', `parley:node:${name}`), /^[0-9a-f]{16}$/, `node ${name}'s key holds its incarnation`);

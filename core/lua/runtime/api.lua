@@ -141,6 +141,16 @@ function parley.local_room_size(room, nsp)
 	return core.room_size(nsp or C.default_nsp, room)
 end
 
+-- Each room's sockets here, in the rooms' order.
+function parley.local_room_sizes(rooms, nsp)
+	nsp = nsp or C.default_nsp
+	local sizes = {}
+	for i, room in ipairs(rooms) do
+		sizes[i] = core.room_size(nsp, room)
+	end
+	return sizes
+end
+
 -- How many sockets a user has connected in the namespace.
 function parley.local_user_sockets(user_id, nsp)
 	return core.room_size(nsp or C.default_nsp, "user:" .. user_id)
@@ -162,6 +172,24 @@ if CLUSTER then
 		nsp = nsp or C.default_nsp
 		return or_local(settle("parley.room_size", "read",
 			core.presence_room_size(nsp, room)), core.room_size, nsp, room)
+	end
+
+	-- One Redis function call per 1,000 rooms (host_presence.c's bound).
+	function parley.room_sizes(rooms, nsp)
+		nsp = nsp or C.default_nsp
+		local sizes = {}
+		for first = 1, #rooms, 1000 do
+			local part = { unpack(rooms, first, math.min(first + 999, #rooms)) }
+			local got = settle("parley.room_sizes", "read",
+				core.presence_room_sizes(nsp, part))
+			if not got then
+				return parley.local_room_sizes(rooms, nsp)
+			end
+			for i = 1, #part do
+				sizes[first + i - 1] = got[i]
+			end
+		end
+		return sizes
 	end
 
 	function parley.user_sockets(user_id, nsp)
@@ -188,6 +216,7 @@ if CLUSTER then
 else
 	parley.room_users = parley.local_room_users
 	parley.room_size = parley.local_room_size
+	parley.room_sizes = parley.local_room_sizes
 	parley.user_sockets = parley.local_user_sockets
 	parley.online_users = parley.local_online_users
 end
