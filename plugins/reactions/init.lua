@@ -4,6 +4,8 @@
 -- -> message:reaction {conversationId, messageId, userId, emoji, action}
 --    to the conversation (and its members). Reactions are stored with the
 -- message ("reactions": {userId: emoji}) and come back with messages:sync.
+-- Reactions to one message made at the same moment, on one node or on
+-- several, are all kept: the map changes only by kv.cas.
 
 local store = parley.store
 local json = parley.json
@@ -36,25 +38,70 @@ local function check(sock, d, need_emoji)
 	return registered
 end
 
+-- The map of a message's reactions, as kv holds it: JSON text under
+-- "rx:<id>" (kv.cas compares texts), or, written before that, a table under
+-- "r:<id>". Returns the map and the text it was read as (nil: none yet).
+local function read_map(id)
+	local text = parley.kv.get("rx:" .. id)
+	if text ~= nil then
+		return json.decode(text), text
+	end
+	return parley.kv.get("r:" .. id) or {}, nil
+end
+
+local function encode_map(map)
+	return next(map) ~= nil and json.encode(map) or "{}"
+end
+
+-- Sets the user's reaction in one step against every other node's: read,
+-- change, write only if nobody wrote in between (kv.cas), else again. The
+-- map's answer (`changed`, the map written) or nil, err.
+local function swap(id, user, emoji)
+	for _ = 1, 32 do
+		local map, text = read_map(id)
+		if map[user] == emoji then
+			return false, map
+		end
+		map[user] = emoji
+		local done, err = parley.kv.cas("rx:" .. id, text, encode_map(map))
+		if done == nil then
+			return nil, err
+		end
+		if done then
+			return true, map
+		end
+	end
+	return nil, "too many reactions to this message at once: try again"
+end
+
 local function set_reaction(sock, d, emoji)
 	local registered, status, message = check(sock, d, emoji ~= nil)
 	if registered == nil then
 		return nil, status, message
 	end
-	-- The map lives in kv (reads see writes at once) and, for sync, with
-	-- the message.
-	local key = "r:" .. d.messageId
-	local reactions = parley.kv.get(key) or {}
-	if reactions[sock.userId] == emoji then
+	local changed, map = swap(d.messageId, sock.userId, emoji)
+	if changed == nil then
+		return nil, 503, map
+	end
+	if not changed then
 		return { success = true, changed = false }
 	end
-	reactions[sock.userId] = emoji
-	local empty = next(reactions) == nil
-	parley.kv.set(key, not empty and reactions or nil)
-	store.annotate(d.messageId, "reactions", not empty and reactions or nil)
-	local ok, err = store.wait()
-	if not ok then
-		return nil, store.failure(err, "the reaction could not be stored")
+	-- The message carries the map too, for messages:sync. Two nodes that
+	-- changed it at once may write it in the other order: each writes again
+	-- what kv holds now until what it wrote is what kv holds, so the last
+	-- write is the newest map.
+	local written = encode_map(map)
+	for _ = 1, 32 do
+		store.annotate(d.messageId, "reactions", next(map) ~= nil and map or nil)
+		local ok, err = store.wait()
+		if not ok then
+			return nil, store.failure(err, "the reaction could not be stored")
+		end
+		local now, text = read_map(d.messageId)
+		if (text or encode_map(now)) == written then
+			break
+		end
+		map, written = now, text or encode_map(now)
 	end
 	local b = parley.to(room_of(d.conversationId))
 	if registered then

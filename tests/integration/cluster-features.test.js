@@ -318,6 +318,24 @@ test('the HTTP API on B reaches sockets on A and C: a POSTed message arrives on 
   carol.close();
 });
 
+test('reactions made at the same moment on three nodes are all kept: the map changes by kv.cas, none lost', { skip, timeout: 60000 }, async () => {
+  const names = ['A', 'B', 'C'];
+  const users = [];
+  for (let i = 0; i < 12; i++) users.push(await client(nodes[names[i % 3]], `fq-${i}`));
+  for (const s of users) await join(s, 'fq-1');
+  const sent = await send(users[0], 'fq-1', 'everyone reacts');
+  // All at once: each node reads the map while the others write it.
+  const acks = await Promise.all(users.map((s, i) =>
+    request(s, 'reaction:add', { conversationId: 'fq-1', messageId: sent.messageId, emoji: `e${i}` })));
+  for (const ack of acks) assert.equal(ack.success, true, JSON.stringify(ack));
+  const got = await request(users[1], 'messages:sync', { conversationId: 'fq-1' });
+  const message = JSON.stringify(got).includes('everyone reacts') &&
+    (got.messages || got.data?.messages || []).find((m) => m.messageId === sent.messageId);
+  const want = Object.fromEntries(users.map((_, i) => [`fq-${i}`, `e${i}`]));
+  assert.deepEqual(message && message.reactions, want, JSON.stringify(got));
+  for (const s of users) s.close();
+});
+
 test('reactions and edits (plugins) across nodes: a reaction on C and an edit on A reach the members on the other nodes', { skip, timeout: 60000 }, async () => {
   const alice = await client(nodes.A, 'fp-a');
   const bob = await client(nodes.B, 'fp-b');
