@@ -343,6 +343,8 @@ static void on_member(const struct client *cl, const char *room, size_t len, int
 		write_member(cl, room, len, joined);
 }
 
+static const struct client_watch watch = { .member = on_member };
+
 /* ---- the node's token, and counting the dead out ---- */
 
 static void set_token(void)
@@ -613,7 +615,7 @@ void presence_open(presence_change_fn changed)
 	for (size_t i = 0; i < sizeof(presence_metrics) / sizeof(presence_metrics[0]); i++)
 		metrics_register(&presence_metrics[i]);
 	pr.on = 1;
-	client_set_member_watch(on_member);
+	client_add_watch(&watch);
 	cluster_on_up(on_up);
 	ev_timer_init(&pr.refresh, on_refresh, PRESENCE_REFRESH_S, PRESENCE_REFRESH_S);
 	ev_timer_start(clock_loop, &pr.refresh);
@@ -630,7 +632,7 @@ void presence_close(void)
 {
 	if (!pr.on)
 		return;
-	client_set_member_watch(NULL);
+	client_remove_watch(&watch);
 	ev_timer_stop(clock_loop, &pr.refresh);
 	ev_timer_stop(clock_loop, &pr.reap);
 	pr.on = 0;

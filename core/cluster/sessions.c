@@ -1219,7 +1219,7 @@ void sessions_open(void)
 	for (size_t i = 0; i < sizeof(sessions_metrics) / sizeof(sessions_metrics[0]); i++)
 		metrics_register(&sessions_metrics[i]);
 	recovery_set_pid_suffix(ss.inc);
-	client_set_watch(&watch);
+	client_add_watch(&watch);
 	cluster_on_up(on_up);
 	cluster_listen(SESSIONS_CHANNEL, on_claimed);
 	cluster_on_publish(on_published);
@@ -1238,7 +1238,7 @@ void sessions_close(void)
 {
 	if (!ss.on)
 		return;
-	client_set_watch(NULL);
+	client_remove_watch(&watch);
 	cluster_on_publish(NULL);
 	recovery_set_pid_suffix(NULL);
 	ev_timer_stop(clock_loop, &ss.refresh);

@@ -1,6 +1,7 @@
 /* client.c - sockets: one per namespace connection (or plain WebSocket),
  * with their user, rooms and pending acks; and the emits that reach them,
  * each encoded at most once per wire format however many sockets get it. */
+#include <assert.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -39,14 +40,6 @@ static const struct client_hooks *hooks;
 void client_set_hooks(const struct client_hooks *h)
 {
 	hooks = h;
-}
-
-static void (*member_watch)(const struct client *cl, const char *room, size_t len, int joined);
-
-void client_set_member_watch(void (*on_member)(const struct client *cl, const char *room,
-					       size_t len, int joined))
-{
-	member_watch = on_member;
 }
 
 int client_connect(struct client *cl, const char *auth, size_t auth_len, int *code,
@@ -142,19 +135,45 @@ static struct metrics_value rooms_metric = {
 	.type = "gauge", .read = rooms_open,
 };
 
-static const struct client_watch *watch;
+static const struct client_watch *watches[CLIENT_WATCHES_MAX];
+static unsigned nwatches;
 
-void client_set_watch(const struct client_watch *w)
+void client_add_watch(const struct client_watch *w)
 {
-	watch = w;
+	assert(nwatches < CLIENT_WATCHES_MAX);
+	watches[nwatches++] = w;
+}
+
+void client_remove_watch(const struct client_watch *w)
+{
+	for (unsigned i = 0; i < nwatches; i++)
+		if (watches[i] == w) {
+			memmove(&watches[i], &watches[i + 1], (nwatches - i - 1) * sizeof(*watches));
+			nwatches--;
+			return;
+		}
+}
+
+/* Tells the watches that `cl` (with a user) joined or left `name`. */
+static void watch_member(struct client *cl, const char *name, size_t len, int joined)
+{
+	for (unsigned i = 0; i < nwatches; i++) {
+		if (watches[i]->member)
+			watches[i]->member(cl, name, len, joined);
+		if (watches[i]->changed && cl->rec)
+			watches[i]->changed(cl);
+	}
 }
 
 int client_recover_elsewhere(struct client *cl, const char *pid, size_t pid_len,
 			     int has_offset, uint64_t offset, void (*answer)(struct client *cl))
 {
-	if (!watch || !watch->claim || !cl->rec)
+	if (!cl->rec)
 		return 0;
-	return watch->claim(cl, pid, pid_len, has_offset, offset, answer);
+	for (unsigned i = 0; i < nwatches; i++)
+		if (watches[i]->claim)
+			return watches[i]->claim(cl, pid, pid_len, has_offset, offset, answer);
+	return 0;
 }
 
 int client_adopt(struct client *cl, const char *sid)
@@ -278,31 +297,24 @@ int client_join(struct client *cl, const char *name, size_t len)
 	/* The events after this one are the room's for this socket. */
 	int rc = room_join(cl->nsp, &cl->rooms, name, len, recovery_last_offset());
 
-	if (rc == 0 && cl->user_id) {
-		if (member_watch)
-			member_watch(cl, name, len, 1);
-		if (watch && watch->changed && cl->rec)
-			watch->changed(cl);
-	}
+	if (rc == 0 && cl->user_id)
+		watch_member(cl, name, len, 1);
 	return rc;
 }
 
 int client_leave(struct client *cl, const char *name, size_t len)
 {
 	uint64_t stamp;
+	int rc;
 
 	if (!room_stamp(cl->nsp, &cl->rooms, name, len, &stamp))
 		return -ENOENT;
 	/* A replay still owes it the room's events from while it was in. */
 	if (cl->rec)
 		recovery_left(cl->rec, name, len, stamp);
-	int rc = room_leave(cl->nsp, &cl->rooms, name, len);
-	if (rc == 0 && cl->user_id) {
-		if (member_watch)
-			member_watch(cl, name, len, 0);
-		if (watch && watch->changed && cl->rec)
-			watch->changed(cl);
-	}
+	rc = room_leave(cl->nsp, &cl->rooms, name, len);
+	if (rc == 0 && cl->user_id)
+		watch_member(cl, name, len, 0);
 	return rc;
 }
 
@@ -332,12 +344,14 @@ void client_free(struct client *cl, const char *reason)
 		if (cl->user_id)
 			report_ack(cl, id, NULL, 0, NULL, 0, "disconnected");
 	}
-	if (member_watch && cl->user_id)
-		for (uint32_t i = 0; i < cl->rooms.count; i++)
-			member_watch(cl, cl->rooms.v[i].room->name, cl->rooms.v[i].room->name_len, 0);
+	for (unsigned w = 0; cl->user_id && w < nwatches; w++)
+		for (uint32_t i = 0; watches[w]->member && i < cl->rooms.count; i++)
+			watches[w]->member(cl, cl->rooms.v[i].room->name,
+					   cl->rooms.v[i].room->name_len, 0);
 	room_leave_all(cl->nsp, &cl->rooms);
-	if (watch && watch->gone && cl->rec && cl->user_id)
-		watch->gone(cl);
+	for (unsigned w = 0; cl->rec && cl->user_id && w < nwatches; w++)
+		if (watches[w]->gone)
+			watches[w]->gone(cl);
 	/* A held socket is on no connection. */
 	for (pp = c ? &c->clients : NULL; pp && *pp; pp = &(*pp)->next)
 		if (*pp == cl) {
@@ -520,8 +534,9 @@ static void log_emit(struct client *cl, struct emit *e, struct frame *text)
 		return;
 	recovery_log(cl->nsp, e->offset, text, e->att, e->natt, e->target, e->to_all,
 		     e->target ? NULL : cl->id);
-	if (watch && watch->logged)
-		watch->logged(cl, e);
+	for (unsigned i = 0; i < nwatches; i++)
+		if (watches[i]->logged)
+			watches[i]->logged(cl, e);
 }
 
 /* What recovery does at each delivery to `cl` (it has a recovery): note

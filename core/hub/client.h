@@ -64,13 +64,6 @@ struct client_hooks {
  * connect is refused (500), and events and answers are dropped. */
 void client_set_hooks(const struct client_hooks *h);
 
-/* Told when an accepted socket (one with a user) joins a room (`joined` 1)
- * or leaves it (0), its own user's room included, and for each of its rooms
- * as it goes: cluster mode counts the rooms' members over the nodes. NULL:
- * nobody is told. The watcher must not join or leave rooms. */
-void client_set_member_watch(void (*on_member)(const struct client *cl, const char *room,
-					       size_t len, int joined));
-
 /* What a socket's frames look like on the wire, chosen by its protocol. */
 enum client_format {
 	CLIENT_SIO,   /* Socket.IO packets (in Engine.IO messages) */
@@ -105,10 +98,16 @@ struct client {
 
 struct emit;
 
-/* What cluster mode follows of the recoverable sockets (cluster/sessions.c:
- * connection state recovery across nodes). Any member may be NULL; none is
- * called outside cluster mode, so one node pays nothing for them. */
+/* What cluster mode follows of the sockets: their rooms (cluster/presence.c
+ * counts the members over the nodes) and the recoverable ones
+ * (cluster/sessions.c: connection state recovery across nodes). Any member
+ * may be NULL; outside cluster mode no watch is added, so one node pays
+ * nothing for them. */
 struct client_watch {
+	/* An accepted socket (one with a user) joined a room (`joined` 1) or
+	 * left it (0), its own user's room included, and for each of its rooms
+	 * as it goes. Must not join or leave rooms. */
+	void (*member)(const struct client *cl, const char *room, size_t len, int joined);
 	/* The emit `e` went into the recovery log (first delivered to `cl`,
 	 * its target still set). */
 	void (*logged)(struct client *cl, const struct emit *e);
@@ -123,10 +122,14 @@ struct client_watch {
 	int (*claim)(struct client *cl, const char *pid, size_t pid_len, int has_offset,
 		     uint64_t offset, void (*answer)(struct client *cl));
 };
-/* Sets the watch (NULL: none; `w` must outlive it). */
-void client_set_watch(const struct client_watch *w);
-/* The claim of a pid another node made, when cluster mode knows it
- * (client_watch.claim): 1 pending, 0 not another node's. */
+/* Adds a watch (at most CLIENT_WATCHES_MAX; `w` must outlive it, or be
+ * removed first); each is told in the order added. */
+#define CLIENT_WATCHES_MAX 4
+void client_add_watch(const struct client_watch *w);
+/* Removes a watch added before; a no-op for one that is not. */
+void client_remove_watch(const struct client_watch *w);
+/* The claim of a pid another node made, when cluster mode knows it (the
+ * first watch with a claim): 1 pending, 0 not another node's. */
 int client_recover_elsewhere(struct client *cl, const char *pid, size_t pid_len,
 			     int has_offset, uint64_t offset, void (*answer)(struct client *cl));
 /* `cl` takes the socket id `sid` (a session recovered from another node),
