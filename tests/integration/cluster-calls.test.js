@@ -51,41 +51,22 @@ async function node(name) {
 // A socket.io-client socket for `userId` on `srv` that records every event
 // it gets, in order.
 async function client(srv, userId) {
-  const s = h.sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'] });
-  s.log = [];
-  s.waiters = [];
-  s.onAny((event, ...args) => {
-    s.log.push({ event, args });
-    for (const w of [...s.waiters]) w();
-  });
+  const s = h.recordEvents(h.sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'] }));
   await h.connected(s);
   return s;
 }
 
 // The first argument of the first `event` the socket got from index `from`
 // on, once it is there.
-function next(s, event, from = 0, timeoutMs = 5000) {
-  return new Promise((resolve, reject) => {
-    const look = () => {
-      const e = s.log.find((x, k) => k >= from && x.event === event);
-      if (!e) return false;
-      s.waiters.splice(s.waiters.indexOf(look), 1);
-      clearTimeout(t);
-      resolve(e.args[0]);
-      return true;
-    };
-    const t = setTimeout(() => {
-      s.waiters.splice(s.waiters.indexOf(look), 1);
-      reject(new Error(`no ${event} within ${timeoutMs} ms; got ${JSON.stringify(s.log.slice(from).map((e) => e.event))}`));
-    }, timeoutMs);
-    s.waiters.push(look);
-    look();
-  });
+async function next(s, event, from = 0, timeoutMs = 5000) {
+  return s.log[await h.untilLogged(s, (x) => x.event === event, from, timeoutMs)].args[0];
 }
 
-// Waits until `n` nodes follow the room's channel in Redis: a node
-// subscribes when its first member joins, and a broadcast published before
-// its SSUBSCRIBE reached Redis does not reach it (docs/cluster.md).
+// Waits until `n` nodes follow the user's room channel in Redis: a node
+// subscribes when its first member joins, and the user's own room is joined
+// in the connect hook, which cannot wait for the subscription as a join in
+// a handler does (docs/cluster.md): a ring published before it reached
+// Redis would not reach that node.
 async function followed(room, n) {
   const ch = `parley:/messages:room:${room}`;
   await h.waitFor(() => Number(cli('PUBSUB', 'SHARDNUMSUB', ch).split('\n')[1]),

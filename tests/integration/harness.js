@@ -329,7 +329,41 @@ async function pollHandshake(srv, extra = '') {
   return JSON.parse(body.slice(1));
 }
 
+// Makes the socket.io-client socket `s` record every event it gets, in
+// order, with its arguments as given (s.log: { event, args }), for
+// untilLogged. Returns `s`.
+function recordEvents(s) {
+  s.log = [];
+  s.waiters = [];
+  s.onAny((event, ...args) => {
+    s.log.push({ event, args });
+    for (const w of [...s.waiters]) w();
+  });
+  return s;
+}
+
+// Resolves with the index in s.log (recordEvents) of the first entry from
+// `from` on that `match` accepts, once it is there.
+function untilLogged(s, match, from = 0, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const look = () => {
+      const i = s.log.findIndex((e, k) => k >= from && match(e));
+      if (i < 0) return false;
+      s.waiters.splice(s.waiters.indexOf(look), 1);
+      clearTimeout(t);
+      resolve(i);
+      return true;
+    };
+    const t = setTimeout(() => {
+      s.waiters.splice(s.waiters.indexOf(look), 1);
+      reject(new Error(`no matching event within ${timeoutMs} ms; got ${JSON.stringify(s.log.slice(from).map((e) => e.event))}`));
+    }, timeoutMs);
+    s.waiters.push(look);
+    look();
+  });
+}
+
 module.exports = {
   ROOT, BINARY, PG, lmdbOnly, pgStore, spawnParley, startParley, cleanup, sleep, metric, waitFor, scriptLoads, loaded, reload, sioClient, connected, once, silent, frameQueue, plainClient,
-  rawEngineWs, pollHandshake, freePort,
+  rawEngineWs, pollHandshake, freePort, recordEvents, untilLogged,
 };

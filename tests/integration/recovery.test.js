@@ -14,7 +14,9 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { startParley, sioClient, connected, metric, waitFor, cleanup } = require('./harness');
+const {
+  startParley, sioClient, connected, metric, waitFor, cleanup, recordEvents, untilLogged,
+} = require('./harness');
 
 // presence_grace_ms 0: a user whose last socket's disconnect hooks ran is
 // told offline at once, so a flap would show at once too.
@@ -41,36 +43,12 @@ after(async () => {
 // in order, with its arguments as given (the offset last).
 async function client(srv, userId, opts = {}) {
   const s = sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'], ...opts });
-  s.log = [];
-  s.waiters = [];
-  s.onAny((event, ...args) => {
-    s.log.push({ event, args });
-    for (const w of [...s.waiters]) w();
-  });
+  recordEvents(s);
   await connected(s);
   return s;
 }
 
-// Resolves with the index in s.log of the first entry from `from` on that
-// `match` accepts, once it is there.
-function until(s, match, from = 0, timeoutMs = 5000) {
-  return new Promise((resolve, reject) => {
-    const look = () => {
-      const i = s.log.findIndex((e, k) => k >= from && match(e));
-      if (i < 0) return false;
-      s.waiters.splice(s.waiters.indexOf(look), 1);
-      clearTimeout(t);
-      resolve(i);
-      return true;
-    };
-    const t = setTimeout(() => {
-      s.waiters.splice(s.waiters.indexOf(look), 1);
-      reject(new Error(`no matching event within ${timeoutMs} ms; got ${JSON.stringify(s.log.slice(from).map((e) => e.event))}`));
-    }, timeoutMs);
-    s.waiters.push(look);
-    look();
-  });
-}
+const until = untilLogged;
 
 const request = (s, event, data) => s.timeout(5000).emitWithAck(event, data);
 const join = (s, conv) => request(s, 'conversation:join', { conversationId: conv });
