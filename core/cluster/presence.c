@@ -6,13 +6,13 @@
  * room_users, user_sockets and online_users. Uses cluster.c's publishing
  * connection, hub's clients and rooms.
  *
- * Keys (docs/cluster.md): parley:room:<nsp>:<room> (hash: "<token>|<sid>"
- * -> user, one field a socket in the room, on any node), parley:online:<nsp>
- * (set of users with a socket), parley:presence:<nsp>:<user> (hash: s =
- * on|leaving, o = the grace's owner, g = when it went), parley:owned:<token>
- * and parley:grace:<token> (what a node's life wrote: its memberships, the
- * graces it owns, for whoever counts it out), parley:nodes (hash: token ->
- * node id) and parley:pnode:<id> (the node's current token, a TTL). A token
+ * Keys (docs/cluster.md): {parley}:room:<nsp>:<room> (hash: "<token>|<sid>"
+ * -> user, one field a socket in the room, on any node), {parley}:online:<nsp>
+ * (set of users with a socket), {parley}:presence:<nsp>:<user> (hash: s =
+ * on|leaving, o = the grace's owner, g = when it went), {parley}:owned:<token>
+ * and {parley}:grace:<token> (what a node's life wrote: its memberships, the
+ * graces it owns, for whoever counts it out), {parley}:nodes (hash: token ->
+ * node id) and {parley}:pnode:<id> (the node's current token, a TTL). A token
  * is "<incarnation>:<epoch>": a new one each time the connection comes back,
  * so that what an earlier connection wrote is counted out as a dead node's
  * is and written again from what the node has now. */
@@ -45,7 +45,7 @@
  * grace (one hour: chat.schema.lua's longest grace, and a minute). The
  * survivors adopt a dead owner's graces long before. */
 #define PRESENCE_STATE_TTL_MS "3660000"
-/* The deaths every node reads (parley:gone): kept an hour, the last 1,000
+/* The deaths every node reads ({parley}:gone): kept an hour, the last 1,000
  * at least. A node away from Redis longer than that was counted dead
  * itself; its parties' calls were ended by the others. */
 #define PRESENCE_GONE_TTL_MS "3600000"
@@ -53,15 +53,17 @@
 /* Deaths handed over per reap call at most (the rest at the next). */
 #define PRESENCE_GONE_BATCH "100"
 
-/* The Redis side. Keys are built from the arguments (FCALL with no keys): one
- * Redis, not a Redis Cluster (docs/cluster.md). */
+/* The Redis side. Keys are built from the arguments (FCALL with no keys);
+ * every key carries the hash tag {parley}, so that on a Redis Cluster they
+ * all live in one slot, on the shard cluster.c sends these calls to (a
+ * function may touch only its own shard's keys, of one slot). */
 static const char library[] =
 	"#!lua name=parley_presence\n"
 	"local TTL = " PRESENCE_STATE_TTL_MS "\n"
 	"local GONE_TTL, GONE_MAX, GONE_BATCH = " PRESENCE_GONE_TTL_MS ", " PRESENCE_GONE_MAX ", "
 	PRESENCE_GONE_BATCH "\n"
-	"local function room_key(nsp, room) return 'parley:room:' .. nsp .. ':' .. room end\n"
-	"local function state_key(nsp, user) return 'parley:presence:' .. nsp .. ':' .. user end\n"
+	"local function room_key(nsp, room) return '{parley}:room:' .. nsp .. ':' .. room end\n"
+	"local function state_key(nsp, user) return '{parley}:presence:' .. nsp .. ':' .. user end\n"
 	"local function user_of(room)\n"
 	"  if string.sub(room, 1, 5) == 'user:' then return string.sub(room, 6) end\n"
 	"end\n"
@@ -69,22 +71,22 @@ static const char library[] =
 	"local function moved(token, nsp, user, before, after, now)\n"
 	"  local sk = state_key(nsp, user)\n"
 	"  if before == 0 and after > 0 then\n"
-	"    redis.call('SADD', 'parley:online:' .. nsp, user)\n"
+	"    redis.call('SADD', '{parley}:online:' .. nsp, user)\n"
 	"    local s = redis.call('HGET', sk, 's')\n"
 	"    local o = redis.call('HGET', sk, 'o')\n"
 	"    redis.call('DEL', sk)\n"
 	"    redis.call('HSET', sk, 's', 'on')\n"
 	"    if s == 'leaving' then\n"
-	"      if o then redis.call('SREM', 'parley:grace:' .. o, cjson.encode({nsp, user})) end\n"
+	"      if o then redis.call('SREM', '{parley}:grace:' .. o, cjson.encode({nsp, user})) end\n"
 	"      return 'back'\n"
 	"    end\n"
 	"    return 'online'\n"
 	"  elseif before > 0 and after == 0 then\n"
-	"    redis.call('SREM', 'parley:online:' .. nsp, user)\n"
+	"    redis.call('SREM', '{parley}:online:' .. nsp, user)\n"
 	"    redis.call('HSET', sk, 's', 'leaving', 'o', token, 'g', now)\n"
 	"    redis.call('PEXPIRE', sk, TTL)\n"
-	"    redis.call('SADD', 'parley:grace:' .. token, cjson.encode({nsp, user}))\n"
-	"    redis.call('PEXPIRE', 'parley:grace:' .. token, TTL)\n"
+	"    redis.call('SADD', '{parley}:grace:' .. token, cjson.encode({nsp, user}))\n"
+	"    redis.call('PEXPIRE', '{parley}:grace:' .. token, TTL)\n"
 	"    return 'leaving'\n"
 	"  end\n"
 	"  return false\n"
@@ -94,7 +96,7 @@ static const char library[] =
 	"  local rk = room_key(a[2], a[3])\n"
 	"  local before = redis.call('HLEN', rk)\n"
 	"  if redis.call('HSETNX', rk, a[1] .. '|' .. a[4], a[5]) == 0 then return false end\n"
-	"  redis.call('SADD', 'parley:owned:' .. a[1], cjson.encode({a[2], a[3], a[4]}))\n"
+	"  redis.call('SADD', '{parley}:owned:' .. a[1], cjson.encode({a[2], a[3], a[4]}))\n"
 	"  local u = user_of(a[3])\n"
 	"  if not u then return false end\n"
 	"  return moved(a[1], a[2], u, before, before + 1, a[6])\n"
@@ -103,7 +105,7 @@ static const char library[] =
 	"redis.register_function('parley_leave', function(_, a)\n"
 	"  local rk = room_key(a[2], a[3])\n"
 	"  if redis.call('HDEL', rk, a[1] .. '|' .. a[4]) == 0 then return false end\n"
-	"  redis.call('SREM', 'parley:owned:' .. a[1], cjson.encode({a[2], a[3], a[4]}))\n"
+	"  redis.call('SREM', '{parley}:owned:' .. a[1], cjson.encode({a[2], a[3], a[4]}))\n"
 	"  local u = user_of(a[3])\n"
 	"  if not u then return false end\n"
 	"  local after = redis.call('HLEN', rk)\n"
@@ -115,8 +117,8 @@ static const char library[] =
 	 * socket, and the graces they owned, are the caller's to end. A token
 	 * whose node's liveness key no longer holds its incarnation is a death
 	 * (a reconnect keeps the incarnation): the first reap that sees it
-	 * appends it to the stream parley:gone, once per incarnation (the
-	 * marker parley:gone:<inc>). Every node's reap reads the deaths after
+	 * appends it to the stream {parley}:gone, once per incarnation (the
+	 * marker {parley}:gone:<inc>). Every node's reap reads the deaths after
 	 * its cursor ("": from now) and gets them with the new cursor. */
 	"redis.register_function('parley_reap', function(_, a)\n"
 	"  local token, now, budget, cursor = a[1], a[2], tonumber(a[3]), a[4]\n"
@@ -124,21 +126,21 @@ static const char library[] =
 	/* From now: but a death this very call finds is told (a cluster that
 	 * starts again learns of its members that died while it was down). */
 	"  if cursor == '' then\n"
-	"    local last = redis.call('XREVRANGE', 'parley:gone', '+', '-', 'COUNT', 1)\n"
+	"    local last = redis.call('XREVRANGE', '{parley}:gone', '+', '-', 'COUNT', 1)\n"
 	"    cursor = last[1] and last[1][1] or '0-0'\n"
 	"  end\n"
-	"  local reg = redis.call('HGETALL', 'parley:nodes')\n"
+	"  local reg = redis.call('HGETALL', '{parley}:nodes')\n"
 	"  for i = 1, #reg, 2 do\n"
 	"    local t, id = reg[i], reg[i + 1]\n"
 	"    if budget <= 0 then out[1] = 1; break end\n"
 	"    local inc = string.sub(t, 1, 16)\n"
-	"    local alive = redis.call('GET', 'parley:node:' .. id) == inc\n"
-	"    if t ~= token and (redis.call('GET', 'parley:pnode:' .. id) ~= t or not alive) then\n"
-	"      if not alive and redis.call('SET', 'parley:gone:' .. inc, id, 'NX', 'PX', GONE_TTL) then\n"
-	"        redis.call('XADD', 'parley:gone', 'MAXLEN', '~', GONE_MAX, '*', 'node', id, 'inc', inc)\n"
-	"        redis.call('PEXPIRE', 'parley:gone', GONE_TTL)\n"
+	"    local alive = redis.call('GET', '{parley}:node:' .. id) == inc\n"
+	"    if t ~= token and (redis.call('GET', '{parley}:pnode:' .. id) ~= t or not alive) then\n"
+	"      if not alive and redis.call('SET', '{parley}:gone:' .. inc, id, 'NX', 'PX', GONE_TTL) then\n"
+	"        redis.call('XADD', '{parley}:gone', 'MAXLEN', '~', GONE_MAX, '*', 'node', id, 'inc', inc)\n"
+	"        redis.call('PEXPIRE', '{parley}:gone', GONE_TTL)\n"
 	"      end\n"
-	"      local owned, grace = 'parley:owned:' .. t, 'parley:grace:' .. t\n"
+	"      local owned, grace = '{parley}:owned:' .. t, '{parley}:grace:' .. t\n"
 	"      local batch = redis.call('SPOP', owned, budget)\n"
 	"      budget = budget - #batch\n"
 	"      for _, e in ipairs(batch) do\n"
@@ -160,21 +162,21 @@ static const char library[] =
 	"          local sk = state_key(g[1], g[2])\n"
 	"          if redis.call('HGET', sk, 's') == 'leaving' and redis.call('HGET', sk, 'o') == t then\n"
 	"            redis.call('HSET', sk, 'o', token)\n"
-	"            redis.call('SADD', 'parley:grace:' .. token, e)\n"
-	"            redis.call('PEXPIRE', 'parley:grace:' .. token, TTL)\n"
+	"            redis.call('SADD', '{parley}:grace:' .. token, e)\n"
+	"            redis.call('PEXPIRE', '{parley}:grace:' .. token, TTL)\n"
 	"            out[#out + 1] = g[1]; out[#out + 1] = g[2]\n"
 	"          end\n"
 	"        end\n"
 	"      end\n"
 	"      if redis.call('SCARD', owned) == 0 and redis.call('SCARD', grace) == 0 then\n"
-	"        redis.call('HDEL', 'parley:nodes', t)\n"
+	"        redis.call('HDEL', '{parley}:nodes', t)\n"
 	"      else\n"
 	"        out[1] = 1\n"
 	"      end\n"
 	"    end\n"
 	"  end\n"
 	"  local gone = {}\n"
-	"  for _, e in ipairs(redis.call('XRANGE', 'parley:gone', '(' .. cursor, '+', 'COUNT', GONE_BATCH)) do\n"
+	"  for _, e in ipairs(redis.call('XRANGE', '{parley}:gone', '(' .. cursor, '+', 'COUNT', GONE_BATCH)) do\n"
 	"    cursor = e[1]\n"
 	"    gone[#gone + 1] = e[2][2]; gone[#gone + 1] = e[2][4]\n"
 	"  end\n"
@@ -194,7 +196,7 @@ static const char library[] =
 	"    if redis.call('HLEN', room_key(nsp, 'user:' .. a[i])) == 0\n"
 	"        and ((s == 'leaving' and o == token) or not s) then\n"
 	"      redis.call('DEL', sk)\n"
-	"      redis.call('SREM', 'parley:grace:' .. token, cjson.encode({nsp, a[i]}))\n"
+	"      redis.call('SREM', '{parley}:grace:' .. token, cjson.encode({nsp, a[i]}))\n"
 	"      out[#out + 1] = a[i]\n"
 	"    end\n"
 	"  end\n"
@@ -230,11 +232,11 @@ static struct {
 	char token[48];
 	size_t token_len;
 	uint64_t epoch;
-	char node_key[300]; /* parley:pnode:<id> */
+	char node_key[300]; /* {parley}:pnode:<id> */
 	ev_timer refresh, reap;
 	int reaping; /* a reap call in flight */
 	presence_gone_fn gone;
-	/* The last death in parley:gone this node was told of ("" until the
+	/* The last death in {parley}:gone this node was told of ("" until the
 	 * first reap answers): kept across reconnects, so that a node away
 	 * from Redis for a while hears the deaths it missed. */
 	char cursor[48];
@@ -449,8 +451,8 @@ static void on_up(void)
 	const char *node = cluster_node();
 	const char *load[] = { "FUNCTION", "LOAD", "REPLACE", library };
 	size_t load_lens[] = { 8, 4, 7, sizeof(library) - 1 };
-	const char *reg[] = { "HSET", "parley:nodes", pr.token, node };
-	size_t reg_lens[] = { 4, 12, 0, strlen(node) };
+	const char *reg[] = { "HSET", "{parley}:nodes", pr.token, node };
+	size_t reg_lens[] = { 4, 14, 0, strlen(node) };
 	struct map_iter it, rit;
 	struct map_entry *e, *re;
 
@@ -497,17 +499,17 @@ int presence_query(enum presence_query q, const char *nsp, size_t nsp_len, const
 		size_t lens[] = { 8, 17, 1, nsp_len, room_len };
 		return cluster_command(5, argv, lens, done, arg);
 	}
-	klen = q == PRESENCE_ROOM_SIZE ? 12 + nsp_len + 1 + room_len : 14 + nsp_len;
+	klen = q == PRESENCE_ROOM_SIZE ? 14 + nsp_len + 1 + room_len : 16 + nsp_len;
 	if (klen > sizeof(buf))
 		key = xmalloc(klen);
 	if (q == PRESENCE_ROOM_SIZE) {
-		memcpy(key, "parley:room:", 12);
-		memcpy(key + 12, nsp, nsp_len);
-		key[12 + nsp_len] = ':';
-		memcpy(key + 13 + nsp_len, room, room_len);
-	} else {
-		memcpy(key, "parley:online:", 14);
+		memcpy(key, "{parley}:room:", 14);
 		memcpy(key + 14, nsp, nsp_len);
+		key[14 + nsp_len] = ':';
+		memcpy(key + 15 + nsp_len, room, room_len);
+	} else {
+		memcpy(key, "{parley}:online:", 16);
+		memcpy(key + 16, nsp, nsp_len);
 	}
 	{
 		const char *argv[] = { q == PRESENCE_ROOM_SIZE ? "HLEN" : "SMEMBERS", key };
@@ -611,7 +613,7 @@ void presence_open(presence_change_fn changed)
 	if (!node || pr.on)
 		return;
 	pr.changed = changed;
-	snprintf(pr.node_key, sizeof(pr.node_key), "parley:pnode:%s", node);
+	snprintf(pr.node_key, sizeof(pr.node_key), "{parley}:pnode:%s", node);
 	for (size_t i = 0; i < sizeof(presence_metrics) / sizeof(presence_metrics[0]); i++)
 		metrics_register(&presence_metrics[i]);
 	pr.on = 1;

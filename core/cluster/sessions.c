@@ -23,8 +23,9 @@
  * liveness key's TTL (a node that died is known dead after it). */
 #define SESSIONS_GRACE_MS 15000
 #define SESSIONS_REFRESH_S 5.0
-/* The channel a claim is told on: "<incarnation><pid>". */
-#define SESSIONS_CHANNEL "parley:recovery"
+/* The channel a claim is told on: "<incarnation><pid>". Tagged as the keys
+ * are: published with cluster_command, on the shard that holds them. */
+#define SESSIONS_CHANNEL "{parley}:recovery"
 /* The incarnation at the end of a pid, in hex. */
 #define INC_LEN 16
 
@@ -129,9 +130,9 @@ static const char flush_lua[] =
  * delivered, the rooms' history what came after (its node dead, or the
  * broadcast not yet there). */
 static const char claim_lua[] =
-	"local fwd = 'parley:rfwd:' .. ARGV[1]\n"
+	"local fwd = '{parley}:rfwd:' .. ARGV[1]\n"
 	"local inc = redis.call('GET', fwd) or ARGV[2]\n"
-	"local hkey = 'parley:rsess:' .. inc\n"
+	"local hkey = '{parley}:rsess:' .. inc\n"
 	"local rec = redis.call('HGET', hkey, ARGV[1])\n"
 	"if not rec then return {'unknown'} end\n"
 	"if string.sub(rec, 1, #ARGV[3]) ~= ARGV[3] then\n"
@@ -140,7 +141,7 @@ static const char claim_lua[] =
 	"end\n"
 	"redis.call('HDEL', hkey, ARGV[1])\n"
 	"redis.call('DEL', fwd)\n"
-	"local lkey = 'parley:rlog:' .. inc\n"
+	"local lkey = '{parley}:rlog:' .. inc\n"
 	"local dropped = redis.call('HGET', lkey .. ':meta', 'dropped') or '0'\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -163,9 +164,9 @@ static const char claim_lua[] =
 	"for i = 1, tonumber(f[9]) do\n"
 	"  local room = ns()\n"
 	"  ns()\n"
-	"  hist[i] = redis.call('XRANGE', 'parley:hist:' .. f[2] .. ':room:' .. room, start, '+')\n"
+	"  hist[i] = redis.call('XRANGE', '{parley}:hist:' .. f[2] .. ':room:' .. room, start, '+')\n"
 	"end\n"
-	"hist[#hist + 1] = redis.call('XRANGE', 'parley:hist:' .. f[2] .. ':everyone', start, '+')\n"
+	"hist[#hist + 1] = redis.call('XRANGE', '{parley}:hist:' .. f[2] .. ':everyone', start, '+')\n"
 	"return {'ok', rec, dropped, tostring(after), inc, entries, hist}\n";
 
 /* A growing buffer of netstrings ("<len>:<bytes>"): the records and the
@@ -589,7 +590,7 @@ static void on_published(const struct nsp *n, int everyone, const struct room_ta
 		size_t rlen = everyone ? 0 : t->room_lens[i];
 		k.cap = 32 + n->name_len + rlen;
 		k.p = xmalloc(k.cap);
-		k.len = (size_t)snprintf(k.p, k.cap, "parley:hist:%.*s:%s", (int)n->name_len,
+		k.len = (size_t)snprintf(k.p, k.cap, "{parley}:hist:%.*s:%s", (int)n->name_len,
 					 n->name, everyone ? "everyone" : "room:");
 		if (!everyone) {
 			memcpy(k.p + k.len, t->rooms[i], rlen);
@@ -682,7 +683,7 @@ static void set_forward(const char *pid)
 {
 	char key[64];
 	const char *argv[] = { "SET", key, ss.inc, "PX", ss.ttl };
-	size_t lens[] = { 3, (size_t)snprintf(key, sizeof(key), "parley:rfwd:%s", pid), INC_LEN,
+	size_t lens[] = { 3, (size_t)snprintf(key, sizeof(key), "{parley}:rfwd:%s", pid), INC_LEN,
 			  2, strlen(ss.ttl) };
 
 	cluster_command(5, argv, lens, NULL, NULL);
@@ -708,7 +709,7 @@ static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
 	while ((e = map_next(&it))) {
 		char key[64];
 		const char *argv[] = { "PEXPIRE", key, ss.ttl };
-		size_t lens[] = { 7, (size_t)snprintf(key, sizeof(key), "parley:rfwd:%.*s",
+		size_t lens[] = { 7, (size_t)snprintf(key, sizeof(key), "{parley}:rfwd:%.*s",
 						      (int)e->klen, (const char *)e->key),
 				  strlen(ss.ttl) };
 		cluster_command(3, argv, lens, NULL, NULL);
@@ -796,9 +797,10 @@ static int read_record(const char *p, size_t len, struct record *r)
  * (hub/recovery.c's was_in, on the record.) */
 static int was_in(const struct record *r, const char *name, size_t len, uint64_t o)
 {
-	const char *p = r->rooms, *s;
-	size_t n;
-	uint64_t a, b;
+	/* The record was checked whole when read: these are set below. */
+	const char *p = r->rooms, *s = NULL;
+	size_t n = 0;
+	uint64_t a = 0, b = 0;
 
 	for (uint64_t i = 0; i < r->nrooms; i++) {
 		in_get(&p, r->end, &s, &n);
@@ -1095,8 +1097,8 @@ static void on_claim(void *arg, const redisReply *r)
 			      "PARLEY_RECOVERY_WINDOW)";
 		} else {
 			char sid[64];
-			const char *p = rec.rooms, *s;
-			size_t n;
+			const char *p = rec.rooms, *s = NULL;
+			size_t n = 0;
 			uint64_t stamp;
 			snprintf(sid, sizeof(sid), "%.*s", (int)(rec.sid_len < 40 ? rec.sid_len : 0),
 				 rec.sid);
@@ -1209,10 +1211,10 @@ void sessions_open(void)
 	if (!cluster_node() || settings.recovery_window_ms <= 0)
 		return;
 	snprintf(ss.inc, sizeof(ss.inc), "%016llx", (unsigned long long)cluster_incarnation());
-	snprintf(ss.sess_key, sizeof(ss.sess_key), "parley:rsess:%s", ss.inc);
-	snprintf(ss.log_key, sizeof(ss.log_key), "parley:rlog:%s", ss.inc);
-	snprintf(ss.index_key, sizeof(ss.index_key), "parley:rlog:%s:idx", ss.inc);
-	snprintf(ss.meta_key, sizeof(ss.meta_key), "parley:rlog:%s:meta", ss.inc);
+	snprintf(ss.sess_key, sizeof(ss.sess_key), "{parley}:rsess:%s", ss.inc);
+	snprintf(ss.log_key, sizeof(ss.log_key), "{parley}:rlog:%s", ss.inc);
+	snprintf(ss.index_key, sizeof(ss.index_key), "{parley}:rlog:%s:idx", ss.inc);
+	snprintf(ss.meta_key, sizeof(ss.meta_key), "{parley}:rlog:%s:meta", ss.inc);
 	snprintf(ss.ttl, sizeof(ss.ttl), "%d", settings.recovery_window_ms + SESSIONS_GRACE_MS);
 	map_init(&ss.adopted);
 	ss.check = 1;

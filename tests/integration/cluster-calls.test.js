@@ -244,7 +244,7 @@ test('the callee\'s node killed with -9 mid-call: the caller on A is told the ca
   assert.equal(count(a, 'call:ended'), 1, JSON.stringify(a.log.map((e) => e.event)));
   // The death is in the stream once (one entry, however many reaps saw
   // D's tokens), and each node reads past it once (its cursor).
-  assert.equal(cli('XLEN', 'parley:gone'), '1');
+  assert.equal(cli('XLEN', '{parley}:gone'), '1');
   for (const n of ['A', 'B', 'C']) {
     await h.waitFor(() => h.metric(nodes[n], 'parley_cluster_nodes_gone_total'), (v) => v >= 1, `${n} told of D's death`);
     assert.equal(await h.metric(nodes[n], 'parley_cluster_nodes_gone_total'), 1, `${n} told of D's death twice`);

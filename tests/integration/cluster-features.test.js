@@ -215,12 +215,12 @@ test('the log in Redis is bounded: past PARLEY_REDIS_RECOVERY_MAX_EVENTS a sessi
   // The held socket on S keeps receiving (and logging): more than 5.
   for (let i = 0; i < 8; i++) await send(peer, 'xb-1', `m${i}`);
   await h.waitFor(() => h.metric(small, 'parley_cluster_recovery_dropped_total'), (v) => v >= 3, 'S dropped the oldest');
-  const inc = cli('GET', 'parley:node:S');
-  assert.ok(Number(cli('XLEN', `parley:rlog:${inc}`)) <= 5, 'the stream holds at most the cap');
-  const ttl = Number(cli('PTTL', `parley:rlog:${inc}`));
+  const inc = cli('GET', '{parley}:node:S');
+  assert.ok(Number(cli('XLEN', `{parley}:rlog:${inc}`)) <= 5, 'the stream holds at most the cap');
+  const ttl = Number(cli('PTTL', `{parley}:rlog:${inc}`));
   assert.ok(ttl > 0 && ttl <= 75000, `the log expires (PTTL ${ttl})`);
-  assert.ok(Number(cli('PTTL', `parley:rsess:${inc}`)) > 0, 'the records expire');
-  const hist = Number(cli('PTTL', 'parley:hist:/messages:room:conversation:xb-1'));
+  assert.ok(Number(cli('PTTL', `{parley}:rsess:${inc}`)) > 0, 'the records expire');
+  const hist = Number(cli('PTTL', '{parley}:hist:/messages:room:conversation:xb-1'));
   assert.ok(hist > 0, `a room's history expires (PTTL ${hist})`);
   await reconnectTo(a, nodes.C);
   assert.equal(a.recovered, false, 'a new session: the log lost what it missed');

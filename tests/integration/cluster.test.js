@@ -288,10 +288,10 @@ test('inbox updates cross nodes: participants who follow their list on B and C g
   for (const c of [alice, bob, carol, dave]) c.close();
 });
 
-test('each node keeps a liveness key parley:node:<id> with a TTL', { skip, timeout: 60000 }, async () => {
+test('each node keeps a liveness key {parley}:node:<id> with a TTL', { skip, timeout: 60000 }, async () => {
   for (const name of ['A', 'B', 'C']) {
-    assert.match(cli('GET', `parley:node:${name}`), /^[0-9a-f]{16}$/, `node ${name}'s key holds its incarnation`);
-    const ttl = Number(cli('PTTL', `parley:node:${name}`));
+    assert.match(cli('GET', `{parley}:node:${name}`), /^[0-9a-f]{16}$/, `node ${name}'s key holds its incarnation`);
+    const ttl = Number(cli('PTTL', `{parley}:node:${name}`));
     assert.ok(ttl > 0 && ttl <= 15000, `node ${name}'s key expires (PTTL ${ttl})`);
   }
 });
@@ -320,7 +320,7 @@ test('Redis killed: each node serves its own sockets and /healthz says degraded;
   }
   await h.waitFor(async () => shardSubscribers('conversation:conv-fault'), (n) => n === 2,
     'A and B subscribed again by themselves');
-  assert.match(cli('GET', 'parley:node:A'), /^[0-9a-f]{16}$/, 'the liveness key is set again');
+  assert.match(cli('GET', '{parley}:node:A'), /^[0-9a-f]{16}$/, 'the liveness key is set again');
   const after = await alice.request('message:send', text('conv-fault', 'Redis is back', 'f-2'));
   // The first went while Redis was away: it stayed on A (messages:sync is
   // how bob catches up); the second reaches him.

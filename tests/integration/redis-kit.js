@@ -59,4 +59,88 @@ function privateRedis(dir) {
   return r;
 }
 
-module.exports = { REDIS, redisSkip, privateRedis };
+// A Redis Cluster of `n` masters (no replicas) on loopback ports, in `dir`:
+// each a redis-server with --cluster-enabled, joined by redis-cli --cluster
+// create. Not started yet. A cluster speaks TCP only (its nodes tell each
+// other and their clients host:port), so this one takes ports: a random
+// base in 20000-24999, each master's bus port 10000 above its own.
+function privateRedisCluster(dir, n = 3) {
+  let procs = [];
+  let ports = [];
+  const cli = (port, ...args) => execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const spawnOne = (port) => {
+    const p = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
+      '--cluster-config-file', path.join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '3000',
+      '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    p.out = '';
+    p.stdout.on('data', (d) => { p.out += d; });
+    p.stderr.on('data', (d) => { p.out += d; });
+    return p;
+  };
+  const c = {
+    get ports() { return ports; },
+    // The address to give parley: any master will do.
+    get uri() { return `redis://127.0.0.1:${ports[0]}`; },
+    cli,
+    // Starts the masters, joins them, resolves once every one says ok.
+    async start() {
+      for (let attempt = 0; attempt < 5 && !procs.length; attempt++) {
+        const base = 20000 + Math.floor(Math.random() * 5000);
+        const tried = Array.from({ length: n }, (_, i) => base + i);
+        const started = tried.map(spawnOne);
+        const ok = await Promise.all(started.map((p, i) => h.waitFor(
+          () => { if (p.exitCode !== null) return 'exited'; try { return cli(tried[i], 'PING'); } catch (_) { return null; } },
+          (v) => v === 'PONG' || v === 'exited', `redis-server on ${tried[i]} answers PING`)
+          .then((v) => v === 'PONG')));
+        if (ok.every(Boolean)) { procs = started; ports = tried; break; }
+        for (const p of started) p.kill('SIGKILL'); // a port was taken: another base
+      }
+      if (!procs.length) throw new Error('no free ports for a Redis Cluster');
+      execFileSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
+        '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'ignore' });
+      for (const port of ports) {
+        await h.waitFor(() => cli(port, 'CLUSTER', 'INFO'), (v) => /cluster_state:ok/.test(v),
+          `the cluster is ok on ${port}`, 20000);
+      }
+    },
+    stopNow() {
+      for (const p of procs) p.kill('SIGKILL');
+      procs = [];
+    },
+    async stop() {
+      const gone = procs.map((p) => new Promise((res) => (p.exitCode !== null ? res() : p.on('exit', res))));
+      c.stopNow();
+      await Promise.all(gone);
+    },
+    // The hash slot of a key or a channel, and the port of the master that
+    // serves it now.
+    slot: (name) => Number(cli(ports[0], 'CLUSTER', 'KEYSLOT', name)),
+    masterOf(slot) {
+      return c.map().find((m) => m.ranges.some(([a, b]) => slot >= a && slot <= b)).port;
+    },
+    // [{port, id, ranges: [[from, to], ...]}] from CLUSTER NODES.
+    map() {
+      return cli(ports[0], 'CLUSTER', 'NODES').split('\n').filter((l) => /master/.test(l)).map((l) => {
+        const f = l.split(' ');
+        return { id: f[0], port: Number(f[1].split(':')[1].split('@')[0]),
+          ranges: f.slice(8).filter((r) => !r.startsWith('[')).map((r) => r.split('-').map(Number))
+            .map(([a, b]) => [a, b === undefined ? a : b]) };
+      });
+    },
+    // Moves an empty slot (no keys: a channel's) to the master on `port`,
+    // as a resharding does: every master is told its new owner.
+    moveSlot(slot, port) {
+      const to = c.map().find((m) => m.port === port).id;
+      for (const p of ports) cli(p, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', to);
+    },
+    // Subscribers of a sharded channel on its master (every node's).
+    shardSubscribers(channel) {
+      const port = c.masterOf(c.slot(channel));
+      return Number(cli(port, 'PUBSUB', 'SHARDNUMSUB', channel).split('\n')[1]);
+    },
+  };
+  return c;
+}
+
+module.exports = { REDIS, redisSkip, privateRedis, privateRedisCluster };
