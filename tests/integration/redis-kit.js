@@ -59,12 +59,13 @@ function privateRedis(dir) {
   return r;
 }
 
-// A Redis Cluster of `n` masters (no replicas) on loopback ports, in `dir`:
-// each a redis-server with --cluster-enabled, joined by redis-cli --cluster
-// create. Not started yet. A cluster speaks TCP only (its nodes tell each
+// A Redis Cluster of `n` masters, each with `replicas` replicas, on loopback
+// ports, in `dir`: each a redis-server with --cluster-enabled, joined by
+// redis-cli --cluster create. Not started yet. A cluster speaks TCP only (its nodes tell each
 // other and their clients host:port), so this one takes ports: a random
 // base in 20000-24999, each master's bus port 10000 above its own.
-function privateRedisCluster(dir, n = 3) {
+function privateRedisCluster(dir, n = 3, replicas = 0) {
+  const count = n * (1 + replicas);
   let procs = [];
   let ports = [];
   const cli = (port, ...args) => execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args],
@@ -87,7 +88,7 @@ function privateRedisCluster(dir, n = 3) {
     async start() {
       for (let attempt = 0; attempt < 5 && !procs.length; attempt++) {
         const base = 20000 + Math.floor(Math.random() * 5000);
-        const tried = Array.from({ length: n }, (_, i) => base + i);
+        const tried = Array.from({ length: count }, (_, i) => base + i);
         const started = tried.map(spawnOne);
         const ok = await Promise.all(started.map((p, i) => h.waitFor(
           () => { if (p.exitCode !== null) return 'exited'; try { return cli(tried[i], 'PING'); } catch (_) { return null; } },
@@ -98,15 +99,33 @@ function privateRedisCluster(dir, n = 3) {
       }
       if (!procs.length) throw new Error('no free ports for a Redis Cluster');
       execFileSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
-        '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'ignore' });
+        '--cluster-replicas', String(replicas), '--cluster-yes'], { stdio: 'ignore' });
+      // Ok everywhere, and every replica known as one everywhere.
       for (const port of ports) {
         await h.waitFor(() => cli(port, 'CLUSTER', 'INFO'), (v) => /cluster_state:ok/.test(v),
           `the cluster is ok on ${port}`, 20000);
+        await h.waitFor(() => cli(port, 'CLUSTER', 'NODES').split('\n').filter((l) => (l.split(' ')[2] || '').split(',').includes('slave')).length,
+          (k) => k === n * replicas, `${port} knows the ${n * replicas} replicas`, 20000);
+      }
+      // A replica that never synced cannot take its master's place.
+      for (const port of ports) {
+        await h.waitFor(() => cli(port, 'INFO', 'replication'),
+          (v) => /role:master/.test(v) || /master_link_status:up/.test(v), `the replica on ${port} synced`, 20000);
       }
     },
     stopNow() {
       for (const p of procs) p.kill('SIGKILL');
       procs = [];
+    },
+    // What the instance on `port` printed.
+    logs: (port) => procs[ports.indexOf(port)].out,
+    // kill -9 of the instance on `port`; resolves once it is gone.
+    kill(port) {
+      const p = procs[ports.indexOf(port)];
+      if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+      const gone = new Promise((res) => p.on('exit', res));
+      p.kill('SIGKILL');
+      return gone;
     },
     async stop() {
       const gone = procs.map((p) => new Promise((res) => (p.exitCode !== null ? res() : p.on('exit', res))));
@@ -115,14 +134,17 @@ function privateRedisCluster(dir, n = 3) {
     },
     // The hash slot of a key or a channel, and the port of the master that
     // serves it now.
-    slot: (name) => Number(cli(ports[0], 'CLUSTER', 'KEYSLOT', name)),
-    masterOf(slot) {
-      return c.map().find((m) => m.ranges.some(([a, b]) => slot >= a && slot <= b)).port;
+    slot: (name) => Number(cli(c.alive(), 'CLUSTER', 'KEYSLOT', name)),
+    // The port of an instance still running.
+    alive: () => ports.find((_, i) => procs[i].exitCode === null && procs[i].signalCode === null),
+    masterOf(slot, at) {
+      return c.map(at).find((m) => m.ranges.some(([a, b]) => slot >= a && slot <= b)).port;
     },
-    // [{port, id, ranges: [[from, to], ...]}] from CLUSTER NODES.
-    map() {
-      return cli(ports[0], 'CLUSTER', 'NODES').split('\n').filter((l) => /master/.test(l)).map((l) => {
-        const f = l.split(' ');
+    // The masters serving slots: [{port, id, ranges: [[from, to], ...]}],
+    // from CLUSTER NODES asked of `at` (by default one still running).
+    map(at = c.alive()) {
+      return cli(at, 'CLUSTER', 'NODES').split('\n').map((l) => l.split(' '))
+        .filter((f) => f[2].split(',').includes('master') && !f[2].includes('fail') && f.length > 8).map((f) => {
         return { id: f[0], port: Number(f[1].split(':')[1].split('@')[0]),
           ranges: f.slice(8).filter((r) => !r.startsWith('[')).map((r) => r.split('-').map(Number))
             .map(([a, b]) => [a, b === undefined ? a : b]) };
@@ -132,11 +154,11 @@ function privateRedisCluster(dir, n = 3) {
     // as a resharding does: every master is told its new owner.
     moveSlot(slot, port) {
       const to = c.map().find((m) => m.port === port).id;
-      for (const p of ports) cli(p, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', to);
+      for (const m of c.map()) cli(m.port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', to);
     },
     // Subscribers of a sharded channel on its master (every node's).
-    shardSubscribers(channel) {
-      const port = c.masterOf(c.slot(channel));
+    shardSubscribers(channel, at) {
+      const port = c.masterOf(c.slot(channel), at);
       return Number(cli(port, 'PUBSUB', 'SHARDNUMSUB', channel).split('\n')[1]);
     },
   };
