@@ -23,7 +23,10 @@
 --       kv.cas from the text read to the new one, so two nodes racing
 --       (two devices answering at once) cannot both win;
 --   "b:<userId>" -> the callId the user is in (ringing or active), taken
---       with kv.cas from absent, given back only by its call.
+--       with kv.cas from absent, given back only by its call;
+--   "r:<node>:<callId>" -> while a call rings, who it rings (JSON text),
+--       under the caller's node: if that node dies, nobody is left to end
+--       the ringing, and a survivor tells the callees from this.
 -- Both expire (lease_ms) unless the node of a party refreshes them: a
 -- call whose nodes all died frees its users by itself.
 -- A party's socket is in the room "call:<callId>" (the caller's from the
@@ -124,6 +127,23 @@ local function leave_room(call)
 	end
 end
 
+-- The ringing marker of a call rung from `node` (see the top); nil on one
+-- node (no cluster: no node dies under a call while parley runs).
+local function ring_key(node, id)
+	return node and "r:" .. node .. ":" .. id
+end
+
+local function unmark(call)
+	local key = ring_key(call.caller_node, call.id)
+	if key then
+		kv.delete(key)
+	end
+end
+
+-- The marker outlives the ringing by the time the others take to know its
+-- node dead (its liveness key's 15 s, a reap, and slack).
+local RING_GRACE_MS = 30000
+
 -- Every callee user still invited, except `but`.
 local function each_callee(call, but, fn)
 	for u in pairs(call.callees) do
@@ -170,6 +190,7 @@ local function expire(sid, mine)
 		return
 	end
 	free_users(call)
+	unmark(call)
 	local missed = { callId = call.id, kind = call.kind, from = call.caller }
 	to_user(call.caller):emit("call:missed", missed)
 	each_callee(call, nil, function(u) to_user(u):emit("call:missed", missed) end)
@@ -308,6 +329,9 @@ local function hang_up(sock, id, reason)
 	end
 	free_users(call)
 	local ended = { callId = call.id, reason = reason, by = sock.userId }
+	if call.state ~= "active" then
+		unmark(call)
+	end
 	if sock.id == call.caller_sid and call.state ~= "active" then
 		each_callee(call, nil, function(u) to_user(u):emit("call:ended", ended) end)
 	else
@@ -343,6 +367,33 @@ local function other_gone(sid, mine, node)
 	leave_room(call)
 end
 
+-- A call rung from `node`, which died while it rang: nobody there ends the
+-- ringing (missed, or the caller's hang-up), so the first survivor to take
+-- its marker does: the record deleted if still there, the busy marks given
+-- back, every invited device told call:ended {reason: "disconnected"}.
+local function ring_gone(node, key)
+	local text = kv.get(key)
+	local ring = type(text) == "string" and json.decode(text)
+	if type(ring) ~= "table" or not kv.cas(key, text, nil) then
+		return -- ended, or taken by another survivor
+	end
+	local _, ok, status = update(ring.id, function(c)
+		return c.state == "ringing" and c.caller_node == node and "delete"
+	end)
+	if not ok and status ~= 404 then
+		return -- answered meanwhile: the callee's node has the call
+	end
+	-- Deleted here, or expired already: nobody told the callees.
+	kv.cas("b:" .. ring.caller, ring.id, nil)
+	for u in pairs(ring.callees) do
+		kv.cas("b:" .. u, ring.id, nil)
+	end
+	local ended = { callId = ring.id, reason = "disconnected", by = ring.caller }
+	for u in pairs(ring.callees) do
+		to_user(u):emit("call:ended", ended)
+	end
+end
+
 return {
 	load = function()
 		parley.timer(config.sweep_ms, sweep, true)
@@ -363,9 +414,12 @@ return {
 
 	-- Cluster mode: a node died (docs/cluster.md). Its sockets' disconnect
 	-- hooks never ran: this node ends the active calls of its own parties
-	-- whose other party was there. A call still ringing stays: the
-	-- callee's other devices may answer, or it is missed.
+	-- whose other party was there, and (with every other survivor, one
+	-- taking each) the calls the dead node was ringing.
 	node_gone = function(node)
+		for _, key in ipairs(kv.keys("r:" .. node .. ":", 1000)) do
+			ring_gone(node, key)
+		end
 		local due = {}
 		for sid, mine in pairs(here) do
 			due[#due + 1] = { sid, mine }
@@ -412,6 +466,11 @@ return {
 			end
 			sock:join(call_room(id))
 			kv.set("c:" .. id, json.encode(call), ttl_of(call))
+			local key = ring_key(call.caller_node, id)
+			if key then
+				kv.set(key, json.encode({ id = id, caller = sock.userId, callees = call.callees }),
+					config.ring_ms + config.lease_ms + RING_GRACE_MS)
+			end
 			here[sock.id] = { id = id, role = "caller", ring_until = call.ring_until, refreshed = now }
 			local incoming = { callId = id, kind = d.kind, from = sock.user,
 				conversationId = d.conversationId or parley.null }
@@ -441,6 +500,7 @@ return {
 				return nil, status, message
 			end
 			here[sock.id] = { id = won.id, role = "callee", refreshed = parley.now() }
+			unmark(won)
 			parley.to(call_room(won.id)):except(sock):emit("call:accepted",
 				{ callId = won.id, userId = sock.userId })
 			to_user(sock.userId):except(sock):emit("call:answered-elsewhere", { callId = won.id })
@@ -471,6 +531,7 @@ return {
 			local over = next(left.callees) == nil
 			if over then
 				free_users(left)
+				unmark(left)
 			end
 			to_user(sock.userId):except(sock):emit("call:ended", { callId = call.id, reason = "rejected" })
 			parley.to(call_room(call.id)):emit("call:rejected", { callId = call.id, userId = sock.userId })

@@ -252,6 +252,36 @@ test('the callee\'s node killed with -9 mid-call: the caller on A is told the ca
   for (const s of [a, c]) s.close();
 });
 
+test('the caller\'s node killed with -9 while the call rings: each ringing device on the other nodes is told the call ended, once, and the callee can be called again', { skip, timeout: 90000 }, async () => {
+  await node('E');
+  const a = await client(nodes.E, 'cr-a');
+  const b1 = await client(nodes.B, 'cr-b');
+  const b2 = await client(nodes.C, 'cr-b');
+  const c = await client(nodes.A, 'cr-c');
+  await followed('user:cr-b', 2);
+  const { callId } = await request(a, 'call:invite', { toUserId: 'cr-b', kind: 'voice' });
+  await next(b1, 'call:incoming');
+  await next(b2, 'call:incoming');
+  await nodes.E.kill('SIGKILL');
+  a.close();
+  // Nobody is left to end the ringing on E (its sweep would have missed it,
+  // its socket's disconnect hung up): the survivors do once they know E dead.
+  for (const dev of [b1, b2]) {
+    assert.deepEqual(await next(dev, 'call:ended', 0, 40000), { callId, reason: 'disconnected', by: 'cr-a' });
+  }
+  const again = await request(c, 'call:invite', { toUserId: 'cr-b', kind: 'voice' });
+  assert.equal(again.busy, undefined, JSON.stringify(again));
+  await next(b1, 'call:incoming', b1.log.findIndex((e) => e.event === 'call:ended'));
+  await request(c, 'call:end', { callId: again.callId });
+  for (const dev of [b1, b2]) {
+    await h.untilLogged(dev, (x) => x.event === 'call:ended' && x.args[0].callId === again.callId, 0, 5000);
+    assert.equal(dev.log.filter((e) => e.event === 'call:ended' && e.args[0].callId === callId).length, 1,
+      'told once, though every survivor read the death');
+    assert.equal(count(dev, 'call:missed'), 0);
+  }
+  for (const s of [b1, b2, c]) s.close();
+});
+
 // ---- rate limits ----
 
 test('rate limit per user across the cluster: a user typing fast on A and B at once gets the burst in all, not per node', { skip, timeout: 60000 }, async () => {
