@@ -54,6 +54,9 @@
  * remembered, twice over (two generations): they come through different
  * connections, within moments of each other. */
 #define CLUSTER_RECENT_S 2.0
+/* And at most this many a generation: a burst turns it over sooner (a
+ * copy arrives within moments of the first, long before this many more). */
+#define CLUSTER_RECENT_MAX 262144
 
 /* The event a socket gets when broadcasts may not have reached it: this
  * node's subscribing connection was lost (Redis down, or Redis closed it as
@@ -710,6 +713,15 @@ static int across_shards(const struct relay_msg *m)
 	return 0;
 }
 
+/* The older generation of the broadcasts seen through several shards
+ * dropped, the current one made the older. */
+static void rotate_recent(void)
+{
+	map_fini(&cl.recent[1]);
+	cl.recent[1] = cl.recent[0];
+	map_init(&cl.recent[0]);
+}
+
 /* The same for a broadcast that went through several shards: remembered
  * for CLUSTER_RECENT_S to twice that. */
 static int seen_recently(const struct relay_msg *m)
@@ -723,6 +735,8 @@ static int seen_recently(const struct relay_msg *m)
 	len += 16;
 	if (map_get(&cl.recent[0], key, len) || map_get(&cl.recent[1], key, len))
 		return 1;
+	if (cl.recent[0].count >= CLUSTER_RECENT_MAX)
+		rotate_recent();
 	map_put(&cl.recent[0], key, len, (void *)1);
 	return 0;
 }
@@ -732,9 +746,7 @@ static void on_rotate(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)w;
 	(void)revents;
-	map_fini(&cl.recent[1]);
-	cl.recent[1] = cl.recent[0];
-	map_init(&cl.recent[0]);
+	rotate_recent();
 }
 
 static void deliver(struct shard *s, const char *data, size_t len)
