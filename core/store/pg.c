@@ -1,11 +1,14 @@
-/* pg.c - the store on PostgreSQL (see pg.h): one libpq connection, non-
- * blocking and in pipeline mode, its socket watched by the libev loop. Each
- * read is sent at once with a sync of its own; writes are group-committed,
- * one group in flight. A group is the pipeline's implicit transaction: its
- * statements, then a sync, which commits them all or none (an explicit
- * BEGIN would leave the session in an aborted block after a failure, to be
- * rolled back before anything pipelined behind it could run); the sync's
- * answer comes once the commit is durable. Uses libpq, libev and base/. */
+/* pg.c - the store on PostgreSQL (see pg.h): PARLEY_PG_WRITERS libpq
+ * connections, each non-blocking and in pipeline mode, their sockets
+ * watched by the libev loop. Each read is sent at once with a sync of its
+ * own (on the first connection); writes are group-committed, one group in
+ * flight per connection, a write going to the connection its statement's
+ * routing parameter (a conversation) hashes to. A group is the pipeline's
+ * implicit transaction: its statements, then a sync, which commits them
+ * all or none (an explicit BEGIN would leave the session in an aborted
+ * block after a failure, to be rolled back before anything pipelined behind
+ * it could run); the sync's answer comes once the commit is durable. Uses
+ * libpq, libev and base/. */
 #define _GNU_SOURCE
 #include "store/pg.h"
 
@@ -79,19 +82,18 @@ struct pg_expect {
 
 enum pg_state { PG_CLOSED, PG_DOWN, PG_CONNECTING, PG_UP };
 
-static struct {
+/* The most connections a process opens (PARLEY_PG_WRITERS). */
+#define PG_CONNS_MAX 16
+
+/* One connection and what it has queued and in flight. */
+struct pg_conn {
+	unsigned index;
 	enum pg_state state;
-	struct ev_loop *loop;
 	PGconn *conn;
-	char *uri;
-	char masked[256];
-	const struct pg_statement *stmts;
-	size_t nstmts;
 	ev_io rio, wio;
-	ev_prepare prepare;
 	ev_timer retry;
 	double backoff;
-	struct pg_list reads, writes, failing;
+	struct pg_list reads, writes;
 	/* The write group in flight: its jobs in the order sent. */
 	struct pg_list group;
 	int group_inflight;
@@ -101,29 +103,58 @@ static struct {
 	struct pg_expect *expect_head, *expect_tail;
 	size_t inflight; /* jobs sent and not yet done */
 	char why[256];
+};
+
+static struct {
+	int open;
+	struct ev_loop *loop;
+	char *uri;
+	char masked[256];
+	const struct pg_statement *stmts;
+	size_t nstmts;
+	ev_prepare prepare;
+	struct pg_list failing;
+	struct pg_conn conns[PG_CONNS_MAX];
+	size_t nconns;
+	/* Connections not up: a reconnect is counted, and told, when the
+	 * last of them is back (the store is back). */
+	size_t ndown;
 } pg;
 
 static uint64_t pg_reconnects, pg_transactions, pg_statements, pg_failures, pg_unavailable,
 	pg_retries, pg_batches, pg_batch_failures;
 
+/* Calls queued or in flight on every connection. */
+static size_t pg_depth(void)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < pg.nconns; i++)
+		n += pg.conns[i].reads.n + pg.conns[i].writes.n + pg.conns[i].inflight;
+	return n;
+}
+
 static long long pg_up_read(void)
 {
-	return pg.state == PG_UP;
+	return pg.open && pg.ndown == 0;
 }
 
 static long long pg_depth_read(void)
 {
-	return (long long)(pg.reads.n + pg.writes.n + pg.inflight);
+	return (long long)pg_depth();
 }
 
 static struct metrics_value pg_metrics[] = {
-	{ .name = "parley_pg_up", .help = "1 while the connection to PostgreSQL serves, else 0.",
+	{ .name = "parley_pg_up",
+	  .help = "1 while every connection to PostgreSQL (PARLEY_PG_WRITERS) serves, else 0.",
 	  .type = "gauge", .read = pg_up_read },
 	{ .name = "parley_pg_reconnects_total",
-	  .help = "Connections to PostgreSQL made again after one was lost.", .type = "counter",
+	  .help = "Times the store came back: every connection to PostgreSQL made again after "
+		  "one or more were lost.", .type = "counter",
 	  .count = &pg_reconnects },
 	{ .name = "parley_pg_transactions_total",
-	  .help = "Write transactions committed (each carries a group of writes).",
+	  .help = "Write transactions committed (each carries a group of writes; one in flight "
+		  "per connection).",
 	  .type = "counter", .count = &pg_transactions },
 	{ .name = "parley_pg_statements_total",
 	  .help = "Statements answered (reads, and writes once committed).", .type = "counter",
@@ -255,23 +286,23 @@ static void pg_job_finish(struct pg_job *j, const PGresult *res, int err)
 	pg_job_free(j);
 }
 
-static void pg_set_why(const char *what, const char *detail)
+static void pg_set_why(struct pg_conn *c, const char *what, const char *detail)
 {
 	size_t len;
 
-	snprintf(pg.why, sizeof(pg.why), "PostgreSQL unreachable: %s%s%s", what,
+	snprintf(c->why, sizeof(c->why), "PostgreSQL unreachable: %s%s%s", what,
 		 detail && *detail ? ": " : "", detail ? detail : "");
 	/* libpq's messages run on several lines, indented with tabs: one
 	 * line, single spaces. */
 	len = 0;
-	for (char *c = pg.why; *c; c++) {
-		char ch = *c == '\n' || *c == '\t' ? ' ' : *c;
-		if (ch != ' ' || (len && pg.why[len - 1] != ' '))
-			pg.why[len++] = ch;
+	for (char *p = c->why; *p; p++) {
+		char ch = *p == '\n' || *p == '\t' ? ' ' : *p;
+		if (ch != ' ' || (len && c->why[len - 1] != ' '))
+			c->why[len++] = ch;
 	}
-	pg.why[len] = '\0';
-	while (len && pg.why[len - 1] == ' ')
-		pg.why[--len] = '\0';
+	c->why[len] = '\0';
+	while (len && c->why[len - 1] == ' ')
+		c->why[--len] = '\0';
 }
 
 static void pg_wake(void)
@@ -297,98 +328,101 @@ static int pg_is_retryable(const PGresult *r)
 	return state && (strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0);
 }
 
-static void pg_expect(enum pg_expect_kind kind, struct pg_job *job)
+static void pg_expect(struct pg_conn *c, enum pg_expect_kind kind, struct pg_job *job)
 {
 	struct pg_expect *e = xcalloc(1, sizeof(*e));
 
 	e->kind = kind;
 	e->job = job;
-	if (pg.expect_tail)
-		pg.expect_tail->next = e;
+	if (c->expect_tail)
+		c->expect_tail->next = e;
 	else
-		pg.expect_head = e;
-	pg.expect_tail = e;
+		c->expect_head = e;
+	c->expect_tail = e;
 }
 
-static void pg_schedule_reconnect(void);
+static void pg_schedule_reconnect(struct pg_conn *c);
 
 /* The connection is gone (or never came): everything in flight and queued
  * fails PARLEY_EUNAVAILABLE now, and a reconnect is scheduled. */
-static void pg_lost(const char *what)
+static void pg_lost(struct pg_conn *c, const char *what)
 {
 	struct pg_list fail = { 0 };
 	struct pg_expect *e;
 	struct pg_job *j;
 
-	if (pg.conn) {
-		pg_set_why(what, PQerrorMessage(pg.conn));
-		/* Loud once; each further try while down, quieter. */
-		if (pg.state == PG_UP)
-			log_error("pg: %s (%s)", pg.why, pg.masked);
+	if (c->conn) {
+		pg_set_why(c, what, PQerrorMessage(c->conn));
+		/* Loud once (the first connection to go); each further try while
+		 * down, quieter. */
+		if (c->state == PG_UP && !pg.ndown)
+			log_error("pg: %s (%s)", c->why, pg.masked);
 		else
-			log_warn("pg: %s (%s)", pg.why, pg.masked);
-		ev_io_stop(pg.loop, &pg.rio);
-		ev_io_stop(pg.loop, &pg.wio);
-		PQfinish(pg.conn);
-		pg.conn = NULL;
+			log_warn("pg: %s (%s)", c->why, pg.masked);
+		ev_io_stop(pg.loop, &c->rio);
+		ev_io_stop(pg.loop, &c->wio);
+		PQfinish(c->conn);
+		c->conn = NULL;
 	}
 	/* The state first: a done below that calls again is failed in turn. */
-	pg.state = PG_DOWN;
-	while ((e = pg.expect_head)) {
-		pg.expect_head = e->next;
+	if (c->state == PG_UP)
+		pg.ndown++;
+	c->state = PG_DOWN;
+	while ((e = c->expect_head)) {
+		c->expect_head = e->next;
 		PQclear(e->res);
 		if (e->kind == PG_EXPECT_JOB && e->job->kind == PG_READ)
 			pg_list_push(&fail, e->job);
 		free(e);
 	}
-	pg.expect_tail = NULL;
+	c->expect_tail = NULL;
 	/* The group's writes, then the queued ones, in the order they came. */
-	pg_list_prepend(&pg.writes, &pg.group);
-	pg.group_inflight = 0;
-	pg.group_failed = NULL;
-	pg.group_retry = 0;
-	pg.group_unbatch = 0;
-	pg.inflight = 0;
-	while ((j = pg_list_pop(&pg.reads)))
+	pg_list_prepend(&c->writes, &c->group);
+	c->group_inflight = 0;
+	c->group_failed = NULL;
+	c->group_retry = 0;
+	c->group_unbatch = 0;
+	c->inflight = 0;
+	while ((j = pg_list_pop(&c->reads)))
 		pg_list_push(&fail, j);
-	while ((j = pg_list_pop(&pg.writes)))
+	while ((j = pg_list_pop(&c->writes)))
 		pg_list_push(&fail, j);
 	while ((j = pg_list_pop(&fail)))
 		pg_job_finish(j, NULL, PARLEY_EUNAVAILABLE);
 	if (pg.loop)
-		pg_schedule_reconnect();
+		pg_schedule_reconnect(c);
 }
 
-static void pg_watch_write(int on)
+static void pg_watch_write(struct pg_conn *c, int on)
 {
-	if (on && !ev_is_active(&pg.wio))
-		ev_io_start(pg.loop, &pg.wio);
-	else if (!on && ev_is_active(&pg.wio))
-		ev_io_stop(pg.loop, &pg.wio);
+	if (on && !ev_is_active(&c->wio))
+		ev_io_start(pg.loop, &c->wio);
+	else if (!on && ev_is_active(&c->wio))
+		ev_io_stop(pg.loop, &c->wio);
 }
 
 /* Pushes what libpq buffered to the socket; watches for writability while
  * some is left. Returns 0, or -1 when the connection is gone (handled). */
-static int pg_flush(void)
+static int pg_flush(struct pg_conn *c)
 {
-	int rc = PQflush(pg.conn);
+	int rc = PQflush(c->conn);
 
 	if (rc < 0) {
-		pg_lost("the connection was lost");
+		pg_lost(c, "the connection was lost");
 		return -1;
 	}
-	pg_watch_write(rc == 1);
+	pg_watch_write(c, rc == 1);
 	return 0;
 }
 
-static int pg_send_job(struct pg_job *j)
+static int pg_send_job(struct pg_conn *c, struct pg_job *j)
 {
 	const struct pg_statement *s = &pg.stmts[j->stmt];
 
-	if (!PQsendQueryPrepared(pg.conn, s->name, j->n, j->values, j->lengths, j->formats, 0))
+	if (!PQsendQueryPrepared(c->conn, s->name, j->n, j->values, j->lengths, j->formats, 0))
 		return -1;
-	pg_expect(PG_EXPECT_JOB, j);
-	pg.inflight++;
+	pg_expect(c, PG_EXPECT_JOB, j);
+	c->inflight++;
 	return 0;
 }
 
@@ -457,7 +491,7 @@ static size_t pg_job_bytes(const struct pg_job *j)
 /* Sends `first` and the `count - 1` writes after it (one statement's, all
  * batchable) as one call of the statement's batch: parameter i the text[]
  * of their parameters i. Returns 0, or -1 when libpq would not send. */
-static int pg_send_batch(struct pg_job *first, size_t count)
+static int pg_send_batch(struct pg_conn *c, struct pg_job *first, size_t count)
 {
 	const struct pg_statement *s = &pg.stmts[first->stmt];
 	int n = first->n, ok;
@@ -472,7 +506,7 @@ static int pg_send_batch(struct pg_job *first, size_t count)
 		pg_buf_put(&arrays[i], "}", 1);
 		values[i] = arrays[i].p;
 	}
-	ok = PQsendQueryPrepared(pg.conn, pg.stmts[s->batch].name, n, values, NULL, NULL, 0);
+	ok = PQsendQueryPrepared(c->conn, pg.stmts[s->batch].name, n, values, NULL, NULL, 0);
 	for (int i = 0; i < n; i++)
 		free(arrays[i].p);
 	free(arrays);
@@ -480,70 +514,70 @@ static int pg_send_batch(struct pg_job *first, size_t count)
 	if (!ok)
 		return -1;
 	pg_batches++;
-	pg_expect(PG_EXPECT_BATCH, first);
-	pg.expect_tail->count = count;
-	pg.inflight += count;
+	pg_expect(c, PG_EXPECT_BATCH, first);
+	c->expect_tail->count = count;
+	c->inflight += count;
 	return 0;
 }
 
 /* Sends the queued reads, each with its sync, and a write group when none
  * is in flight: a run of writes that can go as one batch goes as one.
  * Returns 0, or -1 when the connection is gone (handled). */
-static int pg_send(void)
+static int pg_send(struct pg_conn *c)
 {
 	struct pg_job *j;
 	int sent = 0;
 
-	while ((j = pg_list_pop(&pg.reads))) {
-		if (pg_send_job(j) < 0 || !PQpipelineSync(pg.conn)) {
-			pg_list_push(&pg.reads, j); /* failed with the rest in pg_lost */
-			pg_lost("cannot send to PostgreSQL");
+	while ((j = pg_list_pop(&c->reads))) {
+		if (pg_send_job(c, j) < 0 || !PQpipelineSync(c->conn)) {
+			pg_list_push(&c->reads, j); /* failed with the rest in pg_lost */
+			pg_lost(c, "cannot send to PostgreSQL");
 			return -1;
 		}
-		pg_expect(PG_EXPECT_READ_SYNC, NULL);
+		pg_expect(c, PG_EXPECT_READ_SYNC, NULL);
 		sent = 1;
 	}
-	if (!pg.group_inflight && pg.writes.n) {
-		while (pg.group.n < PG_GROUP_MAX && (j = pg_list_pop(&pg.writes))) {
+	if (!c->group_inflight && c->writes.n) {
+		while (c->group.n < PG_GROUP_MAX && (j = pg_list_pop(&c->writes))) {
 			size_t count = 1, bytes = pg_job_bytes(j);
 			struct pg_job *next;
-			pg_list_push(&pg.group, j);
-			while (pg_batchable(j) && pg.group.n < PG_GROUP_MAX &&
-			       bytes < PG_BATCH_BYTES && (next = pg.writes.head) &&
+			pg_list_push(&c->group, j);
+			while (pg_batchable(j) && c->group.n < PG_GROUP_MAX &&
+			       bytes < PG_BATCH_BYTES && (next = c->writes.head) &&
 			       next->stmt == j->stmt && next->n == j->n && pg_batchable(next)) {
-				pg_list_push(&pg.group, pg_list_pop(&pg.writes));
+				pg_list_push(&c->group, pg_list_pop(&c->writes));
 				bytes += pg_job_bytes(next);
 				count++;
 			}
-			if (count > 1 ? pg_send_batch(j, count) < 0 : pg_send_job(j) < 0)
+			if (count > 1 ? pg_send_batch(c, j, count) < 0 : pg_send_job(c, j) < 0)
 				goto lost;
 		}
-		if (!PQpipelineSync(pg.conn))
+		if (!PQpipelineSync(c->conn))
 			goto lost;
-		pg_expect(PG_EXPECT_GROUP_SYNC, NULL);
-		pg.group_inflight = 1;
+		pg_expect(c, PG_EXPECT_GROUP_SYNC, NULL);
+		c->group_inflight = 1;
 		sent = 1;
 	}
-	return sent ? pg_flush() : 0;
+	return sent ? pg_flush(c) : 0;
 lost:
-	pg_lost("cannot send to PostgreSQL");
+	pg_lost(c, "cannot send to PostgreSQL");
 	return -1;
 }
 
 /* The write group's sync came back: its transaction committed, or was
  * rolled back because a statement failed. */
-static void pg_group_done(void)
+static void pg_group_done(struct pg_conn *c)
 {
-	struct pg_list group = pg.group, again = { 0 };
-	struct pg_job *j, *failed = pg.group_failed;
-	int retry = pg.group_retry, unbatch = pg.group_unbatch;
+	struct pg_list group = c->group, again = { 0 };
+	struct pg_job *j, *failed = c->group_failed;
+	int retry = c->group_retry, unbatch = c->group_unbatch;
 
-	memset(&pg.group, 0, sizeof(pg.group));
-	pg.group_inflight = 0;
-	pg.group_failed = NULL;
-	pg.group_retry = 0;
-	pg.group_unbatch = 0;
-	pg.inflight -= group.n;
+	memset(&c->group, 0, sizeof(c->group));
+	c->group_inflight = 0;
+	c->group_failed = NULL;
+	c->group_retry = 0;
+	c->group_unbatch = 0;
+	c->inflight -= group.n;
 	if (!failed && !retry && !unbatch) {
 		pg_transactions++;
 		while ((j = pg_list_pop(&group)))
@@ -570,7 +604,7 @@ static void pg_group_done(void)
 			pg_list_push(&again, j);
 		}
 	}
-	pg_list_prepend(&pg.writes, &again);
+	pg_list_prepend(&c->writes, &again);
 	pg_wake();
 }
 
@@ -604,7 +638,7 @@ static PGresult *pg_row_result(const PGresult *r, int row)
 /* A batch's result: each of its writes keeps its row until the group's sync.
  * A batch that failed (or answered other than a row a call) makes the group
  * go again with its calls alone. Returns 0, or -1 when the connection is gone. */
-static int pg_complete_batch(struct pg_expect *e)
+static int pg_complete_batch(struct pg_conn *c, struct pg_expect *e)
 {
 	PGresult *r = e->res;
 	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -620,10 +654,10 @@ static int pg_complete_batch(struct pg_expect *e)
 	/* Aborted by a statement before it: the group goes again anyway. */
 	if (st != PGRES_TUPLES_OK && st != PGRES_FATAL_ERROR)
 		return 0;
-	if (pg.group_failed || pg.group_retry)
+	if (c->group_failed || c->group_retry)
 		return 0;
 	if (st == PGRES_FATAL_ERROR && pg_is_retryable(r)) {
-		pg.group_retry = 1;
+		c->group_retry = 1;
 		return 0;
 	}
 	log_warn("pg: a batch of %zu calls of %s failed (%s): each goes again alone",
@@ -631,14 +665,14 @@ static int pg_complete_batch(struct pg_expect *e)
 		 st == PGRES_FATAL_ERROR ? PQresultErrorMessage(r) : "not a row a call");
 	for (size_t i = 0; i < e->count; i++, j = j->next)
 		j->single = 1;
-	pg.group_unbatch = 1;
+	c->group_unbatch = 1;
 	pg_batch_failures++;
 	return 0;
 }
 
 /* One command's results are all in (`e->res`, or NULL: none came). Returns
  * 0, or -1 when the connection is gone (handled). */
-static int pg_complete(struct pg_expect *e)
+static int pg_complete(struct pg_conn *c, struct pg_expect *e)
 {
 	PGresult *r = e->res;
 	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -653,11 +687,11 @@ static int pg_complete(struct pg_expect *e)
 		return 0;
 	}
 	if (e->kind == PG_EXPECT_BATCH)
-		return pg_complete_batch(e);
+		return pg_complete_batch(c, e);
 	if (st == PGRES_FATAL_ERROR && (!r || pg_is_connection_error(r)))
 		return -1;
 	if (j->kind == PG_READ) {
-		pg.inflight--;
+		c->inflight--;
 		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
 			pg_job_finish(j, r, 0);
 		} else {
@@ -671,26 +705,26 @@ static int pg_complete(struct pg_expect *e)
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
 		j->res = r;
 		e->res = NULL;
-	} else if (st == PGRES_FATAL_ERROR && !pg.group_failed && !pg.group_retry &&
-		   !pg.group_unbatch) {
+	} else if (st == PGRES_FATAL_ERROR && !c->group_failed && !c->group_retry &&
+		   !c->group_unbatch) {
 		if (pg_is_retryable(r)) {
-			pg.group_retry = 1;
+			c->group_retry = 1;
 		} else {
 			pg_log_statement_error(j, r);
-			pg.group_failed = j;
+			c->group_failed = j;
 		}
 	}
 	return 0;
 }
 
 /* Reads every result libpq has, in the pipeline's order. */
-static void pg_read_results(void)
+static void pg_read_results(struct pg_conn *c)
 {
 	int nulls = 0;
 
-	while (pg.conn && !PQisBusy(pg.conn)) {
-		PGresult *r = PQgetResult(pg.conn);
-		struct pg_expect *e = pg.expect_head;
+	while (c->conn && !PQisBusy(c->conn)) {
+		PGresult *r = PQgetResult(c->conn);
+		struct pg_expect *e = c->expect_head;
 		int sync;
 
 		if (!e) {
@@ -706,14 +740,14 @@ static void pg_read_results(void)
 			/* A command's results end with a NULL; a sync's do not. */
 			if (!sync && e->res) {
 				nulls = 0;
-				pg.expect_head = e->next;
-				if (!pg.expect_head)
-					pg.expect_tail = NULL;
-				int rc = pg_complete(e);
+				c->expect_head = e->next;
+				if (!c->expect_head)
+					c->expect_tail = NULL;
+				int rc = pg_complete(c, e);
 				PQclear(e->res);
 				free(e);
 				if (rc < 0) {
-					pg_lost("the connection was lost");
+					pg_lost(c, "the connection was lost");
 					return;
 				}
 				continue;
@@ -728,26 +762,26 @@ static void pg_read_results(void)
 				/* The commit itself failed. */
 				if (pg_is_connection_error(r)) {
 					PQclear(r);
-					pg_lost("the connection was lost");
+					pg_lost(c, "the connection was lost");
 					return;
 				}
-				if (e->kind == PG_EXPECT_GROUP_SYNC && !pg.group_failed &&
-				    !pg.group_retry) {
+				if (e->kind == PG_EXPECT_GROUP_SYNC && !c->group_failed &&
+				    !c->group_retry) {
 					log_error("pg: a commit failed: %s", PQresultErrorMessage(r));
 					if (pg_is_retryable(r))
-						pg.group_retry = 1;
+						c->group_retry = 1;
 					else
-						pg.group_failed = pg.group.head;
+						c->group_failed = c->group.head;
 				}
 				PQclear(r);
 				continue;
 			}
 			PQclear(r);
-			pg.expect_head = e->next;
-			if (!pg.expect_head)
-				pg.expect_tail = NULL;
+			c->expect_head = e->next;
+			if (!c->expect_head)
+				c->expect_tail = NULL;
 			if (e->kind == PG_EXPECT_GROUP_SYNC)
-				pg_group_done();
+				pg_group_done(c);
 			free(e);
 			continue;
 		}
@@ -756,27 +790,29 @@ static void pg_read_results(void)
 		else
 			e->res = r;
 	}
-	if (pg.conn && PQstatus(pg.conn) == CONNECTION_BAD)
-		pg_lost("the connection was lost");
+	if (c->conn && PQstatus(c->conn) == CONNECTION_BAD)
+		pg_lost(c, "the connection was lost");
 }
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
-	(void)loop, (void)w, (void)revents;
-	if (!PQconsumeInput(pg.conn)) {
-		pg_lost("the connection was lost");
+	struct pg_conn *c = w->data;
+
+	(void)loop, (void)revents;
+	if (!PQconsumeInput(c->conn)) {
+		pg_lost(c, "the connection was lost");
 		return;
 	}
-	pg_read_results();
+	pg_read_results(c);
 	/* libpq may have more to send once it has read (a full socket). */
-	if (pg.conn)
-		pg_send();
+	if (c->conn)
+		pg_send(c);
 }
 
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 {
-	(void)loop, (void)w, (void)revents;
-	pg_flush();
+	(void)loop, (void)revents;
+	pg_flush(w->data);
 }
 
 /* Once per loop iteration, while there is work: calls that failed at once
@@ -789,102 +825,108 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 	ev_prepare_stop(loop, w);
 	while ((j = pg_list_pop(&pg.failing)))
 		pg_job_finish(j, NULL, j->err);
-	if (pg.state == PG_UP)
-		pg_send();
+	for (size_t i = 0; i < pg.nconns; i++)
+		if (pg.conns[i].state == PG_UP)
+			pg_send(&pg.conns[i]);
 }
 
 /* Enters pipeline mode and sends the statements' PREPAREs: what is queued
  * goes after them on the same pipeline. Returns 0, or -1 (not handled). */
-static int pg_start_pipeline(int prepare)
+static int pg_start_pipeline(struct pg_conn *c, int prepare)
 {
-	if (PQsetnonblocking(pg.conn, 1) != 0 || !PQenterPipelineMode(pg.conn))
+	if (PQsetnonblocking(c->conn, 1) != 0 || !PQenterPipelineMode(c->conn))
 		return -1;
 	if (prepare) {
 		for (size_t i = 0; i < pg.nstmts; i++) {
-			if (!PQsendPrepare(pg.conn, pg.stmts[i].name, pg.stmts[i].sql,
+			if (!PQsendPrepare(c->conn, pg.stmts[i].name, pg.stmts[i].sql,
 					   pg.stmts[i].nparams, NULL))
 				return -1;
-			pg_expect(PG_EXPECT_PREPARE, NULL);
+			pg_expect(c, PG_EXPECT_PREPARE, NULL);
 		}
-		if (!PQpipelineSync(pg.conn))
+		if (!PQpipelineSync(c->conn))
 			return -1;
-		pg_expect(PG_EXPECT_PREPARE_SYNC, NULL);
+		pg_expect(c, PG_EXPECT_PREPARE_SYNC, NULL);
 	}
-	ev_io_set(&pg.rio, PQsocket(pg.conn), EV_READ);
-	ev_io_set(&pg.wio, PQsocket(pg.conn), EV_WRITE);
-	ev_io_start(pg.loop, &pg.rio);
-	pg.state = PG_UP;
-	pg.backoff = PG_BACKOFF_MIN;
-	pg.why[0] = '\0';
+	ev_io_set(&c->rio, PQsocket(c->conn), EV_READ);
+	ev_io_set(&c->wio, PQsocket(c->conn), EV_WRITE);
+	ev_io_start(pg.loop, &c->rio);
+	c->state = PG_UP;
+	c->backoff = PG_BACKOFF_MIN;
+	c->why[0] = '\0';
 	return 0;
 }
 
 static void on_connect_io(struct ev_loop *loop, ev_io *w, int revents);
 
 /* One step of the non-blocking connect: watches what PQconnectPoll wants. */
-static void pg_connect_step(void)
+static void pg_connect_step(struct pg_conn *c)
 {
-	PostgresPollingStatusType st = PQconnectPoll(pg.conn);
+	PostgresPollingStatusType st = PQconnectPoll(c->conn);
 
-	ev_io_stop(pg.loop, &pg.rio);
+	ev_io_stop(pg.loop, &c->rio);
 	switch (st) {
 	case PGRES_POLLING_READING:
 	case PGRES_POLLING_WRITING:
 		/* The socket may change between steps (another host, another
 		 * address). */
-		ev_io_init(&pg.rio, on_connect_io, PQsocket(pg.conn),
+		ev_io_init(&c->rio, on_connect_io, PQsocket(c->conn),
 			   st == PGRES_POLLING_READING ? EV_READ : EV_WRITE);
-		ev_io_start(pg.loop, &pg.rio);
+		ev_io_start(pg.loop, &c->rio);
 		return;
 	case PGRES_POLLING_OK:
-		ev_io_init(&pg.rio, on_readable, -1, EV_READ);
-		if (pg_start_pipeline(1) < 0) {
-			pg_lost("cannot start the pipeline");
+		ev_io_init(&c->rio, on_readable, -1, EV_READ);
+		if (pg_start_pipeline(c, 1) < 0) {
+			pg_lost(c, "cannot start the pipeline");
 			return;
 		}
-		pg_reconnects++;
-		log_warn("pg: connected again to %s", pg.masked);
-		pg_flush();
+		/* The store is back once every connection is. */
+		if (pg.ndown && !--pg.ndown) {
+			pg_reconnects++;
+			log_warn("pg: connected again to %s", pg.masked);
+		}
+		pg_flush(c);
 		return;
 	default:
-		pg_lost("cannot connect");
+		pg_lost(c, "cannot connect");
 		return;
 	}
 }
 
 static void on_connect_io(struct ev_loop *loop, ev_io *w, int revents)
 {
-	(void)loop, (void)w, (void)revents;
-	pg_connect_step();
+	(void)loop, (void)revents;
+	pg_connect_step(w->data);
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	(void)loop, (void)w, (void)revents;
-	pg.conn = PQconnectStart(pg.uri);
-	if (!pg.conn) {
-		pg_set_why("cannot connect", "out of memory");
-		pg_schedule_reconnect();
+	struct pg_conn *c = w->data;
+
+	(void)loop, (void)revents;
+	c->conn = PQconnectStart(pg.uri);
+	if (!c->conn) {
+		pg_set_why(c, "cannot connect", "out of memory");
+		pg_schedule_reconnect(c);
 		return;
 	}
-	if (PQstatus(pg.conn) == CONNECTION_BAD) {
-		pg_lost("cannot connect");
+	if (PQstatus(c->conn) == CONNECTION_BAD) {
+		pg_lost(c, "cannot connect");
 		return;
 	}
 	/* libpq's rule: the first step waits for the socket to be writable. */
-	pg.state = PG_CONNECTING;
-	ev_io_init(&pg.rio, on_connect_io, PQsocket(pg.conn), EV_WRITE);
-	ev_io_start(pg.loop, &pg.rio);
+	c->state = PG_CONNECTING;
+	ev_io_init(&c->rio, on_connect_io, PQsocket(c->conn), EV_WRITE);
+	ev_io_start(pg.loop, &c->rio);
 }
 
-static void pg_schedule_reconnect(void)
+static void pg_schedule_reconnect(struct pg_conn *c)
 {
-	ev_timer_stop(pg.loop, &pg.retry);
-	ev_timer_set(&pg.retry, pg.backoff, 0.);
-	ev_timer_start(pg.loop, &pg.retry);
-	pg.backoff *= 2;
-	if (pg.backoff > PG_BACKOFF_MAX)
-		pg.backoff = PG_BACKOFF_MAX;
+	ev_timer_stop(pg.loop, &c->retry);
+	ev_timer_set(&c->retry, c->backoff, 0.);
+	ev_timer_start(pg.loop, &c->retry);
+	c->backoff *= 2;
+	if (c->backoff > PG_BACKOFF_MAX)
+		c->backoff = PG_BACKOFF_MAX;
 }
 
 static size_t pg_queue_max(void)
@@ -892,15 +934,14 @@ static size_t pg_queue_max(void)
 	return settings.pg_max_queue > 0 ? (size_t)settings.pg_max_queue : 100000;
 }
 
-void pg_call(enum pg_kind kind, int stmt, int n, const char *const *values, const int *lengths,
-	     const int *binary, pg_done_fn *done, void *arg)
+/* A call's job, its parameters copied (pg_call's). */
+static struct pg_job *pg_job_new(enum pg_kind kind, int stmt, int n, const char *const *values,
+				 const int *lengths, const int *binary, pg_done_fn *done, void *arg)
 {
 	size_t bytes = sizeof(struct pg_job), data = 0;
 	struct pg_job *j;
 	char *p;
 
-	if (n < 0)
-		n = 0;
 	for (int i = 0; i < n; i++)
 		if (values[i])
 			data += (lengths ? (size_t)lengths[i] : strlen(values[i])) + 1;
@@ -928,49 +969,117 @@ void pg_call(enum pg_kind kind, int stmt, int n, const char *const *values, cons
 		j->formats[i] = binary && binary[i] ? 1 : 0;
 		p += len + 1;
 	}
+	return j;
+}
+
+/* Queues `j` on connection `c`, or on the failing list (told at the next
+ * loop iteration, never inside pg_call) when it cannot go. */
+static void pg_queue(struct pg_conn *c, struct pg_job *j)
+{
+	int known = j->stmt >= 0 && (size_t)j->stmt < pg.nstmts;
+
 	/* Past PARLEY_PG_MAX_QUEUE the database is far behind: a call fails
 	 * rather than memory growing without bound. */
-	if (pg.state != PG_UP || stmt < 0 || (size_t)stmt >= pg.nstmts ||
-	    pg.reads.n + pg.writes.n + pg.inflight >= pg_queue_max()) {
-		if (pg.state == PG_UP && stmt >= 0 && (size_t)stmt < pg.nstmts) {
+	if (c->state != PG_UP || !known || pg_depth() >= pg_queue_max()) {
+		if (c->state == PG_UP && known) {
 			log_warn("pg: %zu calls queued or in flight (PARLEY_PG_MAX_QUEUE): a call "
 				 "is refused", pg_queue_max());
 			metrics_limit("pg_queue");
 		}
-		j->err = pg.state == PG_UP && (stmt < 0 || (size_t)stmt >= pg.nstmts)
-				 ? PARLEY_ESTATEMENT
-				 : PARLEY_EUNAVAILABLE;
+		j->err = c->state == PG_UP && !known ? PARLEY_ESTATEMENT : PARLEY_EUNAVAILABLE;
 		pg_list_push(&pg.failing, j);
 	} else {
-		pg_list_push(kind == PG_READ ? &pg.reads : &pg.writes, j);
+		pg_list_push(j->kind == PG_READ ? &c->reads : &c->writes, j);
 	}
 	pg_wake();
 }
 
+/* The connection a write of `j`'s statement goes to: the one its routing
+ * parameter hashes to (FNV-1a), so that every write about one conversation
+ * goes through one connection, in the order it was made; the first for the
+ * others and every read. */
+static struct pg_conn *pg_route(const struct pg_job *j)
+{
+	int route = j->stmt >= 0 && (size_t)j->stmt < pg.nstmts ? pg.stmts[j->stmt].route : 0;
+	uint32_t h = 2166136261u;
+
+	if (j->kind == PG_READ || route <= 0 || route > j->n || !j->values[route - 1] ||
+	    pg.nconns == 1)
+		return &pg.conns[0];
+	for (int i = 0; i < j->lengths[route - 1]; i++)
+		h = (h ^ (uint8_t)j->values[route - 1][i]) * 16777619u;
+	return &pg.conns[h % pg.nconns];
+}
+
+/* A call that goes to every connection (store.wait): done once all have
+ * answered, with the first failure if any. */
+struct pg_fan {
+	pg_done_fn *done;
+	void *arg;
+	size_t left;
+	int err;
+};
+
+static void on_fan_done(void *arg, const PGresult *res, int err)
+{
+	struct pg_fan *f = arg;
+
+	if (err && !f->err)
+		f->err = err;
+	if (--f->left)
+		return;
+	f->done(f->arg, f->err ? NULL : res, f->err);
+	free(f);
+}
+
+void pg_call(enum pg_kind kind, int stmt, int n, const char *const *values, const int *lengths,
+	     const int *binary, pg_done_fn *done, void *arg)
+{
+	struct pg_job *j;
+
+	if (n < 0)
+		n = 0;
+	if (pg.nconns > 1 && stmt >= 0 && (size_t)stmt < pg.nstmts &&
+	    pg.stmts[stmt].route == PG_ROUTE_ALL) {
+		struct pg_fan *f = xmalloc(sizeof(*f));
+		*f = (struct pg_fan){ done, arg, pg.nconns, 0 };
+		for (size_t i = 0; i < pg.nconns; i++)
+			pg_queue(&pg.conns[i], pg_job_new(kind, stmt, n, values, lengths, binary,
+							  on_fan_done, f));
+		return;
+	}
+	j = pg_job_new(kind, stmt, n, values, lengths, binary, done, arg);
+	pg_queue(pg.nconns ? pg_route(j) : &pg.conns[0], j);
+}
+
 size_t pg_pending(void)
 {
-	return pg.reads.n + pg.writes.n + pg.inflight + pg.failing.n;
+	return pg_depth() + pg.failing.n;
 }
 
 int pg_down(const char **why)
 {
-	if (pg.state == PG_UP)
+	if (pg.open && !pg.ndown)
 		return 0;
-	if (why)
-		*why = pg.why[0] ? pg.why : "PostgreSQL unreachable: not connected";
+	if (why) {
+		*why = "PostgreSQL unreachable: not connected";
+		for (size_t i = 0; i < pg.nconns; i++)
+			if (pg.conns[i].state != PG_UP && pg.conns[i].why[0])
+				*why = pg.conns[i].why;
+	}
 	return 1;
 }
 
 /* At start, blocking: one statement, its failure logged. */
-static int pg_exec(const char *sql, const char *what)
+static int pg_exec(PGconn *conn, const char *sql, const char *what)
 {
-	PGresult *r = PQexec(pg.conn, sql);
+	PGresult *r = PQexec(conn, sql);
 	ExecStatusType st = PQresultStatus(r);
 	int rc = 0;
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		log_error("pg: %s failed on %s: %s", what, pg.masked,
-			  r ? PQresultErrorMessage(r) : PQerrorMessage(pg.conn));
+			  r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
 		rc = PARLEY_ESTATEMENT;
 	}
 	PQclear(r);
@@ -979,7 +1088,7 @@ static int pg_exec(const char *sql, const char *what)
 
 /* Creates or migrates the schema, under an advisory lock that other
  * processes starting at once wait for. */
-static int pg_migrate(const char *const *migrations, size_t nmigrations)
+static int pg_migrate(PGconn *conn, const char *const *migrations, size_t nmigrations)
 {
 	char sql[160];
 	PGresult *r = NULL;
@@ -987,13 +1096,13 @@ static int pg_migrate(const char *const *migrations, size_t nmigrations)
 	int rc;
 
 	snprintf(sql, sizeof(sql), "SELECT pg_advisory_lock(%ld)", PG_MIGRATION_LOCK);
-	if ((rc = pg_exec(sql, "taking the migration lock")) < 0)
+	if ((rc = pg_exec(conn, sql, "taking the migration lock")) < 0)
 		return rc;
-	if ((rc = pg_exec("CREATE TABLE IF NOT EXISTS parley_schema_version ("
+	if ((rc = pg_exec(conn, "CREATE TABLE IF NOT EXISTS parley_schema_version ("
 			  "version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())",
 			  "creating the version table")) < 0)
 		goto out;
-	r = PQexec(pg.conn, "SELECT coalesce(max(version), 0) FROM parley_schema_version");
+	r = PQexec(conn, "SELECT coalesce(max(version), 0) FROM parley_schema_version");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		log_error("pg: reading the schema version failed on %s: %s", pg.masked,
 			  PQresultErrorMessage(r));
@@ -1011,13 +1120,13 @@ static int pg_migrate(const char *const *migrations, size_t nmigrations)
 	for (size_t v = (size_t)version; v < nmigrations; v++) {
 		char what[64];
 		snprintf(what, sizeof(what), "migration %zu", v + 1);
-		if ((rc = pg_exec("BEGIN", what)) < 0)
+		if ((rc = pg_exec(conn, "BEGIN", what)) < 0)
 			goto out;
 		snprintf(sql, sizeof(sql), "INSERT INTO parley_schema_version (version) VALUES (%zu)",
 			 v + 1);
-		if ((rc = pg_exec(migrations[v], what)) < 0 || (rc = pg_exec(sql, what)) < 0 ||
-		    (rc = pg_exec("COMMIT", what)) < 0) {
-			pg_exec("ROLLBACK", what);
+		if ((rc = pg_exec(conn, migrations[v], what)) < 0 || (rc = pg_exec(conn, sql, what)) < 0 ||
+		    (rc = pg_exec(conn, "COMMIT", what)) < 0) {
+			pg_exec(conn, "ROLLBACK", what);
 			goto out;
 		}
 		log_info("pg: migrated %s to schema version %zu", pg.masked, v + 1);
@@ -1026,8 +1135,46 @@ static int pg_migrate(const char *const *migrations, size_t nmigrations)
 out:
 	PQclear(r);
 	snprintf(sql, sizeof(sql), "SELECT pg_advisory_unlock(%ld)", PG_MIGRATION_LOCK);
-	pg_exec(sql, "letting the migration lock go");
+	pg_exec(conn, sql, "letting the migration lock go");
 	return rc;
+}
+
+/* Connects `c` at start (blocking), prepares the statements and enters
+ * pipeline mode. Returns 0, or a negative code, logged. */
+static int pg_conn_open(struct pg_conn *c)
+{
+	c->conn = PQconnectdb(pg.uri);
+	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK) {
+		log_error("pg: PostgreSQL unreachable at %s: %s", pg.masked,
+			  c->conn ? PQerrorMessage(c->conn) : "out of memory");
+		return PARLEY_EUNAVAILABLE;
+	}
+	return 0;
+}
+
+static int pg_conn_prepare(struct pg_conn *c)
+{
+	for (size_t i = 0; i < pg.nstmts; i++) {
+		PGresult *r = PQprepare(c->conn, pg.stmts[i].name, pg.stmts[i].sql,
+					pg.stmts[i].nparams, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			log_error("pg: preparing statement %s failed on %s: %s", pg.stmts[i].name,
+				  pg.masked, PQresultErrorMessage(r));
+			PQclear(r);
+			return PARLEY_ESTATEMENT;
+		}
+		PQclear(r);
+	}
+	ev_io_init(&c->rio, on_readable, -1, EV_READ);
+	ev_io_init(&c->wio, on_writable, -1, EV_WRITE);
+	ev_timer_init(&c->retry, on_retry, 0., 0.);
+	c->rio.data = c->wio.data = c->retry.data = c;
+	if (pg_start_pipeline(c, 0) < 0) {
+		log_error("pg: cannot start the pipeline on %s: %s", pg.masked,
+			  PQerrorMessage(c->conn));
+		return PARLEY_EUNAVAILABLE;
+	}
+	return 0;
 }
 
 int pg_open(const char *uri, struct ev_loop *loop, const char *const *migrations,
@@ -1042,47 +1189,34 @@ int pg_open(const char *uri, struct ev_loop *loop, const char *const *migrations
 	pg.uri = xstrdup(uri);
 	pg.stmts = stmts;
 	pg.nstmts = nstmts;
-	pg.backoff = PG_BACKOFF_MIN;
-	pg.state = PG_DOWN;
-	pg.conn = PQconnectdb(uri);
-	if (!pg.conn || PQstatus(pg.conn) != CONNECTION_OK) {
-		log_error("pg: PostgreSQL unreachable at %s: %s", pg.masked,
-			  pg.conn ? PQerrorMessage(pg.conn) : "out of memory");
-		rc = PARLEY_EUNAVAILABLE;
-		goto fail;
-	}
-	if ((rc = pg_migrate(migrations, nmigrations)) < 0)
-		goto fail;
-	for (size_t i = 0; i < nstmts; i++) {
-		PGresult *r = PQprepare(pg.conn, stmts[i].name, stmts[i].sql, stmts[i].nparams,
-					NULL);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			log_error("pg: preparing statement %s failed on %s: %s", stmts[i].name,
-				  pg.masked, PQresultErrorMessage(r));
-			PQclear(r);
-			rc = PARLEY_ESTATEMENT;
-			goto fail;
-		}
-		PQclear(r);
-	}
 	pg.loop = loop;
-	ev_io_init(&pg.rio, on_readable, -1, EV_READ);
-	ev_io_init(&pg.wio, on_writable, -1, EV_WRITE);
-	ev_prepare_init(&pg.prepare, on_prepare);
-	ev_timer_init(&pg.retry, on_retry, 0., 0.);
-	if (pg_start_pipeline(0) < 0) {
-		log_error("pg: cannot start the pipeline on %s: %s", pg.masked,
-			  PQerrorMessage(pg.conn));
-		rc = PARLEY_EUNAVAILABLE;
-		goto fail;
+	pg.nconns = settings.pg_writers >= 1 && settings.pg_writers <= PG_CONNS_MAX
+			    ? (size_t)settings.pg_writers : 1;
+	for (size_t i = 0; i < pg.nconns; i++) {
+		pg.conns[i].index = (unsigned)i;
+		pg.conns[i].backoff = PG_BACKOFF_MIN;
+		pg.conns[i].state = PG_DOWN;
 	}
-	log_info("pg: the store is on PostgreSQL at %s (schema version %zu)", pg.masked,
-		 nmigrations);
+	ev_prepare_init(&pg.prepare, on_prepare);
+	/* The first connection migrates (the others wait for nothing: the
+	 * schema is there once it has). */
+	if ((rc = pg_conn_open(&pg.conns[0])) < 0 ||
+	    (rc = pg_migrate(pg.conns[0].conn, migrations, nmigrations)) < 0)
+		goto fail;
+	for (size_t i = 0; i < pg.nconns; i++)
+		if ((i && (rc = pg_conn_open(&pg.conns[i])) < 0) ||
+		    (rc = pg_conn_prepare(&pg.conns[i])) < 0)
+			goto fail;
+	pg.open = 1;
+	log_info("pg: the store is on PostgreSQL at %s (schema version %zu, %zu connection%s)",
+		 pg.masked, nmigrations, pg.nconns, pg.nconns == 1 ? "" : "s");
 	return 0;
 fail:
-	if (pg.conn)
-		PQfinish(pg.conn);
-	pg.conn = NULL;
+	for (size_t i = 0; i < pg.nconns; i++) {
+		ev_io_stop(loop, &pg.conns[i].rio);
+		if (pg.conns[i].conn)
+			PQfinish(pg.conns[i].conn);
+	}
 	free(pg.uri);
 	memset(&pg, 0, sizeof(pg));
 	return rc;
@@ -1096,49 +1230,71 @@ static long long pg_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Whether connection `c` still has something to send or to be answered. */
+static int pg_busy(const struct pg_conn *c)
+{
+	return c->state == PG_UP && (c->reads.n || c->writes.n || c->expect_head);
+}
+
 void pg_close(void)
 {
 	long long deadline = pg_now_ms() + PG_CLOSE_WAIT_MS;
+	struct pollfd fds[PG_CONNS_MAX];
+	struct pg_conn *on[PG_CONNS_MAX];
 	struct pg_job *j;
+	struct ev_loop *loop = pg.loop;
+	int left_busy;
 
-	if (pg.state == PG_CLOSED)
+	if (!pg.open)
 		return;
 	/* What failed at once learns it first; then what is queued is sent
-	 * and answered, while the wait lasts. */
+	 * and answered on every connection, while the wait lasts. */
 	while ((j = pg_list_pop(&pg.failing)))
 		pg_job_finish(j, NULL, j->err);
-	while (pg.state == PG_UP && (pg.reads.n || pg.writes.n || pg.expect_head)) {
+	for (;;) {
 		long long left = deadline - pg_now_ms();
-		struct pollfd fd;
+		nfds_t n = 0;
 
-		if (left <= 0 || pg_send() < 0 || !pg.conn)
-			break;
-		fd.fd = PQsocket(pg.conn);
-		fd.events = POLLIN | (ev_is_active(&pg.wio) ? POLLOUT : 0);
-		if (poll(&fd, 1, (int)left) < 0 && errno != EINTR)
-			break;
-		if (fd.revents & POLLOUT)
-			on_writable(pg.loop, &pg.wio, 0);
-		if (pg.conn && (fd.revents & (POLLIN | POLLERR | POLLHUP)))
-			on_readable(pg.loop, &pg.rio, 0);
-	}
-	if (pg.state == PG_UP && (pg.reads.n || pg.writes.n || pg.expect_head))
-		log_warn("pg: closing with store calls unanswered: they fail");
-	/* No reconnect from here: pg_lost fails the rest and schedules none. */
-	if (pg.loop) {
-		ev_timer_stop(pg.loop, &pg.retry);
-		ev_prepare_stop(pg.loop, &pg.prepare);
-	}
-	{
-		struct ev_loop *loop = pg.loop;
-		pg.loop = NULL;
-		if (pg.conn) {
-			ev_io_stop(loop, &pg.rio);
-			ev_io_stop(loop, &pg.wio);
-			PQfinish(pg.conn);
-			pg.conn = NULL;
+		for (size_t i = 0; i < pg.nconns; i++) {
+			struct pg_conn *c = &pg.conns[i];
+			if (!pg_busy(c) || pg_send(c) < 0 || !c->conn)
+				continue;
+			on[n] = c;
+			fds[n].fd = PQsocket(c->conn);
+			fds[n].events = POLLIN | (ev_is_active(&c->wio) ? POLLOUT : 0);
+			fds[n].revents = 0;
+			n++;
 		}
-		pg_lost("closing");
+		if (!n || left <= 0)
+			break;
+		if (poll(fds, n, (int)left) < 0 && errno != EINTR)
+			break;
+		for (nfds_t k = 0; k < n; k++) {
+			if (fds[k].revents & POLLOUT)
+				on_writable(loop, &on[k]->wio, 0);
+			if (on[k]->conn && (fds[k].revents & (POLLIN | POLLERR | POLLHUP)))
+				on_readable(loop, &on[k]->rio, 0);
+		}
+	}
+	left_busy = 0;
+	for (size_t i = 0; i < pg.nconns; i++)
+		left_busy |= pg_busy(&pg.conns[i]);
+	if (left_busy)
+		log_warn("pg: closing with store calls unanswered: they fail");
+	/* No reconnect from here: with the loop gone, pg_lost fails the rest
+	 * and schedules none. */
+	ev_prepare_stop(loop, &pg.prepare);
+	pg.loop = NULL;
+	for (size_t i = 0; i < pg.nconns; i++) {
+		struct pg_conn *c = &pg.conns[i];
+		ev_timer_stop(loop, &c->retry);
+		if (c->conn) {
+			ev_io_stop(loop, &c->rio);
+			ev_io_stop(loop, &c->wio);
+			PQfinish(c->conn);
+			c->conn = NULL;
+		}
+		pg_lost(c, "closing");
 	}
 	while ((j = pg_list_pop(&pg.failing)))
 		pg_job_finish(j, NULL, j->err);

@@ -1,7 +1,9 @@
-/* pg.h - the store on PostgreSQL: one libpq connection per process, non-
- * blocking and in pipeline mode on the libev loop. Reads are sent at once;
- * writes are group-committed, one transaction in flight at a time; a lost
- * connection fails what was in flight and reconnects with backoff. The SQL
+/* pg.h - the store on PostgreSQL: PARLEY_PG_WRITERS libpq connections per
+ * process, non-blocking and in pipeline mode on the libev loop. Reads are
+ * sent at once; writes are group-committed, one transaction in flight per
+ * connection, the writes about one conversation all on one connection; a
+ * lost connection fails what was in flight on it and reconnects with
+ * backoff. The SQL
  * (migrations, prepared statements) is the caller's (store/pg_schema.c).
  * Every function is for the loop thread. */
 #ifndef PARLEY_PG_H
@@ -19,8 +21,13 @@ struct ev_loop;
  * whose parameters are all text), answering one row a call, in the calls' order, each the
  * row that call alone would answer (the calls' own statements answer one row each). A run
  * of such writes queued one after another goes to PostgreSQL as one call of it: one
- * statement for many (the group commit's writes; statement 0 is never a batch). */
-struct pg_statement { const char *name; const char *sql; int nparams; int batch; };
+ * statement for many (the group commit's writes; statement 0 is never a batch).
+ * `route`, for a write: 0, it goes through the first connection; i > 0, through the one
+ * its parameter i (1-based: a conversation id) hashes to, so that the writes about one
+ * conversation commit in the order they were made; PG_ROUTE_ALL, through every
+ * connection, answered once all have (a wait for everything written before it). */
+struct pg_statement { const char *name; const char *sql; int nparams; int batch; int route; };
+#define PG_ROUTE_ALL (-1)
 
 /* At start, before the loop serves anyone (so it may block): connects to `uri`, takes an
  * advisory lock, creates or migrates the schema - `migrations[i]` is the SQL that takes

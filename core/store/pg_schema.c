@@ -1,7 +1,11 @@
 /* pg_schema.c - parley's SQL on PostgreSQL (see pg_schema.h): the schema's
  * migrations, embedded from core/store/pg_schema_<version>.sql at build
  * time, and the prepared statements, each one call of a function those
- * define (or one plain statement). Parameters are text unless said. */
+ * define (or one plain statement). Parameters are text unless said. The
+ * writes about a conversation (a send, a status, read up to, members) go
+ * through the connection its id routes to (pg.h), so they commit in the
+ * order they were made; the other writes and every read, through the
+ * first. */
 #include "store/pg_schema.h"
 
 extern const char pg_schema_1_sql[];
@@ -20,26 +24,26 @@ const struct pg_statement pg_statements[] = {
 	[PGS_SEND] = { "parley_send",
 		       "SELECT record_json, created, message_id, sent_at, seq FROM parley_send_as($1, $2, "
 		       "$3, $4, $5, $6, $7, NULL, NULL, NULL, false, $8::text[], $9::bigint, $10)",
-		       10, PGS_SEND_MANY },
+		       10, PGS_SEND_MANY, 1 },
 	/* store_send_as: messages.lua's whole send, checks included. */
 	[PGS_SEND_AS] = { "parley_send_as",
 			  "SELECT * FROM parley_send_as($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, "
-			  "true, $10::text[], $11::bigint, $12)", 12, PGS_SEND_AS_MANY },
+			  "true, $10::text[], $11::bigint, $12)", 12, PGS_SEND_AS_MANY, 1 },
 	[PGS_MESSAGE] = { "parley_message", "SELECT * FROM parley_message($1)", 1 },
 	[PGS_SYNC] = { "parley_sync", "SELECT parley_sync($1, $2::bigint, $3::integer, $4)", 4 },
 	[PGS_SYNC_BEFORE] = { "parley_sync_before",
 			      "SELECT parley_sync_before($1, $2::bigint, $3::integer, $4)", 4 },
 	[PGS_SET_STATUS] = { "parley_set_status",
 			     "SELECT * FROM parley_set_status($1::text[], $2, $3::integer, "
-			     "$4::boolean, $5, $6::bigint, $7)", 7 },
+			     "$4::boolean, $5, $6::bigint, $7)", 7, 0, 5 },
 	[PGS_READ_UPTO] = { "parley_read_upto",
 			    "SELECT * FROM parley_read_upto($1, $2, $3::bigint, $4::boolean, "
-			    "$5::bigint, $6)", 6 },
+			    "$5::bigint, $6)", 6, 0, 1 },
 	[PGS_MEMBERS] = { "parley_members",
 			  "SELECT user_id FROM members WHERE conversation_id = $1 "
 			  "ORDER BY user_id LIMIT 10000", 1 },
 	[PGS_SET_MEMBERS] = { "parley_set_members",
-			      "SELECT parley_set_members($1, $2::text[], $3::bigint)", 3 },
+			      "SELECT parley_set_members($1, $2::text[], $3::bigint)", 3, 0, 1 },
 	[PGS_IS_MEMBER] = { "parley_is_member", "SELECT * FROM parley_is_member($1, $2)", 2 },
 	[PGS_CONVERSATIONS_OF] = { "parley_conversations_of",
 				   "SELECT conversation_id FROM members WHERE user_id = $1 "
@@ -67,8 +71,9 @@ const struct pg_statement pg_statements[] = {
 	[PGS_ANNOTATE] = { "parley_annotate", "SELECT parley_annotate($1, $2, $3)", 3 },
 	[PGS_EDIT] = { "parley_edit", "SELECT parley_edit($1, $2, $3)", 3 },
 	[PGS_HIDE] = { "parley_hide", "SELECT parley_hide($1, $2)", 2 },
-	/* store_wait: a write that commits after every write queued before. */
-	[PGS_WAIT] = { "parley_wait", "SELECT 1", 0 },
+	/* store_wait: a write that commits after every write queued before,
+	 * on every connection. */
+	[PGS_WAIT] = { "parley_wait", "SELECT 1", 0, 0, PG_ROUTE_ALL },
 	/* kv: $2 the key and $3 a value are bytea (binary parameters). */
 	[PGS_KV_GET] = { "parley_kv_get",
 			 "SELECT value, expires FROM kv WHERE plugin = $1 AND key = $2::bytea "
