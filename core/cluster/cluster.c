@@ -1042,18 +1042,21 @@ static void on_slots(void *arg, const redisReply *r)
 }
 
 /* Asks a master that answers for the slot map (a Redis Cluster only; one
- * question at a time). */
+ * question at a time), each time the next one: a master whose view is
+ * behind (it has not heard of a failover yet) is not the only one asked. */
 static void ask_slots(void)
 {
 	static const char *argv[] = { "CLUSTER", "SLOTS" };
 	static const size_t lens[] = { 7, 5 };
+	static size_t next;
 
 	if (!cl.on || !cl.clustered || cl.asking_slots || ev_is_active(&cl.rebuild))
 		return;
-	for (size_t i = 0; i < cl.nshards; i++) {
-		if (link_is_up(cl.shards[i]->pub) &&
-		    pub_send(cl.shards[i], 2, argv, lens, on_slots, NULL) == 0) {
+	for (size_t k = 0; k < cl.nshards; k++) {
+		struct shard *s = cl.shards[(next + k) % cl.nshards];
+		if (link_is_up(s->pub) && pub_send(s, 2, argv, lens, on_slots, NULL) == 0) {
 			cl.asking_slots = 1;
+			next = (next + k + 1) % cl.nshards;
 			return;
 		}
 	}

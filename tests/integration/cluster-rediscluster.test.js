@@ -188,7 +188,7 @@ test('a room\'s slot moved to another master: the nodes follow its channel there
   assert.equal((await bob.next('message:received')).messageId, first.messageId);
   const changes = await metric(nodes.B, 'parley_cluster_topology_changes_total');
   const slot = redis.slot(channelOf(conv));
-  redis.moveSlot(slot, masters[0]);
+  await redis.moveSlot(slot, masters[0]);
   assert.equal(redis.masterOf(slot), masters[0]);
   // The old master dropped the subscriptions; each node asks for the map
   // again and subscribes on the new one.
@@ -210,7 +210,11 @@ async function failedOver(port) {
     'a replica took the killed master\'s slots', 30000);
   for (const srv of Object.values(nodes)) {
     await h.waitFor(() => metric(srv, 'parley_cluster_redis_up'), (v) => v === 1,
-      `node ${srv.port} is up on the new master`, 20000);
+      `node ${srv.port} is up on the new master`, 20000).catch((e) => {
+      // What the node said of Redis, for whoever reads the failure.
+      const said = srv.logs().split('\n').filter((l) => /cluster/.test(l)).slice(-30).join('\n');
+      throw new Error(`${e.message}\n${said}\nmasters now: ${JSON.stringify(redis.map())}`);
+    });
   }
 }
 

@@ -150,11 +150,25 @@ function privateRedisCluster(dir, n = 3, replicas = 0) {
             .map(([a, b]) => [a, b === undefined ? a : b]) };
       });
     },
-    // Moves an empty slot (no keys: a channel's) to the master on `port`,
-    // as a resharding does: every master is told its new owner.
-    moveSlot(slot, port) {
-      const to = c.map().find((m) => m.port === port).id;
-      for (const m of c.map()) cli(m.port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', to);
+    // Moves an empty slot (no keys: a channel's) to the master on `port` as
+    // redis-cli's resharding does (importing, migrating, then the new owner
+    // told to the target first, which bumps its epoch, then to the source
+    // and the others); resolves once every instance agrees.
+    async moveSlot(slot, port) {
+      const masters = c.map();
+      const to = masters.find((m) => m.port === port);
+      const from = masters.find((m) => m.ranges.some(([a, b]) => slot >= a && slot <= b));
+      cli(to.port, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', from.id);
+      cli(from.port, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', to.id);
+      cli(to.port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
+      cli(from.port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
+      for (const m of masters) {
+        if (m !== to && m !== from) cli(m.port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
+      }
+      for (const p of ports) {
+        await h.waitFor(() => c.masterOf(slot, p), (owner) => owner === port,
+          `${p} knows slot ${slot} moved to ${port}`, 20000);
+      }
     },
     // Subscribers of a sharded channel on its master (every node's).
     shardSubscribers(channel, at) {
