@@ -75,7 +75,7 @@ static const struct setting setting_table[] = {
 	{ "pg_max_queue", "PARLEY_PG_MAX_QUEUE", SETTING_INT, FIELD(pg_max_queue), "100000", 100,
 	  10000000, "",
 	  "store calls queued or in flight on PostgreSQL at most; past it one fails (503)" },
-	{ "pg_writers", "PARLEY_PG_WRITERS", SETTING_INT, FIELD(pg_writers), "4", 1, 16, "",
+	{ "pg_writers", "PARLEY_PG_WRITERS", SETTING_INT, FIELD(pg_writers), "2", 1, 16, "",
 	  "connections to PostgreSQL, each with a write transaction in flight; the writes "
 	  "about one conversation all go through one" },
 	{ "redis", "PARLEY_REDIS", SETTING_OPTIONAL, FIELD(redis), NULL, 0, 0, "",

@@ -18,7 +18,7 @@ struct config {
 	char *data_dir;          /* PARLEY_DATA_DIR, "./data" */
 	char *store;             /* PARLEY_STORE, NULL (LMDB) or a postgresql:// URI */
 	int pg_max_queue;        /* PARLEY_PG_MAX_QUEUE, 100000: store calls queued on PostgreSQL */
-	int pg_writers;          /* PARLEY_PG_WRITERS, 4: connections to PostgreSQL */
+	int pg_writers;          /* PARLEY_PG_WRITERS, 2: connections to PostgreSQL */
 	char *redis;             /* PARLEY_REDIS, NULL; a redis:// or unix:// URI: cluster mode */
 	char *node_id;           /* PARLEY_NODE_ID, NULL: "<hostname>:<port>" */
 	size_t redis_max_backlog; /* PARLEY_REDIS_MAX_BACKLOG, 64 MiB unsent to Redis at most */

@@ -1,7 +1,8 @@
 // pgwriters.test.js - the store on PostgreSQL over several connections
 // (PARLEY_PG_WRITERS, issue 18's throughput): parley opens that many
-// connections, each with a write transaction in flight, and the writes
-// about one conversation all go through one of them. 16 senders into 8
+// connections (2 by default; 4 below), each with a write transaction in
+// flight, and the writes about one conversation all go through one of
+// them. 16 senders into 8
 // conversations at once, window 8: every message acked is stored once, each
 // conversation's sequence is gapless and each sender's messages are in the
 // order it sent them; the same clientMessageId sent into two conversations
@@ -57,11 +58,15 @@ async function history(c, conversationId) {
   }
 }
 
-test('PARLEY_PG_WRITERS connections are open (4 by default, 1 when asked)', { skip, timeout: 60000 }, async () => {
+test('PARLEY_PG_WRITERS connections are open (2 by default, 4 or 1 when asked)', { skip, timeout: 60000 }, async () => {
+  const two = newDatabase();
+  const dflt = await h.startParley({ env: { PARLEY_STORE: two.uri } });
+  assert.equal(sessionsOn(two.name), 2, dflt.logs());
+  assert.match(dflt.logs(), /2 connections\)/);
+  assert.equal((await dflt.stop()).code, 0);
   const four = newDatabase();
-  const srv = await h.startParley({ env: { PARLEY_STORE: four.uri } });
+  const srv = await h.startParley({ env: { PARLEY_STORE: four.uri, PARLEY_PG_WRITERS: '4' } });
   assert.equal(sessionsOn(four.name), 4, srv.logs());
-  assert.match(srv.logs(), /4 connections\)/);
   assert.equal((await srv.stop()).code, 0);
   const one = newDatabase();
   const single = await h.startParley({ env: { PARLEY_STORE: one.uri, PARLEY_PG_WRITERS: '1' } });
@@ -71,7 +76,7 @@ test('PARLEY_PG_WRITERS connections are open (4 by default, 1 when asked)', { sk
 
 test('16 senders into 8 conversations at once: every acked message stored once, each conversation gapless, each sender in its order', { skip, timeout: 120000 }, async () => {
   const db = newDatabase();
-  const srv = await h.startParley({ env: { PARLEY_STORE: db.uri } });
+  const srv = await h.startParley({ env: { PARLEY_STORE: db.uri, PARLEY_PG_WRITERS: '4' } });
   const SENDERS = 16, CONVS = 8, EACH = 60, WINDOW = 8;
   const clients = await Promise.all(Array.from({ length: SENDERS }, (_, i) => client(srv, `w${i}`)));
   const acked = [];
@@ -118,7 +123,7 @@ test('16 senders into 8 conversations at once: every acked message stored once, 
 
 test('the same clientMessageId sent into two conversations at once (two connections) makes one message, 20 times over', { skip, timeout: 60000 }, async () => {
   const db = newDatabase();
-  const srv = await h.startParley({ env: { PARLEY_STORE: db.uri } });
+  const srv = await h.startParley({ env: { PARLEY_STORE: db.uri, PARLEY_PG_WRITERS: '4' } });
   const c = await client(srv, 'twice');
   for (let i = 0; i < 20; i++) {
     // Two conversations whose writes go through different connections.
