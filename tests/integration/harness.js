@@ -363,7 +363,30 @@ function untilLogged(s, match, from = 0, timeoutMs = 5000) {
   });
 }
 
+// A new database of its own on the test PostgreSQL (PARLEY_TEST_PG), named
+// `<prefix>_<pid>_<n>`: { name, uri }.
+let databases = 0;
+function newPgDatabase(prefix) {
+  const name = `${prefix}_${process.pid}_${++databases}`;
+  execFileSync('psql', [PG, '-qc', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
+  return { name, uri: PG.replace(/^(\w+:\/\/[^/]*\/)[^?]*/, `$1${name}`) };
+}
+
+// Every message of a conversation, paging messages:sync (500 a page)
+// through the Socket.IO client `c`.
+async function syncAll(c, conversationId) {
+  const all = [];
+  for (;;) {
+    const after = all.length ? all[all.length - 1].messageId : undefined;
+    const page = await c.timeout(10000).emitWithAck('messages:sync',
+      { conversationId, limit: 500, ...(after ? { after } : {}) });
+    if (!Array.isArray(page.messages)) throw new Error(`messages:sync answered ${JSON.stringify(page)}`);
+    all.push(...page.messages);
+    if (!page.hasMore) return all;
+  }
+}
+
 module.exports = {
   ROOT, BINARY, PG, lmdbOnly, pgStore, spawnParley, startParley, cleanup, sleep, metric, waitFor, scriptLoads, loaded, reload, sioClient, connected, once, silent, frameQueue, plainClient,
-  rawEngineWs, pollHandshake, freePort, recordEvents, untilLogged,
+  rawEngineWs, pollHandshake, freePort, recordEvents, untilLogged, newPgDatabase, syncAll,
 };

@@ -17,13 +17,8 @@ const h = require('./harness');
 const PG = process.env.PARLEY_TEST_PG;
 const skip = !PG && 'needs PostgreSQL: PARLEY_TEST_PG=$(bash tests/pg.sh start DIR) (tests/run.sh does)';
 
-let serial = 0;
 // A new database of its own: its URI.
-function newDatabase() {
-  const name = `pgstore_${process.pid}_${++serial}`;
-  execFileSync('psql', [PG, '-qc', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
-  return PG.replace(/^(\w+:\/\/[^/]*\/)[^?]*/, `$1${name}`);
-}
+const newDatabase = () => h.newPgDatabase('pgstore').uri;
 
 const KEY = 'pgstore-key';
 async function start(store) {
@@ -52,17 +47,7 @@ function send(c, conv, content, cid, ms = 10000) {
 }
 
 // Every message of a conversation, by paging sync through `c`.
-async function history(c, conversationId) {
-  const all = [];
-  for (;;) {
-    const after = all.length ? all[all.length - 1].messageId : undefined;
-    const page = await c.timeout(10000).emitWithAck('messages:sync',
-      { conversationId, limit: 500, ...(after ? { after } : {}) });
-    assert.ok(Array.isArray(page.messages), JSON.stringify(page));
-    all.push(...page.messages);
-    if (!page.hasMore) return all;
-  }
-}
+const history = h.syncAll;
 
 function assertGapless(messages) {
   assert.deepEqual(messages.map((m) => m.seq), messages.map((_, i) => i + 1));

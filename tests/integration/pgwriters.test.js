@@ -18,13 +18,7 @@ const h = require('./harness');
 const PG = process.env.PARLEY_TEST_PG;
 const skip = !PG && 'needs PostgreSQL: PARLEY_TEST_PG=$(bash tests/pg.sh start DIR) (tests/run.sh does)';
 
-let serial = 0;
-// A new database of its own: its name and URI.
-function newDatabase() {
-  const name = `pgwriters_${process.pid}_${++serial}`;
-  execFileSync('psql', [PG, '-qc', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
-  return { name, uri: PG.replace(/^(\w+:\/\/[^/]*\/)[^?]*/, `$1${name}`) };
-}
+const newDatabase = () => h.newPgDatabase('pgwriters');
 
 // Sessions PostgreSQL has open on database `name`.
 const sessionsOn = (name) => Number(execFileSync('psql', [PG, '-qAtc',
@@ -47,16 +41,7 @@ async function client(srv, userId) {
 const msg = (conversationId, content, clientMessageId) =>
   ({ conversationId, clientMessageId, type: 'text', content });
 
-async function history(c, conversationId) {
-  const all = [];
-  for (;;) {
-    const after = all.length ? all[all.length - 1].messageId : undefined;
-    const page = await c.timeout(10000).emitWithAck('messages:sync',
-      { conversationId, limit: 500, ...(after ? { after } : {}) });
-    all.push(...page.messages);
-    if (!page.hasMore) return all;
-  }
-}
+const history = h.syncAll;
 
 test('PARLEY_PG_WRITERS connections are open (2 by default, 4 or 1 when asked)', { skip, timeout: 60000 }, async () => {
   const two = newDatabase();
