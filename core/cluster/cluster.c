@@ -651,6 +651,18 @@ static void on_pub_up(void *arg)
 
 /* ---- what comes from the other nodes ---- */
 
+/* Forgets what was seen of every other node's broadcasts. */
+static void peers_forget(void)
+{
+	struct map_iter it;
+	struct map_entry *e;
+
+	map_iter_init(&it, &cl.peers);
+	while ((e = map_next(&it)))
+		free(e->value);
+	map_fini(&cl.peers);
+}
+
 /* Whether the broadcast (`origin`, `incarnation`, `serial`), come through
  * shard `k` and through no other, was delivered already; records it when
  * not. */
@@ -751,14 +763,13 @@ static void on_rotate(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void deliver(struct shard *s, const char *data, size_t len)
 {
-	int dup;
-
 	struct relay_msg m;
 	struct room_target t;
 	struct room_set **sets = NULL;
 	struct frame **att = NULL;
 	struct emit e;
 	struct nsp *n;
+	int dup;
 
 	received++;
 	if (relay_decode(data, len, &m) < 0) {
@@ -1004,9 +1015,6 @@ static void shards_close(void)
  * link's own call. */
 static void on_rebuild(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct map_iter it;
-	struct map_entry *e;
-
 	(void)loop;
 	(void)w;
 	(void)revents;
@@ -1017,11 +1025,7 @@ static void on_rebuild(struct ev_loop *loop, ev_timer *w, int revents)
 		 "anew", cl.next.nshards);
 	shards_close();
 	run_sub_waiters(1);
-	map_iter_init(&it, &cl.peers);
-	while ((e = map_next(&it)))
-		free(e->value);
-	map_fini(&cl.peers);
-	map_init(&cl.peers);
+	peers_forget();
 	shards_open(&cl.next, 1);
 }
 
@@ -1438,9 +1442,6 @@ int cluster_open(const char *uri, const char *node_id, int port)
 
 void cluster_close(void)
 {
-	struct map_iter it;
-	struct map_entry *e;
-
 	if (!cl.on)
 		return;
 	room_set_watch(NULL);
@@ -1460,10 +1461,7 @@ void cluster_close(void)
 		free(cl.listeners[i].channel);
 	cl.nlisteners = cl.nup_hooks = 0;
 	cl.on_publish = NULL;
-	map_iter_init(&it, &cl.peers);
-	while ((e = map_next(&it)))
-		free(e->value);
-	map_fini(&cl.peers);
+	peers_forget();
 	map_fini(&cl.recent[0]);
 	map_fini(&cl.recent[1]);
 	cl.asking_slots = 0;

@@ -87,7 +87,6 @@ enum pg_state { PG_CLOSED, PG_DOWN, PG_CONNECTING, PG_UP };
 
 /* One connection and what it has queued and in flight. */
 struct pg_conn {
-	unsigned index;
 	enum pg_state state;
 	PGconn *conn;
 	ev_io rio, wio;
@@ -1004,7 +1003,7 @@ static struct pg_conn *pg_route(const struct pg_job *j)
 	uint32_t h = 2166136261u;
 
 	if (j->kind == PG_READ || route <= 0 || route > j->n || !j->values[route - 1] ||
-	    pg.nconns == 1)
+	    pg.nconns <= 1)
 		return &pg.conns[0];
 	for (int i = 0; i < j->lengths[route - 1]; i++)
 		h = (h ^ (uint8_t)j->values[route - 1][i]) * 16777619u;
@@ -1049,7 +1048,7 @@ void pg_call(enum pg_kind kind, int stmt, int n, const char *const *values, cons
 		return;
 	}
 	j = pg_job_new(kind, stmt, n, values, lengths, binary, done, arg);
-	pg_queue(pg.nconns ? pg_route(j) : &pg.conns[0], j);
+	pg_queue(pg_route(j), j);
 }
 
 size_t pg_pending(void)
@@ -1193,7 +1192,6 @@ int pg_open(const char *uri, struct ev_loop *loop, const char *const *migrations
 	pg.nconns = settings.pg_writers >= 1 && settings.pg_writers <= PG_CONNS_MAX
 			    ? (size_t)settings.pg_writers : 1;
 	for (size_t i = 0; i < pg.nconns; i++) {
-		pg.conns[i].index = (unsigned)i;
 		pg.conns[i].backoff = PG_BACKOFF_MIN;
 		pg.conns[i].state = PG_DOWN;
 	}

@@ -383,11 +383,9 @@ local function ring_gone(node, key)
 	if not ok and status ~= 404 then
 		return -- answered meanwhile: the callee's node has the call
 	end
-	-- Deleted here, or expired already: nobody told the callees.
-	kv.cas("b:" .. ring.caller, ring.id, nil)
-	for u in pairs(ring.callees) do
-		kv.cas("b:" .. u, ring.id, nil)
-	end
+	-- Deleted here, or expired already: nobody told the callees. (The
+	-- marker has the fields free_users reads: id, caller, callees.)
+	free_users(ring)
 	local ended = { callId = ring.id, reason = "disconnected", by = ring.caller }
 	for u in pairs(ring.callees) do
 		to_user(u):emit("call:ended", ended)
