@@ -30,6 +30,7 @@
 #include "lua/tickets.h"
 #include "store/messages.h"
 #include "store/pg_schema.h"
+#include "store/record.h"
 
 #define NAME_MAX_BYTES MESSAGES_NAME_MAX
 #define PARAMS_MAX 12
@@ -60,6 +61,10 @@ struct pg_wait {
 	const PGresult *res;
 	int err;
 	unsigned long members_gen; /* members_gen when it was queued */
+	/* A send's record from after its id to its seq (send_middle), which
+	 * the answer completes (push_new_record); empty for other calls. */
+	size_t middle_len;
+	char middle[];
 };
 
 /* How many store_set_members this process has queued: a send_as whose
@@ -140,31 +145,49 @@ static void on_answer(void *arg, const PGresult *res, int err)
 	free(w);
 }
 
-/* Queues statement `stmt` and answers core.PENDING, ticket: the job is
- * resumed with what `push` pushes of the answer. Text parameters (NUL-
- * terminated), NULL for SQL NULL; those `binary` marks are `lengths`
- * bytes (binary NULL: all text, lengths unused). */
-static int call(lua_State *L, enum pg_kind kind, enum pg_stmt stmt, int n,
-		const char *const *values, const int *lengths, const int *binary,
-		int (*push)(lua_State *L, const PGresult *res), enum failure failure)
+/* A call's wait, answered by `push`, with `middle_len` bytes of a send's
+ * record kept (NULL: none). */
+static struct pg_wait *wait_new(int (*push)(lua_State *L, const PGresult *res),
+				enum failure failure, const char *middle, size_t middle_len)
 {
-	struct pg_wait *w = xmalloc(sizeof(*w));
-	uintptr_t ticket = tickets_new();
+	struct pg_wait *w = xmalloc(sizeof(*w) + middle_len);
+
+	w->ticket = tickets_new();
+	w->push = push;
+	w->failure = failure;
+	w->res = NULL;
+	w->err = 0;
+	w->members_gen = members_gen;
+	w->middle_len = middle_len;
+	if (middle_len)
+		memcpy(w->middle, middle, middle_len);
+	return w;
+}
+
+/* Queues statement `stmt` for wait `w` and answers core.PENDING, ticket:
+ * the job is resumed with what w->push pushes of the answer. Text
+ * parameters (NUL-terminated), NULL for SQL NULL; those `binary` marks are
+ * `lengths` bytes (binary NULL: all text, lengths unused). */
+static int queue(lua_State *L, struct pg_wait *w, enum pg_kind kind, enum pg_stmt stmt, int n,
+		 const char *const *values, const int *lengths, const int *binary)
+{
+	uintptr_t ticket = w->ticket;
 	int lens[PARAMS_MAX];
 
 	/* pg_call copies lengths[i] bytes of each: a text's own, a binary
 	 * value's as given. */
 	for (int i = 0; i < n; i++)
 		lens[i] = binary && binary[i] ? lengths[i] : values[i] ? (int)strlen(values[i]) : 0;
-
-	w->ticket = ticket;
-	w->push = push;
-	w->failure = failure;
-	w->res = NULL;
-	w->err = 0;
-	w->members_gen = members_gen;
 	pg_call(kind, (int)stmt, n, values, lens, binary, on_answer, w);
 	return tickets_pending(L, ticket);
+}
+
+/* queue, the answer pushed by `push`. */
+static int call(lua_State *L, enum pg_kind kind, enum pg_stmt stmt, int n,
+		const char *const *values, const int *lengths, const int *binary,
+		int (*push)(lua_State *L, const PGresult *res), enum failure failure)
+{
+	return queue(L, wait_new(push, failure, NULL, 0), kind, stmt, n, values, lengths, binary);
 }
 
 /* ---- arguments ---- */
@@ -290,15 +313,42 @@ static void push_validated(lua_State *L, const PGresult *res, int row, int col)
 
 /* ---- the message store ---- */
 
+/* A send's record as the client gets it (messages.c's, with its status):
+ * of a new message (column `created` true), the wait's middle completed
+ * with the id, seq and sender profile (columns `id`, `id` + 2 and `id` + 3)
+ * the answer has; else the record the answer has (column `record`), the
+ * earlier message's whose key the send's was. */
+static void push_record(lua_State *L, const PGresult *res, int record, int created, int id)
+{
+	struct record_buf b = { 0 };
+
+	if (PQgetvalue(res, 0, created)[0] != 't') {
+		jsonlua_push_raw(L, PQgetvalue(res, 0, record), (size_t)PQgetlength(res, 0, record));
+		return;
+	}
+	record_buf_str(&b, "{\"messageId\":\"");
+	record_buf_str(&b, PQgetvalue(res, 0, id));
+	record_buf_put(&b, answering->middle, answering->middle_len);
+	record_buf_str(&b, PQgetvalue(res, 0, id + 2));
+	if (value(res, 0, id + 3)) {
+		record_buf_str(&b, ",\"sender\":");
+		record_buf_put(&b, PQgetvalue(res, 0, id + 3), (size_t)PQgetlength(res, 0, id + 3));
+	}
+	record_buf_str(&b, ",\"status\":\"sent\"}");
+	jsonlua_push_raw(L, b.p, b.len);
+	scratch_free(b.p);
+}
+
 /* store_send's answer: rec, created, id, ts, seq, err (nil: committed). */
 static int push_sent(lua_State *L, const PGresult *res)
 {
-	if (PQntuples(res) != 1 || !value(res, 0, 0)) {
+	if (PQntuples(res) != 1 || PQnfields(res) != 6 || !value(res, 0, 2) ||
+	    (PQgetvalue(res, 0, 1)[0] != 't' && !value(res, 0, 0))) {
 		lua_pushnil(L);
 		lua_pushstring(L, parley_strerror(PARLEY_ESTATEMENT));
 		return 2;
 	}
-	jsonlua_push_raw(L, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+	push_record(L, res, 0, 1, 2);
 	lua_pushboolean(L, PQgetvalue(res, 0, 1)[0] == 't');
 	lua_pushstring(L, PQgetvalue(res, 0, 2));
 	lua_pushstring(L, PQgetvalue(res, 0, 3));
@@ -313,6 +363,7 @@ static int push_sent(lua_State *L, const PGresult *res)
 struct send_fields {
 	const char *conv, *sender, *cid, *type, *reply_to;
 	char *content;
+	size_t content_len;
 };
 
 static void send_fields(lua_State *L, const char *what, struct send_fields *f)
@@ -337,9 +388,52 @@ static void send_fields(lua_State *L, const char *what, struct send_fields *f)
 	lua_pushliteral(L, "content");
 	lua_rawget(L, 1);
 	f->content = jsonlua_encode(L, -1, &len, &err);
+	f->content_len = len;
 	lua_pop(L, 1);
 	if (!f->content)
 		luaL_error(L, "%s: content: %s", what, err);
+}
+
+/* A send's record from after its id to its seq, messages.c's fields in its
+ * order: ","conversationId":...,"timestamp":"<when>","seq": (push_record
+ * completes it). */
+static void send_middle(struct record_buf *b, const struct send_fields *f, const char *when)
+{
+	record_buf_str(b, "\",\"conversationId\":");
+	record_buf_json(b, f->conv, strlen(f->conv));
+	record_buf_str(b, ",\"senderId\":");
+	record_buf_json(b, f->sender, strlen(f->sender));
+	if (f->cid) {
+		record_buf_str(b, ",\"clientMessageId\":");
+		record_buf_json(b, f->cid, strlen(f->cid));
+	}
+	record_buf_str(b, ",\"type\":");
+	record_buf_json(b, f->type, strlen(f->type));
+	record_buf_str(b, ",\"content\":");
+	record_buf_put(b, f->content, f->content_len);
+	if (f->reply_to) {
+		record_buf_str(b, ",\"replyTo\":");
+		record_buf_json(b, f->reply_to, strlen(f->reply_to));
+	}
+	record_buf_str(b, ",\"timestamp\":\"");
+	record_buf_str(b, when);
+	record_buf_str(b, "\",\"seq\":");
+}
+
+/* Queues send statement `stmt` with its `n` values, the answer pushed by
+ * `push`, which completes the new message's record from the middle made
+ * here. */
+static int call_send(lua_State *L, enum pg_stmt stmt, int n, const char *const *values,
+		     const struct send_fields *f, const char *when,
+		     int (*push)(lua_State *L, const PGresult *res))
+{
+	struct record_buf middle = { 0 };
+	struct pg_wait *w;
+
+	send_middle(&middle, f, when);
+	w = wait_new(push, FAIL_NIL_ERR, middle.p, middle.len);
+	scratch_free(middle.p);
+	return queue(L, w, PG_WRITE, stmt, n, values, NULL, NULL);
 }
 
 static int l_send(lua_State *L)
@@ -380,7 +474,7 @@ static int l_send(lua_State *L)
 	values[7] = recipients ? recipients : "{}";
 	values[8] = now_s;
 	values[9] = when;
-	rc = call(L, PG_WRITE, PGS_SEND, 10, values, NULL, NULL, push_sent, FAIL_NIL_ERR);
+	rc = call_send(L, PGS_SEND, 10, values, &f, when, push_sent);
 	scratch_free(f.content);
 	scratch_free(sender_json);
 	scratch_free(recipients);
@@ -402,7 +496,12 @@ static int push_sent_as(lua_State *L, const PGresult *res)
 		lua_pushboolean(L, 0);
 		return 1;
 	}
-	jsonlua_push_raw(L, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+	if (!value(res, 0, 3) || (PQgetvalue(res, 0, 2)[0] != 't' && !value(res, 0, 1))) {
+		lua_pushnil(L);
+		lua_pushstring(L, parley_strerror(PARLEY_ESTATEMENT));
+		return 2;
+	}
+	push_record(L, res, 1, 2, 3);
 	lua_pushboolean(L, PQgetvalue(res, 0, 2)[0] == 't');
 	lua_pushstring(L, PQgetvalue(res, 0, 3));
 	lua_pushstring(L, PQgetvalue(res, 0, 4));
@@ -518,7 +617,7 @@ static int l_send_as(lua_State *L)
 	values[9] = room_users ? room_users : "{}";
 	values[10] = now_s;
 	values[11] = when;
-	rc = call(L, PG_WRITE, PGS_SEND_AS, 12, values, NULL, NULL, push_sent_as, FAIL_NIL_ERR);
+	rc = call_send(L, PGS_SEND_AS, 12, values, &f, when, push_sent_as);
 	scratch_free(f.content);
 	for (int i = 0; i < 3; i++)
 		scratch_free(profile[i]);

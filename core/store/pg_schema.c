@@ -11,19 +11,26 @@
 extern const char pg_schema_1_sql[];
 extern const char pg_schema_2_sql[];
 extern const char pg_schema_3_sql[];
+extern const char pg_schema_4_sql[];
 
 const char *const pg_migrations[] = {
 	pg_schema_1_sql,
 	pg_schema_2_sql,
 	pg_schema_3_sql,
+	pg_schema_4_sql,
 };
 const size_t pg_nmigrations = sizeof(pg_migrations) / sizeof(pg_migrations[0]);
 
 const struct pg_statement pg_statements[] = {
-	/* store_send: the send alone (a plugin's, or a script's own). */
+	/* store_send: the send alone (a plugin's, or a script's own). Of a
+	 * new message, both sends answer the id, seq and sender profile, from
+	 * which store_api_pg.c makes its record (record_json is only read
+	 * when the key was taken: parley_send_many answers it NULL
+	 * otherwise). */
 	[PGS_SEND] = { "parley_send",
-		       "SELECT record_json, created, message_id, sent_at, seq FROM parley_send_as($1, $2, "
-		       "$3, $4, $5, $6, $7, NULL, NULL, NULL, false, $8::text[], $9::bigint, $10)",
+		       "SELECT record_json, created, message_id, sent_at, seq, sender "
+		       "FROM parley_send_as($1, $2, $3, $4, $5, $6, $7, NULL, NULL, NULL, false, "
+		       "$8::text[], $9::bigint, $10)",
 		       10, PGS_SEND_MANY, 1 },
 	/* store_send_as: messages.lua's whole send, checks included. */
 	[PGS_SEND_AS] = { "parley_send_as",
@@ -134,7 +141,7 @@ const struct pg_statement pg_statements[] = {
 	/* A run of sends of one write group as one statement (pg.h's batch):
 	 * each parameter the run's values of the one above, as a text[]. */
 	[PGS_SEND_MANY] = { "parley_send_many",
-			    "SELECT record_json, created, message_id, sent_at, seq FROM "
+			    "SELECT record_json, created, message_id, sent_at, seq, sender FROM "
 			    "parley_send_many($1::text[], $2::text[], $3::text[], $4::text[], "
 			    "$5::text[], $6::text[], $7::text[], NULL, NULL, NULL, false, "
 			    "$8::text[], $9::bigint[], $10::text[])", 10 },

@@ -58,6 +58,33 @@ test('message:send in an open conversation: durable ack {messageId, status, time
   assert.equal((await ann.next('message:received')).messageId, ack.messageId);
 });
 
+test('a message with quotes, backslashes, control characters and non-ASCII in its fields reaches the room as sync gives it, and a retry answers it', async () => {
+  const ann = await srv.client('ann "odd" \\ ✓', { auth: { userId: 'ann "odd" \\ ✓', name: 'Ann "the" \\ ✓\n', avatar: 'a\\b.png' } });
+  const conv = 'odd "conv" \\ é ✓\t';
+  await ann.join(conv);
+  const first = await ann.request('message:send', text(conv, 'first', 'k "1"'));
+  await ann.next('message:received');
+  const d = {
+    conversationId: conv, clientMessageId: 'k "2" \\ \u0001 ✓', type: 'location', replyTo: first.messageId,
+    content: { label: 'quote " back \\ nl \n ✓ 😀', at: [52.5, -13.25], none: null, yes: true },
+  };
+  const ack = await ann.request('message:send', d);
+  assert.equal(ack.status, 'sent', JSON.stringify(ack));
+  const got = await ann.next('message:received');
+  assert.deepEqual(got, {
+    messageId: ack.messageId, conversationId: conv, senderId: 'ann "odd" \\ ✓', clientMessageId: d.clientMessageId,
+    type: 'location', content: d.content, replyTo: first.messageId, timestamp: ack.timestamp, seq: 2,
+    sender: { id: 'ann "odd" \\ ✓', name: 'Ann "the" \\ ✓\n', avatar: 'a\\b.png' }, status: 'sent',
+  });
+  const synced = (await ann.request('messages:sync', { conversationId: conv })).messages
+    .find((m) => m.messageId === ack.messageId);
+  assert.deepEqual(synced.statuses, {});
+  delete synced.statuses;
+  assert.deepEqual(synced, got);
+  assert.deepEqual(Object.keys(got), Object.keys(synced), 'the fields in the stored order');
+  assert.deepEqual(await ann.request('message:send', d), ack);
+});
+
 test('a retry with the same clientMessageId is acked with the original result and creates nothing', async () => {
   const cy = await srv.client('cy');
   const dee = await srv.client('dee');

@@ -1,0 +1,235 @@
+-- pg_schema_4.sql - schema version 4 (docs/storage-postgresql.md): less of
+-- PostgreSQL's CPU per send. With version 3, pg_stat_statements over the
+-- sendpg load showed a quarter of parley_send_many outside its statements:
+-- the answer loop, which built every message's record from its fields, one
+-- plpgsql iteration and a dozen concatenations a send. core/lua/
+-- store_api_pg.c now builds a new message's record itself from what it
+-- sent and the id, seq and sender profile answered (it has every field);
+-- the function answers record_json only for a send whose key was taken
+-- (the earlier message's record, as stored). The answers are one query.
+-- Two more: the idempotency keys go in with a plain INSERT, which is half
+-- the work of ON CONFLICT's speculative insertion, and only when a key is
+-- taken does the run claim them again the careful way; and the
+-- participants of a conversation whose first messages are in the run are
+-- found in one query, not one query a send. No table changes.
+
+-- As version 3's, but for record_json (NULL when created) and how.
+CREATE OR REPLACE FUNCTION parley_send_many(p_conv text[], p_sender text[], p_client_id text[],
+				 p_type text[], p_content text[], p_reply_to text[],
+				 p_sender_json text[], p_name text[], p_avatar text[],
+				 p_phone text[], p_check boolean, p_recipients text[],
+				 p_now bigint[], p_when text[])
+RETURNS TABLE (refused boolean, record_json text, created boolean, message_id text, sent_at text,
+	       seq bigint, sender text, members text, participants text)
+LANGUAGE plpgsql AS $$
+DECLARE
+	n integer := cardinality(p_conv);
+	v_refused boolean[];
+	v_members text[];  -- a send's conversation's members, JSON (NULL: open)
+	v_rec text[];      -- its recipients, a text[] literal
+	v_sj text[];       -- its sender's profile, JSON
+	v_id text[];
+	v_created boolean[];
+	v_seq bigint[];
+	v_parts text[];    -- its participants after it, JSON
+	v_new text[];      -- conversations where the run made inbox entries
+	v_taken boolean := false; -- a key of the run was taken before
+BEGIN
+	IF n IS NULL OR n = 0 THEN
+		RETURN;
+	END IF;
+	-- What messages.lua checks before a send (parley_send_as's p_check),
+	-- and each send's recipients, the sender and what is no user id left
+	-- out, each once.
+	SELECT array_agg(x.refused ORDER BY x.i), array_agg(x.members ORDER BY x.i),
+	       array_agg(x.rec ORDER BY x.i), array_agg(x.sj ORDER BY x.i)
+	INTO v_refused, v_members, v_rec, v_sj
+	FROM (
+		SELECT s.i, coalesce(NOT s.u = ANY (mm.arr), false) AS refused,
+		       to_json(mm.arr)::text AS members,
+		       CASE WHEN mm.arr IS NOT NULL THEN array_remove(mm.arr, s.u)::text
+			    WHEN p_check AND cardinality(s.r::text[]) <= 64 THEN s.r
+			    ELSE (SELECT coalesce(array_agg(d.u ORDER BY d.o), '{}')::text FROM (
+					SELECT x.u, min(x.o) AS o
+					FROM unnest(s.r::text[]) WITH ORDINALITY AS x(u, o)
+					WHERE x.u <> s.u AND octet_length(x.u) BETWEEN 1 AND 200
+					GROUP BY x.u) d)
+		       END AS rec,
+		       CASE WHEN NOT p_check THEN s.sj
+			    ELSE '{"id":' || parley_jstr(s.u)
+				|| coalesce(',"name":' || coalesce(s.nm, CASE WHEN json_typeof(pr.pj) = 'object'
+					THEN (pr.pj -> 'name')::text END), '')
+				|| coalesce(',"avatar":' || coalesce(s.av, CASE WHEN json_typeof(pr.pj) = 'object'
+					THEN (pr.pj -> 'avatar')::text END), '')
+				|| coalesce(',"phoneNumber":' || coalesce(s.ph, CASE WHEN json_typeof(pr.pj) = 'object'
+					THEN (pr.pj -> 'phoneNumber')::text END), '')
+				|| '}'
+		       END AS sj
+		FROM unnest(p_conv, p_sender, p_recipients, p_sender_json, p_name, p_avatar, p_phone)
+			WITH ORDINALITY AS s(c, u, r, sj, nm, av, ph, i)
+		LEFT JOIN LATERAL (
+			SELECT array_agg(y.user_id ORDER BY y.user_id) AS arr FROM (
+				SELECT mb.user_id FROM members mb WHERE mb.conversation_id = s.c
+				ORDER BY mb.user_id LIMIT 10000) y) mm ON p_check
+		LEFT JOIN LATERAL (
+			SELECT uu.profile::json AS pj FROM users uu
+			WHERE uu.user_id = s.u AND uu.profile IS NOT NULL) pr
+			ON p_check AND (s.nm IS NULL OR s.av IS NULL OR s.ph IS NULL)
+	) x;
+	-- The ids, in the sends' order (a refused send takes none).
+	SELECT array_agg(CASE WHEN NOT s.r
+			      THEN lpad(to_hex((s.t << 20) | (nextval('message_ids') & 1048575)), 16, '0')
+			 END ORDER BY s.i)
+	INTO v_id FROM unnest(v_refused, p_now) WITH ORDINALITY AS s(r, t, i);
+	-- The idempotency keys. Usually none was taken before, and the run's
+	-- own are distinct: a plain INSERT, in a subtransaction. Should one be
+	-- taken (a client's retry, a key twice in the run, a concurrent send
+	-- of one in another transaction, which the INSERT waits for), that
+	-- undoes it, and the keys are claimed in order with ON CONFLICT: a key
+	-- taken before (by an earlier send of this run too) makes its send
+	-- answer that message.
+	BEGIN
+		INSERT INTO idempotency
+		SELECT s.u, s.k, s.id FROM unnest(p_sender, p_client_id, v_id, v_refused)
+			AS s(u, k, id, r)
+		WHERE NOT s.r AND s.k <> '';
+		v_created := ARRAY(SELECT NOT r FROM unnest(v_refused) AS s(r));
+	EXCEPTION WHEN unique_violation THEN
+		v_taken := true;
+		WITH claimed AS (
+			INSERT INTO idempotency
+			SELECT s.u, s.k, s.id FROM unnest(p_sender, p_client_id, v_id, v_refused)
+				WITH ORDINALITY AS s(u, k, id, r, i)
+			WHERE NOT s.r AND s.k <> '' ORDER BY s.i
+			ON CONFLICT DO NOTHING RETURNING idempotency.message_id)
+		SELECT array_agg(NOT s.r AND (coalesce(s.k, '') = '' OR c.message_id IS NOT NULL)
+				 ORDER BY s.i)
+		INTO v_created
+		FROM unnest(v_refused, p_client_id, v_id) WITH ORDINALITY AS s(r, k, id, i)
+		LEFT JOIN claimed c ON c.message_id = s.id;
+	END;
+	-- Each conversation's numbers: its row locked once (in conversation
+	-- order, as any process's run locks them), the run's sends numbered in
+	-- their order after its last.
+	WITH runs AS (
+		SELECT s.c, count(*) AS k FROM unnest(p_conv, v_created) AS s(c, ok)
+		WHERE s.ok GROUP BY s.c),
+	taken AS (
+		INSERT INTO conversations SELECT r.c, r.k FROM runs r ORDER BY r.c
+		ON CONFLICT (conversation_id) DO UPDATE SET last_seq = conversations.last_seq + excluded.last_seq
+		RETURNING conversations.conversation_id, conversations.last_seq)
+	SELECT array_agg(y.q ORDER BY y.i) INTO v_seq FROM (
+		SELECT s.i, CASE WHEN s.ok THEN t.last_seq - r.k
+			+ row_number() OVER (PARTITION BY s.c, s.ok ORDER BY s.i) END AS q
+		FROM unnest(p_conv, v_created) WITH ORDINALITY AS s(c, ok, i)
+		LEFT JOIN taken t ON t.conversation_id = s.c
+		LEFT JOIN runs r ON r.c = s.c) y;
+	INSERT INTO messages
+	SELECT s.c, s.q, s.id, s.u, s.k, s.t, s.ct, s.rt, s.sj, s.w, NULL, false, s.rec::text[]
+	FROM unnest(p_conv, v_seq, v_id, p_sender, p_client_id, p_type, p_content, p_reply_to, v_sj,
+		    p_when, v_rec, v_created) AS s(c, q, id, u, k, t, ct, rt, sj, w, rec, ok)
+	WHERE s.ok;
+	INSERT INTO statuses
+	SELECT s.c, s.q, x.u, 1, s.t, true, x.o::integer
+	FROM unnest(p_conv, v_seq, v_rec, p_now, v_created) AS s(c, q, rec, t, ok),
+	     unnest(s.rec::text[]) WITH ORDINALITY AS x(u, o)
+	WHERE s.ok;
+	-- The inbox: every participant's entry of a conversation the run wrote
+	-- moves to its latest message, once, and each recipient's unread count
+	-- grows by the messages it received; the entries missing (the sender's
+	-- and recipients' not there yet, usually none) are made.
+	WITH latest AS (
+		SELECT s.c, max(parley_id_number(s.id)) AS act
+		FROM unnest(p_conv, v_id, v_created) AS s(c, id, ok) WHERE s.ok GROUP BY s.c),
+	got AS (
+		SELECT s.c, x.u, count(*) AS k
+		FROM unnest(p_conv, v_rec, v_created) AS s(c, rec, ok), unnest(s.rec::text[]) AS x(u)
+		WHERE s.ok GROUP BY s.c, x.u),
+	moved AS (
+		UPDATE inbox i SET activity = greatest(i.activity, d.act), unread = i.unread + d.k
+		FROM (SELECT b.conversation_id AS c, b.user_id AS u, l.act, coalesce(g.k, 0) AS k
+		      FROM latest l JOIN inbox b ON b.conversation_id = l.c
+		      LEFT JOIN got g ON g.c = b.conversation_id AND g.u = b.user_id) d
+		WHERE i.conversation_id = d.c AND i.user_id = d.u
+		RETURNING i.conversation_id, i.user_id),
+	wanted AS (
+		SELECT DISTINCT s.c, s.u FROM unnest(p_conv, p_sender, v_created) AS s(c, u, ok) WHERE s.ok
+		UNION SELECT g.c, g.u FROM got g),
+	made AS (
+		INSERT INTO inbox
+		SELECT w.u, w.c, l.act, coalesce(g.k, 0)
+		FROM wanted w JOIN latest l ON l.c = w.c LEFT JOIN got g ON g.c = w.c AND g.u = w.u
+		WHERE NOT EXISTS (SELECT FROM moved mv WHERE mv.conversation_id = w.c AND mv.user_id = w.u)
+		ORDER BY w.u, w.c
+		ON CONFLICT (user_id, conversation_id) DO UPDATE
+		SET activity = greatest(inbox.activity, excluded.activity),
+		    unread = inbox.unread + excluded.unread
+		RETURNING inbox.conversation_id),
+	parts AS (
+		SELECT mv.conversation_id AS c, to_json((array_agg(mv.user_id ORDER BY mv.user_id))[1:10000])::text AS js
+		FROM moved mv GROUP BY mv.conversation_id)
+	SELECT array_agg(CASE WHEN s.ok THEN coalesce(p.js, '[]') END ORDER BY s.i),
+	       (SELECT array_agg(DISTINCT md.conversation_id) FROM made md)
+	INTO v_parts, v_new
+	FROM unnest(p_conv, v_created) WITH ORDINALITY AS s(c, ok, i) LEFT JOIN parts p ON p.c = s.c;
+	-- Where the run made entries (rare: a conversation's first messages), a
+	-- send's participants are those there before the run and the senders
+	-- and recipients of the run's sends up to it: each user is there from
+	-- the first send it is in (0: before the run).
+	IF v_new IS NOT NULL THEN
+		WITH seen AS (
+			SELECT s.c, s.u, s.i FROM unnest(p_conv, p_sender, v_created)
+				WITH ORDINALITY AS s(c, u, ok, i)
+			WHERE s.ok AND s.c = ANY (v_new)
+			UNION ALL
+			SELECT s.c, x.u, s.i FROM unnest(p_conv, v_rec, v_created)
+				WITH ORDINALITY AS s(c, rec, ok, i), unnest(s.rec::text[]) AS x(u)
+			WHERE s.ok AND s.c = ANY (v_new)
+			UNION ALL
+			SELECT b.c, e.u, 0 FROM (
+				SELECT DISTINCT ON (s.c) s.c, s.p FROM unnest(p_conv, v_parts, v_created)
+					AS s(c, p, ok)
+				WHERE s.ok AND s.c = ANY (v_new)) b,
+				json_array_elements_text(b.p::json) AS e(u)),
+		firsts AS (
+			SELECT z.c, z.u, min(z.i) AS f FROM seen z GROUP BY z.c, z.u),
+		fresh AS (
+			SELECT s.i, to_json((array_agg(f.u ORDER BY f.u))[1:10000])::text AS js
+			FROM unnest(p_conv, v_created) WITH ORDINALITY AS s(c, ok, i)
+			JOIN firsts f ON f.c = s.c AND f.f <= s.i
+			WHERE s.ok AND s.c = ANY (v_new)
+			GROUP BY s.i)
+		SELECT array_agg(coalesce(fr.js, s.p) ORDER BY s.i) INTO v_parts
+		FROM unnest(v_parts) WITH ORDINALITY AS s(p, i) LEFT JOIN fresh fr ON fr.i = s.i;
+	END IF;
+	-- The answers, in the sends' order. A new message's record is its
+	-- caller's to make (it has every field); a send whose key was taken
+	-- answers the message it made, as stored (looked for only when one
+	-- was).
+	IF NOT v_taken THEN
+		RETURN QUERY
+		SELECT s.r, NULL::text, s.ok, s.id, s.w, s.q, s.sj, s.mb, s.pt
+		FROM unnest(v_refused, v_created, v_id, p_when, v_seq, v_sj, v_members, v_parts)
+			WITH ORDINALITY AS s(r, ok, id, w, q, sj, mb, pt, i)
+		ORDER BY s.i;
+		RETURN;
+	END IF;
+	RETURN QUERY
+	SELECT s.r, d.rj, s.ok,
+	       CASE WHEN s.ok THEN s.id ELSE d.mid END,
+	       CASE WHEN s.ok THEN s.w ELSE d.sa END,
+	       CASE WHEN s.ok THEN s.q ELSE d.sq END,
+	       CASE WHEN s.ok THEN s.sj ELSE d.sd END,
+	       CASE WHEN s.ok THEN s.mb END,
+	       CASE WHEN s.ok THEN s.pt END
+	FROM unnest(v_refused, v_created, v_id, p_when, v_seq, v_sj, v_members, v_parts, p_sender,
+		    p_client_id) WITH ORDINALITY AS s(r, ok, id, w, q, sj, mb, pt, u, k, i)
+	LEFT JOIN LATERAL (
+		SELECT parley_client_record(mm) AS rj, mm.message_id AS mid, mm.sent_at AS sa,
+		       mm.seq AS sq, mm.sender AS sd
+		FROM idempotency ik JOIN messages mm ON mm.message_id = ik.message_id
+		WHERE NOT s.r AND NOT s.ok AND ik.sender_id = s.u AND ik.client_message_id = s.k) d
+		ON true
+	ORDER BY s.i;
+END
+$$;
