@@ -167,7 +167,7 @@ static struct metrics_value pg_metrics[] = {
 	  .help = "Write groups sent again after a deadlock or a serialization failure.",
 	  .type = "counter", .count = &pg_retries },
 	{ .name = "parley_pg_batches_total",
-	  .help = "Runs of writes sent as one statement (a batch: many sends in one call).",
+	  .help = "Runs of sends sent as one statement (a batch: one send or many in one call).",
 	  .type = "counter", .count = &pg_batches },
 	{ .name = "parley_pg_batch_failures_total",
 	  .help = "Batches that failed, whose writes went again one by one.",
@@ -548,7 +548,10 @@ static int pg_send(struct pg_conn *c)
 				bytes += pg_job_bytes(next);
 				count++;
 			}
-			if (count > 1 ? pg_send_batch(c, j, count) < 0 : pg_send_job(c, j) < 0)
+			/* One batchable write goes as a batch too: a send is
+			 * written one way (schema 4's parley_send_many), its own
+			 * statement only once its batch failed. */
+			if (pg_batchable(j) ? pg_send_batch(c, j, count) < 0 : pg_send_job(c, j) < 0)
 				goto lost;
 		}
 		if (!PQpipelineSync(c->conn))

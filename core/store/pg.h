@@ -19,9 +19,10 @@ struct ev_loop;
  * is the index of a statement that does what a run of calls of this one does, in one call:
  * each of its parameters a text[] of the run's values of that parameter (so only calls
  * whose parameters are all text), answering one row a call, in the calls' order, each the
- * row that call alone would answer (the calls' own statements answer one row each). A run
- * of such writes queued one after another goes to PostgreSQL as one call of it: one
- * statement for many (the group commit's writes; statement 0 is never a batch).
+ * row that call alone would answer (the calls' own statements answer one row each). Such
+ * a write, and the run of them queued after it, goes to PostgreSQL as one call of it: one
+ * statement for many (the group commit's writes; statement 0 is never a batch); a call
+ * goes alone, as its own statement, only once a batch it was in failed.
  * `route`, for a write: 0, it goes through the first connection; i > 0, through the one
  * its parameter i (1-based: a conversation id) hashes to, so that the writes about one
  * conversation commit in the order they were made; PG_ROUTE_ALL, through every

@@ -16,7 +16,130 @@
 -- y, ...), where version 3 had unnest(a, b, ...) in FROM: the same rows
 -- (arrays of unequal length padded with NULLs alike), but a function in
 -- FROM first copies all its rows into a tuplestore, which for the run's
--- ten statements was a tenth of the function's time. No table changes.
+-- ten statements was a tenth of the function's time.
+--
+-- And a send no longer writes a status row for each recipient, which at
+-- "sent" said nothing the message's recipients column does not: in rooms
+-- of 10 those nine rows (a row and an index entry each) were most of what
+-- PostgreSQL did a send. A recipient at send time without a row is at
+-- "sent"; its row comes with its first move (delivered, read), as a
+-- newcomer's always has. Rows at "sent" written before (versions 1 to 3,
+-- parley_send_as, parley copy-store) mean the same and stay. What reads
+-- statuses reads them so: the aggregate, sync's "statuses", and one
+-- user's status (parley_status_one). No table changes.
+
+-- The least status over a message's counted recipients: "sent" (1) while
+-- one of the `n` recipients at send time has no row.
+CREATE FUNCTION parley_aggregate(conv text, s bigint, n integer) RETURNS integer
+LANGUAGE sql STABLE AS $$
+	SELECT CASE WHEN count(*) FILTER (WHERE st.ord IS NOT NULL) < n THEN 1
+		    ELSE coalesce(min(st.level), 1) END::integer
+	FROM statuses st WHERE st.conversation_id = conv AND st.seq = s AND st.counted
+$$;
+
+CREATE OR REPLACE FUNCTION parley_aggregate(conv text, s bigint) RETURNS integer
+LANGUAGE sql STABLE AS $$
+	SELECT parley_aggregate(conv, s, coalesce((SELECT cardinality(m.recipients) FROM messages m
+						   WHERE m.conversation_id = conv AND m.seq = s), 0))
+$$;
+
+CREATE OR REPLACE FUNCTION parley_client_record(m messages) RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT left(parley_record(m), -1) || parley_annotations(m.conversation_id, m.seq)
+		|| ',"status":"' || parley_status_name(parley_aggregate(m.conversation_id, m.seq,
+			cardinality(m.recipients))) || '"}'
+$$;
+
+-- "statuses": the recipients at send time in their order (without a row:
+-- "sent"), then those who joined.
+CREATE OR REPLACE FUNCTION parley_sync_record(m messages) RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT left(parley_record(m), -1) || parley_annotations(m.conversation_id, m.seq)
+		|| ',"status":"' || parley_status_name(parley_aggregate(m.conversation_id, m.seq,
+			cardinality(m.recipients)))
+		|| '","statuses":{' || coalesce((
+			SELECT string_agg(parley_jstr(z.u) || ':"' || parley_status_name(z.l) || '"', ','
+					  ORDER BY z.o NULLS LAST, z.u)
+			FROM (
+				SELECT r.u, r.o, coalesce(st.level, 1) AS l
+				FROM unnest(m.recipients) WITH ORDINALITY AS r(u, o)
+				LEFT JOIN statuses st ON st.conversation_id = m.conversation_id
+					AND st.seq = m.seq AND st.user_id = r.u
+				UNION ALL
+				SELECT st.user_id, NULL, st.level FROM statuses st
+				WHERE st.conversation_id = m.conversation_id AND st.seq = m.seq
+					AND st.counted AND st.ord IS NULL) z), '') || '}}'
+$$;
+
+-- As version 1's, but for a recipient at send time without a row: at
+-- "sent".
+CREATE OR REPLACE FUNCTION parley_status_one(p_id text, p_user text, p_level integer,
+					     p_open boolean, p_conv text, p_write boolean,
+					     p_now bigint, OUT rc integer, OUT conv text,
+					     OUT sender text, OUT agg_before integer, OUT agg integer,
+					     OUT unread_read boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+	m messages;
+	cur statuses;
+	v_original boolean;
+	v_recipient boolean;
+	v_join boolean := false;
+	v_current integer := 0;
+BEGIN
+	rc := 0;
+	agg_before := 0;
+	agg := 0;
+	unread_read := false;
+	SELECT * INTO m FROM messages WHERE message_id = p_id;
+	IF NOT FOUND THEN
+		rc := -1;
+		RETURN;
+	END IF;
+	conv := m.conversation_id;
+	sender := m.sender_id;
+	IF p_conv IS NOT NULL AND p_conv <> conv THEN
+		rc := -1;
+		RETURN;
+	END IF;
+	IF sender = p_user THEN
+		RETURN; -- a sender's own message has no status for them
+	END IF;
+	v_original := p_user = ANY (m.recipients);
+	SELECT * INTO cur FROM statuses st WHERE st.conversation_id = conv AND st.seq = m.seq
+		AND st.user_id = p_user;
+	IF FOUND THEN
+		v_current := cur.level;
+	ELSIF v_original THEN
+		v_current := 1;
+	END IF;
+	v_recipient := v_original OR coalesce(cur.counted, false);
+	agg_before := parley_aggregate(conv, m.seq, cardinality(m.recipients));
+	agg := agg_before;
+	IF NOT v_recipient AND NOT p_open THEN
+		rc := -2;
+		RETURN;
+	END IF;
+	IF NOT p_write OR p_level <= v_current THEN
+		RETURN;
+	END IF;
+	-- A newcomer to an open conversation becomes a recipient once its
+	-- status is at least the message's (see messages.c).
+	IF NOT v_recipient AND p_level >= agg_before THEN
+		v_join := cardinality(m.recipients) + (SELECT count(*) FROM statuses st
+			WHERE st.conversation_id = conv AND st.seq = m.seq AND st.counted
+			      AND st.ord IS NULL) < 10000;
+	END IF;
+	INSERT INTO statuses VALUES (conv, m.seq, p_user, p_level, p_now, v_recipient OR v_join,
+		CASE WHEN v_original THEN array_position(m.recipients, p_user) END)
+		ON CONFLICT (conversation_id, seq, user_id) DO UPDATE
+		SET level = excluded.level, updated_at = excluded.updated_at,
+		    counted = excluded.counted;
+	unread_read := v_original AND p_level = 3;
+	agg := parley_aggregate(conv, m.seq, cardinality(m.recipients));
+	rc := 1;
+END
+$$;
 
 -- As version 3's, but for record_json (NULL when created) and how.
 CREATE OR REPLACE FUNCTION parley_send_many(p_conv text[], p_sender text[], p_client_id text[],
@@ -145,12 +268,7 @@ BEGIN
 			unnest(p_content) AS ct, unnest(p_reply_to) AS rt, unnest(v_sj) AS sj,
 			unnest(p_when) AS w, unnest(v_rec) AS rec, unnest(v_created) AS ok) AS s
 	WHERE s.ok;
-	INSERT INTO statuses
-	SELECT s.c, s.q, x.u, 1, s.t, true, x.o::integer
-	FROM (SELECT unnest(p_conv) AS c, unnest(v_seq) AS q, unnest(v_rec) AS rec,
-			unnest(p_now) AS t, unnest(v_created) AS ok) AS s,
-	     unnest(s.rec::text[]) WITH ORDINALITY AS x(u, o)
-	WHERE s.ok;
+	-- No status rows: a recipient without one is at "sent" (below).
 	-- The inbox: every participant's entry of a conversation the run wrote
 	-- moves to its latest message, once, and each recipient's unread count
 	-- grows by the messages it received; the entries missing (the sender's
