@@ -582,6 +582,12 @@ static void pg_group_done(struct pg_conn *c)
 	c->inflight -= group.n;
 	if (!failed && !retry && !unbatch) {
 		pg_transactions++;
+		/* The next group goes first: what the committed writes' jobs do
+		 * now (a send's acks and deliveries) keeps the loop for a while,
+		 * which PostgreSQL would otherwise spend waiting. A connection
+		 * lost meanwhile fails only what was not committed. */
+		if (c->writes.n)
+			pg_send(c);
 		while ((j = pg_list_pop(&group)))
 			pg_job_finish(j, j->res, 0);
 		return;
