@@ -26,7 +26,91 @@
 -- newcomer's always has. Rows at "sent" written before (versions 1 to 3,
 -- parley_send_as, parley copy-store) mean the same and stay. What reads
 -- statuses reads them so: the aggregate, sync's "statuses", and one
--- user's status (parley_status_one). No table changes.
+-- user's status (parley_status_one).
+--
+-- And the inbox no longer moves every participant's entry at every run of
+-- messages: an entry's activity, which orders the inbox, is the later of
+-- its conversation's (a new column of conversations, moved with last_seq
+-- in the row the send locks anyway) and its own (when the user came to
+-- the conversation, or its latest message as versions 1 to 3 kept it).
+-- A run then updates only its recipients' unread counts, a column no
+-- index holds, so PostgreSQL updates those rows in place (HOT) without
+-- the three index entries each move cost; inbox_recent goes (the inbox
+-- reads all of a user's entries by the primary key and sorts them), and
+-- the inbox's pages keep a tenth free for the in-place updates. The
+-- readers read the activity so: parley_inbox, parley_inbox_item,
+-- parley_inbox_updates. The column's 0 on rows from before is right: the
+-- entries hold the activity those conversations had.
+
+ALTER TABLE conversations ADD COLUMN activity bigint NOT NULL DEFAULT 0;
+DROP INDEX inbox_recent;
+ALTER TABLE inbox SET (fillfactor = 90);
+
+-- messages_inbox: a page of the user's conversations, latest activity
+-- first, after `p_before` (NULL: from the latest); NULL when p_before is
+-- not in the inbox.
+CREATE OR REPLACE FUNCTION parley_inbox(p_user text, p_before text, p_limit integer)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	b_act bigint;
+	lim integer := greatest(1, least(100, p_limit));
+	v_items text;
+	v_n bigint;
+BEGIN
+	IF p_before IS NOT NULL THEN
+		SELECT greatest(i.activity, c.activity) INTO b_act
+		FROM inbox i LEFT JOIN conversations c ON c.conversation_id = i.conversation_id
+		WHERE i.user_id = p_user AND i.conversation_id = p_before;
+		IF NOT FOUND THEN
+			RETURN NULL;
+		END IF;
+	END IF;
+	WITH entries AS (
+		SELECT i.conversation_id, greatest(i.activity, c.activity) AS activity, i.unread
+		FROM inbox i LEFT JOIN conversations c ON c.conversation_id = i.conversation_id
+		WHERE i.user_id = p_user),
+	     page AS (
+		SELECT * FROM entries e WHERE p_before IS NULL
+			OR (e.activity, e.conversation_id) < (b_act, p_before)
+		ORDER BY e.activity DESC, e.conversation_id DESC LIMIT lim + 1),
+	     shown AS (SELECT * FROM page ORDER BY activity DESC, conversation_id DESC LIMIT lim)
+	SELECT string_agg(parley_item(s.conversation_id, s.activity, s.unread,
+				      parley_last_message(s.conversation_id)), ','
+			  ORDER BY s.activity DESC, s.conversation_id DESC),
+	       (SELECT count(*) FROM page)
+	INTO v_items, v_n FROM shown s;
+	RETURN '{"conversations":[' || coalesce(v_items, '') || '],"hasMore":'
+		|| CASE WHEN v_n > lim THEN 'true' ELSE 'false' END || '}';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION parley_inbox_item(p_user text, p_conv text) RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT parley_item(i.conversation_id, greatest(i.activity, (
+				SELECT c.activity FROM conversations c
+				WHERE c.conversation_id = i.conversation_id)),
+			   i.unread, parley_last_message(i.conversation_id))
+	FROM inbox i WHERE i.user_id = p_user AND i.conversation_id = p_conv
+$$;
+
+-- messages_inbox_items: the conversation's item for each of the users
+-- whose inbox holds it, as rows (item, user), users with the same item
+-- next to each other (the last message read once).
+CREATE OR REPLACE FUNCTION parley_inbox_updates(p_conv text, p_users text[])
+RETURNS TABLE (item text, user_id text) LANGUAGE sql STABLE AS $$
+	WITH last AS (SELECT parley_last_message(p_conv) AS l,
+			     (SELECT c.activity FROM conversations c
+			      WHERE c.conversation_id = p_conv) AS act),
+	     entries AS (
+		SELECT i.user_id, greatest(i.activity, last.act) AS activity, i.unread,
+		       min(x.o) AS o
+		FROM unnest(p_users) WITH ORDINALITY AS x(u, o)
+		JOIN inbox i ON i.user_id = x.u AND i.conversation_id = p_conv, last
+		GROUP BY i.user_id, greatest(i.activity, last.act), i.unread)
+	SELECT parley_item(p_conv, e.activity, e.unread, last.l), e.user_id
+	FROM entries e, last
+	ORDER BY min(e.o) OVER (PARTITION BY e.activity, e.unread), e.o
+$$;
 
 -- The least status over a message's counted recipients: "sent" (1) while
 -- one of the `n` recipients at send time has no row.
@@ -245,14 +329,17 @@ BEGIN
 	END;
 	-- Each conversation's numbers: its row locked once (in conversation
 	-- order, as any process's run locks them), the run's sends numbered in
-	-- their order after its last.
+	-- their order after its last; and its activity, the run's latest
+	-- message.
 	WITH runs AS (
-		SELECT s.c, count(*) AS k FROM (SELECT unnest(p_conv) AS c,
-				unnest(v_created) AS ok) AS s
+		SELECT s.c, count(*) AS k, max(parley_id_number(s.id)) AS act
+		FROM (SELECT unnest(p_conv) AS c, unnest(v_id) AS id, unnest(v_created) AS ok) AS s
 		WHERE s.ok GROUP BY s.c),
 	taken AS (
-		INSERT INTO conversations SELECT r.c, r.k FROM runs r ORDER BY r.c
-		ON CONFLICT (conversation_id) DO UPDATE SET last_seq = conversations.last_seq + excluded.last_seq
+		INSERT INTO conversations SELECT r.c, r.k, r.act FROM runs r ORDER BY r.c
+		ON CONFLICT (conversation_id) DO UPDATE
+		SET last_seq = conversations.last_seq + excluded.last_seq,
+		    activity = greatest(conversations.activity, excluded.activity)
 		RETURNING conversations.conversation_id, conversations.last_seq)
 	SELECT array_agg(y.q ORDER BY y.i) INTO v_seq FROM (
 		SELECT s.i, CASE WHEN s.ok THEN t.last_seq - r.k
@@ -269,10 +356,13 @@ BEGIN
 			unnest(p_when) AS w, unnest(v_rec) AS rec, unnest(v_created) AS ok) AS s
 	WHERE s.ok;
 	-- No status rows: a recipient without one is at "sent" (below).
-	-- The inbox: every participant's entry of a conversation the run wrote
-	-- moves to its latest message, once, and each recipient's unread count
-	-- grows by the messages it received; the entries missing (the sender's
-	-- and recipients' not there yet, usually none) are made.
+	-- The inbox: an entry's activity is the conversation's (above) or when
+	-- the user came to it, whichever is later, so the run moves only the
+	-- unread counts of its recipients, by the messages each received (an
+	-- update of a column no index holds: PostgreSQL's HOT update, the
+	-- indexes untouched). The entries missing (the sender's and
+	-- recipients' not there yet, usually none) are made. The participants
+	-- of each send's conversation are the entries there before the run.
 	WITH latest AS (
 		SELECT s.c, max(parley_id_number(s.id)) AS act
 		FROM (SELECT unnest(p_conv) AS c, unnest(v_id) AS id, unnest(v_created) AS ok
@@ -282,13 +372,13 @@ BEGIN
 		FROM (SELECT unnest(p_conv) AS c, unnest(v_rec) AS rec, unnest(v_created) AS ok
 			) AS s, unnest(s.rec::text[]) AS x(u)
 		WHERE s.ok GROUP BY s.c, x.u),
-	moved AS (
-		UPDATE inbox i SET activity = greatest(i.activity, d.act), unread = i.unread + d.k
-		FROM (SELECT b.conversation_id AS c, b.user_id AS u, l.act, coalesce(g.k, 0) AS k
-		      FROM latest l JOIN inbox b ON b.conversation_id = l.c
-		      LEFT JOIN got g ON g.c = b.conversation_id AND g.u = b.user_id) d
-		WHERE i.conversation_id = d.c AND i.user_id = d.u
-		RETURNING i.conversation_id, i.user_id),
+	bumped AS (
+		UPDATE inbox i SET unread = i.unread + g.k FROM got g
+		WHERE i.conversation_id = g.c AND i.user_id = g.u
+		RETURNING i.conversation_id),
+	there AS (
+		SELECT b.conversation_id, b.user_id FROM latest l
+		JOIN inbox b ON b.conversation_id = l.c),
 	wanted AS (
 		SELECT DISTINCT s.c, s.u FROM (SELECT unnest(p_conv) AS c,
 				unnest(p_sender) AS u, unnest(v_created) AS ok) AS s WHERE s.ok
@@ -297,15 +387,16 @@ BEGIN
 		INSERT INTO inbox
 		SELECT w.u, w.c, l.act, coalesce(g.k, 0)
 		FROM wanted w JOIN latest l ON l.c = w.c LEFT JOIN got g ON g.c = w.c AND g.u = w.u
-		WHERE NOT EXISTS (SELECT FROM moved mv WHERE mv.conversation_id = w.c AND mv.user_id = w.u)
+		WHERE NOT EXISTS (SELECT FROM there t WHERE t.conversation_id = w.c AND t.user_id = w.u)
 		ORDER BY w.u, w.c
 		ON CONFLICT (user_id, conversation_id) DO UPDATE
 		SET activity = greatest(inbox.activity, excluded.activity),
 		    unread = inbox.unread + excluded.unread
 		RETURNING inbox.conversation_id),
 	parts AS (
-		SELECT mv.conversation_id AS c, to_json((array_agg(mv.user_id ORDER BY mv.user_id))[1:10000])::text AS js
-		FROM moved mv GROUP BY mv.conversation_id)
+		SELECT t.conversation_id AS c,
+		       to_json((array_agg(t.user_id ORDER BY t.user_id))[1:10000])::text AS js
+		FROM there t GROUP BY t.conversation_id)
 	SELECT array_agg(CASE WHEN s.ok THEN coalesce(p.js, '[]') END ORDER BY s.i),
 	       (SELECT array_agg(DISTINCT md.conversation_id) FROM made md)
 	INTO v_parts, v_new
