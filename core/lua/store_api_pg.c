@@ -62,7 +62,7 @@ struct pg_wait {
 	int err;
 	unsigned long members_gen; /* members_gen when it was queued */
 	/* A send's record from after its id to its seq (send_middle), which
-	 * the answer completes (push_new_record); empty for other calls. */
+	 * the answer completes (push_record); empty for other calls. */
 	size_t middle_len;
 	char middle[];
 };
