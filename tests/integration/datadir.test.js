@@ -58,11 +58,7 @@ function assertRefusal(st, dir, holder) {
   assert.doesNotMatch(st.logs, /Sanitizer|runtime error:/);
 }
 
-async function client(srv, userId) {
-  const s = h.sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'] });
-  await h.connected(s);
-  return s;
-}
+const client = h.messagesClient;
 
 async function send(s, conv, id) {
   const ack = await s.timeout(5000).emitWithAck('message:send',

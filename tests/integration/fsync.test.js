@@ -155,11 +155,7 @@ function assertDurableBeforeAnswer(events, file, marker, id, what) {
     `${what}: no durable write to data.mdb (LMDB's meta page) between the sync at line ${firstSync} and the answer at line ${answer}`);
 }
 
-async function client(srv, userId) {
-  const s = h.sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'] });
-  await h.connected(s);
-  return s;
-}
+const client = h.messagesClient;
 
 test('every ack of message:send and every 201 of POST /api/.../messages leaves parley after an fdatasync of data.mdb that covers the message', { timeout: 120000, ...h.lmdbOnly('the fdatasync of LMDB\'s data.mdb') }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-fsync-'));

@@ -372,6 +372,14 @@ function newPgDatabase(prefix) {
   return { name, uri: PG.replace(/^(\w+:\/\/[^/]*\/)[^?]*/, `$1${name}`) };
 }
 
+// A socket.io-client socket on /messages as `userId` (the websocket
+// transport), connected.
+async function messagesClient(srv, userId) {
+  const c = sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'] });
+  await connected(c);
+  return c;
+}
+
 // Every message of a conversation, paging messages:sync (500 a page)
 // through the Socket.IO client `c`.
 async function syncAll(c, conversationId) {
@@ -389,4 +397,5 @@ async function syncAll(c, conversationId) {
 module.exports = {
   ROOT, BINARY, PG, lmdbOnly, pgStore, spawnParley, startParley, cleanup, sleep, metric, waitFor, scriptLoads, loaded, reload, sioClient, connected, once, silent, frameQueue, plainClient,
   rawEngineWs, pollHandshake, freePort, recordEvents, untilLogged, newPgDatabase, syncAll,
+  messagesClient,
 };

@@ -36,11 +36,7 @@ async function putMembers(srv, conv, members) {
   assert.equal(r.status, 200, `PUT members: ${r.status} ${await r.text()}`);
 }
 
-async function client(srv, userId) {
-  const c = h.sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'] });
-  await h.connected(c);
-  return c;
-}
+const client = h.messagesClient;
 
 const msg = (conversationId, content, clientMessageId) =>
   ({ conversationId, clientMessageId, type: 'text', content });

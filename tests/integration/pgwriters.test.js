@@ -32,11 +32,7 @@ function route(conv) {
   return h % 4;
 }
 
-async function client(srv, userId) {
-  const c = h.sioClient(srv, '/messages', { query: { userId }, transports: ['websocket'] });
-  await h.connected(c);
-  return c;
-}
+const client = h.messagesClient;
 
 const msg = (conversationId, content, clientMessageId) =>
   ({ conversationId, clientMessageId, type: 'text', content });
