@@ -21,8 +21,7 @@ LOADGEN=$ROOT/build/tests/bench/loadgen
 PORT=$(( ${BENCH_PORT_BASE:-4301} + 9 ))
 [ -x "$LOADGEN" ] || { echo "ab-fanout.sh: no $LOADGEN (run.sh builds it)" >&2; exit 1; }
 cd "$ROOT" || exit 1
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-field() { grep -o " $1=[-0-9.]*" <<<"$2" | head -1 | cut -d= -f2; }
+. "$ROOT/tests/bench/lib.sh"
 for round in $(seq "$ROUNDS"); do
 	for spec in "$@"; do
 		label=${spec%%=*} rest=${spec#*=}

@@ -20,8 +20,7 @@ PGD=$(mktemp -d /tmp/parley-ab-pg.XXXXXX)
 URI=$(taskset -c 1 bash $ROOT/tests/pg.sh start $PGD)
 PGPID=$(head -1 $PGD/data/postmaster.pid)
 trap 'bash $ROOT/tests/pg.sh stop $PGD >/dev/null 2>&1; rm -rf $PGD' EXIT
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-field() { grep -o " $1=[-0-9.]*" <<<"$2" | head -1 | cut -d= -f2; }
+. "$ROOT/tests/bench/lib.sh"
 n=0
 for round in $(seq $ROUNDS); do
 	for spec in "$@"; do
@@ -30,11 +29,8 @@ for round in $(seq $ROUNDS); do
 		psql "$URI" -qXc "CREATE DATABASE ab_$n" >/dev/null
 		db=${URI/\/postgres\?/\/ab_$n?}
 		data=$(mktemp -d /tmp/parley-ab.XXXXXX)
-		tree=$(cd "$(dirname "$bin")/.." && pwd)
-		PARLEY_SCRIPTS=$tree/scripts PARLEY_STORE="$db" PORT=$PORT PARLEY_PLUGIN_PATH=$tree/tests/plugins PARLEY_PLUGINS=bench \
-			PARLEY_LOG=warn PARLEY_DATA_DIR=$data taskset -c 0 $bin >/dev/null 2>&1 &
-		spid=$!
-		for _ in $(seq 100); do port_open $PORT && break; sleep 0.1; done
+		tree_parley "$bin" "$data" $PORT PARLEY_STORE="$db"
+		spid=$SPID
 		out=$(taskset -c 1 $LOADGEN --port $PORT --server-pid $spid --db-pid $PGPID --label $label \
 			--mode send --clients 200 --room 1 --window 8 --duration $DUR 2>/dev/null | grep '^RESULT ')
 		kill -TERM $spid; wait $spid 2>/dev/null

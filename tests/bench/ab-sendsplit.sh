@@ -16,48 +16,47 @@ set -u
 ROUNDS=$1 DUR=$2; shift 2
 [ "$DUR" -ge 4 ] || { echo "ab-sendsplit.sh: SECONDS must be 4 or more (1.5 s of warm-up, then the threads' CPU)" >&2; exit 2; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$ROOT/tests/bench/lib.sh"
 LOADGEN=$ROOT/build/tests/bench/loadgen
 PORT=${BENCH_PORT:-4391}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-field() { grep -o " $1=[-0-9.]*" <<<"$2" | head -1 | cut -d= -f2; }
-ticks() { awk '{ print $14 + $15 }' "$1" 2>/dev/null || echo 0; }   # utime + stime
+HZ=$(getconf CLK_TCK)
+TMP=$(mktemp -d /tmp/parley-ab.XXXXXX)
+SPID=""
+trap '[ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null; rm -rf "$TMP"' EXIT
+die() { echo "ab-sendsplit.sh: $*" >&2; exit 1; }
+ticks() { awk '{ print $14 + $15 }' "$1" || die "cannot read $1"; }   # utime + stime
+# per_ack TICKS0 TICKS1 SECONDS ACKS/S: µs of the thread's CPU an ack
+per_ack() { awk -v a="$1" -v b="$2" -v t="$3" -v n="$4" -v hz="$HZ" 'BEGIN { printf "%.1f", 1e6 * (b - a) / hz / (t * n) }'; }
+n=0
 for round in $(seq "$ROUNDS"); do
 	for spec in "$@"; do
 		label=${spec%%=*} bin=${spec#*=}
-		data=$(mktemp -d /tmp/parley-ab.XXXXXX)
-		tree=$(cd "$(dirname "$bin")/.." && pwd)
-		PARLEY_SCRIPTS=$tree/scripts PORT=$PORT PARLEY_PLUGIN_PATH=$tree/tests/plugins PARLEY_PLUGINS=bench \
-			PARLEY_LOG=warn PARLEY_DATA_DIR=$data taskset -c 0 "$bin" >/dev/null 2>&1 &
-		spid=$!
-		for _ in $(seq 100); do port_open "$PORT" && break; sleep 0.1; done
-		writer=""
-		for _ in $(seq 50); do
-			for t in /proc/"$spid"/task/*; do
-				[ "$(cat "$t/comm" 2>/dev/null)" = parley-store ] && writer=${t##*/}
-			done
-			[ -n "$writer" ] && break
-			sleep 0.1
-		done
-		[ -n "$writer" ] || { echo "no parley-store thread in $label" >&2; kill -KILL $spid; exit 1; }
+		n=$((n + 1))
+		port_open "$PORT" && die "port $PORT in use (set BENCH_PORT)"
+		tree_parley "$bin" "$TMP/data-$n" "$PORT"
+		writer=$(store_writer_tid "$SPID")
+		[ -n "$writer" ] || die "no parley-store thread in $label"
 		taskset -p -c 1 "$writer" >/dev/null
-		taskset -c 1 "$LOADGEN" --port "$PORT" --server-pid $spid --label "$label" \
-			--mode send --clients 200 --room 1 --window 8 --duration "$DUR" >"$data/out" 2>/dev/null &
+		taskset -c 1 "$LOADGEN" --port "$PORT" --server-pid "$SPID" --label "$label" \
+			--mode send --clients 200 --room 1 --window 8 --duration "$DUR" >"$TMP/out" 2>/dev/null &
 		lg=$!
 		sleep 1.5   # connects and warm-up, then the threads' CPU over the middle of the load
-		l0=$(ticks /proc/$spid/task/$spid/stat) w0=$(ticks /proc/$spid/task/"$writer"/stat)
-		a0=$(date +%s.%N)
+		l0=$(ticks "/proc/$SPID/task/$SPID/stat") w0=$(ticks "/proc/$SPID/task/$writer/stat")
+		t0=$(date +%s.%N)
 		sleep "$((DUR - 2))"
-		l1=$(ticks /proc/$spid/task/$spid/stat) w1=$(ticks /proc/$spid/task/"$writer"/stat)
-		a1=$(date +%s.%N)
+		l1=$(ticks "/proc/$SPID/task/$SPID/stat") w1=$(ticks "/proc/$SPID/task/$writer/stat")
+		t1=$(date +%s.%N)
 		wait $lg
-		out=$(grep '^RESULT ' "$data/out")
-		kill -TERM $spid; wait $spid 2>/dev/null
-		rm -rf "$data"
+		out=$(grep '^RESULT ' "$TMP/out")
+		kill -TERM "$SPID"; wait "$SPID" 2>/dev/null
+		SPID=""
+		rm -rf "$TMP/data-$n"
 		acks=$(field acks_per_s "$out")
-		hz=$(getconf CLK_TCK)
+		[ "${acks:-0}" -gt 0 ] || die "$label: no acks (loadgen: ${out:-no RESULT})"
+		secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
 		echo "round=$round $label acks_per_s=$acks" \
-			"loop_us_per_ack=$(awk -v a=$l0 -v b=$l1 -v s=$a0 -v e=$a1 -v n=$acks -v hz=$hz 'BEGIN{printf "%.1f", 1e6*(b-a)/hz/((e-s)*n)}')" \
-			"writer_us_per_ack=$(awk -v a=$w0 -v b=$w1 -v s=$a0 -v e=$a1 -v n=$acks -v hz=$hz 'BEGIN{printf "%.1f", 1e6*(b-a)/hz/((e-s)*n)}')" \
+			"loop_us_per_ack=$(per_ack "$l0" "$l1" "$secs" "$acks")" \
+			"writer_us_per_ack=$(per_ack "$w0" "$w1" "$secs" "$acks")" \
 			"err=$(field ack_err "$out") lost=$(field lost "$out") load=$(cut -d' ' -f1 /proc/loadavg)"
 	done
 done

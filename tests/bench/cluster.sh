@@ -108,7 +108,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+. "$ROOT/tests/bench/lib.sh"
 
 # PostgreSQL (tests/pg.sh: fsync on, synchronous_commit on) on core 1, every
 # process it forks too; its own directory outside $TMP (the postgres user

@@ -169,7 +169,7 @@ pg_drop_database() {
 	psql "$PG_URI" -qXc "DROP DATABASE bench_$PG_DB WITH (FORCE)" >/dev/null 2>&1
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+. "$ROOT/tests/bench/lib.sh"
 
 # start_server KIND PORT [ENV...]: starts it pinned to core 0; sets SPID.
 start_server() {
@@ -205,16 +205,9 @@ start_server() {
 # after the port opens (the store opens after listen): looked for up to 5 s.
 writer_to_loadgen_core() {
 	local t
-	for _ in $(seq 50); do
-		for t in /proc/"$SPID"/task/*; do
-			[ "$(cat "$t/comm" 2>/dev/null)" = parley-store ] || continue
-			taskset -p -c $LOADGEN_CPU "${t##*/}" >/dev/null ||
-				die "sendsplit: taskset -p -c $LOADGEN_CPU ${t##*/} failed"
-			return 0
-		done
-		sleep 0.1
-	done
-	die "sendsplit: no parley-store thread in process $SPID"
+	t=$(store_writer_tid "$SPID")
+	[ -n "$t" ] || die "sendsplit: no parley-store thread in process $SPID"
+	taskset -p -c $LOADGEN_CPU "$t" >/dev/null || die "sendsplit: taskset -p -c $LOADGEN_CPU $t failed"
 }
 
 stop_server() {
